@@ -1,0 +1,67 @@
+"""Run an ASGI app (a sandbox, later the daemon's own server) on loopback in a background thread.
+
+Both sandboxes and the tests use this one helper, so that "start on a free port, wait until it
+answers, stop cleanly" is written once. uvicorn is given an already-bound socket: the port is
+known before the server starts, and there is no race between picking a free port and binding it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server serving one app on 127.0.0.1 from a daemon thread."""
+
+    host: str
+    port: int
+    _server: uvicorn.Server = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def bind_loopback(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """A listening TCP socket on loopback; port 0 picks a free one."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_in_thread(app, *, port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 10.0) -> RunningServer:
+    """Start `app` on host:port (0 = any free port) and return once it accepts connections."""
+    sock = bind_loopback(port, host)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    # uvicorn would install its own SIGINT/SIGTERM handlers; in a thread that is neither
+    # possible nor wanted: the owner of the process decides how to stop.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"serve:{sock.getsockname()[1]}")
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server on {host}:{sock.getsockname()[1]} did not start")
+        time.sleep(0.01)
+    return RunningServer(host=host, port=sock.getsockname()[1], _server=server, _thread=thread)
