@@ -1,0 +1,122 @@
+"""SQLModel tables: the daemon's truth about every image, job and provider call.
+
+States of an image (see ARCHITECTURE.md, "the life of one image"):
+
+    baseline                      existed before the first run with new_only; never processed
+    discovered ─► submitted ─► enhanced ─► backed_up ─► written ─► done
+         │             │            │           │           │
+         └─ skipped    └─ failed ◄──┴───────────┴───────────┘      reverted (after `retouch revert`)
+
+Every column that records an outside effect has an "intent" twin written before the call
+(`Job.idempotency_key` before the create request, `Image.write_source` before the Shopify
+mutation), so a restart can finish or reconcile whatever was in flight.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ImageState(StrEnum):
+    BASELINE = "baseline"
+    DISCOVERED = "discovered"
+    SUBMITTED = "submitted"
+    ENHANCED = "enhanced"
+    BACKED_UP = "backed_up"
+    WRITTEN = "written"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    REVERTED = "reverted"
+
+
+# States in which an image is still on its way: the queue.
+PENDING_STATES = (ImageState.DISCOVERED, ImageState.SUBMITTED, ImageState.ENHANCED,
+                  ImageState.BACKED_UP, ImageState.WRITTEN)
+FINAL_STATES = (ImageState.DONE, ImageState.FAILED, ImageState.SKIPPED, ImageState.BASELINE, ImageState.REVERTED)
+
+
+class JobState(StrEnum):
+    PENDING = "pending"        # key written, the provider has not (knowingly) accepted it yet
+    SUBMITTED = "submitted"    # accepted: has a provider id, being polled
+    FINISHED = "finished"      # terminal at the provider; items were recorded
+    FAILED = "failed"          # rejected for good (409, 400); its images carry the reason
+
+
+class Image(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    media_id: str = Field(unique=True, index=True)
+    product_id: str = Field(index=True)
+    product_legacy_id: str
+    state: str = Field(index=True)
+    source_url: str | None = None          # CDN URL of the original when it was discovered (None until READY)
+    filename: str | None = None            # original's file name; its extension must be kept on replace
+    mime_type: str | None = None
+    alt: str | None = None
+    position: int = 0
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True)
+    item_index: int | None = None          # position in the job's request, to map results back
+    result_url: str | None = None
+    backup_sha256: str | None = None
+    write_source: str | None = None        # intent: the staged resourceUrl about to be written
+    output_media_id: str | None = None     # the media that now shows our output (same id in replace mode)
+    written_at: float | None = None        # wall clock of the Shopify write, to time out a stuck READY
+    attempts: int = 0
+    next_attempt_at: float | None = None   # wall clock; None = now
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Job(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str
+    idempotency_key: str = Field(unique=True)
+    provider_job_id: str | None = Field(default=None, index=True)
+    state: str = Field(index=True)
+    image_count: int = 0
+    attempts: int = 0
+    next_attempt_at: float | None = None   # pending jobs: when to send again
+    next_poll_at: float | None = None      # submitted jobs: when to ask for status
+    polls: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class OutputMedia(SQLModel, table=True):
+    """A media that shows retouch output: never sent for enhancement again."""
+
+    media_id: str = Field(primary_key=True)
+    product_id: str = Field(index=True)
+    image_id: int | None = Field(default=None, foreign_key="image.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class QuotaEvent(SQLModel, table=True):
+    """One use of a provider quota (a job, images, a poll), kept for one window to rebuild the pacer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(index=True)
+    kind: str
+    at: float = Field(index=True)
+    count: int = 1
+
+
+class Meta(SQLModel, table=True):
+    """Small named values: schema version, discovery cursor, provider pause."""
+
+    key: str = Field(primary_key=True)
+    value: str

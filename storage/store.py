@@ -1,0 +1,258 @@
+"""The only code that opens a database session.
+
+`Store` hands out plain, detached rows (`expire_on_commit=False`) and takes changes as keyword
+arguments, one transaction per method, so the pipeline never holds a session across an outside
+call. SQLite runs in WAL mode with a generous busy timeout: `status` or `resync` in another
+process can read and write while the daemon runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event, func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+
+from .models import (
+    SCHEMA_VERSION,
+    Image,
+    ImageState,
+    Job,
+    JobState,
+    Meta,
+    OutputMedia,
+    QuotaEvent,
+    utcnow,
+)
+
+
+class StorageError(Exception):
+    """The database cannot be used (wrong schema version, unreadable file)."""
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")     # a committed idempotency key must survive a power cut
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")   # another retouch process may hold the write lock briefly
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+    event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        SQLModel.metadata.create_all(self.engine)
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) != SCHEMA_VERSION:
+            raise StorageError(f"database schema version {version} is not supported (expected {SCHEMA_VERSION})")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    # ----- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._session() as s:
+            row = s.get(Meta, key)
+            return None if row is None else row.value
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._session() as s:
+            s.merge(Meta(key=key, value=value))
+
+    def delete_meta(self, key: str) -> None:
+        with self._session() as s:
+            s.exec(delete(Meta).where(col(Meta.key) == key))
+
+    # ----- images -----------------------------------------------------------------------------
+
+    def image(self, image_id: int) -> Image | None:
+        with self._session() as s:
+            return s.get(Image, image_id)
+
+    def image_by_media(self, media_id: str) -> Image | None:
+        with self._session() as s:
+            return s.exec(select(Image).where(Image.media_id == media_id)).first()
+
+    def images_of_product(self, product_id: str) -> list[Image]:
+        with self._session() as s:
+            return list(s.exec(select(Image).where(Image.product_id == product_id).order_by(col(Image.id))))
+
+    def images_by_media(self, media_ids: Iterable[str]) -> dict[str, Image]:
+        ids = list(media_ids)
+        if not ids:
+            return {}
+        with self._session() as s:
+            rows = s.exec(select(Image).where(col(Image.media_id).in_(ids)))
+            return {row.media_id: row for row in rows}
+
+    def insert_image(self, **fields: Any) -> Image:
+        with self._session() as s:
+            image = Image(**fields)
+            s.add(image)
+            s.flush()
+            return image
+
+    def update_image(self, image_id: int, **fields: Any) -> Image:
+        with self._session() as s:
+            image = s.get(Image, image_id)
+            if image is None:
+                raise KeyError(image_id)
+            for name, value in fields.items():
+                setattr(image, name, value)
+            image.updated_at = utcnow()
+            s.add(image)
+            return image
+
+    def images_in_state(self, *states: ImageState, product_ids: Sequence[str] | None = None,
+                        limit: int | None = None, due_by: float | None = None) -> list[Image]:
+        """Images in any of `states`, oldest first; `due_by` drops those waiting for a retry time."""
+        query = select(Image).where(col(Image.state).in_([str(s) for s in states]))
+        if product_ids is not None:
+            query = query.where(col(Image.product_id).in_(list(product_ids)))
+        if due_by is not None:
+            query = query.where((col(Image.next_attempt_at).is_(None)) | (col(Image.next_attempt_at) <= due_by))
+        query = query.order_by(col(Image.id))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session() as s:
+            return list(s.exec(query))
+
+    def counts_by_state(self) -> dict[str, int]:
+        with self._session() as s:
+            rows = s.exec(select(Image.state, func.count()).group_by(Image.state))
+            return {state: count for state, count in rows}
+
+    def recent_failures(self, limit: int = 10) -> list[Image]:
+        with self._session() as s:
+            query = (select(Image).where(Image.state == ImageState.FAILED)
+                     .order_by(col(Image.updated_at).desc()).limit(limit))
+            return list(s.exec(query))
+
+    # ----- output media -----------------------------------------------------------------------
+
+    def is_output(self, media_id: str) -> bool:
+        with self._session() as s:
+            return s.get(OutputMedia, media_id) is not None
+
+    def output_media_of_product(self, product_id: str) -> set[str]:
+        with self._session() as s:
+            return set(s.exec(select(OutputMedia.media_id).where(OutputMedia.product_id == product_id)))
+
+    def add_output(self, media_id: str, product_id: str, image_id: int | None) -> None:
+        with self._session() as s:
+            s.merge(OutputMedia(media_id=media_id, product_id=product_id, image_id=image_id))
+
+    def remove_output(self, media_id: str) -> None:
+        with self._session() as s:
+            s.exec(delete(OutputMedia).where(col(OutputMedia.media_id) == media_id))
+
+    # ----- jobs -------------------------------------------------------------------------------
+
+    def create_job(self, provider: str, idempotency_key: str, image_ids: Sequence[int]) -> Job:
+        """Write the job and its key, and move its images to `submitted`, in one transaction —
+        before any request goes out, so a crash right after can only lead to a replay of this key."""
+        with self._session() as s:
+            job = Job(provider=provider, idempotency_key=idempotency_key, state=JobState.PENDING,
+                      image_count=len(image_ids))
+            s.add(job)
+            s.flush()
+            for index, image_id in enumerate(image_ids):
+                image = s.get(Image, image_id)
+                assert image is not None and image.state == ImageState.DISCOVERED, image_id
+                image.state, image.job_id, image.item_index = ImageState.SUBMITTED, job.id, index
+                image.updated_at = utcnow()
+                s.add(image)
+            return job
+
+    def job(self, job_id: int) -> Job | None:
+        with self._session() as s:
+            return s.get(Job, job_id)
+
+    def jobs_in_state(self, *states: JobState) -> list[Job]:
+        with self._session() as s:
+            query = select(Job).where(col(Job.state).in_([str(x) for x in states])).order_by(col(Job.id))
+            return list(s.exec(query))
+
+    def update_job(self, job_id: int, **fields: Any) -> Job:
+        with self._session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            for name, value in fields.items():
+                setattr(job, name, value)
+            s.add(job)
+            return job
+
+    def job_images(self, job_id: int) -> list[Image]:
+        with self._session() as s:
+            query = select(Image).where(Image.job_id == job_id).order_by(col(Image.item_index))
+            return list(s.exec(query))
+
+    def update_job_and_images(self, job_id: int, job_fields: dict[str, Any],
+                              image_fields: dict[int, dict[str, Any]]) -> None:
+        """Record a provider answer for a job and its items atomically."""
+        with self._session() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            for name, value in job_fields.items():
+                setattr(job, name, value)
+            s.add(job)
+            for image_id, fields in image_fields.items():
+                image = s.get(Image, image_id)
+                assert image is not None
+                for name, value in fields.items():
+                    setattr(image, name, value)
+                image.updated_at = utcnow()
+                s.add(image)
+
+    # ----- provider quota ---------------------------------------------------------------------
+
+    def add_quota_event(self, provider: str, kind: str, at: float, count: int = 1) -> None:
+        with self._session() as s:
+            s.add(QuotaEvent(provider=provider, kind=kind, at=at, count=count))
+
+    def quota_events(self, provider: str, since: float) -> list[tuple[str, float, int]]:
+        with self._session() as s:
+            query = select(QuotaEvent).where(QuotaEvent.provider == provider, QuotaEvent.at >= since)
+            return [(e.kind, e.at, e.count) for e in s.exec(query)]
+
+    def prune_quota_events(self, before: float) -> None:
+        with self._session() as s:
+            s.exec(delete(QuotaEvent).where(col(QuotaEvent.at) < before))
+
+    def copy_to(self, path: str) -> None:
+        """A consistent copy of the whole database (SQLite's online backup), for dry runs."""
+        import sqlite3
+
+        source = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+        target = sqlite3.connect(path)
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
+
+    def integrity_ok(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+

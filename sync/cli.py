@@ -1,0 +1,164 @@
+"""`retouch` command line: run, resync, status, revert, check, sandbox, demo.
+
+Exit codes: 0 success, 1 work that failed (an image, a check), 2 usage or config error — a
+config error is one line naming the key, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import __version__
+from .config import ConfigError, Settings, load_settings
+from .logs import configure
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Enhance a Shopify store's new product images with an AI service, and write them back.")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("-c", "--config", help="Config file (default: $RETOUCH_CONFIG, ./config.toml, /etc/retouch/config.toml)",
+                 show_default=False),
+]
+ProductOption = Annotated[
+    list[str] | None, typer.Option("--product", help="Product id (numeric or gid); repeatable", show_default=False)
+]
+
+T = TypeVar("T")
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    configure(settings.log.level, settings.log.format, settings.secrets())
+    return settings
+
+
+def _run(coro_factory: Callable[[], Any]) -> Any:
+    try:
+        return asyncio.run(coro_factory())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def product_gid(value: str) -> str:
+    value = value.strip()
+    if value.startswith("gid://shopify/Product/"):
+        return value
+    if value.isdigit():
+        return f"gid://shopify/Product/{value}"
+    raise typer.BadParameter(f"{value!r} is not a product id (a number or gid://shopify/Product/N)",
+                             param_hint="--product")
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the daemon in the foreground (systemd runs this)."""
+    settings = _settings(config)
+    from .commands.run import run_daemon
+    raise typer.Exit(_run(lambda: run_daemon(settings)))
+
+
+@app.command()
+def resync(
+    config: ConfigOption = None,
+    product: ProductOption = None,
+    all_: Annotated[bool, typer.Option("--all", help="Also queue images that existed before the first run")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-enhance done images from their backed-up originals")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent and its cost; send nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished."""
+    settings = _settings(config)
+    from .commands.resync import resync_command
+    product_ids = [product_gid(p) for p in product] if product else None
+    raise typer.Exit(_run(lambda: resync_command(settings, product_ids=product_ids, include_baseline=all_,
+                                                 force=force, dry_run=dry_run, yes=yes)))
+
+
+@app.command()
+def status(config: ConfigOption = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Counts per state, jobs in flight, last discovery, quota left, queue ETA, recent failures."""
+    settings = _settings(config)
+    from .commands.status import collect_status, print_status
+    report = collect_status(settings)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        print_status(report)
+
+
+@app.command()
+def revert(config: ConfigOption = None, product: ProductOption = None,
+           all_: Annotated[bool, typer.Option("--all", help="Revert every product")] = False) -> None:
+    """Put the original images back (byte-identical to the backup) and forget the marker."""
+    from .commands.revert import revert_command
+
+    if not product and not all_:
+        typer.echo("error: name products with --product ID, or use --all", err=True)
+        raise typer.Exit(2)
+    product_ids = None if all_ else [product_gid(p) for p in product or []]
+    settings = _settings(config)
+    raise typer.Exit(_run(lambda: revert_command(settings, product_ids)))
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate the config and reach Shopify and the provider; say what is wrong."""
+    settings = _settings(config)
+    from .commands.check import check_command
+    raise typer.Exit(_run(lambda: check_command(settings)))
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Shopify sandbox port (the provider sandbox takes the next one); 0 = any")] = 0,
+    products: Annotated[int, typer.Option(help="Products to seed")] = 12,
+    provider: Annotated[str, typer.Option(help="Provider sandbox to start")] = "aigenstudio",
+    config_out: Annotated[Path | None, typer.Option("--write-config", help="Also write the config to this file")] = None,
+) -> None:
+    """Start a sandbox store and provider on loopback, print a ready config, serve until Ctrl-C."""
+    from .commands.sandbox import sandbox_command
+
+    if provider != "aigenstudio":
+        typer.echo(f"error: --provider: unknown provider {provider!r} (available: aigenstudio)", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(sandbox_command(port=port, products=products, config_out=config_out))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the before/after page and the demo's files")] = Path(
+        "retouch-demo"),
+    products: Annotated[int, typer.Option(min=1, max=200, help="Products in the sandbox store")] = 12,
+) -> None:
+    """Enhance a sandbox store end to end with the real daemon code; write a before/after page."""
+    from .commands.demo import demo_command
+
+    raise typer.Exit(_run(lambda: demo_command(out=out, products=products)))
+
+
+@app.callback(invoke_without_command=True)
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version")] = False) -> None:
+    if version:
+        typer.echo(f"retouch {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:  # a config problem found after start-up (e.g. a credential file)
+        print(f"config error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""One module per CLI command; each takes validated settings and returns an exit code."""

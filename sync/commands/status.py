@@ -1,0 +1,84 @@
+"""`retouch status`: what the daemon is doing, read from the database only (safe while it runs)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from rich.console import Console
+from rich.table import Table
+
+from retouch.plugin.providers.aigenstudio.quota import QuotaLedger, QuotaLimits
+from retouch.storage.models import PENDING_STATES, ImageState, JobState
+from retouch.storage.store import Store
+
+from ..config import Settings
+from ..decisions import queue_eta_seconds
+from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED, PROVIDER
+
+
+def collect_status(settings: Settings, now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    store = Store(settings.database_url)
+    try:
+        counts = store.counts_by_state()
+        lim = settings.aigenstudio.limits
+        limits = QuotaLimits(window=lim.window, jobs=lim.jobs, images=lim.images, polls=lim.polls,
+                             active_jobs=lim.active_jobs, max_batch=settings.aigenstudio.batch_size)
+        ledger = QuotaLedger(limits, store.quota_events(PROVIDER, since=now - lim.window))
+        in_flight = store.jobs_in_state(JobState.PENDING, JobState.SUBMITTED)
+        queued = counts.get(ImageState.DISCOVERED, 0)
+        available = ledger.available("image", now)
+        last = store.get_meta(LAST_DISCOVERY)
+        paused = store.get_meta(PAUSED)
+        blocked = float(store.get_meta(BLOCKED_UNTIL) or 0)
+        return {
+            "mode": "sandbox" if settings.provider_is_sandbox else "live",
+            "counts": {state.value: counts.get(state.value, 0) for state in ImageState},
+            "pending": sum(counts.get(s.value, 0) for s in PENDING_STATES),
+            "jobs_in_flight": [{"job_id": j.id, "state": j.state, "enhancement_id": j.provider_job_id,
+                                "images": j.image_count, "error": j.error_message} for j in in_flight],
+            "last_discovery": _iso(float(last)) if last else None,
+            "quota_left": {kind: ledger.available(kind, now) for kind in ("job", "image", "poll")},
+            "queue_eta_seconds": queue_eta_seconds(queued, lim.images, lim.window, available),
+            "paused": _loads(paused),
+            "rate_limited_until": _iso(blocked) if blocked > now else None,
+            "recent_failures": [{"product_id": i.product_id, "media_id": i.media_id, "state": i.state,
+                                 "error_code": i.error_code, "error_message": i.error_message}
+                                for i in store.recent_failures(10)],
+        }
+    finally:
+        store.close()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def _loads(value: str | None):
+    import json
+
+    return json.loads(value) if value else None
+
+
+def print_status(report: dict) -> None:
+    console = Console()
+    table = Table(title=f"retouch ({report['mode']})", show_header=True)
+    table.add_column("state")
+    table.add_column("images", justify="right")
+    for state, count in report["counts"].items():
+        if count:
+            table.add_row(state, str(count))
+    console.print(table)
+    console.print(f"pending: {report['pending']}   jobs in flight: {len(report['jobs_in_flight'])}   "
+                  f"last discovery: {report['last_discovery'] or 'never'}")
+    q = report["quota_left"]
+    console.print(f"quota left this window: {q['image']} images, {q['job']} jobs, {q['poll']} polls   "
+                  f"queue ETA: {report['queue_eta_seconds'] / 60:.0f} min")
+    if report["paused"]:
+        console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")
+    if report["rate_limited_until"]:
+        console.print(f"rate limited until {report['rate_limited_until']}")
+    for failure in report["recent_failures"]:
+        console.print(f"[red]{failure['state']}[/] {failure['product_id']} {failure['media_id']}: "
+                      f"{failure['error_code']} {failure['error_message'] or ''}")

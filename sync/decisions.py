@@ -1,0 +1,114 @@
+"""Pure decisions of the pipeline: plain data in, plain data out, no I/O, no clock.
+
+Each function answers one question the pipeline asks ("is this media ours?", "what happens to
+this media on discovery?", "how long until the next retry?") so it can be unit-tested exhaustively.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+# Files we upload to Shopify are named `retouch-<media number>.<ext>`; Shopify keeps that name in
+# the CDN URL, which gives a third way (after the DB and the product marker) to recognise our output.
+OUTPUT_FILENAME = re.compile(r"^retouch-\d+(?:-[0-9a-f]{6})?\.[a-z0-9]+$")
+
+
+class Discovery(Enum):
+    IGNORE = "ignore"          # not an image, or already tracked
+    OUTPUT = "output"          # ours: remember it as output, never enhance
+    BASELINE = "baseline"      # existed before the first run (new_only): record, never process
+    QUEUE = "queue"            # a new original: enhance it
+    EXCLUDED = "excluded"      # the product carries an excluded tag
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What discovery knows about one media of a product."""
+
+    media_id: str
+    is_image: bool
+    filename: str | None
+    in_marker: bool            # listed in the product's retouch metafield
+    known_output: bool         # recorded as output in our DB
+    tracked: bool              # an image row exists for it already
+
+
+def filename_of(url: str | None) -> str | None:
+    """Last path segment of a URL, without the query ('…/files/shoe.jpg?v=3' -> 'shoe.jpg')."""
+    if not url:
+        return None
+    name = PurePosixPath(urlsplit(url).path).name
+    return name or None
+
+
+def is_output_filename(filename: str | None) -> bool:
+    return bool(filename) and bool(OUTPUT_FILENAME.match(filename.lower()))
+
+
+def classify_media(facts: MediaFacts, *, first_run: bool, new_only: bool, excluded: bool) -> Discovery:
+    """What discovery does with one media of a product."""
+    if not facts.is_image:
+        return Discovery.IGNORE
+    if facts.known_output or facts.in_marker or is_output_filename(facts.filename):
+        return Discovery.OUTPUT
+    if facts.tracked:
+        return Discovery.IGNORE
+    if first_run and new_only:
+        return Discovery.BASELINE
+    if excluded:
+        return Discovery.EXCLUDED
+    return Discovery.QUEUE
+
+
+def is_excluded(tags: tuple[str, ...] | list[str], exclude_tags: list[str]) -> bool:
+    wanted = {t.strip().lower() for t in exclude_tags}
+    return any(t.strip().lower() in wanted for t in tags)
+
+
+def output_filename(media_id: str, extension: str) -> str:
+    """Name of the file we upload for a media's result: recognisable as ours, extension kept."""
+    number = media_id.rsplit("/", 1)[-1]
+    return f"retouch-{number}.{extension.lower().lstrip('.')}"
+
+
+def extension_of(filename: str | None, mime_type: str | None) -> str:
+    """The original's extension, from its file name or else its MIME type (Shopify checks it on replace)."""
+    if filename and "." in filename:
+        return filename.rsplit(".", 1)[1].lower()
+    return {"image/png": "png", "image/webp": "webp", "image/gif": "gif"}.get(mime_type or "", "jpg")
+
+
+def pillow_format(extension: str) -> str:
+    return {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}.get(extension.lower(), "JPEG")
+
+
+def mime_for(extension: str) -> str:
+    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
+            "gif": "image/gif"}.get(extension.lower(), "application/octet-stream")
+
+
+def backoff(attempt: int, *, base: float = 5.0, cap: float = 600.0, rng: random.Random | None = None) -> float:
+    """Seconds before retry number `attempt` (1-based): exponential with full jitter, capped."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def marker_ids_after(current: frozenset[str] | set[str], add: set[str] = frozenset(),
+                     remove: set[str] = frozenset()) -> list[str]:
+    """The marker's new list of output media ids, sorted so equal sets give equal values."""
+    return sorted((set(current) | set(add)) - set(remove))
+
+
+def queue_eta_seconds(queued: int, images_per_window: int, window: float, available_now: int) -> float:
+    """How long until `queued` images are submitted at the quota: what fits now goes now, the rest
+    one window per `images_per_window`."""
+    if queued <= available_now:
+        return 0.0
+    remaining = queued - available_now
+    windows = -(-remaining // images_per_window)
+    return windows * window

@@ -1,0 +1,14 @@
+"""discover -> submit -> track -> write back, one small module per step; `revert` undoes write-back.
+
+Each step reads rows, calls one outside system, and records the outcome; running a step twice is
+harmless, which is what makes a crash or a scheduler retry safe.
+"""
+
+from .context import Context
+from .discover import discover
+from .revert import revert
+from .submit import submit
+from .track import track
+from .writeback import write_back
+
+__all__ = ["Context", "discover", "revert", "submit", "track", "write_back"]

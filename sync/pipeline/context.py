@@ -1,0 +1,65 @@
+"""What every pipeline step works with: settings, the store, the backups and the two clients."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from retouch.plugin.providers.aigenstudio.client import AigenClient
+from retouch.plugin.providers.aigenstudio.quota import QuotaLedger, QuotaLimits
+from retouch.plugin.shopify.client import ShopifyClient
+from retouch.storage.backups import BackupStore
+from retouch.storage.models import JobState
+from retouch.storage.store import Store
+
+from ..config import Settings
+
+PROVIDER = "aigenstudio"
+
+# Meta keys
+CURSOR = "discovery_cursor"
+BASELINE_RECORDED = "baseline_recorded"
+LAST_DISCOVERY = "last_discovery_at"
+PAUSED = "provider_paused"              # JSON {"reason", "since", "retry_at"}: no credits, bad key
+BLOCKED_UNTIL = "provider_blocked_until"  # wall-clock seconds: a 429 asked us to wait
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    backups: BackupStore
+    shopify: ShopifyClient
+    provider: AigenClient
+    clock: Callable[[], float] = time.time
+    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("retouch.pipeline"))
+
+    @property
+    def limits(self) -> QuotaLimits:
+        lim = self.settings.aigenstudio.limits
+        return QuotaLimits(window=lim.window, jobs=lim.jobs, images=lim.images, polls=lim.polls,
+                           active_jobs=lim.active_jobs, max_batch=self.settings.aigenstudio.batch_size)
+
+    def ledger(self) -> QuotaLedger:
+        """The provider quota as used over the last window, rebuilt from the DB (it survives restarts)."""
+        now = self.clock()
+        ledger = QuotaLedger(self.limits, self.store.quota_events(PROVIDER, since=now - self.limits.window))
+        blocked = self.blocked_until()
+        if blocked > now:
+            ledger.block_until(blocked)
+        return ledger
+
+    def active_jobs(self) -> int:
+        return len(self.store.jobs_in_state(JobState.SUBMITTED))
+
+    def blocked_until(self) -> float:
+        value = self.store.get_meta(BLOCKED_UNTIL)
+        return float(value) if value else 0.0
+
+    def paused(self) -> dict | None:
+        value = self.store.get_meta(PAUSED)
+        return json.loads(value) if value else None

@@ -1,0 +1,30 @@
+"""Queued originals that were still processing in Shopify when discovered get their URL here."""
+
+from __future__ import annotations
+
+from retouch.storage.models import ImageState
+
+from ..decisions import filename_of
+from .context import Context
+
+REFRESH_LIMIT = 50  # per cycle, so a burst of new uploads cannot starve the other steps
+
+
+async def refresh_unready(ctx: Context) -> None:
+    waiting = [i for i in ctx.store.images_in_state(ImageState.DISCOVERED, limit=1000) if not i.source_url]
+    for image in waiting[:REFRESH_LIMIT]:
+        media = await ctx.shopify.get_media(image.media_id)
+        log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id)
+        if media is None:
+            ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code="media_deleted",
+                                   error_message="the merchant deleted this media before it was sent")
+            log.info("skipped", reason="media_deleted")
+        elif media.status == "FAILED":
+            error = media.errors[0] if media.errors else None
+            ctx.store.update_image(image.id, state=ImageState.SKIPPED,
+                                   error_code=error.code if error else "MEDIA_FAILED",
+                                   error_message=error.message if error else "Shopify could not process the original")
+            log.info("skipped", reason="original_failed_in_shopify")
+        elif media.status == "READY" and media.url:
+            ctx.store.update_image(image.id, source_url=media.url, filename=filename_of(media.url),
+                                   mime_type=media.mime_type, alt=media.alt)

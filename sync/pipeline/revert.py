@@ -1,0 +1,73 @@
+"""Revert: put the backed-up originals back and forget that the media are ours.
+
+`replace` mode: upload the original bytes (same file name, so Shopify's extension rule holds) and
+replace the media in place again; `append` mode: delete the media we added. Either way the output
+id leaves the marker and the DB, and the image ends `reverted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from retouch.plugin.shopify.errors import ShopifyError
+from retouch.storage.backups import BackupError
+from retouch.storage.models import Image, ImageState
+
+from ..decisions import extension_of, mime_for
+from .context import Context
+from .writeback import Skip, set_marker
+
+REVERTIBLE = (ImageState.WRITTEN, ImageState.DONE, ImageState.FAILED)
+
+
+async def revert(ctx: Context, product_ids: Sequence[str] | None = None) -> tuple[int, list[str]]:
+    """Revert the given products (or all); returns (reverted count, one line per failure)."""
+    images = [i for i in ctx.store.images_in_state(*REVERTIBLE, product_ids=product_ids)
+              if i.output_media_id and i.backup_sha256]
+    reverted, failures = 0, []
+    for image in images:
+        try:
+            await _revert_one(ctx, image)
+            reverted += 1
+        except (ShopifyError, BackupError, Skip, TimeoutError) as exc:
+            failures.append(f"{image.product_id} {image.media_id}: {exc}")
+            ctx.log.error("revert_failed", product_id=image.product_id, media_id=image.media_id, reason=str(exc))
+    return reverted, failures
+
+
+async def _revert_one(ctx: Context, image: Image) -> None:
+    assert image.output_media_id and image.backup_sha256
+    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, output_media_id=image.output_media_id)
+    product = await ctx.shopify.get_product(image.product_id)
+    if product is None:
+        raise Skip("product_deleted", "the product no longer exists")
+    if image.output_media_id == image.media_id:
+        original = ctx.backups.get(image.backup_sha256)
+        extension = extension_of(image.filename, image.mime_type)
+        name = image.filename or f"original-{image.media_id.rsplit('/', 1)[-1]}.{extension}"
+        resource_url = await ctx.shopify.staged_upload(name, mime_for(extension), original)
+        await ctx.shopify.replace_media_source(image.media_id, resource_url)
+        await _wait_ready(ctx, image.media_id)
+    elif any(m.id == image.output_media_id for m in product.media):
+        await ctx.shopify.delete_media([image.output_media_id])
+    ctx.store.remove_output(image.output_media_id)
+    await set_marker(ctx, product, remove={image.output_media_id})
+    ctx.store.update_image(image.id, state=ImageState.REVERTED, output_media_id=None, write_source=None,
+                           error_code=None, error_message=None)
+    log.info("reverted")
+
+
+async def _wait_ready(ctx: Context, media_id: str) -> None:
+    deadline = ctx.clock() + ctx.settings.writeback.wait_ready
+    while True:
+        media = await ctx.shopify.get_media(media_id)
+        if media is None:
+            raise Skip("media_deleted", "the media no longer exists")
+        if media.status == "READY" and media.url:
+            return
+        if media.status == "FAILED":
+            raise ShopifyError(f"Shopify could not process the restored original ({media.errors})")
+        if ctx.clock() > deadline:
+            raise TimeoutError("the restored original did not become READY in time")
+        await asyncio.sleep(0.5)

@@ -1,0 +1,105 @@
+"""Track: poll submitted jobs within the poll quota and record each item's outcome.
+
+Items are mapped back by position in our request and checked against `external_id` (the product's
+numeric id): the provider does not return source URLs (CONTRACTS.md §1, Status).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from retouch.plugin.providers.aigenstudio import errors as provider_errors
+from retouch.plugin.providers.aigenstudio.models import Enhancement
+from retouch.storage.models import Image, ImageState, Job, JobState
+
+from ..decisions import backoff
+from .context import BLOCKED_UNTIL, PROVIDER, Context
+
+
+async def track(ctx: Context) -> int:
+    """Poll every job that is due; returns how many polls were made."""
+    polls = 0
+    for job in ctx.store.jobs_in_state(JobState.SUBMITTED):
+        now = ctx.clock()
+        if job.next_poll_at is not None and job.next_poll_at > now:
+            continue
+        ledger = ctx.ledger()
+        if ledger.available("poll", now) <= 0 or ctx.blocked_until() > now:
+            continue
+        polls += 1
+        await _poll(ctx, job)
+    return polls
+
+
+async def _poll(ctx: Context, job: Job) -> None:
+    log = ctx.log.bind(job_id=job.id, enhancement_id=job.provider_job_id)
+    assert job.provider_job_id is not None
+    try:
+        enhancement = await ctx.provider.get_enhancement(job.provider_job_id)
+    except provider_errors.RateLimited as exc:
+        until = ctx.clock() + (exc.retry_after or ctx.settings.schedule.poll_every)
+        ctx.store.set_meta(BLOCKED_UNTIL, str(until))
+        ctx.store.update_job(job.id, next_poll_at=until)
+        log.warning("rate_limited", retry_after=round(until - ctx.clock(), 1))
+        return
+    except provider_errors.NotFound:
+        message = "the provider does not know this enhancement any more"
+        images = ctx.store.job_images(job.id)
+        ctx.store.update_job_and_images(
+            job.id, {"state": JobState.FAILED, "error_code": "not_found", "error_message": message},
+            {i.id: {"state": ImageState.FAILED, "error_code": "enhancement_not_found", "error_message": message}
+             for i in images if i.state == ImageState.SUBMITTED},
+        )
+        log.error("enhancement_lost")
+        return
+    except provider_errors.AigenError as exc:
+        attempts = job.attempts + 1
+        delay = backoff(attempts, base=ctx.settings.schedule.poll_every, cap=ctx.settings.schedule.poll_every * 8)
+        ctx.store.update_job(job.id, attempts=attempts, next_poll_at=ctx.clock() + delay)
+        ctx.store.add_quota_event(PROVIDER, "poll", ctx.clock())
+        log.warning("poll_retry", reason=exc.__class__.__name__, wait=round(delay, 1))
+        return
+
+    now = ctx.clock()
+    ctx.store.add_quota_event(PROVIDER, "poll", now)
+    images = ctx.store.job_images(job.id)
+    image_fields = record_items(enhancement, images)
+    for image in images:
+        fields = image_fields.get(image.id)
+        if fields:
+            ctx.log.info("item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
+                         job_id=job.id, error_code=fields.get("error_code"))
+    job_fields: dict[str, Any] = {"polls": job.polls + 1, "attempts": 0}
+    if enhancement.is_terminal:
+        job_fields.update(state=JobState.FINISHED, finished_at=datetime.now(timezone.utc))
+        log.info("job_finished", status=enhancement.status, completed=enhancement.completed_items,
+                 failed=enhancement.failed_items, credits_used=enhancement.credits_used)
+    else:
+        job_fields["next_poll_at"] = ctx.ledger().next_poll_at(
+            now, now, ctx.settings.schedule.poll_every, ctx.active_jobs())
+    ctx.store.update_job_and_images(job.id, job_fields, image_fields)
+
+
+def record_items(enhancement: Enhancement, images: list[Image]) -> dict[int, dict[str, Any]]:
+    """Pure: the changes to make to each still-submitted image for this status answer."""
+    changes: dict[int, dict[str, Any]] = {}
+    by_index = {image.item_index: image for image in images}
+    for index, item in enumerate(enhancement.items):
+        image = by_index.get(index)
+        if image is None or image.state != ImageState.SUBMITTED:
+            continue
+        if item.external_id is not None and item.external_id != image.product_legacy_id:
+            changes[image.id] = {"state": ImageState.FAILED, "error_code": "result_mismatch",
+                                 "error_message": f"item {index} came back for product {item.external_id}"}
+        elif item.status == "completed" and item.result_url:
+            changes[image.id] = {"state": ImageState.ENHANCED, "result_url": item.result_url}
+        elif item.status == "failed":
+            changes[image.id] = {"state": ImageState.FAILED, "error_code": item.error_code or "item_failed",
+                                 "error_message": item.error_message or "the provider could not enhance this image"}
+    if enhancement.is_terminal:
+        for image in images:
+            if image.state == ImageState.SUBMITTED and image.id not in changes:
+                changes[image.id] = {"state": ImageState.FAILED, "error_code": "missing_result",
+                                     "error_message": f"the enhancement ended {enhancement.status} without this item"}
+    return changes

@@ -1,0 +1,191 @@
+"""Write back: keep the original, put the result on the product, mark it as ours, wait for READY.
+
+    enhanced ──backup──► backed_up ──write──► written ──verify──► done
+
+`backup` stores the original bytes (content-addressed) before anything in Shopify changes.
+`write` records its intent (`write_source`) before the mutation; after a crash, `replace` simply
+writes again (same bytes, same media), and `append` first looks for the media it may already
+have added (our upload's file name) so the product never gets a duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retouch.plugin.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserError
+from retouch.plugin.shopify.models import Product
+from retouch.storage.backups import BackupError
+from retouch.storage.models import Image, ImageState
+
+from .. import imaging
+from ..decisions import (
+    backoff,
+    extension_of,
+    filename_of,
+    marker_ids_after,
+    mime_for,
+    output_filename,
+    pillow_format,
+)
+from .context import Context
+
+# Codes Shopify gives when the media or product is gone: the merchant deleted it while in flight.
+GONE_CODES = {"FILE_DOES_NOT_EXIST", "REFERENCE_TARGET_DOES_NOT_EXIST", "PRODUCT_DOES_NOT_EXIST", "NOT_FOUND"}
+
+
+class Skip(Exception):
+    """The product or media is gone: the image ends `skipped` with this reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class Fail(Exception):
+    """This image cannot be written: it ends `failed` with this reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+async def write_back(ctx: Context) -> int:
+    """Advance every image that is due by one step; returns how many moved."""
+    moved = 0
+    due = ctx.store.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN,
+                                    due_by=ctx.clock())
+    for image in due:
+        if await advance(ctx, image):
+            moved += 1
+    return moved
+
+
+async def advance(ctx: Context, image: Image) -> bool:
+    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, job_id=image.job_id)
+    step = {ImageState.ENHANCED: _backup, ImageState.BACKED_UP: _write, ImageState.WRITTEN: _verify}[
+        ImageState(image.state)]
+    try:
+        changes = await step(ctx, image)
+    except Skip as exc:
+        ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=exc.code, error_message=exc.message)
+        log.info("skipped", reason=exc.code)
+        return True
+    except Fail as exc:
+        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=exc.code, error_message=exc.message)
+        log.warning("failed", reason=exc.code, message=exc.message)
+        return True
+    except (ShopifyUnavailable, BackupError, ShopifyError) as exc:
+        # Transient, or a store that answers oddly: the image keeps its state and tries again later.
+        attempts = image.attempts + 1
+        delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
+        ctx.store.update_image(image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
+                               error_code=exc.__class__.__name__, error_message=str(exc)[:500])
+        log.warning("writeback_retry", step=step.__name__.strip("_"), reason=str(exc)[:200],
+                    attempt=attempts, wait=round(delay, 1))
+        return False
+    if changes is None:
+        return False
+    ctx.store.update_image(image.id, **changes)
+    log.info(changes["state"] if "state" in changes else "progress", output_media_id=changes.get("output_media_id"))
+    return True
+
+
+async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
+    if not image.source_url:
+        raise Fail("no_source", "the original's URL is unknown")
+    data, _ = await ctx.shopify.download(image.source_url)
+    try:
+        imaging.sniff_format(data)
+    except imaging.ImageDataError as exc:
+        raise Fail("original_unreadable", f"the original is {exc}") from None
+    sha = ctx.backups.put(data)
+    return {"state": ImageState.BACKED_UP, "backup_sha256": sha, "attempts": 0, "error_code": None,
+            "error_message": None}
+
+
+async def _write(ctx: Context, image: Image) -> dict[str, Any]:
+    if not ctx.backups.has(image.backup_sha256 or ""):
+        raise BackupError("the original's backup is missing; not touching Shopify without it")
+    product = await ctx.shopify.get_product(image.product_id)
+    if product is None:
+        raise Skip("product_deleted", "the merchant deleted the product while it was being enhanced")
+    original = next((m for m in product.media if m.id == image.media_id), None)
+    if original is None:
+        raise Skip("media_deleted", "the merchant deleted this image while it was being enhanced")
+    mode = ctx.settings.writeback.mode
+    extension = extension_of(image.filename, image.mime_type)
+    upload_name = output_filename(image.media_id, extension)
+
+    if mode == "append" and image.write_source:
+        # We may have added the media before a crash: adopt it instead of adding a second one.
+        existing = next((m for m in product.media if filename_of(m.url or m.original_url) == upload_name), None)
+        if existing is not None:
+            ctx.log.info("adopted", product_id=product.id, media_id=image.media_id, output_media_id=existing.id)
+            return await _finish_write(ctx, image, product, existing.id)
+
+    result, _ = await ctx.shopify.download(image.result_url or "")
+    try:
+        data = imaging.convert(result, pillow_format(extension))
+    except imaging.ImageDataError as exc:
+        raise Fail("result_unreadable", f"the provider's result is {exc}") from None
+    resource_url = await ctx.shopify.staged_upload(upload_name, mime_for(extension), data)
+    ctx.store.update_image(image.id, write_source=resource_url)  # intent, before the mutation
+    try:
+        if mode == "replace":
+            await ctx.shopify.replace_media_source(image.media_id, resource_url)
+            output_id = image.media_id
+        else:
+            output_id = await ctx.shopify.add_media(product.id, resource_url, original.alt)
+            position = [m.id for m in product.media].index(original.id) + 1
+            await ctx.shopify.move_media(product.id, output_id, position)
+    except ShopifyUserError as exc:
+        codes = {e.code for e in exc.errors}
+        if codes & GONE_CODES:
+            raise Skip("media_deleted", "the merchant deleted this image while it was being written") from None
+        raise Fail((sorted(c for c in codes if c) or ["shopify_rejected"])[0], str(exc)[:500]) from None
+    return await _finish_write(ctx, image, product, output_id)
+
+
+async def _finish_write(ctx: Context, image: Image, product: Product, output_id: str) -> dict[str, Any]:
+    # The DB first (cheap, local), then the product's marker, which survives a lost DB.
+    ctx.store.add_output(output_id, product.id, image.id)
+    await set_marker(ctx, product, add={output_id})
+    return {"state": ImageState.WRITTEN, "output_media_id": output_id, "attempts": 0,
+            "written_at": ctx.clock(), "next_attempt_at": ctx.clock() + 0.5, "error_code": None, "error_message": None}
+
+
+async def set_marker(ctx: Context, product: Product, *, add: set[str] = frozenset(),
+                     remove: set[str] = frozenset()) -> None:
+    """Update the product's list of retouch output media, retrying once on a concurrent change."""
+    for attempt in (1, 2):
+        ids = marker_ids_after(product.marker_media_ids | ctx.store.output_media_of_product(product.id),
+                               add=add, remove=remove)
+        try:
+            await ctx.shopify.set_marker(product.id, ids, product.marker_digest)
+            return
+        except ShopifyUserError as exc:
+            if attempt == 2 or "STALE_OBJECT" not in {e.code for e in exc.errors}:
+                raise
+            fresh = await ctx.shopify.get_product(product.id)
+            if fresh is None:
+                raise Skip("product_deleted", "the merchant deleted the product while it was being written") from None
+            product = fresh
+
+
+async def _verify(ctx: Context, image: Image) -> dict[str, Any] | None:
+    media = await ctx.shopify.get_media(image.output_media_id or image.media_id)
+    if media is None:
+        raise Skip("media_deleted", "the merchant deleted this image after it was written")
+    if media.status == "READY" and media.url:
+        return {"state": ImageState.DONE, "attempts": 0, "next_attempt_at": None, "error_code": None,
+                "error_message": None}
+    if media.status == "FAILED":
+        error = media.errors[0] if media.errors else None
+        raise Fail(error.code if error else "MEDIA_FAILED",
+                   (error.message if error else "Shopify could not process the result")
+                   + "; the original is kept in the backup (retouch revert restores it)")
+    age = ctx.clock() - (image.written_at or ctx.clock())
+    if age > ctx.settings.writeback.wait_ready:
+        raise Fail("MEDIA_TIMEOUT", f"Shopify did not finish processing the result in {age:.0f} s")
+    ctx.store.update_image(image.id, next_attempt_at=ctx.clock() + min(2.0, ctx.settings.schedule.tick))
+    return None

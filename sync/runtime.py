@@ -1,0 +1,73 @@
+"""Build the pipeline's context from settings, and drive it until a set of images settles."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+
+from retouch.plugin.providers.aigenstudio.client import AigenClient
+from retouch.plugin.shopify.client import ShopifyClient
+from retouch.storage.backups import BackupStore
+from retouch.storage.models import PENDING_STATES, ImageState
+from retouch.storage.store import Store
+
+from .config import Settings
+from .pipeline import Context, submit, track, write_back
+
+
+@asynccontextmanager
+async def open_context(settings: Settings, store: Store | None = None) -> AsyncIterator[Context]:
+    own_store = store is None
+    store = store or Store(settings.database_url)
+    shopify = ShopifyClient(settings.shop.url, settings.shop_token.get_secret_value(), settings.shop.api_version,
+                            timeout=settings.shop.timeout)
+    provider = AigenClient(settings.provider_key.get_secret_value(), settings.provider_base_url,
+                           timeout=settings.provider.timeout)
+    try:
+        yield Context(settings=settings, store=store, backups=BackupStore(settings.backup_dir),
+                      shopify=shopify, provider=provider)
+    finally:
+        await shopify.aclose()
+        await provider.aclose()
+        if own_store:
+            store.close()
+
+
+async def work_cycle(ctx: Context) -> None:
+    """One pass of the work steps, in the order that frees quota and finishes images first."""
+    await write_back(ctx)
+    await track(ctx)
+    await submit(ctx)
+    await write_back(ctx)
+
+
+def pending_among(ctx: Context, image_ids: Iterable[int] | None) -> int:
+    """How many of these images (all, when None) are still on their way."""
+    pending = ctx.store.images_in_state(*PENDING_STATES)
+    if image_ids is None:
+        return len(pending)
+    wanted = set(image_ids)
+    return sum(1 for image in pending if image.id in wanted)
+
+
+async def run_until_settled(ctx: Context, image_ids: Iterable[int] | None = None, *,
+                            progress: Callable[[int], None] | None = None,
+                            stop: asyncio.Event | None = None) -> None:
+    """Run work cycles until none of the images is pending (or `stop` is set)."""
+    ids = None if image_ids is None else list(image_ids)
+    while True:
+        await work_cycle(ctx)
+        left = pending_among(ctx, ids)
+        if progress:
+            progress(left)
+        if left == 0 or (stop is not None and stop.is_set()):
+            return
+        try:
+            await asyncio.wait_for((stop or asyncio.Event()).wait(), timeout=ctx.settings.schedule.tick)
+        except TimeoutError:
+            pass
+
+
+def image_ids_in(ctx: Context, states: Iterable[ImageState], product_ids: list[str] | None) -> list[int]:
+    return [i.id for i in ctx.store.images_in_state(*states, product_ids=product_ids) if i.id is not None]
