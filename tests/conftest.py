@@ -1,0 +1,171 @@
+"""Shared fixtures: the two sandboxes on loopback, config files, and the CLI as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+from retouch.plugin.shopify.sandbox import ShopifySandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+# Distinctive fake secrets: tests assert they never show up in output.
+SHOP_TOKEN = "shpat_TESTSECRET_shop_7f3a9c"
+PROVIDER_KEY = "aigen_test_TESTSECRETprovider4b2e"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def shop() -> Iterator[ShopifySandbox]:
+    sandbox = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2)
+    server = sandbox.start()
+    yield sandbox
+    server.stop()
+
+
+@pytest.fixture
+def provider() -> Iterator[AigenSandbox]:
+    sandbox = AigenSandbox(window_seconds=3600, seconds_per_item=0.2)
+    server = sandbox.start()
+    yield sandbox
+    server.stop()
+
+
+def config_text(shop: ShopifySandbox, provider: AigenSandbox, tmp_path: Path, *, mode: str = "replace",
+                new_only: bool = True, db_name: str = "retouch.db", extra: str = "",
+                limits: str = 'window = "1h", jobs = 5, images = 25, polls = 120, active_jobs = 1',
+                api_key: str = PROVIDER_KEY) -> str:
+    return f"""
+[shop]
+url = "{shop.shop_url}"
+access_token = "{SHOP_TOKEN}"
+
+[provider]
+name = "aigenstudio"
+api_key = "{api_key}"
+base_url = "{provider.base_url}"
+timeout = "5s"
+
+[aigenstudio]
+limits = {{ {limits} }}
+
+[selection]
+new_only = {str(new_only).lower()}
+exclude_tags = ["no-retouch"]
+
+[writeback]
+mode = "{mode}"
+backup_dir = "{tmp_path / 'backups'}"
+
+[schedule]
+discover_every = "1s"
+poll_every = "0.3s"
+tick = "0.2s"
+discover_overlap = "5s"
+
+[storage]
+url = "sqlite:///{tmp_path / db_name}"
+
+[log]
+level = "debug"
+format = "json"
+{extra}
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, shop: ShopifySandbox, provider: AigenSandbox) -> Callable[..., Path]:
+    def write(name: str = "config.toml", **options) -> Path:
+        path = tmp_path / name
+        path.write_text(config_text(shop, provider, tmp_path, **options))
+        return path
+
+    return write
+
+
+def cli(*args: str, config: Path | None = None, timeout: float = 120, input: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "retouch.sync", *args] + (["-c", str(config)] if config else [])
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input,
+                          env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+class DaemonProcess:
+    """`retouch run` as a real subprocess; its output goes to files the test can read."""
+
+    def __init__(self, config: Path, log_dir: Path) -> None:
+        self.stdout = (log_dir / f"daemon-{time.monotonic_ns()}.out").open("w+")
+        self.stderr = (log_dir / f"daemon-{time.monotonic_ns()}.err").open("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+                                     stdout=self.stdout, stderr=self.stderr, env={**os.environ, "NO_COLOR": "1"})
+
+    def output(self) -> str:
+        self.stdout.flush()
+        self.stderr.flush()
+        return Path(self.stdout.name).read_text() + Path(self.stderr.name).read_text()
+
+    def events(self) -> list[dict]:
+        events = []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                events.append(json.loads(line))
+        return events
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(config: Path) -> DaemonProcess:
+        process = DaemonProcess(config, tmp_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def db_rows(db: Path, query: str, *params) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def image_states(db: Path) -> dict[str, str]:
+    if not db.exists():
+        return {}
+    try:
+        return dict(db_rows(db, "select media_id, state from image"))
+    except sqlite3.OperationalError:
+        return {}
