@@ -28,8 +28,8 @@ class BackupStore:
         target = self.path_for(digest)
         if target.exists() and self._digest(target) == digest:
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as handle:

@@ -1,0 +1,87 @@
+"""The pipeline's pure decisions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from retouch.sync.decisions import (
+    Discovery,
+    MediaFacts,
+    backoff,
+    classify_media,
+    extension_of,
+    filename_of,
+    is_excluded,
+    is_output_filename,
+    marker_ids_after,
+    output_filename,
+    queue_eta_seconds,
+)
+
+
+def facts(**changes) -> MediaFacts:
+    base = dict(media_id="gid://shopify/MediaImage/1", is_image=True, filename="shoe.jpg", in_marker=False,
+                known_output=False, tracked=False)
+    return MediaFacts(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "first_run", "new_only", "excluded", "expected"),
+    [
+        ({}, False, True, False, Discovery.QUEUE),
+        ({}, True, True, False, Discovery.BASELINE),
+        ({}, True, False, False, Discovery.QUEUE),
+        ({}, False, True, True, Discovery.EXCLUDED),
+        ({"tracked": True}, False, True, False, Discovery.IGNORE),
+        ({"is_image": False}, False, True, False, Discovery.IGNORE),
+        ({"in_marker": True}, False, True, False, Discovery.OUTPUT),
+        ({"known_output": True, "tracked": True}, False, True, False, Discovery.OUTPUT),
+        ({"filename": "retouch-44071803355442.jpg"}, False, True, False, Discovery.OUTPUT),
+        # Our output is recognised even on a first run and even on an excluded product.
+        ({"in_marker": True}, True, True, True, Discovery.OUTPUT),
+    ],
+)
+def test_classify_media(changes, first_run, new_only, excluded, expected) -> None:
+    assert classify_media(facts(**changes), first_run=first_run, new_only=new_only, excluded=excluded) is expected
+
+
+def test_output_filenames_round_trip() -> None:
+    name = output_filename("gid://shopify/MediaImage/44071803355442", "JPG")
+    assert name == "retouch-44071803355442.jpg"
+    assert is_output_filename(name)
+    assert not is_output_filename("retouched-shoe.jpg")
+    assert not is_output_filename("shoe.jpg")
+    assert not is_output_filename(None)
+
+
+def test_filename_and_extension() -> None:
+    assert filename_of("https://cdn.shopify.com/s/files/1/files/shoe.PNG?v=12") == "shoe.PNG"
+    assert filename_of(None) is None
+    assert extension_of("shoe.PNG", None) == "png"
+    assert extension_of(None, "image/webp") == "webp"
+    assert extension_of(None, None) == "jpg"
+
+
+def test_excluded_tags_ignore_case_and_spaces() -> None:
+    assert is_excluded(("Sale", " No-Retouch "), ["no-retouch"])
+    assert not is_excluded(("sale",), ["no-retouch"])
+
+
+def test_marker_ids_are_sorted_and_deduplicated() -> None:
+    assert marker_ids_after({"b", "a"}, add={"c", "a"}) == ["a", "b", "c"]
+    assert marker_ids_after({"b", "a"}, remove={"a"}) == ["b"]
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    rng = random.Random(1)
+    values = [backoff(n, base=1, cap=30, rng=rng) for n in range(1, 12)]
+    assert all(0.5 <= v <= 30 for v in values)
+    assert values[0] <= 1 and max(values[-3:]) > 8
+
+
+def test_queue_eta() -> None:
+    assert queue_eta_seconds(10, 25, 3600, available_now=25) == 0
+    assert queue_eta_seconds(30, 25, 3600, available_now=5) == 3600
+    assert queue_eta_seconds(60, 25, 3600, available_now=5) == 3 * 3600

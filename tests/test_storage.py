@@ -1,0 +1,73 @@
+"""Storage: the job and its key are written with its images in one transaction; backups are exact."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from retouch.storage.backups import BackupError, BackupStore
+from retouch.storage.models import ImageState, JobState
+from retouch.storage.store import Store, StorageError
+
+
+def new_image(store: Store, n: int, state=ImageState.DISCOVERED):
+    return store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id="gid://shopify/Product/1",
+                              product_legacy_id="1", state=state, source_url=f"http://x/{n}.jpg")
+
+
+def test_create_job_assigns_images_in_order(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    images = [new_image(store, n) for n in range(3)]
+    job = store.create_job("aigenstudio", "retouch-key-1", [images[2].id, images[0].id])
+    assert job.state == JobState.PENDING
+    assigned = store.job_images(job.id)
+    assert [i.media_id for i in assigned] == [images[2].media_id, images[0].media_id]
+    assert all(i.state == ImageState.SUBMITTED for i in assigned)
+    assert store.image(images[1].id).state == ImageState.DISCOVERED
+    # The key is unique: a second job can never reuse it.
+    with pytest.raises(Exception):
+        store.create_job("aigenstudio", "retouch-key-1", [images[1].id])
+    assert store.image(images[1].id).state == ImageState.DISCOVERED  # rolled back with the failed job
+    assert store.integrity_ok()
+
+
+def test_wal_and_schema_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store(url)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.set_meta("schema_version", "999")
+    store.close()
+    with pytest.raises(StorageError):
+        Store(url)
+
+
+def test_counts_and_due_filter(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    a, b = new_image(store, 1), new_image(store, 2)
+    store.update_image(b.id, next_attempt_at=1000.0)
+    assert [i.id for i in store.images_in_state(ImageState.DISCOVERED, due_by=999.0)] == [a.id]
+    assert len(store.images_in_state(ImageState.DISCOVERED, due_by=1000.0)) == 2
+    assert store.counts_by_state() == {"discovered": 2}
+
+
+def test_backups_are_content_addressed_and_verified(tmp_path: Path) -> None:
+    backups = BackupStore(tmp_path / "b")
+    data = b"\xff\xd8original bytes"
+    sha = backups.put(data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert backups.put(data) == sha
+    assert backups.get(sha) == data
+    backups.path_for(sha).write_bytes(b"tampered")
+    assert not backups.has(sha)
+    with pytest.raises(BackupError, match="corrupted"):
+        backups.get(sha)
+
+
+def test_backup_into_unwritable_directory_fails_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BackupError, match="cannot store original"):
+        BackupStore(blocker / "b").put(b"data")
