@@ -93,7 +93,12 @@ class ShopSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _http_url(value, allow_bare_host=True)
+        url = _http_url(value, allow_bare_host=True)
+        host = urlsplit(url).hostname or ""
+        if not (host.endswith(".myshopify.com") or _is_loopback(host)):
+            # The Admin API lives on the shop's permanent domain, not on a custom storefront domain.
+            raise ValueError(f"{host!r} is not a shop domain; use your-store.myshopify.com")
+        return url
 
     @field_validator("api_version")
     @classmethod

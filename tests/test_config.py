@@ -70,6 +70,7 @@ def test_state_directory_is_the_default_home(tmp_path: Path) -> None:
     [
         (('url = "https://my-store.myshopify.com"', 'url = "http://my-store.myshopify.com"'), "[shop] url"),
         (('url = "https://my-store.myshopify.com"', 'url = 42'), "[shop] url"),
+        (('url = "https://my-store.myshopify.com"', 'url = "https://www.my-store.com"'), "[shop] url: 'www.my-store.com' is not"),
         (('[provider]', '[provider]\nnmae = "x"'), "[provider] nmae: unknown key; did you mean 'name'?"),
         (('[provider]', '[provider]\nname = "dalle"'), "[provider] name"),
         (('api_key = "aigen_test_abcdefgh1234"', 'api_key = "sk-123"'), "[provider] api_key"),

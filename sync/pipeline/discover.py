@@ -92,7 +92,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
         elif decision in (Discovery.BASELINE, Discovery.QUEUE):
             state = ImageState.BASELINE if decision is Discovery.BASELINE else ImageState.DISCOVERED
             store.insert_image(
-                media_id=media.id, product_id=product.id, product_legacy_id=product.legacy_id, state=state,
+                media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
                 source_url=media.url, filename=filename_of(media.url or media.original_url),
                 mime_type=media.mime_type, alt=media.alt, position=position,
             )
