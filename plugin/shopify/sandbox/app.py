@@ -1,0 +1,239 @@
+"""HTTP routes of the Shopify sandbox (a Starlette app; `ShopifySandbox.app` builds it).
+
+Shopify's side
+    POST /admin/api/{version}/graphql.json     Admin GraphQL. Header `X-Shopify-Access-Token` must be
+                                               the sandbox's token (else 401 with Shopify's body); an
+                                               unknown {version} is 404. Body {query, variables, operationName}.
+    PUT  /_staged/upload/{key}                 staged upload, raw body (targets with httpMethod PUT)
+    POST /_staged/upload/{key}                 staged upload, multipart form: the target's parameters + `file`
+                                               (201 with a GCS-style XML body, as success_action_status asks)
+    GET  /_staged/files/{key}/{filename}       the `resourceUrl`: usable as `originalSource`, not readable
+                                               by clients (403, like the private bucket)
+    GET  /cdn/files/{filename}?v={version}     processed images, with their Content-Type
+
+Admin API for tests, the demo and store owners (JSON, no auth)
+    POST   /_sandbox/products                  {"title", "tags": [], "images": [{"filename", "alt",
+                                               "data_base64"?, "processing"?}]} -> product
+    POST   /_sandbox/seed                      {"products": N, "images_per_product": 1, "seed": 0} -> [product]
+    GET    /_sandbox/products                  every product with media and metafields
+    GET    /_sandbox/products/{legacy_id}      one product
+    PATCH  /_sandbox/products/{legacy_id}      {"title"?, "tags"?} -> product (bumps updatedAt)
+    DELETE /_sandbox/products/{legacy_id}      -> {"deleted": gid}
+    POST   /_sandbox/products/{legacy_id}/images   {"filename", "alt", "data_base64"?, "processing"?} -> media
+    DELETE /_sandbox/media/{media_id}          numeric media id -> {"deleted": gid}
+    GET    /_sandbox/stats                     {"graphql_requests", "operations", "throttled", "faults_served", ...}
+    GET    /_sandbox/faults                    faults pending
+    POST   /_sandbox/faults                    {"status": 429|500|502|503, "count": N, "retry_after"?, "operation"?}
+                                               | {"throttle": true} | {"fail_media_processing": N, "code"?}
+    DELETE /_sandbox/faults                    clear every pending fault
+
+A product is {"id", "legacy_id", "title", "tags", "created_at", "updated_at", "media": [...],
+"metafields": {"<namespace>.<key>": {"id", "namespace", "key", "type", "value", "compare_digest",
+"updated_at"}}}; a media is {"id", "product_id", "position" (zero-based), "status",
+"file_status", "alt", "filename", "url", "sha256", "mime_type", "width", "height", "version",
+"source_url", "errors", "created_at", "updated_at"} — `sha256`/`mime_type` describe the bytes the
+CDN serves now (the previous image while a replacement is processing).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from email import policy
+from email.parser import BytesParser
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .store import SandboxError
+
+if TYPE_CHECKING:
+    from .sandbox import ShopifySandbox
+
+log = structlog.get_logger(__name__)
+
+UNAUTHORIZED_BODY = b'{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}'
+NOT_FOUND_BODY = b'{"errors":"Not Found"}'
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def _gcs_error(status: int, code: str) -> Response:
+    body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{code}</Message></Error>"
+    return Response(body, status_code=status, media_type="application/xml")
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, bytes]:
+    """Fields of a multipart/form-data body (stdlib email parser; python-multipart is not a dependency)."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        return {}
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            fields[name] = part.get_payload(decode=True) or b""
+    return fields
+
+
+def build_app(sandbox: ShopifySandbox) -> Starlette:
+    store = sandbox.store
+
+    def base_of(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    async def graphql(request: Request) -> Response:
+        if request.path_params["version"] != sandbox.api_version:
+            return Response(NOT_FOUND_BODY, status_code=404, media_type=JSON_TYPE)
+        if not sandbox.token_matches(request.headers.get("X-Shopify-Access-Token")):
+            with store.lock:
+                store.stats.unauthorized += 1
+            return Response(UNAUTHORIZED_BODY, status_code=401, media_type=JSON_TYPE)
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw or b"null")
+        except ValueError:
+            body = None
+        request_base = base_of(request)
+        base_url = sandbox.base_url or request_base
+        answer = await run_in_threadpool(sandbox.graphql.handle, body, base_url, (base_url, request_base))
+        headers = {"X-Shopify-API-Version": sandbox.api_version, **(answer.headers or {})}
+        return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=headers)
+
+    async def staged_upload(request: Request) -> Response:
+        key = request.path_params["key"]
+        raw = await request.body()
+        if request.method == "PUT":
+            data, form_key = raw, None
+        else:
+            fields = _form_fields(request.headers.get("content-type", ""), raw)
+            if "file" not in fields or "key" not in fields:
+                return _gcs_error(400, "InvalidArgument")
+            data, form_key = fields["file"], fields["key"].decode()
+
+        def receive() -> str | None:
+            with store.lock:
+                return store.receive_upload(key, data, form_key)
+
+        problem = await run_in_threadpool(receive)
+        if problem is not None:
+            return _gcs_error(403 if problem == "AccessDenied" else 400, problem)
+        log.info("staged_upload_received", key=key, bytes=len(data), method=request.method)
+        if request.method == "PUT":
+            return Response(status_code=200)
+        location = f"{base_of(request)}/_staged/files/{key}"
+        xml = (f"<?xml version='1.0' encoding='UTF-8'?><PostResponse><Location>{location}</Location>"
+               f"<Bucket>shopify-staged-uploads</Bucket><Key>{form_key}</Key></PostResponse>")
+        return Response(xml, status_code=201, media_type="application/xml")
+
+    async def staged_file(_request: Request) -> Response:
+        return _gcs_error(403, "AccessDenied")
+
+    async def cdn(request: Request) -> Response:
+        filename = request.path_params["filename"]
+
+        def lookup() -> Any:
+            with store.lock:
+                return store.cdn_file(filename, request.query_params.get("v"))
+
+        asset = await run_in_threadpool(lookup)
+        if asset is None:
+            return Response(b"Not Found", status_code=404, media_type="text/plain")
+        return Response(asset.data, media_type=asset.mime_type, headers={"Cache-Control": "public, max-age=31536000"})
+
+    # ---------------------------------------------------------------- admin
+
+    async def admin_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw:
+            return {}
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError("expected a JSON object")
+        return value
+
+    def admin(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await admin_json(request) if request.method in ("POST", "PATCH") else {}
+                result = await run_in_threadpool(handler, request, body)
+            except SandboxError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=404)
+            except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+                return JSONResponse({"error": f"bad request: {exc}"}, status_code=400)
+            return JSONResponse(result)
+
+        return endpoint
+
+    def create_product(_request: Request, body: dict[str, Any]) -> Any:
+        return sandbox.add_product(str(body["title"]), body.get("tags") or [], body.get("images") or [])
+
+    def seed(_request: Request, body: dict[str, Any]) -> Any:
+        return sandbox.seed(int(body.get("products", 10)), int(body.get("images_per_product", 1)),
+                            int(body.get("seed", 0)))
+
+    def list_products(_request: Request, _body: dict[str, Any]) -> Any:
+        return sandbox.products()
+
+    def get_product(request: Request, _body: dict[str, Any]) -> Any:
+        return sandbox.product(request.path_params["legacy_id"])
+
+    def patch_product(request: Request, body: dict[str, Any]) -> Any:
+        return sandbox.update_product(request.path_params["legacy_id"], title=body.get("title"), tags=body.get("tags"))
+
+    def delete_product(request: Request, _body: dict[str, Any]) -> Any:
+        legacy_id = request.path_params["legacy_id"]
+        sandbox.delete_product(legacy_id)
+        return {"deleted": f"gid://shopify/Product/{legacy_id}"}
+
+    def add_image(request: Request, body: dict[str, Any]) -> Any:
+        return sandbox.add_image(request.path_params["legacy_id"], str(body.get("filename") or "image.jpg"),
+                                 str(body.get("alt") or ""), data_base64=body.get("data_base64"),
+                                 processing=bool(body.get("processing", False)))
+
+    def delete_media(request: Request, _body: dict[str, Any]) -> Any:
+        media_id = request.path_params["media_id"]
+        sandbox.delete_media(media_id)
+        return {"deleted": f"gid://shopify/MediaImage/{media_id}"}
+
+    def stats(_request: Request, _body: dict[str, Any]) -> Any:
+        return sandbox.stats()
+
+    def faults(request: Request, body: dict[str, Any]) -> Any:
+        if request.method == "DELETE":
+            sandbox.clear_faults()
+        elif request.method == "POST":
+            return sandbox.add_fault(
+                status=int(body["status"]) if body.get("status") is not None else None,
+                count=int(body.get("count", 1)),
+                retry_after=float(body["retry_after"]) if body.get("retry_after") is not None else None,
+                operation=body.get("operation"),
+                throttle=bool(body.get("throttle", False)),
+                fail_media_processing=int(body.get("fail_media_processing", 0)),
+                code=str(body.get("code") or "IMAGE_PROCESSING_FAILURE"),
+            )
+        return sandbox.faults()
+
+    routes = [
+        Route("/admin/api/{version}/graphql.json", graphql, methods=["POST"]),
+        Route("/_staged/upload/{key}", staged_upload, methods=["PUT", "POST"]),
+        Route("/_staged/files/{key}/{filename:path}", staged_file, methods=["GET"]),
+        Route("/cdn/files/{filename}", cdn, methods=["GET"]),
+        Route("/_sandbox/products", admin(create_product), methods=["POST"]),
+        Route("/_sandbox/products", admin(list_products), methods=["GET"]),
+        Route("/_sandbox/seed", admin(seed), methods=["POST"]),
+        Route("/_sandbox/products/{legacy_id}", admin(get_product), methods=["GET"]),
+        Route("/_sandbox/products/{legacy_id}", admin(patch_product), methods=["PATCH"]),
+        Route("/_sandbox/products/{legacy_id}", admin(delete_product), methods=["DELETE"]),
+        Route("/_sandbox/products/{legacy_id}/images", admin(add_image), methods=["POST"]),
+        Route("/_sandbox/media/{media_id}", admin(delete_media), methods=["DELETE"]),
+        Route("/_sandbox/stats", admin(stats), methods=["GET"]),
+        Route("/_sandbox/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
+    ]
+    return Starlette(routes=routes)

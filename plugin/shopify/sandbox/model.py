@@ -1,0 +1,165 @@
+"""The sandbox store's records (products, media, metafields, staged uploads, jobs) and id helpers.
+
+Plain dataclasses, no behaviour beyond small derived values: the rules that change them live in
+`store.py`, the media lifecycle in `lifecycle.py`. Times are epoch seconds (floats) from the
+sandbox's clock; Shopify shows them with whole-second precision (`iso`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+GID_PREFIX = "gid://shopify/"
+_GID = re.compile(r"^gid://shopify/([A-Za-z0-9]+)/([0-9]+)(?:\?.*)?$")
+
+# Realistic first ids (taken from the captures) and Shopify's usual stride between new ids.
+FIRST_PRODUCT_ID = 10244032266546
+FIRST_MEDIA_ID = 44071803355442
+FIRST_METAFIELD_ID = 45359476998450
+ID_STRIDE = 32768
+
+
+def gid(kind: str, number: int) -> str:
+    return f"{GID_PREFIX}{kind}/{number}"
+
+
+def parse_gid(value: str) -> tuple[str, int] | None:
+    """("Product", 123) for "gid://shopify/Product/123"; None when `value` is not a Shopify gid."""
+    match = _GID.match(value or "")
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def iso(ts: float) -> str:
+    """Shopify's DateTime: UTC, whole seconds, "Z" suffix."""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ImageAsset:
+    """Image bytes Shopify accepted, with what processing learnt about them."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    extension: str  # canonical extension of the detected format: jpg, png, webp, gif
+    width: int
+    height: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class MediaFailure:
+    """Why processing failed: a `MediaErrorCode` and Shopify-style message/details."""
+
+    code: str
+    message: str
+    details: str | None = None
+
+
+@dataclass
+class Processing:
+    """A (re)processing in flight: its outcome is decided when it starts and shown when it ends."""
+
+    started_at: float
+    outcome: ImageAsset | MediaFailure
+    version: int
+
+
+@dataclass
+class Media:
+    """A MediaImage: attached to a product (`product_id`) or detached (only a File)."""
+
+    id: int
+    product_id: int | None
+    filename: str  # CDN file name; kept when the bytes are replaced
+    alt: str
+    created_at: float
+    updated_at: float
+    source_url: str
+    source_size: int | None
+    processing: Processing | None = None
+    ready: ImageAsset | None = None  # the last successfully processed image
+    ready_version: int | None = None
+    failure: MediaFailure | None = None  # set when the last processing failed
+    versions: dict[int, ImageAsset] = field(default_factory=dict, repr=False)  # for the CDN
+
+    @property
+    def gid(self) -> str:
+        return gid("MediaImage", self.id)
+
+    @property
+    def last_version(self) -> int:
+        known = list(self.versions)
+        if self.processing is not None:
+            known.append(self.processing.version)
+        return max(known, default=0)
+
+
+@dataclass
+class Metafield:
+    id: int
+    owner_id: int
+    namespace: str
+    key: str
+    type: str
+    value: str
+    created_at: float
+    updated_at: float
+    revision: int = 1
+
+    @property
+    def gid(self) -> str:
+        return gid("Metafield", self.id)
+
+    @property
+    def compare_digest(self) -> str:
+        """A hash of the value (and of which metafield and which write it is, so that writing a
+        value back to an earlier one still invalidates digests read in between)."""
+        return hashlib.sha256(f"{self.id}:{self.revision}:{self.value}".encode()).hexdigest()
+
+
+@dataclass
+class Product:
+    id: int
+    title: str
+    tags: list[str]
+    created_at: float
+    updated_at: float
+    media_ids: list[int] = field(default_factory=list)  # in position order
+    metafields: dict[tuple[str, str], Metafield] = field(default_factory=dict)
+
+    @property
+    def gid(self) -> str:
+        return gid("Product", self.id)
+
+
+@dataclass
+class StagedUpload:
+    """A staged upload target handed out by stagedUploadsCreate; `data` once the client uploaded."""
+
+    key: str
+    filename: str
+    mime_type: str
+    http_method: str
+    created_at: float
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass
+class ReorderJob:
+    """productReorderMedia's job: the moves are applied, and `done` turns true, at `due_at`."""
+
+    id: str  # a UUID, as in gid://shopify/Job/<uuid>
+    product_id: int
+    moves: list[tuple[int, int]]  # (media id, new zero-based position), applied in order
+    due_at: float
+    applied: bool = False
+
+    @property
+    def gid(self) -> str:
+        return f"{GID_PREFIX}Job/{self.id}"

@@ -1,0 +1,212 @@
+"""`ShopifySandbox`: one emulated shop — its state, its Admin GraphQL endpoint, its admin API.
+
+Every admin method takes the store lock for its whole call and returns plain dicts (the same JSON
+the `/_sandbox/...` routes answer), so tests, the demo and the HTTP admin API share one behaviour.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from starlette.applications import Starlette
+
+from ...serve import RunningServer, serve_in_thread
+from .app import build_app
+from .graphql_api import GraphQLService
+from .model import Media, Product, parse_gid
+from .store import SandboxError, Store
+
+
+class ShopifySandbox:
+    """A loopback emulator of the parts of Shopify's Admin GraphQL API retouch uses.
+
+    `processing_seconds`: how long new or replaced media take to become READY (UPLOADED for the
+    first half, PROCESSING for the second). `bucket_size`/`restore_rate`: the cost bucket.
+    `clock`: epoch seconds, for every timestamp, the media lifecycle, jobs and the bucket.
+    """
+
+    def __init__(
+        self,
+        *,
+        access_token: str = "shpat_sandbox_token",
+        api_version: str = "2026-07",
+        shop_name: str = "retouch-sandbox",
+        bucket_size: float = 2000,
+        restore_rate: float = 100,
+        processing_seconds: float = 0.3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._access_token = access_token
+        self.api_version = api_version
+        self.shop_name = shop_name
+        self.base_url: str | None = None
+        self._store = Store(shop_name=shop_name, clock=clock, processing_seconds=processing_seconds,
+                            bucket_size=bucket_size, restore_rate=restore_rate)
+        self._graphql = GraphQLService(self._store)
+        self._app: Starlette | None = None
+        self._server: RunningServer | None = None
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"ShopifySandbox(shop_name={self.shop_name!r}, base_url={self.base_url!r})"
+
+    # ------------------------------------------------------------------ serving
+
+    @property
+    def app(self) -> Starlette:
+        if self._app is None:
+            self._app = build_app(self)
+        return self._app
+
+    def start(self, port: int = 0) -> RunningServer:
+        """Serve on 127.0.0.1:`port` (0: any free port) from a background thread."""
+        self._server = serve_in_thread(self.app, port=port)
+        self.base_url = self._server.url
+        return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    @property
+    def shop_url(self) -> str:
+        """What a store owner puts in `[shop] url`, e.g. "http://127.0.0.1:8765"."""
+        if self.base_url is None:
+            raise RuntimeError("the sandbox is not started: call start() first")
+        return self.base_url
+
+    @property
+    def graphql_path(self) -> str:
+        return f"/admin/api/{self.api_version}/graphql.json"
+
+    def token_matches(self, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented.encode(), self._access_token.encode())
+
+    @property
+    def graphql(self) -> GraphQLService:
+        return self._graphql
+
+    @property
+    def store(self) -> Store:
+        """The raw state (hold `store.lock` while touching it); prefer the methods below."""
+        return self._store
+
+    def _url(self) -> str:
+        return self.base_url or "http://127.0.0.1"
+
+    def _product(self, legacy_id: int | str) -> Product:
+        number = _number(legacy_id)
+        product = self._store.products.get(number) if number is not None else None
+        if product is None:
+            raise SandboxError(f"no product {legacy_id}")
+        return product
+
+    def _media(self, media_id: int | str) -> Media:
+        number = _number(media_id)
+        media = self._store.media.get(number) if number is not None else None
+        if media is None:
+            raise SandboxError(f"no media {media_id}")
+        return media
+
+    # ------------------------------------------------------------------ admin API
+
+    def add_product(self, title: str, tags: Iterable[str] = (), images: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+        """A product with images ({"filename", "alt", "data_base64" or "data", "processing"}); images
+        without data get a generated product photo in the format their extension names."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            product = store.add_product(title, tags, list(images), now)
+            return store.product_json(product, self._url(), now)
+
+    def seed(self, products: int = 10, images_per_product: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+        """`products` products with generated titles, tags and photos (deterministic for a seed)."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            created = store.seed(products, images_per_product, seed, now)
+            return [store.product_json(p, self._url(), now) for p in created]
+
+    def add_image(self, legacy_id: int | str, filename: str = "image.jpg", alt: str = "", *,
+                  data: bytes | None = None, data_base64: str | None = None, processing: bool = False) -> dict[str, Any]:
+        """Append an image to a product, as the merchant would (bumps the product's updatedAt)."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            media = store.add_image(self._product(legacy_id), {"filename": filename, "alt": alt, "data": data,
+                                                               "data_base64": data_base64, "processing": processing}, now)
+            return store.media_json(media, self._url(), now)
+
+    def update_product(self, legacy_id: int | str, *, title: str | None = None,
+                       tags: Iterable[str] | None = None) -> dict[str, Any]:
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            product = self._product(legacy_id)
+            store.update_product(product, title, tags, now)
+            return store.product_json(product, self._url(), now)
+
+    def delete_product(self, legacy_id: int | str) -> None:
+        store = self._store
+        with store.lock:
+            store.delete_product(self._product(legacy_id), store.clock())
+
+    def delete_media(self, media_id: int | str) -> None:
+        store = self._store
+        with store.lock:
+            store.remove_media(self._media(media_id), store.clock())
+
+    def product(self, legacy_id: int | str) -> dict[str, Any]:
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            store.settle(now)
+            return store.product_json(self._product(legacy_id), self._url(), now)
+
+    def products(self) -> list[dict[str, Any]]:
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            store.settle(now)
+            return [store.product_json(p, self._url(), now) for p in store.products.values()]
+
+    def media_bytes(self, media_id: int | str) -> bytes | None:
+        """The bytes the CDN currently serves for a media (None before its first READY)."""
+        store = self._store
+        with store.lock:
+            store.settle(store.clock())
+            media = self._media(media_id)
+            return media.ready.data if media.ready else None
+
+    def stats(self) -> dict[str, Any]:
+        with self._store.lock:
+            return self._store.stats.as_dict()
+
+    def add_fault(self, *, status: int | None = None, count: int = 1, retry_after: float | None = None,
+                  operation: str | None = None, throttle: bool = False, fail_media_processing: int = 0,
+                  code: str = "IMAGE_PROCESSING_FAILURE") -> dict[str, Any]:
+        """Inject faults (see `faults.FaultPlan.add`); returns the faults now pending."""
+        with self._store.lock:
+            self._store.faults.add(status=status, count=count, retry_after=retry_after, operation=operation,
+                                   throttle=throttle, fail_media_processing=fail_media_processing, code=code)
+            return self._store.faults.as_dict()
+
+    def faults(self) -> dict[str, Any]:
+        with self._store.lock:
+            return self._store.faults.as_dict()
+
+    def clear_faults(self) -> None:
+        with self._store.lock:
+            self._store.faults.clear()
+
+
+def _number(value: int | str) -> int | None:
+    """The numeric id in 123, "123" or "gid://shopify/<Type>/123"."""
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    parsed = parse_gid(text)
+    return parsed[1] if parsed else None
