@@ -1,0 +1,84 @@
+"""The create payload, validated as AI Gen Studio documents it (CONTRACTS.md §1, Create). Pure.
+
+Strict pydantic models: unknown fields are rejected, strings are not coerced from numbers, and
+the first problem becomes the message of a 400 `invalid_payload`. One sandbox-only allowance:
+`webhook_url` may be plain http on a loopback host, so tests can receive webhooks locally (the
+real service requires public https).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .. import contract
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_SOURCE_URL_CHARS = 2048  # [ASSUME] mirrors the webhook_url limit
+
+
+class PayloadError(ValueError):
+    """The payload is invalid; the message says where."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+def _webhook_url(value: str) -> str:
+    parts = urlsplit(value)
+    if not parts.hostname:
+        raise ValueError("must be an absolute https URL")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return value
+    raise ValueError("must be an https URL")
+
+
+SourceUrl = Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_URL_CHARS), AfterValidator(_http_url)]
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=contract.MAX_WEBHOOK_URL_CHARS), AfterValidator(_webhook_url)]
+
+
+class ImagePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    source_url: SourceUrl
+    external_id: Annotated[str, Field(min_length=1, max_length=contract.MAX_EXTERNAL_ID_CHARS)] | None = None
+
+
+class CreatePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    preset: Literal[contract.PRESET_IDS]  # type: ignore[valid-type]
+    preservation_level: Literal[contract.PRESERVATION_LEVELS] = contract.DEFAULT_PRESERVATION_LEVEL  # type: ignore[valid-type]
+    instructions: Annotated[str, Field(min_length=1, max_length=contract.MAX_INSTRUCTIONS_CHARS)] | None = None
+    webhook_url: WebhookUrl | None = None
+    images: Annotated[list[ImagePayload], Field(min_length=1, max_length=contract.MAX_IMAGES_PER_JOB)]
+
+
+def validate_create(body: Any) -> CreatePayload:
+    """The parsed payload, or PayloadError naming the first problem."""
+    if not isinstance(body, dict):
+        raise PayloadError("the body must be a JSON object")
+    for name in body:
+        if isinstance(name, str) and name.replace("-", "_").lower() in ("idempotency_key", "idempotencykey"):
+            raise PayloadError("do not send the idempotency key in the body: use the Idempotency-Key header")
+    try:
+        return CreatePayload.model_validate(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+        raise PayloadError(f"{where or 'body'}: {first['msg']}") from None
+
+
+def validate_idempotency_key(value: str | None) -> str:
+    if value is None:
+        raise PayloadError("the Idempotency-Key header is required")
+    if not contract.IDEMPOTENCY_KEY_PATTERN.match(value):
+        raise PayloadError("Idempotency-Key must be 8 to 160 letters, digits, '.', '_', ':' or '-'")
+    return value
