@@ -26,6 +26,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def epoch(moment: datetime) -> float:
+    """Unix seconds of a stored datetime (SQLite hands them back without a time zone: UTC)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 class ImageState(StrEnum):
     BASELINE = "baseline"
     DISCOVERED = "discovered"

@@ -112,3 +112,33 @@ def queue_eta_seconds(queued: int, images_per_window: int, window: float, availa
     remaining = queued - available_now
     windows = -(-remaining // images_per_window)
     return windows * window
+
+
+def submit_size(allowed: int, *, images_available: int, jobs_available: int, max_batch: int,
+                oldest_wait: float, max_hold: float) -> int:
+    """How many images to send now, given `allowed` (what the quota permits right now).
+
+    Jobs are scarcer than images (5 jobs, 25 images an hour): a job of one image must not cost
+    the window its last job while images are left over. So a small job goes only while the jobs
+    left after it can still carry the images left after it; otherwise it waits for more images,
+    at most `max_hold` seconds (then the image goes anyway: latency beats a perfect packing).
+    """
+    if allowed <= 0:
+        return 0
+    needed = min(max_batch, images_available - (jobs_available - 1) * max_batch)
+    if allowed >= needed or oldest_wait >= max_hold:
+        return allowed
+    return 0
+
+
+def poll_delay(*, elapsed: float, total: int, finished: int, per_item: float | None, min_interval: float) -> float:
+    """Seconds until a job's next status poll: near its expected completion, never sooner than
+    `min_interval`. Progress so far gives the rate; before any, a rate learned from earlier jobs;
+    without either, poll after `min_interval` and back off by half the elapsed time."""
+    if finished > 0:
+        remaining = elapsed / finished * (total - finished)
+    elif per_item is not None and per_item * total > elapsed:
+        remaining = per_item * total - elapsed
+    else:
+        remaining = elapsed / 2
+    return max(min_interval, remaining)

@@ -17,7 +17,9 @@ from retouch.sync.decisions import (
     is_output_filename,
     marker_ids_after,
     output_filename,
+    poll_delay,
     queue_eta_seconds,
+    submit_size,
 )
 
 
@@ -85,3 +87,24 @@ def test_queue_eta() -> None:
     assert queue_eta_seconds(10, 25, 3600, available_now=25) == 0
     assert queue_eta_seconds(30, 25, 3600, available_now=5) == 3600
     assert queue_eta_seconds(60, 25, 3600, available_now=5) == 3 * 3600
+
+
+def test_submit_size_keeps_a_job_for_the_images_left() -> None:
+    fresh = dict(images_available=25, jobs_available=5, max_batch=20, max_hold=720)
+    assert submit_size(1, oldest_wait=0, **fresh) == 1  # plenty of jobs: a single image goes now
+    last_job = dict(images_available=21, jobs_available=1, max_batch=20, max_hold=720)
+    assert submit_size(3, oldest_wait=0, **last_job) == 0  # would strand 18 images of the window
+    assert submit_size(20, oldest_wait=0, **last_job) == 20
+    assert submit_size(3, oldest_wait=720, **last_job) == 3  # waited long enough: latency wins
+    two_left = dict(images_available=24, jobs_available=2, max_batch=20, max_hold=720)
+    assert submit_size(3, oldest_wait=0, **two_left) == 0 and submit_size(4, oldest_wait=0, **two_left) == 4
+    assert submit_size(0, oldest_wait=9999, **fresh) == 0
+
+
+def test_poll_delay_aims_at_the_expected_completion() -> None:
+    assert poll_delay(elapsed=0, total=10, finished=0, per_item=None, min_interval=30) == 30
+    assert poll_delay(elapsed=0, total=10, finished=0, per_item=12, min_interval=30) == 120
+    assert poll_delay(elapsed=40, total=10, finished=4, per_item=None, min_interval=5) == 60
+    assert poll_delay(elapsed=200, total=10, finished=0, per_item=12, min_interval=30) == 100  # late: back off
+    assert poll_delay(elapsed=1, total=1, finished=0, per_item=0.1, min_interval=0.3) == 0.5
+    assert poll_delay(elapsed=0.1, total=1, finished=0, per_item=None, min_interval=0.3) == 0.3

@@ -26,6 +26,7 @@ BASELINE_RECORDED = "baseline_recorded"
 LAST_DISCOVERY = "last_discovery_at"
 PAUSED = "provider_paused"              # JSON {"reason", "since", "retry_at"}: no credits, bad key
 BLOCKED_UNTIL = "provider_blocked_until"  # wall-clock seconds: a 429 asked us to wait
+SECONDS_PER_ITEM = "provider_seconds_per_item"  # learned from finished jobs, to time the first poll
 
 
 @dataclass
@@ -59,6 +60,16 @@ class Context:
     def blocked_until(self) -> float:
         value = self.store.get_meta(BLOCKED_UNTIL)
         return float(value) if value else 0.0
+
+    def seconds_per_item(self) -> float | None:
+        value = self.store.get_meta(SECONDS_PER_ITEM)
+        return float(value) if value else None
+
+    def learn_seconds_per_item(self, observed: float) -> None:
+        """Exponential moving average of how long the provider takes per image."""
+        previous = self.seconds_per_item()
+        value = observed if previous is None else 0.7 * previous + 0.3 * observed
+        self.store.set_meta(SECONDS_PER_ITEM, f"{value:.3f}")
 
     def paused(self) -> dict | None:
         value = self.store.get_meta(PAUSED)

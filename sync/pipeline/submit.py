@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 
 from retouch.plugin.providers.aigenstudio import errors as provider_errors
 from retouch.plugin.providers.aigenstudio.models import SourceImage
-from retouch.storage.models import ImageState, Job, JobState
+from retouch.storage.models import ImageState, Job, JobState, epoch
 
-from ..decisions import backoff
+from ..decisions import backoff, poll_delay, submit_size
 from .context import BLOCKED_UNTIL, PAUSED, PROVIDER, Context
 from .refresh import refresh_unready
 
@@ -37,7 +37,12 @@ async def submit(ctx: Context) -> int:
         return await _send(ctx, job)
     await refresh_unready(ctx)
     queued = [i for i in ctx.store.images_in_state(ImageState.DISCOVERED, due_by=now) if i.source_url]
-    size = ctx.ledger().batch_size(len(queued), now, ctx.active_jobs())
+    ledger = ctx.ledger()
+    limits = ctx.limits
+    size = submit_size(ledger.batch_size(len(queued), now, ctx.active_jobs()),
+                       images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
+                       max_batch=limits.max_batch, max_hold=limits.window / limits.jobs,
+                       oldest_wait=(now - epoch(queued[0].created_at)) if queued else 0.0)
     if size == 0:
         return 0
     batch = queued[:size]
@@ -92,7 +97,10 @@ async def _send(ctx: Context, job: Job) -> int:
     ctx.store.add_quota_event(PROVIDER, "job", now)
     ctx.store.add_quota_event(PROVIDER, "image", now, len(images))
     ctx.store.update_job(job.id, provider_job_id=enhancement.id, state=JobState.SUBMITTED,
-                         submitted_at=datetime.now(timezone.utc), next_poll_at=now + ctx.settings.schedule.tick,
+                         submitted_at=datetime.now(timezone.utc),
+                         next_poll_at=now + poll_delay(elapsed=0, total=len(images), finished=0,
+                                                       per_item=ctx.seconds_per_item(),
+                                                       min_interval=ctx.settings.schedule.poll_every),
                          error_code=None, error_message=None)
     if ctx.paused():
         ctx.store.delete_meta(PAUSED)

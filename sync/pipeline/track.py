@@ -11,9 +11,9 @@ from typing import Any
 
 from retouch.plugin.providers.aigenstudio import errors as provider_errors
 from retouch.plugin.providers.aigenstudio.models import Enhancement
-from retouch.storage.models import Image, ImageState, Job, JobState
+from retouch.storage.models import Image, ImageState, Job, JobState, epoch
 
-from ..decisions import backoff
+from ..decisions import backoff, poll_delay
 from .context import BLOCKED_UNTIL, PROVIDER, Context
 
 
@@ -71,14 +71,35 @@ async def _poll(ctx: Context, job: Job) -> None:
             ctx.log.info("item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
                          job_id=job.id, error_code=fields.get("error_code"))
     job_fields: dict[str, Any] = {"polls": job.polls + 1, "attempts": 0}
+    elapsed = now - epoch(job.submitted_at) if job.submitted_at else 0.0
     if enhancement.is_terminal:
         job_fields.update(state=JobState.FINISHED, finished_at=datetime.now(timezone.utc))
+        if enhancement.total_items:
+            ctx.learn_seconds_per_item(elapsed / enhancement.total_items)
         log.info("job_finished", status=enhancement.status, completed=enhancement.completed_items,
                  failed=enhancement.failed_items, credits_used=enhancement.credits_used)
     else:
-        job_fields["next_poll_at"] = ctx.ledger().next_poll_at(
-            now, now, ctx.settings.schedule.poll_every, ctx.active_jobs())
+        # Poll near the expected completion; the quota's even spread is the latest we wait.
+        spread_at = ctx.ledger().next_poll_at(now, now, ctx.settings.schedule.poll_every, ctx.active_jobs())
+        expected_at = now + poll_delay(elapsed=elapsed, total=enhancement.total_items,
+                                       finished=enhancement.completed_items + enhancement.failed_items,
+                                       per_item=ctx.seconds_per_item(), min_interval=ctx.settings.schedule.poll_every)
+        job_fields["next_poll_at"] = min(spread_at, expected_at)
     ctx.store.update_job_and_images(job.id, job_fields, image_fields)
+    await _skip_deleted_sources(ctx, images, image_fields)
+
+
+# The provider could not fetch these sources; if the merchant deleted the media, that is why.
+SOURCE_ERRORS = {"source_download_failed"}
+
+
+async def _skip_deleted_sources(ctx: Context, images: list[Image], changes: dict[int, dict[str, Any]]) -> None:
+    for image in images:
+        if changes.get(image.id, {}).get("error_code") in SOURCE_ERRORS:
+            if await ctx.shopify.get_media(image.media_id) is None:
+                ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code="media_deleted",
+                                       error_message="the merchant deleted this image before the provider fetched it")
+                ctx.log.info("skipped", product_id=image.product_id, media_id=image.media_id, reason="media_deleted")
 
 
 def record_items(enhancement: Enhancement, images: list[Image]) -> dict[int, dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retouch.plugin.shopify.errors import ShopifyError, ShopifyUnavailable, ShopifyUserError
+from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUnavailable, ShopifyUserError
 from retouch.plugin.shopify.models import Product
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
@@ -93,7 +93,11 @@ async def advance(ctx: Context, image: Image) -> bool:
 async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
     if not image.source_url:
         raise Fail("no_source", "the original's URL is unknown")
-    data, _ = await ctx.shopify.download(image.source_url)
+    try:
+        data, _ = await ctx.shopify.download(image.source_url)
+    except ShopifyResponseError:
+        await _still_there(ctx, image)  # a CDN 404 usually means the merchant deleted it
+        raise
     try:
         imaging.sniff_format(data)
     except imaging.ImageDataError as exc:
@@ -103,15 +107,21 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
             "error_message": None}
 
 
-async def _write(ctx: Context, image: Image) -> dict[str, Any]:
-    if not ctx.backups.has(image.backup_sha256 or ""):
-        raise BackupError("the original's backup is missing; not touching Shopify without it")
+async def _still_there(ctx: Context, image: Image) -> Product:
+    """The image's product, read fresh; Skip when the product or the media is gone."""
     product = await ctx.shopify.get_product(image.product_id)
     if product is None:
         raise Skip("product_deleted", "the merchant deleted the product while it was being enhanced")
-    original = next((m for m in product.media if m.id == image.media_id), None)
-    if original is None:
+    if all(m.id != image.media_id for m in product.media):
         raise Skip("media_deleted", "the merchant deleted this image while it was being enhanced")
+    return product
+
+
+async def _write(ctx: Context, image: Image) -> dict[str, Any]:
+    if not ctx.backups.has(image.backup_sha256 or ""):
+        raise BackupError("the original's backup is missing; not touching Shopify without it")
+    product = await _still_there(ctx, image)
+    original = next(m for m in product.media if m.id == image.media_id)
     mode = ctx.settings.writeback.mode
     extension = extension_of(image.filename, image.mime_type)
     upload_name = output_filename(image.media_id, extension)

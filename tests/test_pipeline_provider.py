@@ -1,0 +1,180 @@
+"""The pipeline against the AI Gen Studio sandbox: batching, idempotency after a crash, 429, 402,
+partial completion and quotas. Real clients, real HTTP on loopback, steps driven in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROVIDER_KEY, config_text, wait_for
+from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+from retouch.storage.models import ImageState, JobState
+from retouch.sync.config import load_settings
+from retouch.sync.pipeline import discover, submit, track
+from retouch.sync.pipeline.context import PAUSED
+from retouch.sync.runtime import open_context, run_until_settled
+
+LIVE_KEY = "aigen_live_TESTSECRETlive77aa"
+
+
+def settings_for(shop, provider, tmp_path: Path, **options):
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(shop, provider, tmp_path, new_only=False, **options))
+    return load_settings(path)
+
+
+def key_stats(provider: AigenSandbox, key: str = PROVIDER_KEY) -> dict:
+    return provider.stats()["keys"].get(key, {})
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=120))
+
+
+def test_batches_hold_at_most_20_images_and_all_get_done(shop, provider, tmp_path: Path) -> None:
+    shop.seed(products=5, images_per_product=5, seed=4)
+    settings = settings_for(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            assert (await discover(ctx))["queued"] == 25
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state(), [j.image_count for j in ctx.store.jobs_in_state(JobState.FINISHED)]
+
+    counts, batches = run(scenario())
+    assert counts == {"done": 25}
+    assert batches == [20, 5]
+    stats = key_stats(provider)
+    assert stats["creations"] == 2 and stats["images_charged"] == 25 and stats["rate_limited"] == 0
+
+
+def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: Path) -> None:
+    shop.seed(products=2, images_per_product=1, seed=5)
+    settings = settings_for(shop, provider, tmp_path)
+    # The provider accepts the job, then the answer is lost (as if we crashed before storing it).
+    provider.add_fault(endpoint="create", mode="drop_response", count=1)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            assert await submit(ctx) == 0
+            (job,) = ctx.store.jobs_in_state(JobState.PENDING)
+            ctx.store.update_job(job.id, next_attempt_at=None)  # the retry is due now
+            return job.idempotency_key
+    key = run(scenario())
+
+    async def restart():  # a new process: new clients, same database
+        async with open_context(settings) as ctx:
+            assert await submit(ctx) == 2
+            (job,) = ctx.store.jobs_in_state(JobState.SUBMITTED)
+            assert job.idempotency_key == key
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state()
+    assert run(restart()) == {"done": 2}
+    stats = key_stats(provider)
+    assert stats["creations"] == 1 and stats["replays"] == 1
+    assert stats["images_charged"] == 2
+    assert stats["charged_per_idempotency_key"] == {key: 2}
+
+
+def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Path) -> None:
+    # The provider allows one job per window; our config (wrongly) believes five.
+    strict = AigenSandbox(window_seconds=3600, jobs_per_window=1, seconds_per_item=0.1)
+    server = strict.start()
+    try:
+        shop.seed(products=1, images_per_product=1, seed=6)
+        settings = settings_for(shop, strict, tmp_path)
+
+        async def scenario():
+            async with open_context(settings) as ctx:
+                await discover(ctx)
+                await run_until_settled(ctx)
+                for _ in range(3):  # the merchant adds more photos
+                    shop.add_product(title="More", tags=[], images=[{"filename": "m.jpg", "alt": "m"}])
+                await discover(ctx)
+                # The next submission meets the provider's real limit: one 429, then we wait.
+                for _ in range(5):
+                    await submit(ctx)
+                    await track(ctx)
+                return ctx.blocked_until() - time.time(), ctx.store.jobs_in_state(JobState.PENDING)
+        wait, pending = run(scenario())
+    finally:
+        server.stop()
+    stats = strict.stats()["keys"][PROVIDER_KEY]
+    assert stats["creations"] == 1
+    assert stats["rate_limited"] == 1  # five attempts, one request: the Retry-After was honoured
+    assert wait > 60
+    assert len(pending) == 1 and pending[0].image_count == 3
+
+
+def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Path) -> None:
+    provider.add_live_key(LIVE_KEY, purchased=200, available=0)
+    shop.seed(products=2, images_per_product=1, seed=7)
+    settings = settings_for(shop, provider, tmp_path, api_key=LIVE_KEY)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            assert await submit(ctx) == 0
+            paused = ctx.paused()
+            assert paused and "insufficient_api_credits" in paused["reason"]
+            assert ctx.store.counts_by_state() == {"submitted": 2}  # held in the pending job, not dropped
+            assert await submit(ctx) == 0  # still paused: no request
+            provider.add_live_key(LIVE_KEY, purchased=200, available=100)
+            # The pause's retry time has come (credits_retry would take minutes).
+            ctx.store.set_meta(PAUSED, json.dumps({**paused, "retry_at": 0}))
+            job = ctx.store.jobs_in_state(JobState.PENDING)[0]
+            ctx.store.update_job(job.id, next_attempt_at=None)
+            assert await submit(ctx) == 2
+            assert ctx.paused() is None
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state()
+    assert run(scenario()) == {"done": 2}
+    stats = key_stats(provider, LIVE_KEY)
+    assert stats["insufficient_credits"] == 1
+    assert stats["images_charged"] == 2
+
+
+def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_path: Path) -> None:
+    shop.seed(products=3, images_per_product=1, seed=8)
+    settings = settings_for(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            broken = ctx.store.images_in_state(ImageState.DISCOVERED)[1]
+            ctx.store.update_image(broken.id, source_url=f"{shop.shop_url}/cdn/files/does-not-exist.jpg")
+            await run_until_settled(ctx)
+            return ctx.store.image(broken.id), ctx.store.counts_by_state(), ctx.store.jobs_in_state(JobState.FINISHED)
+    broken, counts, jobs = run(scenario())
+    assert counts == {"done": 2, "failed": 1}
+    assert broken.state == "failed" and broken.error_code and broken.error_message
+    assert len(jobs) == 1
+
+
+def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
+    window = 3.0
+    tight = AigenSandbox(window_seconds=window, jobs_per_window=5, images_per_window=8, polls_per_window=6,
+                         seconds_per_item=0.05)
+    server = tight.start()
+    try:
+        shop.seed(products=10, images_per_product=2, seed=9)
+        settings = settings_for(shop, tight, tmp_path,
+                                limits=f'window = "{window}s", jobs = 5, images = 8, polls = 6, active_jobs = 1')
+
+        async def scenario():
+            async with open_context(settings) as ctx:
+                await discover(ctx)
+                await run_until_settled(ctx)
+                return ctx.store.counts_by_state()
+        counts = run(scenario())
+    finally:
+        server.stop()
+    stats = tight.stats()["keys"][PROVIDER_KEY]
+    assert counts == {"done": 20}
+    assert stats["rate_limited"] == 0
+    assert stats["images_charged"] == 20

@@ -1,0 +1,98 @@
+"""The pipeline against the Shopify sandbox's hard cases: THROTTLED and 429 recovered, media that
+end FAILED, a result whose format differs from the original's, products and media deleted in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import config_text
+from retouch.storage.models import ImageState
+from retouch.sync.config import load_settings
+from retouch.sync.pipeline import discover, submit, track
+from retouch.sync.runtime import open_context, run_until_settled
+
+
+def settings_for(shop, provider, tmp_path: Path, **options):
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(shop, provider, tmp_path, new_only=False, **options))
+    return load_settings(path)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=120))
+
+
+def test_throttled_and_429_are_recovered(shop, provider, tmp_path: Path) -> None:
+    shop.seed(products=4, images_per_product=1, seed=10)
+    settings = settings_for(shop, provider, tmp_path)
+    shop.add_fault(throttle=True)
+    shop.add_fault(status=429, count=2, retry_after=0.2)
+    shop.add_fault(status=503, count=1)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            counts = await discover(ctx)
+            return counts, ctx.shopify.stats
+    counts, client_stats = run(scenario())
+    assert counts["queued"] == 4
+    stats = shop.stats()
+    assert stats["throttled"] >= 1
+    assert stats["faults_served"] >= 3
+
+
+def test_media_failed_after_write_is_recorded(shop, provider, tmp_path: Path) -> None:
+    products = shop.seed(products=1, images_per_product=1, seed=11)
+    settings = settings_for(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
+            await run_until_settled(ctx)
+            return ctx.store.images_in_state(ImageState.FAILED)
+    (failed,) = run(scenario())
+    assert failed.error_code == "IMAGE_PROCESSING_FAILURE"
+    assert "backup" in failed.error_message
+    assert failed.backup_sha256 == products[0]["media"][0]["sha256"]  # the original is safe
+    assert (tmp_path / "backups" / failed.backup_sha256[:2] / failed.backup_sha256).exists()
+
+
+def test_png_result_for_jpeg_original_is_converted(shop, provider, tmp_path: Path) -> None:
+    product = shop.add_product(title="Mug", tags=[], images=[{"filename": "mug.jpg", "alt": "Mug"}])
+    settings = settings_for(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state()
+    assert run(scenario()) == {"done": 1}
+    media = shop.product(product["legacy_id"])["media"][0]
+    assert media["mime_type"] == "image/jpeg"
+    assert media["filename"].endswith(".jpg")
+    assert shop.stats()["operations"].get("FileUpdate", 0) >= 1
+
+
+def test_deleted_product_and_media_in_flight_end_skipped(shop, provider, tmp_path: Path) -> None:
+    products = shop.seed(products=2, images_per_product=1, seed=12)
+    settings = settings_for(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            images = ctx.store.images_in_state(ImageState.DISCOVERED)
+            await submit(ctx)
+            while len(ctx.store.images_in_state(ImageState.ENHANCED)) < 2:
+                await asyncio.sleep(0.2)
+                await track(ctx)
+            # The merchant deletes one product and one media after the provider finished them.
+            shop.delete_product(products[0]["legacy_id"])
+            shop.delete_media(images[1].media_id.rsplit("/", 1)[-1])
+            await run_until_settled(ctx)
+            return {i.media_id: (i.state, i.error_code) for i in ctx.store.images_in_state(ImageState.SKIPPED)}
+    skipped = run(scenario())
+    assert sorted(code for _, code in skipped.values()) == ["media_deleted", "product_deleted"]
