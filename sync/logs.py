@@ -53,6 +53,9 @@ REDACTOR = Redactor()
 def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream=None) -> None:
     stream = stream or sys.stderr
     REDACTOR.add(secrets)
+    # The steps share one lock, so APScheduler often finds a step still waiting and skips a run:
+    # expected, and not worth a warning line every tick.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     json_output = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     structlog.configure(

@@ -96,3 +96,26 @@ def test_deleted_product_and_media_in_flight_end_skipped(shop, provider, tmp_pat
             return {i.media_id: (i.state, i.error_code) for i in ctx.store.images_in_state(ImageState.SKIPPED)}
     skipped = run(scenario())
     assert sorted(code for _, code in skipped.values()) == ["media_deleted", "product_deleted"]
+
+
+def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: Path) -> None:
+    shop.seed(products=1, images_per_product=1, seed=13)
+    settings = settings_for(shop, provider, tmp_path)
+    settings_baseline = load_settings(tmp_path / "config.toml")
+    kept = shop.add_product(title="Gift card", tags=["No-Retouch"], images=[{"filename": "card.jpg", "alt": "card"}])
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            late = shop.add_image(shop.products()[0]["legacy_id"], filename="late.png", alt="late",
+                                  processing=True)  # the merchant's upload is still processing
+            await discover(ctx)
+            row = ctx.store.image_by_media(late["id"])
+            assert row is not None and row.source_url is None
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state(), ctx.store.image_by_media(late["id"])
+    counts, late_row = run(scenario())
+    assert settings_baseline.selection.exclude_tags == ["no-retouch"]
+    assert counts == {"done": 2}
+    assert late_row.state == "done" and late_row.source_url
+    assert shop.product(kept["legacy_id"])["media"][0]["sha256"] == kept["media"][0]["sha256"]

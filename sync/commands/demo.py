@@ -31,6 +31,7 @@ DEMO_TIMEOUT = 110.0  # seconds; the demo promises to finish in under two minute
 
 async def demo_command(*, out: Path, products: int) -> int:
     started = time.monotonic()
+    configure("warning", "console")
     out.mkdir(parents=True, exist_ok=True)
     work = out / "state"
     work.mkdir(exist_ok=True)
