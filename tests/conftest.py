@@ -94,6 +94,21 @@ format = "json"
 """
 
 
+def pipeline_settings(shop: ShopifySandbox, provider: AigenSandbox, tmp_path: Path, **options):
+    """Settings for driving pipeline steps in-process (new_only off: every image is queued)."""
+    from retouch.sync.config import load_settings
+
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(shop, provider, tmp_path, **{"new_only": False, **options}))
+    return load_settings(path)
+
+
+def run_async(coro, timeout: float = 120):
+    import asyncio
+
+    return asyncio.run(asyncio.wait_for(coro, timeout=timeout))
+
+
 @pytest.fixture
 def write_config(tmp_path: Path, shop: ShopifySandbox, provider: AigenSandbox) -> Callable[..., Path]:
     def write(name: str = "config.toml", **options) -> Path:

@@ -3,17 +3,14 @@ partial completion and quotas. Real clients, real HTTP on loopback, steps driven
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
 
-import pytest
 
-from conftest import PROVIDER_KEY, config_text, wait_for
+from conftest import PROVIDER_KEY, pipeline_settings, run_async
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.storage.models import ImageState, JobState
-from retouch.sync.config import load_settings
 from retouch.sync.pipeline import discover, submit, track
 from retouch.sync.pipeline.context import PAUSED
 from retouch.sync.runtime import open_context, run_until_settled
@@ -21,23 +18,15 @@ from retouch.sync.runtime import open_context, run_until_settled
 LIVE_KEY = "aigen_live_TESTSECRETlive77aa"
 
 
-def settings_for(shop, provider, tmp_path: Path, **options):
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(shop, provider, tmp_path, new_only=False, **options))
-    return load_settings(path)
-
 
 def key_stats(provider: AigenSandbox, key: str = PROVIDER_KEY) -> dict:
     return provider.stats()["keys"].get(key, {})
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, timeout=120))
-
 
 def test_batches_hold_at_most_20_images_and_all_get_done(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=5, images_per_product=5, seed=4)
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
 
     async def scenario():
         async with open_context(settings) as ctx:
@@ -45,7 +34,7 @@ def test_batches_hold_at_most_20_images_and_all_get_done(shop, provider, tmp_pat
             await run_until_settled(ctx)
             return ctx.store.counts_by_state(), [j.image_count for j in ctx.store.jobs_in_state(JobState.FINISHED)]
 
-    counts, batches = run(scenario())
+    counts, batches = run_async(scenario())
     assert counts == {"done": 25}
     assert batches == [20, 5]
     stats = key_stats(provider)
@@ -54,7 +43,7 @@ def test_batches_hold_at_most_20_images_and_all_get_done(shop, provider, tmp_pat
 
 def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=2, images_per_product=1, seed=5)
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
     # The provider accepts the job, then the answer is lost (as if we crashed before storing it).
     provider.add_fault(endpoint="create", mode="drop_response", count=1)
 
@@ -65,7 +54,7 @@ def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: 
             (job,) = ctx.store.jobs_in_state(JobState.PENDING)
             ctx.store.update_job(job.id, next_attempt_at=None)  # the retry is due now
             return job.idempotency_key
-    key = run(scenario())
+    key = run_async(scenario())
 
     async def restart():  # a new process: new clients, same database
         async with open_context(settings) as ctx:
@@ -74,7 +63,7 @@ def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: 
             assert job.idempotency_key == key
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
-    assert run(restart()) == {"done": 2}
+    assert run_async(restart()) == {"done": 2}
     stats = key_stats(provider)
     assert stats["creations"] == 1 and stats["replays"] == 1
     assert stats["images_charged"] == 2
@@ -87,7 +76,7 @@ def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Pa
     server = strict.start()
     try:
         shop.seed(products=1, images_per_product=1, seed=6)
-        settings = settings_for(shop, strict, tmp_path)
+        settings = pipeline_settings(shop, strict, tmp_path)
 
         async def scenario():
             async with open_context(settings) as ctx:
@@ -101,7 +90,7 @@ def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Pa
                     await submit(ctx)
                     await track(ctx)
                 return ctx.blocked_until() - time.time(), ctx.store.jobs_in_state(JobState.PENDING)
-        wait, pending = run(scenario())
+        wait, pending = run_async(scenario())
     finally:
         server.stop()
     stats = strict.stats()["keys"][PROVIDER_KEY]
@@ -114,7 +103,7 @@ def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Pa
 def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Path) -> None:
     provider.add_live_key(LIVE_KEY, purchased=200, available=0)
     shop.seed(products=2, images_per_product=1, seed=7)
-    settings = settings_for(shop, provider, tmp_path, api_key=LIVE_KEY)
+    settings = pipeline_settings(shop, provider, tmp_path, api_key=LIVE_KEY)
 
     async def scenario():
         async with open_context(settings) as ctx:
@@ -133,7 +122,7 @@ def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Pa
             assert ctx.paused() is None
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
-    assert run(scenario()) == {"done": 2}
+    assert run_async(scenario()) == {"done": 2}
     stats = key_stats(provider, LIVE_KEY)
     assert stats["insufficient_credits"] == 1
     assert stats["images_charged"] == 2
@@ -141,7 +130,7 @@ def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Pa
 
 def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=3, images_per_product=1, seed=8)
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
 
     async def scenario():
         async with open_context(settings) as ctx:
@@ -150,7 +139,7 @@ def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_pa
             ctx.store.update_image(broken.id, source_url=f"{shop.shop_url}/cdn/files/does-not-exist.jpg")
             await run_until_settled(ctx)
             return ctx.store.image(broken.id), ctx.store.counts_by_state(), ctx.store.jobs_in_state(JobState.FINISHED)
-    broken, counts, jobs = run(scenario())
+    broken, counts, jobs = run_async(scenario())
     assert counts == {"done": 2, "failed": 1}
     assert broken.state == "failed" and broken.error_code and broken.error_message
     assert len(jobs) == 1
@@ -163,7 +152,7 @@ def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
     server = tight.start()
     try:
         shop.seed(products=10, images_per_product=2, seed=9)
-        settings = settings_for(shop, tight, tmp_path,
+        settings = pipeline_settings(shop, tight, tmp_path,
                                 limits=f'window = "{window}s", jobs = 5, images = 8, polls = 6, active_jobs = 1')
 
         async def scenario():
@@ -171,7 +160,7 @@ def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
                 await discover(ctx)
                 await run_until_settled(ctx)
                 return ctx.store.counts_by_state()
-        counts = run(scenario())
+        counts = run_async(scenario())
     finally:
         server.stop()
     stats = tight.stats()["keys"][PROVIDER_KEY]

@@ -4,31 +4,20 @@ end FAILED, a result whose format differs from the original's, products and medi
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 
-from PIL import Image
 
-from conftest import config_text
+from conftest import pipeline_settings, run_async
 from retouch.storage.models import ImageState
-from retouch.sync.config import load_settings
 from retouch.sync.pipeline import discover, submit, track
 from retouch.sync.runtime import open_context, run_until_settled
 
 
-def settings_for(shop, provider, tmp_path: Path, **options):
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(shop, provider, tmp_path, new_only=False, **options))
-    return load_settings(path)
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, timeout=120))
 
 
 def test_throttled_and_429_are_recovered(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=4, images_per_product=1, seed=10)
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
     shop.add_fault(throttle=True)
     shop.add_fault(status=429, count=2, retry_after=0.2)
     shop.add_fault(status=503, count=1)
@@ -37,7 +26,7 @@ def test_throttled_and_429_are_recovered(shop, provider, tmp_path: Path) -> None
         async with open_context(settings) as ctx:
             counts = await discover(ctx)
             return counts, ctx.shopify.stats
-    counts, client_stats = run(scenario())
+    counts, client_stats = run_async(scenario())
     assert counts["queued"] == 4
     stats = shop.stats()
     assert stats["throttled"] >= 1
@@ -46,7 +35,7 @@ def test_throttled_and_429_are_recovered(shop, provider, tmp_path: Path) -> None
 
 def test_media_failed_after_write_is_recorded(shop, provider, tmp_path: Path) -> None:
     products = shop.seed(products=1, images_per_product=1, seed=11)
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
 
     async def scenario():
         async with open_context(settings) as ctx:
@@ -54,7 +43,7 @@ def test_media_failed_after_write_is_recorded(shop, provider, tmp_path: Path) ->
             shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
             await run_until_settled(ctx)
             return ctx.store.images_in_state(ImageState.FAILED)
-    (failed,) = run(scenario())
+    (failed,) = run_async(scenario())
     assert failed.error_code == "IMAGE_PROCESSING_FAILURE"
     assert "backup" in failed.error_message
     assert failed.backup_sha256 == products[0]["media"][0]["sha256"]  # the original is safe
@@ -63,14 +52,14 @@ def test_media_failed_after_write_is_recorded(shop, provider, tmp_path: Path) ->
 
 def test_png_result_for_jpeg_original_is_converted(shop, provider, tmp_path: Path) -> None:
     product = shop.add_product(title="Mug", tags=[], images=[{"filename": "mug.jpg", "alt": "Mug"}])
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
 
     async def scenario():
         async with open_context(settings) as ctx:
             await discover(ctx)
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
-    assert run(scenario()) == {"done": 1}
+    assert run_async(scenario()) == {"done": 1}
     media = shop.product(product["legacy_id"])["media"][0]
     assert media["mime_type"] == "image/jpeg"
     assert media["filename"].endswith(".jpg")
@@ -79,7 +68,7 @@ def test_png_result_for_jpeg_original_is_converted(shop, provider, tmp_path: Pat
 
 def test_deleted_product_and_media_in_flight_end_skipped(shop, provider, tmp_path: Path) -> None:
     products = shop.seed(products=2, images_per_product=1, seed=12)
-    settings = settings_for(shop, provider, tmp_path)
+    settings = pipeline_settings(shop, provider, tmp_path)
 
     async def scenario():
         async with open_context(settings) as ctx:
@@ -94,14 +83,13 @@ def test_deleted_product_and_media_in_flight_end_skipped(shop, provider, tmp_pat
             shop.delete_media(images[1].media_id.rsplit("/", 1)[-1])
             await run_until_settled(ctx)
             return {i.media_id: (i.state, i.error_code) for i in ctx.store.images_in_state(ImageState.SKIPPED)}
-    skipped = run(scenario())
+    skipped = run_async(scenario())
     assert sorted(code for _, code in skipped.values()) == ["media_deleted", "product_deleted"]
 
 
 def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=1, images_per_product=1, seed=13)
-    settings = settings_for(shop, provider, tmp_path)
-    settings_baseline = load_settings(tmp_path / "config.toml")
+    settings = pipeline_settings(shop, provider, tmp_path)
     kept = shop.add_product(title="Gift card", tags=["No-Retouch"], images=[{"filename": "card.jpg", "alt": "card"}])
 
     async def scenario():
@@ -114,8 +102,7 @@ def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: 
             assert row is not None and row.source_url is None
             await run_until_settled(ctx)
             return ctx.store.counts_by_state(), ctx.store.image_by_media(late["id"])
-    counts, late_row = run(scenario())
-    assert settings_baseline.selection.exclude_tags == ["no-retouch"]
+    counts, late_row = run_async(scenario())
     assert counts == {"done": 2}
     assert late_row.state == "done" and late_row.source_url
     assert shop.product(kept["legacy_id"])["media"][0]["sha256"] == kept["media"][0]["sha256"]

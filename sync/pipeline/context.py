@@ -25,7 +25,7 @@ CURSOR = "discovery_cursor"
 BASELINE_RECORDED = "baseline_recorded"
 LAST_DISCOVERY = "last_discovery_at"
 PAUSED = "provider_paused"              # JSON {"reason", "since", "retry_at"}: no credits, bad key
-BLOCKED_UNTIL = "provider_blocked_until"  # wall-clock seconds: a 429 asked us to wait
+BLOCKED_UNTIL = "provider_blocked_until"  # wall-clock seconds: a 429 on create asked us to wait
 SECONDS_PER_ITEM = "provider_seconds_per_item"  # learned from finished jobs, to time the first poll
 
 
@@ -51,7 +51,7 @@ class Context:
         ledger = QuotaLedger(self.limits, self.store.quota_events(PROVIDER, since=now - self.limits.window))
         blocked = self.blocked_until()
         if blocked > now:
-            ledger.block_until(blocked)
+            ledger.block_until(blocked, kind="job")  # a 429 on create holds submissions, not polls
         return ledger
 
     def active_jobs(self) -> int:

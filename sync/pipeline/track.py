@@ -14,7 +14,7 @@ from retouch.plugin.providers.aigenstudio.models import Enhancement
 from retouch.storage.models import Image, ImageState, Job, JobState, epoch
 
 from ..decisions import backoff, poll_delay
-from .context import BLOCKED_UNTIL, PROVIDER, Context
+from .context import PROVIDER, Context
 
 
 async def track(ctx: Context) -> int:
@@ -25,7 +25,7 @@ async def track(ctx: Context) -> int:
         if job.next_poll_at is not None and job.next_poll_at > now:
             continue
         ledger = ctx.ledger()
-        if ledger.available("poll", now) <= 0 or ctx.blocked_until() > now:
+        if ledger.available("poll", now) <= 0:
             continue
         polls += 1
         await _poll(ctx, job)
@@ -39,7 +39,6 @@ async def _poll(ctx: Context, job: Job) -> None:
         enhancement = await ctx.provider.get_enhancement(job.provider_job_id)
     except provider_errors.RateLimited as exc:
         until = ctx.clock() + (exc.retry_after or ctx.settings.schedule.poll_every)
-        ctx.store.set_meta(BLOCKED_UNTIL, str(until))
         ctx.store.update_job(job.id, next_poll_at=until)
         log.warning("rate_limited", retry_after=round(until - ctx.clock(), 1))
         return

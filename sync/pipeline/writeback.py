@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUnavailable, ShopifyUserError
+from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.models import Product
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
@@ -28,6 +28,9 @@ from ..decisions import (
     pillow_format,
 )
 from .context import Context
+
+# Retries of one write-back step (backoff capped at 10 minutes: a few hours) before it fails.
+MAX_ATTEMPTS = 25
 
 # Codes Shopify gives when the media or product is gone: the merchant deleted it while in flight.
 GONE_CODES = {"FILE_DOES_NOT_EXIST", "REFERENCE_TARGET_DOES_NOT_EXIST", "PRODUCT_DOES_NOT_EXIST", "NOT_FOUND"}
@@ -74,9 +77,15 @@ async def advance(ctx: Context, image: Image) -> bool:
         ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=exc.code, error_message=exc.message)
         log.warning("failed", reason=exc.code, message=exc.message)
         return True
-    except (ShopifyUnavailable, BackupError, ShopifyError) as exc:
-        # Transient, or a store that answers oddly: the image keeps its state and tries again later.
+    except (ShopifyError, BackupError) as exc:
+        # Transient, or a store that answers oddly: the image keeps its state and tries again later,
+        # until it has tried for hours; then it fails with the reason (resync brings it back).
         attempts = image.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            ctx.store.update_image(image.id, state=ImageState.FAILED, attempts=attempts,
+                                   error_code=exc.__class__.__name__, error_message=str(exc)[:500])
+            log.warning("failed", reason=exc.__class__.__name__, message=str(exc)[:200], attempts=attempts)
+            return True
         delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
         ctx.store.update_image(image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
                                error_code=exc.__class__.__name__, error_message=str(exc)[:500])
