@@ -120,6 +120,14 @@ class QuotaEvent(SQLModel, table=True):
     count: int = 1
 
 
+class SeenEvent(SQLModel, table=True):
+    """A webhook delivery already handled: a replayed event id is refused."""
+
+    event_id: str = Field(primary_key=True)
+    source: str
+    at: float = Field(index=True)
+
+
 class Meta(SQLModel, table=True):
     """Small named values: schema version, discovery cursor, provider pause."""
 

@@ -25,6 +25,7 @@ from .models import (
     Meta,
     OutputMedia,
     QuotaEvent,
+    SeenEvent,
     utcnow,
 )
 
@@ -239,6 +240,23 @@ class Store:
     def prune_quota_events(self, before: float) -> None:
         with self._session() as s:
             s.exec(delete(QuotaEvent).where(col(QuotaEvent.at) < before))
+
+    # ----- webhook deliveries -----------------------------------------------------------------
+
+    def remember_event(self, source: str, event_id: str, at: float) -> bool:
+        """Record a webhook event id; False when it was seen before (a replay)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self._session() as s:
+                s.add(SeenEvent(event_id=f"{source}:{event_id}", source=source, at=at))
+            return True
+        except IntegrityError:
+            return False
+
+    def forget_events(self, before: float) -> None:
+        with self._session() as s:
+            s.exec(delete(SeenEvent).where(col(SeenEvent.at) < before))
 
     def copy_to(self, path: str) -> None:
         """A consistent copy of the whole database (SQLite's online backup), for dry runs."""
