@@ -167,3 +167,37 @@ def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
     assert counts == {"done": 20}
     assert stats["rate_limited"] == 0
     assert stats["images_charged"] == 20
+
+
+def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, provider, tmp_path: Path) -> None:
+    """A key replayed with another body (here: the owner changed the preset between a lost answer
+    and the retry) is a bug signal: the job fails with the reason, loudly, and is never resent."""
+    import dataclasses
+
+    from structlog.testing import capture_logs
+
+    shop.seed(products=2, images_per_product=1, seed=10)
+    settings = pipeline_settings(shop, provider, tmp_path)
+    provider.add_fault(endpoint="create", mode="drop_response", count=1)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            assert await submit(ctx) == 0  # accepted by the provider, answer lost
+            (job,) = ctx.store.jobs_in_state(JobState.PENDING)
+            ctx.store.update_job(job.id, next_attempt_at=None)
+            ctx.settings = dataclasses.replace(
+                settings, aigenstudio=settings.aigenstudio.model_copy(update={"preset": "marketplace_clean_catalog"}))
+            with capture_logs() as events:
+                assert await submit(ctx) == 0
+                assert await submit(ctx) == 0  # a failed job is not sent again
+            return ctx.store.job(job.id), ctx.store.job_images(job.id), events
+    job, images, events = run_async(scenario())
+    assert job.state == JobState.FAILED and job.error_code == "idempotency_conflict"
+    assert [i.state for i in images] == ["failed", "failed"]
+    assert all(i.error_code == "idempotency_conflict" and i.error_message for i in images)
+    rejected = [e for e in events if e["event"] == "job_rejected"]
+    assert len(rejected) == 1 and rejected[0]["log_level"] == "error"
+    assert sorted(rejected[0]["media_ids"]) == sorted(i.media_id for i in images)
+    stats = key_stats(provider)
+    assert stats["creations"] == 1 and stats["images_charged"] == 2  # the conflict charged nothing
