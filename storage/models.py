@@ -19,7 +19,13 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# What brings a database of an older version up to date, one list of statements per version step.
+MIGRATIONS: dict[int, list[str]] = {
+    1: ["ALTER TABLE image ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE job ADD COLUMN credits_used INTEGER NOT NULL DEFAULT 0"],
+}
 
 
 def utcnow() -> datetime:
@@ -75,7 +81,8 @@ class Image(SQLModel, table=True):
     write_source: str | None = None        # intent: the staged resourceUrl about to be written
     output_media_id: str | None = None     # the media that now shows our output (same id in replace mode)
     written_at: float | None = None        # wall clock of the Shopify write, to time out a stuck READY
-    attempts: int = 0
+    attempts: int = 0                      # tries of the current step (reset when a step succeeds)
+    retries: int = 0                       # times `retouch retry` brought it back from failed
     next_attempt_at: float | None = None   # wall clock; None = now
     error_code: str | None = None
     error_message: str | None = None
@@ -94,6 +101,7 @@ class Job(SQLModel, table=True):
     next_attempt_at: float | None = None   # pending jobs: when to send again
     next_poll_at: float | None = None      # submitted jobs: when to ask for status
     polls: int = 0
+    credits_used: int = 0                  # what the provider charged, recorded when the job finished
     error_code: str | None = None
     error_message: str | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from .models import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     Image,
     ImageState,
@@ -57,8 +58,19 @@ class Store:
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) != SCHEMA_VERSION:
-            raise StorageError(f"database schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        elif int(version) < SCHEMA_VERSION:
+            self._migrate(int(version))
+        elif int(version) > SCHEMA_VERSION:
+            raise StorageError(f"database schema version {version} is newer than this retouch "
+                               f"(expects {SCHEMA_VERSION}): upgrade retouch")
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older database up to date in one transaction (new tables came from create_all)."""
+        with self.engine.begin() as conn:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    conn.exec_driver_sql(statement)
+            conn.exec_driver_sql("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -107,11 +119,21 @@ class Store:
             return {row.media_id: row for row in rows}
 
     def insert_image(self, **fields: Any) -> Image:
-        with self._session() as s:
-            image = Image(**fields)
-            s.add(image)
-            s.flush()
-            return image
+        """Insert a new image row; if another process (resync beside the daemon) inserted the same
+        media a moment ago, return that row instead."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self._session() as s:
+                image = Image(**fields)
+                s.add(image)
+                s.flush()
+                return image
+        except IntegrityError:
+            existing = self.image_by_media(fields["media_id"])
+            if existing is None:
+                raise
+            return existing
 
     def update_image(self, image_id: int, **fields: Any) -> Image:
         with self._session() as s:
@@ -236,6 +258,10 @@ class Store:
         with self._session() as s:
             query = select(QuotaEvent).where(QuotaEvent.provider == provider, QuotaEvent.at >= since)
             return [(e.kind, e.at, e.count) for e in s.exec(query)]
+
+    def credits_used(self, provider: str) -> int:
+        with self._session() as s:
+            return int(s.exec(select(func.coalesce(func.sum(Job.credits_used), 0)).where(Job.provider == provider)).one())
 
     def prune_quota_events(self, before: float) -> None:
         with self._session() as s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,24 @@ def test_wal_and_schema_version(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StorageError):
         Store(url)
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    store = Store(f"sqlite:///{db}")
+    kept = new_image(store, 1)
+    store.close()
+    # What a database written by schema version 1 looked like: no retries, no credits_used.
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE image DROP COLUMN retries")
+        conn.execute("ALTER TABLE job DROP COLUMN credits_used")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store = Store(f"sqlite:///{db}")
+    assert store.get_meta("schema_version") == "2"
+    assert store.image(kept.id).retries == 0
+    job = store.create_job("aigenstudio", "key-after-migration", [kept.id])
+    store.update_job(job.id, credits_used=5)
+    assert store.credits_used("aigenstudio") == 5
 
 
 def test_counts_and_due_filter(tmp_path: Path) -> None:
