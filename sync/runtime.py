@@ -16,14 +16,22 @@ from .config import Settings
 from .pipeline import Context, submit, track, write_back
 
 
+def shopify_client(settings: Settings) -> ShopifyClient:
+    return ShopifyClient(settings.shop.url, settings.shop_token.get_secret_value(), settings.shop.api_version,
+                         timeout=settings.shop.timeout)
+
+
+def provider_client(settings: Settings) -> AigenClient:
+    return AigenClient(settings.provider_key.get_secret_value(), settings.provider_base_url,
+                       timeout=settings.provider.timeout)
+
+
 @asynccontextmanager
 async def open_context(settings: Settings, store: Store | None = None) -> AsyncIterator[Context]:
     own_store = store is None
     store = store or Store(settings.database_url)
-    shopify = ShopifyClient(settings.shop.url, settings.shop_token.get_secret_value(), settings.shop.api_version,
-                            timeout=settings.shop.timeout)
-    provider = AigenClient(settings.provider_key.get_secret_value(), settings.provider_base_url,
-                           timeout=settings.provider.timeout)
+    shopify = shopify_client(settings)
+    provider = provider_client(settings)
     try:
         yield Context(settings=settings, store=store, backups=BackupStore(settings.backup_dir),
                       shopify=shopify, provider=provider)

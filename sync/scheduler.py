@@ -1,37 +1,70 @@
-"""The daemon: APScheduler jobs for discover, submit, track and write back, and clean shutdown.
+"""The daemon: APScheduler jobs for discover, submit, track and write back, and its life cycle.
 
 All four jobs share one lock, so steps never interleave: each sees the rows the previous one
 committed. On start, write-back runs before the first discovery, so an append that was in flight
 at a crash is adopted before discovery could mistake it for a new original.
-SIGTERM/SIGINT: the scheduler stops taking work, the step in progress gets `shutdown_grace`
-seconds to finish, then it is cancelled — safe, because every outside call has its intent
-recorded and is replayed or reconciled on the next start.
+
+Signals: SIGTERM/SIGINT stop taking work; the step in progress gets `shutdown_grace` seconds,
+then it is cancelled — safe, because every outside call has its intent recorded and is replayed
+or reconciled on the next start. SIGHUP reloads the config; an invalid new config is logged and
+the daemon keeps running on the old one.
+
+systemd: READY=1 after the first successful call to Shopify, STATUS= with the queue counts,
+WATCHDOG=1 from the event loop (a stuck loop stops the pings), STOPPING=1 on the way out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
+import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from retouch.plugin.shopify.errors import ShopifyError
+from retouch.storage.models import JobState
 
+from .config import ConfigError, Settings, load_settings
+from .logs import configure
 from .pipeline import Context, discover, submit, track, write_back
+from .systemd import Notifier, status_line, watchdog_interval, watchdog_loop
 
 log = structlog.get_logger("retouch.daemon")
 
+HEARTBEAT = "daemon_heartbeat"
+LAST_ERROR = "daemon_last_error"
+WEBHOOK_DEBOUNCE = 2.0  # seconds: item events of one job arrive in bursts; one poll picks them all up
+
+Step = Callable[[Context], Awaitable[object]]
+
 
 class Daemon:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, notifier: Notifier | None = None,
+                 reopen: Callable[[Settings], Awaitable[None]] | None = None) -> None:
         self.ctx = ctx
+        self.notifier = notifier or Notifier.from_env()
+        self.reopen = reopen  # rebuilds the clients when a reload changes where they point
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.running: set[asyncio.Task] = set()
+        self.scheduler: AsyncIOScheduler | None = None
 
-    async def _guarded(self, name: str, step: Callable[[Context], Awaitable[object]]) -> None:
+    # ----- steps ------------------------------------------------------------------------------
+
+    def _steps(self) -> list[tuple[str, Step, float]]:
+        schedule = self.ctx.settings.schedule
+        return [
+            ("write_back", write_back, schedule.tick),
+            ("discover", discover, schedule.discover_every),
+            ("track", track, schedule.tick),
+            ("submit", submit, schedule.tick),
+        ]
+
+    async def _guarded(self, name: str, step: Step) -> None:
         if self.stopping.is_set():
             return
         async with self.lock:
@@ -45,45 +78,135 @@ class Daemon:
             except asyncio.CancelledError:
                 raise
             except ShopifyError as exc:
+                self._record_error(name, str(exc))
                 log.warning("step_failed", step=name, reason=str(exc)[:300])
-            except Exception:  # one bad answer must never stop the daemon
+            except Exception as exc:  # one bad answer must never stop the daemon
+                self._record_error(name, f"{exc.__class__.__name__}: {exc}")
                 log.exception("step_crashed", step=name)
             finally:
                 self.running.discard(task)
 
-    async def run(self) -> None:
+    def _record_error(self, step: str, message: str) -> None:
+        self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
+                                            f"{step}: {message[:300]}")
+
+    async def _heartbeat(self) -> None:
+        """STATUS= for systemd and a heartbeat row for `retouch status`."""
+        counts = self.ctx.store.counts_by_state()
+        paused = self.ctx.paused()
+        self.notifier.status(status_line(counts, paused["reason"] if paused else None))
+        self.ctx.store.set_meta(HEARTBEAT, str(time.time()))
+
+    # ----- webhooks ---------------------------------------------------------------------------
+
+    def on_provider_event(self, event: dict) -> None:
+        """A verified provider webhook: poll that job soon (the status endpoint stays the truth)."""
+        enhancement_id = event.get("enhancement_id")
+        now = self.ctx.clock()
+        for job in self.ctx.store.jobs_in_state(JobState.SUBMITTED):
+            if job.provider_job_id == enhancement_id:
+                due = now + WEBHOOK_DEBOUNCE
+                if job.next_poll_at is None or job.next_poll_at > due:
+                    self.ctx.store.update_job(job.id, next_poll_at=due)
+                log.info("webhook_received", job_id=job.id, enhancement_id=enhancement_id, type=event.get("type"))
+                return
+        log.info("webhook_unmatched", enhancement_id=enhancement_id, type=event.get("type"))
+
+    # ----- life cycle -------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        """Wait until Shopify answers once (READY=1 means we can really work), or until stopped."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                shop = await self.ctx.shopify.shop()
+                log.info("connected", shop=shop.domain)
+                return
+            except ShopifyError as exc:
+                log.error("connect_failed", reason=str(exc)[:300], retry_in=delay)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                except TimeoutError:
+                    delay = min(delay * 2, 60.0)
+
+    async def reload(self, path) -> None:
+        try:
+            settings = load_settings(path)
+        except ConfigError as exc:
+            log.error("reload_failed", reason=str(exc), keeping="the previous config")
+            return
+        self.notifier.reloading()
+        async with self.lock:
+            old = self.ctx.settings
+            # The HTTP server and the database are opened once: their settings wait for a restart.
+            fixed = {"server": old.server, "database_url": old.database_url, "backup_dir": old.backup_dir}
+            if any(getattr(settings, name) != value for name, value in fixed.items()):
+                log.warning("restart_needed", sections=["server", "storage/backup_dir"],
+                            note="these changes take effect when the daemon restarts")
+            settings = dataclasses.replace(settings, **fixed)
+            configure(settings.log.level, settings.log.format, settings.secrets())
+            if self.reopen is not None:
+                await self.reopen(settings)
+            self.ctx.settings = settings
+            if self.scheduler is not None:
+                for name, _, every in self._steps():
+                    self.scheduler.reschedule_job(name, trigger="interval", seconds=every)
+        log.info("reloaded", config=str(settings.path), changed=sorted(_changed_sections(old, settings)))
+        self.notifier.ready()
+
+    async def run(self, server: Callable[[asyncio.Event], Awaitable[None]] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        schedule = self.ctx.settings.schedule
-        scheduler = AsyncIOScheduler(event_loop=loop)
-        steps: list[tuple[str, Callable[[Context], Awaitable[object]], float]] = [
-            ("write_back", write_back, schedule.tick),
-            ("discover", discover, schedule.discover_every),
-            ("track", track, schedule.tick),
-            ("submit", submit, schedule.tick),
-        ]
-        # Recovery first: finish or reconcile whatever was in flight before discovery looks.
-        await self._guarded("write_back", write_back)
-        for name, step, every in steps:
-            scheduler.add_job(self._guarded, "interval", args=(name, step), seconds=every, id=name,
-                              max_instances=1, coalesce=True, misfire_grace_time=None,
-                              next_run_time=_now(scheduler))
-        scheduler.start()
-        log.info("started", steps=[s[0] for s in steps])
-        await self.stopping.wait()
-        log.info("stopping", grace=schedule.shutdown_grace)
-        scheduler.shutdown(wait=False)
+        reloads: set[asyncio.Task] = set()  # a reference keeps each reload task alive until it ends
+
+        def on_sighup() -> None:
+            task = loop.create_task(self.reload(self.ctx.settings.path))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        background: list[asyncio.Task] = []
+        interval = watchdog_interval()
+        if interval:
+            background.append(loop.create_task(watchdog_loop(self.notifier, interval, self.stopping)))
+        if server is not None:
+            background.append(loop.create_task(server(self.stopping)))
+
+        await self._connect()
+        if not self.stopping.is_set():
+            # Recovery first: finish or reconcile whatever was in flight before discovery looks.
+            await self._guarded("write_back", write_back)
+            self.scheduler = AsyncIOScheduler(event_loop=loop)
+            for name, step, every in self._steps():
+                self.scheduler.add_job(self._guarded, "interval", args=(name, step), seconds=every, id=name,
+                                       max_instances=1, coalesce=True, misfire_grace_time=None,
+                                       next_run_time=datetime.now(self.scheduler.timezone))
+            self.scheduler.add_job(self._heartbeat, "interval", seconds=max(1.0, self.ctx.settings.schedule.tick),
+                                   id="heartbeat", max_instances=1, coalesce=True,
+                                   next_run_time=datetime.now(self.scheduler.timezone))
+            self.scheduler.start()
+            self.notifier.ready()
+            await self._heartbeat()
+            log.info("ready", steps=[name for name, _, _ in self._steps()])
+            await self.stopping.wait()
+
+        self.notifier.stopping()
+        grace = self.ctx.settings.schedule.shutdown_grace
+        log.info("stopping", grace=grace)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         if self.running:
-            done, pending = await asyncio.wait(set(self.running), timeout=schedule.shutdown_grace)
+            _, pending = await asyncio.wait(set(self.running), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
+                log.warning("abandoned", steps=len(pending), note="their intent is recorded; resumed on next start")
+        if background:
+            await asyncio.wait(background, timeout=5)
         log.info("stopped")
 
 
-def _now(scheduler: AsyncIOScheduler):
-    from datetime import datetime
-
-    return datetime.now(scheduler.timezone)
+def _changed_sections(old: Settings, new: Settings) -> set[str]:
+    names = ("shop", "provider", "aigenstudio", "selection", "writeback", "schedule", "server", "log")
+    return {name for name in names if getattr(old, name) != getattr(new, name)}

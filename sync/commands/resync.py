@@ -6,6 +6,7 @@ the real ones, the provider is never called and the real database is not changed
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import tempfile
 from collections import Counter
@@ -19,7 +20,8 @@ from retouch.storage.store import Store
 
 from ..config import Settings
 from ..pipeline import Context, discover, revert
-from ..runtime import open_context, run_until_settled
+from ..runtime import open_context, pending_among, run_until_settled
+from ..systemd import is_held
 
 # AI Gen Studio charges 5 credits per image on live keys (CONTRACTS.md §1, Credits).
 CREDITS_PER_IMAGE = 5
@@ -52,10 +54,17 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"could not restore: {line}", err=True)
         await _scan(ctx, product_ids, include_baseline=include_baseline, force=force)
         target = [i.id for i in ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)]
+        daemon_pid = is_held(settings.database_path)
+        if daemon_pid:
+            typer.echo(f"the daemon (pid {daemon_pid}) runs on this database: it does the work; waiting for it")
         with Progress(TextColumn("enhancing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       disable=not sys.stderr.isatty()) as progress:
             bar = progress.add_task("images", total=len(target))
-            await run_until_settled(ctx, target, progress=lambda left: progress.update(bar, completed=len(target) - left))
+            show = lambda left: progress.update(bar, completed=len(target) - left)  # noqa: E731
+            if daemon_pid:
+                await _wait_for_daemon(ctx, target, show)
+            else:
+                await run_until_settled(ctx, target, progress=show)
         results = Counter(ctx.store.image(i).state for i in target)  # type: ignore[union-attr]
         typer.echo(f"resync: {len(target)} image(s): {results.get('done', 0)} done, "
                    f"{results.get('failed', 0)} failed, {results.get('skipped', 0)} skipped")
@@ -65,6 +74,14 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}",
                            err=True)
         return 1 if results.get("failed") else 0
+
+
+async def _wait_for_daemon(ctx: Context, target: list[int], show) -> None:
+    """Two processes must not both submit: with a daemon running, resync only queues and watches."""
+    while (left := pending_among(ctx, target)) > 0:
+        show(left)
+        await asyncio.sleep(max(0.2, ctx.settings.schedule.tick))
+    show(0)
 
 
 async def _scan(ctx: Context, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Counter:

@@ -1,13 +1,17 @@
-"""`retouch run`: the daemon in the foreground."""
+"""`retouch run`: the daemon in the foreground (what systemd runs)."""
 
 from __future__ import annotations
 
-import structlog
+import asyncio
 
-from ..config import Settings
-from ..runtime import open_context
-from ..scheduler import Daemon
+import structlog
+import typer
+
 from .. import __version__
+from ..config import Settings
+from ..runtime import open_context, provider_client, shopify_client
+from ..scheduler import Daemon
+from ..systemd import InstanceLock
 
 log = structlog.get_logger("retouch")
 
@@ -22,11 +26,49 @@ def describe_start(settings: Settings) -> dict:
         "writeback": settings.writeback.mode, "new_only": settings.selection.new_only,
         "limits": {"window_s": limits.window, "jobs": limits.jobs, "images": limits.images,
                    "polls": limits.polls, "active_jobs": limits.active_jobs},
+        "server": settings.server.listen, "webhooks": settings.webhook_url is not None,
+        "public_bind": bool(settings.server.listen) and not settings.server.listen_is_loopback(),
     }
 
 
 async def run_daemon(settings: Settings) -> int:
-    log.info("starting", **describe_start(settings))
-    async with open_context(settings) as ctx:
-        await Daemon(ctx).run()
-    return 0
+    lock = InstanceLock(settings.database_path)
+    if not lock.acquire():
+        typer.echo(f"another retouch daemon (pid {lock.holder_pid() or '?'}) already runs on "
+                   f"{settings.database_path}; stop it first", err=True)
+        return 1
+    try:
+        log.info("starting", **describe_start(settings))
+        async with open_context(settings) as ctx:
+            async def reopen(new: Settings) -> None:
+                """After a reload: point the clients at the new shop/provider when those changed."""
+                if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
+                    old, ctx.shopify = ctx.shopify, shopify_client(new)
+                    await old.aclose()
+                if (new.provider, new.provider_key) != (ctx.settings.provider, ctx.settings.provider_key):
+                    old_provider, ctx.provider = ctx.provider, provider_client(new)
+                    await old_provider.aclose()
+
+            daemon = Daemon(ctx, reopen=reopen)
+            await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
+        return 0
+    finally:
+        lock.release()
+
+
+def _server(settings: Settings, ctx, daemon: Daemon):
+    from ..metrics import build_registry
+    from ..server import ServerDeps, build_app, serve
+
+    registry = build_registry(ctx.store, ctx.limits, lambda: ctx.shopify.stats, lambda: ctx.provider.stats)
+    deps = ServerDeps(store=ctx.store, aigen_api_key=settings.provider_key.get_secret_value(),
+                      discover_every=settings.schedule.discover_every,
+                      scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
+                      on_aigen_event=daemon.on_provider_event, skew=settings.server.webhook_skew)
+    app = build_app(deps, registry)
+
+    async def run_server(stop: asyncio.Event) -> None:
+        log.info("serving", listen=settings.server.listen, webhook_url=settings.webhook_url)
+        await serve(app, settings.server.listen or "", stop)
+
+    return run_server

@@ -15,6 +15,8 @@ from retouch.storage.store import Store
 from ..config import Settings
 from ..decisions import queue_eta_seconds
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED, PROVIDER
+from ..scheduler import HEARTBEAT, LAST_ERROR
+from ..systemd import is_held
 
 
 def collect_status(settings: Settings, now: float | None = None) -> dict:
@@ -32,8 +34,12 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         last = store.get_meta(LAST_DISCOVERY)
         paused = store.get_meta(PAUSED)
         blocked = float(store.get_meta(BLOCKED_UNTIL) or 0)
+        heartbeat = store.get_meta(HEARTBEAT)
         return {
             "mode": "sandbox" if settings.provider_is_sandbox else "live",
+            "daemon": {"pid": is_held(settings.database_path),
+                       "last_heartbeat": _iso(float(heartbeat)) if heartbeat else None,
+                       "last_error": store.get_meta(LAST_ERROR)},
             "counts": {state.value: counts.get(state.value, 0) for state in ImageState},
             "pending": sum(counts.get(s.value, 0) for s in PENDING_STATES),
             "jobs_in_flight": [{"job_id": j.id, "state": j.state, "enhancement_id": j.provider_job_id,
@@ -63,6 +69,11 @@ def _loads(value: str | None):
 
 def print_status(report: dict) -> None:
     console = Console()
+    daemon = report["daemon"]
+    running = f"running (pid {daemon['pid']})" if daemon["pid"] else "[bold red]not running[/]"
+    console.print(f"daemon: {running}   last heartbeat: {daemon['last_heartbeat'] or 'never'}")
+    if daemon["last_error"]:
+        console.print(f"last error: {daemon['last_error']}")
     table = Table(title=f"retouch ({report['mode']})", show_header=True)
     table.add_column("state")
     table.add_column("images", justify="right")
