@@ -9,7 +9,6 @@ the value in the file, the environment variable named by `*_env`, then a systemd
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
 import tomllib
@@ -19,6 +18,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .listen import is_loopback_host, is_loopback_listen, parse_listen
 
 DEFAULT_CONFIG_PATHS = (Path("config.toml"), Path("/etc/retouch/config.toml"))
 
@@ -61,15 +62,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _http_url(value: str, *, allow_bare_host: bool = False) -> str:
     """https anywhere; plain http only for loopback hosts (sandboxes on this machine)."""
     text = value.strip().rstrip("/")
@@ -78,7 +70,7 @@ def _http_url(value: str, *, allow_bare_host: bool = False) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError("must use https (plain http is accepted only for 127.0.0.1/localhost sandboxes)")
     return text
 
@@ -95,7 +87,7 @@ class ShopSettings(_Section):
     def _url(cls, value: str) -> str:
         url = _http_url(value, allow_bare_host=True)
         host = urlsplit(url).hostname or ""
-        if not (host.endswith(".myshopify.com") or _is_loopback(host)):
+        if not (host.endswith(".myshopify.com") or is_loopback_host(host)):
             # The Admin API lives on the shop's permanent domain, not on a custom storefront domain.
             raise ValueError(f"{host!r} is not a shop domain; use your-store.myshopify.com")
         return url
@@ -176,6 +168,33 @@ class StorageSettings(_Section):
         return value
 
 
+class ServerSettings(_Section):
+    """The daemon's own HTTP server (health, metrics, provider webhooks); off unless `listen` is set."""
+
+    listen: str | None = None
+    public_url: str | None = None          # how the provider reaches us: enables webhooks
+    allow_public_bind: bool = False
+    webhook_skew: Duration = 300.0
+    # With webhooks, polling is only a safety net: this often at most per job.
+    safety_poll_every: Duration = 300.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parse_listen(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    def listen_is_loopback(self) -> bool:
+        return self.listen is not None and is_loopback_listen(self.listen)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -189,6 +208,7 @@ class _File(_Section):
     writeback: WritebackSettings = WritebackSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     storage: StorageSettings = StorageSettings()
+    server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
 
 
@@ -206,6 +226,7 @@ class Settings:
     selection: SelectionSettings
     writeback: WritebackSettings
     schedule: ScheduleSettings
+    server: ServerSettings
     log: LogSettings
     shop_token: SecretStr
     provider_key: SecretStr
@@ -219,6 +240,13 @@ class Settings:
     @property
     def provider_is_sandbox(self) -> bool:
         return self.provider_key.get_secret_value().startswith("aigen_test_")
+
+    @property
+    def webhook_url(self) -> str | None:
+        """Where the provider sends job events, when the server is reachable from outside."""
+        if self.server.listen and self.server.public_url:
+            return self.server.public_url.rstrip("/") + "/webhooks/aigenstudio"
+        return None
 
     @property
     def database_path(self) -> Path:
@@ -271,6 +299,10 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     if not re.fullmatch(r"aigen_(test|live)_[A-Za-z0-9_]{8,}", provider_key.get_secret_value()):
         raise ConfigError("[provider] api_key: not an AI Gen Studio key (expected aigen_test_… or aigen_live_…)")
 
+    server = parsed.server
+    if server.listen and not server.listen_is_loopback() and not (server.public_url or server.allow_public_bind):
+        raise ConfigError("[server] listen: binding beyond loopback needs public_url or allow_public_bind = true")
+
     state_dir = Path(environ["STATE_DIRECTORY"].split(":")[0]) if environ.get("STATE_DIRECTORY") else None
     database_url = parsed.storage.url or f"sqlite:///{((state_dir or Path.cwd()) / 'retouch.db').resolve()}"
     database_path = Path(database_url.removeprefix("sqlite:///"))
@@ -283,7 +315,8 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         backup_dir = (path.parent / backup_dir).resolve()
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider, aigenstudio=parsed.aigenstudio,
-        selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, log=parsed.log,
+        selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, server=parsed.server,
+        log=parsed.log,
         shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
     )
 

@@ -59,6 +59,7 @@ async def _send(ctx: Context, job: Job) -> int:
         result = await ctx.provider.create_enhancement(
             idempotency_key=job.idempotency_key, preset=settings.preset,
             preservation_level=settings.preservation_level, instructions=settings.instructions,
+            webhook_url=ctx.settings.webhook_url,
             images=[SourceImage(external_id=i.product_legacy_id, source_url=i.source_url or "") for i in images],
         )
     except provider_errors.RateLimited as exc:

@@ -72,7 +72,8 @@ async def _poll(ctx: Context, job: Job) -> None:
     job_fields: dict[str, Any] = {"polls": job.polls + 1, "attempts": 0}
     elapsed = now - epoch(job.submitted_at) if job.submitted_at else 0.0
     if enhancement.is_terminal:
-        job_fields.update(state=JobState.FINISHED, finished_at=datetime.now(timezone.utc))
+        job_fields.update(state=JobState.FINISHED, finished_at=datetime.now(timezone.utc),
+                          credits_used=enhancement.credits_used)
         if enhancement.total_items:
             ctx.learn_seconds_per_item(elapsed / enhancement.total_items)
         log.info("job_finished", status=enhancement.status, completed=enhancement.completed_items,
@@ -84,6 +85,9 @@ async def _poll(ctx: Context, job: Job) -> None:
                                        finished=enhancement.completed_items + enhancement.failed_items,
                                        per_item=ctx.seconds_per_item(), min_interval=ctx.settings.schedule.poll_every)
         job_fields["next_poll_at"] = min(spread_at, expected_at)
+        if ctx.settings.webhook_url:
+            # Webhooks say when to look; polling is only the safety net for a lost delivery.
+            job_fields["next_poll_at"] = max(job_fields["next_poll_at"], now + ctx.settings.server.safety_poll_every)
     ctx.store.update_job_and_images(job.id, job_fields, image_fields)
     await _skip_deleted_sources(ctx, images, image_fields)
 

@@ -18,6 +18,7 @@ import http.cookiejar
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -99,6 +100,9 @@ class AigenClient:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         self._api_key = api_key
         self.is_sandbox: bool = contract.is_test_key(api_key)
+        # Requests by outcome ("ok", "rate_limited", "server_error", "client_error", "timeout",
+        # "connection_error", "non_json_body"), for metrics; each attempt counts once.
+        self.stats: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
@@ -210,6 +214,16 @@ class AigenClient:
             content = json.dumps(json_body, separators=(",", ":")).encode()
             all_headers["Content-Type"] = "application/json"
         try:
+            response, body = await self._send(method, path, content, all_headers, request_id)
+        except AigenError as exc:
+            self.stats[_outcome(exc)] += 1
+            raise
+        self.stats["ok"] += 1
+        return response, body
+
+    async def _send(self, method: str, path: str, content: bytes | None, all_headers: dict[str, str],
+                    request_id: str) -> tuple[httpx.Response, Any]:
+        try:
             response = await self._http.request(method, path, content=content, headers=all_headers)
         except httpx.TimeoutException:
             log.warning("timed_out", method=method, path=path, request_id=request_id)
@@ -271,3 +285,12 @@ class AigenClient:
     def _unexpected(self, response: httpx.Response, message: str) -> UnexpectedResponse:
         request_id = response.headers.get(contract.REQUEST_ID_HEADER)
         return UnexpectedResponse(response.status_code, None, message, request_id)
+
+
+def _outcome(error: AigenError) -> str:
+    """The metrics label of a failed request: a small, fixed set of words."""
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, ServiceUnavailable):
+        return error.reason if error.reason in ("timeout", "connection_error", "non_json_body") else "server_error"
+    return "client_error"

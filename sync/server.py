@@ -1,0 +1,285 @@
+"""The daemon's own HTTP server: health, Prometheus metrics, and AI Gen Studio webhooks.
+
+    GET  /healthz               200 {"ok": true, "checks": {...}} or 503 with the same shape
+    GET  /metrics               Prometheus text format
+    POST /webhooks/aigenstudio  signed job events (CONTRACTS.md §1, Webhooks)
+
+It runs inside the daemon's event loop (`serve`), never in a thread of its own, and never owns
+signals: the daemon decides when to stop by setting its `stop` event.
+
+A webhook is only a hint ("poll this job soon"): the status endpoint stays the truth, so the
+handler does no pipeline work and answers at once. Answers to the sender:
+    413  body larger than `max_body` (the rest is not read)
+    401  signature missing or wrong, or its timestamp outside ±skew (a stale delivery is treated
+         like a forged one: both are "we cannot trust this request"; the sender's retries carry a
+         fresh timestamp, so a live sender recovers by itself)
+    400  not a JSON object with a string `type` and `enhancement_id`
+    200  {"accepted": true}, or {"duplicate": true} for an event id seen before (so the sender stops)
+The event id is recorded only after the signature checks out, so forged requests cannot fill the
+dedupe table or shadow a real event id.
+
+Database calls run in a worker thread (SQLite may wait on another process's write lock), so a
+slow query never stalls the daemon's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from retouch.plugin.providers.aigenstudio import contract, webhooks
+from retouch.storage.store import Store
+
+from .listen import is_loopback_listen, parse_listen  # noqa: F401  (is_loopback_listen: re-exported)
+from .pipeline.context import LAST_DISCOVERY, PROVIDER
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_PATH = "/webhooks/aigenstudio"
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+STALE_FACTOR = 3  # discovery older than this many intervals means the daemon is not doing its job
+
+
+@dataclass
+class ServerDeps:
+    store: Store
+    aigen_api_key: str = field(repr=False)    # secret; for webhook verification only
+    discover_every: float                     # seconds; health: last discovery older than 3x this → unhealthy
+    scheduler_alive: Callable[[], bool]
+    on_aigen_event: Callable[[dict], None]    # hands a verified event to the pipeline; must not block
+    skew: float = 300.0                       # timestamp tolerance, seconds
+    max_body: int = 1 << 20
+    clock: Callable[[], float] = time.time
+
+
+# ----- health: pure decisions -----------------------------------------------------------------
+
+
+def discovery_check(last: str | None, *, now: float, started: float, discover_every: float) -> dict[str, Any]:
+    """Is the last successful discovery recent enough? None = none yet: fine while the daemon starts."""
+    limit = STALE_FACTOR * discover_every
+    if last is None:
+        waiting = now - started
+        if waiting < limit:
+            return {"ok": True, "detail": "no discovery yet (starting)"}
+        return {"ok": False, "detail": f"no discovery in the {waiting:.0f} s since start (limit {limit:.0f} s)"}
+    try:
+        age = now - float(last)
+    except ValueError:
+        return {"ok": False, "detail": "last discovery time is unreadable"}
+    if not age < limit:  # written so that NaN fails too
+        return {"ok": False, "age_seconds": round(age, 1), "detail": f"last discovery is older than {limit:.0f} s"}
+    return {"ok": True, "age_seconds": round(age, 1)}
+
+
+def health(checks: dict[str, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    ok = all(check["ok"] for check in checks.values())
+    return (200 if ok else 503), {"ok": ok, "checks": checks}
+
+
+# ----- health: I/O ----------------------------------------------------------------------------
+
+
+def database_check(store: Store) -> dict[str, Any]:
+    """A trivial query through the daemon's engine and, for a SQLite file, a look at the file itself.
+
+    The query alone is not enough: a pooled connection keeps working on a database file that was
+    deleted or replaced (it holds the old inode, and in WAL mode reads come from the -wal file), so
+    the daemon would look healthy while writing into something that is gone at the next start.
+    """
+    try:
+        store.get_meta("schema_version")
+        path = store.engine.url.database
+        if store.engine.url.get_backend_name() == "sqlite" and path and path != ":memory:":
+            with open(path, "rb") as file:
+                if file.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    return {"ok": False, "detail": "database file is not a SQLite database"}
+    except FileNotFoundError:
+        return {"ok": False, "detail": "database file is missing"}
+    except Exception as exc:  # any failure is the answer; the message may hold paths, so only the type
+        return {"ok": False, "detail": f"database check failed ({type(exc).__name__})"}
+    return {"ok": True}
+
+
+def _scheduler_check(alive: Callable[[], bool]) -> dict[str, Any]:
+    try:
+        ok = bool(alive())
+    except Exception as exc:
+        return {"ok": False, "detail": f"scheduler check failed ({type(exc).__name__})"}
+    return {"ok": True} if ok else {"ok": False, "detail": "scheduler is not running"}
+
+
+# ----- webhook: pure decision -----------------------------------------------------------------
+
+
+def parse_event(raw: bytes) -> dict | None:
+    """The event body when it is a JSON object with string `type` and `enhancement_id`, else None."""
+    try:
+        event = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    if not isinstance(event, dict):
+        return None
+    for name in ("type", "enhancement_id"):
+        if not isinstance(event.get(name), str) or not event[name]:
+            return None
+    return event
+
+
+def _within_skew(timestamp: str | None, now: float, skew: float) -> bool:
+    try:
+        sent_at = float(timestamp or "")
+    except ValueError:
+        return False
+    return abs(now - sent_at) <= skew  # False for NaN and infinities
+
+
+# ----- the app --------------------------------------------------------------------------------
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, or _BodyTooLarge as soon as it passes `limit` bytes (the rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
+    started = deps.clock()  # the start-up grace for the discovery check counts from here
+
+    async def healthz(request: Request) -> Response:
+        now = deps.clock()
+        last = None
+        database = await run_in_threadpool(database_check, deps.store)
+        if database["ok"]:
+            try:
+                last = await run_in_threadpool(deps.store.get_meta, LAST_DISCOVERY)
+            except Exception as exc:
+                database = {"ok": False, "detail": f"database query failed ({type(exc).__name__})"}
+        checks = {
+            "database": database,
+            "scheduler": _scheduler_check(deps.scheduler_alive),
+            "discovery": (discovery_check(last, now=now, started=started, discover_every=deps.discover_every)
+                          if database["ok"] else {"ok": False, "detail": "unknown: database unavailable"}),
+        }
+        status, body = health(checks)
+        if status != 200:
+            log.warning("unhealthy", failing=[name for name, check in checks.items() if not check["ok"]])
+        return JSONResponse(body, status_code=status)
+
+    async def metrics(request: Request) -> Response:
+        try:
+            text = await run_in_threadpool(generate_latest, registry)
+        except Exception:
+            log.exception("metrics_failed")
+            return Response("metrics unavailable\n", status_code=503, media_type="text/plain")
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    async def aigen_webhook(request: Request) -> Response:
+        try:
+            raw = await _read_capped(request, deps.max_body)
+        except _BodyTooLarge:
+            log.warning("webhook_rejected", reason="too_large", limit=deps.max_body)
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        now = deps.clock()
+        # Signature first, with the skew checked apart so the log says which one failed.
+        # An empty key would make the HMAC key public (sha256 of ""): accept nothing then.
+        if not deps.aigen_api_key or not webhooks.verify(deps.aigen_api_key, request.headers, raw, now=now,
+                                                          tolerance=math.inf):
+            log.warning("webhook_rejected", reason="bad_signature")
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        if not _within_skew(request.headers.get(contract.TIMESTAMP_HEADER), now, deps.skew):
+            log.warning("webhook_rejected", reason="stale_timestamp")
+            return JSONResponse({"error": "timestamp outside the allowed skew"}, status_code=401)
+        event = parse_event(raw)
+        if event is None:
+            log.warning("webhook_rejected", reason="malformed")
+            return JSONResponse({"error": "expected a JSON object with type and enhancement_id"}, status_code=400)
+        event_id = request.headers[contract.EVENT_ID_HEADER]  # present: the signature covers it
+        if not await run_in_threadpool(deps.store.remember_event, PROVIDER, event_id, now):
+            log.info("webhook_duplicate", event_id=event_id)
+            return JSONResponse({"duplicate": True})
+        try:
+            deps.on_aigen_event(event)
+        except Exception:
+            # The id is recorded, so a retry would only be answered "duplicate": say 200 and rely on
+            # polling, which picks up the job's state anyway.
+            log.exception("webhook_handler_failed", event_id=event_id)
+        return JSONResponse({"accepted": True})
+
+    return Starlette(routes=[
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route(WEBHOOK_PATH, aigen_webhook, methods=["POST"]),
+    ])
+
+
+# ----- serving --------------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: the daemon owns SIGTERM/SIGINT/SIGHUP."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket; binding here (not in uvicorn) turns "address in use" into an OSError
+    for the caller, where uvicorn would call sys.exit() inside the daemon's loop."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    return socket.create_server(address, family=family)
+
+
+async def serve(app: Starlette, listen: str, stop: asyncio.Event) -> None:
+    """Serve `app` on `listen` in the running loop until `stop` is set, then shut down and return.
+
+    Raises ValueError for a malformed `listen` and OSError when the address cannot be bound.
+    """
+    host, port = parse_listen(listen)
+    sock = _bind(host, port)
+    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5)
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{listen}")
+    log.info("listening", listen=listen)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopper.cancel()
+        try:
+            await task  # returns once uvicorn has closed its sockets and connections; re-raises its failure
+        finally:
+            sock.close()
+    log.info("http_stopped", listen=listen)
