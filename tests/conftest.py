@@ -119,21 +119,45 @@ def write_config(tmp_path: Path, shop: ShopifySandbox, provider: AigenSandbox) -
     return write
 
 
+# Everything the CLI printed during the current test, for the secrets check below.
+CLI_OUTPUT: list[str] = []
+
+
 def cli(*args: str, config: Path | None = None, timeout: float = 120, input: str | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "retouch.sync", *args] + (["-c", str(config)] if config else [])
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input,
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input,
                           env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    CLI_OUTPUT.extend((done.stdout, done.stderr))
+    return done
+
+
+@pytest.fixture
+def no_secret_leaks(tmp_path: Path) -> Iterator[None]:
+    """After the test: the distinctive fake secrets appear in no file the test's processes wrote
+    (database, WAL, backups, daemon logs, demo pages) and in nothing the CLI printed. The config
+    files are skipped: the test wrote the secrets there itself."""
+    CLI_OUTPUT.clear()
+    yield
+    secrets = [SHOP_TOKEN, PROVIDER_KEY]
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix != ".toml":
+            data = path.read_bytes()
+            leaked = [s for s in secrets if s.encode() in data]
+            assert not leaked, f"a secret was written to {path.relative_to(tmp_path)}"
+    for text in CLI_OUTPUT:
+        assert not any(s in text for s in secrets), "a secret was printed by the CLI"
 
 
 class DaemonProcess:
     """`retouch run` as a real subprocess; its output goes to files the test can read."""
 
-    def __init__(self, config: Path, log_dir: Path) -> None:
+    def __init__(self, config: Path, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.stdout = (log_dir / f"daemon-{time.monotonic_ns()}.out").open("w+")
         self.stderr = (log_dir / f"daemon-{time.monotonic_ns()}.err").open("w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                                     stdout=self.stdout, stderr=self.stderr, env={**os.environ, "NO_COLOR": "1"})
+                                     stdout=self.stdout, stderr=self.stderr,
+                                     env={**os.environ, "NO_COLOR": "1", **(env or {})})
 
     def output(self) -> str:
         self.stdout.flush()
@@ -162,8 +186,8 @@ class DaemonProcess:
 def daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(config: Path) -> DaemonProcess:
-        process = DaemonProcess(config, tmp_path)
+    def start(config: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+        process = DaemonProcess(config, tmp_path, env)
         started.append(process)
         return process
 

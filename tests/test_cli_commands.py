@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, image_states, wait_for
+
+# Every test here runs the real CLI with distinctive fake secrets; none may leak anywhere.
+pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
 
 def test_check_reports_each_side(shop, provider, write_config, tmp_path: Path) -> None:

@@ -8,7 +8,12 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, db_rows, image_states, wait_for
+
+# Every test here runs the real CLI with distinctive fake secrets; none may leak anywhere.
+pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
 
 def media_of(shop, legacy_id: str) -> list[dict]:
