@@ -14,9 +14,9 @@ from retouch.plugin.shopify.errors import ShopifyError
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
 
-from ..decisions import extension_of, mime_for
+from ..decisions import extension_of, filename_of, mime_for
 from .context import Context
-from .writeback import Skip, set_marker
+from .writeback import Skip, remove_failed_media, set_marker
 
 REVERTIBLE = (ImageState.WRITTEN, ImageState.DONE, ImageState.FAILED)
 
@@ -42,19 +42,36 @@ async def _revert_one(ctx: Context, image: Image) -> None:
     product = await ctx.shopify.get_product(image.product_id)
     if product is None:
         raise Skip("product_deleted", "the product no longer exists")
+    restored: dict[str, str] = {}
     if image.output_media_id == image.media_id:
+        current = next((m for m in product.media if m.id == image.media_id), None)
+        if current is None:
+            raise Skip("media_deleted", "the merchant deleted this image")
         original = ctx.backups.get(image.backup_sha256)
         extension = extension_of(image.filename, image.mime_type)
         name = image.filename or f"original-{image.media_id.rsplit('/', 1)[-1]}.{extension}"
-        resource_url = await ctx.shopify.staged_upload(name, mime_for(extension), original)
-        await ctx.shopify.replace_media_source(image.media_id, resource_url)
-        await _wait_ready(ctx, image.media_id)
+        if current.status == "FAILED":
+            # Shopify failed our result; a failed media cannot be updated in place (NON_READY_STATE):
+            # the original goes back as a new media in its place, and the failed one is removed.
+            again = next((m for m in product.media if m.id != current.id and m.status != "FAILED"
+                          and filename_of(m.url or m.original_url) == name), None)  # a revert cut short
+            position = [m.id for m in product.media].index(current.id)
+            new_id = again.id if again else await ctx.shopify.add_media(
+                product.id, await ctx.shopify.staged_upload(name, mime_for(extension), original), current.alt)
+            await ctx.shopify.move_media(product.id, new_id, position)
+            await _wait_ready(ctx, new_id)
+            await remove_failed_media(ctx, current.id)
+            restored["media_id"] = new_id
+        else:
+            resource_url = await ctx.shopify.staged_upload(name, mime_for(extension), original)
+            await ctx.shopify.replace_media_source(image.media_id, resource_url)
+            await _wait_ready(ctx, image.media_id)
     elif any(m.id == image.output_media_id for m in product.media):
         await ctx.shopify.delete_media([image.output_media_id])
     ctx.store.remove_output(image.output_media_id)
     await set_marker(ctx, product, remove={image.output_media_id})
     ctx.store.update_image(image.id, state=ImageState.REVERTED, output_media_id=None, write_source=None,
-                           error_code=None, error_message=None)
+                           error_code=None, error_message=None, **restored)
     log.info("reverted")
 
 

@@ -6,6 +6,11 @@
 `write` records its intent (`write_source`) before the mutation; after a crash, `replace` simply
 writes again (same bytes, same media), and `append` first looks for the media it may already
 have added (our upload's file name) so the product never gets a duplicate.
+
+A media that Shopify failed to process (an earlier write of ours ended FAILED) cannot be updated
+in place: `fileUpdate` answers NON_READY_STATE. Then `replace` works like `append` at the failed
+media's own position, and once the new media is READY the failed one is deleted and the image row
+follows the picture to its new media id.
 """
 
 from __future__ import annotations
@@ -132,14 +137,18 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any]:
     product = await _still_there(ctx, image)
     original = next(m for m in product.media if m.id == image.media_id)
     mode = ctx.settings.writeback.mode
+    in_place = mode == "replace" and original.status != "FAILED"
+    # Where a new media goes: after the original (append), or in the failed media's place.
+    position = [m.id for m in product.media].index(original.id) + (1 if mode == "append" else 0)
     extension = extension_of(image.filename, image.mime_type)
     upload_name = output_filename(image.media_id, extension)
 
-    if mode == "append" and image.write_source:
+    if not in_place and image.write_source:
         # We may have added the media before a crash: adopt it instead of adding a second one.
         existing = next((m for m in product.media if filename_of(m.url or m.original_url) == upload_name), None)
         if existing is not None:
             ctx.log.info("adopted", product_id=product.id, media_id=image.media_id, output_media_id=existing.id)
+            await ctx.shopify.move_media(product.id, existing.id, position)  # the crash may have come before the move
             return await _finish_write(ctx, image, product, existing.id)
 
     result, _ = await ctx.shopify.download(image.result_url or "")
@@ -150,12 +159,11 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any]:
     resource_url = await ctx.shopify.staged_upload(upload_name, mime_for(extension), data)
     ctx.store.update_image(image.id, write_source=resource_url)  # intent, before the mutation
     try:
-        if mode == "replace":
+        if in_place:
             await ctx.shopify.replace_media_source(image.media_id, resource_url)
             output_id = image.media_id
         else:
             output_id = await ctx.shopify.add_media(product.id, resource_url, original.alt)
-            position = [m.id for m in product.media].index(original.id) + 1
             await ctx.shopify.move_media(product.id, output_id, position)
     except ShopifyUserError as exc:
         codes = {e.code for e in exc.errors}
@@ -171,6 +179,18 @@ async def _finish_write(ctx: Context, image: Image, product: Product, output_id:
     await set_marker(ctx, product, add={output_id})
     return {"state": ImageState.WRITTEN, "output_media_id": output_id, "attempts": 0,
             "written_at": ctx.clock(), "next_attempt_at": ctx.clock() + 0.5, "error_code": None, "error_message": None}
+
+
+async def remove_failed_media(ctx: Context, media_id: str) -> None:
+    """Delete a media Shopify failed to process; anything else (gone, or READY after all) is left alone."""
+    media = await ctx.shopify.get_media(media_id)
+    if media is not None and media.status == "FAILED":
+        try:
+            await ctx.shopify.delete_media([media_id])
+        except ShopifyUserError as exc:
+            if not {e.code for e in exc.errors} & GONE_CODES:
+                raise
+        ctx.log.info("failed_media_removed", media_id=media_id)
 
 
 async def set_marker(ctx: Context, product: Product, *, add: set[str] = frozenset(),
@@ -196,8 +216,13 @@ async def _verify(ctx: Context, image: Image) -> dict[str, Any] | None:
     if media is None:
         raise Skip("media_deleted", "the merchant deleted this image after it was written")
     if media.status == "READY" and media.url:
-        return {"state": ImageState.DONE, "attempts": 0, "next_attempt_at": None, "error_code": None,
-                "error_message": None}
+        done: dict[str, Any] = {"state": ImageState.DONE, "attempts": 0, "next_attempt_at": None,
+                                "error_code": None, "error_message": None}
+        if ctx.settings.writeback.mode == "replace" and image.output_media_id not in (None, image.media_id):
+            # The result took a failed media's place: remove that one, and the row follows the picture.
+            await remove_failed_media(ctx, image.media_id)
+            done["media_id"] = image.output_media_id
+        return done
     if media.status == "FAILED":
         error = media.errors[0] if media.errors else None
         raise Fail(error.code if error else "MEDIA_FAILED",
