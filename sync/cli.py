@@ -114,6 +114,17 @@ def revert(config: ConfigOption = None, product: ProductOption = None,
 
 
 @app.command()
+def retry(config: ConfigOption = None, product: ProductOption = None,
+          failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)")] = True) -> None:
+    """Requeue failed images from the step that failed (a result already paid for is reused)."""
+    settings = _settings(config)
+    from .commands.retry import retry_command
+
+    product_ids = [product_gid(p) for p in product] if product else None
+    raise typer.Exit(retry_command(settings, product_ids))
+
+
+@app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the config and reach Shopify and the provider; say what is wrong."""
     settings = _settings(config)

@@ -142,3 +142,17 @@ def poll_delay(*, elapsed: float, total: int, finished: int, per_item: float | N
     else:
         remaining = elapsed / 2
     return max(min_interval, remaining)
+
+
+def retry_from(*, has_result: bool, has_backup: bool) -> str:
+    """The step a failed image is retried from: never pay the provider again for a result we have.
+
+    Returns an ImageState value: 'backed_up' (write the result we have again: a Shopify-side
+    failure), 'enhanced' (back up the original, then write), or 'discovered' (the provider gave no
+    result for it; a failed item was not charged, so sending it again is the only way on).
+    """
+    if has_result and has_backup:
+        return "backed_up"
+    if has_result:
+        return "enhanced"
+    return "discovered"
