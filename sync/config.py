@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -232,6 +232,7 @@ class Settings:
     provider_key: SecretStr
     database_url: str
     backup_dir: Path
+    secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
 
     @property
     def provider_base_url(self) -> str:
@@ -292,10 +293,10 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         raise ConfigError(
             f"[provider] name: unknown provider {parsed.provider.name!r}; choose one of {', '.join(KNOWN_PROVIDERS)}"
         )
-    shop_token = _secret(parsed.shop.access_token, parsed.shop.access_token_env, SHOPIFY_TOKEN_CREDENTIAL,
-                         "[shop] access_token", environ)
-    provider_key = _secret(parsed.provider.api_key, parsed.provider.api_key_env, PROVIDER_KEY_CREDENTIAL,
-                           "[provider] api_key", environ)
+    shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
+                                            SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
+    provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
+                                                PROVIDER_KEY_CREDENTIAL, "[provider] api_key", environ)
     if not re.fullmatch(r"aigen_(test|live)_[A-Za-z0-9_]{8,}", provider_key.get_secret_value()):
         raise ConfigError("[provider] api_key: not an AI Gen Studio key (expected aigen_test_… or aigen_live_…)")
 
@@ -318,21 +319,23 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, server=parsed.server,
         log=parsed.log,
         shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
+        secret_sources={"[shop] access_token": shop_token_source, "[provider] api_key": provider_key_source},
     )
 
 
 def _secret(value: SecretStr | None, env_name: str | None, credential: str, key: str,
-            environ: dict[str, str]) -> SecretStr:
+            environ: dict[str, str]) -> tuple[SecretStr, str]:
+    """The secret and where it came from (for `retouch check`; never the value)."""
     if value is not None and value.get_secret_value():
-        return value
+        return value, "the config file"
     if env_name:
         from_env = environ.get(env_name)
         if not from_env:
             raise ConfigError(f"{key}_env: environment variable {env_name} is not set or empty")
-        return SecretStr(from_env.strip())
+        return SecretStr(from_env.strip()), f"environment variable {env_name}"
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir and (Path(cred_dir) / credential).is_file():
-        return SecretStr((Path(cred_dir) / credential).read_text().strip())
+        return SecretStr((Path(cred_dir) / credential).read_text().strip()), f"systemd credential {credential}"
     raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
                       f"or a systemd credential named {credential}")
 

@@ -87,6 +87,12 @@ def test_state_directory_is_the_default_home(tmp_path: Path) -> None:
         (('url = "sqlite:///{db}"', 'url = "sqlite:////no/such/dir/r.db"'), "[storage] url"),
         (('[shop]\n', '[shop]\napi_version = "latest"\n'), "[shop] api_version"),
         (('[storage]', '[shoop]\nx = 1\n[storage]'), "[shoop]: unknown key; did you mean 'shop'?"),
+        (('[storage]', '[server]\nlisten = "8787"\n[storage]'), "[server] listen: listen '8787' is not host:port"),
+        (('[storage]', '[server]\nlisten = "::1:8787"\n[storage]'), "[server] listen: listen '::1:8787': put an IPv6"),
+        (('[storage]', '[server]\nlisten = "0.0.0.0:8787"\n[storage]'),
+         "[server] listen: binding beyond loopback needs public_url or allow_public_bind = true"),
+        (('[storage]', '[server]\npublic_url = "http://retouch.example.com"\n[storage]'), "[server] public_url: must use https"),
+        (('[storage]', '[server]\nwebhook_skew = "a while"\n[storage]'), "[server] webhook_skew"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import retouch.sync
-from conftest import PROVIDER_KEY, cli, image_states, wait_for
+from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, image_states, wait_for
 from retouch.plugin.providers.aigenstudio import contract, webhooks
 from retouch.sync.config import ScheduleSettings
 from retouch.sync.systemd import InstanceLock, Notifier, is_held, status_line, watchdog_interval
@@ -320,3 +320,46 @@ safety_poll_every = "1h"
     assert run.terminate(timeout=10) == 0
     with pytest.raises(httpx.ConnectError):
         http.get("/healthz")  # the server stopped with the daemon
+
+
+# ----- retouch check: the service setup ---------------------------------------------------------------
+
+
+def test_check_covers_the_service_setup(shop, provider, write_config, tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(extra=f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n')
+    config.chmod(0o600)
+    good = cli("check", config=config, env={"SHOPIFY_UNUSED": "1"})
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "secrets: found ([shop] access_token from the config file; [provider] api_key from the config file)" \
+        in good.stdout
+    assert f"database: {tmp_path} is writable" in good.stdout
+    assert f"webhooks: ok — http://127.0.0.1:{port}/healthz reaches this machine's server" in good.stdout
+
+    # As the service would run it: a config the dynamic user cannot read, a public URL that leads
+    # nowhere, a backup directory that cannot be created.
+    elsewhere = free_port()
+    broken = write_config("broken.toml", extra=f'[server]\nlisten = "127.0.0.1:{port}"\n'
+                                             f'public_url = "http://127.0.0.1:{elsewhere}"\n')
+    broken.write_text(broken.read_text().replace(f'backup_dir = "{tmp_path / "backups"}"',
+                                                 f'backup_dir = "{config}/backups"'))
+    broken.chmod(0o600)
+    bad = cli("check", config=broken, env={"CONFIGURATION_DIRECTORY": str(tmp_path)})
+    assert bad.returncode == 1
+    assert "is not readable by other users" in bad.stdout
+    assert f"backups: cannot write to {config}/backups" in bad.stdout
+    assert f"webhooks: http://127.0.0.1:{elsewhere}/healthz does not reach" in bad.stdout
+
+    # Secrets from credentials are named by where they were found, never shown.
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "shopify_access_token").write_text(SHOP_TOKEN)
+    (creds / "provider_api_key").write_text(PROVIDER_KEY)
+    from_creds = write_config("creds.toml")
+    text = from_creds.read_text().replace(f'access_token = "{SHOP_TOKEN}"\n', "").replace(
+        f'api_key = "{PROVIDER_KEY}"\n', "")
+    from_creds.write_text(text)
+    answer = cli("check", config=from_creds, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert answer.returncode == 0, answer.stdout
+    assert ("secrets: found ([shop] access_token from systemd credential shopify_access_token; "
+            "[provider] api_key from systemd credential provider_api_key)") in answer.stdout

@@ -1,7 +1,18 @@
-"""`retouch check`: the config is valid; Shopify and the provider answer and accept our credentials."""
+"""`retouch check`: the config is valid; Shopify and the provider answer and accept our credentials;
+the service setup works (secrets found, config readable by the service user, state writable,
+webhook URL reachable)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import stat
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
 import typer
 
 from retouch.plugin.providers.aigenstudio import errors as provider_errors
@@ -9,6 +20,7 @@ from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 
 from ..config import Settings
 from ..runtime import open_context
+from ..systemd import is_held
 
 # A status request for an id that cannot exist: 404 proves the key is accepted (401 would not);
 # it costs one poll of the hourly quota, nothing else.
@@ -18,6 +30,13 @@ PROBE_ID = "00000000-0000-0000-0000-000000000000"
 async def check_command(settings: Settings) -> int:
     ok = True
     typer.echo(f"config: {settings.path} ok ({'sandbox' if settings.provider_is_sandbox else 'live'} provider key)")
+    for good, line in service_setup(settings, os.environ):
+        ok = ok and good
+        typer.echo(line)
+    webhook = await webhook_reachable(settings)
+    if webhook is not None:
+        ok = ok and webhook[0]
+        typer.echo(webhook[1])
     async with open_context(settings) as ctx:
         try:
             shop = await ctx.shopify.shop()
@@ -49,3 +68,87 @@ async def check_command(settings: Settings) -> int:
             typer.echo("provider: unexpected answer to the key check")
             ok = False
     return 0 if ok else 1
+
+
+# ----- the service setup ----------------------------------------------------------------------------
+
+SERVICE_CONFIG_DIR = Path("/etc/retouch")  # the unit's ConfigurationDirectory=
+
+
+def service_setup(settings: Settings, environ: Mapping[str, str]) -> list[tuple[bool, str]]:
+    """(ok, line) for: where each secret comes from, whether the service user can read the config,
+    and whether the database and backup directories are writable."""
+    found = "; ".join(f"{key} from {source}" for key, source in settings.secret_sources.items())
+    results = [(True, f"secrets: found ({found})")]
+
+    mode = settings.path.stat().st_mode
+    for_service = bool(environ.get("CONFIGURATION_DIRECTORY")) or settings.path.parent == SERVICE_CONFIG_DIR
+    if for_service and not mode & stat.S_IROTH:
+        results.append((False, f"config: {settings.path} is not readable by other users, so the service's "
+                               "DynamicUser cannot read it: chmod 644 it and keep the secrets in credentials"))
+    inline = [key for key, source in settings.secret_sources.items() if source == "the config file"]
+    if inline and mode & stat.S_IROTH:
+        results.append((True, f"warning: {settings.path} holds {' and '.join(inline)} and every user can read it: "
+                              "move them to systemd credentials (LoadCredential=) or chmod 600 the file"))
+
+    for label, directory in (("database", settings.database_path.parent), ("backups", settings.backup_dir)):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".retouch-check-"):
+                pass
+            results.append((True, f"{label}: {directory} is writable"))
+        except OSError as exc:
+            results.append((False, f"{label}: cannot write to {directory} ({exc.strerror or type(exc).__name__})"))
+    return results
+
+
+async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:
+    """Does `[server] public_url` lead back to this machine's server? None when webhooks are off.
+
+    With the daemon running, its /healthz must answer there; without it, a probe server with a
+    one-off token is started on `[server] listen` for the moment of the check.
+    """
+    if settings.webhook_url is None or settings.server.public_url is None or settings.server.listen is None:
+        return None
+    probe_url = settings.server.public_url.rstrip("/") + "/healthz"
+    failure = (f"webhooks: {probe_url} does not reach this machine's server on {settings.server.listen}; "
+               "AI Gen Studio could not deliver job events (check public_url, the proxy or the firewall)")
+    if is_held(settings.database_path):
+        body = await _get_json(probe_url)
+        ok = isinstance(body, dict) and "checks" in body
+        return (True, f"webhooks: ok — {probe_url} reaches the running daemon") if ok else (False, failure)
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from ..server import serve
+
+    token = secrets.token_hex(16)
+
+    async def healthz(request) -> JSONResponse:
+        return JSONResponse({"probe": token})
+
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(Starlette(routes=[Route("/healthz", healthz)]), settings.server.listen, stop))
+    try:
+        await asyncio.sleep(0)  # serve() binds before its first await: a bind failure is already known
+        if server.done():
+            server.result()
+        body = await _get_json(probe_url)
+    except OSError as exc:
+        return False, f"webhooks: cannot listen on {settings.server.listen} ({exc.strerror or type(exc).__name__})"
+    finally:
+        stop.set()
+        await asyncio.gather(server, return_exceptions=True)
+    if isinstance(body, dict) and body.get("probe") == token:
+        return True, f"webhooks: ok — {probe_url} reaches this machine's server on {settings.server.listen}"
+    return False, failure
+
+
+async def _get_json(url: str) -> object:
+    try:
+        async with httpx.AsyncClient(timeout=5, follow_redirects=True) as client:
+            return (await client.get(url)).json()
+    except (httpx.HTTPError, ValueError):
+        return None
