@@ -69,7 +69,15 @@ def test_replace_mode_end_to_end(shop, provider, write_config, daemon, tmp_path:
     assert run.terminate(timeout=10) == 0
     output = run.output()
     assert SHOP_TOKEN not in output and PROVIDER_KEY not in output
-    assert any(e.get("event") == "starting" and e.get("mode") == "sandbox" for e in run.events())
+    events = run.events()
+    assert any(e.get("event") == "starting" and e.get("mode") == "sandbox" for e in events)
+    # Every event about an image names its product and media; from submission on, its job too.
+    about_images = [e for e in events if "media_id" in e]
+    assert {e["event"] for e in about_images} >= {"queued", "item_enhanced", "backed_up", "written", "done"}
+    for event in about_images:
+        assert event.get("product_id"), event
+        if event["event"] in ("item_enhanced", "backed_up", "written", "done", "failed"):
+            assert event.get("job_id"), event
 
     # A fresh database on the same store, processing everything that is not ours: the marker
     # keeps our two outputs from being sent again; only the three untouched originals go.
