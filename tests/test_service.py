@@ -363,3 +363,21 @@ def test_check_covers_the_service_setup(shop, provider, write_config, tmp_path: 
     assert answer.returncode == 0, answer.stdout
     assert ("secrets: found ([shop] access_token from systemd credential shopify_access_token; "
             "[provider] api_key from systemd credential provider_api_key)") in answer.stdout
+
+
+def test_resync_beside_a_running_daemon_queues_and_waits_for_it(shop, provider, write_config, daemon,
+                                                                  tmp_path: Path) -> None:
+    products = shop.seed(products=2, images_per_product=1, seed=35)
+    config = write_config()
+    db = tmp_path / "retouch.db"
+    run = daemon(config)
+    wait_for(lambda: len(image_states(db)) == 2, 30, what="baseline")
+    target = products[0]
+    done = cli("resync", "--product", target["legacy_id"], config=config, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"the daemon (pid {run.proc.pid}) runs on this database" in done.stdout
+    assert "1 done" in done.stdout
+    assert image_states(db)[target["media"][0]["id"]] == "done"
+    stats = provider.stats()["keys"][PROVIDER_KEY]
+    assert stats["creations"] == 1 and stats["images_charged"] == 1  # one process submitted, once
+    assert run.terminate(timeout=10) == 0
