@@ -47,6 +47,9 @@ class Notifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Never block the event loop: with a reader that stopped reading, a full socket
+                # buffer drops the message (BlockingIOError) instead of stalling the daemon.
+                self._socket.setblocking(False)
             self._socket.sendto("\n".join(lines).encode(), self.address)
             return True
         except OSError as exc:

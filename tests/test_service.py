@@ -381,3 +381,16 @@ def test_resync_beside_a_running_daemon_queues_and_waits_for_it(shop, provider, 
     stats = provider.stats()["keys"][PROVIDER_KEY]
     assert stats["creations"] == 1 and stats["images_charged"] == 1  # one process submitted, once
     assert run.terminate(timeout=10) == 0
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_daemon(tmp_path: Path) -> None:
+    sock = NotifySocket()
+    sock._closed.set()  # stop reading: the socket's buffer fills up
+    sock._thread.join(2)
+    try:
+        notifier = Notifier(sock.path)
+        # A blocking send would hang here once the buffer is full (pytest-timeout would end the test).
+        results = [notifier.status(f"{n} queued") for n in range(5000)]
+        assert results[0] is True and results[-1] is False  # the overflow is dropped, not waited for
+    finally:
+        sock.close()
