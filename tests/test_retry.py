@@ -23,6 +23,17 @@ def charged(provider) -> int:
     return provider.stats()["keys"].get(PROVIDER_KEY, {}).get("images_charged", 0)
 
 
+def fail_the_write(shop, settings) -> dict[str, int]:
+    """Enhance every image; Shopify then fails to process the written result."""
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state()
+    return run_async(scenario())
+
+
 def test_retry_starts_from_what_is_already_had() -> None:
     assert retry_from(has_result=True, has_backup=True) == "backed_up"
     assert retry_from(has_result=True, has_backup=False) == "enhanced"
@@ -34,13 +45,7 @@ def test_a_shopify_failure_is_retried_without_paying_again(shop, provider, tmp_p
     products = shop.seed(products=1, images_per_product=1, seed=41)
     settings = pipeline_settings(shop, provider, tmp_path)
 
-    async def fail_once():
-        async with open_context(settings) as ctx:
-            await discover(ctx)
-            shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
-            await run_until_settled(ctx)
-            return ctx.store.counts_by_state()
-    assert run_async(fail_once()) == {"failed": 1}
+    assert fail_the_write(shop, settings) == {"failed": 1}
     assert charged(provider) == 1
 
     done = cli("retry", config=tmp_path / "config.toml")
@@ -69,13 +74,7 @@ def test_revert_of_a_failed_write_puts_the_original_back(shop, provider, tmp_pat
     original = products[0]["media"][0]
     settings = pipeline_settings(shop, provider, tmp_path)
 
-    async def fail_once():
-        async with open_context(settings) as ctx:
-            await discover(ctx)
-            shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
-            await run_until_settled(ctx)
-            return ctx.store.counts_by_state()
-    assert run_async(fail_once()) == {"failed": 1}
+    assert fail_the_write(shop, settings) == {"failed": 1}
     assert shop.product(products[0]["legacy_id"])["media"][0]["status"] == "FAILED"
 
     reverted = cli("revert", "--product", products[0]["legacy_id"], config=tmp_path / "config.toml")
