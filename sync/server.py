@@ -46,7 +46,7 @@ from starlette.routing import Route
 from retouch.plugin.providers.aigenstudio import contract, webhooks
 from retouch.storage.store import Store
 
-from .listen import is_loopback_listen, parse_listen  # noqa: F401  (is_loopback_listen: re-exported)
+from .listen import parse_listen
 from .pipeline.context import LAST_DISCOVERY, PROVIDER
 
 log = structlog.get_logger(__name__)

@@ -201,3 +201,36 @@ def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, pro
     assert sorted(rejected[0]["media_ids"]) == sorted(i.media_id for i in images)
     stats = key_stats(provider)
     assert stats["creations"] == 1 and stats["images_charged"] == 2  # the conflict charged nothing
+
+
+def test_a_webhook_during_a_poll_is_not_overwritten_by_the_safety_poll(shop, tmp_path: Path) -> None:
+    """With webhooks, a poll that finds the job still running schedules the next one an hour away;
+    a webhook that arrived while that poll was in flight must still bring the next poll forward."""
+    import asyncio
+
+    from retouch.sync.scheduler import WEBHOOK_DEBOUNCE, Daemon
+
+    slow = AigenSandbox(seconds_per_item=30)  # the job is still running at every poll of this test
+    server = slow.start()
+    try:
+        shop.seed(products=1, images_per_product=1, seed=12)
+        settings = pipeline_settings(shop, slow, tmp_path, extra='[server]\nlisten = "127.0.0.1:9"\n'
+                                     'public_url = "https://retouch.example.com"\nsafety_poll_every = "1h"\n')
+
+        async def scenario():
+            async with open_context(settings) as ctx:
+                daemon = Daemon(ctx)
+                await discover(ctx)
+                assert await submit(ctx) == 1
+                (job,) = ctx.store.jobs_in_state(JobState.SUBMITTED)
+                ctx.store.update_job(job.id, next_poll_at=None)
+                slow.add_fault(endpoint="status", mode="hang", seconds=1.0)
+                polling = asyncio.create_task(track(ctx))
+                await asyncio.sleep(0.3)  # the poll is in flight
+                daemon.on_provider_event({"type": "enhancement.item.completed", "enhancement_id": job.provider_job_id})
+                assert await polling == 1
+                return ctx.store.job(job.id).next_poll_at - time.time()
+        wait = run_async(scenario())
+    finally:
+        server.stop()
+    assert wait <= WEBHOOK_DEBOUNCE  # not the hour of the safety poll

@@ -32,7 +32,8 @@ from retouch.plugin.shopify.client import ClientStats
 from retouch.storage.models import ImageState, JobState
 from retouch.storage.store import Store
 from retouch.sync.metrics import build_registry
-from retouch.sync.server import ServerDeps, build_app, is_loopback_listen, parse_listen, serve
+from retouch.sync.listen import is_loopback_listen, parse_listen
+from retouch.sync.server import ServerDeps, build_app, serve
 
 KEY = "aigen_test_server_tests_key"
 OTHER_KEY = "aigen_test_somebody_else_key"

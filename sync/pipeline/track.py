@@ -88,6 +88,12 @@ async def _poll(ctx: Context, job: Job) -> None:
         if ctx.settings.webhook_url:
             # Webhooks say when to look; polling is only the safety net for a lost delivery.
             job_fields["next_poll_at"] = max(job_fields["next_poll_at"], now + ctx.settings.server.safety_poll_every)
+            # A webhook that arrived while this poll was in flight moved the job's next poll
+            # earlier: keep that. (No await between this read and the write below: the webhook
+            # handler runs in the same event loop, so it cannot slip in between.)
+            fresh = ctx.store.job(job.id)
+            if fresh is not None and fresh.next_poll_at is not None and fresh.next_poll_at != job.next_poll_at:
+                job_fields["next_poll_at"] = min(job_fields["next_poll_at"], fresh.next_poll_at)
     ctx.store.update_job_and_images(job.id, job_fields, image_fields)
     await _skip_deleted_sources(ctx, images, image_fields)
 
