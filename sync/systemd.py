@@ -36,6 +36,7 @@ class Notifier:
             address = "\0" + address[1:]  # abstract namespace
         self.address = address or None
         self._socket: socket.socket | None = None
+        self._warned = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Notifier:
@@ -53,7 +54,9 @@ class Notifier:
             self._socket.sendto("\n".join(lines).encode(), self.address)
             return True
         except OSError as exc:
-            log.warning("notify_failed", reason=exc.__class__.__name__)
+            # Said once at warning level: a gone or full socket would otherwise fill the journal.
+            (log.debug if self._warned else log.warning)("notify_failed", reason=exc.__class__.__name__)
+            self._warned = True
             return False
 
     def ready(self) -> bool:
