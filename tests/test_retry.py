@@ -4,6 +4,7 @@ written again, never bought again; retries are bounded."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,31 @@ def test_a_provider_failure_is_sent_again_and_retries_are_bounded(shop, provider
         assert store.image(broken_id).state == ImageState.FAILED
     finally:
         store.close()
+
+
+def test_revert_beside_a_daemon_leaves_images_in_flight_alone(shop, provider, tmp_path: Path) -> None:
+    from retouch.sync.systemd import InstanceLock
+
+    shop.seed(products=2, images_per_product=1, seed=44)
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    async def enhance():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            await run_until_settled(ctx)
+            return ctx.store.images_in_state(ImageState.DONE)
+    first, second = run_async(enhance())
+    store = Store(settings.database_url)
+    store.update_image(second.id, state=ImageState.WRITTEN)  # as if the daemon were verifying it
+    daemon = InstanceLock(settings.database_path)  # this test process stands in for the daemon
+    assert daemon.acquire()
+    try:
+        done = cli("revert", "--all", config=tmp_path / "config.toml")
+    finally:
+        daemon.release()
+    assert done.returncode == 0, done.stderr
+    assert "reverted 1 image(s)" in done.stdout
+    assert f"1 image(s) are still being written by the daemon (pid {os.getpid()})" in done.stdout
+    assert store.image(first.id).state == ImageState.REVERTED
+    assert store.image(second.id).state == ImageState.WRITTEN
+    store.close()

@@ -19,11 +19,14 @@ from .context import Context
 from .writeback import Skip, remove_failed_media, set_marker
 
 REVERTIBLE = (ImageState.WRITTEN, ImageState.DONE, ImageState.FAILED)
+# With a daemon running, a `written` image is the daemon's (it is verifying it): leave it alone.
+REVERTIBLE_BESIDE_DAEMON = (ImageState.DONE, ImageState.FAILED)
 
 
-async def revert(ctx: Context, product_ids: Sequence[str] | None = None) -> tuple[int, list[str]]:
+async def revert(ctx: Context, product_ids: Sequence[str] | None = None, *,
+                 states: Sequence[ImageState] = REVERTIBLE) -> tuple[int, list[str]]:
     """Revert the given products (or all); returns (reverted count, one line per failure)."""
-    images = [i for i in ctx.store.images_in_state(*REVERTIBLE, product_ids=product_ids)
+    images = [i for i in ctx.store.images_in_state(*states, product_ids=product_ids)
               if i.output_media_id and i.backup_sha256]
     reverted, failures = 0, []
     for image in images:
