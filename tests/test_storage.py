@@ -90,3 +90,25 @@ def test_backup_into_unwritable_directory_fails_clearly(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(BackupError, match="cannot store original"):
         BackupStore(blocker / "b").put(b"data")
+
+
+def test_housekeeping_forgets_only_what_can_no_longer_matter(tmp_path: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from retouch.sync.pipeline import housekeeping
+
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    now = 1_000_000.0
+    window, skew = 3600.0, 300.0
+    for at in (now - 2 * window - 1, now - 2 * window + 1, now - 10):
+        store.add_quota_event("aigenstudio", "poll", at)
+    for name, at in (("old", now - 2 * skew - 1), ("recent", now - 2 * skew + 1)):
+        assert store.remember_event("aigenstudio", name, at)
+    ctx = SimpleNamespace(store=store, clock=lambda: now, limits=SimpleNamespace(window=window),
+                          settings=SimpleNamespace(server=SimpleNamespace(webhook_skew=skew)))
+    asyncio.run(housekeeping(ctx))
+    assert sorted(at for _, at, _ in store.quota_events("aigenstudio", since=0)) == [now - 2 * window + 1, now - 10]
+    assert store.remember_event("aigenstudio", "old", now)          # forgotten: accepted again
+    assert not store.remember_event("aigenstudio", "recent", now)   # still remembered: a replay
+    store.close()

@@ -6,9 +6,10 @@ harmless, which is what makes a crash or a scheduler retry safe.
 
 from .context import Context
 from .discover import discover
+from .housekeeping import housekeeping
 from .revert import revert
 from .submit import submit
 from .track import track
 from .writeback import write_back
 
-__all__ = ["Context", "discover", "revert", "submit", "track", "write_back"]
+__all__ = ["Context", "discover", "housekeeping", "revert", "submit", "track", "write_back"]
