@@ -1,0 +1,312 @@
+"""ProductAISandbox: a loopback emulator of ProductAI's public API, plus a test-only inspection API.
+
+    sandbox = ProductAISandbox(keys={"pai_key_1": 500}, job_seconds=0.1)
+    sandbox.start()                         # uvicorn on 127.0.0.1, free port
+    client = SomeProductAIClient("pai_key_1", sandbox.base_url)   # base_url ends in /v1, like the real one
+    ...
+    sandbox.close()
+
+Public API (as ProductAI documents it, CONTRACTS.md §3; choices of ours are in contract.py):
+    POST /v1/api/generate        x-api-key   {"model", "image_url": str | [str, str], "prompt"}
+    POST /v1/api/upscale         x-api-key   {"image_url"}
+    GET  /v1/api/job/{id}        x-api-key
+    GET  /results/{id}.png       public: the result image
+    All three API endpoints share one budget of 15 requests per sliding minute (per client IP by
+    default); a job's tokens are deducted when it is accepted; a finished job is posted to the
+    account's webhook URL, if one is set.
+Inspection and faults (sandbox only, no auth, at the server root — `server_url`, not `base_url`):
+    GET    /_sandbox/stats
+    GET    /_sandbox/jobs/{id}       the job as the sandbox sees it, with the reason of an ERROR
+    POST   /_sandbox/tokens          {"key", "tokens"}   register a key / set its balance
+    POST   /_sandbox/webhook         {"key", "url": str | null}   the account's dashboard webhook
+    POST   /_sandbox/faults          {"endpoint": "generate"|"upscale"|"job", "status": 5xx, "count": n}
+                                     {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
+                                     {"endpoint": ..., "mode": "html", "count": n}  (a proxy's 502 page)
+                                     {"endpoint": "generate"|"upscale", "mode": "drop_response", "count": n}
+    DELETE /_sandbox/faults
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from retouch.plugin.serve import RunningServer, serve_in_thread
+
+from . import contract
+from .errors import ApiError, api_error, bad_request, not_found, server_error, unauthorized
+from .processing import DurationSpec, JobDurations, Processor
+from .state import Account, Fault, SandboxState
+from .validation import parse_json_object, validate_generate, validate_upscale
+from .webhooks import WebhookSender
+
+Handler = Callable[[Request, bytes, Account], dict[str, Any]]
+
+
+def _answer(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body, status_code=error.status)
+
+
+def _ok(data: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"status": "OK", "data": data})
+
+
+class ProductAISandbox:
+    """ProductAI on loopback: x-api-key auth, validation, the shared rate limit, tokens, async jobs, webhooks."""
+
+    def __init__(
+        self,
+        *,
+        keys: Mapping[str, int] | None = None,
+        webhook_url: str | None = None,
+        job_seconds: DurationSpec = 1.0,
+        upscale_seconds: DurationSpec | None = None,
+        not_started_seconds: float = 0.0,
+        seed: int | None = 0,
+        requests_per_window: int = contract.REQUESTS_PER_WINDOW,
+        window_seconds: float = contract.WINDOW_SECONDS,
+        rate_limit_scope: str = contract.RATE_LIMIT_SCOPE,
+        out_of_tokens_shape: str = contract.OUT_OF_TOKENS_ALTERNATE,
+        webhook_retry_delays: tuple[float, ...] = contract.WEBHOOK_RETRY_DELAYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """
+        keys: API key -> token balance (more can be added with set_tokens).
+        webhook_url: the dashboard webhook of every key registered here or later (set_webhook overrides).
+        job_seconds / upscale_seconds: each job's duration from acceptance, fixed or a (min, max) range
+            drawn with `seed` (benchmarks: (20, 40)).
+        not_started_seconds: how long a new job shows NOT_STARTED to polls before RUNNING.
+        window_seconds / requests_per_window / rate_limit_scope ("ip" | "key"): the shared budget.
+        out_of_tokens_shape: "api_error", "code", or "alternate" between the two, starting with "api_error".
+        clock: drives the rate-limit windows only (tests may pass a fake one).
+        """
+        if not_started_seconds < 0:
+            raise ValueError("not_started_seconds cannot be negative")
+        self._state = SandboxState(
+            requests_per_window=requests_per_window,
+            window_seconds=window_seconds,
+            rate_limit_scope=rate_limit_scope,
+            out_of_tokens_shape=out_of_tokens_shape,
+            default_webhook_url=webhook_url,
+            clock=clock,
+        )
+        self._not_started_seconds = not_started_seconds
+        self._stop = threading.Event()
+        self._webhooks = WebhookSender(self._stop, webhook_retry_delays)
+        self._processor = Processor(
+            self._state, self._webhooks, self._stop,
+            generate_durations=JobDurations(job_seconds, seed),
+            upscale_durations=JobDurations(job_seconds if upscale_seconds is None else upscale_seconds,
+                                           None if seed is None else seed + 1),
+        )
+        for key, tokens in (keys or {}).items():
+            self.set_tokens(key, tokens)
+        self._server: RunningServer | None = None
+        self.app = Starlette(
+            routes=[
+                Route(contract.GENERATE_PATH, self._generate, methods=["POST"]),
+                Route(contract.UPSCALE_PATH, self._upscale, methods=["POST"]),
+                Route(contract.JOB_PATH, self._job, methods=["GET"]),
+                Route(contract.RESULT_PATH, self._result, methods=["GET"]),
+                Route("/_sandbox/stats", self._stats_endpoint, methods=["GET"]),
+                Route("/_sandbox/jobs/{job_id}", self._job_inspection_endpoint, methods=["GET"]),
+                Route("/_sandbox/tokens", self._tokens_endpoint, methods=["POST"]),
+                Route("/_sandbox/webhook", self._webhook_endpoint, methods=["POST"]),
+                Route("/_sandbox/faults", self._faults_endpoint, methods=["POST", "DELETE"]),
+            ],
+            exception_handlers={HTTPException: self._http_exception, Exception: self._crash},
+        )
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> RunningServer:
+        """Serve on 127.0.0.1:port (0 = a free port) from a background thread."""
+        if self._server is not None:
+            raise RuntimeError("this sandbox is already started")
+        self._server = serve_in_thread(self.app, port=port)
+        return self._server
+
+    @property
+    def server_url(self) -> str:
+        """The server's root: results and /_sandbox live here."""
+        if self._server is None:
+            raise RuntimeError("start() the sandbox first")
+        return self._server.url
+
+    @property
+    def base_url(self) -> str:
+        """The stand-in for https://api.productai.photo/v1: what a client is configured with."""
+        return self.server_url + contract.API_PREFIX
+
+    def close(self) -> None:
+        """Stop the server, the job threads and webhook deliveries."""
+        self._stop.set()
+        self._webhooks.close()
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> ProductAISandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- inspection and faults (also over HTTP under /_sandbox) -----------------------------------
+
+    def set_tokens(self, key: str, tokens: int) -> None:
+        """Register `key` with this balance, or change its balance."""
+        self._state.set_tokens(key, tokens)
+
+    def set_webhook(self, key: str, url: str | None) -> None:
+        """The account's dashboard webhook URL (None: none). Embed the secret token in its path."""
+        self._state.set_webhook(key, url)
+
+    def stats(self) -> dict[str, Any]:
+        """Per key: requests by endpoint, 429s, OUT_OF_TOKENS, jobs started, tokens (left, spent, by job,
+        by image URL), busiest window; the global busiest window; jobs by status; webhooks; faults."""
+        stats = self._state.stats()
+        stats["webhooks"] = self._webhooks.stats()
+        return stats
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        """A job as the sandbox sees it (kind, status, tokens, error_reason, result_url), or None."""
+        return self._state.inspect_job(job_id)
+
+    def add_fault(
+        self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1, seconds: float = 0.0
+    ) -> None:
+        """Answer the next `count` requests to `endpoint` with a 5xx `status`, or per `mode`."""
+        self._state.add_fault(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
+
+    def clear_faults(self) -> None:
+        self._state.clear_faults()
+
+    # --- the API ----------------------------------------------------------------------------------
+
+    async def _serve(self, request: Request, endpoint: str, handle: Handler) -> Response:
+        """Budget, then faults, then auth, then the endpoint itself: the order every API request takes."""
+        raw = await request.body()  # received in full first: a "hang" is slow processing, not a slow upload
+        key = request.headers.get(contract.API_KEY_HEADER)
+        try:
+            self._state.admit(endpoint, request.client.host if request.client else "", key)
+        except ApiError as error:
+            return _answer(error)
+        fault = self._state.take_fault(endpoint)
+        drop_response = False
+        if fault is not None:
+            if fault.status is not None:
+                return _answer(server_error(fault.status))
+            if fault.mode == "html":
+                return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502)
+            if fault.mode == "hang":
+                await asyncio.sleep(fault.seconds)
+            drop_response = fault.mode == "drop_response"
+        try:
+            if key is None and "authorization" in request.headers:
+                raise unauthorized(f"Send the API key in the {contract.API_KEY_HEADER} header.")
+            data = handle(request, raw, self._state.authenticate(key))
+        except ApiError as error:
+            return _answer(error)
+        if drop_response:
+            # The job exists and is paid for; only the answer is lost ("crash between work and reply").
+            return _answer(server_error(500))
+        return _ok(data)
+
+    def _start(self, request: Request, job_request: Any, account: Account) -> dict[str, Any]:
+        job = self._state.start_job(account, job_request, str(request.base_url), self._not_started_seconds)
+        self._processor.submit(job)
+        data: dict[str, Any] = {"id": job.id, "status": contract.RUNNING}  # [DOC] always RUNNING here
+        if job.kind == "generate":
+            data["prompt"] = job_request.prompt
+        return data
+
+    async def _generate(self, request: Request) -> Response:
+        def handle(request: Request, raw: bytes, account: Account) -> dict[str, Any]:
+            return self._start(request, validate_generate(parse_json_object(raw)), account)
+
+        return await self._serve(request, "generate", handle)
+
+    async def _upscale(self, request: Request) -> Response:
+        def handle(request: Request, raw: bytes, account: Account) -> dict[str, Any]:
+            return self._start(request, validate_upscale(parse_json_object(raw)), account)
+
+        return await self._serve(request, "upscale", handle)
+
+    async def _job(self, request: Request) -> Response:
+        def handle(request: Request, raw: bytes, account: Account) -> dict[str, Any]:
+            job_id = request.path_params["job_id"]
+            if not job_id.isdigit():
+                raise bad_request("job_id must be an integer.")
+            return self._state.job_data(account, int(job_id))
+
+        return await self._serve(request, "job", handle)
+
+    async def _result(self, request: Request) -> Response:
+        stem, dot, extension = request.path_params["name"].rpartition(".")
+        data = self._state.result(int(stem)) if dot and extension == "png" and stem.isdigit() else None
+        if data is None:
+            return _answer(not_found("Result not found."))
+        return Response(data, media_type=contract.RESULT_CONTENT_TYPE, headers={"Cache-Control": "public, max-age=86400"})
+
+    # --- sandbox-only endpoints -------------------------------------------------------------------
+
+    async def _admin(self, request: Request, act: Callable[[dict[str, Any]], None]) -> Response:
+        try:
+            act(parse_json_object(await request.body()))
+        except ApiError as error:
+            return _answer(error)
+        except (ValueError, TypeError, KeyError) as exc:
+            return _answer(bad_request(str(exc)))
+        return JSONResponse({"ok": True})
+
+    async def _stats_endpoint(self, request: Request) -> Response:
+        return JSONResponse(self.stats())
+
+    async def _job_inspection_endpoint(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        found = self.job(int(job_id)) if job_id.isdigit() else None
+        return JSONResponse(found) if found is not None else _answer(not_found("Job not found."))
+
+    async def _tokens_endpoint(self, request: Request) -> Response:
+        return await self._admin(request, lambda body: self.set_tokens(str(body["key"]), int(body["tokens"])))
+
+    async def _webhook_endpoint(self, request: Request) -> Response:
+        def act(body: dict[str, Any]) -> None:
+            url = body.get("url")
+            if url is not None and not isinstance(url, str):
+                raise ValueError("url must be a string or null")
+            self.set_webhook(str(body["key"]), url)
+
+        return await self._admin(request, act)
+
+    async def _faults_endpoint(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.clear_faults()
+            return JSONResponse({"ok": True})
+        return await self._admin(request, lambda body: self.add_fault(
+            str(body.get("endpoint")),
+            status=body.get("status"),
+            mode=body.get("mode"),
+            count=int(body.get("count", 1)),
+            seconds=float(body.get("seconds", 0.0)),
+        ))
+
+    # --- every other failure in the ApiError shape ------------------------------------------------
+
+    async def _http_exception(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = contract.NOT_FOUND if exc.status_code == 404 else "HTTP_ERROR"
+        error = api_error(exc.status_code, message, str(exc.detail))
+        return JSONResponse(error.body, status_code=error.status, headers=dict(exc.headers or {}))
+
+    async def _crash(self, request: Request, exc: Exception) -> Response:
+        return _answer(server_error(500))
