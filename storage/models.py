@@ -24,7 +24,8 @@ SCHEMA_VERSION = 2
 # What brings a database of an older version up to date, one list of statements per version step.
 MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE image ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE job ADD COLUMN credits_used INTEGER NOT NULL DEFAULT 0"],
+        "ALTER TABLE job ADD COLUMN credits_used INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE job ADD COLUMN options VARCHAR"],
 }
 
 
@@ -94,6 +95,9 @@ class Job(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     provider: str
     idempotency_key: str = Field(unique=True)
+    # The request's options (JSON) as first sent: every retry of this key sends the same body,
+    # even if the config changed in between (another body under the same key would be a 409).
+    options: str | None = None
     provider_job_id: str | None = Field(default=None, index=True)
     state: str = Field(index=True)
     image_count: int = 0

@@ -191,12 +191,14 @@ class Store:
 
     # ----- jobs -------------------------------------------------------------------------------
 
-    def create_job(self, provider: str, idempotency_key: str, image_ids: Sequence[int]) -> Job:
-        """Write the job and its key, and move its images to `submitted`, in one transaction —
-        before any request goes out, so a crash right after can only lead to a replay of this key."""
+    def create_job(self, provider: str, idempotency_key: str, image_ids: Sequence[int],
+                   options: str | None = None) -> Job:
+        """Write the job, its key and its request options, and move its images to `submitted`, in
+        one transaction — before any request goes out, so a crash right after can only lead to a
+        replay of this key with this body."""
         with self._session() as s:
             job = Job(provider=provider, idempotency_key=idempotency_key, state=JobState.PENDING,
-                      image_count=len(image_ids))
+                      image_count=len(image_ids), options=options)
             s.add(job)
             s.flush()
             for index, image_id in enumerate(image_ids):

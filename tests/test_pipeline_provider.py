@@ -169,12 +169,10 @@ def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
     assert stats["images_charged"] == 20
 
 
-def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, provider, tmp_path: Path) -> None:
-    """A key replayed with another body (here: the owner changed the preset between a lost answer
-    and the retry) is a bug signal: the job fails with the reason, loudly, and is never resent."""
+def test_a_retry_sends_the_body_it_first_sent_even_after_a_config_change(shop, provider, tmp_path: Path) -> None:
+    """The owner changes the preset between a lost answer and the retry: the retry still sends the
+    first body under its key, so the provider replays the job instead of answering 409."""
     import dataclasses
-
-    from structlog.testing import capture_logs
 
     shop.seed(products=2, images_per_product=1, seed=10)
     settings = pipeline_settings(shop, provider, tmp_path)
@@ -188,6 +186,32 @@ def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, pro
             ctx.store.update_job(job.id, next_attempt_at=None)
             ctx.settings = dataclasses.replace(
                 settings, aigenstudio=settings.aigenstudio.model_copy(update={"preset": "marketplace_clean_catalog"}))
+            assert await submit(ctx) == 2
+            await run_until_settled(ctx)
+            return ctx.store.counts_by_state()
+    assert run_async(scenario()) == {"done": 2}
+    stats = key_stats(provider)
+    assert stats["creations"] == 1 and stats["replays"] == 1 and stats["images_charged"] == 2
+
+
+def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, provider, tmp_path: Path) -> None:
+    """A key replayed with another body can only be a bug now (the body is stored with the key):
+    the job fails with the reason, loudly, and is never resent."""
+    from structlog.testing import capture_logs
+
+    shop.seed(products=2, images_per_product=1, seed=10)
+    settings = pipeline_settings(shop, provider, tmp_path)
+    provider.add_fault(endpoint="create", mode="drop_response", count=1)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            assert await submit(ctx) == 0  # accepted by the provider, answer lost
+            (job,) = ctx.store.jobs_in_state(JobState.PENDING)
+            options = json.loads(job.options)
+            # The bug this guards against: a stored body that no longer matches what was sent.
+            ctx.store.update_job(job.id, next_attempt_at=None,
+                                 options=json.dumps({**options, "preset": "marketplace_clean_catalog"}))
             with capture_logs() as events:
                 assert await submit(ctx) == 0
                 assert await submit(ctx) == 0  # a failed job is not sent again

@@ -50,15 +50,17 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
     store = Store(f"sqlite:///{db}")
     kept = new_image(store, 1)
     store.close()
-    # What a database written by schema version 1 looked like: no retries, no credits_used.
+    # What a database written by schema version 1 looked like: no retries, credits_used, options.
     with sqlite3.connect(db) as conn:
         conn.execute("ALTER TABLE image DROP COLUMN retries")
         conn.execute("ALTER TABLE job DROP COLUMN credits_used")
+        conn.execute("ALTER TABLE job DROP COLUMN options")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store = Store(f"sqlite:///{db}")
     assert store.get_meta("schema_version") == "2"
     assert store.image(kept.id).retries == 0
-    job = store.create_job("aigenstudio", "key-after-migration", [kept.id])
+    job = store.create_job("aigenstudio", "key-after-migration", [kept.id], options='{"preset": "x"}')
+    assert store.job(job.id).options == '{"preset": "x"}'
     store.update_job(job.id, credits_used=5)
     assert store.credits_used("aigenstudio") == 5
 

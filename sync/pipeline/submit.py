@@ -46,20 +46,26 @@ async def submit(ctx: Context) -> int:
     if size == 0:
         return 0
     batch = queued[:size]
-    job = ctx.store.create_job(PROVIDER, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch])
+    job = ctx.store.create_job(PROVIDER, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
+                               options=json.dumps(_request_options(ctx), sort_keys=True))
     ctx.log.info("job_created", job_id=job.id, images=len(batch))
     return await _send(ctx, job)
 
 
+def _request_options(ctx: Context) -> dict[str, str | None]:
+    settings = ctx.settings.aigenstudio
+    return {"preset": settings.preset, "preservation_level": settings.preservation_level,
+            "instructions": settings.instructions, "webhook_url": ctx.settings.webhook_url}
+
+
 async def _send(ctx: Context, job: Job) -> int:
     images = ctx.store.job_images(job.id)
-    settings = ctx.settings.aigenstudio
+    # The options the job was created with (a job from before they were stored: today's).
+    options = json.loads(job.options) if job.options else _request_options(ctx)
     log = ctx.log.bind(job_id=job.id)
     try:
         result = await ctx.provider.create_enhancement(
-            idempotency_key=job.idempotency_key, preset=settings.preset,
-            preservation_level=settings.preservation_level, instructions=settings.instructions,
-            webhook_url=ctx.settings.webhook_url,
+            idempotency_key=job.idempotency_key, **options,
             images=[SourceImage(external_id=i.product_legacy_id, source_url=i.source_url or "") for i in images],
         )
     except provider_errors.RateLimited as exc:
