@@ -42,7 +42,8 @@ from retouch.plugin.serve import RunningServer, serve_in_thread
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from .state import ApiError, Fault, SandboxLimits, SandboxState
+from ...sandbox_faults import Fault
+from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, validate_create, validate_idempotency_key
 
 PRESETS = [
@@ -185,10 +186,10 @@ class AigenSandbox:
         self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1, seconds: float = 0.0
     ) -> None:
         """Answer the next `count` requests to `endpoint` with a 5xx `status`, or per `mode`."""
-        self._state.add_fault(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
+        self._state.faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
 
     def clear_faults(self) -> None:
-        self._state.clear_faults()
+        self._state.faults.clear()
 
     # --- the API ----------------------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class AigenSandbox:
 
     async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, bool]:
         """(an error response to send instead, whether to drop the real response) for a pending fault."""
-        fault = self._state.take_fault(endpoint)
+        fault = self._state.faults.take(endpoint)
         if fault is None:
             return None, False
         if fault.status is not None:

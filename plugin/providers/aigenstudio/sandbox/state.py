@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ...sandbox_faults import FaultBook
 from .. import contract
 from .validation import CreatePayload
 
@@ -179,16 +180,9 @@ class EnhancementState:
         }
 
 
-@dataclass
-class Fault:
-    endpoint: str  # "create" | "status"
-    count: int
-    status: int | None = None  # answer with this 5xx error
-    mode: str | None = None  # "drop_response" | "hang" | "html"
-    seconds: float = 0.0  # for "hang"
-
-
-FAULT_MODES = ("drop_response", "hang", "html")
+# Faults: "create" and "status" can answer a 5xx, hang or answer HTML; a create can also lose its answer.
+FAULT_ENDPOINTS = ("create", "status")
+FAULT_MODES = {"drop_response": ("create",), "hang": FAULT_ENDPOINTS, "html": FAULT_ENDPOINTS}
 
 
 def _iso(at: float) -> str:
@@ -219,7 +213,7 @@ class SandboxState:
         # (account id, environment, Idempotency-Key) -> (body fingerprint, enhancement id, created at)
         self._idempotency: dict[tuple[str, str, str], tuple[str, str, float]] = {}
         self._results: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self._faults: list[Fault] = []
+        self.faults = FaultBook(FAULT_ENDPOINTS, FAULT_MODES)
 
     # --- keys and accounts ----------------------------------------------------------------------
 
@@ -418,41 +412,6 @@ class SandboxState:
             found = self._results.get((enhancement_id, item_id))
         return None if found is None else found[1 if thumbnail else 0]
 
-    # --- faults ---------------------------------------------------------------------------------
-
-    def add_fault(self, fault: Fault) -> None:
-        if fault.endpoint not in ("create", "status"):
-            raise ValueError("endpoint must be 'create' or 'status'")
-        if fault.count < 1:
-            raise ValueError("count must be at least 1")
-        if (fault.status is None) == (fault.mode is None):
-            raise ValueError("give either a status (5xx) or a mode")
-        if fault.status is not None and not 500 <= fault.status <= 599:
-            raise ValueError("status must be a 5xx code")
-        if fault.mode is not None and fault.mode not in FAULT_MODES:
-            raise ValueError(f"mode must be one of {FAULT_MODES}")
-        if fault.mode == "drop_response" and fault.endpoint != "create":
-            raise ValueError("drop_response applies to create only")
-        if fault.mode == "hang" and fault.seconds <= 0:
-            raise ValueError("hang needs seconds > 0")
-        with self.lock:
-            self._faults.append(fault)
-
-    def clear_faults(self) -> None:
-        with self.lock:
-            self._faults.clear()
-
-    def take_fault(self, endpoint: str) -> Fault | None:
-        """The next pending fault for this endpoint, used up by one."""
-        with self.lock:
-            for fault in self._faults:
-                if fault.endpoint == endpoint:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
     # --- inspection -----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -479,4 +438,4 @@ class SandboxState:
                 }
                 for key, record in self._keys.items()
             }
-            return {"keys": keys, "faults_pending": sum(fault.count for fault in self._faults)}
+            return {"keys": keys, "faults_pending": self.faults.pending()}

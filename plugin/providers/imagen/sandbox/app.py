@@ -47,7 +47,7 @@ from starlette.routing import Route
 from retouch.plugin.serve import RunningServer, serve_in_thread
 
 from . import contract
-from .faults import STORAGE_ENDPOINTS, Fault, FaultBook
+from .faults import STORAGE_ENDPOINTS, Fault, fault_book
 from .jobs import CallbackSender, JobRunner
 from .links import UPLOADS, LinkError, LinkSigner, LinkTarget, s3_error
 from .state import ApiError, Project, SandboxState
@@ -97,7 +97,7 @@ class ImagenSandbox:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = SandboxState(tuple(api_keys), tuple(profiles))
-        self._faults = FaultBook()
+        self._faults = fault_book()
         self._links = LinkSigner(link_lifetime_seconds, clock)
         self._stop = threading.Event()
         self._callbacks = CallbackSender()

@@ -45,7 +45,8 @@ from retouch.plugin.serve import RunningServer, serve_in_thread
 from . import contract
 from .errors import ApiError, api_error, bad_request, not_found, server_error, unauthorized
 from .processing import DurationSpec, JobDurations, Processor
-from .state import Account, Fault, SandboxState
+from ...sandbox_faults import Fault
+from .state import Account, SandboxState
 from .validation import parse_json_object, validate_generate, validate_upscale
 from .webhooks import WebhookSender
 
@@ -185,10 +186,10 @@ class ProductAISandbox:
         self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1, seconds: float = 0.0
     ) -> None:
         """Answer the next `count` requests to `endpoint` with a 5xx `status`, or per `mode`."""
-        self._state.add_fault(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
+        self._state.faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
 
     def clear_faults(self) -> None:
-        self._state.clear_faults()
+        self._state.faults.clear()
 
     # --- the API ----------------------------------------------------------------------------------
 
@@ -200,7 +201,7 @@ class ProductAISandbox:
             self._state.admit(endpoint, request.client.host if request.client else "", key)
         except ApiError as error:
             return _answer(error)
-        fault = self._state.take_fault(endpoint)
+        fault = self._state.faults.take(endpoint)
         drop_response = False
         if fault is not None:
             if fault.status is not None:

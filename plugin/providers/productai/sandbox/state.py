@@ -16,13 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...sandbox_faults import FaultBook
 from . import contract
 from .errors import ApiError, not_found, out_of_tokens, rate_limited, unauthorized
 from .ratelimit import SlidingWindow, unlimited
 from .validation import GenerateRequest, UpscaleRequest
 
 FIRST_JOB_ID = 22292  # the id in the documentation's examples; ids then count up
-FAULT_MODES = ("hang", "html", "drop_response")
+# Faults: every endpoint can answer a 5xx, hang or answer HTML; generate and upscale can also
+# start (and charge) their job and then lose the answer.
+FAULT_MODES = {"hang": contract.ENDPOINTS, "html": contract.ENDPOINTS, "drop_response": ("generate", "upscale")}
 
 
 @dataclass
@@ -100,15 +103,6 @@ class Job:
         }
 
 
-@dataclass
-class Fault:
-    endpoint: str  # one of contract.ENDPOINTS
-    count: int
-    status: int | None = None  # answer with this 5xx
-    mode: str | None = None  # "hang" | "html" | "drop_response"
-    seconds: float = 0.0  # for "hang"
-
-
 class SandboxState:
     def __init__(
         self,
@@ -137,7 +131,7 @@ class SandboxState:
         self._results: dict[int, bytes] = {}
         self._ids = itertools.count(FIRST_JOB_ID)
         self._out_of_tokens_answers = 0
-        self._faults: list[Fault] = []
+        self.faults = FaultBook(contract.ENDPOINTS, FAULT_MODES)
 
     # --- keys --------------------------------------------------------------------------------------
 
@@ -248,41 +242,6 @@ class SandboxState:
             job = self._jobs.get(job_id)
             return None if job is None else job.inspection_json(time.monotonic())
 
-    # --- faults ----------------------------------------------------------------------------------
-
-    def add_fault(self, fault: Fault) -> None:
-        if fault.endpoint not in contract.ENDPOINTS:
-            raise ValueError(f"endpoint must be one of {contract.ENDPOINTS}")
-        if fault.count < 1:
-            raise ValueError("count must be at least 1")
-        if (fault.status is None) == (fault.mode is None):
-            raise ValueError("give either a status (5xx) or a mode")
-        if fault.status is not None and not 500 <= fault.status <= 599:
-            raise ValueError("status must be a 5xx code")
-        if fault.mode is not None and fault.mode not in FAULT_MODES:
-            raise ValueError(f"mode must be one of {FAULT_MODES}")
-        if fault.mode == "drop_response" and fault.endpoint == "job":
-            raise ValueError("drop_response applies to generate and upscale only")
-        if fault.mode == "hang" and fault.seconds <= 0:
-            raise ValueError("hang needs seconds > 0")
-        with self.lock:
-            self._faults.append(fault)
-
-    def clear_faults(self) -> None:
-        with self.lock:
-            self._faults.clear()
-
-    def take_fault(self, endpoint: str) -> Fault | None:
-        """The next pending fault for this endpoint, used up by one."""
-        with self.lock:
-            for fault in self._faults:
-                if fault.endpoint == endpoint:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
     # --- inspection ------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -316,5 +275,5 @@ class SandboxState:
                     "total": len(self._jobs),
                     "by_status": dict(Counter(job.status(time.monotonic()) for job in self._jobs.values())),
                 },
-                "faults_pending": sum(fault.count for fault in self._faults),
+                "faults_pending": self.faults.pending(),
             }

@@ -1,0 +1,79 @@
+"""Injected faults for the provider sandboxes: "the next N requests to ENDPOINT go wrong like this".
+
+One fault book serves every provider sandbox, so a test speaks the same fault language to each:
+- `status` 5xx: answer that error instead of handling the request;
+- `mode="hang"`: wait `seconds`, then handle the request normally (a slow service);
+- `mode="html"`: a proxy's 502 HTML page instead of JSON;
+- `mode="drop_response"`: do the work (and charge for it), then lose the answer (a 500);
+- `mode="fail"`: accept the request, then let the job end failed.
+
+Each sandbox says which endpoints it has and which endpoints each mode applies to.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+
+@dataclass
+class Fault:
+    endpoint: str
+    count: int = 1
+    status: int | None = None  # answer with this 5xx
+    mode: str | None = None    # one of the sandbox's modes
+    seconds: float = 0.0       # for "hang"
+
+
+class FaultBook:
+    """Pending faults, thread-safe (sandbox handlers and job threads take from it)."""
+
+    def __init__(self, endpoints: Collection[str], modes: Mapping[str, Collection[str]]) -> None:
+        """`modes` maps each offered mode to the endpoints it applies to."""
+        self.endpoints = tuple(endpoints)
+        self.modes = {mode: tuple(applies_to) for mode, applies_to in modes.items()}
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def check(self, fault: Fault) -> None:
+        """ValueError naming what is wrong with `fault`."""
+        if fault.endpoint not in self.endpoints:
+            raise ValueError(f"endpoint must be one of {', '.join(self.endpoints)}")
+        if not isinstance(fault.count, int) or fault.count < 1:
+            raise ValueError("count must be at least 1")
+        if (fault.status is None) == (fault.mode is None):
+            raise ValueError("give either a status (5xx) or a mode")
+        if fault.status is not None and not (isinstance(fault.status, int) and 500 <= fault.status <= 599):
+            raise ValueError("status must be a 5xx code")
+        if fault.mode is not None:
+            if fault.mode not in self.modes:
+                raise ValueError(f"mode must be one of {', '.join(self.modes)}")
+            if fault.endpoint not in self.modes[fault.mode]:
+                raise ValueError(f"{fault.mode} applies to {', '.join(self.modes[fault.mode])} only")
+        if fault.mode == "hang" and fault.seconds <= 0:
+            raise ValueError("hang needs seconds > 0")
+
+    def add(self, fault: Fault) -> None:
+        self.check(fault)
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The next pending fault for this endpoint, used up by one."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.endpoint == endpoint:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(fault.count for fault in self._faults)
