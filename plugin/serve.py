@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 import uvicorn
 
@@ -65,3 +66,40 @@ def serve_in_thread(app, *, port: int = 0, host: str = "127.0.0.1", startup_time
             raise RuntimeError(f"server on {host}:{sock.getsockname()[1]} did not start")
         time.sleep(0.01)
     return RunningServer(host=host, port=sock.getsockname()[1], _server=server, _thread=thread)
+
+
+class LoopbackSandbox:
+    """How every provider sandbox runs: its Starlette `app` on 127.0.0.1 from a thread, stopped by
+    `close()` or at the end of a `with` block. A sandbox adds what it runs besides the server
+    (job threads, webhook deliveries) in `_shutdown`."""
+
+    app: Any
+    _server: RunningServer | None = None
+
+    def start(self, port: int = 0) -> RunningServer:
+        """Serve on 127.0.0.1:port (0 = a free port) from a background thread."""
+        if self._server is not None:
+            raise RuntimeError("this sandbox is already started")
+        self._server = serve_in_thread(self.app, port=port)
+        return self._server
+
+    @property
+    def server_url(self) -> str:
+        """The server's root (the /_sandbox routes live here)."""
+        if self._server is None:
+            raise RuntimeError("start() the sandbox first")
+        return self._server.url
+
+    def _shutdown(self) -> None:
+        """Stop what the sandbox runs besides its server."""
+
+    def close(self) -> None:
+        self._shutdown()
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from retouch.plugin.serve import RunningServer, serve_in_thread
+from retouch.plugin.serve import LoopbackSandbox
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
@@ -100,7 +100,7 @@ def _invalid(message: str, request_id: str) -> JSONResponse:
     return _error(400, contract.INVALID_PAYLOAD, f"The product image enhancement payload is invalid: {message}", request_id)
 
 
-class AigenSandbox:
+class AigenSandbox(LoopbackSandbox):
     """AI Gen Studio on loopback: auth, validation, idempotency, quotas, credits, async jobs, webhooks."""
 
     def __init__(
@@ -128,7 +128,6 @@ class AigenSandbox:
         self._stop = threading.Event()
         self._webhooks = WebhookSender(self._stop, clock)
         self._processor = Processor(self._state, self._webhooks, seconds_per_item, self._stop)
-        self._server: RunningServer | None = None
         self.app = Starlette(
             routes=[
                 Route(contract.PRESETS_PATH, self._presets, methods=["GET"]),
@@ -144,31 +143,14 @@ class AigenSandbox:
 
     # --- running ----------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> RunningServer:
-        """Serve on 127.0.0.1:port (0 = a free port) from a background thread."""
-        if self._server is not None:
-            raise RuntimeError("this sandbox is already started")
-        self._server = serve_in_thread(self.app, port=port)
-        return self._server
-
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("start() the sandbox first")
-        return self._server.url
+        return self.server_url
 
-    def close(self) -> None:
-        """Stop the server, the job threads and webhook deliveries."""
+    def _shutdown(self) -> None:
+        """The job threads and webhook deliveries stop with the server."""
         self._stop.set()
         self._webhooks.close()
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> AigenSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- inspection and faults (also over HTTP under /_sandbox) -----------------------------------
 

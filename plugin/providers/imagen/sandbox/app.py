@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from retouch.plugin.serve import RunningServer, serve_in_thread
+from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
 from .faults import STORAGE_ENDPOINTS, Fault, fault_book
@@ -82,7 +82,7 @@ def _json_body(raw: bytes, *, required: bool) -> Any:
         raise RequestError("The body is not valid JSON.") from None
 
 
-class ImagenSandbox:
+class ImagenSandbox(LoopbackSandbox):
     """Imagen AI on loopback: key auth, profiles, projects, presigned uploads, async edit/export, expiring links."""
 
     def __init__(
@@ -103,7 +103,6 @@ class ImagenSandbox:
         self._callbacks = CallbackSender()
         self._jobs = JobRunner(self._state, edit_pending_seconds=edit_pending_seconds, edit_seconds=edit_seconds,
                                export_seconds=export_seconds, stop=self._stop, callbacks=self._callbacks)
-        self._server: RunningServer | None = None
         project = contract.PROJECT_PATH
         routes = [
             *(Route(path, self._api("profiles", self._profiles), methods=["GET"]) for path in contract.PROFILES_PATHS),
@@ -128,36 +127,19 @@ class ImagenSandbox:
 
     # --- running ----------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> RunningServer:
-        """Serve on 127.0.0.1:port (0 = a free port) from a background thread."""
-        if self._server is not None:
-            raise RuntimeError("this sandbox is already started")
-        self._server = serve_in_thread(self.app, port=port)
-        return self._server
-
     @property
     def base_url(self) -> str:
         """The server's root (the /_sandbox routes live here)."""
-        if self._server is None:
-            raise RuntimeError("start() the sandbox first")
-        return self._server.url
+        return self.server_url
 
     @property
     def api_url(self) -> str:
         """What the Imagen SDK calls base_url: the root plus /v1."""
         return self.base_url + contract.API_PREFIX
 
-    def close(self) -> None:
-        """Stop the server and the job threads."""
+    def _shutdown(self) -> None:
+        """The job threads stop with the server."""
         self._stop.set()
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> ImagenSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- inspection, registration and faults (also over HTTP under /_sandbox) ---------------------
 

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from retouch.plugin.serve import RunningServer, serve_in_thread
+from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
 from .errors import ApiError, api_error, bad_request, not_found, server_error, unauthorized
@@ -61,7 +61,7 @@ def _ok(data: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"status": "OK", "data": data})
 
 
-class ProductAISandbox:
+class ProductAISandbox(LoopbackSandbox):
     """ProductAI on loopback: x-api-key auth, validation, the shared rate limit, tokens, async jobs, webhooks."""
 
     def __init__(
@@ -111,7 +111,6 @@ class ProductAISandbox:
         )
         for key, tokens in (keys or {}).items():
             self.set_tokens(key, tokens)
-        self._server: RunningServer | None = None
         self.app = Starlette(
             routes=[
                 Route(contract.GENERATE_PATH, self._generate, methods=["POST"]),
@@ -129,37 +128,16 @@ class ProductAISandbox:
 
     # --- running ----------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> RunningServer:
-        """Serve on 127.0.0.1:port (0 = a free port) from a background thread."""
-        if self._server is not None:
-            raise RuntimeError("this sandbox is already started")
-        self._server = serve_in_thread(self.app, port=port)
-        return self._server
-
-    @property
-    def server_url(self) -> str:
-        """The server's root: results and /_sandbox live here."""
-        if self._server is None:
-            raise RuntimeError("start() the sandbox first")
-        return self._server.url
-
     @property
     def base_url(self) -> str:
-        """The stand-in for https://api.productai.photo/v1: what a client is configured with."""
+        """The stand-in for https://api.productai.photo/v1: what a client is configured with.
+        Results and /_sandbox live at `server_url`."""
         return self.server_url + contract.API_PREFIX
 
-    def close(self) -> None:
-        """Stop the server, the job threads and webhook deliveries."""
+    def _shutdown(self) -> None:
+        """The job threads and webhook deliveries stop with the server."""
         self._stop.set()
         self._webhooks.close()
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> ProductAISandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- inspection and faults (also over HTTP under /_sandbox) -----------------------------------
 
