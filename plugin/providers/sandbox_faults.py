@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Mapping
+from typing import Any
 from dataclasses import dataclass
 
 
@@ -77,3 +78,23 @@ class FaultBook:
     def pending(self) -> int:
         with self._lock:
             return sum(fault.count for fault in self._faults)
+
+
+def fault_from_body(body: Mapping[str, Any]) -> Fault:
+    """A fault from a `POST /_sandbox/faults` body; ValueError/TypeError for values of the wrong type."""
+    return Fault(endpoint=str(body.get("endpoint")), count=int(body.get("count", 1)), status=body.get("status"),
+                 mode=body.get("mode"), seconds=float(body.get("seconds", 0.0)))
+
+
+class SandboxFaults:
+    """`add_fault` / `clear_faults` for a sandbox whose fault book is `self.faults`."""
+
+    faults: FaultBook
+
+    def add_fault(self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1,
+                  seconds: float = 0.0) -> None:
+        """Answer the next `count` requests to `endpoint` with a 5xx `status`, or per `mode`."""
+        self.faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()

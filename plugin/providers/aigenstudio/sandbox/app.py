@@ -42,7 +42,7 @@ from retouch.plugin.serve import LoopbackSandbox
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from ...sandbox_faults import Fault
+from ...sandbox_faults import FaultBook, SandboxFaults, fault_from_body
 from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, validate_create, validate_idempotency_key
 
@@ -100,7 +100,7 @@ def _invalid(message: str, request_id: str) -> JSONResponse:
     return _error(400, contract.INVALID_PAYLOAD, f"The product image enhancement payload is invalid: {message}", request_id)
 
 
-class AigenSandbox(LoopbackSandbox):
+class AigenSandbox(LoopbackSandbox, SandboxFaults):
     """AI Gen Studio on loopback: auth, validation, idempotency, quotas, credits, async jobs, webhooks."""
 
     def __init__(
@@ -147,6 +147,10 @@ class AigenSandbox(LoopbackSandbox):
     def base_url(self) -> str:
         return self.server_url
 
+    @property
+    def faults(self) -> FaultBook:
+        return self._state.faults
+
     def _shutdown(self) -> None:
         """The job threads and webhook deliveries stop with the server."""
         self._stop.set()
@@ -164,15 +168,6 @@ class AigenSandbox(LoopbackSandbox):
         stats["webhooks"] = {"delivered": self._webhooks.delivered, "failed_attempts": self._webhooks.failed_attempts}
         return stats
 
-    def add_fault(
-        self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1, seconds: float = 0.0
-    ) -> None:
-        """Answer the next `count` requests to `endpoint` with a 5xx `status`, or per `mode`."""
-        self._state.faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
-
-    def clear_faults(self) -> None:
-        self._state.faults.clear()
-
     # --- the API ----------------------------------------------------------------------------------
 
     async def _presets(self, request: Request) -> Response:
@@ -180,7 +175,7 @@ class AigenSandbox(LoopbackSandbox):
 
     async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, bool]:
         """(an error response to send instead, whether to drop the real response) for a pending fault."""
-        fault = self._state.faults.take(endpoint)
+        fault = self.faults.take(endpoint)
         if fault is None:
             return None, False
         if fault.status is not None:
@@ -268,13 +263,7 @@ class AigenSandbox(LoopbackSandbox):
             return JSONResponse({"ok": True})
         try:
             body = await self._body(request)
-            self.add_fault(
-                str(body.get("endpoint")),
-                status=body.get("status"),
-                mode=body.get("mode"),
-                count=int(body.get("count", 1)),
-                seconds=float(body.get("seconds", 0.0)),
-            )
+            self.faults.add(fault_from_body(body))
         except (PayloadError, ValueError, TypeError) as exc:
             return _error(400, contract.INVALID_PAYLOAD, str(exc), _request_id(request))
         return JSONResponse({"ok": True})

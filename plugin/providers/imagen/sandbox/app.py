@@ -47,7 +47,8 @@ from starlette.routing import Route
 from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
-from .faults import STORAGE_ENDPOINTS, Fault, fault_book
+from ...sandbox_faults import Fault, SandboxFaults, fault_from_body
+from .faults import STORAGE_ENDPOINTS, fault_book
 from .jobs import CallbackSender, JobRunner
 from .links import UPLOADS, LinkError, LinkSigner, LinkTarget, s3_error
 from .state import ApiError, Project, SandboxState
@@ -82,7 +83,7 @@ def _json_body(raw: bytes, *, required: bool) -> Any:
         raise RequestError("The body is not valid JSON.") from None
 
 
-class ImagenSandbox(LoopbackSandbox):
+class ImagenSandbox(LoopbackSandbox, SandboxFaults):
     """Imagen AI on loopback: key auth, profiles, projects, presigned uploads, async edit/export, expiring links."""
 
     def __init__(
@@ -97,7 +98,7 @@ class ImagenSandbox(LoopbackSandbox):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = SandboxState(tuple(api_keys), tuple(profiles))
-        self._faults = fault_book()
+        self.faults = fault_book()
         self._links = LinkSigner(link_lifetime_seconds, clock)
         self._stop = threading.Event()
         self._callbacks = CallbackSender()
@@ -153,21 +154,13 @@ class ImagenSandbox(LoopbackSandbox):
     def stats(self) -> dict[str, Any]:
         """Requests by endpoint, projects, uploads, edits/exports, charges (total, per image, per file name, per key)."""
         stats = self._state.stats()
-        stats["faults_pending"] = self._faults.pending()
+        stats["faults_pending"] = self.faults.pending()
         stats["callbacks"] = {"delivered": self._callbacks.delivered, "failed": self._callbacks.failed}
         return stats
 
     def project(self, project_uuid: str) -> dict[str, Any] | None:
         """A project's files, edit (with the options received) and export, or None."""
         return self._state.project_json(project_uuid)
-
-    def add_fault(self, endpoint: str, *, status: int | None = None, mode: str | None = None,
-                  count: int = 1, seconds: float = 0.0) -> None:
-        """Make the next `count` requests to `endpoint` answer a 5xx `status`, or go wrong per `mode`."""
-        self._faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
 
     # --- the common path of every /v1 request -----------------------------------------------------
 
@@ -189,7 +182,7 @@ class ImagenSandbox(LoopbackSandbox):
     async def _apply_fault(self, endpoint: str) -> tuple[Fault | None, Response | None]:
         """Count the request; (the fault to pass on, or a response to send instead)."""
         self._state.count_request(endpoint)
-        fault = self._faults.take(endpoint)
+        fault = self.faults.take(endpoint)
         if fault is None:
             return None, None
         if fault.status is not None:
@@ -339,8 +332,7 @@ class ImagenSandbox(LoopbackSandbox):
             return JSONResponse({"ok": True})
         try:
             body = await self._admin_body(request)
-            self.add_fault(str(body.get("endpoint")), status=body.get("status"), mode=body.get("mode"),
-                           count=int(body.get("count", 1)), seconds=float(body.get("seconds", 0.0)))
+            self.faults.add(fault_from_body(body))
         except (RequestError, ValueError, TypeError) as exc:
             return _error(400, str(exc))
         return JSONResponse({"ok": True})

@@ -10,9 +10,7 @@ Mirrors the AI Gen Studio sandbox's fault API, per Imagen endpoint:
 
 from __future__ import annotations
 
-from ...sandbox_faults import Fault, FaultBook
-
-__all__ = ["ENDPOINTS", "JOB_ENDPOINTS", "STORAGE_ENDPOINTS", "Fault", "FaultBook", "fault_book"]
+from ...sandbox_faults import FaultBook
 
 # The names used for faults and for the per-endpoint request counts in the stats.
 ENDPOINTS = (

@@ -45,7 +45,7 @@ from retouch.plugin.serve import LoopbackSandbox
 from . import contract
 from .errors import ApiError, api_error, bad_request, not_found, server_error, unauthorized
 from .processing import DurationSpec, JobDurations, Processor
-from ...sandbox_faults import Fault
+from ...sandbox_faults import FaultBook, SandboxFaults, fault_from_body
 from .state import Account, SandboxState
 from .validation import parse_json_object, validate_generate, validate_upscale
 from .webhooks import WebhookSender
@@ -61,7 +61,7 @@ def _ok(data: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"status": "OK", "data": data})
 
 
-class ProductAISandbox(LoopbackSandbox):
+class ProductAISandbox(LoopbackSandbox, SandboxFaults):
     """ProductAI on loopback: x-api-key auth, validation, the shared rate limit, tokens, async jobs, webhooks."""
 
     def __init__(
@@ -134,6 +134,10 @@ class ProductAISandbox(LoopbackSandbox):
         Results and /_sandbox live at `server_url`."""
         return self.server_url + contract.API_PREFIX
 
+    @property
+    def faults(self) -> FaultBook:
+        return self._state.faults
+
     def _shutdown(self) -> None:
         """The job threads and webhook deliveries stop with the server."""
         self._stop.set()
@@ -160,15 +164,6 @@ class ProductAISandbox(LoopbackSandbox):
         """A job as the sandbox sees it (kind, status, tokens, error_reason, result_url), or None."""
         return self._state.inspect_job(job_id)
 
-    def add_fault(
-        self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1, seconds: float = 0.0
-    ) -> None:
-        """Answer the next `count` requests to `endpoint` with a 5xx `status`, or per `mode`."""
-        self._state.faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds))
-
-    def clear_faults(self) -> None:
-        self._state.faults.clear()
-
     # --- the API ----------------------------------------------------------------------------------
 
     async def _serve(self, request: Request, endpoint: str, handle: Handler) -> Response:
@@ -179,7 +174,7 @@ class ProductAISandbox(LoopbackSandbox):
             self._state.admit(endpoint, request.client.host if request.client else "", key)
         except ApiError as error:
             return _answer(error)
-        fault = self._state.faults.take(endpoint)
+        fault = self.faults.take(endpoint)
         drop_response = False
         if fault is not None:
             if fault.status is not None:
@@ -271,13 +266,7 @@ class ProductAISandbox(LoopbackSandbox):
         if request.method == "DELETE":
             self.clear_faults()
             return JSONResponse({"ok": True})
-        return await self._admin(request, lambda body: self.add_fault(
-            str(body.get("endpoint")),
-            status=body.get("status"),
-            mode=body.get("mode"),
-            count=int(body.get("count", 1)),
-            seconds=float(body.get("seconds", 0.0)),
-        ))
+        return await self._admin(request, lambda body: self.faults.add(fault_from_body(body)))
 
     # --- every other failure in the ApiError shape ------------------------------------------------
 
