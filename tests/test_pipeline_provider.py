@@ -169,6 +169,15 @@ def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
     assert stats["images_charged"] == 20
 
 
+async def submit_and_lose_the_answer(ctx, provider: AigenSandbox):
+    """Queue the store's images and send one job that the provider accepts but whose answer is lost."""
+    provider.add_fault(endpoint="create", mode="drop_response", count=1)
+    await discover(ctx)
+    assert await submit(ctx) == 0
+    (job,) = ctx.store.jobs_in_state(JobState.PENDING)
+    return job
+
+
 def test_a_retry_sends_the_body_it_first_sent_even_after_a_config_change(shop, provider, tmp_path: Path) -> None:
     """The owner changes the preset between a lost answer and the retry: the retry still sends the
     first body under its key, so the provider replays the job instead of answering 409."""
@@ -176,13 +185,10 @@ def test_a_retry_sends_the_body_it_first_sent_even_after_a_config_change(shop, p
 
     shop.seed(products=2, images_per_product=1, seed=10)
     settings = pipeline_settings(shop, provider, tmp_path)
-    provider.add_fault(endpoint="create", mode="drop_response", count=1)
 
     async def scenario():
         async with open_context(settings) as ctx:
-            await discover(ctx)
-            assert await submit(ctx) == 0  # accepted by the provider, answer lost
-            (job,) = ctx.store.jobs_in_state(JobState.PENDING)
+            job = await submit_and_lose_the_answer(ctx, provider)
             ctx.store.update_job(job.id, next_attempt_at=None)
             ctx.settings = dataclasses.replace(
                 settings, aigenstudio=settings.aigenstudio.model_copy(update={"preset": "marketplace_clean_catalog"}))
@@ -201,13 +207,10 @@ def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, pro
 
     shop.seed(products=2, images_per_product=1, seed=10)
     settings = pipeline_settings(shop, provider, tmp_path)
-    provider.add_fault(endpoint="create", mode="drop_response", count=1)
 
     async def scenario():
         async with open_context(settings) as ctx:
-            await discover(ctx)
-            assert await submit(ctx) == 0  # accepted by the provider, answer lost
-            (job,) = ctx.store.jobs_in_state(JobState.PENDING)
+            job = await submit_and_lose_the_answer(ctx, provider)
             options = json.loads(job.options)
             # The bug this guards against: a stored body that no longer matches what was sent.
             ctx.store.update_job(job.id, next_attempt_at=None,
