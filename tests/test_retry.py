@@ -24,6 +24,17 @@ def charged(provider) -> int:
     return provider.stats()["keys"].get(PROVIDER_KEY, {}).get("images_charged", 0)
 
 
+def settle(settings, *, discover_first: bool = False) -> list:
+    """Run the pipeline in-process until nothing is pending; returns the images that are done."""
+    async def scenario():
+        async with open_context(settings) as ctx:
+            if discover_first:
+                await discover(ctx)
+            await run_until_settled(ctx)
+            return ctx.store.images_in_state(ImageState.DONE)
+    return run_async(scenario())
+
+
 def fail_the_write(shop, settings) -> dict[str, int]:
     """Enhance every image; Shopify then fails to process the written result."""
     async def scenario():
@@ -54,11 +65,7 @@ def test_a_shopify_failure_is_retried_without_paying_again(shop, provider, tmp_p
     media_id = products[0]["media"][0]["id"]
     assert f"requeued {products[0]['id']} {media_id} (from backed_up)" in done.stdout
 
-    async def finish():
-        async with open_context(settings) as ctx:
-            await run_until_settled(ctx)
-            return ctx.store.images_in_state(ImageState.DONE)
-    (image,) = run_async(finish())
+    (image,) = settle(settings)
     assert image.retries == 1 and image.error_code is None
     assert charged(provider) == 1  # the result was written again, not bought again
     # A failed media cannot be updated in place: the result took its position, the failed one is gone.
@@ -116,10 +123,7 @@ def test_a_provider_failure_is_sent_again_and_retries_are_bounded(shop, provider
         image = store.image(broken_id)
         assert image.state == ImageState.DISCOVERED and image.job_id is None and image.retries == 1
 
-        async def finish():
-            async with open_context(settings) as ctx:
-                await run_until_settled(ctx)
-        run_async(finish())
+        settle(settings)
         assert store.image(broken_id).state == ImageState.DONE
         assert charged(provider) == 3  # sent once more: the provider had no result for it
 
@@ -138,12 +142,7 @@ def test_revert_beside_a_daemon_leaves_images_in_flight_alone(shop, provider, tm
     shop.seed(products=2, images_per_product=1, seed=44)
     settings = pipeline_settings(shop, provider, tmp_path)
 
-    async def enhance():
-        async with open_context(settings) as ctx:
-            await discover(ctx)
-            await run_until_settled(ctx)
-            return ctx.store.images_in_state(ImageState.DONE)
-    first, second = run_async(enhance())
+    first, second = settle(settings, discover_first=True)
     store = Store(settings.database_url)
     store.update_image(second.id, state=ImageState.WRITTEN)  # as if the daemon were verifying it
     daemon = InstanceLock(settings.database_path)  # this test process stands in for the daemon
