@@ -168,8 +168,7 @@ def is_held(database: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        text = path.read_text().strip()
-        return int(text) if text.isdigit() else -1
+        return InstanceLock(database).holder_pid() or -1  # -1: held, but its pid not written yet
     finally:
         os.close(fd)  # also releases the shared lock we may have taken
     return None
