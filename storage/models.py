@@ -19,13 +19,15 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # What brings a database of an older version up to date, one list of statements per version step.
 MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE image ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE job ADD COLUMN credits_used INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE job ADD COLUMN options VARCHAR"],
+    2: ["ALTER TABLE job ADD COLUMN provider_state VARCHAR",
+        "ALTER TABLE image ADD COLUMN paid_attempts INTEGER NOT NULL DEFAULT 0"],
 }
 
 
@@ -84,6 +86,7 @@ class Image(SQLModel, table=True):
     written_at: float | None = None        # wall clock of the Shopify write, to time out a stuck READY
     attempts: int = 0                      # tries of the current step (reset when a step succeeds)
     retries: int = 0                       # times `retouch retry` brought it back from failed
+    paid_attempts: int = 0                 # provider jobs started for it that may have been charged
     next_attempt_at: float | None = None   # wall clock; None = now
     error_code: str | None = None
     error_message: str | None = None
@@ -99,6 +102,9 @@ class Job(SQLModel, table=True):
     # even if the config changed in between (another body under the same key would be a 409).
     options: str | None = None
     provider_job_id: str | None = Field(default=None, index=True)
+    # The provider's own progress (JSON): a project created, uploads done, an upscale started —
+    # committed before its next paid step, so a retry after a crash resumes instead of paying again.
+    provider_state: str | None = None
     state: str = Field(index=True)
     image_count: int = 0
     attempts: int = 0

@@ -142,10 +142,18 @@ def sandbox(
     """Start a sandbox store and provider on loopback, print a ready config, serve until Ctrl-C."""
     from .commands.sandbox import sandbox_command
 
-    if provider != "aigenstudio":
-        typer.echo(f"error: --provider: unknown provider {provider!r} (available: aigenstudio)", err=True)
+    _known_provider(provider)
+    raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out))
+
+
+def _known_provider(name: str) -> None:
+    from retouch.plugin.providers import registry
+
+    plugins = registry.available()
+    if name not in plugins or plugins[name].start_sandbox is None:
+        with_sandbox = sorted(n for n, p in plugins.items() if p.start_sandbox is not None)
+        typer.echo(f"error: --provider: unknown provider {name!r} (available: {', '.join(with_sandbox)})", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(sandbox_command(port=port, products=products, config_out=config_out))
 
 
 @app.command()
@@ -153,11 +161,17 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where to write the before/after page and the demo's files")] = Path(
         "retouch-demo"),
     products: Annotated[int, typer.Option(min=1, max=200, help="Products in the sandbox store")] = 12,
+    provider: Annotated[str, typer.Option(help="Enhancement service to demo (its built-in sandbox)")] = "aigenstudio",
+    mode: Annotated[str, typer.Option(help="Write-back mode: replace or append")] = "replace",
 ) -> None:
     """Enhance a sandbox store end to end with the real daemon code; write a before/after page."""
     from .commands.demo import demo_command
 
-    raise typer.Exit(_run(lambda: demo_command(out=out, products=products)))
+    _known_provider(provider)
+    if mode not in ("replace", "append"):
+        typer.echo(f"error: --mode: {mode!r} is not replace or append", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(_run(lambda: demo_command(out=out, products=products, provider=provider, mode=mode)))
 
 
 @app.callback(invoke_without_command=True)

@@ -14,10 +14,14 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, SecretStr, ValidationError, field_validator
+
+from retouch.plugin.providers import registry
+from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
+from retouch.plugin.providers.settings import Duration, Section, parse_duration  # noqa: F401  (re-exported)
 
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 
@@ -32,34 +36,8 @@ class ConfigError(Exception):
     """A store owner's mistake in the config file: one line, naming the key."""
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> float:
-    """'30s', '5m', '1h30m', '250ms' or a plain number of seconds -> seconds (> 0)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like '30s', '5m' or '1h'")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{value!r} is not a duration; write it like '30s', '5m' or '1h'")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError("expected a duration like '30s', '5m' or '1h'")
-    if seconds <= 0:
-        raise ValueError("must be longer than zero")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(Section):
+    pass
 
 
 def _http_url(value: str, *, allow_bare_host: bool = False) -> str:
@@ -113,26 +91,6 @@ class ProviderSettings(_Section):
         return None if value is None else _http_url(value)
 
 
-class AigenLimits(_Section):
-    """The key's quota per window; the defaults are the documented ones."""
-
-    window: Duration = 3600.0
-    jobs: int = Field(5, ge=1)
-    images: int = Field(25, ge=1)
-    polls: int = Field(120, ge=1)
-    active_jobs: int = Field(1, ge=1)
-
-
-class AigenSettings(_Section):
-    preset: Literal["single_product_white_background", "marketplace_clean_catalog", "clean_catalog_group"] = (
-        "single_product_white_background"
-    )
-    preservation_level: Literal["strict", "balanced", "creative"] = "strict"
-    instructions: str | None = Field(None, min_length=1, max_length=4000)
-    batch_size: int = Field(20, ge=1, le=20)
-    limits: AigenLimits = AigenLimits()
-
-
 class SelectionSettings(_Section):
     new_only: bool = True
     exclude_tags: list[str] = []
@@ -146,7 +104,9 @@ class WritebackSettings(_Section):
 
 class ScheduleSettings(_Section):
     discover_every: Duration = 300.0
-    poll_every: Duration = 30.0
+    # Shortest interval between status polls of one job; None: the provider's usual one (AI Gen
+    # Studio: its poll quota spread over the window; ProductAI 3 s; Imagen 10 s).
+    poll_every: Duration | None = None
     # Products updated this long before the stored cursor are read again, so an update that
     # Shopify indexes late (or a clock difference) is never missed.
     discover_overlap: Duration = 120.0
@@ -203,16 +163,12 @@ class LogSettings(_Section):
 class _File(_Section):
     shop: ShopSettings
     provider: ProviderSettings = ProviderSettings()
-    aigenstudio: AigenSettings = AigenSettings()
     selection: SelectionSettings = SelectionSettings()
     writeback: WritebackSettings = WritebackSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
-
-
-KNOWN_PROVIDERS = ("aigenstudio",)
 
 
 @dataclass(frozen=True)
@@ -222,7 +178,7 @@ class Settings:
     path: Path
     shop: ShopSettings
     provider: ProviderSettings
-    aigenstudio: AigenSettings
+    provider_table: BaseModel          # the chosen provider's own table, validated by its plugin
     selection: SelectionSettings
     writeback: WritebackSettings
     schedule: ScheduleSettings
@@ -235,19 +191,37 @@ class Settings:
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
 
     @property
+    def plugin(self) -> ProviderPlugin:
+        return registry.get(self.provider.name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.plugin.capabilities(self.provider_table)
+
+    @property
     def provider_base_url(self) -> str:
-        return self.provider.base_url or "https://aigenstudio.app"
+        return self.provider.base_url or self.plugin.default_base_url
 
     @property
     def provider_is_sandbox(self) -> bool:
-        return self.provider_key.get_secret_value().startswith("aigen_test_")
+        return self.plugin.is_sandbox(self.provider_key.get_secret_value(), self.provider_base_url)
 
     @property
-    def webhook_url(self) -> str | None:
-        """Where the provider sends job events, when the server is reachable from outside."""
-        if self.server.listen and self.server.public_url:
-            return self.server.public_url.rstrip("/") + "/webhooks/aigenstudio"
-        return None
+    def public_url(self) -> str | None:
+        """[server] public_url when the daemon serves HTTP: how providers reach its webhooks."""
+        return self.server.public_url if self.server.listen else None
+
+    @property
+    def webhooks(self) -> bool:
+        """Does the provider tell us when a job is done (so polling is only a safety net)?"""
+        return self.public_url is not None and "webhook" in self.capabilities.completion
+
+    @property
+    def poll_floor(self) -> float:
+        """Shortest interval between two polls of one job: the owner's, else the provider's usual
+        one; never below the provider's own floor."""
+        caps = self.capabilities
+        return max(caps.min_poll_interval, self.schedule.poll_every or caps.poll_interval)
 
     @property
     def database_path(self) -> Path:
@@ -255,7 +229,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction processor."""
-        return [self.shop_token.get_secret_value(), self.provider_key.get_secret_value()]
+        key = self.provider_key.get_secret_value()
+        return [self.shop_token.get_secret_value(), key, webhook_token(key)]
 
 
 def find_config_path(explicit: Path | None) -> Path:
@@ -284,21 +259,38 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    plugins = registry.available()
+    # Each provider's table belongs to its plugin; the rest of the file to _File.
+    tables = {name: raw.pop(name) for name in list(raw) if name in plugins}
     try:
         parsed = _File.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], raw)) from None
-
-    if parsed.provider.name not in KNOWN_PROVIDERS:
-        raise ConfigError(
-            f"[provider] name: unknown provider {parsed.provider.name!r}; choose one of {', '.join(KNOWN_PROVIDERS)}"
-        )
+        raise ConfigError(_describe(exc.errors()[0], raw, extra_sections=list(plugins))) from None
+    if parsed.provider.name not in plugins:
+        raise ConfigError(f"[provider] name: unknown provider {parsed.provider.name!r}; "
+                          f"choose one of {', '.join(sorted(plugins))}")
+    provider_tables = {}
+    for name, table in tables.items():  # every provider table present is checked, not only the chosen one
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}]: must be a table")
+        try:
+            provider_tables[name] = plugins[name].settings_model.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc.errors()[0], table, section=name,
+                                        model=plugins[name].settings_model)) from None
+    plugin = plugins[parsed.provider.name]
+    if parsed.provider.name not in provider_tables:
+        try:
+            provider_tables[parsed.provider.name] = plugin.settings_model.model_validate({})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc.errors()[0], {}, section=plugin.name, model=plugin.settings_model)) from None
     shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
                                             SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
     provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
                                                 PROVIDER_KEY_CREDENTIAL, "[provider] api_key", environ)
-    if not re.fullmatch(r"aigen_(test|live)_[A-Za-z0-9_]{8,}", provider_key.get_secret_value()):
-        raise ConfigError("[provider] api_key: not an AI Gen Studio key (expected aigen_test_… or aigen_live_…)")
+    key_problem = plugin.check_key(provider_key.get_secret_value())
+    if key_problem:
+        raise ConfigError(f"[provider] api_key: {key_problem}")
 
     server = parsed.server
     if server.listen and not server.listen_is_loopback() and not (server.public_url or server.allow_public_bind):
@@ -315,7 +307,8 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     elif not backup_dir.is_absolute():
         backup_dir = (path.parent / backup_dir).resolve()
     return Settings(
-        path=path.resolve(), shop=parsed.shop, provider=parsed.provider, aigenstudio=parsed.aigenstudio,
+        path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
+        provider_table=provider_tables[plugin.name],
         selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, server=parsed.server,
         log=parsed.log,
         shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
@@ -340,13 +333,21 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
                       f"or a systemd credential named {credential}")
 
 
-def _describe(error: dict, raw: dict) -> str:
-    """One line for the first pydantic error: '[section] key: what is wrong'."""
-    loc = [str(part) for part in error["loc"]]
+def _describe(error: dict, raw: dict, *, section: str | None = None, model: type[BaseModel] | None = None,
+              extra_sections: list[str] = ()) -> str:
+    """One line for the first pydantic error: '[section] key: what is wrong'.
+
+    `section` and `model`: the error is about a provider's own table, validated by that model."""
+    loc = ([section] if section else []) + [str(part) for part in error["loc"]]
+    if not loc:
+        return f"[{section}]: {error['msg']}"
     where = f"[{loc[0]}]" + (f" {'.'.join(loc[1:])}" if len(loc) > 1 else "")
     kind = error["type"]
     if kind == "extra_forbidden":
-        hint = _did_you_mean(loc, raw)
+        if len(loc) == 1:  # a whole table nobody knows
+            close = difflib.get_close_matches(loc[0], [*_File.model_fields, *extra_sections], n=1)
+            return f"{where}: unknown section" + (f"; did you mean [{close[0]}]?" if close else "")
+        hint = _did_you_mean(loc[1:] if section else loc, model or _File)
         return f"{where}: unknown key{hint}"
     if kind == "missing":
         return f"{where}: missing (required)"
@@ -354,8 +355,7 @@ def _describe(error: dict, raw: dict) -> str:
     return f"{where}: {message}"
 
 
-def _did_you_mean(loc: list[str], raw: dict) -> str:
-    model: Any = _File
+def _did_you_mean(loc: list[str], model: Any) -> str:
     for part in loc[:-1]:
         field = model.model_fields.get(part)
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from retouch.plugin.providers.aigenstudio.quota import KINDS, QuotaLedger, QuotaLimits
+from retouch.plugin.providers.quota import KINDS, QuotaLedger, QuotaLimits
 from retouch.plugin.shopify.client import ClientStats
 from retouch.storage.models import ImageState, JobState
 from retouch.storage.store import Store
 
 from .decisions import queue_eta_seconds
-from .pipeline.context import PAUSED, PROVIDER
+from .pipeline.context import PAUSED
 
 RATE_LIMITED = "rate_limited"  # the provider outcome that also counts in retouch_provider_rate_limited_total
 
@@ -33,8 +33,9 @@ RATE_LIMITED = "rate_limited"  # the provider outcome that also counts in retouc
 class StoreCollector:
     """Gauges computed from the database at every scrape."""
 
-    def __init__(self, store: Store, limits: QuotaLimits, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, provider: str, limits: QuotaLimits, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.provider = provider
         self.limits = limits
         self.clock = clock
 
@@ -52,15 +53,17 @@ class StoreCollector:
         yield GaugeMetricFamily("retouch_jobs_in_flight", "Provider jobs sent or being sent and not finished.",
                                 value=len(in_flight))
 
-        ledger = QuotaLedger(self.limits, self.store.quota_events(PROVIDER, since=now - self.limits.window))
+        ledger = QuotaLedger(self.limits, self.store.quota_events(self.provider, since=now - self.limits.window))
         quota = GaugeMetricFamily("retouch_provider_quota_left",
-                                  "Provider quota left in the current window, by kind.", labels=["kind"])
+                                  "Provider quota left in the current window, by kind (limited kinds only).",
+                                  labels=["kind"])
         for kind in KINDS:
-            quota.add_metric([kind], ledger.available(kind, now))
+            if self.limits.limited(kind):
+                quota.add_metric([kind], ledger.available(kind, now))
         yield quota
 
         queued = counts.get(ImageState.DISCOVERED, 0)
-        eta = queue_eta_seconds(queued, self.limits.images, self.limits.window, ledger.available("image", now))
+        eta = queue_eta_seconds(queued, *images_per_window(self.limits), ledger_images_left(ledger, now))
         yield GaugeMetricFamily("retouch_queue_eta_seconds",
                                 "Estimated seconds until every queued image is submitted, at the quota.", value=eta)
 
@@ -69,7 +72,7 @@ class StoreCollector:
                                 value=1 if self.store.get_meta(PAUSED) else 0)
 
         yield CounterMetricFamily("retouch_provider_credits_used", "Credits the provider charged for finished jobs.",
-                                  value=self.store.credits_used(PROVIDER))
+                                  value=self.store.credits_used(self.provider))
 
 
 class ClientCollector:
@@ -102,11 +105,24 @@ class ClientCollector:
                                       value=outcomes.get(RATE_LIMITED, 0))
 
 
-def build_registry(store: Store, limits: QuotaLimits, shopify_stats: Callable[[], ClientStats | None],
+def images_per_window(limits: QuotaLimits) -> tuple[int, float]:
+    """How many images the quota lets through per window (the tightest of its limits)."""
+    per_window = min(limits.limit("image"), limits.limit("job") * limits.max_batch, limits.limit("request"))
+    return per_window, limits.window
+
+
+def ledger_images_left(ledger: QuotaLedger, now: float) -> int:
+    limits = ledger.limits
+    return min(ledger.available("image", now), ledger.available("job", now) * limits.max_batch,
+               ledger.available("request", now))
+
+
+def build_registry(store: Store, provider: str, limits: QuotaLimits,
+                   shopify_stats: Callable[[], ClientStats | None],
                    provider_stats: Callable[[], Counter[str] | None],
                    clock: Callable[[], float] = time.time) -> CollectorRegistry:
     """A registry of its own (not the process-global one), with every retouch metric in it."""
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store, limits, clock))
+    registry.register(StoreCollector(store, provider, limits, clock))
     registry.register(ClientCollector(shopify_stats, provider_stats))
     return registry

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
-from retouch.plugin.providers.aigenstudio.client import AigenClient
+from retouch.plugin.providers.base import Provider, ProviderConfig
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.backups import BackupStore
 from retouch.storage.models import PENDING_STATES, ImageState
@@ -21,9 +21,11 @@ def shopify_client(settings: Settings) -> ShopifyClient:
                          timeout=settings.shop.timeout)
 
 
-def provider_client(settings: Settings) -> AigenClient:
-    return AigenClient(settings.provider_key.get_secret_value(), settings.provider_base_url,
-                       timeout=settings.provider.timeout)
+def provider_client(settings: Settings) -> Provider:
+    """The configured provider, built by its plugin from its own table."""
+    return settings.plugin.create(ProviderConfig(
+        api_key=settings.provider_key.get_secret_value(), base_url=settings.provider_base_url,
+        timeout=settings.provider.timeout, settings=settings.provider_table, public_url=settings.public_url))
 
 
 @asynccontextmanager

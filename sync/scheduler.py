@@ -25,6 +25,7 @@ from datetime import datetime
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from retouch.plugin.providers.base import WebhookEvent
 from retouch.plugin.shopify.errors import ShopifyError
 from retouch.storage.models import JobState
 
@@ -104,18 +105,19 @@ class Daemon:
 
     # ----- webhooks ---------------------------------------------------------------------------
 
-    def on_provider_event(self, event: dict) -> None:
-        """A verified provider webhook: poll that job soon (the status endpoint stays the truth)."""
-        enhancement_id = event.get("enhancement_id")
-        now = self.ctx.clock()
-        for job in self.ctx.store.jobs_in_state(JobState.SUBMITTED):
-            if job.provider_job_id == enhancement_id:
-                due = now + WEBHOOK_DEBOUNCE
-                if job.next_poll_at is None or job.next_poll_at > due:
-                    self.ctx.store.update_job(job.id, next_poll_at=due)
-                log.info("webhook_received", job_id=job.id, enhancement_id=enhancement_id, type=event.get("type"))
-                return
-        log.info("webhook_unmatched", enhancement_id=enhancement_id, type=event.get("type"))
+    def on_provider_event(self, event: WebhookEvent) -> None:
+        """A verified provider webhook: poll that job soon (the status endpoint stays the truth).
+
+        An event that names no job (ProductAI's error payload) brings every running job's poll forward."""
+        due = self.ctx.clock() + WEBHOOK_DEBOUNCE
+        matched = [job for job in self.ctx.jobs(JobState.SUBMITTED)
+                   if event.provider_job_id is None or job.provider_job_id == event.provider_job_id]
+        for job in matched:
+            if job.next_poll_at is None or job.next_poll_at > due:
+                self.ctx.store.update_job(job.id, next_poll_at=due)
+            log.info("webhook_received", job_id=job.id, provider_job_id=job.provider_job_id, type=event.kind)
+        if not matched:
+            log.info("webhook_unmatched", provider_job_id=event.provider_job_id, type=event.kind)
 
     # ----- life cycle -------------------------------------------------------------------------
 
@@ -213,5 +215,5 @@ class Daemon:
 
 
 def _changed_sections(old: Settings, new: Settings) -> set[str]:
-    names = ("shop", "provider", "aigenstudio", "selection", "writeback", "schedule", "server", "log")
+    names = ("shop", "provider", "provider_table", "selection", "writeback", "schedule", "server", "log")
     return {name for name in names if getattr(old, name) != getattr(new, name)}

@@ -1,8 +1,10 @@
-"""The daemon's own HTTP server: health, Prometheus metrics, and AI Gen Studio webhooks.
+"""The daemon's own HTTP server: health, Prometheus metrics, and the provider's webhooks.
 
-    GET  /healthz               200 {"ok": true, "checks": {...}} or 503 with the same shape
-    GET  /metrics               Prometheus text format
-    POST /webhooks/aigenstudio  signed job events (CONTRACTS.md §1, Webhooks)
+    GET  /healthz                     200 {"ok": true, "checks": {...}} or 503 with the same shape
+    GET  /metrics                     Prometheus text format
+    POST /webhooks/{provider}         signed job events (AI Gen Studio, CONTRACTS.md §1, Webhooks)
+    POST /webhooks/{provider}/{token} unsigned ones, protected by a secret token in the path
+                                      (Imagen's callback, ProductAI's account webhook)
 
 It runs inside the daemon's event loop (`serve`), never in a thread of its own, and never owns
 signals: the daemon decides when to stop by setting its `stop` event.
@@ -10,10 +12,11 @@ signals: the daemon decides when to stop by setting its `stop` event.
 A webhook is only a hint ("poll this job soon"): the status endpoint stays the truth, so the
 handler does no pipeline work and answers at once. Answers to the sender:
     413  body larger than `max_body` (the rest is not read)
-    401  signature missing or wrong, or its timestamp outside ±skew (a stale delivery is treated
-         like a forged one: both are "we cannot trust this request"; the sender's retries carry a
-         fresh timestamp, so a live sender recovers by itself)
-    400  not a JSON object with a string `type` and `enhancement_id`
+    404  not the configured provider
+    401  signature (or path token) missing or wrong, or its timestamp outside ±skew (a stale
+         delivery is treated like a forged one: both are "we cannot trust this request"; the
+         sender's retries carry a fresh timestamp, so a live sender recovers by itself)
+    400  not the body the provider sends
     200  {"accepted": true}, or {"duplicate": true} for an event id seen before (so the sender stops)
 The event id is recorded only after the signature checks out, so forged requests cannot fill the
 dedupe table or shadow a real event id.
@@ -26,12 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -43,15 +44,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from retouch.plugin.providers.aigenstudio import contract, webhooks
+from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
 from retouch.storage.store import Store
 
 from .listen import parse_listen
-from .pipeline.context import LAST_DISCOVERY, PROVIDER
+from .pipeline.context import LAST_DISCOVERY
 
 log = structlog.get_logger(__name__)
 
-WEBHOOK_PATH = "/webhooks/aigenstudio"
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 STALE_FACTOR = 3  # discovery older than this many intervals means the daemon is not doing its job
 
@@ -59,10 +59,10 @@ STALE_FACTOR = 3  # discovery older than this many intervals means the daemon is
 @dataclass
 class ServerDeps:
     store: Store
-    aigen_api_key: str = field(repr=False)    # secret; for webhook verification only
+    provider: Callable[[], Provider]          # the current one (a reload may replace it); verifies webhooks
     discover_every: float                     # seconds; health: last discovery older than 3x this → unhealthy
     scheduler_alive: Callable[[], bool]
-    on_aigen_event: Callable[[dict], None]    # hands a verified event to the pipeline; must not block
+    on_provider_event: Callable[[WebhookEvent], None]  # hands a verified event to the pipeline; must not block
     skew: float = 300.0                       # timestamp tolerance, seconds
     max_body: int = 1 << 20
     clock: Callable[[], float] = time.time
@@ -128,28 +128,6 @@ def _scheduler_check(alive: Callable[[], bool]) -> dict[str, Any]:
 # ----- webhook: pure decision -----------------------------------------------------------------
 
 
-def parse_event(raw: bytes) -> dict | None:
-    """The event body when it is a JSON object with string `type` and `enhancement_id`, else None."""
-    try:
-        event = json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
-        return None
-    if not isinstance(event, dict):
-        return None
-    for name in ("type", "enhancement_id"):
-        if not isinstance(event.get(name), str) or not event[name]:
-            return None
-    return event
-
-
-def _within_skew(timestamp: str | None, now: float, skew: float) -> bool:
-    try:
-        sent_at = float(timestamp or "")
-    except ValueError:
-        return False
-    return abs(now - sent_at) <= skew  # False for NaN and infinities
-
-
 # ----- the app --------------------------------------------------------------------------------
 
 
@@ -203,42 +181,37 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
             return Response("metrics unavailable\n", status_code=503, media_type="text/plain")
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
-    async def aigen_webhook(request: Request) -> Response:
+    async def provider_webhook(request: Request) -> Response:
+        provider = deps.provider()
+        if request.path_params["name"] != provider.name or "webhook" not in provider.capabilities.completion:
+            return JSONResponse({"error": "no such webhook"}, status_code=404)
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
             log.warning("webhook_rejected", reason="too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
         now = deps.clock()
-        # Signature first, with the skew checked apart so the log says which one failed.
-        # An empty key would make the HMAC key public (sha256 of ""): accept nothing then.
-        if not deps.aigen_api_key or not webhooks.verify(deps.aigen_api_key, request.headers, raw, now=now,
-                                                          tolerance=math.inf):
-            log.warning("webhook_rejected", reason="bad_signature")
-            return JSONResponse({"error": "invalid signature"}, status_code=401)
-        if not _within_skew(request.headers.get(contract.TIMESTAMP_HEADER), now, deps.skew):
-            log.warning("webhook_rejected", reason="stale_timestamp")
-            return JSONResponse({"error": "timestamp outside the allowed skew"}, status_code=401)
-        event = parse_event(raw)
-        if event is None:
-            log.warning("webhook_rejected", reason="malformed")
-            return JSONResponse({"error": "expected a JSON object with type and enhancement_id"}, status_code=400)
-        event_id = request.headers[contract.EVENT_ID_HEADER]  # present: the signature covers it
-        if not await run_in_threadpool(deps.store.remember_event, PROVIDER, event_id, now):
-            log.info("webhook_duplicate", event_id=event_id)
+        try:
+            event = provider.verify_webhook(request.path_params.get("token"), request.headers, raw, now, deps.skew)
+        except WebhookRefused as exc:
+            log.warning("webhook_rejected", reason=exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        if not await run_in_threadpool(deps.store.remember_event, provider.name, event.event_id, now):
+            log.info("webhook_duplicate", event_id=event.event_id)
             return JSONResponse({"duplicate": True})
         try:
-            deps.on_aigen_event(event)
+            deps.on_provider_event(event)
         except Exception:
             # The id is recorded, so a retry would only be answered "duplicate": say 200 and rely on
             # polling, which picks up the job's state anyway.
-            log.exception("webhook_handler_failed", event_id=event_id)
+            log.exception("webhook_handler_failed", event_id=event.event_id)
         return JSONResponse({"accepted": True})
 
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route(WEBHOOK_PATH, aigen_webhook, methods=["POST"]),
+        Route("/webhooks/{name}", provider_webhook, methods=["POST"]),
+        Route("/webhooks/{name}/{token}", provider_webhook, methods=["POST"]),
     ])
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the two sandboxes on loopback, config files, and the CLI as a real subprocess."""
+"""Shared fixtures: the sandboxes on loopback, config files, and the CLI as a real subprocess."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+from retouch.plugin.providers.base import webhook_token
+from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
+from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +26,11 @@ SHARED = ROOT.parent / "shared"
 # Distinctive fake secrets: tests assert they never show up in output.
 SHOP_TOKEN = "shpat_TESTSECRET_shop_7f3a9c"
 PROVIDER_KEY = "aigen_test_TESTSECRETprovider4b2e"
+IMAGEN_KEY = "imagen_TESTSECRET_key_5d8e1a"
+PRODUCTAI_KEY = "pai_TESTSECRET_key_c4f0b7"
+# The keys, and the webhook path tokens derived from them (secret too).
+SECRETS = [SHOP_TOKEN, PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY,
+           *(webhook_token(key) for key in (PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY))]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> object:
@@ -50,6 +58,69 @@ def provider() -> Iterator[AigenSandbox]:
     server = sandbox.start()
     yield sandbox
     server.stop()
+
+
+@pytest.fixture
+def imagen() -> Iterator[ImagenSandbox]:
+    """Imagen sandbox with fast edits and exports; its `api_url` is the config's base_url."""
+    sandbox = ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.1, edit_seconds=0.4, export_seconds=0.3)
+    server = sandbox.start()
+    yield sandbox
+    server.stop()
+
+
+@pytest.fixture
+def productai() -> Iterator[ProductAISandbox]:
+    """ProductAI sandbox with fast jobs and the documented 15 requests a minute, counted per key."""
+    sandbox = ProductAISandbox(keys={PRODUCTAI_KEY: 100_000}, job_seconds=0.3, rate_limit_scope="key")
+    server = sandbox.start()
+    yield sandbox
+    server.stop()
+
+
+# The [<provider>] tables the provider tests start from (fast polling for the sandboxes).
+IMAGEN_TABLE = 'profile_key = 5700\nphotography_type = "OTHER"\ncrop = true\nfirst_poll = "0.3s"\n'
+PRODUCTAI_TABLE = 'model = "kontext-pro"\nrequests_per_minute = 15\n'
+
+
+def provider_config_text(shop: ShopifySandbox, tmp_path: Path, *, provider: str, base_url: str, api_key: str,
+                         table: str = "", mode: str = "replace", new_only: bool = True, extra: str = "") -> str:
+    """A config for any provider: [provider] and its own table; the rest as config_text has it."""
+    return f"""
+[shop]
+url = "{shop.shop_url}"
+access_token = "{SHOP_TOKEN}"
+
+[provider]
+name = "{provider}"
+api_key = "{api_key}"
+base_url = "{base_url}"
+timeout = "5s"
+
+[{provider}]
+{table}
+
+[selection]
+new_only = {str(new_only).lower()}
+exclude_tags = ["no-retouch"]
+
+[writeback]
+mode = "{mode}"
+backup_dir = "{tmp_path / 'backups'}"
+
+[schedule]
+discover_every = "1s"
+tick = "0.2s"
+discover_overlap = "5s"
+
+[storage]
+url = "sqlite:///{tmp_path / 'retouch.db'}"
+
+[log]
+level = "debug"
+format = "json"
+{extra}
+"""
 
 
 def config_text(shop: ShopifySandbox, provider: AigenSandbox, tmp_path: Path, *, mode: str = "replace",
@@ -139,7 +210,7 @@ def no_secret_leaks(tmp_path: Path) -> Iterator[None]:
     files and a `credentials/` folder are skipped: the test wrote the secrets there itself."""
     CLI_OUTPUT.clear()
     yield
-    secrets = [SHOP_TOKEN, PROVIDER_KEY]
+    secrets = SECRETS
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix != ".toml" and "credentials" not in path.relative_to(tmp_path).parts:
             data = path.read_bytes()

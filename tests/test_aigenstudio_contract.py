@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retouch.plugin.providers.aigenstudio import contract
-from retouch.plugin.providers.aigenstudio.quota import QuotaLimits
+from retouch.plugin.providers.aigenstudio.quota import QuotaLimits, documented_limits
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CONTRACTS = SHARED / "reference" / "providers" / "CONTRACTS.md"
@@ -32,7 +32,7 @@ def test_usage_limits_match_the_documented_table(section: str) -> None:
         "active jobs per key": contract.ACTIVE_JOBS_PER_KEY,
         "active jobs per account": contract.ACTIVE_JOBS_PER_ACCOUNT,
     } == {name: int(value) for name, value in table.items()}
-    assert QuotaLimits() == QuotaLimits(3600, 5, 25, 120, 1, 20)
+    assert documented_limits() == QuotaLimits(window=3600, jobs=5, images=25, polls=120, active_jobs=1, max_batch=20)
 
 
 def test_documented_names_and_numbers(section: str) -> None:

@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retouch.plugin.providers.aigenstudio.quota import QuotaLedger, QuotaLimits
+from retouch.plugin.providers.aigenstudio.quota import QuotaLedger, documented_limits
 
 W = 3600.0
 T0 = 1_800_000_000.0
 
 
 def ledger(**limits: float) -> QuotaLedger:
-    return QuotaLedger(QuotaLimits(**limits))  # type: ignore[arg-type]
+    return QuotaLedger(documented_limits(**limits))  # type: ignore[arg-type]
 
 
 # --- basics --------------------------------------------------------------------------------------
@@ -36,7 +36,7 @@ def test_used_counts_a_half_open_sliding_window() -> None:
 
 def test_events_given_at_construction_equal_recorded_ones_in_any_order() -> None:
     events = [("job", T0 + 5, 1), ("image", T0 + 5, 7), ("job", T0, 1), ("poll", T0 + 1, 1)]
-    rebuilt = QuotaLedger(QuotaLimits(), events)
+    rebuilt = QuotaLedger(documented_limits(), events)
     recorded = ledger()
     for kind, at, count in sorted(events, key=lambda event: event[1]):
         recorded.record(kind, at, count)
@@ -48,9 +48,9 @@ def test_events_given_at_construction_equal_recorded_ones_in_any_order() -> None
 
 def test_invalid_inputs_are_refused() -> None:
     with pytest.raises(ValueError):
-        QuotaLimits(window=0)
+        documented_limits(window=0)
     with pytest.raises(ValueError):
-        QuotaLimits(jobs=0)
+        documented_limits(jobs=0)
     book = ledger()
     with pytest.raises(ValueError):
         book.record("jobs", T0)
@@ -184,7 +184,7 @@ def test_prune_forgets_only_events_that_no_longer_count() -> None:
     assert {kind: book.used(kind, now) for kind in ("job", "poll")} == before
     assert len(book._events["poll"]) == before["poll"]  # memory stays flat
     assert book.next_poll_at(now, now, 1.0, 1) == QuotaLedger(
-        QuotaLimits(), [("poll", at, 1) for at, _ in book._events["poll"]]
+        documented_limits(), [("poll", at, 1) for at, _ in book._events["poll"]]
     ).next_poll_at(now, now, 1.0, 1)
 
 
@@ -210,7 +210,7 @@ step = st.tuples(
 def test_actions_the_ledger_allows_never_exceed_any_limit_in_any_window(
     steps: list[tuple[float, str, int]], window: float, start: float
 ) -> None:
-    limits = QuotaLimits(window=window)
+    limits = documented_limits(window=window)
     book = QuotaLedger(limits)
     now, active, last_poll = start, 0, None
     done: dict[str, list[tuple[float, int]]] = {"job": [], "image": [], "poll": []}
@@ -259,7 +259,7 @@ def test_actions_the_ledger_allows_never_exceed_any_limit_in_any_window(
 )
 def test_greedy_use_is_safe_under_any_fixed_window_alignment(gaps: list[float], offset: float) -> None:
     """Acting whenever the ledger allows, no provider-style fixed window ever sees more than the limit."""
-    book = QuotaLedger(QuotaLimits(jobs=5))
+    book = QuotaLedger(documented_limits(jobs=5))
     accepted = []
     times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
     for at in times:

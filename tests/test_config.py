@@ -36,8 +36,8 @@ def test_example_parses_with_documented_defaults(tmp_path: Path) -> None:
                                        f'url = "sqlite:///{tmp_path}/x.db"')
     settings = load_settings(write(tmp_path, text), environ={})
     assert settings.shop.url == "https://my-store.myshopify.com"
-    assert settings.aigenstudio.limits.window == 3600
-    assert (settings.aigenstudio.limits.jobs, settings.aigenstudio.limits.images) == (5, 25)
+    assert settings.provider_table.limits.window == 3600
+    assert (settings.provider_table.limits.jobs, settings.provider_table.limits.images) == (5, 25)
     assert settings.schedule.discover_every == 300 and settings.schedule.poll_every == 30
     assert settings.writeback.mode == "replace"
     assert settings.provider_is_sandbox
@@ -86,7 +86,15 @@ def test_state_directory_is_the_default_home(tmp_path: Path) -> None:
         (('url = "sqlite:///{db}"', 'url = "postgres://x"'), "[storage] url"),
         (('url = "sqlite:///{db}"', 'url = "sqlite:////no/such/dir/r.db"'), "[storage] url"),
         (('[shop]\n', '[shop]\napi_version = "latest"\n'), "[shop] api_version"),
-        (('[storage]', '[shoop]\nx = 1\n[storage]'), "[shoop]: unknown key; did you mean 'shop'?"),
+        (('[storage]', '[shoop]\nx = 1\n[storage]'), "[shoop]: unknown section; did you mean [shop]?"),
+        (('[storage]', '[aigenstudo]\nx = 1\n[storage]'), "[aigenstudo]: unknown section; did you mean [aigenstudio]?"),
+        (('[storage]', '[aigenstudio]\npresett = "x"\n[storage]'),
+         "[aigenstudio] presett: unknown key; did you mean 'preset'?"),
+        (('[storage]', '[aigenstudio]\nlimits = { imags = 5 }\n[storage]'),
+         "[aigenstudio] limits.imags: unknown key; did you mean 'images'?"),
+        (('[shop]', 'aigenstudio = 5\n[shop]'), "[aigenstudio]: must be a table"),
+        (('api_key = "aigen_test_abcdefgh1234"', 'name = "imagine"\napi_key = "aigen_test_abcdefgh1234"'),
+         "[provider] name: unknown provider 'imagine'; choose one of aigenstudio, imagen, productai"),
         (('[storage]', '[server]\nlisten = "8787"\n[storage]'), "[server] listen: listen '8787' is not host:port"),
         (('[storage]', '[server]\nlisten = "::1:8787"\n[storage]'), "[server] listen: listen '::1:8787': put an IPv6"),
         (('[storage]', '[server]\nlisten = "0.0.0.0:8787"\n[storage]'),

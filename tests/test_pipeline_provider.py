@@ -191,7 +191,7 @@ def test_a_retry_sends_the_body_it_first_sent_even_after_a_config_change(shop, p
             job = await submit_and_lose_the_answer(ctx, provider)
             ctx.store.update_job(job.id, next_attempt_at=None)
             ctx.settings = dataclasses.replace(
-                settings, aigenstudio=settings.aigenstudio.model_copy(update={"preset": "marketplace_clean_catalog"}))
+                settings, provider_table=settings.provider_table.model_copy(update={"preset": "marketplace_clean_catalog"}))
             assert await submit(ctx) == 2
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
@@ -235,6 +235,7 @@ def test_a_webhook_during_a_poll_is_not_overwritten_by_the_safety_poll(shop, tmp
     a webhook that arrived while that poll was in flight must still bring the next poll forward."""
     import asyncio
 
+    from retouch.plugin.providers.base import WebhookEvent
     from retouch.sync.scheduler import WEBHOOK_DEBOUNCE, Daemon
 
     slow = AigenSandbox(seconds_per_item=30)  # the job is still running at every poll of this test
@@ -254,7 +255,8 @@ def test_a_webhook_during_a_poll_is_not_overwritten_by_the_safety_poll(shop, tmp
                 slow.add_fault(endpoint="status", mode="hang", seconds=1.0)
                 polling = asyncio.create_task(track(ctx))
                 await asyncio.sleep(0.3)  # the poll is in flight
-                daemon.on_provider_event({"type": "enhancement.item.completed", "enhancement_id": job.provider_job_id})
+                daemon.on_provider_event(WebhookEvent(event_id="evt_1", provider_job_id=job.provider_job_id,
+                                                      kind="enhancement.item.completed"))
                 assert await polling == 1
                 return ctx.store.job(job.id).next_poll_at - time.time()
         wait = run_async(scenario())

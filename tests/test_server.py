@@ -25,7 +25,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from retouch.plugin.providers.aigenstudio import AigenClient, SourceImage, webhooks
-from retouch.plugin.providers.aigenstudio.quota import QuotaLimits
+from retouch.plugin.providers.aigenstudio.plugin import AigenProvider, AigenSettings
+from retouch.plugin.providers.base import ProviderConfig, WebhookEvent
+from retouch.plugin.providers.aigenstudio.quota import documented_limits
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.serve import serve_in_thread
 from retouch.plugin.shopify.client import ClientStats
@@ -39,7 +41,13 @@ KEY = "aigen_test_server_tests_key"
 OTHER_KEY = "aigen_test_somebody_else_key"
 HOOK = "/webhooks/aigenstudio"
 EVERY = 60.0  # discover_every in these tests
-LIMITS = QuotaLimits(window=100.0, jobs=5, images=10, polls=20)
+LIMITS = documented_limits(window=100.0, jobs=5, images=10, polls=20)
+
+
+def aigen_provider(key: str) -> AigenProvider:
+    """The AI Gen Studio provider (it verifies the webhooks); no request goes to its base URL here."""
+    return AigenProvider(ProviderConfig(api_key=key, base_url="http://127.0.0.1:9", timeout=5,
+                                        settings=AigenSettings(), public_url=None))
 
 
 class Clock:
@@ -60,23 +68,24 @@ class Harness:
         self.store = Store(f"sqlite:///{self.db}")
         self.clock = Clock()
         self.alive = True
-        self.events: list[dict] = []
+        self.events: list[tuple[str, str | None]] = []
         self.lock = threading.Lock()
         self.shopify_stats: ClientStats | None = None
         self.provider_stats: Counter[str] | None = None
-        self.registry = build_registry(self.store, LIMITS, lambda: self.shopify_stats, lambda: self.provider_stats,
-                                       clock=self.clock)
+        self.registry = build_registry(self.store, "aigenstudio", LIMITS, lambda: self.shopify_stats,
+                                       lambda: self.provider_stats, clock=self.clock)
         options = {"clock": self.clock, **deps}
-        self.deps = ServerDeps(store=self.store, aigen_api_key=KEY, discover_every=EVERY,
-                               scheduler_alive=lambda: self.alive, on_aigen_event=self._on_event, **options)
+        self.provider = aigen_provider(KEY)
+        self.deps = ServerDeps(store=self.store, provider=lambda: self.provider, discover_every=EVERY,
+                               scheduler_alive=lambda: self.alive, on_provider_event=self._on_event, **options)
         self.server = serve_in_thread(build_app(self.deps, self.registry))
         self.http = httpx.Client(base_url=self.server.url, trust_env=False, timeout=10)
 
-    def _on_event(self, event: dict) -> None:
+    def _on_event(self, event: WebhookEvent) -> None:
         with self.lock:
-            self.events.append(event)
+            self.events.append((event.kind, event.provider_job_id))
 
-    def handed_over(self) -> list[dict]:
+    def handed_over(self) -> list[tuple[str, str | None]]:
         with self.lock:
             return list(self.events)
 
@@ -268,7 +277,7 @@ def test_a_valid_webhook_is_handed_over_once_and_recorded(harness: Harness) -> N
     answer = harness.deliver(event_body(enhancement_id="enh_42"), event_id="evt_valid")
     assert answer.status_code == 200
     assert answer.json() == {"accepted": True}
-    assert harness.handed_over() == [json.loads(event_body(enhancement_id="enh_42"))]
+    assert harness.handed_over() == [("enhancement.item.completed", "enh_42")]
     assert harness.recorded("evt_valid")
 
 
@@ -352,11 +361,11 @@ def test_a_malformed_event_is_400(harness: Harness, body: bytes) -> None:
 
 
 def test_a_failing_handler_still_answers_200(tmp_path: Path) -> None:
-    def broken(event: dict) -> None:
+    def broken(event: WebhookEvent) -> None:
         raise RuntimeError("boom")
 
     h = Harness(tmp_path)
-    h.deps.on_aigen_event = broken  # the app reads deps at request time
+    h.deps.on_provider_event = broken  # the app reads deps at request time
     try:
         answer = h.deliver(event_body(), event_id="evt_broken_handler")
         assert answer.status_code == 200  # a retry would only be a duplicate; polling catches up
@@ -399,10 +408,8 @@ def test_webhooks_signed_by_the_sandbox_are_accepted_and_handed_over(tmp_path: P
             while len(h.handed_over()) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
         events = h.handed_over()
-        assert sorted(e["type"] for e in events) == ["enhancement.completed", "enhancement.item.completed"]
-        assert {e["enhancement_id"] for e in events} == {enhancement_id}
-        item = next(e for e in events if e["type"] == "enhancement.item.completed")["item"]
-        assert item["external_id"] == "8123456700"
+        assert sorted(kind for kind, _ in events) == ["enhancement.completed", "enhancement.item.completed"]
+        assert {job_id for _, job_id in events} == {enhancement_id}
         assert sandbox.stats()["webhooks"] == {"delivered": 2, "failed_attempts": 0}
     finally:
         sandbox.close()
@@ -421,9 +428,10 @@ def _free_port(family: socket.AddressFamily, host: str) -> int:
 @pytest.mark.parametrize("host,family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)], ids=["ipv4", "ipv6"])
 def test_serve_runs_in_the_current_loop_and_stops_when_told(tmp_path: Path, host: str, family) -> None:
     store = Store(f"sqlite:///{tmp_path / 'retouch.db'}")
-    registry = build_registry(store, LIMITS, lambda: None, lambda: None)
-    deps = ServerDeps(store=store, aigen_api_key=KEY, discover_every=EVERY, scheduler_alive=lambda: True,
-                      on_aigen_event=lambda event: None)
+    registry = build_registry(store, "aigenstudio", LIMITS, lambda: None, lambda: None)
+    provider = aigen_provider(KEY)
+    deps = ServerDeps(store=store, provider=lambda: provider, discover_every=EVERY, scheduler_alive=lambda: True,
+                      on_provider_event=lambda event: None)
     port = _free_port(family, host)
     listen = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
@@ -461,9 +469,10 @@ def test_serve_runs_in_the_current_loop_and_stops_when_told(tmp_path: Path, host
 
 def test_serve_reports_an_address_in_use(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'retouch.db'}")
-    registry = build_registry(store, LIMITS, lambda: None, lambda: None)
-    deps = ServerDeps(store=store, aigen_api_key=KEY, discover_every=EVERY, scheduler_alive=lambda: True,
-                      on_aigen_event=lambda event: None)
+    registry = build_registry(store, "aigenstudio", LIMITS, lambda: None, lambda: None)
+    provider = aigen_provider(KEY)
+    deps = ServerDeps(store=store, provider=lambda: provider, discover_every=EVERY, scheduler_alive=lambda: True,
+                      on_provider_event=lambda event: None)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         with pytest.raises(OSError):

@@ -314,7 +314,7 @@ safety_poll_every = "1h"
         contract.SIGNATURE_HEADER: webhooks.sign(PROVIDER_KEY, stamp, event_id, body),
         "Content-Type": "application/json"})
     assert answer.status_code == 200
-    wait_for(lambda: any(e["event"] == "webhook_unmatched" and e["enhancement_id"] == "enh_not_ours"
+    wait_for(lambda: any(e["event"] == "webhook_unmatched" and e["provider_job_id"] == "enh_not_ours"
                          for e in run.events()), 5)
     assert run.terminate(timeout=10) == 0
     with pytest.raises(httpx.ConnectError):

@@ -55,14 +55,17 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
         conn.execute("ALTER TABLE image DROP COLUMN retries")
         conn.execute("ALTER TABLE job DROP COLUMN credits_used")
         conn.execute("ALTER TABLE job DROP COLUMN options")
+        conn.execute("ALTER TABLE job DROP COLUMN provider_state")
+        conn.execute("ALTER TABLE image DROP COLUMN paid_attempts")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store = Store(f"sqlite:///{db}")
-    assert store.get_meta("schema_version") == "2"
-    assert store.image(kept.id).retries == 0
+    assert store.get_meta("schema_version") == "3"
+    assert (store.image(kept.id).retries, store.image(kept.id).paid_attempts) == (0, 0)
     job = store.create_job("aigenstudio", "key-after-migration", [kept.id], options='{"preset": "x"}')
     assert store.job(job.id).options == '{"preset": "x"}'
-    store.update_job(job.id, credits_used=5)
+    store.update_job(job.id, credits_used=5, provider_state='{"project": "p"}')
     assert store.credits_used("aigenstudio") == 5
+    assert store.job(job.id).provider_state == '{"project": "p"}'
 
 
 def test_counts_and_due_filter(tmp_path: Path) -> None:

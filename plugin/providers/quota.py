@@ -1,8 +1,11 @@
-"""Pacing under AI Gen Studio's usage limits: pure decisions over a log of what we used. No I/O.
+"""Pacing under a provider's usage limits: pure decisions over a log of what we used. No I/O.
 
-The service allows, per key and per hour: 5 job creations, 25 images, 120 status polls, and one
-active job (CONTRACTS.md §1, Usage limits). Running into a 429 is the exception path; this ledger
-lets the pipeline schedule under the limits instead.
+A provider declares the shape of its quota (`QuotaLimits`): per window, how many job creations,
+images, status polls and requests of any kind it allows, and how many jobs may run at once; a
+limit of None is not limited. AI Gen Studio allows, per key and per hour, 5 job creations, 25
+images, 120 polls and one active job (CONTRACTS.md §1); ProductAI 15 requests of any kind per
+minute (§3). Running into a 429 is the exception path; this ledger lets the pipeline schedule
+under the limits instead.
 
 Why a *sliding* window: the provider counts in windows whose alignment we do not know (our
 sandbox uses fixed windows aligned to the epoch; the real service may differ). If every half-open
@@ -15,7 +18,8 @@ restart means the same thing. Record an event at the moment the provider's respo
 the provider counted it no later than that, so our view is never earlier than its view. Clock
 skew between us and the provider is not covered: pass a slightly longer `window` to allow for it.
 Events are: "job" (one per accepted creation), "image" (count = images in it), "poll" (one per
-status request). Replays of an existing job use no quota.
+status request), "request" (one per request of any kind, for providers whose budget is shared).
+Replays of an existing job use no quota.
 """
 
 from __future__ import annotations
@@ -25,30 +29,41 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import contract
-
-KINDS = ("job", "image", "poll")
-_SUBMIT_KINDS = ("job", "image")
+KINDS = ("job", "image", "poll", "request")
+_SUBMIT_KINDS = ("job", "image", "request")
+_POLL_KINDS = ("poll", "request")
+# What an unlimited kind allows: more than any window can use, and still plain integer arithmetic.
+UNLIMITED = 10**9
 
 
 @dataclass(frozen=True)
 class QuotaLimits:
-    window: float = contract.WINDOW_SECONDS
-    jobs: int = contract.JOBS_PER_WINDOW
-    images: int = contract.IMAGES_PER_WINDOW
-    polls: int = contract.POLLS_PER_WINDOW
-    active_jobs: int = contract.ACTIVE_JOBS_PER_KEY
-    max_batch: int = contract.MAX_IMAGES_PER_JOB
+    window: float
+    jobs: int | None = None
+    images: int | None = None
+    polls: int | None = None
+    requests: int | None = None      # every request (create, poll, anything else) shares this budget
+    active_jobs: int | None = None
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if not self.window > 0:
             raise ValueError("window must be positive")
-        for name in ("jobs", "images", "polls", "active_jobs", "max_batch"):
-            if getattr(self, name) < 1:
+        for name in ("jobs", "images", "polls", "requests", "active_jobs", "max_batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1")
 
     def limit(self, kind: str) -> int:
-        return {"job": self.jobs, "image": self.images, "poll": self.polls}[_checked(kind)]
+        value = {"job": self.jobs, "image": self.images, "poll": self.polls, "request": self.requests}[_checked(kind)]
+        return UNLIMITED if value is None else value
+
+    def limited(self, kind: str) -> bool:
+        return self.limit(kind) < UNLIMITED
+
+    @property
+    def max_active(self) -> int:
+        return UNLIMITED if self.active_jobs is None else self.active_jobs
 
 
 def _checked(kind: str) -> str:
@@ -80,7 +95,8 @@ class QuotaLedger:
     def block_until(self, until: float, kind: str | None = None) -> None:
         """Allow nothing of `kind` (all kinds when None) before `until` — a 429's Retry-After / reset.
 
-        "job" and "image" both gate submissions, so blocking either blocks submitting.
+        "job", "image" and "request" gate submissions, so blocking any of them blocks submitting;
+        "poll" and "request" gate status requests.
         """
         for blocked_kind in KINDS if kind is None else (_checked(kind),):
             self._blocked[blocked_kind] = max(self._blocked[blocked_kind], until)
@@ -104,25 +120,30 @@ class QuotaLedger:
 
     def batch_size(self, queued: int, now: float, active_jobs: int) -> int:
         """How many of `queued` images may go out in one job now (0: wait)."""
-        if queued <= 0 or active_jobs >= self.limits.active_jobs or now < self._submit_blocked_until():
+        if queued <= 0 or active_jobs >= self.limits.max_active or now < self._submit_blocked_until():
             return 0
-        if self.available("job", now) < 1:
+        if self.available("job", now) < 1 or self.available("request", now) < 1:
             return 0
         return min(queued, self.limits.max_batch, self.available("image", now))
+
+    def may_poll(self, now: float) -> bool:
+        """Is there budget (and no 429 hold) for one status request now?"""
+        return all(self.available(kind, now) > 0 and now >= self._blocked[kind] for kind in _POLL_KINDS)
 
     def next_submit_at(self, now: float, active_jobs: int, want: int = 1) -> float | None:
         """The earliest time (>= now) a job of min(want, max_batch, images) images fits.
 
         None while an active job holds the slot: that ends when the job does, not at a known time.
         """
-        if active_jobs >= self.limits.active_jobs:
+        if active_jobs >= self.limits.max_active:
             return None
-        images = max(1, min(want, self.limits.max_batch, self.limits.images))
+        images = max(1, min(want, self.limits.max_batch, self.limits.limit("image")))
         return max(
             now,
             self._submit_blocked_until(),
             self._free_at("job", 1, now),
             self._free_at("image", images, now),
+            self._free_at("request", 1, now),
         )
 
     def next_poll_at(self, now: float, last_poll: float | None, min_interval: float, active_jobs: int) -> float:

@@ -15,17 +15,12 @@ from pathlib import Path
 import httpx
 import typer
 
-from retouch.plugin.providers.aigenstudio import errors as provider_errors
+from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 
 from ..config import Settings
 from ..runtime import open_context
 from ..systemd import is_held
-
-# A status request for an id that cannot exist: 404 proves the key is accepted (401 would not);
-# it costs one poll of the hourly quota, nothing else.
-PROBE_ID = "00000000-0000-0000-0000-000000000000"
-
 
 async def check_command(settings: Settings) -> int:
     ok = True
@@ -48,25 +43,17 @@ async def check_command(settings: Settings) -> int:
         except ShopifyError as exc:
             ok = False
             typer.echo(f"shopify: cannot reach {settings.shop.url}: {exc}")
+        title = settings.plugin.title
         try:
-            presets = await ctx.provider.list_presets()
-            await ctx.provider.get_enhancement(PROBE_ID)
-        except provider_errors.NotFound:
-            ids = {p.id for p in presets}
-            if settings.aigenstudio.preset not in ids:
-                ok = False
-                typer.echo(f"provider: preset {settings.aigenstudio.preset!r} is not offered ({', '.join(sorted(ids))})")
-            else:
-                typer.echo(f"provider: ok — {settings.provider.name} at {settings.provider_base_url}, key accepted")
+            for good, line in await ctx.provider.describe():
+                ok = ok and good
+                typer.echo(line)
         except provider_errors.AuthenticationFailed:
             ok = False
-            typer.echo("provider: the API key was rejected — check [provider] api_key")
-        except provider_errors.AigenError as exc:
+            typer.echo(f"provider: {title} rejected the API key — check [provider] api_key")
+        except provider_errors.ProviderError as exc:
             ok = False
-            typer.echo(f"provider: cannot reach {settings.provider_base_url}: {exc}")
-        else:
-            typer.echo("provider: unexpected answer to the key check")
-            ok = False
+            typer.echo(f"provider: cannot ask {title} at {settings.provider_base_url}: {exc}")
     return 0 if ok else 1
 
 
@@ -108,11 +95,11 @@ async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:
     With the daemon running, its /healthz must answer there; without it, a probe server with a
     one-off token is started on `[server] listen` for the moment of the check.
     """
-    if settings.webhook_url is None or settings.server.public_url is None or settings.server.listen is None:
+    if not settings.webhooks or settings.server.public_url is None or settings.server.listen is None:
         return None
     probe_url = settings.server.public_url.rstrip("/") + "/healthz"
     failure = (f"webhooks: {probe_url} does not reach this machine's server on {settings.server.listen}; "
-               "AI Gen Studio could not deliver job events (check public_url, the proxy or the firewall)")
+               f"{settings.plugin.title} could not deliver job events (check public_url, the proxy or the firewall)")
     if is_held(settings.database_path):
         body = await _get_json(probe_url)
         ok = isinstance(body, dict) and "checks" in body

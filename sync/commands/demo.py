@@ -29,7 +29,7 @@ from .sandbox import render_config, start_sandboxes
 DEMO_TIMEOUT = 110.0  # seconds; the demo promises to finish in under two minutes
 
 
-async def demo_command(*, out: Path, products: int) -> int:
+async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio", mode: str = "replace") -> int:
     started = time.monotonic()
     configure("warning", "console")
     out.mkdir(parents=True, exist_ok=True)
@@ -37,16 +37,17 @@ async def demo_command(*, out: Path, products: int) -> int:
     work.mkdir(exist_ok=True)
     for old in (work / "retouch.db", work / "retouch.db-wal", work / "retouch.db-shm"):
         old.unlink(missing_ok=True)
-    shop, shop_server, provider, provider_server = start_sandboxes(
-        products=products, window_seconds=60, seconds_per_item=0.3, processing_seconds=0.2)
+    shop, shop_server, sandbox = start_sandboxes(provider=provider, products=products, fast=True,
+                                                 processing_seconds=0.2)
     try:
         config_path = work / "config.toml"
-        config_path.write_text(render_config(shop_url=shop.shop_url, provider_url=provider_server.url,
+        config_path.write_text(render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox,
                                              database=work / "retouch.db", backup_dir=work / "backups",
-                                             window="60s", fast=True))
+                                             fast=True, mode=mode))
         settings = load_settings(config_path)
         configure("warning", "console", settings.secrets())
-        typer.echo(f"sandbox store with {products} products at {shop.shop_url}; provider at {provider_server.url}")
+        typer.echo(f"sandbox store with {products} products at {shop.shop_url}; "
+                   f"{settings.plugin.title} sandbox at {sandbox.base_url}")
         async with open_context(settings) as ctx:
             counts = await discover(ctx)
             typer.echo(f"first run: {counts['baseline']} existing photo(s) recorded as baseline, none sent")
@@ -71,8 +72,10 @@ async def demo_command(*, out: Path, products: int) -> int:
             page = await _write_page(out, ctx, images)
         done = sum(1 for i in images if i.state == ImageState.DONE)
         elapsed = time.monotonic() - started
-        typer.echo(f"{done} of {expected} new photo(s) enhanced and written back in {elapsed:.1f} s "
-                   f"(replace mode: same media id, position and alt text)")
+        how = ("replace mode: same media id, position and alt text" if mode == "replace"
+               else "append mode: each result added right after its original")
+        typer.echo(f"{done} of {expected} new photo(s) enhanced and written back in {elapsed:.1f} s ({how}); "
+                   f"the provider charged {sandbox.charges()} image(s)")
         for image in images:
             if image.state != ImageState.DONE:
                 typer.echo(f"  {image.state}: {image.media_id}: {image.error_code} {image.error_message}")
@@ -80,7 +83,7 @@ async def demo_command(*, out: Path, products: int) -> int:
         return 0 if done == expected else 1
     finally:
         shop_server.stop()
-        provider_server.stop()
+        sandbox.stop()
 
 
 async def _write_page(out: Path, ctx, images) -> Path:
@@ -94,7 +97,7 @@ async def _write_page(out: Path, ctx, images) -> Path:
             before = pictures / f"{number}-before.{extension}"
             if image.backup_sha256:
                 before.write_bytes(ctx.backups.get(image.backup_sha256))
-            media = await ctx.shopify.get_media(image.media_id)
+            media = await ctx.shopify.get_media(image.output_media_id or image.media_id)
             after = pictures / f"{number}-after.{extension}"
             if media and media.url:
                 after.write_bytes((await http.get(media.url)).content)

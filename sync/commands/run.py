@@ -18,15 +18,15 @@ log = structlog.get_logger("retouch")
 
 def describe_start(settings: Settings) -> dict:
     """What the daemon says at start: enough to know what it will do, never a secret."""
-    limits = settings.aigenstudio.limits
+    limits = settings.capabilities.quota
     return {
         "version": __version__, "config": str(settings.path), "provider": settings.provider.name,
         "mode": "sandbox" if settings.provider_is_sandbox else "live", "shop": settings.shop.url,
         "db": str(settings.database_path), "backups": str(settings.backup_dir),
         "writeback": settings.writeback.mode, "new_only": settings.selection.new_only,
         "limits": {"window_s": limits.window, "jobs": limits.jobs, "images": limits.images,
-                   "polls": limits.polls, "active_jobs": limits.active_jobs},
-        "server": settings.server.listen, "webhooks": settings.webhook_url is not None,
+                   "polls": limits.polls, "requests": limits.requests, "active_jobs": limits.active_jobs},
+        "server": settings.server.listen, "webhooks": settings.webhooks,
         "public_bind": bool(settings.server.listen) and not settings.server.listen_is_loopback(),
     }
 
@@ -45,7 +45,8 @@ async def run_daemon(settings: Settings) -> int:
                 if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
                     old, ctx.shopify = ctx.shopify, shopify_client(new)
                     await old.aclose()
-                if (new.provider, new.provider_key) != (ctx.settings.provider, ctx.settings.provider_key):
+                if ((new.provider, new.provider_key, new.provider_table)
+                        != (ctx.settings.provider, ctx.settings.provider_key, ctx.settings.provider_table)):
                     old_provider, ctx.provider = ctx.provider, provider_client(new)
                     await old_provider.aclose()
 
@@ -60,15 +61,16 @@ def _server(settings: Settings, ctx, daemon: Daemon):
     from ..metrics import build_registry
     from ..server import ServerDeps, build_app, serve
 
-    registry = build_registry(ctx.store, ctx.limits, lambda: ctx.shopify.stats, lambda: ctx.provider.stats)
-    deps = ServerDeps(store=ctx.store, aigen_api_key=settings.provider_key.get_secret_value(),
+    registry = build_registry(ctx.store, ctx.provider_name, ctx.limits, lambda: ctx.shopify.stats,
+                              lambda: ctx.provider.stats)
+    deps = ServerDeps(store=ctx.store, provider=lambda: ctx.provider,
                       discover_every=settings.schedule.discover_every,
                       scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
-                      on_aigen_event=daemon.on_provider_event, skew=settings.server.webhook_skew)
+                      on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew)
     app = build_app(deps, registry)
 
     async def run_server(stop: asyncio.Event) -> None:
-        log.info("serving", listen=settings.server.listen, webhook_url=settings.webhook_url)
+        log.info("serving", listen=settings.server.listen, webhooks=settings.webhooks)
         await serve(app, settings.server.listen or "", stop)
 
     return run_server

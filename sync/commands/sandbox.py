@@ -8,51 +8,56 @@ from pathlib import Path
 
 import typer
 
-from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+from retouch.plugin.providers import registry
+from retouch.plugin.providers.base import DemoSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 SANDBOX_SHOP_TOKEN = "shpat_sandbox_0123456789abcdef"
-SANDBOX_PROVIDER_KEY = "aigen_test_sandbox0123456789"
 
 
-def render_config(*, shop_url: str, provider_url: str, database: Path | None = None,
-                  backup_dir: Path | None = None, window: str = "1h", fast: bool = False) -> str:
+def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, database: Path | None = None,
+                  backup_dir: Path | None = None, fast: bool = False, mode: str = "replace") -> str:
     """A complete config for the sandboxes; `fast` shortens every interval (demo and tests)."""
     lines = [
         "# Written by retouch for its sandboxes; see config.example.toml for every key.",
         "[shop]", f'url = "{shop_url}"', f'access_token = "{SANDBOX_SHOP_TOKEN}"', 'api_version = "2026-07"', "",
-        "[provider]", 'name = "aigenstudio"', f'api_key = "{SANDBOX_PROVIDER_KEY}"', f'base_url = "{provider_url}"', "",
-        "[aigenstudio]", 'preset = "single_product_white_background"', 'preservation_level = "strict"',
-        f'limits = {{ window = "{window}", jobs = 5, images = 25, polls = 120, active_jobs = 1 }}', "",
+        "[provider]", f'name = "{provider}"', f'api_key = "{sandbox.api_key}"', f'base_url = "{sandbox.base_url}"', "",
+        f"[{provider}]", *sandbox.settings_lines, "",
         "[selection]", "new_only = true", 'exclude_tags = ["no-retouch"]', "",
-        "[writeback]", 'mode = "replace"',
+        "[writeback]", f'mode = "{mode}"',
     ]
     if backup_dir:
         lines.append(f'backup_dir = "{backup_dir}"')
     lines += ["", "[schedule]"]
-    lines += (['discover_every = "2s"', 'poll_every = "1s"', 'tick = "0.5s"'] if fast
-              else ['discover_every = "30s"', 'poll_every = "5s"'])
+    lines += (['discover_every = "2s"', 'tick = "0.5s"'] if fast else ['discover_every = "30s"'])
     if database:
         lines += ["", "[storage]", f'url = "sqlite:///{database}"']
     return "\n".join(lines) + "\n"
 
 
-def start_sandboxes(*, port: int = 0, products: int = 12, window_seconds: float = 3600,
-                    seconds_per_item: float = 2.0, processing_seconds: float = 0.5):
+def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: int = 12, fast: bool = False,
+                    processing_seconds: float = 0.5) -> tuple[ShopifySandbox, object, DemoSandbox]:
+    plugin = registry.get(provider)
+    if plugin.start_sandbox is None:
+        raise registry.PluginError(f"provider {provider!r} ships no sandbox")
     shop = ShopifySandbox(access_token=SANDBOX_SHOP_TOKEN, processing_seconds=processing_seconds)
     shop_server = shop.start(port)
     if products:
         shop.seed(products=products, images_per_product=1, seed=0)
-    provider = AigenSandbox(window_seconds=window_seconds, seconds_per_item=seconds_per_item)
-    provider_server = provider.start(port + 1 if port else 0)
-    return shop, shop_server, provider, provider_server
+    try:
+        sandbox = plugin.start_sandbox(fast=fast, port=port + 1 if port else 0)
+    except BaseException:
+        shop_server.stop()
+        raise
+    return shop, shop_server, sandbox
 
 
-def sandbox_command(*, port: int, products: int, config_out: Path | None) -> int:
-    shop, shop_server, provider, provider_server = start_sandboxes(port=port, products=products)
-    config = render_config(shop_url=shop.shop_url, provider_url=provider_server.url)
-    typer.echo(f"Shopify sandbox:       {shop.shop_url}  (admin API: {shop.shop_url}/_sandbox/products)")
-    typer.echo(f"AI Gen Studio sandbox: {provider_server.url}")
+def sandbox_command(*, provider: str, port: int, products: int, config_out: Path | None) -> int:
+    shop, shop_server, sandbox = start_sandboxes(provider=provider, port=port, products=products)
+    config = render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox)
+    title = registry.get(provider).title + " sandbox:"
+    typer.echo(f"{'Shopify sandbox:':<24}{shop.shop_url}  (admin API: {shop.shop_url}/_sandbox/products)")
+    typer.echo(f"{title:<24}{sandbox.base_url}")
     if config_out:
         config_out.write_text(config)
         typer.echo(f"config written to {config_out}")
@@ -64,5 +69,5 @@ def sandbox_command(*, port: int, products: int, config_out: Path | None) -> int
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     shop_server.stop()
-    provider_server.stop()
+    sandbox.stop()
     return 0

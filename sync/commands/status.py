@@ -8,13 +8,14 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
-from retouch.plugin.providers.aigenstudio.quota import QuotaLedger, QuotaLimits
+from retouch.plugin.providers.quota import KINDS, QuotaLedger
 from retouch.storage.models import PENDING_STATES, ImageState, JobState
 from retouch.storage.store import Store
 
 from ..config import Settings
 from ..decisions import queue_eta_seconds
-from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED, PROVIDER
+from ..metrics import images_per_window, ledger_images_left
+from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
 from ..scheduler import HEARTBEAT, LAST_ERROR
 from ..systemd import is_held
 
@@ -24,29 +25,27 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
     store = Store(settings.database_url)
     try:
         counts = store.counts_by_state()
-        lim = settings.aigenstudio.limits
-        limits = QuotaLimits(window=lim.window, jobs=lim.jobs, images=lim.images, polls=lim.polls,
-                             active_jobs=lim.active_jobs, max_batch=settings.aigenstudio.batch_size)
-        ledger = QuotaLedger(limits, store.quota_events(PROVIDER, since=now - lim.window))
+        limits = settings.capabilities.quota
+        ledger = QuotaLedger(limits, store.quota_events(settings.provider.name, since=now - limits.window))
         in_flight = store.jobs_in_state(JobState.PENDING, JobState.SUBMITTED)
         queued = counts.get(ImageState.DISCOVERED, 0)
-        available = ledger.available("image", now)
         last = store.get_meta(LAST_DISCOVERY)
         paused = store.get_meta(PAUSED)
         blocked = float(store.get_meta(BLOCKED_UNTIL) or 0)
         heartbeat = store.get_meta(HEARTBEAT)
         return {
+            "provider": settings.provider.name,
             "mode": "sandbox" if settings.provider_is_sandbox else "live",
             "daemon": {"pid": is_held(settings.database_path),
                        "last_heartbeat": _iso(float(heartbeat)) if heartbeat else None,
                        "last_error": store.get_meta(LAST_ERROR)},
             "counts": {state.value: counts.get(state.value, 0) for state in ImageState},
             "pending": sum(counts.get(s.value, 0) for s in PENDING_STATES),
-            "jobs_in_flight": [{"job_id": j.id, "state": j.state, "enhancement_id": j.provider_job_id,
+            "jobs_in_flight": [{"job_id": j.id, "state": j.state, "provider_job_id": j.provider_job_id,
                                 "images": j.image_count, "error": j.error_message} for j in in_flight],
             "last_discovery": _iso(float(last)) if last else None,
-            "quota_left": {kind: ledger.available(kind, now) for kind in ("job", "image", "poll")},
-            "queue_eta_seconds": queue_eta_seconds(queued, lim.images, lim.window, available),
+            "quota_left": {kind: ledger.available(kind, now) for kind in KINDS if limits.limited(kind)},
+            "queue_eta_seconds": queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)),
             "paused": _loads(paused),
             "rate_limited_until": _iso(blocked) if blocked > now else None,
             "recent_failures": [{"product_id": i.product_id, "media_id": i.media_id, "state": i.state,
@@ -83,8 +82,9 @@ def print_status(report: dict) -> None:
     console.print(table)
     console.print(f"pending: {report['pending']}   jobs in flight: {len(report['jobs_in_flight'])}   "
                   f"last discovery: {report['last_discovery'] or 'never'}")
-    q = report["quota_left"]
-    console.print(f"quota left this window: {q['image']} images, {q['job']} jobs, {q['poll']} polls   "
+    words = {"image": "images", "job": "jobs", "poll": "polls", "request": "requests"}
+    left = ", ".join(f"{n} {words[kind]}" for kind, n in report["quota_left"].items()) or "not limited"
+    console.print(f"provider: {report['provider']}   quota left this window: {left}   "
                   f"queue ETA: {report['queue_eta_seconds'] / 60:.0f} min")
     if report["paused"]:
         console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")

@@ -1,4 +1,4 @@
-"""What every pipeline step works with: settings, the store, the backups and the two clients."""
+"""What every pipeline step works with: settings, the store, the backups, Shopify and the provider."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from retouch.plugin.providers.aigenstudio.client import AigenClient
-from retouch.plugin.providers.aigenstudio.quota import QuotaLedger, QuotaLimits
+from retouch.plugin.providers.base import Capabilities, Provider
+from retouch.plugin.providers.quota import QuotaLedger, QuotaLimits
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.backups import BackupStore
 from retouch.storage.models import JobState
 from retouch.storage.store import Store
 
 from ..config import Settings
-
-PROVIDER = "aigenstudio"
 
 # Meta keys
 CURSOR = "discovery_cursor"
@@ -35,27 +33,38 @@ class Context:
     store: Store
     backups: BackupStore
     shopify: ShopifyClient
-    provider: AigenClient
+    provider: Provider
     clock: Callable[[], float] = time.time
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("retouch.pipeline"))
 
     @property
+    def capabilities(self) -> Capabilities:
+        return self.provider.capabilities
+
+    @property
     def limits(self) -> QuotaLimits:
-        lim = self.settings.aigenstudio.limits
-        return QuotaLimits(window=lim.window, jobs=lim.jobs, images=lim.images, polls=lim.polls,
-                           active_jobs=lim.active_jobs, max_batch=self.settings.aigenstudio.batch_size)
+        return self.provider.capabilities.quota
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
 
     def ledger(self) -> QuotaLedger:
         """The provider quota as used over the last window, rebuilt from the DB (it survives restarts)."""
         now = self.clock()
-        ledger = QuotaLedger(self.limits, self.store.quota_events(PROVIDER, since=now - self.limits.window))
+        ledger = QuotaLedger(self.limits, self.store.quota_events(self.provider_name, since=now - self.limits.window))
         blocked = self.blocked_until()
         if blocked > now:
-            ledger.block_until(blocked, kind="job")  # a 429 on create holds submissions, not polls
+            # A 429 holds submissions; where every request shares one budget, polls too.
+            ledger.block_until(blocked, kind="request" if self.limits.limited("request") else "job")
         return ledger
 
+    def jobs(self, *states: JobState) -> list:
+        """This provider's jobs in these states (jobs of a provider used before are not ours to drive)."""
+        return [job for job in self.store.jobs_in_state(*states) if job.provider == self.provider_name]
+
     def active_jobs(self) -> int:
-        return len(self.store.jobs_in_state(JobState.SUBMITTED))
+        return len(self.jobs(JobState.SUBMITTED))
 
     def blocked_until(self) -> float:
         value = self.store.get_meta(BLOCKED_UNTIL)

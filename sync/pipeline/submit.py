@@ -1,8 +1,11 @@
-"""Submit: send queued images to the provider in batches, paced by the quota.
+"""Submit: send queued images to the provider in jobs, paced by its quota.
 
-The job row and its Idempotency-Key are committed before the request (Store.create_job); any
-retry — after a timeout, a 5xx, a 429, a 402 or a crash — sends the same key with the same body,
-so the provider returns the enhancement it already has instead of charging again.
+The job row and its key are committed before the request (Store.create_job). For a provider whose
+submissions are idempotent (AI Gen Studio's Idempotency-Key; Imagen's project, resumed from the
+job's provider state), any retry — after a timeout, a 5xx, a 429, no credits or a crash — simply
+sends again. For one that is not (ProductAI starts and charges a job with every request), a send
+whose answer never came may have been charged: it counts as a paid attempt, and the image is only
+sent again while it has attempts left (`max_attempts`); otherwise it fails with that reason.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from retouch.plugin.providers.aigenstudio import errors as provider_errors
-from retouch.plugin.providers.aigenstudio.models import SourceImage
+from retouch.plugin.providers import errors as provider_errors
 from retouch.storage.models import ImageState, Job, JobState, epoch
 
 from ..decisions import backoff, poll_delay, submit_size
-from .context import BLOCKED_UNTIL, PAUSED, PROVIDER, Context
+from .context import BLOCKED_UNTIL, PAUSED, Context
+from .jobs import JobProgress, ticket_for
 from .refresh import refresh_unready
+
+UNCERTAIN = "uncertain_send"   # provider state: a send of a non-idempotent job is on its way
 
 
 async def submit(ctx: Context) -> int:
@@ -28,7 +33,7 @@ async def submit(ctx: Context) -> int:
         return 0
     if ctx.blocked_until() > now:
         return 0
-    pending = ctx.store.jobs_in_state(JobState.PENDING)
+    pending = ctx.jobs(JobState.PENDING)
     if pending:
         # A job whose key is written but whose answer we never stored: finish it first.
         job = pending[0]
@@ -41,88 +46,123 @@ async def submit(ctx: Context) -> int:
     limits = ctx.limits
     size = submit_size(ledger.batch_size(len(queued), now, ctx.active_jobs()),
                        images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
-                       max_batch=limits.max_batch, max_hold=limits.window / limits.jobs,
+                       max_batch=limits.max_batch, max_hold=limits.window / limits.limit("job"),
                        oldest_wait=(now - epoch(queued[0].created_at)) if queued else 0.0)
     if size == 0:
         return 0
     batch = queued[:size]
-    job = ctx.store.create_job(PROVIDER, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
-                               options=json.dumps(_request_options(ctx), sort_keys=True))
-    ctx.log.info("job_created", job_id=job.id, images=len(batch))
+    job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
+                               options=json.dumps(ctx.provider.request_options(), sort_keys=True))
+    ctx.log.info("job_created", job_id=job.id, images=len(batch), provider=ctx.provider_name)
     return await _send(ctx, job)
-
-
-def _request_options(ctx: Context) -> dict[str, str | None]:
-    settings = ctx.settings.aigenstudio
-    return {"preset": settings.preset, "preservation_level": settings.preservation_level,
-            "instructions": settings.instructions, "webhook_url": ctx.settings.webhook_url}
 
 
 async def _send(ctx: Context, job: Job) -> int:
     images = ctx.store.job_images(job.id)
-    # The options the job was created with (a job from before they were stored: today's).
-    options = json.loads(job.options) if job.options else _request_options(ctx)
     log = ctx.log.bind(job_id=job.id)
+    progress = JobProgress(ctx, job)
+    idempotent = ctx.capabilities.idempotent_submit
+    if not idempotent:
+        if progress.state.get(UNCERTAIN) and _uncertain_spent(ctx, job, images, progress):
+            return 0  # we crashed while this send was on its way, and it had no attempt left
+        progress.save(**{UNCERTAIN: True})
     try:
-        result = await ctx.provider.create_enhancement(
-            idempotency_key=job.idempotency_key, **options,
-            images=[SourceImage(external_id=i.product_legacy_id, source_url=i.source_url or "") for i in images],
-        )
+        provider_job_id = await ctx.provider.submit(ticket_for(ctx, job, images), progress)
     except provider_errors.RateLimited as exc:
-        wait = exc.retry_after if exc.retry_after is not None else ctx.limits.window / ctx.limits.jobs
+        _clear_uncertain(progress, idempotent)
+        fallback = ctx.limits.window / min(ctx.limits.limit("job"), ctx.limits.limit("request"))
+        wait = exc.retry_after if exc.retry_after is not None else fallback
         until = ctx.clock() + wait
         ctx.store.set_meta(BLOCKED_UNTIL, str(until))
         ctx.store.update_job(job.id, next_attempt_at=until)
         log.warning("rate_limited", retry_after=round(wait, 1))
         return 0
-    except (provider_errors.InsufficientCredits, provider_errors.AuthenticationFailed) as exc:
+    except (provider_errors.OutOfCredits, provider_errors.AuthenticationFailed) as exc:
+        _clear_uncertain(progress, idempotent)
         _pause(ctx, job, exc)
         return 0
-    except (provider_errors.IdempotencyConflict, provider_errors.InvalidPayload) as exc:
-        # 409 means our key was reused with another body: a bug on our side, never retried blindly.
-        level = log.error if isinstance(exc, provider_errors.IdempotencyConflict) else log.warning
-        level("job_rejected", code=exc.code, message=exc.message,
-              product_ids=[i.product_id for i in images], media_ids=[i.media_id for i in images])
-        ctx.store.update_job_and_images(
-            job.id, {"state": JobState.FAILED, "error_code": exc.code, "error_message": exc.message},
-            {i.id: {"state": ImageState.FAILED, "error_code": exc.code, "error_message": exc.message}
-             for i in images},
-        )
+    except (provider_errors.Rejected, provider_errors.NotFound) as exc:
+        # A request the provider will never accept (for AI Gen Studio a 409: our key reused with
+        # another body, a bug on our side): never retried blindly.
+        _clear_uncertain(progress, idempotent)
+        log.error("job_rejected", code=exc.code, message=exc.message,
+                  product_ids=[i.product_id for i in images], media_ids=[i.media_id for i in images])
+        _fail(ctx, job, images, exc.code or "rejected", exc.message)
         return 0
-    except provider_errors.AigenError as exc:  # 5xx, timeouts, connection errors, odd bodies: same key later
+    except provider_errors.ProviderError as exc:  # 5xx, timeouts, connection errors, odd bodies
+        # An answer (a 5xx) means it was not started; no answer at all means it may have been.
+        if not idempotent and exc.status is None and _uncertain_spent(ctx, job, images, progress):
+            return 0
+        _clear_uncertain(progress, idempotent)
         attempts = job.attempts + 1
-        delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=ctx.settings.schedule.poll_every * 4)
+        delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=ctx.settings.poll_floor * 4)
         ctx.store.update_job(job.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
                              error_code=exc.code or exc.__class__.__name__, error_message=str(exc))
         log.warning("submit_retry", reason=exc.__class__.__name__, attempt=attempts, wait=round(delay, 1))
         return 0
 
     now = ctx.clock()
-    enhancement = result.enhancement
-    # The first answer we store for this job uses the quota, whether it was a fresh creation or a
-    # replay of a creation we never heard back from.
-    ctx.store.add_quota_event(PROVIDER, "job", now)
-    ctx.store.add_quota_event(PROVIDER, "image", now, len(images))
-    ctx.store.update_job(job.id, provider_job_id=enhancement.id, state=JobState.SUBMITTED,
-                         submitted_at=datetime.now(timezone.utc),
-                         next_poll_at=now + poll_delay(elapsed=0, total=len(images), finished=0,
-                                                       per_item=ctx.seconds_per_item(),
-                                                       min_interval=ctx.settings.schedule.poll_every),
+    if not idempotent:
+        progress.state.pop(UNCERTAIN, None)
+    _count_paid(ctx, images)
+    first_poll = poll_delay(elapsed=0, total=len(images), finished=0, per_item=ctx.seconds_per_item(),
+                            min_interval=ctx.settings.poll_floor)
+    ctx.store.update_job(job.id, provider_job_id=provider_job_id, state=JobState.SUBMITTED,
+                         submitted_at=datetime.now(timezone.utc), next_poll_at=now + first_poll,
+                         provider_state=json.dumps(progress.state, sort_keys=True),
                          error_code=None, error_message=None)
     if ctx.paused():
         ctx.store.delete_meta(PAUSED)
         log.info("resumed")
-    log.info("submitted", enhancement_id=enhancement.id, images=len(images), replayed=result.replayed,
-             sandbox=enhancement.sandbox, credits_reserved=enhancement.credits_reserved)
+    log.info("submitted", provider_job_id=provider_job_id, images=len(images), **_public(progress.state))
     return len(images)
 
 
-def _pause(ctx: Context, job: Job, exc: provider_errors.AigenError) -> None:
+def _public(state: dict) -> dict:
+    """Provider state worth a log line (short scalars only)."""
+    return {k: v for k, v in state.items() if isinstance(v, (int, float, bool, str)) and len(str(v)) < 80}
+
+
+def _uncertain_spent(ctx: Context, job: Job, images: list, progress: JobProgress) -> bool:
+    """A send of a non-idempotent job got no answer: count it as paid; True (and the images
+    failed) when that was their last attempt."""
+    _count_paid(ctx, images)
+    _clear_uncertain(progress, False)
+    if all(i.paid_attempts + 1 < ctx.capabilities.max_attempts for i in images):
+        return False
+    _fail(ctx, job, images, "submission_uncertain",
+          "the provider may have started (and charged) this job, but its answer was lost; "
+          "`retouch retry` sends it again on purpose")
+    ctx.log.error("submission_uncertain", job_id=job.id, media_ids=[i.media_id for i in images])
+    return True
+
+
+def _count_paid(ctx: Context, images: list) -> None:
+    for image in images:
+        fresh = ctx.store.image(image.id)  # the list may predate an uncertain send counted just now
+        ctx.store.update_image(image.id, paid_attempts=(fresh.paid_attempts if fresh else 0) + 1)
+
+
+def _clear_uncertain(progress: JobProgress, idempotent: bool) -> None:
+    if not idempotent and progress.state.get(UNCERTAIN):
+        progress.state.pop(UNCERTAIN)
+        progress.save()
+
+
+def _fail(ctx: Context, job: Job, images: list, code: str, message: str) -> None:
+    ctx.store.update_job_and_images(
+        job.id, {"state": JobState.FAILED, "error_code": code, "error_message": message},
+        {i.id: {"state": ImageState.FAILED, "error_code": code, "error_message": message} for i in images},
+    )
+
+
+def _pause(ctx: Context, job: Job, exc: provider_errors.ProviderError) -> None:
     """No credits or a rejected key: keep every image queued, say so, and try again later by itself."""
     now = ctx.clock()
     retry_at = now + ctx.settings.schedule.credits_retry
-    reason = ("insufficient_api_credits: buy credits in AI Gen Studio; retouch resumes by itself"
-              if isinstance(exc, provider_errors.InsufficientCredits)
+    title = ctx.settings.plugin.title
+    reason = (f"{exc.code or 'out_of_credits'}: buy credits in {title}; retouch resumes by itself"
+              if isinstance(exc, provider_errors.OutOfCredits)
               else "the provider rejected the API key: check [provider] api_key")
     ctx.store.set_meta(PAUSED, json.dumps({"reason": reason, "since": now, "retry_at": retry_at}))
     ctx.store.update_job(job.id, next_attempt_at=retry_at, error_code=exc.code, error_message=exc.message)

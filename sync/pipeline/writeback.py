@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from retouch.plugin.providers.errors import ProviderError
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.models import Product
 from retouch.storage.backups import BackupError
@@ -33,6 +34,7 @@ from ..decisions import (
     pillow_format,
 )
 from .context import Context
+from .jobs import JobProgress, ticket_for
 
 # Retries of one write-back step (backoff capped at 10 minutes: a few hours) before it fails.
 MAX_ATTEMPTS = 25
@@ -82,7 +84,7 @@ async def advance(ctx: Context, image: Image) -> bool:
         ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=exc.code, error_message=exc.message)
         log.warning("failed", reason=exc.code, message=exc.message)
         return True
-    except (ShopifyError, BackupError) as exc:
+    except (ShopifyError, BackupError, ProviderError) as exc:
         # Transient, or a store that answers oddly: the image keeps its state and tries again later,
         # until it has tried for hours; then it fails with the reason (resync brings it back).
         attempts = image.attempts + 1
@@ -151,7 +153,7 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any]:
             await ctx.shopify.move_media(product.id, existing.id, position)  # the crash may have come before the move
             return await _finish_write(ctx, image, product, existing.id)
 
-    result, _ = await ctx.shopify.download(image.result_url or "")
+    result = await _download_result(ctx, image)
     try:
         data = imaging.convert(result, pillow_format(extension))
     except imaging.ImageDataError as exc:
@@ -171,6 +173,31 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any]:
             raise Skip("media_deleted", "the merchant deleted this image while it was being written") from None
         raise Fail((sorted(c for c in codes if c) or ["shopify_rejected"])[0], str(exc)[:500]) from None
     return await _finish_write(ctx, image, product, output_id)
+
+
+# What a presigned link answers once it has expired (S3: 403; some stores 404 or 410).
+EXPIRED_LINK_STATUSES = {401, 403, 404, 410}
+
+
+async def _download_result(ctx: Context, image: Image) -> bytes:
+    """The provider's result. A temporary link that expired is asked for again, once."""
+    try:
+        data, _ = await ctx.shopify.download(image.result_url or "")
+        return data
+    except ShopifyResponseError as exc:
+        if ctx.capabilities.result != "temporary_link" or exc.status not in EXPIRED_LINK_STATUSES:
+            raise
+    job = ctx.store.job(image.job_id) if image.job_id is not None else None
+    if job is None or job.provider_job_id is None:
+        raise Fail("result_link_expired", "the provider's download link expired and the job is unknown")
+    fresh = await ctx.provider.fresh_results(ticket_for(ctx, job, ctx.store.job_images(job.id)), JobProgress(ctx, job))
+    url = fresh.get(image.item_index if image.item_index is not None else -1)
+    if url is None:
+        raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
+    ctx.store.update_image(image.id, result_url=url)
+    ctx.log.info("result_link_renewed", product_id=image.product_id, media_id=image.media_id, job_id=job.id)
+    data, _ = await ctx.shopify.download(url)
+    return data
 
 
 async def _finish_write(ctx: Context, image: Image, product: Product, output_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from .errors import (
     UnexpectedResponse,
 )
 from .models import CreateResult, Enhancement, Item, Preset, RateLimit, SourceImage
-from .quota import QuotaLedger, QuotaLimits
+from .quota import QuotaLedger, QuotaLimits, documented_limits
 
 __all__ = [
     "AigenClient",
@@ -34,4 +34,5 @@ __all__ = [
     "ServiceUnavailable",
     "SourceImage",
     "UnexpectedResponse",
+    "documented_limits",
 ]

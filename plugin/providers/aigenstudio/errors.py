@@ -11,6 +11,9 @@
     │                             bodies; .reason says which
     └── UnexpectedResponse        valid HTTP, but a shape or status we do not understand
 
+Each class also derives from the generic class the pipeline acts on (providers/errors.py):
+AuthenticationFailed, Rejected (400/409), OutOfCredits (402), NotFound, RateLimited, Unavailable.
+
 `retryable` is True for the two classes that may be retried — always with the SAME
 Idempotency-Key (CONTRACTS.md §1, Errors). The client itself never retries; the pipeline does.
 No exception ever carries the API key.
@@ -18,46 +21,44 @@ No exception ever carries the API key.
 
 from __future__ import annotations
 
+from .. import errors as generic
 from .models import RateLimit
 
 
-class AigenError(Exception):
+class AigenError(generic.ProviderError):
     """An AI Gen Studio call failed. `status` is None when no HTTP response arrived."""
 
     retryable: bool = False
 
     def __init__(self, status: int | None, code: str | None, message: str, request_id: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        generic.ProviderError.__init__(self, code, message, status=status)
         self.request_id = request_id
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, message={self.message!r}, request_id={self.request_id!r})"
 
 
-class AuthenticationFailed(AigenError):
+class AuthenticationFailed(AigenError, generic.AuthenticationFailed):
     """401/403: invalid, unknown or wrongly sent API key."""
 
 
-class InvalidPayload(AigenError):
+class InvalidPayload(AigenError, generic.Rejected):
     """400: the request was rejected as invalid; nothing was reserved."""
 
 
-class InsufficientCredits(AigenError):
+class InsufficientCredits(AigenError, generic.OutOfCredits):
     """402: the live account has too few purchased or available credits."""
 
 
-class NotFound(AigenError):
+class NotFound(AigenError, generic.NotFound):
     """404: no such enhancement for this account."""
 
 
-class IdempotencyConflict(AigenError):
+class IdempotencyConflict(AigenError, generic.Rejected):
     """409: this Idempotency-Key was used before with a different body."""
 
 
-class RateLimited(AigenError):
+class RateLimited(AigenError, generic.RateLimited):
     """429: a usage limit was reached. Wait `retry_after` seconds (when given) and retry with the same key."""
 
     retryable = True
@@ -77,7 +78,7 @@ class RateLimited(AigenError):
         self.rate_limit = rate_limit
 
 
-class ServiceUnavailable(AigenError):
+class ServiceUnavailable(AigenError, generic.Unavailable):
     """The service did not answer usefully (5xx, timeout, connection error, non-JSON body).
 
     The request may or may not have been processed: retry with the same Idempotency-Key.
@@ -99,5 +100,5 @@ class ServiceUnavailable(AigenError):
         self.reason = reason
 
 
-class UnexpectedResponse(AigenError):
+class UnexpectedResponse(AigenError, generic.Unavailable):
     """A well-formed HTTP response whose status or JSON shape does not match the contract."""
