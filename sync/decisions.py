@@ -134,14 +134,24 @@ def submit_size(allowed: int, *, images_available: int, jobs_available: int, max
 def poll_delay(*, elapsed: float, total: int, finished: int, per_item: float | None, min_interval: float) -> float:
     """Seconds until a job's next status poll: near its expected completion, never sooner than
     `min_interval`. Progress so far gives the rate; before any, a rate learned from earlier jobs;
-    without either, poll after `min_interval` and back off by half the elapsed time."""
+    without either (or once the job is late), wait as long again as it has run: the polls of a
+    job whose length is unknown double their spacing, so a slow job costs few of them."""
     if finished > 0:
         remaining = elapsed / finished * (total - finished)
     elif per_item is not None and per_item * total > elapsed:
         remaining = per_item * total - elapsed
     else:
-        remaining = elapsed / 2
+        remaining = elapsed
     return max(min_interval, remaining)
+
+
+def observed_duration(*, running_at: float | None, done_at: float) -> float:
+    """How long a job took, from the polls that saw it: between the last poll that found it running
+    and the one that found it done (the middle of that interval); with no running poll, the done
+    poll itself (an upper bound: the first poll is aimed at the expected completion)."""
+    if running_at is None or running_at >= done_at:
+        return done_at
+    return (running_at + done_at) / 2
 
 
 def retry_from(*, has_result: bool, has_backup: bool) -> str:

@@ -14,9 +14,14 @@ from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.providers.base import JobStatus
 from retouch.storage.models import Image, ImageState, Job, JobState, epoch
 
-from ..decisions import backoff, poll_delay
+from ..decisions import backoff, observed_duration, poll_delay
 from .context import BLOCKED_UNTIL, Context
 from .jobs import JobProgress, ticket_for
+
+
+# Kept in the job's state by the pipeline: seconds since submission at the last poll that found the
+# job still running (with the poll that finds it done, it brackets the job's real duration).
+RUNNING_AT = "retouch_running_at"
 
 
 async def track(ctx: Context) -> int:
@@ -81,11 +86,14 @@ async def _poll(ctx: Context, job: Job) -> None:
         job_fields.update(state=JobState.FINISHED, finished_at=datetime.now(timezone.utc),
                           credits_used=status.credits_used)
         if total:
-            ctx.learn_seconds_per_item(elapsed / total)
+            took = observed_duration(running_at=progress.state.get(RUNNING_AT), done_at=elapsed)
+            ctx.learn_seconds_per_item(took / total)
         finished = sum(1 for r in status.items.values() if r.status != "running")
         log.info("job_finished", status=status.description, finished=finished, of=total,
                  credits_used=status.credits_used)
     else:
+        progress.state[RUNNING_AT] = elapsed
+        job_fields["provider_state"] = json.dumps(progress.state, sort_keys=True)
         job_fields["next_poll_at"] = _next_poll(ctx, job, status, now, elapsed, total)
     ctx.store.update_job_and_images(job.id, job_fields, image_fields)
     await _skip_deleted_sources(ctx, images, image_fields)
