@@ -38,7 +38,8 @@ def test_example_parses_with_documented_defaults(tmp_path: Path) -> None:
     assert settings.shop.url == "https://my-store.myshopify.com"
     assert settings.provider_table.limits.window == 3600
     assert (settings.provider_table.limits.jobs, settings.provider_table.limits.images) == (5, 25)
-    assert settings.schedule.discover_every == 300 and settings.schedule.poll_every == 30
+    assert settings.schedule.discover_every == 300 and settings.schedule.poll_every is None
+    assert settings.poll_floor == 30  # AI Gen Studio's 120 polls an hour, spread
     assert settings.writeback.mode == "replace"
     assert settings.provider_is_sandbox
     assert settings.backup_dir == tmp_path / "backups"
@@ -139,3 +140,20 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2, (command, result.stderr)
         assert result.stderr.strip() == "config error: [provider] nmae: unknown key; did you mean 'name'?"
         assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name,floor", [("imagen", 10.0), ("productai", 3.0)])
+def test_the_example_works_for_each_provider(tmp_path: Path, name: str, floor: float) -> None:
+    text = EXAMPLE.read_text().replace('# url = "sqlite:////var/lib/retouch/retouch.db"',
+                                       f'url = "sqlite:///{tmp_path}/x.db"').replace('name = "aigenstudio"',
+                                                                                     f'name = "{name}"')
+    settings = load_settings(write(tmp_path, text), environ={})
+    assert settings.provider.name == name and settings.plugin.name == name
+    assert settings.provider_base_url == settings.plugin.default_base_url
+    assert settings.poll_floor == floor
+
+
+def test_a_provider_table_is_validated_even_when_another_provider_is_chosen(tmp_path: Path) -> None:
+    text = VALID.replace("[storage]", "[imagen]\nprofile_key = 1\nstraighten = true\nperspective_correction = true\n[storage]")
+    with pytest.raises(ConfigError, match=r"^\[imagen\] perspective_correction: cannot be used with straighten"):
+        load_settings(write(tmp_path, text), environ={})
