@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -52,7 +53,6 @@ from .pipeline.context import LAST_DISCOVERY
 
 log = structlog.get_logger(__name__)
 
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 STALE_FACTOR = 3  # discovery older than this many intervals means the daemon is not doing its job
 
 
@@ -96,20 +96,36 @@ def health(checks: dict[str, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
 # ----- health: I/O ----------------------------------------------------------------------------
 
 
-def database_check(store: Store) -> dict[str, Any]:
-    """A trivial query through the daemon's engine and, for a SQLite file, a look at the file itself.
+def database_file(store: Store) -> str | None:
+    """The SQLite file behind the store (None for an in-memory database)."""
+    path = store.engine.url.database
+    if store.engine.url.get_backend_name() == "sqlite" and path and path != ":memory:":
+        return path
+    return None
+
+
+def file_identity(path: str | None) -> tuple[int, int] | None:
+    """(device, inode) of the file, read with stat(): it opens nothing."""
+    if path is None:
+        return None
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def database_check(store: Store, identity: tuple[int, int] | None) -> dict[str, Any]:
+    """A trivial query through the daemon's engine and a look at the file's identity.
 
     The query alone is not enough: a pooled connection keeps working on a database file that was
     deleted or replaced (it holds the old inode, and in WAL mode reads come from the -wal file), so
-    the daemon would look healthy while writing into something that is gone at the next start.
+    the daemon would look healthy while writing into something that is gone at the next start. The
+    file is never opened here: closing any descriptor of it would drop SQLite's POSIX locks in this
+    process, and the next other process to close the database would then delete the live WAL.
     """
     try:
         store.get_meta("schema_version")
-        path = store.engine.url.database
-        if store.engine.url.get_backend_name() == "sqlite" and path and path != ":memory:":
-            with open(path, "rb") as file:
-                if file.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                    return {"ok": False, "detail": "database file is not a SQLite database"}
+        current = file_identity(database_file(store))
+        if current != identity:
+            return {"ok": False, "detail": "database file was replaced"}
     except FileNotFoundError:
         return {"ok": False, "detail": "database file is missing"}
     except Exception as exc:  # any failure is the answer; the message may hold paths, so only the type
@@ -152,11 +168,12 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
+    identity = file_identity(database_file(deps.store))  # the file the daemon opened
 
     async def healthz(request: Request) -> Response:
         now = deps.clock()
         last = None
-        database = await run_in_threadpool(database_check, deps.store)
+        database = await run_in_threadpool(database_check, deps.store, identity)
         if database["ok"]:
             try:
                 last = await run_in_threadpool(deps.store.get_meta, LAST_DISCOVERY)
