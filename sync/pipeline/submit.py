@@ -4,7 +4,7 @@ The job row and its key are committed before the request (Store.create_job). For
 submissions are idempotent (AI Gen Studio's Idempotency-Key; Imagen's project, resumed from the
 job's provider state), any retry — after a timeout, a 5xx, a 429, no credits or a crash — simply
 sends again. For one that is not (ProductAI starts and charges a job with every request), a send
-whose answer never came may have been charged: it counts as a paid attempt, and the image is only
+whose answer never came (or came as a 5xx) may have been charged: it counts as a paid attempt, and the image is only
 sent again while it has attempts left (`max_attempts`); otherwise it fails with that reason.
 """
 
@@ -90,8 +90,10 @@ async def _send(ctx: Context, job: Job) -> int:
         _fail(ctx, job, images, exc.code or "rejected", exc.message)
         return 0
     except provider_errors.ProviderError as exc:  # 5xx, timeouts, connection errors, odd bodies
-        # An answer (a 5xx) means it was not started; no answer at all means it may have been.
-        if not idempotent and exc.status is None and _uncertain_spent(ctx, job, images, progress):
+        # No answer, a 5xx or a body we could not read: the job may have started (and been charged)
+        # all the same. Only a refusal (4xx, no credits, 429) says for sure that it did not.
+        if not idempotent and isinstance(exc, provider_errors.Unavailable) and _uncertain_spent(
+                ctx, job, images, progress):
             return 0
         _clear_uncertain(progress, idempotent)
         attempts = job.attempts + 1

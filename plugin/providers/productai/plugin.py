@@ -127,10 +127,10 @@ class ProductAIProvider:
         progress.save(upscale_sent=True)
         try:
             upscale_id = await self._counted(progress, self.client.upscale(image_url=generated))
-        except errors.ProductAIError as exc:
-            if exc.status is not None:  # answered: it did not start; try again on a later poll
-                progress.save(upscale_sent=False)
+        except (errors.InvalidRequest, errors.OutOfTokens, errors.RateLimited, errors.AuthenticationFailed):
+            progress.save(upscale_sent=False)  # refused: it did not start; try again on a later poll
             raise
+        # Any other failure (no answer, a 5xx, an unreadable body) may have started it: not resent.
         progress.save(upscale_id=upscale_id, upscale_due=False, upscale_sent=False)
         return JobStatus(terminal=False, items={}, description="upscaling", provider_job_id=str(upscale_id))
 
