@@ -52,12 +52,15 @@ def test_sandbox_command_serves_a_working_config(tmp_path: Path) -> None:
         assert proc.wait(15) == 0
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "retouch.sync", "demo", "--products", "3",
-                             "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "NO_COLOR": "1"})
+@pytest.mark.parametrize("provider,mode", [("aigenstudio", "replace"), ("imagen", "replace"),
+                                           ("productai", "append")])
+def test_demo_runs_end_to_end(tmp_path: Path, provider: str, mode: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "retouch.sync", "demo", "--products", "3", "--provider", provider,
+                             "--mode", mode, "--out", str(tmp_path / "demo")], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "NO_COLOR": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 3 new photo(s) enhanced" in result.stdout
+    assert f"{mode} mode" in result.stdout and "the provider charged 3 image(s)" in result.stdout
     page = (tmp_path / "demo" / "index.html").read_text()
     assert page.count("<tr>") == 4  # header + three products
     befores = sorted((tmp_path / "demo" / "images").glob("*-before.*"))
