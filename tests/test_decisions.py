@@ -106,13 +106,13 @@ def test_poll_delay_aims_at_the_expected_completion() -> None:
     assert poll_delay(elapsed=0, total=10, finished=0, per_item=None, min_interval=30) == 30
     assert poll_delay(elapsed=0, total=10, finished=0, per_item=12, min_interval=30) == 120
     assert poll_delay(elapsed=40, total=10, finished=4, per_item=None, min_interval=5) == 60
-    assert poll_delay(elapsed=200, total=10, finished=0, per_item=12, min_interval=30) == 200  # late: back off
+    assert poll_delay(elapsed=200, total=10, finished=0, per_item=12, min_interval=30) == 100  # late: back off
     assert poll_delay(elapsed=4, total=1, finished=0, per_item=None, min_interval=3) == 4  # unknown: doubling
-    assert poll_delay(elapsed=1, total=1, finished=0, per_item=0.1, min_interval=0.3) == 1
+    assert poll_delay(elapsed=1, total=1, finished=0, per_item=0.1, min_interval=0.3) == 0.5
     assert poll_delay(elapsed=0.1, total=1, finished=0, per_item=None, min_interval=0.3) == 0.3
 
 
 def test_observed_duration_is_the_middle_of_the_interval_the_polls_bracket() -> None:
     assert observed_duration(running_at=30, done_at=40) == 35
-    assert observed_duration(running_at=None, done_at=30) == 30
-    assert observed_duration(running_at=30, done_at=30) == 30
+    assert observed_duration(running_at=None, done_at=30) == 27  # only an upper bound: pulled down
+    assert observed_duration(running_at=30, done_at=30) == 27
