@@ -80,7 +80,10 @@ class Daemon:
             assert task is not None
             self.running.add(task)
             try:
-                await step(self.ctx)
+                result = await step(self.ctx)
+                self._follow_up(name, result)
+                if name in ("submit", "track"):
+                    self._track_when_due()
             except asyncio.CancelledError:
                 raise
             except ShopifyError as exc:
@@ -91,6 +94,32 @@ class Daemon:
                 log.exception("step_crashed", step=name)
             finally:
                 self.running.discard(task)
+
+    def _follow_up(self, name: str, result: object) -> None:
+        """A step that made progress runs the step that takes it further now, not at its next tick:
+        a result recorded by track is backed up and written at once, each write-back step is
+        followed by the next, and a finished job (or a newly queued image) lets submit go."""
+        if self.scheduler is None or not result or self.stopping.is_set():
+            return
+        if name == "discover" and not (isinstance(result, dict) and result.get("queued")):
+            return
+        nexts = {"track": ("write_back", "submit"), "write_back": ("write_back",), "discover": ("submit",)}
+        now = datetime.now(self.scheduler.timezone)
+        for follower in nexts.get(name, ()):
+            self.scheduler.modify_job(follower, next_run_time=now)
+
+    def _track_when_due(self) -> None:
+        """Run track when the earliest poll is due, not at the tick after it."""
+        if self.scheduler is None or self.stopping.is_set():
+            return
+        due = min((job.next_poll_at for job in self.ctx.jobs(JobState.SUBMITTED) if job.next_poll_at is not None),
+                  default=None)
+        track = self.scheduler.get_job("track")
+        if due is None or track is None or track.next_run_time is None:
+            return
+        when = datetime.fromtimestamp(max(due, self.ctx.clock()), self.scheduler.timezone)
+        if when < track.next_run_time:
+            self.scheduler.modify_job("track", next_run_time=when)
 
     def _record_error(self, step: str, message: str) -> None:
         self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
@@ -109,12 +138,15 @@ class Daemon:
         """A verified provider webhook: poll that job soon (the status endpoint stays the truth).
 
         An event that names no job (ProductAI's error payload) brings every running job's poll forward."""
-        due = self.ctx.clock() + WEBHOOK_DEBOUNCE
+        # Item events of a many-image job come in bursts: one poll a moment later reads them all.
+        debounce = WEBHOOK_DEBOUNCE if self.ctx.capabilities.max_batch > 1 else 0.0
+        due = self.ctx.clock() + debounce
         matched = [job for job in self.ctx.jobs(JobState.SUBMITTED)
                    if event.provider_job_id is None or job.provider_job_id == event.provider_job_id]
         for job in matched:
             if job.next_poll_at is None or job.next_poll_at > due:
                 self.ctx.store.update_job(job.id, next_poll_at=due)
+                self._track_when_due()
             log.info("webhook_received", job_id=job.id, provider_job_id=job.provider_job_id, type=event.kind)
         if not matched:
             log.info("webhook_unmatched", provider_job_id=event.provider_job_id, type=event.kind)

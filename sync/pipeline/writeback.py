@@ -15,6 +15,7 @@ follows the picture to its new media id.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from retouch.plugin.providers.errors import ProviderError
@@ -59,15 +60,29 @@ class Fail(Exception):
         self.code, self.message = code, message
 
 
+# Products written to at once. The images of one product always go one after another: they share
+# its media order and its marker metafield.
+PRODUCTS_AT_ONCE = 4
+
+
 async def write_back(ctx: Context) -> int:
     """Advance every image that is due by one step; returns how many moved."""
-    moved = 0
     due = ctx.store.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN,
                                     due_by=ctx.clock())
+    by_product: dict[str, list[Image]] = {}
     for image in due:
-        if await advance(ctx, image):
-            moved += 1
-    return moved
+        by_product.setdefault(image.product_id, []).append(image)
+    gate = asyncio.Semaphore(PRODUCTS_AT_ONCE)
+
+    async def one_product(images: list[Image]) -> int:
+        async with gate:
+            return sum([await advance(ctx, image) for image in images])
+
+    # A TaskGroup, not gather: if one product's step fails unexpectedly, the others are cancelled
+    # with it instead of running on outside the daemon's step lock.
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one_product(images)) for images in by_product.values()]
+    return sum(task.result() for task in tasks)
 
 
 async def advance(ctx: Context, image: Image) -> bool:
