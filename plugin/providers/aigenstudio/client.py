@@ -14,13 +14,11 @@ The API key only ever goes into the Authorization header: never into logs, messa
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -28,6 +26,7 @@ import httpx
 import pydantic
 import structlog
 
+from ..http import ClosingClient, api_client, first_error
 from . import contract
 from .errors import (
     AigenError,
@@ -67,19 +66,9 @@ _CLIENT_ERRORS: dict[int, type[AigenError]] = {
 }
 
 
-def _no_cookies() -> http.cookiejar.CookieJar:
-    # The API accepts Bearer keys only and rejects cookies [DOC]: never store or send any,
-    # even if a proxy in front of the service sets some.
-    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
-def _first_error(exc: pydantic.ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
-
-
-class AigenClient:
+class AigenClient(ClosingClient):
     """Async client for one API key. `is_sandbox` is True for `aigen_test_…` keys."""
 
     def __init__(
@@ -103,28 +92,11 @@ class AigenClient:
         # Requests by outcome ("ok", "rate_limited", "server_error", "client_error", "timeout",
         # "connection_error", "non_json_body"), for metrics; each attempt counts once.
         self.stats: Counter[str] = Counter()
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,  # a redirect would carry the key elsewhere; treat it as unexpected
-            cookies=_no_cookies(),
-            headers={"Accept": "application/json", "User-Agent": "retouch/aigenstudio"},
-        )
+        self._http = api_client(base_url=base_url, timeout=timeout, transport=transport,
+                                headers={"Accept": "application/json", "User-Agent": "retouch/aigenstudio"})
 
     def __repr__(self) -> str:
         return f"AigenClient(base_url={str(self._http.base_url)!r}, is_sandbox={self.is_sandbox})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AigenClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -134,7 +106,7 @@ class AigenClient:
         try:
             return list(presets_body.validate_python(body).presets)
         except pydantic.ValidationError as exc:
-            raise self._unexpected(response, f"presets response: {_first_error(exc)}") from None
+            raise self._unexpected(response, f"presets response: {first_error(exc)}") from None
 
     async def create_enhancement(
         self,
@@ -167,7 +139,7 @@ class AigenClient:
         try:
             parsed = enhancement_body.validate_python(body)
         except pydantic.ValidationError as exc:
-            raise self._unexpected(response, f"create response: {_first_error(exc)}") from None
+            raise self._unexpected(response, f"create response: {first_error(exc)}") from None
         result = CreateResult(
             enhancement=parsed.enhancement,
             remaining_paid_credits=parsed.remaining_paid_credits,
@@ -191,7 +163,7 @@ class AigenClient:
         try:
             return enhancement_body.validate_python(body).enhancement
         except pydantic.ValidationError as exc:
-            raise self._unexpected(response, f"status response: {_first_error(exc)}") from None
+            raise self._unexpected(response, f"status response: {first_error(exc)}") from None
 
     # --- one request, every failure mapped ------------------------------------------------------
 

@@ -23,7 +23,6 @@ into logs, messages or reprs. A presigned link's query string is its credential:
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import json
 import random
 import re
@@ -32,7 +31,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -40,6 +38,7 @@ import httpx
 import pydantic
 import structlog
 
+from ..http import ClosingClient, api_client, first_error
 from .errors import (
     AuthenticationFailed,
     ImagenError,
@@ -128,15 +127,6 @@ class _Accepted(_Shape):
     """The answer to edit/export: {"project_uuid", "status", "action"}; nothing in it is needed."""
 
 
-def _no_cookies() -> http.cookiejar.CookieJar:
-    # x-api-key is the only credential: never store or send a cookie, even if something sets one.
-    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-
-
-def _first_error(exc: pydantic.ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
 
 
 def _unwrap(body: Any) -> Any:
@@ -195,7 +185,7 @@ def _s3_error(text: str) -> tuple[str | None, str | None]:
     return (code.group(1) if code else None), (message.group(1) if message else None)
 
 
-class ImagenClient:
+class ImagenClient(ClosingClient):
     """Async client for one Imagen API key. `base_url` is the API root including /v1."""
 
     def __init__(
@@ -225,27 +215,10 @@ class ImagenClient:
         self.stats: Counter[str] = Counter()
         # One connection pool for the API and the storage links: no base_url, so that a link never
         # borrows anything from the API's requests; the key is added per /v1 request only.
-        self._http = httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,  # a redirect would carry the key elsewhere: treat it as unexpected
-            cookies=_no_cookies(),
-            headers={"User-Agent": "retouch/imagen"},
-        )
+        self._http = api_client(timeout=timeout, transport=transport, headers={"User-Agent": "retouch/imagen"})
 
     def __repr__(self) -> str:
         return f"ImagenClient(base_url={self._base_url!r}, retries={self._retries})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> ImagenClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -343,7 +316,7 @@ class ImagenClient:
         try:
             return shape.model_validate(_unwrap(body))
         except pydantic.ValidationError as exc:
-            raise UnexpectedResponse(None, f"{what} response: {_first_error(exc)}", status=200) from None
+            raise UnexpectedResponse(None, f"{what} response: {first_error(exc)}", status=200) from None
 
     async def _api(self, method: str, path: str, *, json_body: Any = None, empty_content_type: bool = False) -> Any:
         """One /v1 call (with retries if it is a GET); its decoded JSON body."""

@@ -13,7 +13,6 @@ The API key only ever goes into the x-api-key header: never into logs, messages 
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import math
 import re
@@ -22,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -30,6 +28,7 @@ import httpx
 import pydantic
 import structlog
 
+from ..http import ClosingClient, api_client, first_error
 from .errors import (
     OUT_OF_TOKENS,
     AuthenticationFailed,
@@ -106,20 +105,11 @@ _started_body = pydantic.TypeAdapter(_StartedBody)
 _job_body = pydantic.TypeAdapter(_JobBody)
 
 
-def _first_error(exc: pydantic.ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
-
 
 def _is_http_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
-
-def _no_cookies() -> http.cookiejar.CookieJar:
-    # The key travels in a header; never store or send cookies, even if a proxy sets some.
-    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -139,7 +129,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 # --- the client ---------------------------------------------------------------------------------------
 
 
-class ProductAIClient:
+class ProductAIClient(ClosingClient):
     """Async client for one ProductAI API key."""
 
     def __init__(
@@ -159,28 +149,11 @@ class ProductAIClient:
         # Requests by outcome ("ok", "rate_limited", "server_error", "client_error", "timeout",
         # "connection_error", "non_json_body"), for metrics; each request counts once.
         self.stats: Counter[str] = Counter()
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,  # a redirect would carry the key elsewhere; treat it as unexpected
-            cookies=_no_cookies(),
-            headers={"Accept": "application/json", "User-Agent": "retouch/productai"},
-        )
+        self._http = api_client(base_url=base_url, timeout=timeout, transport=transport,
+                                headers={"Accept": "application/json", "User-Agent": "retouch/productai"})
 
     def __repr__(self) -> str:
         return f"ProductAIClient(base_url={str(self._http.base_url)!r})"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> ProductAIClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -239,7 +212,7 @@ class ProductAIClient:
             try:
                 result = parse(body)
             except (pydantic.ValidationError, ValueError) as exc:
-                reason = _first_error(exc) if isinstance(exc, pydantic.ValidationError) else str(exc)
+                reason = first_error(exc) if isinstance(exc, pydantic.ValidationError) else str(exc)
                 if OUT_OF_TOKENS in response.text:  # an error body with a 2xx status: still OUT_OF_TOKENS
                     raise self._error(method, path, response, body, True) from None
                 raise UnexpectedResponse(None, f"{method} {path}: {reason}", status=response.status_code) from None
