@@ -8,6 +8,7 @@ process can read and write while the daemon runs.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -260,6 +261,12 @@ class Store:
         with self._session() as s:
             query = select(QuotaEvent).where(QuotaEvent.provider == provider, QuotaEvent.at >= since)
             return [(e.kind, e.at, e.count) for e in s.exec(query)]
+
+    def jobs_created_since(self, provider: str, since: datetime) -> list[Job]:
+        """This provider's jobs created at or after `since` (UTC), for the daily budget."""
+        with self._session() as s:
+            query = select(Job).where(Job.provider == provider, col(Job.created_at) >= since.astimezone(timezone.utc))
+            return list(s.exec(query))
 
     def credits_used(self, provider: str) -> int:
         with self._session() as s:

@@ -77,13 +77,16 @@ def resync(
     force: Annotated[bool, typer.Option("--force", help="Re-enhance done images from their backed-up originals")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent and its cost; send nothing")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    max_credits: Annotated[int | None, typer.Option("--max-credits", min=1,
+                                                    help="Spend at most this much (in the provider's unit)")] = None,
 ) -> None:
     """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished."""
     settings = _settings(config)
     from .commands.resync import resync_command
     product_ids = [product_gid(p) for p in product] if product else None
     raise typer.Exit(_run(lambda: resync_command(settings, product_ids=product_ids, include_baseline=all_,
-                                                 force=force, dry_run=dry_run, yes=yes)))
+                                                 force=force, dry_run=dry_run, yes=yes,
+                                                 max_credits=max_credits)))
 
 
 @app.command()

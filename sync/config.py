@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
@@ -117,6 +117,13 @@ class ScheduleSettings(_Section):
     credits_retry: Duration = 600.0
 
 
+class BudgetSettings(_Section):
+    """Daily caps on what the provider may charge; reached, submissions wait for the next day."""
+
+    max_credits_per_day: int | None = Field(None, ge=1)   # in the provider's unit (credits, tokens, images)
+    max_images_per_day: int | None = Field(None, ge=1)
+
+
 class StorageSettings(_Section):
     url: str | None = None
 
@@ -166,6 +173,7 @@ class _File(_Section):
     selection: SelectionSettings = SelectionSettings()
     writeback: WritebackSettings = WritebackSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    budget: BudgetSettings = BudgetSettings()
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
@@ -182,6 +190,7 @@ class Settings:
     selection: SelectionSettings
     writeback: WritebackSettings
     schedule: ScheduleSettings
+    budget: BudgetSettings
     server: ServerSettings
     log: LogSettings
     shop_token: SecretStr
@@ -309,7 +318,8 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
         provider_table=provider_tables[plugin.name],
-        selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, server=parsed.server,
+        selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, budget=parsed.budget,
+        server=parsed.server,
         log=parsed.log,
         shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
         secret_sources={"[shop] access_token": shop_token_source, "[provider] api_key": provider_key_source},

@@ -6,6 +6,11 @@ this media on discovery?", "how long until the next retry?") so it can be unit-t
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from datetime import time as dtime
+
+import math
+
 import random
 import re
 from dataclasses import dataclass
@@ -175,3 +180,26 @@ def retry_from(*, has_result: bool, has_backup: bool) -> str:
     if has_result:
         return "enhanced"
     return "discovered"
+
+
+def budget_left(*, images_today: int, credits_today: float, max_images: int | None, max_credits: int | None,
+                credits_per_image: float) -> int | None:
+    """How many more images may be sent today under the daily caps (None: no cap applies)."""
+    left: int | None = None
+    if max_images is not None:
+        left = max(0, max_images - images_today)
+    if max_credits is not None and credits_per_image > 0:
+        by_credits = max(0, math.floor((max_credits - credits_today) / credits_per_image + 1e-9))
+        left = by_credits if left is None else min(left, by_credits)
+    return left
+
+
+def next_midnight(now: float) -> float:
+    """The start of the next local day (where a daily budget starts again), DST-safe."""
+    today = datetime.fromtimestamp(now).astimezone().date()
+    return datetime.combine(today + timedelta(days=1), dtime(0)).astimezone().timestamp()
+
+
+def last_midnight(now: float) -> float:
+    today = datetime.fromtimestamp(now).astimezone().date()
+    return datetime.combine(today, dtime(0)).astimezone().timestamp()

@@ -56,6 +56,8 @@ class Capabilities:
     # provider can be asked about). When False, a send whose outcome is unknown is a paid attempt.
     idempotent_submit: bool
     max_attempts: int = 1                      # paid jobs retouch itself starts for one image
+    credits_per_image: float = 0.0             # what one image costs, in `credit_unit` (budgets, resync's estimate)
+    credit_unit: str = "credits"
 
     @property
     def max_batch(self) -> int:

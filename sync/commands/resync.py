@@ -23,26 +23,39 @@ from ..pipeline import Context, discover, revert
 from ..runtime import open_context, pending_among, run_until_settled
 from ..systemd import is_held
 
-# AI Gen Studio charges 5 credits per image on live keys (CONTRACTS.md §1, Credits).
-CREDITS_PER_IMAGE = 5
+def affordable(settings: Settings, max_credits: int | None, count: int) -> int:
+    """How many of `count` images fit in `max_credits` (at the most an image can cost: every paid
+    attempt the provider may make for it)."""
+    caps = settings.capabilities
+    per_image = caps.credits_per_image * caps.max_attempts
+    if max_credits is None or per_image <= 0:
+        return count
+    return min(count, int(max_credits // per_image))
 
 
 async def resync_command(settings: Settings, *, product_ids: list[str] | None, include_baseline: bool,
-                         force: bool, dry_run: bool, yes: bool) -> int:
+                         force: bool, dry_run: bool, yes: bool, max_credits: int | None = None) -> int:
+    caps = settings.capabilities
+    if max_credits is not None and is_held(settings.database_path):
+        typer.echo("--max-credits: the daemon runs on this database and would send the images itself; "
+                   "stop it, or cap it with [budget] max_credits_per_day", err=True)
+        return 2
     if dry_run or (include_baseline and not yes):
         planned = await _plan(settings, product_ids, include_baseline=include_baseline, force=force)
-        cost = 0 if settings.provider_is_sandbox else len(planned) * CREDITS_PER_IMAGE
+        sent = affordable(settings, max_credits, len(planned))
+        cost = 0 if settings.provider_is_sandbox else sent * caps.credits_per_image
+        what = f"{sent} image(s)" + (f" of {len(planned)} (--max-credits {max_credits})" if sent < len(planned) else "")
         if dry_run:
-            for image in planned:
+            for image in planned[:sent]:
                 typer.echo(f"would send {image.product_id} {image.media_id} {image.source_url or '(not ready yet)'}")
-            typer.echo(f"dry run: {len(planned)} image(s) would be sent, {cost} credits "
-                       f"({'sandbox key: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
+            typer.echo(f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
+                       f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
             return 0
         if not sys.stdin.isatty():
-            typer.echo(f"resync --all would send {len(planned)} image(s) for {cost} credits; "
+            typer.echo(f"resync --all would send {what} for {cost:g} {caps.credit_unit}; "
                        "confirm with --yes (no terminal to ask on)", err=True)
             return 2
-        if not typer.confirm(f"Send {len(planned)} image(s) for {cost} credits?"):
+        if not typer.confirm(f"Send {what} for {cost:g} {caps.credit_unit}?"):
             typer.echo("nothing sent")
             return 0
 
@@ -54,6 +67,8 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"could not restore: {line}", err=True)
         await _scan(ctx, product_ids, include_baseline=include_baseline, force=force)
         target = [i.id for i in ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)]
+        if max_credits is not None:
+            target = _hold_back(ctx, target, max_credits)
         daemon_pid = is_held(settings.database_path)
         if daemon_pid:
             typer.echo(f"the daemon (pid {daemon_pid}) runs on this database: it does the work; waiting for it")
@@ -74,6 +89,19 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}",
                            err=True)
         return 1 if results.get("failed") else 0
+
+
+def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
+    """Keep the images --max-credits pays for; the others end skipped with the reason (a later
+    resync brings them back), so nothing sends them behind the owner's back."""
+    sent = affordable(ctx.settings, max_credits, len(target))
+    message = f"not sent: resync --max-credits {max_credits} covered {sent} image(s); resync again to send it"
+    for image_id in target[sent:]:
+        ctx.store.update_image(image_id, state=ImageState.SKIPPED, error_code="credit_cap", error_message=message)
+    if sent < len(target):
+        typer.echo(f"--max-credits {max_credits}: sending {sent} of {len(target)} image(s); "
+                   f"{len(target) - sent} left for a later resync")
+    return target[:sent]
 
 
 async def _wait_for_daemon(ctx: Context, target: list[int], show) -> None:

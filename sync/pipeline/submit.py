@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from retouch.plugin.providers import errors as provider_errors
 from retouch.storage.models import ImageState, Job, JobState, epoch
 
-from ..decisions import backoff, poll_delay, submit_size
+from ..decisions import backoff, next_midnight, poll_delay, submit_size
 from .context import BLOCKED_UNTIL, PAUSED, Context
 from .jobs import JobProgress, ticket_for
 from .refresh import refresh_unready
@@ -29,8 +29,8 @@ async def submit(ctx: Context) -> int:
     """Send at most one job; returns how many images it carried (0 when nothing could go)."""
     now = ctx.clock()
     paused = ctx.paused()
-    if paused and now < paused["retry_at"]:
-        return 0
+    if paused and now < paused["retry_at"] and not (paused.get("budget") and ctx.budget_left(now)[0] != 0):
+        return 0  # (a daily-budget pause lifts early when a reload raised the budget)
     if ctx.blocked_until() > now:
         return 0
     pending = ctx.jobs(JobState.PENDING)
@@ -50,6 +50,12 @@ async def submit(ctx: Context) -> int:
                        oldest_wait=(now - epoch(queued[0].created_at)) if queued else 0.0)
     if size == 0:
         return 0
+    left, spent = ctx.budget_left(now)
+    if left == 0:
+        _pause_for_the_day(ctx, now, spent)
+        return 0
+    if left is not None:
+        size = min(size, left)
     batch = queued[:size]
     job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
                                options=json.dumps(ctx.provider.request_options(), sort_keys=True))
@@ -156,6 +162,17 @@ def _fail(ctx: Context, job: Job, images: list, code: str, message: str) -> None
         job.id, {"state": JobState.FAILED, "error_code": code, "error_message": message},
         {i.id: {"state": ImageState.FAILED, "error_code": code, "error_message": message} for i in images},
     )
+
+
+def _pause_for_the_day(ctx: Context, now: float, spent: str) -> None:
+    """The daily budget is used up: every image stays queued until the next day."""
+    paused = ctx.paused()
+    if paused and paused.get("budget"):
+        return
+    retry_at = next_midnight(now)
+    reason = f"daily budget reached ({spent}); submissions resume at midnight"
+    ctx.store.set_meta(PAUSED, json.dumps({"reason": reason, "since": now, "retry_at": retry_at, "budget": True}))
+    ctx.log.warning("submissions_paused", reason=reason, retry_in=round(retry_at - now))
 
 
 def _pause(ctx: Context, job: Job, exc: provider_errors.ProviderError) -> None:

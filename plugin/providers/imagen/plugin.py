@@ -107,7 +107,7 @@ def capabilities(settings: BaseModel) -> Capabilities:
         quota=QuotaLimits(window=3600.0, max_batch=settings.batch_size),
         source="upload", source_formats=frozenset({"image/jpeg"}), result="temporary_link",
         completion=frozenset({"poll", "webhook"}), poll_interval=settings.first_poll, min_poll_interval=0.0,
-        idempotent_submit=True)
+        idempotent_submit=True, credits_per_image=1, credit_unit="edited images")  # [ASSUME] billed per image
 
 
 def file_name(item: base.TicketItem) -> str:

@@ -56,7 +56,8 @@ def capabilities(settings: BaseModel) -> Capabilities:
         source="url", source_formats=frozenset({"image/jpeg", "image/png", "image/webp"}), result="lasting_url",
         # The documented floor, scaled with a shortened window (sandboxes, benchmarks): 3 s a minute.
         completion=frozenset({"poll", "webhook"}), poll_interval=floor, min_poll_interval=floor,
-        idempotent_submit=False, max_attempts=settings.max_attempts)
+        idempotent_submit=False, max_attempts=settings.max_attempts, credit_unit="tokens",
+        credits_per_image=MODEL_TOKENS[settings.model] + (UPSCALE_TOKENS if settings.upscale else 0))
 
 
 class ProductAIProvider:
