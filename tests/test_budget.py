@@ -86,6 +86,9 @@ def test_max_credits_per_day_counts_the_providers_credits(shop, provider, tmp_pa
     assert list(result["states"].values()).count("done") == 2 and charged(provider, LIVE_KEY) == 2
     assert provider.stats()["keys"][LIVE_KEY]["credits"]["used"] == 10
     assert "today: 10 of 12 credits" in result["paused"]["reason"]
+    status = cli("status", "--json", config=settings.path)
+    assert json.loads(status.stdout)["budget"] == "today: 10 of 12 credits"
+    assert "budget today: 10 of 12 credits" in cli("status", config=settings.path).stdout
 
 
 def test_max_credits_per_day_in_productai_tokens(shop, productai, tmp_path: Path) -> None:

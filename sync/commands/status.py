@@ -14,6 +14,7 @@ from retouch.storage.store import Store
 
 from ..config import Settings
 from ..decisions import queue_eta_seconds
+from ..budget import budget_today
 from ..metrics import images_per_window, ledger_images_left
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
 from ..scheduler import HEARTBEAT, LAST_ERROR
@@ -47,6 +48,7 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
             "quota_left": {kind: ledger.available(kind, now) for kind in KINDS if limits.limited(kind)},
             "queue_eta_seconds": queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)),
             "paused": _loads(paused),
+            "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
             "recent_failures": [{"product_id": i.product_id, "media_id": i.media_id, "state": i.state,
                                  "error_code": i.error_code, "error_message": i.error_message}
@@ -86,6 +88,8 @@ def print_status(report: dict) -> None:
     left = ", ".join(f"{n} {words[kind]}" for kind, n in report["quota_left"].items()) or "not limited"
     console.print(f"provider: {report['provider']}   quota left this window: {left}   "
                   f"queue ETA: {report['queue_eta_seconds'] / 60:.0f} min")
+    if report["budget"]:
+        console.print(f"budget {report['budget']}")
     if report["paused"]:
         console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")
     if report["rate_limited_until"]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ from retouch.storage.models import JobState
 from retouch.storage.store import Store
 
 from ..config import Settings
-from ..decisions import budget_left, last_midnight
+from ..budget import budget_today
 
 # Meta keys
 CURSOR = "discovery_cursor"
@@ -82,35 +81,9 @@ class Context:
         value = observed if previous is None else 0.7 * previous + 0.3 * observed
         self.store.set_meta(SECONDS_PER_ITEM, f"{value:.3f}")
 
-    def spent_since(self, since: float) -> tuple[int, float]:
-        """Images sent and credits spent since `since`: what the provider reported for finished jobs,
-        the full estimate for jobs still on their way; jobs it rejected cost nothing."""
-        images, credits = 0, 0.0
-        per_image = self.capabilities.credits_per_image
-        for job in self.store.jobs_created_since(self.provider_name, datetime.fromtimestamp(since, timezone.utc)):
-            if job.state == JobState.FAILED:
-                continue
-            images += job.image_count
-            credits += job.credits_used if job.state == JobState.FINISHED else job.image_count * per_image
-        return images, credits
-
     def budget_left(self, now: float) -> tuple[int | None, str]:
         """How many more images may go today under [budget], and a line saying where the day stands."""
-        budget = self.settings.budget
-        if budget.max_images_per_day is None and budget.max_credits_per_day is None:
-            return None, ""
-        images, credits = self.spent_since(last_midnight(now))
-        caps = self.capabilities
-        # A provider that may start several paid jobs for one image could spend that much on it.
-        left = budget_left(images_today=images, credits_today=credits, max_images=budget.max_images_per_day,
-                           max_credits=budget.max_credits_per_day,
-                           credits_per_image=caps.credits_per_image * caps.max_attempts)
-        parts = []
-        if budget.max_credits_per_day is not None:
-            parts.append(f"{credits:g} of {budget.max_credits_per_day} {caps.credit_unit}")
-        if budget.max_images_per_day is not None:
-            parts.append(f"{images} of {budget.max_images_per_day} images")
-        return left, "today: " + ", ".join(parts)
+        return budget_today(self.settings, self.store, now)
 
     def paused(self) -> dict | None:
         value = self.store.get_meta(PAUSED)

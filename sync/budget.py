@@ -1,0 +1,47 @@
+"""The daily budget: what the provider charged today, and how many more images [budget] allows.
+
+Counted from what the provider reports for finished jobs (AI Gen Studio's credits_used, ProductAI's
+tokens by model, Imagen's edited images), and from the full estimate for jobs still on their way;
+jobs the provider rejected cost nothing. Shared by submit (which pauses at the cap) and `status`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from retouch.storage.models import JobState
+from retouch.storage.store import Store
+
+from .config import Settings
+from .decisions import budget_left, last_midnight
+
+
+def spent_since(settings: Settings, store: Store, since: float) -> tuple[int, float]:
+    """Images sent and credits spent by the configured provider since `since` (wall clock)."""
+    images, credits = 0, 0.0
+    per_image = settings.capabilities.credits_per_image
+    for job in store.jobs_created_since(settings.provider.name, datetime.fromtimestamp(since, timezone.utc)):
+        if job.state == JobState.FAILED:
+            continue
+        images += job.image_count
+        credits += job.credits_used if job.state == JobState.FINISHED else job.image_count * per_image
+    return images, credits
+
+
+def budget_today(settings: Settings, store: Store, now: float) -> tuple[int | None, str]:
+    """(images still allowed today or None when no cap is set, "today: 10 of 12 credits, …")."""
+    budget = settings.budget
+    if budget.max_images_per_day is None and budget.max_credits_per_day is None:
+        return None, ""
+    images, credits = spent_since(settings, store, last_midnight(now))
+    caps = settings.capabilities
+    # A provider that may start several paid jobs for one image could spend that much on it.
+    left = budget_left(images_today=images, credits_today=credits, max_images=budget.max_images_per_day,
+                       max_credits=budget.max_credits_per_day,
+                       credits_per_image=caps.credits_per_image * caps.max_attempts)
+    parts = []
+    if budget.max_credits_per_day is not None:
+        parts.append(f"{credits:g} of {budget.max_credits_per_day} {caps.credit_unit}")
+    if budget.max_images_per_day is not None:
+        parts.append(f"{images} of {budget.max_images_per_day} images")
+    return left, "today: " + ", ".join(parts)
