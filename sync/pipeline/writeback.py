@@ -29,6 +29,7 @@ from ..decisions import (
     backoff,
     extension_of,
     filename_of,
+    is_output_filename,
     marker_ids_after,
     mime_for,
     output_filename,
@@ -148,11 +149,18 @@ async def _still_there(ctx: Context, image: Image) -> Product:
     return product
 
 
-async def _write(ctx: Context, image: Image) -> dict[str, Any]:
+async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
     if not ctx.backups.has(image.backup_sha256 or ""):
         raise BackupError("the original's backup is missing; not touching Shopify without it")
     product = await _still_there(ctx, image)
     original = next(m for m in product.media if m.id == image.media_id)
+    if original.status in ("UPLOADED", "PROCESSING"):
+        # A new file is going into this media right now (the merchant's, or a write of ours from
+        # before a crash): look again once Shopify has processed it.
+        ctx.store.update_image(image.id, next_attempt_at=ctx.clock() + 2 * ctx.settings.schedule.tick)
+        return None
+    if _merchant_replaced(image, original.url):
+        return _requeue_new_picture(ctx, image, original)
     mode = ctx.settings.writeback.mode
     in_place = mode == "replace" and original.status != "FAILED"
     # Where a new media goes: after the original (append), or in the failed media's place.
@@ -213,6 +221,28 @@ async def _download_result(ctx: Context, image: Image) -> bytes:
     ctx.log.info("result_link_renewed", product_id=image.product_id, media_id=image.media_id, job_id=job.id)
     data, _ = await ctx.shopify.download(url)
     return data
+
+
+def _merchant_replaced(image: Image, current_url: str | None) -> bool:
+    """Did the merchant put another picture into this media since we read it? Its CDN URL changes
+    with every new file (the version in it, or the file name). Our own output (a write we may have
+    made before a crash) is not the merchant's."""
+    if not current_url or not image.source_url or current_url == image.source_url:
+        return False
+    return not is_output_filename(filename_of(current_url))
+
+
+def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
+    """Never put an enhancement of the old picture over the merchant's new one: the new one is
+    queued instead, like an image the merchant just added (the old original stays backed up)."""
+    ctx.log.info("source_changed", product_id=image.product_id, media_id=image.media_id,
+                 note="the merchant replaced this picture while it was being enhanced; the new one is queued")
+    return {"state": ImageState.DISCOVERED, "source_url": media.url, "filename": filename_of(media.url),
+            "mime_type": media.mime_type, "alt": media.alt, "job_id": None, "item_index": None, "result_url": None,
+            "backup_sha256": None, "write_source": None, "attempts": 0, "next_attempt_at": None,
+            "error_code": "source_changed",
+            "error_message": "the merchant replaced this picture while the old one was being enhanced; the new one "
+                             "was queued and the old one's enhancement was not written"}
 
 
 async def _finish_write(ctx: Context, image: Image, product: Product, output_id: str) -> dict[str, Any]:
