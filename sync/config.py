@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -36,10 +37,6 @@ class ConfigError(Exception):
     """A store owner's mistake in the config file: one line, naming the key."""
 
 
-class _Section(Section):
-    pass
-
-
 def _http_url(value: str, *, allow_bare_host: bool = False) -> str:
     """https anywhere; plain http only for loopback hosts (sandboxes on this machine)."""
     text = value.strip().rstrip("/")
@@ -53,7 +50,7 @@ def _http_url(value: str, *, allow_bare_host: bool = False) -> str:
     return text
 
 
-class ShopSettings(_Section):
+class ShopSettings(Section):
     url: str
     access_token: SecretStr | None = None
     access_token_env: str | None = None
@@ -78,7 +75,7 @@ class ShopSettings(_Section):
         return value
 
 
-class ProviderSettings(_Section):
+class ProviderSettings(Section):
     name: str = "aigenstudio"
     api_key: SecretStr | None = None
     api_key_env: str | None = None
@@ -91,18 +88,18 @@ class ProviderSettings(_Section):
         return None if value is None else _http_url(value)
 
 
-class SelectionSettings(_Section):
+class SelectionSettings(Section):
     new_only: bool = True
     exclude_tags: list[str] = []
 
 
-class WritebackSettings(_Section):
+class WritebackSettings(Section):
     mode: Literal["replace", "append"] = "replace"
     backup_dir: Path | None = None
     wait_ready: Duration = 600.0
 
 
-class ScheduleSettings(_Section):
+class ScheduleSettings(Section):
     discover_every: Duration = 300.0
     # Shortest interval between status polls of one job; None: the provider's usual one (AI Gen
     # Studio: its poll quota spread over the window; ProductAI 3 s; Imagen 10 s).
@@ -117,14 +114,14 @@ class ScheduleSettings(_Section):
     credits_retry: Duration = 600.0
 
 
-class BudgetSettings(_Section):
+class BudgetSettings(Section):
     """Daily caps on what the provider may charge; reached, submissions wait for the next day."""
 
     max_credits_per_day: int | None = Field(None, ge=1)   # in the provider's unit (credits, tokens, images)
     max_images_per_day: int | None = Field(None, ge=1)
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     url: str | None = None
 
     @field_validator("url")
@@ -135,7 +132,7 @@ class StorageSettings(_Section):
         return value
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     """The daemon's own HTTP server (health, metrics, provider webhooks); off unless `listen` is set."""
 
     listen: str | None = None
@@ -162,12 +159,12 @@ class ServerSettings(_Section):
         return self.listen is not None and is_loopback_listen(self.listen)
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class _File(_Section):
+class _File(Section):
     shop: ShopSettings
     provider: ProviderSettings = ProviderSettings()
     selection: SelectionSettings = SelectionSettings()
@@ -199,11 +196,11 @@ class Settings:
     backup_dir: Path
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
 
-    @property
+    @cached_property
     def plugin(self) -> ProviderPlugin:
         return registry.get(self.provider.name)
 
-    @property
+    @cached_property
     def capabilities(self) -> Capabilities:
         return self.plugin.capabilities(self.provider_table)
 
@@ -274,25 +271,21 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     try:
         parsed = _File.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], raw, extra_sections=list(plugins))) from None
+        raise ConfigError(_describe(exc.errors()[0], extra_sections=list(plugins))) from None
     if parsed.provider.name not in plugins:
         raise ConfigError(f"[provider] name: unknown provider {parsed.provider.name!r}; "
                           f"choose one of {', '.join(sorted(plugins))}")
     provider_tables = {}
-    for name, table in tables.items():  # every provider table present is checked, not only the chosen one
+    # Every provider table present is checked, not only the chosen one; the chosen one may be absent.
+    for name in sorted({*tables, parsed.provider.name}):
+        table = tables.get(name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"[{name}]: must be a table")
         try:
             provider_tables[name] = plugins[name].settings_model.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc.errors()[0], table, section=name,
-                                        model=plugins[name].settings_model)) from None
+            raise ConfigError(_describe(exc.errors()[0], section=name, model=plugins[name].settings_model)) from None
     plugin = plugins[parsed.provider.name]
-    if parsed.provider.name not in provider_tables:
-        try:
-            provider_tables[parsed.provider.name] = plugin.settings_model.model_validate({})
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc.errors()[0], {}, section=plugin.name, model=plugin.settings_model)) from None
     shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
                                             SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
     provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
@@ -343,7 +336,7 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
                       f"or a systemd credential named {credential}")
 
 
-def _describe(error: dict, raw: dict, *, section: str | None = None, model: type[BaseModel] | None = None,
+def _describe(error: dict, *, section: str | None = None, model: type[BaseModel] | None = None,
               extra_sections: list[str] = ()) -> str:
     """One line for the first pydantic error: '[section] key: what is wrong'.
 
