@@ -38,8 +38,6 @@ import json
 import logging
 import os
 import shlex
-import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from pathlib import Path
 import httpx
 import structlog
 from PIL import Image
+from daemon_run import run_daemon_until_settled
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
@@ -88,16 +87,6 @@ except Exception as exc:
 out["script_seconds"] = time.monotonic() - started
 print(json.dumps(out))
 '''
-
-
-def image_states(db: Path) -> dict[str, str]:
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(db) as conn:
-            return dict(conn.execute("select media_id, state from image").fetchall())
-    except sqlite3.OperationalError:
-        return {}
 
 
 @dataclass
@@ -187,31 +176,13 @@ def run_retouch(args) -> Run:
         config.write_text(config_text(shop, imagen, tmp, args))
         db = tmp / "retouch.db"
         log_path = tmp / "daemon.log"
-        started = time.monotonic()
-        with log_path.open("w") as log:
-            daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                                      stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
-        try:
-            deadline = started + args.timeout
-            while True:
-                states = [image_states(db).get(m) for m in media_ids]
-                if run.results_at is None and all(s in RESULT_STATES for s in states):
-                    run.results_at = time.monotonic() - started
-                if all(s in ("done", "failed", "skipped") for s in states):
-                    break
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    break
-                time.sleep(0.05)
-            elapsed = time.monotonic() - started
-        finally:
-            if daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(30)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait(10)
-        states = [image_states(db).get(m) for m in media_ids]
+
+        def note_results(states: list, at: float) -> None:
+            if run.results_at is None and all(s in RESULT_STATES for s in states):
+                run.results_at = at
+
+        outcome = run_daemon_until_settled(config, db, media_ids, log_path, timeout=args.timeout, on_tick=note_results)
+        states, elapsed = outcome.states, outcome.elapsed
         run.finished = states.count("done")
         run.wall = elapsed
         take_stats(run, imagen)

@@ -35,12 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +46,7 @@ from pathlib import Path
 
 import httpx
 import structlog
+from daemon_run import free_port, run_daemon_until_settled
 from retouch.plugin.providers.base import webhook_token
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
@@ -65,22 +62,6 @@ PROMPT = "Clean e-commerce product photo on a pure white background."
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def image_states(db: Path) -> dict[str, str]:
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(db) as conn:
-            return dict(conn.execute("select media_id, state from image").fetchall())
-    except sqlite3.OperationalError:
-        return {}
 
 
 def config_text(shop: ShopifySandbox, sandbox: ProductAISandbox, tmp: Path, *, window: float, discover_every: float,
@@ -224,34 +205,16 @@ def run_retouch(args, *, webhooks: bool) -> Result:
                                       extra=extra))
         db = tmp / "retouch.db"
         log_path = tmp / "daemon.log"
-        started = time.monotonic()
-        with log_path.open("w") as log:
-            daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                                      stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
-        try:
-            deadline = started + args.timeout
-            provider_done_at = None
-            while True:
-                states = image_states(db)
-                mine = [states.get(m) for m in media_ids]
-                if provider_done_at is None and sandbox.stats()["jobs"]["by_status"].get("COMPLETED", 0) >= len(media_ids):
-                    provider_done_at = time.monotonic()
-                if all(s in ("done", "failed", "skipped") for s in mine):
-                    break
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    break
-                time.sleep(0.05)
-            elapsed = time.monotonic() - started
-        finally:
-            if daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(30)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait(10)
-        states = image_states(db)
-        mine = [states.get(m) for m in media_ids]
+        provider_done: list[float] = []
+
+        def note_provider_done(states: list, at: float) -> None:
+            if not provider_done and sandbox.stats()["jobs"]["by_status"].get("COMPLETED", 0) >= len(media_ids):
+                provider_done.append(at)
+
+        outcome = run_daemon_until_settled(config, db, media_ids, log_path, timeout=args.timeout,
+                                           on_tick=note_provider_done)
+        started, elapsed, mine = outcome.started, outcome.elapsed, outcome.states
+        provider_done_at = started + provider_done[0] if provider_done else None
         requests, limited, busiest = sandbox_figures(sandbox)
         result = Result(name, elapsed, mine.count("done"), mine.count("failed"), requests, limited, busiest,
                         span_of(timeline))
