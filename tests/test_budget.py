@@ -37,19 +37,29 @@ def test_the_day_starts_at_local_midnight() -> None:
     assert last_midnight(end) == end
 
 
-def drive(settings, *, cycles: int, clock=None) -> dict:
-    """Discover, then run `cycles` work cycles in-process; return the image states and the pause."""
+IN_FLIGHT = (ImageState.SUBMITTED, ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN)
+
+
+def drive(settings, *, clock=None, timeout: float = 90) -> dict:
+    """Discover, then run work cycles in-process until nothing is in flight and the queue is either
+    empty or held by a pause; return the image states and the pause."""
     async def scenario():
         async with open_context(settings) as ctx:
             if clock is not None:
                 ctx.clock = clock
             await discover(ctx)
-            for _ in range(cycles):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
                 await work_cycle(ctx)
+                queued = ctx.store.images_in_state(ImageState.DISCOVERED)
+                paused = ctx.paused()
+                held = paused is not None and paused["retry_at"] > ctx.clock()
+                if not ctx.store.images_in_state(*IN_FLIGHT) and (not queued or held):
+                    break
                 await asyncio.sleep(0.2)
             states = {i.media_id: i.state for i in ctx.store.images_in_state(*ImageState)}
             return {"states": states, "paused": ctx.paused()}
-    return run_async(scenario())
+    return run_async(scenario(), timeout=timeout + 30)
 
 
 LIVE_KEY = "aigen_live_budget_tests_key"
@@ -62,7 +72,7 @@ def charged(provider, key: str = PROVIDER_KEY) -> int:
 def test_max_images_per_day_pauses_until_the_next_day(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=5, images_per_product=1, seed=31)
     settings = pipeline_settings(shop, provider, tmp_path, extra="[budget]\nmax_images_per_day = 3\n")
-    today = drive(settings, cycles=40)
+    today = drive(settings)
     states = list(today["states"].values())
     assert states.count("done") == 3 and states.count("discovered") == 2  # the rest stay queued
     assert charged(provider) == 3
@@ -70,7 +80,7 @@ def test_max_images_per_day_pauses_until_the_next_day(shop, provider, tmp_path: 
     assert today["paused"]["retry_at"] == next_midnight(today["paused"]["since"])
 
     ahead = next_midnight(today["paused"]["since"]) + 60 - time.time()  # the clock says: tomorrow
-    later = drive(settings, cycles=40, clock=lambda: time.time() + ahead)
+    later = drive(settings, clock=lambda: time.time() + ahead)
     assert list(later["states"].values()).count("done") == 5
     assert charged(provider) == 5 and later["paused"] is None
 
@@ -82,7 +92,7 @@ def test_max_credits_per_day_counts_the_providers_credits(shop, provider, tmp_pa
     provider.add_live_key(LIVE_KEY, purchased=500, available=500)
     settings = pipeline_settings(shop, provider, tmp_path, api_key=LIVE_KEY,
                                  extra="[budget]\nmax_credits_per_day = 12\n")
-    result = drive(settings, cycles=40)
+    result = drive(settings)
     assert list(result["states"].values()).count("done") == 2 and charged(provider, LIVE_KEY) == 2
     assert provider.stats()["keys"][LIVE_KEY]["credits"]["used"] == 10
     assert "today: 10 of 12 credits" in result["paused"]["reason"]
@@ -97,7 +107,7 @@ def test_max_credits_per_day_in_productai_tokens(shop, productai, tmp_path: Path
     config.write_text(provider_config_text(shop, tmp_path, provider="productai", base_url=productai.base_url,
                                            api_key=PRODUCTAI_KEY, table=PRODUCTAI_TABLE, new_only=False,
                                            extra="[budget]\nmax_credits_per_day = 7\n"))
-    result = drive(load_settings(config), cycles=60)
+    result = drive(load_settings(config))
     # kontext-pro: 3 tokens an image, so 7 tokens pay for 2.
     assert list(result["states"].values()).count("done") == 2
     assert productai.stats()["keys"][PRODUCTAI_KEY]["tokens_spent"] == 6
