@@ -66,3 +66,45 @@ async def asyncio_sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+def test_our_own_write_found_after_a_crash_is_not_mistaken_for_the_merchants(shop, provider, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """A crash right after our fileUpdate, before the image was recorded as written: on restart the
+    media shows a new picture — ours — which must be finished, not queued and paid for again."""
+    import asyncio
+
+    from retouch.sync.pipeline import writeback
+
+    (product,) = shop.seed(products=1, images_per_product=1, seed=42)
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    async def crash(*args, **kwargs):
+        raise asyncio.CancelledError  # the process dies here, the mutation already made
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            await submit(ctx)
+            for _ in range(100):
+                await track(ctx)
+                if ctx.store.images_in_state(ImageState.ENHANCED):
+                    break
+                await asyncio.sleep(0.1)
+            await write_back(ctx)  # the backup
+            with monkeypatch.context() as patch:
+                patch.setattr(writeback, "_finish_write", crash)
+                try:
+                    await write_back(ctx)  # the write, interrupted after the mutation
+                except asyncio.CancelledError:
+                    pass
+            (interrupted,) = ctx.store.images_in_state(ImageState.BACKED_UP)
+            assert interrupted.write_source  # the intent was recorded before the mutation
+            await asyncio.sleep(1.0)  # Shopify finishes processing our picture
+            await run_until_settled(ctx)
+            return ctx.store.image(interrupted.id)
+
+    final = run_async(scenario())
+    assert final.state == ImageState.DONE and final.error_code is None
+    assert provider.stats()["keys"][PROVIDER_KEY]["images_charged"] == 1
+    assert len(shop.product(product["legacy_id"])["media"]) == 1

@@ -227,6 +227,8 @@ def _merchant_replaced(image: Image, current_url: str | None) -> bool:
     """Did the merchant put another picture into this media since we read it? Its CDN URL changes
     with every new file (the version in it, or the file name). Our own output (a write we may have
     made before a crash) is not the merchant's."""
+    if image.write_source:
+        return False  # we may have written already (a crash before we recorded it): the change is ours
     if not current_url or not image.source_url or current_url == image.source_url:
         return False
     return not is_output_filename(filename_of(current_url))
