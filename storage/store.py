@@ -9,11 +9,13 @@ process can read and write while the daemon runs.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event, func
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
@@ -55,15 +57,29 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        SQLModel.metadata.create_all(self.engine)
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) < SCHEMA_VERSION:
+        self._create_schema()
+        version = self.get_meta("schema_version") or str(SCHEMA_VERSION)
+        if int(version) < SCHEMA_VERSION:
             self._migrate(int(version))
         elif int(version) > SCHEMA_VERSION:
             raise StorageError(f"database schema version {version} is newer than this retouch "
                                f"(expects {SCHEMA_VERSION}): upgrade retouch")
+
+    def _create_schema(self) -> None:
+        """Tables and the schema version of a new database. Another process (the daemon and a
+        `retouch status` started at the same moment) may be creating them too: create_all checks
+        then creates, so the loser of that race sees "already exists" and simply looks again."""
+        for attempt in range(20):
+            try:
+                SQLModel.metadata.create_all(self.engine)
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                                         (str(SCHEMA_VERSION),))
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc) or attempt == 19:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self, version: int) -> None:
         """Bring an older database up to date in one transaction (new tables came from create_all)."""

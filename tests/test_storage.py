@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from retouch.storage.backups import BackupError, BackupStore
-from retouch.storage.models import ImageState, JobState
+from retouch.storage.models import SCHEMA_VERSION, ImageState, JobState
 from retouch.storage.store import Store, StorageError
 
 
@@ -117,3 +117,23 @@ def test_housekeeping_forgets_only_what_can_no_longer_matter(tmp_path: Path) -> 
     assert store.remember_event("aigenstudio", "old", now)          # forgotten: accepted again
     assert not store.remember_event("aigenstudio", "recent", now)   # still remembered: a replay
     store.close()
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """The daemon and a `retouch status` started at the same moment both create the schema of a
+    new database; the one that loses the race must not crash ("table … already exists")."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "new.db"
+    code = ("import sys; from retouch.storage.store import Store; "
+            f"s = Store('sqlite:///{db}'); print(s.get_meta('schema_version')); s.close()")
+    for round_ in range(3):
+        db.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(6)]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err for _, err in results if err][:1]
+        assert {out.strip() for out, _ in results} == {str(SCHEMA_VERSION)}
