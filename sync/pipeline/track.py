@@ -76,8 +76,7 @@ async def _poll(ctx: Context, job: Job) -> None:
         if fields:
             ctx.log.info("item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
                          job_id=job.id, error_code=fields.get("error_code"))
-    job_fields: dict[str, Any] = {"polls": job.polls + 1, "attempts": 0,
-                                  "provider_state": json.dumps(progress.state, sort_keys=True)}
+    job_fields: dict[str, Any] = {"polls": job.polls + 1, "attempts": 0}
     if status.provider_job_id and status.provider_job_id != job.provider_job_id:
         job_fields["provider_job_id"] = status.provider_job_id  # the job moved on (an upscale)
     elapsed = now - epoch(job.submitted_at) if job.submitted_at else 0.0
@@ -93,8 +92,8 @@ async def _poll(ctx: Context, job: Job) -> None:
                  credits_used=status.credits_used)
     else:
         progress.state[RUNNING_AT] = elapsed
-        job_fields["provider_state"] = json.dumps(progress.state, sort_keys=True)
         job_fields["next_poll_at"] = _next_poll(ctx, job, status, now, elapsed, total)
+    job_fields["provider_state"] = json.dumps(progress.state, sort_keys=True)
     ctx.store.update_job_and_images(job.id, job_fields, image_fields)
     await _skip_deleted_sources(ctx, images, image_fields)
 
