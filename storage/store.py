@@ -177,6 +177,13 @@ class Store:
         with self._session() as s:
             return list(s.exec(query))
 
+    def next_attempt_due(self, *states: ImageState) -> float | None:
+        """The earliest time an image in `states` is due (0.0: one is due now), None if there is none."""
+        query = select(func.min(func.coalesce(col(Image.next_attempt_at), 0.0))).where(
+            col(Image.state).in_([str(s) for s in states]))
+        with self._session() as s:
+            return s.exec(query).one()
+
     def counts_by_state(self) -> dict[str, int]:
         with self._session() as s:
             rows = s.exec(select(Image.state, func.count()).group_by(Image.state))

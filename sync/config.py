@@ -230,6 +230,17 @@ class Settings:
         return max(caps.min_poll_interval, self.schedule.poll_every or caps.poll_interval)
 
     @property
+    def poll_spacing(self) -> float:
+        """Shortest interval between the regular polls of one job (the first is at its expected
+        end). Where polls are counted by a quota (AI Gen Studio), the quota is the limit, not an
+        interval: few jobs fit in a window, each needs a handful of polls spaced by their growing
+        age, and the ledger never lets one through beyond the quota; so a job is looked at when it
+        should be done, not half a minute later. Otherwise the poll floor."""
+        if self.schedule.poll_every is None and self.capabilities.quota.limited("poll"):
+            return max(self.capabilities.min_poll_interval, self.schedule.tick)
+        return self.poll_floor
+
+    @property
     def database_path(self) -> Path:
         return Path(self.database_url.removeprefix("sqlite:///"))
 

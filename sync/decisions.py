@@ -203,3 +203,10 @@ def next_midnight(now: float) -> float:
 def last_midnight(now: float) -> float:
     today = datetime.fromtimestamp(now).astimezone().date()
     return datetime.combine(today, dtime(0)).astimezone().timestamp()
+
+
+def verify_delay(age: float, tick: float) -> float:
+    """Seconds until a written media Shopify is still processing is looked at again: a quarter of a
+    second at first (the sandbox and small images are ready in well under a second), then half its
+    age so far, at most one tick: a slow one costs a few cheap reads, a fast one is live at once."""
+    return min(max(0.25, age / 2), max(0.25, tick))

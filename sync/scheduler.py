@@ -31,7 +31,7 @@ from retouch.storage.models import JobState
 
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
-from .pipeline import Context, discover, housekeeping, submit, track, write_back
+from .pipeline import WRITE_BACK_STATES, Context, discover, housekeeping, submit, track, write_back
 from .systemd import Notifier, status_line, watchdog_interval, watchdog_loop
 
 log = structlog.get_logger("retouch.daemon")
@@ -43,6 +43,7 @@ LAST_ERROR = "daemon_last_error"
 HEARTBEAT_EVERY = 5.0
 HOUSEKEEPING_EVERY = 600.0  # seconds between prunings of old quota events and webhook ids
 WEBHOOK_DEBOUNCE = 2.0  # seconds: item events of one job arrive in bursts; one poll picks them all up
+WRITE_BACK_ROUNDS = 4  # write-back steps in one run: backup, write, verify, and one spare
 
 Step = Callable[[Context], Awaitable[object]]
 
@@ -81,9 +82,17 @@ class Daemon:
             self.running.add(task)
             try:
                 result = await step(self.ctx)
+                # Each write-back step is followed by the next (backup -> write -> verify) in the
+                # same run: the job cannot re-schedule itself while it is still running.
+                rounds = 1
+                while name == "write_back" and result and rounds < WRITE_BACK_ROUNDS and not self.stopping.is_set():
+                    result = await step(self.ctx)
+                    rounds += 1
                 self._follow_up(name, result)
                 if name in ("submit", "track"):
                     self._track_when_due()
+                if name in ("track", "write_back"):
+                    self._write_back_when_due()
             except asyncio.CancelledError:
                 raise
             except ShopifyError as exc:
@@ -103,7 +112,7 @@ class Daemon:
             return
         if name == "discover" and not (isinstance(result, dict) and result.get("queued")):
             return
-        nexts = {"track": ("write_back", "submit"), "write_back": ("write_back",), "discover": ("submit",)}
+        nexts = {"track": ("write_back", "submit"), "discover": ("submit",)}
         now = datetime.now(self.scheduler.timezone)
         for follower in nexts.get(name, ()):
             self.scheduler.modify_job(follower, next_run_time=now)
@@ -120,6 +129,19 @@ class Daemon:
         when = datetime.fromtimestamp(max(due, self.ctx.clock()), self.scheduler.timezone)
         if when < track.next_run_time:
             self.scheduler.modify_job("track", next_run_time=when)
+
+    def _write_back_when_due(self) -> None:
+        """Run write-back when its earliest waiting image is due (a media Shopify is still
+        processing is looked at again within a second), not at the tick after it."""
+        if self.scheduler is None or self.stopping.is_set():
+            return
+        due = self.ctx.store.next_attempt_due(*WRITE_BACK_STATES)
+        job = self.scheduler.get_job("write_back")
+        if due is None or job is None or job.next_run_time is None:
+            return
+        when = datetime.fromtimestamp(max(due, self.ctx.clock()), self.scheduler.timezone)
+        if when < job.next_run_time:
+            self.scheduler.modify_job("write_back", next_run_time=when)
 
     def _record_error(self, step: str, message: str) -> None:
         self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
@@ -138,12 +160,13 @@ class Daemon:
         """A verified provider webhook: poll that job soon (the status endpoint stays the truth).
 
         An event that names no job (ProductAI's error payload) brings every running job's poll forward."""
-        # Item events of a many-image job come in bursts: one poll a moment later reads them all.
-        debounce = WEBHOOK_DEBOUNCE if self.ctx.capabilities.max_batch > 1 else 0.0
-        due = self.ctx.clock() + debounce
         matched = [job for job in self.ctx.jobs(JobState.SUBMITTED)
                    if event.provider_job_id is None or job.provider_job_id == event.provider_job_id]
         for job in matched:
+            # Item events of a many-image job come in bursts: one poll a moment later reads them
+            # all. A one-image job, or the event that ends the job, has nothing more to wait for.
+            burst = not event.final and len(self.ctx.store.job_images(job.id)) > 1
+            due = self.ctx.clock() + (WEBHOOK_DEBOUNCE if burst else 0.0)
             if job.next_poll_at is None or job.next_poll_at > due:
                 self.ctx.store.update_job(job.id, next_poll_at=due)
                 self._track_when_due()

@@ -64,6 +64,7 @@ HOT_PATHS: dict[str, Callable[[Store], object]] = {
     "images_in_state_due": lambda s: s.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP,
                                                        ImageState.WRITTEN, due_by=2000.0),
     "images_in_state_queue": lambda s: s.images_in_state(ImageState.DISCOVERED, due_by=2000.0, limit=20),
+    "next_attempt_due": lambda s: s.next_attempt_due(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN),
     "counts_by_state": lambda s: s.counts_by_state(),
     "recent_failures": lambda s: s.recent_failures(),
     "jobs_in_state": lambda s: s.jobs_in_state(JobState.PENDING, JobState.SUBMITTED),

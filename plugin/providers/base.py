@@ -127,6 +127,9 @@ class WebhookEvent:
     event_id: str                       # deliveries with an id seen before are refused as replays
     provider_job_id: str | None
     kind: str = ""
+    # The provider says the whole job is over (not one item of it): no burst of further events to
+    # wait for, so the job is polled at once.
+    final: bool = False
 
 
 def is_loopback_url(url: str) -> bool:

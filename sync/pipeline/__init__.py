@@ -10,6 +10,6 @@ from .housekeeping import housekeeping
 from .revert import revert
 from .submit import submit
 from .track import track
-from .writeback import write_back
+from .writeback import WRITE_BACK_STATES, write_back
 
-__all__ = ["Context", "discover", "housekeeping", "revert", "submit", "track", "write_back"]
+__all__ = ["WRITE_BACK_STATES", "Context", "discover", "housekeeping", "revert", "submit", "track", "write_back"]

@@ -114,7 +114,7 @@ async def _send(ctx: Context, job: Job) -> int:
         progress.state.pop(UNCERTAIN, None)
     _count_paid(ctx, images)
     first_poll = poll_delay(elapsed=0, total=len(images), finished=0, per_item=ctx.seconds_per_item(),
-                            min_interval=ctx.settings.poll_floor)
+                            min_interval=ctx.settings.poll_spacing)
     ctx.store.update_job(job.id, provider_job_id=provider_job_id, state=JobState.SUBMITTED,
                          submitted_at=datetime.now(timezone.utc), next_poll_at=now + first_poll,
                          provider_state=json.dumps(progress.state, sort_keys=True),

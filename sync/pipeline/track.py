@@ -99,7 +99,7 @@ async def _poll(ctx: Context, job: Job) -> None:
 
 
 def _next_poll(ctx: Context, job: Job, status: JobStatus, now: float, elapsed: float, total: int) -> float:
-    floor = ctx.settings.poll_floor
+    floor = ctx.settings.poll_spacing
     finished = sum(1 for r in status.items.values() if r.status != "running")
     if status.expected_seconds is not None:  # the provider's own advice
         next_at = now + max(floor, status.expected_seconds)

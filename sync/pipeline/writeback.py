@@ -34,6 +34,7 @@ from ..decisions import (
     mime_for,
     output_filename,
     pillow_format,
+    verify_delay,
 )
 from .context import Context
 from .jobs import JobProgress, ticket_for
@@ -65,11 +66,13 @@ class Fail(Exception):
 # its media order and its marker metafield.
 PRODUCTS_AT_ONCE = 4
 
+# The states write-back moves on: backup -> write -> verify.
+WRITE_BACK_STATES = (ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN)
+
 
 async def write_back(ctx: Context) -> int:
     """Advance every image that is due by one step; returns how many moved."""
-    due = ctx.store.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN,
-                                    due_by=ctx.clock())
+    due = ctx.store.images_in_state(*WRITE_BACK_STATES, due_by=ctx.clock())
     by_product: dict[str, list[Image]] = {}
     for image in due:
         by_product.setdefault(image.product_id, []).append(image)
@@ -305,5 +308,5 @@ async def _verify(ctx: Context, image: Image) -> dict[str, Any] | None:
     age = ctx.clock() - (image.written_at or ctx.clock())
     if age > ctx.settings.writeback.wait_ready:
         raise Fail("MEDIA_TIMEOUT", f"Shopify did not finish processing the result in {age:.0f} s")
-    ctx.store.update_image(image.id, next_attempt_at=ctx.clock() + min(2.0, ctx.settings.schedule.tick))
+    ctx.store.update_image(image.id, next_attempt_at=ctx.clock() + verify_delay(age, ctx.settings.schedule.tick))
     return None

@@ -136,7 +136,8 @@ class AigenProvider:
             raise base.WebhookRefused(400, "malformed")
         # Present: the signature covers it.
         return base.WebhookEvent(event_id=lowered[contract.EVENT_ID_HEADER.lower()],
-                                 provider_job_id=event["enhancement_id"], kind=event["type"])
+                                 provider_job_id=event["enhancement_id"], kind=event["type"],
+                                 final=event["type"] == contract.EVENT_ENHANCEMENT_COMPLETED)
 
     async def describe(self) -> list[tuple[bool, str]]:
         presets = await self.client.list_presets()
