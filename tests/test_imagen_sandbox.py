@@ -402,7 +402,8 @@ def test_edit_and_export_require_an_empty_content_type(api: Api, content_type: s
 
 
 def test_steps_out_of_order_are_refused(make_sandbox: Callable[..., ImagenSandbox]) -> None:
-    sandbox = make_sandbox(edit_pending_seconds=0.3, edit_seconds=0.3)
+    # Long enough that two requests in a row fall inside each step on a loaded machine.
+    sandbox = make_sandbox(edit_pending_seconds=0.5, edit_seconds=1.0, export_seconds=5.0)
     api = Api(sandbox)
     project = api.project()
     assert api.get(f"/projects/{project}/edit/status").status_code == 404
