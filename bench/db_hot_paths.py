@@ -24,6 +24,8 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_query_plans import FULL_SCAN, HOT_PATHS, plans_of  # noqa: E402
 
+from harness import Row, command_line, emit  # noqa: E402
+
 from retouch.plugin.shopify.models import Media, Product  # noqa: E402
 from retouch.storage.models import ImageState  # noqa: E402
 from retouch.storage.store import Store  # noqa: E402
@@ -40,8 +42,8 @@ def fill(db: Path, rows: int) -> None:
     now = datetime.now(timezone.utc).isoformat(sep=" ")
     with sqlite3.connect(db) as conn:
         conn.executemany(
-            "INSERT INTO image (media_id, product_id, product_legacy_id, state, position, attempts, retries,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)",
+            "INSERT INTO image (media_id, product_id, product_legacy_id, state, position, attempts, retries, paid_attempts,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?)",
             ((f"gid://shopify/MediaImage/{n}", f"gid://shopify/Product/{n // MEDIA_PER_PRODUCT}",
               str(n // MEDIA_PER_PRODUCT), str(states[n % len(states)]), now, now) for n in range(rows)))
 
@@ -83,6 +85,10 @@ def main() -> None:
     store.set_meta(BASELINE_RECORDED, "2026-01-01T00:00:00+00:00")
     store.set_meta(CURSOR, "2026-01-01T00:00:00+00:00")
 
+    command = command_line("bench/db_hot_paths.py", "--rows", args.rows)
+    rows: list[Row] = []
+    full_scans = 0
+    slowest = (0.0, "")
     print("query plans of the hot paths:")
     for name, call in sorted(HOT_PATHS.items()):
         started = time.perf_counter()
@@ -90,6 +96,11 @@ def main() -> None:
         took = (time.perf_counter() - started) * 1000
         details = sorted({d for _, ds in plans for d in ds})
         scans = [d for d in details if FULL_SCAN.match(d)]
+        full_scans += bool(scans)
+        if name != "counts_by_state":  # an index scan of every row by design; shown apart
+            slowest = max(slowest, (took, name))
+        else:
+            counts_ms = took
         print(f"  {name:26s} {took:8.2f} ms  {'FULL SCAN ' + str(scans) if scans else '; '.join(details)}")
 
     transitions = 2000
@@ -98,6 +109,14 @@ def main() -> None:
     for image_id in ids:
         store.update_image(image_id, attempts=1)
     took = time.perf_counter() - started
+    rows.append(Row("Database", f"hot queries with a full table scan (of {len(HOT_PATHS)}), {args.rows:,} images",
+                    full_scans, "", target="0", met=full_scans == 0, command=command))
+    rows.append(Row("Database", f"slowest hot query ({slowest[1]}), {args.rows:,} images", slowest[0], "ms",
+                    command=command))
+    rows.append(Row("Database", f"counts_by_state (index scan, every {5:g} s for STATUS=)", counts_ms, "ms",
+                    command=command))
+    rows.append(Row("Database", "state transitions (one fsync'd transaction each)", transitions / took, "per s",
+                    command=command))
     print(f"state transitions: {transitions / took:,.0f} per second ({took / transitions * 1000:.2f} ms each, "
           f"one fsync'd transaction each)")
 
@@ -111,10 +130,15 @@ def main() -> None:
             started = time.perf_counter()
             asyncio.run(discover(ctx))
             timings.append((time.perf_counter() - started) * 1000)
+        median = sorted(timings)[2]
+        if count == 0:
+            rows.append(Row("Database", f"discovery cycle with nothing new, {args.rows:,} images", median, "ms",
+                            limit=50, limit_kind="ceiling", target="< 50 ms", met=median < 50, command=command))
         print(f"discovery cycle with nothing new, {count} updated product(s) ({count * MEDIA_PER_PRODUCT} media, "
               f"all known): median {sorted(timings)[2]:.1f} ms of DB time "
               f"(runs: {', '.join(f'{t:.1f}' for t in timings)})")
     store.close()
+    emit(rows)
 
 
 if __name__ == "__main__":

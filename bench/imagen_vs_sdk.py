@@ -37,7 +37,6 @@ import io
 import json
 import logging
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import httpx
 import structlog
 from PIL import Image
 from daemon_run import run_daemon_until_settled
+from harness import Row, command_line, emit
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
@@ -360,14 +360,37 @@ def main() -> int:
               f"with storage: {all_ratio:.2f}x -> {'met' if all_ratio <= 1 and req_ratio <= 1 else 'NOT met'} "
               f"(target: no more requests)")
         ok = ratio <= 1 and req_ratio <= 1 and all_ratio <= 1
-    command = ["python", "bench/imagen_vs_sdk.py", "--images", str(args.images), "--seed", str(args.seed),
+    command = ["bench/imagen_vs_sdk.py", "--images", str(args.images), "--seed", str(args.seed),
                "--first-poll", f"{args.first_poll:g}"]
     if args.tick != 2.0:
         command += ["--tick", f"{args.tick:g}"]
     if args.sdk_python != DEFAULT_SDK_PYTHON:
         command += ["--sdk-python", args.sdk_python]
-    print(f"command: {shlex.join(command)}")
-    return 0 if ok else 1
+    command_text = command_line(*command)
+    print(f"command: {command_text}")
+    emit(rows(args, retouch, sdk, command_text))
+    return 0 if retouch.error is None else 1
+
+
+def rows(args, retouch: Run, sdk: Run, command: str) -> list[Row]:
+    """The harness's rows: the SDK's figure beside each of ours (or why there is none)."""
+    scenario = f"Imagen, {args.images} images"
+
+    def peer(value: str) -> str:
+        return value if sdk.error is None else "n/a (SDK not installed)"
+
+    out = []
+    if retouch.results_at is not None:
+        out.append(Row(scenario, "results in hand (SDK: downloaded)", retouch.results_at, "s",
+                       naive=peer(f"{sdk.wall:.1f} s" if sdk.wall else ""), command=command))
+    if retouch.wall is not None:
+        out.append(Row(scenario, "all written back to Shopify and READY", retouch.wall, "s",
+                       naive=peer("does not write back"), command=command))
+    out.append(Row(scenario, "Imagen requests (API + storage)", retouch.api_requests + retouch.storage_requests, "",
+                   naive=peer(f"{sdk.api_requests + sdk.storage_requests}"), target="no more than the SDK",
+                   met=None if sdk.error else retouch.api_requests + retouch.storage_requests
+                   <= sdk.api_requests + sdk.storage_requests, command=command))
+    return out
 
 
 if __name__ == "__main__":

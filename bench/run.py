@@ -1,0 +1,127 @@
+"""`make bench`: every benchmark scenario against the real daemon and the built-in sandboxes, one table.
+
+    .venv/bin/python bench/run.py [--small] [--only NAME ...] [--readme README.md] [--out DIR]
+
+Each scenario is its own script in bench/ (runnable alone; each prints the command that reproduces
+its figures) and runs here as a subprocess, one after another so they never share the CPU. Their
+rows (see harness.py) make one table: scenario, figure, value, bound, ratio to the bound (taken
+within the same run), the naive peer's figure, the target and whether this run met it.
+
+--small runs each scenario at a size that takes seconds: the test suite uses it to prove the
+harness works (its figures mean little). --readme rewrites the table between the markers
+`<!-- bench:start -->` and `<!-- bench:end -->` in the README's performance section, with the
+date and the machine. A scenario that crashes gets a row saying so, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from harness import Row, markdown_table, rows_from, text_table
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"  # `make bench` installs imagen-ai-sdk there
+
+
+@dataclass
+class Scenario:
+    name: str
+    script: str
+    full: list[str]
+    small: list[str]
+
+
+SCENARIOS = [
+    Scenario("aigen", "aigen_quota.py", ["--images", "500", "--windows", "10", "--window", "30"],
+             ["--images", "40", "--windows", "2", "--window", "6"]),
+    Scenario("live", "time_to_live.py", ["--samples", "5", "--discover-every", "10"],
+             ["--samples", "1", "--discover-every", "2"]),
+    Scenario("overhead", "overhead.py", ["--sizes", "500", "5000"], ["--sizes", "20", "100"]),
+    Scenario("database", "db_hot_paths.py", ["--rows", "1000000"], ["--rows", "5000"]),
+    Scenario("shopify", "shopify_pacer.py", ["--products", "3000"], ["--products", "100"]),
+    Scenario("productai", "productai_throughput.py", ["--images", "60", "--window", "6", "--seed", "1"],
+             ["--images", "6", "--window", "3", "--seed", "1"]),
+    Scenario("imagen", "imagen_vs_sdk.py", ["--images", "40", "--seed", "1", "--first-poll", "10",
+                                            "--sdk-python", str(SDK_PYTHON)],
+             ["--images", "3", "--seed", "1", "--first-poll", "1", "--tick", "0.2", "--sdk-python", str(SDK_PYTHON)]),
+]
+
+
+def run_scenario(scenario: Scenario, *, small: bool, out: Path) -> tuple[list[Row], float]:
+    args = scenario.small if small else scenario.full
+    log = out / f"{scenario.name}.log"
+    started = time.monotonic()
+    with log.open("w") as sink:
+        done = subprocess.run([sys.executable, str(HERE / scenario.script), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=sink, text=True, env={**os.environ, "NO_COLOR": "1"})
+        sink.write(done.stdout)
+    took = time.monotonic() - started
+    rows = rows_from(done.stdout)
+    if done.returncode != 0 or not rows:
+        rows.append(Row(scenario.name, f"FAILED (exit {done.returncode}); output in {log}", 0, "", met=False,
+                        command=f".venv/bin/python bench/{scenario.script} {' '.join(args)}"))
+    return rows, took
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def write_readme(readme: Path, rows: list[Row], *, small: bool) -> None:
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: the markers {start} / {end} are missing")
+    body = (f"{start}\n`make bench` on {date.today().isoformat()}, {machine()}"
+            f"{' (--small: sizes for the tests, not figures)' if small else ''}:\n\n{markdown_table(rows)}\n{end}")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + body + rest.split(end, 1)[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="sizes that take seconds (the tests use this)")
+    parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS])
+    parser.add_argument("--readme", type=Path, help="rewrite the table in this README")
+    parser.add_argument("--out", type=Path, help="where each scenario's full output goes (default: a temp dir)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="retouch-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    for scenario in SCENARIOS:
+        if args.only and scenario.name not in args.only:
+            continue
+        print(f"... {scenario.name} ({scenario.script})", file=sys.stderr, flush=True)
+        found, took = run_scenario(scenario, small=args.small, out=out)
+        print(f"... {scenario.name}: {len(found)} figures in {took:.0f} s; output in {out / scenario.name}.log",
+              file=sys.stderr, flush=True)
+        rows += found
+    print(f"\n{machine()}, {date.today().isoformat()}\n")
+    print(text_table(rows))
+    print("\ncommands:")
+    for command in dict.fromkeys(r.command for r in rows if r.command):
+        print(f"  {command}")
+    if args.readme:
+        write_readme(args.readme, rows, small=args.small)
+    return 1 if any(r.figure.startswith("FAILED") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
