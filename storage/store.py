@@ -164,9 +164,13 @@ class Store:
             return image
 
     def images_in_state(self, *states: ImageState, product_ids: Sequence[str] | None = None,
-                        limit: int | None = None, due_by: float | None = None) -> list[Image]:
-        """Images in any of `states`, oldest first; `due_by` drops those waiting for a retry time."""
+                        limit: int | None = None, due_by: float | None = None,
+                        has_source: bool | None = None) -> list[Image]:
+        """Images in any of `states`, oldest first; `due_by` drops those waiting for a retry time,
+        `has_source` keeps only those whose source URL is known (True) or not yet (False)."""
         query = select(Image).where(col(Image.state).in_([str(s) for s in states]))
+        if has_source is not None:
+            query = query.where(col(Image.source_url).is_not(None) if has_source else col(Image.source_url).is_(None))
         if product_ids is not None:
             query = query.where(col(Image.product_id).in_(list(product_ids)))
         if due_by is not None:

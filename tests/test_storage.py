@@ -77,6 +77,20 @@ def test_counts_and_due_filter(tmp_path: Path) -> None:
     assert store.counts_by_state() == {"discovered": 2}
 
 
+def test_the_queue_is_read_ready_first_and_no_further_than_asked(tmp_path: Path) -> None:
+    """submit reads one job's worth of images that have a source URL, refresh the ones that have
+    none: with a limit in SQL, not by loading the whole backlog and filtering it."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    images = [new_image(store, n) for n in range(6)]
+    for image in images[:3]:
+        store.update_image(image.id, source_url=None)  # still processing in Shopify when discovered
+    ready = store.images_in_state(ImageState.DISCOVERED, has_source=True, limit=2)
+    assert [i.id for i in ready] == [images[3].id, images[4].id]
+    unready = store.images_in_state(ImageState.DISCOVERED, has_source=False, limit=5)
+    assert [i.id for i in unready] == [i.id for i in images[:3]]
+    assert len(store.images_in_state(ImageState.DISCOVERED)) == 6
+
+
 def test_backups_are_content_addressed_and_verified(tmp_path: Path) -> None:
     backups = BackupStore(tmp_path / "b")
     data = b"\xff\xd8original bytes"

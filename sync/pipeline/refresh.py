@@ -11,8 +11,7 @@ REFRESH_LIMIT = 50  # per cycle, so a burst of new uploads cannot starve the oth
 
 
 async def refresh_unready(ctx: Context) -> None:
-    waiting = [i for i in ctx.store.images_in_state(ImageState.DISCOVERED, limit=1000) if not i.source_url]
-    for image in waiting[:REFRESH_LIMIT]:
+    for image in ctx.store.images_in_state(ImageState.DISCOVERED, has_source=False, limit=REFRESH_LIMIT):
         media = await ctx.shopify.get_media(image.media_id)
         log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id)
         if media is None:

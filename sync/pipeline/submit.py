@@ -22,6 +22,7 @@ from .context import BLOCKED_UNTIL, PAUSED, Context
 from .jobs import JobProgress, ticket_for
 from .refresh import refresh_unready
 
+QUEUE_READ_LIMIT = 1000  # images read for one job when the provider sets no batch limit
 UNCERTAIN = "uncertain_send"   # provider state: a send of a non-idempotent job is on its way
 
 
@@ -41,9 +42,12 @@ async def submit(ctx: Context) -> int:
             return 0
         return await _send(ctx, job)
     await refresh_unready(ctx)
-    queued = [i for i in ctx.store.images_in_state(ImageState.DISCOVERED, due_by=now) if i.source_url]
-    ledger = ctx.ledger()
     limits = ctx.limits
+    # No job takes more than max_batch images: reading the whole backlog on every tick would make
+    # each image cost more the longer the queue (bench/overhead.py).
+    queued = ctx.store.images_in_state(ImageState.DISCOVERED, due_by=now, has_source=True,
+                                       limit=min(limits.max_batch, QUEUE_READ_LIMIT))
+    ledger = ctx.ledger()
     size = submit_size(ledger.batch_size(len(queued), now, ctx.active_jobs()),
                        images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
                        max_batch=limits.max_batch, max_hold=limits.window / limits.limit("job"),
