@@ -2,11 +2,17 @@
 
     outcome = run_daemon_until_settled(config, db, media_ids, log_path, timeout=600,
                                        on_tick=lambda states: ...)
+
+The daemon is reaped with os.wait4, so `outcome.rusage` is its own resource usage (CPU user/sys),
+the benchmark process's threads (the sandboxes) not included. Its peak RSS is `outcome.peak_rss_kib`
+(VmHWM from /proc, sampled until it exits), not rusage's ru_maxrss: on Linux a child's ru_maxrss
+includes the RSS of the process it was forked from (the benchmark, with its sandboxes) at exec.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -42,6 +48,12 @@ class Outcome:
     started: float          # time.monotonic() when the daemon was started
     elapsed: float          # seconds until every image was final (or the timeout)
     states: list[str | None]  # the final state of each of the media ids, in order
+    # The daemon's own resource usage from os.wait4 when it was reaped (ru_utime + ru_stime: its
+    # CPU seconds, start-up and shutdown included). Not its ru_maxrss: see the module docstring.
+    rusage: resource.struct_rusage | None = None
+    # The daemon's peak RSS in KiB: /proc/<pid>/status VmHWM, the high-water mark of its own memory
+    # since exec, last read just before it exited (None where /proc is not there).
+    peak_rss_kib: int | None = None
 
 
 def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
@@ -53,21 +65,58 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
     with log_path.open("w") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+    usage: list[resource.struct_rusage] = []
+    peak: list[int] = []
     try:
         while True:
+            _note_peak(daemon.pid, peak)
             states = [image_states(db).get(m) for m in media_ids]
             at = time.monotonic() - started
             on_tick(states, at)
-            if all(s in FINAL_STATES for s in states) or at > timeout or daemon.poll() is not None:
+            if all(s in FINAL_STATES for s in states) or at > timeout or _reaped(daemon, usage, 0, peak):
                 break
             time.sleep(0.05)
         elapsed = time.monotonic() - started
     finally:
-        if daemon.poll() is None:
+        if daemon.returncode is None:
             daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
+            if not _reaped(daemon, usage, 30, peak):
                 daemon.kill()
-                daemon.wait(10)
-    return Outcome(started, elapsed, [image_states(db).get(m) for m in media_ids])
+                _reaped(daemon, usage, 10, peak)
+    return Outcome(started, elapsed, [image_states(db).get(m) for m in media_ids], usage[0] if usage else None,
+                   max(peak) if peak else None)
+
+
+def _note_peak(pid: int, peak: list[int]) -> None:
+    """Keep in `peak` the largest VmHWM (KiB) of the process seen, if /proc has it (not once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak[:] = [max([*peak, int(line.split()[1])])]
+                    return
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def _reaped(daemon: subprocess.Popen, usage: list[resource.struct_rusage], timeout: float, peak: list[int]) -> bool:
+    """Whether the daemon has exited, waiting up to `timeout` s; reaps it with os.wait4 (instead of
+    Popen.wait, which drops the rusage) and appends its rusage to `usage`; until then its VmHWM to
+    `peak`."""
+    if daemon.returncode is not None:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        _note_peak(daemon.pid, peak)
+        try:
+            pid, status, rusage = os.wait4(daemon.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere: its exit code and usage are lost
+            daemon.returncode = -1
+            return True
+        if pid == daemon.pid:
+            daemon.returncode = os.waitstatus_to_exitcode(status)
+            usage.append(rusage)
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
