@@ -53,7 +53,10 @@ def rows_from(output: str) -> list[Row]:
 
 
 def number(value: float, unit: str) -> str:
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    if float(value).is_integer() or abs(value) >= 100:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
     return f"{text} {unit}".strip()
 
 

@@ -31,7 +31,7 @@ from harness import Row, markdown_table, rows_from, text_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"  # `make bench` installs imagen-ai-sdk there
+SDK_PYTHON = ".venv-sdk/bin/python"  # `make bench` installs imagen-ai-sdk there (scenarios run in ROOT)
 
 
 @dataclass
@@ -53,8 +53,8 @@ SCENARIOS = [
     Scenario("productai", "productai_throughput.py", ["--images", "60", "--window", "6", "--seed", "1"],
              ["--images", "6", "--window", "3", "--seed", "1"]),
     Scenario("imagen", "imagen_vs_sdk.py", ["--images", "40", "--seed", "1", "--first-poll", "10",
-                                            "--sdk-python", str(SDK_PYTHON)],
-             ["--images", "3", "--seed", "1", "--first-poll", "1", "--tick", "0.2", "--sdk-python", str(SDK_PYTHON)]),
+                                            "--sdk-python", SDK_PYTHON],
+             ["--images", "3", "--seed", "1", "--first-poll", "1", "--tick", "0.2", "--sdk-python", SDK_PYTHON]),
 ]
 
 
