@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sqlite3
 import sys
 import tempfile
