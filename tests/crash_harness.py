@@ -30,6 +30,11 @@ class CrashReport:
     seconds: float
     problems: list[str] = field(default_factory=list)
     originals: dict[str, dict] = field(default_factory=dict, repr=False)  # legacy id -> seeded media
+    tracebacks: int = 0  # in the daemon's log: a crash of its own, not one of our kills
+
+    def count(self, kind: str) -> int:
+        """Problems of one kind: "media" (a duplicate or missing write), "charged", "backup"."""
+        return sum(kind in problem for problem in self.problems)
 
     def line(self) -> str:
         return (f"{self.images} images, {self.kills} kill -9, drained in {self.seconds:.1f} s: states {self.states}; "
@@ -77,6 +82,7 @@ def crash_anywhere(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, p
     report = CrashReport(images=products, kills=kills, seconds=seconds, originals=originals,
                          states={s: list(states.values()).count(s) for s in sorted(set(states.values()))})
     report.problems = check_promises(db, shop, provider, originals, mode)
+    report.tracebacks = log.read_text(errors="replace").count("Traceback")
     return report
 
 
