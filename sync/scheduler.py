@@ -72,6 +72,17 @@ class Daemon:
         ]
 
     async def _guarded(self, name: str, step: Step) -> None:
+        try:
+            await self._run_step(name, step)
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+            # Cancelled by the stop sequence (past its grace, or still waiting for the lock): every
+            # outside call has its intent recorded, so the next start resumes it. Not an error, and
+            # no traceback for the journal.
+            log.debug("step_cancelled", step=name)
+
+    async def _run_step(self, name: str, step: Step) -> None:
         if self.stopping.is_set():
             return
         async with self.lock:
@@ -256,7 +267,9 @@ class Daemon:
         grace = self.ctx.settings.schedule.shutdown_grace
         log.info("stopping", grace=grace)
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            # Pause, not shut down: APScheduler's asyncio executor cancels every job it runs when
+            # it shuts down, which would cut the running step off without its grace.
+            self.scheduler.pause()
         if self.running:
             _, pending = await asyncio.wait(set(self.running), timeout=grace)
             for task in pending:
@@ -264,6 +277,8 @@ class Daemon:
             if pending:
                 await asyncio.wait(pending, timeout=2)
                 log.warning("abandoned", steps=len(pending), note="their intent is recorded; resumed on next start")
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)  # cancels the steps still waiting for the lock
         if background:
             await asyncio.wait(background, timeout=5)
         log.info("stopped")
