@@ -12,9 +12,15 @@ it taken within the same run, and the same figure for the naive peer where there
 from __future__ import annotations
 
 import json
+import os
+import platform
+import re
 import shlex
+import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 MARK = "BENCH-ROW "
 
@@ -90,6 +96,36 @@ def markdown_table(rows: list[Row]) -> str:
         values[-1] = f"`{values[-1]}`" if values[-1] else ""
         lines.append("| " + " | ".join(escape(v) for v in values) + " |")
     return "\n".join(lines)
+
+
+def run_script(script: Path, args: list[str], *, cwd: Path, log: Path) -> tuple[int, str, float]:
+    """Run one scenario or suite script as a subprocess: its exit status, its stdout (also kept in
+    `log`, after its stderr) and how long it took."""
+    started = time.monotonic()
+    with log.open("w") as sink:
+        done = subprocess.run([sys.executable, str(script), *args], cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=sink, text=True, env={**os.environ, "NO_COLOR": "1"})
+        sink.write(done.stdout)
+    return done.returncode, done.stdout, time.monotonic() - started
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def replace_between_markers(path: Path, start: str, end: str, body: str) -> None:
+    """Rewrite what lies between the two markers in `path` (the markers stay)."""
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: the markers {start} / {end} are missing")
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":  # `python bench/harness.py < output`: the table of a script's rows

@@ -16,18 +16,13 @@ date and the machine. A scenario that crashes gets a row saying so, and the exit
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from harness import Row, markdown_table, rows_from, text_table
+from harness import Row, machine, markdown_table, replace_between_markers, rows_from, run_script, text_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -61,38 +56,18 @@ SCENARIOS = [
 def run_scenario(scenario: Scenario, *, small: bool, out: Path) -> tuple[list[Row], float]:
     args = scenario.small if small else scenario.full
     log = out / f"{scenario.name}.log"
-    started = time.monotonic()
-    with log.open("w") as sink:
-        done = subprocess.run([sys.executable, str(HERE / scenario.script), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=sink, text=True, env={**os.environ, "NO_COLOR": "1"})
-        sink.write(done.stdout)
-    took = time.monotonic() - started
-    rows = rows_from(done.stdout)
-    if done.returncode != 0 or not rows:
-        rows.append(Row(scenario.name, f"FAILED (exit {done.returncode}); output in {log}", 0, "", met=False,
+    status, stdout, took = run_script(HERE / scenario.script, args, cwd=ROOT, log=log)
+    rows = rows_from(stdout)
+    if status != 0 or not rows:
+        rows.append(Row(scenario.name, f"FAILED (exit {status}); output in {log}", 0, "", met=False,
                         command=f".venv/bin/python bench/{scenario.script} {' '.join(args)}"))
     return rows, took
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
 def write_readme(readme: Path, rows: list[Row], *, small: bool) -> None:
-    text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme}: the markers {start} / {end} are missing")
-    body = (f"{start}\n`make bench` on {date.today().isoformat()}, {machine()}"
-            f"{' (--small: sizes for the tests, not figures)' if small else ''}:\n\n{markdown_table(rows)}\n{end}")
-    head, rest = text.split(start, 1)
-    readme.write_text(head + body + rest.split(end, 1)[1])
+    body = (f"`make bench` on {date.today().isoformat()}, {machine()}"
+            f"{' (--small: sizes for the tests, not figures)' if small else ''}:\n\n{markdown_table(rows)}")
+    replace_between_markers(readme, "<!-- bench:start -->", "<!-- bench:end -->", body)
 
 
 def main() -> int:
