@@ -1,10 +1,11 @@
 # Two commands on a fresh machine with Python 3.11+:  make demo  |  make test
 # The benchmark table (minutes; rewrites the README's performance table):  make bench
+# The reliability table (full sizes, minutes; rewrites RELIABILITY.md):  make reliability
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench reliability clean
 
 $(BIN)/retouch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ test: setup
 
 bench: setup .venv-sdk/bin/python
 	$(BIN)/python bench/run.py --readme README.md
+
+reliability: setup
+	$(BIN)/python bench/reliability.py --report RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .venv-sdk retouch-demo .pytest_cache .hypothesis
