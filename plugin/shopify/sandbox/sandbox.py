@@ -17,6 +17,7 @@ from ...serve import RunningServer, serve_in_thread
 from .app import build_app
 from .graphql_api import GraphQLService
 from .model import Media, Product, parse_gid
+from .sources import Fetched
 from .store import SandboxError, Store
 
 
@@ -158,6 +159,39 @@ class ShopifySandbox:
         store = self._store
         with store.lock:
             store.remove_media(self._media(media_id), store.clock())
+
+    def replace_image(self, media_id: int | str, *, data: bytes) -> dict[str, Any]:
+        """Put another picture into a media, as the merchant's "replace" in the admin does: same id,
+        position, alt and file name, a new version at a new CDN URL; READY at once."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            media = self._media(media_id)
+            store.replace_source(media, source_url="https://merchant-upload.invalid/replaced",
+                                 fetched=Fetched(data=data), now=now - store.processing_seconds)
+            store.settle(now)
+            if media.product_id in store.products:
+                store.touch(store.products[media.product_id], now)
+            return store.media_json(media, self._url(), now)
+
+    def reorder_media(self, legacy_id: int | str, media_id: int | str, position: int) -> dict[str, Any]:
+        """Move one media to `position` (0-based), as the merchant's drag and drop does; at once."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            product, media = self._product(legacy_id), self._media(media_id)
+            if media.id not in product.media_ids:
+                raise SandboxError(f"media {media_id} is not on product {legacy_id}")
+            product.media_ids.remove(media.id)
+            product.media_ids.insert(min(max(position, 0), len(product.media_ids)), media.id)
+            store.touch(product, now)
+            return store.product_json(product, self._url(), now)
+
+    def reset(self) -> None:
+        """Forget every product, media, fault and counter (the server keeps running): one test
+        example after another on one sandbox."""
+        with self._store.lock:
+            self._store.reset()
 
     def product(self, legacy_id: int | str) -> dict[str, Any]:
         store = self._store

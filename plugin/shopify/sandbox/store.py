@@ -115,7 +115,14 @@ class Store:
         self.shop_name = shop_name
         self.clock = clock
         self.processing_seconds = processing_seconds
-        self.bucket = LeakyBucket(bucket_size, restore_rate, clock)
+        self._bucket_args = (bucket_size, restore_rate)
+        self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID}
+        self.reset()
+
+    def reset(self) -> None:
+        """An empty shop again: no products, media, uploads, jobs, faults or stats, a full bucket.
+        Ids keep counting up, so nothing a client remembers from before can name a new object."""
+        self.bucket = LeakyBucket(*self._bucket_args, self.clock)
         self.faults = FaultPlan()
         self.stats = Stats()
         self.products: dict[int, Product] = {}
@@ -123,7 +130,6 @@ class Store:
         self.staged: dict[str, StagedUpload] = {}
         self.jobs: dict[str, ReorderJob] = {}
         self.filenames: dict[str, int] = {}  # CDN file name -> media id
-        self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID}
         self._photo_seed = 0
 
     # ------------------------------------------------------------------ plumbing

@@ -109,6 +109,9 @@ class KeyRecord:
     poll_count: int = 0
     charged_per_idempotency_key: Counter[str] = field(default_factory=Counter)  # images counted at creation
     images_by_external_id: Counter[str] = field(default_factory=Counter)
+    # Images charged per source URL: a Shopify CDN URL names one picture (its file and version), so a
+    # test can tell "charged at most once per picture" and "only merchant pictures were charged".
+    images_by_source_url: Counter[str] = field(default_factory=Counter)
 
     @property
     def sandbox(self) -> bool:
@@ -303,6 +306,7 @@ class SandboxState:
             for image in payload.images:
                 if image.external_id is not None:
                     record.images_by_external_id[image.external_id] += 1
+                record.images_by_source_url[image.source_url] += 1
                 items.append(ItemState(str(uuid.uuid4()), image.external_id, image.source_url, per_item))
             job = EnhancementState(str(uuid.uuid4()), record, payload, base_url.rstrip("/"), items, created_at=now)
             self._enhancements[job.id] = job
@@ -429,6 +433,7 @@ class SandboxState:
                     "images_charged": sum(record.charged_per_idempotency_key.values()),
                     "charged_per_idempotency_key": dict(record.charged_per_idempotency_key),
                     "images_by_external_id": dict(record.images_by_external_id),
+                    "images_by_source_url": dict(record.images_by_source_url),
                     "credits": {
                         "purchased": record.account.purchased,
                         "available": record.account.available,
