@@ -282,7 +282,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     try:
         parsed = _File.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], extra_sections=list(plugins))) from None
+        raise ConfigError(_describe(_first(exc.errors()), extra_sections=list(plugins))) from None
     if parsed.provider.name not in plugins:
         raise ConfigError(f"[provider] name: unknown provider {parsed.provider.name!r}; "
                           f"choose one of {', '.join(sorted(plugins))}")
@@ -295,7 +295,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         try:
             provider_tables[name] = plugins[name].settings_model.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc.errors()[0], section=name, model=plugins[name].settings_model)) from None
+            raise ConfigError(_describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)) from None
     plugin = plugins[parsed.provider.name]
     shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
                                             SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
@@ -345,6 +345,12 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
         return SecretStr((Path(cred_dir) / credential).read_text().strip()), f"systemd credential {credential}"
     raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
                       f"or a systemd credential named {credential}")
+
+
+def _first(errors: list[dict]) -> dict:
+    """The error to report: an unknown key before anything else, since a misspelt required key is
+    also reported "missing", and "did you mean 'profile_key'?" is the line that fixes both."""
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
 def _describe(error: dict, *, section: str | None = None, model: type[BaseModel] | None = None,
