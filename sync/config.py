@@ -319,6 +319,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         backup_dir = database_path.parent / "backups"
     elif not backup_dir.is_absolute():
         backup_dir = (path.parent / backup_dir).resolve()
+    _check_directory(backup_dir, "[writeback] backup_dir")
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
         provider_table=provider_tables[plugin.name],
@@ -334,6 +335,9 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
             environ: dict[str, str]) -> tuple[SecretStr, str]:
     """The secret and where it came from (for `retouch check`; never the value)."""
     if value is not None and value.get_secret_value():
+        if env_name:
+            # Two sources for one secret: whichever we picked, the owner may be rotating the other.
+            raise ConfigError(f"{key}_env: {key.split()[-1]} is set too; keep only one of them")
         return value, "the config file"
     if env_name:
         from_env = environ.get(env_name)
@@ -345,6 +349,16 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
         return SecretStr((Path(cred_dir) / credential).read_text().strip()), f"systemd credential {credential}"
     raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
                       f"or a systemd credential named {credential}")
+
+
+def _check_directory(path: Path, key: str) -> None:
+    """A directory that is or can be made: nothing on the way to it may be a file. (Whether it is
+    writable by the service's user is `retouch check`'s job: the CLI may run as another user.)"""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(f"{key}: {part} is a file, not a directory")
+            return
 
 
 def _first(errors: list[dict]) -> dict:
