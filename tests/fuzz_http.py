@@ -47,10 +47,10 @@ class AnsweringServer:
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
+                body = b"" if self.command == "HEAD" or answer.status in (204, 304) else answer.body
+                self.send_header("Content-Length", str(len(body)))  # (a 204 with a length makes clients wait)
                 self.end_headers()
-                if self.command != "HEAD" and answer.status not in (204, 304):
-                    self.wfile.write(answer.body)
+                self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _reply
 
