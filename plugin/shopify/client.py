@@ -287,9 +287,11 @@ class ShopifyClient:
     def _raise_graphql_errors(self, operation_name: str, errors: Any, cost: Any, seen_at: float) -> None:
         entries = errors if isinstance(errors, list) else [{"message": errors}]
         codes = {
-            entry.get("extensions", {}).get("code")
+            entry["extensions"].get("code")
             for entry in entries
+            # (only text: a list or object as a code is unhashable, and is no code we act on)
             if isinstance(entry, dict) and isinstance(entry.get("extensions"), dict)
+            and isinstance(entry["extensions"].get("code"), str)
         }
         messages = [
             self._redact(str(entry.get("message") if isinstance(entry, dict) else entry)) for entry in entries
