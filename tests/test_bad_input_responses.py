@@ -57,6 +57,7 @@ HOSTILE = [
     *[(target, operation, Answer(301, {"Location": "http:x"}, b"{}"))
       for target, operation in (("aigenstudio", "list_presets"), ("imagen", "create_project"),
                                 ("productai", "generate"), ("shopify", "get_product"))],
+    ("shopify", "shop", Answer(200, {}, _json({"errors": [{"message": "x", "extensions": {"code": ["THROTTLED"]}}]}))),
     ("shopify", "delete_media", Answer(200, {}, _json({"data": {"fileDelete": {"userErrors": "denied"}}}))),
     ("shopify", "delete_media", Answer(200, {}, _json({"data": {"fileDelete": {"userErrors": [{"field": 5}]}}}))),
     ("shopify", "add_media", Answer(200, {}, _json({"data": {"productUpdate": {"userErrors": [["x"]]}}}))),
