@@ -282,7 +282,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     try:
         parsed = _File.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], extra_sections=list(plugins))) from None
+        raise ConfigError(_describe(_first(exc.errors()), extra_sections=list(plugins))) from None
     if parsed.provider.name not in plugins:
         raise ConfigError(f"[provider] name: unknown provider {parsed.provider.name!r}; "
                           f"choose one of {', '.join(sorted(plugins))}")
@@ -295,7 +295,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         try:
             provider_tables[name] = plugins[name].settings_model.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc.errors()[0], section=name, model=plugins[name].settings_model)) from None
+            raise ConfigError(_describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)) from None
     plugin = plugins[parsed.provider.name]
     shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
                                             SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
@@ -319,6 +319,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         backup_dir = database_path.parent / "backups"
     elif not backup_dir.is_absolute():
         backup_dir = (path.parent / backup_dir).resolve()
+    _check_directory(backup_dir, "[writeback] backup_dir")
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
         provider_table=provider_tables[plugin.name],
@@ -334,6 +335,9 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
             environ: dict[str, str]) -> tuple[SecretStr, str]:
     """The secret and where it came from (for `retouch check`; never the value)."""
     if value is not None and value.get_secret_value():
+        if env_name:
+            # Two sources for one secret: whichever we picked, the owner may be rotating the other.
+            raise ConfigError(f"{key}_env: {key.split()[-1]} is set too; keep only one of them")
         return value, "the config file"
     if env_name:
         from_env = environ.get(env_name)
@@ -345,6 +349,22 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
         return SecretStr((Path(cred_dir) / credential).read_text().strip()), f"systemd credential {credential}"
     raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
                       f"or a systemd credential named {credential}")
+
+
+def _check_directory(path: Path, key: str) -> None:
+    """A directory that is or can be made: nothing on the way to it may be a file. (Whether it is
+    writable by the service's user is `retouch check`'s job: the CLI may run as another user.)"""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(f"{key}: {part} is a file, not a directory")
+            return
+
+
+def _first(errors: list[dict]) -> dict:
+    """The error to report: an unknown key before anything else, since a misspelt required key is
+    also reported "missing", and "did you mean 'profile_key'?" is the line that fixes both."""
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
 def _describe(error: dict, *, section: str | None = None, model: type[BaseModel] | None = None,

@@ -287,9 +287,11 @@ class ShopifyClient:
     def _raise_graphql_errors(self, operation_name: str, errors: Any, cost: Any, seen_at: float) -> None:
         entries = errors if isinstance(errors, list) else [{"message": errors}]
         codes = {
-            entry.get("extensions", {}).get("code")
+            entry["extensions"].get("code")
             for entry in entries
+            # (only text: a list or object as a code is unhashable, and is no code we act on)
             if isinstance(entry, dict) and isinstance(entry.get("extensions"), dict)
+            and isinstance(entry["extensions"].get("code"), str)
         }
         messages = [
             self._redact(str(entry.get("message") if isinstance(entry, dict) else entry)) for entry in entries
@@ -312,12 +314,19 @@ class ShopifyClient:
             if not isinstance(payload, dict):
                 continue
             for key in ("userErrors", "mediaUserErrors"):
-                for entry in payload.get(key) or ():
+                entries = payload.get(key) or []
+                if not isinstance(entries, list):
+                    raise ShopifyResponseError(f"{key} is not a list", operation=operation_name)
+                for entry in entries:
+                    if not isinstance(entry, dict):
+                        raise ShopifyResponseError(f"an entry of {key} is not an object", operation=operation_name)
                     field_path = entry.get("field")
+                    code = entry.get("code")
                     found.append(
                         UserError(
-                            code=entry.get("code"),
-                            field=[str(part) for part in field_path] if field_path else None,
+                            code=code if isinstance(code, str) else None,
+                            field=[str(part) for part in field_path] if isinstance(field_path, list) and field_path
+                            else None,
                             message=self._redact(str(entry.get("message", ""))),
                         )
                     )
@@ -345,6 +354,9 @@ class ShopifyClient:
             raise _Transient(f"timeout ({type(exc).__name__})", maybe_executed=True) from None
         except httpx.UnsupportedProtocol:
             raise ShopifyResponseError(f"unsupported URL scheme in {request.url.scheme}://{request.url.host}") from None
+        except httpx.InvalidURL:
+            # httpx reads a redirect's Location even when it does not follow it; a garbled one raises this.
+            raise ShopifyResponseError(f"{request.url.host} answered a redirect to an unusable URL") from None
         except httpx.TransportError as exc:
             raise _Transient(f"connection_error ({type(exc).__name__})", maybe_executed=True) from None
         except httpx.RequestError as exc:  # too many redirects, undecodable body: retrying will not help
@@ -384,7 +396,7 @@ class ShopifyClient:
     def _json_object(self, response: httpx.Response, operation_name: str) -> dict[str, Any]:
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # also nested deeper than the parser goes
             raise ShopifyResponseError("response body is not JSON", operation=operation_name) from None
         if not isinstance(body, dict):
             raise ShopifyResponseError("response body is not a JSON object", operation=operation_name)
@@ -395,7 +407,7 @@ class ShopifyClient:
         try:
             body = response.json()
             text = body.get("errors") if isinstance(body, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             text = None
         return self._redact(str(text or response.reason_phrase))[:300]
 
@@ -435,7 +447,8 @@ class ShopifyClient:
                 {"first": page_size, "after": after, "query": query, "mediaFirst": media_page_size},
             )
             connection = self._field(data, "products", "ProductsPage")
-            for node in connection["nodes"]:
+            nodes = self._parse("ProductsPage", lambda: list(connection["nodes"]))
+            for node in nodes:
                 product = await self._complete_product(node, media_page_size)
                 if product is not None:
                     yield product
@@ -466,7 +479,7 @@ class ShopifyClient:
                 log.info("product_gone", product_id=product_id)
                 return None
             page = self._parse("ProductMediaPage", lambda: product["media"])
-            extra.extend(page["nodes"])
+            extra.extend(self._parse("ProductMediaPage", lambda: list(page["nodes"])))
             cursor = self._next_cursor(page, cursor, "ProductMediaPage")
         return self._parse("Product", lambda: parse_product(node, extra))
 
@@ -531,6 +544,9 @@ class ShopifyClient:
             return target["url"], target["resourceUrl"], parameters
 
         url, resource_url, parameters = self._parse("StagedUploadsCreate", target_fields)
+        if not (isinstance(url, str) and isinstance(resource_url, str)
+                and all(isinstance(name, str) and isinstance(value, str) for name, value in parameters)):
+            raise ShopifyResponseError("staged target fields are not strings", operation="StagedUploadsCreate")
         if not url or not resource_url:
             raise ShopifyResponseError("staged target without url/resourceUrl", operation="StagedUploadsCreate")
 
@@ -610,7 +626,11 @@ class ShopifyClient:
             {"id": product_id, "moves": [{"id": media_id, "newPosition": str(new_position)}]},
         )
         job = self._parse("ProductReorderMedia", lambda: data["productReorderMedia"]["job"])
-        if not job or job.get("done"):
+        if not job:
+            return
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str):
+            raise ShopifyResponseError("reorder job without an id", operation="ProductReorderMedia")
+        if job.get("done"):
             return
         deadline = self._clock() + timeout
         delay = 0.1
@@ -619,6 +639,8 @@ class ShopifyClient:
             delay = min(delay * 2, 1.0)
             polled = (await self.execute("Job", {"id": job["id"]})).get("job")
             # A job Shopify no longer knows has finished long ago (jobs expire after completion).
+            if polled is not None and not isinstance(polled, dict):
+                raise ShopifyResponseError("job is not an object", operation="Job")
             if polled is None or polled.get("done"):
                 return
             if self._clock() >= deadline:

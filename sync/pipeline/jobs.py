@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.providers.base import Ticket, TicketItem
+from retouch.plugin.shopify.errors import ShopifyError
 from retouch.storage.models import Image, Job
 
 from .. import imaging
@@ -43,9 +45,23 @@ class JobProgress:
 
     async def source_bytes(self, item: TicketItem) -> tuple[bytes, str]:
         """The original from Shopify's CDN, as JPEG unless the provider takes its format as it is."""
-        data, _ = await self.ctx.shopify.download(item.source_url)
-        fmt = imaging.sniff_format(data)  # ImageDataError for bytes that are no image
+        # Raised as provider errors, which submit acts on: anything else would leave the job pending,
+        # sent again every tick, ahead of every other image. (Pre-flight looked at these bytes already;
+        # this is the CDN changing them in between.)
+        try:
+            data, _ = await self.ctx.shopify.download(item.source_url)
+        except ShopifyError as exc:
+            raise provider_errors.Unavailable("source_unavailable", f"the original could not be downloaded: "
+                                              f"{str(exc)[:300]}") from None
+        try:
+            return self._as_accepted(data)
+        except imaging.ImageDataError as exc:
+            raise provider_errors.Rejected(f"source_{exc.code}", f"the original is {exc}") from None
+
+    def _as_accepted(self, data: bytes) -> tuple[bytes, str]:
+        fmt = imaging.sniff_format(data)
         accepted = {_PILLOW_FORMATS[m] for m in self.ctx.capabilities.source_formats if m in _PILLOW_FORMATS}
-        if fmt in accepted:
+        # A CMYK JPEG is a JPEG, but few services read CMYK right: we send it as sRGB.
+        if fmt in accepted and imaging.mode_of(data) != "CMYK":
             return data, next(m for m, f in _PILLOW_FORMATS.items() if f == fmt)
-        return imaging.convert(data, "JPEG"), "image/jpeg"
+        return imaging.rgb_jpeg(data), "image/jpeg"

@@ -20,6 +20,7 @@ from retouch.storage.models import ImageState, Job, JobState, epoch
 from ..decisions import backoff, next_midnight, poll_delay, submit_size
 from .context import BLOCKED_UNTIL, PAUSED, Context
 from .jobs import JobProgress, ticket_for
+from .preflight import usable_sources
 from .refresh import refresh_unready
 
 QUEUE_READ_LIMIT = 1000  # images read for one job when the provider sets no batch limit
@@ -60,7 +61,9 @@ async def submit(ctx: Context) -> int:
         return 0
     if left is not None:
         size = min(size, left)
-    batch = queued[:size]
+    batch = await usable_sources(ctx, queued[:size])
+    if not batch:
+        return 0
     job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
                                options=json.dumps(ctx.provider.request_options(), sort_keys=True))
     ctx.log.info("job_created", job_id=job.id, images=len(batch), provider=ctx.provider_name)

@@ -131,7 +131,7 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
     try:
         data, _ = await ctx.shopify.download(image.source_url)
     except ShopifyResponseError:
-        await _still_there(ctx, image)  # a CDN 404 usually means the merchant deleted it
+        await still_there(ctx, image)  # a CDN 404 usually means the merchant deleted it
         raise
     try:
         imaging.sniff_format(data)
@@ -142,7 +142,7 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
             "error_message": None}
 
 
-async def _still_there(ctx: Context, image: Image) -> Product:
+async def still_there(ctx: Context, image: Image) -> Product:
     """The image's product, read fresh; Skip when the product or the media is gone."""
     product = await ctx.shopify.get_product(image.product_id)
     if product is None:
@@ -155,7 +155,7 @@ async def _still_there(ctx: Context, image: Image) -> Product:
 async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
     if not ctx.backups.has(image.backup_sha256 or ""):
         raise BackupError("the original's backup is missing; not touching Shopify without it")
-    product = await _still_there(ctx, image)
+    product = await still_there(ctx, image)
     original = next(m for m in product.media if m.id == image.media_id)
     if original.status in ("UPLOADED", "PROCESSING"):
         # A new file is going into this media right now (the merchant's, or a write of ours from

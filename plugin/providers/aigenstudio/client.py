@@ -197,6 +197,10 @@ class AigenClient(ClosingClient):
                     request_id: str) -> tuple[httpx.Response, Any]:
         try:
             response = await self._http.request(method, path, content=content, headers=all_headers)
+        except httpx.InvalidURL:
+            # httpx reads a redirect's Location even when it does not follow it; a garbled one raises this.
+            raise ServiceUnavailable("invalid_redirect", f"{method} {path} answered a redirect to an unusable URL",
+                                     request_id=request_id) from None
         except httpx.TimeoutException:
             log.warning("timed_out", method=method, path=path, request_id=request_id)
             raise ServiceUnavailable("timeout", f"{method} {path} timed out", request_id=request_id) from None
@@ -209,7 +213,7 @@ class AigenClient(ClosingClient):
         log.debug("requested", method=method, path=path, status=response.status_code, request_id=request_id)
         try:
             body = response.json()
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; nesting too deep
             body = None
             is_json = False
         else:

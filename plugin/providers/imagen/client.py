@@ -336,7 +336,7 @@ class ImagenClient(ClosingClient):
         log.debug("requested", method=method, path=path, status=response.status_code)
         try:
             body, is_json = response.json(), True
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; nesting too deep
             body, is_json = None, False
         if response.is_success:
             if not is_json:
@@ -382,6 +382,9 @@ class ImagenClient(ClosingClient):
                     content: bytes | None) -> httpx.Response:
         try:
             return await self._http.request(method, url, content=content, headers=headers)
+        except httpx.InvalidURL:
+            # httpx reads a redirect's Location even when it does not follow it; a garbled one raises this.
+            raise ServiceUnavailable("invalid_redirect", f"{what} answered a redirect to an unusable URL") from None
         except httpx.TimeoutException:
             log.warning("timed_out", request=what)
             raise ServiceUnavailable("timeout", f"{what} timed out") from None

@@ -226,6 +226,10 @@ class ProductAIClient(ClosingClient):
                     headers: dict[str, str]) -> tuple[httpx.Response, Any]:
         try:
             response = await self._http.request(method, path, content=content, headers=headers)
+        except httpx.InvalidURL:
+            # httpx reads a redirect's Location even when it does not follow it; a garbled one raises this.
+            raise ServiceUnavailable("invalid_redirect",
+                                     f"{method} {path} answered a redirect to an unusable URL") from None
         except httpx.TimeoutException:
             log.warning("productai_timed_out", method=method, path=path)
             raise ServiceUnavailable("timeout", f"{method} {path} timed out") from None
@@ -235,7 +239,7 @@ class ProductAIClient(ClosingClient):
         log.debug("productai_requested", method=method, path=path, status=response.status_code)
         try:
             body, is_json = response.json(), True
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; nesting too deep
             body, is_json = None, False
         if response.is_success and is_json:
             return response, body
