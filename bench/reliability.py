@@ -39,6 +39,9 @@ class Suite:
 SUITES = [
     Suite("crash", "crash_anywhere.py", ["--images", "200", "--kills", "25", "--seed", "1"],
           ["--images", "8", "--kills", "4", "--seed", "1"]),
+    Suite("convergence", "convergence.py", ["--examples", "100", "--steps", "40", "--seed", "1"],
+          ["--examples", "6", "--steps", "20", "--seed", "1"]),
+    Suite("bad_input", "bad_input.py", [], ["--small"]),
 ]
 
 

@@ -530,7 +530,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
             expected = sum(1 for o in self.live() if o.product == legacy_id) + sum(
                 1 for gid in self.seeded if any(m["id"] == gid for m in products[legacy_id]["media"]))
             if self.mode == "append":
-                expected += sum(1 for o in self.live(eligible_only=True) if o.product == legacy_id
+                # Our copy sits beside each enhanced original, and stays when the merchant deletes
+                # the original afterwards (keeping only the enhanced copy is how append mode is used).
+                expected += sum(1 for o in self.originals.values() if o.eligible and o.product == legacy_id
                                 and (self.row_of(o, rows) or {}).get("state") == "done")
             if len(products[legacy_id]["media"]) != expected:
                 problems.append(f"duplicate or missing media: product {legacy_id} has "
