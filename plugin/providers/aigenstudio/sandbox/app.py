@@ -13,17 +13,18 @@ Public API (as the real service documents it):
     GET  /results/{enhancement_id}/{item_id}.png          result (and {item_id}_thumb.png), public
 Inspection and faults (sandbox only, no auth):
     GET  /_sandbox/stats
-    POST /_sandbox/faults      {"endpoint": "create"|"status", "status": 5xx, "count": n}
+    POST /_sandbox/faults      {"endpoint": "create"|"status", "status": 5xx|429, "retry_after"?: s, "count": n}
                                {"endpoint": "create", "mode": "drop_response", "count": n}
                                {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
-                               {"endpoint": ..., "mode": "html", "count": n}  (a proxy's 502 page)
+                               {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
+                               {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
+                               (+ "skip", "probability": the plan language of sandbox_faults.py)
     DELETE /_sandbox/faults
     POST /_sandbox/live_keys   {"key", "purchased", "available", "account"?}
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -35,14 +36,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from ...sandbox_faults import FaultBook, SandboxFaults, fault_from_body
+from ...sandbox_faults import FaultBook, SandboxFaults, answer_for, delay_for, fault_from_body, retry_after_headers
 from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, validate_create, validate_idempotency_key
 
@@ -126,7 +127,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         )
         self._state = SandboxState(limits, clock)
         self._stop = threading.Event()
-        self._webhooks = WebhookSender(self._stop, clock)
+        self._webhooks = WebhookSender(self._stop, clock, self._state.faults)
         self._processor = Processor(self._state, self._webhooks, seconds_per_item, self._stop)
         self.app = Starlette(
             routes=[
@@ -178,15 +179,17 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         fault = self.faults.take(endpoint)
         if fault is None:
             return None, False
+        if fault.status == 429:
+            return _error(429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)), False
         if fault.status is not None:
             code = contract.SERVICE_UNAVAILABLE if fault.status == 503 else contract.INTERNAL_ERROR
-            return _error(fault.status, code, "The service failed to process the request.", request_id), False
-        if fault.mode == "html":
-            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502), False
-        if fault.mode == "hang":
-            await asyncio.sleep(fault.seconds)
-            return None, False
-        return None, True  # drop_response
+            return _error(fault.status, code, "The service failed to process the request.", request_id,
+                          retry_after_headers(fault)), False
+        instead = answer_for(fault)
+        if instead is not None:
+            return instead, False
+        await delay_for(fault)
+        return None, fault.mode == "drop_response"
 
     async def _create(self, request: Request) -> Response:
         request_id = _request_id(request)
