@@ -10,6 +10,8 @@ fault language to each:
 - `mode="truncated"`: a 200 whose Content-Length promises more than is sent, then the connection closes;
 - `mode="non_json"`: a 200 whose body is not JSON (a maintenance page);
 - `mode="wrong_shape"`: a 200 with valid JSON of the wrong shape (a list where an object belongs);
+  on an endpoint that starts paid work (where `drop_response` applies), these three come after the
+  work is done: a 200 means the service processed the request, only the answer came back broken;
 - `mode="drop_response"`: do the work (and charge for it), then lose the answer (a 500);
 - `mode="fail"`: accept the request, then let the job (or media) end failed;
 - on the pseudo-endpoint "webhook": `mode="duplicate"` delivers a webhook twice, `mode="late"`
@@ -239,6 +241,16 @@ def answer_for(fault: Fault) -> Response | None:
     if fault.mode == "wrong_shape":
         return JSONResponse([{"unexpected": True}])  # valid JSON; every API answers an object
     return None
+
+
+AFTER_WORK_MODES = ("truncated", "non_json", "wrong_shape")
+
+
+def answered_after_work(book: FaultBook, fault: Fault) -> bool:
+    """Whether the sandbox does the request's work first, then sends the fault's answer (or a 500
+    for drop_response) instead of its own."""
+    return fault.mode == "drop_response" or (
+        fault.mode in AFTER_WORK_MODES and fault.endpoint in book.modes.get("drop_response", ()))
 
 
 async def delay_for(fault: Fault | None) -> None:

@@ -43,7 +43,8 @@ from retouch.plugin.serve import LoopbackSandbox
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from ...sandbox_faults import FaultBook, SandboxFaults, answer_for, delay_for, fault_from_body, retry_after_headers
+from ...sandbox_faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
+                              fault_from_body, retry_after_headers)
 from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, validate_create, validate_idempotency_key
 
@@ -174,27 +175,29 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
     async def _presets(self, request: Request) -> Response:
         return _json({"presets": PRESETS}, _request_id(request))
 
-    async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, bool]:
-        """(an error response to send instead, whether to drop the real response) for a pending fault."""
+    async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, Fault | None]:
+        """(an error response to send instead, or the fault that spoils the answer after the work)."""
         fault = self.faults.take(endpoint)
         if fault is None:
-            return None, False
+            return None, None
         if fault.status == 429:
-            return _error(429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)), False
+            return _error(429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)), None
         if fault.status is not None:
             code = contract.SERVICE_UNAVAILABLE if fault.status == 503 else contract.INTERNAL_ERROR
             return _error(fault.status, code, "The service failed to process the request.", request_id,
-                          retry_after_headers(fault)), False
+                          retry_after_headers(fault)), None
+        if answered_after_work(self.faults, fault):
+            return None, fault
         instead = answer_for(fault)
         if instead is not None:
-            return instead, False
+            return instead, None
         await delay_for(fault)
-        return None, fault.mode == "drop_response"
+        return None, None
 
     async def _create(self, request: Request) -> Response:
         request_id = _request_id(request)
         raw_body = await request.body()  # received in full first: a "hang" is slow processing, not a slow upload
-        instead, drop_response = await self._fault("create", request_id)
+        instead, spoil = await self._fault("create", request_id)
         if instead is not None:
             return instead
         try:
@@ -217,9 +220,10 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
             summary = job.summary_json()  # before the worker starts: a new job answers "queued" [DOC]
         if not replayed:
             self._processor.submit(job)
-        if drop_response:
-            # The job exists and is charged; only the answer is lost ("crash between send and record").
-            return _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.", request_id)
+        if spoil is not None:
+            # The job exists and is charged; only the answer is lost or broken ("crash between send and record").
+            return answer_for(spoil) or _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.",
+                                               request_id)
         body_out = {"enhancement": summary, "remaining_paid_credits": self._state.remaining_paid_credits(record)}
         status = contract.REPLAYED_STATUS if replayed else contract.CREATED_STATUS
         return _json(body_out, request_id, status, headers)

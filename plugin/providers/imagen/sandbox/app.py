@@ -48,7 +48,8 @@ from starlette.routing import Route
 from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
-from ...sandbox_faults import Fault, SandboxFaults, answer_for, delay_for, fault_from_body, retry_after_headers
+from ...sandbox_faults import (Fault, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
+                              retry_after_headers)
 from .faults import STORAGE_ENDPOINTS, fault_book
 from .jobs import CallbackSender, JobRunner
 from .links import UPLOADS, LinkError, LinkSigner, LinkTarget, s3_error
@@ -195,11 +196,13 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
                 answer = _error(fault.status, "Too Many Requests" if fault.status == 429 else "Internal Server Error")
             answer.headers.update(retry_after_headers(fault))
             return None, answer
+        if answered_after_work(self.faults, fault) or fault.mode == "fail":
+            return fault, None  # the handler does the work, then decides
         instead = answer_for(fault)
         if instead is not None:
             return None, instead
         await delay_for(fault)
-        return (None if fault.mode == "hang" else fault), None  # drop_response / fail: the handler decides
+        return None, None
 
     def _authenticate(self, request: Request) -> str:
         """[DOC] the key travels in x-api-key only."""
@@ -255,11 +258,10 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         self._jobs.submit(project, job)
         return self._answer(answer, fault)
 
-    @staticmethod
-    def _answer(answer: dict[str, Any], fault: Fault | None) -> Response:
-        if fault is not None and fault.mode == "drop_response":
-            # The job runs (and an edit will be charged); only the answer is lost.
-            return _error(500, "Internal Server Error")
+    def _answer(self, answer: dict[str, Any], fault: Fault | None) -> Response:
+        if fault is not None and answered_after_work(self.faults, fault):
+            # The job runs (and an edit will be charged); only the answer is lost or broken.
+            return answer_for(fault) or _error(500, "Internal Server Error")
         return _data(answer)
 
     def _status(self, action: str) -> Handler:

@@ -24,6 +24,12 @@ JOB_ENDPOINTS = ("edit", "export")  # the ones that start asynchronous work
 STORAGE_ENDPOINTS = ("upload", "download")  # served "by S3": errors are XML
 
 
+# "Not JSON" and "the wrong JSON" are faults of the JSON API: storage answers a PUT with an empty
+# 200 and a GET with the object's bytes, so a 200 with another body there would be S3 lying.
+JSON_ENDPOINTS = tuple(endpoint for endpoint in ENDPOINTS if endpoint not in STORAGE_ENDPOINTS)
+
+
 def fault_book() -> FaultBook:
-    return FaultBook((*ENDPOINTS, WEBHOOK), {**answer_modes(ENDPOINTS), "drop_response": JOB_ENDPOINTS,
-                                             "fail": JOB_ENDPOINTS, **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}})
+    modes = {**answer_modes(ENDPOINTS), "non_json": JSON_ENDPOINTS, "wrong_shape": JSON_ENDPOINTS,
+             "drop_response": JOB_ENDPOINTS, "fail": JOB_ENDPOINTS, **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
+    return FaultBook((*ENDPOINTS, WEBHOOK), modes)

@@ -46,7 +46,8 @@ from retouch.plugin.serve import LoopbackSandbox
 from . import contract
 from .errors import ApiError, api_error, bad_request, not_found, rate_limited, server_error, unauthorized
 from .processing import DurationSpec, JobDurations, Processor
-from ...sandbox_faults import FaultBook, SandboxFaults, answer_for, delay_for, fault_from_body, retry_after_headers
+from ...sandbox_faults import (FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
+                              retry_after_headers)
 from .state import Account, SandboxState
 from .validation import parse_json_object, validate_generate, validate_upscale
 from .webhooks import WebhookSender
@@ -176,25 +177,27 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         except ApiError as error:
             return _answer(error)
         fault = self.faults.take(endpoint)
-        drop_response = False
+        spoil = None  # the fault that breaks the answer after the work is done
         if fault is not None:
             if fault.status is not None:
                 error = rate_limited() if fault.status == 429 else server_error(fault.status)
                 return JSONResponse(error.body, status_code=error.status, headers=retry_after_headers(fault))
-            instead = answer_for(fault)
-            if instead is not None:
-                return instead
-            await delay_for(fault)
-            drop_response = fault.mode == "drop_response"
+            if answered_after_work(self.faults, fault):
+                spoil = fault
+            else:
+                instead = answer_for(fault)
+                if instead is not None:
+                    return instead
+                await delay_for(fault)
         try:
             if key is None and "authorization" in request.headers:
                 raise unauthorized(f"Send the API key in the {contract.API_KEY_HEADER} header.")
             data = handle(request, raw, self._state.authenticate(key))
         except ApiError as error:
             return _answer(error)
-        if drop_response:
-            # The job exists and is paid for; only the answer is lost ("crash between work and reply").
-            return _answer(server_error(500))
+        if spoil is not None:
+            # The job exists and is paid for; only the answer is lost or broken ("crash between work and reply").
+            return answer_for(spoil) or _answer(server_error(500))
         return _ok(data)
 
     def _start(self, request: Request, job_request: Any, account: Account) -> dict[str, Any]:
