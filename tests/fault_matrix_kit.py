@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import sqlite3
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +73,11 @@ def plan_faults(sandbox: Any, service: str, kind: str, *, count: int = 1, probab
             sandbox.add_fault(fail_media_processing=count, probability=probability)
         elif kind == "throttled":
             sandbox.add_fault(throttle=True, count=count, probability=probability)
+        elif probability < 1:  # a rate: it spreads over the run by itself
+            sandbox.add_fault(**fields, count=count, probability=probability)
         else:
             for skip in range(0, 4 * count, 4):  # one every few GraphQL requests, over the whole run
-                sandbox.add_fault(**fields, skip=skip, probability=probability)
+                sandbox.add_fault(**fields, skip=skip)
         return
     if kind in WEBHOOK_KINDS:
         sandbox.add_fault("webhook", **fields, count=count, probability=probability)
@@ -101,6 +105,83 @@ def matrix_config(text: str, *, webhooks_url: str | None = None) -> str:
     if webhooks_url:
         text += f'\n[server]\nlisten = "{webhooks_url[7:]}"\npublic_url = "{webhooks_url}"\nsafety_poll_every = "1h"\n'
     return text
+
+
+# --- one service's world ------------------------------------------------------------------------------
+
+PAI_WINDOW = 6.0  # ProductAI's budget window, short in the sandbox and in [productai]: no retry waits a minute
+PAI_REQUESTS = 60  # per window, in both: faults make retries, retries spend the budget
+# AI Gen Studio's quota window, short for the same reason: a 429 without Retry-After waits a job's
+# share of the window (here 1 s; with the default hour, 12 minutes). The same quotas in both.
+AIGEN_WINDOW, AIGEN_JOBS, AIGEN_IMAGES, AIGEN_POLLS = 10, 10, 200, 400
+
+
+@dataclass
+class World:
+    """One service under fault: its store, the sandbox the faults go to, the one that charges."""
+
+    service: str
+    shop: Any
+    faulty: Any
+    charged: Any
+    settings: Any
+    originals: dict[str, dict]
+    original_bytes: dict[str, bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def started(stack: ExitStack, sandbox: Any) -> Any:
+    server = sandbox.start()
+    stack.callback(server.stop)
+    return sandbox
+
+
+def build_world(stack: ExitStack, service: str, home: Path, *, products: int, seed: int, webhooks: bool) -> World:
+    """Sandboxes as fast as they go (the faults, not their pace, set the time), a config made for
+    faults, `products` products with a new image each; no fault yet. "shopify" is a store under
+    fault with AI Gen Studio behind it."""
+    from conftest import (IMAGEN_KEY, IMAGEN_TABLE, PRODUCTAI_KEY, PRODUCTAI_TABLE, SHOP_TOKEN, config_text,
+                          provider_config_text)
+    from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+    from retouch.plugin.providers.base import webhook_token
+    from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
+    from retouch.plugin.providers.productai.sandbox import ProductAISandbox
+    from retouch.plugin.shopify.sandbox import ShopifySandbox
+    from retouch.sync.config import load_settings
+
+    shop = started(stack, ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.05, restore_rate=2000))
+    if service in ("shopify", "aigenstudio"):
+        charged = started(stack, AigenSandbox(window_seconds=AIGEN_WINDOW, jobs_per_window=AIGEN_JOBS,
+                                              images_per_window=AIGEN_IMAGES, polls_per_window=AIGEN_POLLS,
+                                              seconds_per_item=0.05))
+        limits = (f'window = "{AIGEN_WINDOW}s", jobs = {AIGEN_JOBS}, images = {AIGEN_IMAGES}, '
+                  f'polls = {AIGEN_POLLS}, active_jobs = 1')
+        text = config_text(shop, charged, home, new_only=False, limits=limits)
+    elif service == "imagen":
+        charged = started(stack, ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.05,
+                                               edit_seconds=0.15, export_seconds=0.1))
+        text = provider_config_text(shop, home, provider="imagen", base_url=charged.api_url, api_key=IMAGEN_KEY,
+                                    table=IMAGEN_TABLE, new_only=False)
+    else:
+        charged = started(stack, ProductAISandbox(keys={PRODUCTAI_KEY: 10_000_000}, job_seconds=0.1,
+                                                  rate_limit_scope="key", window_seconds=PAI_WINDOW,
+                                                  requests_per_window=PAI_REQUESTS))
+        table = PRODUCTAI_TABLE.replace("requests_per_minute = 15", f"requests_per_minute = {PAI_REQUESTS}")
+        text = provider_config_text(shop, home, provider="productai", base_url=charged.base_url,
+                                    api_key=PRODUCTAI_KEY, new_only=False, table=table + f'window = "{PAI_WINDOW:g}s"\n')
+    webhooks_url = f"http://127.0.0.1:{free_port()}" if webhooks else None
+    if service == "productai" and webhooks_url:  # ProductAI's webhook is the account's, set in its dashboard
+        charged.set_webhook(PRODUCTAI_KEY, f"{webhooks_url}/webhooks/productai/{webhook_token(PRODUCTAI_KEY)}")
+    path = home / "config.toml"
+    path.write_text(matrix_config(text, webhooks_url=webhooks_url))
+    faulty = shop if service == "shopify" else charged
+    originals, original_bytes = seed_store(shop, products=products, seed=seed)
+    return World(service, shop, faulty, charged, load_settings(path), originals, original_bytes)
 
 
 # --- driving the pipeline ----------------------------------------------------------------------------

@@ -13,87 +13,25 @@ really injected the fault.
 
 from __future__ import annotations
 
-import socket
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import (IMAGEN_KEY, IMAGEN_TABLE, PRODUCTAI_KEY, PRODUCTAI_TABLE, SHOP_TOKEN, config_text,
-                      provider_config_text, run_async)
-from fault_matrix_kit import (ENDPOINTS, WEBHOOK_KINDS, check_run, faults_served, image_rows, kinds_of, matrix_config,
-                              plan_faults, reasons, seed_store, settle_all)
-from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
-from retouch.plugin.providers.base import webhook_token
-from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
-from retouch.plugin.providers.productai.sandbox import ProductAISandbox
-from retouch.plugin.shopify.sandbox import ShopifySandbox
-from retouch.sync.config import load_settings
+from conftest import run_async
+from fault_matrix_kit import (ENDPOINTS, WEBHOOK_KINDS, World, check_run, faults_served, image_rows, kinds_of,
+                              plan_faults, reasons, settle_all)
+from fault_matrix_kit import build_world as kit_world
 
 SERVICES = ("shopify", "aigenstudio", "imagen", "productai")
 CASES = [(service, kind) for service in SERVICES for kind in kinds_of(service)]
-PAI_WINDOW = 6.0  # ProductAI's budget window, short in the sandbox and in [productai]: no retry waits a minute
-# AI Gen Studio's quota window, short for the same reason: a 429 without Retry-After waits a
-# job's share of the window (here 2 s; with the default hour, 12 minutes).
-AIGEN_LIMITS = 'window = "10s", jobs = 5, images = 25, polls = 120, active_jobs = 1'
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class World:
-    """One service under fault: its store, the sandbox the faults go to, the one that charges."""
-
-    service: str
-    shop: ShopifySandbox
-    faulty: Any
-    charged: Any
-    settings: Any
-    originals: dict[str, dict]
-    original_bytes: dict[str, bytes]
-
-
-def started(stack: ExitStack, sandbox: Any) -> Any:
-    server = sandbox.start()
-    stack.callback(server.stop)
-    return sandbox
-
-
-def build_world(stack: ExitStack, service: str, kind: str, tmp_path: Path) -> World:
-    """Sandboxes as fast as they go (the faults, not their pace, set the time), a config made for
-    faults, two products with a new image each, and the fault planned."""
-    home = tmp_path / service
-    home.mkdir()
-    shop = started(stack, ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.05, restore_rate=2000))
-    if service in ("shopify", "aigenstudio"):
-        charged = started(stack, AigenSandbox(window_seconds=10, seconds_per_item=0.05))
-        text = config_text(shop, charged, home, new_only=False, limits=AIGEN_LIMITS)
-    elif service == "imagen":
-        charged = started(stack, ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.05,
-                                               edit_seconds=0.15, export_seconds=0.1))
-        text = provider_config_text(shop, home, provider="imagen", base_url=charged.api_url, api_key=IMAGEN_KEY,
-                                    table=IMAGEN_TABLE, new_only=False)
-    else:
-        charged = started(stack, ProductAISandbox(keys={PRODUCTAI_KEY: 100_000}, job_seconds=0.1,
-                                                  rate_limit_scope="key", window_seconds=PAI_WINDOW))
-        text = provider_config_text(shop, home, provider="productai", base_url=charged.base_url,
-                                    api_key=PRODUCTAI_KEY, new_only=False,
-                                    table=PRODUCTAI_TABLE + f'window = "{PAI_WINDOW:g}s"\n')
-    webhooks_url = f"http://127.0.0.1:{free_port()}" if kind in WEBHOOK_KINDS else None
-    if service == "productai" and webhooks_url:  # ProductAI's webhook is the account's, set in its dashboard
-        charged.set_webhook(PRODUCTAI_KEY, f"{webhooks_url}/webhooks/productai/{webhook_token(PRODUCTAI_KEY)}")
-    path = home / "config.toml"
-    path.write_text(matrix_config(text, webhooks_url=webhooks_url))
-    faulty = shop if service == "shopify" else charged
-    originals, original_bytes = seed_store(shop, products=2, seed=61)
-    plan_faults(faulty, service, kind, endpoints=endpoints_for(service, kind))
-    return World(service, shop, faulty, charged, load_settings(path), originals, original_bytes)
+def build_world(stack: ExitStack, service: str, kind: str, home: Path) -> World:
+    """The service's world with the fault planned on a few of its endpoints."""
+    world = kit_world(stack, service, home, products=2, seed=61, webhooks=kind in WEBHOOK_KINDS)
+    plan_faults(world.faulty, service, kind, endpoints=endpoints_for(service, kind))
+    return world
 
 
 def endpoints_for(service: str, kind: str) -> tuple[str, ...]:
@@ -140,7 +78,7 @@ def outcomes(request, tmp_path_factory) -> dict[tuple[str, str], list[str]]:
         (item.callspec.params["service"], item.callspec.params["kind"]) for item in request.session.items
         if item.module is request.module and hasattr(item, "callspec")}]
     with ExitStack() as stack:
-        worlds = {f"{service}-{kind}": build_world(stack, service, kind, tmp_path_factory.mktemp(f"{service}-{kind}"))
+        worlds = {f"{service}-{kind}": build_world(stack, service, kind, tmp_path_factory.mktemp(service + kind))
                   for service, kind in selected}
         events = run_async(settle_all({label: w.settings for label, w in worlds.items()}, timeout=90, at_once=12),
                            timeout=600)
