@@ -94,7 +94,9 @@ def main() -> int:
     args = parser.parse_args()
     args.provider = args.provider or list(PROVIDERS)
     # The daemons log every retry; the row says what matters.
-    logging.basicConfig(level=logging.CRITICAL)
+    logging.basicConfig(level=logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.CRITICAL)  # counted below, not printed
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     shutdown_tracebacks = ShutdownTracebacks()
     logging.getLogger().addHandler(shutdown_tracebacks)
