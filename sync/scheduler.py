@@ -256,7 +256,9 @@ class Daemon:
         grace = self.ctx.settings.schedule.shutdown_grace
         log.info("stopping", grace=grace)
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            # No new runs, but no shutdown yet: apscheduler's shutdown cancels every running job at
+            # once, which would cut the step in progress short instead of giving it its grace.
+            self.scheduler.pause()
         if self.running:
             _, pending = await asyncio.wait(set(self.running), timeout=grace)
             for task in pending:
@@ -264,6 +266,9 @@ class Daemon:
             if pending:
                 await asyncio.wait(pending, timeout=2)
                 log.warning("abandoned", steps=len(pending), note="their intent is recorded; resumed on next start")
+        if self.scheduler is not None:
+            await asyncio.sleep(0)  # runs queued behind the lock see `stopping` and return
+            self.scheduler.shutdown(wait=False)
         if background:
             await asyncio.wait(background, timeout=5)
         log.info("stopped")
