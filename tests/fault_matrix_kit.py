@@ -39,9 +39,9 @@ ENDPOINTS = {
 }
 EXTRA_KINDS = {
     "shopify": ("throttled", "media_failed"),
-    "aigenstudio": ("drop_response", *WEBHOOK_KINDS),
+    "aigenstudio": ("drop_response", "fail", *WEBHOOK_KINDS),
     "imagen": ("drop_response", "fail", *WEBHOOK_KINDS),
-    "productai": ("drop_response", *WEBHOOK_KINDS),
+    "productai": ("drop_response", "fail", *WEBHOOK_KINDS),
 }
 SUITE_NAMES = {"shopify": "Shopify", "aigenstudio": "AI Gen Studio", "imagen": "Imagen AI", "productai": "ProductAI"}
 

@@ -14,7 +14,7 @@ Public API (as the real service documents it):
 Inspection and faults (sandbox only, no auth):
     GET  /_sandbox/stats
     POST /_sandbox/faults      {"endpoint": "create"|"status", "status": 5xx|429, "retry_after"?: s, "count": n}
-                               {"endpoint": "create", "mode": "drop_response", "count": n}
+                               {"endpoint": "create", "mode": "drop_response" | "fail", "count": n}
                                {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
                                {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
                                {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
@@ -176,7 +176,8 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         return _json({"presets": PRESETS}, _request_id(request))
 
     async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, Fault | None]:
-        """(an error response to send instead, or the fault that spoils the answer after the work)."""
+        """(an error response to send instead, or the fault that acts after the work: spoils its answer,
+        or fails the job)."""
         fault = self.faults.take(endpoint)
         if fault is None:
             return None, None
@@ -186,7 +187,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
             code = contract.SERVICE_UNAVAILABLE if fault.status == 503 else contract.INTERNAL_ERROR
             return _error(fault.status, code, "The service failed to process the request.", request_id,
                           retry_after_headers(fault)), None
-        if answered_after_work(self.faults, fault):
+        if answered_after_work(self.faults, fault) or fault.mode == "fail":
             return None, fault
         instead = answer_for(fault)
         if instead is not None:
@@ -219,8 +220,9 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         with self._state.lock:
             summary = job.summary_json()  # before the worker starts: a new job answers "queued" [DOC]
         if not replayed:
+            job.fail_items = spoil is not None and spoil.mode == "fail"
             self._processor.submit(job)
-        if spoil is not None:
+        if spoil is not None and spoil.mode != "fail":
             # The job exists and is charged; only the answer is lost or broken ("crash between send and record").
             return answer_for(spoil) or _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.",
                                                request_id)

@@ -190,6 +190,8 @@ class Processor:
     def _work(
         self, http: httpx.Client, job: EnhancementState, item: ItemState
     ) -> tuple[tuple[bytes, bytes] | None, tuple[str, str] | None]:
+        if job.fail_items:  # an injected "fail": accepted, then the work fails
+            return None, (contract.ENHANCEMENT_FAILED, "The image could not be enhanced.")
         try:
             data = fetch_source(http, item.source_url)
             image = enhance.enhance(data, preset=job.payload.preset, preservation_level=job.payload.preservation_level)

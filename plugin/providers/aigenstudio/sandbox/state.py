@@ -137,6 +137,7 @@ class EnhancementState:
     created_at: float
     status: str = "queued"
     completed_at: float | None = None
+    fail_items: bool = False  # a "fail" fault: every item of this job ends failed
 
     @property
     def active(self) -> bool:
@@ -183,7 +184,7 @@ class EnhancementState:
 # Faults: "create" and "status" can answer a 5xx, hang or answer HTML; a create can also lose its answer.
 API_FAULT_ENDPOINTS = ("create", "status")
 FAULT_ENDPOINTS = (*API_FAULT_ENDPOINTS, WEBHOOK)
-FAULT_MODES = {"drop_response": ("create",), **answer_modes(API_FAULT_ENDPOINTS),
+FAULT_MODES = {"drop_response": ("create",), "fail": ("create",), **answer_modes(API_FAULT_ENDPOINTS),
                **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
 
 

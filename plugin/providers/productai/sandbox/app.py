@@ -22,7 +22,7 @@ Inspection and faults (sandbox only, no auth, at the server root — `server_url
     POST   /_sandbox/faults          {"endpoint": "generate"|"upscale"|"job", "status": 5xx|429, "retry_after"?, "count": n}
                                      {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
                                      {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
-                                     {"endpoint": "generate"|"upscale", "mode": "drop_response", "count": n}
+                                     {"endpoint": "generate"|"upscale", "mode": "drop_response" | "fail", "count": n}
                                      {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
                                      (+ "skip", "probability": the plan language of sandbox_faults.py)
     DELETE /_sandbox/faults
@@ -182,7 +182,9 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
             if fault.status is not None:
                 error = rate_limited() if fault.status == 429 else server_error(fault.status)
                 return JSONResponse(error.body, status_code=error.status, headers=retry_after_headers(fault))
-            if answered_after_work(self.faults, fault):
+            if fault.mode == "fail":
+                request.state.fail_job = True  # read by _start: the job is accepted, then fails
+            elif answered_after_work(self.faults, fault):
                 spoil = fault
             else:
                 instead = answer_for(fault)
@@ -202,6 +204,8 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
 
     def _start(self, request: Request, job_request: Any, account: Account) -> dict[str, Any]:
         job = self._state.start_job(account, job_request, str(request.base_url), self._not_started_seconds)
+        if getattr(request.state, "fail_job", False):
+            job.fail_reason = "The image could not be processed (injected)."
         self._processor.submit(job)
         data: dict[str, Any] = {"id": job.id, "status": contract.RUNNING}  # [DOC] always RUNNING here
         if job.kind == "generate":

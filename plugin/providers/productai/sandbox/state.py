@@ -25,7 +25,7 @@ from .validation import GenerateRequest, UpscaleRequest
 FIRST_JOB_ID = 22292  # the id in the documentation's examples; ids then count up
 # Faults: every endpoint can answer a 5xx, hang or answer HTML; generate and upscale can also
 # start (and charge) their job and then lose the answer.
-FAULT_MODES = {**answer_modes(contract.ENDPOINTS), "drop_response": ("generate", "upscale"),
+FAULT_MODES = {**answer_modes(contract.ENDPOINTS), "drop_response": ("generate", "upscale"), "fail": ("generate", "upscale"),
                **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
 
 
@@ -64,6 +64,7 @@ class Job:
     outcome: str | None = None  # COMPLETED | ERROR once finished
     error_reason: str | None = None
     finished_at: float | None = None
+    fail_reason: str | None = None  # a "fail" fault: the job ends in ERROR with this reason
 
     @property
     def image_urls(self) -> tuple[str, ...]:
