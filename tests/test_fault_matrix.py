@@ -89,3 +89,28 @@ def outcomes(request, tmp_path_factory) -> dict[tuple[str, str], list[str]]:
 @pytest.mark.parametrize("service,kind", CASES)
 def test_a_fault_breaks_no_promise(service: str, kind: str, outcomes) -> None:
     assert outcomes[(service, kind)] == []
+
+
+def test_the_promise_checker_names_every_broken_promise() -> None:
+    """The pure check the matrix relies on: a run that broke each promise once is reported so."""
+    from fault_matrix_kit import broken_promises
+
+    def media(media_id: str, product_id: str, sha: str) -> dict:
+        return {"id": media_id, "product_id": product_id, "sha256": sha}
+
+    originals = {"m1": media("m1", "p1", "a"), "m2": media("m2", "p2", "b"), "m3": media("m3", "p3", "c")}
+    rows = [  # m1 done but its backup differs; m2 failed without a reason; m3 never tracked
+        {"media_id": "m1", "state": "done", "error_code": None, "error_message": None, "backup_sha256": "x"},
+        {"media_id": "m2", "state": "failed", "error_code": None, "error_message": None, "backup_sha256": None},
+    ]
+    media_now = {"p1": [media("m1", "p1", "new")], "p2": [media("m2", "p2", "b"), media("m9", "p2", "dup")],
+                 "p3": [media("m3", "p3", "c")]}
+    found = broken_promises(originals=originals, rows=rows, media_now=media_now, charges={"p1": 2, "p2": 1},
+                            backups=lambda sha: b"not the original", original_bytes={m: b"orig" for m in originals},
+                            events=[{"event": "step_crashed"}, {"event": "not_settled", "reason": "p3 stuck"}])
+    assert (found.duplicates, found.double_charges, found.originals_lost, found.crashes) == (1, 1, 1, 1)
+    assert found.problems == ["m2 ended failed without a reason", "m3 lost: not tracked", "p3 stuck"]
+    clean = broken_promises(originals={"m1": originals["m1"]}, rows=[{**rows[0], "backup_sha256": "a"}],
+                            media_now={"p1": media_now["p1"]}, charges={"p1": 1}, backups=lambda sha: b"orig",
+                            original_bytes={"m1": b"orig"}, events=[])
+    assert (clean.duplicates, clean.double_charges, clean.originals_lost, clean.crashes, clean.problems) == (0, 0, 0, 0, [])
