@@ -7,6 +7,7 @@ known before the server starts, and there is no race between picking a free port
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 @dataclass
@@ -40,6 +42,31 @@ class RunningServer:
         self.stop()
 
 
+# Open connections of every server started here, by (server address, client address) as an ASGI
+# scope names them: what lets a sandbox's fault reach below HTTP and cut a connection.
+_CONNECTIONS: dict[tuple[Any, Any], asyncio.Transport] = {}
+
+
+class _TrackedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, recording its transport while the connection is open."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _CONNECTIONS[(self.server, self.client)] = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _CONNECTIONS.pop((self.server, self.client), None)
+        super().connection_lost(exc)
+
+
+def connection_of(scope: Any) -> asyncio.Transport | None:
+    """The transport under the request `scope` (served by `serve_in_thread`), if still open."""
+    server, client = scope.get("server"), scope.get("client")
+    if server is None or client is None:
+        return None
+    return _CONNECTIONS.get((tuple(server), tuple(client)))
+
+
 def bind_loopback(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     """A listening TCP socket on loopback; port 0 picks a free one."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -53,7 +80,7 @@ def bind_loopback(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
 def serve_in_thread(app, *, port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 10.0) -> RunningServer:
     """Start `app` on host:port (0 = any free port) and return once it accepts connections."""
     sock = bind_loopback(port, host)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=_TrackedH11Protocol)
     server = uvicorn.Server(config)
     # uvicorn would install its own SIGINT/SIGTERM handlers; in a thread that is neither
     # possible nor wanted: the owner of the process decides how to stop.

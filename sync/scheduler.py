@@ -278,7 +278,8 @@ class Daemon:
                 await asyncio.wait(pending, timeout=2)
                 log.warning("abandoned", steps=len(pending), note="their intent is recorded; resumed on next start")
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)  # cancels the steps still waiting for the lock
+            await asyncio.sleep(0)  # runs queued behind the lock see `stopping` and return
+            self.scheduler.shutdown(wait=False)  # cancels what still waits (quietly: see _guarded)
         if background:
             await asyncio.wait(background, timeout=5)
         log.info("stopped")

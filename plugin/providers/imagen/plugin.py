@@ -143,7 +143,14 @@ class ImagenProvider:
         if project and state.get("edit_started") and await self._edit_known(project):
             return project  # the edit reached Imagen before we stopped: only poll it
         if not (project and state.get("uploaded")):
-            project = await self.client.create_project(f"retouch {ticket.key}")
+            # An upload cut short starts again in a new project (nothing is charged before the
+            # edit; a project's file names cannot be asked for twice). Project names must be unique,
+            # and an earlier attempt's project may exist even if its answer was lost: each attempt
+            # gets its own name, counted before the request.
+            attempt = int(state.get("project_attempts", 0)) + 1
+            progress.save(project_attempts=attempt)
+            name = f"retouch {ticket.key}" + (f" #{attempt}" if attempt > 1 else "")
+            project = await self.client.create_project(name)
             progress.save(project=project, uploaded=False, edit_started=False)
             await self._upload(project, ticket, progress)
             progress.save(uploaded=True)

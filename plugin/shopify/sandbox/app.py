@@ -25,6 +25,9 @@ Admin API for tests, the demo and store owners (JSON, no auth)
     GET    /_sandbox/faults                    faults pending
     POST   /_sandbox/faults                    {"status": 429|500|502|503, "count": N, "retry_after"?, "operation"?}
                                                | {"throttle": true} | {"fail_media_processing": N, "code"?}
+                                               | {"mode": hang|html|reset|truncated|non_json|wrong_shape|
+                                                  throttled|fail, "seconds"?, "count"?, "operation"?}
+                                               each with "skip"? and "probability"? (faults.py)
     DELETE /_sandbox/faults                    clear every pending fault
 
 A product is {"id", "legacy_id", "title", "tags", "created_at", "updated_at", "media": [...],
@@ -103,6 +106,8 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         request_base = base_of(request)
         base_url = sandbox.base_url or request_base
         answer = await run_in_threadpool(sandbox.graphql.handle, body, base_url, (base_url, request_base))
+        if answer.instead is not None:
+            return answer.instead
         headers = {"X-Shopify-API-Version": sandbox.api_version, **(answer.headers or {})}
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=headers)
 
@@ -214,9 +219,13 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
                 count=int(body.get("count", 1)),
                 retry_after=float(body["retry_after"]) if body.get("retry_after") is not None else None,
                 operation=body.get("operation"),
-                throttle=bool(body.get("throttle", False)),
+                throttle=bool(body.get("throttle", False)) or body.get("mode") == "throttled",
                 fail_media_processing=int(body.get("fail_media_processing", 0)),
                 code=str(body.get("code") or "IMAGE_PROCESSING_FAILURE"),
+                mode=None if body.get("mode") in (None, "throttled") else str(body["mode"]),
+                seconds=float(body.get("seconds", 0.0)),
+                skip=int(body.get("skip", 0)),
+                probability=float(body.get("probability", 1.0)),
             )
         return sandbox.faults()
 

@@ -1,12 +1,14 @@
 """Faults a test or a demo can ask the sandbox to inject, and the HTTP answers they produce.
 
-- HTTP faults: the next N GraphQL requests (optionally only those with a given operationName) are
-  answered with 429/500/502/503 instead of being executed. Bodies are what Shopify's edge sends:
-  JSON for 429 and 500, an HTML page for 502/503.
-- throttle: the next GraphQL request is THROTTLED (the bucket is emptied when it arrives).
-- media processing failures: the next N media created or replaced end FAILED with a given code.
+The plan is a `FaultBook` (providers/sandbox_faults.py), so Shopify speaks the providers' fault
+language: `count`, an exact schedule (`skip`) or a rate (`probability`, seeded), per endpoint:
+- "graphql" (narrowed to one operationName by `operation`): `status` 429/500/502/503 (with or
+  without `retry_after`) answered instead of executing — bodies as Shopify's edge sends them, JSON
+  for 429 and 500, an HTML page for 502/503; `mode` "throttled" (the bucket is emptied when the
+  request arrives: THROTTLED); "hang", "html", "reset", "truncated", "non_json", "wrong_shape";
+- "media": `mode` "fail" — the next media created or replaced ends FAILED with `code`.
 
-Not thread-safe on its own: the store calls it under its lock.
+Not thread-safe on its own: the store calls it under its lock (the book has its own lock too).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from ...providers.sandbox_faults import ANSWER_MODES, Fault, FaultBook, retry_after_headers
 
 HTTP_FAULT_STATUSES = (429, 500, 502, 503)
 MEDIA_FAILURE_CODES = (
@@ -28,18 +32,6 @@ MEDIA_FAILURE_CODES = (
 )
 
 
-@dataclass
-class HttpFault:
-    status: int
-    remaining: int
-    retry_after: float | None = None
-    operation: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "remaining": self.remaining, "retry_after": self.retry_after,
-                "operation": self.operation}
-
-
 @dataclass(frozen=True)
 class FaultAnswer:
     status: int
@@ -48,14 +40,9 @@ class FaultAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _retry_after(seconds: float) -> str:
-    # The header carries whole seconds; round up so a client never comes back too early.
-    whole = int(seconds)
-    return str(whole if whole == seconds else whole + 1)
-
-
-def answer_for(fault: HttpFault) -> FaultAnswer:
-    headers = {"Retry-After": _retry_after(fault.retry_after)} if fault.retry_after is not None else {}
+def answer_for(fault: Fault) -> FaultAnswer:
+    """The answer of a `status` fault, as Shopify's edge words it."""
+    headers = retry_after_headers(fault)
     if fault.status == 429:
         body = (b'{"errors":"Exceeded 2 calls per second for api client. '
                 b'Reduce request rates to resume uninterrupted service."}')
@@ -70,17 +57,23 @@ def answer_for(fault: HttpFault) -> FaultAnswer:
             + '"}}]}'
         ).encode()
         return FaultAnswer(500, body, "application/json; charset=utf-8", {**headers, "X-Request-Id": request_id})
-    reason = {502: "Bad Gateway", 503: "Service Unavailable"}[fault.status]
+    reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(fault.status, "Error")
     title = f"{fault.status} {reason}"
     html = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
     return FaultAnswer(fault.status, html.encode(), "text/html; charset=utf-8", headers)
 
 
+GRAPHQL, MEDIA = "graphql", "media"
+
+
+def fault_book(seed: int = 0) -> FaultBook:
+    return FaultBook((GRAPHQL, MEDIA), {**{mode: (GRAPHQL,) for mode in (*ANSWER_MODES, "throttled")},
+                                        "fail": (MEDIA,)}, seed=seed)
+
+
 @dataclass
 class FaultPlan:
-    http: list[HttpFault] = field(default_factory=list)
-    throttle_next: bool = False
-    media_failures: list[str] = field(default_factory=list)  # one failure code per coming media
+    book: FaultBook = field(default_factory=fault_book)
 
     def add(
         self,
@@ -92,49 +85,62 @@ class FaultPlan:
         throttle: bool = False,
         fail_media_processing: int = 0,
         code: str = "IMAGE_PROCESSING_FAILURE",
+        mode: str | None = None,
+        seconds: float = 0.0,
+        skip: int = 0,
+        probability: float = 1.0,
     ) -> None:
-        """Add faults (validated first: a bad request adds nothing)."""
+        """Add faults (validated first: a bad request adds nothing). `status` or `mode` go to GraphQL
+        requests; `throttle` is mode "throttled"; `fail_media_processing` N media end FAILED."""
         if status is not None and status not in HTTP_FAULT_STATUSES:
             raise ValueError(f"status must be one of {HTTP_FAULT_STATUSES}")
         if count < 1 or fail_media_processing < 0:
             raise ValueError("count must be >= 1 and fail_media_processing >= 0")
-        if retry_after is not None and retry_after < 0:
-            raise ValueError("retry_after must be >= 0")
         if fail_media_processing and code not in MEDIA_FAILURE_CODES:
             raise ValueError(f"code must be one of {MEDIA_FAILURE_CODES}")
-        if status is None and not throttle and not fail_media_processing:
-            raise ValueError("nothing to inject: give status, throttle or fail_media_processing")
-        if status is not None:
-            self.http.append(HttpFault(status, count, retry_after, operation))
+        if mode == "fail":
+            fail_media_processing, mode = fail_media_processing or count, None
+        plan = {"skip": skip, "probability": probability}
+        faults = []
+        if status is not None or mode is not None:
+            faults.append(Fault(GRAPHQL, count=count, status=status, mode=mode, seconds=seconds,
+                                retry_after=retry_after, operation=operation, **plan))
         if throttle:
-            self.throttle_next = True
-        self.media_failures.extend([code] * fail_media_processing)
+            faults.append(Fault(GRAPHQL, count=1 if status is not None else count, mode="throttled",
+                                operation=operation, **plan))
+        if fail_media_processing:
+            faults.append(Fault(MEDIA, count=fail_media_processing, mode="fail", code=code, **plan))
+        if not faults:
+            raise ValueError("nothing to inject: give status, mode, throttle or fail_media_processing")
+        for fault in faults:
+            self.book.check(fault)
+        for fault in faults:
+            self.book.add(fault)
 
-    def take_http(self, operation: str | None) -> HttpFault | None:
-        """The fault that answers this request, if any (its count goes down by one)."""
-        for fault in self.http:
-            if fault.operation is None or fault.operation == operation:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self.http.remove(fault)
-                return fault
-        return None
-
-    def take_throttle(self) -> bool:
-        taken, self.throttle_next = self.throttle_next, False
-        return taken
+    def take_graphql(self, operation: str | None) -> Fault | None:
+        """The fault that meets this GraphQL request, if any."""
+        return self.book.take(GRAPHQL, operation)
 
     def take_media_failure(self) -> str | None:
-        return self.media_failures.pop(0) if self.media_failures else None
+        fault = self.book.take(MEDIA)
+        return None if fault is None else fault.code or "IMAGE_PROCESSING_FAILURE"
 
     def clear(self) -> None:
-        self.http.clear()
-        self.throttle_next = False
-        self.media_failures.clear()
+        self.book.clear()
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "http": [f.as_dict() for f in self.http],
-            "throttle_next": self.throttle_next,
-            "fail_media_processing": list(self.media_failures),
-        }
+        pending = self.book.as_list()
+        http, throttle_next, media = [], False, []
+        for fault in pending:
+            if fault["endpoint"] == MEDIA:
+                media.extend([fault.get("code", "IMAGE_PROCESSING_FAILURE")] * fault["count"])
+            elif fault.get("mode") == "throttled":
+                throttle_next = True
+            else:
+                entry = {"status": fault.get("status"), "remaining": fault["count"],
+                         "retry_after": fault.get("retry_after"), "operation": fault.get("operation")}
+                # The rest of the plan, only where it differs from "the next request, for sure".
+                entry.update({key: fault[key] for key in ("mode", "seconds", "skip", "probability")
+                              if key in fault and fault[key] not in (0, 0.0, 1.0)})
+                http.append(entry)
+        return {"http": http, "throttle_next": throttle_next, "fail_media_processing": media}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -39,6 +40,7 @@ from graphql.error import GraphQLSyntaxError
 from . import lifecycle, search
 from .cost import MAX_QUERY_COST, ActualCost, analyze
 from .faults import answer_for
+from ...providers.sandbox_faults import answer_for as transport_answer
 from .model import Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
 from .paging import InvalidCursor, SortSpec, paginate
 from .store import SHOP_NUMERIC_ID, Store, namespace_for
@@ -347,6 +349,7 @@ class Answer:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] | None = None
+    instead: Any = None  # an injected fault's own ASGI response (a reset, a truncated body, ...)
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -410,16 +413,23 @@ class GraphQLService:
             store.stats.graphql_requests += 1
             label = request.operation or "(anonymous)"
             store.stats.operations[label] = store.stats.operations.get(label, 0) + 1
-            fault = store.faults.take_http(request.operation)
-            if fault is not None:
+            fault = store.faults.take_graphql(request.operation)
+            if fault is not None and fault.mode != "throttled":
                 store.stats.faults_served += 1
-                log.info("fault_served", status=fault.status, operation=request.operation)
+                log.info("fault_served", kind=fault.kind, operation=request.operation)
+            if fault is not None and fault.status is not None:
                 answer = answer_for(fault)
                 return Answer(answer.status, answer.body, answer.content_type, answer.headers)
+            instead = None if fault is None else transport_answer(fault)
+            if instead is not None:
+                return Answer(instead.status_code, b"", instead=instead)
+        if fault is not None and fault.mode == "hang":
+            time.sleep(fault.seconds)  # in the request's worker thread, outside the lock: a slow store
+        with store.lock:
             requested = self._requested_cost(request)
             if isinstance(requested, Answer):
                 return requested
-            forced = store.faults.take_throttle()
+            forced = fault is not None and fault.mode == "throttled"
             if forced:
                 store.bucket.drain()
             if forced or not store.bucket.take(requested):

@@ -221,12 +221,22 @@ class ShopifySandbox:
 
     def add_fault(self, *, status: int | None = None, count: int = 1, retry_after: float | None = None,
                   operation: str | None = None, throttle: bool = False, fail_media_processing: int = 0,
-                  code: str = "IMAGE_PROCESSING_FAILURE") -> dict[str, Any]:
+                  code: str = "IMAGE_PROCESSING_FAILURE", mode: str | None = None, seconds: float = 0.0,
+                  skip: int = 0, probability: float = 1.0) -> dict[str, Any]:
         """Inject faults (see `faults.FaultPlan.add`); returns the faults now pending."""
         with self._store.lock:
             self._store.faults.add(status=status, count=count, retry_after=retry_after, operation=operation,
-                                   throttle=throttle, fail_media_processing=fail_media_processing, code=code)
+                                   throttle=throttle, fail_media_processing=fail_media_processing, code=code,
+                                   mode=mode, seconds=seconds, skip=skip, probability=probability)
             return self._store.faults.as_dict()
+
+    def faults_served(self) -> dict[str, int]:
+        """Faults injected so far, by kind ("429", "reset", "throttled", "fail", ...)."""
+        return self._store.faults.book.served()
+
+    def reseed_faults(self, seed: int) -> None:
+        """Make the chances of probabilistic faults repeat from `seed`."""
+        self._store.faults.book.reseed(seed)
 
     def faults(self) -> dict[str, Any]:
         with self._store.lock:

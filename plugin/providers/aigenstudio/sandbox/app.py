@@ -13,17 +13,18 @@ Public API (as the real service documents it):
     GET  /results/{enhancement_id}/{item_id}.png          result (and {item_id}_thumb.png), public
 Inspection and faults (sandbox only, no auth):
     GET  /_sandbox/stats
-    POST /_sandbox/faults      {"endpoint": "create"|"status", "status": 5xx, "count": n}
-                               {"endpoint": "create", "mode": "drop_response", "count": n}
+    POST /_sandbox/faults      {"endpoint": "create"|"status", "status": 5xx|429, "retry_after"?: s, "count": n}
+                               {"endpoint": "create", "mode": "drop_response" | "fail", "count": n}
                                {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
-                               {"endpoint": ..., "mode": "html", "count": n}  (a proxy's 502 page)
+                               {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
+                               {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
+                               (+ "skip", "probability": the plan language of sandbox_faults.py)
     DELETE /_sandbox/faults
     POST /_sandbox/live_keys   {"key", "purchased", "available", "account"?}
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -35,14 +36,15 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from ...sandbox_faults import FaultBook, SandboxFaults, fault_from_body
+from ...sandbox_faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
+                              fault_from_body, retry_after_headers)
 from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, validate_create, validate_idempotency_key
 
@@ -126,7 +128,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         )
         self._state = SandboxState(limits, clock)
         self._stop = threading.Event()
-        self._webhooks = WebhookSender(self._stop, clock)
+        self._webhooks = WebhookSender(self._stop, clock, self._state.faults)
         self._processor = Processor(self._state, self._webhooks, seconds_per_item, self._stop)
         self.app = Starlette(
             routes=[
@@ -173,25 +175,30 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
     async def _presets(self, request: Request) -> Response:
         return _json({"presets": PRESETS}, _request_id(request))
 
-    async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, bool]:
-        """(an error response to send instead, whether to drop the real response) for a pending fault."""
+    async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, Fault | None]:
+        """(an error response to send instead, or the fault that acts after the work: spoils its answer,
+        or fails the job)."""
         fault = self.faults.take(endpoint)
         if fault is None:
-            return None, False
+            return None, None
+        if fault.status == 429:
+            return _error(429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)), None
         if fault.status is not None:
             code = contract.SERVICE_UNAVAILABLE if fault.status == 503 else contract.INTERNAL_ERROR
-            return _error(fault.status, code, "The service failed to process the request.", request_id), False
-        if fault.mode == "html":
-            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502), False
-        if fault.mode == "hang":
-            await asyncio.sleep(fault.seconds)
-            return None, False
-        return None, True  # drop_response
+            return _error(fault.status, code, "The service failed to process the request.", request_id,
+                          retry_after_headers(fault)), None
+        if answered_after_work(self.faults, fault) or fault.mode == "fail":
+            return None, fault
+        instead = answer_for(fault)
+        if instead is not None:
+            return instead, None
+        await delay_for(fault)
+        return None, None
 
     async def _create(self, request: Request) -> Response:
         request_id = _request_id(request)
         raw_body = await request.body()  # received in full first: a "hang" is slow processing, not a slow upload
-        instead, drop_response = await self._fault("create", request_id)
+        instead, spoil = await self._fault("create", request_id)
         if instead is not None:
             return instead
         try:
@@ -213,10 +220,12 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         with self._state.lock:
             summary = job.summary_json()  # before the worker starts: a new job answers "queued" [DOC]
         if not replayed:
+            job.fail_items = spoil is not None and spoil.mode == "fail"
             self._processor.submit(job)
-        if drop_response:
-            # The job exists and is charged; only the answer is lost ("crash between send and record").
-            return _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.", request_id)
+        if spoil is not None and spoil.mode != "fail":
+            # The job exists and is charged; only the answer is lost or broken ("crash between send and record").
+            return answer_for(spoil) or _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.",
+                                               request_id)
         body_out = {"enhancement": summary, "remaining_paid_credits": self._state.remaining_paid_credits(record)}
         status = contract.REPLAYED_STATUS if replayed else contract.CREATED_STATUS
         return _json(body_out, request_id, status, headers)

@@ -26,6 +26,7 @@ import structlog
 from PIL import Image, UnidentifiedImageError
 
 from .. import contract, webhooks
+from ...sandbox_faults import FaultBook, webhook_plan
 from . import enhance
 from .state import EnhancementState, ItemState, SandboxState
 
@@ -103,8 +104,10 @@ def check_source_type(data: bytes, declared: str) -> None:
 class WebhookSender:
     """Signed, retried, best-effort webhook deliveries from a small thread pool."""
 
-    def __init__(self, stop: threading.Event, clock: Callable[[], float], retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS) -> None:
+    def __init__(self, stop: threading.Event, clock: Callable[[], float], faults: FaultBook,
+                 retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS) -> None:
         self._stop = stop
+        self._faults = faults
         self._clock = clock
         self._retry_delays = retry_delays
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aigen-webhook")
@@ -118,9 +121,13 @@ class WebhookSender:
             return
         event_id = f"evt_{uuid.uuid4().hex}"
         raw = json.dumps(body, separators=(",", ":")).encode()
-        self._pool.submit(self._deliver, url, job.key.key, event_id, raw)
+        copies, hold_back = webhook_plan(self._faults)
+        for _ in range(copies):  # a duplicate is the same event (same id) delivered again
+            self._pool.submit(self._deliver, url, job.key.key, event_id, raw, hold_back)
 
-    def _deliver(self, url: str, api_key: str, event_id: str, raw: bytes) -> None:
+    def _deliver(self, url: str, api_key: str, event_id: str, raw: bytes, hold_back: float = 0.0) -> None:
+        if hold_back and self._stop.wait(hold_back):  # a "late" fault: later events overtake this one
+            return
         with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS, trust_env=False) as http:
             for delay in (0.0, *self._retry_delays):
                 if delay and self._stop.wait(delay):
@@ -183,6 +190,8 @@ class Processor:
     def _work(
         self, http: httpx.Client, job: EnhancementState, item: ItemState
     ) -> tuple[tuple[bytes, bytes] | None, tuple[str, str] | None]:
+        if job.fail_items:  # an injected "fail": accepted, then the work fails
+            return None, (contract.ENHANCEMENT_FAILED, "The image could not be enhanced.")
         try:
             data = fetch_source(http, item.source_url)
             image = enhance.enhance(data, preset=job.payload.preset, preservation_level=job.payload.preservation_level)

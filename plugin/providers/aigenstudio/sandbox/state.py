@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ...sandbox_faults import FaultBook
+from ...sandbox_faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
 from .. import contract
 from .validation import CreatePayload
 
@@ -140,6 +140,7 @@ class EnhancementState:
     created_at: float
     status: str = "queued"
     completed_at: float | None = None
+    fail_items: bool = False  # a "fail" fault: every item of this job ends failed
 
     @property
     def active(self) -> bool:
@@ -184,8 +185,10 @@ class EnhancementState:
 
 
 # Faults: "create" and "status" can answer a 5xx, hang or answer HTML; a create can also lose its answer.
-FAULT_ENDPOINTS = ("create", "status")
-FAULT_MODES = {"drop_response": ("create",), "hang": FAULT_ENDPOINTS, "html": FAULT_ENDPOINTS}
+API_FAULT_ENDPOINTS = ("create", "status")
+FAULT_ENDPOINTS = (*API_FAULT_ENDPOINTS, WEBHOOK)
+FAULT_MODES = {"drop_response": ("create",), "fail": ("create",), **answer_modes(API_FAULT_ENDPOINTS),
+               **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
 
 
 def _iso(at: float) -> str:
@@ -443,4 +446,4 @@ class SandboxState:
                 }
                 for key, record in self._keys.items()
             }
-            return {"keys": keys, "faults_pending": self.faults.pending()}
+            return {"keys": keys, "faults_pending": self.faults.pending(), "faults_served": self.faults.served()}

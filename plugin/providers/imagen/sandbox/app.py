@@ -22,7 +22,9 @@ Storage, "S3" (no x-api-key; the presigned query string is the credential):
 Inspection and faults (sandbox only, no auth):
     GET    /_sandbox/stats
     GET    /_sandbox/projects/{uuid}
-    POST   /_sandbox/faults     {"endpoint", "status": 5xx | "mode": hang|html|drop_response|fail, "count", "seconds"}
+    POST   /_sandbox/faults     {"endpoint", "status": 5xx|429, "retry_after"? | "mode": hang|html|reset|truncated|
+                                 non_json|wrong_shape|drop_response|fail, "count", "seconds", "skip", "probability"}
+                                {"endpoint": "webhook", "mode": "duplicate"|"late", "seconds"?}  (the callbacks)
     DELETE /_sandbox/faults
     POST   /_sandbox/api_keys   {"key"}
     POST   /_sandbox/profiles   {"profile_key", "profile_name", "profile_type"?, "image_type"?}
@@ -30,7 +32,6 @@ Inspection and faults (sandbox only, no auth):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
@@ -41,13 +42,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
-from ...sandbox_faults import Fault, SandboxFaults, fault_from_body
+from ...sandbox_faults import (Fault, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
+                              retry_after_headers)
 from .faults import STORAGE_ENDPOINTS, fault_book
 from .jobs import CallbackSender, JobRunner
 from .links import UPLOADS, LinkError, LinkSigner, LinkTarget, s3_error
@@ -101,7 +103,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         self.faults = fault_book()
         self._links = LinkSigner(link_lifetime_seconds, clock)
         self._stop = threading.Event()
-        self._callbacks = CallbackSender()
+        self._callbacks = CallbackSender(self.faults, self._stop)
         self._jobs = JobRunner(self._state, edit_pending_seconds=edit_pending_seconds, edit_seconds=edit_seconds,
                                export_seconds=export_seconds, stop=self._stop, callbacks=self._callbacks)
         project = contract.PROJECT_PATH
@@ -155,6 +157,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         """Requests by endpoint, projects, uploads, edits/exports, charges (total, per image, per file name, per key)."""
         stats = self._state.stats()
         stats["faults_pending"] = self.faults.pending()
+        stats["faults_served"] = self.faults.served()
         stats["callbacks"] = {"delivered": self._callbacks.delivered, "failed": self._callbacks.failed}
         return stats
 
@@ -187,15 +190,19 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             return None, None
         if fault.status is not None:
             if endpoint in STORAGE_ENDPOINTS:
-                code = "SlowDown" if fault.status == 503 else "InternalError"
-                return None, s3_error(LinkError(fault.status, code, "We encountered an internal error. Please try again."))
-            return None, _error(fault.status, "Internal Server Error")
-        if fault.mode == "html":
-            return None, HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502)
-        if fault.mode == "hang":
-            await asyncio.sleep(fault.seconds)
-            return None, None
-        return fault, None  # drop_response / fail: the handler decides
+                code = "SlowDown" if fault.status in (429, 503) else "InternalError"
+                answer = s3_error(LinkError(fault.status, code, "We encountered an internal error. Please try again."))
+            else:
+                answer = _error(fault.status, "Too Many Requests" if fault.status == 429 else "Internal Server Error")
+            answer.headers.update(retry_after_headers(fault))
+            return None, answer
+        if answered_after_work(self.faults, fault) or fault.mode == "fail":
+            return fault, None  # the handler does the work, then decides
+        instead = answer_for(fault)
+        if instead is not None:
+            return None, instead
+        await delay_for(fault)
+        return None, None
 
     def _authenticate(self, request: Request) -> str:
         """[DOC] the key travels in x-api-key only."""
@@ -251,11 +258,10 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         self._jobs.submit(project, job)
         return self._answer(answer, fault)
 
-    @staticmethod
-    def _answer(answer: dict[str, Any], fault: Fault | None) -> Response:
-        if fault is not None and fault.mode == "drop_response":
-            # The job runs (and an edit will be charged); only the answer is lost.
-            return _error(500, "Internal Server Error")
+    def _answer(self, answer: dict[str, Any], fault: Fault | None) -> Response:
+        if fault is not None and answered_after_work(self.faults, fault):
+            # The job runs (and an edit will be charged); only the answer is lost or broken.
+            return answer_for(fault) or _error(500, "Internal Server Error")
         return _data(answer)
 
     def _status(self, action: str) -> Handler:

@@ -19,6 +19,7 @@ import httpx
 import structlog
 
 from . import contract, develop, xmp
+from ...sandbox_faults import FaultBook, webhook_plan
 from .state import Job, Project, SandboxState
 
 log = structlog.get_logger(__name__)
@@ -27,7 +28,9 @@ CALLBACK_TIMEOUT_SECONDS = 5.0
 
 
 class CallbackSender:
-    def __init__(self) -> None:
+    def __init__(self, faults: FaultBook, stop: threading.Event) -> None:
+        self._faults = faults
+        self._stop = stop
         self._lock = threading.Lock()
         self.delivered = 0
         self.failed = 0
@@ -36,6 +39,18 @@ class CallbackSender:
         if url is None:
             return
         body = {"project_uuid": project_uuid, "status": status, "action": action}
+        copies, hold_back = webhook_plan(self._faults)
+        if hold_back:  # a "late" fault: the callback goes out later, from its own thread
+            threading.Thread(target=self._deliver_late, args=(url, body, hold_back), daemon=True).start()
+            return
+        for _ in range(copies):
+            self._deliver(url, body)
+
+    def _deliver_late(self, url: str, body: dict, hold_back: float) -> None:
+        if not self._stop.wait(hold_back):
+            self._deliver(url, body)
+
+    def _deliver(self, url: str, body: dict) -> None:
         with httpx.Client(timeout=CALLBACK_TIMEOUT_SECONDS, trust_env=False) as http:
             for _ in range(contract.CALLBACK_ATTEMPTS):
                 try:

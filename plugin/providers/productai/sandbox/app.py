@@ -19,16 +19,17 @@ Inspection and faults (sandbox only, no auth, at the server root — `server_url
     GET    /_sandbox/jobs/{id}       the job as the sandbox sees it, with the reason of an ERROR
     POST   /_sandbox/tokens          {"key", "tokens"}   register a key / set its balance
     POST   /_sandbox/webhook         {"key", "url": str | null}   the account's dashboard webhook
-    POST   /_sandbox/faults          {"endpoint": "generate"|"upscale"|"job", "status": 5xx, "count": n}
+    POST   /_sandbox/faults          {"endpoint": "generate"|"upscale"|"job", "status": 5xx|429, "retry_after"?, "count": n}
                                      {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
-                                     {"endpoint": ..., "mode": "html", "count": n}  (a proxy's 502 page)
-                                     {"endpoint": "generate"|"upscale", "mode": "drop_response", "count": n}
+                                     {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
+                                     {"endpoint": "generate"|"upscale", "mode": "drop_response" | "fail", "count": n}
+                                     {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
+                                     (+ "skip", "probability": the plan language of sandbox_faults.py)
     DELETE /_sandbox/faults
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,15 +38,16 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
-from .errors import ApiError, api_error, bad_request, not_found, server_error, unauthorized
+from .errors import ApiError, api_error, bad_request, not_found, rate_limited, server_error, unauthorized
 from .processing import DurationSpec, JobDurations, Processor
-from ...sandbox_faults import FaultBook, SandboxFaults, fault_from_body
+from ...sandbox_faults import (FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
+                              retry_after_headers)
 from .state import Account, SandboxState
 from .validation import parse_json_object, validate_generate, validate_upscale
 from .webhooks import WebhookSender
@@ -102,7 +104,7 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         )
         self._not_started_seconds = not_started_seconds
         self._stop = threading.Event()
-        self._webhooks = WebhookSender(self._stop, webhook_retry_delays)
+        self._webhooks = WebhookSender(self._stop, self._state.faults, webhook_retry_delays)
         self._processor = Processor(
             self._state, self._webhooks, self._stop,
             generate_durations=JobDurations(job_seconds, seed),
@@ -175,28 +177,35 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         except ApiError as error:
             return _answer(error)
         fault = self.faults.take(endpoint)
-        drop_response = False
+        spoil = None  # the fault that breaks the answer after the work is done
         if fault is not None:
             if fault.status is not None:
-                return _answer(server_error(fault.status))
-            if fault.mode == "html":
-                return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502)
-            if fault.mode == "hang":
-                await asyncio.sleep(fault.seconds)
-            drop_response = fault.mode == "drop_response"
+                error = rate_limited() if fault.status == 429 else server_error(fault.status)
+                return JSONResponse(error.body, status_code=error.status, headers=retry_after_headers(fault))
+            if fault.mode == "fail":
+                request.state.fail_job = True  # read by _start: the job is accepted, then fails
+            elif answered_after_work(self.faults, fault):
+                spoil = fault
+            else:
+                instead = answer_for(fault)
+                if instead is not None:
+                    return instead
+                await delay_for(fault)
         try:
             if key is None and "authorization" in request.headers:
                 raise unauthorized(f"Send the API key in the {contract.API_KEY_HEADER} header.")
             data = handle(request, raw, self._state.authenticate(key))
         except ApiError as error:
             return _answer(error)
-        if drop_response:
-            # The job exists and is paid for; only the answer is lost ("crash between work and reply").
-            return _answer(server_error(500))
+        if spoil is not None:
+            # The job exists and is paid for; only the answer is lost or broken ("crash between work and reply").
+            return answer_for(spoil) or _answer(server_error(500))
         return _ok(data)
 
     def _start(self, request: Request, job_request: Any, account: Account) -> dict[str, Any]:
         job = self._state.start_job(account, job_request, str(request.base_url), self._not_started_seconds)
+        if getattr(request.state, "fail_job", False):
+            job.fail_reason = "The image could not be processed (injected)."
         self._processor.submit(job)
         data: dict[str, Any] = {"id": job.id, "status": contract.RUNNING}  # [DOC] always RUNNING here
         if job.kind == "generate":

@@ -81,6 +81,8 @@ class Processor:
 
     def _work(self, job: Job) -> tuple[bytes | None, str | None]:
         """(result PNG, None) or (None, the reason the job failed)."""
+        if job.fail_reason:  # an injected "fail": accepted and charged, then the work fails
+            return None, job.fail_reason
         try:
             with source_client() as http:
                 sources = [fetch_source(http, url) for url in job.image_urls]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...sandbox_faults import FaultBook
+from ...sandbox_faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
 from . import contract
 from .errors import ApiError, not_found, out_of_tokens, rate_limited, unauthorized
 from .ratelimit import SlidingWindow, unlimited
@@ -25,7 +25,8 @@ from .validation import GenerateRequest, UpscaleRequest
 FIRST_JOB_ID = 22292  # the id in the documentation's examples; ids then count up
 # Faults: every endpoint can answer a 5xx, hang or answer HTML; generate and upscale can also
 # start (and charge) their job and then lose the answer.
-FAULT_MODES = {"hang": contract.ENDPOINTS, "html": contract.ENDPOINTS, "drop_response": ("generate", "upscale")}
+FAULT_MODES = {**answer_modes(contract.ENDPOINTS), "drop_response": ("generate", "upscale"), "fail": ("generate", "upscale"),
+               **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Job:
     outcome: str | None = None  # COMPLETED | ERROR once finished
     error_reason: str | None = None
     finished_at: float | None = None
+    fail_reason: str | None = None  # a "fail" fault: the job ends in ERROR with this reason
 
     @property
     def image_urls(self) -> tuple[str, ...]:
@@ -131,7 +133,7 @@ class SandboxState:
         self._results: dict[int, bytes] = {}
         self._ids = itertools.count(FIRST_JOB_ID)
         self._out_of_tokens_answers = 0
-        self.faults = FaultBook(contract.ENDPOINTS, FAULT_MODES)
+        self.faults = FaultBook((*contract.ENDPOINTS, WEBHOOK), FAULT_MODES)
 
     # --- keys --------------------------------------------------------------------------------------
 
@@ -276,4 +278,5 @@ class SandboxState:
                     "by_status": dict(Counter(job.status(time.monotonic()) for job in self._jobs.values())),
                 },
                 "faults_pending": self.faults.pending(),
+                "faults_served": self.faults.served(),
             }

@@ -17,13 +17,16 @@ import httpx
 import structlog
 
 from . import contract
+from ...sandbox_faults import FaultBook, webhook_plan
 
 log = structlog.get_logger(__name__)
 
 
 class WebhookSender:
-    def __init__(self, stop: threading.Event, retry_delays: tuple[float, ...] = contract.WEBHOOK_RETRY_DELAYS) -> None:
+    def __init__(self, stop: threading.Event, faults: FaultBook,
+                 retry_delays: tuple[float, ...] = contract.WEBHOOK_RETRY_DELAYS) -> None:
         self._stop = stop
+        self._faults = faults
         self._retry_delays = retry_delays
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="productai-webhook")
         self._lock = threading.Lock()
@@ -35,9 +38,13 @@ class WebhookSender:
         if url is None or self._stop.is_set():
             return
         raw = json.dumps(body, separators=(",", ":")).encode()
-        self._pool.submit(self._deliver, url, raw)
+        copies, hold_back = webhook_plan(self._faults)
+        for _ in range(copies):
+            self._pool.submit(self._deliver, url, raw, hold_back)
 
-    def _deliver(self, url: str, raw: bytes) -> None:
+    def _deliver(self, url: str, raw: bytes, hold_back: float = 0.0) -> None:
+        if hold_back and self._stop.wait(hold_back):  # a "late" fault: later webhooks overtake this one
+            return
         with httpx.Client(timeout=contract.WEBHOOK_TIMEOUT_SECONDS, trust_env=False) as http:
             for delay in (0.0, *self._retry_delays):
                 if delay and self._stop.wait(delay):
