@@ -39,6 +39,8 @@ class Suite:
 SUITES = [
     Suite("crash", "crash_anywhere.py", ["--images", "200", "--kills", "25", "--seed", "1"],
           ["--images", "8", "--kills", "4", "--seed", "1"]),
+    Suite("faults", "fault_matrix.py", ["--images", "100", "--rate", "0.03", "--seed", "1"],
+          ["--images", "6", "--rate", "0.05", "--seed", "1"]),
     Suite("convergence", "convergence.py", ["--examples", "100", "--steps", "40", "--seed", "1"],
           ["--examples", "6", "--steps", "20", "--seed", "1"]),
     Suite("bad_input", "bad_input.py", [], ["--small"]),
