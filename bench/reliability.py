@@ -41,7 +41,7 @@ SUITES = [
           ["--images", "8", "--kills", "4", "--seed", "1"]),
     Suite("faults", "fault_matrix.py", ["--images", "100", "--rate", "0.03", "--seed", "1"],
           ["--images", "6", "--rate", "0.05", "--seed", "1"]),
-    Suite("convergence", "convergence.py", ["--examples", "100", "--steps", "40", "--seed", "1"],
+    Suite("convergence", "convergence.py", ["--examples", "60", "--steps", "40", "--seed", "1"],
           ["--examples", "6", "--steps", "20", "--seed", "1"]),
     Suite("bad_input", "bad_input.py", [], ["--small"]),
 ]
