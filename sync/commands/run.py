@@ -62,7 +62,7 @@ def _server(settings: Settings, ctx, daemon: Daemon):
     from ..server import ServerDeps, build_app, serve
 
     registry = build_registry(ctx.store, ctx.provider_name, ctx.limits, lambda: ctx.shopify.stats,
-                              lambda: ctx.provider.stats)
+                              lambda: ctx.provider.stats, loop=asyncio.get_running_loop())
     deps = ServerDeps(store=ctx.store, provider=lambda: ctx.provider,
                       discover_every=settings.schedule.discover_every,
                       scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
