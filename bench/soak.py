@@ -19,8 +19,9 @@ and AI Gen Studio sandboxes on loopback:
 
 Every `--sample-every` s: VmRSS (/proc/<pid>/status), open fds (/proc/<pid>/fd), threads
 (/proc/<pid>/task) and asyncio tasks (`retouch_asyncio_tasks` on the daemon's /metrics). Figures
-after warm-up (the first `--warmup` of the run): start = median of the first 3 samples, end = median
-of the last 3 while work still arrives, max over the run. Flat: end RSS within 10% of start, fds and
+after warm-up (the first `--warmup` of the run): start = the first tenth of the samples (at least
+3), end = the last tenth while work still arrives — RSS their median, counts their floor (at any
+instant they include the work in flight; a leak raises the floor) — and the max over the run. Flat: end RSS within 10% of start, fds and
 tasks not grown by more than `FD_SLACK`/`TASK_SLACK`. A daemon exit is a crash: it is counted and the
 daemon restarted (as systemd would). At the end every promise is checked (tests/crash_harness.py)
 and the backups are re-hashed. One ProofRow (suite "soak") and one `SOAK-FIGURES {json}` line.
@@ -84,12 +85,19 @@ class Figures:
     problems: list[str] = field(default_factory=list)
 
     def _window(self, which: str) -> list[Sample]:
+        """The first or last tenth of the samples after warm-up (at least 3)."""
         loaded = self.samples[self.warm_samples:]
-        return loaded[:3] if which == "start" else loaded[-3:]
+        size = max(3, len(loaded) // 10)
+        return loaded[:size] if which == "start" else loaded[-size:]
 
     def figure(self, name: str, which: str) -> float:
+        """RSS: the window's median. Counts (fds, threads, tasks): the window's floor — at any instant
+        they include the work in flight (a step's per-product tasks, a pooled connection), while a
+        leak raises the floor."""
         values = [getattr(s, name) for s in self._window(which) if getattr(s, name) is not None]
-        return statistics.median(values) if values else float("nan")
+        if not values:
+            return float("nan")
+        return statistics.median(values) if name == "rss_kib" else min(values)
 
     def peak(self, name: str) -> float:
         return max((getattr(s, name) for s in self.samples if getattr(s, name) is not None), default=float("nan"))
@@ -281,7 +289,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=25, help="products (one image each) per arrival")
     parser.add_argument("--arrive-every", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=10.0, help="AI Gen Studio quota window, seconds")
-    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--fault-rate", type=float, default=0.1)
     parser.add_argument("--sample-every", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=0.2, help="share of the run left out of start/end")
     parser.add_argument("--seed", type=int, default=1)
