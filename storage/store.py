@@ -67,6 +67,7 @@ def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
 class Store:
     def __init__(self, url: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
+        self._probe: Any = None  # the connection wait_writable asks on (sqlite3.Connection)
         # Creating or migrating the schema may wait the long timeout: nothing else is running yet.
         self.engine = make_engine(url)
         self._create_schema()
@@ -105,6 +106,9 @@ class Store:
             conn.exec_driver_sql("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         self.engine.dispose()
 
     @contextmanager
@@ -349,21 +353,23 @@ class Store:
 
     def wait_writable(self, timeout: float) -> bool:
         """Block until no other process holds the write lock (True), or `timeout` s pass (False).
-        Takes the lock and gives it back at once, on a connection of its own: meant to run in a
-        thread, so the daemon waits for a busy database without blocking its event loop."""
+        Takes the lock and gives it back at once, on a connection of its own (kept: the daemon asks
+        before every step): meant to run in a thread when it may wait, so the daemon waits for a
+        busy database without blocking its event loop. One caller at a time."""
         import sqlite3
 
-        conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=timeout, isolation_level=None)
+        if self._probe is None:
+            self._probe = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None,
+                                          check_same_thread=False)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
+            self._probe.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._probe.execute("BEGIN IMMEDIATE")
+            self._probe.execute("ROLLBACK")
             return True
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 return False
             raise
-        finally:
-            conn.close()
 
     def integrity_ok(self) -> bool:
         with self.engine.connect() as conn:

@@ -31,3 +31,26 @@ def test_a_database_locked_for_30_s_is_waited_for(tmp_path: Path, shop: ShopifyS
     assert report.problems == [], report.problems
     assert report.states == {"done": 10}, report.states
     assert report.tracebacks == 0 and report.exit_code == 0, report
+
+
+def test_the_daemons_writability_probe_sees_another_processs_lock(tmp_path: Path) -> None:
+    """What the daemon asks before each step (in a thread when it may wait): False while another
+    connection holds BEGIN EXCLUSIVE, True once it is released; the probe itself holds nothing."""
+    import sqlite3
+
+    from retouch.storage.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'retouch.db'}", busy_timeout=0.5)
+    other = sqlite3.connect(tmp_path / "retouch.db", isolation_level=None, timeout=0)
+    try:
+        assert store.wait_writable(0)
+        other.execute("BEGIN EXCLUSIVE")  # would fail at once if the probe had kept the lock
+        assert not store.wait_writable(0.2)
+        other.execute("COMMIT")
+        assert store.wait_writable(0)
+        store.set_meta("after", "probe")  # the store's own writes are not blocked by its probe
+        other.execute("BEGIN EXCLUSIVE")
+        other.execute("COMMIT")
+    finally:
+        other.close()
+        store.close()
