@@ -40,8 +40,8 @@ SUITES = [
     Suite("crash", "crash_anywhere.py", ["--images", "200", "--kills", "25", "--seed", "1"],
           ["--images", "8", "--kills", "4", "--seed", "1"]),
     # Disk full and a database locked for 30 s (5 s at CI size: the test suite holds it 30 s once).
-    Suite("resources", "resources.py", ["--images", "60", "--hold", "30", "--seed", "5"],
-          ["--images", "8", "--hold", "5", "--seed", "5"]),
+    Suite("resources", "resources.py", ["--images", "60", "--lock-for", "30", "--seed", "5"],
+          ["--images", "8", "--lock-for", "5", "--seed", "5"]),
     Suite("soak", "soak.py", ["--minutes", "10"],
           ["--seconds", "20", "--batch", "8", "--arrive-every", "2.5", "--window", "5", "--fault-rate", "0.2",
            "--sample-every", "2"]),

@@ -1,7 +1,7 @@
 """Resources at full size (not a test): a backup disk that fills up partway through a batch, and a
 database locked by another process for 30 s while the daemon works and new products arrive.
 
-    .venv/bin/python bench/resources.py [--images 60] [--hold 30] [--seed 5]
+    .venv/bin/python bench/resources.py [--images 60] [--lock-for 30] [--seed 5]
 
 Same harness as tests/test_resources.py (tests/resources_harness.py), with more images. Prints one
 line per scenario and one ProofRow each (suites "disk full", "database locked"). The soak has its
@@ -50,11 +50,12 @@ def split(problems: list[str]) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=60)
-    parser.add_argument("--hold", type=float, default=30.0, help="seconds the other process holds the lock")
+    parser.add_argument("--lock-for", type=float, default=30.0, help="seconds the other process holds the lock")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    command = command_line("bench/resources.py", "--images", args.images, "--hold", args.hold, "--seed", args.seed)
+    command = command_line("bench/resources.py", "--images", args.images, "--lock-for", args.lock_for,
+                           "--seed", args.seed)
     rows = []
 
     shop, shop_server, provider, provider_server = sandboxes()
@@ -77,7 +78,7 @@ def main() -> int:
     shop, shop_server, provider, provider_server = sandboxes()
     try:
         locked = database_locked(Path(tempfile.mkdtemp(prefix="retouch-dblock-")), shop, provider,
-                                 products=args.images, hold=args.hold, seed=args.seed, limits=LIMITS, timeout=600)
+                                 products=args.images, hold=args.lock_for, seed=args.seed, limits=LIMITS, timeout=600)
     finally:
         provider_server.stop()
         shop_server.stop()

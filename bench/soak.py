@@ -12,17 +12,18 @@ and AI Gen Studio sandboxes on loopback:
   same), so the daemon paces through many windows; its enhancement is canned (bench/overhead.py's
   `make_instant`): real full-size PNG results, unique per item, without the sandbox's Pillow work
   competing for the CPU;
-- faults, set over HTTP the way tests set them: on the provider a rate (`--fault-rate` of creates and
-  status polls answer 503, a few a 502 HTML page); on Shopify, every `--sample-every` s, one 5xx
-  (500/502/503 in turn), a THROTTLED answer every 10th time and a media that fails processing every
-  5th (it may hit a merchant's new image, which the daemon then skips, or one of its own results).
+- faults, set over HTTP the way tests set them: on the provider a rate (`--fault-rate` of creates
+  and status polls answer 503, a few a 502 HTML page, and the 2nd create a 500 at any rate); on
+  Shopify, every `--sample-every` s, one 5xx (500/502/503 in turn), a THROTTLED answer every 10th
+  time and a media that fails processing every 5th (it may hit a merchant's new image, which the
+  daemon then skips, or one of its own results).
 
 Every `--sample-every` s: VmRSS (/proc/<pid>/status), open fds (/proc/<pid>/fd), threads
 (/proc/<pid>/task) and asyncio tasks (`retouch_asyncio_tasks` on the daemon's /metrics). Figures
 after warm-up (the first `--warmup` of the run): start = the first tenth of the samples (at least
 3), end = the last tenth while work still arrives — RSS their median, counts their floor (at any
-instant they include the work in flight; a leak raises the floor) — and the max over the run. Flat: end RSS within 10% of start, fds and
-tasks not grown by more than `FD_SLACK`/`TASK_SLACK`. A daemon exit is a crash: it is counted and the
+instant they include the work in flight; a leak raises the floor) — and the max over the run.
+Flat: end RSS within 10% of start, fds and tasks not grown by more than `FD_SLACK`/`TASK_SLACK`. A daemon exit is a crash: it is counted and the
 daemon restarted (as systemd would). At the end every promise is checked (tests/crash_harness.py)
 and the backups are re-hashed. One ProofRow (suite "soak") and one `SOAK-FIGURES {json}` line.
 """
@@ -147,8 +148,10 @@ def asyncio_tasks(http: httpx.Client, metrics_url: str) -> int | None:
 
 
 def provider_faults(http: httpx.Client, provider: AigenSandbox, rate: float, budget: int) -> int:
-    """Rate faults on the provider's creates and polls (over HTTP, as tests set them); returns how many were asked for."""
-    plans = [{"endpoint": "create", "status": 503, "count": budget, "probability": rate},
+    """Faults at a rate on the provider's creates and polls (over HTTP, as tests set them); returns
+    how many were asked for."""
+    plans = [{"endpoint": "create", "status": 500, "count": 1, "skip": 1},  # the 2nd create, whatever the rate
+             {"endpoint": "create", "status": 503, "count": budget, "probability": rate},
              {"endpoint": "status", "status": 503, "count": budget, "probability": rate},
              {"endpoint": "status", "mode": "html", "count": budget // 4 or 1, "probability": rate / 4}]
     for plan in plans:
@@ -159,7 +162,8 @@ def provider_faults(http: httpx.Client, provider: AigenSandbox, rate: float, bud
 def shopify_fault(http: httpx.Client, shop: ShopifySandbox, n: int) -> dict[str, int]:
     """The n-th round of Shopify faults; returns what was added, by kind."""
     added = {"http": 1}
-    http.post(f"{shop.shop_url}/_sandbox/faults", json={"status": (500, 502, 503)[n % 3], "count": 1}).raise_for_status()
+    http.post(f"{shop.shop_url}/_sandbox/faults",
+              json={"status": (500, 502, 503)[n % 3], "count": 1}).raise_for_status()
     if n % 10 == 9:  # a THROTTLED empties the bucket: the client waits for it to refill
         http.post(f"{shop.shop_url}/_sandbox/faults", json={"throttle": True}).raise_for_status()
         added["throttle"] = 1
