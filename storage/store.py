@@ -2,8 +2,10 @@
 
 `Store` hands out plain, detached rows (`expire_on_commit=False`) and takes changes as keyword
 arguments, one transaction per method, so the pipeline never holds a session across an outside
-call. SQLite runs in WAL mode with a generous busy timeout: `status` or `resync` in another
-process can read and write while the daemon runs.
+call. SQLite runs in WAL mode with a busy timeout: `status` or `resync` in another process can
+read and write while the daemon runs. The commands wait up to 60 s for another process's write
+lock; the daemon only 2 s per statement, and waits for a longer lock before each step with
+`wait_writable` in a thread (sync/scheduler.py says why).
 """
 
 from __future__ import annotations
