@@ -44,6 +44,12 @@ SUITES = [
     Suite("convergence", "convergence.py", ["--examples", "60", "--steps", "40", "--seed", "1"],
           ["--examples", "6", "--steps", "20", "--seed", "1"]),
     Suite("bad_input", "bad_input.py", [], ["--small"]),
+    # Disk full and a database locked for 30 s (5 s at CI size: the test suite holds it 30 s once).
+    Suite("resources", "resources.py", ["--images", "60", "--lock-for", "30", "--seed", "5"],
+          ["--images", "8", "--lock-for", "5", "--seed", "5"]),
+    Suite("soak", "soak.py", ["--minutes", "10"],
+          ["--seconds", "20", "--batch", "8", "--arrive-every", "2.5", "--window", "5", "--fault-rate", "0.2",
+           "--sample-every", "2"]),
 ]
 
 

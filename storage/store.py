@@ -2,8 +2,10 @@
 
 `Store` hands out plain, detached rows (`expire_on_commit=False`) and takes changes as keyword
 arguments, one transaction per method, so the pipeline never holds a session across an outside
-call. SQLite runs in WAL mode with a generous busy timeout: `status` or `resync` in another
-process can read and write while the daemon runs.
+call. SQLite runs in WAL mode with a busy timeout: `status` or `resync` in another process can
+read and write while the daemon runs. The commands wait up to 60 s for another process's write
+lock; the daemon only 2 s per statement, and waits for a longer lock before each step with
+`wait_writable` in a thread (sync/scheduler.py says why).
 """
 
 from __future__ import annotations
@@ -38,24 +40,37 @@ class StorageError(Exception):
     """The database cannot be used (wrong schema version, unreadable file)."""
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")     # a committed idempotency key must survive a power cut
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")   # another retouch process may hold the write lock briefly
-    cursor.close()
+# How long a statement waits for another process's write lock before "database is locked".
+# The CLI commands can wait long; the daemon passes a short one (see sync/scheduler.py): its
+# statements run in the event loop, and a long wait there would freeze it (and systemd's watchdog).
+BUSY_TIMEOUT = 60.0
 
 
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
-    event.listen(engine, "connect", _configure_sqlite)
+def is_locked_error(exc: BaseException) -> bool:
+    """SQLite's answer when another process held the write lock past our busy timeout."""
+    return isinstance(exc, OperationalError) and ("database is locked" in str(exc) or "database is busy" in str(exc))
+
+
+def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
+
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")     # a committed idempotency key must survive a power cut
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")  # another process may hold the write lock
+        cursor.close()
+
+    event.listen(engine, "connect", configure)
     return engine
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
+        self._probe: Any = None  # the connection wait_writable asks on (sqlite3.Connection)
+        # Creating or migrating the schema may wait the long timeout: nothing else is running yet.
         self.engine = make_engine(url)
         self._create_schema()
         version = self.get_meta("schema_version") or str(SCHEMA_VERSION)
@@ -64,6 +79,9 @@ class Store:
         elif int(version) > SCHEMA_VERSION:
             raise StorageError(f"database schema version {version} is newer than this retouch "
                                f"(expects {SCHEMA_VERSION}): upgrade retouch")
+        if busy_timeout != BUSY_TIMEOUT:
+            self.engine.dispose()
+            self.engine = make_engine(url, busy_timeout)
 
     def _create_schema(self) -> None:
         """Tables and the schema version of a new database. Another process (the daemon and a
@@ -90,6 +108,9 @@ class Store:
             conn.exec_driver_sql("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         self.engine.dispose()
 
     @contextmanager
@@ -331,6 +352,26 @@ class Store:
         finally:
             source.close()
             target.close()
+
+    def wait_writable(self, timeout: float) -> bool:
+        """Block until no other process holds the write lock (True), or `timeout` s pass (False).
+        Takes the lock and gives it back at once, on a connection of its own (kept: the daemon asks
+        before every step): meant to run in a thread when it may wait, so the daemon waits for a
+        busy database without blocking its event loop. One caller at a time."""
+        import sqlite3
+
+        if self._probe is None:
+            self._probe = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None,
+                                          check_same_thread=False)
+        try:
+            self._probe.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._probe.execute("BEGIN IMMEDIATE")
+            self._probe.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
 
     def integrity_ok(self) -> bool:
         with self.engine.connect() as conn:

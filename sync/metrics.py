@@ -7,11 +7,14 @@ Two custom collectors do the reading:
   provider client's requests by outcome) into counters. A client is rebuilt on a config reload, so
   these may drop back to zero; Prometheus treats that as a counter reset.
 
+- `LoopCollector` counts the daemon's asyncio tasks (a leak of tasks shows as a gauge that grows).
+
 Credits used come from the database: the provider reports them per finished job, and the job row keeps them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -105,6 +108,18 @@ class ClientCollector:
                                       value=outcomes.get(RATE_LIMITED, 0))
 
 
+class LoopCollector:
+    """The event loop's tasks, counted at scrape time (the scrape runs in a worker thread, hence
+    the loop is given, not looked up)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("retouch_asyncio_tasks", "asyncio tasks alive in the daemon's event loop.",
+                                value=len(asyncio.all_tasks(self.loop)))
+
+
 def images_per_window(limits: QuotaLimits) -> tuple[int, float]:
     """How many images the quota lets through per window (the tightest of its limits)."""
     per_window = min(limits.limit("image"), limits.limit("job") * limits.max_batch, limits.limit("request"))
@@ -120,9 +135,12 @@ def ledger_images_left(ledger: QuotaLedger, now: float) -> int:
 def build_registry(store: Store, provider: str, limits: QuotaLimits,
                    shopify_stats: Callable[[], ClientStats | None],
                    provider_stats: Callable[[], Counter[str] | None],
-                   clock: Callable[[], float] = time.time) -> CollectorRegistry:
+                   clock: Callable[[], float] = time.time,
+                   loop: asyncio.AbstractEventLoop | None = None) -> CollectorRegistry:
     """A registry of its own (not the process-global one), with every retouch metric in it."""
     registry = CollectorRegistry()
     registry.register(StoreCollector(store, provider, limits, clock))
     registry.register(ClientCollector(shopify_stats, provider_stats))
+    if loop is not None:
+        registry.register(LoopCollector(loop))
     return registry

@@ -29,9 +29,12 @@ def provider_client(settings: Settings) -> Provider:
 
 
 @asynccontextmanager
-async def open_context(settings: Settings, store: Store | None = None) -> AsyncIterator[Context]:
+async def open_context(settings: Settings, store: Store | None = None,
+                       busy_timeout: float | None = None) -> AsyncIterator[Context]:
+    """`busy_timeout`: how long a statement waits for another process's write lock (the Store's default if None)."""
     own_store = store is None
-    store = store or Store(settings.database_url)
+    if store is None:
+        store = Store(settings.database_url) if busy_timeout is None else Store(settings.database_url, busy_timeout)
     shopify = shopify_client(settings)
     provider = provider_client(settings)
     try:

@@ -28,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from retouch.plugin.providers.base import WebhookEvent
 from retouch.plugin.shopify.errors import ShopifyError
 from retouch.storage.models import JobState
+from retouch.storage.store import is_locked_error
 
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
@@ -44,6 +45,14 @@ HEARTBEAT_EVERY = 5.0
 HOUSEKEEPING_EVERY = 600.0  # seconds between prunings of old quota events and webhook ids
 WEBHOOK_DEBOUNCE = 2.0  # seconds: item events of one job arrive in bursts; one poll picks them all up
 WRITE_BACK_ROUNDS = 4  # write-back steps in one run: backup, write, verify, and one spare
+# Another process (an admin's sqlite3 shell, a backup tool, `retouch resync`) may hold the database's
+# write lock for a while. The daemon's statements run in its event loop, so they wait only this long
+# (a longer wait would freeze the loop: no webhooks, no metrics, no watchdog ping — and systemd kills
+# a daemon whose pings stop for WatchdogSec). Each step first waits, in a thread, until the database
+# is writable; a lock taken in the middle of a step makes that step stop with "database is locked",
+# which is like a crash at that point (every outside call has its intent recorded), and it runs again.
+DAEMON_BUSY_TIMEOUT = 2.0
+WRITABLE_CHECK = 1.0  # seconds of each threaded wait for the lock, so a stop request is seen soon
 
 Step = Callable[[Context], Awaitable[object]]
 
@@ -92,6 +101,8 @@ class Daemon:
             assert task is not None
             self.running.add(task)
             try:
+                if not await self._database_writable(name):
+                    return
                 result = await step(self.ctx)
                 # Each write-back step is followed by the next (backup -> write -> verify) in the
                 # same run: the job cannot re-schedule itself while it is still running.
@@ -110,10 +121,33 @@ class Daemon:
                 self._record_error(name, str(exc))
                 log.warning("step_failed", step=name, reason=str(exc)[:300])
             except Exception as exc:  # one bad answer must never stop the daemon
+                if _database_locked(exc):
+                    # Not a crash: the step stopped where the lock met it and runs again next time.
+                    # (No last-error row either: writing it would meet the same lock.)
+                    log.warning("database_busy", step=name, note="another process holds the database's "
+                                "write lock; the step stopped and runs again")
+                    return
                 self._record_error(name, f"{exc.__class__.__name__}: {exc}")
                 log.exception("step_crashed", step=name)
             finally:
                 self.running.discard(task)
+
+    async def _database_writable(self, name: str) -> bool:
+        """Wait, without blocking the event loop, until no other process holds the write lock;
+        False if the daemon is asked to stop meanwhile."""
+        if self.ctx.store.wait_writable(0):  # the usual case, at once: no thread for it
+            return True
+        waited_since = None
+        while not await asyncio.to_thread(self.ctx.store.wait_writable, WRITABLE_CHECK):
+            if waited_since is None:
+                waited_since = time.monotonic()
+                log.warning("database_busy", step=name, note="another process holds the database's write lock; "
+                            "waiting for it")
+            if self.stopping.is_set():
+                return False
+        if waited_since is not None:
+            log.info("database_free", step=name, waited=round(time.monotonic() - waited_since, 1))
+        return True
 
     def _follow_up(self, name: str, result: object) -> None:
         """A step that made progress runs the step that takes it further now, not at its next tick:
@@ -155,15 +189,25 @@ class Daemon:
             self.scheduler.modify_job("write_back", next_run_time=when)
 
     def _record_error(self, step: str, message: str) -> None:
-        self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
-                                            f"{step}: {message[:300]}")
+        try:
+            self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
+                                                f"{step}: {message[:300]}")
+        except Exception as exc:
+            if not _database_locked(exc):
+                raise
+            log.info("last_error_not_recorded", step=step, reason="database locked by another process")
 
     async def _heartbeat(self) -> None:
         """STATUS= for systemd and a heartbeat row for `retouch status`."""
         counts = self.ctx.store.counts_by_state()
         paused = self.ctx.paused()
         self.notifier.status(status_line(counts, paused["reason"] if paused else None))
-        self.ctx.store.set_meta(HEARTBEAT, str(time.time()))
+        try:
+            self.ctx.store.set_meta(HEARTBEAT, str(time.time()))
+        except Exception as exc:
+            if not _database_locked(exc):
+                raise
+            log.info("heartbeat_skipped", reason="database locked by another process")
 
     # ----- webhooks ---------------------------------------------------------------------------
 
@@ -283,6 +327,13 @@ class Daemon:
         if background:
             await asyncio.wait(background, timeout=5)
         log.info("stopped")
+
+
+def _database_locked(exc: BaseException) -> bool:
+    """"database is locked", alone or as every error of a task group (write-back runs products at once)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_database_locked(inner) for inner in exc.exceptions)
+    return is_locked_error(exc)
 
 
 def _changed_sections(old: Settings, new: Settings) -> set[str]:

@@ -87,8 +87,10 @@ def crash_anywhere(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, p
 
 
 def check_promises(db: Path, shop: ShopifySandbox, provider: AigenSandbox, originals: dict[str, dict],
-                   mode: str) -> list[str]:
+                   mode: str, backup_dir: Path | None = None) -> list[str]:
+    """Broken promises, named. `backup_dir`: where the backups are, if not `backups/` beside the database."""
     problems: list[str] = []
+    backup_dir = backup_dir or db.parent / "backups"
     rows = {media_id: (state, code, sha) for media_id, state, code, sha in db_rows(
         db, "select media_id, state, error_code, backup_sha256 from image")}
     stats = provider.stats()["keys"].get(PROVIDER_KEY, {})
@@ -107,7 +109,7 @@ def check_promises(db: Path, shop: ShopifySandbox, provider: AigenSandbox, origi
             # The original is kept, byte for byte, before anything in Shopify changed.
             if sha != original["sha256"]:
                 problems.append(f"{original['id']} done but its backup is not the original")
-            elif not (db.parent / "backups" / sha[:2] / sha).exists():
+            elif not (backup_dir / sha[:2] / sha).exists():
                 problems.append(f"{original['id']} done but its backup file is missing")
     for key, count in stats.get("charged_per_idempotency_key", {}).items():
         if count > 20:

@@ -10,7 +10,7 @@ import typer
 from .. import __version__
 from ..config import Settings
 from ..runtime import open_context, provider_client, shopify_client
-from ..scheduler import Daemon
+from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
 from ..systemd import InstanceLock
 
 log = structlog.get_logger("retouch")
@@ -39,7 +39,7 @@ async def run_daemon(settings: Settings) -> int:
         return 1
     try:
         log.info("starting", **describe_start(settings))
-        async with open_context(settings) as ctx:
+        async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
             async def reopen(new: Settings) -> None:
                 """After a reload: point the clients at the new shop/provider when those changed."""
                 if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
@@ -62,7 +62,7 @@ def _server(settings: Settings, ctx, daemon: Daemon):
     from ..server import ServerDeps, build_app, serve
 
     registry = build_registry(ctx.store, ctx.provider_name, ctx.limits, lambda: ctx.shopify.stats,
-                              lambda: ctx.provider.stats)
+                              lambda: ctx.provider.stats, loop=asyncio.get_running_loop())
     deps = ServerDeps(store=ctx.store, provider=lambda: ctx.provider,
                       discover_every=settings.schedule.discover_every,
                       scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
