@@ -116,3 +116,16 @@ def test_each_kind_of_original_ends_as_it_should_and_the_rest_go_on(shop, provid
     # The next cycle runs: a photo added afterwards is enhanced like any other.
     shop.add_product("later", images=[{"filename": "later.jpg", "data": jpeg()}])
     assert run_async(scenario())["later.jpg"].state == "done"
+
+
+def test_a_decoder_breaking_in_an_unexpected_way_is_not_an_image(monkeypatch) -> None:
+    """Hostile bytes can break a decoder with any exception (struct.error, IndexError …): the
+    original is refused with a reason, never an exception that would crash the submit step."""
+    def broken_load(self):
+        raise IndexError("tile extends beyond the image")
+
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken_load)
+    with pytest.raises(imaging.ImageDataError, match="IndexError"):
+        imaging.check_source(jpeg())

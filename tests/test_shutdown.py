@@ -22,8 +22,9 @@ def test_sigterm_lets_the_running_step_finish_and_logs_no_traceback(shop, provid
                                                                     tmp_path: Path) -> None:
     shop.seed(products=2, images_per_product=1, seed=3)
     config = write_config(new_only=False)
-    # The provider takes 2 s to accept the job: the SIGTERM arrives while submit waits for it.
-    provider.add_fault("create", mode="hang", seconds=2.0)
+    # The provider takes 4 s to accept the job (the grace is 8 s): the SIGTERM arrives while submit
+    # waits for it.
+    provider.add_fault("create", mode="hang", seconds=4.0)
     process = daemon(config)
     db = tmp_path / "retouch.db"
     wait_for(lambda: db.exists() and jobs_recorded(db) == 1, timeout=60,
@@ -33,7 +34,9 @@ def test_sigterm_lets_the_running_step_finish_and_logs_no_traceback(shop, provid
     assert (state, provider_job_id is not None) == ("submitted", True), "the running submit was cancelled"
     output = process.output()
     assert "Traceback" not in output and "abandoned" not in output
-    assert '"event": "stopped"' in output
+    # The answer came during the grace, not before the stop began (else this tested nothing).
+    assert output.index('"event": "stopping"') < output.index('"event": "submitted"') < output.index(
+        '"event": "stopped"')
 
 
 def test_a_step_past_its_grace_is_abandoned_quietly_and_resumed_on_the_next_start(shop, provider, write_config,

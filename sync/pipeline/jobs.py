@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.providers.base import Ticket, TicketItem
-from retouch.plugin.shopify.errors import ShopifyError
+from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError
 from retouch.storage.models import Image, Job
 
 from .. import imaging
@@ -50,11 +51,17 @@ class JobProgress:
         # this is the CDN changing them in between.)
         try:
             data, _ = await self.ctx.shopify.download(item.source_url)
-        except ShopifyError as exc:
+        except ShopifyResponseError as exc:
+            # Refused for good (a 4xx, too big): retrying the job would only meet it again, forever,
+            # and the job is first in line. The job fails with the reason; `retouch retry` requeues.
+            raise provider_errors.Rejected("source_refused", f"the original could not be downloaded: "
+                                           f"{str(exc)[:300]}") from None
+        except ShopifyError as exc:  # for now (CDN down): the job is sent again later
             raise provider_errors.Unavailable("source_unavailable", f"the original could not be downloaded: "
                                               f"{str(exc)[:300]}") from None
         try:
-            return self._as_accepted(data)
+            # Decoding and re-encoding a big photo takes a while: not on the event loop.
+            return await asyncio.to_thread(self._as_accepted, data)
         except imaging.ImageDataError as exc:
             raise provider_errors.Rejected(f"source_{exc.code}", f"the original is {exc}") from None
 

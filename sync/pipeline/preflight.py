@@ -3,9 +3,11 @@ can only fail, and an animation is never replaced by one enhanced frame.
 
 The original is downloaded from Shopify's CDN and judged by `imaging.check_source`: not an image
 (or truncated), a decompression bomb, or animated -> the image fails with that reason and the
-rest of the batch goes on. A download that fails (CDN down, timeout) fails nothing: the image
-waits a little and is looked at again. This costs one CDN download per image; write-back
-downloads the original again for its backup, later, when it may have changed.
+rest of the batch goes on. A download that fails for now (CDN down, timeout) fails nothing: the
+image waits a little and is looked at again. One refused for good (a 4xx, too big, not a download
+URL) is looked up on the product: gone (skipped), replaced by the merchant (the new picture is
+looked at instead), or unusable as it is (failed, `source_refused`). This costs one CDN download
+per image; write-back downloads the original again for its backup, later, when it may have changed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from .context import Context
 from .writeback import Skip, still_there
 
 DOWNLOADS_AT_ONCE = 4
-SOURCE_UNAVAILABLE = "source_unavailable"
+SOURCE_UNAVAILABLE = "source_unavailable"  # for now: the image waits and is looked at again
+SOURCE_REFUSED = "source_refused"          # for good: the image fails
 
 
 async def usable_sources(ctx: Context, images: list[Image]) -> list[Image]:
@@ -31,8 +34,11 @@ async def usable_sources(ctx: Context, images: list[Image]) -> list[Image]:
         async with gate:
             return await _judge(ctx, image)
 
-    verdicts = await asyncio.gather(*(one(image) for image in images))
-    return [image for image, usable in zip(images, verdicts) if usable]
+    # A task group, not gather: if one judgement raises (the database locked, say), the others are
+    # cancelled with it instead of going on outside the step's lock.
+    async with asyncio.TaskGroup() as group:
+        verdicts = [group.create_task(one(image)) for image in images]
+    return [image for image, usable in zip(images, verdicts) if usable.result()]
 
 
 async def _judge(ctx: Context, image: Image) -> bool:
@@ -40,20 +46,25 @@ async def _judge(ctx: Context, image: Image) -> bool:
     try:
         data, _ = await ctx.shopify.download(image.source_url or "")
     except ShopifyResponseError as exc:
-        if exc.status is None or not 400 <= exc.status < 500:
+        if exc.status is not None and not 400 <= exc.status < 500:
             return _wait(ctx, image, exc)
-        # The CDN refuses this URL for good: gone with its media (skipped), or unusable (failed).
+        # Refused for good (a 4xx, too big, not a download URL; the client retried what may pass).
         try:
-            await still_there(ctx, image)
+            product = await still_there(ctx, image)
         except Skip as gone:
             ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=gone.code, error_message=gone.message)
             log.info("skipped", reason=gone.code)
             return False
         except ShopifyError as again:
             return _wait(ctx, image, again)
-        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code="source_unavailable",
+        media = next(m for m in product.media if m.id == image.media_id)
+        if media.url and media.url != image.source_url:
+            # The merchant put a new picture in this media since discovery: that one is the original.
+            ctx.store.update_image(image.id, source_url=media.url)
+            return _wait(ctx, image, exc)
+        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=SOURCE_REFUSED,
                                error_message=f"the original could not be downloaded: {str(exc)[:300]}")
-        log.warning("failed", reason="source_unavailable", message=str(exc)[:200])
+        log.warning("failed", reason=SOURCE_REFUSED, message=str(exc)[:200])
         return False
     except ShopifyError as exc:
         return _wait(ctx, image, exc)
