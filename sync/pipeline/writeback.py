@@ -181,7 +181,8 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
 
     result = await _download_result(ctx, image)
     try:
-        data = imaging.convert(result, pillow_format(extension))
+        # Decoding and re-encoding a big photo takes a while: not on the event loop.
+        data = await asyncio.to_thread(imaging.convert, result, pillow_format(extension))
     except imaging.ImageDataError as exc:
         raise Fail("result_unreadable", f"the provider's result is {exc}") from None
     resource_url = await ctx.shopify.staged_upload(upload_name, mime_for(extension), data)
