@@ -141,6 +141,10 @@ class ServerSettings(Section):
     webhook_skew: Duration = 300.0
     # With webhooks, polling is only a safety net: this often at most per job.
     safety_poll_every: Duration = 300.0
+    # The Shopify app's client secret, which signs product webhooks; with public_url, the daemon
+    # subscribes to PRODUCTS_CREATE/UPDATE so a new image is discovered at once.
+    shopify_webhook_secret: SecretStr | None = None
+    shopify_webhook_secret_env: str | None = None
 
     @field_validator("listen")
     @classmethod
@@ -195,6 +199,7 @@ class Settings:
     database_url: str
     backup_dir: Path
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
+    shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
 
     @cached_property
     def plugin(self) -> ProviderPlugin:
@@ -223,6 +228,11 @@ class Settings:
         return self.public_url is not None and "webhook" in self.capabilities.completion
 
     @property
+    def shopify_webhooks(self) -> bool:
+        """Does the daemon subscribe to Shopify's product webhooks (and accept them)?"""
+        return self.public_url is not None and self.shopify_webhook_secret is not None
+
+    @property
     def poll_floor(self) -> float:
         """Shortest interval between two polls of one job: the owner's, else the provider's usual
         one; never below the provider's own floor."""
@@ -247,7 +257,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction processor."""
         key = self.provider_key.get_secret_value()
-        return [self.shop_token.get_secret_value(), key, webhook_token(key)]
+        shopify_hooks = [self.shopify_webhook_secret.get_secret_value()] if self.shopify_webhook_secret else []
+        return [self.shop_token.get_secret_value(), key, webhook_token(key), *shopify_hooks]
 
 
 def find_config_path(explicit: Path | None) -> Path:
@@ -306,6 +317,8 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         raise ConfigError(f"[provider] api_key: {key_problem}")
 
     server = parsed.server
+    hook_secret, hook_source = _optional_secret(server.shopify_webhook_secret, server.shopify_webhook_secret_env,
+                                                "[server] shopify_webhook_secret", environ)
     if server.listen and not server.listen_is_loopback() and not (server.public_url or server.allow_public_bind):
         raise ConfigError("[server] listen: binding beyond loopback needs public_url or allow_public_bind = true")
 
@@ -327,7 +340,9 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         server=parsed.server,
         log=parsed.log,
         shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
-        secret_sources={"[shop] access_token": shop_token_source, "[provider] api_key": provider_key_source},
+        secret_sources={"[shop] access_token": shop_token_source, "[provider] api_key": provider_key_source,
+                        **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
+        shopify_webhook_secret=hook_secret,
     )
 
 
@@ -349,6 +364,14 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
         return SecretStr((Path(cred_dir) / credential).read_text().strip()), f"systemd credential {credential}"
     raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
                       f"or a systemd credential named {credential}")
+
+
+def _optional_secret(value: SecretStr | None, env_name: str | None, key: str,
+                     environ: dict[str, str]) -> tuple[SecretStr | None, str | None]:
+    """A secret that may be left out: (None, None) when neither the value nor `*_env` is given."""
+    if (value is None or not value.get_secret_value()) and not env_name:
+        return None, None
+    return _secret(value, env_name, "", key, environ)
 
 
 def _check_directory(path: Path, key: str) -> None:

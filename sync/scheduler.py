@@ -33,6 +33,8 @@ from retouch.storage.store import is_locked_error
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
 from .pipeline import WRITE_BACK_STATES, Context, discover, housekeeping, submit, track, write_back
+from .pipeline.context import BASELINE_RECORDED
+from .shopify_subscriptions import register_product_webhooks
 from .systemd import Notifier, status_line, watchdog_interval, watchdog_loop
 
 log = structlog.get_logger("retouch.daemon")
@@ -43,6 +45,9 @@ LAST_ERROR = "daemon_last_error"
 # not every tick.
 HEARTBEAT_EVERY = 5.0
 HOUSEKEEPING_EVERY = 600.0  # seconds between prunings of old quota events and webhook ids
+# A Shopify product webhook runs "discover_products" at once; otherwise it looks this often (it
+# only has work when webhooks arrived while the first full pass had not recorded the baseline yet).
+PRODUCT_DISCOVERY_EVERY = 60.0
 WEBHOOK_DEBOUNCE = 2.0  # seconds: item events of one job arrive in bursts; one poll picks them all up
 WRITE_BACK_ROUNDS = 4  # write-back steps in one run: backup, write, verify, and one spare
 # Another process (an admin's sqlite3 shell, a backup tool, `retouch resync`) may hold the database's
@@ -67,6 +72,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.running: set[asyncio.Task] = set()
         self.scheduler: AsyncIOScheduler | None = None
+        self.pending_products: set[str] = set()  # product gids Shopify's webhooks named, not yet discovered
 
     # ----- steps ------------------------------------------------------------------------------
 
@@ -155,9 +161,9 @@ class Daemon:
         followed by the next, and a finished job (or a newly queued image) lets submit go."""
         if self.scheduler is None or not result or self.stopping.is_set():
             return
-        if name == "discover" and not (isinstance(result, dict) and result.get("queued")):
+        if name in ("discover", "discover_products") and not (isinstance(result, dict) and result.get("queued")):
             return
-        nexts = {"track": ("write_back", "submit"), "discover": ("submit",)}
+        nexts = {"track": ("write_back", "submit"), "discover": ("submit",), "discover_products": ("submit",)}
         now = datetime.now(self.scheduler.timezone)
         for follower in nexts.get(name, ()):
             self.scheduler.modify_job(follower, next_run_time=now)
@@ -229,6 +235,39 @@ class Daemon:
         if not matched:
             log.info("webhook_unmatched", provider_job_id=event.provider_job_id, type=event.kind)
 
+    def on_shopify_product(self, product_id: str) -> None:
+        """A verified Shopify product webhook: discover that product now (the daemon's loop; the
+        HTTP handler calls this and answers at once). Polling stays the safety net."""
+        self.pending_products.add(product_id)
+        if self.scheduler is not None and not self.stopping.is_set():
+            self.scheduler.modify_job("discover_products", next_run_time=datetime.now(self.scheduler.timezone))
+
+    async def _discover_pending(self, ctx: Context) -> object:
+        """Discovery of the products webhooks named since the last run."""
+        if not self.pending_products or ctx.store.get_meta(BASELINE_RECORDED) is None:
+            return None  # before the first full pass records the baseline, a new image cannot be told apart
+        ids = sorted(self.pending_products)
+        self.pending_products.clear()
+        try:
+            return await discover(ctx, product_ids=ids, live=True)
+        except BaseException:
+            self.pending_products.update(ids)  # the next webhook or run tries them again
+            raise
+
+    async def _register_shopify_webhooks(self) -> None:
+        """Subscribe to product webhooks; a failure is logged and the daemon goes on polling."""
+        settings = self.ctx.settings
+        if not settings.shopify_webhooks or settings.public_url is None:
+            return
+        try:
+            await register_product_webhooks(self.ctx.shopify, settings.public_url)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ShopifyError) else exc.__class__.__name__
+            log.warning("shopify_webhooks_not_registered", reason=reason[:300],
+                        note="discovery goes on polling every discover_every")
+
     # ----- life cycle -------------------------------------------------------------------------
 
     async def _connect(self) -> None:
@@ -293,8 +332,10 @@ class Daemon:
         if not self.stopping.is_set():
             # Recovery first: finish or reconcile whatever was in flight before discovery looks.
             await self._guarded("write_back", write_back)
+            await self._register_shopify_webhooks()
             self.scheduler = AsyncIOScheduler(event_loop=loop)
-            for name, step, every in self._steps():
+            for name, step, every in (*self._steps(),
+                                      ("discover_products", self._discover_pending, PRODUCT_DISCOVERY_EVERY)):
                 self.scheduler.add_job(self._guarded, "interval", args=(name, step), seconds=every, id=name,
                                        max_instances=1, coalesce=True, misfire_grace_time=None,
                                        next_run_time=datetime.now(self.scheduler.timezone))

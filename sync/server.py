@@ -5,6 +5,10 @@
     POST /webhooks/{provider}         signed job events (AI Gen Studio, CONTRACTS.md §1, Webhooks)
     POST /webhooks/{provider}/{token} unsigned ones, protected by a secret token in the path
                                       (Imagen's callback, ProductAI's account webhook)
+    POST /webhooks/shopify            Shopify's PRODUCTS_CREATE/UPDATE (with [server]
+                                      shopify_webhook_secret; shopify_webhooks.py decides): 413,
+                                      401 forged, 400 wrong topic/malformed, 200 and the product
+                                      queued for discovery, or {"duplicate": true}
 
 It runs inside the daemon's event loop (`serve`), never in a thread of its own, and never owns
 signals: the daemon decides when to stop by setting its `stop` event.
@@ -48,6 +52,7 @@ from starlette.routing import Route
 from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
 from retouch.storage.store import Store
 
+from . import shopify_webhooks
 from .listen import parse_listen
 from .pipeline.context import LAST_DISCOVERY
 
@@ -66,6 +71,8 @@ class ServerDeps:
     skew: float = 300.0                       # timestamp tolerance, seconds
     max_body: int = 1 << 20
     clock: Callable[[], float] = time.time
+    shopify_webhook_secret: str | None = None  # None: /webhooks/shopify answers 404
+    on_shopify_product: Callable[[str], None] = lambda product_id: None  # queues a product gid; must not block
 
 
 # ----- health: pure decisions -----------------------------------------------------------------
@@ -224,9 +231,36 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
             log.exception("webhook_handler_failed", event_id=event.event_id)
         return JSONResponse({"accepted": True})
 
+    async def shopify_webhook(request: Request) -> Response:
+        secret = deps.shopify_webhook_secret
+        if secret is None:
+            return JSONResponse({"error": "no such webhook"}, status_code=404)
+        try:
+            raw = await _read_capped(request, deps.max_body)
+        except _BodyTooLarge:
+            log.warning("shopify_webhook_rejected", reason="too_large", limit=deps.max_body)
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        verdict = shopify_webhooks.check_delivery(secret, request.headers, raw)
+        if isinstance(verdict, shopify_webhooks.Refused):
+            log.warning("shopify_webhook_rejected", reason=verdict.reason)
+            return JSONResponse({"error": verdict.reason}, status_code=verdict.status)
+        if not await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
+                                       verdict.webhook_id, deps.clock()):
+            log.info("shopify_webhook_duplicate", webhook_id=verdict.webhook_id)
+            return JSONResponse({"duplicate": True})
+        try:
+            deps.on_shopify_product(verdict.product_id)
+        except Exception:
+            # Recorded already, so a retry would be a duplicate: polling discovers the product anyway.
+            log.exception("shopify_webhook_handler_failed", webhook_id=verdict.webhook_id)
+        log.info("shopify_webhook_received", topic=verdict.topic, product_id=verdict.product_id,
+                 webhook_id=verdict.webhook_id)
+        return JSONResponse({"accepted": True})
+
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}
         Route("/webhooks/{name}", provider_webhook, methods=["POST"]),
         Route("/webhooks/{name}/{token}", provider_webhook, methods=["POST"]),
     ])

@@ -59,6 +59,21 @@ def test_secrets_from_env_and_credentials(tmp_path: Path) -> None:
     assert "shpat_from_env" not in repr(settings)
 
 
+def test_shopify_webhook_secret_from_file_or_env_enables_shopify_webhooks_with_public_url(tmp_path: Path) -> None:
+    server = '[server]\nlisten = "127.0.0.1:8787"\npublic_url = "https://hooks.example.com"\n'
+    settings = load_settings(write(tmp_path, VALID + server), environ={})
+    assert settings.shopify_webhook_secret is None and not settings.shopify_webhooks
+    from_env = load_settings(write(tmp_path, VALID + server + 'shopify_webhook_secret_env = "HOOK"\n'),
+                             environ={"HOOK": "shpss_from_env_77"})
+    assert from_env.shopify_webhook_secret.get_secret_value() == "shpss_from_env_77" and from_env.shopify_webhooks
+    assert from_env.secret_sources["[server] shopify_webhook_secret"] == "environment variable HOOK"
+    assert "shpss_from_env_77" in from_env.secrets()  # redacted from every log event
+    assert "shpss_from_env_77" not in repr(from_env)
+    no_public = load_settings(write(tmp_path, VALID + '[server]\nlisten = "127.0.0.1:8787"\n'
+                                    'shopify_webhook_secret = "shpss_in_file"\n'), environ={})
+    assert no_public.shopify_webhook_secret is not None and not no_public.shopify_webhooks
+
+
 def test_state_directory_is_the_default_home(tmp_path: Path) -> None:
     text = VALID.replace('[storage]\nurl = "sqlite:///{db}"', "")
     settings = load_settings(write(tmp_path, text), environ={"STATE_DIRECTORY": str(tmp_path)})
@@ -105,6 +120,11 @@ def test_state_directory_is_the_default_home(tmp_path: Path) -> None:
          "[server] listen: binding beyond loopback needs public_url or allow_public_bind = true"),
         (('[storage]', '[server]\npublic_url = "http://retouch.example.com"\n[storage]'), "[server] public_url: must use https"),
         (('[storage]', '[server]\nwebhook_skew = "a while"\n[storage]'), "[server] webhook_skew"),
+        (('[storage]', '[server]\nshopify_webhook_secret = "shpss_abc"\nshopify_webhook_secret_env = "X"\n[storage]'),
+         "[server] shopify_webhook_secret_env: shopify_webhook_secret is set too; keep only one of them"),
+        (('[storage]', '[server]\nshopify_webhook_secret_env = "NOPE_NOT_SET"\n[storage]'),
+         "[server] shopify_webhook_secret_env: environment variable NOPE_NOT_SET"),
+        (('[storage]', '[server]\nshopify_webhook_secret = 42\n[storage]'), "[server] shopify_webhook_secret"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

@@ -66,5 +66,6 @@ def test_retry_policy_covers_every_mutation():
     # Every mutation is either declared idempotent or is the one we must never repeat blindly.
     mutations = {name for name in all_operations() if operation_kind(name) == "mutation"}
     assert IDEMPOTENT_MUTATIONS <= mutations
-    assert mutations - IDEMPOTENT_MUTATIONS == {"ProductAddMedia"}
+    # (WebhookSubscriptionCreate: a lost answer is settled by the next start's list, not a retry.)
+    assert mutations - IDEMPOTENT_MUTATIONS == {"ProductAddMedia", "WebhookSubscriptionCreate"}
     assert operation_kind("ProductsPage") == "query"

@@ -743,11 +743,17 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "ProductReorderMedia": {"id": product["id"], "moves": [{"id": second, "newPosition": "0"}]},
         "MetafieldsSet": {"metafields": [marker_input(product["id"], {"media_ids": [first]})]},
         "FileDelete": {"fileIds": [second]},
+        "WebhookSubscriptionCreate": {"topic": "PRODUCTS_UPDATE", "uri": "http://127.0.0.1:9/webhooks/shopify"},
+        "WebhookSubscriptions": {"topics": ["PRODUCTS_UPDATE"], "first": 5, "after": None},
     }
+    subscription = None
     for name in ["Shop", "ProductsPage", "Product", "ProductMediaPage", "Media", "StagedUploadsCreate", "FileUpdate",
-                 "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete"]:
+                 "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete",
+                 "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete"]:
         if name == "Job":
             variables["Job"] = {"id": job}
+        if name == "WebhookSubscriptionDelete":
+            variables[name] = {"id": subscription}
         result = data(sandbox, name, variables[name])
         for payload_value in result.values():
             if isinstance(payload_value, dict):
@@ -755,4 +761,8 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
                     assert payload_value.get(key, []) == [], (name, payload_value)
         if name == "ProductReorderMedia":
             job = result["productReorderMedia"]["job"]["id"]
+        if name == "WebhookSubscriptionCreate":
+            subscription = result["webhookSubscriptionCreate"]["webhookSubscription"]["id"]
+        if name == "WebhookSubscriptions":
+            assert [n["id"] for n in result["webhookSubscriptions"]["nodes"]] == [subscription]
     assert set(variables) == set(all_operations())

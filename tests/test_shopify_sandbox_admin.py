@@ -142,7 +142,8 @@ def test_faults_and_stats_over_http(sandbox: ShopifySandbox) -> None:
     admin(sandbox, "POST", "/faults", {"fail_media_processing": 2, "code": "MEDIA_TIMEOUT_ERROR"})
     assert admin(sandbox, "GET", "/faults")["fail_media_processing"] == ["MEDIA_TIMEOUT_ERROR"] * 2
     admin(sandbox, "DELETE", "/faults")
-    assert admin(sandbox, "GET", "/faults") == {"http": [], "throttle_next": False, "fail_media_processing": []}
+    assert admin(sandbox, "GET", "/faults") == {"http": [], "throttle_next": False, "fail_media_processing": [],
+                                            "webhook": []}
     wrong = http("POST", url, headers={"X-Shopify-Access-Token": "wrong"}, json={"query": "{ shop { name } }"})
     assert wrong.status_code == 401
     stats = admin(sandbox, "GET", "/stats")

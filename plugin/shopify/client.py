@@ -54,6 +54,7 @@ from .models import (
     Media,
     Product,
     ShopInfo,
+    WebhookSubscription,
     marker_value,
     parse_media,
     parse_product,
@@ -68,8 +69,10 @@ T = TypeVar("T")
 DEFAULT_API_VERSION = "2026-07"
 
 # Mutations that may safely run twice: same input, same end state.
+# (WebhookSubscriptionCreate is not: a lost answer is followed by a fresh list, not a blind retry.)
 IDEMPOTENT_MUTATIONS = frozenset(
-    {"StagedUploadsCreate", "FileUpdate", "MetafieldsSet", "ProductReorderMedia", "FileDelete"}
+    {"StagedUploadsCreate", "FileUpdate", "MetafieldsSet", "ProductReorderMedia", "FileDelete",
+     "WebhookSubscriptionDelete"}
 )
 
 # Shopify caps a product at 250 media and a connection page at 250 nodes.
@@ -678,6 +681,32 @@ class ShopifyClient:
         if not media_ids:
             return
         await self.execute("FileDelete", {"fileIds": list(media_ids)})
+
+    # ------------------------------------------------------------------ webhook subscriptions
+
+    async def webhook_subscriptions(self, topics: Iterable[str]) -> list[WebhookSubscription]:
+        """The app's subscriptions to `topics` (every page)."""
+        found: list[WebhookSubscription] = []
+        after: str | None = None
+        while True:
+            data = await self.execute("WebhookSubscriptions", {"topics": list(topics), "first": _MAX_PAGE,
+                                                               "after": after})
+            connection = self._field(data, "webhookSubscriptions", "WebhookSubscriptions")
+            found += self._parse("WebhookSubscriptions", lambda: [
+                WebhookSubscription(id=str(n["id"]), topic=str(n["topic"]), uri=str(n["uri"]))
+                for n in connection["nodes"]])
+            after = self._next_cursor(connection, after, "WebhookSubscriptions")
+            if after is None:
+                return found
+
+    async def create_webhook_subscription(self, topic: str, uri: str) -> str:
+        """Subscribe `uri` to `topic`; returns the subscription's gid."""
+        data = await self.execute("WebhookSubscriptionCreate", {"topic": topic, "uri": uri})
+        return str(self._parse("WebhookSubscriptionCreate",
+                               lambda: data["webhookSubscriptionCreate"]["webhookSubscription"]["id"]))
+
+    async def delete_webhook_subscription(self, subscription_id: str) -> None:
+        await self.execute("WebhookSubscriptionDelete", {"id": subscription_id})
 
     async def download(self, url: str, *, max_bytes: int = 50 * 2**20) -> tuple[bytes, str]:
         """GET a CDN or result URL (without the Shopify token); returns (bytes, media type).

@@ -167,3 +167,12 @@ def parse_marker(value: str | None, *, product_id: str | None = None) -> frozens
 def marker_value(media_ids: Iterable[str]) -> str:
     """The metafield value for a set of media ids (sorted, so equal sets give equal values)."""
     return json.dumps({"media_ids": sorted(set(media_ids))}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """One of the app's webhook subscriptions: `id` is its gid, `topic` e.g. "PRODUCTS_UPDATE"."""
+
+    id: str
+    topic: str
+    uri: str

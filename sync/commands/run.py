@@ -27,6 +27,7 @@ def describe_start(settings: Settings) -> dict:
         "limits": {"window_s": limits.window, "jobs": limits.jobs, "images": limits.images,
                    "polls": limits.polls, "requests": limits.requests, "active_jobs": limits.active_jobs},
         "server": settings.server.listen, "webhooks": settings.webhooks,
+        "shopify_webhooks": settings.shopify_webhooks,
         "public_bind": bool(settings.server.listen) and not settings.server.listen_is_loopback(),
     }
 
@@ -66,7 +67,10 @@ def _server(settings: Settings, ctx, daemon: Daemon):
     deps = ServerDeps(store=ctx.store, provider=lambda: ctx.provider,
                       discover_every=settings.schedule.discover_every,
                       scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
-                      on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew)
+                      on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew,
+                      shopify_webhook_secret=(settings.shopify_webhook_secret.get_secret_value()
+                                              if settings.shopify_webhook_secret else None),
+                      on_shopify_product=daemon.on_shopify_product)
     app = build_app(deps, registry)
 
     async def run_server(stop: asyncio.Event) -> None:

@@ -22,12 +22,16 @@ REQUEUE_ON_RESYNC = (ImageState.FAILED, ImageState.SKIPPED)
 
 
 async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, full: bool = False,
-                   include_baseline: bool = False, include_reverted: bool = False) -> Counter[str]:
-    """One discovery pass; returns counts per outcome (queue, baseline, output, requeued …)."""
+                   include_baseline: bool = False, include_reverted: bool = False, live: bool = False) -> Counter[str]:
+    """One discovery pass; returns counts per outcome (queue, baseline, output, requeued …).
+
+    `live`: a Shopify webhook's pass over `product_ids` — the incremental pass's rules for just
+    those products: nothing failed or skipped is requeued, and the cursor and the health check's
+    last-discovery time stay with the full passes (the safety net)."""
     first_run = ctx.store.get_meta(BASELINE_RECORDED) is None
     counts: Counter[str] = Counter()
     newest: datetime | None = None
-    resync = full or product_ids is not None
+    resync = (full or product_ids is not None) and not live
     async for product in _products(ctx, product_ids=product_ids, full=full):
         if product is None:
             continue
@@ -46,8 +50,9 @@ async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, fu
             ctx.store.set_meta(CURSOR, newest.isoformat())
         if first_run:
             ctx.store.set_meta(BASELINE_RECORDED, datetime.now(timezone.utc).isoformat())
-    ctx.store.set_meta(LAST_DISCOVERY, str(ctx.clock()))
-    ctx.log.info("discovered", **{k: v for k, v in counts.items() if v})
+    if not live:
+        ctx.store.set_meta(LAST_DISCOVERY, str(ctx.clock()))
+    ctx.log.info("discovered", **{k: v for k, v in counts.items() if v}, **({"trigger": "webhook"} if live else {}))
     return counts
 
 

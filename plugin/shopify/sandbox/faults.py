@@ -6,7 +6,9 @@ language: `count`, an exact schedule (`skip`) or a rate (`probability`, seeded),
   without `retry_after`) answered instead of executing — bodies as Shopify's edge sends them, JSON
   for 429 and 500, an HTML page for 502/503; `mode` "throttled" (the bucket is emptied when the
   request arrives: THROTTLED); "hang", "html", "reset", "truncated", "non_json", "wrong_shape";
-- "media": `mode` "fail" — the next media created or replaced ends FAILED with `code`.
+- "media": `mode` "fail" — the next media created or replaced ends FAILED with `code`;
+- "webhook" (the product webhooks the shop sends): `mode` "duplicate" (sent twice, same webhook
+  id) or "late" (held back `seconds`, so later ones overtake it).
 
 Not thread-safe on its own: the store calls it under its lock (the book has its own lock too).
 """
@@ -17,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...providers.sandbox_faults import ANSWER_MODES, Fault, FaultBook, retry_after_headers
+from ...providers.sandbox_faults import ANSWER_MODES, WEBHOOK, WEBHOOK_MODES, Fault, FaultBook, retry_after_headers
 
 HTTP_FAULT_STATUSES = (429, 500, 502, 503)
 MEDIA_FAILURE_CODES = (
@@ -67,8 +69,9 @@ GRAPHQL, MEDIA = "graphql", "media"
 
 
 def fault_book(seed: int = 0) -> FaultBook:
-    return FaultBook((GRAPHQL, MEDIA), {**{mode: (GRAPHQL,) for mode in (*ANSWER_MODES, "throttled")},
-                                        "fail": (MEDIA,)}, seed=seed)
+    return FaultBook((GRAPHQL, MEDIA, WEBHOOK), {**{mode: (GRAPHQL,) for mode in (*ANSWER_MODES, "throttled")},
+                                                 "fail": (MEDIA,), **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}},
+                     seed=seed)
 
 
 @dataclass
@@ -102,7 +105,9 @@ class FaultPlan:
             fail_media_processing, mode = fail_media_processing or count, None
         plan = {"skip": skip, "probability": probability}
         faults = []
-        if status is not None or mode is not None:
+        if mode in WEBHOOK_MODES:
+            faults.append(Fault(WEBHOOK, count=count, mode=mode, seconds=seconds, **plan))
+        elif status is not None or mode is not None:
             faults.append(Fault(GRAPHQL, count=count, status=status, mode=mode, seconds=seconds,
                                 retry_after=retry_after, operation=operation, **plan))
         if throttle:
@@ -130,9 +135,12 @@ class FaultPlan:
 
     def as_dict(self) -> dict[str, Any]:
         pending = self.book.as_list()
-        http, throttle_next, media = [], False, []
+        http, throttle_next, media, webhook = [], False, [], []
         for fault in pending:
-            if fault["endpoint"] == MEDIA:
+            if fault["endpoint"] == WEBHOOK:
+                webhook.append({key: fault[key] for key in ("mode", "count", "seconds", "skip", "probability")
+                                if key in fault})
+            elif fault["endpoint"] == MEDIA:
                 media.extend([fault.get("code", "IMAGE_PROCESSING_FAILURE")] * fault["count"])
             elif fault.get("mode") == "throttled":
                 throttle_next = True
@@ -143,4 +151,4 @@ class FaultPlan:
                 entry.update({key: fault[key] for key in ("mode", "seconds", "skip", "probability")
                               if key in fault and fault[key] not in (0, 0.0, 1.0)})
                 http.append(entry)
-        return {"http": http, "throttle_next": throttle_next, "fail_media_processing": media}
+        return {"http": http, "throttle_next": throttle_next, "fail_media_processing": media, "webhook": webhook}

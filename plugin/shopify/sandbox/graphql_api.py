@@ -122,6 +122,19 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
     return _page(found, _product_sort(sortKey), first=first, after=after, last=last, before=before, reverse=reverse)
 
 
+def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = None, after: str | None = None,
+                                  last: int | None = None, before: str | None = None, reverse: bool = False,
+                                  sortKey: str = "CREATED_AT", uri: str | None = None,
+                                  topics: list[str] | None = None) -> Any:
+    found = [s for s in _ctx(info).store.subscriptions.by_id.values()
+             if (uri is None or s.uri == uri) and (topics is None or s.topic in topics)]
+    if sortKey == "ID":
+        sort = SortSpec(lambda s: s.id, lambda s: s.id, lambda s: str(s.id), int)
+    else:
+        sort = SortSpec(lambda s: s.id, lambda s: int(s.created_at), lambda s: _db_time(s.created_at), _parse_db_time)
+    return _page(found, sort, first=first, after=after, last=last, before=before, reverse=reverse)
+
+
 def resolve_product(_root: Any, info: Any, id: str) -> Product | None:
     return _ctx(info).store.product_by_gid(_checked_gid(id))
 
@@ -216,6 +229,14 @@ METAFIELD_FIELDS = {
     "updatedAt": lambda m, _i: iso(m.updated_at),
 }
 
+SUBSCRIPTION_FIELDS = {
+    "id": lambda s, _i: s.gid,
+    "topic": lambda s, _i: s.topic,
+    "uri": lambda s, _i: s.uri,
+    "createdAt": lambda s, _i: iso(s.created_at),
+    "updatedAt": lambda s, _i: iso(s.updated_at),
+}
+
 JOB_FIELDS = {
     "id": lambda j, _i: j.gid,
     "done": lambda j, i: _ctx(i).now >= j.due_at,
@@ -229,6 +250,9 @@ MUTATIONS: dict[str, Any] = {  # Mutation field -> (store, context, arguments) -
     "productReorderMedia": lambda store, ctx, a: store.product_reorder_media(a["id"], a["moves"], ctx.now),
     "metafieldsSet": lambda store, ctx, a: store.metafields_set(a["metafields"], ctx.now),
     "fileDelete": lambda store, ctx, a: store.file_delete(a["fileIds"], ctx.now),
+    "webhookSubscriptionCreate": lambda store, ctx, a: store.subscriptions.create(a["topic"], a["webhookSubscription"],
+                                                                                   ctx.now),
+    "webhookSubscriptionDelete": lambda store, ctx, a: store.subscriptions.delete(a["id"]),
 }
 
 
@@ -257,12 +281,14 @@ def sandbox_schema() -> GraphQLSchema:
     schema = build_schema(sdl)
     query = schema.type_map["QueryRoot"].fields  # type: ignore[union-attr]
     for name, resolver in {"shop": resolve_shop, "products": resolve_products, "product": resolve_product,
-                           "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job}.items():
+                           "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job,
+                           "webhookSubscriptions": resolve_webhook_subscriptions}.items():
         query[name].resolve = resolver
     for name, field_def in schema.type_map["Mutation"].fields.items():  # type: ignore[union-attr]
         field_def.resolve = _mutation(name)
     for type_name, resolvers in {"Product": PRODUCT_FIELDS, "MediaImage": MEDIA_IMAGE_FIELDS,
-                                 "Metafield": METAFIELD_FIELDS, "Job": JOB_FIELDS}.items():
+                                 "Metafield": METAFIELD_FIELDS, "Job": JOB_FIELDS,
+                                 "WebhookSubscription": SUBSCRIPTION_FIELDS}.items():
         fields = schema.type_map[type_name].fields  # type: ignore[union-attr]
         for name, resolver in resolvers.items():
             fields[name].resolve = resolver

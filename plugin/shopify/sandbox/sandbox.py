@@ -19,6 +19,10 @@ from .graphql_api import GraphQLService
 from .model import Media, Product, parse_gid
 from .sources import Fetched
 from .store import SandboxError, Store
+from .webhooks import Delivery, WebhookSender, new_delivery, product_payload
+
+# The app's client secret Shopify signs webhooks with (X-Shopify-Hmac-Sha256); a test sets its own.
+DEFAULT_WEBHOOK_SECRET = "shpss_sandbox_app_secret"
 
 
 class ShopifySandbox:
@@ -27,6 +31,7 @@ class ShopifySandbox:
     `processing_seconds`: how long new or replaced media take to become READY (UPLOADED for the
     first half, PROCESSING for the second). `bucket_size`/`restore_rate`: the cost bucket.
     `clock`: epoch seconds, for every timestamp, the media lifecycle, jobs and the bucket.
+    `webhook_secret`: the app's client secret, which signs the product webhooks it delivers.
     """
 
     def __init__(
@@ -39,6 +44,8 @@ class ShopifySandbox:
         restore_rate: float = 100,
         processing_seconds: float = 0.3,
         clock: Callable[[], float] = time.time,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+        webhook_retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0),
     ) -> None:
         self._access_token = access_token
         self.api_version = api_version
@@ -49,6 +56,10 @@ class ShopifySandbox:
         self._graphql = GraphQLService(self._store)
         self._app: Starlette | None = None
         self._server: RunningServer | None = None
+        self._webhooks = WebhookSender(secret=webhook_secret, shop_domain=f"{shop_name}.myshopify.com",
+                                       api_version=api_version, build=self._deliveries,
+                                       faults=self._store.faults.book, retry_delays=webhook_retry_delays)
+        self._store.on_event = self._webhooks.enqueue
 
     def __repr__(self) -> str:  # never shows the token
         return f"ShopifySandbox(shop_name={self.shop_name!r}, base_url={self.base_url!r})"
@@ -68,9 +79,35 @@ class ShopifySandbox:
         return self._server
 
     def stop(self) -> None:
+        self._webhooks.close()
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    # ------------------------------------------------------------------ webhooks
+
+    def _deliveries(self, topic: str, product_id: int) -> list[Delivery]:
+        """The webhook deliveries of one announced event, built now (so a burst of changes goes
+        out as one body with the latest state); none for a product deleted meanwhile."""
+        store = self._store
+        with store.lock:
+            store.pending_events.discard((topic, product_id))
+            product = store.products.get(product_id)
+            if product is None:
+                return []
+            now = store.clock()
+            store.settle(now)
+            body = product_payload(store.product_json(product, self._url(), now),
+                                   lambda media_gid: _number(media_gid) or 0)
+            return [new_delivery(s, body, now) for s in store.subscriptions.for_topic(topic)]
+
+    def webhook_subscriptions(self) -> list[dict[str, Any]]:
+        with self._store.lock:
+            return [{"id": s.gid, "topic": s.topic, "uri": s.uri} for s in self._store.subscriptions.by_id.values()]
+
+    def webhook_stats(self) -> dict[str, int]:
+        """Deliveries answered 2xx, failed attempts, deliveries given up."""
+        return self._webhooks.stats()
 
     @property
     def shop_url(self) -> str:

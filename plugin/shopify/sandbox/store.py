@@ -58,6 +58,7 @@ from .model import (
     parse_gid,
 )
 from .photos import format_for_filename, product_photo
+from .webhooks import Subscriptions
 from .sources import Fetched, download, is_valid_source_url
 
 log = structlog.get_logger(__name__)
@@ -117,6 +118,8 @@ class Store:
         self.processing_seconds = processing_seconds
         self._bucket_args = (bucket_size, restore_rate)
         self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID}
+        # Called (under the lock) with (topic, product number) when a subscribed event happens.
+        self.on_event: Callable[[str, int], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -131,6 +134,8 @@ class Store:
         self.jobs: dict[str, ReorderJob] = {}
         self.filenames: dict[str, int] = {}  # CDN file name -> media id
         self._photo_seed = 0
+        self.subscriptions = Subscriptions()
+        self.pending_events: set[tuple[str, int]] = set()  # announced, not yet built into a delivery
 
     # ------------------------------------------------------------------ plumbing
 
@@ -159,6 +164,16 @@ class Store:
 
     def touch(self, product: Product, now: float) -> None:
         product.updated_at = max(product.updated_at, now)
+        self.emit("PRODUCTS_UPDATE", product.id)
+
+    def emit(self, topic: str, product_id: int) -> None:
+        """Announce a product event to the webhook sender, once while it waits to be built (the
+        delivery's body is built when it leaves, so several changes share one)."""
+        if self.on_event is None or not self.subscriptions.for_topic(topic):
+            return
+        if (topic, product_id) not in self.pending_events:
+            self.pending_events.add((topic, product_id))
+            self.on_event(topic, product_id)
 
     def product_by_gid(self, value: str | None) -> Product | None:
         parsed = parse_gid(value or "")
@@ -601,6 +616,7 @@ class Store:
     def add_product(self, title: str, tags: Iterable[str], images: Iterable[dict[str, Any]], now: float) -> Product:
         product = Product(id=self._new_id("product"), title=title, tags=_clean_tags(tags), created_at=now, updated_at=now)
         self.products[product.id] = product
+        self.emit("PRODUCTS_CREATE", product.id)
         for image in images:
             self.add_image(product, image, now)
         log.info("product_added", product_id=product.id, media=len(product.media_ids))
