@@ -16,8 +16,9 @@ written back to the product and READY. Figure: that time minus the provider's ow
 
   polling   discovery is polled every --discover-every; the provider is polled.
             Target: <= the discovery interval + 2 s.
-  webhooks  [server] listen/public_url: AI Gen Studio's signed webhooks say when the job is done;
-            discovery is still polled (Shopify's product webhooks are not built yet).
+  webhooks  [server] listen/public_url and shopify_webhook_secret: Shopify's products/create and
+            products/update webhooks make the product's discovery immediate, and AI Gen Studio's
+            signed webhooks say when the job is done. Target: < 2 s.
 
 Also measured in the same runs: daemon start -> READY=1 (a real NOTIFY_SOCKET datagram socket) and
 SIGTERM -> exit. The breakdown (discovered, submitted, job finished, done: from the daemon's JSON
@@ -47,6 +48,7 @@ from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 SHOP_TOKEN = "shpat_bench_shop_token_0003"
+APP_SECRET = "shpss_bench_app_secret_0003"  # signs the sandbox's product webhooks
 KEY = "aigen_test_bench_key_0123456789abcdef"
 SHOPIFY_PROCESSING = 0.3  # seconds Shopify takes to make a new media READY (the sandbox's default)
 # Quota to spare (see above); one active job, as documented.
@@ -127,7 +129,7 @@ def log_events(path: Path, media_id: str) -> dict[str, datetime]:
 
 def measure(*, webhooks: bool, samples: int, discover_every: float, rng: random.Random) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="retouch-bench-ttl-"))
-    shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=SHOPIFY_PROCESSING)
+    shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=SHOPIFY_PROCESSING, webhook_secret=APP_SECRET)
     shop_server = shop.start()
     provider = AigenSandbox(jobs_per_window=1000, images_per_window=1000, polls_per_window=10000)
     provider.start()
@@ -138,7 +140,8 @@ def measure(*, webhooks: bool, samples: int, discover_every: float, rng: random.
         extra = ""
         if webhooks:
             port = free_port()
-            extra = f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
+            extra = (f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
+                     f'shopify_webhook_secret = "{APP_SECRET}"\n')
         config = tmp / "config.toml"
         config.write_text(config_text(shop, provider, tmp, discover_every=discover_every, extra=extra))
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -193,7 +196,7 @@ def main() -> int:
     command = command_line("bench/time_to_live.py", "--samples", args.samples, "--discover-every",
                            f"{args.discover_every:g}", "--seed", args.seed)
     rng = random.Random(args.seed)
-    target = args.discover_every + 2.0
+    targets = {"polling": args.discover_every + 2.0, "webhooks": 2.0}
     rows: list[Row] = []
     runs = {}
     for name in ("polling", "webhooks"):
@@ -207,9 +210,11 @@ def main() -> int:
         for steps in r["breakdown"]:
             print("   since queued: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(steps.items(), key=lambda kv: kv[1])))
         print(f"   daemon log: {r['log']}")
+        target = targets[name]
         rows.append(Row("Time to live", f"new image -> live, {name} (discover every {args.discover_every:g} s), "
                         f"max of {len(live)}, minus provider time", max(live), "s", limit=target,
-                        limit_kind="ceiling", target=f"<= {target:g} s", met=max(live) <= target, command=command))
+                        limit_kind="ceiling", target=f"< {target:g} s" if name == "webhooks" else f"<= {target:g} s",
+                        met=max(live) < target if name == "webhooks" else max(live) <= target, command=command))
     rows.append(Row("Service", "daemon start -> READY=1", runs["polling"]["ready"], "s", command=command))
     rows.append(Row("Service", "SIGTERM -> exit", max(r["stop"] for r in runs.values()), "s", command=command))
     emit(rows)
