@@ -3,9 +3,13 @@ partial completion and quotas. Real clients, real HTTP on loopback, steps driven
 
 from __future__ import annotations
 
+import io
 import json
+import random
 import time
 from pathlib import Path
+
+from PIL import Image
 
 
 from conftest import PROVIDER_KEY, pipeline_settings, run_async
@@ -131,20 +135,29 @@ def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Pa
     assert stats["images_charged"] == 2
 
 
+def incompressible_png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), random.Random(8).randbytes(width * height * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
 def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_path: Path) -> None:
-    shop.seed(products=3, images_per_product=1, seed=8)
+    shop.seed(products=2, images_per_product=1, seed=8)
+    # A good picture Shopify takes (up to 20 MB) but AI Gen Studio does not (over 10 MB): pre-flight
+    # lets it through, and the provider fails that one item of the job.
+    poster = shop.add_product("poster", images=[{"filename": "poster.png", "data": incompressible_png(2100, 1800)}])
     settings = pipeline_settings(shop, provider, tmp_path)
 
     async def scenario():
         async with open_context(settings) as ctx:
             await discover(ctx)
-            broken = ctx.store.images_in_state(ImageState.DISCOVERED)[1]
-            ctx.store.update_image(broken.id, source_url=f"{shop.shop_url}/cdn/files/does-not-exist.jpg")
             await run_until_settled(ctx)
-            return ctx.store.image(broken.id), ctx.store.counts_by_state(), ctx.store.jobs_in_state(JobState.FINISHED)
+            (broken,) = ctx.store.images_in_state(ImageState.FAILED)
+            return broken, ctx.store.counts_by_state(), ctx.store.jobs_in_state(JobState.FINISHED)
     broken, counts, jobs = run_async(scenario())
     assert counts == {"done": 2, "failed": 1}
-    assert broken.state == "failed" and broken.error_code and broken.error_message
+    assert broken.media_id == poster["media"][0]["id"] and broken.job_id is not None  # sent, failed there
+    assert broken.error_code == "source_too_large" and "10 MB" in broken.error_message
     assert len(jobs) == 1
 
 
