@@ -336,17 +336,18 @@ def test_check_covers_the_service_setup(shop, provider, write_config, tmp_path: 
     assert f"webhooks: ok — http://127.0.0.1:{port}/healthz reaches this machine's server" in good.stdout
 
     # As the service would run it: a config the dynamic user cannot read, a public URL that leads
-    # nowhere, a backup directory that cannot be created.
+    # nowhere, a backup directory that cannot be created (not even by root: /proc takes no
+    # directories; one beneath a file is already refused when the config is read).
     elsewhere = free_port()
     broken = write_config("broken.toml", extra=f'[server]\nlisten = "127.0.0.1:{port}"\n'
                                              f'public_url = "http://127.0.0.1:{elsewhere}"\n')
     broken.write_text(broken.read_text().replace(f'backup_dir = "{tmp_path / "backups"}"',
-                                                 f'backup_dir = "{config}/backups"'))
+                                                 'backup_dir = "/proc/retouch-backups"'))
     broken.chmod(0o600)
     bad = cli("check", config=broken, env={"CONFIGURATION_DIRECTORY": str(tmp_path)})
-    assert bad.returncode == 1
+    assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "is not readable by other users" in bad.stdout
-    assert f"backups: cannot write to {config}/backups" in bad.stdout
+    assert "backups: cannot write to /proc/retouch-backups" in bad.stdout
     assert f"webhooks: http://127.0.0.1:{elsewhere}/healthz does not reach" in bad.stdout
 
     # Secrets from credentials are named by where they were found, never shown.
