@@ -50,9 +50,11 @@ def main() -> int:
     failure = example = ""
     try:
         run()
-    except Exception as exc:  # the falsifying example, already printed by Hypothesis with its steps
-        failure = f"{exc.__class__.__name__}: {exc}"
-        example = "\n".join(getattr(exc, "__notes__", []))
+    except Exception as exc:  # the falsifying example(s), each with its steps in its notes
+        # Hypothesis reports several distinct failures as one ExceptionGroup: each one is named.
+        failures = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
+        failure = "\n".join(f"{f.__class__.__name__}: {f}" for f in failures)
+        example = "\n\n".join("\n".join(getattr(f, "__notes__", [])) for f in failures)
     finally:
         for stop in stops:
             stop()

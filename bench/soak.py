@@ -203,7 +203,10 @@ def soak(tmp: Path, *, seconds: float, batch: int, arrive_every: float, window: 
     originals: dict[str, dict] = {}
     shop_added: dict[str, int] = {}
     figures = Figures(seconds=0, images=0, faults={})
-    http = httpx.Client(trust_env=False, timeout=10)
+    # No kept-alive connections: the bench speaks to the sandboxes every few seconds, about as often
+    # as uvicorn closes an idle one (5 s), and a request sent on a connection the server is closing
+    # at that moment gets no answer (a run of 10 minutes died on it).
+    http = httpx.Client(trust_env=False, timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
     try:
         asked = provider_faults(http, provider, fault_rate, budget=100_000)
         daemon = start_daemon(config, log)
