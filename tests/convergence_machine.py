@@ -44,6 +44,7 @@ from retouch.sync.runtime import open_context, pending_among, work_cycle
 LIMITS = 'window = "1h", jobs = 100000, images = 100000, polls = 1000000, active_jobs = 2'
 PROVIDER_TIMEOUT = 0.6   # seconds: a "long hang" fault outlasts it, a "short hang" does not
 SETTLE_ROUNDS = 400      # work cycles a settle may take before it is declared stuck
+SETTLE_STEP = 5.0        # seconds of the daemon's clock between two of them
 TERMINAL = {"done", "failed", "skipped", "baseline", "reverted"}
 
 
@@ -418,7 +419,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
                     self.guarded(discover)  # anything the merchant changed that the cursor has not seen
                     if pending_among(self.ctx, None) == 0:
                         break
-                self.offset += 1.0
+                # Time passes between cycles: 5 s each, so a settle spans over half an hour of the
+                # daemon's clock. The machine's own jumps (time_passes) inflate the per-image time
+                # the daemon learns, and a job's first poll can be several minutes away.
+                self.offset += SETTLE_STEP
                 time.sleep(0.02)
             else:
                 states = sorted((r["media_id"].rsplit("/", 1)[-1], r["state"], r["error_code"]) for r in self.rows()
