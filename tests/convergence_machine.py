@@ -526,7 +526,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         for original in self.live():
             if not original.eligible:
                 media = next((m for m in products[original.product]["media"] if m["id"] == original.gid), None)
-                if media is None or media["sha256"] != original.pictures[-1]:
+                # A merchant upload Shopify failed to process has no picture: it must still be there, failed.
+                unchanged = media is not None and (media["status"] == "FAILED" if original.failed_in_shopify
+                                                   else media["sha256"] == original.pictures[-1])
+                if not unchanged:
                     problems.append(f"excluded product {original.product}'s media {original.gid} was changed")
         for legacy_id, product in self.products.items():
             if product.deleted or legacy_id not in products:
