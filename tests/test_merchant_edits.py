@@ -7,6 +7,8 @@ import hashlib
 import io
 from pathlib import Path
 
+import pytest
+
 from PIL import Image as PILImage
 
 from conftest import PROVIDER_KEY, pipeline_settings, run_async, wait_for
@@ -108,3 +110,114 @@ def test_our_own_write_found_after_a_crash_is_not_mistaken_for_the_merchants(sho
     assert final.state == ImageState.DONE and final.error_code is None
     assert provider.stats()["keys"][PROVIDER_KEY]["images_charged"] == 1
     assert len(shop.product(product["legacy_id"])["media"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits made while the picture is at the provider (the enhancement is in hand, not yet written).
+
+async def _until_enhanced(ctx) -> list:
+    import asyncio
+
+    await discover(ctx)
+    await submit(ctx)
+    for _ in range(200):
+        await track(ctx)
+        if not ctx.store.images_in_state(ImageState.DISCOVERED, ImageState.SUBMITTED):
+            break
+        await asyncio.sleep(0.1)
+    return ctx.store.images_in_state(ImageState.ENHANCED)
+
+
+def _run_with_edit(settings, edit) -> dict[str, tuple[str, str | None]]:
+    """Enhance every queued picture, let `edit` (the merchant) act while the results are in hand,
+    then settle; returns each row's (state, error code) by its original media id."""
+    async def scenario():
+        async with open_context(settings) as ctx:
+            enhanced = await _until_enhanced(ctx)
+            assert enhanced, "nothing reached the provider's result"
+            edit()
+            await run_until_settled(ctx)
+            return {row.media_id: (row.state, row.error_code)
+                    for row in ctx.store.images_in_state(*ImageState)}
+
+    return run_async(scenario())
+
+
+def _number(gid: str) -> str:
+    return gid.rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_alt_text_the_merchant_edited_in_flight_is_kept(shop, provider, tmp_path: Path, mode: str) -> None:
+    (product,) = shop.seed(products=1, images_per_product=1, seed=43)
+    media_id = product["media"][0]["id"]
+    settings = pipeline_settings(shop, provider, tmp_path, mode=mode)
+
+    rows = _run_with_edit(settings, lambda: shop.set_alt(_number(media_id), "Blue mug, handle left"))
+
+    assert set(rows.values()) == {(ImageState.DONE, None)}
+    media = shop.product(product["legacy_id"])["media"]
+    shown = media[0] if mode == "replace" else media[1]  # append: the result right after the original
+    # The result carries the merchant's new alt text, not the one read when the picture was queued.
+    assert shown["alt"] == "Blue mug, handle left"
+    assert [m["alt"] for m in media] == ["Blue mug, handle left"] * len(media)
+
+
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_media_the_merchant_reordered_in_flight_keep_the_new_order(shop, provider, tmp_path: Path, mode: str) -> None:
+    (product,) = shop.seed(products=1, images_per_product=3, seed=44)
+    first, second, third = (m["id"] for m in product["media"])
+    settings = pipeline_settings(shop, provider, tmp_path, mode=mode)
+
+    # The merchant drags the first picture to the end while all three are being enhanced.
+    rows = _run_with_edit(settings, lambda: shop.reorder_media(product["legacy_id"], _number(first), 2))
+
+    assert set(rows.values()) == {(ImageState.DONE, None)}
+    media = shop.product(product["legacy_id"])["media"]
+    ids = [m["id"] for m in media]
+    if mode == "replace":
+        # Same media, in the merchant's new order, each showing its enhancement.
+        assert ids == [second, third, first]
+        assert all(m["sha256"] != o["sha256"] for m, o in zip(media, [product["media"][i] for i in (1, 2, 0)]))
+    else:
+        # Each result sits right after its original, wherever the merchant moved it; nothing twice.
+        originals = [second, third, first]
+        assert [ids[i] for i in (0, 2, 4)] == originals and len(ids) == 6
+        assert all(media[i + 1]["alt"] == media[i]["alt"] for i in (0, 2, 4))
+
+
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_a_variant_linked_to_a_picture_keeps_its_link(shop, provider, tmp_path: Path, mode: str) -> None:
+    (product,) = shop.seed(products=1, images_per_product=2, seed=45)
+    linked = product["media"][1]["id"]
+    shop.add_variant(product["legacy_id"], "Blue / Large", [_number(linked)])
+    settings = pipeline_settings(shop, provider, tmp_path, mode=mode)
+
+    rows = _run_with_edit(settings, lambda: None)
+
+    assert set(rows.values()) == {(ImageState.DONE, None)}
+    after = shop.product(product["legacy_id"])
+    (variant,) = after["variants"]
+    # Replace writes the result into the same media (fileUpdate), so the link now shows the
+    # enhancement; append leaves the original, and the variant's link on it, untouched.
+    assert variant["media_ids"] == [linked]
+    shown = next(m for m in after["media"] if m["id"] == linked)
+    changed = shown["sha256"] != product["media"][1]["sha256"]
+    assert changed if mode == "replace" else not changed
+
+
+def test_the_variant_link_survives_a_replace_by_the_merchant_in_flight(shop, provider, tmp_path: Path) -> None:
+    """The merchant replaces a variant's picture while its old version is at the provider: the new
+    picture is queued and enhanced in the same media, and the variant still shows it."""
+    (product,) = shop.seed(products=1, images_per_product=1, seed=46)
+    media_id = product["media"][0]["id"]
+    shop.add_variant(product["legacy_id"], "Red", [_number(media_id)])
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    rows = _run_with_edit(settings, lambda: shop.replace_image(_number(media_id), data=new_picture()))
+
+    assert rows == {media_id: (ImageState.DONE, None)}
+    after = shop.product(product["legacy_id"])
+    assert after["variants"][0]["media_ids"] == [media_id] and len(after["media"]) == 1
+    assert after["media"][0]["sha256"] != hashlib.sha256(new_picture()).hexdigest()  # enhanced, not raw
+    assert provider.stats()["keys"][PROVIDER_KEY]["images_charged"] == 2

@@ -178,3 +178,29 @@ def test_product_photos_are_deterministic_varied_and_show_a_product() -> None:
         assert max(ImageStat.Stat(photo).stddev) > 10
     with pytest.raises(ValueError):
         product_photo(1, "GIF")  # type: ignore[arg-type]
+
+
+def test_variant_links_follow_the_media_id(sandbox: ShopifySandbox, clock: FakeClock) -> None:
+    product = sandbox.add_product("Mug", images=[{"filename": "a.jpg"}, {"filename": "b.jpg"}])
+    second = product["media"][1]["id"].rsplit("/", 1)[-1]
+    linked = admin(sandbox, "POST", f"/products/{product['legacy_id']}/variants", {"title": "Blue", "media_ids": [second]})
+    assert linked["variants"][0]["media_ids"] == [product["media"][1]["id"]]
+    assert linked["updated_at"] >= product["updated_at"]
+    # Replacing the file keeps the link (the media id stays); deleting the media drops it.
+    sandbox.replace_image(second, data=product_photo(9, "JPEG", (80, 80)))
+    assert sandbox.product(product["legacy_id"])["variants"][0]["media_ids"] == [product["media"][1]["id"]]
+    sandbox.delete_media(second)
+    assert sandbox.product(product["legacy_id"])["variants"][0]["media_ids"] == []
+    other = sandbox.add_product("Cup", images=[{"filename": "c.jpg"}])
+    with pytest.raises(LookupError):  # only the product's own media
+        sandbox.add_variant(product["legacy_id"], "Red", [other["media"][0]["id"].rsplit("/", 1)[-1]])
+
+
+
+def test_an_alt_text_edit_bumps_the_product_and_keeps_the_file(sandbox: ShopifySandbox, clock: FakeClock) -> None:
+    product = sandbox.add_product("Mug", images=[{"filename": "a.jpg", "alt": "old"}])
+    media = product["media"][0]
+    clock.now += 5
+    edited = admin(sandbox, "PATCH", f"/media/{media['id'].rsplit('/', 1)[-1]}", {"alt": "new"})
+    assert (edited["alt"], edited["url"], edited["sha256"]) == ("new", media["url"], media["sha256"])
+    assert sandbox.product(product["legacy_id"])["updated_at"] > product["updated_at"]

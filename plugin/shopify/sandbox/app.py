@@ -207,6 +207,13 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         sandbox.delete_media(media_id)
         return {"deleted": f"gid://shopify/MediaImage/{media_id}"}
 
+    def patch_media(request: Request, body: dict[str, Any]) -> Any:
+        return sandbox.set_alt(request.path_params["media_id"], str(body["alt"]))
+
+    def add_variant(request: Request, body: dict[str, Any]) -> Any:
+        return sandbox.add_variant(request.path_params["legacy_id"], str(body["title"]),
+                                   [str(m) for m in body.get("media_ids") or []])
+
     def stats(_request: Request, _body: dict[str, Any]) -> Any:
         return sandbox.stats()
 
@@ -241,7 +248,9 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         Route("/_sandbox/products/{legacy_id}", admin(patch_product), methods=["PATCH"]),
         Route("/_sandbox/products/{legacy_id}", admin(delete_product), methods=["DELETE"]),
         Route("/_sandbox/products/{legacy_id}/images", admin(add_image), methods=["POST"]),
+        Route("/_sandbox/products/{legacy_id}/variants", admin(add_variant), methods=["POST"]),
         Route("/_sandbox/media/{media_id}", admin(delete_media), methods=["DELETE"]),
+        Route("/_sandbox/media/{media_id}", admin(patch_media), methods=["PATCH"]),
         Route("/_sandbox/stats", admin(stats), methods=["GET"]),
         Route("/_sandbox/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
     ]

@@ -19,6 +19,7 @@ _GID = re.compile(r"^gid://shopify/([A-Za-z0-9]+)/([0-9]+)(?:\?.*)?$")
 FIRST_PRODUCT_ID = 10244032266546
 FIRST_MEDIA_ID = 44071803355442
 FIRST_METAFIELD_ID = 45359476998450
+FIRST_VARIANT_ID = 47012345667890
 ID_STRIDE = 32768
 
 
@@ -124,6 +125,20 @@ class Metafield:
 
 
 @dataclass
+class Variant:
+    """A product variant and the media linked to it (the picture shown when a shopper picks it).
+    A link follows the media id: replacing the file keeps it, deleting the media drops it."""
+
+    id: int
+    title: str
+    media_ids: list[int] = field(default_factory=list)
+
+    @property
+    def gid(self) -> str:
+        return gid("ProductVariant", self.id)
+
+
+@dataclass
 class Product:
     id: int
     title: str
@@ -132,6 +147,7 @@ class Product:
     updated_at: float
     media_ids: list[int] = field(default_factory=list)  # in position order
     metafields: dict[tuple[str, str], Metafield] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
 
     @property
     def gid(self) -> str:

@@ -224,6 +224,24 @@ class ShopifySandbox:
             store.touch(product, now)
             return store.product_json(product, self._url(), now)
 
+    def add_variant(self, legacy_id: int | str, title: str, media_ids: Iterable[int | str] = ()) -> dict[str, Any]:
+        """A variant of the product linked to some of its media (the admin's "add image to variant")."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            product = self._product(legacy_id)
+            store.add_variant(product, title, [self._media(m) for m in media_ids], now)
+            return store.product_json(product, self._url(), now)
+
+    def set_alt(self, media_id: int | str, alt: str) -> dict[str, Any]:
+        """Edit a picture's alt text, as the merchant does in the admin (bumps the product's updatedAt)."""
+        store = self._store
+        with store.lock:
+            now = store.clock()
+            media = self._media(media_id)
+            store.set_alt(media, alt, now)
+            return store.media_json(media, self._url(), now)
+
     def reset(self) -> None:
         """Forget every product, media, fault and counter (the server keeps running): one test
         example after another on one sandbox."""

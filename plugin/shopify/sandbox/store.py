@@ -44,6 +44,7 @@ from .model import (
     FIRST_MEDIA_ID,
     FIRST_METAFIELD_ID,
     FIRST_PRODUCT_ID,
+    FIRST_VARIANT_ID,
     ID_STRIDE,
     ImageAsset,
     Media,
@@ -53,6 +54,7 @@ from .model import (
     Product,
     ReorderJob,
     StagedUpload,
+    Variant,
     gid,
     iso,
     parse_gid,
@@ -117,7 +119,8 @@ class Store:
         self.clock = clock
         self.processing_seconds = processing_seconds
         self._bucket_args = (bucket_size, restore_rate)
-        self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID}
+        self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID,
+                          "variant": FIRST_VARIANT_ID}
         # Called (under the lock) with (topic, product number) when a subscribed event happens.
         self.on_event: Callable[[str, int], None] | None = None
         self.reset()
@@ -329,6 +332,9 @@ class Store:
         product = self.products.get(media.product_id) if media.product_id is not None else None
         if product is not None and media.id in product.media_ids:
             product.media_ids.remove(media.id)
+            for variant in product.variants:  # a variant cannot show a media its product no longer has
+                if media.id in variant.media_ids:
+                    variant.media_ids.remove(media.id)
             self.touch(product, now)
         media.product_id = None
 
@@ -653,6 +659,23 @@ class Store:
             created.append(self.add_product(title, rng.sample(_TAGS, rng.randint(0, 3)), images, now))
         return created
 
+    def add_variant(self, product: Product, title: str, media: Iterable[Media], now: float) -> Variant:
+        """A variant linked to some of the product's media, as the merchant sets it up in the admin."""
+        linked = [m.id for m in media]
+        if any(i not in product.media_ids for i in linked):
+            raise SandboxError("a variant can only be linked to its own product's media")
+        variant = Variant(id=self._new_id("variant"), title=title, media_ids=linked)
+        product.variants.append(variant)
+        self.touch(product, now)
+        return variant
+
+    def set_alt(self, media: Media, alt: str, now: float) -> None:
+        """The merchant edits a picture's alt text: same file, same version."""
+        media.alt = alt
+        media.updated_at = max(media.updated_at, now)
+        if media.product_id in self.products:
+            self.touch(self.products[media.product_id], now)
+
     def update_product(self, product: Product, title: str | None, tags: Iterable[str] | None, now: float) -> None:
         if title is not None:
             product.title = title
@@ -699,6 +722,8 @@ class Store:
             "created_at": iso(product.created_at),
             "updated_at": iso(product.updated_at),
             "media": [self.media_json(m, base_url, now) for m in self.product_media(product)],
+            "variants": [{"id": v.gid, "title": v.title, "media_ids": [gid("MediaImage", i) for i in v.media_ids]}
+                         for v in product.variants],
             "metafields": {
                 f"{m.namespace}.{m.key}": {"id": m.gid, "namespace": m.namespace, "key": m.key, "type": m.type,
                                            "value": m.value, "compare_digest": m.compare_digest,
