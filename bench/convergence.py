@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convergence_machine import ConvergenceMachine, Tally, make_sandboxes  # noqa: E402
 from hypothesis import HealthCheck, Phase, seed, settings  # noqa: E402
 from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
-from proof import ProofRow, command_line, emit  # noqa: E402
+from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402
 
 # Which kind of problem a broken promise is (the ProofRow's columns), by the words check_convergence uses.
 KINDS = {"duplicates": "duplicate", "double_charges": "charged", "originals_lost": "backup"}
@@ -60,10 +60,9 @@ def main() -> int:
             stop()
     seconds = time.monotonic() - started
     problems = [line.strip() for line in failure.splitlines()[1:] if line.strip()] if failure else []
-    counts = {column: sum(word in p for p in problems) for column, word in KINDS.items()}
-    other = [p for p in problems if not any(word in p for word in KINDS.values())]
+    columns = problem_columns(problems, KINDS)
     if failure and not problems:
-        other = [failure.splitlines()[0][:300]]
+        columns["problems"] = [failure.splitlines()[0][:300]]
     faults = tally.shopify_faults_served + tally.provider_faults_served
     print(f"convergence under faults ({args.mode}, seed {args.seed}): {tally.examples} examples, {tally.steps} "
           f"pipeline steps, {tally.images} eligible images ({tally.charged} charged), {tally.restarts} restarts, "
@@ -74,7 +73,7 @@ def main() -> int:
         print(failure)
         print(example)
     emit([ProofRow(suite="convergence under faults", runs=tally.examples, faults=faults, images=tally.images,
-                   kills=tally.crashes_mid_step, problems=other, **counts,
+                   kills=tally.crashes_mid_step, **columns,
                    detail=f"{args.mode}; {tally.steps} steps, {tally.restarts} restarts, {seconds:.0f} s",
                    command=command_line("bench/convergence.py", "--examples", args.examples, "--steps", args.steps,
                                         "--seed", args.seed, "--mode", args.mode))])

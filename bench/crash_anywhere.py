@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SHOP_TOKEN  # noqa: E402
 from crash_harness import crash_anywhere  # noqa: E402
-from proof import ProofRow, command_line, emit  # noqa: E402
+from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402
 
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox  # noqa: E402
 from retouch.plugin.shopify.sandbox import ShopifySandbox  # noqa: E402
@@ -51,9 +51,7 @@ def main() -> int:
         shop_server.stop()
     print(f"crash anywhere ({args.mode}, seed {args.seed}): {report.line()}")
     emit([ProofRow(suite=f"crash anywhere ({args.mode})", runs=args.kills + 1, faults=0, images=args.images,
-                   kills=args.kills, duplicates=report.count("media"), double_charges=report.count("charged"),
-                   originals_lost=report.count("backup"), crashes=report.tracebacks,
-                   problems=[p for p in report.problems if not any(k in p for k in ("media", "charged", "backup"))],
+                   kills=args.kills, crashes=report.tracebacks, **problem_columns(report.problems),
                    detail=f"drained in {report.seconds:.0f} s; states {report.states}",
                    command=command_line("bench/crash_anywhere.py", "--images", args.images, "--kills", args.kills,
                                         "--seed", args.seed, "--mode", args.mode))])

@@ -40,6 +40,18 @@ class ProofRow:
         return not (self.duplicates or self.double_charges or self.originals_lost or self.crashes or self.problems)
 
 
+# Which ProofRow column a named problem counts in, by the words the promise checks use
+# (tests/crash_harness.py's wording); anything else stays a named problem.
+PROBLEM_WORDS = {"duplicates": "media", "double_charges": "charged", "originals_lost": "backup"}
+
+
+def problem_columns(problems: list[str], words: dict[str, str] = PROBLEM_WORDS) -> dict[str, object]:
+    """ProofRow keyword arguments (duplicates, double_charges, originals_lost, problems) from named problems."""
+    counts: dict[str, object] = {column: sum(word in p for p in problems) for column, word in words.items()}
+    counts["problems"] = [p for p in problems if not any(word in p for word in words.values())]
+    return counts
+
+
 def command_line(script: str, *args: object) -> str:
     return shlex.join([".venv/bin/python", script, *map(str, args)])
 

@@ -21,7 +21,7 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SHOP_TOKEN  # noqa: E402
-from proof import ProofRow, command_line, emit  # noqa: E402
+from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402
 from resources_harness import database_locked, disk_full  # noqa: E402
 
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox  # noqa: E402
@@ -37,14 +37,6 @@ def sandboxes() -> tuple[ShopifySandbox, object, AigenSandbox, object]:
     provider = AigenSandbox(window_seconds=3600, images_per_window=10_000, jobs_per_window=10_000,
                             polls_per_window=100_000, seconds_per_item=0.05)
     return shop, shop.start(), provider, provider.start()
-
-
-def split(problems: list[str]) -> dict[str, object]:
-    """The ProofRow counts from named problems (crash_harness's wording), the rest as problems."""
-    kinds = ("media", "charged", "backup")
-    return {"duplicates": sum("media" in p for p in problems), "double_charges": sum("charged" in p for p in problems),
-            "originals_lost": sum("backup" in p for p in problems),
-            "problems": [p for p in problems if not any(k in p for k in kinds)]}
 
 
 def main() -> int:
@@ -73,7 +65,7 @@ def main() -> int:
     print(f"disk full: {line}; {'every promise held' if not problems else 'BROKEN: ' + '; '.join(problems)}")
     rows.append(ProofRow(suite="disk full", runs=1, faults=len(full.no_space), images=full.images,
                          crashes=full.tracebacks + (full.exit_code != 0), detail=line, command=command,
-                         **split(problems)))
+                         **problem_columns(problems)))
 
     shop, shop_server, provider, provider_server = sandboxes()
     try:
@@ -90,7 +82,7 @@ def main() -> int:
     print(f"database locked: {line}; {'every promise held' if not problems else 'BROKEN: ' + '; '.join(problems)}")
     rows.append(ProofRow(suite="database locked", runs=1, faults=1, images=locked.images,
                          crashes=locked.tracebacks + (locked.exit_code != 0), detail=line, command=command,
-                         **split(problems)))
+                         **problem_columns(problems)))
     emit(rows)
     return 0 if all(row.held for row in rows) else 1
 

@@ -52,7 +52,7 @@ from conftest import SHOP_TOKEN, config_text, image_states  # noqa: E402
 from crash_harness import FINAL, check_promises  # noqa: E402
 from daemon_run import free_port  # noqa: E402
 from overhead import canned_results, make_instant  # noqa: E402
-from proof import ProofRow, command_line, emit  # noqa: E402
+from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402
 
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox  # noqa: E402
 from retouch.plugin.shopify.sandbox import ShopifySandbox  # noqa: E402
@@ -314,13 +314,11 @@ def main() -> int:
         print(f"  {sample.at:7.1f} s  RSS {sample.rss_kib / 1024:6.1f} MB  fds {sample.fds:3d}  threads "
               f"{sample.threads:3d}  tasks {sample.tasks}  processed {sample.processed}")
     print(FIGURES + json.dumps({**asdict(figures), "flatness": flat}), flush=True)
-    count = lambda kind: sum(kind in p for p in figures.problems)  # noqa: E731
+    columns = problem_columns(figures.problems)
+    columns["problems"] += flat
     size_args = (["--seconds", args.seconds] if args.seconds is not None else ["--minutes", seconds / 60])
     emit([ProofRow(suite="soak", runs=1, faults=sum(figures.faults.values()), images=figures.images,
-                   duplicates=count("media"), double_charges=count("charged"),
-                   originals_lost=count("backup"), crashes=figures.crashes + figures.tracebacks,
-                   problems=[p for p in figures.problems if not any(k in p for k in ("media", "charged", "backup"))]
-                   + flat, detail=figures.detail(),
+                   crashes=figures.crashes + figures.tracebacks, **columns, detail=figures.detail(),
                    command=command_line("bench/soak.py", *size_args, "--batch", args.batch, "--arrive-every",
                                         args.arrive_every, "--window", args.window, "--fault-rate", args.fault_rate,
                                         "--seed", args.seed))])

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
-from proof import ProofRow, markdown_table, rows_from, text_table  # noqa: E402
+from proof import ProofRow, markdown_table, problem_columns, rows_from, text_table  # noqa: E402
 from reliability import SUITES, Suite, run_suite  # noqa: E402
 
 
@@ -65,3 +65,12 @@ def test_a_broken_promise_shows_in_both_tables() -> None:
     table = markdown_table(rows)
     assert table.count("\n") == 3 and "`.venv/bin/python bench/x.py`" in table
     assert not rows[1].held and rows[0].held
+
+
+def test_named_problems_land_in_their_columns() -> None:
+    problems = ["product 7: media written twice", "picture 3 charged 2 times", "backup of 9 differs",
+                "the daemon never met the lock"]
+    assert problem_columns(problems) == {"duplicates": 1, "double_charges": 1, "originals_lost": 1,
+                                         "problems": ["the daemon never met the lock"]}
+    # A suite with its own wording passes its words.
+    assert problem_columns(["a duplicate media"], {"duplicates": "duplicate"}) == {"duplicates": 1, "problems": []}
