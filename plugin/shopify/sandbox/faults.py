@@ -109,7 +109,8 @@ class FaultPlan:
         requests; `throttle` is mode "throttled"; `fail_media_processing` N media end FAILED;
         `endpoint` "bulk" or "bulk_download" sends `status`/`mode` there instead."""
         if endpoint in (BULK, BULK_DOWNLOAD):
-            self.book.add(self._bulk_fault(endpoint, status, mode, code, count, seconds, skip, probability))
+            self.book.add(self._bulk_fault(endpoint, status, mode, code, count, seconds, skip, probability,
+                                           retry_after))
             return
         if endpoint not in (None, GRAPHQL, MEDIA, WEBHOOK):
             raise ValueError(f"endpoint must be one of {GRAPHQL}, {MEDIA}, {WEBHOOK}, {BULK}, {BULK_DOWNLOAD}")
@@ -143,7 +144,7 @@ class FaultPlan:
 
     @staticmethod
     def _bulk_fault(endpoint: str, status: int | None, mode: str | None, code: str | None, count: int,
-                    seconds: float, skip: int, probability: float) -> Fault:
+                    seconds: float, skip: int, probability: float, retry_after: float | None) -> Fault:
         if endpoint == BULK:
             if status is not None or mode not in BULK_MODES:
                 raise ValueError(f"a bulk fault is a mode: one of {', '.join(BULK_MODES)}")
@@ -155,7 +156,7 @@ class FaultPlan:
         elif status is not None and status not in HTTP_FAULT_STATUSES:
             raise ValueError(f"status must be one of {HTTP_FAULT_STATUSES}")
         return Fault(endpoint, count=count, status=status, mode=mode, seconds=seconds, code=code, skip=skip,
-                     probability=probability)
+                     probability=probability, retry_after=retry_after)
 
     def take_bulk(self) -> Fault | None:
         """The fault that meets the bulk operation being created, if any."""
@@ -181,8 +182,8 @@ class FaultPlan:
         http, throttle_next, media, webhook, bulk = [], False, [], [], []
         for fault in pending:
             if fault["endpoint"] in (BULK, BULK_DOWNLOAD):
-                bulk.append({key: fault[key] for key in ("endpoint", "mode", "status", "code", "count", "seconds",
-                                                          "skip", "probability") if key in fault})
+                bulk.append({key: fault[key] for key in ("endpoint", "mode", "status", "retry_after", "code", "count",
+                                                          "seconds", "skip", "probability") if key in fault})
             elif fault["endpoint"] == WEBHOOK:
                 webhook.append({key: fault[key] for key in ("mode", "count", "seconds", "skip", "probability")
                                 if key in fault})
