@@ -5,7 +5,8 @@ Rules (shopify.dev "API rate limits", simplified; the numbers in the captures co
 - an object (or interface) field costs 1 plus its selection; a plain list of objects counts once;
 - a connection (`…Connection` type) costs 2 + size × (cost of one node), where size is `first`
   or `last`; `edges`/`pageInfo` themselves are free, a node costs 1 plus its selection;
-- a mutation field costs 10 plus the selection of its payload (the payload object is free);
+- a mutation field costs 10 plus the selection of its payload (the payload object is free); the
+  bulk operation mutations cost a flat 10 (captured); a bulk operation's own run costs nothing;
 - `userErrors`/`mediaUserErrors` are free.
 The requested cost is computed before execution from the document and variables; the actual cost
 counts only what was returned (null objects and short pages cost less) and never exceeds it.
