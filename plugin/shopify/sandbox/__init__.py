@@ -8,7 +8,9 @@
 
 Modules: `schema.graphql` (the schema subset), `graphql_api` (the endpoint), `store` (state and
 rules), `lifecycle` (media processing), `cost` (query cost, bucket), `search` (product search
-syntax), `paging` (cursors), `faults` (injected failures), `imaging`/`sources` (image bytes),
+syntax), `paging` (cursors), `faults` (injected failures), `bulk` (bulk operations and their
+lifecycle), `bulk_query` (bulk validators, the query's plan), `bulk_export` (the snapshot and the
+streamed JSONL), `imaging`/`sources` (image bytes),
 `photos` (generated product photos), `app` (HTTP routes, documented there).
 """
 
