@@ -122,6 +122,17 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
     return _page(found, _product_sort(sortKey), first=first, after=after, last=last, before=before, reverse=reverse)
 
 
+def resolve_products_count(_root: Any, info: Any, query: str | None = None, limit: int | None = 10000) -> dict[str, Any]:
+    """Shopify counts up to `limit` (default 10,000; null: no limit) and says AT_LEAST above it
+    (capture bulk-operation-run-query-group-objects.json: `{count: 1456, precision: EXACT}`)."""
+    ctx = _ctx(info)
+    predicate = search.parse_query(query)
+    count = sum(1 for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now))
+    if limit is not None and count > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": count, "precision": "EXACT"}
+
+
 def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = None, after: str | None = None,
                                   last: int | None = None, before: str | None = None, reverse: bool = False,
                                   sortKey: str = "CREATED_AT", uri: str | None = None,
@@ -281,6 +292,7 @@ def sandbox_schema() -> GraphQLSchema:
     schema = build_schema(sdl)
     query = schema.type_map["QueryRoot"].fields  # type: ignore[union-attr]
     for name, resolver in {"shop": resolve_shop, "products": resolve_products, "product": resolve_product,
+                           "productsCount": resolve_products_count,
                            "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job,
                            "webhookSubscriptions": resolve_webhook_subscriptions}.items():
         query[name].resolve = resolver
