@@ -33,6 +33,7 @@ CANCEL_TIMEOUT = 1.5    # seconds for the best-effort cancel when stopping (the 
 GONE = (403, 404, 410)  # what a results URL past its signature's expiry answers
 
 Sleep = Callable[[float], Awaitable[object]]
+_sleep: Sleep = asyncio.sleep  # (tests replace it: the waits are seconds to minutes)
 
 
 @dataclass
@@ -69,8 +70,9 @@ class BulkRead:
         self.ctx.store.delete_meta(BULK_OPERATION)
 
 
-async def export(ctx: Context, *, sleep: Sleep = asyncio.sleep) -> BulkRead | None:
+async def export(ctx: Context, *, sleep: Sleep | None = None) -> BulkRead | None:
     """Run (or resume) the export of every product and stage its lines; None: page instead."""
+    sleep = sleep or _sleep
     operation_id = ctx.store.get_meta(BULK_OPERATION)
     if operation_id:
         ctx.log.info("bulk_resumed", operation_id=operation_id)
