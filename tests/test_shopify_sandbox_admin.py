@@ -143,7 +143,7 @@ def test_faults_and_stats_over_http(sandbox: ShopifySandbox) -> None:
     assert admin(sandbox, "GET", "/faults")["fail_media_processing"] == ["MEDIA_TIMEOUT_ERROR"] * 2
     admin(sandbox, "DELETE", "/faults")
     assert admin(sandbox, "GET", "/faults") == {"http": [], "throttle_next": False, "fail_media_processing": [],
-                                            "webhook": []}
+                                            "webhook": [], "bulk": []}
     wrong = http("POST", url, headers={"X-Shopify-Access-Token": "wrong"}, json={"query": "{ shop { name } }"})
     assert wrong.status_code == 401
     stats = admin(sandbox, "GET", "/stats")

@@ -220,10 +220,16 @@ class TruncatedBody(Response):
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.SENT) + 64).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": self.SENT, "more_body": True})
-        transport = connection_of(scope)
-        if transport is not None:
-            transport.close()  # flushes what was written, then closes: the body stays short
-        await _until_disconnected(receive)
+        await close_connection(scope, receive)
+
+
+async def close_connection(scope: Scope, receive: Receive) -> None:
+    """Close the connection under a response that has started and not ended: what was written is
+    flushed, then a FIN, so the client gets a body shorter than announced."""
+    transport = connection_of(scope)
+    if transport is not None:
+        transport.close()
+    await _until_disconnected(receive)
 
 
 def answer_for(fault: Fault) -> Response | None:

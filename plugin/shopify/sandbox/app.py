@@ -10,6 +10,10 @@ Shopify's side
     GET  /_staged/files/{key}/{filename}       the `resourceUrl`: usable as `originalSource`, not readable
                                                by clients (403, like the private bucket)
     GET  /cdn/files/{filename}?v={version}     processed images, with their Content-Type
+    GET  /_bulk/{key}.jsonl                    a bulk operation's `url`/`partialDataUrl` (no auth, like
+                                               the signed storage URL): its JSONL, streamed (chunked);
+                                               an unknown key is 404 NoSuchKey, an expired one 400
+                                               ExpiredToken (XML, as the storage bucket answers)
 
 Admin API for tests, the demo and store owners (JSON, no auth)
     POST   /_sandbox/products                  {"title", "tags": [], "images": [{"filename", "alt",
@@ -27,6 +31,9 @@ Admin API for tests, the demo and store owners (JSON, no auth)
                                                | {"throttle": true} | {"fail_media_processing": N, "code"?}
                                                | {"mode": hang|html|reset|truncated|non_json|wrong_shape|
                                                   throttled|fail, "seconds"?, "count"?, "operation"?}
+                                               | {"endpoint": "bulk", "mode": fail|partial|expired, "code"?,
+                                                  "seconds"?} | {"endpoint": "bulk_download", "status"?,
+                                                  "mode"?: truncated|reset|hang|...}
                                                each with "skip"? and "probability"? (faults.py)
     DELETE /_sandbox/faults                    clear every pending fault
 
@@ -50,9 +57,14 @@ import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from ...providers.sandbox_faults import answer_for as transport_answer
+from ...providers.sandbox_faults import close_connection, delay_for, retry_after_headers
+from . import bulk_export
+from .graphql_api import Context, sandbox_schema
 from .store import SandboxError
 
 if TYPE_CHECKING:
@@ -83,6 +95,27 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, bytes]:
         if isinstance(name, str):
             fields[name] = part.get_payload(decode=True) or b""
     return fields
+
+
+class JsonlStream(StreamingResponse):
+    """A bulk result file as Shopify's storage serves it (`application/jsonl`), sent while it is
+    made (chunked: no Content-Length); `cut`: the connection closes before its end."""
+
+    def __init__(self, chunks: Any, cut: bool = False) -> None:
+        super().__init__(chunks, media_type="application/jsonl")
+        self.cut = cut
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.cut:
+            await super().__call__(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await close_connection(scope, receive)  # no final chunk: the client sees the body end early
+
+
+_STORAGE_ERRORS = {429: "TooManyRequests", 500: "InternalError", 502: "BadGateway", 503: "ServiceUnavailable"}
 
 
 def build_app(sandbox: ShopifySandbox) -> Starlette:
@@ -151,6 +184,37 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         if asset is None:
             return Response(b"Not Found", status_code=404, media_type="text/plain")
         return Response(asset.data, media_type=asset.mime_type, headers={"Cache-Control": "public, max-age=31536000"})
+
+    async def bulk_file(request: Request) -> Response:
+        def look_up() -> tuple[Any, Any, float]:
+            with store.lock:
+                return store.faults.take_bulk_download(), store.bulk.by_key.get(request.path_params["key"]), store.clock()
+
+        fault, op, now = await run_in_threadpool(look_up)
+        if fault is not None:
+            log.info("fault_served", kind=fault.kind, endpoint="bulk_download")
+        await delay_for(fault)
+        if fault is not None and fault.status is not None:
+            response = _gcs_error(fault.status, _STORAGE_ERRORS.get(fault.status, "InternalError"))
+            response.headers.update(retry_after_headers(fault))
+            return response
+        instead = transport_answer(fault) if fault is not None and fault.mode != "truncated" else None
+        if instead is not None:
+            return instead
+        if op is None:
+            return _gcs_error(404, "NoSuchKey")
+        if not op.readable(now):  # no capture: what an expired signed storage URL answers
+            return _gcs_error(400, "ExpiredToken") if now >= op.expires_at else _gcs_error(404, "NoSuchKey")
+        request_base = base_of(request)
+        base_url = sandbox.base_url or request_base
+        seed = None if op.group_objects else store.bulk_settings.any_order_seed
+        lines = bulk_export.lines(store, sandbox_schema(), Context(store, now, base_url, (base_url, request_base)), op,
+                                  locked=True, any_order_seed=seed)
+        cut = fault is not None and fault.mode == "truncated"
+        if cut:
+            lines = bulk_export.cut_midway(lines, keep=op.counts(now)[0] // 2)
+        log.info("bulk_file_served", id=op.id, cut=cut)
+        return JsonlStream(bulk_export.chunked(lines), cut=cut)
 
     # ---------------------------------------------------------------- admin
 
@@ -221,11 +285,12 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
                 operation=body.get("operation"),
                 throttle=bool(body.get("throttle", False)) or body.get("mode") == "throttled",
                 fail_media_processing=int(body.get("fail_media_processing", 0)),
-                code=str(body.get("code") or "IMAGE_PROCESSING_FAILURE"),
+                code=str(body["code"]) if body.get("code") else None,
                 mode=None if body.get("mode") in (None, "throttled") else str(body["mode"]),
                 seconds=float(body.get("seconds", 0.0)),
                 skip=int(body.get("skip", 0)),
                 probability=float(body.get("probability", 1.0)),
+                endpoint=body.get("endpoint"),
             )
         return sandbox.faults()
 
@@ -234,6 +299,7 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         Route("/_staged/upload/{key}", staged_upload, methods=["PUT", "POST"]),
         Route("/_staged/files/{key}/{filename:path}", staged_file, methods=["GET"]),
         Route("/cdn/files/{filename}", cdn, methods=["GET"]),
+        Route("/_bulk/{key}.jsonl", bulk_file, methods=["GET"]),
         Route("/_sandbox/products", admin(create_product), methods=["POST"]),
         Route("/_sandbox/products", admin(list_products), methods=["GET"]),
         Route("/_sandbox/seed", admin(seed), methods=["POST"]),

@@ -17,7 +17,7 @@ Also checked before execution, as Shopify does: every connection needs `first` o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,9 @@ MAX_PAGE_SIZE = 250
 MUTATION_COST = 10
 CONNECTION_COST = 2
 FREE_FIELDS = frozenset({"userErrors", "mediaUserErrors"})
+# Payloads whose mutation costs a flat 10 whatever it selects (bulk-operation-run-query-*.json and
+# the bulkOperationCancel answers there: requested and actual 10 with `bulkOperation { ... }`).
+FLAT_PAYLOADS = frozenset({"BulkOperationRunQueryPayload", "BulkOperationCancelPayload"})
 
 
 @dataclass
@@ -56,6 +59,29 @@ def _is_connection(type_name: str) -> bool:
     return type_name.endswith("Connection")
 
 
+def selected_fields(schema: GraphQLSchema, fragments: Mapping[str, FragmentDefinitionNode], parent: Any,
+                    selection_set: SelectionSetNode | None,
+                    seen: frozenset[str] = frozenset()) -> Iterator[tuple[FieldNode, Any]]:
+    """(field node, parent type) pairs of a selection set, through fragments (`parent` may be None
+    where the type is unknown; a fragment's type condition names the parent of its fields)."""
+    if selection_set is None:
+        return
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            yield selection, parent
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            subtype = schema.get_type(condition.name.value) if condition else parent
+            yield from selected_fields(schema, fragments, subtype or parent, selection.selection_set, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is None or name in seen:
+                continue
+            subtype = schema.get_type(fragment.type_condition.name.value) or parent
+            yield from selected_fields(schema, fragments, subtype, fragment.selection_set, seen | {name})
+
+
 class _Analyzer:
     def __init__(self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]) -> None:
         self.schema = schema
@@ -63,24 +89,8 @@ class _Analyzer:
         self.fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         self.problems: list[GraphQLError] = []
 
-    def fields(self, parent: Any, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()):
-        """(field node, parent type) pairs of a selection set, through fragments."""
-        if selection_set is None:
-            return
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                yield selection, parent
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                subtype = self.schema.get_type(condition.name.value) if condition else parent
-                yield from self.fields(subtype or parent, selection.selection_set, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in seen:
-                    continue
-                subtype = self.schema.get_type(fragment.type_condition.name.value) or parent
-                yield from self.fields(subtype, fragment.selection_set, seen | {name})
+    def fields(self, parent: Any, selection_set: SelectionSetNode | None) -> Iterator[tuple[FieldNode, Any]]:
+        return selected_fields(self.schema, self.fragments, parent, selection_set)
 
     def selection_cost(self, parent: Any, selection_set: SelectionSetNode | None, path: list[str]) -> int:
         return sum(self.field_cost(p, node, path) for node, p in self.fields(parent, selection_set))
@@ -166,7 +176,8 @@ def analyze(
                 continue
             payload = analyzer.type_of(parent, node)
             here = [node.alias.value if node.alias else node.name.value]
-            total += MUTATION_COST + (analyzer.selection_cost(payload, node.selection_set, here) if payload else 0)
+            flat = payload is None or payload.name in FLAT_PAYLOADS
+            total += MUTATION_COST + (0 if flat else analyzer.selection_cost(payload, node.selection_set, here))
     else:
         total = analyzer.selection_cost(schema.query_type, operation.selection_set, [])
     return Analysis(requested=total, problems=analyzer.problems)
@@ -188,7 +199,7 @@ class ActualCost:
     def charge(info: GraphQLResolveInfo, result: Any) -> int:
         return_type = info.return_type
         named = get_named_type(return_type)
-        if is_leaf_type(named) or info.field_name in FREE_FIELDS:
+        if is_leaf_type(named) or info.field_name in FREE_FIELDS or info.parent_type.name in FLAT_PAYLOADS:
             return 0
         if info.parent_type is info.schema.mutation_type:
             return MUTATION_COST

@@ -8,7 +8,14 @@ language: `count`, an exact schedule (`skip`) or a rate (`probability`, seeded),
   request arrives: THROTTLED); "hang", "html", "reset", "truncated", "non_json", "wrong_shape";
 - "media": `mode` "fail" — the next media created or replaced ends FAILED with `code`;
 - "webhook" (the product webhooks the shop sends): `mode` "duplicate" (sent twice, same webhook
-  id) or "late" (held back `seconds`, so later ones overtake it).
+  id) or "late" (held back `seconds`, so later ones overtake it);
+- "bulk" (the next bulk operations created, bulk.py): `mode` "fail" (FAILED with errorCode `code`:
+  INTERNAL_SERVER_ERROR, TIMEOUT or ACCESS_DENIED; no data), "partial" (FAILED with `code`, the
+  lines made before the failure at `partialDataUrl`, `url` null), "expired" (its results expire
+  `seconds` after it completes; 0: EXPIRED at once);
+- "bulk_download" (GET of a bulk result file): `status` (as the storage bucket answers: an XML
+  error), or a `mode` of the graphql endpoint's: "truncated" cuts the JSONL off mid-stream (half
+  its lines, then half a line, then the connection closes), "reset", "hang", "html", ...
 
 Not thread-safe on its own: the store calls it under its lock (the book has its own lock too).
 """
@@ -65,12 +72,16 @@ def answer_for(fault: Fault) -> FaultAnswer:
     return FaultAnswer(fault.status, html.encode(), "text/html; charset=utf-8", headers)
 
 
-GRAPHQL, MEDIA = "graphql", "media"
+GRAPHQL, MEDIA, BULK, BULK_DOWNLOAD = "graphql", "media", "bulk", "bulk_download"
+BULK_MODES = ("fail", "partial", "expired")
+BULK_ERROR_CODES = ("INTERNAL_SERVER_ERROR", "TIMEOUT", "ACCESS_DENIED")
 
 
 def fault_book(seed: int = 0) -> FaultBook:
-    return FaultBook((GRAPHQL, MEDIA, WEBHOOK), {**{mode: (GRAPHQL,) for mode in (*ANSWER_MODES, "throttled")},
-                                                 "fail": (MEDIA,), **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}},
+    return FaultBook((GRAPHQL, MEDIA, WEBHOOK, BULK, BULK_DOWNLOAD),
+                     {**{mode: (GRAPHQL, BULK_DOWNLOAD) for mode in ANSWER_MODES}, "throttled": (GRAPHQL,),
+                      "fail": (MEDIA, BULK), "partial": (BULK,), "expired": (BULK,),
+                      **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}},
                      seed=seed)
 
 
@@ -87,14 +98,22 @@ class FaultPlan:
         operation: str | None = None,
         throttle: bool = False,
         fail_media_processing: int = 0,
-        code: str = "IMAGE_PROCESSING_FAILURE",
+        code: str | None = None,
         mode: str | None = None,
         seconds: float = 0.0,
         skip: int = 0,
         probability: float = 1.0,
+        endpoint: str | None = None,
     ) -> None:
         """Add faults (validated first: a bad request adds nothing). `status` or `mode` go to GraphQL
-        requests; `throttle` is mode "throttled"; `fail_media_processing` N media end FAILED."""
+        requests; `throttle` is mode "throttled"; `fail_media_processing` N media end FAILED;
+        `endpoint` "bulk" or "bulk_download" sends `status`/`mode` there instead."""
+        if endpoint in (BULK, BULK_DOWNLOAD):
+            self.book.add(self._bulk_fault(endpoint, status, mode, code, count, seconds, skip, probability))
+            return
+        if endpoint not in (None, GRAPHQL, MEDIA, WEBHOOK):
+            raise ValueError(f"endpoint must be one of {GRAPHQL}, {MEDIA}, {WEBHOOK}, {BULK}, {BULK_DOWNLOAD}")
+        code = code or "IMAGE_PROCESSING_FAILURE"
         if status is not None and status not in HTTP_FAULT_STATUSES:
             raise ValueError(f"status must be one of {HTTP_FAULT_STATUSES}")
         if count < 1 or fail_media_processing < 0:
@@ -122,6 +141,30 @@ class FaultPlan:
         for fault in faults:
             self.book.add(fault)
 
+    @staticmethod
+    def _bulk_fault(endpoint: str, status: int | None, mode: str | None, code: str | None, count: int,
+                    seconds: float, skip: int, probability: float) -> Fault:
+        if endpoint == BULK:
+            if status is not None or mode not in BULK_MODES:
+                raise ValueError(f"a bulk fault is a mode: one of {', '.join(BULK_MODES)}")
+            if mode != "expired" and (code or "INTERNAL_SERVER_ERROR") not in BULK_ERROR_CODES:
+                raise ValueError(f"code must be one of {BULK_ERROR_CODES}")
+            if seconds < 0:
+                raise ValueError("seconds must be 0 or more")
+            code = None if mode == "expired" else code or "INTERNAL_SERVER_ERROR"
+        elif status is not None and status not in HTTP_FAULT_STATUSES:
+            raise ValueError(f"status must be one of {HTTP_FAULT_STATUSES}")
+        return Fault(endpoint, count=count, status=status, mode=mode, seconds=seconds, code=code, skip=skip,
+                     probability=probability)
+
+    def take_bulk(self) -> Fault | None:
+        """The fault that meets the bulk operation being created, if any."""
+        return self.book.take(BULK)
+
+    def take_bulk_download(self) -> Fault | None:
+        """The fault that meets this download of a bulk result file, if any."""
+        return self.book.take(BULK_DOWNLOAD)
+
     def take_graphql(self, operation: str | None) -> Fault | None:
         """The fault that meets this GraphQL request, if any."""
         return self.book.take(GRAPHQL, operation)
@@ -135,9 +178,12 @@ class FaultPlan:
 
     def as_dict(self) -> dict[str, Any]:
         pending = self.book.as_list()
-        http, throttle_next, media, webhook = [], False, [], []
+        http, throttle_next, media, webhook, bulk = [], False, [], [], []
         for fault in pending:
-            if fault["endpoint"] == WEBHOOK:
+            if fault["endpoint"] in (BULK, BULK_DOWNLOAD):
+                bulk.append({key: fault[key] for key in ("endpoint", "mode", "status", "code", "count", "seconds",
+                                                          "skip", "probability") if key in fault})
+            elif fault["endpoint"] == WEBHOOK:
                 webhook.append({key: fault[key] for key in ("mode", "count", "seconds", "skip", "probability")
                                 if key in fault})
             elif fault["endpoint"] == MEDIA:
@@ -151,4 +197,5 @@ class FaultPlan:
                 entry.update({key: fault[key] for key in ("mode", "seconds", "skip", "probability")
                               if key in fault and fault[key] not in (0, 0.0, 1.0)})
                 http.append(entry)
-        return {"http": http, "throttle_next": throttle_next, "fail_media_processing": media, "webhook": webhook}
+        return {"http": http, "throttle_next": throttle_next, "fail_media_processing": media, "webhook": webhook,
+                "bulk": bulk}

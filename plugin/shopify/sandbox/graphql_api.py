@@ -37,7 +37,8 @@ from graphql import (
 )
 from graphql.error import GraphQLSyntaxError
 
-from . import lifecycle, search
+from . import bulk_export, lifecycle, search
+from .bulk import COMPLETED, EXPIRED, FAILED, BulkOperation
 from .cost import MAX_QUERY_COST, ActualCost, analyze
 from .faults import answer_for
 from ...providers.sandbox_faults import answer_for as transport_answer
@@ -114,11 +115,14 @@ def resolve_shop(_root: Any, info: Any) -> dict[str, str]:
             "myshopifyDomain": f"{store.shop_name}.myshopify.com"}
 
 
+def _matching_products(ctx: Context, query: str | None) -> list[Product]:
+    predicate = search.parse_query(query)
+    return [p for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now)]
+
+
 def resolve_products(_root: Any, info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
                      before: str | None = None, reverse: bool = False, sortKey: str = "ID", query: str | None = None) -> Any:
-    ctx = _ctx(info)
-    predicate = search.parse_query(query)
-    found = [p for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now)]
+    found = _matching_products(_ctx(info), query)
     return _page(found, _product_sort(sortKey), first=first, after=after, last=last, before=before, reverse=reverse)
 
 
@@ -131,6 +135,21 @@ def resolve_products_count(_root: Any, info: Any, query: str | None = None, limi
     if limit is not None and count > limit:
         return {"count": limit, "precision": "AT_LEAST"}
     return {"count": count, "precision": "EXACT"}
+
+
+def _bulk_products(ctx: Context, args: dict[str, Any]) -> list[Product]:
+    """The roots of a bulk `products(...)`: what the connection holds, in its order (a bulk query
+    pages through everything, so `first`/`last` only cut it short when given)."""
+    found = sorted(_matching_products(ctx, args.get("query")), key=_product_sort(args.get("sortKey", "ID")).key,
+                   reverse=bool(args.get("reverse")))
+    if args.get("first") is not None:
+        found = found[: args["first"]]
+    if args.get("last") is not None:
+        found = found[-args["last"]:] if args["last"] else []
+    return found
+
+
+BULK_ROOTS = {"products": _bulk_products}
 
 
 def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = None, after: str | None = None,
@@ -161,6 +180,10 @@ def resolve_nodes(_root: Any, info: Any, ids: list[str]) -> list[Any]:
 
 def resolve_job(_root: Any, info: Any, id: str) -> ReorderJob | None:
     return _ctx(info).store.job_by_gid(_checked_gid(id))
+
+
+def resolve_bulk_operation(_root: Any, info: Any, id: str) -> BulkOperation | None:
+    return _ctx(info).store.bulk.get(_checked_gid(id))
 
 
 def resolve_product_media(product: Product, info: Any, first: int | None = None, after: str | None = None,
@@ -248,6 +271,40 @@ SUBSCRIPTION_FIELDS = {
     "updatedAt": lambda s, _i: iso(s.updated_at),
 }
 
+def _bulk_status(op: BulkOperation, info: Any) -> str:
+    return op.status(_ctx(info).now)
+
+
+def _bulk_url(op: BulkOperation, info: Any, partial: bool) -> str | None:
+    """`url` (partial False) or `partialDataUrl`: the file on the sandbox's own server, while readable."""
+    ctx = _ctx(info)
+    if not op.readable(ctx.now) or op.partial != partial:
+        return None
+    return f"{ctx.base_url}/_bulk/{op.key}.jsonl?Expires={int(op.expires_at)}"
+
+
+def _bulk_file_size(op: BulkOperation, info: Any) -> str | None:
+    ctx = _ctx(info)
+    if op.status(ctx.now) != COMPLETED:
+        return None
+    return str(bulk_export.file_size(ctx.store, info.schema, ctx, op))
+
+
+BULK_OPERATION_FIELDS = {
+    "id": lambda op, _i: op.gid,
+    "status": _bulk_status,
+    "type": lambda _op, _i: "QUERY",
+    "errorCode": lambda op, i: op.error_code if _bulk_status(op, i) == FAILED else None,
+    "createdAt": lambda op, _i: iso(op.created_at),
+    "completedAt": lambda op, i: iso(op.done_at) if _bulk_status(op, i) in (COMPLETED, FAILED, EXPIRED) else None,
+    "objectCount": lambda op, i: str(op.counts(_ctx(i).now)[0]),
+    "rootObjectCount": lambda op, i: str(op.counts(_ctx(i).now)[1]),
+    "fileSize": _bulk_file_size,
+    "url": lambda op, i: _bulk_url(op, i, partial=False),
+    "partialDataUrl": lambda op, i: _bulk_url(op, i, partial=True),
+    "query": lambda op, _i: op.query,
+}
+
 JOB_FIELDS = {
     "id": lambda j, _i: j.gid,
     "done": lambda j, i: _ctx(i).now >= j.due_at,
@@ -264,6 +321,9 @@ MUTATIONS: dict[str, Any] = {  # Mutation field -> (store, context, arguments) -
     "webhookSubscriptionCreate": lambda store, ctx, a: store.subscriptions.create(a["topic"], a["webhookSubscription"],
                                                                                    ctx.now),
     "webhookSubscriptionDelete": lambda store, ctx, a: store.subscriptions.delete(a["id"]),
+    "bulkOperationRunQuery": lambda store, ctx, a: bulk_export.run_query(
+        store, ctx, sandbox_schema(), a["query"], a["groupObjects"], BULK_ROOTS, shopify_validation_error),
+    "bulkOperationCancel": lambda store, ctx, a: store.bulk.cancel(a["id"], ctx.now),
 }
 
 
@@ -282,6 +342,8 @@ def _resolve_type(value: Any, *_args: Any) -> str:
         return "MediaImage"
     if isinstance(value, Metafield):
         return "Metafield"
+    if isinstance(value, BulkOperation):
+        return "BulkOperation"
     return "Shop"
 
 
@@ -294,13 +356,15 @@ def sandbox_schema() -> GraphQLSchema:
     for name, resolver in {"shop": resolve_shop, "products": resolve_products, "product": resolve_product,
                            "productsCount": resolve_products_count,
                            "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job,
-                           "webhookSubscriptions": resolve_webhook_subscriptions}.items():
+                           "webhookSubscriptions": resolve_webhook_subscriptions,
+                           "bulkOperation": resolve_bulk_operation}.items():
         query[name].resolve = resolver
     for name, field_def in schema.type_map["Mutation"].fields.items():  # type: ignore[union-attr]
         field_def.resolve = _mutation(name)
     for type_name, resolvers in {"Product": PRODUCT_FIELDS, "MediaImage": MEDIA_IMAGE_FIELDS,
                                  "Metafield": METAFIELD_FIELDS, "Job": JOB_FIELDS,
-                                 "WebhookSubscription": SUBSCRIPTION_FIELDS}.items():
+                                 "WebhookSubscription": SUBSCRIPTION_FIELDS,
+                                 "BulkOperation": BULK_OPERATION_FIELDS}.items():
         fields = schema.type_map[type_name].fields  # type: ignore[union-attr]
         for name, resolver in resolvers.items():
             fields[name].resolve = resolver

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from ...serve import RunningServer, serve_in_thread
 from .app import build_app
+from .bulk import SEVEN_DAYS, BulkSettings
 from .graphql_api import GraphQLService
 from .model import Media, Product, parse_gid
 from .sources import Fetched
@@ -32,6 +33,10 @@ class ShopifySandbox:
     first half, PROCESSING for the second). `bucket_size`/`restore_rate`: the cost bucket.
     `clock`: epoch seconds, for every timestamp, the media lifecycle, jobs and the bucket.
     `webhook_secret`: the app's client secret, which signs the product webhooks it delivers.
+    Bulk operations (bulk.py): CREATED for `bulk_created_seconds`, then RUNNING for
+    `bulk_seconds_per_object` per object; CANCELING for `bulk_cancel_seconds`; results expire
+    `bulk_expiry_seconds` after completion (Shopify: 7 days); `bulk_any_order_seed`: shuffle the
+    lines of results of `groupObjects: false` (children need not follow their parent).
     """
 
     def __init__(
@@ -46,13 +51,22 @@ class ShopifySandbox:
         clock: Callable[[], float] = time.time,
         webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
         webhook_retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0),
+        bulk_created_seconds: float = 0.2,
+        bulk_seconds_per_object: float = 0.0001,
+        bulk_cancel_seconds: float = 0.2,
+        bulk_expiry_seconds: float = SEVEN_DAYS,
+        bulk_any_order_seed: int | None = None,
     ) -> None:
         self._access_token = access_token
         self.api_version = api_version
         self.shop_name = shop_name
         self.base_url: str | None = None
         self._store = Store(shop_name=shop_name, clock=clock, processing_seconds=processing_seconds,
-                            bucket_size=bucket_size, restore_rate=restore_rate)
+                            bucket_size=bucket_size, restore_rate=restore_rate,
+                            bulk=BulkSettings(created_seconds=bulk_created_seconds,
+                                              seconds_per_object=bulk_seconds_per_object,
+                                              cancel_seconds=bulk_cancel_seconds, expiry_seconds=bulk_expiry_seconds,
+                                              any_order_seed=bulk_any_order_seed))
         self._graphql = GraphQLService(self._store)
         self._app: Starlette | None = None
         self._server: RunningServer | None = None
@@ -258,13 +272,17 @@ class ShopifySandbox:
 
     def add_fault(self, *, status: int | None = None, count: int = 1, retry_after: float | None = None,
                   operation: str | None = None, throttle: bool = False, fail_media_processing: int = 0,
-                  code: str = "IMAGE_PROCESSING_FAILURE", mode: str | None = None, seconds: float = 0.0,
-                  skip: int = 0, probability: float = 1.0) -> dict[str, Any]:
-        """Inject faults (see `faults.FaultPlan.add`); returns the faults now pending."""
+                  code: str | None = None, mode: str | None = None, seconds: float = 0.0,
+                  skip: int = 0, probability: float = 1.0, endpoint: str | None = None) -> dict[str, Any]:
+        """Inject faults (see `faults.FaultPlan.add`); returns the faults now pending. Bulk
+        operations: `endpoint="bulk"` with mode "fail"/"partial" (`code` INTERNAL_SERVER_ERROR,
+        TIMEOUT, ACCESS_DENIED) or "expired" (`seconds`); `endpoint="bulk_download"` with a
+        `status` or mode "truncated" (cut mid-stream), "reset", "hang", ..."""
         with self._store.lock:
             self._store.faults.add(status=status, count=count, retry_after=retry_after, operation=operation,
                                    throttle=throttle, fail_media_processing=fail_media_processing, code=code,
-                                   mode=mode, seconds=seconds, skip=skip, probability=probability)
+                                   mode=mode, seconds=seconds, skip=skip, probability=probability,
+                                   endpoint=endpoint)
             return self._store.faults.as_dict()
 
     def faults_served(self) -> dict[str, int]:

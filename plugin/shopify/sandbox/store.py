@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import structlog
 
 from . import lifecycle
+from .bulk import BulkOperations, BulkSettings
 from .cost import LeakyBucket
 from .faults import FaultPlan
 from .imaging import DOWNLOAD_FAILURE, extension_of, failure, filename_from_url, inspect_image
@@ -111,8 +112,10 @@ class Store:
         processing_seconds: float,
         bucket_size: float,
         restore_rate: float,
+        bulk: BulkSettings | None = None,
     ) -> None:
         self.lock = threading.Lock()
+        self.bulk_settings = bulk or BulkSettings()
         self.shop_name = shop_name
         self.clock = clock
         self.processing_seconds = processing_seconds
@@ -136,6 +139,7 @@ class Store:
         self._photo_seed = 0
         self.subscriptions = Subscriptions()
         self.pending_events: set[tuple[str, int]] = set()  # announced, not yet built into a delivery
+        self.bulk = BulkOperations(self.bulk_settings)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -198,6 +202,8 @@ class Store:
             return self.media.get(number)
         if kind == "Metafield":
             return next((m for p in self.products.values() for m in p.metafields.values() if m.id == number), None)
+        if kind == "BulkOperation":
+            return self.bulk.by_id.get(number)
         return None
 
     def job_by_gid(self, value: str) -> ReorderJob | None:
