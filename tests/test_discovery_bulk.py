@@ -259,3 +259,47 @@ def test_stopping_during_the_export_cancels_it_and_moves_nothing(shop, provider,
     assert fake.calls[-1] == "BulkOperationCancel"
     assert list(fake.operations.values())[0]["node"]["status"] == "CANCELING"
     assert meta == {CURSOR: None, BASELINE_RECORDED: None, bulk.BULK_OPERATION: None}
+
+
+# ----- against the sandbox's own bulk operations (real HTTP, lines in shuffled order)
+
+@pytest.fixture
+def bulk_shop():
+    from retouch.plugin.shopify.sandbox import ShopifySandbox
+
+    sandbox = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2, bulk_any_order_seed=7)
+    server = sandbox.start()
+    yield sandbox
+    server.stop()
+
+
+def sandbox_discovery(settings, *passes: dict):
+    async def scenario():
+        async with open_context(settings) as ctx:
+            counts = [await discover(ctx, **options) for options in passes or ({},)]
+            rows = {r.media_id: (r.product_id, r.position) for r in ctx.store.images_in_state(*ImageState)}
+            return counts, rows, ctx.store.get_meta(CURSOR)
+    return run_async(scenario())
+
+
+def test_the_sandbox_export_in_shuffled_order_is_joined_right(bulk_shop, provider, tmp_path, monkeypatch):
+    bulk_shop.seed(products=6, images_per_product=3, seed=41)
+    monkeypatch.setattr(bulk, "_sleep", asyncio.sleep)  # the sandbox's operations take real (short) time
+    (counts,), rows, cursor = sandbox_discovery(settings_for(bulk_shop, provider, tmp_path, threshold=6))
+    assert counts["bulk"] == 1 and counts["queued"] == 18 and cursor
+    # Each media under its own product. (Not its position: this sandbox shuffles siblings too, and
+    # no Media field carries a position — see bulk.py.)
+    assert {m: p for m, (p, _) in rows.items()} == {m: p for m, (p, _) in media_of(bulk_shop).items()}
+
+
+def test_the_sandbox_partial_export_then_a_cut_download(bulk_shop, provider, tmp_path, monkeypatch):
+    bulk_shop.seed(products=6, images_per_product=2, seed=42)
+    monkeypatch.setattr(bulk, "_sleep", asyncio.sleep)
+    bulk_shop.add_fault(endpoint="bulk", mode="partial", code="TIMEOUT")
+    settings = settings_for(bulk_shop, provider, tmp_path, threshold=1)
+    (partial,), _, cursor = sandbox_discovery(settings)
+    assert partial["partial"] == 1 and partial["queued"] < 12 and cursor is None
+    bulk_shop.add_fault(endpoint="bulk_download", mode="truncated")
+    (complete,), rows, cursor = sandbox_discovery(settings)
+    assert complete["bulk"] == 1 and not complete["partial"] and cursor
+    assert set(rows) == set(media_of(bulk_shop))

@@ -7,6 +7,11 @@ chunk of products at a time, each with its media in line order (= position order
 holds a batch or a chunk, never the catalog; discovery feeds them to the same per-product code as
 the paged path. What to do after each answer is decided in `sync/bulk_decisions.py`.
 
+Positions: no Media field says where a media stands, so a product's media are taken in line
+order — the order Shopify writes a connection (sortKey: POSITION). Lines of different objects come
+in any order; should siblings ever come shuffled too (the sandbox's any-order mode does that), the
+recorded `Image.position` is off, nothing else: it is informational (nothing reads it to write).
+
 Cancelled while the export runs (the daemon stops, Ctrl-C on resync): the export is cancelled at
 Shopify, best effort within `CANCEL_TIMEOUT`, and forgotten. Cancelled after it completed: it is
 kept, and the next pass reads its results (they stay seven days) instead of exporting again.
