@@ -146,6 +146,20 @@ class SeenEvent(SQLModel, table=True):
     at: float = Field(index=True)
 
 
+class BulkLine(SQLModel, table=True):
+    """One line of a Shopify bulk export, held while the export is read (emptied afterwards).
+
+    The JSONL's lines come in any order (a media line may precede its product's), so they are
+    staged here in batches as they stream in, then read back one product at a time: memory holds a
+    batch or a product, never the catalog. `id` keeps the line order (a product's media in position
+    order); `parent_id` is the line's `__parentId` (None for a product)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    object_id: str = Field(index=True)
+    parent_id: str | None = Field(default=None, index=True)
+    payload: str                           # the line's JSON, as received
+
+
 class Meta(SQLModel, table=True):
     """Small named values: schema version, discovery cursor, provider pause."""
 

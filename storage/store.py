@@ -23,6 +23,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from .models import (
     MIGRATIONS,
+    BulkLine,
     SCHEMA_VERSION,
     Image,
     ImageState,
@@ -340,6 +341,44 @@ class Store:
     def forget_events(self, before: float) -> None:
         with self._session() as s:
             s.exec(delete(SeenEvent).where(col(SeenEvent.at) < before))
+
+    # ----- bulk export staging ----------------------------------------------------------------
+
+    def stage_bulk_lines(self, lines: Sequence[tuple[str, str | None, str]]) -> None:
+        """Append a batch of (object id, parent id, JSON text) lines of a bulk export, in one transaction."""
+        if not lines:
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO bulkline (object_id, parent_id, payload) VALUES (?, ?, ?)", list(lines))
+
+    def staged_parents(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """The next `limit` staged top-level lines (no parent) after line `after`: (line, object id, JSON)."""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT id, object_id, payload FROM bulkline WHERE parent_id IS NULL AND id > ? ORDER BY id LIMIT ?",
+                (after, limit))
+            return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    def staged_children(self, parent_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The staged lines whose parent is one of `parent_ids`, in line order, by parent."""
+        found: dict[str, list[str]] = {parent: [] for parent in parent_ids}
+        if not parent_ids:
+            return found
+        marks = ",".join("?" * len(parent_ids))
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT parent_id, payload FROM bulkline WHERE parent_id IN ({marks}) ORDER BY id", tuple(parent_ids))
+            for parent, payload in rows:
+                found[parent].append(payload)
+        return found
+
+    def staged_line_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM bulkline").scalar() or 0)
+
+    def clear_bulk_lines(self) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM bulkline")
 
     def copy_to(self, path: str) -> None:
         """A consistent copy of the whole database (SQLite's online backup), for dry runs."""

@@ -56,6 +56,9 @@ class ShopSettings(Section):
     access_token_env: str | None = None
     api_version: str = "2026-07"
     timeout: Duration = 30.0
+    # A pass over the whole catalog (first run, `resync --all`) reads it with one bulk operation
+    # when the store has at least this many products; below it, page by page.
+    bulk_threshold: int = Field(2000, ge=1)
 
     @field_validator("url")
     @classmethod

@@ -106,3 +106,17 @@ def test_resync_force_re_enhances_from_the_original(shop, provider, write_config
     assert image_states(tmp_path / "retouch.db")[original["id"]] == "done"
     status = json.loads(cli("status", "--json", config=config).stdout)
     assert status["counts"]["done"] == 1
+
+
+@pytest.mark.parametrize("threshold, path", [(3, "bulk operation"), (4, "paged query")])
+def test_resync_all_reads_a_catalog_at_the_threshold_in_bulk(shop, provider, write_config, tmp_path: Path,
+                                                            threshold: int, path: str) -> None:
+    shop.seed(products=3, images_per_product=2, seed=40)
+    config = write_config()
+    config.write_text(config.read_text().replace("[shop]\n", f"[shop]\nbulk_threshold = {threshold}\n", 1))
+    done = cli("resync", "--all", "--yes", config=config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"discovery: 3 product(s) read by {path}, 6 image(s) queued" in done.stdout
+    assert set(image_states(tmp_path / "retouch.db").values()) == {"done"}
+    operations = shop.stats()["operations"]
+    assert bool(operations.get("BulkProductsRun")) == (path == "bulk operation")

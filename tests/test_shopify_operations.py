@@ -66,6 +66,26 @@ def test_retry_policy_covers_every_mutation():
     # Every mutation is either declared idempotent or is the one we must never repeat blindly.
     mutations = {name for name in all_operations() if operation_kind(name) == "mutation"}
     assert IDEMPOTENT_MUTATIONS <= mutations
-    # (WebhookSubscriptionCreate: a lost answer is settled by the next start's list, not a retry.)
-    assert mutations - IDEMPOTENT_MUTATIONS == {"ProductAddMedia", "WebhookSubscriptionCreate"}
+    # (WebhookSubscriptionCreate: a lost answer is settled by the next start's list, not a retry;
+    # BulkProductsRun: a second run is a second operation, holding one of the app's five slots.)
+    assert mutations - IDEMPOTENT_MUTATIONS == {"ProductAddMedia", "WebhookSubscriptionCreate", "BulkProductsRun"}
     assert operation_kind("ProductsPage") == "query"
+
+
+def test_bulk_products_query_is_valid_and_reads_what_paged_discovery_reads():
+    from retouch.plugin.shopify.operations import bulk_products_query
+
+    document = parse(bulk_products_query())
+    text = bulk_products_query()
+    # Bulk queries refuse `nodes`, pagination arguments and variables (captured userErrors INVALID).
+    assert "nodes" not in text and "pageInfo" not in text and "first" not in text and "$" not in text.replace("$app", "")
+    assert "fragment" not in text and "edges" in text
+    paged = operation("ProductsPage")
+    # Every leaf field the paged documents select is selected by the bulk query too.
+    leaf = lambda doc: {line.strip() for line in doc.splitlines()
+                        if line.strip() and not line.strip().endswith(("{", "}")) and not line.strip().startswith("...")}
+    assert leaf(paged) - {"hasNextPage", "endCursor"} <= leaf(text)
+    schema = real_schema()
+    if schema is None:
+        pytest.skip(f"real Admin schema not found at {SCHEMA_PATH} (../shared is absent)")
+    assert not validate(schema, document)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import math
 import random
 import time
@@ -49,6 +50,7 @@ from .errors import (
 )
 from .models import (
     MARKER_KEY,
+    BulkOperation,
     MARKER_NAMESPACE,
     MARKER_TYPE,
     Media,
@@ -56,10 +58,13 @@ from .models import (
     ShopInfo,
     WebhookSubscription,
     marker_value,
+    parse_bulk_operation,
+    parse_datetime,
     parse_media,
     parse_product,
 )
-from .operations import operation, operation_kind
+from .windows import PAGINATION_CAP, CapExceeded, next_window
+from .operations import bulk_products_query, operation, operation_kind
 from .pacing import CostBucket, actual_cost, backoff_delay, requested_cost
 
 log = structlog.get_logger(__name__)
@@ -72,7 +77,7 @@ DEFAULT_API_VERSION = "2026-07"
 # (WebhookSubscriptionCreate is not: a lost answer is followed by a fresh list, not a blind retry.)
 IDEMPOTENT_MUTATIONS = frozenset(
     {"StagedUploadsCreate", "FileUpdate", "MetafieldsSet", "ProductReorderMedia", "FileDelete",
-     "WebhookSubscriptionDelete"}
+     "WebhookSubscriptionDelete", "BulkOperationCancel"}
 )
 
 # Shopify caps a product at 250 media and a connection page at 250 nodes.
@@ -432,6 +437,7 @@ class ShopifyClient:
         search: str | None = None,
         page_size: int = 20,
         media_page_size: int = 10,
+        pagination_cap: int = PAGINATION_CAP,
     ) -> AsyncIterator[Product]:
         """Every product matching, oldest update first, each with all its media pages.
 
@@ -439,11 +445,18 @@ class ShopifyClient:
         2 + page_size * (4 + 4 * media_page_size) (connections cost 2 + first * node cost): the
         defaults (20, 10) request about 882. 50 and 50 would request about 10,200 and be refused
         with MAX_COST_EXCEEDED. Media beyond the first page come from ProductMediaPage calls.
+
+        Shopify pages a connection through at most `pagination_cap` objects: before a page would
+        cross it, the rest of the `updated_at` range is paged as a new query (`windows`).
         """
         if not (1 <= page_size <= _MAX_PAGE and 1 <= media_page_size <= _MAX_PAGE):
             raise ValueError(f"page sizes must be between 1 and {_MAX_PAGE}")
-        query = products_search_query(updated_since, search)
+        if pagination_cap < page_size:
+            raise ValueError("pagination_cap must hold at least one page")
+        since = updated_since
+        query = products_search_query(since, search)
         after: str | None = None
+        read = 0
         while True:
             data = await self.execute(
                 "ProductsPage",
@@ -451,13 +464,30 @@ class ShopifyClient:
             )
             connection = self._field(data, "products", "ProductsPage")
             nodes = self._parse("ProductsPage", lambda: list(connection["nodes"]))
+            last_updated: datetime | None = None
             for node in nodes:
+                read += 1
                 product = await self._complete_product(node, media_page_size)
                 if product is not None:
+                    last_updated = product.updated_at
                     yield product
+                else:
+                    last_updated = self._parse("ProductsPage", lambda: parse_datetime(node["updatedAt"]))
             after = self._next_cursor(connection, after, "ProductsPage")
             if after is None:
                 return
+            if last_updated is None:
+                continue
+            try:
+                restart = next_window(since=since, read=read, page_size=page_size, cap=pagination_cap,
+                                      last_updated=last_updated)
+            except CapExceeded as exc:
+                raise ShopifyResponseError(f"cannot page past the pagination cap: {exc}",
+                                           operation="ProductsPage") from None
+            if restart is not None:
+                log.info("products_window", since=restart.since.isoformat(), read=read)
+                since, after, read = restart.since, None, 0
+                query = products_search_query(since, search)
 
     async def get_product(self, product_id: str, *, media_page_size: int = 50) -> Product | None:
         """The product with all its media, or None when it no longer exists."""
@@ -707,6 +737,97 @@ class ShopifyClient:
 
     async def delete_webhook_subscription(self, subscription_id: str) -> None:
         await self.execute("WebhookSubscriptionDelete", {"id": subscription_id})
+
+    # ------------------------------------------------------------------ bulk operations
+
+    async def products_count(self, *, limit: int | None = None) -> tuple[int, bool]:
+        """How many products the store has: (count, exact). Shopify counts up to `limit` (10,000
+        when None) and answers precision AT_LEAST (exact=False) above it."""
+        data = await self.execute("ProductsCount", {"query": None, "limit": limit})
+        found = self._field(data, "productsCount", "ProductsCount")
+        return self._parse("ProductsCount", lambda: (int(found["count"]), found["precision"] == "EXACT"))
+
+    async def start_bulk_products(self) -> BulkOperation:
+        """Start the bulk export of every product with its media (`bulk_products_query`).
+
+        Raises ShopifyUserError with code OPERATION_IN_PROGRESS when the app already runs as many
+        bulk queries as Shopify allows at once (five since 2026-01). Not retried after a timeout
+        (ShopifyUnavailable(ambiguous=True)): an operation may have started anyway."""
+        data = await self.execute("BulkProductsRun", {"query": bulk_products_query()})
+        node = self._parse("BulkProductsRun", lambda: data["bulkOperationRunQuery"]["bulkOperation"])
+        if not isinstance(node, dict):
+            raise ShopifyResponseError("no bulkOperation and no userErrors", operation="BulkProductsRun")
+        return self._parse("BulkProductsRun", lambda: parse_bulk_operation(node))
+
+    async def bulk_operation(self, operation_id: str) -> BulkOperation | None:
+        """The operation's current state; None when Shopify does not know the id."""
+        data = await self.execute("BulkOperation", {"id": operation_id})
+        node = data.get("bulkOperation")
+        return None if node is None else self._parse("BulkOperation", lambda: parse_bulk_operation(node))
+
+    async def cancel_bulk_operation(self, operation_id: str) -> BulkOperation | None:
+        """Ask Shopify to stop the operation (it moves to CANCELING). An operation that already
+        finished comes back as ShopifyUserError (nothing to cancel)."""
+        data = await self.execute("BulkOperationCancel", {"id": operation_id})
+        node = self._parse("BulkOperationCancel", lambda: data["bulkOperationCancel"]["bulkOperation"])
+        return None if node is None else self._parse("BulkOperationCancel", lambda: parse_bulk_operation(node))
+
+    async def iter_jsonl(self, url: str, *, expected_bytes: int | None = None,
+                         max_line: int = 16 * 2**20) -> AsyncIterator[dict[str, Any]]:
+        """Stream a bulk result (JSON Lines) object by object, without the Shopify token, holding one
+        line in memory at a time.
+
+        A download that ends early raises ShopifyResponseError (operation "bulk_download"): the
+        connection dropped, fewer bytes than the operation's `fileSize`, or a last line that is not
+        complete JSON. Objects yielded before that are good; the caller decides whether to start
+        over. A refused URL (expired signature: 403/404/410) raises it with `status` set."""
+        host = urlsplit(url).hostname or "?"
+
+        def cut(reason: str, status: int | None = None) -> ShopifyResponseError:
+            return ShopifyResponseError(f"bulk result from {host} {reason}", operation="bulk_download", status=status)
+
+        try:
+            request = self._http.build_request("GET", url)
+        except httpx.InvalidURL:
+            request = None
+        if request is None or request.url.scheme not in ("http", "https"):
+            raise cut("is not an http(s) URL")
+        response = await self._with_retries(
+            "bulk_download", lambda: self._send(request, stream=True, follow_redirects=True),
+            retry_when_maybe_executed=True)
+        try:
+            if not response.is_success:
+                raise cut(f"refused: HTTP {response.status_code}", response.status_code)
+            received = 0
+            pending = b""
+            try:
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    if len(pending) > max_line:
+                        raise cut(f"has a line longer than {max_line} bytes")
+                    for line in lines:
+                        if line.strip():
+                            yield self._jsonl_object(line, cut)
+            except httpx.TransportError as exc:
+                raise cut(f"was cut off after {received} bytes ({type(exc).__name__})") from None
+            if expected_bytes is not None and received < expected_bytes:
+                raise cut(f"was cut off: {received} of {expected_bytes} bytes")
+            if pending.strip():
+                yield self._jsonl_object(pending, cut)
+        finally:
+            await response.aclose()
+
+    @staticmethod
+    def _jsonl_object(line: bytes, cut: Callable[[str], ShopifyResponseError]) -> dict[str, Any]:
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            raise cut("was cut off (a line is not complete JSON)") from None
+        if not isinstance(value, dict):
+            raise cut("has a line that is not a JSON object")
+        return value
 
     async def download(self, url: str, *, max_bytes: int = 50 * 2**20) -> tuple[bytes, str]:
         """GET a CDN or result URL (without the Shopify token); returns (bytes, media type).

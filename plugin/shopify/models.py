@@ -176,3 +176,40 @@ class WebhookSubscription:
     id: str
     topic: str
     uri: str
+
+
+# Bulk operation statuses after which nothing changes any more.
+BULK_TERMINAL = frozenset({"COMPLETED", "CANCELED", "FAILED", "EXPIRED"})
+
+
+@dataclass(frozen=True)
+class BulkOperation:
+    """A bulk query's progress (`BulkOperationFields`). `url` is the JSONL result once COMPLETED;
+    `partial_data_url` what a FAILED operation managed to read; both expire after seven days."""
+
+    id: str
+    status: str
+    error_code: str | None
+    created_at: datetime | None
+    object_count: int
+    file_size: int | None
+    url: str | None
+    partial_data_url: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in BULK_TERMINAL
+
+
+def parse_bulk_operation(node: Mapping[str, Any]) -> BulkOperation:
+    created_at = node.get("createdAt")
+    return BulkOperation(
+        id=str(node["id"]),
+        status=str(node["status"]),
+        error_code=node.get("errorCode"),
+        created_at=parse_datetime(created_at) if created_at else None,
+        object_count=int(node.get("objectCount") or 0),  # UnsignedInt64 arrives as a string
+        file_size=_optional_int(node.get("fileSize")),
+        url=node.get("url"),
+        partial_data_url=node.get("partialDataUrl"),
+    )

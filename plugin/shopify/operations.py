@@ -15,10 +15,14 @@ from typing import Literal
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    InlineFragmentNode,
+    NameNode,
     OperationDefinitionNode,
     OperationType,
+    SelectionSetNode,
     Visitor,
     parse,
     print_ast,
@@ -26,6 +30,8 @@ from graphql import (
 )
 
 FRAGMENTS_FILE = "_fragments.graphql"
+# Pagination arguments and fields a bulk query must not carry (Shopify pages it by itself).
+_PAGING_ARGUMENTS = frozenset({"first", "after", "last", "before"})
 _DIRECTORY = "operations"
 
 
@@ -122,3 +128,64 @@ def operation_kind(name: str) -> Literal["query", "mutation"]:
 def all_operations() -> dict[str, str]:
     """Every operation in `operations/`, by name, as complete documents."""
     return {name: operation(name) for name in _operation_names()}
+
+
+def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
+    """`selection_set` with every fragment spread replaced by the fragment's body as an inline
+    fragment (`... on Type { … }`), recursively, so the bulk query is one self-contained document."""
+    fragments = _fragments()
+    selections = []
+    for selection in selection_set.selections:
+        if isinstance(selection, FragmentSpreadNode):
+            fragment = fragments[selection.name.value]
+            selection = InlineFragmentNode(type_condition=fragment.type_condition,
+                                           selection_set=fragment.selection_set, directives=())
+        if getattr(selection, "selection_set", None) is not None:
+            selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
+                                               "selection_set": _inline_fragments(selection.selection_set)})
+        selections.append(selection)
+    return SelectionSetNode(selections=tuple(selections))
+
+
+def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
+    """Connections written for paging (`field(first:, after:) { pageInfo … nodes { … } }`) in the
+    form bulk queries demand: no paging arguments, no pageInfo, `edges { node { … } }`."""
+    selections = []
+    for selection in selection_set.selections:
+        inner = getattr(selection, "selection_set", None)
+        if inner is not None:
+            inner = _as_bulk_connections(inner)
+            if isinstance(selection, FieldNode):
+                names = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
+                if "nodes" in names and "pageInfo" in names:
+                    node = FieldNode(name=NameNode(value="node"), arguments=(), directives=(),
+                                     selection_set=names["nodes"].selection_set)
+                    edges = FieldNode(name=NameNode(value="edges"), arguments=(), directives=(),
+                                      selection_set=SelectionSetNode(selections=(node,)))
+                    selection = FieldNode(
+                        alias=selection.alias, name=selection.name, directives=selection.directives,
+                        arguments=tuple(a for a in selection.arguments if a.name.value not in _PAGING_ARGUMENTS),
+                        selection_set=SelectionSetNode(selections=(edges,)))
+                    selections.append(selection)
+                    continue
+            selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
+                                               "selection_set": inner})
+        selections.append(selection)
+    return SelectionSetNode(selections=tuple(selections))
+
+
+@cache
+def bulk_products_query() -> str:
+    """The inner query of `BulkProductsRun`: every product with every media, derived from the
+    paged `ProductsPage` (same `ProductFields`/`MediaFields` selection, fragments inlined, its
+    connections in bulk form), so a JSONL line parses with the same `parse_product`/`parse_media`."""
+    root = _definition("ProductsPage")
+    (products,) = root.selection_set.selections
+    assert isinstance(products, FieldNode)
+    # ProductsPage filters and sorts `products` through variables; a bulk query has none and reads
+    # the whole catalog (the order of its lines is Shopify's anyway).
+    bulk = FieldNode(name=products.name, arguments=(), directives=(),
+                     selection_set=_inline_fragments(products.selection_set))
+    query = OperationDefinitionNode(operation=OperationType.QUERY, variable_definitions=(), directives=(),
+                                    selection_set=_as_bulk_connections(SelectionSetNode(selections=(bulk,))))
+    return print_ast(DocumentNode(definitions=(query,)))

@@ -65,7 +65,8 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             typer.echo(f"restored {reverted} original(s) before re-enhancing")
             for line in failures:
                 typer.echo(f"could not restore: {line}", err=True)
-        await _scan(ctx, product_ids, include_baseline=include_baseline, force=force)
+        counts = await _scan(ctx, product_ids, include_baseline=include_baseline, force=force)
+        typer.echo(discovery_line(counts))
         target = [i.id for i in ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)]
         if max_credits is not None:
             target = _hold_back(ctx, target, max_credits)
@@ -89,6 +90,15 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}",
                            err=True)
         return 1 if results.get("failed") else 0
+
+
+def discovery_line(counts: Counter) -> str:
+    """Which way the catalog was read, for the owner (a bulk export, or page by page)."""
+    path = "bulk operation" if counts.get("bulk") else "paged query"
+    line = f"discovery: {counts.get('products', 0)} product(s) read by {path}, {counts.get('queued', 0)} image(s) queued"
+    if counts.get("partial"):
+        line += "; the export was incomplete: run resync --all again to read the rest"
+    return line
 
 
 def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 from retouch.plugin.shopify.models import Product
 from retouch.storage.models import ImageState
 
+from ..bulk_decisions import bulk_cursor, use_bulk
 from ..decisions import Discovery, MediaFacts, classify_media, filename_of, is_excluded
+from . import bulk
 from .context import BASELINE_RECORDED, CURSOR, LAST_DISCOVERY, Context
 
 # Images that a resync puts back in the queue (`include_baseline` adds the baseline).
@@ -23,16 +25,24 @@ REQUEUE_ON_RESYNC = (ImageState.FAILED, ImageState.SKIPPED)
 
 async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, full: bool = False,
                    include_baseline: bool = False, include_reverted: bool = False, live: bool = False) -> Counter[str]:
-    """One discovery pass; returns counts per outcome (queue, baseline, output, requeued …).
+    """One discovery pass; returns counts per outcome (queue, baseline, output, requeued …), and
+    `bulk` (1 when the pass read a bulk export), `partial` (1 when that export was incomplete).
 
     `live`: a Shopify webhook's pass over `product_ids` — the incremental pass's rules for just
     those products: nothing failed or skipped is requeued, and the cursor and the health check's
-    last-discovery time stay with the full passes (the safety net)."""
+    last-discovery time stay with the full passes (the safety net).
+
+    A pass over the whole store with no cursor to start from (the first run, `resync --all`) reads
+    a bulk export when the store has `[shop] bulk_threshold` products or more (pipeline/bulk.py).
+    Partial export data is processed, but such a pass moves no cursor, closes no baseline and
+    takes no absent media for deleted."""
     first_run = ctx.store.get_meta(BASELINE_RECORDED) is None
     counts: Counter[str] = Counter()
     newest: datetime | None = None
     resync = (full or product_ids is not None) and not live
-    async for product in _products(ctx, product_ids=product_ids, full=full):
+    read = await _bulk_export(ctx) if product_ids is None and not live and (full or _no_cursor(ctx)) else None
+    products = _staged(read) if read is not None else _products(ctx, product_ids=product_ids, full=full)
+    async for product in products:
         if product is None:
             continue
         newest = max(newest, product.updated_at) if newest else product.updated_at
@@ -42,10 +52,20 @@ async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, fu
         # A resync of the whole store before any baseline still records one (new_only), unless the
         # owner asked for the whole catalog (--all) or named products.
         baseline_now = first_run and product_ids is None and not include_baseline
-        _discover_product(ctx, product, first_run=baseline_now, counts=counts, requeue=requeue)
+        _discover_product(ctx, product, first_run=baseline_now, counts=counts, requeue=requeue,
+                          complete=read is None or read.complete)
         counts["products"] += 1
-    if product_ids is None:
-        # Only a pass over the whole store may move the cursor or close the baseline.
+    if read is not None:
+        counts["bulk"] = 1
+        if not read.complete:
+            counts["partial"] = 1
+            ctx.log.warning("discovery_partial", reason=read.reason, operation_id=read.operation.id,
+                            note="the cursor and the baseline stay; the next full pass reads again")
+        else:
+            newest = bulk_cursor(newest, read.operation.created_at)
+        read.finish()
+    if product_ids is None and (read is None or read.complete):
+        # Only a complete pass over the whole store may move the cursor or close the baseline.
         if newest is not None:
             ctx.store.set_meta(CURSOR, newest.isoformat())
         if first_run:
@@ -54,6 +74,28 @@ async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, fu
         ctx.store.set_meta(LAST_DISCOVERY, str(ctx.clock()))
     ctx.log.info("discovered", **{k: v for k, v in counts.items() if v}, **({"trigger": "webhook"} if live else {}))
     return counts
+
+
+def _no_cursor(ctx: Context) -> bool:
+    return ctx.store.get_meta(CURSOR) is None
+
+
+async def _bulk_export(ctx: Context) -> bulk.BulkRead | None:
+    """The staged export for a whole-store pass, or None to page: a store below the threshold, or
+    an export that could not be had (pipeline/bulk.py says when). An export this database started
+    earlier is resumed without counting again."""
+    if ctx.store.get_meta(bulk.BULK_OPERATION) is None:
+        threshold = ctx.settings.shop.bulk_threshold
+        count, _exact = await ctx.shopify.products_count(limit=threshold)
+        if not use_bulk(count, threshold):
+            return None
+        ctx.log.info("bulk_chosen", products_at_least=count, threshold=threshold)
+    return await bulk.export(ctx)
+
+
+async def _staged(read: bulk.BulkRead) -> AsyncIterator[Product | None]:
+    for product in read.products():
+        yield product
 
 
 async def _products(ctx: Context, *, product_ids: Sequence[str] | None, full: bool) -> AsyncIterator[Product | None]:
@@ -73,7 +115,9 @@ async def _products(ctx: Context, *, product_ids: Sequence[str] | None, full: bo
 
 
 def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts: Counter[str],
-                      requeue: tuple[ImageState, ...]) -> None:
+                      requeue: tuple[ImageState, ...], complete: bool = True) -> None:
+    """`complete`: the product's media list is whole. A partial bulk export may have lost some of
+    a product's media lines, so there an absent media is not taken for deleted."""
     store = ctx.store
     known_outputs = store.output_media_of_product(product.id)
     rows = store.images_by_media(m.id for m in product.media)
@@ -115,7 +159,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             counts["requeued"] += 1
             ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state)
     # An original removed by the merchant before we sent it: nothing to do for it any more.
-    for row in store.images_of_product(product.id):
+    for row in store.images_of_product(product.id) if complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:
             store.update_image(row.id, state=ImageState.SKIPPED, error_code="media_deleted",
                                error_message="the merchant deleted this media before it was sent")

@@ -126,6 +126,17 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
     return _page(found, _product_sort(sortKey), first=first, after=after, last=last, before=before, reverse=reverse)
 
 
+def resolve_products_count(_root: Any, info: Any, query: str | None = None, limit: int | None = 10000) -> dict[str, Any]:
+    """Shopify counts up to `limit` (default 10,000; null: no limit) and says AT_LEAST above it
+    (capture bulk-operation-run-query-group-objects.json: `{count: 1456, precision: EXACT}`)."""
+    ctx = _ctx(info)
+    predicate = search.parse_query(query)
+    count = sum(1 for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now))
+    if limit is not None and count > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": count, "precision": "EXACT"}
+
+
 def _bulk_products(ctx: Context, args: dict[str, Any]) -> list[Product]:
     """The roots of a bulk `products(...)`: what the connection holds, in its order (a bulk query
     pages through everything, so `first`/`last` only cut it short when given)."""
@@ -343,6 +354,7 @@ def sandbox_schema() -> GraphQLSchema:
     schema = build_schema(sdl)
     query = schema.type_map["QueryRoot"].fields  # type: ignore[union-attr]
     for name, resolver in {"shop": resolve_shop, "products": resolve_products, "product": resolve_product,
+                           "productsCount": resolve_products_count,
                            "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job,
                            "webhookSubscriptions": resolve_webhook_subscriptions,
                            "bulkOperation": resolve_bulk_operation}.items():
