@@ -432,6 +432,16 @@ def test_the_run_costs_ten_and_the_bulk_work_does_not_drain_the_bucket(sandbox: 
     assert gql(sandbox, POLL, {"id": op_id})["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 1998
 
 
+def test_products_count_counts_up_to_its_limit_and_costs_ten(sandbox: ShopifySandbox) -> None:
+    """As captured (bulk-operation-run-query-group-objects.json): Count {count precision}, 10 points."""
+    seed(sandbox, products=5, images=1)
+    document = "query($limit: Int) { productsCount(limit: $limit) { count precision } }"
+    exact = gql(sandbox, document, {"limit": None})
+    assert exact["data"]["productsCount"] == {"count": 5, "precision": "EXACT"}
+    assert (exact["extensions"]["cost"]["requestedQueryCost"], exact["extensions"]["cost"]["actualQueryCost"]) == (10, 10)
+    assert gql(sandbox, document, {"limit": 3})["data"]["productsCount"] == {"count": 3, "precision": "AT_LEAST"}
+
+
 # ------------------------------------------------------------------ streaming
 
 

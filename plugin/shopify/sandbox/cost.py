@@ -7,7 +7,8 @@ Rules (shopify.dev "API rate limits", simplified; the numbers in the captures co
   or `last`; `edges`/`pageInfo` themselves are free, a node costs 1 plus its selection;
 - a mutation field costs 10 plus the selection of its payload (the payload object is free); the
   bulk operation mutations cost a flat 10 (captured); a bulk operation's own run costs nothing;
-- `userErrors`/`mediaUserErrors` are free.
+- `userErrors`/`mediaUserErrors` are free;
+- a count (`productsCount`, type `Count`) costs a flat 10 (captured: requested and actual 10).
 The requested cost is computed before execution from the document and variables; the actual cost
 counts only what was returned (null objects and short pages cost less) and never exceeds it.
 
@@ -48,6 +49,8 @@ FREE_FIELDS = frozenset({"userErrors", "mediaUserErrors"})
 # Payloads whose mutation costs a flat 10 whatever it selects (bulk-operation-run-query-*.json and
 # the bulkOperationCancel answers there: requested and actual 10 with `bulkOperation { ... }`).
 FLAT_PAYLOADS = frozenset({"BulkOperationRunQueryPayload", "BulkOperationCancelPayload"})
+# Shopify counts (bulk-operation-run-query-group-objects.json's productsCount reads: 10 each).
+COUNT_TYPE, COUNT_COST = "Count", 10
 
 
 @dataclass
@@ -141,6 +144,8 @@ class _Analyzer:
         named = get_named_type(fields[name].type)
         if is_leaf_type(named):
             return 0
+        if named.name == COUNT_TYPE:
+            return COUNT_COST
         here = [*path, node.alias.value if node.alias else name]
         if _is_connection(named.name):
             size = self.page_size(node, here)
@@ -204,6 +209,8 @@ class ActualCost:
             return 0
         if info.parent_type is info.schema.mutation_type:
             return MUTATION_COST
+        if named.name == COUNT_TYPE:
+            return COUNT_COST
         if _is_connection(named.name):
             return CONNECTION_COST
         if named.name.endswith("Edge") or named.name == "PageInfo":
