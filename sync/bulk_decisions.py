@@ -47,9 +47,29 @@ def after_poll(operation: BulkOperation | None) -> Next:
 
 
 def poll_delay(polls: int, *, first: float = 1.0, longest: float = 30.0) -> float:
-    """Seconds before poll number `polls + 1`: 1, 2, 4 … up to 30 (an export of a large catalog
-    takes minutes; each poll costs a point of the bucket)."""
+    """Seconds before poll number `polls + 1` when the export's progress says nothing yet: 1, 2,
+    4 … up to 30."""
     return min(longest, first * 2 ** min(polls, 16))
+
+
+# Aim a little past the predicted end: a poll just before it costs a point and a wait.
+FINISH_MARGIN = 1.1
+LONGEST_PREDICTED_WAIT = 300.0  # the prediction is trusted this far at most
+
+
+def next_poll_in(polls: int, *, running_for: float, roots_done: int, roots_total: int | None) -> float:
+    """Seconds until the next poll of a running export. Each poll costs a point, so instead of
+    polling on a fixed beat we aim at the predicted end: Shopify reports the products exported so
+    far (`rootObjectCount`), we know how many there are (productsCount), and exports run at a
+    steady pace, so what is left takes `running_for * left / done`. Without a prediction (nothing
+    exported yet, or the total unknown after a restart) it backs off 1, 2, 4 … 30 s."""
+    backoff = poll_delay(polls)
+    if not roots_total or roots_done <= 0 or running_for <= 0:
+        return backoff
+    left = max(0, roots_total - roots_done)
+    predicted = running_for * left / roots_done * FINISH_MARGIN
+    # Everything exported but not COMPLETED yet (the file is being written): back off from 1 s.
+    return min(LONGEST_PREDICTED_WAIT, max(predicted, backoff if left == 0 else 1.0))
 
 
 # Waits between tries after OPERATION_IN_PROGRESS (seconds); then the pass pages instead.

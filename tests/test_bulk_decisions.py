@@ -16,6 +16,7 @@ from retouch.sync.bulk_decisions import (
     after_poll,
     bulk_cursor,
     in_progress_wait,
+    next_poll_in,
     poll_delay,
     use_bulk,
 )
@@ -49,6 +50,34 @@ def test_each_ending_has_its_next_step():
     assert after_poll(op("CANCELED")) is Next.PAGE
     assert after_poll(op("EXPIRED", url="https://x/old.jsonl")) is Next.RESTART
     assert after_poll(None) is Next.RESTART  # Shopify forgot the id
+
+
+def test_polls_aim_at_the_predicted_end_of_the_export():
+    # A tenth of 100,000 products exported in 6 s: the rest takes 54 s; aim a little past it.
+    assert next_poll_in(1, running_for=6.0, roots_done=10_000, roots_total=100_000) == pytest.approx(54 * 1.1)
+    # Nothing exported yet, or the total unknown (resumed after a restart): back off 1, 2, 4 ...
+    assert next_poll_in(0, running_for=0.5, roots_done=0, roots_total=100_000) == 1
+    assert next_poll_in(2, running_for=9.0, roots_done=500, roots_total=None) == 4
+    # Everything exported, file still being written: short waits, growing.
+    assert next_poll_in(3, running_for=60.0, roots_done=100_000, roots_total=100_000) == 8
+    # A prediction is trusted so far, and a near end is not polled in a busy loop.
+    assert next_poll_in(1, running_for=60.0, roots_done=1, roots_total=100_000) == 300
+    assert next_poll_in(1, running_for=1.0, roots_done=99_999, roots_total=100_000) == 1.0
+
+
+@given(total=st.integers(1, 10**6), pace=st.floats(1, 1e5), first=st.floats(0.1, 30))
+def test_a_steady_export_is_seen_done_in_a_few_polls(total, pace, first):
+    """An export at a steady pace (products per second) whose first poll comes `first` seconds in:
+    polling as told sees it COMPLETED within a handful of polls (plus one per 5 minutes a long export
+    runs, as far as a prediction is trusted), never long after its end."""
+    duration = total / pace
+    now, polls = first, 1
+    while now < duration:
+        done = min(total, int(pace * now))
+        now += next_poll_in(polls, running_for=now, roots_done=done, roots_total=total)
+        polls += 1
+        assert polls <= 8 + duration / 300
+    assert now <= duration * 1.1 + 31
 
 
 def test_waits_are_bounded():

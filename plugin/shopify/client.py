@@ -741,8 +741,8 @@ class ShopifyClient:
     # ------------------------------------------------------------------ bulk operations
 
     async def products_count(self, *, limit: int | None = None) -> tuple[int, bool]:
-        """How many products the store has: (count, exact). Shopify counts up to `limit` (10,000
-        when None) and answers precision AT_LEAST (exact=False) above it."""
+        """How many products the store has: (count, exact). Shopify counts up to `limit` (None is
+        sent as null: no limit) and answers precision AT_LEAST (exact=False) above it."""
         data = await self.execute("ProductsCount", {"query": None, "limit": limit})
         found = self._field(data, "productsCount", "ProductsCount")
         return self._parse("ProductsCount", lambda: (int(found["count"]), found["precision"] == "EXACT"))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.models import BulkOperation, Product, parse_product
 
-from ..bulk_decisions import Next, after_poll, in_progress_wait, poll_delay
+from ..bulk_decisions import Next, after_poll, in_progress_wait, next_poll_in
 from .context import Context
 
 BULK_OPERATION = "bulk_operation_id"  # meta: the export this database started and has not read yet
@@ -75,8 +75,9 @@ class BulkRead:
         self.ctx.store.delete_meta(BULK_OPERATION)
 
 
-async def export(ctx: Context, *, sleep: Sleep | None = None) -> BulkRead | None:
-    """Run (or resume) the export of every product and stage its lines; None: page instead."""
+async def export(ctx: Context, *, products: int | None = None, sleep: Sleep | None = None) -> BulkRead | None:
+    """Run (or resume) the export of every product and stage its lines; None: page instead.
+    `products`: how many the store has (productsCount), for aiming the polls at the export's end."""
     sleep = sleep or _sleep
     operation_id = ctx.store.get_meta(BULK_OPERATION)
     if operation_id:
@@ -93,7 +94,7 @@ async def export(ctx: Context, *, sleep: Sleep | None = None) -> BulkRead | None
                 ctx.store.set_meta(BULK_OPERATION, operation_id)
                 running = True
                 ctx.log.info("bulk_started", operation_id=operation_id)
-            operation = await _wait(ctx, operation_id, sleep)
+            operation = await _wait(ctx, operation_id, sleep, products)
             running = False
             step = after_poll(operation)
             if step is Next.RESTART and not restarted:
@@ -140,14 +141,18 @@ async def _start(ctx: Context, sleep: Sleep) -> BulkOperation | None:
             tries += 1
 
 
-async def _wait(ctx: Context, operation_id: str, sleep: Sleep) -> BulkOperation | None:
-    polls = 0
+async def _wait(ctx: Context, operation_id: str, sleep: Sleep, products: int | None) -> BulkOperation | None:
+    polls, since = 0, ctx.clock()
     while True:
         operation = await ctx.shopify.bulk_operation(operation_id)
         if after_poll(operation) is not Next.WAIT:
+            ctx.log.info("bulk_polled", operation_id=operation_id, polls=polls + 1)
             return operation
         assert operation is not None
-        await sleep(poll_delay(polls))
+        if operation.status == "CREATED" or operation.root_object_count == 0:
+            since = ctx.clock()  # the pace is measured from when it started exporting
+        await sleep(next_poll_in(polls, running_for=ctx.clock() - since, roots_done=operation.root_object_count,
+                                 roots_total=products))
         polls += 1
         if polls % 10 == 0:
             ctx.log.info("bulk_running", operation_id=operation_id, status=operation.status,

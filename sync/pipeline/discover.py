@@ -84,13 +84,15 @@ async def _bulk_export(ctx: Context) -> bulk.BulkRead | None:
     """The staged export for a whole-store pass, or None to page: a store below the threshold, or
     an export that could not be had (pipeline/bulk.py says when). An export this database started
     earlier is resumed without counting again."""
+    count = None
     if ctx.store.get_meta(bulk.BULK_OPERATION) is None:
         threshold = ctx.settings.shop.bulk_threshold
-        count, _exact = await ctx.shopify.products_count(limit=threshold)
+        # Counted in full (no limit; same 10 points): the total also aims the export's polls.
+        count, _exact = await ctx.shopify.products_count(limit=None)
         if not use_bulk(count, threshold):
             return None
-        ctx.log.info("bulk_chosen", products_at_least=count, threshold=threshold)
-    return await bulk.export(ctx)
+        ctx.log.info("bulk_chosen", products=count, threshold=threshold)
+    return await bulk.export(ctx, products=count)
 
 
 async def _staged(read: bulk.BulkRead) -> AsyncIterator[Product | None]:
