@@ -52,11 +52,12 @@ def _serve(products: int, images: int, spread: float, answers: mp.Queue, stop: m
     shop = ShopifySandbox(access_token=TOKEN, bucket_size=BIG, restore_rate=BIG)
     server = shop.start()
     rss_empty = _rss_mb()
+    now = shop.store.clock()  # (about) the `now` the catalog is seeded at: the newest product's time
     started = time.perf_counter()
     summary = shop.seed_catalog(products, images, seed=1, spread_seconds=spread)
     took = time.perf_counter() - started
     answers.put({"url": shop.shop_url, "seed_seconds": took, "rss_empty": rss_empty, "rss_seeded": _rss_mb(),
-                 "now": shop.store.clock(), **summary})
+                 "now": now, **summary})
     stop.wait()
     server.stop()
 
@@ -109,8 +110,10 @@ def main() -> None:
             edges = [oldest + (newest + 1 - oldest) * i / windows for i in range(windows + 1)]
             seen_products = seen_media = requests = 0
             started = time.perf_counter()
-            for low, high in zip(edges, edges[1:]):
-                search = f"updated_at:>='{_iso(low)}' AND updated_at:<'{_iso(high)}'"
+            for number, (low, high) in enumerate(zip(edges, edges[1:])):  # the outer windows are open-ended
+                terms = ([] if number == 0 else [f"updated_at:>='{_iso(low)}'"]) + \
+                    ([] if number == windows - 1 else [f"updated_at:<'{_iso(high)}'"])
+                search = " AND ".join(terms) or None
                 after = None
                 while True:
                     body = post(query, {"first": args.page, "after": after, "query": search, "mediaFirst": 3})
