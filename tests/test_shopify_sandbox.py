@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from retouch.plugin.serve import serve_in_thread
-from retouch.plugin.shopify.operations import all_operations, operation
+from retouch.plugin.shopify.operations import all_operations, bulk_products_query, operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox, product_photo
 from retouch.plugin.shopify.sandbox.model import iso
 
@@ -745,11 +745,16 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "FileDelete": {"fileIds": [second]},
         "WebhookSubscriptionCreate": {"topic": "PRODUCTS_UPDATE", "uri": "http://127.0.0.1:9/webhooks/shopify"},
         "WebhookSubscriptions": {"topics": ["PRODUCTS_UPDATE"], "first": 5, "after": None},
+        "ProductsCount": {"query": None, "limit": None},
+        "BulkProductsRun": {"query": bulk_products_query()},
     }
-    subscription = None
+    subscription = bulk = None
     for name in ["Shop", "ProductsPage", "Product", "ProductMediaPage", "Media", "StagedUploadsCreate", "FileUpdate",
                  "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete",
-                 "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete"]:
+                 "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete", "ProductsCount",
+                 "BulkProductsRun", "BulkOperation", "BulkOperationCancel"]:
+        if name in ("BulkOperation", "BulkOperationCancel"):
+            variables[name] = {"id": bulk}
         if name == "Job":
             variables["Job"] = {"id": job}
         if name == "WebhookSubscriptionDelete":
@@ -765,4 +770,6 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
             subscription = result["webhookSubscriptionCreate"]["webhookSubscription"]["id"]
         if name == "WebhookSubscriptions":
             assert [n["id"] for n in result["webhookSubscriptions"]["nodes"]] == [subscription]
+        if name == "BulkProductsRun":
+            bulk = result["bulkOperationRunQuery"]["bulkOperation"]["id"]
     assert set(variables) == set(all_operations())

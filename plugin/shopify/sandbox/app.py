@@ -18,7 +18,9 @@ Shopify's side
 Admin API for tests, the demo and store owners (JSON, no auth)
     POST   /_sandbox/products                  {"title", "tags": [], "images": [{"filename", "alt",
                                                "data_base64"?, "processing"?}]} -> product
-    POST   /_sandbox/seed                      {"products": N, "images_per_product": 1, "seed": 0} -> [product]
+    POST   /_sandbox/seed                      {"products": N, "images_per_product": 1, "seed": 0,
+                                               "spread_seconds"?: 0, "summary"?: false} -> [product], or with
+                                               "summary": {"products", "media", "first_id", "last_id"} (large catalogs)
     GET    /_sandbox/products                  every product with media and metafields
     GET    /_sandbox/products/{legacy_id}      one product
     PATCH  /_sandbox/products/{legacy_id}      {"title"?, "tags"?} -> product (bumps updatedAt)
@@ -244,8 +246,11 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         return sandbox.add_product(str(body["title"]), body.get("tags") or [], body.get("images") or [])
 
     def seed(_request: Request, body: dict[str, Any]) -> Any:
-        return sandbox.seed(int(body.get("products", 10)), int(body.get("images_per_product", 1)),
-                            int(body.get("seed", 0)))
+        args = (int(body.get("products", 10)), int(body.get("images_per_product", 1)), int(body.get("seed", 0)))
+        spread = float(body.get("spread_seconds", 0.0))
+        if body.get("summary"):
+            return sandbox.seed_catalog(*args, spread_seconds=spread)
+        return sandbox.seed(*args, spread_seconds=spread)
 
     def list_products(_request: Request, _body: dict[str, Any]) -> Any:
         return sandbox.products()

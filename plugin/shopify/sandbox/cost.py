@@ -34,6 +34,7 @@ from graphql import (
     InlineFragmentNode,
     OperationType,
     SelectionSetNode,
+    Undefined,
     get_named_type,
     is_leaf_type,
     is_list_type,
@@ -102,7 +103,8 @@ class _Analyzer:
     def argument(self, node: FieldNode, name: str) -> Any:
         for arg in node.arguments or ():
             if arg.name.value == name:
-                return value_from_ast_untyped(arg.value, self.variables)
+                value = value_from_ast_untyped(arg.value, self.variables)
+                return None if value is Undefined else value  # a declared variable left out is null
         return None
 
     def page_size(self, node: FieldNode, path: list[str]) -> int:

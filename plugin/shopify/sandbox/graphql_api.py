@@ -39,16 +39,18 @@ from graphql.error import GraphQLSyntaxError
 
 from . import bulk_export, lifecycle, search
 from .bulk import COMPLETED, EXPIRED, FAILED, BulkOperation
+from .catalog import TIME_FIELDS, db_time as _db_time, parse_db_time as _parse_db_time, product_sort
 from .cost import MAX_QUERY_COST, ActualCost, analyze
 from .faults import answer_for
 from ...providers.sandbox_faults import answer_for as transport_answer
 from .model import Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
-from .paging import InvalidCursor, SortSpec, paginate
+from .paging import InvalidCursor, Page, PaginationLimit, SortSpec, paginate, paginate_sorted
 from .store import SHOP_NUMERIC_ID, Store, namespace_for
 
 log = structlog.get_logger(__name__)
 
 RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
+LIMITS_DOC = "https://shopify.dev/docs/api/usage/limits#pagination-limits"
 
 
 @dataclass
@@ -62,23 +64,7 @@ class Context:
 # ---------------------------------------------------------------------- sort orders
 
 
-def _db_time(ts: float) -> str:
-    """Time as Shopify writes it in cursors: "2026-06-24 14:40:33.000000"."""
-    return iso(ts).replace("T", " ").replace("Z", ".000000")
-
-
-def _parse_db_time(text: str) -> int:
-    return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC).timestamp())
-
-
-def _product_sort(sort_key: str) -> SortSpec[Product]:
-    if sort_key == "UPDATED_AT":
-        return SortSpec(lambda p: p.id, lambda p: int(p.updated_at), lambda p: _db_time(p.updated_at), _parse_db_time)
-    if sort_key == "CREATED_AT":
-        return SortSpec(lambda p: p.id, lambda p: int(p.created_at), lambda p: _db_time(p.created_at), _parse_db_time)
-    if sort_key == "TITLE":
-        return SortSpec(lambda p: p.id, lambda p: p.title.lower(), lambda p: p.title.lower(), str)
-    return SortSpec(lambda p: p.id, lambda p: p.id, lambda p: str(p.id), int)
+_product_sort = product_sort  # the product orders live in catalog.py, kept sorted by the store
 
 
 def _media_sort(sort_key: str, positions: dict[int, int]) -> SortSpec[Media]:
@@ -88,11 +74,24 @@ def _media_sort(sort_key: str, positions: dict[int, int]) -> SortSpec[Media]:
     return SortSpec(lambda m: m.id, lambda m: positions[m.id], lambda m: str(positions[m.id] + 1), lambda v: int(v) - 1)
 
 
-def _page(items: list[Any], sort: SortSpec[Any], **window: Any) -> dict[str, Any]:
+def _pagination_limit(cap: int) -> GraphQLError:
+    """Paging past the cap. Assumed shape (see paging.py: Shopify documents the cap and, for the
+    Storefront API, that such queries "return an error", but no capture shows the error): a
+    top-level error on the connection's path (so `data` is null: the connections are non-null),
+    worded like the sandbox's other connection-limit error, with Shopify's generic BAD_REQUEST code."""
+    return GraphQLError(
+        f"The connection cannot be paginated beyond its first {cap} records. Use filters (for example "
+        "an updated_at range) to narrow the results.",
+        extensions={"code": "BAD_REQUEST", "documentation": LIMITS_DOC})
+
+
+def _page(items: list[Any], sort: SortSpec[Any], cap: int | None = None, **window: Any) -> dict[str, Any]:
     try:
-        return paginate(items, sort, **window).as_connection()
+        return paginate(items, sort, cap=cap, **window).as_connection()
     except InvalidCursor:
         raise GraphQLError("Invalid cursor for current pagination sort.") from None  # no capture
+    except PaginationLimit as exc:
+        raise _pagination_limit(exc.cap) from None
 
 
 # ---------------------------------------------------------------------- resolvers
@@ -122,8 +121,31 @@ def _matching_products(ctx: Context, query: str | None) -> list[Product]:
 
 def resolve_products(_root: Any, info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
                      before: str | None = None, reverse: bool = False, sortKey: str = "ID", query: str | None = None) -> Any:
-    found = _matching_products(_ctx(info), query)
-    return _page(found, _product_sort(sortKey), first=first, after=after, last=last, before=before, reverse=reverse)
+    """A page of the catalog from the store's sorted index of `sortKey`: a time filter on the sort
+    field narrows it by bisection; other filters are tested on the products the page passes."""
+    ctx = _ctx(info)
+    store = ctx.store
+    node = search.parse_query(query)
+    index = store.orders.index(sortKey)
+    span = None
+    if sortKey in TIME_FIELDS:
+        low, high, node = search.time_range(node, TIME_FIELDS[sortKey], ctx.now)
+        span = index.span(None if low is None else (low,), None if high is None else (high,))
+    now = ctx.now
+    matches = None if node is None else (lambda product: search.matches(node, product, now))
+    offset_key = (query, sortKey, bool(reverse))
+    known = store.offsets.get((*offset_key, after)) if matches is not None and after is not None else None
+    try:
+        page: Page[Product] = paginate_sorted(
+            index, product_sort(sortKey), span=span, matches=matches, first=first, after=after, last=last,
+            before=before, reverse=reverse, cap=store.pagination_cap, known_offset=known)
+    except InvalidCursor:
+        raise GraphQLError("Invalid cursor for current pagination sort.") from None  # no capture
+    except PaginationLimit as exc:
+        raise _pagination_limit(exc.cap) from None
+    if matches is not None and page.offset is not None and page.cursors:
+        store.offsets.put((*offset_key, page.cursors[-1]), page.offset + len(page.items))
+    return page.as_connection()
 
 
 def resolve_products_count(_root: Any, info: Any, query: str | None = None, limit: int | None = 10000) -> dict[str, Any]:
@@ -162,7 +184,8 @@ def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = Non
         sort = SortSpec(lambda s: s.id, lambda s: s.id, lambda s: str(s.id), int)
     else:
         sort = SortSpec(lambda s: s.id, lambda s: int(s.created_at), lambda s: _db_time(s.created_at), _parse_db_time)
-    return _page(found, sort, first=first, after=after, last=last, before=before, reverse=reverse)
+    return _page(found, sort, _ctx(info).store.pagination_cap, first=first, after=after, last=last, before=before,
+                 reverse=reverse)
 
 
 def resolve_product(_root: Any, info: Any, id: str) -> Product | None:
@@ -192,7 +215,8 @@ def resolve_product_media(product: Product, info: Any, first: int | None = None,
     store = _ctx(info).store
     media = store.product_media(product)
     positions = {m.id: i for i, m in enumerate(media)}
-    return _page(media, _media_sort(sortKey, positions), first=first, after=after, last=last, before=before, reverse=reverse)
+    return _page(media, _media_sort(sortKey, positions), store.pagination_cap, first=first, after=after, last=last,
+                 before=before, reverse=reverse)
 
 
 def resolve_metafield(product: Product, _info: Any, key: str, namespace: str | None = None) -> Metafield | None:

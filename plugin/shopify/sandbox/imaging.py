@@ -16,19 +16,11 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from .model import ImageAsset, MediaFailure
+from .model import FORMATS, ImageAsset, MediaFailure
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 25_000_000
 MAX_ASPECT_RATIO = 100.0
-
-# Pillow format -> (MIME type, canonical file extension)
-FORMATS = {
-    "JPEG": ("image/jpeg", "jpg"),
-    "PNG": ("image/png", "png"),
-    "WEBP": ("image/webp", "webp"),
-    "GIF": ("image/gif", "gif"),
-}
 
 DOWNLOAD_FAILURE = "IMAGE_DOWNLOAD_FAILURE"
 MESSAGES = {

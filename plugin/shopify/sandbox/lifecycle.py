@@ -16,7 +16,7 @@ What Shopify shows meanwhile (from the captures in ../shared/reference/shopify/c
 
 from __future__ import annotations
 
-from .model import ImageAsset, Media, MediaFailure
+from .model import Image, Media, MediaFailure
 
 UPLOADED, PROCESSING, READY, FAILED = "UPLOADED", "PROCESSING", "READY", "FAILED"
 
@@ -33,7 +33,7 @@ def media_status(media: Media, now: float, processing_seconds: float) -> str:
             return UPLOADED
         if elapsed < processing_seconds:
             return PROCESSING
-        return READY if isinstance(media.processing.outcome, ImageAsset) else FAILED
+        return FAILED if isinstance(media.processing.outcome, MediaFailure) else READY
     if media.failure is not None:
         return FAILED
     return READY
@@ -47,19 +47,19 @@ def file_status(media: Media, now: float, processing_seconds: float) -> str:
     return status
 
 
-def visible_image(media: Media, now: float, processing_seconds: float) -> tuple[ImageAsset, int] | None:
+def visible_image(media: Media, now: float, processing_seconds: float) -> tuple[Image, int] | None:
     """The image (and its version) `MediaImage.image` shows: only when READY."""
     if media_status(media, now, processing_seconds) != READY:
         return None
     if media.processing is not None:  # finished, not yet settled
-        assert isinstance(media.processing.outcome, ImageAsset)
+        assert not isinstance(media.processing.outcome, MediaFailure)
         return media.processing.outcome, media.processing.version
     if media.ready is None or media.ready_version is None:
         return None
     return media.ready, media.ready_version
 
 
-def preview_image(media: Media, now: float, processing_seconds: float) -> tuple[ImageAsset, int] | None:
+def preview_image(media: Media, now: float, processing_seconds: float) -> tuple[Image, int] | None:
     """The image `preview.image` shows: the current one, or the previous one during a replacement."""
     shown = visible_image(media, now, processing_seconds)
     if shown is not None:
@@ -86,10 +86,11 @@ def settle(media: Media, now: float, processing_seconds: float) -> bool:
         return False
     processing = media.processing
     assert processing is not None
-    if isinstance(processing.outcome, ImageAsset):
+    if not isinstance(processing.outcome, MediaFailure):
+        if media.ready is not None and media.ready_version is not None:  # superseded, still on the CDN
+            media.versions = {**media.versions, media.ready_version: media.ready}
         media.ready = processing.outcome
         media.ready_version = processing.version
-        media.versions[processing.version] = processing.outcome
         media.failure = None
     else:
         media.failure = processing.outcome

@@ -3,14 +3,24 @@
 Plain dataclasses, no behaviour beyond small derived values: the rules that change them live in
 `store.py`, the media lifecycle in `lifecycle.py`. Times are epoch seconds (floats) from the
 sandbox's clock; Shopify shows them with whole-second precision (`iso`).
+
+The records use `slots=True`: a seeded catalog holds 100,000 products and 300,000 media, and a
+per-object `__dict__` would cost more than the rest of the record. A seeded image is a
+`GeneratedImage` — its recipe (photo seed, format, size) — whose bytes are drawn when first asked
+for and kept in a small LRU (`photos.cached_photo`); uploaded images are `ImageAsset`s with their bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Union
+
+from .photos import cached_photo
 
 GID_PREFIX = "gid://shopify/"
 _GID = re.compile(r"^gid://shopify/([A-Za-z0-9]+)/([0-9]+)(?:\?.*)?$")
@@ -38,7 +48,16 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
+# Pillow format -> (MIME type, canonical file extension)
+FORMATS = {
+    "JPEG": ("image/jpeg", "jpg"),
+    "PNG": ("image/png", "png"),
+    "WEBP": ("image/webp", "webp"),
+    "GIF": ("image/gif", "gif"),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class ImageAsset:
     """Image bytes Shopify accepted, with what processing learnt about them."""
 
@@ -53,7 +72,38 @@ class ImageAsset:
         return hashlib.sha256(self.data).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """A generated product photo kept as its recipe: `photos.product_photo(seed, format, (width,
+    height))` — the same bytes whenever they are drawn. Width, height, MIME type and extension
+    come from the recipe; `data` (and so `sha256`) draws the photo, cached in a small LRU."""
+
+    seed: int
+    format: str  # "JPEG", "PNG" or "WEBP"
+    width: int = 640
+    height: int = 640
+
+    @property
+    def data(self) -> bytes:
+        return cached_photo(self.seed, self.format, (self.width, self.height))
+
+    @property
+    def mime_type(self) -> str:
+        return FORMATS[self.format][0]
+
+    @property
+    def extension(self) -> str:
+        return FORMATS[self.format][1]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+Image = Union[ImageAsset, GeneratedImage]  # an image processing accepted
+
+
+@dataclass(frozen=True, slots=True)
 class MediaFailure:
     """Why processing failed: a `MediaErrorCode` and Shopify-style message/details."""
 
@@ -62,16 +112,21 @@ class MediaFailure:
     details: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Processing:
     """A (re)processing in flight: its outcome is decided when it starts and shown when it ends."""
 
     started_at: float
-    outcome: ImageAsset | MediaFailure
+    outcome: Image | MediaFailure
     version: int
 
 
-@dataclass
+# What a media that never had its image replaced keeps as earlier versions (shared, read-only:
+# `lifecycle.settle` gives the media a dict of its own when a replacement supersedes an image).
+NO_VERSIONS: Mapping[int, Image] = MappingProxyType({})
+
+
+@dataclass(slots=True)
 class Media:
     """A MediaImage: attached to a product (`product_id`) or detached (only a File)."""
 
@@ -84,10 +139,12 @@ class Media:
     source_url: str
     source_size: int | None
     processing: Processing | None = None
-    ready: ImageAsset | None = None  # the last successfully processed image
+    ready: Image | None = None  # the last successfully processed image
     ready_version: int | None = None
     failure: MediaFailure | None = None  # set when the last processing failed
-    versions: dict[int, ImageAsset] = field(default_factory=dict, repr=False)  # for the CDN
+    # Earlier processed images the CDN still serves at their versioned URLs (the current one is
+    # `ready` at `ready_version`; it may be here too).
+    versions: Mapping[int, Image] = field(default_factory=lambda: NO_VERSIONS, repr=False)
 
     @property
     def gid(self) -> str:
@@ -96,12 +153,20 @@ class Media:
     @property
     def last_version(self) -> int:
         known = list(self.versions)
+        if self.ready_version is not None:
+            known.append(self.ready_version)
         if self.processing is not None:
             known.append(self.processing.version)
         return max(known, default=0)
 
+    def version(self, number: int) -> Image | None:
+        """The processed image of version `number`, if there is one."""
+        if number == self.ready_version and self.ready is not None:
+            return self.ready
+        return self.versions.get(number)
 
-@dataclass
+
+@dataclass(slots=True)
 class Metafield:
     id: int
     owner_id: int
@@ -124,7 +189,7 @@ class Metafield:
         return hashlib.sha256(f"{self.id}:{self.revision}:{self.value}".encode()).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class Variant:
     """A product variant and the media linked to it (the picture shown when a shopper picks it).
     A link follows the media id: replacing the file keeps it, deleting the media drops it."""
@@ -138,7 +203,7 @@ class Variant:
         return gid("ProductVariant", self.id)
 
 
-@dataclass
+@dataclass(slots=True)
 class Product:
     id: int
     title: str
@@ -154,7 +219,7 @@ class Product:
         return gid("Product", self.id)
 
 
-@dataclass
+@dataclass(slots=True)
 class StagedUpload:
     """A staged upload target handed out by stagedUploadsCreate; `data` once the client uploaded."""
 
@@ -166,7 +231,7 @@ class StagedUpload:
     data: bytes | None = field(default=None, repr=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class ReorderJob:
     """productReorderMedia's job: the moves are applied, and `done` turns true, at `due_at`."""
 

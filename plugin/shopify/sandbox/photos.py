@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import random
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -190,6 +190,18 @@ def product_photo(seed: int, fmt: PhotoFormat = "JPEG", size: tuple[int, int] = 
     else:
         raise ValueError(f"unsupported photo format {fmt!r}; use JPEG, PNG or WEBP")
     return out.getvalue()
+
+
+# How many drawn photos `cached_photo` keeps: enough for a client downloading a page of media
+# (and reading its checksums) without redrawing; a 640 x 640 PNG is about 650 kB.
+PHOTO_CACHE_SIZE = 48
+
+
+@lru_cache(maxsize=PHOTO_CACHE_SIZE)
+def cached_photo(seed: int, fmt: PhotoFormat, size: tuple[int, int] = (640, 640)) -> bytes:
+    """`product_photo(seed, fmt, size)`, kept in a small LRU: seeded media are recipes whose bytes
+    are drawn on request (CDN download, checksum) rather than when the catalog is seeded."""
+    return product_photo(seed, fmt, size)
 
 
 def format_for_filename(filename: str) -> PhotoFormat:

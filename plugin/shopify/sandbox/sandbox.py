@@ -18,6 +18,7 @@ from .app import build_app
 from .bulk import SEVEN_DAYS, BulkSettings
 from .graphql_api import GraphQLService
 from .model import Media, Product, parse_gid
+from .paging import PAGINATION_CAP
 from .sources import Fetched
 from .store import SandboxError, Store
 from .webhooks import Delivery, WebhookSender, new_delivery, product_payload
@@ -37,6 +38,8 @@ class ShopifySandbox:
     `bulk_seconds_per_object` per object; CANCELING for `bulk_cancel_seconds`; results expire
     `bulk_expiry_seconds` after completion (Shopify: 7 days); `bulk_any_order_seed`: shuffle the
     lines of results of `groupObjects: false` (children need not follow their parent).
+    `pagination_cap`: how deep a connection may be paged (Shopify's 25,000; a test of the cap can
+    set a smaller one rather than seed 25,000 products). Past it a page is an error (paging.py).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class ShopifySandbox:
         bulk_cancel_seconds: float = 0.2,
         bulk_expiry_seconds: float = SEVEN_DAYS,
         bulk_any_order_seed: int | None = None,
+        pagination_cap: int = PAGINATION_CAP,
     ) -> None:
         self._access_token = access_token
         self.api_version = api_version
@@ -66,7 +70,8 @@ class ShopifySandbox:
                             bulk=BulkSettings(created_seconds=bulk_created_seconds,
                                               seconds_per_object=bulk_seconds_per_object,
                                               cancel_seconds=bulk_cancel_seconds, expiry_seconds=bulk_expiry_seconds,
-                                              any_order_seed=bulk_any_order_seed))
+                                              any_order_seed=bulk_any_order_seed),
+                            pagination_cap=pagination_cap)
         self._graphql = GraphQLService(self._store)
         self._app: Starlette | None = None
         self._server: RunningServer | None = None
@@ -174,13 +179,26 @@ class ShopifySandbox:
             product = store.add_product(title, tags, list(images), now)
             return store.product_json(product, self._url(), now)
 
-    def seed(self, products: int = 10, images_per_product: int = 1, seed: int = 0) -> list[dict[str, Any]]:
-        """`products` products with generated titles, tags and photos (deterministic for a seed)."""
+    def seed(self, products: int = 10, images_per_product: int = 1, seed: int = 0, *,
+             spread_seconds: float = 0.0) -> list[dict[str, Any]]:
+        """`products` products with generated titles, tags and photos (deterministic for a seed),
+        as product JSON (whose "sha256" draws each photo: for a large catalog use `seed_catalog`).
+        `spread_seconds`: see `Store.seed`."""
         store = self._store
         with store.lock:
             now = store.clock()
-            created = store.seed(products, images_per_product, seed, now)
+            created = store.seed(products, images_per_product, seed, now, spread_seconds)
             return [store.product_json(p, self._url(), now) for p in created]
+
+    def seed_catalog(self, products: int, images_per_product: int = 3, seed: int = 0, *,
+                     spread_seconds: float = 0.0) -> dict[str, Any]:
+        """`seed` for large catalogs: answers only how many products and media the shop now holds
+        and the legacy ids of the first and last product created (no photo is drawn)."""
+        store = self._store
+        with store.lock:
+            created = store.seed(products, images_per_product, seed, store.clock(), spread_seconds)
+            return {"products": len(store.products), "media": len(store.media),
+                    "first_id": created[0].id if created else None, "last_id": created[-1].id if created else None}
 
     def add_image(self, legacy_id: int | str, filename: str = "image.jpg", alt: str = "", *,
                   data: bytes | None = None, data_base64: str | None = None, processing: bool = False) -> dict[str, Any]:

@@ -38,6 +38,7 @@ import structlog
 
 from . import lifecycle
 from .bulk import BulkOperations, BulkSettings
+from .catalog import OffsetCache, ProductOrders
 from .cost import LeakyBucket
 from .faults import FaultPlan
 from .imaging import DOWNLOAD_FAILURE, extension_of, failure, filename_from_url, inspect_image
@@ -47,7 +48,8 @@ from .model import (
     FIRST_PRODUCT_ID,
     FIRST_VARIANT_ID,
     ID_STRIDE,
-    ImageAsset,
+    GeneratedImage,
+    Image,
     Media,
     MediaFailure,
     Metafield,
@@ -60,6 +62,7 @@ from .model import (
     iso,
     parse_gid,
 )
+from .paging import PAGINATION_CAP
 from .photos import format_for_filename, product_photo
 from .webhooks import Subscriptions
 from .sources import Fetched, download, is_valid_source_url
@@ -115,12 +118,14 @@ class Store:
         bucket_size: float,
         restore_rate: float,
         bulk: BulkSettings | None = None,
+        pagination_cap: int = PAGINATION_CAP,
     ) -> None:
         self.lock = threading.Lock()
         self.bulk_settings = bulk or BulkSettings()
         self.shop_name = shop_name
         self.clock = clock
         self.processing_seconds = processing_seconds
+        self.pagination_cap = pagination_cap  # how deep a connection may be paged (Shopify: 25,000)
         self._bucket_args = (bucket_size, restore_rate)
         self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID,
                           "variant": FIRST_VARIANT_ID}
@@ -139,7 +144,14 @@ class Store:
         self.staged: dict[str, StagedUpload] = {}
         self.jobs: dict[str, ReorderJob] = {}
         self.filenames: dict[str, int] = {}  # CDN file name -> media id
+        # Products in each sort order asked for, kept sorted as they change (catalog.py).
+        self.orders = ProductOrders(lambda: self.products.values())
+        self.offsets = OffsetCache()  # filtered-ordering positions of handed-out cursors
+        # What `settle` has to look at: media with a processing in flight, reorder jobs not applied.
+        self._processing: set[int] = set()
+        self._pending_jobs: set[str] = set()
         self._photo_seed = 0
+        self._names = random.Random()  # seeded from the OS: file-name suffixes (`_uuid`)
         self.subscriptions = Subscriptions()
         self.pending_events: set[tuple[str, int]] = set()  # announced, not yet built into a delivery
         self.bulk = BulkOperations(self.bulk_settings)
@@ -161,17 +173,34 @@ class Store:
         return value
 
     def settle(self, now: float) -> None:
-        """Make finished processings and due reorder jobs permanent."""
-        for media in self.media.values():
-            if media.processing is not None:
-                lifecycle.settle(media, now, self.processing_seconds)
-        for job in self.jobs.values():
-            if not job.applied and now >= job.due_at:
+        """Make finished processings and due reorder jobs permanent. Only media registered as
+        processing (`_start_processing`) and unapplied jobs are looked at, not the whole catalog."""
+        for media_id in list(self._processing):
+            media = self.media.get(media_id)
+            if media is None or media.processing is None:
+                self._processing.discard(media_id)
+            elif lifecycle.settle(media, now, self.processing_seconds):
+                self._processing.discard(media_id)
+        for job_id in list(self._pending_jobs):
+            job = self.jobs.get(job_id)
+            if job is None or job.applied:
+                self._pending_jobs.discard(job_id)
+            elif now >= job.due_at:
                 self._apply_reorder(job)
 
+    def _start_processing(self, media: Media, processing: Processing) -> None:
+        media.processing = processing
+        self._processing.add(media.id)
+
     def touch(self, product: Product, now: float) -> None:
-        product.updated_at = max(product.updated_at, now)
+        if now > product.updated_at:
+            with self.orders.changing(product):
+                product.updated_at = now
         self.emit("PRODUCTS_UPDATE", product.id)
+
+    def _set_title(self, product: Product, title: str) -> None:
+        with self.orders.changing(product):
+            product.title = title
 
     def emit(self, topic: str, product_id: int) -> None:
         """Announce a product event to the webhook sender, once while it waits to be built (the
@@ -257,7 +286,7 @@ class Store:
                     results[url] = download(url)
         return results
 
-    def outcome_of(self, fetched: Fetched) -> ImageAsset | MediaFailure:
+    def outcome_of(self, fetched: Fetched) -> Image | MediaFailure:
         """What processing will decide for these bytes (an injected failure comes first)."""
         injected = self.faults.take_media_failure()
         if injected is not None:
@@ -266,16 +295,22 @@ class Store:
             return failure(DOWNLOAD_FAILURE, fetched.error)
         return inspect_image(fetched.data)
 
-    def _unique_filename(self, wanted: str, outcome: ImageAsset | MediaFailure) -> str:
+    def _unique_filename(self, wanted: str, outcome: Image | MediaFailure) -> str:
         """Shopify keeps file names unique per shop; a nameless or taken one gets a UUID suffix."""
         name = wanted.strip().replace("/", "_") or "image"
         stem, ext = (name.rsplit(".", 1) + [""])[:2] if extension_of(name) else (name, "")
-        if not ext and isinstance(outcome, ImageAsset):
+        if not ext and not isinstance(outcome, MediaFailure):
             ext = outcome.extension
-            name = f"{stem}_{uuid.uuid4()}.{ext}"
+            name = f"{stem}_{self._uuid()}.{ext}"
         if name in self.filenames:
-            name = f"{stem}_{uuid.uuid4()}" + (f".{ext}" if ext else "")
+            name = f"{stem}_{self._uuid()}" + (f".{ext}" if ext else "")
         return name
+
+    def _uuid(self) -> str:
+        """A random version-4 UUID, as `str(uuid.uuid4())` but from a fast PRNG seeded from the
+        OS once (file-name suffixes need uniqueness, not secrecy; a 300,000-media seed takes many)."""
+        h = f"{self._names.getrandbits(128):032x}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
     def _next_version(self, media: Media | None, now: float) -> int:
         return max((media.last_version + 1) if media else 0, int(now))
@@ -309,7 +344,7 @@ class Store:
             media.processing = Processing(started_at=now - self.processing_seconds, outcome=outcome, version=version)
             lifecycle.settle(media, now, self.processing_seconds)
         else:
-            media.processing = Processing(started_at=now, outcome=outcome, version=version)
+            self._start_processing(media, Processing(started_at=now, outcome=outcome, version=version))
         self.media[media.id] = media
         self.filenames[media.filename] = media.id
         if product is not None:
@@ -322,7 +357,7 @@ class Store:
     def replace_source(self, media: Media, *, source_url: str, fetched: Fetched, now: float) -> None:
         """fileUpdate with a new originalSource: same id, position, alt and file name; reprocessed."""
         outcome = self.outcome_of(fetched)
-        media.processing = Processing(started_at=now, outcome=outcome, version=self._next_version(media, now))
+        self._start_processing(media, Processing(started_at=now, outcome=outcome, version=self._next_version(media, now)))
         media.source_url = source_url
         media.source_size = len(fetched.data) if fetched.data is not None else None
         media.updated_at = max(media.updated_at, now)
@@ -332,6 +367,7 @@ class Store:
     def remove_media(self, media: Media, now: float) -> None:
         self.detach(media, now)
         self.filenames.pop(media.filename, None)
+        self._processing.discard(media.id)
         del self.media[media.id]
 
     def detach(self, media: Media, now: float) -> None:
@@ -344,7 +380,7 @@ class Store:
             self.touch(product, now)
         media.product_id = None
 
-    def cdn_file(self, filename: str, version: str | None) -> ImageAsset | None:
+    def cdn_file(self, filename: str, version: str | None) -> Image | None:
         """What the CDN serves for /cdn/files/<filename>?v=<version>: that version if known, else
         the newest processed image of the file."""
         media_id = self.filenames.get(filename)
@@ -352,9 +388,8 @@ class Store:
         if media is None:
             return None
         lifecycle.settle(media, self.clock(), self.processing_seconds)
-        if version is not None and version.isdigit() and int(version) in media.versions:
-            return media.versions[int(version)]
-        return media.ready
+        known = media.version(int(version)) if version is not None and version.isdigit() else None
+        return known if known is not None else media.ready
 
     def cdn_url(self, base_url: str, media: Media, version: int) -> str:
         return f"{base_url}/cdn/files/{quote(media.filename)}?v={version}"
@@ -495,7 +530,7 @@ class Store:
         if product.id not in self.products:
             return {"product": None, "userErrors": [user_error(["id"], "Product does not exist")]}
         if (product_input or {}).get("title") is not None:
-            product.title = product_input["title"]
+            self._set_title(product, product_input["title"])
         if (product_input or {}).get("tags") is not None:
             product.tags = _clean_tags(product_input["tags"])
         for item in media_inputs or []:
@@ -542,6 +577,7 @@ class Store:
             return {"job": None, "mediaUserErrors": errors}
         job = ReorderJob(id=str(uuid.uuid4()), product_id=product.id, moves=parsed, due_at=now + self.processing_seconds)
         self.jobs[job.id] = job
+        self._pending_jobs.add(job.id)
         if now >= job.due_at:
             self._apply_reorder(job)
         return {"job": job, "mediaUserErrors": []}
@@ -625,10 +661,15 @@ class Store:
 
     # ------------------------------------------------------------------ admin API
 
-    def add_product(self, title: str, tags: Iterable[str], images: Iterable[dict[str, Any]], now: float) -> Product:
+    def _new_product(self, title: str, tags: Iterable[str], now: float) -> Product:
         product = Product(id=self._new_id("product"), title=title, tags=_clean_tags(tags), created_at=now, updated_at=now)
         self.products[product.id] = product
+        self.orders.added(product)
         self.emit("PRODUCTS_CREATE", product.id)
+        return product
+
+    def add_product(self, title: str, tags: Iterable[str], images: Iterable[dict[str, Any]], now: float) -> Product:
+        product = self._new_product(title, tags, now)
         for image in images:
             self.add_image(product, image, now)
         log.info("product_added", product_id=product.id, media=len(product.media_ids))
@@ -650,20 +691,63 @@ class Store:
             immediately_ready=not image.get("processing", False),
         )
 
-    def seed(self, products: int, images_per_product: int, seed: int, now: float) -> list[Product]:
+    def seed(self, products: int, images_per_product: int, seed: int, now: float,
+             spread_seconds: float = 0.0) -> list[Product]:
+        """`products` products with generated titles, tags and READY photos, deterministic for
+        `seed`. A photo is kept as its recipe (`GeneratedImage`: photo seed, format, 640 x 640)
+        and drawn only when its bytes are asked for, so 100,000 products with 300,000 media seed
+        in seconds; its originalSource `fileSize` is null (Shopify's field is nullable; knowing
+        it would mean drawing every photo). Products are created (and updated) at `now`, or spread
+        evenly over the `spread_seconds` before it, oldest first (a catalog an `updated_at` range
+        can split)."""
         rng = random.Random(seed)
+        shared: dict[str, str] = {}  # one copy of each recurring title and alt text
+        sources: dict[str, str] = {}  # file name -> its (recurring) source URL
+        formats = {ext: format_for_filename(f"x.{ext}") for ext in _EXTENSIONS}
         created = []
-        for _ in range(products):
+        for k in range(products):
             noun = rng.choice(_NOUNS)
             title = f"{rng.choice(_ADJECTIVES)} {noun}"
+            title = shared.setdefault(title, title)
             slug = title.lower().replace(" ", "-")
             images = []
             for j in range(images_per_product):
-                ext = rng.choices(["jpg", "png", "webp"], weights=[6, 3, 1])[0]
-                data = product_photo(rng.randrange(1_000_000), format_for_filename(f"x.{ext}"))
-                images.append({"filename": f"{slug}-{j + 1}.{ext}", "alt": f"{title}, view {j + 1}", "data": data})
-            created.append(self.add_product(title, rng.sample(_TAGS, rng.randint(0, 3)), images, now))
+                # cum_weights of weights 6, 3, 1: the same draw as `weights=[6, 3, 1]`, summed once
+                ext = rng.choices(_EXTENSIONS, cum_weights=_EXTENSION_CUM_WEIGHTS)[0]
+                recipe = GeneratedImage(rng.randrange(1_000_000), formats[ext])
+                images.append((f"{slug}-{j + 1}.{ext}", f"{title}, view {j + 1}", recipe))
+            tags = rng.sample(_TAGS, rng.randint(0, 3))
+            at = now - spread_seconds * (products - k) / products if spread_seconds > 0 else now
+            product = self._new_product(title, tags, at)
+            version = self._next_version(None, at)
+            for filename, alt, recipe in images:
+                self._add_seeded_media(product, filename, shared.setdefault(alt, alt), recipe, at, version, sources)
+            if images:
+                self.emit("PRODUCTS_UPDATE", product.id)
+            created.append(product)
+        log.info("catalog_seeded", products=products, media=products * images_per_product, seed=seed)
         return created
+
+    def _add_seeded_media(self, product: Product, filename: str, alt: str, recipe: GeneratedImage, now: float,
+                          version: int, sources: dict[str, str]) -> Media:
+        """A merchant's image already processed (READY, or FAILED when a media failure was
+        injected), as `create_media(..., immediately_ready=True)` makes it, kept as a recipe."""
+        injected = self.faults.take_media_failure()
+        outcome: Image | MediaFailure = failure(injected, "injected by the sandbox") if injected else recipe
+        source_url = sources.get(filename)
+        if source_url is None:
+            source_url = sources[filename] = f"https://merchant-upload.invalid/{quote(filename)}"
+        unique = filename if filename not in self.filenames else self._unique_filename(filename, outcome)
+        media = Media(id=self._new_id("media"), product_id=product.id, filename=unique, alt=alt, created_at=now,
+                      updated_at=now, source_url=source_url, source_size=None)
+        if isinstance(outcome, MediaFailure):
+            media.failure = outcome
+        else:
+            media.ready, media.ready_version = outcome, version
+        self.media[media.id] = media
+        self.filenames[media.filename] = media.id
+        product.media_ids.append(media.id)
+        return media
 
     def add_variant(self, product: Product, title: str, media: Iterable[Media], now: float) -> Variant:
         """A variant linked to some of the product's media, as the merchant sets it up in the admin."""
@@ -684,7 +768,7 @@ class Store:
 
     def update_product(self, product: Product, title: str | None, tags: Iterable[str] | None, now: float) -> None:
         if title is not None:
-            product.title = title
+            self._set_title(product, title)
         if tags is not None:
             product.tags = _clean_tags(tags)
         self.touch(product, now)
@@ -692,14 +776,17 @@ class Store:
     def delete_product(self, product: Product, now: float) -> None:
         for media in self.product_media(product):
             self.remove_media(media, now)
+        self.orders.removed(product)
         del self.products[product.id]
 
-    def media_json(self, media: Media, base_url: str, now: float) -> dict[str, Any]:
+    def media_json(self, media: Media, base_url: str, now: float, *, digest: bool = True) -> dict[str, Any]:
+        """The admin API's view of a media. `digest=False` leaves out "sha256", which draws a
+        seeded photo to hash it (width, height and MIME type come from its recipe)."""
         p = self.processing_seconds
         shown = lifecycle.visible_image(media, now, p)
         fail = lifecycle.media_failure(media, now, p)
         current = media.ready
-        return {
+        answer = {
             "id": media.gid,
             "product_id": gid("Product", media.product_id) if media.product_id is not None else None,
             "position": self.position_of(media),
@@ -718,8 +805,11 @@ class Store:
             "created_at": iso(media.created_at),
             "updated_at": iso(media.updated_at),
         }
+        if not digest:
+            del answer["sha256"]
+        return answer
 
-    def product_json(self, product: Product, base_url: str, now: float) -> dict[str, Any]:
+    def product_json(self, product: Product, base_url: str, now: float, *, digest: bool = True) -> dict[str, Any]:
         return {
             "id": product.gid,
             "legacy_id": str(product.id),
@@ -727,7 +817,7 @@ class Store:
             "tags": list(product.tags),
             "created_at": iso(product.created_at),
             "updated_at": iso(product.updated_at),
-            "media": [self.media_json(m, base_url, now) for m in self.product_media(product)],
+            "media": [self.media_json(m, base_url, now, digest=digest) for m in self.product_media(product)],
             "variants": [{"id": v.gid, "title": v.title, "media_ids": [gid("MediaImage", i) for i in v.media_ids]}
                          for v in product.variants],
             "metafields": {
@@ -773,4 +863,6 @@ _ADJECTIVES = ["Ceramic", "Glass", "Linen", "Walnut", "Brass", "Stoneware", "Rec
                "Amber", "Slate", "Olive", "Copper", "Frosted"]
 _NOUNS = ["Mug", "Water Bottle", "Vase", "Candle Jar", "Gift Box", "Teapot", "Planter", "Bowl", "Carafe", "Soap Dispenser",
           "Lantern", "Storage Tin", "Desk Lamp", "Bath Bomb", "Spice Jar"]
+_EXTENSIONS = ("jpg", "png", "webp")
+_EXTENSION_CUM_WEIGHTS = (6, 9, 10)
 _TAGS = ["kitchen", "gift", "new", "sale", "home", "eco", "bestseller", "summer"]
