@@ -45,6 +45,9 @@ SCENARIOS = [
     Scenario("overhead", "overhead.py", ["--sizes", "500", "5000"], ["--sizes", "20", "100"]),
     Scenario("database", "db_hot_paths.py", ["--rows", "1000000"], ["--rows", "5000"]),
     Scenario("shopify", "shopify_pacer.py", ["--products", "3000"], ["--products", "100"]),
+    # --small stays above [shop] bulk_threshold (2000), so the bulk path is what the tests run.
+    Scenario("catalog", "shopify_catalog.py", ["--products", "100000", "--images", "3"],
+             ["--products", "2100", "--images", "1"]),
     Scenario("productai", "productai_throughput.py", ["--images", "60", "--window", "6", "--seed", "1"],
              ["--images", "6", "--window", "3", "--seed", "1"]),
     Scenario("imagen", "imagen_vs_sdk.py", ["--images", "40", "--seed", "1", "--first-poll", "10",

@@ -148,7 +148,7 @@ def test_faults_and_stats_over_http(sandbox: ShopifySandbox) -> None:
     assert wrong.status_code == 401
     stats = admin(sandbox, "GET", "/stats")
     assert stats == {"graphql_requests": 2, "operations": {"Shop": 2}, "throttled": 0, "faults_served": 1,
-                     "unauthorized": 1, "max_cost_exceeded": 0}
+                     "unauthorized": 1, "max_cost_exceeded": 0, "points": {"Shop": 1}}  # one Shop executed
 
 
 def _border_and_centre(image: Image.Image) -> tuple[list[float], list[float]]:

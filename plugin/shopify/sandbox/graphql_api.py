@@ -601,6 +601,8 @@ class GraphQLService:
         )
         actual = min(counter.total, requested)
         store.bucket.give_back(requested - actual)  # Shopify refunds what a query did not use
+        label = request.operation or "(anonymous)"
+        store.stats.points[label] = store.stats.points.get(label, 0) + actual
         payload: dict[str, Any] = {}
         if result.errors:
             for error in result.errors:

@@ -96,12 +96,14 @@ class Stats:
     faults_served: int = 0
     unauthorized: int = 0
     max_cost_exceeded: int = 0
+    points: dict[str, int] = field(default_factory=dict)  # actual cost charged, by operation name
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "graphql_requests": self.graphql_requests,
             "operations": dict(self.operations),
             "throttled": self.throttled,
+            "points": dict(self.points),
             "faults_served": self.faults_served,
             "unauthorized": self.unauthorized,
             "max_cost_exceeded": self.max_cost_exceeded,
