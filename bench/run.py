@@ -10,7 +10,8 @@ within the same run), the naive peer's figure, the target and whether this run m
 --small runs each scenario at a size that takes seconds: the test suite uses it to prove the
 harness works (its figures mean little). --readme rewrites the table between the markers
 `<!-- bench:start -->` and `<!-- bench:end -->` in the README's performance section, with the
-date and the machine. A scenario that crashes gets a row saying so, and the exit status is 1.
+date and the machine; with --only, just the rows of the scenarios run are replaced. A scenario
+that crashes gets a row saying so, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -67,10 +68,32 @@ def run_scenario(scenario: Scenario, *, small: bool, out: Path) -> tuple[list[Ro
     return rows, took
 
 
-def write_readme(readme: Path, rows: list[Row], *, small: bool) -> None:
-    body = (f"`make bench` on {date.today().isoformat()}, {machine()}"
-            f"{' (--small: sizes for the tests, not figures)' if small else ''}:\n\n{markdown_table(rows)}")
-    replace_between_markers(readme, "<!-- bench:start -->", "<!-- bench:end -->", body)
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def write_readme(readme: Path, rows: list[Row], *, small: bool, only: list[str] | None = None) -> None:
+    """The whole table; with `only`, just those scenarios' rows are replaced (the others, from an
+    earlier run, stay where they are), and the heading says which rows came when."""
+    if not only:
+        body = (f"`make bench` on {date.today().isoformat()}, {machine()}"
+                f"{' (--small: sizes for the tests, not figures)' if small else ''}:\n\n{markdown_table(rows)}")
+        replace_between_markers(readme, START, END, body)
+        return
+    old = readme.read_text().split(START, 1)[1].split(END, 1)[0].strip("\n")
+    heading, _, table = old.partition("\n\n")
+    kept = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    by_script = {s.script: [line for line in kept if f"bench/{s.script} " in line] for s in SCENARIOS}
+    fresh = markdown_table(rows).splitlines()
+    lines = fresh[:2]
+    for scenario in SCENARIOS:
+        if scenario.name in only:
+            lines += [line for line in fresh[2:] if f"bench/{scenario.script} " in line]
+        else:
+            lines += by_script[scenario.script]
+    names = ", ".join(s.name for s in SCENARIOS if s.name in only)
+    heading = (heading.rstrip(":") + f". The {names} rows: `bench/run.py --only` on {date.today().isoformat()}, "
+               f"{machine()}{' (--small)' if small else ''}:")
+    replace_between_markers(readme, START, END, heading + "\n\n" + "\n".join(lines))
 
 
 def main() -> int:
@@ -97,7 +120,7 @@ def main() -> int:
     for command in dict.fromkeys(r.command for r in rows if r.command):
         print(f"  {command}")
     if args.readme:
-        write_readme(args.readme, rows, small=args.small)
+        write_readme(args.readme, rows, small=args.small, only=args.only)
     return 1 if any(r.figure.startswith("FAILED") for r in rows) else 0
 
 

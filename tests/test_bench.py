@@ -93,3 +93,19 @@ def test_write_readme_refuses_a_readme_without_markers(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="markers"):
         write_readme(readme, [], small=True)
     assert readme.read_text() == "# no markers\n"
+
+
+def test_a_partial_run_replaces_only_its_own_rows(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
+    first = [Row("Quota", "images", 24.0, "images", command=".venv/bin/python bench/aigen_quota.py --images 500"),
+             Row("Overhead", "cpu", 35.0, "ms", command=".venv/bin/python bench/overhead.py --sizes 500 5000")]
+    write_readme(readme, first, small=False)
+    again = [Row("Overhead", "cpu", 9.0, "ms", command=".venv/bin/python bench/overhead.py --sizes 500 5000"),
+             Row("Catalog", "rss", 150.0, "MB", command=".venv/bin/python bench/shopify_catalog.py --products 9")]
+    write_readme(readme, again, small=False, only=["overhead", "catalog"])
+    text = readme.read_text()
+    assert "| Quota | images | 24 images" in text  # kept from the first run
+    assert "| Overhead | cpu | 9 ms" in text and "35 ms" not in text
+    assert text.index("| Quota") < text.index("| Overhead") < text.index("| Catalog")  # in scenario order
+    assert "The overhead, catalog rows: `bench/run.py --only` on 20" in text
