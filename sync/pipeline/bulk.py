@@ -174,7 +174,7 @@ async def _stage(ctx: Context, operation: BulkOperation, *, partial: bool) -> Bu
             return read
         batch: list[tuple[str, str | None, str]] = []
         try:
-            async for line in ctx.shopify.iter_jsonl(url, expected_bytes=None if partial else operation.file_size):
+            async for line in ctx.shopify.iter_jsonl(url):
                 object_id = line.get("id")
                 if not isinstance(object_id, str):
                     read.complete, read.reason = False, "bad_line"
