@@ -56,11 +56,21 @@ class Outcome:
     peak_rss_kib: int | None = None
 
 
-def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
-                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None) -> Outcome:
-    """`retouch run -c config` until every image is final (or `timeout`), then SIGTERM it.
-    `on_tick(states, at)` is called every 50 ms with the images' states and the seconds since the
-    daemon was started, for figures along the way."""
+@dataclass
+class Run:
+    """One `retouch run` from start to stop."""
+
+    elapsed: float          # seconds from its start until `finished` said so (or the timeout)
+    finished: bool          # whether `finished` said so before the timeout (or the daemon's exit)
+    rusage: resource.struct_rusage | None
+    peak_rss_kib: int | None
+    returncode: int | None
+
+
+def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], bool], *, timeout: float,
+                     interval: float = 0.05) -> Run:
+    """`retouch run -c config` until `finished(seconds since start)` is true (asked every
+    `interval`), the timeout, or its own exit; then SIGTERM, and reap it with os.wait4."""
     started = time.monotonic()
     with log_path.open("w") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
@@ -70,12 +80,11 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
     try:
         while True:
             _note_peak(daemon.pid, peak)
-            states = [image_states(db).get(m) for m in media_ids]
             at = time.monotonic() - started
-            on_tick(states, at)
-            if all(s in FINAL_STATES for s in states) or at > timeout or _reaped(daemon, usage, 0, peak):
+            done = finished(at)
+            if done or at > timeout or _reaped(daemon, usage, 0, peak):
                 break
-            time.sleep(0.05)
+            time.sleep(interval)
         elapsed = time.monotonic() - started
     finally:
         if daemon.returncode is None:
@@ -83,8 +92,23 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
             if not _reaped(daemon, usage, 30, peak):
                 daemon.kill()
                 _reaped(daemon, usage, 10, peak)
-    return Outcome(started, elapsed, [image_states(db).get(m) for m in media_ids], usage[0] if usage else None,
-                   max(peak) if peak else None)
+    return Run(elapsed, done, usage[0] if usage else None, max(peak) if peak else None, daemon.returncode)
+
+
+def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
+                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None) -> Outcome:
+    """`retouch run -c config` until every image is final (or `timeout`), then SIGTERM it.
+    `on_tick(states, at)` is called every 50 ms with the images' states and the seconds since the
+    daemon was started, for figures along the way."""
+    started = time.monotonic()
+
+    def settled(at: float) -> bool:
+        states = [image_states(db).get(m) for m in media_ids]
+        on_tick(states, at)
+        return all(s in FINAL_STATES for s in states)
+
+    run = run_daemon_until(config, log_path, settled, timeout=timeout)
+    return Outcome(started, run.elapsed, [image_states(db).get(m) for m in media_ids], run.rusage, run.peak_rss_kib)
 
 
 def _note_peak(pid: int, peak: list[int]) -> None:

@@ -21,10 +21,7 @@ import argparse
 import json
 import logging
 import multiprocessing as mp
-import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_run import _note_peak, _reaped  # noqa: E402
+from daemon_run import Run, run_daemon_until  # noqa: E402
 from harness import Row, command_line, emit  # noqa: E402
 
 TOKEN = "shpat_bench_catalog_token"
@@ -102,28 +99,13 @@ def _images(db: Path) -> int:
         return conn.execute("select count(*) from image").fetchone()[0]
 
 
-def run_first_discovery(config: Path, db: Path, log_path: Path, timeout: float) -> tuple[float, int | None, int]:
-    """(seconds until the baseline was recorded, the daemon's peak RSS in KiB, its exit code)."""
-    started = time.monotonic()
-    with log_path.open("w") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
-    usage: list = []
-    peak: list[int] = []
-    try:
-        while _meta(db, "baseline_recorded") is None:
-            if time.monotonic() - started > timeout or _reaped(daemon, usage, 0, peak):
-                raise SystemExit(f"no baseline after {time.monotonic() - started:.0f} s; see {log_path}")
-            _note_peak(daemon.pid, peak)
-            time.sleep(0.2)
-        took = time.monotonic() - started
-    finally:
-        if daemon.returncode is None:
-            daemon.send_signal(signal.SIGTERM)
-            if not _reaped(daemon, usage, 60, peak):
-                daemon.kill()
-                _reaped(daemon, usage, 10, peak)
-    return took, max(peak) if peak else None, daemon.returncode
+def run_first_discovery(config: Path, db: Path, log_path: Path, timeout: float) -> Run:
+    """The daemon's first run, stopped once the baseline is recorded."""
+    run = run_daemon_until(config, log_path, lambda _at: _meta(db, "baseline_recorded") is not None,
+                           timeout=timeout, interval=0.2)
+    if not run.finished:
+        raise SystemExit(f"no baseline after {run.elapsed:.0f} s (daemon exit {run.returncode}); see {log_path}")
+    return run
 
 
 def main() -> int:
@@ -147,8 +129,8 @@ def main() -> int:
         print(f"seeded {info['products']:,} products / {info['media']:,} media in {info['seed_seconds']:.1f} s")
         tmp = Path(tempfile.mkdtemp(prefix="retouch-catalog-"))
         db = tmp / "retouch.db"
-        took, peak_kib, code = run_first_discovery(_config(info["url"], provider.base_url, tmp), db,
-                                                   tmp / "daemon.log", args.timeout)
+        run = run_first_discovery(_config(info["url"], provider.base_url, tmp), db, tmp / "daemon.log", args.timeout)
+        took, peak_kib, code = run.elapsed, run.peak_rss_kib, run.returncode
         stats = httpx.get(f"{info['url']}/_sandbox/stats", timeout=60).json()
         recorded = _images(db)
     finally:
