@@ -106,3 +106,24 @@ def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: 
     assert counts == {"done": 2}
     assert late_row.state == "done" and late_row.source_url
     assert shop.product(kept["legacy_id"])["media"][0]["sha256"] == kept["media"][0]["sha256"]
+
+
+def test_a_product_with_more_than_250_media_is_discovered_whole(shop, provider, tmp_path: Path) -> None:
+    """Media come 10 to a product page, the rest in ProductMediaPage pages: all 300 are queued,
+    in position order (more than one connection page of Shopify's maximum 250 could hold)."""
+    from retouch.plugin.shopify.sandbox import product_photo
+
+    tiny = product_photo(3, "JPEG", (32, 32))
+    product = shop.add_product("Swatch book", images=[{"filename": f"s{i}.jpg", "data": tiny} for i in range(300)])
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            counts = await discover(ctx)
+            rows = ctx.store.images_of_product(product["id"])
+            return counts, [(row.media_id, row.position) for row in rows]
+
+    counts, rows = run_async(scenario())
+    assert counts["queued"] == 300
+    assert rows == [(media["id"], i) for i, media in enumerate(product["media"])]
+    assert shop.stats()["operations"]["ProductMediaPage"] == 29  # 10 on the product's page, then 29 x 10
