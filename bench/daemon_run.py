@@ -57,14 +57,24 @@ class Outcome:
 
 
 def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
-                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None) -> Outcome:
+                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None,
+                             profile: Path | None = None) -> Outcome:
     """`retouch run -c config` until every image is final (or `timeout`), then SIGTERM it.
     `on_tick(states, at)` is called every 50 ms with the images' states and the seconds since the
-    daemon was started, for figures along the way."""
+    daemon was started, for figures along the way. `profile`: attach py-spy (a sampling profiler,
+    installed by hand: not a dependency) to the daemon, writing its collapsed stacks there; it
+    samples without stopping the daemon (--nonblocking), only the thread holding the GIL (--gil: CPU
+    spent in Python, not waits for a socket or an fsync; C code that releases the GIL, such as
+    Pillow's codecs, is not seen), and its own CPU is not in the rusage."""
     started = time.monotonic()
     with log_path.open("w") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--gil", "--format",
+                                "raw", "--rate", "250", "-o", str(profile), "--pid", str(daemon.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     usage: list[resource.struct_rusage] = []
     peak: list[int] = []
     try:
@@ -83,6 +93,8 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
             if not _reaped(daemon, usage, 30, peak):
                 daemon.kill()
                 _reaped(daemon, usage, 10, peak)
+        if spy is not None:
+            spy.wait(60)  # it writes its file once the daemon has exited
     return Outcome(started, elapsed, [image_states(db).get(m) for m in media_ids], usage[0] if usage else None,
                    max(peak) if peak else None)
 
