@@ -68,13 +68,24 @@ class Run:
 
 
 def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], bool], *, timeout: float,
-                     interval: float = 0.05) -> Run:
+                     interval: float = 0.05, profile: Path | None = None) -> Run:
     """`retouch run -c config` until `finished(seconds since start)` is true (asked every
-    `interval`), the timeout, or its own exit; then SIGTERM, and reap it with os.wait4."""
+    `interval`), the timeout, or its own exit; then SIGTERM, and reap it with os.wait4.
+
+    `profile`: attach py-spy (a sampling profiler, installed by hand: not a dependency) to the
+    daemon, writing its collapsed stacks there; it samples without stopping the daemon
+    (--nonblocking), only the thread holding the GIL (--gil: CPU spent in Python, not waits for a
+    socket or an fsync; C code that releases the GIL, such as Pillow's codecs, is not seen), and
+    its own CPU is not in the rusage."""
     started = time.monotonic()
     with log_path.open("w") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--gil",
+                                "--format", "raw", "--rate", "250", "-o", str(profile), "--pid", str(daemon.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     usage: list[resource.struct_rusage] = []
     peak: list[int] = []
     try:
@@ -92,14 +103,17 @@ def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], b
             if not _reaped(daemon, usage, 30, peak):
                 daemon.kill()
                 _reaped(daemon, usage, 10, peak)
+        if spy is not None:
+            spy.wait(60)  # it writes its file once the daemon has exited
     return Run(elapsed, done, usage[0] if usage else None, max(peak) if peak else None, daemon.returncode)
 
 
 def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
-                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None) -> Outcome:
+                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None,
+                             profile: Path | None = None) -> Outcome:
     """`retouch run -c config` until every image is final (or `timeout`), then SIGTERM it.
     `on_tick(states, at)` is called every 50 ms with the images' states and the seconds since the
-    daemon was started, for figures along the way."""
+    daemon was started, for figures along the way; `profile` as for `run_daemon_until`."""
     started = time.monotonic()
 
     def settled(at: float) -> bool:
@@ -107,7 +121,7 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
         on_tick(states, at)
         return all(s in FINAL_STATES for s in states)
 
-    run = run_daemon_until(config, log_path, settled, timeout=timeout)
+    run = run_daemon_until(config, log_path, settled, timeout=timeout, profile=profile)
     return Outcome(started, run.elapsed, [image_states(db).get(m) for m in media_ids], run.rusage, run.peak_rss_kib)
 
 

@@ -2,7 +2,7 @@
 providers that answer at once, so that what is left is retouch's work.
 
     .venv/bin/python bench/overhead.py [--sizes 500 5000] [--images-per-product 5] [--seed 1]
-        [--tick 0.1] [--idle 2 6] [--timeout 1800] [--keep]
+        [--tick 0.1] [--idle 2 6] [--timeout 1800] [--keep] [--profile PREFIX]
 
 Targets (the issue): CPU seconds of the daemon process (user + sys) divided by the images it
 processed, over 5,000 images: < 5 ms per image. Peak RSS < 150 MB, and the same (±10%) at 500 and
@@ -216,7 +216,8 @@ def run_once(args, images: int, *, idle_seconds: float = 0.0, results: list[tupl
         log_path = tmp / "daemon.log"
         # An idle run watches a media id that never exists: it ends at its "timeout", the idle time.
         outcome = run_daemon_until_settled(config, tmp / "retouch.db", media_ids or ["gid://none"], log_path,
-                                           timeout=args.timeout if images else idle_seconds)
+                                           timeout=args.timeout if images else idle_seconds,
+                                           profile=Path(f"{args.profile}-{images}.txt") if args.profile else None)
         states = outcome.states if images else []
         usage = outcome.rusage
         counts: dict[str, int] = {}
@@ -292,6 +293,9 @@ def main() -> int:
                         help="let the AI Gen Studio sandbox enhance each image with Pillow (slow, in this process)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory (config, database, log)")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="attach py-spy (pip install py-spy) to the daemon, collapsed stacks to PREFIX-<images>.txt; "
+                             "for finding hot spots: its rows are not emitted for the table")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = sorted(set(args.sizes))
@@ -388,7 +392,8 @@ def main() -> int:
                         met=bool(1 - RSS_SPREAD <= ratio <= 1 + RSS_SPREAD), command=cmd))
     if startup is not None:
         rows.append(Row(SCENARIO, "daemon start-up + shutdown CPU", startup, "s", command=cmd))
-    emit(rows)
+    if not args.profile:  # a profiled run shares the machine with py-spy: not a figure for the table
+        emit(rows)
 
     broken = [r.label for r in sized if r.timed_out or r.done != r.images]
     broken += [r.label for r in runs if math.isnan(r.cpu) or not r.peak_rss_kib]

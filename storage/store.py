@@ -2,7 +2,22 @@
 
 `Store` hands out plain, detached rows (`expire_on_commit=False`) and takes changes as keyword
 arguments, one transaction per method, so the pipeline never holds a session across an outside
-call. SQLite runs in WAL mode with a busy timeout: `status` or `resync` in another process can
+call. The daemon's per-image writes (`update_image`, the job updates, `add_output`) are single
+SQL statements on a pooled connection, not ORM load-modify-flush: the ORM's unit of work cost more
+CPU than everything else the daemon does for an image (bench/overhead.py).
+
+Durability: SQLite runs in WAL mode with synchronous=NORMAL: a commit survives a crash of the
+process (the WAL is in the OS's hands), and a power cut loses at most the commits since the
+last fsync, never the database's consistency. The commits a replay could not redo harmlessly
+are fsync'd (synchronous=FULL for that transaction, `durable=True`): every write of the job
+table (its idempotency key before a provider is paid, its provider state before the next paid
+step, the answer that says a send went through) and an image's write-back intent
+(`write_source`, before the Shopify mutation). One fsync of the WAL makes every earlier commit
+durable too, so after a power cut the database holds at least everything up to the last intent.
+The rest (states a step reaches again by running again: discovered, backed up, written, done)
+needs no fsync of its own.
+
+SQLite runs with a busy timeout: `status` or `resync` in another process can
 read and write while the daemon runs. The commands wait up to 60 s for another process's write
 lock; the daemon only 2 s per statement, and waits for a longer lock before each step with
 `wait_writable` in a thread (sync/scheduler.py says why).
@@ -16,7 +31,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, func
+from sqlalchemy import Connection, event, func, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
@@ -35,6 +51,14 @@ from .models import (
     SeenEvent,
     utcnow,
 )
+
+
+# Image columns that record an intent before an outside call (models.py): their commit is fsync'd.
+INTENT_COLUMNS = frozenset({"write_source"})
+
+
+def _image_update(image_id: int, fields: dict[str, Any]):
+    return update(Image).where(col(Image.id) == image_id).values(**fields, updated_at=utcnow())
 
 
 class StorageError(Exception):
@@ -58,7 +82,7 @@ def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     def configure(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")     # a committed idempotency key must survive a power cut
+        cursor.execute("PRAGMA synchronous=NORMAL")   # fsync only the commits that need it: see `Store._write`
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")  # another process may hold the write lock
         cursor.close()
@@ -120,6 +144,24 @@ class Store:
             yield session
             session.commit()
 
+    @contextmanager
+    def _write(self, durable: bool = False) -> Iterator[Connection]:
+        """One transaction of plain SQL statements; `durable`: its commit is fsync'd (module docstring).
+        SQLite refuses to change the safety level inside a transaction, so it is raised before the
+        first statement (pysqlite only opens the transaction at the first write) and lowered after
+        the commit (or the rollback of a failure)."""
+        with self.engine.connect() as conn:
+            if durable:
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                if durable:
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    conn.commit()
+
     # ----- meta -------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -174,16 +216,18 @@ class Store:
                 raise
             return existing
 
-    def update_image(self, image_id: int, **fields: Any) -> Image:
-        with self._session() as s:
-            image = s.get(Image, image_id)
-            if image is None:
+    def update_image(self, image_id: int, **fields: Any) -> None:
+        """One UPDATE; fsync'd when it records the write-back intent (`write_source`)."""
+        with self._write(durable=not INTENT_COLUMNS.isdisjoint(fields)) as conn:
+            if conn.execute(_image_update(image_id, fields)).rowcount == 0:
                 raise KeyError(image_id)
-            for name, value in fields.items():
-                setattr(image, name, value)
-            image.updated_at = utcnow()
-            s.add(image)
-            return image
+
+    def count_paid(self, image_ids: Sequence[int]) -> None:
+        """One more provider job that may have been charged, for each of these images."""
+        if image_ids:
+            with self._write() as conn:
+                conn.execute(update(Image).where(col(Image.id).in_(list(image_ids)))
+                             .values(paid_attempts=Image.paid_attempts + 1, updated_at=utcnow()))
 
     def images_in_state(self, *states: ImageState, product_ids: Sequence[str] | None = None,
                         limit: int | None = None, due_by: float | None = None,
@@ -228,12 +272,16 @@ class Store:
             return s.get(OutputMedia, media_id) is not None
 
     def output_media_of_product(self, product_id: str) -> set[str]:
-        with self._session() as s:
-            return set(s.exec(select(OutputMedia.media_id).where(OutputMedia.product_id == product_id)))
+        # Plain ids: no ORM session for them (once per image written).
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(OutputMedia.media_id).where(OutputMedia.product_id == product_id)).scalars())
 
     def add_output(self, media_id: str, product_id: str, image_id: int | None) -> None:
-        with self._session() as s:
-            s.merge(OutputMedia(media_id=media_id, product_id=product_id, image_id=image_id))
+        statement = sqlite_insert(OutputMedia).values(media_id=media_id, product_id=product_id, image_id=image_id,
+                                                      created_at=utcnow())
+        with self._write() as conn:
+            conn.execute(statement.on_conflict_do_update(index_elements=["media_id"],
+                                                         set_={"product_id": product_id, "image_id": image_id}))
 
     def remove_output(self, media_id: str) -> None:
         with self._session() as s:
@@ -242,22 +290,25 @@ class Store:
     # ----- jobs -------------------------------------------------------------------------------
 
     def create_job(self, provider: str, idempotency_key: str, image_ids: Sequence[int],
-                   options: str | None = None) -> Job:
+                   options: str | None = None, backups: dict[int, str] | None = None) -> Job:
         """Write the job, its key and its request options, and move its images to `submitted`, in
         one transaction — before any request goes out, so a crash right after can only lead to a
-        replay of this key with this body."""
-        with self._session() as s:
-            job = Job(provider=provider, idempotency_key=idempotency_key, state=JobState.PENDING,
-                      image_count=len(image_ids), options=options)
-            s.add(job)
-            s.flush()
+        replay of this key with this body (fsync'd: it must survive a power cut too). `backups`:
+        image id -> digest of its original, stored by pre-flight."""
+        job = Job(provider=provider, idempotency_key=idempotency_key, state=JobState.PENDING,
+                  image_count=len(image_ids), options=options)
+        values = job.model_dump(exclude={"id"})
+        with self._write(durable=True) as conn:
+            job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
+            now = utcnow()
             for index, image_id in enumerate(image_ids):
-                image = s.get(Image, image_id)
-                assert image is not None and image.state == ImageState.DISCOVERED, image_id
-                image.state, image.job_id, image.item_index = ImageState.SUBMITTED, job.id, index
-                image.updated_at = utcnow()
-                s.add(image)
-            return job
+                fields = {"backup_sha256": backups[image_id]} if backups and image_id in backups else {}
+                moved = conn.execute(update(Image).where(col(Image.id) == image_id,
+                                                         col(Image.state) == ImageState.DISCOVERED)
+                                     .values(state=ImageState.SUBMITTED, job_id=job.id, item_index=index,
+                                             updated_at=now, **fields)).rowcount
+                assert moved == 1, image_id  # (a failed assertion rolls the whole job back)
+        return job
 
     def job(self, job_id: int) -> Job | None:
         with self._session() as s:
@@ -268,15 +319,11 @@ class Store:
             query = select(Job).where(col(Job.state).in_([str(x) for x in states])).order_by(col(Job.id))
             return list(s.exec(query))
 
-    def update_job(self, job_id: int, **fields: Any) -> Job:
-        with self._session() as s:
-            job = s.get(Job, job_id)
-            if job is None:
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        """One UPDATE, fsync'd: a job's row is what stops a provider from being paid twice."""
+        with self._write(durable=True) as conn:
+            if conn.execute(update(Job).where(col(Job.id) == job_id).values(**fields)).rowcount == 0:
                 raise KeyError(job_id)
-            for name, value in fields.items():
-                setattr(job, name, value)
-            s.add(job)
-            return job
 
     def job_images(self, job_id: int) -> list[Image]:
         with self._session() as s:
@@ -285,20 +332,14 @@ class Store:
 
     def update_job_and_images(self, job_id: int, job_fields: dict[str, Any],
                               image_fields: dict[int, dict[str, Any]]) -> None:
-        """Record a provider answer for a job and its items atomically."""
-        with self._session() as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            for name, value in job_fields.items():
-                setattr(job, name, value)
-            s.add(job)
+        """Record a provider answer for a job and its items atomically (fsync'd, like every job write)."""
+        with self._write(durable=True) as conn:
+            if job_fields:
+                found = conn.execute(update(Job).where(col(Job.id) == job_id).values(**job_fields)).rowcount
+                assert found == 1, job_id
             for image_id, fields in image_fields.items():
-                image = s.get(Image, image_id)
-                assert image is not None
-                for name, value in fields.items():
-                    setattr(image, name, value)
-                image.updated_at = utcnow()
-                s.add(image)
+                found = conn.execute(_image_update(image_id, fields)).rowcount
+                assert found == 1, image_id
 
     # ----- provider quota ---------------------------------------------------------------------
 

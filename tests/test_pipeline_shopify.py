@@ -108,6 +108,27 @@ def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: 
     assert shop.product(kept["legacy_id"])["media"][0]["sha256"] == kept["media"][0]["sha256"]
 
 
+def test_requests_per_image_stay_few(shop, provider, tmp_path: Path) -> None:
+    """What an image costs in requests, counted (bench/overhead.py times it): pre-flight's download of
+    the original is its backup (no second download), and the READY check of a round's written images
+    is one `nodes` read, not one read per image. Per image: download the original, read the product,
+    download the result, stage, upload, fileUpdate, marker."""
+    shop.seed(products=2, images_per_product=5, seed=21)
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            before = ctx.shopify.stats.requests
+            await run_until_settled(ctx)
+            return ctx.shopify.stats.requests - before, ctx.store.images_in_state(ImageState.DONE)
+    requests, done = run_async(scenario())
+    assert len(done) == 10
+    operations = shop.stats()["operations"]
+    assert "Media" not in operations and operations["MediaNodes"] < len(done)
+    assert requests <= 7 * len(done) + operations["MediaNodes"], requests
+
+
 def test_a_product_with_more_than_250_media_is_discovered_whole(shop, provider, tmp_path: Path) -> None:
     """Media come 10 to a product page, the rest in ProductMediaPage pages: all 300 are queued,
     in position order (more than one connection page of Shopify's maximum 250 could hold)."""

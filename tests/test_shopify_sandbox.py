@@ -736,6 +736,7 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "Product": {"id": product["id"], "mediaFirst": 1},
         "ProductMediaPage": {"id": product["id"], "first": 1, "after": None},
         "Media": {"id": first},
+        "MediaNodes": {"ids": [first, second]},
         "StagedUploadsCreate": {"input": [{"resource": "IMAGE", "filename": "x.jpg", "mimeType": "image/jpeg"}]},
         "FileUpdate": {"files": [{"id": first, "originalSource": target["resourceUrl"]}]},
         "ProductAddMedia": {"product": {"id": product["id"]}, "mediaFirst": 5,
@@ -749,7 +750,7 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "BulkProductsRun": {"query": bulk_products_query()},
     }
     subscription = bulk = None
-    for name in ["Shop", "ProductsPage", "Product", "ProductMediaPage", "Media", "StagedUploadsCreate", "FileUpdate",
+    for name in ["Shop", "ProductsPage", "Product", "ProductMediaPage", "Media", "MediaNodes", "StagedUploadsCreate", "FileUpdate",
                  "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete",
                  "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete", "ProductsCount",
                  "BulkProductsRun", "BulkOperation", "BulkOperationCancel"]:

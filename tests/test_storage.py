@@ -34,6 +34,54 @@ def test_create_job_assigns_images_in_order(tmp_path: Path) -> None:
     assert store.integrity_ok()
 
 
+def safety_levels_of_commits(store: Store, call) -> list[str]:
+    """SQLite's synchronous level in force at each commit `call` makes (the ones that wrote)."""
+    from sqlalchemy import event
+
+    levels: list[str] = []
+    names = {1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+    def on_commit(conn) -> None:
+        raw = conn.connection.dbapi_connection
+        if raw.in_transaction:  # a transaction that wrote something
+            levels.append(names.get(raw.execute("PRAGMA synchronous").fetchone()[0], "OFF"))
+
+    event.listen(store.engine, "commit", on_commit)
+    try:
+        call()
+    finally:
+        event.remove(store.engine, "commit", on_commit)
+    return levels
+
+
+def test_only_intents_and_job_rows_are_fsynced(tmp_path: Path) -> None:
+    """A step's progress (a state, an attempt) is redone by running the step again: committed without
+    an fsync (WAL, synchronous=NORMAL). What a replay could not redo harmlessly is fsync'd: the job row
+    (its key before the provider is paid) and the write-back intent before the Shopify mutation."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    first, second = new_image(store, 1), new_image(store, 2)
+    assert safety_levels_of_commits(store, lambda: store.update_image(first.id, attempts=1)) == ["NORMAL"]
+    assert safety_levels_of_commits(store, lambda: store.add_output("gid://m/9", "gid://p/1", first.id)) == ["NORMAL"]
+    job = None
+
+    def create() -> None:
+        nonlocal job
+        job = store.create_job("aigenstudio", "retouch-key-1", [first.id])
+    assert safety_levels_of_commits(store, create) == ["FULL"]
+    assert safety_levels_of_commits(store, lambda: store.update_job(job.id, provider_state="{}")) == ["FULL"]
+    assert safety_levels_of_commits(store, lambda: store.update_job_and_images(
+        job.id, {"polls": 1}, {first.id: {"state": ImageState.ENHANCED}})) == ["FULL"]
+    assert safety_levels_of_commits(store, lambda: store.update_image(first.id, write_source="https://up/1")) == ["FULL"]
+    # ... and the connection is back to NORMAL after each.
+    assert safety_levels_of_commits(store, lambda: store.update_image(second.id, attempts=2)) == ["NORMAL"]
+    store.count_paid([first.id, second.id])
+    store.count_paid([first.id])
+    assert (store.image(first.id).paid_attempts, store.image(second.id).paid_attempts) == (2, 1)
+    with pytest.raises(KeyError):
+        store.update_image(999, attempts=1)
+    store.close()
+
+
 def test_wal_and_schema_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = Store(url)

@@ -500,6 +500,21 @@ class ShopifyClient:
         data = await self.execute("Media", {"id": media_id})
         return self._parse("Media", lambda: parse_media(data.get("node")))
 
+    async def get_media_many(self, media_ids: Iterable[str]) -> dict[str, Media | None]:
+        """Each media's current state by id (None where it is gone), one request per 250 ids."""
+        ids = list(dict.fromkeys(media_ids))
+        found: dict[str, Media | None] = {}
+        for start in range(0, len(ids), _MAX_PAGE):
+            chunk = ids[start:start + _MAX_PAGE]
+            data = await self.execute("MediaNodes", {"ids": chunk})
+            nodes = self._parse("MediaNodes", lambda: list(data["nodes"]))
+            if len(nodes) != len(chunk):
+                raise ShopifyResponseError("nodes answered another number of entries than ids asked",
+                                           operation="MediaNodes")
+            for media_id, node in zip(chunk, nodes):
+                found[media_id] = self._parse("MediaNodes", lambda: parse_media(node))
+        return found
+
     async def _complete_product(self, node: dict[str, Any], media_page_size: int) -> Product | None:
         """Parse a ProductFields node, fetching the media pages beyond the first; None if deleted meanwhile."""
         extra: list[dict[str, Any]] = []

@@ -7,7 +7,10 @@ rest of the batch goes on. A download that fails for now (CDN down, timeout) fai
 image waits a little and is looked at again. One refused for good (a 4xx, too big, not a download
 URL) is looked up on the product: gone (skipped), replaced by the merchant (the new picture is
 looked at instead), or unusable as it is (failed, `source_refused`). This costs one CDN download
-per image; write-back downloads the original again for its backup, later, when it may have changed.
+per image, and those bytes are the backup: an original that passes is stored here (content-addressed,
+fsync'd) and its digest recorded with the job, so write-back's backup step need not download it
+again. (They are the bytes write-back would have fetched: the CDN URL names one version of the file;
+a merchant's new picture has another URL, and write-back queues it anew instead of writing over it.)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError
+from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
 
 from .. import imaging
@@ -27,7 +31,8 @@ SOURCE_REFUSED = "source_refused"          # for good: the image fails
 
 
 async def usable_sources(ctx: Context, images: list[Image]) -> list[Image]:
-    """The images whose original can be sent, in their order; the others are failed or put back."""
+    """The images whose original can be sent, in their order; the others are failed or put back.
+    Each usable one's `backup_sha256` is set (on the row object: submit records it with the job)."""
     gate = asyncio.Semaphore(DOWNLOADS_AT_ONCE)
 
     async def one(image: Image) -> bool:
@@ -75,6 +80,12 @@ async def _judge(ctx: Context, image: Image) -> bool:
                                error_message=f"the original is {exc}")
         log.warning("failed", reason=f"source_{exc.code}", message=str(exc))
         return False
+    try:
+        image.backup_sha256 = await asyncio.to_thread(ctx.backups.put, data)  # hashing and an fsync: off the loop
+    except BackupError as exc:
+        # No backup, no harm: write-back's backup step downloads it again, and says so if it fails too.
+        log.warning("backup_deferred", reason=str(exc)[:200])
+        image.backup_sha256 = None
     if image.error_code == SOURCE_UNAVAILABLE:
         ctx.store.update_image(image.id, error_code=None, error_message=None)
     return True

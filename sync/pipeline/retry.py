@@ -27,5 +27,6 @@ def requeue_failed(store: Store, product_ids: Sequence[str] | None = None) -> tu
                   "output_media_id": None}
         if state == ImageState.DISCOVERED:
             fields.update(job_id=None, item_index=None, result_url=None)
-        requeued.append(store.update_image(image.id, **fields))
+        store.update_image(image.id, **fields)
+        requeued.append(store.image(image.id))
     return requeued, refused

@@ -65,7 +65,8 @@ async def submit(ctx: Context) -> int:
     if not batch:
         return 0
     job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
-                               options=json.dumps(ctx.provider.request_options(), sort_keys=True))
+                               options=json.dumps(ctx.provider.request_options(), sort_keys=True),
+                               backups={i.id: i.backup_sha256 for i in batch if i.backup_sha256})
     ctx.log.info("job_created", job_id=job.id, images=len(batch), provider=ctx.provider_name)
     return await _send(ctx, job)
 
@@ -153,9 +154,8 @@ def _uncertain_spent(ctx: Context, job: Job, images: list, progress: JobProgress
 
 
 def _count_paid(ctx: Context, images: list) -> None:
-    for image in images:
-        fresh = ctx.store.image(image.id)  # the list may predate an uncertain send counted just now
-        ctx.store.update_image(image.id, paid_attempts=(fresh.paid_attempts if fresh else 0) + 1)
+    # An increment in the database (the list may predate an uncertain send counted just now).
+    ctx.store.count_paid([image.id for image in images])
 
 
 def _clear_uncertain(progress: JobProgress, idempotent: bool) -> None:

@@ -16,11 +16,12 @@ follows the picture to its new media id.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from retouch.plugin.providers.errors import ProviderError
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
-from retouch.plugin.shopify.models import Product
+from retouch.plugin.shopify.models import Media, Product
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
 
@@ -76,11 +77,12 @@ async def write_back(ctx: Context) -> int:
     by_product: dict[str, list[Image]] = {}
     for image in due:
         by_product.setdefault(image.product_id, []).append(image)
+    seen = await _written_media(ctx, [i for i in due if i.state == ImageState.WRITTEN])
     gate = asyncio.Semaphore(PRODUCTS_AT_ONCE)
 
     async def one_product(images: list[Image]) -> int:
         async with gate:
-            return sum([await advance(ctx, image) for image in images])
+            return sum([await advance(ctx, image, seen) for image in images])
 
     # A TaskGroup, not gather: if one product's step fails unexpectedly, the others are cancelled
     # with it instead of running on outside the daemon's step lock.
@@ -89,12 +91,26 @@ async def write_back(ctx: Context) -> int:
     return sum(task.result() for task in tasks)
 
 
-async def advance(ctx: Context, image: Image) -> bool:
+async def _written_media(ctx: Context, written: list[Image]) -> dict[str, Media | None]:
+    """The current state of every written image's media, read together (one request per 250, not
+    one each). Empty when that read fails: each image then asks on its own, and meets the failure
+    on its own retry path."""
+    if not written:
+        return {}
+    try:
+        return await ctx.shopify.get_media_many(i.output_media_id or i.media_id for i in written)
+    except ShopifyError as exc:
+        ctx.log.info("media_read_one_by_one", reason=str(exc)[:200])
+        return {}
+
+
+async def advance(ctx: Context, image: Image, seen: Mapping[str, Media | None] | None = None) -> bool:
+    """One step for one image; `seen`: media states read for this round (the verify step uses them)."""
     log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, job_id=image.job_id)
     step = {ImageState.ENHANCED: _backup, ImageState.BACKED_UP: _write, ImageState.WRITTEN: _verify}[
         ImageState(image.state)]
     try:
-        changes = await step(ctx, image)
+        changes = await (_verify(ctx, image, seen) if step is _verify else step(ctx, image))
     except Skip as exc:
         ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=exc.code, error_message=exc.message)
         log.info("skipped", reason=exc.code)
@@ -126,6 +142,11 @@ async def advance(ctx: Context, image: Image) -> bool:
 
 
 async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
+    done = {"state": ImageState.BACKED_UP, "attempts": 0, "error_code": None, "error_message": None}
+    if image.backup_sha256 and ctx.backups.path_for(image.backup_sha256).exists():
+        # Pre-flight stored the original when it looked at it (`_write` verifies the bytes before
+        # anything in Shopify changes).
+        return done
     if not image.source_url:
         raise Fail("no_source", "the original's URL is unknown")
     try:
@@ -137,9 +158,7 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
         imaging.sniff_format(data)
     except imaging.ImageDataError as exc:
         raise Fail("original_unreadable", f"the original is {exc}") from None
-    sha = ctx.backups.put(data)
-    return {"state": ImageState.BACKED_UP, "backup_sha256": sha, "attempts": 0, "error_code": None,
-            "error_message": None}
+    return {**done, "backup_sha256": ctx.backups.put(data)}
 
 
 async def still_there(ctx: Context, image: Image) -> Product:
@@ -289,8 +308,9 @@ async def set_marker(ctx: Context, product: Product, *, add: set[str] = frozense
             product = fresh
 
 
-async def _verify(ctx: Context, image: Image) -> dict[str, Any] | None:
-    media = await ctx.shopify.get_media(image.output_media_id or image.media_id)
+async def _verify(ctx: Context, image: Image, seen: Mapping[str, Media | None] | None = None) -> dict[str, Any] | None:
+    media_id = image.output_media_id or image.media_id
+    media = seen[media_id] if seen and media_id in seen else await ctx.shopify.get_media(media_id)
     if media is None:
         raise Skip("media_deleted", "the merchant deleted this image after it was written")
     if media.status == "READY" and media.url:
