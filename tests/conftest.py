@@ -33,6 +33,20 @@ SECRETS = [SHOP_TOKEN, PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY,
            *(webhook_token(key) for key in (PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY))]
 
 
+class FakeClock:
+    """A clock the sandboxes take (quota windows, link signing, media processing, bulk operations):
+    tests move it, nothing sleeps. Starts at `now` (default: the real time)."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> object:
     deadline = time.monotonic() + timeout
     while True:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from retouch.plugin.providers.aigenstudio import AigenClient, SourceImage
-from retouch.plugin.providers.errors import ProviderError
 from retouch.plugin.providers.imagen.client import ImagenClient
 from retouch.plugin.providers.imagen.errors import ImagenError
 from retouch.plugin.providers.productai.client import ProductAIClient

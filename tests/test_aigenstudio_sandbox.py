@@ -35,6 +35,7 @@ from retouch.plugin.providers.aigenstudio import (
 from retouch.plugin.providers.aigenstudio import webhooks
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.serve import serve_in_thread
+from conftest import FakeClock
 
 TEST_KEY = "aigen_test_retouch_tests"
 OTHER_TEST_KEY = "aigen_test_someone_else"
@@ -42,16 +43,6 @@ LIVE_KEY = "aigen_live_retouch_tests"
 CREATE = "/api/v1/product-image-enhancements"
 PRESET = "single_product_white_background"
 T0 = 1_800_000_000.0  # a multiple of 3600: windows start here
-
-
-class FakeClock:
-    """Wall-clock stand-in for the sandbox's quota windows: tests move it, nothing sleeps."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --- servers -------------------------------------------------------------------------------------
@@ -434,7 +425,7 @@ def test_sixth_job_in_a_window_is_429_until_the_window_resets(make_sandbox: Call
 
 
 def test_the_26th_image_in_a_window_is_429(make_sandbox: Callable[..., AigenSandbox], images: str) -> None:
-    sandbox = make_sandbox(clock=FakeClock(), active_jobs_per_key=10, active_jobs_per_account=10)
+    sandbox = make_sandbox(clock=FakeClock(T0), active_jobs_per_key=10, active_jobs_per_account=10)
     create(sandbox, "images-0001", [f"{images}/p/{i}.jpg" for i in range(20)])
     with pytest.raises(RateLimited) as caught:
         create(sandbox, "images-0002", [f"{images}/p/{i}.jpg" for i in range(6)])
@@ -445,7 +436,7 @@ def test_the_26th_image_in_a_window_is_429(make_sandbox: Callable[..., AigenSand
 
 
 def test_status_polls_are_limited_per_window(make_sandbox: Callable[..., AigenSandbox], images: str) -> None:
-    sandbox = make_sandbox(clock=FakeClock(), polls_per_window=3)
+    sandbox = make_sandbox(clock=FakeClock(T0), polls_per_window=3)
     job = create(sandbox, "polls-0001", [f"{images}/p/a.jpg"]).enhancement
     for _ in range(3):
         run(TEST_KEY, sandbox, "get_enhancement", enhancement_id=job.id)

@@ -27,6 +27,7 @@ from retouch.plugin.providers.imagen.errors import (
     UnexpectedResponse,
 )
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
+from conftest import FakeClock
 
 KEY = "imagen_TESTSECRET_client_5d1f"
 WRONG_KEY = "imagen_WRONGSECRET_9a7e"
@@ -34,14 +35,6 @@ JPG_PROFILE = 5700
 NAME = "8123456789_44070841549106.jpg"
 MOCK_API = "https://api.imagen.test/v1"
 LINK = "https://s3.imagen.test/bucket/p1/a.jpg?X-Amz-Expires=60&X-Amz-Signature=SIGNATURESECRET"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def photo_jpeg() -> bytes:

@@ -20,21 +20,12 @@ from starlette.routing import Route
 from retouch.plugin.providers.imagen.sandbox import DEFAULT_API_KEY, ImagenSandbox
 from retouch.plugin.providers.imagen.sandbox.xmp import extract
 from retouch.plugin.serve import serve_in_thread
+from conftest import FakeClock
 
 KEY = DEFAULT_API_KEY
 JPG_PROFILE = 5700  # the default JPG profile
 RAW_PROFILE = 163322  # a default RAW profile (from the quickstart example)
 T0 = 1_800_000_000.0
-
-
-class FakeClock:
-    """Wall clock for link signing: tests move it, nothing sleeps."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def product_photo(size: tuple[int, int] = (240, 160)) -> Image.Image:
@@ -425,7 +416,7 @@ def test_steps_out_of_order_are_refused(make_sandbox: Callable[..., ImagenSandbo
 
 
 def test_download_links_expire_and_fetching_links_again_gives_fresh_ones(make_sandbox: Callable[..., ImagenSandbox]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     sandbox = make_sandbox(link_lifetime_seconds=60, clock=clock)
     api = Api(sandbox)
     project = api.project()
@@ -444,7 +435,7 @@ def test_download_links_expire_and_fetching_links_again_gives_fresh_ones(make_sa
 
 
 def test_upload_links_expire_too(make_sandbox: Callable[..., ImagenSandbox]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     sandbox = make_sandbox(link_lifetime_seconds=30, clock=clock)
     api = Api(sandbox)
     project = api.project()

@@ -20,22 +20,13 @@ from starlette.routing import Route
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.plugin.providers.productai.sandbox.processing import JobDurations
 from retouch.plugin.serve import serve_in_thread
+from conftest import FakeClock
 
 KEY = "pai_retouch_tests_key"
 OTHER_KEY = "pai_someone_else_key"
 GENERATE = "/api/generate"
 UPSCALE = "/api/upscale"
 HOOK_TOKEN = "s3cr3t-path-token-91f2"
-
-
-class FakeClock:
-    """Stand-in for the rate-limit clock: tests move it, nothing sleeps."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def product_photo(size: tuple[int, int] = (160, 120)) -> Image.Image:
@@ -389,7 +380,7 @@ def test_an_unusable_source_ends_in_error_with_a_reason(sandbox: ProductAISandbo
 
 
 def test_the_16th_request_in_a_minute_is_429_whatever_the_endpoint(make_sandbox: Callable[..., ProductAISandbox], images: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sandbox = make_sandbox(clock=clock, requests_per_window=15)  # the documented figure, stated
     job_id = generate(sandbox, f"{images}/p/a.jpg")  # 1
     assert post(sandbox, UPSCALE, {"image_url": f"{images}/p/a.jpg"}).status_code == 200  # 2
@@ -418,21 +409,21 @@ def test_the_16th_request_in_a_minute_is_429_whatever_the_endpoint(make_sandbox:
 def test_the_default_budget_is_15_per_minute_per_ip_and_the_window_is_configurable(
     make_sandbox: Callable[..., ProductAISandbox],
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sandbox = make_sandbox(clock=clock, keys={KEY: 10, OTHER_KEY: 10}, requests_per_window=15, window_seconds=5)
     statuses = [get_job(sandbox, 1, KEY if i % 2 else OTHER_KEY).status_code for i in range(16)]
     assert statuses == [404] * 15 + [429]  # two keys, one IP, one budget
     clock.now += 5
     assert get_job(sandbox, 1).status_code == 404
 
-    with ProductAISandbox(keys={KEY: 10}, clock=FakeClock()) as defaults:
+    with ProductAISandbox(keys={KEY: 10}, clock=FakeClock(1000.0)) as defaults:
         defaults.start()
         assert [get_job(defaults, 1).status_code for _ in range(16)][-2:] == [404, 429]
         assert defaults.stats()["rate_limit"]["window_seconds"] == 60.0
 
 
 def test_budget_per_key_when_asked(make_sandbox: Callable[..., ProductAISandbox]) -> None:
-    sandbox = make_sandbox(clock=FakeClock(), keys={KEY: 10, OTHER_KEY: 10}, requests_per_window=3, rate_limit_scope="key")
+    sandbox = make_sandbox(clock=FakeClock(1000.0), keys={KEY: 10, OTHER_KEY: 10}, requests_per_window=3, rate_limit_scope="key")
     assert [get_job(sandbox, 1, KEY).status_code for _ in range(4)] == [404, 404, 404, 429]
     assert [get_job(sandbox, 1, OTHER_KEY).status_code for _ in range(4)] == [404, 404, 404, 429]
 
@@ -569,7 +560,7 @@ def test_fault_api_rejects_nonsense_and_can_be_cleared(sandbox: ProductAISandbox
 
 
 def test_stats_over_http_prove_nothing_was_paid_twice(make_sandbox: Callable[..., ProductAISandbox], images: str) -> None:
-    sandbox = make_sandbox(clock=FakeClock(), requests_per_window=15)
+    sandbox = make_sandbox(clock=FakeClock(1000.0), requests_per_window=15)
     urls = [f"{images}/p/{i}.jpg" for i in range(3)]
     ids = [generate(sandbox, url, model="gpt-medium") for url in urls]
     stats = httpx.get(sandbox.server_url + "/_sandbox/stats").json()

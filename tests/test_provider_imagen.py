@@ -17,7 +17,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import (IMAGEN_KEY, IMAGEN_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
+from conftest import (IMAGEN_KEY, FakeClock, IMAGEN_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
                       wait_for)
 from retouch.plugin.providers.base import token_matches
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
@@ -159,14 +159,6 @@ def test_png_original_is_uploaded_as_jpeg_and_written_back_as_png(shop, imagen, 
 
 
 # --- 3. an expired download link ------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_expired_result_link_is_renewed_without_a_new_edit(shop, tmp_path: Path) -> None:

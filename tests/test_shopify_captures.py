@@ -39,6 +39,7 @@ from graphql import (
     visit,
 )
 from retouch.plugin.shopify.sandbox import ShopifySandbox
+from conftest import FakeClock
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "shopify" / "captures"
 REAL_SCHEMA = CAPTURES.parent / "admin-2026-07.graphql"
@@ -473,17 +474,6 @@ def _render_selection(schema: GraphQLSchema, gtype: Any, selection: _Selection, 
 
 
 # ============================================================================== replaying a capture
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def body_of(step: dict[str, Any]) -> dict[str, Any]:
@@ -1056,7 +1046,7 @@ def real_schema() -> GraphQLSchema:
 
 @pytest.fixture
 def replay_sandbox() -> Iterator[tuple[ShopifySandbox, FakeClock]]:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     sandbox = ShopifySandbox(access_token=TOKEN, processing_seconds=P, clock=clock)
     server = sandbox.start()
     yield sandbox, clock

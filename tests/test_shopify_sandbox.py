@@ -32,6 +32,7 @@ from retouch.plugin.serve import serve_in_thread
 from retouch.plugin.shopify.operations import all_operations, bulk_products_query, operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox, product_photo
 from retouch.plugin.shopify.sandbox.model import iso
+from conftest import FakeClock
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAPTURES = SHARED / "reference" / "shopify" / "captures"
@@ -45,17 +46,6 @@ def capture(relative: str) -> dict[str, Any]:
     if not path.exists():
         pytest.skip(f"capture {relative} not found under {CAPTURES} (../shared is absent)")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-class FakeClock:
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # Made once: building a TLS context per client costs ~25 ms, and every call here makes a client.
@@ -98,7 +88,7 @@ def media_ids(sandbox: ShopifySandbox, product_id: str) -> list[str]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

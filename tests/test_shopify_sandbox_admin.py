@@ -17,17 +17,10 @@ from PIL import Image, ImageStat
 
 from retouch.plugin.shopify.operations import operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox, product_photo
+from conftest import FakeClock
 
 TOKEN = "shpat_sandbox_TESTSECRET_admin"
 TLS = ssl.create_default_context()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_795_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def http(method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -40,7 +33,7 @@ def http(method: str, url: str, **kwargs: Any) -> httpx.Response:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_795_000_000.0)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from retouch.plugin.shopify.operations import operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 from retouch.plugin.shopify.sandbox import bulk_export
 from retouch.plugin.shopify.sandbox.graphql_api import Context, sandbox_schema
+from conftest import FakeClock
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "shopify" / "captures" / "2026-04" / \
     "bulk-operations"
@@ -77,17 +78,6 @@ CANCEL = """mutation Cancel($id: ID!) {
 }"""
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def make_sandbox(clock: FakeClock, **options: Any) -> ShopifySandbox:
     return ShopifySandbox(access_token=TOKEN, processing_seconds=2.0, clock=clock, bulk_created_seconds=CREATED_S,
                           bulk_seconds_per_object=PER_OBJECT_S, bulk_cancel_seconds=CANCEL_S,
@@ -96,7 +86,7 @@ def make_sandbox(clock: FakeClock, **options: Any) -> ShopifySandbox:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -27,26 +27,16 @@ from retouch.plugin.shopify.sandbox.paging import (
     paginate_sorted,
 )
 from retouch.plugin.shopify.sandbox.store import _ADJECTIVES, _NOUNS, _TAGS
+from conftest import FakeClock
 
 TOKEN = "shpat_sandbox_scale_test"
 T0 = 1_795_000_000.0
 P = 2.0
 
 
-class FakeClock:
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 def started(clock: FakeClock, **options: Any) -> Iterator[ShopifySandbox]:

@@ -10,7 +10,6 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
