@@ -16,7 +16,6 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any

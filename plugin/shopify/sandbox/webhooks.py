@@ -28,15 +28,13 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
-from ...providers.sandbox_faults import webhook_plan
+from ...providers.sandbox_webhooks import WebhookPoster
 from .model import gid, iso, parse_gid
 
 log = structlog.get_logger(__name__)
@@ -149,8 +147,8 @@ class Delivery:
 
 
 class WebhookSender:
-    """Delivers queued product events from a background thread, with a small pool for the POSTs
-    so a slow receiver does not hold up the others."""
+    """Delivers queued product events: a background thread builds each delivery's body when it
+    leaves (under the store lock), and `WebhookPoster`'s pool posts it."""
 
     def __init__(self, *, secret: str, shop_domain: str, api_version: str,
                  build: Callable[[str, int], list[Delivery]], faults: Any,
@@ -159,17 +157,12 @@ class WebhookSender:
         self._shop_domain = shop_domain
         self._api_version = api_version
         self._build = build  # (topic, product number) -> the deliveries, built under the store lock
-        self._faults = faults
-        self._retry_delays = retry_delays
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shopify-webhook")
+        self._poster = WebhookPoster(self._stop, faults, retry_delays=retry_delays, timeout=DELIVERY_TIMEOUT,
+                                     thread_name="shopify-webhook")
         self._thread = threading.Thread(target=self._run, name="shopify-webhooks", daemon=True)
         self._thread.start()
-        self._lock = threading.Lock()
-        self.delivered = 0
-        self.failed_attempts = 0
-        self.abandoned = 0
 
     def enqueue(self, topic: str, product: int) -> None:
         self._queue.put((topic, product))
@@ -185,9 +178,10 @@ class WebhookSender:
                 log.exception("webhook_build_failed")
                 continue
             for delivery in deliveries:
-                copies, hold_back = webhook_plan(self._faults)
-                for _ in range(copies):
-                    self._pool.submit(self._deliver, delivery, hold_back)
+                headers = self._headers(delivery)
+                self._poster.post(delivery.uri, delivery.body, lambda headers=headers: headers,
+                                  lambda d=delivery: log.warning("shopify_webhook_abandoned", topic=d.topic,
+                                                                 webhook_id=d.webhook_id))
 
     def _headers(self, delivery: Delivery) -> dict[str, str]:
         return {
@@ -201,35 +195,13 @@ class WebhookSender:
             "X-Shopify-Triggered-At": delivery.triggered_at,
         }
 
-    def _deliver(self, delivery: Delivery, hold_back: float) -> None:
-        if hold_back and self._stop.wait(hold_back):  # a "late" fault: later deliveries overtake this one
-            return
-        with httpx.Client(timeout=DELIVERY_TIMEOUT, trust_env=False) as http:
-            for delay in (0.0, *self._retry_delays):
-                if delay and self._stop.wait(delay):
-                    return
-                try:
-                    ok = 200 <= http.post(delivery.uri, content=delivery.body,
-                                          headers=self._headers(delivery)).status_code < 300
-                except httpx.HTTPError:
-                    ok = False
-                with self._lock:
-                    if ok:
-                        self.delivered += 1
-                        return
-                    self.failed_attempts += 1
-        with self._lock:
-            self.abandoned += 1
-        log.warning("shopify_webhook_abandoned", topic=delivery.topic, webhook_id=delivery.webhook_id)
-
     def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {"delivered": self.delivered, "failed_attempts": self.failed_attempts, "abandoned": self.abandoned}
+        return self._poster.stats()
 
     def close(self) -> None:
         self._stop.set()
         self._queue.put(None)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._poster.close()
 
 
 def new_delivery(subscription: Subscription, body: dict[str, Any], now: float) -> Delivery:

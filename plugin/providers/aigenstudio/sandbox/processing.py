@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -26,7 +25,8 @@ import structlog
 from PIL import Image, UnidentifiedImageError
 
 from .. import contract, webhooks
-from ...sandbox_faults import FaultBook, webhook_plan
+from ...sandbox_faults import FaultBook
+from ...sandbox_webhooks import WebhookPoster
 from . import enhance
 from .state import EnhancementState, ItemState, SandboxState
 
@@ -101,61 +101,33 @@ def check_source_type(data: bytes, declared: str) -> None:
         )
 
 
-class WebhookSender:
+class WebhookSender(WebhookPoster):
     """Signed, retried, best-effort webhook deliveries from a small thread pool."""
 
     def __init__(self, stop: threading.Event, clock: Callable[[], float], faults: FaultBook,
                  retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS) -> None:
-        self._stop = stop
-        self._faults = faults
+        super().__init__(stop, faults, retry_delays=retry_delays, timeout=WEBHOOK_TIMEOUT_SECONDS,
+                         thread_name="aigen-webhook")
         self._clock = clock
-        self._retry_delays = retry_delays
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aigen-webhook")
-        self._lock = threading.Lock()
-        self.delivered = 0
-        self.failed_attempts = 0
 
     def send(self, job: EnhancementState, body: dict[str, Any]) -> None:
         url = job.payload.webhook_url
-        if url is None or self._stop.is_set():
+        if url is None:
             return
-        event_id = f"evt_{uuid.uuid4().hex}"
+        event_id = f"evt_{uuid.uuid4().hex}"  # a duplicate is the same event (same id) delivered again
         raw = json.dumps(body, separators=(",", ":")).encode()
-        copies, hold_back = webhook_plan(self._faults)
-        for _ in range(copies):  # a duplicate is the same event (same id) delivered again
-            self._pool.submit(self._deliver, url, job.key.key, event_id, raw, hold_back)
+        api_key = job.key.key
 
-    def _deliver(self, url: str, api_key: str, event_id: str, raw: bytes, hold_back: float = 0.0) -> None:
-        if hold_back and self._stop.wait(hold_back):  # a "late" fault: later events overtake this one
-            return
-        with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS, trust_env=False) as http:
-            for delay in (0.0, *self._retry_delays):
-                if delay and self._stop.wait(delay):
-                    return
-                timestamp = str(int(self._clock()))  # fresh at each attempt, so receivers' skew checks pass
-                headers = {
-                    "Content-Type": "application/json",
-                    contract.SIGNATURE_HEADER: webhooks.sign(api_key, timestamp, event_id, raw),
-                    contract.TIMESTAMP_HEADER: timestamp,
-                    contract.EVENT_ID_HEADER: event_id,
-                }
-                try:
-                    response = http.post(url, content=raw, headers=headers)
-                except httpx.HTTPError:
-                    ok = False
-                else:
-                    ok = response.is_success
-                with self._lock:
-                    if ok:
-                        self.delivered += 1
-                    else:
-                        self.failed_attempts += 1
-                if ok:
-                    return
-        log.warning("webhook_abandoned", event_id=event_id)
+        def headers() -> dict[str, str]:
+            timestamp = str(int(self._clock()))  # fresh at each attempt, so receivers' skew checks pass
+            return {
+                "Content-Type": "application/json",
+                contract.SIGNATURE_HEADER: webhooks.sign(api_key, timestamp, event_id, raw),
+                contract.TIMESTAMP_HEADER: timestamp,
+                contract.EVENT_ID_HEADER: event_id,
+            }
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.post(url, raw, headers, lambda: log.warning("webhook_abandoned", event_id=event_id))
 
 
 class Processor:
