@@ -55,16 +55,20 @@ def poll_delay(polls: int, *, first: float = 1.0, longest: float = 30.0) -> floa
 # Aim a little past the predicted end: a poll just before it costs a point and a wait.
 FINISH_MARGIN = 1.1
 LONGEST_PREDICTED_WAIT = 300.0  # the prediction is trusted this far at most
+# A pace measured on fewer products is too coarse to aim with (a count of 1 in 1.5 s, at one
+# product a second, predicts an end 50% late): back off until this many are done.
+PACE_SAMPLE = 20
 
 
 def next_poll_in(polls: int, *, running_for: float, roots_done: int, roots_total: int | None) -> float:
     """Seconds until the next poll of a running export. Each poll costs a point, so instead of
     polling on a fixed beat we aim at the predicted end: Shopify reports the products exported so
     far (`rootObjectCount`), we know how many there are (productsCount), and exports run at a
-    steady pace, so what is left takes `running_for * left / done`. Without a prediction (nothing
-    exported yet, or the total unknown after a restart) it backs off 1, 2, 4 … 30 s."""
+    steady pace, so what is left takes `running_for * left / done`. Without a prediction (too few
+    exported yet to measure the pace, or the total unknown after a restart) it backs off 1, 2, 4 …
+    30 s."""
     backoff = poll_delay(polls)
-    if not roots_total or roots_done <= 0 or running_for <= 0:
+    if not roots_total or roots_done < min(PACE_SAMPLE, roots_total) or running_for <= 0:
         return backoff
     left = max(0, roots_total - roots_done)
     predicted = running_for * left / roots_done * FINISH_MARGIN

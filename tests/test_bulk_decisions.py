@@ -55,13 +55,15 @@ def test_each_ending_has_its_next_step():
 def test_polls_aim_at_the_predicted_end_of_the_export():
     # A tenth of 100,000 products exported in 6 s: the rest takes 54 s; aim a little past it.
     assert next_poll_in(1, running_for=6.0, roots_done=10_000, roots_total=100_000) == pytest.approx(54 * 1.1)
-    # Nothing exported yet, or the total unknown (resumed after a restart): back off 1, 2, 4 ...
+    # Nothing exported yet, too few to measure the pace, or the total unknown (resumed after a
+    # restart): back off 1, 2, 4 ...
     assert next_poll_in(0, running_for=0.5, roots_done=0, roots_total=100_000) == 1
+    assert next_poll_in(1, running_for=1.5, roots_done=1, roots_total=57) == 2
     assert next_poll_in(2, running_for=9.0, roots_done=500, roots_total=None) == 4
     # Everything exported, file still being written: short waits, growing.
     assert next_poll_in(3, running_for=60.0, roots_done=100_000, roots_total=100_000) == 8
     # A prediction is trusted so far, and a near end is not polled in a busy loop.
-    assert next_poll_in(1, running_for=60.0, roots_done=1, roots_total=100_000) == 300
+    assert next_poll_in(1, running_for=600.0, roots_done=20, roots_total=100_000) == 300
     assert next_poll_in(1, running_for=1.0, roots_done=99_999, roots_total=100_000) == 1.0
 
 
@@ -69,7 +71,9 @@ def test_polls_aim_at_the_predicted_end_of_the_export():
 def test_a_steady_export_is_seen_done_in_a_few_polls(total, pace, first):
     """An export at a steady pace (products per second) whose first poll comes `first` seconds in:
     polling as told sees it COMPLETED within a handful of polls (plus one per 5 minutes a long export
-    runs, as far as a prediction is trusted), never long after its end."""
+    runs, as far as a prediction is trusted), never long after its end: a pace measured on at least
+    20 products is off by at most 5%, so with the 10% margin the end is seen within 16% of the
+    export's time, or one backoff step (30 s) while too few products are done to measure."""
     duration = total / pace
     now, polls = first, 1
     while now < duration:
@@ -77,7 +81,7 @@ def test_a_steady_export_is_seen_done_in_a_few_polls(total, pace, first):
         now += next_poll_in(polls, running_for=now, roots_done=done, roots_total=total)
         polls += 1
         assert polls <= 8 + duration / 300
-    assert now <= duration * 1.1 + 31
+    assert now <= duration * 1.16 + 31
 
 
 def test_waits_are_bounded():
