@@ -94,7 +94,7 @@ class BulkShop:
         status = ending["status"]
         return bulk_node(int(number), status, url=url if status == "COMPLETED" else None,
                          partial=url if ending.get("partial") else None, error_code=ending.get("error_code"),
-                         file_size=len(content), objects=content.count(b"\n"))
+                         objects=content.count(b"\n"))
 
     def _download(self, request: httpx.Request) -> httpx.Response:
         self.calls.append("download")

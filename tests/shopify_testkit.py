@@ -154,12 +154,12 @@ def product_node(number: int, media: list[dict[str, Any]], *, media_next: str | 
 
 
 def bulk_node(number: int = 7933223797042, status: str = "CREATED", *, url: str | None = None,
-              partial: str | None = None, error_code: str | None = None, file_size: int | None = None,
+              partial: str | None = None, error_code: str | None = None,
               objects: int = 0) -> dict[str, Any]:
     """A `BulkOperationFields` node, shaped like the captured answers (counts as strings)."""
     return {
         "id": f"gid://shopify/BulkOperation/{number}", "status": status, "errorCode": error_code,
         "createdAt": "2026-06-16T08:06:19Z", "completedAt": None if status in ("CREATED", "RUNNING") else
         "2026-06-16T08:06:40Z", "objectCount": str(objects), "rootObjectCount": str(objects),
-        "fileSize": None if file_size is None else str(file_size), "url": url, "partialDataUrl": partial,
+        "url": url, "partialDataUrl": partial,
     }

@@ -26,7 +26,7 @@ T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
 
 def op(status: str, *, url: str | None = None, partial: str | None = None, code: str | None = None) -> BulkOperation:
     return BulkOperation(id="gid://shopify/BulkOperation/1", status=status, error_code=code, created_at=T0,
-                         object_count=0, file_size=None, url=url, partial_data_url=partial)
+                         object_count=0, url=url, partial_data_url=partial)
 
 
 def test_switch_point_both_sides():

@@ -192,7 +192,6 @@ class BulkOperation:
     error_code: str | None
     created_at: datetime | None
     object_count: int
-    file_size: int | None
     url: str | None
     partial_data_url: str | None
     root_object_count: int = 0  # products exported so far (objectCount adds their media)
@@ -211,7 +210,6 @@ def parse_bulk_operation(node: Mapping[str, Any]) -> BulkOperation:
         created_at=parse_datetime(created_at) if created_at else None,
         object_count=int(node.get("objectCount") or 0),  # UnsignedInt64 arrives as a string
         root_object_count=int(node.get("rootObjectCount") or 0),
-        file_size=_optional_int(node.get("fileSize")),
         url=node.get("url"),
         partial_data_url=node.get("partialDataUrl"),
     )
