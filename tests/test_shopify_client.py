@@ -501,6 +501,25 @@ def test_staged_upload_retries_a_failing_storage_then_gives_up_on_a_refusal():
     assert error.status == 403
 
 
+def test_staged_uploads_refuse_an_answer_with_fewer_targets_than_files():
+    """Two files, one target: which file it was for is unknown, so nothing is uploaded."""
+    script = ScriptedShopify([_staged_target("https://uploads.example/")])
+    files = [("a.jpg", "image/jpeg", b"A"), ("b.jpg", "image/jpeg", b"B")]
+    error = raised(script, lambda c: c.staged_uploads(files), ShopifyResponseError)
+    assert "1 staged targets for 2 files" in str(error)
+    assert len(script.requests) == 1  # the create only: no upload
+
+
+def test_replace_media_sources_sends_at_most_250_files_per_file_update():
+    done = ok({"fileUpdate": {"files": [], "userErrors": []}})
+    script = ScriptedShopify([done, done])
+    sources = [(f"gid://shopify/MediaImage/{n}", f"https://uploads.example/{n}.jpg") for n in range(300)]
+    run(script, lambda c: c.replace_media_sources(sources))
+    sent = [b["variables"]["files"] for b in script.graphql_bodies()]
+    assert [len(files) for files in sent] == [250, 50]
+    assert [(f["id"], f["originalSource"]) for files in sent for f in files] == sources
+
+
 def test_replace_media_source_sends_file_update():
     done = ok({"fileUpdate": {"files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
                               "userErrors": []}})

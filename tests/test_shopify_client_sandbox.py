@@ -104,6 +104,30 @@ def test_staged_upload_then_replace_in_place(sandbox):
     assert [m.id for m in after.media] == [media_id]
 
 
+def test_staged_uploads_of_several_files_share_one_create_and_keep_their_order(sandbox):
+    """One stagedUploadsCreate for three files (not three), one upload each; each resourceUrl
+    carries its own file's bytes, and one fileUpdate replaces the three media with them."""
+    product = sandbox.add_product("Set", images=[{"filename": f"set-{n}.jpg"} for n in range(3)])
+    media_ids = [m["id"] for m in product["media"]]
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    files = [(f"set-{n}-retouched.jpg", "image/jpeg", jpeg(colour)) for n, colour in enumerate(colours)]
+
+    async def action(client):
+        resources = await client.staged_uploads(files)
+        await client.replace_media_sources(list(zip(media_ids, resources, strict=True)))
+        return resources, [await until_settled(client, media_id) for media_id in media_ids]
+
+    before = sandbox.stats()["operations"]
+    resources, settled = run(sandbox, action)
+    after = sandbox.stats()["operations"]
+    assert len(set(resources)) == 3
+    assert after.get("StagedUploadsCreate", 0) - before.get("StagedUploadsCreate", 0) == 1
+    assert after.get("FileUpdate", 0) - before.get("FileUpdate", 0) == 1
+    for media_id, (_, _, data), media in zip(media_ids, files, settled, strict=True):
+        assert media.status == "READY"
+        assert sandbox.media_bytes(media_id.rsplit("/", 1)[1]) == data
+
+
 def test_add_media_then_move_it_next_to_its_original(sandbox):
     product = sandbox.add_product("Lamp", images=[{"filename": f"lamp-{n}.jpg"} for n in range(3)])
     before = [m["id"] for m in product["media"]]

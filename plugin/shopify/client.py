@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -569,8 +569,27 @@ class ShopifyClient:
         POST (default): multipart form with the target's parameters, then `file`.
         PUT: the raw bytes as the body, the target's parameters as headers.
         """
+        (resource_url,) = await self.staged_uploads([(filename, mime_type, data)], http_method=http_method)
+        return resource_url
+
+    async def staged_uploads(self, files: Sequence[tuple[str, str, bytes]], *, http_method: str = "POST") -> list[str]:
+        """Upload several files, each `(filename, mime_type, data)`: one stagedUploadsCreate for up
+        to 250 of them (a mutation costs the same for one input as for 250), then one upload each.
+        Returns their `resourceUrl`s in order. A user error on any input refuses the whole call."""
         if http_method not in ("POST", "PUT"):
             raise ValueError("http_method must be POST or PUT")
+        resource_urls: list[str] = []
+        for start in range(0, len(files), _MAX_PAGE):
+            chunk = files[start:start + _MAX_PAGE]
+            targets = await self._staged_targets(chunk, http_method)
+            for (filename, mime_type, data), (url, resource_url, parameters) in zip(chunk, targets, strict=True):
+                await self._upload_to_target(url, parameters, filename, mime_type, data, http_method)
+                resource_urls.append(resource_url)
+        return resource_urls
+
+    async def _staged_targets(self, files: Sequence[tuple[str, str, bytes]],
+                              http_method: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
+        """`(url, resourceUrl, parameters)` of one staged target per file, in order."""
         result = await self.execute(
             "StagedUploadsCreate",
             {
@@ -582,22 +601,30 @@ class ShopifyClient:
                         "httpMethod": http_method,
                         "fileSize": str(len(data)),
                     }
+                    for filename, mime_type, data in files
                 ]
             },
         )
 
-        def target_fields() -> tuple[str, str, list[tuple[str, str]]]:
-            target = result["stagedUploadsCreate"]["stagedTargets"][0]
-            parameters = [(p["name"], p["value"]) for p in target["parameters"]]
-            return target["url"], target["resourceUrl"], parameters
+        def target_fields() -> list[tuple[str, str, list[tuple[str, str]]]]:
+            targets = result["stagedUploadsCreate"]["stagedTargets"]
+            return [(target["url"], target["resourceUrl"], [(p["name"], p["value"]) for p in target["parameters"]])
+                    for target in targets]
 
-        url, resource_url, parameters = self._parse("StagedUploadsCreate", target_fields)
-        if not (isinstance(url, str) and isinstance(resource_url, str)
-                and all(isinstance(name, str) and isinstance(value, str) for name, value in parameters)):
-            raise ShopifyResponseError("staged target fields are not strings", operation="StagedUploadsCreate")
-        if not url or not resource_url:
-            raise ShopifyResponseError("staged target without url/resourceUrl", operation="StagedUploadsCreate")
+        targets = self._parse("StagedUploadsCreate", target_fields)
+        if len(targets) != len(files):
+            raise ShopifyResponseError(f"{len(targets)} staged targets for {len(files)} files",
+                                       operation="StagedUploadsCreate")
+        for url, resource_url, parameters in targets:
+            if not (isinstance(url, str) and isinstance(resource_url, str)
+                    and all(isinstance(name, str) and isinstance(value, str) for name, value in parameters)):
+                raise ShopifyResponseError("staged target fields are not strings", operation="StagedUploadsCreate")
+            if not url or not resource_url:
+                raise ShopifyResponseError("staged target without url/resourceUrl", operation="StagedUploadsCreate")
+        return targets
 
+    async def _upload_to_target(self, url: str, parameters: list[tuple[str, str]], filename: str, mime_type: str,
+                                data: bytes, http_method: str) -> None:
         def build() -> httpx.Request:
             if http_method == "POST":
                 return self._http.build_request(
@@ -616,7 +643,6 @@ class ShopifyClient:
 
         # Uploading the same bytes to the same signed key twice leaves the same object: retry freely.
         await self._with_retries("staged_upload", once, retry_when_maybe_executed=True)
-        return resource_url
 
     async def replace_media_source(self, media_id: str, original_source: str, alt: str | None = None) -> None:
         """Replace a READY MediaImage's bytes in place (fileUpdate); the media id, position and links stay.
@@ -628,6 +654,15 @@ class ShopifyClient:
         if alt is not None:
             file["alt"] = alt
         await self.execute("FileUpdate", {"files": [file]})
+
+    async def replace_media_sources(self, sources: Sequence[tuple[str, str]]) -> None:
+        """`replace_media_source` for several `(media_id, original_source)` pairs: one fileUpdate per
+        250. A user error on any file refuses the call (whether Shopify applied the other files is
+        not documented: a caller that retries them one by one writes the same bytes again, harmless)."""
+        for start in range(0, len(sources), _MAX_PAGE):
+            chunk = sources[start:start + _MAX_PAGE]
+            await self.execute("FileUpdate", {"files": [{"id": media_id, "originalSource": source}
+                                                        for media_id, source in chunk]})
 
     async def add_media(self, product_id: str, original_source: str, alt: str | None) -> str:
         """Append an image to the product (productUpdate with media); returns the new media's id.

@@ -16,7 +16,7 @@ follows the picture to its new media id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from retouch.plugin.providers.errors import ProviderError
@@ -63,12 +63,15 @@ class Fail(Exception):
         self.code, self.message = code, message
 
 
-# Products written to at once. The images of one product always go one after another: they share
-# its media order and its marker metafield.
+# Products written to at once. The images of one product always go together, one step after another:
+# they share its media order and its marker metafield.
 PRODUCTS_AT_ONCE = 4
 
 # The states write-back moves on: backup -> write -> verify.
 WRITE_BACK_STATES = (ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN)
+
+# What a step may raise for one image: its answer is recorded on the image (`_failed`).
+STEP_ERRORS = (Skip, Fail, ShopifyError, BackupError, ProviderError)
 
 
 async def write_back(ctx: Context) -> int:
@@ -82,7 +85,9 @@ async def write_back(ctx: Context) -> int:
 
     async def one_product(images: list[Image]) -> int:
         async with gate:
-            return sum([await advance(ctx, image, seen) for image in images])
+            moved = sum([await advance(ctx, image, seen) for image in images if image.state != ImageState.BACKED_UP])
+            to_write = [image for image in images if image.state == ImageState.BACKED_UP]
+            return moved + (await write_product(ctx, to_write) if to_write else 0)
 
     # A TaskGroup, not gather: if one product's step fails unexpectedly, the others are cancelled
     # with it instead of running on outside the daemon's step lock.
@@ -106,39 +111,56 @@ async def _written_media(ctx: Context, written: list[Image]) -> dict[str, Media 
 
 async def advance(ctx: Context, image: Image, seen: Mapping[str, Media | None] | None = None) -> bool:
     """One step for one image; `seen`: media states read for this round (the verify step uses them)."""
-    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, job_id=image.job_id)
-    step = {ImageState.ENHANCED: _backup, ImageState.BACKED_UP: _write, ImageState.WRITTEN: _verify}[
-        ImageState(image.state)]
+    state = ImageState(image.state)
+    if state == ImageState.BACKED_UP:
+        return await write_product(ctx, [image]) > 0
+    if state == ImageState.ENHANCED:
+        return await _settle(ctx, image, "backup", _backup(ctx, image))
+    return await _settle(ctx, image, "verify", _verify(ctx, image, seen))
+
+
+async def _settle(ctx: Context, image: Image, step: str, work: Awaitable[dict[str, Any] | None]) -> bool:
+    """Run one image's step and record its outcome: its changes, or its answer (`_failed`)."""
     try:
-        changes = await (_verify(ctx, image, seen) if step is _verify else step(ctx, image))
-    except Skip as exc:
+        changes = await work
+    except STEP_ERRORS as exc:
+        return _failed(ctx, image, step, exc)
+    return _moved(ctx, [(image, changes)] if changes is not None else [])
+
+
+def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
+    """Record a step's failure on the image; True when that ends the image (skipped or failed)."""
+    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, job_id=image.job_id)
+    if isinstance(exc, Skip):
         ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=exc.code, error_message=exc.message)
         log.info("skipped", reason=exc.code)
         return True
-    except Fail as exc:
+    if isinstance(exc, Fail):
         ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=exc.code, error_message=exc.message)
         log.warning("failed", reason=exc.code, message=exc.message)
         return True
-    except (ShopifyError, BackupError, ProviderError) as exc:
-        # Transient, or a store that answers oddly: the image keeps its state and tries again later,
-        # until it has tried for hours; then it fails with the reason (resync brings it back).
-        attempts = image.attempts + 1
-        if attempts >= MAX_ATTEMPTS:
-            ctx.store.update_image(image.id, state=ImageState.FAILED, attempts=attempts,
-                                   error_code=exc.__class__.__name__, error_message=str(exc)[:500])
-            log.warning("failed", reason=exc.__class__.__name__, message=str(exc)[:200], attempts=attempts)
-            return True
-        delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
-        ctx.store.update_image(image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
+    # Transient, or a store that answers oddly: the image keeps its state and tries again later,
+    # until it has tried for hours; then it fails with the reason (resync brings it back).
+    attempts = image.attempts + 1
+    if attempts >= MAX_ATTEMPTS:
+        ctx.store.update_image(image.id, state=ImageState.FAILED, attempts=attempts,
                                error_code=exc.__class__.__name__, error_message=str(exc)[:500])
-        log.warning("writeback_retry", step=step.__name__.strip("_"), reason=str(exc)[:200],
-                    attempt=attempts, wait=round(delay, 1))
-        return False
-    if changes is None:
-        return False
-    ctx.store.update_image(image.id, **changes)
-    log.info(changes["state"] if "state" in changes else "progress", output_media_id=changes.get("output_media_id"))
-    return True
+        log.warning("failed", reason=exc.__class__.__name__, message=str(exc)[:200], attempts=attempts)
+        return True
+    delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
+    ctx.store.update_image(image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
+                           error_code=exc.__class__.__name__, error_message=str(exc)[:500])
+    log.warning("writeback_retry", step=step, reason=str(exc)[:200], attempt=attempts, wait=round(delay, 1))
+    return False
+
+
+def _moved(ctx: Context, outcomes: list[tuple[Image, dict[str, Any]]]) -> int:
+    """Record each image's changes, all in one transaction; returns how many moved."""
+    ctx.store.update_images({image.id: changes for image, changes in outcomes})
+    for image, changes in outcomes:
+        ctx.log.info(changes.get("state", "progress"), product_id=image.product_id,
+                     media_id=image.media_id, job_id=image.job_id, output_media_id=changes.get("output_media_id"))
+    return len(outcomes)
 
 
 async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
@@ -163,19 +185,32 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
 
 async def still_there(ctx: Context, image: Image) -> Product:
     """The image's product, read fresh; Skip when the product or the media is gone."""
-    product = await ctx.shopify.get_product(image.product_id)
-    if product is None:
-        raise Skip("product_deleted", "the merchant deleted the product while it was being enhanced")
-    if all(m.id != image.media_id for m in product.media):
-        raise Skip("media_deleted", "the merchant deleted this image while it was being enhanced")
+    product = await _read_product(ctx, image.product_id)
+    _media_on(product, image)
     return product
 
 
-async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
+async def _read_product(ctx: Context, product_id: str) -> Product:
+    product = await ctx.shopify.get_product(product_id)
+    if product is None:
+        raise Skip("product_deleted", "the merchant deleted the product while it was being enhanced")
+    return product
+
+
+def _media_on(product: Product, image: Image) -> Media:
+    media = next((m for m in product.media if m.id == image.media_id), None)
+    if media is None:
+        raise Skip("media_deleted", "the merchant deleted this image while it was being enhanced")
+    return media
+
+
+def _writable_original(ctx: Context, image: Image, product: Product) -> Media | dict[str, Any] | None:
+    """The image's media as the product was just read, when the result may be written over it now.
+    Otherwise what becomes of the image instead: changes (the merchant put a new picture there, which
+    is queued anew) or None (a new file is being processed in it: look again soon)."""
     if not ctx.backups.has(image.backup_sha256 or ""):
         raise BackupError("the original's backup is missing; not touching Shopify without it")
-    product = await still_there(ctx, image)
-    original = next(m for m in product.media if m.id == image.media_id)
+    original = _media_on(product, image)
     if original.status in ("UPLOADED", "PROCESSING"):
         # A new file is going into this media right now (the merchant's, or a write of ours from
         # before a crash): look again once Shopify has processed it.
@@ -183,6 +218,123 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         return None
     if _merchant_replaced(image, original.url):
         return _requeue_new_picture(ctx, image, original)
+    return original
+
+
+async def write_product(ctx: Context, images: list[Image]) -> int:
+    """The write step for images of one product (all `backed_up`); returns how many moved.
+
+    In replace mode they go together: one product read, one stagedUploadsCreate, one fileUpdate
+    and one marker update serve them all. A mutation costs Shopify's bucket the same for one input
+    as for 250, and every request costs this process CPU. Each image still meets its own answer: a
+    shared call that Shopify refuses (a user error names one input) is made again one image at a
+    time. One at a time (`_write`), as each new media shifts the positions the next is placed by:
+    append mode, and a media Shopify failed to process (it cannot be updated in place)."""
+    if ctx.settings.writeback.mode != "replace":
+        return sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in images])
+    try:
+        product = await _read_product(ctx, images[0].product_id)
+    except STEP_ERRORS as exc:
+        return sum(_failed(ctx, image, "write", exc) for image in images)
+    moved = 0
+    results: list[tuple[Image, tuple[str, str, bytes]]] = []  # (image, (upload name, MIME type, bytes))
+    for image in images:
+        try:
+            original = _writable_original(ctx, image, product)
+            if not isinstance(original, Media):
+                moved += _moved(ctx, [(image, original)] if original is not None else [])
+            elif original.status == "FAILED":
+                moved += await _settle(ctx, image, "write", _write(ctx, image))
+            else:
+                extension = extension_of(image.filename, image.mime_type)
+                data = await _converted_result(ctx, image, extension)
+                results.append((image, (output_filename(image.media_id, extension), mime_for(extension), data)))
+        except STEP_ERRORS as exc:
+            moved += _failed(ctx, image, "write", exc)
+    if results:
+        moved += await _replace_in_place(ctx, product, results)
+    return moved
+
+
+async def _replace_in_place(ctx: Context, product: Product, results: list[tuple[Image, tuple[str, str, bytes]]]) -> int:
+    files = {image.id: file for image, file in results}
+    uploaded, moved = await _together(
+        ctx, [image for image, _ in results],
+        lambda images: ctx.shopify.staged_uploads([files[image.id] for image in images]),
+        lambda image: ctx.shopify.staged_upload(*files[image.id]))
+    if not uploaded:
+        return moved
+    ctx.store.update_images({image.id: {"write_source": url} for image, url in uploaded})  # intents, before the mutation
+    sources = {image.id: url for image, url in uploaded}
+    replaced, refused = await _together(
+        ctx, [image for image, _ in uploaded],
+        lambda images: ctx.shopify.replace_media_sources([(image.media_id, sources[image.id]) for image in images]),
+        lambda image: _replace_one(ctx, image, sources[image.id]))
+    moved += refused
+    if not replaced:
+        return moved
+    try:
+        outcomes = await _finish_write(ctx, product, [(image, image.media_id) for image, _ in replaced])
+    except STEP_ERRORS as exc:
+        return moved + sum(_failed(ctx, image, "write", exc) for image, _ in replaced)
+    return moved + _moved(ctx, outcomes)
+
+
+async def _together(ctx: Context, images: list[Image], together: Callable[[list[Image]], Awaitable[Any]],
+                    alone: Callable[[Image], Awaitable[Any]]) -> tuple[list[tuple[Image, Any]], int]:
+    """One Shopify call for all the images (`together`, answering one result per image, in order),
+    or, when Shopify refuses it with a user error, one call per image (`alone`), so that the image
+    the error is about meets it and the others go on. Returns the images that went through with
+    their results, and how many images the failures moved (`_failed`)."""
+    if len(images) > 1:
+        try:
+            answers = await together(images)
+            return list(zip(images, answers if answers is not None else [None] * len(images), strict=True)), 0
+        except ShopifyUserError:
+            pass  # one image at a time, below
+        except STEP_ERRORS as exc:
+            return [], sum(_failed(ctx, image, "write", exc) for image in images)
+    went, moved = [], 0
+    for image in images:
+        try:
+            went.append((image, await alone(image)))
+        except STEP_ERRORS as exc:
+            moved += _failed(ctx, image, "write", exc)
+    return went, moved
+
+
+async def _replace_one(ctx: Context, image: Image, resource_url: str) -> None:
+    try:
+        await ctx.shopify.replace_media_source(image.media_id, resource_url)
+    except ShopifyUserError as exc:
+        raise _refusal(exc) from None
+
+
+def _refusal(exc: ShopifyUserError) -> Skip | Fail:
+    """What Shopify's refusal of our write means for the image: gone (skipped) or failed, with its code."""
+    codes = {e.code for e in exc.errors}
+    if codes & GONE_CODES:
+        return Skip("media_deleted", "the merchant deleted this image while it was being written")
+    return Fail((sorted(c for c in codes if c) or ["shopify_rejected"])[0], str(exc)[:500])
+
+
+async def _converted_result(ctx: Context, image: Image, extension: str) -> bytes:
+    """The provider's result in the original's format (Shopify keeps a media's file extension)."""
+    result = await _download_result(ctx, image)
+    try:
+        # Decoding and re-encoding a big photo takes a while: not on the event loop.
+        return await asyncio.to_thread(imaging.convert, result, pillow_format(extension))
+    except imaging.ImageDataError as exc:
+        raise Fail("result_unreadable", f"the provider's result is {exc}") from None
+
+
+async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
+    """The write step for one image, as a new media (append mode, or in a failed media's place)
+    or in place (replace mode, where `write_product` is the usual way)."""
+    product = await still_there(ctx, image)
+    original = _writable_original(ctx, image, product)
+    if not isinstance(original, Media):
+        return original
     mode = ctx.settings.writeback.mode
     in_place = mode == "replace" and original.status != "FAILED"
     # Where a new media goes: after the original (append), or in the failed media's place.
@@ -196,29 +348,20 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         if existing is not None:
             ctx.log.info("adopted", product_id=product.id, media_id=image.media_id, output_media_id=existing.id)
             await ctx.shopify.move_media(product.id, existing.id, position)  # the crash may have come before the move
-            return await _finish_write(ctx, image, product, existing.id)
+            return await _finish_one(ctx, image, product, existing.id)
 
-    result = await _download_result(ctx, image)
-    try:
-        # Decoding and re-encoding a big photo takes a while: not on the event loop.
-        data = await asyncio.to_thread(imaging.convert, result, pillow_format(extension))
-    except imaging.ImageDataError as exc:
-        raise Fail("result_unreadable", f"the provider's result is {exc}") from None
+    data = await _converted_result(ctx, image, extension)
     resource_url = await ctx.shopify.staged_upload(upload_name, mime_for(extension), data)
     ctx.store.update_image(image.id, write_source=resource_url)  # intent, before the mutation
+    if in_place:
+        await _replace_one(ctx, image, resource_url)
+        return await _finish_one(ctx, image, product, image.media_id)
     try:
-        if in_place:
-            await ctx.shopify.replace_media_source(image.media_id, resource_url)
-            output_id = image.media_id
-        else:
-            output_id = await ctx.shopify.add_media(product.id, resource_url, original.alt)
-            await ctx.shopify.move_media(product.id, output_id, position)
+        output_id = await ctx.shopify.add_media(product.id, resource_url, original.alt)
+        await ctx.shopify.move_media(product.id, output_id, position)
     except ShopifyUserError as exc:
-        codes = {e.code for e in exc.errors}
-        if codes & GONE_CODES:
-            raise Skip("media_deleted", "the merchant deleted this image while it was being written") from None
-        raise Fail((sorted(c for c in codes if c) or ["shopify_rejected"])[0], str(exc)[:500]) from None
-    return await _finish_write(ctx, image, product, output_id)
+        raise _refusal(exc) from None
+    return await _finish_one(ctx, image, product, output_id)
 
 
 # What a presigned link answers once it has expired (S3: 403; some stores 404 or 410).
@@ -270,12 +413,22 @@ def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
                              "was queued and the old one's enhancement was not written"}
 
 
-async def _finish_write(ctx: Context, image: Image, product: Product, output_id: str) -> dict[str, Any]:
+async def _finish_write(ctx: Context, product: Product,
+                        written: list[tuple[Image, str]]) -> list[tuple[Image, dict[str, Any]]]:
+    """Record what was written (each image with the media that now shows its result) and each image's
+    changes to `written`."""
     # The DB first (cheap, local), then the product's marker, which survives a lost DB.
-    ctx.store.add_output(output_id, product.id, image.id)
-    await set_marker(ctx, product, add={output_id})
-    return {"state": ImageState.WRITTEN, "output_media_id": output_id, "attempts": 0,
-            "written_at": ctx.clock(), "next_attempt_at": ctx.clock() + 0.5, "error_code": None, "error_message": None}
+    ctx.store.add_outputs(product.id, {output_id: image.id for image, output_id in written})
+    await set_marker(ctx, product, add={output_id for _, output_id in written})
+    now = ctx.clock()
+    return [(image, {"state": ImageState.WRITTEN, "output_media_id": output_id, "attempts": 0, "written_at": now,
+                     "next_attempt_at": now + 0.5, "error_code": None, "error_message": None})
+            for image, output_id in written]
+
+
+async def _finish_one(ctx: Context, image: Image, product: Product, output_id: str) -> dict[str, Any]:
+    ((_, changes),) = await _finish_write(ctx, product, [(image, output_id)])
+    return changes
 
 
 async def remove_failed_media(ctx: Context, media_id: str) -> None:
