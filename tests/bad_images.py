@@ -68,6 +68,24 @@ def truncated_jpeg() -> bytes:
     return data[: len(data) // 3]
 
 
+def truncated_png() -> bytes:
+    data = encode(photo((400, 300)), "PNG")
+    return data[: len(data) * 2 // 3]
+
+
+def corrupt_png() -> bytes:
+    """One byte of the pixel data flipped: the IDAT chunk no longer matches its CRC."""
+    data = bytearray(encode(photo((400, 300)), "PNG"))
+    start = data.index(b"IDAT") + 4
+    data[start + 10] ^= 0xFF
+    return bytes(data)
+
+
+def truncated_webp() -> bytes:
+    data = encode(photo((400, 300)), "WEBP", quality=90)
+    return data[: len(data) // 2]
+
+
 def decompression_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A valid PNG header declaring width x height in a few dozen bytes (10^10 pixels: 30 GB decoded)."""
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -83,6 +101,9 @@ SOURCES = [
     ("html", html, "not_image"),
     ("zero_bytes", lambda: b"", "not_image"),
     ("truncated_jpeg", truncated_jpeg, "not_image"),
+    ("truncated_png", truncated_png, "not_image"),
+    ("corrupt_png", corrupt_png, "not_image"),
+    ("truncated_webp", truncated_webp, "not_image"),
     ("decompression_bomb", decompression_bomb, "too_large"),
     ("animated_gif", lambda: animated("GIF"), "animated"),
     ("animated_webp", lambda: animated("WEBP"), "animated"),
@@ -91,4 +112,6 @@ SOURCES = [
     ("palette_png_transparency", palette_png_with_transparency, None),
     ("single_frame_gif", single_frame_gif, None),
     ("jpeg", jpeg, None),
+    ("png", lambda: encode(photo((400, 300)), "PNG"), None),
+    ("webp", lambda: encode(photo((400, 300)), "WEBP"), None),
 ]
