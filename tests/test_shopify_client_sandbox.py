@@ -7,6 +7,7 @@ import io
 import time
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 import structlog
 from PIL import Image
@@ -126,6 +127,32 @@ def test_staged_uploads_of_several_files_share_one_create_and_keep_their_order(s
     for media_id, (_, _, data), media in zip(media_ids, files, settled, strict=True):
         assert media.status == "READY"
         assert sandbox.media_bytes(media_id.rsplit("/", 1)[1]) == data
+
+
+class PiecesSeen(httpx.AsyncHTTPTransport):
+    """A real transport that notes, per request path, how many pieces its body is written in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: dict[str, list[int]] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.pieces.setdefault(request.url.path.split("/")[1], []).append(len(list(request.stream)))
+        return await super().handle_async_request(request)
+
+
+def test_a_staged_upload_form_goes_out_in_one_piece(sandbox):
+    """httpx streams a multipart form in four pieces per field, each a trip through the connection's
+    send path: the client hands it over whole."""
+    transport = PiecesSeen()
+
+    async def main():
+        async with ShopifyClient(sandbox.shop_url, TOKEN, timeout=5.0, transport=transport) as client:
+            return await client.staged_uploads([("a.jpg", "image/jpeg", jpeg((1, 2, 3))),
+                                                ("b.jpg", "image/jpeg", jpeg((4, 5, 6)))])
+
+    assert len(asyncio.run(main())) == 2
+    assert transport.pieces["_staged"] == [1, 1]
 
 
 def test_add_media_then_move_it_next_to_its_original(sandbox):

@@ -626,11 +626,16 @@ class ShopifyClient:
     async def _upload_to_target(self, url: str, parameters: list[tuple[str, str]], filename: str, mime_type: str,
                                 data: bytes, http_method: str) -> None:
         def build() -> httpx.Request:
-            if http_method == "POST":
-                return self._http.build_request(
-                    "POST", url, data=dict(parameters), files={"file": (filename, data, mime_type)}
-                )
-            return self._http.build_request("PUT", url, content=data, headers=dict(parameters))
+            if http_method == "PUT":
+                return self._http.build_request("PUT", url, content=data, headers=dict(parameters))
+            request = self._http.build_request(
+                "POST", url, data=dict(parameters), files={"file": (filename, data, mime_type)}
+            )
+            # httpx streams a multipart form in four pieces per field, and each piece costs a trip
+            # through the connection's send path (~40 µs of CPU): ten fields made 42 writes per
+            # upload. Read into one body, it goes out in one write.
+            request.read()
+            return request
 
         async def once() -> None:
             response = await self._send(build())
