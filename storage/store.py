@@ -31,9 +31,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, event, func, update
+from sqlalchemy import Connection, bindparam, event, func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
@@ -202,8 +202,6 @@ class Store:
     def insert_image(self, **fields: Any) -> Image:
         """Insert a new image row; if another process (resync beside the daemon) inserted the same
         media a moment ago, return that row instead."""
-        from sqlalchemy.exc import IntegrityError
-
         try:
             with self._session() as s:
                 image = Image(**fields)
@@ -216,6 +214,19 @@ class Store:
                 raise
             return existing
 
+    def insert_images(self, rows: Sequence[dict[str, Any]]) -> None:
+        """`insert_image` for several new images, in one transaction; should another process have
+        inserted one of them meanwhile, each is inserted on its own (`insert_image` keeps theirs)."""
+        if not rows:
+            return
+        try:
+            with self._session() as s:
+                s.add_all([Image(**fields) for fields in rows])
+                s.flush()
+        except IntegrityError:
+            for fields in rows:
+                self.insert_image(**fields)
+
     def update_image(self, image_id: int, **fields: Any) -> None:
         """One UPDATE; fsync'd when it records the write-back intent (`write_source`)."""
         with self._write(durable=not INTENT_COLUMNS.isdisjoint(fields)) as conn:
@@ -223,14 +234,22 @@ class Store:
                 raise KeyError(image_id)
 
     def update_images(self, changes: Mapping[int, dict[str, Any]]) -> None:
-        """`update_image` for several images in one transaction (one fsync when any records an intent)."""
+        """`update_image` for several images in one transaction (one fsync when any records an
+        intent). Images given the same columns share one statement, executed for each of them."""
         if not changes:
             return
-        durable = any(not INTENT_COLUMNS.isdisjoint(fields) for fields in changes.values())
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for image_id, fields in changes.items():
+            by_columns.setdefault(tuple(sorted(fields)), []).append(
+                {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
+        durable = any(not INTENT_COLUMNS.isdisjoint(columns) for columns in by_columns)
+        now = utcnow()
         with self._write(durable=durable) as conn:
-            for image_id, fields in changes.items():
-                if conn.execute(_image_update(image_id, fields)).rowcount == 0:
-                    raise KeyError(image_id)
+            for columns, rows in by_columns.items():
+                statement = (update(Image).where(col(Image.id) == bindparam("image_id"))
+                             .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now))
+                if conn.execute(statement, rows).rowcount != len(rows):
+                    raise KeyError(sorted(row["image_id"] for row in rows))
 
     def count_paid(self, image_ids: Sequence[int]) -> None:
         """One more provider job that may have been charged, for each of these images."""
@@ -385,8 +404,6 @@ class Store:
 
     def remember_event(self, source: str, event_id: str, at: float) -> bool:
         """Record a webhook event id; False when it was seen before (a replay)."""
-        from sqlalchemy.exc import IntegrityError
-
         try:
             with self._session() as s:
                 s.add(SeenEvent(event_id=f"{source}:{event_id}", source=source, at=at))

@@ -82,6 +82,43 @@ def test_only_intents_and_job_rows_are_fsynced(tmp_path: Path) -> None:
     store.close()
 
 
+def test_several_images_change_in_one_transaction_fsynced_only_for_intents(tmp_path: Path) -> None:
+    """update_images: each image its own values (images given the same columns share a statement),
+    one commit for all, fsync'd only when one of them records an intent; a missing image undoes all."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    a, b, c = (new_image(store, n) for n in range(3))
+    before = store.image(a.id).updated_at
+    changes = {a.id: {"state": ImageState.DONE, "attempts": 0}, b.id: {"state": ImageState.FAILED, "attempts": 3},
+               c.id: {"error_code": "x"}}
+    assert safety_levels_of_commits(store, lambda: store.update_images(changes)) == ["NORMAL"]
+    assert (store.image(a.id).state, store.image(a.id).attempts) == (ImageState.DONE, 0)
+    assert (store.image(b.id).state, store.image(b.id).attempts) == (ImageState.FAILED, 3)
+    assert (store.image(c.id).state, store.image(c.id).error_code) == (ImageState.DISCOVERED, "x")
+    assert store.image(a.id).updated_at >= before
+    intents = {a.id: {"write_source": "https://up/a"}, b.id: {"write_source": "https://up/b"}}
+    assert safety_levels_of_commits(store, lambda: store.update_images(intents)) == ["FULL"]
+    assert (store.image(a.id).write_source, store.image(b.id).write_source) == ("https://up/a", "https://up/b")
+    with pytest.raises(KeyError):
+        store.update_images({a.id: {"attempts": 7}, 999: {"attempts": 7}})
+    assert store.image(a.id).attempts == 0  # rolled back with the missing one
+    store.close()
+
+
+def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    theirs = new_image(store, 2)  # resync, say, inserted this media a moment ago
+
+    def row(n: int) -> dict:
+        return dict(media_id=f"gid://shopify/MediaImage/{n}", product_id="gid://shopify/Product/1",
+                    product_legacy_id="1", state=ImageState.DISCOVERED, source_url=f"http://x/{n}.jpg", position=n)
+
+    store.insert_images([row(1), row(2), row(3)])
+    rows = store.images_of_product("gid://shopify/Product/1")
+    assert sorted(r.media_id for r in rows) == [f"gid://shopify/MediaImage/{n}" for n in (1, 2, 3)]
+    assert store.image_by_media("gid://shopify/MediaImage/2").id == theirs.id
+    store.close()
+
+
 def test_wal_and_schema_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = Store(url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from retouch.plugin.shopify.models import Product
 from retouch.storage.models import ImageState
@@ -125,6 +126,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
     rows = store.images_by_media(m.id for m in product.media)
     excluded = is_excluded(product.tags, ctx.settings.selection.exclude_tags)
     present: set[str] = set()
+    new_rows: list[dict[str, Any]] = []  # inserted together once the product is read through
     for position, media in enumerate(product.media):
         present.add(media.id)
         facts = MediaFacts(
@@ -142,14 +144,11 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             counts["output"] += 1
         elif decision in (Discovery.BASELINE, Discovery.QUEUE):
             state = ImageState.BASELINE if decision is Discovery.BASELINE else ImageState.DISCOVERED
-            store.insert_image(
+            new_rows.append(dict(
                 media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
                 source_url=media.url, filename=filename_of(media.url or media.original_url),
                 mime_type=media.mime_type, alt=media.alt, position=position,
-            )
-            counts["baseline" if state is ImageState.BASELINE else "queued"] += 1
-            if state is ImageState.DISCOVERED:
-                ctx.log.info("queued", product_id=product.id, media_id=media.id)
+            ))
         elif decision is Discovery.EXCLUDED:
             counts["excluded"] += 1
         elif facts.tracked and rows[media.id].state in requeue and not excluded:
@@ -160,6 +159,11 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
                                write_source=None)
             counts["requeued"] += 1
             ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state)
+    store.insert_images(new_rows)
+    for row in new_rows:
+        counts["baseline" if row["state"] is ImageState.BASELINE else "queued"] += 1
+        if row["state"] is ImageState.DISCOVERED:
+            ctx.log.info("queued", product_id=product.id, media_id=row["media_id"])
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in store.images_of_product(product.id) if complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:

@@ -85,7 +85,8 @@ async def write_back(ctx: Context) -> int:
 
     async def one_product(images: list[Image]) -> int:
         async with gate:
-            moved = sum([await advance(ctx, image, seen) for image in images if image.state != ImageState.BACKED_UP])
+            moved = await _back_up_or_verify(ctx, [image for image in images if image.state != ImageState.BACKED_UP],
+                                             seen)
             to_write = [image for image in images if image.state == ImageState.BACKED_UP]
             return moved + (await write_product(ctx, to_write) if to_write else 0)
 
@@ -111,12 +112,26 @@ async def _written_media(ctx: Context, written: list[Image]) -> dict[str, Media 
 
 async def advance(ctx: Context, image: Image, seen: Mapping[str, Media | None] | None = None) -> bool:
     """One step for one image; `seen`: media states read for this round (the verify step uses them)."""
-    state = ImageState(image.state)
-    if state == ImageState.BACKED_UP:
+    if image.state == ImageState.BACKED_UP:
         return await write_product(ctx, [image]) > 0
-    if state == ImageState.ENHANCED:
-        return await _settle(ctx, image, "backup", _backup(ctx, image))
-    return await _settle(ctx, image, "verify", _verify(ctx, image, seen))
+    return await _back_up_or_verify(ctx, [image], seen) > 0
+
+
+async def _back_up_or_verify(ctx: Context, images: list[Image], seen: Mapping[str, Media | None] | None) -> int:
+    """The backup step of the `enhanced` images and the verify step of the `written` ones, one image
+    after another; the changes of those that moved are recorded together. Returns how many moved."""
+    outcomes: list[tuple[Image, dict[str, Any]]] = []
+    moved = 0
+    for image in images:
+        step = "backup" if image.state == ImageState.ENHANCED else "verify"
+        try:
+            changes = await (_backup(ctx, image) if step == "backup" else _verify(ctx, image, seen))
+        except STEP_ERRORS as exc:
+            moved += _failed(ctx, image, step, exc)
+            continue
+        if changes is not None:
+            outcomes.append((image, changes))
+    return moved + _moved(ctx, outcomes)
 
 
 async def _settle(ctx: Context, image: Image, step: str, work: Awaitable[dict[str, Any] | None]) -> bool:
