@@ -2,11 +2,15 @@
 providers that answer at once, so that what is left is retouch's work.
 
     .venv/bin/python bench/overhead.py [--sizes 500 5000] [--images-per-product 5] [--seed 1]
-        [--tick 0.1] [--idle 2 6] [--timeout 1800] [--keep] [--profile PREFIX]
+        [--tick 0.1] [--idle 2 6] [--floor-samples 200] [--timeout 1800] [--keep] [--profile PREFIX]
 
 Targets (the issue): CPU seconds of the daemon process (user + sys) divided by the images it
 processed, over 5,000 images: < 5 ms per image. Peak RSS < 150 MB, and the same (±10%) at 500 and
 at 5,000 images.
+
+Beside it, from the same run: the library floor (bench/floor.py), the CPU that Pillow's check and
+conversion and httpx's three transfers of each image cost with nothing around them, measured on
+the run's own images against the same sandbox; and the daemon's CPU per image as a multiple of it.
 
 Each size is one run on fresh sandboxes and a fresh database: a Shopify sandbox seeded with
 ceil(size / images-per-product) products of generated photos (JPEG, PNG, WebP as the sandbox
@@ -65,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+import floor as library_floor
 from daemon_run import run_daemon_until_settled
 from harness import Row, command_line, emit
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
@@ -175,6 +180,7 @@ class Run:
     peak_rss_kib: int
     timed_out: bool
     notes: list[str] = field(default_factory=list)
+    floor: library_floor.Floor | None = None  # the library floor, measured on this run's images
 
     @property
     def cpu(self) -> float:
@@ -234,6 +240,12 @@ def run_once(args, images: int, *, idle_seconds: float = 0.0, results: list[tupl
         if images:
             run.notes.extend(sandbox_notes(shop, provider))
         run.notes.extend(log_notes(log_path))
+        if images and args.floor_samples:
+            print(f"... {label}: the library floor, over {min(args.floor_samples, len(media_ids))} of its images",
+                  file=sys.stderr, flush=True)
+            run.floor = library_floor.measure(shop, SHOP_TOKEN, [m for p in products for m in p["media"]],
+                                              [full for full, _ in results or canned_results(args.seed)],
+                                              samples=args.floor_samples)
         if args.keep:
             run.notes.append(f"kept: {tmp}")
         return run
@@ -291,6 +303,8 @@ def main() -> int:
     parser.add_argument("--restore", type=float, default=100_000, help="Shopify sandbox restore rate, points/s")
     parser.add_argument("--real-enhance", action="store_true",
                         help="let the AI Gen Studio sandbox enhance each image with Pillow (slow, in this process)")
+    parser.add_argument("--floor-samples", type=int, default=200,
+                        help="images of each run the library floor is measured over (bench/floor.py); 0: skip it")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory (config, database, log)")
     parser.add_argument("--profile", metavar="PREFIX",
@@ -354,6 +368,12 @@ def main() -> int:
             if r.done:
                 print(f"  {r.label}: CPU per image without start-up ({startup:.2f} s): "
                       f"{1000 * (r.cpu - startup) / r.done:.2f} ms")
+    for r in sized:
+        if r.floor is not None and r.done:
+            print(f"  {r.label}: library floor per image (bench/floor.py, {r.floor.samples} images): {r.floor.ms:.2f} ms "
+                  f"(Pillow check + convert {r.floor.pillow_ms:.2f}, three httpx transfers {r.floor.transfers_ms:.2f}); "
+                  f"the daemon spends {r.ms_per_image / r.floor.ms:.2f}x that, {r.ms_per_image - r.floor.ms:.2f} ms "
+                  "of its own per image")
     ratio = large.rss_mb / small.rss_mb if small is not None and small.rss_mb else None
     if ratio is not None:
         print(f"  peak RSS {large.images} vs {small.images} images: {ratio:.3f}x")
@@ -369,6 +389,8 @@ def main() -> int:
         command += ["--idle", *(f"{s:g}" for s in sorted(args.idle or []))]
     if args.real_enhance:
         command.append("--real-enhance")
+    if args.floor_samples != 200:
+        command += ["--floor-samples", args.floor_samples]
     cmd = command_line("bench/overhead.py", *command)
     print(f"command: {cmd}")
 
@@ -382,6 +404,11 @@ def main() -> int:
             rows.append(Row(SCENARIO, f"daemon CPU per extra image, {small.images:,} -> {top.images:,}", marginal, "ms",
                             limit=CPU_TARGET_MS, limit_kind="ceiling", target=f"< {CPU_TARGET_MS:g} ms",
                             met=bool(marginal < CPU_TARGET_MS), command=cmd))
+        if top.floor is not None:
+            rows.append(Row(SCENARIO, "library floor per image: Pillow check + convert, three httpx transfers",
+                            top.floor.ms, "ms", command=cmd))
+            rows.append(Row(SCENARIO, f"daemon CPU per image at {top.images:,} images, over the library floor",
+                            top.ms_per_image / top.floor.ms, "x", command=cmd))
         for r in reversed(sized):
             rows.append(Row(SCENARIO, f"peak RSS at {r.images:,} images", r.rss_mb, "MB", limit=RSS_TARGET_MB,
                             limit_kind="ceiling", target=f"< {RSS_TARGET_MB:g} MB",

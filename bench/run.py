@@ -43,7 +43,7 @@ SCENARIOS = [
              ["--images", "40", "--windows", "2", "--window", "6"]),
     Scenario("live", "time_to_live.py", ["--samples", "5", "--discover-every", "10"],
              ["--samples", "1", "--discover-every", "2"]),
-    Scenario("overhead", "overhead.py", ["--sizes", "500", "5000"], ["--sizes", "20", "100"]),
+    Scenario("overhead", "overhead.py", ["--sizes", "500", "5000"], ["--sizes", "20", "100", "--floor-samples", "20"]),
     Scenario("database", "db_hot_paths.py", ["--rows", "1000000"], ["--rows", "5000"]),
     # Past the 25,000-object pagination cap, at Shopify Plus's rate (1000 points/s, bucket 20,000):
     # paging 30,000 products at Standard's 100 points/s would take most of an hour.

@@ -63,6 +63,7 @@ def test_what_a_correct_run_guarantees_at_any_size(small_run) -> None:
     assert value("shopify", "THROTTLED answers") == 0
     assert value("catalog", "THROTTLED answers") == 0  # and the script fails unless bulk read every media
     assert value("productai", "429s provoked") == 0
+    assert value("overhead", "library floor per image") > 0  # measured beside the daemon's figure
     polls = [r for r in rows["aigen"] if r.limit_kind == "ceiling" and "polls" in r.figure]
     assert polls and all(r.value <= r.limit for r in polls)
 

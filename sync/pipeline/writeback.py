@@ -243,8 +243,8 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
     and one marker update serve them all. A mutation costs Shopify's bucket the same for one input
     as for 250, and every request costs this process CPU. Each image still meets its own answer: a
     shared call that Shopify refuses (a user error names one input) is made again one image at a
-    time. One at a time (`_write`), as each new media shifts the positions the next is placed by:
-    append mode, and a media Shopify failed to process (it cannot be updated in place)."""
+    time. Append mode, and a media Shopify failed to process (it cannot be updated in place), go
+    one image at a time (`_write`): each new media shifts the positions the next is placed by."""
     if ctx.settings.writeback.mode != "replace":
         return sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in images])
     try:
@@ -430,8 +430,8 @@ def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
 
 async def _finish_write(ctx: Context, product: Product,
                         written: list[tuple[Image, str]]) -> list[tuple[Image, dict[str, Any]]]:
-    """Record what was written (each image with the media that now shows its result) and each image's
-    changes to `written`."""
+    """Record what was written, each image with the media that now shows its result, in the DB and
+    in the product's marker; returns each image's changes to `written`."""
     # The DB first (cheap, local), then the product's marker, which survives a lost DB.
     ctx.store.add_outputs(product.id, {output_id: image.id for image, output_id in written})
     await set_marker(ctx, product, add={output_id for _, output_id in written})
