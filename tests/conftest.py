@@ -194,6 +194,24 @@ def run_async(coro, timeout: float = 120):
     return asyncio.run(asyncio.wait_for(coro, timeout=timeout))
 
 
+async def until_enhanced(ctx) -> list:
+    """Drive discover, submit and track in-process until no image waits for the provider any
+    more; returns the images whose enhancement is in hand (not yet written back)."""
+    import asyncio
+
+    from retouch.storage.models import ImageState
+    from retouch.sync.pipeline import discover, submit, track
+
+    await discover(ctx)
+    await submit(ctx)
+    for _ in range(200):
+        await track(ctx)
+        if not ctx.store.images_in_state(ImageState.DISCOVERED, ImageState.SUBMITTED):
+            break
+        await asyncio.sleep(0.05)
+    return ctx.store.images_in_state(ImageState.ENHANCED)
+
+
 @pytest.fixture
 def write_config(tmp_path: Path, shop: ShopifySandbox, provider: AigenSandbox) -> Callable[..., Path]:
     def write(name: str = "config.toml", **options) -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from PIL import Image as PILImage
 
-from conftest import PROVIDER_KEY, pipeline_settings, run_async, wait_for
+from conftest import PROVIDER_KEY, pipeline_settings, run_async, until_enhanced, wait_for
 from retouch.storage.models import ImageState
 from retouch.sync.pipeline import discover, submit, track, write_back
 from retouch.sync.runtime import open_context, run_until_settled
@@ -115,25 +115,12 @@ def test_our_own_write_found_after_a_crash_is_not_mistaken_for_the_merchants(sho
 # ---------------------------------------------------------------------------------------------
 # Edits made while the picture is at the provider (the enhancement is in hand, not yet written).
 
-async def _until_enhanced(ctx) -> list:
-    import asyncio
-
-    await discover(ctx)
-    await submit(ctx)
-    for _ in range(200):
-        await track(ctx)
-        if not ctx.store.images_in_state(ImageState.DISCOVERED, ImageState.SUBMITTED):
-            break
-        await asyncio.sleep(0.1)
-    return ctx.store.images_in_state(ImageState.ENHANCED)
-
-
 def _run_with_edit(settings, edit) -> dict[str, tuple[str, str | None]]:
     """Enhance every queued picture, let `edit` (the merchant) act while the results are in hand,
     then settle; returns each row's (state, error code) by its original media id."""
     async def scenario():
         async with open_context(settings) as ctx:
-            enhanced = await _until_enhanced(ctx)
+            enhanced = await until_enhanced(ctx)
             assert enhanced, "nothing reached the provider's result"
             edit()
             await run_until_settled(ctx)

@@ -4,13 +4,11 @@ shared call, the images go one at a time, so that only the image the refusal is 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from conftest import pipeline_settings, run_async
+from conftest import pipeline_settings, run_async, until_enhanced
 from retouch.plugin.shopify.errors import ShopifyUserError, UserError
 from retouch.storage.models import ImageState
-from retouch.sync.pipeline import discover, submit, track
 from retouch.sync.runtime import open_context, run_until_settled
 
 
@@ -27,13 +25,7 @@ def settle(settings, prepare=None):
     in one round, as it does for a job's results), then `prepare(ctx)`, then on until every image is final."""
     async def scenario():
         async with open_context(settings) as ctx:
-            await discover(ctx)
-            await submit(ctx)
-            for _ in range(200):
-                await track(ctx)
-                if not ctx.store.images_in_state(ImageState.DISCOVERED, ImageState.SUBMITTED):
-                    break
-                await asyncio.sleep(0.05)
+            await until_enhanced(ctx)
             if prepare is not None:
                 prepare(ctx)
             await run_until_settled(ctx)
