@@ -28,14 +28,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from retouch.plugin.shopify.client import DEFAULT_API_VERSION, admin_api_url
+from retouch.plugin.shopify.operations import operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 from retouch.sync import imaging
 from retouch.sync.decisions import extension_of, pillow_format
-
-STAGED_UPLOADS = """mutation StagedUploadsCreate($input: [StagedUploadInput!]!) {
-  stagedUploadsCreate(input: $input) { stagedTargets { url resourceUrl parameters { name value } } userErrors { field message } }
-}"""
-
 
 @dataclass
 class Floor:
@@ -89,9 +86,9 @@ async def _transfers_ms(shop: ShopifySandbox, token: str, media: list[dict], res
         for n, data in enumerate(results)])
     result_urls = [m["url"] for m in served["media"]]
     async with httpx.AsyncClient(timeout=30) as http:
-        graphql = f"{shop.shop_url}/admin/api/2026-07/graphql.json"
+        graphql = admin_api_url(shop.shop_url, DEFAULT_API_VERSION)
         answer = await http.post(graphql, headers={"X-Shopify-Access-Token": token}, json={
-            "query": STAGED_UPLOADS, "variables": {"input": [
+            "query": operation("StagedUploadsCreate"), "variables": {"input": [
                 {"resource": "IMAGE", "filename": f"floor-{n}.png", "mimeType": "image/png", "httpMethod": "POST",
                  "fileSize": str(len(results[n % len(results)]))} for n in range(len(media) + 1)]}})
         targets = answer.json()["data"]["stagedUploadsCreate"]["stagedTargets"]

@@ -110,16 +110,10 @@ async def _written_media(ctx: Context, written: list[Image]) -> dict[str, Media 
         return {}
 
 
-async def advance(ctx: Context, image: Image, seen: Mapping[str, Media | None] | None = None) -> bool:
-    """One step for one image; `seen`: media states read for this round (the verify step uses them)."""
-    if image.state == ImageState.BACKED_UP:
-        return await write_product(ctx, [image]) > 0
-    return await _back_up_or_verify(ctx, [image], seen) > 0
-
-
 async def _back_up_or_verify(ctx: Context, images: list[Image], seen: Mapping[str, Media | None] | None) -> int:
     """The backup step of the `enhanced` images and the verify step of the `written` ones, one image
-    after another; the changes of those that moved are recorded together. Returns how many moved."""
+    after another; the changes of those that moved are recorded together. Returns how many moved.
+    `seen`: media states read for this round (the verify step uses them)."""
     outcomes: list[tuple[Image, dict[str, Any]]] = []
     moved = 0
     for image in images:
