@@ -6,6 +6,7 @@ being sent again every tick."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import pipeline_settings, run_async
 from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.providers.base import TicketItem
+from retouch.storage.backups import BackupError
 from retouch.storage.models import ImageState, Job
 from retouch.sync.pipeline import discover
 from retouch.sync.pipeline.jobs import JobProgress
@@ -87,3 +89,47 @@ def test_a_job_whose_original_is_refused_for_good_is_rejected_not_resent(shop, p
 
     with pytest.raises(provider_errors.Rejected, match="HTTP 404"):
         run_async(scenario())
+
+
+def test_each_original_is_checked_and_backed_up_in_one_thread_hand_off(shop, provider, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Decoding, hashing and the fsync run in a worker thread, both in one hand-off per original
+    (every hand-off costs the event loop a thread switch); the digest is recorded on the image."""
+    shop.add_product("mug", images=[{"filename": "mug.jpg"}, {"filename": "mug-2.png"}, {"filename": "mug-3.webp"}])
+    settings = pipeline_settings(shop, provider, tmp_path)
+    hand_offs: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counted(func, *args, **kwargs):
+        hand_offs.append(func.__name__)
+        return await real_to_thread(func, *args, **kwargs)
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            monkeypatch.setattr(asyncio, "to_thread", counted)
+            usable = await usable_sources(ctx, ctx.store.images_in_state(ImageState.DISCOVERED))
+            return usable, [ctx.backups.has(image.backup_sha256) for image in usable]
+
+    usable, backed_up = run_async(scenario())
+    assert len(usable) == 3 and backed_up == [True, True, True]
+    assert hand_offs == ["_checked_backup"] * 3
+
+
+def test_an_original_that_cannot_be_backed_up_yet_still_goes(shop, provider, tmp_path: Path) -> None:
+    """A backup that fails in pre-flight (a full disk, say) holds nothing: the image goes without a
+    digest, and write-back's backup step stores the original before anything in Shopify changes."""
+    shop.add_product("mug", images=[{"filename": "mug.jpg"}])
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    def disk_full(data: bytes) -> str:
+        raise BackupError("No space left on device")
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            ctx.backups.put = disk_full
+            return await usable_sources(ctx, [the_image(ctx)])
+
+    (image,) = run_async(scenario())
+    assert image.backup_sha256 is None and image.state == ImageState.DISCOVERED

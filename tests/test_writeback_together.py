@@ -4,6 +4,7 @@ shared call, the images go one at a time, so that only the image the refusal is 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from conftest import pipeline_settings, run_async, until_enhanced
@@ -100,3 +101,34 @@ def test_a_refused_shared_staged_upload_goes_one_file_at_a_time(shop, provider, 
     assert len(images) == 3 and all(image.state == ImageState.DONE for image in images.values())
     assert spent(before, after, "StagedUploadsCreate") == 3  # one each, after the refusal
     assert spent(before, after, "FileUpdate") == 1  # the uploads went through: the write is shared again
+
+
+def test_a_products_results_are_converted_in_one_thread_hand_off_and_a_bad_one_fails_alone(
+        shop, provider, tmp_path: Path, monkeypatch) -> None:
+    """Converting each result into its original's format happens in a worker thread, all of one
+    product's results in one hand-off (every hand-off costs the event loop a thread switch). A result
+    that cannot be read fails its own image (`result_unreadable`); the others are written."""
+    (product,) = shop.seed(products=1, images_per_product=4, seed=10)
+    broken = product["media"][1]["id"]
+    hand_offs: list[str] = []
+
+    def prepare(ctx):
+        real_to_thread, download = asyncio.to_thread, ctx.shopify.download
+        result_url = ctx.store.image_by_media(broken).result_url
+
+        async def counted(func, *args, **kwargs):
+            hand_offs.append(func.__name__)
+            return await real_to_thread(func, *args, **kwargs)
+
+        async def garbled(url, *args, **kwargs):
+            data, content_type = await download(url, *args, **kwargs)
+            return (b"not a picture" if url == result_url else data), content_type
+
+        monkeypatch.setattr(asyncio, "to_thread", counted)
+        ctx.shopify.download = garbled
+
+    images = settle(pipeline_settings(shop, provider, tmp_path), prepare)
+    assert (images[broken].state, images[broken].error_code) == (ImageState.FAILED, "result_unreadable")
+    others = [image for media_id, image in images.items() if media_id != broken]
+    assert len(others) == 3 and all(image.state == ImageState.DONE for image in others)
+    assert hand_offs.count("convert_all") == 1 and len(hand_offs) == 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError
-from retouch.storage.backups import BackupError
+from retouch.storage.backups import BackupError, BackupStore
 from retouch.storage.models import Image, ImageState
 
 from .. import imaging
@@ -74,21 +74,30 @@ async def _judge(ctx: Context, image: Image) -> bool:
     except ShopifyError as exc:
         return _wait(ctx, image, exc)
     try:
-        await asyncio.to_thread(imaging.check_source, data)  # decoding a big photo takes a while
+        # Decoding a big photo, hashing and an fsync take a while: off the event loop, in one hand-off
+        # to a worker thread (each hand-off costs the loop a thread switch).
+        image.backup_sha256, backup_failure = await asyncio.to_thread(_checked_backup, ctx.backups, data)
     except imaging.ImageDataError as exc:
         ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=f"source_{exc.code}",
                                error_message=f"the original is {exc}")
         log.warning("failed", reason=f"source_{exc.code}", message=str(exc))
         return False
-    try:
-        image.backup_sha256 = await asyncio.to_thread(ctx.backups.put, data)  # hashing and an fsync: off the loop
-    except BackupError as exc:
+    if backup_failure is not None:
         # No backup, no harm: write-back's backup step downloads it again, and says so if it fails too.
-        log.warning("backup_deferred", reason=str(exc)[:200])
-        image.backup_sha256 = None
+        log.warning("backup_deferred", reason=str(backup_failure)[:200])
     if image.error_code == SOURCE_UNAVAILABLE:
         ctx.store.update_image(image.id, error_code=None, error_message=None)
     return True
+
+
+def _checked_backup(backups: BackupStore, data: bytes) -> tuple[str | None, BackupError | None]:
+    """The original's check (raises `imaging.ImageDataError`), then its backup: (digest, None), or
+    (None, why) when it could not be stored. Runs in a worker thread."""
+    imaging.check_source(data)
+    try:
+        return backups.put(data), None
+    except BackupError as exc:
+        return None, exc
 
 
 def _wait(ctx: Context, image: Image, exc: ShopifyError) -> bool:

@@ -246,7 +246,7 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
     except STEP_ERRORS as exc:
         return sum(_failed(ctx, image, "write", exc) for image in images)
     moved = 0
-    results: list[tuple[Image, tuple[str, str, bytes]]] = []  # (image, (upload name, MIME type, bytes))
+    downloaded: list[tuple[Image, str, bytes]] = []  # (image, the original's extension, the provider's result)
     for image in images:
         try:
             original = _writable_original(ctx, image, product)
@@ -256,10 +256,16 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
                 moved += await _settle(ctx, image, "write", _write(ctx, image))
             else:
                 extension = extension_of(image.filename, image.mime_type)
-                data = await _converted_result(ctx, image, extension)
-                results.append((image, (output_filename(image.media_id, extension), mime_for(extension), data)))
+                downloaded.append((image, extension, await _download_result(ctx, image)))
         except STEP_ERRORS as exc:
             moved += _failed(ctx, image, "write", exc)
+    converted = await _in_original_formats([(result, extension) for _, extension, result in downloaded])
+    results: list[tuple[Image, tuple[str, str, bytes]]] = []  # (image, (upload name, MIME type, bytes))
+    for (image, extension, _), data in zip(downloaded, converted, strict=True):
+        if isinstance(data, Fail):
+            moved += _failed(ctx, image, "write", data)
+        else:
+            results.append((image, (output_filename(image.media_id, extension), mime_for(extension), data)))
     if results:
         moved += await _replace_in_place(ctx, product, results)
     return moved
@@ -329,12 +335,27 @@ def _refusal(exc: ShopifyUserError) -> Skip | Fail:
 
 async def _converted_result(ctx: Context, image: Image, extension: str) -> bytes:
     """The provider's result in the original's format (Shopify keeps a media's file extension)."""
-    result = await _download_result(ctx, image)
-    try:
-        # Decoding and re-encoding a big photo takes a while: not on the event loop.
-        return await asyncio.to_thread(imaging.convert, result, pillow_format(extension))
-    except imaging.ImageDataError as exc:
-        raise Fail("result_unreadable", f"the provider's result is {exc}") from None
+    [data] = await _in_original_formats([(await _download_result(ctx, image), extension)])
+    if isinstance(data, Fail):
+        raise data
+    return data
+
+
+async def _in_original_formats(results: list[tuple[bytes, str]]) -> list[bytes | Fail]:
+    """Each (provider result, original's extension) as bytes in that format, or the image's Fail
+    when the result cannot be read. Decoding and re-encoding a big photo takes a while, so this is
+    not done on the event loop; and all of them go to one worker thread together, because every
+    hand-off to a thread costs the loop a thread switch."""
+    def convert_all() -> list[bytes | Fail]:
+        converted: list[bytes | Fail] = []
+        for result, extension in results:
+            try:
+                converted.append(imaging.convert(result, pillow_format(extension)))
+            except imaging.ImageDataError as exc:
+                converted.append(Fail("result_unreadable", f"the provider's result is {exc}"))
+        return converted
+
+    return await asyncio.to_thread(convert_all) if results else []
 
 
 async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
