@@ -279,3 +279,21 @@ def test_a_webhook_during_a_poll_is_not_overwritten_by_the_safety_poll(shop, tmp
     finally:
         server.stop()
     assert wait <= WEBHOOK_DEBOUNCE  # not the hour of the safety poll
+
+
+def test_a_submit_with_nothing_queued_does_not_read_the_quota(shop, provider, tmp_path: Path) -> None:
+    """Submit runs every tick, and most ticks have nothing to send: it stops at the empty queue,
+    before rebuilding the quota ledger and counting active jobs (bench/overhead.py: idle CPU)."""
+    settings = pipeline_settings(shop, provider, tmp_path)
+    reads: list[str] = []
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            ctx.store.quota_events = lambda *args, **kwargs: reads.append("quota_events") or []
+            jobs_in_state = ctx.store.jobs_in_state
+            ctx.store.jobs_in_state = lambda *states: reads.append(f"jobs {sorted(states)}") or jobs_in_state(*states)
+            return await submit(ctx)
+
+    assert run_async(scenario()) == 0
+    assert reads == [f"jobs {[JobState.PENDING]}"]  # only the check for a job whose send must be finished

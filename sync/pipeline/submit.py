@@ -48,11 +48,13 @@ async def submit(ctx: Context) -> int:
     # each image cost more the longer the queue (bench/overhead.py).
     queued = ctx.store.images_in_state(ImageState.DISCOVERED, due_by=now, has_source=True,
                                        limit=min(limits.max_batch, QUEUE_READ_LIMIT))
+    if not queued:
+        return 0  # the usual tick: nothing to send, so the quota need not be read (it runs every tick)
     ledger = ctx.ledger()
     size = submit_size(ledger.batch_size(len(queued), now, ctx.active_jobs()),
                        images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
                        max_batch=limits.max_batch, max_hold=limits.window / limits.limit("job"),
-                       oldest_wait=(now - epoch(queued[0].created_at)) if queued else 0.0)
+                       oldest_wait=now - epoch(queued[0].created_at))
     if size == 0:
         return 0
     left, spent = ctx.budget_left(now)
