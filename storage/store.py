@@ -57,6 +57,10 @@ from .models import (
 INTENT_COLUMNS = frozenset({"write_source"})
 
 META_VALUE = select(Meta.value).where(col(Meta.key) == bindparam("key"))
+_insert_output = sqlite_insert(OutputMedia)
+RECORD_OUTPUT = _insert_output.on_conflict_do_update(
+    index_elements=["media_id"],
+    set_={"product_id": _insert_output.excluded.product_id, "image_id": _insert_output.excluded.image_id})
 
 
 def _image_update(image_id: int, fields: dict[str, Any]):
@@ -313,12 +317,13 @@ class Store:
 
     def add_outputs(self, product_id: str, image_of_media: Mapping[str, int | None]) -> None:
         """Record these media of the product as our output (media id -> the image it shows), in one transaction."""
+        if not image_of_media:
+            return
+        now = utcnow()
+        rows = [{"media_id": media_id, "product_id": product_id, "image_id": image_id, "created_at": now}
+                for media_id, image_id in image_of_media.items()]
         with self._write() as conn:
-            for media_id, image_id in image_of_media.items():
-                statement = sqlite_insert(OutputMedia).values(media_id=media_id, product_id=product_id,
-                                                              image_id=image_id, created_at=utcnow())
-                conn.execute(statement.on_conflict_do_update(index_elements=["media_id"],
-                                                             set_={"product_id": product_id, "image_id": image_id}))
+            conn.execute(RECORD_OUTPUT, rows)  # one statement, executed for each row
 
     def remove_output(self, media_id: str) -> None:
         with self._session() as s:

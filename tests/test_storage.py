@@ -119,6 +119,20 @@ def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_
     store.close()
 
 
+def test_output_media_are_recorded_together_and_a_known_one_is_updated(tmp_path: Path) -> None:
+    """A product's output media go in one statement; a media id already recorded (a media moved to
+    another product, or written again for another image) takes the new product and image."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    first, second = new_image(store, 1), new_image(store, 2)
+    store.add_outputs("gid://p/1", {"gid://m/1": first.id, "gid://m/2": first.id})
+    store.add_outputs("gid://p/2", {"gid://m/1": second.id, "gid://m/3": None})
+    store.add_outputs("gid://p/2", {})
+    assert store.output_media_of_product("gid://p/1") == {"gid://m/2"}
+    assert store.output_media_of_product("gid://p/2") == {"gid://m/1", "gid://m/3"}
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT image_id FROM outputmedia WHERE media_id = 'gid://m/1'").scalar() == second.id
+
+
 def test_wal_and_schema_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = Store(url)
