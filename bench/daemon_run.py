@@ -54,6 +54,19 @@ class Outcome:
     # The daemon's peak RSS in KiB: /proc/<pid>/status VmHWM, the high-water mark of its own memory
     # since exec, last read just before it exited (None where /proc is not there).
     peak_rss_kib: int | None = None
+    # Its CPU seconds by thread when it was asked to stop (`ThreadCPU`; None where /proc is not there).
+    threads: ThreadCPU | None = None
+
+
+@dataclass
+class ThreadCPU:
+    """The daemon's CPU seconds (user+sys) by thread, read from /proc/<pid>/task just before it
+    was asked to stop (its shutdown not included): the thread running the event loop (the main
+    thread), and the others (the worker threads `asyncio.to_thread` hands Pillow, hashing and
+    fsyncs to)."""
+
+    event_loop: float
+    workers: float
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Run:
     rusage: resource.struct_rusage | None
     peak_rss_kib: int | None
     returncode: int | None
+    threads: ThreadCPU | None = None
 
 
 def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], bool], *, timeout: float,
@@ -97,6 +111,7 @@ def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], b
                 break
             time.sleep(interval)
         elapsed = time.monotonic() - started
+        threads = _thread_cpu(daemon.pid) if daemon.returncode is None else None
     finally:
         if daemon.returncode is None:
             daemon.send_signal(signal.SIGTERM)
@@ -105,7 +120,7 @@ def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], b
                 _reaped(daemon, usage, 10, peak)
         if spy is not None:
             spy.wait(60)  # it writes its file once the daemon has exited
-    return Run(elapsed, done, usage[0] if usage else None, max(peak) if peak else None, daemon.returncode)
+    return Run(elapsed, done, usage[0] if usage else None, max(peak) if peak else None, daemon.returncode, threads)
 
 
 def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
@@ -122,7 +137,28 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
         return all(s in FINAL_STATES for s in states)
 
     run = run_daemon_until(config, log_path, settled, timeout=timeout, profile=profile)
-    return Outcome(started, run.elapsed, [image_states(db).get(m) for m in media_ids], run.rusage, run.peak_rss_kib)
+    return Outcome(started, run.elapsed, [image_states(db).get(m) for m in media_ids], run.rusage, run.peak_rss_kib,
+                   run.threads)
+
+
+def _thread_cpu(pid: int) -> ThreadCPU | None:
+    """The process's CPU seconds by thread (`ThreadCPU`), from /proc; None where it is not there."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    event_loop = workers = 0.0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                # After the command name (in parentheses, maybe with spaces): utime and stime are
+                # fields 14 and 15 of stat(5), the 12th and 13th after it.
+                fields = stat.read().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / ticks
+            if int(task) == pid:
+                event_loop = seconds
+            else:
+                workers += seconds
+    except (OSError, ValueError, IndexError):
+        return None
+    return ThreadCPU(event_loop, workers)
 
 
 def _note_peak(pid: int, peak: list[int]) -> None:

@@ -70,7 +70,7 @@ from pathlib import Path
 
 import structlog
 import floor as library_floor
-from daemon_run import run_daemon_until_settled
+from daemon_run import ThreadCPU, run_daemon_until_settled
 from harness import Row, command_line, emit
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
@@ -181,6 +181,7 @@ class Run:
     timed_out: bool
     notes: list[str] = field(default_factory=list)
     floor: library_floor.Floor | None = None  # the library floor, measured on this run's images
+    threads: ThreadCPU | None = None  # its CPU by thread when every image was final (shutdown not in it)
 
     @property
     def cpu(self) -> float:
@@ -232,7 +233,7 @@ def run_once(args, images: int, *, idle_seconds: float = 0.0, results: list[tupl
         done = counts.pop("done", 0)
         run = Run(label, len(media_ids), outcome.elapsed, done, counts,
                   usage.ru_utime if usage else math.nan, usage.ru_stime if usage else math.nan,
-                  outcome.peak_rss_kib or 0, images > 0 and outcome.elapsed > args.timeout)
+                  outcome.peak_rss_kib or 0, images > 0 and outcome.elapsed > args.timeout, threads=outcome.threads)
         if usage is None:
             run.notes.append("the daemon's rusage was not available")
         if not outcome.peak_rss_kib:
@@ -374,6 +375,12 @@ def main() -> int:
                   f"(Pillow check + convert {r.floor.pillow_ms:.2f}, three httpx transfers {r.floor.transfers_ms:.2f}); "
                   f"the daemon spends {r.ms_per_image / r.floor.ms:.2f}x that, {r.ms_per_image - r.floor.ms:.2f} ms "
                   "of its own per image")
+    for r in sized:
+        if r.threads is not None and r.done:
+            print(f"  {r.label}: CPU by thread when every image was final (start-up in it, shutdown not): event loop "
+                  f"{r.threads.event_loop:.2f} s ({1000 * r.threads.event_loop / r.done:.2f} ms per image), worker "
+                  f"threads (Pillow, hashing, fsyncs) {r.threads.workers:.2f} s "
+                  f"({1000 * r.threads.workers / r.done:.2f} ms per image)")
     ratio = large.rss_mb / small.rss_mb if small is not None and small.rss_mb else None
     if ratio is not None:
         print(f"  peak RSS {large.images} vs {small.images} images: {ratio:.3f}x")
@@ -409,6 +416,12 @@ def main() -> int:
                             top.floor.ms, "ms", command=cmd))
             rows.append(Row(SCENARIO, f"daemon CPU per image at {top.images:,} images, over the library floor",
                             top.ms_per_image / top.floor.ms, "x", command=cmd))
+        if top.threads is not None and top.done:
+            rows.append(Row(SCENARIO, f"of the daemon's CPU per image at {top.images:,} images: in worker threads "
+                            "(Pillow, hashing, fsyncs)", 1000 * top.threads.workers / top.done, "ms", command=cmd))
+            rows.append(Row(SCENARIO, f"of the daemon's CPU per image at {top.images:,} images: in the event-loop "
+                            "thread (HTTP, GraphQL, SQLite, scheduling; start-up in it)",
+                            1000 * top.threads.event_loop / top.done, "ms", command=cmd))
         for r in reversed(sized):
             rows.append(Row(SCENARIO, f"peak RSS at {r.images:,} images", r.rss_mb, "MB", limit=RSS_TARGET_MB,
                             limit_kind="ceiling", target=f"< {RSS_TARGET_MB:g} MB",

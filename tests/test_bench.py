@@ -64,6 +64,11 @@ def test_what_a_correct_run_guarantees_at_any_size(small_run) -> None:
     assert value("catalog", "THROTTLED answers") == 0  # and the script fails unless bulk read every media
     assert value("productai", "429s provoked") == 0
     assert value("overhead", "library floor per image") > 0  # measured beside the daemon's figure
+    # The daemon's CPU split by thread (read before its shutdown, so no more than its whole CPU).
+    (cpu,) = [r.value for r in rows["overhead"] if r.figure.startswith("daemon CPU per image at")
+              and "floor" not in r.figure]
+    parts = [r.value for r in rows["overhead"] if r.figure.startswith("of the daemon's CPU per image")]
+    assert len(parts) == 2 and all(part > 0 for part in parts) and sum(parts) <= cpu
     polls = [r for r in rows["aigen"] if r.limit_kind == "ceiling" and "polls" in r.figure]
     assert polls and all(r.value <= r.limit for r in polls)
 
