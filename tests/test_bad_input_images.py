@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
-from bad_images import (SOURCES, animated, cmyk_jpeg, decompression_bomb, html, jpeg, palette_png_with_transparency,
-                        png16)
+from bad_images import (SOURCES, animated, cmyk_jpeg, decompression_bomb, encode, html, jpeg,
+                        palette_png_with_transparency, png16)
 from conftest import pipeline_settings, run_async
 from retouch.storage.models import ImageState
 from retouch.sync import imaging
@@ -66,6 +67,21 @@ def test_transparency_is_flattened_onto_white() -> None:
     out = pixels(imaging.convert(palette_png_with_transparency(), "JPEG"))
     assert out.getpixel((0, 0)) == (255, 255, 255)
     assert out.getpixel((out.width // 2, out.height // 2))[0] > 150
+
+
+def test_a_converted_result_keeps_its_quality() -> None:
+    # The master Shopify stores: encoded for speed where only its size is at stake, never at a
+    # lower quality. JPEG: quality 92's quantisation tables. WebP: lossy, close to the result.
+    from retouch.plugin.shopify.sandbox.photos import product_photo
+
+    result = product_photo(7, "PNG", (320, 320))
+    as_jpeg = pixels(imaging.convert(result, "JPEG"))
+    assert as_jpeg.quantization == pixels(encode(pixels(result).convert("RGB"), "JPEG", quality=92)).quantization
+    as_webp = imaging.convert(result, "WEBP")
+    assert as_webp[12:16] == b"VP8 "  # the lossy bitstream, as for any WebP photo
+    error = ImageChops.difference(pixels(as_webp).convert("RGB"), pixels(result).convert("RGB"))
+    rms = max(ImageStat.Stat(error).rms)
+    assert 20 * math.log10(255 / max(rms, 1e-9)) > 32  # PSNR of the worst channel, in dB: no visible loss
 
 
 # --- through the pipeline ---------------------------------------------------------------------------
