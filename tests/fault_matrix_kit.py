@@ -22,8 +22,10 @@ from typing import Any
 import structlog
 from structlog.testing import capture_logs
 
-HANG_SECONDS = 2.0       # beyond the client timeout the matrix configures
-CLIENT_TIMEOUT = "1.5s"  # short, yet long enough for a loaded machine: only a hang outlasts it
+# The client timeout is longer than a stalled CI machine can hold up an answer (ProductAI's submit
+# is not retried: a needless timeout there fails the image), and a hang outlasts it by as much.
+HANG_SECONDS = 8.0       # beyond the client timeout the matrix configures
+CLIENT_TIMEOUT = "5s"    # long enough for a loaded machine: only a hang outlasts it
 TICK = "0.1s"            # the scheduler's tick and the shortest poll interval: fast sandboxes, fast runs
 ANSWER_KINDS = ("503", "429", "429+retry-after", "reset", "truncated", "non_json", "wrong_shape", "hang")
 WEBHOOK_KINDS = ("duplicate", "late")

@@ -189,10 +189,11 @@ HOLDER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
 conn.execute("BEGIN EXCLUSIVE")
+locked = time.monotonic()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
 conn.execute("COMMIT")
-print("released", flush=True)
+print("released", time.monotonic() - locked, flush=True)
 """
 
 
@@ -235,10 +236,12 @@ def database_locked(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, 
                                   text=True)
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked", "the holder could not lock the database"
-        locked_at = time.monotonic()
         second = shop.seed(products=products - products // 2, images_per_product=1, seed=seed + 1)
-        assert holder.stdout.readline().strip() == "released" and holder.wait(10) == 0
-        report.held_seconds = time.monotonic() - locked_at
+        released, held = holder.stdout.readline().split()
+        assert released == "released" and holder.wait(10) == 0
+        # Measured by the holder, from BEGIN EXCLUSIVE to COMMIT: reading its lines late (a stalled
+        # CI machine) cannot shorten it, as it did when this side timed it.
+        report.held_seconds = float(held)
         if daemon.proc.poll() is not None:
             report.problems.append(f"the daemon exited ({daemon.proc.returncode}) while the database was locked")
         originals = {p["legacy_id"]: p["media"][0] for p in first + second}

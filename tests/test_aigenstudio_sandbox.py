@@ -448,7 +448,9 @@ def test_status_polls_are_limited_per_window(make_sandbox: Callable[..., AigenSa
 
 
 def test_one_active_job_per_key(make_sandbox: Callable[..., AigenSandbox], images: str) -> None:
-    sandbox = make_sandbox(seconds_per_item=0.4)
+    # Job 1 runs 4 s: long enough that a stalled CI machine cannot let it finish before the second
+    # create (the test waits for it below: 3.2 s more than before).
+    sandbox = make_sandbox(seconds_per_item=2.0)
     first = create(sandbox, "active-0001", [f"{images}/p/a.jpg", f"{images}/p/b.jpg"])
     with pytest.raises(RateLimited) as caught:
         create(sandbox, "active-0002", [f"{images}/p/c.jpg"])
@@ -461,7 +463,9 @@ def test_one_active_job_per_key(make_sandbox: Callable[..., AigenSandbox], image
 
 
 def test_two_active_jobs_per_account(make_sandbox: Callable[..., AigenSandbox], images: str) -> None:
-    sandbox = make_sandbox(seconds_per_item=0.5)
+    # Jobs of 10 s: both still active at the third create even on a stalled CI machine (nothing
+    # waits for them; the sandbox stops them at teardown).
+    sandbox = make_sandbox(seconds_per_item=5.0)
     keys = [f"aigen_live_acme_key_{i}" for i in range(3)]
     for key in keys:
         sandbox.add_live_key(key, purchased=1000, available=1000, account="acme")
@@ -603,14 +607,17 @@ def test_dropped_response_then_replay_gives_the_same_job_and_one_charge(sandbox:
 
 
 def test_hang_beyond_the_client_timeout_is_service_unavailable(sandbox: AigenSandbox, images: str) -> None:
-    sandbox.add_fault("create", mode="hang", seconds=0.8)
+    # The hang outlasts the 0.2 s timeout by more than a stalled CI machine can lose (waited for
+    # below: 3.2 s more than before).
+    sandbox.add_fault("create", mode="hang", seconds=4.0)
     urls = [f"{images}/p/a.jpg"]
     with pytest.raises(ServiceUnavailable) as caught:
         create(sandbox, "hang-0001", urls, timeout=0.2)
     assert caught.value.reason == "timeout" and caught.value.status is None
     # The slow request still went through on the server; retrying with the same key never makes a second job.
     retried = create(sandbox, "hang-0001", urls)
-    wait_for(lambda: key_stats(sandbox)["creations"] + key_stats(sandbox)["replays"] == 2, "the hung request to finish")
+    wait_for(lambda: key_stats(sandbox)["creations"] + key_stats(sandbox)["replays"] == 2, "the hung request to finish",
+             limit=20.0)
     assert key_stats(sandbox)["creations"] == 1
     assert retried.enhancement.total_items == 1
 

@@ -209,7 +209,9 @@ def test_keys_and_profiles_can_be_registered_in_python_and_over_http(sandbox: Im
 
 
 def test_full_flow_create_upload_edit_export_download(make_sandbox: Callable[..., ImagenSandbox]) -> None:
-    sandbox = make_sandbox(edit_pending_seconds=0.5, edit_seconds=0.3, export_seconds=0.3)
+    # Pending for 4 s: long enough that a stalled CI machine cannot reach the first status poll
+    # only after the edit has left Pending (the test then waits for it: 3.5 s more than before).
+    sandbox = make_sandbox(edit_pending_seconds=4.0, edit_seconds=0.3, export_seconds=0.3)
     api = Api(sandbox)
     project = api.project("shop-batch-1")
     links = api.upload_links(project, "8123456789_44070841549106.jpg")
@@ -393,8 +395,9 @@ def test_edit_and_export_require_an_empty_content_type(api: Api, content_type: s
 
 
 def test_steps_out_of_order_are_refused(make_sandbox: Callable[..., ImagenSandbox]) -> None:
-    # Long enough that two requests in a row fall inside each step on a loaded machine.
-    sandbox = make_sandbox(edit_pending_seconds=0.5, edit_seconds=1.0, export_seconds=5.0)
+    # Long enough that the requests in a row fall inside each step even if a stalled CI machine
+    # loses 3 s between them (the edit: 4 s in all, waited for below).
+    sandbox = make_sandbox(edit_pending_seconds=0.5, edit_seconds=3.5, export_seconds=5.0)
     api = Api(sandbox)
     project = api.project()
     assert api.get(f"/projects/{project}/edit/status").status_code == 404
@@ -499,7 +502,9 @@ def test_html_fault_is_a_proxy_page(sandbox: ImagenSandbox, api: Api) -> None:
 
 
 def test_hang_fault_outlasts_a_short_client_timeout(sandbox: ImagenSandbox, api: Api) -> None:
-    sandbox.add_fault("profiles", mode="hang", seconds=1.0)
+    # The hang outlasts the 0.2 s timeout by more than a stalled CI machine can lose (the sandbox's
+    # stop waits for it: 3 s more than before).
+    sandbox.add_fault("profiles", mode="hang", seconds=4.0)
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(sandbox.api_url + "/profiles", headers={"x-api-key": KEY}, timeout=0.2)
     assert api.get("/profiles").status_code == 200

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 
-from conftest import PROVIDER_KEY, pipeline_settings, run_async
+from conftest import PROVIDER_KEY, FakeClock, pipeline_settings, run_async
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.pipeline import discover, submit, track
@@ -75,8 +75,12 @@ def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: 
 
 
 def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Path) -> None:
-    # The provider allows one job per window; our config (wrongly) believes five.
-    strict = AigenSandbox(window_seconds=3600, jobs_per_window=1, seconds_per_item=0.1)
+    # The provider allows one job per window; our config (wrongly) believes five. Its windows are
+    # aligned to the epoch and its clock stands still half-way through one: a run that crosses the
+    # hour cannot start a new window.
+    window_start = 1_800_000_000.0  # a multiple of 3600
+    strict = AigenSandbox(window_seconds=3600, jobs_per_window=1, seconds_per_item=0.1,
+                          clock=FakeClock(window_start + 1800))
     server = strict.start()
     try:
         shop.seed(products=1, images_per_product=1, seed=6)
@@ -100,10 +104,9 @@ def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Pa
     stats = strict.stats()["keys"][PROVIDER_KEY]
     assert stats["creations"] == 1
     assert stats["rate_limited"] == 1  # five attempts, one request: the Retry-After was honoured
-    # The sandbox's windows are aligned to the epoch: its Retry-After is the rest of the current hour.
-    now = time.time()
-    rest_of_window = (now // 3600 + 1) * 3600 - now
-    assert wait > min(60, rest_of_window - 5)
+    # Its Retry-After is the rest of the current window (1800 s), less what the run took since.
+    rest_of_window = 1800
+    assert rest_of_window - 60 < wait <= rest_of_window
     assert len(pending) == 1 and pending[0].image_count == 3
 
 

@@ -526,7 +526,9 @@ def test_5xx_faults_then_normal_service(sandbox: ProductAISandbox, images: str) 
 def test_html_and_hang_faults_on_job_status(sandbox: ProductAISandbox, images: str) -> None:
     job_id = generate(sandbox, f"{images}/p/a.jpg")
     sandbox.add_fault("job", mode="html")
-    sandbox.add_fault("job", mode="hang", seconds=1.0)
+    # The hang outlasts the 0.2 s timeout by more than a stalled CI machine can lose (the sandbox's
+    # stop waits for it: 3 s more than before).
+    sandbox.add_fault("job", mode="hang", seconds=4.0)
     html = get_job(sandbox, job_id)
     assert html.status_code == 502 and html.headers["content-type"].startswith("text/html")
     with pytest.raises(httpx.ReadTimeout):

@@ -79,7 +79,8 @@ def assert_charged_once_each(sandbox: ImagenSandbox, media: list[dict]) -> None:
 
 def slow_edit_sandbox() -> ImagenSandbox:
     """An edit that runs for seconds: long enough to kill the daemon while it runs, or to need a webhook."""
-    return ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.3, edit_seconds=3.0, export_seconds=0.3)
+    # 6 s, not 3: a stalled CI machine cannot let the edit finish before the kill is checked.
+    return ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.3, edit_seconds=6.0, export_seconds=0.3)
 
 
 @pytest.fixture

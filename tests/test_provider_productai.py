@@ -237,11 +237,13 @@ def test_lost_answer_with_one_attempt_fails_and_is_only_resent_by_retry(lost, sh
     (product,) = shop.seed(products=1, images_per_product=1, seed=45)
     media_id = product["media"][0]["id"]
     db = tmp_path / "retouch.db"
-    config = write_config(shop, tmp_path, sandbox, new_only=False, timeout="1s")
+    # A 4 s timeout that a stalled CI machine cannot outlast on an answered request, and a hang
+    # that outlasts it by more than such a stall (waited for below: 5.5 s more than before).
+    config = write_config(shop, tmp_path, sandbox, new_only=False, timeout="4s")
     if lost == "drop_response":
         sandbox.add_fault("generate", mode="drop_response")
     else:
-        sandbox.add_fault("generate", mode="hang", seconds=2.0)
+        sandbox.add_fault("generate", mode="hang", seconds=7.5)
     settings = load_settings(config)
 
     async def scenario():
@@ -254,7 +256,7 @@ def test_lost_answer_with_one_attempt_fails_and_is_only_resent_by_retry(lost, sh
     assert run_async(scenario()) == {"failed": 1}
     row = image_row(db, media_id)
     assert row["error_code"] == "submission_uncertain" and "retouch retry" in row["error_message"]
-    wait_for(lambda: key_stats(sandbox)["jobs_started"]["generate"] == 1, 10, what="the lost job charged")
+    wait_for(lambda: key_stats(sandbox)["jobs_started"]["generate"] == 1, 20, what="the lost job charged")
     assert list(key_stats(sandbox)["jobs_by_image_url"].values()) == [1]
 
     retried = cli("retry", config=config)  # the owner decides to pay again

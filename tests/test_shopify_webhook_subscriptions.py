@@ -130,11 +130,13 @@ def test_duplicate_and_late_faults_reach_the_receiver(hooked_shop: ShopifySandbo
     (h1, b1), (h2, b2) = receiver.deliveries()
     assert h1["x-shopify-webhook-id"] == h2["x-shopify-webhook-id"] and b1 == b2  # the same delivery, twice
 
-    hooked_shop.add_fault(mode="late", seconds=3.0)
+    # Held back 6 s: a stalled CI machine cannot let it go before the next one overtakes it (the
+    # test waits for it below: 3 s more than before).
+    hooked_shop.add_fault(mode="late", seconds=6.0)
     hooked_shop.add_image(first["legacy_id"], "two.jpg")   # held back
     wait_for(lambda: hooked_shop.faults()["webhook"] == [], timeout=10, what="the late fault taken")
     hooked_shop.add_image(second["legacy_id"], "three.jpg")  # overtakes it
-    wait_for(lambda: len(receiver.deliveries()) == 4, timeout=10, what="both deliveries")
+    wait_for(lambda: len(receiver.deliveries()) == 4, timeout=20, what="both deliveries")
     order = [b["id"] for _, b in receiver.deliveries()[2:]]
     assert order == [int(second["legacy_id"]), int(first["legacy_id"])]
 

@@ -22,6 +22,9 @@ def test_sigterm_lets_the_running_step_finish_and_logs_no_traceback(shop, provid
                                                                     tmp_path: Path) -> None:
     shop.seed(products=2, images_per_product=1, seed=3)
     config = write_config(new_only=False)
+    # A client timeout of 8 s, not 5: the 4 s answer must not be given up on even if a stalled CI
+    # machine delays it by 3 s.
+    config.write_text(config.read_text().replace('timeout = "5s"', 'timeout = "8s"'))
     # The provider takes 4 s to accept the job (the grace is 8 s): the SIGTERM arrives while submit
     # waits for it.
     provider.add_fault("create", mode="hang", seconds=4.0)
