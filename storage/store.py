@@ -57,6 +57,7 @@ from .models import (
 INTENT_COLUMNS = frozenset({"write_source"})
 
 META_VALUE = select(Meta.value).where(col(Meta.key) == bindparam("key"))
+INSERT_IMAGE = sqlite_insert(Image)
 _insert_output = sqlite_insert(OutputMedia)
 RECORD_OUTPUT = _insert_output.on_conflict_do_update(
     index_elements=["media_id"],
@@ -151,6 +152,14 @@ class Store:
             session.commit()
 
     @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A session that only reads: closed without a commit, which would cost more than the query
+        itself for a small result (an empty `images_in_state`: 162 against 88 µs). Its rows are
+        handed out detached, fully loaded, as from `_session`."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
     def _write(self, durable: bool = False) -> Iterator[Connection]:
         """One transaction of plain SQL statements; `durable`: its commit is fsync'd (module docstring).
         SQLite refuses to change the safety level inside a transaction, so it is raised before the
@@ -187,22 +196,22 @@ class Store:
     # ----- images -----------------------------------------------------------------------------
 
     def image(self, image_id: int) -> Image | None:
-        with self._session() as s:
+        with self._read() as s:
             return s.get(Image, image_id)
 
     def image_by_media(self, media_id: str) -> Image | None:
-        with self._session() as s:
+        with self._read() as s:
             return s.exec(select(Image).where(Image.media_id == media_id)).first()
 
     def images_of_product(self, product_id: str) -> list[Image]:
-        with self._session() as s:
+        with self._read() as s:
             return list(s.exec(select(Image).where(Image.product_id == product_id).order_by(col(Image.id))))
 
     def images_by_media(self, media_ids: Iterable[str]) -> dict[str, Image]:
         ids = list(media_ids)
         if not ids:
             return {}
-        with self._session() as s:
+        with self._read() as s:
             rows = s.exec(select(Image).where(col(Image.media_id).in_(ids)))
             return {row.media_id: row for row in rows}
 
@@ -226,10 +235,15 @@ class Store:
         inserted one of them meanwhile, each is inserted on its own (`insert_image` keeps theirs)."""
         if not rows:
             return
+        # Plain INSERTs (the columns' defaults fill the rest): the ORM's add and flush cost five
+        # times as much (750 against 150 µs for a product's five images).
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for fields in rows:
+            by_columns.setdefault(frozenset(fields), []).append(fields)
         try:
-            with self._session() as s:
-                s.add_all([Image(**fields) for fields in rows])
-                s.flush()
+            with self._write() as conn:
+                for same_columns in by_columns.values():
+                    conn.execute(INSERT_IMAGE, same_columns)
         except IntegrityError:
             for fields in rows:
                 self.insert_image(**fields)
@@ -280,23 +294,23 @@ class Store:
         query = query.order_by(col(Image.id))
         if limit is not None:
             query = query.limit(limit)
-        with self._session() as s:
+        with self._read() as s:
             return list(s.exec(query))
 
     def next_attempt_due(self, *states: ImageState) -> float | None:
         """The earliest time an image in `states` is due (0.0: one is due now), None if there is none."""
         query = select(func.min(func.coalesce(col(Image.next_attempt_at), 0.0))).where(
             col(Image.state).in_([str(s) for s in states]))
-        with self._session() as s:
+        with self._read() as s:
             return s.exec(query).one()
 
     def counts_by_state(self) -> dict[str, int]:
-        with self._session() as s:
+        with self._read() as s:
             rows = s.exec(select(Image.state, func.count()).group_by(Image.state))
             return {state: count for state, count in rows}
 
     def recent_failures(self, limit: int = 10) -> list[Image]:
-        with self._session() as s:
+        with self._read() as s:
             query = (select(Image).where(Image.state == ImageState.FAILED)
                      .order_by(col(Image.updated_at).desc()).limit(limit))
             return list(s.exec(query))
@@ -304,7 +318,7 @@ class Store:
     # ----- output media -----------------------------------------------------------------------
 
     def is_output(self, media_id: str) -> bool:
-        with self._session() as s:
+        with self._read() as s:
             return s.get(OutputMedia, media_id) is not None
 
     def output_media_of_product(self, product_id: str) -> set[str]:
@@ -353,11 +367,11 @@ class Store:
         return job
 
     def job(self, job_id: int) -> Job | None:
-        with self._session() as s:
+        with self._read() as s:
             return s.get(Job, job_id)
 
     def jobs_in_state(self, *states: JobState) -> list[Job]:
-        with self._session() as s:
+        with self._read() as s:
             query = select(Job).where(col(Job.state).in_([str(x) for x in states])).order_by(col(Job.id))
             return list(s.exec(query))
 
@@ -368,7 +382,7 @@ class Store:
                 raise KeyError(job_id)
 
     def job_images(self, job_id: int) -> list[Image]:
-        with self._session() as s:
+        with self._read() as s:
             query = select(Image).where(Image.job_id == job_id).order_by(col(Image.item_index))
             return list(s.exec(query))
 
@@ -390,18 +404,18 @@ class Store:
             s.add(QuotaEvent(provider=provider, kind=kind, at=at, count=count))
 
     def quota_events(self, provider: str, since: float) -> list[tuple[str, float, int]]:
-        with self._session() as s:
+        with self._read() as s:
             query = select(QuotaEvent).where(QuotaEvent.provider == provider, QuotaEvent.at >= since)
             return [(e.kind, e.at, e.count) for e in s.exec(query)]
 
     def jobs_created_since(self, provider: str, since: datetime) -> list[Job]:
         """This provider's jobs created at or after `since` (UTC), for the daily budget."""
-        with self._session() as s:
+        with self._read() as s:
             query = select(Job).where(Job.provider == provider, col(Job.created_at) >= since.astimezone(timezone.utc))
             return list(s.exec(query))
 
     def credits_used(self, provider: str) -> int:
-        with self._session() as s:
+        with self._read() as s:
             return int(s.exec(select(func.coalesce(func.sum(Job.credits_used), 0)).where(Job.provider == provider)).one())
 
     def prune_quota_events(self, before: float) -> None:

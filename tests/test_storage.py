@@ -119,6 +119,18 @@ def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_
     store.close()
 
 
+def test_images_inserted_together_take_the_columns_defaults_whatever_columns_each_gives(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    base = dict(product_id="gid://shopify/Product/1", product_legacy_id="1", state=ImageState.DISCOVERED)
+    store.insert_images([{**base, "media_id": "gid://shopify/MediaImage/1", "position": 4},
+                         {**base, "media_id": "gid://shopify/MediaImage/2"},  # no position: its default
+                         {**base, "media_id": "gid://shopify/MediaImage/3", "position": 5, "alt": "a mug"}])
+    rows = {r.media_id.rsplit("/", 1)[-1]: r for r in store.images_of_product("gid://shopify/Product/1")}
+    assert [(rows[n].position, rows[n].alt) for n in "123"] == [(4, None), (0, None), (5, "a mug")]
+    assert all(r.attempts == 0 and r.paid_attempts == 0 and r.created_at is not None for r in rows.values())
+    store.close()
+
+
 def test_output_media_are_recorded_together_and_a_known_one_is_updated(tmp_path: Path) -> None:
     """A product's output media go in one statement; a media id already recorded (a media moved to
     another product, or written again for another image) takes the new product and image."""
