@@ -68,6 +68,21 @@ def _image_update(image_id: int, fields: dict[str, Any]):
     return update(Image).where(col(Image.id) == image_id).values(**fields, updated_at=utcnow())
 
 
+def _update_images(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> None:
+    """Apply each image's changes; images given the same columns share one statement, executed for
+    each of them (a job's 20 items: one statement, not 20). KeyError if an image is missing."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for image_id, fields in changes.items():
+        by_columns.setdefault(tuple(sorted(fields)), []).append(
+            {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
+    now = utcnow()
+    for columns, rows in by_columns.items():
+        statement = (update(Image).where(col(Image.id) == bindparam("image_id"))
+                     .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now))
+        if conn.execute(statement, rows).rowcount != len(rows):
+            raise KeyError(sorted(row["image_id"] for row in rows))
+
+
 class StorageError(Exception):
     """The database cannot be used (wrong schema version, unreadable file)."""
 
@@ -259,18 +274,9 @@ class Store:
         intent). Images given the same columns share one statement, executed for each of them."""
         if not changes:
             return
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for image_id, fields in changes.items():
-            by_columns.setdefault(tuple(sorted(fields)), []).append(
-                {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
-        durable = any(not INTENT_COLUMNS.isdisjoint(columns) for columns in by_columns)
-        now = utcnow()
+        durable = any(not INTENT_COLUMNS.isdisjoint(fields) for fields in changes.values())
         with self._write(durable=durable) as conn:
-            for columns, rows in by_columns.items():
-                statement = (update(Image).where(col(Image.id) == bindparam("image_id"))
-                             .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now))
-                if conn.execute(statement, rows).rowcount != len(rows):
-                    raise KeyError(sorted(row["image_id"] for row in rows))
+            _update_images(conn, changes)
 
     def count_paid(self, image_ids: Sequence[int]) -> None:
         """One more provider job that may have been charged, for each of these images."""
@@ -393,9 +399,7 @@ class Store:
             if job_fields:
                 found = conn.execute(update(Job).where(col(Job.id) == job_id).values(**job_fields)).rowcount
                 assert found == 1, job_id
-            for image_id, fields in image_fields.items():
-                found = conn.execute(_image_update(image_id, fields)).rowcount
-                assert found == 1, image_id
+            _update_images(conn, image_fields)
 
     # ----- provider quota ---------------------------------------------------------------------
 

@@ -104,6 +104,22 @@ def test_several_images_change_in_one_transaction_fsynced_only_for_intents(tmp_p
     store.close()
 
 
+def test_a_provider_answer_is_recorded_for_the_job_and_every_item_or_not_at_all(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    a, b, c = (new_image(store, n) for n in range(3))
+    job = store.create_job("aigenstudio", "retouch-key-1", [a.id, b.id, c.id])
+    done = {"state": ImageState.ENHANCED, "result_url": "https://r/1"}
+    store.update_job_and_images(job.id, {"polls": 1}, {a.id: done, b.id: {**done, "result_url": "https://r/2"},
+                                                       c.id: {"state": ImageState.FAILED, "error_code": "x"}})
+    assert [(store.image(i).state, store.image(i).result_url) for i in (a.id, b.id)] == [
+        (ImageState.ENHANCED, "https://r/1"), (ImageState.ENHANCED, "https://r/2")]
+    assert (store.image(c.id).state, store.image(c.id).error_code) == (ImageState.FAILED, "x")
+    with pytest.raises(KeyError):  # an item that is not there: nothing of the answer is kept
+        store.update_job_and_images(job.id, {"polls": 2}, {a.id: {"attempts": 5}, 999: {"attempts": 5}})
+    assert (store.job(job.id).polls, store.image(a.id).attempts) == (1, 0)
+    store.close()
+
+
 def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     theirs = new_image(store, 2)  # resync, say, inserted this media a moment ago
