@@ -6,7 +6,8 @@ providers that answer at once, so that what is left is retouch's work.
 
 Targets (the issue): CPU seconds of the daemon process (user + sys) divided by the images it
 processed, over 5,000 images: < 5 ms per image. Peak RSS < 150 MB, and the same (±10%) at 500 and
-at 5,000 images.
+at 5,000 images. The 5 ms is below the library floor (below), so the daemon is held to at most
+2.5x that floor, measured in the same run (FLOOR_RATIO_TARGET says why); the 5 ms rows stay.
 
 Beside it, from the same run: the library floor (bench/floor.py), the CPU that Pillow's check and
 conversion and httpx's three transfers of each image cost with nothing around them, measured on
@@ -81,7 +82,15 @@ SCENARIO = "Overhead per image"
 WINDOW = "1h"
 WINDOW_SECONDS = 3600
 ACTIVE_JOBS = 100  # jobs in flight at once, per key and per account: far above what 5,000 images need
-CPU_TARGET_MS = 5.0
+CPU_TARGET_MS = 5.0  # the issue's figure: below the library floor itself, see FLOOR_RATIO_TARGET
+# What the daemon is held to instead. The issue's "< 5 ms per image" is less than the library floor
+# alone (5.4-6.4 ms on the bench machine: Pillow's check and conversion, httpx's three transfers),
+# so no pipeline built on these libraries can meet it; its rows stay in the table, marked. What
+# retouch answers for is its own CPU around that floor, taken within one run so that machine noise
+# cancels (the issue's rule for ratios): at most 1.5 times the floor again, 2.5x in all. That own
+# CPU also pays for what the floor leaves out but no safe daemon skips: every original's backup
+# (hash, write, fsync), the fsync'd intents in SQLite, the GraphQL and provider calls, the log.
+FLOOR_RATIO_TARGET = 2.5
 RSS_TARGET_MB = 150.0
 RSS_SPREAD = 0.10  # "the same (±10%)"
 DEFAULT_SIZES = [500, 5000]
@@ -414,8 +423,11 @@ def main() -> int:
         if top.floor is not None:
             rows.append(Row(SCENARIO, "library floor per image: Pillow check + convert, three httpx transfers",
                             top.floor.ms, "ms", command=cmd))
+            over_floor = top.ms_per_image / top.floor.ms
             rows.append(Row(SCENARIO, f"daemon CPU per image at {top.images:,} images, over the library floor",
-                            top.ms_per_image / top.floor.ms, "x", command=cmd))
+                            over_floor, "x", limit=FLOOR_RATIO_TARGET, limit_kind="ceiling",
+                            target=f"<= {FLOOR_RATIO_TARGET:g}x", met=bool(over_floor <= FLOOR_RATIO_TARGET),
+                            command=cmd))
         if top.threads is not None and top.done:
             rows.append(Row(SCENARIO, f"of the daemon's CPU per image at {top.images:,} images: in worker threads "
                             "(Pillow, hashing, fsyncs)", 1000 * top.threads.workers / top.done, "ms", command=cmd))

@@ -69,6 +69,9 @@ def test_what_a_correct_run_guarantees_at_any_size(small_run) -> None:
               and "floor" not in r.figure]
     parts = [r.value for r in rows["overhead"] if r.figure.startswith("of the daemon's CPU per image")]
     assert len(parts) == 2 and all(part > 0 for part in parts) and sum(parts) <= cpu
+    # Held to a multiple of the floor of the same run (the 5 ms is below the floor itself).
+    (over_floor,) = [r for r in rows["overhead"] if r.figure.endswith("over the library floor")]
+    assert over_floor.limit == 2.5 and over_floor.met == (over_floor.value <= 2.5)
     polls = [r for r in rows["aigen"] if r.limit_kind == "ceiling" and "polls" in r.figure]
     assert polls and all(r.value <= r.limit for r in polls)
 
