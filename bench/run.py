@@ -17,6 +17,7 @@ that crashes gets a row saying so, and the exit status is 1.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -94,8 +95,11 @@ def write_readme(readme: Path, rows: list[Row], *, small: bool, only: list[str] 
         else:
             lines += by_script[scenario.script]
     names = ", ".join(s.name for s in SCENARIOS if s.name in only)
-    heading = (heading.rstrip(":") + f". The {names} rows: `bench/run.py --only` on {date.today().isoformat()}, "
-               f"{machine()}{' (--small)' if small else ''}:")
+    # The clause an earlier `--only` run of the same scenarios left goes: it no longer dates any row.
+    earlier = re.compile(rf"\. The {re.escape(names)} rows: `bench/run\.py --only` on .*?(?=\. The [\w, -]+ rows: "
+                         r"`bench/run\.py --only`|$)")
+    heading = (earlier.sub("", heading.rstrip(":")) + f". The {names} rows: `bench/run.py --only` on "
+               f"{date.today().isoformat()}, {machine()}{' (--small)' if small else ''}:")
     replace_between_markers(readme, START, END, heading + "\n\n" + "\n".join(lines))
 
 

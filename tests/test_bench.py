@@ -118,3 +118,9 @@ def test_a_partial_run_replaces_only_its_own_rows(tmp_path: Path) -> None:
     assert "| Overhead | cpu | 9 ms" in text and "35 ms" not in text
     assert text.index("| Quota") < text.index("| Overhead") < text.index("| Catalog")  # in scenario order
     assert "The overhead, catalog rows: `bench/run.py --only` on 20" in text
+    # Once more, then another scenario: each clause says when its rows came, once.
+    write_readme(readme, again, small=False, only=["overhead", "catalog"])
+    write_readme(readme, first[:1], small=False, only=["aigen"])
+    heading = readme.read_text().split("<!-- bench:start -->\n", 1)[1].split("\n\n", 1)[0]
+    assert heading.count("The overhead, catalog rows:") == 1 and heading.count("The aigen rows:") == 1
+    assert heading.endswith(":") and heading.index("The overhead, catalog rows:") < heading.index("The aigen rows:")
