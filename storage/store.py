@@ -64,10 +64,6 @@ RECORD_OUTPUT = _insert_output.on_conflict_do_update(
     set_={"product_id": _insert_output.excluded.product_id, "image_id": _insert_output.excluded.image_id})
 
 
-def _image_update(image_id: int, fields: dict[str, Any]):
-    return update(Image).where(col(Image.id) == image_id).values(**fields, updated_at=utcnow())
-
-
 def _update_images(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> None:
     """Apply each image's changes; images given the same columns share one statement, executed for
     each of them (a job's 20 items: one statement, not 20). KeyError if an image is missing."""
@@ -265,9 +261,7 @@ class Store:
 
     def update_image(self, image_id: int, **fields: Any) -> None:
         """One UPDATE; fsync'd when it records the write-back intent (`write_source`)."""
-        with self._write(durable=not INTENT_COLUMNS.isdisjoint(fields)) as conn:
-            if conn.execute(_image_update(image_id, fields)).rowcount == 0:
-                raise KeyError(image_id)
+        self.update_images({image_id: fields})
 
     def update_images(self, changes: Mapping[int, dict[str, Any]]) -> None:
         """`update_image` for several images in one transaction (one fsync when any records an

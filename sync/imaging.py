@@ -26,9 +26,9 @@ MAX_PIXELS = 80_000_000
 # How a result is encoded when it must change format for write-back. Shopify re-compresses what
 # it stores and serves each shopper its own format and size (WebP or AVIF where supported), so the
 # file we upload is a master: it keeps its quality, and no CPU goes on passes that only make the
-# master a little smaller. JPEG: quality 92 without `optimize` (that second, lossless Huffman pass
-# costs 22% more for 3.5% fewer bytes). WebP: Pillow's quality 80 at libwebp's method 2 instead of
-# its default 4 (half the time for 2.4% more bytes, measured on the bench's results).
+# master a little smaller. JPEG: quality 92 without `optimize` (that second, lossless Huffman
+# pass costs 29% more time for 3.5% fewer bytes). WebP: Pillow's quality 80 at libwebp's method 2
+# instead of its default 4 (half the time for 2.4% more bytes). Measured on the bench's results.
 ENCODE_OPTIONS: dict[str, dict[str, object]] = {
     "JPEG": {"quality": 92},
     "WEBP": {"quality": 80, "method": 2},
