@@ -390,9 +390,8 @@ class Store:
                               image_fields: dict[int, dict[str, Any]]) -> None:
         """Record a provider answer for a job and its items atomically (fsync'd, like every job write)."""
         with self._write(durable=True) as conn:
-            if job_fields:
-                found = conn.execute(update(Job).where(col(Job.id) == job_id).values(**job_fields)).rowcount
-                assert found == 1, job_id
+            if job_fields and conn.execute(update(Job).where(col(Job.id) == job_id).values(**job_fields)).rowcount == 0:
+                raise KeyError(job_id)  # as for a missing item, and as update_job says it
             _update_images(conn, image_fields)
 
     # ----- provider quota ---------------------------------------------------------------------

@@ -117,6 +117,9 @@ def test_a_provider_answer_is_recorded_for_the_job_and_every_item_or_not_at_all(
     with pytest.raises(KeyError):  # an item that is not there: nothing of the answer is kept
         store.update_job_and_images(job.id, {"polls": 2}, {a.id: {"attempts": 5}, 999: {"attempts": 5}})
     assert (store.job(job.id).polls, store.image(a.id).attempts) == (1, 0)
+    with pytest.raises(KeyError):  # a job that is not there, likewise
+        store.update_job_and_images(999, {"polls": 2}, {a.id: {"attempts": 5}})
+    assert store.image(a.id).attempts == 0
     store.close()
 
 
