@@ -140,7 +140,7 @@ def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_
 
 def test_images_inserted_together_take_the_columns_defaults_whatever_columns_each_gives(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    base = dict(product_id="gid://shopify/Product/1", product_legacy_id="1", state=ImageState.DISCOVERED)
+    base = {"product_id": "gid://shopify/Product/1", "product_legacy_id": "1", "state": ImageState.DISCOVERED}
     store.insert_images([{**base, "media_id": "gid://shopify/MediaImage/1", "position": 4},
                          {**base, "media_id": "gid://shopify/MediaImage/2"},  # no position: its default
                          {**base, "media_id": "gid://shopify/MediaImage/3", "position": 5, "alt": "a mug"}])
