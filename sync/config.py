@@ -30,6 +30,7 @@ DEFAULT_CONFIG_PATHS = (Path("config.toml"), Path("/etc/retouch/config.toml"))
 
 # Credential file names under $CREDENTIALS_DIRECTORY (systemd LoadCredential=NAME:PATH).
 SHOPIFY_TOKEN_CREDENTIAL = "shopify_access_token"
+SHOPIFY_SECRET_CREDENTIAL = "shopify_client_secret"
 PROVIDER_KEY_CREDENTIAL = "provider_api_key"
 
 
@@ -54,6 +55,11 @@ class ShopSettings(Section):
     url: str
     access_token: SecretStr | None = None
     access_token_env: str | None = None
+    # A Dev Dashboard app (every app made since 2026): its Client ID and secret, exchanged for
+    # tokens that expire (the client credentials grant). Exactly one of this and access_token.
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = None
     api_version: str = "2026-07"
     timeout: Duration = 30.0
     # A pass over the whole catalog (first run, `resync --all`) reads it with one bulk operation
@@ -197,12 +203,18 @@ class Settings:
     budget: BudgetSettings
     server: ServerSettings
     log: LogSettings
-    shop_token: SecretStr
+    shop_token: SecretStr | None        # [shop] access_token (legacy), or None with client credentials
     provider_key: SecretStr
     database_url: str
     backup_dir: Path
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
+    shop_client_secret: SecretStr | None = None      # [shop] client_secret, resolved
+
+    @property
+    def shop_auth(self) -> str:
+        """How the Admin API token is obtained: "client_credentials" or "static"."""
+        return "client_credentials" if self.shop_client_secret is not None else "static"
 
     @cached_property
     def plugin(self) -> ProviderPlugin:
@@ -261,7 +273,8 @@ class Settings:
         """Every secret value, for the log redaction processor."""
         key = self.provider_key.get_secret_value()
         shopify_hooks = [self.shopify_webhook_secret.get_secret_value()] if self.shopify_webhook_secret else []
-        return [self.shop_token.get_secret_value(), key, webhook_token(key), *shopify_hooks]
+        shop = [s.get_secret_value() for s in (self.shop_token, self.shop_client_secret) if s is not None]
+        return [*shop, key, webhook_token(key), *shopify_hooks]
 
 
 def find_config_path(explicit: Path | None) -> Path:
@@ -311,8 +324,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         except ValidationError as exc:
             raise ConfigError(_describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)) from None
     plugin = plugins[parsed.provider.name]
-    shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
-                                            SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
+    shop_token, client_secret, shop_sources = _shop_credentials(parsed.shop, environ)
     provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
                                                 PROVIDER_KEY_CREDENTIAL, "[provider] api_key", environ)
     key_problem = plugin.check_key(provider_key.get_secret_value())
@@ -322,6 +334,9 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     server = parsed.server
     hook_secret, hook_source = _optional_secret(server.shopify_webhook_secret, server.shopify_webhook_secret_env,
                                                 "[server] shopify_webhook_secret", environ)
+    if hook_secret is None and client_secret is not None:
+        # The Dev Dashboard app's client secret is also what signs its webhooks.
+        hook_secret, hook_source = client_secret, "[shop] client_secret"
     if server.listen and not server.listen_is_loopback() and not (server.public_url or server.allow_public_bind):
         raise ConfigError("[server] listen: binding beyond loopback needs public_url or allow_public_bind = true")
 
@@ -343,10 +358,46 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         server=parsed.server,
         log=parsed.log,
         shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
-        secret_sources={"[shop] access_token": shop_token_source, "[provider] api_key": provider_key_source,
+        secret_sources={**shop_sources, "[provider] api_key": provider_key_source,
                         **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
-        shopify_webhook_secret=hook_secret,
+        shopify_webhook_secret=hook_secret, shop_client_secret=client_secret,
     )
+
+
+def _shop_credentials(shop: ShopSettings, environ: dict[str, str]
+                      ) -> tuple[SecretStr | None, SecretStr | None, dict[str, str]]:
+    """(access token, client secret, where each came from): exactly one of the two ways to connect.
+
+    Client credentials when client_id is set; a static token when access_token(_env) is, or, with
+    neither, when a systemd credential of one of them exists."""
+    token_given = (shop.access_token is not None and bool(shop.access_token.get_secret_value())) \
+        or bool(shop.access_token_env)
+    secret_given = (shop.client_secret is not None and bool(shop.client_secret.get_secret_value())) \
+        or bool(shop.client_secret_env)
+    if shop.client_id is not None and not shop.client_id.strip():
+        raise ConfigError("[shop] client_id: empty; copy the Client ID from the Dev Dashboard (your app → Settings)")
+    if token_given and (shop.client_id or secret_given):
+        raise ConfigError("[shop] access_token: set either client_id + client_secret (an app made in the Dev "
+                          "Dashboard) or access_token (an app made in the admin before 2026), not both")
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    secret_credential = bool(cred_dir) and (Path(cred_dir or ".") / SHOPIFY_SECRET_CREDENTIAL).is_file()
+    if secret_given and not shop.client_id:
+        raise ConfigError("[shop] client_id: missing; client_secret needs the app's Client ID too "
+                          "(Dev Dashboard → your app → Settings)")
+    if shop.client_id:
+        secret, source = _secret(shop.client_secret, shop.client_secret_env, SHOPIFY_SECRET_CREDENTIAL,
+                                 "[shop] client_secret", environ)
+        return None, secret, {"[shop] client_secret": source}
+    token_credential = bool(cred_dir) and (Path(cred_dir or ".") / SHOPIFY_TOKEN_CREDENTIAL).is_file()
+    if not token_given and not token_credential:
+        if secret_credential:
+            raise ConfigError("[shop] client_id: missing; the systemd credential shopify_client_secret needs the "
+                              "app's Client ID in the config (Dev Dashboard → your app → Settings)")
+        raise ConfigError("[shop] client_id: missing; set client_id and client_secret (from your app in the Dev "
+                          "Dashboard), or access_token for an app made in the admin before 2026")
+    token, source = _secret(shop.access_token, shop.access_token_env, SHOPIFY_TOKEN_CREDENTIAL,
+                            "[shop] access_token", environ)
+    return token, None, {"[shop] access_token": source}
 
 
 def _secret(value: SecretStr | None, env_name: str | None, credential: str, key: str,

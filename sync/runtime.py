@@ -7,17 +7,40 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from retouch.plugin.providers.base import Provider, ProviderConfig
+from retouch.plugin.shopify.auth import ClientCredentials, StaticToken, TokenSource
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.backups import BackupStore
 from retouch.storage.models import PENDING_STATES, ImageState
 from retouch.storage.store import Store
 
 from .config import Settings
+from .logs import REDACTOR
 from .pipeline import Context, submit, track, write_back
 
 
+def shopify_tokens(settings: Settings) -> TokenSource:
+    """The static token, or a fresh client-credentials source: every process asks for its own token,
+    kept in memory only; each one issued joins the log redaction list the moment it arrives."""
+    if settings.shop_client_secret is None:
+        assert settings.shop_token is not None
+        return StaticToken(settings.shop_token.get_secret_value())
+    assert settings.shop.client_id is not None
+    return ClientCredentials(settings.shop.url, settings.shop.client_id,
+                             settings.shop_client_secret.get_secret_value(), timeout=settings.shop.timeout,
+                             on_token=lambda token: REDACTOR.add([token]))
+
+
+def token_health(tokens: TokenSource) -> dict | None:
+    """{"ok", "detail"} for /healthz: whether a token is in hand and when it expires, or why the
+    last grant failed; None for a static token (nothing to renew). Never the token."""
+    if not isinstance(tokens, ClientCredentials):
+        return None
+    state = tokens.state()
+    return {"ok": state.ok, "detail": state.detail}
+
+
 def shopify_client(settings: Settings) -> ShopifyClient:
-    return ShopifyClient(settings.shop.url, settings.shop_token.get_secret_value(), settings.shop.api_version,
+    return ShopifyClient(settings.shop.url, shopify_tokens(settings), settings.shop.api_version,
                          timeout=settings.shop.timeout)
 
 

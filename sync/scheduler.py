@@ -280,6 +280,7 @@ class Daemon:
                 return
             except ShopifyError as exc:
                 log.error("connect_failed", reason=str(exc)[:300], retry_in=delay)
+                self._record_error("connect", str(exc))  # `retouch status` says why it is not ready
                 try:
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
                 except TimeoutError:

@@ -73,6 +73,8 @@ class ServerDeps:
     clock: Callable[[], float] = time.time
     shopify_webhook_secret: str | None = None  # None: /webhooks/shopify answers 404
     on_shopify_product: Callable[[str], None] = lambda product_id: None  # queues a product gid; must not block
+    # {"ok", "detail"} of the Shopify access token (client credentials); None: a static token, no check
+    shopify_token: Callable[[], dict[str, Any] | None] | None = None
 
 
 # ----- health: pure decisions -----------------------------------------------------------------
@@ -140,6 +142,17 @@ def database_check(store: Store, identity: tuple[int, int] | None) -> dict[str, 
     return {"ok": True}
 
 
+def _token_check(state: Callable[[], dict[str, Any] | None] | None) -> dict[str, dict[str, Any]]:
+    """The Shopify token's check, when the daemon obtains its tokens (none for a static token)."""
+    if state is None:
+        return {}
+    try:
+        check = state()
+    except Exception as exc:
+        return {"shopify_token": {"ok": False, "detail": f"token check failed ({type(exc).__name__})"}}
+    return {} if check is None else {"shopify_token": check}
+
+
 def _scheduler_check(alive: Callable[[], bool]) -> dict[str, Any]:
     try:
         ok = bool(alive())
@@ -189,6 +202,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         checks = {
             "database": database,
             "scheduler": _scheduler_check(deps.scheduler_alive),
+            **_token_check(deps.shopify_token),
             "discovery": (discovery_check(last, now=now, started=started, discover_every=deps.discover_every)
                           if database["ok"] else {"ok": False, "detail": "unknown: database unavailable"}),
         }

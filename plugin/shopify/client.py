@@ -40,6 +40,7 @@ import httpx
 import shopify
 import structlog
 
+from .auth import StaticToken, TokenSource
 from .errors import (
     ShopifyAuthError,
     ShopifyError,
@@ -185,7 +186,7 @@ class ShopifyClient:
     def __init__(
         self,
         shop_url: str,
-        access_token: str,
+        access_token: str | TokenSource,
         api_version: str = DEFAULT_API_VERSION,
         *,
         timeout: float = 30.0,
@@ -194,13 +195,13 @@ class ShopifyClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        if not access_token:
-            raise ValueError("the Shopify access token is empty")
+        # A string is a static token (an app made in the admin); a TokenSource renews its own.
+        tokens = StaticToken(access_token) if isinstance(access_token, str) else access_token
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._graphql_url = admin_api_url(shop_url, api_version)
         self._api_version = api_version
-        self._token = access_token
+        self._tokens: TokenSource = tokens
         self._max_attempts = max_attempts
         self._clock = clock
         self._sleep = sleep
@@ -218,6 +219,11 @@ class ShopifyClient:
     @property
     def graphql_url(self) -> str:
         return self._graphql_url
+
+    @property
+    def tokens(self) -> TokenSource:
+        """Where the access token comes from (static, or the client credentials grant)."""
+        return self._tokens
 
     @property
     def bucket(self) -> CostBucket:
@@ -263,11 +269,19 @@ class ShopifyClient:
         self._bucket.reserve(estimate, self._clock())
 
     async def _post_graphql(self, operation_name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        headers = {"X-Shopify-Access-Token": self._token, "Accept": "application/json"}
-        request = self._http.build_request("POST", self._graphql_url, json=payload, headers=headers)
-        response = await self._send(request)
+        token = await self._tokens.token()
+        response = await self._send(self._graphql_request(payload, token))
+        if response.status_code == 401:
+            # Expired or revoked: one fresh token (concurrent callers share its grant), one retry.
+            fresh = await self._tokens.rejected(token)
+            if fresh is not None:
+                log.info("access_token_renewed", reason="401", operation=operation_name)
+                token = fresh
+                response = await self._send(self._graphql_request(payload, token))
         seen_at = self._clock()
         status = response.status_code
+        if status != 401:
+            self._tokens.accepted(token)
         if status in (401, 403):
             problem = "the access token was rejected" if status == 401 else "the app lacks an access scope"
             raise ShopifyAuthError(
@@ -291,6 +305,10 @@ class ShopifyClient:
         if not isinstance(data, dict):
             raise ShopifyResponseError("response has no data object", operation=operation_name)
         return data
+
+    def _graphql_request(self, payload: dict[str, Any], token: str) -> httpx.Request:
+        headers = {"X-Shopify-Access-Token": token, "Accept": "application/json"}
+        return self._http.build_request("POST", self._graphql_url, json=payload, headers=headers)
 
     def _raise_graphql_errors(self, operation_name: str, errors: Any, cost: Any, seen_at: float) -> None:
         entries = errors if isinstance(errors, list) else [{"message": errors}]
@@ -421,7 +439,9 @@ class ShopifyClient:
 
     def _redact(self, text: str) -> str:
         # Servers do not normally echo credentials, but a message we quote must never carry one.
-        return text.replace(self._token, "[redacted]")
+        for value in self._tokens.known():
+            text = text.replace(value, "[redacted]")
+        return text
 
     # ------------------------------------------------------------------ reads
 

@@ -2,6 +2,8 @@
 
     ShopifyError
      ├── ShopifyAuthError       HTTP 401/403 or ACCESS_DENIED: wrong token or missing access scope
+     │    └── ShopifyTokenError the token endpoint refused the client credentials (`code`:
+     │                          app_not_installed, shop_not_permitted, invalid_client, ...)
      ├── ShopifyUserError       the mutation ran and refused the input (userErrors / mediaUserErrors)
      ├── ShopifyUnavailable     transient failures outlasted the retries (THROTTLED, 429, 5xx,
      │                          timeout, connection error); `ambiguous` when a non-idempotent
@@ -30,6 +32,15 @@ class ShopifyAuthError(ShopifyError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ShopifyTokenError(ShopifyAuthError):
+    """The client credentials grant was refused; `code` is Shopify's (None when it gave none)."""
+
+    def __init__(self, code: str | None, text: str, *, status: int | None = None) -> None:
+        self.code = code
+        self.text = text
+        super().__init__(f"Shopify refused an access token{f' ({code})' if code else ''}: {text}", status=status)
 
 
 @dataclass(frozen=True)

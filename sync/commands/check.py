@@ -21,6 +21,7 @@ from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 from ..config import Settings
 from ..runtime import open_context
 from ..systemd import is_held
+from .check_shopify import refusal_line, token_line
 
 async def check_command(settings: Settings) -> int:
     ok = True
@@ -36,10 +37,12 @@ async def check_command(settings: Settings) -> int:
         try:
             shop = await ctx.shopify.shop()
             typer.echo(f"shopify: ok — {shop.name} ({shop.domain}), API {settings.shop.api_version}")
-        except ShopifyAuthError:
+            good, line = token_line(settings, ctx.shopify.tokens)
+            ok = ok and good
+            typer.echo(line)
+        except ShopifyAuthError as exc:
             ok = False
-            typer.echo("shopify: the access token was rejected — check [shop] access_token and its scopes "
-                       "(read_products, write_products, write_files)")
+            typer.echo(refusal_line(settings, exc))
         except ShopifyError as exc:
             ok = False
             typer.echo(f"shopify: cannot reach {settings.shop.url}: {exc}")

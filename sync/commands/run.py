@@ -9,7 +9,7 @@ import typer
 
 from .. import __version__
 from ..config import Settings
-from ..runtime import open_context, provider_client, shopify_client
+from ..runtime import open_context, provider_client, shopify_client, token_health
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
 from ..systemd import InstanceLock
 
@@ -22,6 +22,7 @@ def describe_start(settings: Settings) -> dict:
     return {
         "version": __version__, "config": str(settings.path), "provider": settings.provider.name,
         "mode": "sandbox" if settings.provider_is_sandbox else "live", "shop": settings.shop.url,
+        "shop_auth": settings.shop_auth,
         "db": str(settings.database_path), "backups": str(settings.backup_dir),
         "writeback": settings.writeback.mode, "new_only": settings.selection.new_only,
         "limits": {"window_s": limits.window, "jobs": limits.jobs, "images": limits.images,
@@ -43,7 +44,8 @@ async def run_daemon(settings: Settings) -> int:
         async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
             async def reopen(new: Settings) -> None:
                 """After a reload: point the clients at the new shop/provider when those changed."""
-                if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
+                if ((new.shop, new.shop_token, new.shop_client_secret)
+                        != (ctx.settings.shop, ctx.settings.shop_token, ctx.settings.shop_client_secret)):
                     old, ctx.shopify = ctx.shopify, shopify_client(new)
                     await old.aclose()
                 if ((new.provider, new.provider_key, new.provider_table)
@@ -70,7 +72,8 @@ def _server(settings: Settings, ctx, daemon: Daemon):
                       on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew,
                       shopify_webhook_secret=(settings.shopify_webhook_secret.get_secret_value()
                                               if settings.shopify_webhook_secret else None),
-                      on_shopify_product=daemon.on_shopify_product)
+                      on_shopify_product=daemon.on_shopify_product,
+                      shopify_token=lambda: token_health(ctx.shopify.tokens))
     app = build_app(deps, registry)
 
     async def run_server(stop: asyncio.Event) -> None:

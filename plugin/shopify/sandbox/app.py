@@ -4,6 +4,9 @@ Shopify's side
     POST /admin/api/{version}/graphql.json     Admin GraphQL. Header `X-Shopify-Access-Token` must be
                                                the sandbox's token (else 401 with Shopify's body); an
                                                unknown {version} is 404. Body {query, variables, operationName}.
+    POST /admin/oauth/access_token             the client credentials grant (oauth.py): form body
+                                               grant_type, client_id, client_secret -> {access_token,
+                                               scope, expires_in}; refusals 400 {error, error_description}
     PUT  /_staged/upload/{key}                 staged upload, raw body (targets with httpMethod PUT)
     POST /_staged/upload/{key}                 staged upload, multipart form: the target's parameters + `file`
                                                (201 with a GCS-style XML body, as success_action_status asks)
@@ -38,6 +41,11 @@ Admin API for tests, the demo and store owners (JSON, no auth)
                                                   "mode"?: truncated|reset|hang|...}
                                                each with "skip"? and "probability"? (faults.py)
     DELETE /_sandbox/faults                    clear every pending fault
+    GET    /_sandbox/tokens                    {"grants", "refused", "revoked", "lifetime", "scopes",
+                                               "installed", "permitted", "reject_tokens"}
+    PATCH  /_sandbox/tokens                    {"lifetime"?, "scopes"?, "installed"?, "permitted"?,
+                                               "reject_tokens"?} -> the same
+    DELETE /_sandbox/tokens                    revoke every token issued -> {"revoked": N}
 
 A product is {"id", "legacy_id", "title", "tags", "created_at", "updated_at", "media": [...],
 "metafields": {"<namespace>.<key>": {"id", "namespace", "key", "type", "value", "compare_digest",
@@ -51,6 +59,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from urllib.parse import parse_qsl
 from email import policy
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
@@ -145,6 +154,13 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
             return answer.instead
         headers = {"X-Shopify-API-Version": sandbox.api_version, **(answer.headers or {})}
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=headers)
+
+    async def access_token(request: Request) -> Response:
+        form: dict[str, str] = {}
+        if request.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
+            form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        status, body = sandbox.tokens.grant(form)
+        return JSONResponse(body, status_code=status)
 
     async def staged_upload(request: Request) -> Response:
         key = request.path_params["key"]
@@ -286,6 +302,18 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
     def stats(_request: Request, _body: dict[str, Any]) -> Any:
         return sandbox.stats()
 
+    def tokens(request: Request, body: dict[str, Any]) -> Any:
+        if request.method == "DELETE":
+            return {"revoked": sandbox.tokens.revoke()}
+        if request.method == "PATCH":
+            sandbox.tokens.configure(
+                lifetime=float(body["lifetime"]) if body.get("lifetime") is not None else None,
+                scopes=str(body["scopes"]) if body.get("scopes") is not None else None,
+                installed=bool(body["installed"]) if body.get("installed") is not None else None,
+                permitted=bool(body["permitted"]) if body.get("permitted") is not None else None,
+                reject_tokens=bool(body["reject_tokens"]) if body.get("reject_tokens") is not None else None)
+        return sandbox.tokens.stats()
+
     def faults(request: Request, body: dict[str, Any]) -> Any:
         if request.method == "DELETE":
             sandbox.clear_faults()
@@ -308,6 +336,7 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
 
     routes = [
         Route("/admin/api/{version}/graphql.json", graphql, methods=["POST"]),
+        Route("/admin/oauth/access_token", access_token, methods=["POST"]),
         Route("/_staged/upload/{key}", staged_upload, methods=["PUT", "POST"]),
         Route("/_staged/files/{key}/{filename:path}", staged_file, methods=["GET"]),
         Route("/cdn/files/{filename}", cdn, methods=["GET"]),
@@ -324,5 +353,6 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         Route("/_sandbox/media/{media_id}", admin(patch_media), methods=["PATCH"]),
         Route("/_sandbox/stats", admin(stats), methods=["GET"]),
         Route("/_sandbox/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/tokens", admin(tokens), methods=["GET", "PATCH", "DELETE"]),
     ]
     return Starlette(routes=routes)

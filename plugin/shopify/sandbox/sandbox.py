@@ -18,6 +18,7 @@ from .app import build_app
 from .bulk import SEVEN_DAYS, BulkSettings
 from .graphql_api import GraphQLService
 from .model import Media, Product, parse_gid
+from .oauth import DEFAULT_SCOPES, TokenIssuer
 from .paging import PAGINATION_CAP
 from .sources import Fetched
 from .store import SandboxError, Store
@@ -40,12 +41,19 @@ class ShopifySandbox:
     lines of results of `groupObjects: false` (children need not follow their parent).
     `pagination_cap`: how deep a connection may be paged (Shopify's 25,000; a test of the cap can
     set a smaller one rather than seed 25,000 products). Past it a page is an error (paging.py).
+    Access: `access_token`, a static token (apps made in the admin; None: none accepted), and/or
+    `client_id` + `client_secret`, the app's credentials for the client credentials grant
+    (oauth.py), whose tokens live `token_lifetime` seconds of `clock` and carry `scopes`.
     """
 
     def __init__(
         self,
         *,
-        access_token: str = "shpat_sandbox_token",
+        access_token: str | None = "shpat_sandbox_token",
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_lifetime: float = 86399.0,
+        scopes: str = DEFAULT_SCOPES,
         api_version: str = "2026-07",
         shop_name: str = "retouch-sandbox",
         bucket_size: float = 2000,
@@ -73,6 +81,8 @@ class ShopifySandbox:
                                               any_order_seed=bulk_any_order_seed),
                             pagination_cap=pagination_cap)
         self._graphql = GraphQLService(self._store)
+        self.tokens = TokenIssuer(client_id=client_id, client_secret=client_secret, clock=clock,
+                                  lifetime=token_lifetime, scopes=scopes)
         self._app: Starlette | None = None
         self._server: RunningServer | None = None
         self._webhooks = WebhookSender(secret=webhook_secret, shop_domain=f"{shop_name}.myshopify.com",
@@ -140,7 +150,11 @@ class ShopifySandbox:
         return f"/admin/api/{self.api_version}/graphql.json"
 
     def token_matches(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented.encode(), self._access_token.encode())
+        if presented is None:
+            return False
+        if self._access_token is not None and hmac.compare_digest(presented.encode(), self._access_token.encode()):
+            return True
+        return self.tokens.valid(presented)
 
     @property
     def graphql(self) -> GraphQLService:
