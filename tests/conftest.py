@@ -28,9 +28,14 @@ SHOP_TOKEN = "shpat_TESTSECRET_shop_7f3a9c"
 PROVIDER_KEY = "aigen_test_TESTSECRETprovider4b2e"
 IMAGEN_KEY = "imagen_TESTSECRET_key_5d8e1a"
 PRODUCTAI_KEY = "pai_TESTSECRET_key_c4f0b7"
+# A Dev Dashboard app's credentials (the client ID is not secret; the client secret is).
+CLIENT_ID = "retouch-test-app-0d4c"
+CLIENT_SECRET = "shpss_TESTSECRET_client_2b7e91"
 # The keys, and the webhook path tokens derived from them (secret too).
-SECRETS = [SHOP_TOKEN, PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY,
+SECRETS = [SHOP_TOKEN, PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY, CLIENT_SECRET,
            *(webhook_token(key) for key in (PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY))]
+# Sandboxes whose issued access tokens must not leak either (each one, whenever it was issued).
+TOKEN_ISSUERS: list[ShopifySandbox] = []
 
 
 class FakeClock:
@@ -64,6 +69,23 @@ def shop() -> Iterator[ShopifySandbox]:
     server = sandbox.start()
     yield sandbox
     server.stop()
+
+
+@pytest.fixture
+def app_shop() -> Iterator[ShopifySandbox]:
+    """A store with a Dev Dashboard app installed: client credentials only (no static token),
+    tokens living 3 s, so a test of a few seconds crosses several expiries."""
+    sandbox = ShopifySandbox(access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                             token_lifetime=3.0, processing_seconds=0.2)
+    server = sandbox.start()
+    TOKEN_ISSUERS.append(sandbox)
+    yield sandbox
+    server.stop()  # stays in TOKEN_ISSUERS: no_secret_leaks checks its tokens after this teardown
+
+
+def client_credentials(text: str) -> str:
+    """A config text of these fixtures with the static token swapped for the app's client credentials."""
+    return text.replace(f'access_token = "{SHOP_TOKEN}"', f'client_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"')
 
 
 @pytest.fixture
@@ -238,11 +260,13 @@ def cli(*args: str, config: Path | None = None, timeout: float = 120, input: str
 @pytest.fixture
 def no_secret_leaks(tmp_path: Path) -> Iterator[None]:
     """After the test: the distinctive fake secrets appear in no file the test's processes wrote
-    (database, WAL, backups, daemon logs, demo pages) and in nothing the CLI printed. The config
+    (database, WAL, backups, daemon logs, demo pages) and in nothing the CLI printed; nor does any
+    access token a sandbox store issued during the test (`TOKEN_ISSUERS`). The config
     files and a `credentials/` folder are skipped: the test wrote the secrets there itself."""
     CLI_OUTPUT.clear()
     yield
-    secrets = SECRETS
+    secrets = [*SECRETS, *(token for issuer in TOKEN_ISSUERS for token in issuer.tokens.issued())]
+    TOKEN_ISSUERS.clear()
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix != ".toml" and "credentials" not in path.relative_to(tmp_path).parts:
             data = path.read_bytes()

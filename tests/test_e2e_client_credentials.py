@@ -1,0 +1,155 @@
+"""A Dev Dashboard app end to end: the real daemon (`retouch run`, a real config file and SQLite
+file) connects with client credentials to the Shopify sandbox, whose tokens live 3 seconds; the CLI
+as real subprocesses. Secrets (the client secret and every token the store issued) must appear in
+no log, database, backup, CLI output, /healthz or /metrics (conftest's no_secret_leaks, extended).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import CLIENT_SECRET, cli, client_credentials, config_text, image_states, wait_for
+from test_service import NotifySocket
+
+pytestmark = pytest.mark.usefixtures("no_secret_leaks")
+
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_app_config(app_shop, provider, tmp_path: Path, *, secret: str = CLIENT_SECRET, listen: int | None = None,
+                     name: str = "config.toml") -> Path:
+    text = client_credentials(config_text(app_shop, provider, tmp_path, new_only=False))
+    text = text.replace(f'client_secret = "{CLIENT_SECRET}"', f'client_secret = "{secret}"')
+    if listen:
+        text += f'\n[server]\nlisten = "127.0.0.1:{listen}"\n'
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def done(db: Path, count: int) -> bool:
+    states = image_states(db)
+    return len(states) == count and set(states.values()) == {"done"}
+
+
+def grants(app_shop) -> int:
+    return app_shop.tokens.stats()["grants"]
+
+
+def test_the_daemon_works_across_several_token_expiries(app_shop, provider, daemon, tmp_path: Path) -> None:
+    lifetime = app_shop.tokens.stats()["lifetime"]
+    port = free_port()
+    db = tmp_path / "retouch.db"
+    products = app_shop.seed(products=2, images_per_product=1, seed=7)
+    run = daemon(write_app_config(app_shop, provider, tmp_path, listen=port))
+    started = time.monotonic()
+    wait_for(lambda: done(db, 2), 60, what="the first two images done")
+    # A new photo a token lifetime apart, three times (the provider's sandbox allows 5 jobs an hour):
+    # each one is read, sent, written back with whatever token is current by then.
+    for added in range(3):
+        time.sleep(lifetime)
+        app_shop.add_image(products[added % 2]["legacy_id"], filename=f"new-{added}.jpg", alt=f"New {added}")
+        wait_for(lambda: done(db, 3 + added), 60, what=f"new image {added} done")
+    elapsed = time.monotonic() - started
+
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    status = cli("status", config=tmp_path / "config.toml")
+    assert run.terminate(timeout=15) == 0
+
+    assert health.status_code == 200 and health.json()["checks"]["shopify_token"]["ok"]
+    assert "expires in" in health.json()["checks"]["shopify_token"]["detail"]
+    issued = app_shop.tokens.issued()
+    for text in (health.text, metrics, status.stdout + status.stderr, run.output()):
+        assert CLIENT_SECRET not in text and not any(token in text for token in issued)
+    expiries = math.ceil(elapsed / lifetime)  # the token lifetimes the run began
+    assert expiries >= 4
+    assert 3 <= grants(app_shop) <= expiries + 1, (grants(app_shop), elapsed)
+    # Renewed ahead of expiry: no call met a 401, or, on a stalled machine, one renewal each.
+    unauthorized = app_shop.stats()["unauthorized"]
+    renewed_after_401 = [e for e in run.events() if e.get("event") == "access_token_renewed"]
+    assert unauthorized == len(renewed_after_401) <= 2
+    assert not [e for e in run.events() if e.get("event") in ("step_failed", "failed", "connect_failed")]
+
+
+def test_tokens_revoked_mid_run_are_renewed_once(app_shop, provider, daemon, tmp_path: Path) -> None:
+    app_shop.tokens.configure(lifetime=3600)
+    db = tmp_path / "retouch.db"
+    products = app_shop.seed(products=1, images_per_product=1, seed=8)
+    run = daemon(write_app_config(app_shop, provider, tmp_path))
+    wait_for(lambda: done(db, 1), 60, what="the first image done")
+    assert grants(app_shop) == 1
+    for round_ in range(2):
+        app_shop.tokens.revoke()  # the merchant rotated the secret's tokens, or Shopify did
+        app_shop.add_image(products[0]["legacy_id"], filename=f"after-revoke-{round_}.jpg")
+        wait_for(lambda: done(db, 2 + round_), 60, what="the image added after the revocation done")
+        assert grants(app_shop) == 2 + round_
+    assert run.terminate(timeout=15) == 0
+    renewed = [e for e in run.events() if e.get("event") == "access_token_renewed"]
+    assert len(renewed) == 2 == app_shop.stats()["unauthorized"]
+    assert not [e for e in run.events() if e.get("event") in ("step_failed", "failed")]
+
+
+def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(app_shop, provider, daemon,
+                                                                         tmp_path: Path) -> None:
+    wrong = "shpss_TESTSECRET_wrong_a1b2c3"
+    port = free_port()
+    config = write_app_config(app_shop, provider, tmp_path, secret=wrong, listen=port)
+    checked = cli("check", config=config)
+    assert checked.returncode == 1
+    assert "client ID or secret was refused (invalid_client)" in checked.stdout
+    assert "Dev Dashboard (your app → Settings)" in checked.stdout
+    assert "provider: ok" in checked.stdout
+
+    notify = NotifySocket()
+    try:
+        run = daemon(config, env={"NOTIFY_SOCKET": notify.path})
+        wait_for(lambda: app_shop.tokens.stats()["refused"] >= 3, 30, what="the daemon asking again")
+        assert run.proc.poll() is None  # still running
+        assert "READY=1" not in notify.lines()
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.status_code == 503
+        assert "invalid_client" in health.json()["checks"]["shopify_token"]["detail"]
+        status = cli("status", config=config)
+        assert "invalid_client" in status.stdout
+        # Backoff: refusals are spaced by a growing wait, not one per tick.
+        refused_at = [e for e in run.events() if e.get("event") == "connect_failed"]
+        assert len(refused_at) <= 8
+        assert run.terminate(timeout=15) == 0
+    finally:
+        notify.close()
+    assert wrong not in run.output() + health.text
+    assert grants(app_shop) == 0
+
+
+@pytest.mark.parametrize("setting, words", [
+    ({"installed": False}, "the app is not installed on"),
+    ({"permitted": False}, "the store must belong to the app's organisation"),
+    ({"scopes": "read_products,write_products"}, "lacks the access scope write_files"),
+])
+def test_check_says_what_to_do_in_the_dev_dashboard(app_shop, provider, tmp_path: Path, setting: dict,
+                                                     words: str) -> None:
+    app_shop.tokens.configure(**setting)
+    checked = cli("check", config=write_app_config(app_shop, provider, tmp_path))
+    assert checked.returncode == 1, checked.stdout
+    assert words in checked.stdout
+
+
+def test_check_says_how_the_token_is_obtained(app_shop, provider, tmp_path: Path) -> None:
+    app_shop.tokens.configure(lifetime=86399)
+    checked = cli("check", config=write_app_config(app_shop, provider, tmp_path))
+    assert checked.returncode == 0, checked.stdout
+    assert "shopify: token — client credentials of app retouch-test-app-0d4c; each token expires in 24 h" \
+        in checked.stdout
+    assert grants(app_shop) == 1  # each command gets its own token; nothing stored
