@@ -1,4 +1,4 @@
-"""`retouch` command line: run, resync, status, revert, check, sandbox, demo.
+"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, init.
 
 Exit codes: 0 success, 1 work that failed (an image, a check), 2 usage or config error — a
 config error is one line naming the key, never a traceback.
@@ -175,6 +175,31 @@ def demo(
         typer.echo(f"error: --mode: {mode!r} is not replace or append", err=True)
         raise typer.Exit(2)
     raise typer.Exit(_run(lambda: demo_command(out=out, products=products, provider=provider, mode=mode)))
+
+
+@app.command()
+def init(
+    shop: Annotated[str | None, typer.Option(help="The store: your-store.myshopify.com")] = None,
+    client_id: Annotated[str | None, typer.Option(help="Dev Dashboard app's Client ID")] = None,
+    client_secret: Annotated[str | None, typer.Option(help="Dev Dashboard app's Client secret")] = None,
+    access_token: Annotated[str | None, typer.Option(help="Legacy: token of an app made in the admin before 2026")] = None,
+    provider: Annotated[str | None, typer.Option(help="Enhancement service (default aigenstudio)")] = None,
+    api_key: Annotated[str | None, typer.Option(help="The provider's API key")] = None,
+    provider_url: Annotated[str | None, typer.Option(help="The provider's base URL, when not its default")] = None,
+    out: Annotated[Path, typer.Option(help="Config file to write")] = Path("config.toml"),
+    credentials_dir: Annotated[Path | None, typer.Option(
+        help="Write the secrets here as systemd credential files; the config then names none")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing files")] = False,
+    yes: Annotated[bool, typer.Option(help="Never ask: every answer comes from the flags")] = False,
+    check: Annotated[bool, typer.Option(help="Run `retouch check` on the new config")] = True,
+) -> None:
+    """Write a config (mode 0600) from your answers or flags, then check it."""
+    from .commands.init import Answers, init_command
+
+    answers = Answers(shop=shop, client_id=client_id, client_secret=client_secret, access_token=access_token,
+                      provider=provider, api_key=api_key, provider_url=provider_url)
+    raise typer.Exit(_run(lambda: init_command(answers, out=out, credentials_dir=credentials_dir, force=force,
+                                               yes=yes, run_check=check)))
 
 
 @app.callback(invoke_without_command=True)

@@ -153,3 +153,25 @@ def test_check_says_how_the_token_is_obtained(app_shop, provider, tmp_path: Path
     assert "shopify: token — client credentials of app retouch-test-app-0d4c; each token expires in 24 h" \
         in checked.stdout
     assert grants(app_shop) == 1  # each command gets its own token; nothing stored
+
+
+def test_the_sandbox_config_connects_with_client_credentials(tmp_path: Path) -> None:
+    """`retouch sandbox` and `retouch demo` write this config: what a new owner has, client credentials."""
+    import tomllib
+
+    from retouch.sync.commands.sandbox import render_config, start_sandboxes
+
+    shop, shop_server, sandbox = start_sandboxes(products=1, fast=True)
+    try:
+        text = render_config(shop_url=shop.shop_url, provider="aigenstudio", sandbox=sandbox,
+                             database=tmp_path / "s.db", backup_dir=tmp_path / "backups", fast=True)
+        assert set(tomllib.loads(text)["shop"]) == {"url", "client_id", "client_secret", "api_version"}
+        config = tmp_path / "sandbox.toml"
+        config.write_text(text)
+        checked = cli("check", config=config)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "client credentials" in checked.stdout
+        assert shop.tokens.stats()["grants"] == 1
+    finally:
+        shop_server.stop()
+        sandbox.stop()

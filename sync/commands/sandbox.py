@@ -12,7 +12,10 @@ from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import DemoSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
-SANDBOX_SHOP_TOKEN = "shpat_sandbox_0123456789abcdef"
+SANDBOX_SHOP_TOKEN = "shpat_sandbox_0123456789abcdef"  # the legacy way; still accepted by the sandbox store
+# A Dev Dashboard app installed on the sandbox store: what a new owner has (client credentials).
+SANDBOX_CLIENT_ID = "retouch-sandbox-app"
+SANDBOX_CLIENT_SECRET = "shpss_sandbox_0123456789abcdef"
 
 
 def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, database: Path | None = None,
@@ -20,7 +23,8 @@ def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, databas
     """A complete config for the sandboxes; `fast` shortens every interval (demo and tests)."""
     lines = [
         "# Written by retouch for its sandboxes; see config.example.toml for every key.",
-        "[shop]", f'url = "{shop_url}"', f'access_token = "{SANDBOX_SHOP_TOKEN}"', 'api_version = "2026-07"', "",
+        "[shop]", f'url = "{shop_url}"', f'client_id = "{SANDBOX_CLIENT_ID}"',
+        f'client_secret = "{SANDBOX_CLIENT_SECRET}"', 'api_version = "2026-07"', "",
         "[provider]", f'name = "{provider}"', f'api_key = "{sandbox.api_key}"', f'base_url = "{sandbox.base_url}"', "",
         f"[{provider}]", *sandbox.settings_lines, "",
         "[selection]", "new_only = true", 'exclude_tags = ["no-retouch"]', "",
@@ -40,7 +44,8 @@ def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: i
     plugin = registry.get(provider)
     if plugin.start_sandbox is None:
         raise registry.PluginError(f"provider {provider!r} ships no sandbox")
-    shop = ShopifySandbox(access_token=SANDBOX_SHOP_TOKEN, processing_seconds=processing_seconds)
+    shop = ShopifySandbox(access_token=SANDBOX_SHOP_TOKEN, client_id=SANDBOX_CLIENT_ID,
+                          client_secret=SANDBOX_CLIENT_SECRET, processing_seconds=processing_seconds)
     shop_server = shop.start(port)
     if products:
         shop.seed(products=products, images_per_product=1, seed=0)
