@@ -103,7 +103,8 @@ def test_the_unit_file_is_hardened_and_says_why_on_each_line() -> None:
         if value is not None:
             assert directives[key] == [value], key
     # Both secrets arrive as credentials, under the names the config reader looks for.
-    assert sorted(v.split(":")[0] for v in directives["LoadCredential"]) == ["provider_api_key", "shopify_access_token"]
+    assert sorted(v.split(":")[0] for v in directives["LoadCredential"]) == ["provider_api_key", "shopify_client_secret"]
+    assert "#LoadCredential=shopify_access_token:" in UNIT.read_text()  # the legacy token's line, to swap in
     # The daemon's own drain must end before systemd's stop timeout kills it.
     assert int(directives["TimeoutStopSec"][0]) > ScheduleSettings().shutdown_grace
     assert int(directives["WatchdogSec"][0]) >= 10
