@@ -15,7 +15,9 @@ the caller reads the product back to find out.
 
 The access token is sent only in the `X-Shopify-Access-Token` header of GraphQL requests to the
 shop's own Admin API URL: uploads to staged targets and downloads of CDN/result URLs go out
-without it. It never appears in logs, exception messages or reprs.
+without it. It never appears in logs, exception messages or reprs. It comes from a `TokenSource`
+(auth.py): a static token, or the client credentials grant; a 401 asks the source once for a fresh
+token and the request is sent once more with it.
 
 ShopifyAPI (`import shopify`) supplies the Admin API conventions: version validation
 (`shopify.ApiVersion`), the `/admin/api/<version>` path and the shop URL normalisation
