@@ -32,8 +32,8 @@ Behaviour: the token lives in memory only. It is renewed ahead of its expiry, `r
 it: (1 - `renew_at`) of its life, at most `max_margin` (a 24-hour token: 5 minutes before; a
 sandbox's 4-second one: at 3.6 s), so the grants of a long run are its expiries plus one, and
 no call carries a token about to lapse. And at once after a 401 from GraphQL when the rejected token had worked
-before or the last grant is older than `min_reactive_interval`: a store that keeps answering 401
-gets one grant per interval, not one per call. Concurrent callers wait for one grant (an
+before or the last 401-renewal is older than `min_reactive_interval`: a store that keeps answering
+401 gets one 401-renewal per interval, not a grant per call. Concurrent callers wait for one grant (an
 asyncio lock). A grant that fails is not asked again before its backoff has passed (doubling up to
 `max_backoff`); meanwhile callers get the same error at once, and a still-valid token keeps being
 used. Every issued token is handed to `on_token` (the daemon adds it to its log redaction list).
@@ -50,8 +50,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+import structlog
 
 from .errors import ShopifyTokenError, ShopifyUnavailable
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_LIFETIME = 86399.0  # [DOC] the 24 hours Shopify documents, when `expires_in` is unusable
 
@@ -180,7 +183,7 @@ class ClientCredentials:
         self._lifetime: float | None = None
         self._scopes: tuple[str, ...] = ()
         self._worked = False          # the current token had an answer other than 401
-        self._granted_at: float | None = None
+        self._reactive_at: float | None = None   # the last renewal a 401 caused
         self._failure: Exception | None = None
         self._retry_at = 0.0
         self._backoff = first_backoff
@@ -222,13 +225,15 @@ class ClientCredentials:
             if self._token is not None and token != self._token:
                 return self._token  # renewed already by a concurrent caller
             now = self._clock()
-            recent = self._granted_at is not None and now - self._granted_at < self._min_reactive
+            recent = self._reactive_at is not None and now - self._reactive_at < self._min_reactive
             if recent and not self._worked:
-                # A token fresh from the grant was refused at once: asking again would be refused
-                # too, and a store that keeps answering 401 must not get a grant per call.
+                # A token that never worked, refused soon after the last 401-renewal: asking again
+                # would be refused too, and a store that keeps answering 401 must not get a grant
+                # per call. (A token that had worked was revoked: renewed at once.)
                 return None
             self._token = None
             self._renew_due = self._expires_at = 0.0
+            self._reactive_at = now
             try:
                 return await self._grant()
             except (ShopifyTokenError, ShopifyUnavailable):
@@ -265,6 +270,8 @@ class ClientCredentials:
         except (ShopifyTokenError, ShopifyUnavailable) as exc:
             self._failure = exc
             self._retry_at = self._clock() + self._backoff
+            log.warning("access_token_not_granted", reason=str(exc), code=getattr(exc, "code", None),
+                        retry_in=round(self._backoff, 1))
             self._backoff = min(self._backoff * 2, self._max_backoff)
             raise
         now = self._clock()
@@ -275,7 +282,7 @@ class ClientCredentials:
         if self._on_token is not None:
             self._on_token(token)
         self._token, self._lifetime, self._scopes, self._worked = token, lifetime, scopes, False
-        self._granted_at = now
+        log.info("access_token_granted", expires_in=lifetime, scopes=",".join(scopes), grants=self.grants)
         self._expires_at = now + lifetime
         self._renew_due = now + lifetime - min(lifetime * (1 - self._renew_at), self._max_margin)
         return token
