@@ -14,7 +14,7 @@ import pytest
 from conftest import FakeClock, run_async
 from retouch.plugin.shopify.auth import ClientCredentials, StaticToken, _refusal, missing_scopes, oauth_url
 from retouch.plugin.shopify.client import ShopifyClient
-from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyTokenError
+from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyTokenError, ShopifyUnavailable
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 CLIENT_ID = "retouch-test-client-id"
@@ -263,3 +263,33 @@ def test_no_token_or_secret_in_reprs_or_errors(app_shop: ShopifySandbox, clock: 
 
     text = run_async(scenario())
     assert issued and not any(token in text for token in issued) and CLIENT_SECRET not in text
+
+
+def test_a_token_endpoint_that_is_down_is_asked_again_after_a_backoff(clock: FakeClock) -> None:
+    answers = [httpx.Response(503, text="down"), httpx.Response(200, json={"access_token": "shpat_TESTSECRET_x1",
+                                                                           "scope": "write_products",
+                                                                           "expires_in": "not a number"})]
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    tokens = ClientCredentials("https://my-store.myshopify.com", CLIENT_ID, CLIENT_SECRET, clock=clock,
+                               transport=httpx.MockTransport(answer), first_backoff=5)
+
+    async def scenario() -> None:
+        with pytest.raises(ShopifyUnavailable):
+            await tokens.token()
+        with pytest.raises(ShopifyUnavailable):
+            await tokens.token()  # within the backoff: not asked again
+        assert len(seen) == 1 and not tokens.state().ok
+        clock.advance(5)
+        assert await tokens.token() == "shpat_TESTSECRET_x1"
+
+    run_async(scenario())
+    assert len(seen) == 2
+    assert seen[0].headers["content-type"] == "application/x-www-form-urlencoded"
+    assert dict(httpx.QueryParams(seen[0].content.decode())) == {
+        "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    assert tokens.state().lifetime == 86399.0  # an unusable expires_in: the documented 24 hours
