@@ -2,7 +2,8 @@
 
 Shopify's side
     POST /admin/api/{version}/graphql.json     Admin GraphQL. Header `X-Shopify-Access-Token` must be
-                                               the sandbox's token (else 401 with Shopify's body); an
+                                               the sandbox's static token or one it issued, neither
+                                               expired nor revoked (else 401 with Shopify's body); an
                                                unknown {version} is 404. Body {query, variables, operationName}.
     POST /admin/oauth/access_token             the client credentials grant (oauth.py): form body
                                                grant_type, client_id, client_secret -> {access_token,
