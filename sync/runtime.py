@@ -21,10 +21,9 @@ from .pipeline import Context, submit, track, write_back
 def shopify_tokens(settings: Settings) -> TokenSource:
     """The static token, or a fresh client-credentials source: every process asks for its own token,
     kept in memory only; each one issued joins the log redaction list the moment it arrives."""
-    if settings.shop_client_secret is None:
-        assert settings.shop_token is not None
-        return StaticToken(settings.shop_token.get_secret_value())
-    assert settings.shop.client_id is not None
+    if settings.shop_client_secret is None or not settings.shop.client_id:
+        # load_settings guarantees one of the two ways; a Settings built otherwise fails here, plainly.
+        return StaticToken(settings.shop_token.get_secret_value() if settings.shop_token else "")
     return ClientCredentials(settings.shop.url, settings.shop.client_id,
                              settings.shop_client_secret.get_secret_value(), timeout=settings.shop.timeout,
                              on_token=lambda token: REDACTOR.add([token]))
