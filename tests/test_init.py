@@ -141,11 +141,13 @@ def test_init_asks_on_a_terminal_and_hides_the_secrets(app_shop, provider, tmp_p
     term.send(app_shop.shop_url)
     term.expect("Client ID")
     term.send(CLIENT_ID)
-    term.expect("Client secret:")
+    # click writes "Client secret:", then getpass turns echo off and writes " ": wait for that space
+    # (typing earlier is echoed by the terminal, and then flushed by getpass).
+    term.expect("Client secret: ")
     term.send(CLIENT_SECRET)
     term.expect("Provider")
     term.send("")  # the default
-    term.expect("API key:")
+    term.expect("API key: ")
     term.send(PROVIDER_KEY)
     code = term.finish()
     CLI_OUTPUT.append(term.seen)  # the secrets were typed but never echoed
