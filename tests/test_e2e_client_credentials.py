@@ -76,10 +76,12 @@ def test_the_daemon_works_across_several_token_expiries(app_shop, provider, daem
     expiries = math.ceil(elapsed / lifetime)  # the token lifetimes the run began
     assert expiries >= 4
     assert 3 <= grants(app_shop) <= expiries + 1, (grants(app_shop), elapsed)
-    # Renewed ahead of expiry: no call met a 401, or, on a stalled machine, one renewal each.
+    # Renewed ahead of expiry, so normally no call meets a 401; on a stalled machine one may (a
+    # token lapsing between its renewal margin and the request): then one renewal, and the call goes
+    # through — nothing failed, no step either.
     unauthorized = app_shop.stats()["unauthorized"]
     renewed_after_401 = [e for e in run.events() if e.get("event") == "access_token_renewed"]
-    assert unauthorized == len(renewed_after_401) <= 2
+    assert unauthorized == len(renewed_after_401)
     assert not [e for e in run.events() if e.get("event") in ("step_failed", "failed", "connect_failed")]
 
 
