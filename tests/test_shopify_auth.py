@@ -293,3 +293,23 @@ def test_a_token_endpoint_that_is_down_is_asked_again_after_a_backoff(clock: Fak
     assert dict(httpx.QueryParams(seen[0].content.decode())) == {
         "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
     assert tokens.state().lifetime == 86399.0  # an unusable expires_in: the documented 24 hours
+
+
+def test_over_three_days_of_24_hour_tokens_the_grants_are_the_expiries_plus_one(clock: FakeClock) -> None:
+    """Shopify's real lifetime: renewed 5 minutes ahead, so three days of calls (three expiries) cost
+    four grants, and no call meets a 401."""
+    sandbox = ShopifySandbox(access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
+    server = sandbox.start()
+    try:
+        async def scenario() -> None:
+            tokens = source(sandbox, clock)
+            async with ShopifyClient(sandbox.shop_url, tokens, timeout=5) as client:
+                for _ in range(3 * 24 + 1):  # a call an hour for three days (each day's last one at 86400 s,
+                    await client.shop()     # past the first token's 86399: it must have been renewed ahead)
+                    clock.advance(3600)
+
+        run_async(scenario())
+        assert sandbox.tokens.stats()["grants"] == 3 + 1
+        assert sandbox.stats()["unauthorized"] == 0
+    finally:
+        server.stop()
