@@ -73,6 +73,7 @@ class Daemon:
         self.running: set[asyncio.Task] = set()
         self.scheduler: AsyncIOScheduler | None = None
         self.pending_products: set[str] = set()  # product gids Shopify's webhooks named, not yet discovered
+        self.ready = False  # READY=1 sent: Shopify answered once (a reload before that must not send it)
 
     # ----- steps ------------------------------------------------------------------------------
 
@@ -292,7 +293,8 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_failed", reason=str(exc), keeping="the previous config")
             return
-        self.notifier.reloading()
+        if self.ready:
+            self.notifier.reloading()
         async with self.lock:
             old = self.ctx.settings
             # The HTTP server and the database are opened once: their settings wait for a restart.
@@ -309,7 +311,8 @@ class Daemon:
                 for name, _, every in self._steps():
                     self.scheduler.reschedule_job(name, trigger="interval", seconds=every)
         log.info("reloaded", config=str(settings.path), changed=sorted(_changed_sections(old, settings)))
-        self.notifier.ready()
+        if self.ready:
+            self.notifier.ready()
 
     async def run(self, server: Callable[[asyncio.Event], Awaitable[None]] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -345,6 +348,7 @@ class Daemon:
                                    next_run_time=datetime.now(self.scheduler.timezone))
             self.scheduler.start()
             self.notifier.ready()
+            self.ready = True
             await self._heartbeat()
             log.info("ready", steps=[name for name, _, _ in self._steps()])
             await self.stopping.wait()

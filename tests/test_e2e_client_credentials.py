@@ -7,6 +7,7 @@ no log, database, backup, CLI output, /healthz or /metrics (conftest's no_secret
 from __future__ import annotations
 
 import math
+import signal
 import socket
 import time
 from pathlib import Path
@@ -134,11 +135,19 @@ def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(app_sho
         # Backoff: refusals are spaced by a growing wait, not one per tick.
         refused_at = [e for e in run.events() if e.get("event") == "connect_failed"]
         assert len(refused_at) <= 8
+        # The owner copies the secret again and reloads: the daemon, still running, gets ready (and
+        # not before Shopify answers: a reload while connecting says neither RELOADING=1 nor READY=1).
+        config.write_text(config.read_text().replace(wrong, CLIENT_SECRET))
+        run.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(e.get("event") == "reloaded" for e in run.events()), 30, what="the reload")
+        assert "READY=1" not in notify.lines() or grants(app_shop) >= 1
+        wait_for(lambda: "READY=1" in notify.lines(), 60, what="READY=1 after the right secret")
+        assert grants(app_shop) >= 1 and any(e.get("event") == "connected" for e in run.events())
+        assert notify.lines().count("READY=1") == 1 and "RELOADING=1" not in notify.lines()
         assert run.terminate(timeout=15) == 0
     finally:
         notify.close()
     assert wrong not in run.output() + health.text
-    assert grants(app_shop) == 0
 
 
 @pytest.mark.parametrize("setting, words", [
