@@ -430,7 +430,8 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         existing = next((m for m in product.media if filename_of(m.url or m.original_url) == upload_name), None)
         if existing is not None:
             ctx.log.info("adopted", product_id=product.id, media_id=image.media_id, output_media_id=existing.id)
-            await ctx.shopify.move_media(product.id, existing.id, position)  # the crash may have come before the move
+            # The crash may have come before the move.
+            product = await _move_into_place(ctx, product.id, existing.id, position)
             return await _finish_one(ctx, image, product, existing.id)
 
     data = await _converted_result(ctx, image, extension)
@@ -441,10 +442,26 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         return await _finish_one(ctx, image, product, image.media_id)
     try:
         output_id = await ctx.shopify.add_media(product.id, resource_url, original.alt)
-        await ctx.shopify.move_media(product.id, output_id, position)
+        product = await _move_into_place(ctx, product.id, output_id, position)
     except ShopifyUserError as exc:
         raise _refusal(exc) from None
     return await _finish_one(ctx, image, product, output_id)
+
+
+async def _move_into_place(ctx: Context, product_id: str, media_id: str, position: int) -> Product:
+    """Move a new media to `position` and read the order back: productReorderMedia answers a job and
+    no error for a media that is gone, and the move silently does nothing (NOTES.md, real captures).
+    A media that is not where it was moved is held (the next try adopts it and moves it again);
+    one that is gone is the merchant's deletion. Returns the product as read back."""
+    await ctx.shopify.move_media(product_id, media_id, position)
+    product = await _read_product(ctx, product_id)
+    order = [m.id for m in product.media]
+    if media_id not in order:
+        raise Skip("media_deleted", "the merchant deleted the enhanced image while it was being put in place")
+    if order.index(media_id) != min(position, len(order) - 1):
+        raise Held("reorder_not_applied", f"Shopify did not move the enhanced image to position {position + 1} "
+                                          f"(it is at {order.index(media_id) + 1}); it is moved again")
+    return product
 
 
 # What a presigned link answers once it has expired (S3: 403; some stores 404 or 410).
