@@ -37,9 +37,10 @@ def _internal_reason(address: str) -> str | None:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for reason, flag in (("a loopback", ip.is_loopback), ("a link-local", ip.is_link_local),
-                         ("a private", ip.is_private), ("a reserved", ip.is_reserved),
-                         ("a multicast", ip.is_multicast), ("an unspecified", ip.is_unspecified)):
+    # The most telling name first: 127.0.0.1 and 0.0.0.0 are also "private" to ipaddress.
+    for reason, flag in (("a loopback", ip.is_loopback), ("an unspecified", ip.is_unspecified),
+                         ("a link-local", ip.is_link_local), ("a private", ip.is_private),
+                         ("a reserved", ip.is_reserved), ("a multicast", ip.is_multicast)):
         if flag:
             return f"{reason} address ({ip})"
     return None
