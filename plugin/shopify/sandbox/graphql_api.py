@@ -44,7 +44,7 @@ from .faults import answer_for
 from ...providers.sandbox_faults import answer_for as transport_answer
 from .model import Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
 from .paging import InvalidCursor, Page, PaginationLimit, SortSpec, paginate, paginate_sorted
-from .store import SHOP_NUMERIC_ID, Store, namespace_for
+from .store import SHOP_NUMERIC_ID, Store
 
 log = structlog.get_logger(__name__)
 
@@ -230,8 +230,8 @@ def resolve_product_media(product: Product, info: Any, first: int | None = None,
                  before=before, reverse=reverse)
 
 
-def resolve_metafield(product: Product, _info: Any, key: str, namespace: str | None = None) -> Metafield | None:
-    return product.metafields.get((namespace_for(namespace), key))
+def resolve_metafield(product: Product, info: Any, key: str, namespace: str | None = None) -> Metafield | None:
+    return product.metafields.get((_ctx(info).store.namespace(namespace), key))
 
 
 def _image(media: Media, shown: Any, ctx: Context) -> dict[str, Any] | None:

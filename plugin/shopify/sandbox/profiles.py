@@ -114,8 +114,8 @@ def _alt_too_long(profile: Profile, alt: Any) -> bool:
 def _alt_error(field: list[str]) -> dict[str, Any]:
     from .store import user_error
 
-    # No capture of this branch's wording; the code is Shopify's (NOTES.md).
-    return user_error(field, f"Alt value exceeds the maximum length of {ALT_VALUE_LIMIT} characters.",
+    # No capture of this branch: the code and wording are the schema's (FilesErrorCode, admin-2026-07.graphql).
+    return user_error(field, f"The alt value exceeds the maximum limit of {ALT_VALUE_LIMIT} characters.",
                       "ALT_VALUE_LIMIT_EXCEEDED")
 
 

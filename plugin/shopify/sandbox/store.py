@@ -65,7 +65,7 @@ from .model import (
 )
 from .paging import PAGINATION_CAP
 from .photos import format_for_filename, product_photo
-from .profiles import DEFAULT_PROFILE, Profile, media_alt_errors, partial_file_update
+from .profiles import DEFAULT_PROFILE, Profile, media_alt_errors, partial_file_update, stored_namespace
 from .webhooks import Subscriptions
 from .sources import Fetched, download, is_valid_source_url
 
@@ -174,6 +174,10 @@ class Store:
             yield
         finally:
             self.lock.acquire()
+
+    def namespace(self, value: str | None) -> str:
+        """A metafield namespace as this store keeps it (its profile may resolve `$app:`)."""
+        return stored_namespace(self.profile, namespace_for(value), APP_ID)
 
     def _new_id(self, kind: str) -> int:
         value = self._next_ids[kind]
@@ -619,7 +623,7 @@ class Store:
             if product is None:  # no capture
                 errors.append(user_error([*where, "ownerId"], "Owner does not exist.", "INVALID", elementIndex=None))
                 continue
-            existing = product.metafields.get((namespace_for(item.get("namespace")), item["key"]))
+            existing = product.metafields.get((self.namespace(item.get("namespace")), item["key"]))
             digest = item.get("compareDigest")
             if digest is not None and (existing is None or existing.compare_digest != digest):
                 errors.append(user_error(
@@ -639,7 +643,7 @@ class Store:
         for item in inputs:
             product = self.product_by_gid(item["ownerId"])
             assert product is not None
-            namespace = namespace_for(item.get("namespace"))
+            namespace = self.namespace(item.get("namespace"))
             existing = product.metafields.get((namespace, item["key"]))
             if existing is None:
                 existing = Metafield(id=self._new_id("metafield"), owner_id=product.id, namespace=namespace,
