@@ -92,6 +92,11 @@ class ShopifySandbox:
     def profile(self) -> str:
         return self._store.profile.name
 
+    @property
+    def search_lag_seconds(self) -> float:
+        """How long a change takes to reach the search index (`products(query:)`)."""
+        return self._store.profile.search_lag_seconds
+
     def __repr__(self) -> str:  # never shows the token
         return f"ShopifySandbox(shop_name={self.shop_name!r}, base_url={self.base_url!r})"
 
