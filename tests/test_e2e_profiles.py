@@ -15,6 +15,8 @@ import pytest
 
 from conftest import PROVIDER_KEY, SHOP_TOKEN, config_text, db_rows, image_states, marker_of, wait_for
 from retouch.plugin.shopify.sandbox import ShopifySandbox
+from test_shopify_webhooks_daemon import APP_SECRET, ENV, events_named
+from test_shopify_webhooks_daemon import write_config as hooked_config
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -69,3 +71,27 @@ def test_new_photos_are_written_back_once(profiled_shop, provider, daemon, tmp_p
     time.sleep(3)  # more discovery passes (our writes bumped updatedAt) send nothing again
     assert charged(provider) == 3
     assert run.terminate(timeout=10) == 0
+
+
+def test_on_the_production_profile_a_loopback_webhook_address_is_refused_and_the_daemon_polls(
+        provider, daemon, tmp_path: Path) -> None:
+    """Shopify refuses a webhook address on an internal host ("Address cannot be a Shopify or an
+    internal domain"); the daemon says so and discovers by polling (its search lags, not long)."""
+    shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2, webhook_secret=APP_SECRET,
+                          profile="production")
+    server = shop.start()
+    try:
+        product = shop.add_product("Linen shirt", images=[{"filename": "shirt.jpg"}])
+        db = tmp_path / "retouch.db"
+        run = daemon(hooked_config(shop, provider, tmp_path, discover_every="1s"), env=ENV)
+        wait_for(lambda: events_named(run, "shopify_webhooks_not_registered"), 60, what="the refusal logged")
+        (refused,) = events_named(run, "shopify_webhooks_not_registered")
+        assert "Address cannot be a Shopify or an internal domain" in refused["reason"]
+        assert shop.webhook_subscriptions() == []
+        wait_for(lambda: "baseline" in image_states(db).values(), 30, what="the baseline")
+        media = shop.add_image(product["legacy_id"], "shirt-back.jpg")
+        wait_for(lambda: image_states(db).get(media["id"]) == "done", 90, what="the new image done by polling")
+        assert run.terminate(timeout=10) == 0
+    finally:
+        shop.stop()
+        server.stop()
