@@ -80,9 +80,9 @@ def test_check_names_the_key_the_reason_the_refusing_services_and_what_to_do(tmp
                          provider_url="https://api.aigenstudio.example")
     ((ok, line),) = public_url_findings(settings, resolve=lambda host: ["10.20.30.40"])
     assert not ok
-    assert line.startswith("[server] public_url: https://hooks.example.com cannot receive webhooks: ")
-    assert "resolves to a private address (10.20.30.40)" in line
-    assert "Shopify and AI Gen Studio refuse" in line and "reverse proxy or a tunnel" in line
+    assert line.startswith("[server] public_url: https://hooks.example.com cannot receive webhooks from Shopify "
+                           "and AI Gen Studio: hooks.example.com resolves to a private address (10.20.30.40); ")
+    assert "reverse proxy or a tunnel" in line
     assert "\n" not in line
     assert public_url_findings(settings, resolve=lambda host: ["93.184.216.34"]) == []
 
@@ -93,4 +93,4 @@ def test_services_on_this_machine_are_not_judged(tmp_path: Path) -> None:
     assert public_url_findings(settings, resolve=lambda host: ["127.0.0.1"]) == []
     real_shop = _settings(tmp_path, shop_url="https://my-store.myshopify.com", public_url="http://127.0.0.1:8099")
     ((ok, line),) = public_url_findings(real_shop, resolve=lambda host: ["127.0.0.1"])
-    assert not ok and "which Shopify refuses" in line and "a loopback address" in line
+    assert not ok and "webhooks from Shopify: a loopback address (127.0.0.1)" in line

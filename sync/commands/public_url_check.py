@@ -53,5 +53,5 @@ def public_url_findings(settings: Settings, resolve: Resolve = resolve) -> list[
     problem = address_problem(url, resolve(host) if host else None)
     if problem is None:
         return []
-    return [(False, f"[server] public_url: {url} cannot receive webhooks: {problem}, which {' and '.join(callers)} "
-                    f"refuse{'s' if len(callers) == 1 else ''}; {WHAT_TO_DO}")]
+    return [(False, f"[server] public_url: {url} cannot receive webhooks from {' and '.join(callers)}: {problem}; "
+                    f"{WHAT_TO_DO}")]
