@@ -5,11 +5,13 @@ captures in ../shared/reference/shopify/captures/):
 
 - `fileUpdate` with several files applies the valid rows and returns a userError per bad row
   (`field: ["files", "<i>", …]`; FILE_DOES_NOT_EXIST and NON_READY_STATE name no index, as captured);
-  alt text over 512 characters is refused (ALT_VALUE_LIMIT_EXCEEDED);
+  alt text over 512 characters is refused (ALT_VALUE_LIMIT_EXCEEDED; [ASSUME] on productUpdate's new
+  media too);
 - `productReorderMedia` with a media id that no longer exists answers a job and no userError; that
   move does nothing;
 - the products search index lags: a product created or changed less than `search_lag_seconds` ago
-  is missing from `products(query: …)` and `productsCount(query: …)`;
+  is missing from `products(query: …)` and `productsCount(query: …)` (`ShopifySandbox.delay_search_index`
+  makes one product's change lag longer, in either profile);
 - `webhookSubscriptionCreate` refuses loopback, internal and Shopify addresses ("Address cannot be
   a Shopify or an internal domain"), so a daemon on this machine cannot subscribe;
 - an `$app:` metafield namespace is stored resolved (`app--<app id>--retouch`); reads by `$app:…` work.
