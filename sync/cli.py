@@ -141,12 +141,24 @@ def sandbox(
     products: Annotated[int, typer.Option(help="Products to seed")] = 12,
     provider: Annotated[str, typer.Option(help="Provider sandbox to start")] = "aigenstudio",
     config_out: Annotated[Path | None, typer.Option("--write-config", help="Also write the config to this file")] = None,
+    shopify_profile: Annotated[str, typer.Option(help="Shopify sandbox profile: default, or production (answers "
+                                                      "as the real Shopify was recorded to)")] = "default",
 ) -> None:
     """Start a sandbox store and provider on loopback, print a ready config, serve until Ctrl-C."""
     from .commands.sandbox import sandbox_command
 
     _known_provider(provider)
-    raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out))
+    _known_shopify_profile(shopify_profile)
+    raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out,
+                                     shopify_profile=shopify_profile))
+
+
+def _known_shopify_profile(name: str) -> None:
+    from retouch.plugin.shopify.sandbox.profiles import PROFILES
+
+    if name not in PROFILES:
+        typer.echo(f"error: --shopify-profile: unknown profile {name!r} (available: {', '.join(PROFILES)})", err=True)
+        raise typer.Exit(2)
 
 
 def _known_provider(name: str) -> None:

@@ -38,6 +38,17 @@ SECRETS = [SHOP_TOKEN, PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY, CLIENT_SECRET,
 TOKEN_ISSUERS: list[ShopifySandbox] = []
 
 
+# The Shopify sandbox profile of the `shop` fixture (plugin/shopify/sandbox/profiles.py).
+SHOPIFY_PROFILE = os.environ.get("RETOUCH_TEST_SHOPIFY_PROFILE", "default")
+
+
+def marker_of(shop: ShopifySandbox, legacy_id) -> dict | None:
+    """The product's retouch marker metafield, whichever way the sandbox stores its `$app:` namespace
+    (resolved to `app--<id>--retouch` in the production profile)."""
+    metafields = shop.product(legacy_id)["metafields"]
+    return next((m for name, m in metafields.items() if name.endswith("retouch.output_media")), None)
+
+
 class FakeClock:
     """A clock the sandboxes take (quota windows, link signing, media processing, bulk operations):
     tests move it, nothing sleeps. Starts at `now` (default: the real time)."""
@@ -65,7 +76,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
 
 @pytest.fixture
 def shop() -> Iterator[ShopifySandbox]:
-    sandbox = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2)
+    # RETOUCH_TEST_SHOPIFY_PROFILE=production runs every test on the sandbox's production profile.
+    sandbox = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2, profile=SHOPIFY_PROFILE)
     server = sandbox.start()
     yield sandbox
     server.stop()

@@ -52,6 +52,26 @@ def test_sandbox_command_serves_a_working_config(tmp_path: Path) -> None:
         assert proc.wait(15) == 0
 
 
+def test_sandbox_command_takes_a_shopify_profile(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "1",
+                             "--shopify-profile", "production", "--write-config", str(tmp_path / "s.toml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)
+    try:
+        line = ""
+        while not line.startswith("Shopify sandbox:"):
+            line = proc.stdout.readline()
+            assert line, "the sandbox ended before it named the Shopify sandbox"
+        assert "production profile" in line
+        wait_for((tmp_path / "s.toml").exists, 30, what="the sandbox config")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    wrong = cli("sandbox", "--shopify-profile", "kind")
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+        "error: --shopify-profile: unknown profile 'kind' (available: default, production)"]
+
+
 @pytest.mark.parametrize("provider,mode", [("aigenstudio", "replace"), ("imagen", "replace"),
                                            ("productai", "append")])
 def test_demo_runs_end_to_end(tmp_path: Path, provider: str, mode: str) -> None:
@@ -60,6 +80,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, provider: str, mode: str) -> None:
                             timeout=120, env={**os.environ, "NO_COLOR": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 3 new photo(s) enhanced" in result.stdout
+    assert "(production profile)" in result.stdout  # the Shopify sandbox as unkind as the real one
     assert f"{mode} mode" in result.stdout and "the provider charged 3 image(s)" in result.stdout
     page = (tmp_path / "demo" / "index.html").read_text()
     assert page.count("<tr>") == 4  # header + three products

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, db_rows, image_states, wait_for
+from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, db_rows, image_states, marker_of, wait_for
 
 # Every test here runs the real CLI with distinctive fake secrets; none may leak anywhere.
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
@@ -51,7 +51,7 @@ def test_replace_mode_end_to_end(shop, provider, write_config, daemon, tmp_path:
         assert now["sha256"] != added["sha256"]
         assert now["mime_type"] == added["mime_type"]
         assert len(media) == 2
-        marker = json.loads(shop.product(legacy_id)["metafields"]["$app:retouch.output_media"]["value"])
+        marker = json.loads(marker_of(shop, legacy_id)["value"])
         assert added["id"] in marker["media_ids"]
         # The original is kept byte for byte in the backup store.
         sha = db_rows(db, "select backup_sha256 from image where media_id = ?", added["id"])[0][0]
@@ -150,7 +150,7 @@ def test_resync_dry_run_product_and_revert(shop, provider, write_config, tmp_pat
     wait_for(lambda: media_of(shop, target)[0]["status"] == "READY", 10)
     assert media_of(shop, target)[0]["sha256"] == original["sha256"]  # byte-identical original
     assert media_of(shop, target)[0]["id"] == original["id"]
-    marker = shop.product(target)["metafields"].get("$app:retouch.output_media")
+    marker = marker_of(shop, target)
     assert marker is None or original["id"] not in json.loads(marker["value"])["media_ids"]
     assert image_states(db)[original["id"]] == "reverted"
 

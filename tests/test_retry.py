@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROVIDER_KEY, cli, pipeline_settings, run_async
+from conftest import PROVIDER_KEY, cli, marker_of, pipeline_settings, run_async
 from retouch.storage.models import ImageState
 from retouch.storage.store import Store
 from retouch.sync.decisions import retry_from
@@ -73,7 +73,7 @@ def test_a_shopify_failure_is_retried_without_paying_again(shop, provider, tmp_p
     assert media["status"] == "READY" and media["sha256"] != products[0]["media"][0]["sha256"]
     assert media["alt"] == products[0]["media"][0]["alt"]
     assert image.media_id == image.output_media_id == media["id"] != media_id
-    marker = json.loads(shop.product(products[0]["legacy_id"])["metafields"]["$app:retouch.output_media"]["value"])
+    marker = json.loads(marker_of(shop, products[0]["legacy_id"])["value"])
     assert media["id"] in marker["media_ids"]
 
 

@@ -520,6 +520,31 @@ def test_replace_media_sources_sends_at_most_250_files_per_file_update():
     assert [(f["id"], f["originalSource"]) for files in sent for f in files] == sources
 
 
+def test_replace_media_sources_answers_each_row_instead_of_raising_for_the_call():
+    """Shopify applied rows 0 and 2 and names row 1 (NOTES.md: fileUpdate is not all-or-nothing)."""
+    ids = [f"gid://shopify/MediaImage/{n}" for n in (1, 2, 3)]
+    answer = ok({"fileUpdate": {"files": [{"id": ids[0], "fileStatus": "UPLOADED", "alt": ""},
+                                          {"id": ids[2], "fileStatus": "UPLOADED", "alt": ""}],
+                                "userErrors": [{"field": ["files", "1", "originalSource"], "message": "Image URL is invalid",
+                                                "code": "INVALID_IMAGE_SOURCE_URL"}]}})
+    script = ScriptedShopify([answer])
+    rows = run(script, lambda c: c.replace_media_sources([(i, f"https://uploads.example/{n}.jpg")
+                                                          for n, i in enumerate(ids)]))
+    assert [(row.media_id, row.status) for row in rows] == [(ids[0], "written"), (ids[1], "refused"),
+                                                            (ids[2], "written")]
+    assert [e.code for e in rows[1].errors] == ["INVALID_IMAGE_SOURCE_URL"]
+    assert len(script.requests) == 1
+
+
+def test_alt_text_goes_out_cut_to_512_characters():
+    done = ok({"fileUpdate": {"files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
+                              "userErrors": []}})
+    script = ScriptedShopify([done])
+    run(script, lambda c: c.replace_media_source("gid://shopify/MediaImage/9", "https://uploads.example/r.jpg",
+                                                 alt="a" * 513))
+    assert script.graphql_bodies()[0]["variables"]["files"][0]["alt"] == "a" * 512
+
+
 def test_replace_media_source_sends_file_update():
     done = ok({"fileUpdate": {"files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
                               "userErrors": []}})

@@ -67,6 +67,7 @@ from .models import (
     parse_product,
 )
 from .windows import PAGINATION_CAP, CapExceeded, next_window
+from .file_update import FileRow, alt_for_shopify, file_rows
 from .operations import bulk_products_query, operation, operation_kind
 from .pacing import CostBucket, actual_cost, backoff_delay, requested_cost
 
@@ -243,10 +244,12 @@ class ShopifyClient:
 
     # ------------------------------------------------------------------ the GraphQL call
 
-    async def execute(self, operation_name: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def execute(self, operation_name: str, variables: Mapping[str, Any] | None = None, *,
+                      raise_user_errors: bool = True) -> dict[str, Any]:
         """Run operation `operation_name` (a file in `operations/`) and return its `data`.
 
-        Raises ShopifyUserError when a mutation payload carries userErrors/mediaUserErrors.
+        Raises ShopifyUserError when a mutation payload carries userErrors/mediaUserErrors, unless
+        `raise_user_errors=False` (the caller reads them itself with `user_errors`).
         """
         document = operation(operation_name)
         retry_when_maybe_executed = (
@@ -259,7 +262,8 @@ class ShopifyClient:
             return await self._post_graphql(operation_name, payload)
 
         data = await self._with_retries(operation_name, once, retry_when_maybe_executed=retry_when_maybe_executed)
-        self._raise_user_errors(operation_name, data)
+        if raise_user_errors:
+            self._raise_user_errors(operation_name, data)
         return data
 
     async def _pace(self, operation_name: str) -> None:
@@ -337,6 +341,12 @@ class ShopifyClient:
         )
 
     def _raise_user_errors(self, operation_name: str, data: Mapping[str, Any]) -> None:
+        found = self.user_errors(operation_name, data)
+        if found:
+            raise ShopifyUserError(operation_name, found)
+
+    def user_errors(self, operation_name: str, data: Mapping[str, Any]) -> list[UserError]:
+        """Every userError / mediaUserError of a mutation's answer (messages scrubbed)."""
         found: list[UserError] = []
         for payload in data.values():
             if not isinstance(payload, dict):
@@ -358,8 +368,7 @@ class ShopifyClient:
                             message=self._redact(str(entry.get("message", ""))),
                         )
                     )
-        if found:
-            raise ShopifyUserError(operation_name, found)
+        return found
 
     def _check_api_version(self, response: httpx.Response) -> None:
         # Shopify answers an unsupported version with the oldest supported one, silently.
@@ -679,17 +688,25 @@ class ShopifyClient:
         """
         file: dict[str, Any] = {"id": media_id, "originalSource": original_source}
         if alt is not None:
-            file["alt"] = alt
+            file["alt"] = alt_for_shopify(alt)
         await self.execute("FileUpdate", {"files": [file]})
 
-    async def replace_media_sources(self, sources: Sequence[tuple[str, str]]) -> None:
+    async def replace_media_sources(self, sources: Sequence[tuple[str, str]]) -> list[FileRow]:
         """`replace_media_source` for several `(media_id, original_source)` pairs: one fileUpdate per
-        250. A user error on any file refuses the call (whether Shopify applied the other files is
-        not documented: a caller that retries them one by one writes the same bytes again, harmless)."""
+        250. Shopify applies the valid rows and names each bad one (file_update.py): this answers
+        what became of each pair, in order, instead of raising for the whole call."""
+        rows: list[FileRow] = []
         for start in range(0, len(sources), _MAX_PAGE):
             chunk = sources[start:start + _MAX_PAGE]
-            await self.execute("FileUpdate", {"files": [{"id": media_id, "originalSource": source}
-                                                        for media_id, source in chunk]})
+            data = await self.execute("FileUpdate", {"files": [{"id": media_id, "originalSource": source}
+                                                               for media_id, source in chunk]},
+                                      raise_user_errors=False)
+            payload = data.get("fileUpdate")
+            if not isinstance(payload, dict):
+                raise ShopifyResponseError("no fileUpdate payload", operation="FileUpdate")
+            rows += file_rows([media_id for media_id, _ in chunk], payload.get("files"),
+                              self.user_errors("FileUpdate", data))
+        return rows
 
     async def add_media(self, product_id: str, original_source: str, alt: str | None) -> str:
         """Append an image to the product (productUpdate with media); returns the new media's id.
@@ -711,7 +728,7 @@ class ShopifyClient:
             "ProductAddMedia",
             {
                 "product": {"id": product_id},
-                "media": [{"originalSource": original_source, "alt": alt, "mediaContentType": "IMAGE"}],
+                "media": [{"originalSource": original_source, "alt": alt_for_shopify(alt), "mediaContentType": "IMAGE"}],
                 "mediaFirst": media_first,
             },
         )
@@ -725,7 +742,7 @@ class ShopifyClient:
             raise ShopifyResponseError("no new media in the productUpdate response", operation="ProductAddMedia")
         if len(created) > 1:
             log.warning("add_media_ambiguous", product_id=product_id, new_media=len(created))
-            same_alt = [node for node in created if node.get("alt") == alt]
+            same_alt = [node for node in created if node.get("alt") == alt_for_shopify(alt)]
             created = same_alt or created
         return str(created[-1]["id"])
 

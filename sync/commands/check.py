@@ -22,11 +22,15 @@ from ..config import Settings
 from ..runtime import open_context
 from ..systemd import is_held
 from .check_shopify import refusal_line, token_line
+from .public_url_check import public_url_findings
 
 async def check_command(settings: Settings) -> int:
     ok = True
     typer.echo(f"config: {settings.path} ok ({'sandbox' if settings.provider_is_sandbox else 'live'} provider key)")
     for good, line in service_setup(settings, os.environ):
+        ok = ok and good
+        typer.echo(line)
+    for good, line in await asyncio.to_thread(public_url_findings, settings):
         ok = ok and good
         typer.echo(line)
     webhook = await webhook_reachable(settings)

@@ -38,7 +38,8 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
     for old in (work / "retouch.db", work / "retouch.db-wal", work / "retouch.db-shm"):
         old.unlink(missing_ok=True)
     shop, shop_server, sandbox = start_sandboxes(provider=provider, products=products, fast=True,
-                                                 processing_seconds=0.2)
+                                                 processing_seconds=0.2,
+                                                 shopify_profile="production")  # as unkind as the real Shopify
     try:
         config_path = work / "config.toml"
         config_path.write_text(render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox,
@@ -46,7 +47,7 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
                                              fast=True, mode=mode))
         settings = load_settings(config_path)
         configure("warning", "console", settings.secrets())
-        typer.echo(f"sandbox store with {products} products at {shop.shop_url}; "
+        typer.echo(f"sandbox store with {products} products at {shop.shop_url} ({shop.profile} profile); "
                    f"{settings.plugin.title} sandbox at {sandbox.base_url}")
         async with open_context(settings) as ctx:
             counts = await discover(ctx)

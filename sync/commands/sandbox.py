@@ -40,12 +40,14 @@ def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, databas
 
 
 def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: int = 12, fast: bool = False,
-                    processing_seconds: float = 0.5) -> tuple[ShopifySandbox, object, DemoSandbox]:
+                    processing_seconds: float = 0.5,
+                    shopify_profile: str = "default") -> tuple[ShopifySandbox, object, DemoSandbox]:
     plugin = registry.get(provider)
     if plugin.start_sandbox is None:
         raise registry.PluginError(f"provider {provider!r} ships no sandbox")
     shop = ShopifySandbox(access_token=SANDBOX_SHOP_TOKEN, client_id=SANDBOX_CLIENT_ID,
-                          client_secret=SANDBOX_CLIENT_SECRET, processing_seconds=processing_seconds)
+                          client_secret=SANDBOX_CLIENT_SECRET, processing_seconds=processing_seconds,
+                          profile=shopify_profile)
     shop_server = shop.start(port)
     if products:
         shop.seed(products=products, images_per_product=1, seed=0)
@@ -57,11 +59,14 @@ def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: i
     return shop, shop_server, sandbox
 
 
-def sandbox_command(*, provider: str, port: int, products: int, config_out: Path | None) -> int:
-    shop, shop_server, sandbox = start_sandboxes(provider=provider, port=port, products=products)
+def sandbox_command(*, provider: str, port: int, products: int, config_out: Path | None,
+                    shopify_profile: str = "default") -> int:
+    shop, shop_server, sandbox = start_sandboxes(provider=provider, port=port, products=products,
+                                                 shopify_profile=shopify_profile)
     config = render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox)
     title = registry.get(provider).title + " sandbox:"
-    typer.echo(f"{'Shopify sandbox:':<24}{shop.shop_url}  (admin API: {shop.shop_url}/_sandbox/products)")
+    typer.echo(f"{'Shopify sandbox:':<24}{shop.shop_url}  (admin API: {shop.shop_url}/_sandbox/products; "
+               f"{shop.profile} profile)")
     typer.echo(f"{title:<24}{sandbox.base_url}")
     if config_out:
         config_out.write_text(config)

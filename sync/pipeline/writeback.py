@@ -21,6 +21,7 @@ from typing import Any
 
 from retouch.plugin.providers.errors import ProviderError
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
+from retouch.plugin.shopify.file_update import FileRow
 from retouch.plugin.shopify.models import Media, Product
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
@@ -63,6 +64,21 @@ class Fail(Exception):
         self.code, self.message = code, message
 
 
+class Held(Exception):
+    """Shopify refused this image's row of a shared write for a reason a later try may not meet (a
+    file still processing, a source it could not use): the image keeps its state, with this reason,
+    and is written again later (a fresh upload), until MAX_ATTEMPTS."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# Codes of a fileUpdate row that no later try changes: the image fails at once instead of being held.
+PERMANENT_ROW_CODES = {"INVALID_FILENAME_EXTENSION", "ALT_VALUE_LIMIT_EXCEEDED",
+                       "UNSUPPORTED_MEDIA_TYPE_FOR_FILENAME_UPDATE", "CANNOT_SPECIFY_SOURCE_AND_VERSION_ID"}
+
+
 # Products written to at once. The images of one product always go together, one step after another:
 # they share its media order and its marker metafield.
 PRODUCTS_AT_ONCE = 4
@@ -71,7 +87,7 @@ PRODUCTS_AT_ONCE = 4
 WRITE_BACK_STATES = (ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN)
 
 # What a step may raise for one image: its answer is recorded on the image (`_failed`).
-STEP_ERRORS = (Skip, Fail, ShopifyError, BackupError, ProviderError)
+STEP_ERRORS = (Skip, Fail, Held, ShopifyError, BackupError, ProviderError)
 
 
 async def write_back(ctx: Context) -> int:
@@ -151,14 +167,15 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     # Transient, or a store that answers oddly: the image keeps its state and tries again later,
     # until it has tried for hours; then it fails with the reason (resync brings it back).
     attempts = image.attempts + 1
+    code = exc.code if isinstance(exc, Held) else exc.__class__.__name__
     if attempts >= MAX_ATTEMPTS:
         ctx.store.update_image(image.id, state=ImageState.FAILED, attempts=attempts,
-                               error_code=exc.__class__.__name__, error_message=str(exc)[:500])
-        log.warning("failed", reason=exc.__class__.__name__, message=str(exc)[:200], attempts=attempts)
+                               error_code=code, error_message=str(exc)[:500])
+        log.warning("failed", reason=code, message=str(exc)[:200], attempts=attempts)
         return True
     delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
     ctx.store.update_image(image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
-                           error_code=exc.__class__.__name__, error_message=str(exc)[:500])
+                           error_code=code, error_message=str(exc)[:500])
     log.warning("writeback_retry", step=step, reason=str(exc)[:200], attempt=attempts, wait=round(delay, 1))
     return False
 
@@ -238,7 +255,9 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
     as for 250, and every request costs this process CPU. Each image still meets its own answer: a
     shared call that Shopify refuses (a user error names one input) is made again one image at a
     time. Append mode, and a media Shopify failed to process (it cannot be updated in place), go
-    one image at a time (`_write`): each new media shifts the positions the next is placed by."""
+    one image at a time (`_write`): each new media shifts the positions the next is placed by.
+    The shared fileUpdate is not all-or-nothing: Shopify applies the valid rows and names the bad
+    ones, so only the images it names are held or refused (`_replace_sources`)."""
     if ctx.settings.writeback.mode != "replace":
         return sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in images])
     try:
@@ -281,10 +300,7 @@ async def _replace_in_place(ctx: Context, product: Product, results: list[tuple[
         return moved
     ctx.store.update_images({image.id: {"write_source": url} for image, url in uploaded})  # intents, before the mutation
     sources = {image.id: url for image, url in uploaded}
-    replaced, refused = await _together(
-        ctx, [image for image, _ in uploaded],
-        lambda images: ctx.shopify.replace_media_sources([(image.media_id, sources[image.id]) for image in images]),
-        lambda image: _replace_one(ctx, image, sources[image.id]))
+    replaced, refused = await _replace_sources(ctx, [image for image, _ in uploaded], sources)
     moved += refused
     if not replaced:
         return moved
@@ -316,6 +332,43 @@ async def _together(ctx: Context, images: list[Image], together: Callable[[list[
         except STEP_ERRORS as exc:
             moved += _failed(ctx, image, "write", exc)
     return went, moved
+
+
+async def _replace_sources(ctx: Context, images: list[Image],
+                           sources: Mapping[int, str]) -> tuple[list[tuple[Image, None]], int]:
+    """The shared fileUpdate of replace mode. Shopify applies the valid rows and names each bad one
+    (plugin/shopify/file_update.py): a row it answers as written is written (never sent again: no
+    second processing, no duplicate); a named row meets its own refusal (`_row_refusal`); a row it
+    neither answers nor names is sent again on its own. Returns the images written and how many
+    images the failures moved (`_failed`)."""
+    if len(images) == 1:
+        rows = [FileRow(images[0].media_id, "unknown")]  # the one-file call below gives its own answer
+    else:
+        try:
+            rows = await ctx.shopify.replace_media_sources([(image.media_id, sources[image.id]) for image in images])
+        except STEP_ERRORS as exc:
+            return [], sum(_failed(ctx, image, "write", exc) for image in images)
+    went: list[tuple[Image, None]] = []
+    moved = 0
+    for image, row in zip(images, rows, strict=True):
+        try:
+            if row.status == "refused":
+                raise _row_refusal(ShopifyUserError("FileUpdate", row.errors))
+            if row.status == "unknown":
+                await _replace_one(ctx, image, sources[image.id])
+            went.append((image, None))
+        except STEP_ERRORS as exc:
+            moved += _failed(ctx, image, "write", exc)
+    return went, moved
+
+
+def _row_refusal(exc: ShopifyUserError) -> Skip | Fail | Held:
+    """What Shopify's refusal of one image's row of a shared fileUpdate means: gone (skipped), a
+    reason no later try changes (failed), or else held, to be written again later."""
+    codes = {e.code for e in exc.errors}
+    if codes & GONE_CODES or codes & PERMANENT_ROW_CODES:
+        return _refusal(exc)
+    return Held((sorted(c for c in codes if c) or ["shopify_rejected"])[0], str(exc)[:500])
 
 
 async def _replace_one(ctx: Context, image: Image, resource_url: str) -> None:
@@ -377,7 +430,8 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         existing = next((m for m in product.media if filename_of(m.url or m.original_url) == upload_name), None)
         if existing is not None:
             ctx.log.info("adopted", product_id=product.id, media_id=image.media_id, output_media_id=existing.id)
-            await ctx.shopify.move_media(product.id, existing.id, position)  # the crash may have come before the move
+            # The crash may have come before the move.
+            product = await _move_into_place(ctx, product.id, existing.id, position)
             return await _finish_one(ctx, image, product, existing.id)
 
     data = await _converted_result(ctx, image, extension)
@@ -388,10 +442,26 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         return await _finish_one(ctx, image, product, image.media_id)
     try:
         output_id = await ctx.shopify.add_media(product.id, resource_url, original.alt)
-        await ctx.shopify.move_media(product.id, output_id, position)
+        product = await _move_into_place(ctx, product.id, output_id, position)
     except ShopifyUserError as exc:
         raise _refusal(exc) from None
     return await _finish_one(ctx, image, product, output_id)
+
+
+async def _move_into_place(ctx: Context, product_id: str, media_id: str, position: int) -> Product:
+    """Move a new media to `position` and read the order back: productReorderMedia answers a job and
+    no error for a media that is gone, and the move silently does nothing (NOTES.md, real captures).
+    A media that is not where it was moved is held (the next try adopts it and moves it again);
+    one that is gone is the merchant's deletion. Returns the product as read back."""
+    await ctx.shopify.move_media(product_id, media_id, position)
+    product = await _read_product(ctx, product_id)
+    order = [m.id for m in product.media]
+    if media_id not in order:
+        raise Skip("media_deleted", "the merchant deleted the enhanced image while it was being put in place")
+    if order.index(media_id) != min(position, len(order) - 1):
+        raise Held("reorder_not_applied", f"Shopify did not move the enhanced image to position {position + 1} "
+                                          f"(it is at {order.index(media_id) + 1}); it is moved again")
+    return product
 
 
 # What a presigned link answers once it has expired (S3: 403; some stores 404 or 410).

@@ -36,7 +36,7 @@ from graphql import (
 )
 from graphql.error import GraphQLSyntaxError
 
-from . import bulk_export, lifecycle, search
+from . import bulk_export, lifecycle, profiles, search
 from .bulk import COMPLETED, EXPIRED, FAILED, BulkOperation
 from .catalog import TIME_FIELDS, db_time as _db_time, parse_db_time as _parse_db_time, product_sort
 from .cost import MAX_QUERY_COST, ActualCost, analyze
@@ -44,7 +44,7 @@ from .faults import answer_for
 from ...providers.sandbox_faults import answer_for as transport_answer
 from .model import Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
 from .paging import InvalidCursor, Page, PaginationLimit, SortSpec, paginate, paginate_sorted
-from .store import SHOP_NUMERIC_ID, Store, namespace_for
+from .store import SHOP_NUMERIC_ID, Store
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +115,12 @@ def resolve_shop(_root: Any, info: Any) -> dict[str, str]:
 
 def _matching_products(ctx: Context, query: str | None) -> list[Product]:
     predicate = search.parse_query(query)
-    return [p for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now)]
+    return [p for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now) and _indexed(ctx, query, p)]
+
+
+def _indexed(ctx: Context, query: str | None, product: Product) -> bool:
+    """A search (`query:`) sees a product only once the lagging search index has caught up (profiles.py)."""
+    return not query or profiles.indexed(ctx.store, product, ctx.now)
 
 
 def resolve_products(_root: Any, info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
@@ -132,8 +137,14 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
         span = index.span(None if low is None else (low,), None if high is None else (high,))
     now = ctx.now
     matches = None if node is None else (lambda product: search.matches(node, product, now))
+    lagging = bool(query) and profiles.search_lags(store)
+    if lagging:  # what a search sees changes as the index catches up: no remembered offsets
+        matched = matches
+        matches = (lambda product: profiles.indexed(store, product, now)
+                   and (matched is None or matched(product)))
     offset_key = (query, sortKey, bool(reverse))
-    known = store.offsets.get((*offset_key, after)) if matches is not None and after is not None else None
+    known = store.offsets.get((*offset_key, after)) if matches is not None and after is not None and not lagging \
+        else None
     try:
         page: Page[Product] = paginate_sorted(
             index, product_sort(sortKey), span=span, matches=matches, first=first, after=after, last=last,
@@ -142,7 +153,7 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
         raise GraphQLError("Invalid cursor for current pagination sort.") from None  # no capture
     except PaginationLimit as exc:
         raise _pagination_limit(exc.cap) from None
-    if matches is not None and page.offset is not None and page.cursors:
+    if matches is not None and page.offset is not None and page.cursors and not lagging:
         store.offsets.put((*offset_key, page.cursors[-1]), page.offset + len(page.items))
     return page.as_connection()
 
@@ -152,7 +163,8 @@ def resolve_products_count(_root: Any, info: Any, query: str | None = None, limi
     (capture bulk-operation-run-query-group-objects.json: `{count: 1456, precision: EXACT}`)."""
     ctx = _ctx(info)
     predicate = search.parse_query(query)
-    count = sum(1 for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now))
+    count = sum(1 for p in ctx.store.products.values()
+                if search.matches(predicate, p, ctx.now) and _indexed(ctx, query, p))
     if limit is not None and count > limit:
         return {"count": limit, "precision": "AT_LEAST"}
     return {"count": count, "precision": "EXACT"}
@@ -218,8 +230,8 @@ def resolve_product_media(product: Product, info: Any, first: int | None = None,
                  before=before, reverse=reverse)
 
 
-def resolve_metafield(product: Product, _info: Any, key: str, namespace: str | None = None) -> Metafield | None:
-    return product.metafields.get((namespace_for(namespace), key))
+def resolve_metafield(product: Product, info: Any, key: str, namespace: str | None = None) -> Metafield | None:
+    return product.metafields.get((_ctx(info).store.namespace(namespace), key))
 
 
 def _image(media: Media, shown: Any, ctx: Context) -> dict[str, Any] | None:
@@ -341,8 +353,8 @@ MUTATIONS: dict[str, Any] = {  # Mutation field -> (store, context, arguments) -
     "productReorderMedia": lambda store, ctx, a: store.product_reorder_media(a["id"], a["moves"], ctx.now),
     "metafieldsSet": lambda store, ctx, a: store.metafields_set(a["metafields"], ctx.now),
     "fileDelete": lambda store, ctx, a: store.file_delete(a["fileIds"], ctx.now),
-    "webhookSubscriptionCreate": lambda store, ctx, a: store.subscriptions.create(a["topic"], a["webhookSubscription"],
-                                                                                   ctx.now),
+    "webhookSubscriptionCreate": lambda store, ctx, a: profiles.webhook_subscription_create(
+        store, a["topic"], a["webhookSubscription"], ctx.now),
     "webhookSubscriptionDelete": lambda store, ctx, a: store.subscriptions.delete(a["id"]),
     "bulkOperationRunQuery": lambda store, ctx, a: bulk_export.run_query(
         store, ctx, sandbox_schema(), a["query"], a["groupObjects"], BULK_ROOTS, shopify_validation_error),

@@ -20,6 +20,7 @@ from .graphql_api import GraphQLService
 from .model import Media, Product, parse_gid
 from .oauth import DEFAULT_SCOPES, TokenIssuer
 from .paging import PAGINATION_CAP
+from .profiles import profile_named
 from .sources import Fetched
 from .store import SandboxError, Store
 from .webhooks import Delivery, WebhookSender, new_delivery, product_payload
@@ -44,6 +45,9 @@ class ShopifySandbox:
     Access: `access_token`, a static token (apps made in the admin; None: none accepted), and/or
     `client_id` + `client_secret`, the app's credentials for the client credentials grant
     (oauth.py), whose tokens live `token_lifetime` seconds of `clock` and carry `scopes`.
+    `profile`: "default", or "production" (answers as the real Shopify was recorded to where it is
+    less kind: partial fileUpdate, silent reorder, search lag, webhook address rules; profiles.py).
+    `search_lag_seconds`: how long a change takes to reach the search index (production: 2 s).
     """
 
     def __init__(
@@ -68,6 +72,8 @@ class ShopifySandbox:
         bulk_expiry_seconds: float = SEVEN_DAYS,
         bulk_any_order_seed: int | None = None,
         pagination_cap: int = PAGINATION_CAP,
+        profile: str = "default",
+        search_lag_seconds: float | None = None,
     ) -> None:
         self._access_token = access_token
         self.api_version = api_version
@@ -80,6 +86,8 @@ class ShopifySandbox:
                                               cancel_seconds=bulk_cancel_seconds, expiry_seconds=bulk_expiry_seconds,
                                               any_order_seed=bulk_any_order_seed),
                             pagination_cap=pagination_cap)
+        self._store.profile = profile_named(profile, search_lag_seconds=search_lag_seconds)
+        self._store.search_delays = {}
         self._graphql = GraphQLService(self._store)
         self.tokens = TokenIssuer(client_id=client_id, client_secret=client_secret, clock=clock,
                                   lifetime=token_lifetime, scopes=scopes)
@@ -89,6 +97,15 @@ class ShopifySandbox:
                                        api_version=api_version, build=self._deliveries,
                                        faults=self._store.faults.book, retry_delays=webhook_retry_delays)
         self._store.on_event = self._webhooks.enqueue
+
+    @property
+    def profile(self) -> str:
+        return self._store.profile.name
+
+    @property
+    def search_lag_seconds(self) -> float:
+        """How long a change takes to reach the search index (`products(query:)`)."""
+        return self._store.profile.search_lag_seconds
 
     def __repr__(self) -> str:  # never shows the token
         return f"ShopifySandbox(shop_name={self.shop_name!r}, base_url={self.base_url!r})"
@@ -287,6 +304,12 @@ class ShopifySandbox:
             media = self._media(media_id)
             store.set_alt(media, alt, now)
             return store.media_json(media, self._url(), now)
+
+    def delay_search_index(self, legacy_id: int | str, seconds: float) -> None:
+        """The search index takes `seconds` to catch up with this product's latest change (and the
+        ones after it): `products(query:)` misses it until then. The real index lags unevenly."""
+        with self._store.lock:
+            self._store.search_delays[self._product(legacy_id).id] = seconds
 
     def reset(self) -> None:
         """Forget every product, media, fault and counter (the server keeps running): one test

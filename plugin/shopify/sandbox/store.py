@@ -27,10 +27,11 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -64,6 +65,7 @@ from .model import (
 )
 from .paging import PAGINATION_CAP
 from .photos import format_for_filename, product_photo
+from .profiles import DEFAULT_PROFILE, Profile, media_alt_errors, partial_file_update, stored_namespace
 from .webhooks import Subscriptions
 from .sources import Fetched, download, is_valid_source_url
 
@@ -111,6 +113,10 @@ class Stats:
 
 
 class Store:
+    profile: Profile = DEFAULT_PROFILE  # how kind it is (profiles.py); the sandbox sets it
+    # Products whose latest change reaches the search index this many seconds late (profiles.py).
+    search_delays: Mapping[int, float] = MappingProxyType({})
+
     def __init__(
         self,
         *,
@@ -168,6 +174,10 @@ class Store:
             yield
         finally:
             self.lock.acquire()
+
+    def namespace(self, value: str | None) -> str:
+        """A metafield namespace as this store keeps it (its profile may resolve `$app:`)."""
+        return stored_namespace(self.profile, namespace_for(value), APP_ID)
 
     def _new_id(self, kind: str) -> int:
         value = self._next_ids[kind]
@@ -450,6 +460,8 @@ class Store:
         return None
 
     def file_update(self, files: list[dict[str, Any]], bases: tuple[str, ...], now: float) -> dict[str, Any]:
+        if self.profile.partial_file_update:
+            return partial_file_update(self, files, bases, now)
         errors = self._file_update_errors(files, now)
         if errors:
             return {"files": [], "userErrors": errors}
@@ -460,30 +472,31 @@ class Store:
         errors = self._file_update_errors(files, now)  # the lock was let go: check again
         if errors:
             return {"files": [], "userErrors": errors}
-        updated: list[Media] = []
-        for item in files:
-            media = self.media_by_gid(item["id"])
-            assert media is not None
-            touched = {media.product_id} if media.product_id is not None else set()
-            if item.get("alt") is not None:
-                media.alt = item["alt"]
-            if item.get("filename"):
-                self.filenames.pop(media.filename, None)
-                media.filename = self._unique_filename(item["filename"], media.ready or failure("UNKNOWN"))
-                self.filenames[media.filename] = media.id
-            for ref in item.get("referencesToRemove") or ():
-                product = self.product_by_gid(ref)
-                if product is not None and media.product_id == product.id:
-                    self.detach(media, now)
-            if item.get("originalSource"):
-                source = item["originalSource"]
-                self.replace_source(media, source_url=source, fetched=fetched[source], now=now)
-            media.updated_at = max(media.updated_at, now)
-            for product_id in touched:
-                if product_id in self.products:
-                    self.touch(self.products[product_id], now)
-            updated.append(media)
-        return {"files": updated, "userErrors": []}
+        return {"files": [self.apply_file_update(item, fetched, now) for item in files], "userErrors": []}
+
+    def apply_file_update(self, item: dict[str, Any], fetched: dict[str, Fetched], now: float) -> Media:
+        """Apply one checked row of a fileUpdate; returns its media."""
+        media = self.media_by_gid(item["id"])
+        assert media is not None
+        touched = {media.product_id} if media.product_id is not None else set()
+        if item.get("alt") is not None:
+            media.alt = item["alt"]
+        if item.get("filename"):
+            self.filenames.pop(media.filename, None)
+            media.filename = self._unique_filename(item["filename"], media.ready or failure("UNKNOWN"))
+            self.filenames[media.filename] = media.id
+        for ref in item.get("referencesToRemove") or ():
+            product = self.product_by_gid(ref)
+            if product is not None and media.product_id == product.id:
+                self.detach(media, now)
+        if item.get("originalSource"):
+            source = item["originalSource"]
+            self.replace_source(media, source_url=source, fetched=fetched[source], now=now)
+        media.updated_at = max(media.updated_at, now)
+        for product_id in touched:
+            if product_id in self.products:
+                self.touch(self.products[product_id], now)
+        return media
 
     def _file_update_errors(self, files: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         missing = [f["id"] for f in files if self.media_by_gid(f["id"]) is None]
@@ -522,7 +535,8 @@ class Store:
         product = self.product_by_gid((product_input or {}).get("id"))
         if product is None:  # no capture: Shopify's usual wording for a missing product
             return {"product": None, "userErrors": [user_error(["id"], "Product does not exist")]}
-        errors = self._product_update_errors(product_input or {}, media_inputs or [])
+        errors = self._product_update_errors(product_input or {}, media_inputs or []) \
+            + media_alt_errors(self.profile, media_inputs or [])
         if errors:
             return {"product": product, "userErrors": errors}
         sources = [m["originalSource"] for m in media_inputs or []]
@@ -560,6 +574,8 @@ class Store:
         parsed: list[tuple[int, int]] = []
         for index, move in enumerate(moves):
             media = self.media_by_gid(move["id"])
+            if media is None and self.profile.silent_missing_reorder:
+                continue  # recorded: a job and no userError for a media that is gone; the move does nothing
             if media is None:
                 errors.append(user_error(["moves", str(index), "id"], "Media does not exist", "MEDIA_DOES_NOT_EXIST"))
                 continue
@@ -607,7 +623,7 @@ class Store:
             if product is None:  # no capture
                 errors.append(user_error([*where, "ownerId"], "Owner does not exist.", "INVALID", elementIndex=None))
                 continue
-            existing = product.metafields.get((namespace_for(item.get("namespace")), item["key"]))
+            existing = product.metafields.get((self.namespace(item.get("namespace")), item["key"]))
             digest = item.get("compareDigest")
             if digest is not None and (existing is None or existing.compare_digest != digest):
                 errors.append(user_error(
@@ -627,7 +643,7 @@ class Store:
         for item in inputs:
             product = self.product_by_gid(item["ownerId"])
             assert product is not None
-            namespace = namespace_for(item.get("namespace"))
+            namespace = self.namespace(item.get("namespace"))
             existing = product.metafields.get((namespace, item["key"]))
             if existing is None:
                 existing = Metafield(id=self._new_id("metafield"), owner_id=product.id, namespace=namespace,
