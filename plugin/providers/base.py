@@ -58,6 +58,10 @@ class Capabilities:
     max_attempts: int = 1                      # paid jobs retouch itself starts for one image
     credits_per_image: float = 0.0             # what one image costs, in `credit_unit` (budgets, resync's estimate)
     credit_unit: str = "credits"
+    # Every job has a deadline: past this age (since it was sent) it is polled once more, then its
+    # unfinished images fail with `provider_timeout`. Each plugin declares its default with the reason
+    # ([provider] max_job_age overrides it); an unknown status word is "running" only until then.
+    max_job_age: float = 6 * 3600.0
 
     @property
     def max_batch(self) -> int:

@@ -60,7 +60,7 @@ def capabilities(settings: BaseModel) -> Capabilities:
         # The poll quota spread evenly over the window is the fastest sustainable pace; the quota
         # itself (not a per-job floor, the docs give none) is what must never be exceeded.
         poll_interval=lim.window / lim.polls, min_poll_interval=0.0, idempotent_submit=True,
-        credits_per_image=contract.CREDITS_PER_IMAGE)
+        credits_per_image=contract.CREDITS_PER_IMAGE, max_job_age=contract.MAX_JOB_AGE_SECONDS)
 
 
 class AigenProvider:
