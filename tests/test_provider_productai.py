@@ -405,7 +405,7 @@ def test_a_health_probe_beside_another_command_keeps_the_daemons_writes(shop, pr
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ('model = "gpt-5"', "[productai] model"),
+    ('model = "gpt 5!"', "[productai] model"),  # an unlisted model ("gpt-5") is accepted with a warning
     ("requests_per_minute = 0", "[productai] requests_per_minute"),
     ("upscal = true", "[productai] upscal: unknown key; did you mean 'upscale'?"),
 ])
