@@ -141,12 +141,18 @@ def sandbox(
     products: Annotated[int, typer.Option(help="Products to seed")] = 12,
     provider: Annotated[str, typer.Option(help="Provider sandbox to start")] = "aigenstudio",
     config_out: Annotated[Path | None, typer.Option("--write-config", help="Also write the config to this file")] = None,
+    profile: Annotated[str, typer.Option(help="default, or production: the provider sandbox answers in the shapes "
+                                              "the real service documents")] = "default",
 ) -> None:
     """Start a sandbox store and provider on loopback, print a ready config, serve until Ctrl-C."""
     from .commands.sandbox import sandbox_command
 
     _known_provider(provider)
-    raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out))
+    if profile not in ("default", "production"):
+        typer.echo(f"error: --profile: unknown profile {profile!r} (default or production)", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out,
+                                     provider_profile=profile))
 
 
 def _known_provider(name: str) -> None:

@@ -233,4 +233,6 @@ class ProviderPlugin:
     default_base_url: str
     check_key: Callable[[str], str | None] = lambda key: None   # why a key cannot be right, or None
     is_sandbox: Callable[[str, str], bool] = lambda key, base_url: False  # (key, base_url)
-    start_sandbox: Callable[..., DemoSandbox] | None = None   # (fast=bool, port=int) -> a running sandbox
+    # (fast=bool, port=int, profile="default"|"production") -> a running sandbox; "production" answers in
+    # the shapes the real service documents (see each sandbox's PROFILES).
+    start_sandbox: Callable[..., DemoSandbox] | None = None

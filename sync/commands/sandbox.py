@@ -36,7 +36,9 @@ def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, databas
 
 
 def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: int = 12, fast: bool = False,
-                    processing_seconds: float = 0.5) -> tuple[ShopifySandbox, object, DemoSandbox]:
+                    processing_seconds: float = 0.5,
+                    provider_profile: str = "default") -> tuple[ShopifySandbox, object, DemoSandbox]:
+    """`provider_profile`: the provider sandbox's answer shapes ("production": as the real service documents)."""
     plugin = registry.get(provider)
     if plugin.start_sandbox is None:
         raise registry.PluginError(f"provider {provider!r} ships no sandbox")
@@ -45,19 +47,21 @@ def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: i
     if products:
         shop.seed(products=products, images_per_product=1, seed=0)
     try:
-        sandbox = plugin.start_sandbox(fast=fast, port=port + 1 if port else 0)
+        sandbox = plugin.start_sandbox(fast=fast, port=port + 1 if port else 0, profile=provider_profile)
     except BaseException:
         shop_server.stop()
         raise
     return shop, shop_server, sandbox
 
 
-def sandbox_command(*, provider: str, port: int, products: int, config_out: Path | None) -> int:
-    shop, shop_server, sandbox = start_sandboxes(provider=provider, port=port, products=products)
+def sandbox_command(*, provider: str, port: int, products: int, config_out: Path | None,
+                    provider_profile: str = "default") -> int:
+    shop, shop_server, sandbox = start_sandboxes(provider=provider, port=port, products=products,
+                                                 provider_profile=provider_profile)
     config = render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox)
     title = registry.get(provider).title + " sandbox:"
     typer.echo(f"{'Shopify sandbox:':<24}{shop.shop_url}  (admin API: {shop.shop_url}/_sandbox/products)")
-    typer.echo(f"{title:<24}{sandbox.base_url}")
+    typer.echo(f"{title:<24}{sandbox.base_url}  (profile: {provider_profile})")
     if config_out:
         config_out.write_text(config)
         typer.echo(f"config written to {config_out}")

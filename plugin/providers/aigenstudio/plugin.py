@@ -185,11 +185,11 @@ def check_key(key: str) -> str | None:
     return None
 
 
-def start_sandbox(*, fast: bool = False, port: int = 0) -> DemoSandbox:
+def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import AigenSandbox
 
     window = 60.0 if fast else 3600.0
-    sandbox = AigenSandbox(window_seconds=window, seconds_per_item=0.3 if fast else 2.0)
+    sandbox = AigenSandbox(window_seconds=window, seconds_per_item=0.3 if fast else 2.0, profile=profile)
     server = sandbox.start(port)
 
     def charges() -> int:

@@ -270,11 +270,11 @@ class ImagenProvider:
         await self.client.aclose()
 
 
-def start_sandbox(*, fast: bool = False, port: int = 0) -> DemoSandbox:
+def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import DEFAULT_API_KEY, ImagenSandbox
 
-    sandbox = (ImagenSandbox(edit_pending_seconds=0.2, edit_seconds=1.0, export_seconds=0.5) if fast
-               else ImagenSandbox())
+    sandbox = (ImagenSandbox(edit_pending_seconds=0.2, edit_seconds=1.0, export_seconds=0.5, profile=profile) if fast
+               else ImagenSandbox(profile=profile))
     server = sandbox.start(port)
     return DemoSandbox(base_url=sandbox.api_url, api_key=DEFAULT_API_KEY, stop=server.stop,
                        charges=lambda: sandbox.stats()["charges"],

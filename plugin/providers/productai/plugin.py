@@ -203,12 +203,12 @@ class ProductAIProvider:
         await self.client.aclose()
 
 
-def start_sandbox(*, fast: bool = False, port: int = 0) -> DemoSandbox:
+def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import ProductAISandbox
 
     window = 6.0 if fast else 60.0
     sandbox = ProductAISandbox(keys={SANDBOX_KEY: 100_000}, job_seconds=(0.5, 1.5) if fast else (20.0, 40.0),
-                               window_seconds=window, rate_limit_scope="key")
+                               window_seconds=window, rate_limit_scope="key", profile=profile)
     server = sandbox.start(port)
     return DemoSandbox(base_url=sandbox.base_url, api_key=SANDBOX_KEY, stop=server.stop,
                        charges=lambda: sum(sum(k["jobs_started"].values()) for k in sandbox.stats()["keys"].values()),
