@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
+from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROFILES, cli, db_rows, image_states, provider_config_text, run_async,
                       wait_for)
 from retouch.plugin.providers.base import webhook_token
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
@@ -109,6 +109,7 @@ def image_row(db: Path, media_id: str) -> dict:
 # --- 1. end to end ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("productai", PROFILES, indirect=True)  # production: NOT_STARTED first, FAILED/TIMEOUT
 @pytest.mark.parametrize("mode", ["replace", "append"])
 def test_end_to_end_through_the_cli(mode, shop, productai, daemon, tmp_path: Path) -> None:
     products = shop.seed(products=2, images_per_product=1, seed=41)
