@@ -11,7 +11,7 @@ import pytest
 from conftest import PRODUCTAI_KEY, PRODUCTAI_TABLE, FakeClock, provider_config_text, run_async, wait_for
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.storage.models import ImageState, JobState
-from retouch.sync.config import load_settings
+from retouch.sync.config import ConfigError, load_settings
 from retouch.sync.deadline_decisions import (PROVIDER_TIMEOUT, expire_after_failed_poll, is_overdue,
                                              poll_at_or_before_deadline, timeout_message)
 from retouch.sync.pipeline import discover, submit, track
@@ -148,3 +148,14 @@ def test_a_job_that_never_finishes_ends_at_its_deadline_within_its_poll_schedule
     assert (job.state, job.error_code, job.polls) == ("failed", PROVIDER_TIMEOUT, len(times))
     assert image.error_code == PROVIDER_TIMEOUT and "max_job_age (10m)" in image.error_message
     assert image.paid_attempts == 1  # the one generate: not sent again by itself
+
+
+def test_max_job_age_defaults_to_the_providers_own_and_is_checked(shop, tmp_path: Path) -> None:
+    class Offline:
+        base_url = "http://127.0.0.1:9/v1"
+
+    assert settings_for(shop, tmp_path, Offline).max_job_age == 3600.0  # ProductAI's declared default
+    assert settings_for(shop, tmp_path, Offline, 'max_job_age = "90m"\n').max_job_age == 5400.0
+    with pytest.raises(ConfigError) as caught:
+        settings_for(shop, tmp_path, Offline, 'max_job_age = "soon"\n')
+    assert str(caught.value).startswith("[provider] max_job_age: ")
