@@ -4,6 +4,7 @@ its clock a fake one the test moves from poll to poll: nothing sleeps through th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,36 @@ def test_max_job_age_defaults_to_the_providers_own_and_is_checked(shop, tmp_path
     with pytest.raises(ConfigError) as caught:
         settings_for(shop, tmp_path, Offline, 'max_job_age = "soon"\n')
     assert str(caught.value).startswith("[provider] max_job_age: ")
+
+
+def test_an_upscale_unfinished_at_the_deadline_leaves_the_generated_image(shop, production_pai, tmp_path: Path) -> None:
+    sandbox = production_pai(upscale_seconds=100_000.0)  # the generate is quick, the upscale never ends
+    shop.seed(products=1, images_per_product=1, seed=63)
+    settings = settings_for(shop, tmp_path, sandbox, provider_extra='max_job_age = "10m"\n')
+    settings = load_settings(_with_upscale(settings.path))
+    clock = FakeClock()
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            ctx.clock = clock
+            await discover(ctx)
+            assert await submit(ctx) == 1
+            (job,) = ctx.store.jobs_in_state(JobState.SUBMITTED)
+            wait_for(lambda: sandbox.job(int(job.provider_job_id))["status"] == "COMPLETED", 30, what="generated")
+            await _poll_until_over(ctx, clock)
+            return ctx.store.job(job.id), ctx.store.images_in_state(ImageState.ENHANCED)
+
+    job, (image,) = run_async(scenario())
+    assert job.state == "finished"  # ended by its result, not by provider_timeout
+    assert image.result_url and image.result_url.endswith(f"/{json_state(job)['generate_id']}.png")
+    assert {k: v for k, v in sandbox.stats()["keys"][PRODUCTAI_KEY]["jobs_started"].items() if v} == {
+        "generate": 1, "upscale": 1}  # the upscale was paid once, and nothing more after the deadline
+
+
+def _with_upscale(path: Path) -> Path:
+    path.write_text(path.read_text().replace(PRODUCTAI_TABLE, PRODUCTAI_TABLE + "upscale = true\n"))
+    return path
+
+
+def json_state(job) -> dict:
+    return json.loads(job.provider_state or "{}")

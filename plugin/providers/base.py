@@ -90,6 +90,9 @@ class Ticket:
     options: Mapping[str, Any]                # the request options, as first sent (stored with the job)
     provider_job_id: str | None = None
     state: Mapping[str, Any] = field(default_factory=dict)  # what progress.save() kept last time
+    # This poll is the job's last (it reached max_job_age): start no new paid step, and hand back any
+    # usable result now (a provider that has one in hand, e.g. before an upscale, returns it as done).
+    final: bool = False
 
 
 class Progress(Protocol):

@@ -49,7 +49,7 @@ async def _poll(ctx: Context, job: Job) -> None:
     overdue = job.submitted_at is not None and is_overdue(age=ctx.clock() - epoch(job.submitted_at),
                                                           max_job_age=ctx.settings.max_job_age)
     try:
-        status = await ctx.provider.poll(ticket_for(ctx, job, images), progress)
+        status = await ctx.provider.poll(ticket_for(ctx, job, images, final=overdue), progress)
     except provider_errors.ProviderError as exc:
         rate_limited = isinstance(exc, provider_errors.RateLimited)
         lost = isinstance(exc, provider_errors.NotFound)  # has its own, clearer reason

@@ -122,10 +122,15 @@ class ProductAIProvider:
 
     async def poll(self, ticket: Ticket, progress: base.Progress) -> JobStatus:
         state = ticket.state
+        if state.get("upscale_due") and ticket.final:
+            # The job's deadline: no new paid upscale now; the generated image is the result.
+            return self._generated_only(ticket, state, "COMPLETED (deadline reached before the upscale: not upscaled)")
         if state.get("upscale_due"):
             return await self._start_upscale(ticket, progress)
         assert ticket.provider_job_id is not None
         job = await self._counted(progress, self.client.job(int(ticket.provider_job_id)))
+        if ticket.final and state.get("upscale_id") and not job.finished:
+            return self._generated_only(ticket, state, "COMPLETED (upscale unfinished at the deadline: not upscaled)")
         if job.failed:  # ERROR [DOC], FAILED or TIMEOUT [VENDOR]: final
             code = "productai_error" if job.status == "ERROR" else f"productai_{job.status.lower()}"
             return JobStatus(terminal=True, description=job.status, credits_used=self._tokens(ticket, state),
@@ -158,6 +163,10 @@ class ProductAIProvider:
         # Any other failure (no answer, a 5xx, an unreadable body) may have started it: not resent.
         progress.save(upscale_id=upscale_id, upscale_due=False, upscale_sent=False)
         return JobStatus(terminal=False, items={}, description="upscaling", provider_job_id=str(upscale_id))
+
+    def _generated_only(self, ticket: Ticket, state: Mapping[str, Any], description: str) -> JobStatus:
+        return JobStatus(terminal=True, description=description, credits_used=self._tokens(ticket, state),
+                         items={0: ItemResult("completed", result_url=state["generated_url"])})
 
     def _tokens(self, ticket: Ticket, state: Mapping[str, Any]) -> int:
         return (contract.model_tokens(str(ticket.options.get("model"))) + (UPSCALE_TOKENS if state.get("upscale_id") else 0))
