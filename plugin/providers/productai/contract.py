@@ -1,7 +1,8 @@
 """What the ProductAI client and adapter assume about the real service, each with its source.
 
 - [DOC]    ProductAI's API page (productai-api.md in the shared reference) states it;
-- [VENDOR] ProductAI's own client code (ShapeStudio/productai-mcp, productai-mcp-server) shows it;
+- [DOC: vendor code] ProductAI's own client code (ShapeStudio/productai-mcp, productai-mcp-server) shows it
+  (CONTRACTS.md §3, "the ProductAI vendor-code note");
 - [ASSUME] nothing public states it: our choice, kept here so it is one line to change.
 
 (The sandbox emulates the service from `sandbox/contract.py`; this module is the reading side.)
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 # --- Job statuses -------------------------------------------------------------------------------
 
-# [DOC] RUNNING, COMPLETED, ERROR; [VENDOR] NOT_STARTED, and FAILED / TIMEOUT, final like ERROR.
+# [DOC] RUNNING, COMPLETED, ERROR; [DOC: vendor code] NOT_STARTED, and FAILED / TIMEOUT, final like ERROR.
 JOB_STATUSES = frozenset({"NOT_STARTED", "RUNNING", "COMPLETED", "ERROR", "FAILED", "TIMEOUT"})
 FAILURE_STATUSES = frozenset({"ERROR", "FAILED", "TIMEOUT"})
 TERMINAL_STATUSES = FAILURE_STATUSES | {"COMPLETED"}
-# [VENDOR] "treat an unknown status as not finished only until a deadline": any other word is read as
+# [DOC: vendor code] "treat an unknown status as not finished only until a deadline": any other word is read as
 # running (logged once as unknown_status) until the job's max_job_age.
 
 # --- Models and tokens --------------------------------------------------------------------------
@@ -24,7 +25,7 @@ TERMINAL_STATUSES = FAILURE_STATUSES | {"COMPLETED"}
 # [DOC] the page's list and token costs.
 MODEL_TOKENS = {"gpt-low": 2, "gpt-medium": 3, "gpt-high": 8, "kontext-pro": 3, "nanobanana": 3,
                 "nanobananapro": 8, "seedream": 3}
-# [VENDOR] more models exist than the page lists (kontext-max, nanobanana2, gpt-1.5, gpt-2): the vendor
+# [DOC: vendor code] more models exist than the page lists (kontext-max, nanobanana2, gpt-1.5, gpt-2): the vendor
 # adds them, so a model outside the list is accepted with a warning, not refused by the config.
 # [ASSUME] such a model costs the dearest documented generation, so budgets err on the safe side.
 UNLISTED_MODEL_TOKENS = max(MODEL_TOKENS.values())

@@ -131,7 +131,7 @@ class ProductAIProvider:
         job = await self._counted(progress, self.client.job(int(ticket.provider_job_id)))
         if ticket.final and state.get("upscale_id") and not job.finished:
             return self._generated_only(ticket, state, "COMPLETED (upscale unfinished at the deadline: not upscaled)")
-        if job.failed:  # ERROR [DOC], FAILED or TIMEOUT [VENDOR]: final
+        if job.failed:  # ERROR [DOC], FAILED or TIMEOUT [DOC: vendor code]: final
             code = "productai_error" if job.status == "ERROR" else f"productai_{job.status.lower()}"
             return JobStatus(terminal=True, description=job.status, credits_used=self._tokens(ticket, state),
                              items={0: ItemResult("failed", error_code=code, error_message=job.message or

@@ -86,7 +86,7 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
     ) -> None:
         """
         profile: "default", or "production": answers as ProductAI's own client code shows the real
-            service does [VENDOR]: a failed job ends FAILED (not ERROR), a job longer than
+            service does [DOC: vendor code]: a failed job ends FAILED (not ERROR), a job longer than
             `give_up_seconds` ends TIMEOUT, and a new job shows NOT_STARTED before RUNNING.
         keys: API key -> token balance (more can be added with set_tokens).
         webhook_url: the dashboard webhook of every key registered here or later (set_webhook overrides).
