@@ -418,3 +418,11 @@ def test_config_errors_exit_2_naming_the_key(line, expected, shop, tmp_path: Pat
     done = cli("check", config=config)
     assert done.returncode == 2
     assert expected in done.stderr
+
+
+def test_check_accepts_a_model_beyond_the_documented_list_with_a_warning(shop, productai, tmp_path: Path) -> None:
+    # The vendor adds models (its own client code lists more than the page): not refused, but said.
+    config = write_config(shop, tmp_path, productai, table='model = "nanobanana2"\nrequests_per_minute = 15\n')
+    done = cli("check", config=config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning — [productai] model: 'nanobanana2' is not on ProductAI's documented list" in done.stdout
