@@ -143,14 +143,19 @@ def sandbox(
     config_out: Annotated[Path | None, typer.Option("--write-config", help="Also write the config to this file")] = None,
     shopify_profile: Annotated[str, typer.Option(help="Shopify sandbox profile: default, or production (answers "
                                                       "as the real Shopify was recorded to)")] = "default",
+    profile: Annotated[str, typer.Option(help="default, or production: the provider sandbox answers in the shapes "
+                                              "the real service documents")] = "default",
 ) -> None:
     """Start a sandbox store and provider on loopback, print a ready config, serve until Ctrl-C."""
     from .commands.sandbox import sandbox_command
 
     _known_provider(provider)
     _known_shopify_profile(shopify_profile)
+    if profile not in ("default", "production"):
+        typer.echo(f"error: --profile: unknown profile {profile!r} (default or production)", err=True)
+        raise typer.Exit(2)
     raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out,
-                                     shopify_profile=shopify_profile))
+                                     shopify_profile=shopify_profile, provider_profile=profile))
 
 
 def _known_shopify_profile(name: str) -> None:

@@ -90,6 +90,8 @@ class ProviderSettings(Section):
     api_key_env: str | None = None
     base_url: str | None = None
     timeout: Duration = 30.0
+    # Every job's deadline; None: the provider's own default (its Capabilities.max_job_age).
+    max_job_age: Duration | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -264,6 +266,11 @@ class Settings:
         if self.schedule.poll_every is None and self.capabilities.quota.limited("poll"):
             return max(self.capabilities.min_poll_interval, self.schedule.tick)
         return self.poll_floor
+
+    @property
+    def max_job_age(self) -> float:
+        """A provider job's deadline: [provider] max_job_age, else the provider's declared default."""
+        return self.provider.max_job_age or self.capabilities.max_job_age
 
     @property
     def database_path(self) -> Path:

@@ -83,6 +83,11 @@ def shop() -> Iterator[ShopifySandbox]:
     server.stop()
 
 
+# The provider fixtures take a sandbox profile by indirect parametrization ("default" unless a test
+# asks): `@pytest.mark.parametrize("provider", PROFILES, indirect=True)` runs it against both.
+PROFILES = ["default", "production"]
+
+
 @pytest.fixture
 def app_shop() -> Iterator[ShopifySandbox]:
     """A store with a Dev Dashboard app installed: client credentials only (no static token),
@@ -100,27 +105,28 @@ def client_credentials(text: str) -> str:
     return text.replace(f'access_token = "{SHOP_TOKEN}"', f'client_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"')
 
 
-@pytest.fixture
-def provider() -> Iterator[AigenSandbox]:
-    sandbox = AigenSandbox(window_seconds=3600, seconds_per_item=0.2)
+def provider(request: pytest.FixtureRequest) -> Iterator[AigenSandbox]:
+    sandbox = AigenSandbox(window_seconds=3600, seconds_per_item=0.2, profile=getattr(request, "param", "default"))
     server = sandbox.start()
     yield sandbox
     server.stop()
 
 
 @pytest.fixture
-def imagen() -> Iterator[ImagenSandbox]:
+def imagen(request: pytest.FixtureRequest) -> Iterator[ImagenSandbox]:
     """Imagen sandbox with fast edits and exports; its `api_url` is the config's base_url."""
-    sandbox = ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.1, edit_seconds=0.4, export_seconds=0.3)
+    sandbox = ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.1, edit_seconds=0.4, export_seconds=0.3,
+                            profile=getattr(request, "param", "default"))
     server = sandbox.start()
     yield sandbox
     server.stop()
 
 
 @pytest.fixture
-def productai() -> Iterator[ProductAISandbox]:
+def productai(request: pytest.FixtureRequest) -> Iterator[ProductAISandbox]:
     """ProductAI sandbox with fast jobs and the documented 15 requests a minute, counted per key."""
-    sandbox = ProductAISandbox(keys={PRODUCTAI_KEY: 100_000}, job_seconds=0.3, rate_limit_scope="key")
+    sandbox = ProductAISandbox(keys={PRODUCTAI_KEY: 100_000}, job_seconds=0.3, rate_limit_scope="key",
+                               profile=getattr(request, "param", "default"))
     server = sandbox.start()
     yield sandbox
     server.stop()

@@ -71,7 +71,7 @@ class Recorder:
 
     async def create(self, request: Request) -> Response:
         self.requests.append({"headers": dict(request.headers), "body": await request.body(), "path": request.url.path})
-        response = JSONResponse({"enhancement": ENHANCEMENT, "remaining_paid_credits": 0, "request_id": "req_x"}, status_code=202)
+        response = JSONResponse({"enhancement": ENHANCEMENT, "remaining_paid_credits": 0, "request_id": "req_x"}, status_code=203)
         response.set_cookie("session", "tracking")  # a client that kept cookies would send it back
         return response
 
@@ -168,7 +168,7 @@ def test_requests_carry_the_key_only_where_they_should(server: tuple[str, Record
     async def go() -> None:
         async with AigenClient(KEY, base_url) as client:
             await client.list_presets()
-            with pytest.raises(UnexpectedResponse):  # 202 is not a create status
+            with pytest.raises(UnexpectedResponse):  # 203 is not a create status (200, 201, 202 are)
                 await client.create_enhancement(
                     idempotency_key="batch-0001", preset="single_product_white_background",
                     preservation_level="strict", images=[SourceImage("8123456789", "https://cdn.example/a.jpg")],

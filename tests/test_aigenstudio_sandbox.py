@@ -293,7 +293,7 @@ def _with(images_url: str, **changes: Any) -> dict[str, Any]:
 
 INVALID_BODIES: list[tuple[str, Callable[[str], Any]]] = [
     ("unknown preset", lambda u: _with(u, preset="vintage")),
-    ("missing preset", lambda u: {k: v for k, v in valid_body(u).items() if k != "preset"}),
+    # (a missing preset is valid: the API reference makes it optional)
     ("bad preservation level", lambda u: _with(u, preservation_level="loose")),
     ("no images", lambda u: _with(u, images=[])),
     ("21 images", lambda u: valid_body(u, 21)),

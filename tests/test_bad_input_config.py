@@ -23,7 +23,7 @@ RUNNER = Path(__file__).resolve().parent / "config_corpus.py"
 
 # A handful through real `retouch` processes: one per kind of mistake.
 THROUGH_CHECK = ["toml_unclosed_table", "not_utf8", "shop_key_typo", "shop_token_env_unset", "provider_key_and_env",
-                 "aigen_limits_negative", "imagen_profile_key_typo", "productai_model_enum",
+                 "aigen_limits_negative", "imagen_profile_key_typo", "productai_model_name",
                  "server_public_url_plain_http", "writeback_backup_dir_under_a_file", "schedule_discover_negative"]
 THROUGH_RUN = ["shop_url_plain_http", "provider_key_missing", "storage_directory_missing"]
 

@@ -31,10 +31,11 @@ def test_check_reports_each_side(shop, provider, write_config, tmp_path: Path) -
     assert "shpat_wrong_token_000" not in result.stdout + result.stderr
 
 
-def test_sandbox_command_serves_a_working_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", ["default", "production"])  # production: the real service's answer shapes
+def test_sandbox_command_serves_a_working_config(tmp_path: Path, profile: str) -> None:
     config = tmp_path / "sandbox.toml"
     proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "3",
-                             "--write-config", str(config)],
+                             "--write-config", str(config), "--profile", profile],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)
     try:
@@ -50,6 +51,7 @@ def test_sandbox_command_serves_a_working_config(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
+    assert f"(profile: {profile})" in (proc.stdout.read() if proc.stdout else "")
 
 
 def test_sandbox_command_takes_a_shopify_profile(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, db_rows, image_states, marker_of, wait_for
+from conftest import PROFILES, PROVIDER_KEY, SHOP_TOKEN, cli, db_rows, image_states, marker_of, wait_for
 
 # Every test here runs the real CLI with distinctive fake secrets; none may leak anywhere.
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
@@ -29,6 +29,7 @@ def wait_done(db: Path, media_ids: list[str], timeout: float = 60) -> None:
              what=f"{media_ids} done (states: {image_states(db)})")
 
 
+@pytest.mark.parametrize("provider", PROFILES, indirect=True)  # the sandbox's shapes, and the real service's
 def test_replace_mode_end_to_end(shop, provider, write_config, daemon, tmp_path: Path) -> None:
     products = shop.seed(products=3, images_per_product=1, seed=1)
     baseline = {p["legacy_id"]: media_of(shop, p["legacy_id"])[0] for p in products}
@@ -93,6 +94,7 @@ def test_replace_mode_end_to_end(shop, provider, write_config, daemon, tmp_path:
     assert rerun.terminate(timeout=10) == 0
 
 
+@pytest.mark.parametrize("provider", PROFILES, indirect=True)
 def test_append_mode_end_to_end(shop, provider, write_config, daemon, tmp_path: Path) -> None:
     products = shop.seed(products=2, images_per_product=2, seed=2)
     config = write_config(mode="append")

@@ -9,10 +9,11 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 
-from conftest import PROVIDER_KEY, FakeClock, pipeline_settings, run_async
+from conftest import PROFILES, PROVIDER_KEY, FakeClock, pipeline_settings, run_async
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.pipeline import discover, submit, track
@@ -144,6 +145,7 @@ def incompressible_png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.parametrize("provider", PROFILES, indirect=True)  # production: no status, partially_completed derived
 def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_path: Path) -> None:
     shop.seed(products=2, images_per_product=1, seed=8)
     # A good picture Shopify takes (up to 20 MB) but AI Gen Studio does not (over 10 MB): pre-flight

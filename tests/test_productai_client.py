@@ -354,7 +354,8 @@ def test_nobody_listening_is_a_connection_error() -> None:
     ("generate", 200, [], UnexpectedResponse, None),
     ("generate", 200, {"name": "ApiError", "message": "BAD_REQUEST"}, UnexpectedResponse, None),
     ("job", 200, {"status": "OK", "data": {"id": 1, "status": "COMPLETED"}}, UnexpectedResponse, None),
-    ("job", 200, {"status": "OK", "data": {"id": 1, "status": "QUEUED"}}, UnexpectedResponse, None),
+    ("job", 200, {"status": "OK", "data": {"id": 1, "status": 7}}, UnexpectedResponse, None),  # a word we do not know is read
+    ("job", 200, {"status": "OK", "data": {"id": 1, "status": ""}}, UnexpectedResponse, None),
     ("job", 200, {"status": "OK", "data": {"id": 2, "status": "RUNNING"}}, UnexpectedResponse, None),
     ("job", 302, "", UnexpectedResponse, None),  # not followed, with or without a Location
     ("job", 307, {"status": "OK", "data": {"id": 1, "status": "RUNNING"}}, UnexpectedResponse, None),

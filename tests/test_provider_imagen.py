@@ -17,7 +17,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import (IMAGEN_KEY, FakeClock, IMAGEN_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
+from conftest import (IMAGEN_KEY, PROFILES, FakeClock, IMAGEN_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
                       wait_for)
 from retouch.plugin.providers.base import token_matches
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
@@ -94,6 +94,7 @@ def slow_imagen():
 # --- 1. end to end, replace and append ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("imagen", PROFILES, indirect=True)  # production: root bodies, exports renamed .JPG
 @pytest.mark.parametrize("mode", ["replace", "append"])
 def test_new_images_enhanced_by_imagen_end_to_end(shop, imagen, daemon, tmp_path: Path, mode: str) -> None:
     products = shop.seed(products=2, images_per_product=1, seed=21)

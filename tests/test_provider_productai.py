@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
+from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROFILES, cli, db_rows, image_states, provider_config_text, run_async,
                       wait_for)
 from retouch.plugin.providers.base import webhook_token
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
@@ -109,6 +109,7 @@ def image_row(db: Path, media_id: str) -> dict:
 # --- 1. end to end ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("productai", PROFILES, indirect=True)  # production: NOT_STARTED first, FAILED/TIMEOUT
 @pytest.mark.parametrize("mode", ["replace", "append"])
 def test_end_to_end_through_the_cli(mode, shop, productai, daemon, tmp_path: Path) -> None:
     products = shop.seed(products=2, images_per_product=1, seed=41)
@@ -405,7 +406,7 @@ def test_a_health_probe_beside_another_command_keeps_the_daemons_writes(shop, pr
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ('model = "gpt-5"', "[productai] model"),
+    ('model = "gpt 5!"', "[productai] model"),  # an unlisted model ("gpt-5") is accepted with a warning
     ("requests_per_minute = 0", "[productai] requests_per_minute"),
     ("upscal = true", "[productai] upscal: unknown key; did you mean 'upscale'?"),
 ])
@@ -417,3 +418,11 @@ def test_config_errors_exit_2_naming_the_key(line, expected, shop, tmp_path: Pat
     done = cli("check", config=config)
     assert done.returncode == 2
     assert expected in done.stderr
+
+
+def test_check_accepts_a_model_beyond_the_documented_list_with_a_warning(shop, productai, tmp_path: Path) -> None:
+    # The vendor adds models (its own client code lists more than the page): not refused, but said.
+    config = write_config(shop, tmp_path, productai, table='model = "nanobanana2"\nrequests_per_minute = 15\n')
+    done = cli("check", config=config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning — [productai] model: 'nanobanana2' is not on ProductAI's documented list" in done.stdout

@@ -58,6 +58,10 @@ class Capabilities:
     max_attempts: int = 1                      # paid jobs retouch itself starts for one image
     credits_per_image: float = 0.0             # what one image costs, in `credit_unit` (budgets, resync's estimate)
     credit_unit: str = "credits"
+    # Every job has a deadline: past this age (since it was sent) it is polled once more, then its
+    # unfinished images fail with `provider_timeout`. Each plugin declares its default with the reason
+    # ([provider] max_job_age overrides it); an unknown status word is "running" only until then.
+    max_job_age: float = 6 * 3600.0
 
     @property
     def max_batch(self) -> int:
@@ -86,6 +90,9 @@ class Ticket:
     options: Mapping[str, Any]                # the request options, as first sent (stored with the job)
     provider_job_id: str | None = None
     state: Mapping[str, Any] = field(default_factory=dict)  # what progress.save() kept last time
+    # This poll is the job's last (it reached max_job_age): start no new paid step, and hand back any
+    # usable result now (a provider that has one in hand, e.g. before an upscale, returns it as done).
+    final: bool = False
 
 
 class Progress(Protocol):
@@ -229,4 +236,6 @@ class ProviderPlugin:
     default_base_url: str
     check_key: Callable[[str], str | None] = lambda key: None   # why a key cannot be right, or None
     is_sandbox: Callable[[str, str], bool] = lambda key, base_url: False  # (key, base_url)
-    start_sandbox: Callable[..., DemoSandbox] | None = None   # (fast=bool, port=int) -> a running sandbox
+    # (fast=bool, port=int, profile="default"|"production") -> a running sandbox; "production" answers in
+    # the shapes the real service documents (see each sandbox's PROFILES).
+    start_sandbox: Callable[..., DemoSandbox] | None = None

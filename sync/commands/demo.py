@@ -37,8 +37,9 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
     work.mkdir(exist_ok=True)
     for old in (work / "retouch.db", work / "retouch.db-wal", work / "retouch.db-shm"):
         old.unlink(missing_ok=True)
+    # The provider sandbox answers in the shapes the real service documents (its production profile).
     shop, shop_server, sandbox = start_sandboxes(provider=provider, products=products, fast=True,
-                                                 processing_seconds=0.2,
+                                                 processing_seconds=0.2, provider_profile="production",
                                                  shopify_profile="production")  # as unkind as the real Shopify
     try:
         config_path = work / "config.toml"

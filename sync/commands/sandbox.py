@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -41,7 +43,10 @@ def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, databas
 
 def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: int = 12, fast: bool = False,
                     processing_seconds: float = 0.5,
-                    shopify_profile: str = "default") -> tuple[ShopifySandbox, object, DemoSandbox]:
+                    shopify_profile: str = "default",
+                    provider_profile: str = "default") -> tuple[ShopifySandbox, object, DemoSandbox]:
+    """`shopify_profile` / `provider_profile`: each sandbox's answer shapes ("production": as the real
+    service was recorded or documented to answer)."""
     plugin = registry.get(provider)
     if plugin.start_sandbox is None:
         raise registry.PluginError(f"provider {provider!r} ships no sandbox")
@@ -52,22 +57,32 @@ def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: i
     if products:
         shop.seed(products=products, images_per_product=1, seed=0)
     try:
-        sandbox = plugin.start_sandbox(fast=fast, port=port + 1 if port else 0)
+        sandbox = _start_provider_sandbox(plugin.start_sandbox, fast=fast, port=port + 1 if port else 0,
+                                          profile=provider_profile)
     except BaseException:
         shop_server.stop()
         raise
     return shop, shop_server, sandbox
 
 
+def _start_provider_sandbox(start: Callable[..., DemoSandbox], *, fast: bool, port: int, profile: str) -> DemoSandbox:
+    """A plugin's sandbox in this profile; a plugin whose sandbox has no profiles (an out-of-tree one
+    written before them) starts its only one."""
+    parameters = inspect.signature(start).parameters.values()
+    if any(p.name == "profile" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return start(fast=fast, port=port, profile=profile)
+    return start(fast=fast, port=port)
+
+
 def sandbox_command(*, provider: str, port: int, products: int, config_out: Path | None,
-                    shopify_profile: str = "default") -> int:
+                    shopify_profile: str = "default", provider_profile: str = "default") -> int:
     shop, shop_server, sandbox = start_sandboxes(provider=provider, port=port, products=products,
-                                                 shopify_profile=shopify_profile)
+                                                 shopify_profile=shopify_profile, provider_profile=provider_profile)
     config = render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox)
     title = registry.get(provider).title + " sandbox:"
     typer.echo(f"{'Shopify sandbox:':<24}{shop.shop_url}  (admin API: {shop.shop_url}/_sandbox/products; "
                f"{shop.profile} profile)")
-    typer.echo(f"{title:<24}{sandbox.base_url}")
+    typer.echo(f"{title:<24}{sandbox.base_url}  (profile: {provider_profile})")
     if config_out:
         config_out.write_text(config)
         typer.echo(f"config written to {config_out}")

@@ -18,7 +18,7 @@ from .context import Context
 _PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
 
-def ticket_for(ctx: Context, job: Job, images: list[Image]) -> Ticket:
+def ticket_for(ctx: Context, job: Job, images: list[Image], final: bool = False) -> Ticket:
     # The options the job was created with (a job from before they were stored: today's).
     options = json.loads(job.options) if job.options else ctx.provider.request_options()
     items = [TicketItem(index=i.item_index if i.item_index is not None else n, product_id=i.product_id,
@@ -26,7 +26,7 @@ def ticket_for(ctx: Context, job: Job, images: list[Image]) -> Ticket:
                         filename=i.filename, mime_type=i.mime_type)
              for n, i in enumerate(images)]
     return Ticket(key=job.idempotency_key, items=items, options=options, provider_job_id=job.provider_job_id,
-                  state=json.loads(job.provider_state) if job.provider_state else {})
+                  state=json.loads(job.provider_state) if job.provider_state else {}, final=final)
 
 
 class JobProgress:

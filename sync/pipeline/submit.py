@@ -126,7 +126,8 @@ async def _send(ctx: Context, job: Job) -> int:
     first_poll = poll_delay(elapsed=0, total=len(images), finished=0, per_item=ctx.seconds_per_item(),
                             min_interval=ctx.settings.poll_spacing)
     ctx.store.update_job(job.id, provider_job_id=provider_job_id, state=JobState.SUBMITTED,
-                         submitted_at=datetime.now(timezone.utc), next_poll_at=now + first_poll,
+                         # On the daemon's clock, like next_poll_at: a job's age and deadline are read from it.
+                         submitted_at=datetime.fromtimestamp(now, timezone.utc), next_poll_at=now + first_poll,
                          provider_state=json.dumps(progress.state, sort_keys=True),
                          error_code=None, error_message=None)
     if ctx.paused():

@@ -14,6 +14,8 @@ from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.providers.base import JobStatus
 from retouch.storage.models import Image, ImageState, Job, JobState, epoch
 
+from ..deadline_decisions import (PROVIDER_TIMEOUT, expire_after_failed_poll, is_overdue, poll_at_or_before_deadline,
+                                  timeout_message)
 from ..decisions import backoff, observed_duration, poll_delay
 from .context import BLOCKED_UNTIL, Context
 from .jobs import JobProgress, ticket_for
@@ -43,30 +45,18 @@ async def _poll(ctx: Context, job: Job) -> None:
     assert job.provider_job_id is not None
     images = ctx.store.job_images(job.id)
     progress = JobProgress(ctx, job)
+    # Past its deadline this poll is the job's last (see deadline_decisions).
+    overdue = job.submitted_at is not None and is_overdue(age=ctx.clock() - epoch(job.submitted_at),
+                                                          max_job_age=ctx.settings.max_job_age)
     try:
-        status = await ctx.provider.poll(ticket_for(ctx, job, images), progress)
-    except provider_errors.RateLimited as exc:
-        until = ctx.clock() + (exc.retry_after or ctx.settings.poll_floor)
-        ctx.store.update_job(job.id, next_poll_at=until)
-        if ctx.limits.limited("request"):
-            ctx.store.set_meta(BLOCKED_UNTIL, str(until))  # one budget for every request: hold them all
-        log.warning("rate_limited", retry_after=round(until - ctx.clock(), 1))
-        return
-    except provider_errors.NotFound:
-        message = "the provider does not know this job any more"
-        ctx.store.update_job_and_images(
-            job.id, {"state": JobState.FAILED, "error_code": "not_found", "error_message": message},
-            {i.id: {"state": ImageState.FAILED, "error_code": "enhancement_not_found", "error_message": message}
-             for i in images if i.state == ImageState.SUBMITTED},
-        )
-        log.error("enhancement_lost")
-        return
+        status = await ctx.provider.poll(ticket_for(ctx, job, images, final=overdue), progress)
     except provider_errors.ProviderError as exc:
-        attempts = job.attempts + 1
-        floor = ctx.settings.poll_floor
-        delay = backoff(attempts, base=floor, cap=floor * 8)
-        ctx.store.update_job(job.id, attempts=attempts, next_poll_at=ctx.clock() + delay)
-        log.warning("poll_retry", reason=exc.__class__.__name__, wait=round(delay, 1))
+        rate_limited = isinstance(exc, provider_errors.RateLimited)
+        lost = isinstance(exc, provider_errors.NotFound)  # has its own, clearer reason
+        if not lost and expire_after_failed_poll(overdue=overdue, rate_limited=rate_limited):
+            _expire(ctx, job, images, {}, f"its last poll failed ({exc.__class__.__name__})", log)
+            return
+        _poll_failed(ctx, job, images, exc, log)
         return
 
     now = ctx.clock()
@@ -76,6 +66,67 @@ async def _poll(ctx: Context, job: Job) -> None:
         if fields:
             ctx.log.info("item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
                          job_id=job.id, error_code=fields.get("error_code"))
+    if overdue and not status.terminal:
+        _expire(ctx, job, images, image_fields, status.description, log, polls=job.polls + 1,
+                provider_state=json.dumps(progress.state, sort_keys=True))
+        await _skip_deleted_sources(ctx, images, image_fields)
+        return
+    _record(ctx, job, images, status, progress, image_fields, now, log)
+    await _skip_deleted_sources(ctx, images, image_fields)
+
+
+def _expire(ctx: Context, job: Job, images: list[Image], image_fields: dict[int, dict[str, Any]], last_status: str,
+            log: Any, polls: int | None = None, provider_state: str | None = None) -> None:
+    """The job reached its deadline: every image it still holds fails with provider_timeout (what the
+    last poll did finish is kept), and the job is over. Nothing is sent again by itself."""
+    message = timeout_message(max_job_age=ctx.settings.max_job_age, last_status=last_status)
+    for image in images:
+        if image.state == ImageState.SUBMITTED and image.id not in image_fields:
+            image_fields[image.id] = {"state": ImageState.FAILED, "error_code": PROVIDER_TIMEOUT,
+                                      "error_message": message}
+            ctx.log.info("item_failed", product_id=image.product_id, media_id=image.media_id, job_id=job.id,
+                         error_code=PROVIDER_TIMEOUT)
+    job_fields: dict[str, Any] = {"state": JobState.FAILED, "error_code": PROVIDER_TIMEOUT, "error_message": message,
+                                  "finished_at": datetime.now(timezone.utc)}
+    if polls is not None:
+        job_fields["polls"] = polls
+    if provider_state is not None:
+        job_fields["provider_state"] = provider_state  # what the last poll saved
+    ctx.store.update_job_and_images(job.id, job_fields, image_fields)
+    log.error("provider_timeout", max_job_age=ctx.settings.max_job_age, last_status=last_status,
+              images=sum(1 for f in image_fields.values() if f.get("error_code") == PROVIDER_TIMEOUT))
+
+
+def _poll_failed(ctx: Context, job: Job, images: list[Image], exc: Exception, log: Any) -> None:
+    if isinstance(exc, provider_errors.RateLimited):
+        until = ctx.clock() + (exc.retry_after or ctx.settings.poll_floor)
+        ctx.store.update_job(job.id, next_poll_at=until)
+        if ctx.limits.limited("request"):
+            ctx.store.set_meta(BLOCKED_UNTIL, str(until))  # one budget for every request: hold them all
+        log.warning("rate_limited", retry_after=round(until - ctx.clock(), 1))
+        return
+    if isinstance(exc, provider_errors.NotFound):
+        message = "the provider does not know this job any more"
+        ctx.store.update_job_and_images(
+            job.id, {"state": JobState.FAILED, "error_code": "not_found", "error_message": message},
+            {i.id: {"state": ImageState.FAILED, "error_code": "enhancement_not_found", "error_message": message}
+             for i in images if i.state == ImageState.SUBMITTED},
+        )
+        log.error("enhancement_lost")
+        return
+    attempts = job.attempts + 1
+    floor = ctx.settings.poll_floor
+    delay = backoff(attempts, base=floor, cap=floor * 8)
+    next_at = ctx.clock() + delay
+    if job.submitted_at is not None:
+        next_at = poll_at_or_before_deadline(next_at, submitted_at=epoch(job.submitted_at),
+                                             max_job_age=ctx.settings.max_job_age)
+    ctx.store.update_job(job.id, attempts=attempts, next_poll_at=next_at)
+    log.warning("poll_retry", reason=exc.__class__.__name__, wait=round(next_at - ctx.clock(), 1))
+
+
+def _record(ctx: Context, job: Job, images: list[Image], status: JobStatus, progress: JobProgress,
+            image_fields: dict[int, dict[str, Any]], now: float, log: Any) -> None:
     job_fields: dict[str, Any] = {"polls": job.polls + 1, "attempts": 0}
     if status.provider_job_id and status.provider_job_id != job.provider_job_id:
         job_fields["provider_job_id"] = status.provider_job_id  # the job moved on (an upscale)
@@ -95,7 +146,6 @@ async def _poll(ctx: Context, job: Job) -> None:
         job_fields["next_poll_at"] = _next_poll(ctx, job, status, now, elapsed, total)
     job_fields["provider_state"] = json.dumps(progress.state, sort_keys=True)
     ctx.store.update_job_and_images(job.id, job_fields, image_fields)
-    await _skip_deleted_sources(ctx, images, image_fields)
 
 
 def _next_poll(ctx: Context, job: Job, status: JobStatus, now: float, elapsed: float, total: int) -> float:
@@ -119,6 +169,9 @@ def _next_poll(ctx: Context, job: Job, status: JobStatus, now: float, elapsed: f
         fresh = ctx.store.job(job.id)
         if fresh is not None and fresh.next_poll_at is not None and fresh.next_poll_at != job.next_poll_at:
             next_at = min(next_at, fresh.next_poll_at)
+    if job.submitted_at is not None:
+        next_at = poll_at_or_before_deadline(next_at, submitted_at=epoch(job.submitted_at),
+                                             max_job_age=ctx.settings.max_job_age)
     return next_at
 
 

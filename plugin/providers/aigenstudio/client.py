@@ -26,6 +26,7 @@ import httpx
 import pydantic
 import structlog
 
+from .. import reading
 from ..http import ClosingClient, api_client, first_error
 from . import contract
 from .errors import (
@@ -112,7 +113,7 @@ class AigenClient(ClosingClient):
         self,
         *,
         idempotency_key: str,
-        preset: str,
+        preset: str | None,
         preservation_level: str,
         images: Sequence[SourceImage],
         instructions: str | None = None,
@@ -120,10 +121,11 @@ class AigenClient(ClosingClient):
     ) -> CreateResult:
         """Create an enhancement job (or get back the one this Idempotency-Key already created)."""
         payload: dict[str, Any] = {
-            "preset": preset,
             "preservation_level": preservation_level,
             "images": [{"external_id": image.external_id, "source_url": image.source_url} for image in images],
         }
+        if preset is not None:  # [DOC: API reference] optional: the service then uses its default
+            payload = {"preset": preset, **payload}
         if instructions is not None:
             payload["instructions"] = instructions
         if webhook_url is not None:
@@ -134,14 +136,14 @@ class AigenClient(ClosingClient):
             json_body=payload,
             headers={contract.IDEMPOTENCY_HEADER: idempotency_key},
         )
-        if response.status_code not in (contract.CREATED_STATUS, contract.REPLAYED_STATUS):
+        if response.status_code not in {*contract.CREATED_STATUSES, contract.REPLAYED_STATUS}:
             raise self._unexpected(response, f"create answered HTTP {response.status_code}")
         try:
             parsed = enhancement_body.validate_python(body)
         except pydantic.ValidationError as exc:
             raise self._unexpected(response, f"create response: {first_error(exc)}") from None
         result = CreateResult(
-            enhancement=parsed.enhancement,
+            enhancement=self._read(parsed.enhancement),
             remaining_paid_credits=parsed.remaining_paid_credits,
             replayed=response.status_code == contract.REPLAYED_STATUS,
             rate_limit=parse_rate_limit(response.headers),
@@ -161,9 +163,21 @@ class AigenClient(ClosingClient):
         path = f"{contract.ENHANCEMENTS_PATH}/{quote(enhancement_id, safe='')}"
         response, body = await self._request("GET", path)
         try:
-            return enhancement_body.validate_python(body).enhancement
+            enhancement = enhancement_body.validate_python(body).enhancement
         except pydantic.ValidationError as exc:
             raise self._unexpected(response, f"status response: {first_error(exc)}") from None
+        return self._read(enhancement)
+
+    @staticmethod
+    def _read(enhancement: Enhancement) -> Enhancement:
+        """The tolerant reader: derive missing statuses; log a status word we do not know (once per job)."""
+        enhancement = enhancement.with_derived_status()
+        if enhancement.status not in contract.ENHANCEMENT_STATUSES:
+            reading.unknown_status("aigenstudio", enhancement.id, enhancement.status)
+        for item in enhancement.items:
+            if item.status not in contract.ITEM_STATUSES:
+                reading.unknown_status("aigenstudio", enhancement.id, item.status, where="item")
+        return enhancement
 
     # --- one request, every failure mapped ------------------------------------------------------
 

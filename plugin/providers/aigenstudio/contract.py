@@ -47,9 +47,14 @@ IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,160}$")  # [DOC] 8..16
 IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600
 # [ASSUME] an optional external_id is a string of at most this many characters.
 MAX_EXTERNAL_ID_CHARS = 255
-# [ASSUME] HTTP status of a create: 201 for a new enhancement, 200 for an idempotent replay.
+# [DOC: API reference, "create enhancement"] an existing idempotent enhancement is answered 200.
+# [ASSUME] a new one is 201 (what our sandbox answers) or 202 (accepted for asynchronous work): the
+# reference does not state it, so the client takes either.
 CREATED_STATUS = 201
+CREATED_STATUSES = frozenset({201, 202})
 REPLAYED_STATUS = 200
+# [DOC: API reference] only `images` is required; `preset` (and the rest) are optional. We always send
+# our configured preset; the client omits it when given None.
 
 # --- Statuses ---------------------------------------------------------------------------------
 
@@ -57,6 +62,10 @@ ENHANCEMENT_STATUSES = ("queued", "processing", "completed", "partially_complete
 TERMINAL_STATUSES = frozenset({"completed", "partially_completed", "failed", "cancelled"})  # [DOC] list; terminality ours
 ACTIVE_STATUSES = frozenset({"queued", "processing"})  # counted by the active-job limits
 ITEM_STATUSES = ("queued", "processing", "completed", "failed")  # [ASSUME] only "completed" is shown
+# [DOC: API reference, create and status examples] the enhancement and its items may come WITHOUT a
+# `status` (the guide's example has one): a missing one is derived, see derive_*_status below.
+# [ASSUME] a status word outside these lists is "not finished" (logged once as unknown_status) until
+# the job's max_job_age.
 # [ASSUME] roll-up: all items completed -> completed; some failed -> partially_completed; all failed -> failed.
 # [ASSUME] items are returned in the order they were sent (map back by external_id + position).
 
@@ -92,6 +101,11 @@ ACTIVE_JOBS_PER_ACCOUNT = 2
 #          both err on the late side.
 # [ASSUME] checks on create run: auth, Idempotency-Key, payload, replay/conflict, active-job
 #          limits, window quotas, credits.
+
+# [ASSUME] a job's deadline (max_job_age): at the documented 25 images an hour and one active job per
+# key, a full job of 20 images is done in under an hour, and a job may wait behind the account's other
+# active job; one still unfinished after 6 hours is not coming back.
+MAX_JOB_AGE_SECONDS = 6 * 3600.0
 
 # --- Credits [DOC] ------------------------------------------------------------------------------
 
@@ -138,3 +152,25 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 def is_test_key(api_key: str) -> bool:
     """True for a sandbox key (`aigen_test_…`) [DOC]."""
     return api_key.startswith(TEST_KEY_PREFIX)
+
+
+def derive_item_status(result_url: str | None, error_code: str | None) -> str:
+    """[DOC: API reference shows items without `status`] an item with a result is completed, one with
+    an error code failed; else [ASSUME] still processing."""
+    if result_url:
+        return "completed"
+    if error_code:
+        return "failed"
+    return "processing"
+
+
+def derive_enhancement_status(total: int, completed: int, failed: int) -> str:
+    """[DOC: API reference shows enhancements without `status`, with total/completed/failed_items]
+    Every item done: the roll-up above ([ASSUME] as our sandbox rolls up); some done: processing;
+    none: queued."""
+    done = completed + failed
+    if total <= 0 or done < total:
+        return "processing" if done else "queued"
+    if failed == 0:
+        return "completed"
+    return "failed" if completed == 0 else "partially_completed"

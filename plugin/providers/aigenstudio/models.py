@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any
@@ -50,7 +50,7 @@ class Item:
     """One image of an enhancement, in the order it was sent."""
 
     id: str
-    status: str
+    status: str | None = None            # [DOC: API reference] may be absent: derived (contract.py)
     external_id: str | None = None
     result_url: str | None = None
     thumbnail_url: str | None = None
@@ -65,8 +65,8 @@ class Enhancement:
     """A job: the create response fills the first fields only; a status response fills all."""
 
     id: str
-    status: str
     total_items: int
+    status: str | None = None  # [DOC: API reference] may be absent: the client derives it (contract.py)
     completed_items: Count = 0
     failed_items: Count = 0
     credits_reserved: Count = 0
@@ -75,6 +75,17 @@ class Enhancement:
     created_at: datetime | None = None
     completed_at: datetime | None = None
     items: tuple[Item, ...] = ()
+
+    def with_derived_status(self) -> Enhancement:
+        """This enhancement with every missing status derived from what the body does say."""
+        items = tuple(item if item.status else replace(item, status=contract.derive_item_status(
+            item.result_url, item.error_code)) for item in self.items)
+        status = self.status
+        if not status:
+            completed = max(self.completed_items, sum(1 for i in items if i.status == "completed"))
+            failed = max(self.failed_items, sum(1 for i in items if i.status == "failed"))
+            status = contract.derive_enhancement_status(self.total_items, completed, failed)
+        return replace(self, status=status, items=items)
 
     @property
     def is_terminal(self) -> bool:

@@ -60,7 +60,7 @@ def capabilities(settings: BaseModel) -> Capabilities:
         # The poll quota spread evenly over the window is the fastest sustainable pace; the quota
         # itself (not a per-job floor, the docs give none) is what must never be exceeded.
         poll_interval=lim.window / lim.polls, min_poll_interval=0.0, idempotent_submit=True,
-        credits_per_image=contract.CREDITS_PER_IMAGE)
+        credits_per_image=contract.CREDITS_PER_IMAGE, max_job_age=contract.MAX_JOB_AGE_SECONDS)
 
 
 class AigenProvider:
@@ -185,11 +185,11 @@ def check_key(key: str) -> str | None:
     return None
 
 
-def start_sandbox(*, fast: bool = False, port: int = 0) -> DemoSandbox:
+def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import AigenSandbox
 
     window = 60.0 if fast else 3600.0
-    sandbox = AigenSandbox(window_seconds=window, seconds_per_item=0.3 if fast else 2.0)
+    sandbox = AigenSandbox(window_seconds=window, seconds_per_item=0.3 if fast else 2.0, profile=profile)
     server = sandbox.start(port)
 
     def charges() -> int:

@@ -31,14 +31,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
 import pydantic
 import structlog
 
+from .. import reading
 from ..http import ClosingClient, api_client, first_error
+from . import contract
 from .errors import (
     AuthenticationFailed,
     ImagenError,
@@ -120,7 +122,7 @@ class _DownloadLinks(_Shape):
 
 
 class _Status(_Shape):
-    status: Literal["Pending", "In Progress", "Completed", "Failed"]
+    status: Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=100)]  # see contract
 
 
 class _Accepted(_Shape):
@@ -131,9 +133,25 @@ class _Accepted(_Shape):
 
 def _unwrap(body: Any) -> Any:
     """[DOC] answers may or may not be wrapped in {"data": …}: accept both."""
-    if isinstance(body, dict) and "data" in body:
-        return body["data"]
-    return body
+    return reading.unwrap_data(body)
+
+
+def match_exports(links: Mapping[str, str], wanted: list[str]) -> dict[str, str]:
+    """The exported link of each wanted file name, matched by stem, case-insensitively [DOC: the export
+    renames `x.CR2` to `x.JPG`]; an exact name wins over a stem match; a stem that is not unique in the
+    export matches nothing (better no result than another product's)."""
+    by_stem: dict[str, list[str]] = {}
+    for name in links:
+        by_stem.setdefault(contract.stem_key(name), []).append(name)
+    found = {}
+    for name in wanted:
+        if name in links:
+            found[name] = links[name]
+        else:
+            candidates = by_stem.get(contract.stem_key(name), [])
+            if len(candidates) == 1:
+                found[name] = links[candidates[0]]
+    return found
 
 
 def _without_query(url: str) -> str:
@@ -166,9 +184,15 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
 
 
 def _detail(body: Any) -> str | None:
-    """The message of an error body: {"detail": "…"} (FastAPI), or a 422's list of {"msg"}."""
+    """The message of an error body: {"error": {"message"}} (production [DOC: SDK source]), {"detail": "…"}
+    (older, FastAPI), or a 422's list of {"msg"}."""
     if not isinstance(body, dict):
         return None
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+        return error["message"]
+    if isinstance(error, str) and error:
+        return error
     detail = body.get("detail")
     if isinstance(detail, str) and detail:
         return detail
@@ -224,7 +248,9 @@ class ImagenClient(ClosingClient):
 
     async def list_profiles(self) -> list[Profile]:
         """The account's editing profiles."""
-        body = await self._api("GET", "/profiles")
+        body = _unwrap(await self._api("GET", "/profiles"))
+        if isinstance(body, list):  # [DOC: SDK source] production answers a bare list
+            body = {"profiles": body}
         parsed = self._parse(_Profiles, body, "profiles")
         return [Profile(p.profile_key, p.profile_name, p.profile_type, p.image_type) for p in parsed.profiles]
 
@@ -278,7 +304,7 @@ class ImagenClient(ClosingClient):
     async def edit_status(self, project_uuid: str) -> str:
         """"Pending", "In Progress", "Completed" or "Failed"."""
         body = await self._api("GET", f"{self._project(project_uuid)}/edit/status")
-        return self._parse(_Status, body, "edit status").status
+        return self._status(project_uuid, body, "edit status")
 
     async def start_export(self, project_uuid: str) -> None:
         """Render the completed edit as JPEGs. Not retried here (the caller decides)."""
@@ -289,7 +315,13 @@ class ImagenClient(ClosingClient):
     async def export_status(self, project_uuid: str) -> str:
         """"In Progress", "Completed" or "Failed" (an export has no "Pending", but it is accepted)."""
         body = await self._api("GET", f"{self._project(project_uuid)}/export/status")
-        return self._parse(_Status, body, "export status").status
+        return self._status(project_uuid, body, "export status")
+
+    def _status(self, project_uuid: str, body: Any, what: str) -> str:
+        status = self._parse(_Status, body, what).status
+        if status not in contract.EDIT_STATUSES:
+            reading.unknown_status("imagen", project_uuid, status, where=what)
+        return status
 
     async def export_links(self, project_uuid: str) -> dict[str, str]:
         """A temporary download link per exported file name."""

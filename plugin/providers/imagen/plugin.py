@@ -31,8 +31,8 @@ from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
 from ..quota import QuotaLimits
 from ..settings import Duration, Section
-from . import errors
-from .client import ImagenClient
+from . import contract, errors
+from .client import ImagenClient, match_exports
 
 BASE_URL = "https://api.imagen-ai.com/v1"
 SANDBOX_PROFILE = 5700  # the sandbox's default JPG profile
@@ -107,7 +107,8 @@ def capabilities(settings: BaseModel) -> Capabilities:
         quota=QuotaLimits(window=3600.0, max_batch=settings.batch_size),
         source="upload", source_formats=frozenset({"image/jpeg"}), result="temporary_link",
         completion=frozenset({"poll", "webhook"}), poll_interval=settings.first_poll, min_poll_interval=0.0,
-        idempotent_submit=True, credits_per_image=1, credit_unit="edited images")  # [ASSUME] billed per image
+        idempotent_submit=True, credits_per_image=1, credit_unit="edited images",  # [ASSUME] billed per image
+        max_job_age=contract.MAX_JOB_AGE_SECONDS)
 
 
 def file_name(item: base.TicketItem) -> str:
@@ -208,7 +209,7 @@ class ImagenProvider:
         if status != "Completed":
             return JobStatus(terminal=False, items={}, description=f"export {status}", expected_seconds=advice,
                              webhook_expected=False)
-        links = await self.client.export_links(project)
+        links = match_exports(await self.client.export_links(project), [file_name(item) for item in ticket.items])
         items = {item.index: ItemResult("completed", result_url=links[file_name(item)])
                  for item in ticket.items if file_name(item) in links}
         return JobStatus(terminal=True, items=items, credits_used=len(items), description="exported")
@@ -227,7 +228,8 @@ class ImagenProvider:
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         assert ticket.provider_job_id is not None
-        links = await self.client.export_links(ticket.provider_job_id)
+        links = match_exports(await self.client.export_links(ticket.provider_job_id),
+                              [file_name(item) for item in ticket.items])
         return {item.index: links[file_name(item)] for item in ticket.items if file_name(item) in links}
 
     # --- webhooks ----------------------------------------------------------------------------------
@@ -268,11 +270,11 @@ class ImagenProvider:
         await self.client.aclose()
 
 
-def start_sandbox(*, fast: bool = False, port: int = 0) -> DemoSandbox:
+def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import DEFAULT_API_KEY, ImagenSandbox
 
-    sandbox = (ImagenSandbox(edit_pending_seconds=0.2, edit_seconds=1.0, export_seconds=0.5) if fast
-               else ImagenSandbox())
+    sandbox = (ImagenSandbox(edit_pending_seconds=0.2, edit_seconds=1.0, export_seconds=0.5, profile=profile) if fast
+               else ImagenSandbox(profile=profile))
     server = sandbox.start(port)
     return DemoSandbox(base_url=sandbox.api_url, api_key=DEFAULT_API_KEY, stop=server.stop,
                        charges=lambda: sandbox.stats()["charges"],

@@ -21,14 +21,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pydantic
 import structlog
 
+from .. import reading
 from ..http import ClosingClient, api_client, first_error
+from . import contract
 from .errors import (
     OUT_OF_TOKENS,
     AuthenticationFailed,
@@ -49,8 +51,8 @@ API_KEY_HEADER = "x-api-key"
 GENERATE_PATH = "/api/generate"
 UPSCALE_PATH = "/api/upscale"
 JOB_PATH = "/api/job/{job_id}"
-JOB_STATUSES = ("NOT_STARTED", "RUNNING", "COMPLETED", "ERROR")
-TERMINAL_STATUSES = frozenset({"COMPLETED", "ERROR"})
+JOB_STATUSES = contract.JOB_STATUSES
+TERMINAL_STATUSES = contract.TERMINAL_STATUSES  # ERROR, FAILED, TIMEOUT and COMPLETED
 # Where a job's failure reason might be, if ProductAI ever gives one (the documented ERROR data is bare).
 _REASON_FIELDS = ("message", "error", "details", "reason")
 _MAX_MESSAGE = 300
@@ -59,13 +61,17 @@ _MAX_MESSAGE = 300
 @dataclass(frozen=True)
 class JobStatus:
     id: int
-    status: str  # NOT_STARTED | RUNNING | COMPLETED (image_url set) | ERROR
+    status: str  # NOT_STARTED | RUNNING | COMPLETED (image_url set) | ERROR | FAILED | TIMEOUT | another word
     image_url: str | None = None
     message: str | None = None  # the failure reason, when the answer gives one
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        return self.status in contract.FAILURE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class _StartedBody(pydantic.BaseModel):
 class _Job(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow")
     id: _Id
-    status: Literal["NOT_STARTED", "RUNNING", "COMPLETED", "ERROR"]
+    status: Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=100)]  # tolerant: see contract
     image_url: pydantic.StrictStr | None = None
 
 
@@ -183,6 +189,8 @@ class ProductAIClient(ClosingClient):
             raise ValueError(f"the answer is about job {data.id}, not {job_id}")
         if data.status == "COMPLETED" and not (data.image_url and _is_http_url(data.image_url)):
             raise ValueError("COMPLETED without an http(s) image_url")
+        if data.status not in JOB_STATUSES:
+            reading.unknown_status("productai", job_id, data.status)
         extra = data.model_extra or {}
         reasons = [extra[name] for name in _REASON_FIELDS if isinstance(extra.get(name), str) and extra[name]]
         reason = reasons[0] if reasons else None
@@ -190,7 +198,7 @@ class ProductAIClient(ClosingClient):
             id=data.id,
             status=data.status,
             image_url=data.image_url if data.status == "COMPLETED" else None,
-            message=self._clean(reason) if data.status == "ERROR" and reason else None,
+            message=self._clean(reason) if data.status in contract.FAILURE_STATUSES and reason else None,
         )
 
     # --- one request, every failure mapped ------------------------------------------------------

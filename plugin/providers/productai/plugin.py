@@ -13,38 +13,49 @@ not sent again: the generated image is used as it is, never paid for twice.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+import structlog
+from pydantic import BaseModel, Field, field_validator
 
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
 from ..quota import QuotaLimits
 from ..settings import Duration, Section
-from . import errors
+from . import contract, errors
 from .client import ProductAIClient, parse_webhook
 
 BASE_URL = "https://api.productai.photo/v1"
-MODEL_TOKENS = {"gpt-low": 2, "gpt-medium": 3, "gpt-high": 8, "kontext-pro": 3, "nanobanana": 3,
-                "nanobananapro": 8, "seedream": 3}
-UPSCALE_TOKENS = 20
+MODEL_TOKENS = contract.MODEL_TOKENS
+UPSCALE_TOKENS = contract.UPSCALE_TOKENS
 DEFAULT_PROMPT = ("Clean e-commerce product photo of this exact product on a pure white background, soft even "
                   "studio lighting, sharp focus. Keep the product's shape, colours, label and text exactly as they are.")
 MIN_POLL_INTERVAL = 3.0  # [DOC] "poll no faster than every 3-5 s" (per minute of budget window)
 SANDBOX_KEY = "pai_sandbox_key_0123456789"
 
+log = structlog.get_logger(__name__)
+
 
 class ProductAISettings(Section):
-    model: Literal["gpt-low", "gpt-medium", "gpt-high", "kontext-pro", "nanobanana", "nanobananapro",
-                   "seedream"] = "kontext-pro"
+    # The documented models, or one the vendor added since (accepted with a warning: contract.py).
+    model: str = "kontext-pro"
     prompt: str = Field(DEFAULT_PROMPT, min_length=1, max_length=4000)
     upscale: bool = False                                # a second, upscale job (20 tokens) on each result
     requests_per_minute: int = Field(15, ge=1, le=1000)  # generate + upscale + polls, together
     window: Duration = 60.0                              # the budget's window: a minute (a sandbox may shorten it)
     active_jobs: int = Field(8, ge=1, le=100)            # jobs running at once
     max_attempts: int = Field(1, ge=1, le=5)             # paid jobs retouch starts for one image by itself
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not re.fullmatch(contract.MODEL_PATTERN, value):
+            raise ValueError(f"{value!r} is not a model name; use one of ProductAI's models, e.g. "
+                             f"{', '.join(MODEL_TOKENS)}")
+        return value
 
 
 def capabilities(settings: BaseModel) -> Capabilities:
@@ -57,7 +68,16 @@ def capabilities(settings: BaseModel) -> Capabilities:
         # The documented floor, scaled with a shortened window (sandboxes, benchmarks): 3 s a minute.
         completion=frozenset({"poll", "webhook"}), poll_interval=floor, min_poll_interval=floor,
         idempotent_submit=False, max_attempts=settings.max_attempts, credit_unit="tokens",
-        credits_per_image=MODEL_TOKENS[settings.model] + (UPSCALE_TOKENS if settings.upscale else 0))
+        credits_per_image=contract.model_tokens(settings.model) + (UPSCALE_TOKENS if settings.upscale else 0),
+        max_job_age=contract.MAX_JOB_AGE_SECONDS)
+
+
+def unlisted_model_warning(settings: ProductAISettings) -> str | None:
+    """The warning for a model outside the documented list (the vendor adds models): None when listed."""
+    if contract.is_listed_model(settings.model):
+        return None
+    return (f"[productai] model: {settings.model!r} is not on ProductAI's documented list "
+            f"({', '.join(MODEL_TOKENS)}); sent as is, budgeted at {contract.UNLISTED_MODEL_TOKENS} tokens an image")
 
 
 class ProductAIProvider:
@@ -71,6 +91,9 @@ class ProductAIProvider:
         self._public_url = config.public_url
         self.client = client or ProductAIClient(config.api_key, config.base_url or BASE_URL, timeout=config.timeout)
         self.stats = self.client.stats
+        warning = unlisted_model_warning(config.settings)
+        if warning:
+            log.warning("unlisted_model", model=config.settings.model, message=warning)
 
     def __repr__(self) -> str:
         return f"ProductAIProvider({self.client!r})"
@@ -99,14 +122,20 @@ class ProductAIProvider:
 
     async def poll(self, ticket: Ticket, progress: base.Progress) -> JobStatus:
         state = ticket.state
+        if state.get("upscale_due") and ticket.final:
+            # The job's deadline: no new paid upscale now; the generated image is the result.
+            return self._generated_only(ticket, state, "COMPLETED (deadline reached before the upscale: not upscaled)")
         if state.get("upscale_due"):
             return await self._start_upscale(ticket, progress)
         assert ticket.provider_job_id is not None
         job = await self._counted(progress, self.client.job(int(ticket.provider_job_id)))
-        if job.status == "ERROR":
-            return JobStatus(terminal=True, description="ERROR", credits_used=self._tokens(ticket, state),
-                             items={0: ItemResult("failed", error_code="productai_error",
-                                                  error_message=job.message or "ProductAI reported an error for this job")})
+        if ticket.final and state.get("upscale_id") and not job.finished:
+            return self._generated_only(ticket, state, "COMPLETED (upscale unfinished at the deadline: not upscaled)")
+        if job.failed:  # ERROR [DOC], FAILED or TIMEOUT [DOC: vendor code]: final
+            code = "productai_error" if job.status == "ERROR" else f"productai_{job.status.lower()}"
+            return JobStatus(terminal=True, description=job.status, credits_used=self._tokens(ticket, state),
+                             items={0: ItemResult("failed", error_code=code, error_message=job.message or
+                                                  f"ProductAI ended this job with {job.status}")})
         if job.status != "COMPLETED":
             return JobStatus(terminal=False, items={}, description=job.status)
         if ticket.options.get("upscale") and not state.get("upscale_id"):
@@ -135,8 +164,12 @@ class ProductAIProvider:
         progress.save(upscale_id=upscale_id, upscale_due=False, upscale_sent=False)
         return JobStatus(terminal=False, items={}, description="upscaling", provider_job_id=str(upscale_id))
 
+    def _generated_only(self, ticket: Ticket, state: Mapping[str, Any], description: str) -> JobStatus:
+        return JobStatus(terminal=True, description=description, credits_used=self._tokens(ticket, state),
+                         items={0: ItemResult("completed", result_url=state["generated_url"])})
+
     def _tokens(self, ticket: Ticket, state: Mapping[str, Any]) -> int:
-        return MODEL_TOKENS.get(str(ticket.options.get("model")), 0) + (UPSCALE_TOKENS if state.get("upscale_id") else 0)
+        return (contract.model_tokens(str(ticket.options.get("model"))) + (UPSCALE_TOKENS if state.get("upscale_id") else 0))
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         return {}  # result URLs last
@@ -165,8 +198,11 @@ class ProductAIProvider:
         except errors.NotFound:
             pass
         lines = [(True, f"provider: ok — ProductAI key accepted; model {self.settings.model} "
-                        f"({MODEL_TOKENS[self.settings.model]} tokens{' + 20 for the upscale' if self.settings.upscale else ''}"
-                        " per image)")]
+                        f"({contract.model_tokens(self.settings.model)} tokens"
+                        f"{' + 20 for the upscale' if self.settings.upscale else ''} per image)")]
+        warning = unlisted_model_warning(self.settings)
+        if warning:
+            lines.append((True, f"provider: warning — {warning}"))
         if self._public_url:
             lines.append((True, "provider: set this as the account's webhook on ProductAI's dashboard: "
                                 + (self.webhook_url(self._public_url) or "")))
@@ -176,12 +212,12 @@ class ProductAIProvider:
         await self.client.aclose()
 
 
-def start_sandbox(*, fast: bool = False, port: int = 0) -> DemoSandbox:
+def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import ProductAISandbox
 
     window = 6.0 if fast else 60.0
     sandbox = ProductAISandbox(keys={SANDBOX_KEY: 100_000}, job_seconds=(0.5, 1.5) if fast else (20.0, 40.0),
-                               window_seconds=window, rate_limit_scope="key")
+                               window_seconds=window, rate_limit_scope="key", profile=profile)
     server = sandbox.start(port)
     return DemoSandbox(base_url=sandbox.base_url, api_key=SANDBOX_KEY, stop=server.stop,
                        charges=lambda: sum(sum(k["jobs_started"].values()) for k in sandbox.stats()["keys"].values()),

@@ -46,7 +46,7 @@ from .processing import Processor, WebhookSender
 from ...sandbox_faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
                               fault_from_body, retry_after_headers)
 from .state import ApiError, SandboxLimits, SandboxState
-from .validation import PayloadError, validate_create, validate_idempotency_key
+from .validation import PayloadError, refuse_private_webhook, validate_create, validate_idempotency_key
 
 PRESETS = [
     {
@@ -68,6 +68,11 @@ PRESETS = [
         "description": "For several products shown together: keeps every item, cleans the background and balances the group in the frame.",
     },
 ]
+
+PROFILES = ("default", "production")
+# [ASSUME] the code of a new enhancement is not stated (the reference shows 200 for an existing one):
+# the production profile answers 202, the default profile 201 (contract.CREATED_STATUS).
+PRODUCTION_CREATED_STATUS = 202
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -116,7 +121,14 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         active_jobs_per_account: int = contract.ACTIVE_JOBS_PER_ACCOUNT,
         seconds_per_item: float = 1.0,
         clock: Callable[[], float] = time.time,
+        profile: str = "default",
     ) -> None:
+        """profile: "default", or "production": answers in the shapes the API reference shows (no
+        `status` on the enhancement nor its items, a new enhancement answered 202) and refuses a
+        `webhook_url` on a loopback or private address, as the real service does."""
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}")
+        self.profile = profile
         limits = SandboxLimits(
             window_seconds=window_seconds,
             jobs_per_window=jobs_per_window,
@@ -212,6 +224,8 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
                 except (ValueError, UnicodeDecodeError):
                     raise PayloadError("the body is not valid JSON") from None
                 payload = validate_create(body)
+                if self.profile == "production":
+                    refuse_private_webhook(payload)
             except PayloadError as exc:
                 return _invalid(str(exc), request_id)
             job, replayed, headers = self._state.create(record, idempotency_key, body, payload, str(request.base_url))
@@ -226,9 +240,21 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
             # The job exists and is charged; only the answer is lost or broken ("crash between send and record").
             return answer_for(spoil) or _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.",
                                                request_id)
-        body_out = {"enhancement": summary, "remaining_paid_credits": self._state.remaining_paid_credits(record)}
+        body_out = {"enhancement": self._shaped(summary), "remaining_paid_credits": self._state.remaining_paid_credits(record)}
         status = contract.REPLAYED_STATUS if replayed else contract.CREATED_STATUS
+        if self.profile == "production" and not replayed:
+            status = PRODUCTION_CREATED_STATUS
         return _json(body_out, request_id, status, headers)
+
+    def _shaped(self, enhancement: dict[str, Any]) -> dict[str, Any]:
+        """The enhancement as this profile answers it: the production profile leaves out every `status`
+        [DOC: API reference examples]; the client derives them from the counts and the items."""
+        if self.profile != "production":
+            return enhancement
+        shaped = {name: value for name, value in enhancement.items() if name != "status"}
+        if "items" in shaped:
+            shaped["items"] = [{n: v for n, v in item.items() if n != "status"} for item in shaped["items"]]
+        return shaped
 
     async def _status(self, request: Request) -> Response:
         request_id = _request_id(request)
@@ -240,7 +266,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
             enhancement, headers = self._state.poll(record, request.path_params["enhancement_id"])
         except ApiError as error:
             return _api_error(error, request_id)
-        return _json({"enhancement": enhancement}, request_id, 200, headers)
+        return _json({"enhancement": self._shaped(enhancement)}, request_id, 200, headers)
 
     async def _result(self, request: Request) -> Response:
         name: str = request.path_params["name"]

@@ -8,6 +8,7 @@ real service requires public https).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -54,7 +55,8 @@ class ImagePayload(BaseModel):
 class CreatePayload(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    preset: Literal[contract.PRESET_IDS]  # type: ignore[valid-type]
+    # [DOC: API reference] only `images` is required; the service's default preset otherwise [ASSUME].
+    preset: Literal[contract.PRESET_IDS] = contract.DEFAULT_PRESET  # type: ignore[valid-type]
     preservation_level: Literal[contract.PRESERVATION_LEVELS] = contract.DEFAULT_PRESERVATION_LEVEL  # type: ignore[valid-type]
     instructions: Annotated[str, Field(min_length=1, max_length=contract.MAX_INSTRUCTIONS_CHARS)] | None = None
     webhook_url: WebhookUrl | None = None
@@ -82,3 +84,24 @@ def validate_idempotency_key(value: str | None) -> str:
     if not contract.IDEMPOTENCY_KEY_PATTERN.match(value):
         raise PayloadError("Idempotency-Key must be 8 to 160 letters, digits, '.', '_', ':' or '-'")
     return value
+
+
+def is_private_host(host: str | None) -> bool:
+    """localhost, a loopback, private, link-local (metadata) or otherwise non-public address."""
+    host = (host or "").strip("[]").lower()
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a host name: the real service resolves it; we cannot say
+    return address.is_loopback or address.is_private or address.is_link_local or address.is_reserved
+
+
+def refuse_private_webhook(payload: CreatePayload) -> None:
+    """[DOC: API reference] the real service rejects a `webhook_url` on localhost, private ranges or
+    metadata addresses; the production profile does too (the default profile allows loopback, as a
+    declared sandbox exception, so tests can receive webhooks)."""
+    if payload.webhook_url is not None and is_private_host(urlsplit(payload.webhook_url).hostname):
+        raise PayloadError("webhook_url: must be a public https URL (localhost, private and metadata addresses "
+                           "are rejected)")

@@ -98,14 +98,22 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         export_seconds: float = 1.0,
         link_lifetime_seconds: float = contract.LINK_LIFETIME_SECONDS,
         clock: Callable[[], float] = time.time,
+        profile: str = "default",
     ) -> None:
+        """profile: "default" (the quickstart's wrapped shapes), or "production": as the SDK source says
+        production answers (contract.PROFILES): bodies at the root, a bare list of profiles,
+        {"error": {"message"}} errors, exports renamed `x.jpg` -> `x.JPG`."""
+        if profile not in contract.PROFILES:
+            raise ValueError(f"profile must be one of {contract.PROFILES}")
+        self.profile = profile
         self._state = SandboxState(tuple(api_keys), tuple(profiles))
         self.faults = fault_book()
         self._links = LinkSigner(link_lifetime_seconds, clock)
         self._stop = threading.Event()
         self._callbacks = CallbackSender(self.faults, self._stop)
         self._jobs = JobRunner(self._state, edit_pending_seconds=edit_pending_seconds, edit_seconds=edit_seconds,
-                               export_seconds=export_seconds, stop=self._stop, callbacks=self._callbacks)
+                               export_seconds=export_seconds, stop=self._stop, callbacks=self._callbacks,
+                               rename_exports=profile == "production")
         project = contract.PROJECT_PATH
         routes = [
             *(Route(path, self._api("profiles", self._profiles), methods=["GET"]) for path in contract.PROFILES_PATHS),
@@ -127,6 +135,20 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             Route("/_sandbox/profiles", self._profiles_endpoint, methods=["POST"]),
         ]
         self.app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_exception, Exception: self._crash})
+
+    # --- the answer shapes of this profile ----------------------------------------------------------
+
+    def _data(self, body: dict[str, Any]) -> JSONResponse:
+        if self.profile != "production":
+            return _data(body)
+        if set(body) == {"profiles"}:
+            return JSONResponse(body["profiles"])  # [DOC: SDK source] a bare list in production
+        return JSONResponse(body)  # [DOC: SDK source] at the root in production
+
+    def _error(self, status: int, detail: str) -> JSONResponse:
+        if self.profile != "production":
+            return _error(status, detail)
+        return JSONResponse({"error": {"message": detail}}, status_code=status)  # [DOC: SDK source]
 
     # --- running ----------------------------------------------------------------------------------
 
@@ -176,9 +198,9 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
                 key = self._authenticate(request)
                 return await handler(request, key, fault)
             except RequestError as exc:
-                return _error(contract.BAD_REQUEST, str(exc))
+                return self._error(contract.BAD_REQUEST, str(exc))
             except ApiError as exc:
-                return _error(exc.status, exc.detail)
+                return self._error(exc.status, exc.detail)
 
         return endpoint_function
 
@@ -193,7 +215,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
                 code = "SlowDown" if fault.status in (429, 503) else "InternalError"
                 answer = s3_error(LinkError(fault.status, code, "We encountered an internal error. Please try again."))
             else:
-                answer = _error(fault.status, "Too Many Requests" if fault.status == 429 else "Internal Server Error")
+                answer = self._error(fault.status, "Too Many Requests" if fault.status == 429 else "Internal Server Error")
             answer.headers.update(retry_after_headers(fault))
             return None, answer
         if answered_after_work(self.faults, fault) or fault.mode == "fail":
@@ -221,12 +243,12 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
     # --- the API ----------------------------------------------------------------------------------
 
     async def _profiles(self, request: Request, key: str, fault: Fault | None) -> Response:
-        return _data({"profiles": self._state.profiles()})
+        return self._data({"profiles": self._state.profiles()})
 
     async def _create_project(self, request: Request, key: str, fault: Fault | None) -> Response:
         name = parse_project_name(_json_body(await request.body(), required=False))
         project = self._state.create_project(key, name)
-        return _data({"project_uuid": project.uuid})
+        return self._data({"project_uuid": project.uuid})
 
     async def _upload_links(self, request: Request, key: str, fault: Fault | None) -> Response:
         project = self._project_of(request, key)
@@ -235,7 +257,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         base = str(request.base_url)
         files = [{"file_name": name, "upload_link": self._links.sign(base, "PUT", LinkTarget(UPLOADS, project.uuid, name))}
                  for name in names]
-        return _data({"files_list": files})
+        return self._data({"files_list": files})
 
     def _require_empty_content_type(self, request: Request) -> None:
         if contract.REQUIRE_EMPTY_CONTENT_TYPE and _content_type(request):
@@ -261,12 +283,12 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
     def _answer(self, answer: dict[str, Any], fault: Fault | None) -> Response:
         if fault is not None and answered_after_work(self.faults, fault):
             # The job runs (and an edit will be charged); only the answer is lost or broken.
-            return answer_for(fault) or _error(500, "Internal Server Error")
-        return _data(answer)
+            return answer_for(fault) or self._error(500, "Internal Server Error")
+        return self._data(answer)
 
     def _status(self, action: str) -> Handler:
         async def status(request: Request, key: str, fault: Fault | None) -> Response:
-            return _data(self._state.job_status(self._project_of(request, key), action))
+            return self._data(self._state.job_status(self._project_of(request, key), action))
 
         return status
 
@@ -276,7 +298,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             base = str(request.base_url)
             files = [{"file_name": name, "download_link": self._links.sign(base, "GET", LinkTarget(bucket, project.uuid, name))}
                      for bucket, name in self._state.result_files(project, action)]
-            return _data({"files_list": files})
+            return self._data({"files_list": files})
 
         return links
 
@@ -324,7 +346,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
 
     async def _project_endpoint(self, request: Request) -> Response:
         found = self.project(request.path_params["project_uuid"])
-        return JSONResponse(found) if found is not None else _error(404, "Project not found.")
+        return JSONResponse(found) if found is not None else self._error(404, "Project not found.")
 
     async def _admin_body(self, request: Request) -> dict[str, Any]:
         body = _json_body(await request.body(), required=True)
@@ -340,14 +362,14 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             body = await self._admin_body(request)
             self.faults.add(fault_from_body(body))
         except (RequestError, ValueError, TypeError) as exc:
-            return _error(400, str(exc))
+            return self._error(400, str(exc))
         return JSONResponse({"ok": True})
 
     async def _api_keys_endpoint(self, request: Request) -> Response:
         try:
             self.add_api_key((await self._admin_body(request)).get("key"))
         except (RequestError, ValueError, TypeError) as exc:
-            return _error(400, str(exc))
+            return self._error(400, str(exc))
         return JSONResponse({"ok": True})
 
     async def _profiles_endpoint(self, request: Request) -> Response:
@@ -356,14 +378,16 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             self.add_profile(body.get("profile_key"), str(body.get("profile_name", "")),
                              str(body.get("profile_type", "Personal")), str(body.get("image_type", "JPG")))
         except (RequestError, ValueError, TypeError) as exc:
-            return _error(400, str(exc))
+            return self._error(400, str(exc))
         return JSONResponse({"ok": True})
 
     # --- every other failure as {"detail": …} -----------------------------------------------------
 
     async def _http_exception(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return JSONResponse({contract.ERROR_FIELD: str(exc.detail)}, status_code=exc.status_code, headers=dict(exc.headers or {}))
+        answer = self._error(exc.status_code, str(exc.detail))
+        answer.headers.update(dict(exc.headers or {}))
+        return answer
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
-        return _error(500, "Internal Server Error")
+        return self._error(500, "Internal Server Error")

@@ -60,9 +60,19 @@ SANDBOX_ACCEPTS_RAW = False
 MAX_FILE_NAME_CHARS = 255  # [ASSUME] S3 keys allow 1024 bytes; file names this long are plenty
 
 
-def exported_file_name(uploaded: str) -> str:
-    """[ASSUME] an exported JPEG keeps the uploaded JPEG's file name (the map back to the product)."""
+def exported_file_name(uploaded: str, *, production: bool = False) -> str:
+    """The default profile: [ASSUME] an exported JPEG keeps the uploaded JPEG's file name. The production
+    profile renames it as the quickstart's example does [DOC: `922A4846.CR2` is exported `922A4846.JPG`]:
+    the stem kept, the extension `.JPG`."""
+    if production:
+        return str(PurePosixPath(uploaded).with_suffix(".JPG"))
     return uploaded
+
+
+# The `production` profile answers as the `imagen-ai-sdk` 1.2.2 source says production does [DOC]:
+# payloads at the root (not wrapped in {"data": …}), GET /profiles as a bare list, errors as
+# {"error": {"message": …}}; and exports renamed as above.
+PROFILES = ("default", "production")
 
 
 # --- Edit options [DOC: SDK] --------------------------------------------------------------------

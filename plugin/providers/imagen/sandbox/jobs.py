@@ -68,8 +68,10 @@ class CallbackSender:
 
 class JobRunner:
     def __init__(self, state: SandboxState, *, edit_pending_seconds: float, edit_seconds: float,
-                 export_seconds: float, stop: threading.Event, callbacks: CallbackSender) -> None:
+                 export_seconds: float, stop: threading.Event, callbacks: CallbackSender,
+                 rename_exports: bool = False) -> None:
         self._state = state
+        self._rename_exports = rename_exports  # the production profile: `x.jpg` is exported as `x.JPG`
         self._edit_pending_seconds = edit_pending_seconds
         self._edit_seconds = edit_seconds
         self._export_seconds = export_seconds
@@ -131,7 +133,7 @@ class JobRunner:
         exported: dict[str, bytes] = {}
         for position, name in enumerate(job.files):
             data = self._state.upload_data(project, name)
-            exported[contract.exported_file_name(name)] = develop.render(data, self._state.settings_of(project, name))
+            exported[contract.exported_file_name(name, production=self._rename_exports)] = develop.render(data, self._state.settings_of(project, name))
             self._state.advance(job, progress=100.0 * (position + 1) / len(job.files) * 0.99)
         if self._wait_until(started + self._export_seconds):
             return False

@@ -81,8 +81,13 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         out_of_tokens_shape: str = contract.OUT_OF_TOKENS_ALTERNATE,
         webhook_retry_delays: tuple[float, ...] = contract.WEBHOOK_RETRY_DELAYS,
         clock: Callable[[], float] = time.monotonic,
+        profile: str = "default",
+        give_up_seconds: float | None = None,
     ) -> None:
         """
+        profile: "default", or "production": answers as ProductAI's own client code shows the real
+            service does [DOC: vendor code]: a failed job ends FAILED (not ERROR), a job longer than
+            `give_up_seconds` ends TIMEOUT, and a new job shows NOT_STARTED before RUNNING.
         keys: API key -> token balance (more can be added with set_tokens).
         webhook_url: the dashboard webhook of every key registered here or later (set_webhook overrides).
         job_seconds / upscale_seconds: each job's duration from acceptance, fixed or a (min, max) range
@@ -94,6 +99,10 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         """
         if not_started_seconds < 0:
             raise ValueError("not_started_seconds cannot be negative")
+        if profile not in contract.PROFILES:
+            raise ValueError(f"profile must be one of {contract.PROFILES}")
+        if profile == "production":
+            not_started_seconds = max(not_started_seconds, 0.2)
         self._state = SandboxState(
             requests_per_window=requests_per_window,
             window_seconds=window_seconds,
@@ -102,6 +111,10 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
             default_webhook_url=webhook_url,
             clock=clock,
         )
+        self.profile = profile
+        if profile == "production":
+            self._state.failure_status = contract.FAILED
+            self._state.give_up_seconds = give_up_seconds
         self._not_started_seconds = not_started_seconds
         self._stop = threading.Event()
         self._webhooks = WebhookSender(self._stop, self._state.faults, webhook_retry_delays)

@@ -59,7 +59,14 @@ NOT_STARTED = "NOT_STARTED"  # [DOC, vendor code] may be seen before RUNNING
 RUNNING = "RUNNING"  # [DOC] also the status in every generate/upscale answer
 COMPLETED = "COMPLETED"  # [DOC] with data.image_url
 ERROR = "ERROR"  # [DOC] data is {"id", "status"} only: the reason is not published
-TERMINAL_STATUSES = frozenset({COMPLETED, ERROR})
+# [DOC: vendor code, ShapeStudio/productai-mcp] FAILED and TIMEOUT also end a job, like ERROR. The
+# `production` profile answers FAILED for a job whose work failed, and TIMEOUT for one that ran past
+# `production_timeout_seconds` (the vendor's word for a job the service gave up on).
+FAILED = "FAILED"
+TIMEOUT = "TIMEOUT"
+FAILURE_STATUSES = frozenset({ERROR, FAILED, TIMEOUT})
+TERMINAL_STATUSES = frozenset({COMPLETED, ERROR, FAILED, TIMEOUT})
+PROFILES = ("default", "production")  # default: ERROR for every failure, as the API page shows
 # [ASSUME] a job another key created, or an unknown id, is 404; a non-integer id is 400.
 
 # --- Rate limit [DOC] ---------------------------------------------------------------------------

@@ -62,6 +62,17 @@ class Processor:
         threading.Thread(target=self._run, args=(job, duration), daemon=True, name=f"productai-job:{job.id}").start()
 
     def _run(self, job: Job, duration: float) -> None:
+        give_up = self._state.give_up_seconds
+        if give_up is not None and duration > give_up:
+            # The production profile: a job longer than the service is willing to wait ends in TIMEOUT.
+            if self._stop.wait(max(0.0, job.created_at + give_up - time.monotonic())):
+                return  # the sandbox is closing
+            self._state.finish(job, result=None, error_reason="The job timed out.", outcome=contract.TIMEOUT)
+            log.info("productai_job_finished", job_id=job.id, kind=job.kind, ok=False, status=contract.TIMEOUT)
+            with self._state.lock:
+                url = job.account.webhook_url
+            self._sender.send(url, {"status": contract.WEBHOOK_ERROR})
+            return
         if self._stop.wait(max(0.0, job.not_started_until - time.monotonic())):
             return  # the sandbox is closing
         result, reason = self._work(job)

@@ -61,7 +61,7 @@ class Job:
     base_url: str  # where this sandbox was reached, for the result URL
     created_at: float  # time.monotonic()
     not_started_until: float
-    outcome: str | None = None  # COMPLETED | ERROR once finished
+    outcome: str | None = None  # COMPLETED | ERROR (FAILED | TIMEOUT: production profile) once finished
     error_reason: str | None = None
     finished_at: float | None = None
     fail_reason: str | None = None  # a "fail" fault: the job ends in ERROR with this reason
@@ -83,7 +83,7 @@ class Job:
         """`data` of a job answer [DOC]: prompt for generate jobs, image_url once COMPLETED, bare on ERROR."""
         status = self.status(now)
         data: dict[str, Any] = {"id": self.id, "status": status}
-        if status == contract.ERROR:
+        if status in contract.FAILURE_STATUSES:
             return data
         if isinstance(self.request, GenerateRequest):
             data["prompt"] = self.request.prompt
@@ -126,6 +126,8 @@ class SandboxState:
         self.out_of_tokens_shape = out_of_tokens_shape
         self.default_webhook_url = default_webhook_url  # every new account starts with it
         self.clock = clock
+        self.failure_status = contract.ERROR  # the production profile says FAILED (or TIMEOUT), as the vendor's code does
+        self.give_up_seconds: float | None = None  # production profile: a longer job ends in TIMEOUT
         self.lock = threading.RLock()
         self._accounts: dict[str, Account] = {}
         self._windows: dict[str, SlidingWindow] = {}  # by client IP or key, per rate_limit_scope
@@ -223,13 +225,16 @@ class SandboxState:
                 raise not_found(f"Job {job_id} not found.")
             return job.data_json(time.monotonic())
 
-    def finish(self, job: Job, *, result: bytes | None, error_reason: str | None) -> None:
+    def finish(self, job: Job, *, result: bytes | None, error_reason: str | None, outcome: str | None = None) -> None:
         with self.lock:
-            if result is not None:
+            if outcome is not None:  # a job the service gave up on (TIMEOUT)
+                job.outcome = outcome
+                job.error_reason = error_reason
+            elif result is not None:
                 self._results[job.id] = result
                 job.outcome = contract.COMPLETED
             else:
-                job.outcome = contract.ERROR
+                job.outcome = self.failure_status
                 job.error_reason = error_reason or "The job failed."
                 if contract.REFUND_ON_ERROR:
                     job.account.tokens += job.tokens
