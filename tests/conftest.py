@@ -105,6 +105,7 @@ def client_credentials(text: str) -> str:
     return text.replace(f'access_token = "{SHOP_TOKEN}"', f'client_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"')
 
 
+@pytest.fixture
 def provider(request: pytest.FixtureRequest) -> Iterator[AigenSandbox]:
     sandbox = AigenSandbox(window_seconds=3600, seconds_per_item=0.2, profile=getattr(request, "param", "default"))
     server = sandbox.start()
