@@ -82,7 +82,9 @@ def resync(
 ) -> None:
     """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished."""
     settings = _settings(config)
+    from .commands.database import announce
     from .commands.resync import resync_command
+    announce(settings)
     product_ids = [product_gid(p) for p in product] if product else None
     raise typer.Exit(_run(lambda: resync_command(settings, product_ids=product_ids, include_baseline=all_,
                                                  force=force, dry_run=dry_run, yes=yes,
@@ -94,7 +96,9 @@ def status(config: ConfigOption = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Counts per state, jobs in flight, last discovery, quota left, queue ETA, recent failures."""
     settings = _settings(config)
+    from .commands.database import require_database
     from .commands.status import collect_status, print_status
+    require_database(settings)
     report = collect_status(settings)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -113,6 +117,8 @@ def revert(config: ConfigOption = None, product: ProductOption = None,
         raise typer.Exit(2)
     product_ids = None if all_ else [product_gid(p) for p in product or []]
     settings = _settings(config)
+    from .commands.database import require_database
+    require_database(settings)
     raise typer.Exit(_run(lambda: revert_command(settings, product_ids)))
 
 
@@ -121,7 +127,9 @@ def retry(config: ConfigOption = None, product: ProductOption = None,
           failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)")] = True) -> None:
     """Requeue failed images from the step that failed (a result already paid for is reused)."""
     settings = _settings(config)
+    from .commands.database import require_database
     from .commands.retry import retry_command
+    require_database(settings)
 
     product_ids = [product_gid(p) for p in product] if product else None
     raise typer.Exit(retry_command(settings, product_ids))

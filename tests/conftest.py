@@ -227,9 +227,9 @@ CLI_OUTPUT: list[str] = []
 
 
 def cli(*args: str, config: Path | None = None, timeout: float = 120, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "retouch.sync", *args] + (["-c", str(config)] if config else [])
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input,
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input, cwd=cwd,
                           env={**os.environ, "NO_COLOR": "1", **(env or {})})
     CLI_OUTPUT.extend((done.stdout, done.stderr))
     return done

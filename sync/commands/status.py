@@ -35,6 +35,7 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         blocked = float(store.get_meta(BLOCKED_UNTIL) or 0)
         heartbeat = store.get_meta(HEARTBEAT)
         return {
+            "database": str(settings.database_path),
             "provider": settings.provider.name,
             "mode": "sandbox" if settings.provider_is_sandbox else "live",
             "daemon": {"pid": is_held(settings.database_path),
@@ -73,6 +74,7 @@ def print_status(report: dict) -> None:
     daemon = report["daemon"]
     running = f"running (pid {daemon['pid']})" if daemon["pid"] else "[bold red]not running[/]"
     console.print(f"daemon: {running}   last heartbeat: {daemon['last_heartbeat'] or 'never'}")
+    console.print(f"database: {report['database']}")
     if daemon["last_error"]:
         console.print(f"last error: {daemon['last_error']}")
     table = Table(title=f"retouch ({report['mode']})", show_header=True)
