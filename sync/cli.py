@@ -62,11 +62,14 @@ def product_gid(value: str) -> str:
 
 
 @app.command()
-def run(config: ConfigOption = None) -> None:
+def run(config: ConfigOption = None,
+        take_over: Annotated[bool, typer.Option(
+            "--take-over", help="Take the store from another retouch whose claim has lapsed (never a live one)")] = False,
+        ) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
     settings = _settings(config)
     from .commands.run import run_daemon
-    raise typer.Exit(_run(lambda: run_daemon(settings)))
+    raise typer.Exit(_run(lambda: run_daemon(settings, take_over=take_over)))
 
 
 @app.command()

@@ -137,6 +137,12 @@ class StorageSettings(Section):
         return value
 
 
+class ClaimSettings(Section):
+    """The store claim (sync/claim.py): a daemon not heard of for `lease` no longer holds the store."""
+
+    lease: Duration = Field(120.0, ge=2.0)
+
+
 class ServerSettings(Section):
     """The daemon's own HTTP server (health, metrics, provider webhooks); off unless `listen` is set."""
 
@@ -183,6 +189,7 @@ class _File(Section):
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    claim: ClaimSettings = ClaimSettings()
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,7 @@ class Settings:
     backup_dir: Path
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
+    claim: ClaimSettings = ClaimSettings()
 
     @cached_property
     def plugin(self) -> ProviderPlugin:
@@ -350,6 +358,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         secret_sources={"[shop] access_token": shop_token_source, "[provider] api_key": provider_key_source,
                         **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
         shopify_webhook_secret=hook_secret,
+        claim=parsed.claim,
     )
 
 

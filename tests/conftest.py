@@ -256,12 +256,12 @@ class DaemonProcess:
     """`retouch run` as a real subprocess; its output goes to files the test can read."""
 
     def __init__(self, config: Path, log_dir: Path, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None) -> None:
+                 wrapper: list[str] | None = None, args: tuple[str, ...] = ()) -> None:
         """`wrapper`: a command that ends by exec'ing its arguments (e.g. one that mounts a small
         tmpfs in a mount namespace first): the daemon keeps the wrapper's PID."""
         self.stdout = (log_dir / f"daemon-{time.monotonic_ns()}.out").open("w+")
         self.stderr = (log_dir / f"daemon-{time.monotonic_ns()}.err").open("w+")
-        self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+        self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
                                      stdout=self.stdout, stderr=self.stderr,
                                      env={**os.environ, "NO_COLOR": "1", **(env or {})})
 
@@ -292,8 +292,9 @@ class DaemonProcess:
 def daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(config: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> DaemonProcess:
-        process = DaemonProcess(config, tmp_path, env, wrapper)
+    def start(config: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None,
+              args: tuple[str, ...] = ()) -> DaemonProcess:
+        process = DaemonProcess(config, tmp_path, env, wrapper, args)
         started.append(process)
         return process
 

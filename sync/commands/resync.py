@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import typer
@@ -18,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from retouch.storage.models import ImageState
 from retouch.storage.store import Store
 
+from retouch.plugin.shopify.errors import ShopifyAuthError
+
+from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
 from ..pipeline import Context, discover, revert
 from ..runtime import open_context, pending_among, run_until_settled
@@ -59,7 +65,10 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             typer.echo("nothing sent")
             return 0
 
-    async with open_context(settings) as ctx:
+    async with open_context(settings) as ctx, _store_claim(ctx) as refusal:
+        if refusal:
+            typer.echo(f"resync: {refusal}", err=True)
+            return 1
         if force:
             reverted, failures = await revert(ctx, product_ids)
             typer.echo(f"restored {reverted} original(s) before re-enhancing")
@@ -90,6 +99,31 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}",
                            err=True)
         return 1 if results.get("failed") else 0
+
+
+@asynccontextmanager
+async def _store_claim(ctx: Context) -> AsyncIterator[str | None]:
+    """Without a daemon on this database, resync works on the store itself: it holds the store claim
+    (sync/claim.py) like a daemon, so it never works beside another retouch on the same store;
+    yields the refusal's line instead when another one holds it. Beside our own daemon (it holds
+    the claim), resync only queues, and claims nothing."""
+    if is_held(ctx.settings.database_path):
+        yield None
+        return
+    claim = StoreClaim(ctx.shopify, new_claim(ctx.settings, time.time()))
+    try:
+        await claim_store(claim, take_over=False, lock_held=False, patience=60.0)
+    except (ClaimRefused, ShopifyAuthError) as exc:
+        yield str(exc)
+        return
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(claim.keep(stop, lambda reason: typer.echo(f"resync: {reason}", err=True)))
+    try:
+        yield None
+    finally:
+        stop.set()
+        await asyncio.gather(keeper, return_exceptions=True)
+        await claim.release()
 
 
 def discovery_line(counts: Counter) -> str:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 import typer
 
+from retouch.plugin.shopify.errors import ShopifyAuthError
+
 from .. import __version__
+from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
 from ..runtime import open_context, provider_client, shopify_client
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
@@ -32,7 +36,7 @@ def describe_start(settings: Settings) -> dict:
     }
 
 
-async def run_daemon(settings: Settings) -> int:
+async def run_daemon(settings: Settings, take_over: bool = False) -> int:
     lock = InstanceLock(settings.database_path)
     if not lock.acquire():
         typer.echo(f"another retouch daemon (pid {lock.holder_pid() or '?'}) already runs on "
@@ -41,6 +45,14 @@ async def run_daemon(settings: Settings) -> int:
     try:
         log.info("starting", **describe_start(settings))
         async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
+            # One retouch per store, whatever its database (sync/claim.py): claimed before any work.
+            claim = StoreClaim(ctx.shopify, new_claim(settings, time.time()))
+            try:
+                await claim_store(claim, take_over=take_over, lock_held=True)
+            except (ClaimRefused, ShopifyAuthError) as exc:
+                log.error("store_claim_refused", reason=str(exc))
+                typer.echo(f"retouch run: {exc}", err=True)
+                return 1
             async def reopen(new: Settings) -> None:
                 """After a reload: point the clients at the new shop/provider when those changed."""
                 if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
@@ -52,8 +64,22 @@ async def run_daemon(settings: Settings) -> int:
                     await old_provider.aclose()
 
             daemon = Daemon(ctx, reopen=reopen)
-            await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
-        return 0
+            lost: list[str] = []
+
+            def on_lost(reason: str) -> None:
+                lost.append(reason)
+                log.error("store_claim_lost", reason=reason, note="stopping: another retouch may work on this store")
+                daemon.stopping.set()
+
+            keeper = asyncio.create_task(claim.keep(daemon.stopping, on_lost))
+            try:
+                await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
+            finally:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+                if not lost:
+                    await claim.release()
+        return 1 if lost else 0
     finally:
         lock.release()
 
