@@ -230,6 +230,14 @@ def _writable_original(ctx: Context, image: Image, product: Product) -> Media | 
     return original
 
 
+def write_mode(ctx: Context, image: Image) -> str:
+    """The mode of this image's write: the one recorded with its write intent once the write has
+    started (a SIGHUP that changes `[writeback] mode` must not change a write half done: append's
+    new media would be taken for a replaced one, and the original queued again); until then, the
+    config's."""
+    return image.write_mode or ctx.settings.writeback.mode
+
+
 async def write_product(ctx: Context, images: list[Image]) -> int:
     """The write step for images of one product (all `backed_up`); returns how many moved.
 
@@ -239,13 +247,15 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
     shared call that Shopify refuses (a user error names one input) is made again one image at a
     time. Append mode, and a media Shopify failed to process (it cannot be updated in place), go
     one image at a time (`_write`): each new media shifts the positions the next is placed by."""
-    if ctx.settings.writeback.mode != "replace":
-        return sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in images])
+    alone = [image for image in images if write_mode(ctx, image) != "replace"]
+    moved = sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in alone])
+    images = [image for image in images if write_mode(ctx, image) == "replace"]
+    if not images:
+        return moved
     try:
         product = await _read_product(ctx, images[0].product_id)
     except STEP_ERRORS as exc:
-        return sum(_failed(ctx, image, "write", exc) for image in images)
-    moved = 0
+        return moved + sum(_failed(ctx, image, "write", exc) for image in images)
     downloaded: list[tuple[Image, str, bytes]] = []  # (image, the original's extension, the provider's result)
     for image in images:
         try:
@@ -279,7 +289,8 @@ async def _replace_in_place(ctx: Context, product: Product, results: list[tuple[
         lambda image: ctx.shopify.staged_upload(*files[image.id]))
     if not uploaded:
         return moved
-    ctx.store.update_images({image.id: {"write_source": url} for image, url in uploaded})  # intents, before the mutation
+    # Intents, before the mutation; with the mode they were started in (`write_mode`).
+    ctx.store.update_images({image.id: {"write_source": url, "write_mode": "replace"} for image, url in uploaded})
     sources = {image.id: url for image, url in uploaded}
     replaced, refused = await _together(
         ctx, [image for image, _ in uploaded],
@@ -365,7 +376,7 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
     original = _writable_original(ctx, image, product)
     if not isinstance(original, Media):
         return original
-    mode = ctx.settings.writeback.mode
+    mode = write_mode(ctx, image)
     in_place = mode == "replace" and original.status != "FAILED"
     # Where a new media goes: after the original (append), or in the failed media's place.
     position = [m.id for m in product.media].index(original.id) + (1 if mode == "append" else 0)
@@ -382,7 +393,7 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
 
     data = await _converted_result(ctx, image, extension)
     resource_url = await ctx.shopify.staged_upload(upload_name, mime_for(extension), data)
-    ctx.store.update_image(image.id, write_source=resource_url)  # intent, before the mutation
+    ctx.store.update_image(image.id, write_source=resource_url, write_mode=mode)  # intent, before the mutation
     if in_place:
         await _replace_one(ctx, image, resource_url)
         return await _finish_one(ctx, image, product, image.media_id)
@@ -437,7 +448,7 @@ def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
                  note="the merchant replaced this picture while it was being enhanced; the new one is queued")
     return {"state": ImageState.DISCOVERED, "source_url": media.url, "filename": filename_of(media.url),
             "mime_type": media.mime_type, "alt": media.alt, "job_id": None, "item_index": None, "result_url": None,
-            "backup_sha256": None, "write_source": None, "attempts": 0, "next_attempt_at": None,
+            "backup_sha256": None, "write_source": None, "write_mode": None, "attempts": 0, "next_attempt_at": None,
             "error_code": "source_changed",
             "error_message": "the merchant replaced this picture while the old one was being enhanced; the new one "
                              "was queued and the old one's enhancement was not written"}
@@ -499,7 +510,7 @@ async def _verify(ctx: Context, image: Image, seen: Mapping[str, Media | None] |
     if media.status == "READY" and media.url:
         done: dict[str, Any] = {"state": ImageState.DONE, "attempts": 0, "next_attempt_at": None,
                                 "error_code": None, "error_message": None}
-        if ctx.settings.writeback.mode == "replace" and image.output_media_id not in (None, image.media_id):
+        if write_mode(ctx, image) == "replace" and image.output_media_id not in (None, image.media_id):
             # The result took a failed media's place: remove that one, and the row follows the picture.
             await remove_failed_media(ctx, image.media_id)
             done["media_id"] = image.output_media_id
