@@ -13,6 +13,7 @@ from retouch.plugin.shopify.errors import ShopifyAuthError
 from .. import __version__
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
+from ..pipeline.retired import retire, stranded
 from ..runtime import open_context, provider_client, shopify_client
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
 from ..systemd import InstanceLock
@@ -60,9 +61,15 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                     await old.aclose()
                 if ((new.provider, new.provider_key, new.provider_table)
                         != (ctx.settings.provider, ctx.settings.provider_key, ctx.settings.provider_table)):
-                    old_provider, ctx.provider = ctx.provider, provider_client(new)
-                    await old_provider.aclose()
+                    # Another provider: the old one is kept while its jobs are in flight (pipeline/retired.py).
+                    unused = retire(ctx, provider_client(new))
+                    if unused is not None:
+                        await unused.aclose()
 
+            for name, count in stranded(ctx).items():
+                log.warning("stranded_jobs", provider=name, jobs=count,
+                            note=f"these jobs finish only on {name}, which is not configured now: set [provider] "
+                                 f"name = {name!r} (and its key) again until they are done")
             daemon = Daemon(ctx, reopen=reopen)
             lost: list[str] = []
 

@@ -420,7 +420,12 @@ async def _download_result(ctx: Context, image: Image) -> bytes:
     job = ctx.store.job(image.job_id) if image.job_id is not None else None
     if job is None or job.provider_job_id is None:
         raise Fail("result_link_expired", "the provider's download link expired and the job is unknown")
-    fresh = await ctx.provider.fresh_results(ticket_for(ctx, job, ctx.store.job_images(job.id)), JobProgress(ctx, job))
+    owner = ctx.context_of(job.provider)  # the provider that took the job, even after a switch
+    if owner is None:
+        raise Fail("result_link_expired", f"the provider's download link expired and {job.provider}, which made "
+                                          "it, is no longer configured")
+    fresh = await owner.provider.fresh_results(ticket_for(owner, job, ctx.store.job_images(job.id)),
+                                               JobProgress(owner, job))
     url = fresh.get(image.item_index if image.item_index is not None else -1)
     if url is None:
         raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
