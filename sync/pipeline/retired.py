@@ -6,7 +6,7 @@ reload switches `[provider] name` while jobs are in flight, the old provider's c
 the settings it ran with, as a "retired" view of the context: it tracks (and, for a job whose answer
 never came, sends again under the same key) only its own jobs, and is closed once they are all
 done. New images go to the new provider. Across a restart the old key is no longer known: such jobs
-wait, and the daemon says so at start (`stranded_jobs`) and in `retouch status`.
+wait, and the daemon says so at start (`stranded_jobs`); `retouch status --json` names each job's provider.
 """
 
 from __future__ import annotations
