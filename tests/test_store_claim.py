@@ -203,3 +203,25 @@ def _shop_claim(shop) -> str:
     answer = httpx.post(f"{shop.shop_url}/admin/api/2026-07/graphql.json", json={"query": query},
                         headers={"X-Shopify-Access-Token": SHOP_TOKEN}, timeout=10).json()
     return answer["data"]["shop"]["metafield"]["value"]
+
+
+def test_a_daemon_whose_claim_is_taken_stops(shop, provider, write_config, daemon) -> None:
+    """Someone (another retouch that judged the claim lapsed, say after a long Shopify outage) wrote
+    the claim: at its next renewal the daemon finds it and stops, exit 1, rather than work beside it."""
+    run = daemon(write_config(extra='[claim]\nlease = "4s"\n'))
+    wait_for(lambda: _claimed(run), 30, what="the claim")
+
+    async def take() -> None:
+        client = _client(shop)
+        try:
+            field = await read_shop_metafield(client, NAMESPACE, KEY)
+            other = claim("intruder", host="elsewhere", heartbeat=time.time())
+            assert await write_shop_metafield(client, field, NAMESPACE, KEY, other.to_json()) is not None
+        finally:
+            await client.aclose()
+
+    run_async(take())
+    assert run.proc.wait(30) == 1
+    lost = [e for e in run.events() if e.get("event") == "store_claim_lost"]
+    assert lost and "host elsewhere" in lost[0]["reason"]
+    assert Claim.parse(_shop_claim(shop)).instance == "intruder"  # left as it is: not ours to release

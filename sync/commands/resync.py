@@ -65,7 +65,7 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             typer.echo("nothing sent")
             return 0
 
-    async with open_context(settings) as ctx, _store_claim(ctx) as refusal:
+    async with open_context(settings) as ctx, _store_claim(ctx) as (refusal, lost):
         if refusal:
             typer.echo(f"resync: {refusal}", err=True)
             return 1
@@ -89,7 +89,11 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             if daemon_pid:
                 await _wait_for_daemon(ctx, target, show)
             else:
-                await run_until_settled(ctx, target, progress=show)
+                await run_until_settled(ctx, target, progress=show, stop=lost)
+        if lost.is_set():
+            typer.echo("resync: stopped: the store claim was lost (see above); what was in flight is recorded "
+                       "and resumed by the next run", err=True)
+            return 1
         results = Counter(ctx.store.image(i).state for i in target)  # type: ignore[union-attr]
         typer.echo(f"resync: {len(target)} image(s): {results.get('done', 0)} done, "
                    f"{results.get('failed', 0)} failed, {results.get('skipped', 0)} skipped")
@@ -102,28 +106,36 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
 
 
 @asynccontextmanager
-async def _store_claim(ctx: Context) -> AsyncIterator[str | None]:
+async def _store_claim(ctx: Context) -> AsyncIterator[tuple[str | None, asyncio.Event]]:
     """Without a daemon on this database, resync works on the store itself: it holds the store claim
     (sync/claim.py) like a daemon, so it never works beside another retouch on the same store;
-    yields the refusal's line instead when another one holds it. Beside our own daemon (it holds
-    the claim), resync only queues, and claims nothing."""
+    yields (the refusal's line, None) when another one holds it; else (None, an event set if the
+    claim is lost meanwhile: the work stops). Beside our own daemon (it holds the claim), resync only
+    queues, and claims nothing."""
+    lost = asyncio.Event()
     if is_held(ctx.settings.database_path):
-        yield None
+        yield None, lost
         return
     claim = StoreClaim(ctx.shopify, new_claim(ctx.settings, time.time()))
     try:
         await claim_store(claim, take_over=False, lock_held=False, patience=60.0)
     except (ClaimRefused, ShopifyAuthError) as exc:
-        yield str(exc)
+        yield str(exc), lost
         return
+
+    def on_lost(reason: str) -> None:
+        typer.echo(f"resync: {reason}", err=True)
+        lost.set()
+
     stop = asyncio.Event()
-    keeper = asyncio.create_task(claim.keep(stop, lambda reason: typer.echo(f"resync: {reason}", err=True)))
+    keeper = asyncio.create_task(claim.keep(stop, on_lost))
     try:
-        yield None
+        yield None, lost
     finally:
         stop.set()
         await asyncio.gather(keeper, return_exceptions=True)
-        await claim.release()
+        if not lost.is_set():
+            await claim.release()
 
 
 def discovery_line(counts: Counter) -> str:
