@@ -218,6 +218,21 @@ class StoreClaim:
             log.warning("store_claim_release_failed", reason=str(exc)[:300], note="it lapses with its lease")
 
 
+async def describe_claim(shopify: ShopifyClient, settings: Settings, now: float | None = None) -> str:
+    """One line for `retouch check`: who works on this store now, if anyone (read only)."""
+    now = time.time() if now is None else now
+    try:
+        current = Claim.parse((await read_shop_metafield(shopify, NAMESPACE, KEY)).value)
+    except ShopifyError as exc:
+        return f"store claim: cannot read it ({str(exc)[:200]})"
+    if current is None or current.released:
+        return "store claim: free (no retouch works on this store now)"
+    ours = (current.host, current.database) == (socket.gethostname(), str(settings.database_path))
+    who = "this installation" if ours else "ANOTHER installation"
+    state = "live" if current.live(now) else f"lapsed (lease {current.lease:g} s)"
+    return f"store claim: {state}, held by {who}: {current.describe(now)}"
+
+
 async def claim_store(claim: StoreClaim, *, take_over: bool, lock_held: bool, patience: float | None = None) -> None:
     """acquire, waiting through Shopify being unreachable (like the daemon's first connection);
     `patience` seconds at most (None: until it answers). Auth errors and refusals are raised."""

@@ -14,7 +14,7 @@ from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, pipeline_set
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
 from retouch.sync.pipeline import discover, submit, write_back
-from retouch.sync.pipeline.retired import retire
+from retouch.sync.pipeline.retired import retire, stranded
 from retouch.sync.runtime import open_context, provider_client, run_until_settled
 
 
@@ -93,3 +93,20 @@ def test_jobs_in_flight_finish_on_the_provider_that_took_them(shop, provider, pr
     assert charged == {str(p["legacy_id"]): 1 for p in products}
     assert productai.stats()["keys"][PRODUCTAI_KEY]["jobs_started"]["generate"] == 1  # the later image only
     assert images[later["media"][0]["id"]].job_id == next(j.id for j in jobs if j.provider == "productai")
+
+
+def test_jobs_of_a_provider_no_longer_configured_are_named(shop, provider, tmp_path: Path) -> None:
+    """After a restart the old provider's key is gone: its jobs in flight are named (the daemon logs
+    them as `stranded_jobs` at start), not silently left waiting."""
+    async def scenario():
+        async with open_context(pipeline_settings(shop, provider, tmp_path)) as ctx:
+            shop.seed(products=2, images_per_product=1, seed=31)
+            await discover(ctx)
+            first, second = (i.id for i in ctx.store.images_in_state(ImageState.DISCOVERED))
+            ctx.store.create_job("imagen", "key-a", [first])
+            done = ctx.store.create_job("imagen", "key-b", [second])
+            ctx.store.update_job(done.id, state=JobState.FINISHED)
+            ctx.store.create_job("aigenstudio", "key-c", [])
+            return stranded(ctx)
+
+    assert run_async(scenario()) == {"imagen": 1}

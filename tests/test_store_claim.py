@@ -195,7 +195,10 @@ def test_resync_beside_another_installations_daemon_refuses(shop, provider, writ
     assert done.returncode == 1, done.stdout + done.stderr
     assert "resync: another retouch works on this store" in done.stderr
     assert f"database {tmp_path / 'first.db'}" in done.stderr
+    checked = cli("check", config=other)
+    assert f"store claim: live, held by ANOTHER installation: host " in checked.stdout, checked.stdout
     assert first.terminate() == 0
+    assert "store claim: free" in cli("check", config=other).stdout  # released on a clean stop
 
 
 def _shop_claim(shop) -> str:

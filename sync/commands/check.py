@@ -20,6 +20,7 @@ import typer
 from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 
+from ..claim import describe_claim
 from ..config import Settings
 from ..runtime import provider_client, shopify_client
 from ..systemd import is_held
@@ -39,6 +40,7 @@ async def check_command(settings: Settings) -> int:
         try:
             shop = await ctx.shopify.shop()
             typer.echo(f"shopify: ok — {shop.name} ({shop.domain}), API {settings.shop.api_version}")
+            typer.echo(await describe_claim(ctx.shopify, settings))
         except ShopifyAuthError:
             ok = False
             typer.echo("shopify: the access token was rejected — check [shop] access_token and its scopes "
