@@ -130,12 +130,18 @@ class ClaimLost(Exception):
 class StoreClaim:
     """Holds the claim: acquire, renew (keep), release. Every write is a compare-and-set."""
 
-    def __init__(self, shopify: ShopifyClient, me: Claim, clock: Callable[[], float] = time.time) -> None:
-        self.shopify = shopify
+    def __init__(self, shopify: ShopifyClient | Callable[[], ShopifyClient], me: Claim,
+                 clock: Callable[[], float] = time.time) -> None:
+        # A callable: the client in use now (a reload that rotates the token replaces it).
+        self._shopify = shopify
         self.me = me
         self.clock = clock
         self.current: ShopMetafield | None = None  # as last read or written by us
         self.held = False
+
+    @property
+    def shopify(self) -> ShopifyClient:
+        return self._shopify if isinstance(self._shopify, ShopifyClient) else self._shopify()
 
     async def _read(self) -> tuple[ShopMetafield, Claim | None]:
         field = await read_shop_metafield(self.shopify, NAMESPACE, KEY)
@@ -198,8 +204,8 @@ class StoreClaim:
             except ClaimLost as exc:
                 on_lost(str(exc))
                 return
-            except ShopifyError as exc:
-                log.warning("store_claim_renewal_failed", reason=str(exc)[:300])
+            except Exception as exc:  # Shopify, or anything else: the lease decides, never a dead renewer
+                log.warning("store_claim_renewal_failed", reason=str(exc)[:300] or type(exc).__name__)
                 if self.clock() - last_ok >= self.me.lease - every:
                     self.held = False
                     on_lost(f"the store claim could not be renewed for {self.clock() - last_ok:.0f} s "

@@ -228,3 +228,19 @@ def test_a_daemon_whose_claim_is_taken_stops(shop, provider, write_config, daemo
     lost = [e for e in run.events() if e.get("event") == "store_claim_lost"]
     assert lost and "host elsewhere" in lost[0]["reason"]
     assert Claim.parse(_shop_claim(shop)).instance == "intruder"  # left as it is: not ours to release
+
+
+def test_renewal_follows_the_client_a_reload_put_in_place(shop) -> None:
+    """A reload that rotates the Shopify token closes the old client: the claim renews with the new one."""
+    async def scenario() -> None:
+        clients = [_client(shop)]
+        holder = StoreClaim(lambda: clients[-1], claim("me", heartbeat=time.time()))
+        await holder.acquire(take_over=False, lock_held=True)
+        await clients[0].aclose()
+        clients.append(_client(shop))
+        try:
+            await holder.renew()
+        finally:
+            await clients[-1].aclose()
+
+    run_async(scenario())

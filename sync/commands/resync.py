@@ -116,7 +116,7 @@ async def _store_claim(ctx: Context) -> AsyncIterator[tuple[str | None, asyncio.
     if is_held(ctx.settings.database_path):
         yield None, lost
         return
-    claim = StoreClaim(ctx.shopify, new_claim(ctx.settings, time.time()))
+    claim = StoreClaim(lambda: ctx.shopify, new_claim(ctx.settings, time.time()))
     try:
         await claim_store(claim, take_over=False, lock_held=False, patience=60.0)
     except (ClaimRefused, ShopifyAuthError) as exc:

@@ -47,15 +47,26 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
         log.info("starting", **describe_start(settings))
         async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
             # One retouch per store, whatever its database (sync/claim.py): claimed before any work.
-            claim = StoreClaim(ctx.shopify, new_claim(settings, time.time()))
+            claim = StoreClaim(lambda: ctx.shopify, new_claim(settings, time.time()))
             try:
                 await claim_store(claim, take_over=take_over, lock_held=True)
             except (ClaimRefused, ShopifyAuthError) as exc:
                 log.error("store_claim_refused", reason=str(exc))
                 typer.echo(f"retouch run: {exc}", err=True)
                 return 1
+            lost: list[str] = []
+
+            def on_lost(reason: str) -> None:
+                lost.append(reason)
+                log.error("store_claim_lost", reason=reason, note="stopping: another retouch may work on this store")
+                daemon.stopping.set()
+
             async def reopen(new: Settings) -> None:
                 """After a reload: point the clients at the new shop/provider when those changed."""
+                if new.shop.url != ctx.settings.shop.url:
+                    # The claim is on the old store: stop (exit 1; systemd restarts us on the new one,
+                    # which is claimed like any start) rather than work on a store nobody claimed.
+                    on_lost(f"[shop] url changed to {new.shop.url}: restart to claim that store")
                 if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
                     old, ctx.shopify = ctx.shopify, shopify_client(new)
                     await old.aclose()
@@ -71,13 +82,6 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                             note=f"these jobs finish only on {name}, which is not configured now: set [provider] "
                                  f"name = {name!r} (and its key) again until they are done")
             daemon = Daemon(ctx, reopen=reopen)
-            lost: list[str] = []
-
-            def on_lost(reason: str) -> None:
-                lost.append(reason)
-                log.error("store_claim_lost", reason=reason, note="stopping: another retouch may work on this store")
-                daemon.stopping.set()
-
             keeper = asyncio.create_task(claim.keep(daemon.stopping, on_lost))
             try:
                 await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
