@@ -47,6 +47,7 @@ PROVIDER_TIMEOUT = 0.6   # seconds: a "long hang" fault outlasts it, a "short ha
 SETTLE_ROUNDS = 400      # work cycles a settle may take before it is declared stuck
 SETTLE_STEP = 5.0        # seconds of the daemon's clock between two of them
 TERMINAL = {"done", "failed", "skipped", "baseline", "reverted"}
+PENDING = ("discovered", "submitted", "enhanced", "backed_up", "written")  # on their way (the reload rules)
 
 
 def make_sandboxes() -> tuple[ShopifySandbox, AigenSandbox, list]:
@@ -375,15 +376,20 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.offset += seconds
         time.sleep(0.05)
 
-    @precondition(lambda self: self.reloads and self.ctx is not None)
+    @precondition(lambda self: self.reloads and self.ctx is not None
+                  and any(row["state"] in PENDING for row in self.rows()))
     @rule()
     def reload_mid_write(self) -> None:
-        """The reload of the bug report: write-back runs until images wait in `written` (Shopify
-        still processing), the mode flips, and write-back goes on once Shopify is done."""
-        for _ in range(3):
-            if any(row["state"] == "written" for row in self.rows()):
+        """The reload of the bug report: the pipeline runs until images wait in `written` (Shopify
+        still processing the file), the mode flips, and write-back goes on once Shopify is done."""
+        for _ in range(12):
+            states = {row["state"] for row in self.rows()}
+            if "written" in states or not states & set(PENDING):
                 break
-            self.guarded(write_back)
+            self.guarded(write_back if states & {"enhanced", "backed_up"} else
+                         track if "submitted" in states else submit)
+            self.offset += 2.0  # polls and backoffs come due
+            time.sleep(0.05)
         self.offset += 1.0  # the verify step is due half a second after the write
         time.sleep(0.3)     # the sandbox processes a new file in 0.2 s of real time
         self.reload_flips_mode()
