@@ -24,6 +24,10 @@ A running daemon renews its claim every lease/4 and stops (exit 1) when it finds
 could not renew it for lease - lease/4: past that, another instance may rightly take the store.
 [ASSUME] the machines' clocks agree within a few seconds (NTP): liveness compares the writer's
 heartbeat with the reader's clock, and a lease of 120 s leaves that margin many times over.
+[ASSUME] an app may read and write metafields in its own reserved `$app:` namespace on the Shop with
+the scopes retouch already asks for ([DOC] shopify.dev, metafields: a `$app:` namespace is reserved
+to the app that writes it); a refusal is reported, never waited on, so a missing scope shows at the
+first start.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from datetime import datetime, timezone
 import structlog
 
 from retouch.plugin.shopify.client import ShopifyClient
-from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
+from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.shop_metafield import ShopMetafield, read_shop_metafield, write_shop_metafield
 
 from .config import Settings
@@ -241,7 +245,9 @@ async def describe_claim(shopify: ShopifyClient, settings: Settings, now: float 
 
 async def claim_store(claim: StoreClaim, *, take_over: bool, lock_held: bool, patience: float | None = None) -> None:
     """acquire, waiting through Shopify being unreachable (like the daemon's first connection);
-    `patience` seconds at most (None: until it answers). Auth errors and refusals are raised."""
+    `patience` seconds at most (None: until it answers). Auth errors and refusals are raised; so is
+    any other answer that waiting will not change (a refused write, an unreadable answer), as a
+    ClaimRefused saying so."""
     delay, waited = 1.0, 0.0
     while True:
         try:
@@ -249,6 +255,9 @@ async def claim_store(claim: StoreClaim, *, take_over: bool, lock_held: bool, pa
             return
         except (ClaimRefused, ShopifyAuthError):
             raise
+        except (ShopifyUserError, ShopifyResponseError) as exc:
+            raise ClaimRefused(f"cannot claim the store: Shopify refused the claim metafield on the shop "
+                               f"({str(exc)[:300]}); check the app's access") from None
         except ShopifyError as exc:
             if patience is not None and waited >= patience:
                 raise

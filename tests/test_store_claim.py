@@ -244,3 +244,25 @@ def test_renewal_follows_the_client_a_reload_put_in_place(shop) -> None:
             await clients[-1].aclose()
 
     run_async(scenario())
+
+
+def test_a_refused_claim_write_is_reported_not_waited_on(shop, monkeypatch) -> None:
+    """Waiting does not change a refusal (a missing scope, say): the start fails with the reason."""
+    from retouch.plugin.shopify.errors import ShopifyUserError, UserError
+    from retouch.sync import claim as claim_module
+
+    async def refused(*_args, **_kwargs):
+        raise ShopifyUserError("MetafieldsSet", [UserError(code="ACCESS_DENIED", field=None, message="no access")])
+
+    monkeypatch.setattr(claim_module, "write_shop_metafield", refused)
+
+    async def scenario() -> None:
+        client = _client(shop)
+        try:
+            holder = StoreClaim(client, claim("me", heartbeat=time.time()))
+            with pytest.raises(ClaimRefused, match="cannot claim the store: .*ACCESS_DENIED"):
+                await asyncio.wait_for(claim_module.claim_store(holder, take_over=False, lock_held=True), 10)
+        finally:
+            await client.aclose()
+
+    run_async(scenario())
