@@ -1,7 +1,7 @@
 """Convergence under faults at full size (not a test): the state machine of tests/test_convergence.py
 with many more examples and longer runs of steps, then one ProofRow for the reliability table.
 
-    .venv/bin/python bench/convergence.py [--examples 300] [--steps 50] [--seed 1] [--mode replace]
+    .venv/bin/python bench/convergence.py [--examples 300] [--steps 50] [--seed 1] [--mode replace] [--reloads]
     .venv/bin/python bench/convergence.py --examples 5 --steps 15        # a few seconds
 
 A falsifying example makes it exit 1, printing the example (the steps, ready to paste into a test).
@@ -35,13 +35,15 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=["replace", "append"], default="replace")
+    parser.add_argument("--reloads", action="store_true",
+                        help="add the reload rules (issue 19): [writeback] mode flipped at any moment and mid-write")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     shop, provider, stops = make_sandboxes()
     tally = Tally()
     machine = type("Convergence", (ConvergenceMachine,), {
         "shop": shop, "provider": provider, "root": Path(tempfile.mkdtemp(prefix="retouch-convergence-")),
-        "mode": args.mode, "tally": tally})
+        "mode": args.mode, "tally": tally, "reloads": args.reloads})
     # A seeded random search (not derandomized): another --seed explores other examples.
     run = seed(args.seed)(lambda: run_state_machine_as_test(machine, settings=settings(
         max_examples=args.examples, stateful_step_count=args.steps, deadline=None, database=None,
@@ -72,11 +74,13 @@ def main() -> int:
     if failure:
         print(failure)
         print(example)
-    emit([ProofRow(suite="convergence under faults", runs=tally.examples, faults=faults, images=tally.images,
+    reloads = ["--reloads"] if args.reloads else []
+    emit([ProofRow(suite="convergence under faults" + (", mode reloads" if args.reloads else ""), runs=tally.examples, faults=faults, images=tally.images,
                    kills=tally.crashes_mid_step, **columns,
-                   detail=f"{args.mode}; {tally.steps} steps, {tally.restarts} restarts, {seconds:.0f} s",
+                   detail=f"{args.mode}; {tally.steps} steps, {tally.restarts} restarts"
+                          + (f", {tally.reloads} mode reloads" if args.reloads else "") + f", {seconds:.0f} s",
                    command=command_line("bench/convergence.py", "--examples", args.examples, "--steps", args.steps,
-                                        "--seed", args.seed, "--mode", args.mode))])
+                                        "--seed", args.seed, "--mode", args.mode, *reloads))])
     return 1 if failure else 0
 
 

@@ -43,7 +43,13 @@ SUITES = [
           ["--images", "6", "--rate", "0.05", "--seed", "1"]),
     Suite("convergence", "convergence.py", ["--examples", "60", "--steps", "40", "--seed", "1"],
           ["--examples", "6", "--steps", "20", "--seed", "1"]),
+    Suite("convergence_reloads", "convergence.py",
+          ["--examples", "40", "--steps", "40", "--seed", "1", "--mode", "append", "--reloads"],
+          ["--examples", "4", "--steps", "15", "--seed", "1", "--mode", "append", "--reloads"]),
     Suite("bad_input", "bad_input.py", [], ["--small"]),
+    # Issue 19: a second installation on the same store, and the first one dying.
+    Suite("one_per_store", "one_per_store.py", ["--images", "60", "--rival-starts", "20", "--kills", "10", "--seed", "1"],
+          ["--images", "6", "--rival-starts", "3", "--kills", "2", "--seed", "1"]),
     # Disk full and a database locked for 30 s (5 s at CI size: the test suite holds it 30 s once).
     Suite("resources", "resources.py", ["--images", "60", "--lock-for", "30", "--seed", "5"],
           ["--images", "8", "--lock-for", "5", "--seed", "5"]),

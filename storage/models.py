@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # What brings a database of an older version up to date, one list of statements per version step.
 MIGRATIONS: dict[int, list[str]] = {
@@ -28,6 +28,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE job ADD COLUMN options VARCHAR"],
     2: ["ALTER TABLE job ADD COLUMN provider_state VARCHAR",
         "ALTER TABLE image ADD COLUMN paid_attempts INTEGER NOT NULL DEFAULT 0"],
+    3: ["ALTER TABLE image ADD COLUMN write_mode VARCHAR"],
 }
 
 
@@ -82,6 +83,9 @@ class Image(SQLModel, table=True):
     result_url: str | None = None
     backup_sha256: str | None = None
     write_source: str | None = None        # intent: the staged resourceUrl about to be written
+    # The [writeback] mode the write was started in, recorded with `write_source`: read from here
+    # until the image is done, so a reload that changes the mode only affects writes not yet started.
+    write_mode: str | None = None
     output_media_id: str | None = None     # the media that now shows our output (same id in replace mode)
     written_at: float | None = None        # wall clock of the Shopify write, to time out a stuck READY
     attempts: int = 0                      # tries of the current step (reset when a step succeeds)

@@ -62,11 +62,14 @@ def product_gid(value: str) -> str:
 
 
 @app.command()
-def run(config: ConfigOption = None) -> None:
+def run(config: ConfigOption = None,
+        take_over: Annotated[bool, typer.Option(
+            "--take-over", help="Take the store from another retouch whose claim has lapsed (never a live one)")] = False,
+        ) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
     settings = _settings(config)
     from .commands.run import run_daemon
-    raise typer.Exit(_run(lambda: run_daemon(settings)))
+    raise typer.Exit(_run(lambda: run_daemon(settings, take_over=take_over)))
 
 
 @app.command()
@@ -82,7 +85,9 @@ def resync(
 ) -> None:
     """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished."""
     settings = _settings(config)
+    from .commands.database import announce
     from .commands.resync import resync_command
+    announce(settings)
     product_ids = [product_gid(p) for p in product] if product else None
     raise typer.Exit(_run(lambda: resync_command(settings, product_ids=product_ids, include_baseline=all_,
                                                  force=force, dry_run=dry_run, yes=yes,
@@ -94,7 +99,9 @@ def status(config: ConfigOption = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Counts per state, jobs in flight, last discovery, quota left, queue ETA, recent failures."""
     settings = _settings(config)
+    from .commands.database import require_database
     from .commands.status import collect_status, print_status
+    require_database(settings)
     report = collect_status(settings)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -113,6 +120,8 @@ def revert(config: ConfigOption = None, product: ProductOption = None,
         raise typer.Exit(2)
     product_ids = None if all_ else [product_gid(p) for p in product or []]
     settings = _settings(config)
+    from .commands.database import require_database
+    require_database(settings)
     raise typer.Exit(_run(lambda: revert_command(settings, product_ids)))
 
 
@@ -121,7 +130,9 @@ def retry(config: ConfigOption = None, product: ProductOption = None,
           failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)")] = True) -> None:
     """Requeue failed images from the step that failed (a result already paid for is reused)."""
     settings = _settings(config)
+    from .commands.database import require_database
     from .commands.retry import retry_command
+    require_database(settings)
 
     product_ids = [product_gid(p) for p in product] if product else None
     raise typer.Exit(retry_command(settings, product_ids))

@@ -25,6 +25,8 @@ from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_
 from retouch.plugin.providers.settings import Duration, Section, parse_duration  # noqa: F401  (re-exported)
 
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
+from .paths import database_file, resolve_dir
+from .paths import database_url as sqlite_url
 
 DEFAULT_CONFIG_PATHS = (Path("config.toml"), Path("/etc/retouch/config.toml"))
 
@@ -138,9 +140,15 @@ class StorageSettings(Section):
     @field_validator("url")
     @classmethod
     def _sqlite_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("sqlite:///"):
-            raise ValueError("only SQLite is supported: write it as 'sqlite:////absolute/path/retouch.db'")
+        if value is not None:
+            database_file(value, Path("/"), None)  # raises PathError (a ValueError) with what to write
         return value
+
+
+class ClaimSettings(Section):
+    """The store claim (sync/claim.py): a daemon not heard of for `lease` no longer holds the store."""
+
+    lease: Duration = Field(120.0, ge=2.0)
 
 
 class ServerSettings(Section):
@@ -189,6 +197,7 @@ class _File(Section):
     storage: StorageSettings = StorageSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    claim: ClaimSettings = ClaimSettings()
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,7 @@ class Settings:
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
     shop_client_secret: SecretStr | None = None      # [shop] client_secret, resolved
+    claim: ClaimSettings = ClaimSettings()
 
     @property
     def shop_auth(self) -> str:
@@ -347,16 +357,18 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     if server.listen and not server.listen_is_loopback() and not (server.public_url or server.allow_public_bind):
         raise ConfigError("[server] listen: binding beyond loopback needs public_url or allow_public_bind = true")
 
+    # Relative paths mean the config file's folder for every command, never the current one (sync/paths.py).
+    config_dir = path.resolve().parent
     state_dir = Path(environ["STATE_DIRECTORY"].split(":")[0]) if environ.get("STATE_DIRECTORY") else None
-    database_url = parsed.storage.url or f"sqlite:///{((state_dir or Path.cwd()) / 'retouch.db').resolve()}"
-    database_path = Path(database_url.removeprefix("sqlite:///"))
+    database_path = database_file(parsed.storage.url, config_dir, state_dir)
+    database_url = sqlite_url(database_path)
     if not database_path.parent.is_dir():
         raise ConfigError(f"[storage] url: directory {database_path.parent} does not exist")
     backup_dir = parsed.writeback.backup_dir
     if backup_dir is None:
         backup_dir = database_path.parent / "backups"
-    elif not backup_dir.is_absolute():
-        backup_dir = (path.parent / backup_dir).resolve()
+    else:
+        backup_dir = resolve_dir(backup_dir, config_dir)
     _check_directory(backup_dir, "[writeback] backup_dir")
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
@@ -368,6 +380,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         secret_sources={**shop_sources, "[provider] api_key": provider_key_source,
                         **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
         shopify_webhook_secret=hook_secret, shop_client_secret=client_secret,
+        claim=parsed.claim,
     )
 
 

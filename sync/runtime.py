@@ -59,12 +59,15 @@ async def open_context(settings: Settings, store: Store | None = None,
         store = Store(settings.database_url) if busy_timeout is None else Store(settings.database_url, busy_timeout)
     shopify = shopify_client(settings)
     provider = provider_client(settings)
+    ctx = Context(settings=settings, store=store, backups=BackupStore(settings.backup_dir),
+                  shopify=shopify, provider=provider)
     try:
-        yield Context(settings=settings, store=store, backups=BackupStore(settings.backup_dir),
-                      shopify=shopify, provider=provider)
+        yield ctx
     finally:
-        await shopify.aclose()
-        await provider.aclose()
+        # The clients in use now: a reload may have replaced them, and kept retired providers.
+        for client in {id(c): c for c in (shopify, ctx.shopify, provider, ctx.provider,
+                                          *(view.provider for view in ctx.retired))}.values():
+            await client.aclose()
         if own_store:
             store.close()
 

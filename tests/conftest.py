@@ -268,9 +268,9 @@ CLI_OUTPUT: list[str] = []
 
 
 def cli(*args: str, config: Path | None = None, timeout: float = 120, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "retouch.sync", *args] + (["-c", str(config)] if config else [])
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input,
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input, cwd=cwd,
                           env={**os.environ, "NO_COLOR": "1", **(env or {})})
     CLI_OUTPUT.extend((done.stdout, done.stderr))
     return done
@@ -299,12 +299,12 @@ class DaemonProcess:
     """`retouch run` as a real subprocess; its output goes to files the test can read."""
 
     def __init__(self, config: Path, log_dir: Path, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None) -> None:
+                 wrapper: list[str] | None = None, args: tuple[str, ...] = ()) -> None:
         """`wrapper`: a command that ends by exec'ing its arguments (e.g. one that mounts a small
         tmpfs in a mount namespace first): the daemon keeps the wrapper's PID."""
         self.stdout = (log_dir / f"daemon-{time.monotonic_ns()}.out").open("w+")
         self.stderr = (log_dir / f"daemon-{time.monotonic_ns()}.err").open("w+")
-        self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+        self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
                                      stdout=self.stdout, stderr=self.stderr,
                                      env={**os.environ, "NO_COLOR": "1", **(env or {})})
 
@@ -335,8 +335,9 @@ class DaemonProcess:
 def daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(config: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> DaemonProcess:
-        process = DaemonProcess(config, tmp_path, env, wrapper)
+    def start(config: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None,
+              args: tuple[str, ...] = ()) -> DaemonProcess:
+        process = DaemonProcess(config, tmp_path, env, wrapper, args)
         started.append(process)
         return process
 

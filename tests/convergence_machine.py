@@ -14,6 +14,7 @@ Used by tests/test_convergence.py (CI size) and bench/convergence.py (many more 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import sqlite3
 import tempfile
@@ -46,6 +47,7 @@ PROVIDER_TIMEOUT = 0.6   # seconds: a "long hang" fault outlasts it, a "short ha
 SETTLE_ROUNDS = 400      # work cycles a settle may take before it is declared stuck
 SETTLE_STEP = 5.0        # seconds of the daemon's clock between two of them
 TERMINAL = {"done", "failed", "skipped", "baseline", "reverted"}
+PENDING = ("discovered", "submitted", "enhanced", "backed_up", "written")  # on their way (the reload rules)
 
 
 def make_sandboxes() -> tuple[ShopifySandbox, AigenSandbox, list]:
@@ -65,6 +67,7 @@ class Tally:
     examples: int = 0
     steps: int = 0
     restarts: int = 0
+    reloads: int = 0
     crashes_mid_step: int = 0
     faults_added: int = 0
     shopify_faults_served: int = 0
@@ -112,6 +115,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
     provider: ClassVar[AigenSandbox]
     root: ClassVar[Path]
     mode: ClassVar[str] = "replace"
+    reloads: ClassVar[bool] = False  # the reload rule (issue 19): SIGHUP flips [writeback] mode mid-run
     tally: ClassVar[Tally] = Tally()
 
     def __init__(self) -> None:
@@ -372,6 +376,48 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.offset += seconds
         time.sleep(0.05)
 
+    @precondition(lambda self: self.reloads and self.ctx is not None
+                  and any(row["state"] in PENDING for row in self.rows()))
+    @rule()
+    def reload_mid_write(self) -> None:
+        """The reload of the bug report: the pipeline runs until images wait in `written` (Shopify
+        still processing the file), the mode flips, and write-back goes on once Shopify is done."""
+        for _ in range(12):
+            states = {row["state"] for row in self.rows()}
+            if "written" in states or not states & set(PENDING):
+                break
+            self.guarded(write_back if states & {"enhanced", "backed_up"} else
+                         track if "submitted" in states else submit)
+            self.offset += 2.0  # polls and backoffs come due
+            time.sleep(0.05)
+        self.offset += 1.0  # the verify step is due half a second after the write
+        time.sleep(0.3)     # the sandbox processes a new file in 0.2 s of real time
+        self.reload_flips_mode()
+
+    @precondition(lambda self: self.reloads)
+    @rule()
+    def reload_flips_mode(self) -> None:
+        """SIGHUP with the other `[writeback] mode` (what Daemon.reload does to the settings): only
+        writes not yet started may take it; each image is checked in the mode its write started in."""
+        mode = "append" if self.settings.writeback.mode == "replace" else "replace"
+        self.settings = dataclasses.replace(self.settings,
+                                            writeback=self.settings.writeback.model_copy(update={"mode": mode}))
+        if self.ctx is not None:
+            self.ctx.settings = self.settings
+            self.guarded(write_back)  # the daemon runs on: a write half done meets the new settings at once
+        self.tally.reloads += 1
+
+    @precondition(lambda self: self.reloads and self.ctx is not None)
+    @rule()
+    def full_discovery(self) -> None:
+        """A pass over the whole catalog (`retouch resync`): where a written image re-pointed at its
+        copy by the wrong mode showed, its original being queued again."""
+        self.guarded(lambda ctx: discover(ctx, full=True))
+
+    def mode_of(self, row: dict | None) -> str:
+        """The mode an image was written in: recorded with its write (the config's before any reload)."""
+        return (row or {}).get("write_mode") or self.mode
+
     @rule()
     def restart(self) -> None:
         """The daemon stops and starts again: new clients and store over the same database."""
@@ -416,7 +462,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 self.guarded(work_cycle)
                 in_flight = pending_among(self.ctx, None) + len(self.ctx.jobs(JobState.PENDING, JobState.SUBMITTED))
                 if in_flight == 0:
-                    self.guarded(discover)  # anything the merchant changed that the cursor has not seen
+                    # Anything the merchant changed that the cursor has not seen; with reloads, the whole
+                    # catalog (a full pass is where an image written in one mode and verified in the
+                    # other showed: its original was queued again).
+                    self.guarded((lambda ctx: discover(ctx, full=True)) if self.reloads else discover)
                     if pending_among(self.ctx, None) == 0:
                         break
                 # Time passes between cycles: 5 s each, so a settle spans over half an hour of the
@@ -536,11 +585,11 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 continue
             expected = sum(1 for o in self.live() if o.product == legacy_id) + sum(
                 1 for gid in self.seeded if any(m["id"] == gid for m in products[legacy_id]["media"]))
-            if self.mode == "append":
-                # Our copy sits beside each enhanced original, and stays when the merchant deletes
-                # the original afterwards (keeping only the enhanced copy is how append mode is used).
-                expected += sum(1 for o in self.originals.values() if o.eligible and o.product == legacy_id
-                                and (self.row_of(o, rows) or {}).get("state") == "done")
+            # Append mode: our copy sits beside each enhanced original, and stays when the merchant
+            # deletes the original afterwards (keeping only the enhanced copy is how append mode is used).
+            expected += sum(1 for o in self.originals.values() if o.eligible and o.product == legacy_id
+                            and (row := self.row_of(o, rows) or {}).get("state") == "done"
+                            and self.mode_of(row) == "append")
             if len(products[legacy_id]["media"]) != expected:
                 problems.append(f"duplicate or missing media: product {legacy_id} has "
                                 f"{len(products[legacy_id]['media'])} media, the merchant's {expected}")
@@ -560,9 +609,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
             problems.append(f"{name}: {row['state']} ({row['error_code']}: {row['error_message']}), not done")
             return
         # Replace mode: our result is in the original's place; append mode: beside the untouched original.
-        shows_result = row["media_id"] if self.mode == "replace" else row["output_media_id"]
+        mode = self.mode_of(row)
+        shows_result = row["media_id"] if mode == "replace" else row["output_media_id"]
         media = next((m for m in products[original.product]["media"] if m["id"] == shows_result), None)
-        if self.mode == "append":
+        if mode == "append":
             kept = next((m for m in products[original.product]["media"] if m["id"] == row["media_id"]), None)
             if kept is None or kept["sha256"] != original.pictures[-1]:
                 problems.append(f"{name}: append mode, yet the merchant's picture is not kept as it is")
@@ -574,7 +624,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             return  # the merchant's own later picture: kept, as promised
         if shown in self.merchant_shas:
             problems.append(f"{name}: shows a merchant picture, not our result")
-        if self.mode == "append" and original.edited_after_write and backup in original.pictures:
+        if mode == "append" and original.edited_after_write and backup in original.pictures:
             pass  # our result of an earlier picture sits beside the merchant's later one: both kept
         elif backup != original.pictures[-1]:
             what = "an older picture" if backup in original.pictures else "not the merchant's picture"

@@ -41,8 +41,8 @@ class CrashReport:
                 f"{'every promise held' if not self.problems else 'BROKEN: ' + '; '.join(self.problems)}")
 
 
-def _start(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+def _start(config: Path, log: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
                             stdout=subprocess.DEVNULL, stderr=log.open("a"), env={**os.environ, "NO_COLOR": "1"})
 
 
@@ -115,3 +115,133 @@ def check_promises(db: Path, shop: ShopifySandbox, provider: AigenSandbox, origi
         if count > 20:
             problems.append(f"idempotency key {key} charged for {count} images")
     return problems
+
+
+# ----- two installations on one store (issue 19) ---------------------------------------------------------
+
+
+@dataclass
+class RivalReport:
+    images: int
+    rival_starts: int
+    refused: int           # rival starts that exited non-zero naming the first installation
+    kills: int
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+    tracebacks: int = 0
+
+    def line(self) -> str:
+        return (f"{self.images} images, {self.rival_starts} rival starts ({self.refused} refused), "
+                f"{self.kills} kill -9, {self.seconds:.1f} s; "
+                f"{'every promise held' if not self.problems else 'BROKEN: ' + '; '.join(self.problems)}")
+
+
+def _wait_final(db: Path, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = image_states(db)
+        if len(states) >= count and set(states.values()) <= FINAL:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not drained: {states}")
+        time.sleep(0.2)
+
+
+def two_installations(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int, rival_starts: int,
+                      kills: int, seed: int, mode: str = "replace", lease: float = 6.0, max_alive: float = 2.5,
+                      drain_timeout: float = 300, limits: str | None = None) -> RivalReport:
+    """Two installations of retouch (two folders, two databases) on one store.
+
+    1. The home one runs on `products` products; meanwhile a rival is started `rival_starts` times at
+       seeded random moments (each must exit non-zero naming the home database), and the home daemon
+       is killed with kill -9 `kills` times and restarted at once (its own live claim is taken back:
+       its database lock proves the old process gone). It drains.
+    2. The home daemon is started and killed with kill -9 while idle; the rival refuses while the
+       claim is live, then takes over with `--take-over` once the lease has passed, and enhances
+       `products // 2` products added after its first pass.
+    Then: every image final, no duplicate or missing media, nothing charged twice, originals kept."""
+    rng = random.Random(seed)
+    seeded = shop.seed(products=products, images_per_product=1, seed=seed)
+    home_dir, rival_dir = tmp / "home", tmp / "rival"
+    options = {"limits": limits} if limits else {}
+    configs = {}
+    for folder, new_only in ((home_dir, False), (rival_dir, True)):
+        folder.mkdir(parents=True, exist_ok=True)
+        configs[folder] = folder / "config.toml"
+        configs[folder].write_text(config_text(shop, provider, folder, mode=mode, new_only=new_only, **options)
+                                   + f'\n[claim]\nlease = "{lease:g}s"\n')
+    home_db, rival_db = home_dir / "retouch.db", rival_dir / "retouch.db"
+    log = tmp / "daemons.log"
+    report = RivalReport(images=products + products // 2, rival_starts=rival_starts, refused=0, kills=kills,
+                         seconds=0.0)
+    started = time.monotonic()
+
+    def rival_refused(*args: str) -> bool:
+        seen = len(log.read_text(errors="replace")) if log.exists() else 0
+        rival = _start(configs[rival_dir], log, *args)
+        try:
+            status = rival.wait(30)
+        except subprocess.TimeoutExpired:
+            rival.kill()
+            rival.wait(10)
+            report.problems.append("a rival retouch ran beside the home one")
+            return False
+        said = log.read_text(errors="replace")[seen:]  # (the home daemon writes here too; it names no "database …")
+        if status == 0 or f"database {home_db}" not in said:
+            report.problems.append(f"a rival start exited {status} without naming the home database")
+            return False
+        return True
+
+    home = _start(configs[home_dir], log)
+    moments = sorted([("rival", rng.uniform(0.2, max_alive)) for _ in range(rival_starts)]
+                     + [("kill", rng.uniform(0.2, max_alive)) for _ in range(kills)], key=lambda m: m[1])
+    for what, _ in moments:
+        time.sleep(rng.uniform(0.05, max_alive))  # anywhere: start-up, claim, discovery, submit, poll, write
+        if what == "rival":
+            report.refused += rival_refused()
+        else:
+            home.kill()
+            home.wait(10)
+            home = _start(configs[home_dir], log)
+    try:
+        _wait_final(home_db, products, drain_timeout)
+    finally:
+        home.terminate()
+        home.wait(15)
+
+    # The home installation dies while idle: the rival must wait for the lease, then may take over.
+    home = _start(configs[home_dir], log)
+    time.sleep(max_alive + 2.0)
+    home.kill()
+    home.wait(10)
+    report.kills += 1
+    died = time.monotonic()
+    report.rival_starts += 1
+    report.refused += rival_refused("--take-over")  # live: never taken over
+    time.sleep(max(0.0, died + lease + 1.0 - time.monotonic()))
+    rival = _start(configs[rival_dir], log, "--take-over")
+    try:
+        deadline = time.monotonic() + 60
+        while not _baseline_recorded(rival_db):
+            if rival.poll() is not None or time.monotonic() > deadline:
+                report.problems.append(f"the take-over did not start (exit {rival.poll()})")
+                break
+            time.sleep(0.2)
+        later = shop.seed(products=products // 2, images_per_product=1, seed=seed + 1000)
+        if rival.poll() is None:
+            _wait_final(rival_db, len(later), drain_timeout)
+    finally:
+        rival.terminate()
+        rival.wait(15)
+    report.seconds = time.monotonic() - started
+    report.problems += check_promises(home_db, shop, provider, {p["legacy_id"]: p["media"][0] for p in seeded}, mode)
+    report.problems += check_promises(rival_db, shop, provider, {p["legacy_id"]: p["media"][0] for p in later}, mode)
+    report.tracebacks = log.read_text(errors="replace").count("Traceback")
+    return report
+
+
+def _baseline_recorded(db: Path) -> bool:
+    try:
+        return bool(db.exists() and db_rows(db, "select value from meta where key = 'baseline_recorded'"))
+    except Exception:
+        return False

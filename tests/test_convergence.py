@@ -40,3 +40,18 @@ def test_the_pipeline_converges_under_faults(sandboxes, tmp_path: Path, mode: st
     machine = type(f"Convergence_{mode}", (ConvergenceMachine,), {
         "shop": shop, "provider": provider, "root": tmp_path, "mode": mode})
     run_state_machine_as_test(machine, settings=CI)
+
+
+# Issue 19: reloads that flip `[writeback] mode` (at any moment, and mid-write) and full passes over
+# the catalog, among the merchant's edits, faults and crashes; each image is checked in the mode its
+# write started in (fewer examples: the two runs above cover the rest). At this size (and at 20
+# examples of 30 steps) the machine did not happen upon the reported bug by itself; the bug's own
+# sequence is tests/test_intent.py.
+RELOADS = settings(CI, max_examples=8)
+
+
+def test_the_pipeline_converges_when_a_reload_flips_the_mode(sandboxes, tmp_path: Path) -> None:
+    shop, provider = sandboxes
+    machine = type("Convergence_reloads", (ConvergenceMachine,), {
+        "shop": shop, "provider": provider, "root": tmp_path, "mode": "append", "reloads": True})
+    run_state_machine_as_test(machine, settings=RELOADS)

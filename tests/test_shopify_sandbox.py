@@ -722,6 +722,7 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
     job = None
     variables = {
         "Shop": {},
+        "ShopMetafield": {"namespace": "$app:retouch", "key": "instance"},
         "ProductsPage": {"first": 5, "mediaFirst": 5, "query": "tag_not:no-retouch"},
         "Product": {"id": product["id"], "mediaFirst": 1},
         "ProductMediaPage": {"id": product["id"], "first": 1, "after": None},
@@ -740,7 +741,7 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "BulkProductsRun": {"query": bulk_products_query()},
     }
     subscription = bulk = None
-    for name in ["Shop", "ProductsPage", "Product", "ProductMediaPage", "Media", "MediaNodes", "StagedUploadsCreate", "FileUpdate",
+    for name in ["Shop", "ShopMetafield", "ProductsPage", "Product", "ProductMediaPage", "Media", "MediaNodes", "StagedUploadsCreate", "FileUpdate",
                  "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete",
                  "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete", "ProductsCount",
                  "BulkProductsRun", "BulkOperation", "BulkOperationCancel"]:

@@ -9,8 +9,10 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import typer
@@ -18,8 +20,9 @@ import typer
 from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 
+from ..claim import describe_claim
 from ..config import Settings
-from ..runtime import open_context
+from ..runtime import provider_client, shopify_client
 from ..systemd import is_held
 from .check_shopify import refusal_line, token_line
 from .public_url_check import public_url_findings
@@ -37,13 +40,15 @@ async def check_command(settings: Settings) -> int:
     if webhook is not None:
         ok = ok and webhook[0]
         typer.echo(webhook[1])
-    async with open_context(settings) as ctx:
+    # The clients only: opening the Store would create the database `check` reports on.
+    async with _clients(settings) as ctx:
         try:
             shop = await ctx.shopify.shop()
             typer.echo(f"shopify: ok — {shop.name} ({shop.domain}), API {settings.shop.api_version}")
             good, line = token_line(settings, ctx.shopify.tokens)
             ok = ok and good
             typer.echo(line)
+            typer.echo(await describe_claim(ctx.shopify, settings))
         except ShopifyAuthError as exc:
             ok = False
             typer.echo(refusal_line(settings, exc))
@@ -85,15 +90,37 @@ def service_setup(settings: Settings, environ: Mapping[str, str]) -> list[tuple[
         results.append((True, f"warning: {settings.path} holds {' and '.join(inline)} and every user can read it: "
                               "move them to systemd credentials (LoadCredential=) or chmod 600 the file"))
 
+    exists = "exists" if settings.database_path.is_file() else "not created yet: `retouch run` creates it"
+    results.append((True, f"database file: {settings.database_path} ({exists})"))
     for label, directory in (("database", settings.database_path.parent), ("backups", settings.backup_dir)):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=directory, prefix=".retouch-check-"):
-                pass
-            results.append((True, f"{label}: {directory} is writable"))
-        except OSError as exc:
-            results.append((False, f"{label}: cannot write to {directory} ({exc.strerror or type(exc).__name__})"))
+        results.append(_writable(label, directory))
     return results
+
+
+def _writable(label: str, directory: Path) -> tuple[bool, str]:
+    """Can the directory be written, or made by whoever runs the daemon? Never creates it: a check
+    that made the folder it reports on would hide the very mistake it is asked to find."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".retouch-check-"):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        where = "" if existing == directory else f"; it does not exist and {existing} takes no new folder"
+        return False, f"{label}: cannot write to {directory} ({why}){where}"
+    if existing == directory:
+        return True, f"{label}: {directory} is writable"
+    return True, f"{label}: {directory} does not exist yet; it will be created in {existing}, which is writable"
+
+
+@asynccontextmanager
+async def _clients(settings: Settings) -> AsyncIterator[SimpleNamespace]:
+    shopify, provider = shopify_client(settings), provider_client(settings)
+    try:
+        yield SimpleNamespace(shopify=shopify, provider=provider)
+    finally:
+        await shopify.aclose()
+        await provider.aclose()
 
 
 async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import typer
@@ -18,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from retouch.storage.models import ImageState
 from retouch.storage.store import Store
 
+from retouch.plugin.shopify.errors import ShopifyAuthError
+
+from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
 from ..pipeline import Context, discover, revert
 from ..runtime import open_context, pending_among, run_until_settled
@@ -59,7 +65,10 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             typer.echo("nothing sent")
             return 0
 
-    async with open_context(settings) as ctx:
+    async with open_context(settings) as ctx, _store_claim(ctx) as (refusal, lost):
+        if refusal:
+            typer.echo(f"resync: {refusal}", err=True)
+            return 1
         if force:
             reverted, failures = await revert(ctx, product_ids)
             typer.echo(f"restored {reverted} original(s) before re-enhancing")
@@ -80,7 +89,11 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             if daemon_pid:
                 await _wait_for_daemon(ctx, target, show)
             else:
-                await run_until_settled(ctx, target, progress=show)
+                await run_until_settled(ctx, target, progress=show, stop=lost)
+        if lost.is_set():
+            typer.echo("resync: stopped: the store claim was lost (see above); what was in flight is recorded "
+                       "and resumed by the next run", err=True)
+            return 1
         results = Counter(ctx.store.image(i).state for i in target)  # type: ignore[union-attr]
         typer.echo(f"resync: {len(target)} image(s): {results.get('done', 0)} done, "
                    f"{results.get('failed', 0)} failed, {results.get('skipped', 0)} skipped")
@@ -90,6 +103,39 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                 typer.echo(f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}",
                            err=True)
         return 1 if results.get("failed") else 0
+
+
+@asynccontextmanager
+async def _store_claim(ctx: Context) -> AsyncIterator[tuple[str | None, asyncio.Event]]:
+    """Without a daemon on this database, resync works on the store itself: it holds the store claim
+    (sync/claim.py) like a daemon, so it never works beside another retouch on the same store;
+    yields (the refusal's line, None) when another one holds it; else (None, an event set if the
+    claim is lost meanwhile: the work stops). Beside our own daemon (it holds the claim), resync only
+    queues, and claims nothing."""
+    lost = asyncio.Event()
+    if is_held(ctx.settings.database_path):
+        yield None, lost
+        return
+    claim = StoreClaim(lambda: ctx.shopify, new_claim(ctx.settings, time.time()))
+    try:
+        await claim_store(claim, take_over=False, lock_held=False, patience=60.0)
+    except (ClaimRefused, ShopifyAuthError) as exc:
+        yield str(exc), lost
+        return
+
+    def on_lost(reason: str) -> None:
+        typer.echo(f"resync: {reason}", err=True)
+        lost.set()
+
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(claim.keep(stop, on_lost))
+    try:
+        yield None, lost
+    finally:
+        stop.set()
+        await asyncio.gather(keeper, return_exceptions=True)
+        if not lost.is_set():
+            await claim.release()
 
 
 def discovery_line(counts: Counter) -> str:

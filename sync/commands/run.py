@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 import typer
 
+from retouch.plugin.shopify.errors import ShopifyAuthError
+
 from .. import __version__
+from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
+from ..pipeline.retired import retire, stranded
 from ..runtime import open_context, provider_client, shopify_client, token_health
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
 from ..systemd import InstanceLock
@@ -33,7 +38,7 @@ def describe_start(settings: Settings) -> dict:
     }
 
 
-async def run_daemon(settings: Settings) -> int:
+async def run_daemon(settings: Settings, take_over: bool = False) -> int:
     lock = InstanceLock(settings.database_path)
     if not lock.acquire():
         typer.echo(f"another retouch daemon (pid {lock.holder_pid() or '?'}) already runs on "
@@ -42,20 +47,52 @@ async def run_daemon(settings: Settings) -> int:
     try:
         log.info("starting", **describe_start(settings))
         async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
+            # One retouch per store, whatever its database (sync/claim.py): claimed before any work.
+            claim = StoreClaim(lambda: ctx.shopify, new_claim(settings, time.time()))
+            try:
+                await claim_store(claim, take_over=take_over, lock_held=True)
+            except (ClaimRefused, ShopifyAuthError) as exc:
+                log.error("store_claim_refused", reason=str(exc))
+                typer.echo(f"retouch run: {exc}", err=True)
+                return 1
+            lost: list[str] = []
+
+            def on_lost(reason: str) -> None:
+                lost.append(reason)
+                log.error("store_claim_lost", reason=reason, note="stopping: another retouch may work on this store")
+                daemon.stopping.set()
+
             async def reopen(new: Settings) -> None:
                 """After a reload: point the clients at the new shop/provider when those changed."""
+                if new.shop.url != ctx.settings.shop.url:
+                    # The claim is on the old store: stop (exit 1; systemd restarts us on the new one,
+                    # which is claimed like any start) rather than work on a store nobody claimed.
+                    on_lost(f"[shop] url changed to {new.shop.url}: restart to claim that store")
                 if ((new.shop, new.shop_token, new.shop_client_secret)
                         != (ctx.settings.shop, ctx.settings.shop_token, ctx.settings.shop_client_secret)):
                     old, ctx.shopify = ctx.shopify, shopify_client(new)
                     await old.aclose()
                 if ((new.provider, new.provider_key, new.provider_table)
                         != (ctx.settings.provider, ctx.settings.provider_key, ctx.settings.provider_table)):
-                    old_provider, ctx.provider = ctx.provider, provider_client(new)
-                    await old_provider.aclose()
+                    # Another provider: the old one is kept while its jobs are in flight (pipeline/retired.py).
+                    unused = retire(ctx, provider_client(new))
+                    if unused is not None:
+                        await unused.aclose()
 
+            for name, count in stranded(ctx).items():
+                log.warning("stranded_jobs", provider=name, jobs=count,
+                            note=f"these jobs finish only on {name}, which is not configured now: set [provider] "
+                                 f"name = {name!r} (and its key) again until they are done")
             daemon = Daemon(ctx, reopen=reopen)
-            await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
-        return 0
+            keeper = asyncio.create_task(claim.keep(daemon.stopping, on_lost))
+            try:
+                await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
+            finally:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+                if not lost:
+                    await claim.release()
+        return 1 if lost else 0
     finally:
         lock.release()
 

@@ -35,6 +35,7 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         blocked = float(store.get_meta(BLOCKED_UNTIL) or 0)
         heartbeat = store.get_meta(HEARTBEAT)
         return {
+            "database": str(settings.database_path),
             "provider": settings.provider.name,
             "mode": "sandbox" if settings.provider_is_sandbox else "live",
             "daemon": {"pid": is_held(settings.database_path),
@@ -42,7 +43,8 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
                        "last_error": store.get_meta(LAST_ERROR)},
             "counts": {state.value: counts.get(state.value, 0) for state in ImageState},
             "pending": sum(counts.get(s.value, 0) for s in PENDING_STATES),
-            "jobs_in_flight": [{"job_id": j.id, "state": j.state, "provider_job_id": j.provider_job_id,
+            "jobs_in_flight": [{"job_id": j.id, "provider": j.provider, "state": j.state,
+                                "provider_job_id": j.provider_job_id,
                                 "images": j.image_count, "error": j.error_message} for j in in_flight],
             "last_discovery": _iso(float(last)) if last else None,
             "quota_left": {kind: ledger.available(kind, now) for kind in KINDS if limits.limited(kind)},
@@ -73,6 +75,7 @@ def print_status(report: dict) -> None:
     daemon = report["daemon"]
     running = f"running (pid {daemon['pid']})" if daemon["pid"] else "[bold red]not running[/]"
     console.print(f"daemon: {running}   last heartbeat: {daemon['last_heartbeat'] or 'never'}")
+    console.print(f"database: {report['database']}")
     if daemon["last_error"]:
         console.print(f"last error: {daemon['last_error']}")
     table = Table(title=f"retouch ({report['mode']})", show_header=True)

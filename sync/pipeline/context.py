@@ -37,6 +37,9 @@ class Context:
     provider: Provider
     clock: Callable[[], float] = time.time
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("retouch.pipeline"))
+    # Views of this context for providers a reload switched away from while they had jobs in
+    # flight: each finishes its own jobs (pipeline/retired.py).
+    retired: list[Context] = field(default_factory=list)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -59,6 +62,12 @@ class Context:
             # A 429 holds submissions; where every request shares one budget, polls too.
             ledger.block_until(blocked, kind="request" if self.limits.limited("request") else "job")
         return ledger
+
+    def context_of(self, name: str) -> Context | None:
+        """The context of provider `name`: this one, or a retired one still finishing its jobs."""
+        if name == self.provider_name:
+            return self
+        return next((view for view in self.retired if view.provider_name == name), None)
 
     def jobs(self, *states: JobState) -> list:
         """This provider's jobs in these states (jobs of a provider used before are not ours to drive)."""

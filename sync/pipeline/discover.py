@@ -156,7 +156,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             store.update_image(row.id, state=ImageState.DISCOVERED, source_url=media.url, job_id=None,
                                item_index=None, result_url=None, attempts=0, next_attempt_at=None,
                                error_code=None, error_message=None, position=position, alt=media.alt,
-                               write_source=None)
+                               write_source=None, write_mode=None)
             counts["requeued"] += 1
             ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state)
     store.insert_images(new_rows)

@@ -24,7 +24,7 @@ def requeue_failed(store: Store, product_ids: Sequence[str] | None = None) -> tu
         # The write starts afresh: its earlier intent and output (a media Shopify failed) are history.
         fields = {"state": state, "retries": image.retries + 1, "attempts": 0, "next_attempt_at": None,
                   "error_code": None, "error_message": None, "write_source": None, "written_at": None,
-                  "output_media_id": None}
+                  "output_media_id": None, "write_mode": None}
         if state == ImageState.DISCOVERED:
             fields.update(job_id=None, item_index=None, result_url=None)
         store.update_image(image.id, **fields)

@@ -73,7 +73,7 @@ async def _revert_one(ctx: Context, image: Image) -> None:
         await ctx.shopify.delete_media([image.output_media_id])
     ctx.store.remove_output(image.output_media_id)
     await set_marker(ctx, product, remove={image.output_media_id})
-    ctx.store.update_image(image.id, state=ImageState.REVERTED, output_media_id=None, write_source=None,
+    ctx.store.update_image(image.id, state=ImageState.REVERTED, output_media_id=None, write_source=None, write_mode=None,
                            error_code=None, error_message=None, **restored)
     log.info("reverted")
 

@@ -35,13 +35,8 @@ async def submit(ctx: Context) -> int:
         return 0  # (a daily-budget pause lifts early when a reload raised the budget)
     if ctx.blocked_until() > now:
         return 0
-    pending = ctx.jobs(JobState.PENDING)
-    if pending:
-        # A job whose key is written but whose answer we never stored: finish it first.
-        job = pending[0]
-        if job.next_attempt_at is not None and job.next_attempt_at > now:
-            return 0
-        return await _send(ctx, job)
+    if ctx.jobs(JobState.PENDING):
+        return await send_pending(ctx)
     await refresh_unready(ctx)
     limits = ctx.limits
     # No job takes more than max_batch images: reading the whole backlog on every tick would make
@@ -70,6 +65,18 @@ async def submit(ctx: Context) -> int:
                                options=json.dumps(ctx.provider.request_options(), sort_keys=True),
                                backups={i.id: i.backup_sha256 for i in batch if i.backup_sha256})
     ctx.log.info("job_created", job_id=job.id, images=len(batch), provider=ctx.provider_name)
+    return await _send(ctx, job)
+
+
+async def send_pending(ctx: Context) -> int:
+    """A job whose key is written but whose answer we never stored: sent again (same key, same
+    body) when due; nothing new goes before it. Returns how many images it carried (0: none sent)."""
+    pending = ctx.jobs(JobState.PENDING)
+    if not pending:
+        return 0
+    job = pending[0]
+    if job.next_attempt_at is not None and job.next_attempt_at > ctx.clock():
+        return 0
     return await _send(ctx, job)
 
 

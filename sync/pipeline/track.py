@@ -37,6 +37,10 @@ async def track(ctx: Context) -> int:
             continue
         polls += 1
         await _poll(ctx, job)
+    if ctx.retired:  # jobs of a provider a reload switched away from finish on it (retired.py)
+        from .retired import finish_retired
+
+        polls += await finish_retired(ctx)
     return polls
 
 

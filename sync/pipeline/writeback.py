@@ -247,6 +247,14 @@ def _writable_original(ctx: Context, image: Image, product: Product) -> Media | 
     return original
 
 
+def write_mode(ctx: Context, image: Image) -> str:
+    """The mode of this image's write: the one recorded with its write intent once the write has
+    started (a SIGHUP that changes `[writeback] mode` must not change a write half done: append's
+    new media would be taken for a replaced one, and the original queued again); until then, the
+    config's."""
+    return image.write_mode or ctx.settings.writeback.mode
+
+
 async def write_product(ctx: Context, images: list[Image]) -> int:
     """The write step for images of one product (all `backed_up`); returns how many moved.
 
@@ -258,13 +266,15 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
     one image at a time (`_write`): each new media shifts the positions the next is placed by.
     The shared fileUpdate is not all-or-nothing: Shopify applies the valid rows and names the bad
     ones, so only the images it names are held or refused (`_replace_sources`)."""
-    if ctx.settings.writeback.mode != "replace":
-        return sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in images])
+    alone = [image for image in images if write_mode(ctx, image) != "replace"]
+    moved = sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in alone])
+    images = [image for image in images if write_mode(ctx, image) == "replace"]
+    if not images:
+        return moved
     try:
         product = await _read_product(ctx, images[0].product_id)
     except STEP_ERRORS as exc:
-        return sum(_failed(ctx, image, "write", exc) for image in images)
-    moved = 0
+        return moved + sum(_failed(ctx, image, "write", exc) for image in images)
     downloaded: list[tuple[Image, str, bytes]] = []  # (image, the original's extension, the provider's result)
     for image in images:
         try:
@@ -298,7 +308,8 @@ async def _replace_in_place(ctx: Context, product: Product, results: list[tuple[
         lambda image: ctx.shopify.staged_upload(*files[image.id]))
     if not uploaded:
         return moved
-    ctx.store.update_images({image.id: {"write_source": url} for image, url in uploaded})  # intents, before the mutation
+    # Intents, before the mutation; with the mode they were started in (`write_mode`).
+    ctx.store.update_images({image.id: {"write_source": url, "write_mode": "replace"} for image, url in uploaded})
     sources = {image.id: url for image, url in uploaded}
     replaced, refused = await _replace_sources(ctx, [image for image, _ in uploaded], sources)
     moved += refused
@@ -418,7 +429,7 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
     original = _writable_original(ctx, image, product)
     if not isinstance(original, Media):
         return original
-    mode = ctx.settings.writeback.mode
+    mode = write_mode(ctx, image)
     in_place = mode == "replace" and original.status != "FAILED"
     # Where a new media goes: after the original (append), or in the failed media's place.
     position = [m.id for m in product.media].index(original.id) + (1 if mode == "append" else 0)
@@ -436,7 +447,7 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
 
     data = await _converted_result(ctx, image, extension)
     resource_url = await ctx.shopify.staged_upload(upload_name, mime_for(extension), data)
-    ctx.store.update_image(image.id, write_source=resource_url)  # intent, before the mutation
+    ctx.store.update_image(image.id, write_source=resource_url, write_mode=mode)  # intent, before the mutation
     if in_place:
         await _replace_one(ctx, image, resource_url)
         return await _finish_one(ctx, image, product, image.media_id)
@@ -479,7 +490,12 @@ async def _download_result(ctx: Context, image: Image) -> bytes:
     job = ctx.store.job(image.job_id) if image.job_id is not None else None
     if job is None or job.provider_job_id is None:
         raise Fail("result_link_expired", "the provider's download link expired and the job is unknown")
-    fresh = await ctx.provider.fresh_results(ticket_for(ctx, job, ctx.store.job_images(job.id)), JobProgress(ctx, job))
+    owner = ctx.context_of(job.provider)  # the provider that took the job, even after a switch
+    if owner is None:
+        raise Fail("result_link_expired", f"the provider's download link expired and {job.provider}, which made "
+                                          "it, is no longer configured")
+    fresh = await owner.provider.fresh_results(ticket_for(owner, job, ctx.store.job_images(job.id)),
+                                               JobProgress(owner, job))
     url = fresh.get(image.item_index if image.item_index is not None else -1)
     if url is None:
         raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
@@ -507,7 +523,7 @@ def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
                  note="the merchant replaced this picture while it was being enhanced; the new one is queued")
     return {"state": ImageState.DISCOVERED, "source_url": media.url, "filename": filename_of(media.url),
             "mime_type": media.mime_type, "alt": media.alt, "job_id": None, "item_index": None, "result_url": None,
-            "backup_sha256": None, "write_source": None, "attempts": 0, "next_attempt_at": None,
+            "backup_sha256": None, "write_source": None, "write_mode": None, "attempts": 0, "next_attempt_at": None,
             "error_code": "source_changed",
             "error_message": "the merchant replaced this picture while the old one was being enhanced; the new one "
                              "was queued and the old one's enhancement was not written"}
@@ -569,7 +585,7 @@ async def _verify(ctx: Context, image: Image, seen: Mapping[str, Media | None] |
     if media.status == "READY" and media.url:
         done: dict[str, Any] = {"state": ImageState.DONE, "attempts": 0, "next_attempt_at": None,
                                 "error_code": None, "error_message": None}
-        if ctx.settings.writeback.mode == "replace" and image.output_media_id not in (None, image.media_id):
+        if write_mode(ctx, image) == "replace" and image.output_media_id not in (None, image.media_id):
             # The result took a failed media's place: remove that one, and the row follows the picture.
             await remove_failed_media(ctx, image.media_id)
             done["media_id"] = image.output_media_id

@@ -110,7 +110,9 @@ def _checked_gid(value: str) -> str:
 def resolve_shop(_root: Any, info: Any) -> dict[str, str]:
     store = _ctx(info).store
     return {"id": gid("Shop", SHOP_NUMERIC_ID), "name": store.shop_name,
-            "myshopifyDomain": f"{store.shop_name}.myshopify.com"}
+            "myshopifyDomain": f"{store.shop_name}.myshopify.com",
+            # graphql-core calls a callable dict value with the field's arguments.
+            "metafield": lambda _info, key, namespace=None: store.shop_metafields.get((store.namespace(namespace), key))}
 
 
 def _matching_products(ctx: Context, query: str | None) -> list[Product]:

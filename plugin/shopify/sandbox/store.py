@@ -148,6 +148,7 @@ class Store:
         self.faults = FaultPlan()
         self.stats = Stats()
         self.products: dict[int, Product] = {}
+        self.shop_metafields: dict[tuple[str, str], Metafield] = {}  # the Shop's own (the store claim)
         self.media: dict[int, Media] = {}
         self.staged: dict[str, StagedUpload] = {}
         self.jobs: dict[str, ReorderJob] = {}
@@ -619,13 +620,19 @@ class Store:
         errors = []
         for index, item in enumerate(inputs):
             where = ["metafields", str(index)]
-            product = self.product_by_gid(item["ownerId"])
-            if product is None:  # no capture
+            owner = self._metafield_owner(item["ownerId"])
+            if owner is None:  # no capture
                 errors.append(user_error([*where, "ownerId"], "Owner does not exist.", "INVALID", elementIndex=None))
                 continue
-            existing = product.metafields.get((self.namespace(item.get("namespace")), item["key"]))
+            existing = owner[1].get((self.namespace(item.get("namespace")), item["key"]))
             digest = item.get("compareDigest")
-            if digest is not None and (existing is None or existing.compare_digest != digest):
+            # [DOC] metafieldsSet: compareDigest given must match the stored value's; given as null,
+            # "the metafield doesn't exist yet" is the guarantee (a create-only write); left out, no
+            # guarantee. The answer to a null digest over an existing metafield is not captured:
+            # [ASSUME] the same STALE_OBJECT as a stale digest.
+            stale = (existing is None or existing.compare_digest != digest) if digest is not None else (
+                "compareDigest" in item and existing is not None)
+            if stale:
                 errors.append(user_error(
                     where, "The resource has been updated since it was loaded. Try again with an updated "
                     "`compareDigest` value.", "STALE_OBJECT", elementIndex=None))
@@ -641,23 +648,33 @@ class Store:
             return {"metafields": [], "userErrors": errors}
         written = []
         for item in inputs:
-            product = self.product_by_gid(item["ownerId"])
-            assert product is not None
+            owner = self._metafield_owner(item["ownerId"])
+            assert owner is not None
+            product, metafields = owner
             namespace = self.namespace(item.get("namespace"))
-            existing = product.metafields.get((namespace, item["key"]))
+            existing = metafields.get((namespace, item["key"]))
             if existing is None:
-                existing = Metafield(id=self._new_id("metafield"), owner_id=product.id, namespace=namespace,
+                existing = Metafield(id=self._new_id("metafield"),
+                                     owner_id=product.id if product else SHOP_NUMERIC_ID, namespace=namespace,
                                      key=item["key"], type=item["type"], value=item["value"],
                                      created_at=now, updated_at=now)
-                product.metafields[(namespace, item["key"])] = existing
+                metafields[(namespace, item["key"])] = existing
             else:
                 existing.value = item["value"]
                 existing.type = item.get("type") or existing.type
                 existing.revision += 1
                 existing.updated_at = now
-            self.touch(product, now)
+            if product is not None:
+                self.touch(product, now)
             written.append(existing)
         return {"metafields": written, "userErrors": []}
+
+    def _metafield_owner(self, owner_id: str) -> tuple[Product | None, dict[tuple[str, str], Metafield]] | None:
+        """The product (None for the shop itself) and the metafields of a metafieldsSet `ownerId`."""
+        if owner_id == gid("Shop", SHOP_NUMERIC_ID):
+            return None, self.shop_metafields
+        product = self.product_by_gid(owner_id)
+        return None if product is None else (product, product.metafields)
 
     def file_delete(self, file_ids: list[str], now: float) -> dict[str, Any]:
         found: list[Media] = []

@@ -1,0 +1,57 @@
+"""Where the database and the backups live: one meaning for every path, whatever the working folder.
+
+A relative path in the config file is read against the config file's folder, never the current
+one: `retouch status -c /etc/retouch/config.toml` run from the home folder must find the daemon's
+database, not create an empty one beside the owner (issue 19: that empty database made a second
+daemon on the same store, and an image was paid for twice).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SQLITE_PREFIX = "sqlite:///"
+DATABASE_NAME = "retouch.db"
+
+
+class PathError(ValueError):
+    """The [storage] url cannot be understood; the message says what to write instead."""
+
+
+def database_file(url: str | None, config_dir: Path, state_dir: Path | None) -> Path:
+    """The absolute file of the database for `[storage] url` (None: not set).
+
+    Accepted: a plain file path (`data/retouch.db`, `/var/lib/retouch/retouch.db`, `~/retouch.db`)
+    and a SQLite URL (`sqlite:////absolute/retouch.db`). Unset: `$STATE_DIRECTORY/retouch.db` when
+    systemd gives one, else `retouch.db` next to the config file.
+
+    The three-slash `sqlite:///data/x.db` is, to SQLAlchemy, relative to the current folder. It is
+    resolved against the config folder like a plain relative path rather than refused: the owner
+    who wrote it meant "beside my config" (that is where it worked when they tried it), and reading
+    it so keeps such configs working for every command from any folder; refusing would only make
+    them edit a line whose meaning is already clear.
+    """
+    if url is None:
+        return ((state_dir or config_dir) / DATABASE_NAME).resolve()
+    text = url.strip()
+    if text.startswith(SQLITE_PREFIX):
+        text = text.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
+        if not text or text == ":memory:":
+            raise PathError("an in-memory database would forget every image at exit: give a file path "
+                            "like 'data/retouch.db'")
+    elif "://" in text or text.startswith("sqlite:"):
+        raise PathError("only SQLite is supported: give a file path like 'data/retouch.db' "
+                        "or '/var/lib/retouch/retouch.db'")
+    path = Path(text).expanduser()
+    return (path if path.is_absolute() else config_dir / path).resolve()
+
+
+def database_url(file: Path) -> str:
+    """The SQLAlchemy URL of an absolute database file (four slashes: sqlite:/// + /path)."""
+    return f"{SQLITE_PREFIX}{file}"
+
+
+def resolve_dir(path: Path, config_dir: Path) -> Path:
+    """A directory from the config: relative ones sit in the config file's folder."""
+    path = path.expanduser()
+    return (path if path.is_absolute() else config_dir / path).resolve()
