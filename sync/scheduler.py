@@ -64,10 +64,13 @@ Step = Callable[[Context], Awaitable[object]]
 
 class Daemon:
     def __init__(self, ctx: Context, *, notifier: Notifier | None = None,
-                 reopen: Callable[[Settings], Awaitable[None]] | None = None) -> None:
+                 reopen: Callable[[Settings], Awaitable[None]] | None = None,
+                 on_connected: Callable[[], Awaitable[None]] | None = None) -> None:
         self.ctx = ctx
         self.notifier = notifier or Notifier.from_env()
         self.reopen = reopen  # rebuilds the clients when a reload changes where they point
+        # Runs once Shopify has answered, before any work (the store claim); it may set `stopping`.
+        self.on_connected = on_connected
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.running: set[asyncio.Task] = set()
@@ -333,6 +336,8 @@ class Daemon:
             background.append(loop.create_task(server(self.stopping)))
 
         await self._connect()
+        if not self.stopping.is_set() and self.on_connected is not None:
+            await self.on_connected()
         if not self.stopping.is_set():
             # Recovery first: finish or reconcile whatever was in flight before discovery looks.
             await self._guarded("write_back", write_back)

@@ -47,14 +47,11 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
     try:
         log.info("starting", **describe_start(settings))
         async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
-            # One retouch per store, whatever its database (sync/claim.py): claimed before any work.
+            # One retouch per store, whatever its database (sync/claim.py): claimed once Shopify has
+            # answered and before any work, inside the daemon, so that while Shopify cannot be reached
+            # (or refuses the app's credentials) the daemon waits with its health endpoint, watchdog,
+            # reload and stop like any other wait, instead of exiting.
             claim = StoreClaim(lambda: ctx.shopify, new_claim(settings, time.time()))
-            try:
-                await claim_store(claim, take_over=take_over, lock_held=True)
-            except (ClaimRefused, ShopifyAuthError) as exc:
-                log.error("store_claim_refused", reason=str(exc))
-                typer.echo(f"retouch run: {exc}", err=True)
-                return 1
             lost: list[str] = []
 
             def on_lost(reason: str) -> None:
@@ -83,13 +80,26 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                 log.warning("stranded_jobs", provider=name, jobs=count,
                             note=f"these jobs finish only on {name}, which is not configured now: set [provider] "
                                  f"name = {name!r} (and its key) again until they are done")
-            daemon = Daemon(ctx, reopen=reopen)
-            keeper = asyncio.create_task(claim.keep(daemon.stopping, on_lost))
+            keepers: list[asyncio.Task] = []
+
+            async def claim_then_keep() -> None:
+                try:
+                    await claim_store(claim, take_over=take_over, lock_held=True)
+                except (ClaimRefused, ShopifyAuthError) as exc:
+                    log.error("store_claim_refused", reason=str(exc))
+                    typer.echo(f"retouch run: {exc}", err=True)
+                    lost.append(str(exc))
+                    daemon.stopping.set()
+                    return
+                keepers.append(asyncio.create_task(claim.keep(daemon.stopping, on_lost)))
+
+            daemon = Daemon(ctx, reopen=reopen, on_connected=claim_then_keep)
             try:
                 await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
             finally:
-                keeper.cancel()
-                await asyncio.gather(keeper, return_exceptions=True)
+                for keeper in keepers:
+                    keeper.cancel()
+                await asyncio.gather(*keepers, return_exceptions=True)
                 if not lost:
                     await claim.release()
         return 1 if lost else 0
