@@ -79,5 +79,5 @@ def test_a_config_path_that_is_a_directory(tmp_path: Path) -> None:
     directory = scratch(tmp_path) / "config.toml"
     directory.mkdir()
     done = retouch("check", "-c", str(directory))
-    case = Case("not_utf8_directory", CORPUS, f"{directory}: cannot read (IsADirectoryError)")
+    case = Case("not_utf8_directory", CORPUS, f"{directory}: is a directory, not a regular file")
     assert problems(case, done.returncode, done.stdout, done.stderr) == []
