@@ -15,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from retouch.storage.store import StorageError
+
 from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
@@ -190,3 +192,6 @@ def main() -> None:
     except ConfigError as exc:  # a config problem found after start-up (e.g. a credential file)
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except StorageError as exc:  # the database named by [storage] url cannot be used: one line, no traceback
+        print(f"database error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -23,6 +23,7 @@ from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
 from retouch.plugin.providers.settings import (  # noqa: F401  (re-exported)
     DAY, HOUR, Count, Duration, DurationBetween, Section, parse_duration)
+from retouch.storage.database_file import database_problem, sqlite_file
 
 from .config_file import CONFIG_MAX_BYTES, UnreadableFile, parse_toml, read_regular_file
 from .credentials import read_credential, secret_problem
@@ -134,6 +135,12 @@ class StorageSettings(Section):
     def _sqlite_only(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("sqlite:///"):
             raise ValueError("only SQLite is supported: write it as 'sqlite:////absolute/path/retouch.db'")
+        if value is not None and "?" in value:
+            # SQLAlchemy drops most of them with a warning; uri=true&mode=ro would make it read-only.
+            raise ValueError(f"{value[value.index('?'):][:60]!r}: retouch takes no URL parameters (it sets SQLite's "
+                             "options itself); remove them")
+        if value is not None:
+            sqlite_file(value)  # ValueError for :memory: and a nameless database
         return value
 
 
@@ -257,7 +264,8 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        return Path(self.database_url.removeprefix("sqlite:///"))
+        """The file SQLite opens (the URL without its ?query, %-escapes decoded)."""
+        return sqlite_file(self.database_url)
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction processor."""
@@ -338,6 +346,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     elif not backup_dir.is_absolute():
         backup_dir = (path.parent / backup_dir).resolve()
     _check_directory(backup_dir, "[writeback] backup_dir")
+    _check_database(database_url)
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
         provider_table=provider_tables[plugin.name],
@@ -391,6 +400,17 @@ def _optional_secret(value: SecretStr | None, env_name: str | None, key: str,
     if (value is None or not value.get_secret_value()) and not env_name:
         return None, None
     return _secret(value, env_name, "", key, environ)
+
+
+def _check_database(url: str) -> None:
+    """The file [storage] url names can be a database: not a directory, a FIFO (SQLite would wait
+    on it for ever) or another kind of file. What only SQLite can tell (a damaged or read-only
+    file, a schema from a newer retouch) is found when the database is opened: a one-line
+    `database error`, exit 1."""
+    path = sqlite_file(url)
+    problem = database_problem(path)
+    if problem:
+        raise ConfigError(f"[storage] url: {path} {problem}")
 
 
 def _check_directory(path: Path, key: str) -> None:

@@ -7,11 +7,13 @@ import asyncio
 import structlog
 import typer
 
+from retouch.storage.store import Store
+
 from .. import __version__
 from ..config import Settings
 from ..runtime import open_context, provider_client, shopify_client
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
-from ..systemd import InstanceLock
+from ..systemd import InstanceLock, LockError
 
 log = structlog.get_logger("retouch")
 
@@ -34,13 +36,21 @@ def describe_start(settings: Settings) -> dict:
 
 async def run_daemon(settings: Settings) -> int:
     lock = InstanceLock(settings.database_path)
-    if not lock.acquire():
-        typer.echo(f"another retouch daemon (pid {lock.holder_pid() or '?'}) already runs on "
-                   f"{settings.database_path}; stop it first", err=True)
-        return 1
     try:
+        acquired = lock.acquire()
+    except LockError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    if not acquired:
+        typer.echo(f"{lock.holder()} already holds the lock {lock.path} of {settings.database_path}; "
+                   "stop it first", err=True)
+        return 1
+    store: Store | None = None
+    try:
+        # Opened before the daemon says it starts: a database it cannot use is one line (StorageError).
+        store = Store(settings.database_url, DAEMON_BUSY_TIMEOUT)
         log.info("starting", **describe_start(settings))
-        async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
+        async with open_context(settings, store=store) as ctx:
             async def reopen(new: Settings) -> None:
                 """After a reload: point the clients at the new shop/provider when those changed."""
                 if (new.shop, new.shop_token) != (ctx.settings.shop, ctx.settings.shop_token):
@@ -55,6 +65,8 @@ async def run_daemon(settings: Settings) -> int:
             await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
         return 0
     finally:
+        if store is not None:
+            store.close()
         lock.release()
 
 
