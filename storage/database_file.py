@@ -28,11 +28,15 @@ def sqlite_file(url: str) -> Path:
     except (ArgumentError, ValueError) as exc:
         raise ValueError(f"not a database URL ({exc})") from None
     database = parsed.database or ""
+    if any(ord(char) < 0x20 for char in database):
+        raise ValueError("the file name holds a control character (a NUL, a line break…)")
     if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
         if str(parsed.query.get("mode", "")).lower() == "memory":
             database = ":memory:"
         else:
             database = unquote(urlsplit(database).path)
+    if len(database) > 4000 or any(len(part) > 255 for part in database.split("/")):
+        raise ValueError("the path is longer than a file system takes (4,000 characters, 255 a name)")
     if not database:
         raise ValueError("names no database file: write it as 'sqlite:////var/lib/retouch/retouch.db'")
     if database == ":memory:" or database.startswith(("file::memory:", ":memory:")):
@@ -53,6 +57,15 @@ def database_problem(path: Path) -> str | None:
         return "is a directory, not a database file"
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file (a FIFO, a device or a socket), so it cannot hold a database"
+    for sidecar in (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")):
+        # SQLite opens these itself, following symlinks: a link there would have it write elsewhere.
+        try:
+            side = os.lstat(sidecar)
+        except OSError:
+            continue
+        if stat.S_ISLNK(side.st_mode) or not stat.S_ISREG(side.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(side.st_mode) else "not a regular file"
+            return f"cannot be opened safely: {sidecar.name} beside it is {kind}; remove {sidecar}"
     if info.st_size % 512:
         # Every SQLite page size is a multiple of 512 bytes, so every SQLite file is too.
         return (f"is not an SQLite database, or a truncated one ({info.st_size:,} bytes, not a whole number of "

@@ -104,6 +104,13 @@ class WritebackSettings(Section):
     backup_dir: Path | None = None
     wait_ready: DurationBetween(1.0, DAY) = 600.0
 
+    @field_validator("backup_dir")
+    @classmethod
+    def _plain_path(cls, value: Path | None) -> Path | None:
+        if value is not None and (any(ord(char) < 0x20 for char in str(value)) or len(str(value)) > 4000):
+            raise ValueError("the path holds a control character (a NUL, a line break…) or is too long")
+        return value
+
 
 class ScheduleSettings(Section):
     discover_every: DurationBetween(0.1, 30 * DAY) = 300.0
@@ -369,6 +376,8 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
             raise ConfigError(f"{key}_env: {key.split()[-1]} is set too; keep only one of them")
         return _header_safe(value.get_secret_value(), key, "the config file"), "the config file"
     if env_name:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", env_name):
+            raise ConfigError(f"{key}_env: {env_name[:60]!r} is not an environment variable name (letters, digits, _)")
         from_env = environ.get(env_name)
         if not from_env:
             raise ConfigError(f"{key}_env: environment variable {env_name} is not set or empty")
@@ -416,8 +425,14 @@ def _check_database(url: str) -> None:
 def _check_directory(path: Path, key: str) -> None:
     """A directory that is or can be made: nothing on the way to it may be a file. (Whether it is
     writable by the service's user is `retouch check`'s job: the CLI may run as another user.)"""
+    if any(ord(char) < 0x20 for char in str(path)):
+        raise ConfigError(f"{key}: the path holds a control character (a NUL, a line break…)")
     for part in (path, *path.parents):
-        if part.exists():
+        try:
+            exists = part.exists()
+        except OSError as exc:  # a name too long, a loop of symlinks
+            raise ConfigError(f"{key}: {str(part)[:200]} cannot be used ({exc.strerror or type(exc).__name__})") from None
+        if exists:
             if not part.is_dir():
                 raise ConfigError(f"{key}: {part} is a file, not a directory")
             return

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .config_file import CREDENTIAL_MAX_BYTES, UnreadableFile, read_regular_file
 
+MAX_TOKEN_CHARS = 4096  # Shopify's tokens are ~40 characters, the providers' keys under 100
+
 
 def read_credential(directory: str | None, name: str, key: str) -> str | None:
     """The credential's text (stripped), None when there is no such credential; UnreadableFile
@@ -53,6 +55,8 @@ def secret_problem(value: str) -> str | None:
     """What makes `value` unusable as a token in an HTTP header, or None. Never quotes it."""
     if not value:
         return "is empty"
+    if len(value) > MAX_TOKEN_CHARS:  # a header that long is refused by every server (431)
+        return f"is {len(value):,} characters long (at most {MAX_TOKEN_CHARS:,})"
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
         return "holds a line break or another control character"
     if not value.isascii():

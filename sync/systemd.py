@@ -143,9 +143,17 @@ def _open_lock(path: Path, flags: int) -> int:
         if exc.errno == errno.EISDIR:
             raise LockError(f"lock file {path} is a directory: remove it") from None
         raise LockError(f"cannot open lock file {path} ({exc.strerror or type(exc).__name__})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif info.st_nlink > 1:  # a hard link to some other file: writing our pid would overwrite it
+        problem = f"has {info.st_nlink - 1} other hard link(s)"
+    elif info.st_size > 20 or not os.pread(fd, 20, 0).strip().isdigit() and info.st_size:
+        problem = "holds something else than a pid"
+    if problem:
         os.close(fd)
-        raise LockError(f"lock file {path} is not a regular file: remove it")
+        raise LockError(f"lock file {path} {problem}; retouch does not overwrite it: remove it")
     return fd
 
 

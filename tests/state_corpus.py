@@ -252,6 +252,32 @@ def _nothing_created(directory: Path) -> str | None:
     return "a file was created through the lock's symlink" if (directory / "created-through-the-link").exists() else None
 
 
+def _lock_hard_link(lock: Path) -> None:
+    (lock.parent / "victim.txt").write_text(VICTIM)
+    os.link(lock.parent / "victim.txt", lock)
+
+
+def _lock_foreign(lock: Path) -> None:
+    lock.write_text(VICTIM)
+
+
+def _sidecar(suffix: str, kind: str) -> Callable[[Path], None]:
+    """A retouch database with `<db><suffix>` made a symlink (to a file SQLite must not write),
+    a directory or a FIFO."""
+    def make(path: Path) -> None:
+        _retouch_db(str(SCHEMA_VERSION))(path)
+        side = path.with_name(path.name + suffix)
+        side.unlink(missing_ok=True)
+        if kind == "symlink":
+            (path.parent / "victim.txt").write_text(VICTIM)
+            side.symlink_to(path.parent / "victim.txt")
+        elif kind == "directory":
+            side.mkdir()
+        else:
+            os.mkfifo(side)
+    return make
+
+
 def _lock_directory(lock: Path) -> None:
     lock.mkdir()
 
@@ -276,6 +302,9 @@ CASES = [
               "/dev/zero: is a character device, not a regular file"),
     StateCase("config_dev_null", config_is(lambda d: Path("/dev/null")), CHECK_RUN, 2, "/dev/null: is a character device"),
     StateCase("config_symlink_loop", config_is(_loop), CHECK_RUN, 2, "config.toml: cannot read (Too many levels"),
+    StateCase("config_proc_self_mem", config_is(lambda d: Path("/proc/self/mem")), CHECK_RUN, 2,
+              "/proc/self/mem: cannot read (Input/output error)"),
+    StateCase("config_empty_path", config_is(lambda d: Path("")), CHECK_RUN, 2, ".: is a directory"),
     StateCase("config_missing", config_is(lambda d: d / "nowhere.toml"), CHECK_RUN, 2, "nowhere.toml: file not found"),
     StateCase("config_empty", config_is(_text("", prefix=False)), CHECK_RUN, 2, "[shop]: missing (required)"),
     StateCase("config_oversize", config_is(_text("#" * 300_000 + "\n")), CHECK_RUN, 2,
@@ -329,6 +358,10 @@ CASES = [
               "holds a line break or another control character"),
     StateCase("credential_provider_key_non_ascii", _provider_credential(f"aigen_test_{SECRET_MARK}_ключ".encode()),
               CHECK_RUN, 2, "[provider] api_key: the value from systemd credential provider_api_key holds a non-ASCII"),
+    StateCase("credential_token_too_long", credential(_holds(b"shpat_" + b"a" * 5000)), CHECK_RUN, 2,
+              "[shop] access_token: the value from systemd credential shopify_access_token is 5,006 characters long"),
+    StateCase("env_token_megabyte", _env_token("shpat_" + "b" * 1_000_000), CHECK_RUN, 2,
+              "[shop] access_token_env: the value from environment variable RETOUCH_CORPUS_TOKEN is 1,000,006 characters"),
     StateCase("env_token_line_break", _env_token(f"shpat_{SECRET_MARK}\nX-Evil: 1"), CHECK_RUN, 2,
               "[shop] access_token_env: the value from environment variable RETOUCH_CORPUS_TOKEN holds a line break"),
     StateCase("file_token_non_ascii", lambda d: plain(d, shop=SHOP + f'access_token = "shpat_{SECRET_MARK}_ü"\n'),
@@ -369,6 +402,15 @@ CASES = [
     StateCase("database_uri_memory", database(_nothing, "sqlite:///file::memory:?uri=true&cache=shared"), ALL, 2,
               "retouch takes no URL parameters"),
 
+    StateCase("database_url_nul_byte", database(_nothing, "sqlite:///{dir}/re\\u0000touch.db"), ALL, 2,
+              "[storage] url: the file name holds a control character"),
+    StateCase("database_wal_is_a_symlink", database(_sidecar("-wal", "symlink")), ALL, 2,
+              "retouch.db cannot be opened safely: retouch.db-wal beside it is a symbolic link", after=_victim_untouched),
+    StateCase("database_shm_is_a_directory", database(_sidecar("-shm", "directory")), ALL, 2,
+              "retouch.db cannot be opened safely: retouch.db-shm beside it is not a regular file"),
+    StateCase("database_journal_is_a_fifo", database(_sidecar("-journal", "fifo")), ALL, 2,
+              "retouch.db-journal beside it is not a regular file"),
+
     # The lock file beside the database: never followed, never overwritten.
     StateCase("lock_is_a_symlink", lock_is(_lock_symlink), ("run",), 1,
               "retouch.db.lock is a symbolic link; retouch does not follow it", prefix="error: lock file ",
@@ -377,6 +419,12 @@ CASES = [
               prefix="error: lock file ", after=_nothing_created),
     StateCase("lock_is_a_directory", lock_is(_lock_directory), ("run",), 1, "retouch.db.lock is a directory: remove it",
               prefix="error: lock file "),
+    StateCase("lock_is_a_hard_link", lock_is(_lock_hard_link), ("run",), 1,
+              "retouch.db.lock has 1 other hard link(s); retouch does not overwrite it", prefix="error: lock file ",
+              after=_victim_untouched),
+    StateCase("lock_holds_something_else", lock_is(_lock_foreign), ("run",), 1,
+              "retouch.db.lock holds something else than a pid; retouch does not overwrite it", prefix="error: lock file ",
+              after=lambda d: None if (d / "retouch.db.lock").read_text() == VICTIM else "the lock file was overwritten"),
     StateCase("lock_is_a_fifo", lock_is(_lock_fifo), ("run",), 1, "retouch.db.lock is not a regular file",
               prefix="error: lock file "),
 ]
