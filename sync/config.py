@@ -416,7 +416,10 @@ def _check_database(url: str) -> None:
     on it for ever) or another kind of file. What only SQLite can tell (a damaged or read-only
     file, a schema from a newer retouch) is found when the database is opened: a one-line
     `database error`, exit 1."""
-    path = sqlite_file(url)
+    try:
+        path = sqlite_file(url)  # the default URL too, made from $STATE_DIRECTORY or the working directory
+    except ValueError as exc:
+        raise ConfigError(f"[storage] url: {exc}") from None
     problem = database_problem(path)
     if problem:
         raise ConfigError(f"[storage] url: {path} {problem}")

@@ -223,6 +223,15 @@ def _nothing(path: Path) -> None:
 # ----- the lock file -----------------------------------------------------------------------------
 
 
+def _state_directory(name: str) -> Callable[[Path], tuple[Path, dict[str, str]]]:
+    """No [storage] url: the database goes under $STATE_DIRECTORY, here a name the system refuses."""
+    def build(directory: Path) -> tuple[Path, dict[str, str]]:
+        path = directory / "config.toml"
+        path.write_text(SHOP + SHOP_TOKEN + PROVIDER)
+        return path, {"STATE_DIRECTORY": str(directory / name)}
+    return build
+
+
 def lock_is(make: Callable[[Path], None]) -> Callable[[Path], tuple[Path, dict[str, str]]]:
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
         make(directory / "retouch.db.lock")
@@ -410,6 +419,9 @@ CASES = [
               "retouch.db cannot be opened safely: retouch.db-shm beside it is not a regular file"),
     StateCase("database_journal_is_a_fifo", database(_sidecar("-journal", "fifo")), ALL, 2,
               "retouch.db-journal beside it is not a regular file"),
+
+    StateCase("database_default_under_a_state_directory_too_long",
+              _state_directory("x" * 300), ALL, 2, "cannot be used (File name too long)"),
 
     # The lock file beside the database: never followed, never overwritten.
     StateCase("lock_is_a_symlink", lock_is(_lock_symlink), ("run",), 1,
