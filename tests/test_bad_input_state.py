@@ -282,3 +282,23 @@ def test_every_key_with_every_hostile_value_is_one_line_or_accepted(tmp_path: Pa
             crashes.append(f"[{table}] {key} = {value[:40]}: {type(exc).__name__}: {str(exc)[:200]}")
     assert tried > 1500
     assert crashes == []
+
+
+def test_dots_in_strings_comments_and_numbers_are_not_key_depth() -> None:
+    """The dotted-key guard counts keys only: a prompt full of dots, a URL in a comment, an address
+    or a version in a string, floats and multi-line strings never trip it."""
+    from retouch.sync.config_file import MAX_KEY_DOTS, parse_toml
+
+    dots = "." * 40
+    text = (f'# see https://a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.example.com {dots}\n'
+            f'prompt = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t {dots}"\n'
+            f"literal = 'x.{dots}'\n"
+            f'multi = """\nline.{dots}\n"""\n'
+            f"multi_literal = '''\n{dots}\n'''\n"
+            f'escaped = "quote \\" inside.{dots}"\n'
+            'floats = [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5, 12.5, 13.5, 14.5, 15.5, 16.5, 17.5]\n'
+            "when = 1979-05-27T07:32:00.999999Z\n"
+            "[a.b.c]\nd.e.f = 1\n")
+    document = parse_toml(text.encode())
+    assert document["prompt"].endswith(dots) and document["a"]["b"]["c"]["d"]["e"]["f"] == 1
+    assert MAX_KEY_DOTS < 40
