@@ -63,7 +63,7 @@ class ImagenSettings(Section):
     hdr_output_compression: Literal["LOSSY", "LOSSLESS"] | None = None
     batch_size: Count = Field(20, ge=1, le=500)        # images per project
     upload_concurrency: Count = Field(5, ge=1, le=20)  # the SDK's 5 at a time
-    first_poll: DurationBetween(0.1, HOUR) = FIRST_POLL  # the documented advice: 10 s, then x1.2 up to 60 s
+    first_poll: DurationBetween(0.001, HOUR) = FIRST_POLL  # the documented advice: 10 s, then x1.2 up to 60 s
 
     # The documented exclusions [DOC: SDK], checked on the later field so the error names it.
     @field_validator("portrait_crop", "headshot_crop")
