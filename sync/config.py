@@ -132,7 +132,7 @@ class ScheduleSettings(Section):
 class BudgetSettings(Section):
     """Daily caps on what the provider may charge; reached, submissions wait for the next day."""
 
-    max_credits_per_day: Count | None = Field(None, ge=1, le=1_000_000_000)   # in the provider's unit (credits, tokens, images)
+    max_credits_per_day: Count | None = Field(None, ge=1, le=1_000_000_000)  # the provider's unit: credits, tokens…
     max_images_per_day: Count | None = Field(None, ge=1, le=10_000_000)
 
 

@@ -20,7 +20,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from config_corpus import SECRET_MARK, environment
