@@ -5,6 +5,8 @@
     responses       hypothesis answers to every client operation (providers and Shopify)
     webhooks        the token-path and signed webhook suites (pytest, real HTTP)
     image bytes     every kind of original through imaging, and the pipeline test with the sandboxes
+    hostile state   every case of tests/state_corpus.py (FIFOs, credentials, databases, locks) through
+                    real `retouch` processes, two at a time (--small: in one process)
 
 runs = cases or examples; crashes = tracebacks or exceptions outside a client's error tree.
 
@@ -15,6 +17,7 @@ runs = cases or examples; crashes = tracebacks or exceptions outside a client's 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -51,6 +54,48 @@ def config_corpus(sample_every: int, run_every: int, command: str) -> ProofRow:
                                                                             done.stderr)]
     return ProofRow("bad input: config corpus", runs=runs, faults=runs, images=0, crashes=crashes,
                     problems=found[:10], detail=f"{len(chosen)} of {len(cases())} files, real retouch processes", command=command)
+
+
+def state_corpus(processes: bool, command: str) -> ProofRow:
+    """Every command of tests/state_corpus.py (what the config points at is hostile: FIFOs, broken
+    credentials, databases and locks): through real `retouch` processes two at a time, or (--small)
+    through the CLI's entry point in one process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import state_corpus
+
+    found, crashes, runs = [], 0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = state_corpus.build_all(Path(tmp))
+        by_name = {case.name: case for case in state_corpus.CASES}
+
+        def answer(run: dict) -> tuple[dict, int, str, str]:
+            try:
+                done = subprocess.run([PYTHON, "-m", "retouch.sync", *run["argv"]], capture_output=True, text=True,
+                                      timeout=60, env={**environment(), **run["env"]}, cwd=run["dir"])
+            except subprocess.TimeoutExpired:
+                return run, -1, "", "(hung: no answer in 60 s)\n"
+            return run, done.returncode, done.stdout, done.stderr
+
+        if processes:
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(answer, plan))
+        else:
+            done = subprocess.run([PYTHON, str(ROOT / "tests" / "state_corpus.py"), str(Path(tmp) / "again")],
+                                  capture_output=True, text=True, timeout=300, env=environment(), cwd=tmp)
+            answers = []
+            for line in done.stdout.splitlines():
+                answered = json.loads(line)
+                answers.append((answered, answered["code"], answered["stdout"], answered["stderr"]))
+        for run, code, stdout, stderr in answers:
+            runs += 1
+            crashes += "Traceback" in stdout + stderr
+            found += [f"{run['case']} ({run['command']}): {p}"
+                      for p in state_corpus.problems(by_name[run["case"]], Path(run["dir"]), code, stdout, stderr)]
+    how = "real retouch processes, 2 at a time" if processes else "the CLI's entry point, one process"
+    return ProofRow("bad input: hostile state (FIFOs, credentials, databases, locks)", runs=runs, faults=runs, images=0,
+                    crashes=crashes, problems=found[:10],
+                    detail=f"{len(state_corpus.CASES)} cases, {runs} commands, {how}", command=command)
 
 
 def responses(examples: int, command: str) -> ProofRow:
@@ -108,6 +153,7 @@ def main() -> None:
     parser.add_argument("--pipeline-examples", type=int, help="fuzzed pipeline scripts (default 4 small, 40)")
     parser.add_argument("--corpus-every", type=int, help="every Nth corpus file as a process (default 6 small, 1)")
     parser.add_argument("--run-every", type=int, help="also `retouch run` every Nth corpus file (default 3)")
+    parser.add_argument("--only", help="comma-separated parts: config, state, responses, pipeline, webhooks, images")
     args = parser.parse_args()
     examples = args.examples or (40 if args.small else 1500)
     pipeline_examples = args.pipeline_examples or (4 if args.small else 40)
@@ -118,18 +164,24 @@ def main() -> None:
                            *(["--examples", examples] if args.examples else []),
                            *(["--pipeline-examples", pipeline_examples] if args.pipeline_examples else []),
                            *(["--corpus-every", corpus_every] if args.corpus_every else []),
-                           *(["--run-every", run_every] if args.run_every else []))
+                           *(["--run-every", run_every] if args.run_every else []),
+                           *(["--only", args.only] if args.only else []))
     started = time.monotonic()
-    rows = [
-        config_corpus(corpus_every, run_every, command),
-        responses(examples, command),
-        pytest_row("bad input: pipeline under fuzzed answers", ["tests/test_bad_input_pipeline_answers.py"],
-                   {"RETOUCH_FUZZ_PIPELINE_EXAMPLES": str(pipeline_examples)}, command, examples=pipeline_examples),
-        pytest_row("bad input: webhooks", ["tests/test_bad_input_webhooks.py", "tests/test_server.py", "-k",
-                                           "webhook or signature or skew or replayed or oversized or malformed"],
-                   {}, command),
-        pytest_row("bad input: image bytes", ["tests/test_bad_input_images.py"], {}, command),
-    ]
+    parts = {
+        "config": lambda: config_corpus(corpus_every, run_every, command),
+        "state": lambda: state_corpus(not args.small, command),
+        "responses": lambda: responses(examples, command),
+        "pipeline": lambda: pytest_row("bad input: pipeline under fuzzed answers",
+                                       ["tests/test_bad_input_pipeline_answers.py"],
+                                       {"RETOUCH_FUZZ_PIPELINE_EXAMPLES": str(pipeline_examples)}, command,
+                                       examples=pipeline_examples),
+        "webhooks": lambda: pytest_row("bad input: webhooks", ["tests/test_bad_input_webhooks.py", "tests/test_server.py",
+                                                               "-k", "webhook or signature or skew or replayed or "
+                                                                     "oversized or malformed"], {}, command),
+        "images": lambda: pytest_row("bad input: image bytes", ["tests/test_bad_input_images.py"], {}, command),
+    }
+    chosen = args.only.split(",") if args.only else list(parts)
+    rows = [parts[name]() for name in chosen]
     emit(rows)
     from proof import text_table
     print(text_table(rows))

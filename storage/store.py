@@ -26,17 +26,20 @@ lock; the daemon only 2 s per statement, and waits for a longer lock before each
 from __future__ import annotations
 
 from datetime import datetime, timezone
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, event, func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
+from .database_file import database_problem, sqlite_file
 from .models import (
     MIGRATIONS,
     BulkLine,
@@ -83,6 +86,32 @@ class StorageError(Exception):
     """The database cannot be used (wrong schema version, unreadable file)."""
 
 
+def open_failure(exc: DatabaseError, path: Path) -> str:
+    """SQLite's reason for refusing a database file, said so the owner knows what to do."""
+    reason = str(getattr(exc, "orig", exc)).strip() or type(exc).__name__
+    lowered = reason.lower()
+    if _read_only_mount(path):
+        return ("is on a read-only mount: retouch writes its state there; point [storage] url at a writable "
+                "place (the unit's StateDirectory=)")
+    if "readonly" in lowered or "read-only" in lowered:
+        return ("is read-only (the file, its folder or the mount): retouch writes its state there; "
+                "make it writable for the service's user")
+    if "not a database" in lowered:
+        return "is not an SQLite database (or is encrypted): point [storage] url at another file"
+    if "malformed" in lowered or "corrupt" in lowered:
+        return f"is damaged ({reason}): restore it from a backup, or move it away to start afresh"
+    if "unable to open" in lowered:
+        return f"cannot be opened ({reason}): check that its folder exists and is writable"
+    return f"cannot be used ({reason})"
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 # How long a statement waits for another process's write lock before "database is locked".
 # The CLI commands can wait long; the daemon passes a short one (see sync/scheduler.py): its
 # statements run in the event loop, and a long wait there would freeze it (and systemd's watchdog).
@@ -113,18 +142,49 @@ class Store:
     def __init__(self, url: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
         self._probe: Any = None  # the connection wait_writable asks on (sqlite3.Connection)
+        try:
+            path = sqlite_file(url)
+        except ValueError as exc:
+            raise StorageError(f"{url}: {exc}") from None
+        problem = database_problem(path)
+        if problem:
+            raise StorageError(f"{path} {problem}")
         # Creating or migrating the schema may wait the long timeout: nothing else is running yet.
         self.engine = make_engine(url)
+        try:
+            self._open_schema()
+        except DatabaseError as exc:  # also OperationalError: the file SQLite found is unusable
+            self.engine.dispose()
+            raise StorageError(f"{path} {open_failure(exc, path)}") from None
+        except StorageError as exc:
+            self.engine.dispose()
+            raise StorageError(f"{path}: {exc}") from None
+        if busy_timeout != BUSY_TIMEOUT:
+            self.engine.dispose()
+            self.engine = make_engine(url, busy_timeout)
+
+    def _open_schema(self) -> None:
+        """Create or migrate the schema; StorageError for a version this retouch did not write, or for
+        another program's database (tables, none of them ours: retouch would add its own beside them)."""
+        with self.engine.connect() as conn:
+            tables = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = set(SQLModel.metadata.tables)
+        tables = {name for name in tables if not name.startswith("sqlite_")}
+        if tables and not tables & ours:
+            raise StorageError(f"holds another program's tables ({', '.join(sorted(tables)[:3])}…), none of retouch's: "
+                               "point [storage] url at a file of its own")
         self._create_schema()
         version = self.get_meta("schema_version") or str(SCHEMA_VERSION)
+        if not version.isdigit() or not 1 <= int(version) <= 10_000:  # isdigit: no sign, no space, no 1e9
+            raise StorageError(f"schema version {version[:40]!r} was not written by retouch; "
+                               "is this another program's database?")
         if int(version) < SCHEMA_VERSION:
+            if any(step not in MIGRATIONS for step in range(int(version), SCHEMA_VERSION)):
+                raise StorageError(f"schema version {version} is older than any retouch release can migrate")
             self._migrate(int(version))
         elif int(version) > SCHEMA_VERSION:
             raise StorageError(f"database schema version {version} is newer than this retouch "
                                f"(expects {SCHEMA_VERSION}): upgrade retouch")
-        if busy_timeout != BUSY_TIMEOUT:
-            self.engine.dispose()
-            self.engine = make_engine(url, busy_timeout)
 
     def _create_schema(self) -> None:
         """Tables and the schema version of a new database. Another process (the daemon and a

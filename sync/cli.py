@@ -15,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from retouch.storage.store import StorageError
+
 from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
@@ -39,6 +41,16 @@ def _settings(config: Path | None) -> Settings:
         settings = load_settings(config)
     except ConfigError as exc:
         typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:
+        # A path the config or the environment ($STATE_DIRECTORY, the working directory) leads to that
+        # the system refuses (a name too long, a NUL, a deleted directory): still one line, exit 2.
+        reason = getattr(exc, "strerror", None) or str(exc)
+        where = getattr(exc, "filename", None)
+        line = (f"{str(where)[:200]}: cannot be used ({reason})" if where else
+                f"{config or 'the config'}: a path it leads to cannot be used ({reason}); "
+                "give [storage] url as an absolute path")
+        typer.echo(f"config error: {line}", err=True)
         raise typer.Exit(2) from None
     configure(settings.log.level, settings.log.format, settings.secrets())
     return settings
@@ -243,3 +255,6 @@ def main() -> None:
     except ConfigError as exc:  # a config problem found after start-up (e.g. a credential file)
         print(f"config error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except StorageError as exc:  # the database named by [storage] url cannot be used: one line, no traceback
+        print(f"database error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,8 +21,12 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 
 from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
-from retouch.plugin.providers.settings import Duration, Section, parse_duration  # noqa: F401  (re-exported)
+from retouch.plugin.providers.settings import (  # noqa: F401  (re-exported)
+    DAY, HOUR, Count, Duration, DurationBetween, Section, parse_duration)
+from retouch.storage.database_file import database_problem, sqlite_file
 
+from .config_file import CONFIG_MAX_BYTES, UnreadableFile, parse_toml, read_regular_file
+from .credentials import read_credential, secret_problem
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
@@ -63,10 +66,10 @@ class ShopSettings(Section):
     client_secret: SecretStr | None = None
     client_secret_env: str | None = None
     api_version: str = "2026-07"
-    timeout: Duration = 30.0
+    timeout: DurationBetween(0.1, HOUR) = 30.0
     # A pass over the whole catalog (first run, `resync --all`) reads it with one bulk operation
     # when the store has at least this many products; below it, page by page.
-    bulk_threshold: int = Field(2000, ge=1)
+    bulk_threshold: Count = Field(2000, ge=1, le=10_000_000)
 
     @field_validator("url")
     @classmethod
@@ -91,7 +94,7 @@ class ProviderSettings(Section):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     base_url: str | None = None
-    timeout: Duration = 30.0
+    timeout: DurationBetween(0.1, HOUR) = 30.0
     # Every job's deadline; None: the provider's own default (its Capabilities.max_job_age).
     max_job_age: Duration | None = None
 
@@ -109,29 +112,38 @@ class SelectionSettings(Section):
 class WritebackSettings(Section):
     mode: Literal["replace", "append"] = "replace"
     backup_dir: Path | None = None
-    wait_ready: Duration = 600.0
+    wait_ready: DurationBetween(1.0, DAY) = 600.0
+
+    @field_validator("backup_dir")
+    @classmethod
+    def _plain_path(cls, value: Path | None) -> Path | None:
+        if value is not None and (any(ord(char) < 0x20 for char in str(value)) or len(str(value)) > 4000):
+            raise ValueError("the path holds a control character (a NUL, a line break…) or is too long")
+        return value
 
 
 class ScheduleSettings(Section):
-    discover_every: Duration = 300.0
+    # Lower bounds of a millisecond: the benchmarks scale time down (a 6 s quota window, a 3 ms tick);
+    # the upper ones keep every wait finite and within what the event loop and datetime can hold.
+    discover_every: DurationBetween(0.001, 30 * DAY) = 300.0
     # Shortest interval between status polls of one job; None: the provider's usual one (AI Gen
     # Studio: its poll quota spread over the window; ProductAI 3 s; Imagen 10 s).
-    poll_every: Duration | None = None
+    poll_every: DurationBetween(0.001, DAY) | None = None
     # Products updated this long before the stored cursor are read again, so an update that
     # Shopify indexes late (or a clock difference) is never missed.
-    discover_overlap: Duration = 120.0
-    tick: Duration = 2.0
+    discover_overlap: DurationBetween(0.001, 30 * DAY) = 120.0
+    tick: DurationBetween(0.001, HOUR) = 2.0
     # How long SIGTERM waits for in-flight calls before abandoning them safely.
-    shutdown_grace: Duration = 8.0
+    shutdown_grace: DurationBetween(0.001, HOUR) = 8.0
     # After a 402 (no credits) the next submission is tried this much later.
-    credits_retry: Duration = 600.0
+    credits_retry: DurationBetween(1.0, 30 * DAY) = 600.0
 
 
 class BudgetSettings(Section):
     """Daily caps on what the provider may charge; reached, submissions wait for the next day."""
 
-    max_credits_per_day: int | None = Field(None, ge=1)   # in the provider's unit (credits, tokens, images)
-    max_images_per_day: int | None = Field(None, ge=1)
+    max_credits_per_day: Count | None = Field(None, ge=1, le=1_000_000_000)  # the provider's unit: credits, tokens…
+    max_images_per_day: Count | None = Field(None, ge=1, le=10_000_000)
 
 
 class StorageSettings(Section):
@@ -140,6 +152,10 @@ class StorageSettings(Section):
     @field_validator("url")
     @classmethod
     def _sqlite_only(cls, value: str | None) -> str | None:
+        if value is not None and "?" in value:
+            # SQLAlchemy drops most of them with a warning; uri=true&mode=ro would make it read-only.
+            raise ValueError(f"{value[value.index('?'):][:60]!r}: retouch takes no URL parameters (it sets SQLite's "
+                             "options itself); remove them")
         if value is not None:
             database_file(value, Path("/"), None)  # raises PathError (a ValueError) with what to write
         return value
@@ -157,9 +173,9 @@ class ServerSettings(Section):
     listen: str | None = None
     public_url: str | None = None          # how the provider reaches us: enables webhooks
     allow_public_bind: bool = False
-    webhook_skew: Duration = 300.0
+    webhook_skew: DurationBetween(1.0, HOUR) = 300.0
     # With webhooks, polling is only a safety net: this often at most per job.
-    safety_poll_every: Duration = 300.0
+    safety_poll_every: DurationBetween(1.0, DAY) = 300.0
     # The Shopify app's client secret, which signs product webhooks; with public_url, the daemon
     # subscribes to PRODUCTS_CREATE/UPDATE so a new image is discovered at once.
     shopify_webhook_secret: SecretStr | None = None
@@ -284,7 +300,8 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        return Path(self.database_url.removeprefix("sqlite:///"))
+        """The file SQLite opens (the URL without its ?query, %-escapes decoded)."""
+        return sqlite_file(self.database_url)
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction processor."""
@@ -313,13 +330,9 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     environ = dict(os.environ) if environ is None else environ
     path = find_config_path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raw = parse_toml(read_regular_file(path, CONFIG_MAX_BYTES))
+    except UnreadableFile as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     plugins = registry.available()
     # Each provider's table belongs to its plugin; the rest of the file to _File.
     tables = {name: raw.pop(name) for name in list(raw) if name in plugins}
@@ -347,6 +360,10 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     key_problem = plugin.check_key(provider_key.get_secret_value())
     if key_problem:
         raise ConfigError(f"[provider] api_key: {key_problem}")
+    try:  # what `run` derives from the provider's table is derived here too, so `check` refuses what `run` would
+        plugin.capabilities(provider_tables[plugin.name])
+    except ValueError as exc:
+        raise ConfigError(f"[{plugin.name}]: {exc}") from None
 
     server = parsed.server
     hook_secret, hook_source = _optional_secret(server.shopify_webhook_secret, server.shopify_webhook_secret_env,
@@ -370,6 +387,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     else:
         backup_dir = resolve_dir(backup_dir, config_dir)
     _check_directory(backup_dir, "[writeback] backup_dir")
+    _check_database(database_url)
     return Settings(
         path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
         provider_table=provider_tables[plugin.name],
@@ -427,17 +445,33 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
         if env_name:
             # Two sources for one secret: whichever we picked, the owner may be rotating the other.
             raise ConfigError(f"{key}_env: {key.split()[-1]} is set too; keep only one of them")
-        return value, "the config file"
+        return _header_safe(value.get_secret_value(), key, "the config file"), "the config file"
     if env_name:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", env_name):
+            raise ConfigError(f"{key}_env: {env_name[:60]!r} is not an environment variable name (letters, digits, _)")
         from_env = environ.get(env_name)
         if not from_env:
             raise ConfigError(f"{key}_env: environment variable {env_name} is not set or empty")
-        return SecretStr(from_env.strip()), f"environment variable {env_name}"
-    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / credential).is_file():
-        return SecretStr((Path(cred_dir) / credential).read_text().strip()), f"systemd credential {credential}"
+        source = f"environment variable {env_name}"
+        return _header_safe(from_env.strip(), f"{key}_env", source), source
+    try:
+        from_credential = read_credential(environ.get("CREDENTIALS_DIRECTORY"), credential, key) if credential else None
+    except UnreadableFile as exc:
+        raise ConfigError(str(exc)) from None
+    if from_credential is not None:
+        source = f"systemd credential {credential}"
+        return _header_safe(from_credential, key, source), source
     raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
                       f"or a systemd credential named {credential}")
+
+
+def _header_safe(value: str, key: str, source: str) -> SecretStr:
+    """A secret goes into HTTP headers (and an HMAC key): printable ASCII with no space, or the
+    first request fails deep in the HTTP client. Said without the value, which is a secret."""
+    problem = secret_problem(value)
+    if problem:
+        raise ConfigError(f"{key}: the value from {source} {problem}; a token is printable ASCII without spaces")
+    return SecretStr(value)
 
 
 def _optional_secret(value: SecretStr | None, env_name: str | None, key: str,
@@ -448,11 +482,31 @@ def _optional_secret(value: SecretStr | None, env_name: str | None, key: str,
     return _secret(value, env_name, "", key, environ)
 
 
+def _check_database(url: str) -> None:
+    """The file [storage] url names can be a database: not a directory, a FIFO (SQLite would wait
+    on it for ever) or another kind of file. What only SQLite can tell (a damaged or read-only
+    file, a schema from a newer retouch) is found when the database is opened: a one-line
+    `database error`, exit 1."""
+    try:
+        path = sqlite_file(url)  # the default URL too, made from $STATE_DIRECTORY or the working directory
+    except ValueError as exc:
+        raise ConfigError(f"[storage] url: {exc}") from None
+    problem = database_problem(path)
+    if problem:
+        raise ConfigError(f"[storage] url: {path} {problem}")
+
+
 def _check_directory(path: Path, key: str) -> None:
     """A directory that is or can be made: nothing on the way to it may be a file. (Whether it is
     writable by the service's user is `retouch check`'s job: the CLI may run as another user.)"""
+    if any(ord(char) < 0x20 for char in str(path)):
+        raise ConfigError(f"{key}: the path holds a control character (a NUL, a line break…)")
     for part in (path, *path.parents):
-        if part.exists():
+        try:
+            exists = part.exists()
+        except OSError as exc:  # a name too long, a loop of symlinks
+            raise ConfigError(f"{key}: {str(part)[:200]} cannot be used ({exc.strerror or type(exc).__name__})") from None
+        if exists:
             if not part.is_dir():
                 raise ConfigError(f"{key}: {part} is a file, not a directory")
             return
@@ -483,7 +537,23 @@ def _describe(error: dict, *, section: str | None = None, model: type[BaseModel]
     if kind == "missing":
         return f"{where}: missing (required)"
     message = error["msg"].removeprefix("Value error, ")
+    if kind in ("greater_than_equal", "less_than_equal", "finite_number", "int_from_float"):
+        message += _allowed_range(loc[1:] if section else loc, model or _File)
     return f"{where}: {message}"
+
+
+def _allowed_range(loc: list[str], model: Any) -> str:
+    """'; allowed: 1 to 20' for a bounded number: the owner sees both ends, not only the one crossed."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return ""
+        model = field
+        if part != loc[-1]:
+            model = field.annotation
+    low = next((m.ge for m in model.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in model.metadata if hasattr(m, "le")), None)
+    return f"; allowed: {low:,} to {high:,}" if low is not None and high is not None else ""
 
 
 def _did_you_mean(loc: list[str], model: Any) -> str:

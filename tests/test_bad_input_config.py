@@ -24,8 +24,11 @@ RUNNER = Path(__file__).resolve().parent / "config_corpus.py"
 # A handful through real `retouch` processes: one per kind of mistake.
 THROUGH_CHECK = ["toml_unclosed_table", "not_utf8", "shop_key_typo", "shop_token_env_unset", "provider_key_and_env",
                  "aigen_limits_negative", "imagen_profile_key_typo", "productai_model_name",
-                 "server_public_url_plain_http", "writeback_backup_dir_under_a_file", "schedule_discover_negative"]
-THROUGH_RUN = ["shop_url_plain_http", "provider_key_missing", "storage_directory_missing"]
+                 "server_public_url_plain_http", "writeback_backup_dir_under_a_file", "schedule_discover_negative",
+                 "number_tick_inf", "number_imagen_profile_key_huge"]
+# `run` refuses what `check` refuses, with the same line: one validation, in load_settings.
+THROUGH_RUN = ["shop_url_plain_http", "provider_key_missing", "storage_directory_missing", "number_tick_nan",
+               "number_discover_every_400_digits", "number_aigen_window_inf", "number_budget_credits_huge"]
 
 
 def retouch(*args: str) -> subprocess.CompletedProcess[str]:
@@ -79,5 +82,5 @@ def test_a_config_path_that_is_a_directory(tmp_path: Path) -> None:
     directory = scratch(tmp_path) / "config.toml"
     directory.mkdir()
     done = retouch("check", "-c", str(directory))
-    case = Case("not_utf8_directory", CORPUS, f"{directory}: cannot read (IsADirectoryError)")
+    case = Case("not_utf8_directory", CORPUS, f"{directory}: is a directory, not a regular file")
     assert problems(case, done.returncode, done.stdout, done.stderr) == []

@@ -9,6 +9,7 @@ import structlog
 import typer
 
 from retouch.plugin.shopify.errors import ShopifyAuthError
+from retouch.storage.store import Store
 
 from .. import __version__
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
@@ -16,7 +17,7 @@ from ..config import Settings
 from ..pipeline.retired import retire, stranded
 from ..runtime import open_context, provider_client, shopify_client, token_health
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
-from ..systemd import InstanceLock
+from ..systemd import InstanceLock, LockError
 
 log = structlog.get_logger("retouch")
 
@@ -40,13 +41,21 @@ def describe_start(settings: Settings) -> dict:
 
 async def run_daemon(settings: Settings, take_over: bool = False) -> int:
     lock = InstanceLock(settings.database_path)
-    if not lock.acquire():
-        typer.echo(f"another retouch daemon (pid {lock.holder_pid() or '?'}) already runs on "
-                   f"{settings.database_path}; stop it first", err=True)
-        return 1
     try:
+        acquired = lock.acquire()
+    except LockError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    if not acquired:
+        typer.echo(f"{lock.holder()} already holds the lock {lock.path} of {settings.database_path}; "
+                   "stop it first", err=True)
+        return 1
+    store: Store | None = None
+    try:
+        # Opened before the daemon says it starts: a database it cannot use is one line (StorageError).
+        store = Store(settings.database_url, DAEMON_BUSY_TIMEOUT)
         log.info("starting", **describe_start(settings))
-        async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
+        async with open_context(settings, store=store) as ctx:
             # One retouch per store, whatever its database (sync/claim.py): claimed once Shopify has
             # answered and before any work, inside the daemon, so that while Shopify cannot be reached
             # (or refuses the app's credentials) the daemon waits with its health endpoint, watchdog,
@@ -104,6 +113,8 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                     await claim.release()
         return 1 if lost else 0
     finally:
+        if store is not None:
+            store.close()
         lock.release()
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
-from ..settings import Duration, Section
+from ..settings import DAY, Count, DurationBetween, Section
 from . import contract, errors, webhooks
 from .client import AigenClient
 from .models import SourceImage
@@ -32,11 +32,11 @@ WEBHOOK_PATH = "/webhooks/aigenstudio"
 class AigenLimits(Section):
     """The key's quota per window; the defaults are the documented ones."""
 
-    window: Duration = contract.WINDOW_SECONDS
-    jobs: int = Field(contract.JOBS_PER_WINDOW, ge=1)
-    images: int = Field(contract.IMAGES_PER_WINDOW, ge=1)
-    polls: int = Field(contract.POLLS_PER_WINDOW, ge=1)
-    active_jobs: int = Field(contract.ACTIVE_JOBS_PER_KEY, ge=1)
+    window: DurationBetween(1.0, 7 * DAY) = contract.WINDOW_SECONDS
+    jobs: Count = Field(contract.JOBS_PER_WINDOW, ge=1, le=10_000_000)
+    images: Count = Field(contract.IMAGES_PER_WINDOW, ge=1, le=10_000_000)
+    polls: Count = Field(contract.POLLS_PER_WINDOW, ge=1, le=10_000_000)
+    active_jobs: Count = Field(contract.ACTIVE_JOBS_PER_KEY, ge=1, le=1000)
 
 
 class AigenSettings(Section):
@@ -45,7 +45,7 @@ class AigenSettings(Section):
     )
     preservation_level: Literal["strict", "balanced", "creative"] = "strict"
     instructions: str | None = Field(None, min_length=1, max_length=contract.MAX_INSTRUCTIONS_CHARS)
-    batch_size: int = Field(contract.MAX_IMAGES_PER_JOB, ge=1, le=contract.MAX_IMAGES_PER_JOB)
+    batch_size: Count = Field(contract.MAX_IMAGES_PER_JOB, ge=1, le=contract.MAX_IMAGES_PER_JOB)
     limits: AigenLimits = AigenLimits()
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
 from ..quota import QuotaLimits
-from ..settings import Duration, Section
+from ..settings import HOUR, Count, DurationBetween, Section
 from . import contract, errors
 from .client import ImagenClient, match_exports
 
@@ -46,7 +46,7 @@ EDIT_OPTIONS = ("crop", "straighten", "perspective_correction", "subject_mask", 
 
 
 class ImagenSettings(Section):
-    profile_key: int                                   # required: `retouch check` lists the account's profiles
+    profile_key: Count = Field(ge=1, le=2**53 - 1)     # required: `retouch check` lists the account's profiles
     photography_type: Literal[PHOTOGRAPHY_TYPES] | None = None  # type: ignore[valid-type]
     crop: bool | None = None
     portrait_crop: bool | None = None
@@ -57,13 +57,13 @@ class ImagenSettings(Section):
     smooth_skin: bool | None = None
     hdr_merge: bool | None = None
     sky_replacement: bool | None = None
-    sky_replacement_template_id: int | None = None
+    sky_replacement_template_id: Count | None = Field(None, ge=1, le=2**53 - 1)
     window_pull: bool | None = None
     crop_aspect_ratio: Literal["2X3", "4X5", "5X7"] | None = None
     hdr_output_compression: Literal["LOSSY", "LOSSLESS"] | None = None
-    batch_size: int = Field(20, ge=1, le=500)          # images per project
-    upload_concurrency: int = Field(5, ge=1, le=20)    # the SDK's 5 at a time
-    first_poll: Duration = FIRST_POLL                  # the documented advice: 10 s, then x1.2 up to 60 s
+    batch_size: Count = Field(20, ge=1, le=500)        # images per project
+    upload_concurrency: Count = Field(5, ge=1, le=20)  # the SDK's 5 at a time
+    first_poll: DurationBetween(0.001, HOUR) = FIRST_POLL  # the documented advice: 10 s, then x1.2 up to 60 s
 
     # The documented exclusions [DOC: SDK], checked on the later field so the error names it.
     @field_validator("portrait_crop", "headshot_crop")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
 from ..quota import QuotaLimits
-from ..settings import Duration, Section
+from ..settings import DAY, Count, DurationBetween, Section
 from . import contract, errors
 from .client import ProductAIClient, parse_webhook
 
@@ -44,10 +44,10 @@ class ProductAISettings(Section):
     model: str = "kontext-pro"
     prompt: str = Field(DEFAULT_PROMPT, min_length=1, max_length=4000)
     upscale: bool = False                                # a second, upscale job (20 tokens) on each result
-    requests_per_minute: int = Field(15, ge=1, le=1000)  # generate + upscale + polls, together
-    window: Duration = 60.0                              # the budget's window: a minute (a sandbox may shorten it)
-    active_jobs: int = Field(8, ge=1, le=100)            # jobs running at once
-    max_attempts: int = Field(1, ge=1, le=5)             # paid jobs retouch starts for one image by itself
+    requests_per_minute: Count = Field(15, ge=1, le=1000)  # generate + upscale + polls, together
+    window: DurationBetween(1.0, DAY) = 60.0               # the budget's window: a minute (a sandbox may shorten it)
+    active_jobs: Count = Field(8, ge=1, le=100)            # jobs running at once
+    max_attempts: Count = Field(1, ge=1, le=5)             # paid jobs retouch starts for one image by itself
 
     @field_validator("model")
     @classmethod
