@@ -418,7 +418,9 @@ def _shop_credentials(shop: ShopSettings, environ: dict[str, str]
         raise ConfigError("[shop] access_token: set either client_id + client_secret (an app made in the Dev "
                           "Dashboard) or access_token (an app made in the admin before 2026), not both")
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
-    secret_credential = bool(cred_dir) and (Path(cred_dir or ".") / SHOPIFY_SECRET_CREDENTIAL).is_file()
+    # A credential counts as given when anything stands under its name: a broken one (a directory, a
+    # FIFO, an empty file) is then reported by `_secret` for what it is, not as "missing".
+    secret_credential = bool(cred_dir) and os.path.lexists(Path(cred_dir or ".") / SHOPIFY_SECRET_CREDENTIAL)
     if secret_given and not shop.client_id:
         raise ConfigError("[shop] client_id: missing; client_secret needs the app's Client ID too "
                           "(Dev Dashboard → your app → Settings)")
@@ -426,8 +428,12 @@ def _shop_credentials(shop: ShopSettings, environ: dict[str, str]
         secret, source = _secret(shop.client_secret, shop.client_secret_env, SHOPIFY_SECRET_CREDENTIAL,
                                  "[shop] client_secret", environ)
         return None, secret, {"[shop] client_secret": source}
-    token_credential = bool(cred_dir) and (Path(cred_dir or ".") / SHOPIFY_TOKEN_CREDENTIAL).is_file()
+    token_credential = bool(cred_dir) and os.path.lexists(Path(cred_dir or ".") / SHOPIFY_TOKEN_CREDENTIAL)
     if not token_given and not token_credential:
+        try:  # a $CREDENTIALS_DIRECTORY that cannot be looked in is the reason, not a missing key
+            read_credential(cred_dir, SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token")
+        except UnreadableFile as exc:
+            raise ConfigError(str(exc)) from None
         if secret_credential:
             raise ConfigError("[shop] client_id: missing; the systemd credential shopify_client_secret needs the "
                               "app's Client ID in the config (Dev Dashboard → your app → Settings)")

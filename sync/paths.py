@@ -36,12 +36,19 @@ def database_file(url: str | None, config_dir: Path, state_dir: Path | None) -> 
     text = url.strip()
     if text.startswith(SQLITE_PREFIX):
         text = text.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
-        if not text or text == ":memory:":
-            raise PathError("an in-memory database would forget every image at exit: give a file path "
+        if not text:
+            raise PathError("names no database file: give a file path like 'data/retouch.db'")
+        if text == ":memory:":
+            raise PathError("an in-memory database forgets every image at each restart: give a file path "
                             "like 'data/retouch.db'")
     elif "://" in text or text.startswith("sqlite:"):
         raise PathError("only SQLite is supported: give a file path like 'data/retouch.db' "
                         "or '/var/lib/retouch/retouch.db'")
+    # Checked before the file system sees the path (it raises bare ValueError/OSError for these).
+    if any(ord(char) < 0x20 for char in text):
+        raise PathError("the file name holds a control character (a NUL, a line break…)")
+    if len(text) > 4000 or any(len(part) > 255 for part in text.split("/")):
+        raise PathError("the path is longer than a file system takes (4,000 characters, 255 a name)")
     path = Path(text).expanduser()
     return (path if path.is_absolute() else config_dir / path).resolve()
 

@@ -19,6 +19,7 @@ import typer
 
 from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
+from retouch.storage.store import Store
 
 from ..claim import describe_claim
 from ..config import Settings
@@ -40,6 +41,11 @@ async def check_command(settings: Settings) -> int:
     if webhook is not None:
         ok = ok and webhook[0]
         typer.echo(webhook[1])
+    if settings.database_path.exists():
+        # An existing database is opened as the daemon opens it, so damage or a schema another retouch
+        # wrote is the one `database error` line now, not at the daemon's start. A missing one is not
+        # created (service_setup said where it will be).
+        Store(settings.database_url).close()
     # The clients only: opening the Store would create the database `check` reports on.
     async with _clients(settings) as ctx:
         try:

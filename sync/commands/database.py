@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import typer
 
+from retouch.storage.store import Store
+
 from ..config import Settings
 
 # A usage problem, like a config error (sync/cli.py's exit codes): nothing was done.
@@ -21,7 +23,11 @@ def missing_database(settings: Settings) -> str | None:
 
 
 def announce(settings: Settings) -> None:
-    """One short line on stderr (stdout stays the command's own answer)."""
+    """One short line on stderr (stdout stays the command's own answer). An existing database is
+    opened first, so one that cannot be used is the single `database error` line (StorageError,
+    printed by sync/cli.py), not a second line after this one."""
+    if settings.database_path.exists():
+        Store(settings.database_url).close()
     typer.echo(f"database: {settings.database_path}", err=True)
 
 
