@@ -45,7 +45,7 @@ import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -53,6 +53,7 @@ from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
 from retouch.storage.store import Store
 
 from . import shopify_webhooks
+from .http_guard import BurstLog, ConnectionGuard, ServerLimits, accept_error_handler, connection_cap, protocol_for
 from .listen import parse_listen
 from .pipeline.context import LAST_DISCOVERY
 
@@ -158,6 +159,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    """The client went, or was dropped for sending its body too slowly (http_guard.py)."""
+
+
 async def _read_capped(request: Request, limit: int) -> bytes:
     """The whole body, or _BodyTooLarge as soon as it passes `limit` bytes (the rest is never read)."""
     declared = request.headers.get("content-length")
@@ -165,12 +170,20 @@ async def _read_capped(request: Request, limit: int) -> bytes:
         raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _Disconnected from None
     return b"".join(chunks)
+
+
+def _gone() -> Response:
+    """What a handler returns to a client that is gone: nobody reads it."""
+    return Response(status_code=400)
 
 
 def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
@@ -214,6 +227,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         except _BodyTooLarge:
             log.warning("webhook_rejected", reason="too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
+        except _Disconnected:
+            return _gone()
         now = deps.clock()
         try:
             event = provider.verify_webhook(request.path_params.get("token"), request.headers, raw, now, deps.skew)
@@ -240,6 +255,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         except _BodyTooLarge:
             log.warning("shopify_webhook_rejected", reason="too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
+        except _Disconnected:
+            return _gone()
         verdict = shopify_webhooks.check_delivery(secret, request.headers, raw)
         if isinstance(verdict, shopify_webhooks.Refused):
             log.warning("shopify_webhook_rejected", reason=verdict.reason)
@@ -284,18 +301,48 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server(address, family=family)
 
 
-async def serve(app: Starlette, listen: str, stop: asyncio.Event) -> None:
-    """Serve `app` on `listen` in the running loop until `stop` is set, then shut down and return.
-
-    Raises ValueError for a malformed `listen` and OSError when the address cannot be bound.
-    """
+def bind_listen(listen: str) -> socket.socket:
+    """The listening socket for `[server] listen`, bound now: the daemon binds before it starts its
+    work, so an address it cannot have stops it at once (OSError; socket.gaierror for a host that
+    does not resolve; ValueError for a malformed value)."""
     host, port = parse_listen(listen)
-    sock = _bind(host, port)
+    return _bind(host, port)
+
+
+def _nofile_soft() -> int | None:
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event,
+                limits: ServerLimits = ServerLimits()) -> None:
+    """Serve `app` on `listen` (a "host:port" or a socket from `bind_listen`) in the running loop
+    until `stop` is set, then shut down and return.
+
+    Raises ValueError for a malformed `listen` and OSError when the address cannot be bound. Each
+    connection is bounded in time and number (http_guard.py); accept() failures (out of file
+    descriptors) are logged once per burst.
+    """
+    sock = bind_listen(listen) if isinstance(listen, str) else listen
+    name = listen if isinstance(listen, str) else "%s:%s" % sock.getsockname()[:2]
+    guard = ConnectionGuard(limits, connection_cap(limits.max_connections, _nofile_soft()))
+    # uvicorn's limit_concurrency answers 503 to every request once that many connections are open,
+    # idle ones included; the guard keeps the count at its cap by pushing out the longest-waiting
+    # one, so uvicorn's limit (one above) stays a backstop for requests still running on closed ones.
     config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, http=protocol_for(guard),
+                            timeout_keep_alive=limits.keep_alive, limit_concurrency=guard.cap + 1,
+                            h11_max_incomplete_event_size=limits.max_header_bytes)
     server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{listen}")
-    log.info("listening", listen=listen)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(accept_error_handler(previous_handler, BurstLog(limits.accept_error_every)))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{name}")
+    log.info("listening", listen=name, max_connections=guard.cap)
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -306,4 +353,5 @@ async def serve(app: Starlette, listen: str, stop: asyncio.Event) -> None:
             await task  # returns once uvicorn has closed its sockets and connections; re-raises its failure
         finally:
             sock.close()
-    log.info("http_stopped", listen=listen)
+            loop.set_exception_handler(previous_handler)
+    log.info("http_stopped", listen=name)
