@@ -73,6 +73,7 @@ class Daemon:
         self.running: set[asyncio.Task] = set()
         self.scheduler: AsyncIOScheduler | None = None
         self.pending_products: set[str] = set()  # product gids Shopify's webhooks named, not yet discovered
+        self.server_failure: str | None = None  # why the HTTP server ended before the daemon was stopping
 
     # ----- steps ------------------------------------------------------------------------------
 
@@ -285,6 +286,16 @@ class Daemon:
                 except TimeoutError:
                     delay = min(delay * 2, 60.0)
 
+    def _server_ended(self, task: asyncio.Task) -> None:
+        """The HTTP server must live as long as the daemon: without it there are no webhooks and no
+        health, so an end before the stop request stops the daemon (exit 1; systemd restarts it)."""
+        if self.stopping.is_set() or task.cancelled():
+            return
+        exc = task.exception()
+        self.server_failure = (f"{type(exc).__name__}: {exc}" if exc is not None else "it ended")[:300]
+        log.error("http_server_failed", reason=self.server_failure, note="the daemon stops")
+        self.stopping.set()
+
     async def reload(self, path) -> None:
         try:
             settings = load_settings(path)
@@ -326,7 +337,9 @@ class Daemon:
         if interval:
             background.append(loop.create_task(watchdog_loop(self.notifier, interval, self.stopping)))
         if server is not None:
-            background.append(loop.create_task(server(self.stopping)))
+            serving = loop.create_task(server(self.stopping))
+            serving.add_done_callback(self._server_ended)
+            background.append(serving)
 
         await self._connect()
         if not self.stopping.is_set():

@@ -7,7 +7,6 @@ Every swarm is bounded (a fixed number of sockets, a deadline) and stops by itse
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import socket
 import subprocess

@@ -28,6 +28,10 @@ async def check_command(settings: Settings) -> int:
     for good, line in service_setup(settings, os.environ):
         ok = ok and good
         typer.echo(line)
+    bindable = listen_bindable(settings)
+    if bindable is not None:
+        ok = ok and bindable[0]
+        typer.echo(bindable[1])
     webhook = await webhook_reachable(settings)
     if webhook is not None:
         ok = ok and webhook[0]
@@ -87,6 +91,23 @@ def service_setup(settings: Settings, environ: Mapping[str, str]) -> list[tuple[
         except OSError as exc:
             results.append((False, f"{label}: cannot write to {directory} ({exc.strerror or type(exc).__name__})"))
     return results
+
+
+def listen_bindable(settings: Settings) -> tuple[bool, str] | None:
+    """Can `run` have `[server] listen`? None without a server. With the daemon running, it holds
+    the address itself; otherwise the address is bound and released at once."""
+    listen = settings.server.listen
+    if not listen:
+        return None
+    if is_held(settings.database_path):
+        return True, f"server: {listen} belongs to the running daemon"
+    from .run import bind_reason
+
+    sock, reason, _ = bind_reason(listen)
+    if sock is None:
+        return False, f"server: {reason}"
+    sock.close()
+    return True, f"server: ok — can listen on {listen}"
 
 
 async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:

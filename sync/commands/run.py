@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 
 import structlog
 import typer
@@ -39,6 +41,12 @@ async def run_daemon(settings: Settings) -> int:
                    f"{settings.database_path}; stop it first", err=True)
         return 1
     try:
+        sock = None
+        if settings.server.listen:
+            bound = bind_server(settings.server.listen)
+            if isinstance(bound, int):
+                return bound
+            sock = bound
         log.info("starting", **describe_start(settings))
         async with open_context(settings, busy_timeout=DAEMON_BUSY_TIMEOUT) as ctx:
             async def reopen(new: Settings) -> None:
@@ -52,13 +60,19 @@ async def run_daemon(settings: Settings) -> int:
                     await old_provider.aclose()
 
             daemon = Daemon(ctx, reopen=reopen)
-            await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
+            await daemon.run(server=_server(settings, ctx, daemon, sock) if sock is not None else None)
+            if daemon.server_failure is not None:
+                typer.echo(f"retouch: the HTTP server on {settings.server.listen} stopped "
+                           f"({daemon.server_failure}); the daemon stopped with it", err=True)
+                return 1
         return 0
     finally:
+        if sock is not None:
+            sock.close()
         lock.release()
 
 
-def _server(settings: Settings, ctx, daemon: Daemon):
+def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket):
     from ..metrics import build_registry
     from ..server import ServerDeps, build_app, serve
 
@@ -75,6 +89,34 @@ def _server(settings: Settings, ctx, daemon: Daemon):
 
     async def run_server(stop: asyncio.Event) -> None:
         log.info("serving", listen=settings.server.listen, webhooks=settings.webhooks)
-        await serve(app, settings.server.listen or "", stop)
+        await serve(app, sock, stop)
 
     return run_server
+
+
+def bind_server(listen: str) -> socket.socket | int:
+    """The bound socket for `[server] listen`, or the exit code after one line saying why not:
+    1 for a port another program holds (it may be free at the next start: systemd restarts),
+    2 for an address this machine cannot have (a config error)."""
+    sock, reason, code = bind_reason(listen)
+    if sock is None:
+        typer.echo(f"[server] listen: {reason}", err=True)
+        return code
+    return sock
+
+
+def bind_reason(listen: str) -> tuple[socket.socket | None, str, int]:
+    """(the bound socket, "", 0) or (None, what is wrong; what to do, the exit code) — for `run`
+    and `check` alike."""
+    from ..server import bind_listen
+
+    try:
+        return bind_listen(listen), "", 0
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return None, f"{listen} is in use by another program; stop it or choose another port", 1
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return None, (f"cannot listen on {listen} ({reason}); use an address of this machine "
+                      "and a port above 1023"), 2
+    except ValueError as exc:
+        return None, str(exc), 2
