@@ -47,6 +47,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
@@ -55,6 +56,8 @@ from retouch.storage.store import Store
 from . import shopify_webhooks
 from .http_guard import BurstLog, ConnectionGuard, ServerLimits, accept_error_handler, connection_cap, protocol_for
 from .listen import parse_listen
+from .logs import REDACTOR
+from .nesting import MAX_DEPTH, nested_deeper_than
 from .pipeline.context import LAST_DISCOVERY
 
 log = structlog.get_logger(__name__)
@@ -186,6 +189,41 @@ def _gone() -> Response:
     return Response(status_code=400)
 
 
+class ScrubbedResponses:
+    """Every answer of the app passes the one redactor (logs.REDACTOR): a page, /metrics and every
+    error text, whichever handler wrote it. The answers are small (health, metrics, a webhook's
+    verdict), so each is held whole, scrubbed, and sent with its corrected length."""
+
+    def __init__(self, app: Any, scrub: Callable[[str], str]) -> None:
+        self.app = app
+        self.scrub = scrub
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def scrubbing_send(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = self.scrub(b"".join(chunks).decode("utf-8", "replace")).encode()
+            headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, scrubbing_send)
+
+
 def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
     identity = file_identity(database_file(deps.store))  # the file the daemon opened
@@ -230,11 +268,18 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         except _Disconnected:
             return _gone()
         now = deps.clock()
+        if nested_deeper_than(raw):
+            log.warning("webhook_rejected", reason="nested too deeply", limit=MAX_DEPTH)
+            return JSONResponse({"error": "body nested too deeply"}, status_code=400)
         try:
             event = provider.verify_webhook(request.path_params.get("token"), request.headers, raw, now, deps.skew)
         except WebhookRefused as exc:
             log.warning("webhook_rejected", reason=exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        except (RecursionError, ValueError, TypeError, KeyError) as exc:
+            # A provider plugin met a body it did not expect: the sender's mistake, not our crash.
+            log.warning("webhook_rejected", reason=f"unreadable body ({type(exc).__name__})")
+            return JSONResponse({"error": "unreadable body"}, status_code=400)
         if not await run_in_threadpool(deps.store.remember_event, provider.name, event.event_id, now):
             log.info("webhook_duplicate", event_id=event.event_id)
             return JSONResponse({"duplicate": True})
@@ -257,13 +302,21 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
             return JSONResponse({"error": "body too large"}, status_code=413)
         except _Disconnected:
             return _gone()
-        verdict = shopify_webhooks.check_delivery(secret, request.headers, raw)
+        try:
+            verdict = shopify_webhooks.check_delivery(secret, request.headers, raw)
+        except (RecursionError, ValueError, TypeError) as exc:  # check_delivery decides; this is its safety net
+            verdict = shopify_webhooks.Refused(400, f"unreadable body ({type(exc).__name__})")
         if isinstance(verdict, shopify_webhooks.Refused):
             log.warning("shopify_webhook_rejected", reason=verdict.reason)
             return JSONResponse({"error": verdict.reason}, status_code=verdict.status)
-        if not await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
-                                       verdict.webhook_id, deps.clock()):
-            log.info("shopify_webhook_duplicate", webhook_id=verdict.webhook_id)
+        now = deps.clock()
+        new_id = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
+                                         verdict.webhook_id, now)
+        new_body = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.BODY_DEDUPE_SOURCE,
+                                           verdict.digest, now)
+        if not (new_id and new_body):
+            log.info("shopify_webhook_duplicate", webhook_id=verdict.webhook_id,
+                     same="webhook id" if not new_id else "topic and body")
             return JSONResponse({"duplicate": True})
         try:
             deps.on_shopify_product(verdict.product_id)
@@ -274,7 +327,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
                  webhook_id=verdict.webhook_id)
         return JSONResponse({"accepted": True})
 
-    return Starlette(routes=[
+    return Starlette(middleware=[Middleware(ScrubbedResponses, scrub=REDACTOR.scrub_text)], routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}
