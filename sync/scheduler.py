@@ -31,6 +31,7 @@ from retouch.storage.models import JobState
 from retouch.storage.store import is_locked_error
 
 from .config import ConfigError, Settings, load_settings
+from .failures import TracebackOnce, failure_reason
 from .logs import configure
 from .pipeline import WRITE_BACK_STATES, Context, discover, housekeeping, submit, track, write_back
 from .pipeline.context import BASELINE_RECORDED
@@ -73,6 +74,7 @@ class Daemon:
         self.running: set[asyncio.Task] = set()
         self.scheduler: AsyncIOScheduler | None = None
         self.pending_products: set[str] = set()  # product gids Shopify's webhooks named, not yet discovered
+        self.tracebacks = TracebackOnce()  # each kind of step failure shows its traceback once
         self.server_failure: str | None = None  # why the HTTP server ended before the daemon was stopping
 
     # ----- steps ------------------------------------------------------------------------------
@@ -134,8 +136,13 @@ class Daemon:
                     log.warning("database_busy", step=name, note="another process holds the database's "
                                 "write lock; the step stopped and runs again")
                     return
-                self._record_error(name, f"{exc.__class__.__name__}: {exc}")
-                log.exception("step_crashed", step=name)
+                reason = failure_reason(exc)
+                self._record_error(name, reason)
+                if self.tracebacks.first(exc):
+                    log.exception("step_crashed", step=name, reason=reason,
+                                  note="this kind of failure shows its traceback once; later ones one line each")
+                else:
+                    log.error("step_crashed", step=name, reason=reason)
             finally:
                 self.running.discard(task)
 
@@ -200,21 +207,21 @@ class Daemon:
             self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
                                                 f"{step}: {message[:300]}")
         except Exception as exc:
-            if not _database_locked(exc):
-                raise
-            log.info("last_error_not_recorded", step=step, reason="database locked by another process")
+            # The database may be what failed (full disk, read-only mount): say so in one line; the
+            # step's own line already carries the reason.
+            reason = "database locked by another process" if _database_locked(exc) else failure_reason(exc)
+            log.info("last_error_not_recorded", step=step, reason=reason)
 
     async def _heartbeat(self) -> None:
         """STATUS= for systemd and a heartbeat row for `retouch status`."""
-        counts = self.ctx.store.counts_by_state()
-        paused = self.ctx.paused()
-        self.notifier.status(status_line(counts, paused["reason"] if paused else None))
         try:
+            counts = self.ctx.store.counts_by_state()
+            paused = self.ctx.paused()
+            self.notifier.status(status_line(counts, paused["reason"] if paused else None))
             self.ctx.store.set_meta(HEARTBEAT, str(time.time()))
-        except Exception as exc:
-            if not _database_locked(exc):
-                raise
-            log.info("heartbeat_skipped", reason="database locked by another process")
+        except Exception as exc:  # every 5 s: one line each, never a traceback (the steps show one)
+            reason = "database locked by another process" if _database_locked(exc) else failure_reason(exc)
+            log.info("heartbeat_skipped", reason=reason)
 
     # ----- webhooks ---------------------------------------------------------------------------
 
