@@ -26,26 +26,26 @@ _NOT_DONE = r"(?!\[REDACTED\])"  # a value already replaced is left alone
 CREDENTIAL_PATTERNS = [
     # An Authorization header in any quoting: "Authorization: Bearer x", {'authorization': 'Basic x'}
     re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|apikey)\s+)?+)" + _NOT_DONE
-               + r"[^\s\"',;}\]]+"),
+               + r"[^\s\"',;}\]\\]+"),
     # A bearer credential anywhere (one with a digit: "Bearer of bad news" stays)
-    re.compile(r"(?i)(\bbearer\s+)" + _NOT_DONE + r"(?=[^\s\"',;}]*\d)[^\s\"',;}\]]{8,}"),
+    re.compile(r"(?i)(\bbearer\s+)" + _NOT_DONE + r"(?=[^\s\"',;}\\]*\d)[^\s\"',;}\]\\]{8,}"),
     # The key headers of Shopify and the providers
     re.compile(r"(?i)(\b(?:x-shopify-access-token|x-api-key|api-key|x-aigen-key)[\"']?\s*[:=]\s*[\"']?)" + _NOT_DONE
-               + r"[^\s\"',;}\]]+"),
+               + r"[^\s\"',;}\]\\]+"),
     # Shopify's token shapes: shpat_ (admin), shpca_ (custom app), shpss_ (app secret), shppa_ (private app)
     re.compile(r"()\bshp(?:at|ca|ss|pa)_[A-Za-z0-9]{8,}"),
 ]
 # A key in a query string: ?api_key=..., &access_token=... Not applied to what is stored: the
 # database keeps URLs that must keep working (a staged upload's signed resourceUrl).
 QUERY_PATTERN = re.compile(r"(?i)([?&](?:api_key|apikey|api-key|key|access_token|token)=)" + _NOT_DONE
-                           + r"[^&\s\"'#]+")
+                           + r"[^&\s\"'#\\]+")
 
 
 def secret_forms(secret: str) -> set[str]:
-    """The forms a secret travels in: as is, URL-encoded, JSON-escaped, and base64 (alone, and as the
+    """The forms a secret travels in: as is, URL-encoded, JSON-escaped, hex, and base64 (alone, and as the
     user or password half of a Basic `user:password`, at each of the three alignments base64 can
     put it in, so `base64(anyone + ":" + secret)` is caught too)."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1], secret.encode().hex()}
     raw = secret.encode()
     for prefix in (b"", b":"):
         for pad in range(3):

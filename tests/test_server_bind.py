@@ -67,3 +67,27 @@ def test_check_says_the_listen_address_is_free(shop, provider, tmp_path: Path) -
     listen = f"127.0.0.1:{free_port()}"
     done = cli("check", config=write(shop, provider, tmp_path, listen), timeout=60)
     assert f"server: ok — can listen on {listen}" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_server_that_ends_while_the_daemon_runs_stops_the_daemon(shop, provider, tmp_path: Path) -> None:
+    """Never a daemon without its server: the server task's end (here: it fails after a moment) sets
+    the daemon stopping, with the reason `run` prints before it exits 1."""
+    import asyncio
+
+    from retouch.sync.runtime import open_context
+    from retouch.sync.scheduler import Daemon
+
+    from conftest import pipeline_settings, run_async
+
+    settings = pipeline_settings(shop, provider, tmp_path)
+
+    async def failing_server(stop: asyncio.Event) -> None:
+        await asyncio.sleep(0.5)
+        raise OSError(98, "Address already in use")
+
+    async def scenario() -> str | None:
+        async with open_context(settings) as ctx:
+            daemon = Daemon(ctx)
+            await asyncio.wait_for(daemon.run(server=failing_server), timeout=60)
+            return daemon.server_failure
+    assert run_async(scenario(), timeout=90) == "OSError: [Errno 98] Address already in use"
