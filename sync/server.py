@@ -56,6 +56,7 @@ from retouch.storage.store import Store
 from . import shopify_webhooks
 from .http_guard import BurstLog, ConnectionGuard, ServerLimits, accept_error_handler, connection_cap, protocol_for
 from .listen import parse_listen
+from .failures import TracebackOnce, failure_reason
 from .logs import REDACTOR
 from .nesting import MAX_DEPTH, nested_deeper_than
 from .pipeline.context import LAST_DISCOVERY
@@ -224,6 +225,39 @@ class ScrubbedResponses:
         await self.app(scope, receive, scrubbing_send)
 
 
+class OneLineErrors:
+    """A handler that fails (the database is full or gone while a webhook is recorded) answers 503,
+    so the sender retries later, and is one log line with the reason — its traceback only the first
+    time that kind of failure is met, however many requests meet it (failures.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.tracebacks = TracebackOnce()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            reason = failure_reason(exc)
+            if self.tracebacks.first(exc):
+                log.exception("http_handler_failed", path=scope.get("path"), reason=reason,
+                              note="this kind of failure shows its traceback once")
+            else:
+                log.error("http_handler_failed", path=scope.get("path"), reason=reason)
+            if not started:
+                await JSONResponse({"error": "temporarily unavailable"}, status_code=503)(scope, receive, send)
+
+
 def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
     identity = file_identity(database_file(deps.store))  # the file the daemon opened
@@ -327,7 +361,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
                  webhook_id=verdict.webhook_id)
         return JSONResponse({"accepted": True})
 
-    return Starlette(middleware=[Middleware(ScrubbedResponses, scrub=REDACTOR.scrub_text)], routes=[
+    return Starlette(middleware=[Middleware(ScrubbedResponses, scrub=REDACTOR.scrub_text), Middleware(OneLineErrors)],
+                     routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}

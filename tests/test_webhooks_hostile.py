@@ -102,3 +102,33 @@ def test_a_signed_but_deeply_nested_provider_event_is_400(tmp_path: Path, depth:
         assert harness.handed_over() == []
     finally:
         harness.close()
+
+
+# ----- a handler that fails ---------------------------------------------------------------------------------
+
+
+def test_a_full_database_under_webhooks_is_503_one_line_each_and_one_traceback(tmp_path: Path) -> None:
+    import io
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from retouch.sync.logs import configure
+
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    harness = Harness(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OperationalError("INSERT INTO seenevent", {}, sqlite3.OperationalError("database or disk is full"))
+    harness.store.remember_event = full  # the seen-event insert meets a full disk
+    try:
+        answers = [harness.deliver(event_body(), event_id=f"evt_full_{n}") for n in range(5)]
+    finally:
+        harness.close()
+    assert [a.status_code for a in answers] == [503] * 5  # the sender retries later
+    failed = [json.loads(line) for line in out.getvalue().splitlines()
+              if line.startswith("{") and "http_handler_failed" in line]
+    assert len(failed) == 5 and all("database or disk is full" in e["reason"] for e in failed)
+    assert sum("exception" in e for e in failed) == 1
+    assert harness.handed_over() == []
