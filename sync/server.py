@@ -421,7 +421,10 @@ async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event
     # uvicorn's limit_concurrency answers 503 to every request once that many connections are open,
     # idle ones included; the guard keeps the count at its cap by pushing out the longest-waiting
     # one, so uvicorn's limit (one above) stays a backstop for requests still running on closed ones.
-    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+    # uvicorn's own lines ("Invalid HTTP request received.", "ASGI callable returned without completing
+    # response." for a body cut by a malformed chunk), one per request in plain text, would let anyone
+    # write to the journal at will: they are left out. A handler's failure is logged by OneLineErrors.
+    config = uvicorn.Config(app, log_config=None, log_level="critical", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5, http=protocol_for(guard),
                             timeout_keep_alive=limits.keep_alive, limit_concurrency=guard.cap + 1,
                             h11_max_incomplete_event_size=limits.max_header_bytes)

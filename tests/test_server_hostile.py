@@ -7,6 +7,7 @@ Every swarm is bounded (a fixed number of sockets, a deadline) and stops by itse
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 import socket
 import subprocess
@@ -278,3 +279,44 @@ def test_accept_failures_at_the_descriptor_limit_are_one_line_and_the_server_rec
     assert len(accept_lines) == 1, err
     assert "http_accept_failed" in accept_lines[0] and "Too many open files" in accept_lines[0]
     assert "Traceback" not in err
+
+
+# ----- malformed requests ---------------------------------------------------------------------------------
+
+MALFORMED = [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",  # a header block past 16 KiB
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",                    # a request line past 16 KiB
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,                  # a TLS ClientHello
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",                                                # HTTP/2 prior knowledge
+    b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabcde",
+    b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad\x00Header: y\r\n\r\n",
+    b"\r\n\r\n\r\n" * 100,
+]
+
+
+def test_malformed_requests_are_refused_quietly_and_the_server_answers_on(tmp_path: Path, servers,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = start_server(tmp_path, ServerLimits(header_timeout=1.5, body_timeout=1.5))
+    servers.append(server)
+    swarm = Swarm(server.port)  # all at once, five times over, as an attacker would send them
+    try:
+        for raw in MALFORMED * 5:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            swarm.sockets[sock] = "idle"
+            try:
+                sock.sendall(raw)
+            except OSError:
+                swarm.closed_by_server[sock] = 0.0  # refused while we sent: an answer too
+            sock.setblocking(False)
+        deadline = time.monotonic() + 30
+        while swarm.open_ones() and time.monotonic() < deadline:
+            swarm.step(0.2)
+        assert swarm.open_ones() == []  # each answered 400 and closed, or dropped at its deadline
+    finally:
+        swarm.close()
+    assert healthz(server.url) == 200
+    # uvicorn's plain-text line per malformed request would let anyone write to the journal at will.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
