@@ -111,12 +111,15 @@ class Swarm:
             for _ in range(count):
                 sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
                 sock.setblocking(False)
-                if kind == "body":
-                    sock.send(b"POST /webhooks/aigenstudio HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                              b"Content-Length: 5000\r\n\r\n{")
-                elif kind == "headers":
-                    sock.send(b"GET /healthz HTTP/1.1\r\n")
                 self.sockets[sock] = kind
+                try:
+                    if kind == "body":
+                        sock.send(b"POST /webhooks/aigenstudio HTTP/1.1\r\nHost: x\r\n"
+                                  b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{")
+                    elif kind == "headers":
+                        sock.send(b"GET /healthz HTTP/1.1\r\n")
+                except OSError:  # already pushed out by the cap
+                    self.closed_by_server[sock] = time.monotonic()
 
     def open_ones(self) -> list[socket.socket]:
         return [s for s in self.sockets if s not in self.closed_by_server]
