@@ -35,6 +35,10 @@ CREDENTIAL_PATTERNS = [
     # Shopify's token shapes: shpat_ (admin), shpca_ (custom app), shpss_ (app secret), shppa_ (private app)
     re.compile(r"()\bshp(?:at|ca|ss|pa)_[A-Za-z0-9]{8,}"),
 ]
+# Words without which a pattern cannot match (lower case): each pattern runs only where its words are.
+PATTERN_TRIGGERS = [("authorization",), ("bearer",), ("x-shopify-access-token", "x-api-key", "api-key", "x-aigen-key"),
+                    ("shpat_", "shpca_", "shpss_", "shppa_")]
+_ANY_TRIGGER = re.compile("|".join(re.escape(trigger) for triggers in PATTERN_TRIGGERS for trigger in triggers))
 # A key in a query string: ?api_key=..., &access_token=... Not applied to what is stored: the
 # database keeps URLs that must keep working (a staged upload's signed resourceUrl).
 QUERY_PATTERN = re.compile(r"(?i)([?&](?:api_key|apikey|api-key|key|access_token|token)=)" + _NOT_DONE
@@ -89,13 +93,20 @@ class Redactor:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        for pattern in CREDENTIAL_PATTERNS:
-            value = pattern.sub(_keep_label, value)
+        lowered = value.lower()
+        if not _ANY_TRIGGER.search(lowered):  # the usual case: one scan instead of every pattern
+            return value
+        for pattern, triggers in zip(CREDENTIAL_PATTERNS, PATTERN_TRIGGERS, strict=True):
+            for trigger in triggers:
+                if trigger in lowered:
+                    value = pattern.sub(_keep_label, value)
+                    break
         return value
 
     def scrub_text(self, value: str) -> str:
         """What may be shown or logged of `value`: as stored, and no key in a query string either."""
-        return QUERY_PATTERN.sub(_keep_label, self.scrub_stored(value))
+        value = self.scrub_stored(value)
+        return QUERY_PATTERN.sub(_keep_label, value) if "=" in value else value
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):
