@@ -258,8 +258,27 @@ class OneLineErrors:
                 await JSONResponse({"error": "temporarily unavailable"}, status_code=503)(scope, receive, send)
 
 
+REJECTION_LOG_EVERY = 10.0  # seconds between two log lines about refused deliveries of one kind
+
+
 def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
+    rejections: dict[tuple[str, str], BurstLog] = {}
+
+    def rejected(event: str, reason: str, **fields: Any) -> None:
+        """A refused delivery is worth a line, a flood of forged ones is not: the first of each kind,
+        then at most one per REJECTION_LOG_EVERY saying how many were left out."""
+        key = (event, reason)
+        burst = rejections.get(key)
+        if burst is None:
+            if len(rejections) >= 100:  # the kinds are few; an odd reason beyond that is still logged
+                log.warning(event, reason=reason, **fields)
+                return
+            burst = rejections[key] = BurstLog(REJECTION_LOG_EVERY)
+        show, left_out = burst.should_log()
+        if show:
+            log.warning(event, reason=reason, left_out=left_out, **fields)
+
     identity = file_identity(database_file(deps.store))  # the file the daemon opened
 
     async def healthz(request: Request) -> Response:
@@ -297,22 +316,22 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
-            log.warning("webhook_rejected", reason="too_large", limit=deps.max_body)
+            rejected("webhook_rejected", "too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
         except _Disconnected:
             return _gone()
         now = deps.clock()
         if nested_deeper_than(raw):
-            log.warning("webhook_rejected", reason="nested too deeply", limit=MAX_DEPTH)
+            rejected("webhook_rejected", "nested too deeply", limit=MAX_DEPTH)
             return JSONResponse({"error": "body nested too deeply"}, status_code=400)
         try:
             event = provider.verify_webhook(request.path_params.get("token"), request.headers, raw, now, deps.skew)
         except WebhookRefused as exc:
-            log.warning("webhook_rejected", reason=exc.reason)
+            rejected("webhook_rejected", exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
         except (RecursionError, ValueError, TypeError, KeyError) as exc:
             # A provider plugin met a body it did not expect: the sender's mistake, not our crash.
-            log.warning("webhook_rejected", reason=f"unreadable body ({type(exc).__name__})")
+            rejected("webhook_rejected", f"unreadable body ({type(exc).__name__})")
             return JSONResponse({"error": "unreadable body"}, status_code=400)
         if not await run_in_threadpool(deps.store.remember_event, provider.name, event.event_id, now):
             log.info("webhook_duplicate", event_id=event.event_id)
@@ -332,7 +351,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
-            log.warning("shopify_webhook_rejected", reason="too_large", limit=deps.max_body)
+            rejected("shopify_webhook_rejected", "too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
         except _Disconnected:
             return _gone()
@@ -341,7 +360,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         except (RecursionError, ValueError, TypeError) as exc:  # check_delivery decides; this is its safety net
             verdict = shopify_webhooks.Refused(400, f"unreadable body ({type(exc).__name__})")
         if isinstance(verdict, shopify_webhooks.Refused):
-            log.warning("shopify_webhook_rejected", reason=verdict.reason)
+            rejected("shopify_webhook_rejected", verdict.reason)
             return JSONResponse({"error": verdict.reason}, status_code=verdict.status)
         now = deps.clock()
         new_id = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,

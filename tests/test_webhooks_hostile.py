@@ -132,3 +132,22 @@ def test_a_full_database_under_webhooks_is_503_one_line_each_and_one_traceback(t
     assert len(failed) == 5 and all("database or disk is full" in e["reason"] for e in failed)
     assert sum("exception" in e for e in failed) == 1
     assert harness.handed_over() == []
+
+
+def test_a_flood_of_forged_deliveries_is_one_log_line_per_kind(tmp_path: Path) -> None:
+    import io
+
+    from retouch.sync.logs import configure
+
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    harness = Harness(tmp_path)
+    try:
+        forged = [harness.deliver(event_body(), event_id=f"evt_forged_{n}", key="aigen_test_guessed_key_0000")
+                  for n in range(40)]
+        deep = [harness.deliver(b'{"a": ' + nested(100) + b"}", event_id=f"evt_deep_{n}") for n in range(10)]
+    finally:
+        harness.close()
+    assert {a.status_code for a in forged} == {401} and {a.status_code for a in deep} == {400}
+    reasons = [json.loads(line)["reason"] for line in out.getvalue().splitlines() if '"webhook_rejected"' in line]
+    assert len(reasons) == 2 and reasons[1] == "nested too deeply", reasons  # 50 refusals, one line per kind
