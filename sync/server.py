@@ -265,19 +265,20 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
     rejections: dict[tuple[str, str], BurstLog] = {}
 
-    def rejected(event: str, reason: str, **fields: Any) -> None:
-        """A refused delivery is worth a line, a flood of forged ones is not: the first of each kind,
-        then at most one per REJECTION_LOG_EVERY saying how many were left out."""
+    def rejected(event: str, reason: str, level: str = "warning", **fields: Any) -> None:
+        """A refused (or replayed) delivery is worth a line, a flood of them is not: the first of each
+        kind, then at most one per REJECTION_LOG_EVERY saying how many were left out."""
+        write = getattr(log, level)
         key = (event, reason)
         burst = rejections.get(key)
         if burst is None:
             if len(rejections) >= 100:  # the kinds are few; an odd reason beyond that is still logged
-                log.warning(event, reason=reason, **fields)
+                write(event, reason=reason, **fields)
                 return
             burst = rejections[key] = BurstLog(REJECTION_LOG_EVERY)
         show, left_out = burst.should_log()
         if show:
-            log.warning(event, reason=reason, left_out=left_out, **fields)
+            write(event, reason=reason, left_out=left_out, **fields)
 
     identity = file_identity(database_file(deps.store))  # the file the daemon opened
 
@@ -334,7 +335,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
             rejected("webhook_rejected", f"unreadable body ({type(exc).__name__})")
             return JSONResponse({"error": "unreadable body"}, status_code=400)
         if not await run_in_threadpool(deps.store.remember_event, provider.name, event.event_id, now):
-            log.info("webhook_duplicate", event_id=event.event_id)
+            rejected("webhook_duplicate", "event id seen before", level="info", event_id=event.event_id)
             return JSONResponse({"duplicate": True})
         try:
             deps.on_provider_event(event)
@@ -368,8 +369,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         new_body = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.BODY_DEDUPE_SOURCE,
                                            verdict.digest, now)
         if not (new_id and new_body):
-            log.info("shopify_webhook_duplicate", webhook_id=verdict.webhook_id,
-                     same="webhook id" if not new_id else "topic and body")
+            same = "webhook id seen before" if not new_id else "topic and body seen before"
+            rejected("shopify_webhook_duplicate", same, level="info", webhook_id=verdict.webhook_id)
             return JSONResponse({"duplicate": True})
         try:
             deps.on_shopify_product(verdict.product_id)

@@ -97,7 +97,8 @@ def product_gid(body: object) -> str | None:
                    and 0 < number <= MAX_PRODUCT_ID else None)
     if api_id is None:
         return from_number
-    if not (isinstance(api_id, str) and PRODUCT_GID.fullmatch(api_id) and int(api_id.rsplit("/", 1)[1]) <= MAX_PRODUCT_ID):
+    plain = isinstance(api_id, str) and PRODUCT_GID.fullmatch(api_id)
+    if not plain or int(api_id.rsplit("/", 1)[1]) > MAX_PRODUCT_ID:
         return None  # a gid that is not a plain one is not made good by a number beside it
     if number is not None and from_number != api_id:
         return None  # the two ids disagree: which product is meant?

@@ -110,7 +110,8 @@ def test_every_text_column_of_every_table_is_scrubbed_on_insert_and_update(tmp_p
         for table in tables:
             row = {column.name: _filler(column) for column in table.columns
                    if not (column.primary_key and _python_type(column) is int)}
-            row.update({column.name: f"{column.name}: Authorization: Bearer {secret}" for column in text_columns(table)})
+            quoted = {column.name: f"{column.name}: Authorization: Bearer {secret}" for column in text_columns(table)}
+            row.update(quoted)
             conn.execute(insert(table), [row])
         for table in tables:
             conn.execute(update(table).values({column.name: f"again {secret}" for column in text_columns(table)

@@ -151,3 +151,20 @@ def test_a_flood_of_forged_deliveries_is_one_log_line_per_kind(tmp_path: Path) -
     assert {a.status_code for a in forged} == {401} and {a.status_code for a in deep} == {400}
     reasons = [json.loads(line)["reason"] for line in out.getvalue().splitlines() if '"webhook_rejected"' in line]
     assert len(reasons) == 2 and reasons[1] == "nested too deeply", reasons  # 50 refusals, one line per kind
+
+
+def test_a_captured_delivery_replayed_many_times_is_one_log_line(tmp_path: Path) -> None:
+    import io
+
+    from retouch.sync.logs import configure
+
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    hooks = Endpoint(tmp_path)
+    try:
+        assert hooks.post(BODY, webhook_id="wh_first").json() == {"accepted": True}
+        replies = [hooks.post(BODY, webhook_id=f"wh_replay_{n}").json() for n in range(30)]
+    finally:
+        hooks.close()
+    assert replies == [{"duplicate": True}] * 30 and hooks.handed_over() == [PRODUCT]
+    assert out.getvalue().count('"shopify_webhook_duplicate"') == 1
