@@ -265,9 +265,10 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
     rejections: dict[tuple[str, str], BurstLog] = {}
 
-    def rejected(event: str, reason: str, level: str = "warning", **fields: Any) -> None:
-        """A refused (or replayed) delivery is worth a line, a flood of them is not: the first of each
-        kind, then at most one per REJECTION_LOG_EVERY saying how many were left out."""
+    def log_limited(event: str, reason: str, level: str = "warning", **fields: Any) -> None:
+        """A refused or replayed delivery, or an unhealthy probe, is worth a line; a flood of them is
+        not: the first of each kind, then at most one per REJECTION_LOG_EVERY saying how many were
+        left out."""
         write = getattr(log, level)
         key = (event, reason)
         burst = rejections.get(key)
@@ -299,7 +300,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         }
         status, body = health(checks)
         if status != 200:
-            log.warning("unhealthy", failing=[name for name, check in checks.items() if not check["ok"]])
+            failing = [name for name, check in checks.items() if not check["ok"]]
+            log_limited("unhealthy", ", ".join(failing), failing=failing)  # a probe every second: not a line each
         return JSONResponse(body, status_code=status)
 
     async def metrics(request: Request) -> Response:
@@ -317,25 +319,25 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
-            rejected("webhook_rejected", "too_large", limit=deps.max_body)
+            log_limited("webhook_rejected", "too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
         except _Disconnected:
             return _gone()
         now = deps.clock()
         if nested_deeper_than(raw):
-            rejected("webhook_rejected", "nested too deeply", limit=MAX_DEPTH)
+            log_limited("webhook_rejected", "nested too deeply", limit=MAX_DEPTH)
             return JSONResponse({"error": "body nested too deeply"}, status_code=400)
         try:
             event = provider.verify_webhook(request.path_params.get("token"), request.headers, raw, now, deps.skew)
         except WebhookRefused as exc:
-            rejected("webhook_rejected", exc.reason)
+            log_limited("webhook_rejected", exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
         except (RecursionError, ValueError, TypeError, KeyError) as exc:
             # A provider plugin met a body it did not expect: the sender's mistake, not our crash.
-            rejected("webhook_rejected", f"unreadable body ({type(exc).__name__})")
+            log_limited("webhook_rejected", f"unreadable body ({type(exc).__name__})")
             return JSONResponse({"error": "unreadable body"}, status_code=400)
         if not await run_in_threadpool(deps.store.remember_event, provider.name, event.event_id, now):
-            rejected("webhook_duplicate", "event id seen before", level="info", event_id=event.event_id)
+            log_limited("webhook_duplicate", "event id seen before", level="info", event_id=event.event_id)
             return JSONResponse({"duplicate": True})
         try:
             deps.on_provider_event(event)
@@ -352,7 +354,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
-            rejected("shopify_webhook_rejected", "too_large", limit=deps.max_body)
+            log_limited("shopify_webhook_rejected", "too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
         except _Disconnected:
             return _gone()
@@ -361,7 +363,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         except (RecursionError, ValueError, TypeError) as exc:  # check_delivery decides; this is its safety net
             verdict = shopify_webhooks.Refused(400, f"unreadable body ({type(exc).__name__})")
         if isinstance(verdict, shopify_webhooks.Refused):
-            rejected("shopify_webhook_rejected", verdict.reason)
+            log_limited("shopify_webhook_rejected", verdict.reason)
             return JSONResponse({"error": verdict.reason}, status_code=verdict.status)
         now = deps.clock()
         new_id = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
@@ -370,7 +372,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
                                            verdict.digest, now)
         if not (new_id and new_body):
             same = "webhook id seen before" if not new_id else "topic and body seen before"
-            rejected("shopify_webhook_duplicate", same, level="info", webhook_id=verdict.webhook_id)
+            log_limited("shopify_webhook_duplicate", same, level="info", webhook_id=verdict.webhook_id)
             return JSONResponse({"duplicate": True})
         try:
             deps.on_shopify_product(verdict.product_id)
