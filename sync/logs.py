@@ -73,17 +73,15 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets: list[str] = []
-        self._known: set[str] = set()
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret that contains another is replaced whole. Very short values are
         # skipped: replacing "a" everywhere would destroy the log without protecting anything.
-        new = {s for s in secrets if isinstance(s, str) and s and len(s) >= 6} - self._known
+        merged = set(self.secrets)
+        new = {s for s in secrets if isinstance(s, str) and s and len(s) >= 6} - merged  # each one's forms once
         if not new:
             return
-        self._known |= new
-        merged = set(self.secrets)
         for secret in new:
             merged |= {form for form in secret_forms(secret) if len(form) >= 6}
         self.secrets = sorted(merged, key=len, reverse=True)
