@@ -9,6 +9,28 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 
+# Exact texts the CLI shows although they hold a secret, because the owner needs them: the webhook
+# URL with its path token that `check` tells them to paste into a provider's dashboard. Only these
+# exact strings, which we build ourselves, are let through; anything else with the token is scrubbed.
+_SHOWN: set[str] = set()
+
+
+def may_show(text: str) -> None:
+    """Let this exact text reach the terminal whole (see _SHOWN)."""
+    if text:
+        _SHOWN.add(text)
+
+
+def _scrub_keeping_shown(scrub: Callable[[str], str], text: str) -> str:
+    kept = [shown for shown in _SHOWN if shown in text]
+    for number, shown in enumerate(kept):
+        text = text.replace(shown, f"\x00{number}\x00")
+    text = scrub(text)
+    for number, shown in enumerate(kept):
+        text = text.replace(f"\x00{number}\x00", shown)
+    return text
+
+
 class ScrubbedStream:
     """A text stream that holds back an unfinished line until its end (a secret split over two
     writes is still one line when scrubbed), then writes it scrubbed to `target`."""
@@ -23,7 +45,7 @@ class ScrubbedStream:
         complete, newline, rest = data.rpartition("\n")
         self._pending = rest
         if newline:
-            self._target.write(self._scrub(complete + newline))
+            self._target.write(_scrub_keeping_shown(self._scrub, complete + newline))
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -32,7 +54,7 @@ class ScrubbedStream:
 
     def flush(self) -> None:
         if self._pending:
-            self._target.write(self._scrub(self._pending))
+            self._target.write(_scrub_keeping_shown(self._scrub, self._pending))
             self._pending = ""
         self._target.flush()
 

@@ -181,3 +181,34 @@ def test_a_secret_quoted_back_by_the_provider_reaches_no_boundary(shop, provider
         assert leaks(page) == []
     assert leaks(run.output()) == []
     assert product["legacy_id"]
+
+
+# ----- what the owner must see whole ------------------------------------------------------------------------
+
+
+def test_the_sandbox_command_still_prints_a_config_that_can_be_copied(tmp_path: Path) -> None:
+    """The scrubber is no broader than it must be: the sandboxes' throw-away keys, printed to be
+    copied, stay whole (and `check`'s webhook URL to paste into ProductAI's dashboard, which holds a
+    real secret, is let through by name: test_provider_productai.py)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from retouch.sync.commands.sandbox import SANDBOX_SHOP_TOKEN
+
+    proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Serving until"):
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+    printed = "".join(lines)
+    assert f'access_token = "{SANDBOX_SHOP_TOKEN}"' in printed, printed
+    assert 'api_key = "[REDACTED]"' not in printed

@@ -19,6 +19,7 @@ from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 
 from ..config import Settings
+from ..redacted_output import may_show
 from ..runtime import open_context
 from ..systemd import is_held
 
@@ -37,6 +38,8 @@ async def check_command(settings: Settings) -> int:
         ok = ok and webhook[0]
         typer.echo(webhook[1])
     async with open_context(settings) as ctx:
+        if settings.public_url:  # the owner pastes this URL (with its path token) into the provider's dashboard
+            may_show(ctx.provider.webhook_url(settings.public_url) or "")
         try:
             shop = await ctx.shopify.shop()
             typer.echo(f"shopify: ok — {shop.name} ({shop.domain}), API {settings.shop.api_version}")

@@ -72,7 +72,9 @@ async def run_daemon(settings: Settings) -> int:
         lock.release()
 
 
-def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket):
+def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None = None):
+    """The daemon's HTTP server, on `sock` (bound by `bind_server`), or on `[server] listen` bound when
+    it starts (an in-process harness's way)."""
     from ..metrics import build_registry
     from ..server import ServerDeps, build_app, serve
 
@@ -89,7 +91,7 @@ def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket):
 
     async def run_server(stop: asyncio.Event) -> None:
         log.info("serving", listen=settings.server.listen, webhooks=settings.webhooks)
-        await serve(app, sock, stop)
+        await serve(app, sock if sock is not None else settings.server.listen or "", stop)
 
     return run_server
 
