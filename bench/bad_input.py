@@ -4,6 +4,7 @@
                     (and `retouch run` for every --run-every'th): exit 2, one line naming the key
     responses       hypothesis answers to every client operation (providers and Shopify)
     webhooks        the token-path and signed webhook suites (pytest, real HTTP)
+    hostile network connection swarms, bind failures, secrets quoted back, hostile webhooks (pytest)
     image bytes     every kind of original through imaging, and the pipeline test with the sandboxes
     hostile state   every case of tests/state_corpus.py (FIFOs, credentials, databases, locks) through
                     real `retouch` processes, two at a time (--small: in one process)
@@ -131,6 +132,13 @@ def responses(examples: int, command: str) -> ProofRow:
                     command=command)
 
 
+# Issue 20's network half: connection swarms, bind failures, secrets quoted back, hostile webhooks,
+# repeated failures, the unit's exposure (RELIABILITY.md, "Hostile network and leaked secrets").
+HOSTILE_NETWORK_FILES = ["tests/test_server_hostile.py", "tests/test_server_bind.py",
+                         "tests/test_redaction_boundaries.py", "tests/test_clients_quote_back.py", "tests/test_webhooks_hostile.py",
+                         "tests/test_repeated_failures.py", "tests/test_unit_security.py"]
+
+
 def pytest_row(suite: str, files: list[str], env: dict[str, str], command: str,
                examples: int | None = None) -> ProofRow:
     """A pytest run as a row: runs = tests passed + failed; a failure is a problem, an error a crash."""
@@ -179,6 +187,7 @@ def main() -> None:
                                                                "-k", "webhook or signature or skew or replayed or "
                                                                      "oversized or malformed"], {}, command),
         "images": lambda: pytest_row("bad input: image bytes", ["tests/test_bad_input_images.py"], {}, command),
+        "network": lambda: pytest_row("bad input: hostile network and secrets", HOSTILE_NETWORK_FILES, {}, command),
     }
     chosen = args.only.split(",") if args.only else list(parts)
     rows = [parts[name]() for name in chosen]

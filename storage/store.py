@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,8 +123,43 @@ def is_locked_error(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and ("database is locked" in str(exc) or "database is busy" in str(exc))
 
 
+# Free text written to the database may quote what a service answered, and a service may quote our
+# credentials back. Every INSERT and UPDATE through any engine made here passes each of its text
+# parameters through this function first (sync installs its one redactor at import: storage may not
+# import sync). A hook on the engine, not on each Store method, so that no write can forget it.
+_scrub_text: Callable[[str], str] | None = None
+_WRITES = ("INSERT", "UPDATE", "REPLACE")
+
+
+def install_text_scrubber(scrub: Callable[[str], str] | None) -> None:
+    """The function every text written to the database passes through (None: none)."""
+    global _scrub_text
+    _scrub_text = scrub
+
+
+def _scrubbed(parameters: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(parameters, str):
+        return scrub(parameters)
+    if isinstance(parameters, tuple):
+        return tuple(_scrubbed(value, scrub) for value in parameters)
+    if isinstance(parameters, list):
+        return [_scrubbed(value, scrub) for value in parameters]
+    if isinstance(parameters, dict):
+        return {key: _scrubbed(value, scrub) for key, value in parameters.items()}
+    return parameters
+
+
+def _scrub_writes(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                  _executemany: bool) -> tuple[str, Any]:
+    scrub = _scrub_text
+    if scrub is not None and parameters and statement.lstrip()[:7].upper().startswith(_WRITES):
+        parameters = _scrubbed(parameters, scrub)
+    return statement, parameters
+
+
 def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
+    event.listen(engine, "before_cursor_execute", _scrub_writes, retval=True)
 
     def configure(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()

@@ -250,6 +250,10 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 
 def main() -> None:
+    from .logs import REDACTOR
+    from .redacted_output import scrub_standard_streams
+
+    scrub_standard_streams(REDACTOR.scrub_text)
     try:
         app()
     except ConfigError as exc:  # a config problem found after start-up (e.g. a credential file)

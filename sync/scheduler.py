@@ -31,6 +31,7 @@ from retouch.storage.models import JobState
 from retouch.storage.store import is_locked_error
 
 from .config import ConfigError, Settings, load_settings
+from .failures import TracebackOnce, failure_reason
 from .logs import configure
 from .pipeline import WRITE_BACK_STATES, Context, discover, housekeeping, submit, track, write_back
 from .pipeline.context import BASELINE_RECORDED
@@ -77,6 +78,8 @@ class Daemon:
         self.scheduler: AsyncIOScheduler | None = None
         self.pending_products: set[str] = set()  # product gids Shopify's webhooks named, not yet discovered
         self.ready = False  # READY=1 sent: Shopify answered once (a reload before that must not send it)
+        self.tracebacks = TracebackOnce()  # each kind of step failure shows its traceback once
+        self.server_failure: str | None = None  # why the HTTP server ended before the daemon was stopping
 
     # ----- steps ------------------------------------------------------------------------------
 
@@ -137,8 +140,13 @@ class Daemon:
                     log.warning("database_busy", step=name, note="another process holds the database's "
                                 "write lock; the step stopped and runs again")
                     return
-                self._record_error(name, f"{exc.__class__.__name__}: {exc}")
-                log.exception("step_crashed", step=name)
+                reason = failure_reason(exc)
+                self._record_error(name, reason)
+                if self.tracebacks.first(exc):
+                    log.exception("step_crashed", step=name, reason=reason,
+                                  note="this kind of failure shows its traceback once; later ones one line each")
+                else:
+                    log.error("step_crashed", step=name, reason=reason)
             finally:
                 self.running.discard(task)
 
@@ -203,21 +211,21 @@ class Daemon:
             self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
                                                 f"{step}: {message[:300]}")
         except Exception as exc:
-            if not _database_locked(exc):
-                raise
-            log.info("last_error_not_recorded", step=step, reason="database locked by another process")
+            # The database may be what failed (full disk, read-only mount): say so in one line; the
+            # step's own line already carries the reason.
+            reason = "database locked by another process" if _database_locked(exc) else failure_reason(exc)
+            log.info("last_error_not_recorded", step=step, reason=reason)
 
     async def _heartbeat(self) -> None:
         """STATUS= for systemd and a heartbeat row for `retouch status`."""
-        counts = self.ctx.store.counts_by_state()
-        paused = self.ctx.paused()
-        self.notifier.status(status_line(counts, paused["reason"] if paused else None))
         try:
+            counts = self.ctx.store.counts_by_state()
+            paused = self.ctx.paused()
+            self.notifier.status(status_line(counts, paused["reason"] if paused else None))
             self.ctx.store.set_meta(HEARTBEAT, str(time.time()))
-        except Exception as exc:
-            if not _database_locked(exc):
-                raise
-            log.info("heartbeat_skipped", reason="database locked by another process")
+        except Exception as exc:  # every 5 s: one line each, never a traceback (the steps show one)
+            reason = "database locked by another process" if _database_locked(exc) else failure_reason(exc)
+            log.info("heartbeat_skipped", reason=reason)
 
     # ----- webhooks ---------------------------------------------------------------------------
 
@@ -290,6 +298,16 @@ class Daemon:
                 except TimeoutError:
                     delay = min(delay * 2, 60.0)
 
+    def _server_ended(self, task: asyncio.Task) -> None:
+        """The HTTP server must live as long as the daemon: without it there are no webhooks and no
+        health, so an end before the stop request stops the daemon (exit 1; systemd restarts it)."""
+        if self.stopping.is_set() or task.cancelled():
+            return
+        exc = task.exception()
+        self.server_failure = (f"{type(exc).__name__}: {exc}" if exc is not None else "it ended")[:300]
+        log.error("http_server_failed", reason=self.server_failure, note="the daemon stops")
+        self.stopping.set()
+
     async def reload(self, path) -> None:
         try:
             settings = load_settings(path)
@@ -333,7 +351,9 @@ class Daemon:
         if interval:
             background.append(loop.create_task(watchdog_loop(self.notifier, interval, self.stopping)))
         if server is not None:
-            background.append(loop.create_task(server(self.stopping)))
+            serving = loop.create_task(server(self.stopping))
+            serving.add_done_callback(self._server_ended)
+            background.append(serving)
 
         await self._connect()
         if not self.stopping.is_set() and self.on_connected is not None:

@@ -45,15 +45,20 @@ import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
 from retouch.storage.store import Store
 
 from . import shopify_webhooks
+from .http_guard import BurstLog, ConnectionGuard, ServerLimits, accept_error_handler, connection_cap, protocol_for
 from .listen import parse_listen
+from .failures import TracebackOnce, failure_reason
+from .logs import REDACTOR
+from .nesting import MAX_DEPTH, nested_deeper_than
 from .pipeline.context import LAST_DISCOVERY
 
 log = structlog.get_logger(__name__)
@@ -171,6 +176,10 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    """The client went, or was dropped for sending its body too slowly (http_guard.py)."""
+
+
 async def _read_capped(request: Request, limit: int) -> bytes:
     """The whole body, or _BodyTooLarge as soon as it passes `limit` bytes (the rest is never read)."""
     declared = request.headers.get("content-length")
@@ -178,16 +187,113 @@ async def _read_capped(request: Request, limit: int) -> bytes:
         raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _Disconnected from None
     return b"".join(chunks)
+
+
+def _gone() -> Response:
+    """What a handler returns to a client that is gone: nobody reads it."""
+    return Response(status_code=400)
+
+
+class ScrubbedResponses:
+    """Every answer of the app passes the one redactor (logs.REDACTOR): a page, /metrics and every
+    error text, whichever handler wrote it. The answers are small (health, metrics, a webhook's
+    verdict), so each is held whole, scrubbed, and sent with its corrected length."""
+
+    def __init__(self, app: Any, scrub: Callable[[str], str]) -> None:
+        self.app = app
+        self.scrub = scrub
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def scrubbing_send(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = self.scrub(b"".join(chunks).decode("utf-8", "replace")).encode()
+            headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, scrubbing_send)
+
+
+class OneLineErrors:
+    """A handler that fails (the database is full or gone while a webhook is recorded) answers 503,
+    so the sender retries later, and is one log line with the reason — its traceback only the first
+    time that kind of failure is met, however many requests meet it (failures.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.tracebacks = TracebackOnce()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            reason = failure_reason(exc)
+            if self.tracebacks.first(exc):
+                log.exception("http_handler_failed", path=scope.get("path"), reason=reason,
+                              note="this kind of failure shows its traceback once")
+            else:
+                log.error("http_handler_failed", path=scope.get("path"), reason=reason)
+            if not started:
+                await JSONResponse({"error": "temporarily unavailable"}, status_code=503)(scope, receive, send)
+
+
+REJECTION_LOG_EVERY = 10.0  # seconds between two log lines about refused deliveries of one kind
 
 
 def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
     started = deps.clock()  # the start-up grace for the discovery check counts from here
+    rejections: dict[tuple[str, str], BurstLog] = {}
+
+    def log_limited(event: str, reason: str, level: str = "warning", **fields: Any) -> None:
+        """A refused or replayed delivery, or an unhealthy probe, is worth a line; a flood of them is
+        not: the first of each kind, then at most one per REJECTION_LOG_EVERY saying how many were
+        left out."""
+        write = getattr(log, level)
+        key = (event, reason)
+        burst = rejections.get(key)
+        if burst is None:
+            if len(rejections) >= 100:  # the kinds are few; an odd reason beyond that is still logged
+                write(event, reason=reason, **fields)
+                return
+            burst = rejections[key] = BurstLog(REJECTION_LOG_EVERY)
+        show, left_out = burst.should_log()
+        if show:
+            write(event, reason=reason, left_out=left_out, **fields)
+
     identity = file_identity(database_file(deps.store))  # the file the daemon opened
 
     async def healthz(request: Request) -> Response:
@@ -208,7 +314,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         }
         status, body = health(checks)
         if status != 200:
-            log.warning("unhealthy", failing=[name for name, check in checks.items() if not check["ok"]])
+            failing = [name for name, check in checks.items() if not check["ok"]]
+            log_limited("unhealthy", ", ".join(failing), failing=failing)  # a probe every second: not a line each
         return JSONResponse(body, status_code=status)
 
     async def metrics(request: Request) -> Response:
@@ -226,16 +333,25 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
-            log.warning("webhook_rejected", reason="too_large", limit=deps.max_body)
+            log_limited("webhook_rejected", "too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
+        except _Disconnected:
+            return _gone()
         now = deps.clock()
+        if nested_deeper_than(raw):
+            log_limited("webhook_rejected", "nested too deeply", limit=MAX_DEPTH)
+            return JSONResponse({"error": "body nested too deeply"}, status_code=400)
         try:
             event = provider.verify_webhook(request.path_params.get("token"), request.headers, raw, now, deps.skew)
         except WebhookRefused as exc:
-            log.warning("webhook_rejected", reason=exc.reason)
+            log_limited("webhook_rejected", exc.reason)
             return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        except (RecursionError, ValueError, TypeError, KeyError) as exc:
+            # A provider plugin met a body it did not expect: the sender's mistake, not our crash.
+            log_limited("webhook_rejected", f"unreadable body ({type(exc).__name__})")
+            return JSONResponse({"error": "unreadable body"}, status_code=400)
         if not await run_in_threadpool(deps.store.remember_event, provider.name, event.event_id, now):
-            log.info("webhook_duplicate", event_id=event.event_id)
+            log_limited("webhook_duplicate", "event id seen before", level="info", event_id=event.event_id)
             return JSONResponse({"duplicate": True})
         try:
             deps.on_provider_event(event)
@@ -252,15 +368,25 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         try:
             raw = await _read_capped(request, deps.max_body)
         except _BodyTooLarge:
-            log.warning("shopify_webhook_rejected", reason="too_large", limit=deps.max_body)
+            log_limited("shopify_webhook_rejected", "too_large", limit=deps.max_body)
             return JSONResponse({"error": "body too large"}, status_code=413)
-        verdict = shopify_webhooks.check_delivery(secret, request.headers, raw)
+        except _Disconnected:
+            return _gone()
+        try:
+            verdict = shopify_webhooks.check_delivery(secret, request.headers, raw)
+        except (RecursionError, ValueError, TypeError) as exc:  # check_delivery decides; this is its safety net
+            verdict = shopify_webhooks.Refused(400, f"unreadable body ({type(exc).__name__})")
         if isinstance(verdict, shopify_webhooks.Refused):
-            log.warning("shopify_webhook_rejected", reason=verdict.reason)
+            log_limited("shopify_webhook_rejected", verdict.reason)
             return JSONResponse({"error": verdict.reason}, status_code=verdict.status)
-        if not await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
-                                       verdict.webhook_id, deps.clock()):
-            log.info("shopify_webhook_duplicate", webhook_id=verdict.webhook_id)
+        now = deps.clock()
+        new_id = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
+                                         verdict.webhook_id, now)
+        new_body = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.BODY_DEDUPE_SOURCE,
+                                           verdict.digest, now)
+        if not (new_id and new_body):
+            same = "webhook id seen before" if not new_id else "topic and body seen before"
+            log_limited("shopify_webhook_duplicate", same, level="info", webhook_id=verdict.webhook_id)
             return JSONResponse({"duplicate": True})
         try:
             deps.on_shopify_product(verdict.product_id)
@@ -271,7 +397,8 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
                  webhook_id=verdict.webhook_id)
         return JSONResponse({"accepted": True})
 
-    return Starlette(routes=[
+    return Starlette(middleware=[Middleware(ScrubbedResponses, scrub=REDACTOR.scrub_text), Middleware(OneLineErrors)],
+                     routes=[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}
@@ -298,18 +425,51 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server(address, family=family)
 
 
-async def serve(app: Starlette, listen: str, stop: asyncio.Event) -> None:
-    """Serve `app` on `listen` in the running loop until `stop` is set, then shut down and return.
-
-    Raises ValueError for a malformed `listen` and OSError when the address cannot be bound.
-    """
+def bind_listen(listen: str) -> socket.socket:
+    """The listening socket for `[server] listen`, bound now: the daemon binds before it starts its
+    work, so an address it cannot have stops it at once (OSError; socket.gaierror for a host that
+    does not resolve; ValueError for a malformed value)."""
     host, port = parse_listen(listen)
-    sock = _bind(host, port)
-    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5)
+    return _bind(host, port)
+
+
+def _nofile_soft() -> int | None:
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event,
+                limits: ServerLimits = ServerLimits()) -> None:
+    """Serve `app` on `listen` (a "host:port" or a socket from `bind_listen`) in the running loop
+    until `stop` is set, then shut down and return.
+
+    Raises ValueError for a malformed `listen` and OSError when the address cannot be bound. Each
+    connection is bounded in time and number (http_guard.py); accept() failures (out of file
+    descriptors) are logged once per burst.
+    """
+    sock = bind_listen(listen) if isinstance(listen, str) else listen
+    name = listen if isinstance(listen, str) else "%s:%s" % sock.getsockname()[:2]
+    guard = ConnectionGuard(limits, connection_cap(limits.max_connections, _nofile_soft()))
+    # uvicorn's limit_concurrency answers 503 to every request once that many connections are open,
+    # idle ones included; the guard keeps the count at its cap by pushing out the longest-waiting
+    # one, so uvicorn's limit (one above) stays a backstop for requests still running on closed ones.
+    # uvicorn's own lines ("Invalid HTTP request received.", "ASGI callable returned without completing
+    # response." for a body cut by a malformed chunk), one per request in plain text, would let anyone
+    # write to the journal at will: they are left out. A handler's failure is logged by OneLineErrors.
+    config = uvicorn.Config(app, log_config=None, log_level="critical", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5, http=protocol_for(guard),
+                            timeout_keep_alive=limits.keep_alive, limit_concurrency=guard.cap + 1,
+                            h11_max_incomplete_event_size=limits.max_header_bytes)
     server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{listen}")
-    log.info("listening", listen=listen)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(accept_error_handler(previous_handler, BurstLog(limits.accept_error_every)))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http:{name}")
+    log.info("listening", listen=name, max_connections=guard.cap)
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -320,4 +480,5 @@ async def serve(app: Starlette, listen: str, stop: asyncio.Event) -> None:
             await task  # returns once uvicorn has closed its sockets and connections; re-raises its failure
         finally:
             sock.close()
-    log.info("http_stopped", listen=listen)
+            loop.set_exception_handler(previous_handler)
+    log.info("http_stopped", listen=name)

@@ -13,14 +13,23 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from .nesting import nested_deeper_than
 
 WEBHOOK_PATH = "/webhooks/shopify"
 # What we subscribe to, and the X-Shopify-Topic header each one's deliveries carry.
 TOPICS = {"PRODUCTS_CREATE": "products/create", "PRODUCTS_UPDATE": "products/update"}
 DEDUPE_SOURCE = "shopify"  # the seen-event table's source for X-Shopify-Webhook-Id
+# ... and for the digest of topic and body: a captured delivery sent again with a fresh webhook id
+# is the same delivery (the seen-event table keeps both for the replay window, then forgets them).
+BODY_DEDUPE_SOURCE = "shopify-body"
+# A product's gid, and nothing else: no path segments, no query, ASCII digits, a 64-bit id.
+PRODUCT_GID = re.compile(r"gid://shopify/Product/[1-9][0-9]{0,18}")
+MAX_PRODUCT_ID = 2**63 - 1
 
 
 def callback_url(public_url: str) -> str:
@@ -35,6 +44,11 @@ class Accepted:
     webhook_id: str
     topic: str
     product_id: str  # the product's gid
+    digest: str = field(default="", compare=False)  # of topic and body: the same delivery under a new id is a duplicate
+
+
+def delivery_digest(topic: str, raw: bytes) -> str:
+    return hashlib.sha256(topic.encode() + b"\n" + raw).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -60,27 +74,35 @@ def check_delivery(secret: str, headers: Mapping[str, str], raw: bytes) -> Accep
     webhook_id = (headers.get("x-shopify-webhook-id") or "").strip()
     if not webhook_id or len(webhook_id) > 200:
         return Refused(400, "missing webhook id")
+    if nested_deeper_than(raw):
+        return Refused(400, "body nested too deeply")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return Refused(400, "body is not JSON")
     product_id = product_gid(body)
     if product_id is None:
         return Refused(400, "no product id in the body")
-    return Accepted(webhook_id=webhook_id, topic=topic, product_id=product_id)
+    return Accepted(webhook_id=webhook_id, topic=topic, product_id=product_id, digest=delivery_digest(topic, raw))
 
 
 def product_gid(body: object) -> str | None:
-    """The product's gid from a product webhook body: admin_graphql_api_id, else the numeric id."""
+    """The product's gid from a product webhook body: admin_graphql_api_id, else the numeric id.
+    Only a plain gid (PRODUCT_GID) or a positive 64-bit number is believed: "gid://shopify/Product/1/../2"
+    or "…/Product/１２" (non-ASCII digits) is no product id."""
     if not isinstance(body, dict):
         return None
-    api_id = body.get("admin_graphql_api_id")
-    if isinstance(api_id, str) and api_id.startswith("gid://shopify/Product/") and api_id.rsplit("/", 1)[1].isdigit():
-        return api_id
-    number = body.get("id")
-    if isinstance(number, int) and not isinstance(number, bool) and number > 0:
-        return f"gid://shopify/Product/{number}"
-    return None
+    api_id, number = body.get("admin_graphql_api_id"), body.get("id")
+    from_number = (f"gid://shopify/Product/{number}" if isinstance(number, int) and not isinstance(number, bool)
+                   and 0 < number <= MAX_PRODUCT_ID else None)
+    if api_id is None:
+        return from_number
+    plain = isinstance(api_id, str) and PRODUCT_GID.fullmatch(api_id)
+    if not plain or int(api_id.rsplit("/", 1)[1]) > MAX_PRODUCT_ID:
+        return None  # a gid that is not a plain one is not made good by a number beside it
+    if number is not None and from_number != api_id:
+        return None  # the two ids disagree: which product is meant?
+    return api_id
 
 
 # ----- subscriptions -------------------------------------------------------------------------

@@ -14,6 +14,9 @@ fault language to each:
   work is done: a 200 means the service processed the request, only the answer came back broken;
 - `mode="drop_response"`: do the work (and charge for it), then lose the answer (a 500);
 - `mode="fail"`: accept the request, then let the job (or media) end failed;
+- `mode="quote_auth"` (where a sandbox offers it): a 400 whose message quotes the request's
+  credentials back, in the forms a careless service uses (`quoted_credentials`): what our
+  redaction must catch at every boundary;
 - on the pseudo-endpoint "webhook": `mode="duplicate"` delivers a webhook twice, `mode="late"`
   holds it back `seconds`, so later ones overtake it (out of order).
 
@@ -230,6 +233,26 @@ async def close_connection(scope: Scope, receive: Receive) -> None:
     if transport is not None:
         transport.close()
     await _until_disconnected(receive)
+
+
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-shopify-access-token")
+
+
+def quoted_credentials(headers: Mapping[str, str]) -> str:
+    """The request's credentials as a careless service quotes them back: the headers as sent, the
+    key URL-encoded in a query string, and as HTTP Basic (base64 of "account:key")."""
+    import base64
+    from urllib.parse import quote
+
+    parts = []
+    for name in CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value:
+            key = value.split(" ", 1)[1] if name == "authorization" and " " in value else value
+            parts.append(f"{name}: {value}")
+            parts.append(f"retry as GET /v1/ping?api_key={quote(key, safe='')}")
+            parts.append(f"or Authorization: Basic {base64.b64encode(f'account-7:{key}'.encode()).decode()}")
+    return "request rejected (" + "; ".join(parts or ["no credentials"]) + ")"
 
 
 def answer_for(fault: Fault) -> Response | None:

@@ -23,6 +23,7 @@ from retouch.storage.store import Store
 
 from ..claim import describe_claim
 from ..config import Settings
+from ..redacted_output import may_show
 from ..runtime import provider_client, shopify_client
 from ..systemd import is_held
 from .check_shopify import refusal_line, token_line
@@ -37,6 +38,10 @@ async def check_command(settings: Settings) -> int:
     for good, line in await asyncio.to_thread(public_url_findings, settings):
         ok = ok and good
         typer.echo(line)
+    bindable = listen_bindable(settings)
+    if bindable is not None:
+        ok = ok and bindable[0]
+        typer.echo(bindable[1])
     webhook = await webhook_reachable(settings)
     if webhook is not None:
         ok = ok and webhook[0]
@@ -48,6 +53,8 @@ async def check_command(settings: Settings) -> int:
         Store(settings.database_url).close()
     # The clients only: opening the Store would create the database `check` reports on.
     async with _clients(settings) as ctx:
+        if settings.public_url:  # the owner pastes this URL (with its path token) into the provider's dashboard
+            may_show(ctx.provider.webhook_url(settings.public_url) or "")
         try:
             shop = await ctx.shopify.shop()
             typer.echo(f"shopify: ok — {shop.name} ({shop.domain}), API {settings.shop.api_version}")
@@ -127,6 +134,23 @@ async def _clients(settings: Settings) -> AsyncIterator[SimpleNamespace]:
     finally:
         await shopify.aclose()
         await provider.aclose()
+
+
+def listen_bindable(settings: Settings) -> tuple[bool, str] | None:
+    """Can `run` have `[server] listen`? None without a server. With the daemon running, it holds
+    the address itself; otherwise the address is bound and released at once."""
+    listen = settings.server.listen
+    if not listen:
+        return None
+    if is_held(settings.database_path):
+        return True, f"server: {listen} belongs to the running daemon"
+    from .run import bind_reason
+
+    sock, reason, _ = bind_reason(listen)
+    if sock is None:
+        return False, f"server: {reason}"
+    sock.close()
+    return True, f"server: ok — can listen on {listen}"
 
 
 async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:

@@ -20,7 +20,7 @@ import typer
 from retouch.storage.models import PENDING_STATES, ImageState
 
 from ..config import load_settings
-from ..logs import configure
+from ..logs import REDACTOR, configure
 from ..pipeline import discover
 from ..runtime import open_context
 from ..scheduler import Daemon
@@ -107,9 +107,9 @@ async def _write_page(out: Path, ctx, images) -> Path:
                 f"<tr><td>{html.escape(image.product_id)}<br><small>{html.escape(image.state)}</small></td>"
                 f'<td><img src="images/{before.name}"></td><td><img src="images/{after.name}"></td></tr>')
     page = out / "index.html"
-    page.write_text(
+    page.write_text(REDACTOR.scrub_text(  # a page passes the one scrubber, like the log, the CLI and the server
         "<!doctype html><meta charset=utf-8><title>retouch demo</title>"
         "<style>body{font-family:sans-serif}img{width:240px;border:1px solid #ccc}td{padding:6px}</style>"
         "<h1>retouch demo: before and after</h1><table><tr><th>product</th><th>before</th><th>after</th></tr>"
-        + "".join(rows) + "</table>")
+        + "".join(rows) + "</table>"))
     return page

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import time
 
 import structlog
@@ -51,7 +53,13 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                    "stop it first", err=True)
         return 1
     store: Store | None = None
+    sock = None
     try:
+        if settings.server.listen:
+            bound = bind_server(settings.server.listen)
+            if isinstance(bound, int):
+                return bound
+            sock = bound
         # Opened before the daemon says it starts: a database it cannot use is one line (StorageError).
         store = Store(settings.database_url, DAEMON_BUSY_TIMEOUT)
         log.info("starting", **describe_start(settings))
@@ -104,21 +112,29 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
 
             daemon = Daemon(ctx, reopen=reopen, on_connected=claim_then_keep)
             try:
-                await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
+                await daemon.run(server=_server(settings, ctx, daemon, sock) if sock is not None else None)
             finally:
                 for keeper in keepers:
                     keeper.cancel()
                 await asyncio.gather(*keepers, return_exceptions=True)
                 if not lost:
                     await claim.release()
+            if daemon.server_failure is not None:
+                typer.echo(f"retouch: the HTTP server on {settings.server.listen} stopped "
+                           f"({daemon.server_failure}); the daemon stopped with it", err=True)
+                return 1
         return 1 if lost else 0
     finally:
         if store is not None:
             store.close()
+        if sock is not None:
+            sock.close()
         lock.release()
 
 
-def _server(settings: Settings, ctx, daemon: Daemon):
+def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None = None):
+    """The daemon's HTTP server, on `sock` (bound by `bind_server`), or on `[server] listen` bound when
+    it starts (an in-process harness's way)."""
     from ..metrics import build_registry
     from ..server import ServerDeps, build_app, serve
 
@@ -136,6 +152,34 @@ def _server(settings: Settings, ctx, daemon: Daemon):
 
     async def run_server(stop: asyncio.Event) -> None:
         log.info("serving", listen=settings.server.listen, webhooks=settings.webhooks)
-        await serve(app, settings.server.listen or "", stop)
+        await serve(app, sock if sock is not None else settings.server.listen or "", stop)
 
     return run_server
+
+
+def bind_server(listen: str) -> socket.socket | int:
+    """The bound socket for `[server] listen`, or the exit code after one line saying why not:
+    1 for a port another program holds (it may be free at the next start: systemd restarts),
+    2 for an address this machine cannot have (a config error)."""
+    sock, reason, code = bind_reason(listen)
+    if sock is None:
+        typer.echo(f"[server] listen: {reason}", err=True)
+        return code
+    return sock
+
+
+def bind_reason(listen: str) -> tuple[socket.socket | None, str, int]:
+    """(the bound socket, "", 0) or (None, what is wrong; what to do, the exit code) — for `run`
+    and `check` alike."""
+    from ..server import bind_listen
+
+    try:
+        return bind_listen(listen), "", 0
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return None, f"{listen} is in use by another program; stop it or choose another port", 1
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return None, (f"cannot listen on {listen} ({reason}); use an address of this machine "
+                      "and a port above 1023"), 2
+    except ValueError as exc:
+        return None, str(exc), 2

@@ -254,9 +254,10 @@ class AigenClient(ClosingClient):
             except pydantic.ValidationError:
                 pass
             else:
-                code = detail.code
-                message = detail.message or message
+                code = self._clean(detail.code) if detail.code else detail.code
+                message = self._clean(detail.message or message)
                 request_id = detail.request_id or request_id
+        request_id = self._clean(request_id) if request_id else request_id
         if status == 429:
             return RateLimited(
                 status,
@@ -271,6 +272,11 @@ class AigenClient(ClosingClient):
             return ServiceUnavailable(reason, message, status=status, code=code, request_id=request_id)
         error_class = _CLIENT_ERRORS.get(status, UnexpectedResponse)
         return error_class(status, code, message, request_id)
+
+    def _clean(self, text: str) -> str:
+        """A server-supplied text never echoes the key back (the daemon scrubs again: this client is
+        used on its own too)."""
+        return text.replace(self._api_key, "[redacted]")
 
     def _unexpected(self, response: httpx.Response, message: str) -> UnexpectedResponse:
         request_id = response.headers.get(contract.REQUEST_ID_HEADER)

@@ -377,7 +377,7 @@ class ImagenClient(ClosingClient):
                                          "without JSON", status=response.status_code)
             return body
         status = response.status_code
-        message = _detail(body) or f"{method} {path} answered HTTP {status}"
+        message = self._clean(_detail(body) or f"{method} {path} answered HTTP {status}")
         if status == 429:
             raise RateLimited(None, message, retry_after=parse_retry_after(response.headers, time.time()))
         if status >= 500 or status == 408:
@@ -399,7 +399,8 @@ class ImagenClient(ClosingClient):
             return response
         status = response.status_code
         code, text = _s3_error(response.text)
-        message = f"{method} {where} answered HTTP {status}" + (f": {code}: {text}" if code else "")
+        message = self._clean(f"{method} {where} answered HTTP {status}" + (f": {code}: {text}" if code else ""))
+        code = self._clean(code) if code else code
         if status in _LINK_REFUSED:
             raise LinkExpired(code, message, status=status)
         if status == 429:
@@ -407,6 +408,11 @@ class ImagenClient(ClosingClient):
         if status >= 500 or status == 408:
             raise ServiceUnavailable("server_error", message, status=status, code=code)
         raise UnexpectedResponse(code, message, status=status)
+
+    def _clean(self, text: str) -> str:
+        """A server-supplied text never echoes the key back (the daemon scrubs again: this client is
+        used on its own too)."""
+        return text.replace(self._api_key, "[redacted]")
 
     # --- one attempt, and the retries ---------------------------------------------------------
 

@@ -256,6 +256,7 @@ class ProductAIClient(ClosingClient):
     def _error(self, method: str, path: str, response: httpx.Response, body: Any, is_json: bool) -> ProductAIError:
         status = response.status_code
         code, message = _code_and_message(body)
+        code = self._clean(code) if code else code  # a code is server text too
         message = self._clean(message or f"{method} {path} answered HTTP {status}")
         # OUT_OF_TOKENS comes in two shapes and with any status [DOC]: look for it first, anywhere.
         if OUT_OF_TOKENS in response.text:

@@ -44,6 +44,7 @@ from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
 from ...sandbox_faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
+                              quoted_credentials,
                               fault_from_body, retry_after_headers)
 from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, refuse_private_webhook, validate_create, validate_idempotency_key
@@ -187,12 +188,16 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
     async def _presets(self, request: Request) -> Response:
         return _json({"presets": PRESETS}, _request_id(request))
 
-    async def _fault(self, endpoint: str, request_id: str) -> tuple[Response | None, Fault | None]:
+    async def _fault(self, endpoint: str, request_id: str,
+                     request: Request | None = None) -> tuple[Response | None, Fault | None]:
         """(an error response to send instead, or the fault that acts after the work: spoils its answer,
         or fails the job)."""
         fault = self.faults.take(endpoint)
         if fault is None:
             return None, None
+        if fault.mode == "quote_auth":
+            headers = request.headers if request is not None else {}
+            return _error(400, contract.INVALID_PAYLOAD, quoted_credentials(headers), request_id), None
         if fault.status == 429:
             return _error(429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)), None
         if fault.status is not None:
@@ -210,7 +215,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
     async def _create(self, request: Request) -> Response:
         request_id = _request_id(request)
         raw_body = await request.body()  # received in full first: a "hang" is slow processing, not a slow upload
-        instead, spoil = await self._fault("create", request_id)
+        instead, spoil = await self._fault("create", request_id, request)
         if instead is not None:
             return instead
         try:
@@ -258,7 +263,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
 
     async def _status(self, request: Request) -> Response:
         request_id = _request_id(request)
-        instead, _ = await self._fault("status", request_id)
+        instead, _ = await self._fault("status", request_id, request)
         if instead is not None:
             return instead
         try:

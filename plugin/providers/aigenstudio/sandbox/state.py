@@ -187,7 +187,8 @@ class EnhancementState:
 # Faults: "create" and "status" can answer a 5xx, hang or answer HTML; a create can also lose its answer.
 API_FAULT_ENDPOINTS = ("create", "status")
 FAULT_ENDPOINTS = (*API_FAULT_ENDPOINTS, WEBHOOK)
-FAULT_MODES = {"drop_response": ("create",), "fail": ("create",), **answer_modes(API_FAULT_ENDPOINTS),
+FAULT_MODES = {"drop_response": ("create",), "fail": ("create",), "quote_auth": API_FAULT_ENDPOINTS,
+               **answer_modes(API_FAULT_ENDPOINTS),
                **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
 
 
