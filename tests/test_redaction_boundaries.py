@@ -195,7 +195,7 @@ def test_the_sandbox_command_still_prints_a_config_that_can_be_copied(tmp_path: 
     import subprocess
     import sys
 
-    from retouch.sync.commands.sandbox import SANDBOX_SHOP_TOKEN
+    from retouch.sync.commands.sandbox import SANDBOX_CLIENT_SECRET
 
     proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -210,5 +210,5 @@ def test_the_sandbox_command_still_prints_a_config_that_can_be_copied(tmp_path: 
         proc.send_signal(signal.SIGINT)
         proc.wait(15)
     printed = "".join(lines)
-    assert f'access_token = "{SANDBOX_SHOP_TOKEN}"' in printed, printed
+    assert f'client_secret = "{SANDBOX_CLIENT_SECRET}"' in printed, printed
     assert 'api_key = "[REDACTED]"' not in printed
