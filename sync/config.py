@@ -24,6 +24,7 @@ from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
 from retouch.plugin.providers.settings import Duration, Section, parse_duration  # noqa: F401  (re-exported)
 
+from .control_settings import BackupSettings
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
@@ -190,6 +191,7 @@ class _File(Section):
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     claim: ClaimSettings = ClaimSettings()
+    backup: BackupSettings = BackupSettings()
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ class Settings:
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
     claim: ClaimSettings = ClaimSettings()
+    backup: BackupSettings = BackupSettings()
 
     @cached_property
     def plugin(self) -> ProviderPlugin:
@@ -359,6 +362,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
                         **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
         shopify_webhook_secret=hook_secret,
         claim=parsed.claim,
+        backup=parsed.backup,
     )
 
 
