@@ -317,6 +317,18 @@ class Store:
                      .order_by(col(Image.updated_at).desc()).limit(limit))
             return list(s.exec(query))
 
+    def changed_into_since(self, state: ImageState, after: datetime, limit: int) -> list[Image]:
+        """Images in `state` whose row changed after `after`, oldest change first ([notify]'s failures)."""
+        query = (select(Image).where(Image.state == state, col(Image.updated_at) > after)
+                 .order_by(col(Image.updated_at)).limit(limit))
+        with self._read() as s:
+            return list(s.exec(query))
+
+    def count_changed_into_since(self, state: ImageState, after: datetime) -> int:
+        query = select(func.count()).select_from(Image).where(Image.state == state, col(Image.updated_at) > after)
+        with self._read() as s:
+            return s.exec(query).one()
+
     # ----- backed-up originals ([backup] keep, storage/backups.py) ------------------------------
 
     def backup_holders(self, before: float) -> list[Holder]:

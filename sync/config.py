@@ -24,7 +24,7 @@ from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
 from retouch.plugin.providers.settings import Duration, Section, parse_duration  # noqa: F401  (re-exported)
 
-from .control_settings import BackupSettings
+from .control_settings import BackupSettings, NotifySettings
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
@@ -192,6 +192,7 @@ class _File(Section):
     log: LogSettings = LogSettings()
     claim: ClaimSettings = ClaimSettings()
     backup: BackupSettings = BackupSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ class Settings:
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
     claim: ClaimSettings = ClaimSettings()
     backup: BackupSettings = BackupSettings()
+    notify: NotifySettings = NotifySettings()
 
     @cached_property
     def plugin(self) -> ProviderPlugin:
@@ -274,7 +276,7 @@ class Settings:
         """Every secret value, for the log redaction processor."""
         key = self.provider_key.get_secret_value()
         shopify_hooks = [self.shopify_webhook_secret.get_secret_value()] if self.shopify_webhook_secret else []
-        return [self.shop_token.get_secret_value(), key, webhook_token(key), *shopify_hooks]
+        return [self.shop_token.get_secret_value(), key, webhook_token(key), *shopify_hooks, *self.notify.secrets()]
 
 
 def find_config_path(explicit: Path | None) -> Path:
@@ -363,6 +365,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         shopify_webhook_secret=hook_secret,
         claim=parsed.claim,
         backup=parsed.backup,
+        notify=parsed.notify,
     )
 
 

@@ -13,6 +13,7 @@ from retouch.plugin.shopify.errors import ShopifyAuthError
 from .. import __version__
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
+from ..notify.watch import NOTIFY_FLUSH, Notifications
 from ..pipeline.retired import retire, stranded
 from ..runtime import open_context, provider_client, shopify_client
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
@@ -79,11 +80,15 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                 daemon.stopping.set()
 
             keeper = asyncio.create_task(claim.keep(daemon.stopping, on_lost))
+            notifications = asyncio.create_task(Notifications(ctx).run(daemon.stopping))  # [notify]
             try:
                 await daemon.run(server=_server(settings, ctx, daemon) if settings.server.listen else None)
             finally:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
+                await asyncio.wait({notifications}, timeout=NOTIFY_FLUSH)  # what waited to be sent goes now
+                notifications.cancel()
+                await asyncio.gather(notifications, return_exceptions=True)
                 if not lost:
                     await claim.release()
         return 1 if lost else 0
