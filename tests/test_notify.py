@@ -53,16 +53,14 @@ def test_a_pause_is_said_once_and_a_new_one_again() -> None:
 
 def test_a_service_that_stops_answering_is_said_once_per_outage() -> None:
     after = 900.0
-    answering = {"Shopify": Reach(last_attempt=1000.0, last_answer=1000.5)}
-    assert unreachable_events(answering, 5000.0, after, frozenset()) == ([], frozenset())
-    idle = {"Shopify": Reach(last_attempt=None, last_answer=0.0)}  # never asked: nothing to say
+    idle = {"Shopify": Reach(unanswered_since=None, last_answer=0.0)}  # answered, or never asked since
     assert unreachable_events(idle, 5000.0, after, frozenset()) == ([], frozenset())
-    down = {"Shopify": Reach(last_attempt=1800.0, last_answer=1000.0)}
+    down = {"Shopify": Reach(unanswered_since=1001.0, last_answer=1000.0)}
     assert unreachable_events(down, 1800.0, after, frozenset()) == ([], frozenset())  # 800 s: not yet
     events, alerted = unreachable_events(down, 1950.0, after, frozenset())
     assert [e.line for e in events] == ["Shopify has not answered for 16 min"] and alerted == {"Shopify"}
     assert unreachable_events(down, 2500.0, after, alerted) == ([], alerted)  # same outage: once
-    back = {"Shopify": Reach(last_attempt=2600.0, last_answer=2600.1)}
+    back = {"Shopify": Reach(unanswered_since=None, last_answer=2600.1)}
     assert unreachable_events(back, 2700.0, after, alerted) == ([], frozenset())
 
 
@@ -187,3 +185,50 @@ def test_a_burst_of_failures_is_one_message_and_a_broken_notifier_stops_nothing(
         text = json.dumps(post["body"])
         assert NOTIFY_TOKEN not in text and not any(secret in text for secret in SECRETS)
     assert NOTIFY_TOKEN not in run.output()
+
+
+def test_the_loop_says_a_service_down_past_the_threshold_and_a_pause_once(shop, provider, receiver, tmp_path) -> None:
+    """In-process, on a pinned clock: the request hooks see Shopify not answering (a closed port),
+    and after unreachable_after one "unreachable" message goes; a pause is said once."""
+    import asyncio
+
+    from conftest import SHOP_TOKEN, FakeClock, pipeline_settings, run_async
+    from retouch.plugin.shopify.client import ShopifyClient
+    from retouch.plugin.shopify.errors import ShopifyError
+    from retouch.sync.notify.watch import Notifications
+    from retouch.sync.pipeline.context import PAUSED
+    from retouch.sync.runtime import open_context
+
+    notify = (f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/hook/{NOTIFY_TOKEN}"]\n'
+              'events = ["unreachable", "paused"]\nunreachable_after = "15m"\ngroup_for = "60s"\n')
+    settings = pipeline_settings(shop, provider, tmp_path, extra=notify)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with open_context(settings) as ctx:
+            dead = ShopifyClient(f"http://127.0.0.1:{closed_port()}", SHOP_TOKEN, "2026-07", timeout=1,
+                                 max_attempts=1)
+            ctx.shopify = dead
+            loop = Notifications(ctx, clock=clock)
+            await loop.look()
+            with pytest.raises(ShopifyError):
+                await dead.shop()
+            clock.advance(14 * 60)
+            await loop.look()
+            assert loop.outbox.waiting == {}  # not yet past the threshold
+            clock.advance(2 * 60)
+            await loop.look()
+            assert list(loop.outbox.waiting) == ["unreachable"]
+            ctx.store.set_meta(PAUSED, json.dumps({"reason": "out_of_credits: buy credits", "since": clock()}))
+            for _ in range(3):
+                clock.advance(30)
+                await loop.look()
+            clock.advance(120)
+            await loop.look()
+            await dead.aclose()
+            await asyncio.sleep(0)
+
+    run_async(scenario())
+    bodies = {post["body"]["title"]: post["body"]["message"] for post in receiver.posts}
+    assert bodies == {"retouch: cannot reach a service": "Shopify has not answered for 16 min",
+                      "retouch: submissions paused": "out_of_credits: buy credits"}

@@ -83,8 +83,8 @@ def paused_event(paused: dict | None, blocked_until: float, now: float, after: f
 class Reach:
     """One service as the daemon's requests saw it (wall clock)."""
 
-    last_attempt: float | None     # the last request sent
-    last_answer: float             # the last answer that was not a 5xx (or when watching began)
+    unanswered_since: float | None  # the first request sent after the last answer (None: none since)
+    last_answer: float              # the last answer that was not a 5xx (or when watching began)
 
 
 def unreachable_events(reach: dict[str, Reach], now: float, after: float,
@@ -92,8 +92,7 @@ def unreachable_events(reach: dict[str, Reach], now: float, after: float,
     """A service asked but not answering for longer than `after`: said once per outage; an answer ends it."""
     events, down = [], set()
     for name, seen in sorted(reach.items()):
-        failing = seen.last_attempt is not None and seen.last_attempt > seen.last_answer
-        if failing and now - seen.last_answer >= after:
+        if seen.unanswered_since is not None and now - seen.last_answer >= after:
             down.add(name)
             if name not in alerted:
                 minutes = (now - seen.last_answer) / 60

@@ -39,7 +39,7 @@ class Notifications:
         self.alerted: frozenset[str] = frozenset()
         # Failures from now on: a restart does not announce old ones again.
         self.failures_after = datetime.now(timezone.utc)
-        self.reach: dict[str, list[Any]] = {}     # service -> [last request, last answer]
+        self.reach: dict[str, list[Any]] = {}     # service -> [first request unanswered, last answer]
         self.hooked: dict[str, Any] = {}          # service -> the httpx client its hooks are on
         self.titles: dict[str, str] = {}
         self._sender: tuple[tuple[str, ...], Any] | None = None
@@ -132,11 +132,12 @@ class Notifications:
         seen = self.reach.setdefault(name, [None, self.clock()])
 
         async def on_request(_request: Any) -> None:
-            seen[0] = self.clock()
+            if seen[0] is None:
+                seen[0] = self.clock()
 
         async def on_response(response: Any) -> None:
             if response.status_code < 500:
-                seen[1] = self.clock()
+                seen[0], seen[1] = None, self.clock()
 
         http.event_hooks["request"].append(on_request)
         http.event_hooks["response"].append(on_response)
