@@ -329,6 +329,13 @@ class Store:
         with self._read() as s:
             return s.exec(query).one()
 
+    def pending_by_rule(self, states: Sequence[ImageState]) -> dict[str | None, int]:
+        """How many images in `states` each recorded [[rules]] decision holds (None: no rule)."""
+        query = (select(Image.rule, func.count()).where(col(Image.state).in_([str(s) for s in states]))
+                 .group_by(Image.rule))
+        with self._read() as s:
+            return {rule: count for rule, count in s.exec(query)}
+
     # ----- backed-up originals ([backup] keep, storage/backups.py) ------------------------------
 
     def backup_holders(self, before: float) -> list[Holder]:

@@ -1,4 +1,4 @@
-"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, backups.
+"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, backups, rules.
 
 Exit codes: 0 success, 1 work that failed (an image, a check), 2 usage or config error — a
 config error is one line naming the key, never a traceback.
@@ -220,6 +220,19 @@ def backups_prune(config: ConfigOption = None,
     from .commands.database import require_database
     require_database(settings)
     raise typer.Exit(prune_command(settings, dry_run))
+
+
+rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="[[rules]]: per-product choices.")
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("test")
+def rules_test(product: Annotated[str, typer.Option("--product", help="Product id (numeric or gid)")],
+               config: ConfigOption = None) -> None:
+    """Which rule an existing product meets (first match wins), and what it would send."""
+    settings = _settings(config)
+    from .commands.rules import rules_test_command
+    raise typer.Exit(_run(lambda: rules_test_command(settings, product_gid(product))))
 
 
 @app.callback(invoke_without_command=True)

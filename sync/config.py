@@ -28,6 +28,7 @@ from .control_settings import BackupSettings, NotifySettings
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
+from .rules import Rule, validate_rules
 
 DEFAULT_CONFIG_PATHS = (Path("config.toml"), Path("/etc/retouch/config.toml"))
 
@@ -218,6 +219,7 @@ class Settings:
     claim: ClaimSettings = ClaimSettings()
     backup: BackupSettings = BackupSettings()
     notify: NotifySettings = NotifySettings()
+    rules: tuple[Rule, ...] = ()
 
     @cached_property
     def plugin(self) -> ProviderPlugin:
@@ -308,6 +310,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     plugins = registry.available()
     # Each provider's table belongs to its plugin; the rest of the file to _File.
     tables = {name: raw.pop(name) for name in list(raw) if name in plugins}
+    raw_rules = raw.pop("rules", [])  # [[rules]]: checked against the chosen provider's table below
     try:
         parsed = _File.model_validate(raw)
     except ValidationError as exc:
@@ -326,6 +329,10 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         except ValidationError as exc:
             raise ConfigError(_describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)) from None
     plugin = plugins[parsed.provider.name]
+    try:
+        rules = validate_rules(raw_rules, plugin.name, tables.get(plugin.name, {}), plugin.settings_model)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     shop_token, shop_token_source = _secret(parsed.shop.access_token, parsed.shop.access_token_env,
                                             SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ)
     provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
@@ -366,6 +373,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         claim=parsed.claim,
         backup=parsed.backup,
         notify=parsed.notify,
+        rules=tuple(rules),
     )
 
 

@@ -81,6 +81,10 @@ class Product:
     media: tuple[Media, ...]
     marker_media_ids: frozenset[str]
     marker_digest: str | None
+    # What [[rules]] match on besides tags (read in the same product query: no extra call).
+    product_type: str = ""
+    vendor: str = ""
+    status: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,9 @@ def parse_product(node: Mapping[str, Any], extra_media_nodes: Iterable[Mapping[s
         media=media,
         marker_media_ids=parse_marker(marker.get("value") if marker else None, product_id=node["id"]),
         marker_digest=marker.get("compareDigest") if marker else None,
+        product_type=str(node.get("productType") or ""),
+        vendor=str(node.get("vendor") or ""),
+        status=str(node.get("status") or ""),
     )
 
 

@@ -15,6 +15,7 @@ from retouch.storage.store import Store
 
 from ..config import Settings
 from ..decisions import queue_eta_seconds
+from ..rules import label_of
 from .backups import human_size
 from ..budget import budget_today
 from ..metrics import images_per_window, ledger_images_left
@@ -55,12 +56,23 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
             "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
             "backups": _backups(settings),
+            "rules": _rules(store),
             "recent_failures": [{"product_id": i.product_id, "media_id": i.media_id, "state": i.state,
                                  "error_code": i.error_code, "error_message": i.error_message}
                                 for i in store.recent_failures(10)],
         }
     finally:
         store.close()
+
+
+def _rules(store: Store) -> dict[str, int]:
+    """Images waiting to be sent or in flight, per [[rules]] rule that decided them."""
+    counts: dict[str, int] = {}
+    for recorded_rule, count in store.pending_by_rule(PENDING_STATES).items():
+        label = label_of(recorded_rule)
+        if label:
+            counts[label] = counts.get(label, 0) + count
+    return counts
 
 
 def _backups(settings: Settings) -> dict:
@@ -106,6 +118,9 @@ def print_status(report: dict) -> None:
         console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")
     if report["rate_limited_until"]:
         console.print(f"rate limited until {report['rate_limited_until']}")
+    if report["rules"]:
+        console.print("pending by rule: " + ", ".join(f"{label}: {n}" for label, n in report["rules"].items()),
+                      highlight=False)
     backups = report["backups"]
     console.print(f"backups: {human_size(backups['bytes'])} in {backups['directory']}   "
                   f"free there: {human_size(backups['free_bytes'])}", highlight=False)

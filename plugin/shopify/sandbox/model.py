@@ -213,6 +213,9 @@ class Product:
     media_ids: list[int] = field(default_factory=list)  # in position order
     metafields: dict[tuple[str, str], Metafield] = field(default_factory=dict)
     variants: list[Variant] = field(default_factory=list)
+    product_type: str = ""
+    vendor: str = ""
+    status: str = "ACTIVE"                  # ProductStatus
 
     @property
     def gid(self) -> str:
