@@ -168,3 +168,67 @@ def test_rules_test_shows_the_rule_a_product_meets(shop, provider, write_config)
     plain = cli("rules", "test", "--product", str(products["plain"]["legacy_id"]), config=config)
     assert "no rule matches" in plain.stdout and '"preset": "single_product_white_background"' in plain.stdout
     assert cli("rules", "test", "--product", "999999", config=config).returncode == 1
+
+
+CATALOG_RULE = """
+[[rules]]
+name = "catalog"
+collections = ["catalog"]
+preset = "clean_catalog_group"
+"""
+
+
+def _in_collections(shop) -> dict[str, dict]:
+    """A product in the "catalog" collection, one in twelve collections (its eleventh is "catalog":
+    beyond the first page of ten), and one in none."""
+    products = {name: shop.add_product(title, images=[{"filename": f"{name}.jpg"}]) for name, title in
+                (("listed", "Listed lamp"), ("crowded", "Crowded chair"), ("alone", "Lone vase"))}
+    ids = {name: p["legacy_id"] for name, p in products.items()}
+    for n in range(10):
+        shop.add_collection(f"Theme {n}", products=[ids["crowded"]])
+    shop.add_collection("Catalog", handle="catalog", products=[ids["listed"], ids["crowded"]])
+    shop.add_collection("Sale", products=[ids["crowded"]])
+    return products
+
+
+def _rules_of(settings, products) -> dict[str, str | None]:
+    from retouch.sync.runtime import open_context
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            from retouch.sync.pipeline import discover
+            counts = await discover(ctx)
+            images = {i.product_legacy_id: i for i in ctx.store.images_in_state(*ImageState)}
+            return counts, {name: (json.loads(images[str(p["legacy_id"])].rule or "null") or {}).get("rule")
+                            for name, p in products.items()}
+    return run_async(scenario())
+
+
+def test_collection_membership_comes_with_the_paged_products(shop, provider, tmp_path: Path) -> None:
+    products = _in_collections(shop)
+    before = dict(shop.stats()["operations"])
+    counts, rules = _rules_of(pipeline_settings(shop, provider, tmp_path, extra=CATALOG_RULE), products)
+    assert rules == {"listed": "#1 (catalog)", "crowded": "#1 (catalog)", "alone": None}
+    calls = {k: v - before.get(k, 0) for k, v in shop.stats()["operations"].items() if v - before.get(k, 0)}
+    # One page for the three products; one more call only for the product in more than ten collections.
+    assert calls.get("ProductsPage") == 1 and calls.get("ProductCollectionsPage") == 1, calls
+    assert "Product" not in calls and counts["queued"] == 3
+
+
+def test_collection_membership_comes_in_the_bulk_export(shop, provider, tmp_path: Path, monkeypatch) -> None:
+    import asyncio
+
+    from retouch.sync.pipeline import bulk
+
+    monkeypatch.setattr(bulk, "_sleep", asyncio.sleep)  # the sandbox's operation takes real (short) time
+    products = _in_collections(shop)
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(shop, provider, tmp_path, new_only=False, extra=CATALOG_RULE)
+                    .replace("[shop]\n", "[shop]\nbulk_threshold = 3\n", 1))
+    before = dict(shop.stats()["operations"])
+    counts, rules = _rules_of(load_settings(path), products)
+    assert counts["bulk"] == 1
+    assert rules == {"listed": "#1 (catalog)", "crowded": "#1 (catalog)", "alone": None}
+    calls = {k: v - before.get(k, 0) for k, v in shop.stats()["operations"].items() if v - before.get(k, 0)}
+    # Every collection line came in the export: no product, page or collections call per product.
+    assert not {"ProductsPage", "Product", "ProductCollectionsPage"} & set(calls), calls

@@ -85,6 +85,7 @@ class Product:
     product_type: str = ""
     vendor: str = ""
     status: str = ""
+    collections: tuple[str, ...] = ()  # the handle and the title of each collection it belongs to
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def parse_product(node: Mapping[str, Any], extra_media_nodes: Iterable[Mapping[s
         product_type=str(node.get("productType") or ""),
         vendor=str(node.get("vendor") or ""),
         status=str(node.get("status") or ""),
+        collections=tuple(part for c in (node.get("collections") or {}).get("nodes") or ()
+                          for part in (c.get("handle"), c.get("title")) if isinstance(part, str)),
     )
 
 

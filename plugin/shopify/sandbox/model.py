@@ -216,10 +216,24 @@ class Product:
     product_type: str = ""
     vendor: str = ""
     status: str = "ACTIVE"                  # ProductStatus
+    collection_ids: list[int] = field(default_factory=list)  # the collections it belongs to, in order added
 
     @property
     def gid(self) -> str:
         return gid("Product", self.id)
+
+
+@dataclass(slots=True)
+class Collection:
+    """A custom collection: a handle, a title, and (on each Product) which products it holds."""
+
+    id: int
+    handle: str
+    title: str
+
+    @property
+    def gid(self) -> str:
+        return gid("Collection", self.id)
 
 
 @dataclass(slots=True)
