@@ -86,6 +86,7 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
             finally:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
+                daemon.stopping.set()  # (already, unless the daemon failed): the notify loop ends too
                 await asyncio.wait({notifications}, timeout=NOTIFY_FLUSH)  # what waited to be sent goes now
                 notifications.cancel()
                 await asyncio.gather(notifications, return_exceptions=True)
