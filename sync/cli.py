@@ -189,14 +189,14 @@ def demo(
 
 
 backups_app = typer.Typer(add_completion=False, invoke_without_command=True,
-                          help="The originals kept for revert: count, size, and pruning by [backup] keep.")
+                          help="The originals kept for revert: count, size, and pruning by \\[backup] keep.")
 app.add_typer(backups_app, name="backups")
 
 
 @backups_app.callback(invoke_without_command=True)
 def backups(context: typer.Context, config: ConfigOption = None,
             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
-    """Count and size of the backed-up originals, how many [backup] keep lets go, free disk space."""
+    """Count and size of the backed-up originals, how many \\[backup] keep lets go, free disk space."""
     if context.invoked_subcommand is not None:
         return
     settings = _settings(config)
@@ -214,7 +214,7 @@ def backups(context: typer.Context, config: ConfigOption = None,
 def backups_prune(config: ConfigOption = None,
                   dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing")]
                   = False) -> None:
-    """Delete the originals of images done longer ago than [backup] keep and never reverted."""
+    """Delete the originals of images done longer ago than \\[backup] keep and never reverted."""
     settings = _settings(config)
     from .commands.backups import prune_command
     from .commands.database import require_database
@@ -222,7 +222,7 @@ def backups_prune(config: ConfigOption = None,
     raise typer.Exit(prune_command(settings, dry_run))
 
 
-rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="[[rules]]: per-product choices.")
+rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="\\[\\[rules]]: per-product choices.")
 app.add_typer(rules_app, name="rules")
 
 
