@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # What brings a database of an older version up to date, one list of statements per version step.
 MIGRATIONS: dict[int, list[str]] = {
@@ -29,6 +29,9 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE job ADD COLUMN provider_state VARCHAR",
         "ALTER TABLE image ADD COLUMN paid_attempts INTEGER NOT NULL DEFAULT 0"],
     3: ["ALTER TABLE image ADD COLUMN write_mode VARCHAR"],
+    4: ["ALTER TABLE image ADD COLUMN reverted_at FLOAT",
+        "ALTER TABLE image ADD COLUMN backup_pruned_at FLOAT",
+        "ALTER TABLE image ADD COLUMN rule VARCHAR"],
 }
 
 
@@ -82,6 +85,12 @@ class Image(SQLModel, table=True):
     item_index: int | None = None          # position in the job's request, to map results back
     result_url: str | None = None
     backup_sha256: str | None = None
+    # [backup] keep: an image ever reverted keeps its original; a pruned one says when it went (wall clock).
+    reverted_at: float | None = None
+    backup_pruned_at: float | None = None
+    # [[rules]]: the rule that decided this image and what it set (JSON, sync/rules.py), recorded when
+    # it is queued and sent with it, so a reload that changes the rules only affects images queued later.
+    rule: str | None = None
     write_source: str | None = None        # intent: the staged resourceUrl about to be written
     # The [writeback] mode the write was started in, recorded with `write_source`: read from here
     # until the image is done, so a reload that changes the mode only affects writes not yet started.

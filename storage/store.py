@@ -37,12 +37,13 @@ from sqlalchemy import Connection, bindparam, event, func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from .database_file import database_problem, sqlite_file
+from .backups import Holder
 from .models import (
     MIGRATIONS,
-    BulkLine,
     SCHEMA_VERSION,
     Image,
     ImageState,
@@ -409,6 +410,50 @@ class Store:
             query = (select(Image).where(Image.state == ImageState.FAILED)
                      .order_by(col(Image.updated_at).desc()).limit(limit))
             return list(s.exec(query))
+
+    def changed_into_since(self, state: ImageState, after: datetime, limit: int) -> list[Image]:
+        """Images in `state` whose row changed after `after`, oldest change first ([notify]'s failures)."""
+        query = (select(Image).where(Image.state == state, col(Image.updated_at) > after)
+                 .order_by(col(Image.updated_at)).limit(limit))
+        with self._read() as s:
+            return list(s.exec(query))
+
+    def count_changed_into_since(self, state: ImageState, after: datetime) -> int:
+        query = select(func.count()).select_from(Image).where(Image.state == state, col(Image.updated_at) > after)
+        with self._read() as s:
+            return s.exec(query).one()
+
+    def pending_by_rule(self, states: Sequence[ImageState]) -> dict[str | None, int]:
+        """How many images in `states` each recorded [[rules]] decision holds (None: no rule)."""
+        query = (select(Image.rule, func.count()).where(col(Image.state).in_([str(s) for s in states]))
+                 .group_by(Image.rule))
+        with self._read() as s:
+            return {rule: count for rule, count in s.exec(query)}
+
+    # ----- backed-up originals ([backup] keep, storage/backups.py) ------------------------------
+
+    def backup_holders(self, before: float) -> list[Holder]:
+        """Every image row that refers to an original still on disk (not yet pruned)."""
+        cutoff = datetime.fromtimestamp(before, timezone.utc)
+        query = (select(Image.backup_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,
+                        Image.product_id, Image.media_id)
+                 .where(col(Image.backup_sha256).is_not(None), col(Image.backup_pruned_at).is_(None)))
+        with self._read() as s:
+            return [Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
+                    for sha, state, done_before, reverted, product_id, media_id in s.exec(query)]
+
+    def mark_backup_pruned(self, sha256: str, before: float, at: float) -> bool:
+        """Mark the rows of one original pruned, in one statement that re-checks the policy: no row
+        with it may be anything but done before `before` and never reverted. False: one must keep it."""
+        cutoff = datetime.fromtimestamp(before, timezone.utc)
+        keeper = aliased(Image)
+        blocking = select(keeper.id).where(
+            keeper.backup_sha256 == sha256,
+            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None))
+        statement = (update(Image).where(col(Image.backup_sha256) == sha256, col(Image.backup_pruned_at).is_(None),
+                                         ~blocking.exists()).values(backup_pruned_at=at))
+        with self._write() as conn:
+            return conn.execute(statement).rowcount > 0
 
     # ----- output media -----------------------------------------------------------------------
 

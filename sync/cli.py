@@ -1,4 +1,4 @@
-"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, init.
+"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, init, backups, rules.
 
 Exit codes: 0 success, 1 work that failed (an image, a check), 2 usage or config error — a
 config error is one line naming the key, never a traceback.
@@ -240,6 +240,53 @@ def init(
                       provider=provider, api_key=api_key, provider_url=provider_url)
     raise typer.Exit(_run(lambda: init_command(answers, out=out, credentials_dir=credentials_dir, force=force,
                                                yes=yes, run_check=check)))
+
+
+backups_app = typer.Typer(add_completion=False, invoke_without_command=True,
+                          help="The originals kept for revert: count, size, and pruning by \\[backup] keep.")
+app.add_typer(backups_app, name="backups")
+
+
+@backups_app.callback(invoke_without_command=True)
+def backups(context: typer.Context, config: ConfigOption = None,
+            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Count and size of the backed-up originals, how many \\[backup] keep lets go, free disk space."""
+    if context.invoked_subcommand is not None:
+        return
+    settings = _settings(config)
+    from .commands.backups import backups_summary, print_summary
+    from .commands.database import require_database
+    require_database(settings)
+    summary = backups_summary(settings)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+
+
+@backups_app.command("prune")
+def backups_prune(config: ConfigOption = None,
+                  dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing")]
+                  = False) -> None:
+    """Delete the originals of images done longer ago than \\[backup] keep and never reverted."""
+    settings = _settings(config)
+    from .commands.backups import prune_command
+    from .commands.database import require_database
+    require_database(settings)
+    raise typer.Exit(prune_command(settings, dry_run))
+
+
+rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="\\[\\[rules]]: per-product choices.")
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("test")
+def rules_test(product: Annotated[str, typer.Option("--product", help="Product id (numeric or gid)")],
+               config: ConfigOption = None) -> None:
+    """Which rule an existing product meets (first match wins), and what it would send."""
+    settings = _settings(config)
+    from .commands.rules import rules_test_command
+    raise typer.Exit(_run(lambda: rules_test_command(settings, product_gid(product))))
 
 
 @app.callback(invoke_without_command=True)

@@ -27,9 +27,11 @@ from retouch.storage.database_file import database_problem, sqlite_file
 
 from .config_file import CONFIG_MAX_BYTES, UnreadableFile, parse_toml, read_regular_file
 from .credentials import read_credential, secret_problem
+from .control_settings import BackupSettings, NotifySettings
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
+from .rules import Rule, validate_rules
 
 DEFAULT_CONFIG_PATHS = (Path("config.toml"), Path("/etc/retouch/config.toml"))
 
@@ -214,6 +216,8 @@ class _File(Section):
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     claim: ClaimSettings = ClaimSettings()
+    backup: BackupSettings = BackupSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,9 @@ class Settings:
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
     shop_client_secret: SecretStr | None = None      # [shop] client_secret, resolved
     claim: ClaimSettings = ClaimSettings()
+    backup: BackupSettings = BackupSettings()
+    notify: NotifySettings = NotifySettings()
+    rules: tuple[Rule, ...] = ()
 
     @property
     def shop_auth(self) -> str:
@@ -308,7 +315,7 @@ class Settings:
         key = self.provider_key.get_secret_value()
         shopify_hooks = [self.shopify_webhook_secret.get_secret_value()] if self.shopify_webhook_secret else []
         shop = [s.get_secret_value() for s in (self.shop_token, self.shop_client_secret) if s is not None]
-        return [*shop, key, webhook_token(key), *shopify_hooks]
+        return [*shop, key, webhook_token(key), *shopify_hooks, *self.notify.secrets()]
 
 
 def find_config_path(explicit: Path | None) -> Path:
@@ -336,6 +343,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     plugins = registry.available()
     # Each provider's table belongs to its plugin; the rest of the file to _File.
     tables = {name: raw.pop(name) for name in list(raw) if name in plugins}
+    raw_rules = raw.pop("rules", [])  # [[rules]]: checked against the chosen provider's table below
     try:
         parsed = _File.model_validate(raw)
     except ValidationError as exc:
@@ -354,6 +362,10 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         except ValidationError as exc:
             raise ConfigError(_describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)) from None
     plugin = plugins[parsed.provider.name]
+    try:
+        rules = validate_rules(raw_rules, plugin.name, tables.get(plugin.name, {}), plugin.settings_model)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     shop_token, client_secret, shop_sources = _shop_credentials(parsed.shop, environ)
     provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
                                                 PROVIDER_KEY_CREDENTIAL, "[provider] api_key", environ)
@@ -399,6 +411,9 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
                         **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
         shopify_webhook_secret=hook_secret, shop_client_secret=client_secret,
         claim=parsed.claim,
+        backup=parsed.backup,
+        notify=parsed.notify,
+        rules=tuple(rules),
     )
 
 

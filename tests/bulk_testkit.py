@@ -106,15 +106,16 @@ class BulkShop:
 
     def jsonl(self) -> bytes:
         """Every product and media of the sandbox as bulk lines, shuffled (order kept per parent)."""
-        variables = {"first": 20, "after": None, "query": None, "mediaFirst": 10}  # (under the cost cap)
+        variables = {"first": 16, "after": None, "query": None, "mediaFirst": 10}  # (under the cost cap)
         answer = httpx.post(self.sandbox.shop_url + "/admin/api/2026-07/graphql.json",
                             json={"query": operation("ProductsPage"), "variables": variables},
                             headers={"X-Shopify-Access-Token": self.sandbox._access_token}, timeout=10).json()
         parents, children = [], []
         for product in answer["data"]["products"]["nodes"]:
             media = product.pop("media")["nodes"]
+            collections = product.pop("collections")["nodes"]  # nested lines too, as Shopify writes them
             parents.append(product)
-            children.append([{**m, "__parentId": product["id"]} for m in media])
+            children.append([{**m, "__parentId": product["id"]} for m in [*media, *collections]])
         # Shuffle the products, then interleave: each product's media keep their order (Shopify
         # writes a connection in order) but may come before or after their product line.
         rng = random.Random(self.seed)

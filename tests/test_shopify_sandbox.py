@@ -630,19 +630,20 @@ def test_file_delete(sandbox: ShopifySandbox, clock: FakeClock) -> None:
 
 
 def test_throttled_when_the_bucket_cannot_pay(make_sandbox: Callable[..., ShopifySandbox], clock: FakeClock) -> None:
-    sandbox = make_sandbox(bucket_size=20, restore_rate=1)
+    sandbox = make_sandbox(bucket_size=40, restore_rate=1)
     sandbox.add_product("Mug", images=[{"filename": "a.jpg"}])
-    variables = {"first": 1, "mediaFirst": 1}  # requested 10, actual 8 (no marker, no media errors)
+    # requested 22 (10 + the first ten collections' 12), actual 10 (no marker, no media errors, no collection)
+    variables = {"first": 1, "mediaFirst": 1}
     costs = [gql(sandbox, "ProductsPage", variables)["extensions"]["cost"] for _ in range(2)]
-    assert [(c["requestedQueryCost"], c["actualQueryCost"]) for c in costs] == [(10, 8), (10, 8)]
-    assert [c["throttleStatus"]["currentlyAvailable"] for c in costs] == [12, 4]
+    assert [(c["requestedQueryCost"], c["actualQueryCost"]) for c in costs] == [(22, 10), (22, 10)]
+    assert [c["throttleStatus"]["currentlyAvailable"] for c in costs] == [30, 20]
     throttled = gql(sandbox, "ProductsPage", variables)
     assert "data" not in throttled
     assert throttled["errors"] == [{"message": "Throttled", "extensions": {
         "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}]
-    assert throttled["extensions"]["cost"] == {"requestedQueryCost": 10, "actualQueryCost": None, "throttleStatus": {
-        "maximumAvailable": 20, "currentlyAvailable": 4, "restoreRate": 1}}
-    clock.advance(6)  # 6 points restored: 10 available
+    assert throttled["extensions"]["cost"] == {"requestedQueryCost": 22, "actualQueryCost": None, "throttleStatus": {
+        "maximumAvailable": 40, "currentlyAvailable": 20, "restoreRate": 1}}
+    clock.advance(2)  # 2 points restored: 22 available
     assert "errors" not in gql(sandbox, "ProductsPage", variables)
     assert sandbox.stats()["throttled"] == 1
 
@@ -658,9 +659,9 @@ def test_a_throttled_mutation_does_nothing(make_sandbox: Callable[..., ShopifySa
 def test_max_cost_exceeded_and_nothing_charged(sandbox: ShopifySandbox) -> None:
     body = gql(sandbox, "ProductsPage", {"first": 50, "mediaFirst": 10})
     (error,) = body["errors"]
-    assert error["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 2202, "maxCost": 1000,
+    assert error["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 2802, "maxCost": 1000,
                                    "documentation": "https://shopify.dev/api/usage/rate-limits"}
-    assert error["message"].startswith("Query cost is 2202, which exceeds the single query max cost limit (1000).")
+    assert error["message"].startswith("Query cost is 2802, which exceeds the single query max cost limit (1000).")
     assert gql(sandbox, "Shop")["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 1999
 
 
@@ -726,6 +727,7 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "ProductsPage": {"first": 5, "mediaFirst": 5, "query": "tag_not:no-retouch"},
         "Product": {"id": product["id"], "mediaFirst": 1},
         "ProductMediaPage": {"id": product["id"], "first": 1, "after": None},
+        "ProductCollectionsPage": {"id": product["id"], "after": None},
         "Media": {"id": first},
         "MediaNodes": {"ids": [first, second]},
         "StagedUploadsCreate": {"input": [{"resource": "IMAGE", "filename": "x.jpg", "mimeType": "image/jpeg"}]},
@@ -741,7 +743,7 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "BulkProductsRun": {"query": bulk_products_query()},
     }
     subscription = bulk = None
-    for name in ["Shop", "ShopMetafield", "ProductsPage", "Product", "ProductMediaPage", "Media", "MediaNodes", "StagedUploadsCreate", "FileUpdate",
+    for name in ["Shop", "ShopMetafield", "ProductsPage", "Product", "ProductMediaPage", "ProductCollectionsPage", "Media", "MediaNodes", "StagedUploadsCreate", "FileUpdate",
                  "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete",
                  "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete", "ProductsCount",
                  "BulkProductsRun", "BulkOperation", "BulkOperationCancel"]:

@@ -38,6 +38,9 @@ BULK_QUERY = """{
         legacyResourceId
         title
         tags
+        productType
+        vendor
+        status
         updatedAt
         marker: metafield(namespace: "$app:retouch", key: "output_media") { value compareDigest }
         media {
@@ -184,6 +187,7 @@ def test_the_file_joined_by_parent_id_is_the_catalog_the_ordinary_api_shows(sand
     lines = download(finish(sandbox, clock, op_id)["url"])
     assert len(lines) == 5 + 8
     page = gql(sandbox, operation("ProductsPage"), {"first": 10, "mediaFirst": 10})["data"]["products"]["nodes"]
+    assert all(p.pop("collections")["nodes"] == [] for p in page)  # in no collection: no collection lines
     expected = {p["id"]: {**p, "media": p["media"]["nodes"]} for p in page}
     assert joined(lines) == expected
     assert expected[marked]["marker"]["value"] == "[1]"

@@ -138,9 +138,9 @@ def test_requested_cost_follows_the_documented_rules() -> None:
     assert _cost("Job", {"id": "gid://shopify/Job/x"}) == (1, [])
     # node 1 + image 1 + originalSource 1 + mediaErrors 1
     assert _cost("Media", {"id": "gid://shopify/MediaImage/1"}) == (4, [])
-    # 2 + first × (product 1 + marker 1 + media connection (2 + mediaFirst × 4))
-    assert _cost("ProductsPage", {"first": 2, "mediaFirst": 5}) == (2 + 2 * (1 + 1 + 2 + 5 * 4), [])
-    assert _cost("ProductsPage", {"first": 10, "mediaFirst": 10}) == (2 + 10 * (1 + 1 + 2 + 10 * 4), [])
+    # 2 + first × (product 1 + marker 1 + collections (2 + 10 × 1) + media connection (2 + mediaFirst × 4))
+    assert _cost("ProductsPage", {"first": 2, "mediaFirst": 5}) == (2 + 2 * (1 + 1 + 12 + 2 + 5 * 4), [])
+    assert _cost("ProductsPage", {"first": 10, "mediaFirst": 10}) == (2 + 10 * (1 + 1 + 12 + 2 + 10 * 4), [])
     # mutations: 10 + the payload's selection (userErrors free)
     assert _cost("FileUpdate", {"files": []}) == (11, [])
     assert _cost("MetafieldsSet", {"metafields": []}) == (11, [])

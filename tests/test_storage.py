@@ -188,9 +188,16 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
         conn.execute("ALTER TABLE job DROP COLUMN provider_state")
         conn.execute("ALTER TABLE image DROP COLUMN paid_attempts")
         conn.execute("ALTER TABLE image DROP COLUMN write_mode")
+        conn.execute("ALTER TABLE image DROP COLUMN reverted_at")
+        conn.execute("ALTER TABLE image DROP COLUMN backup_pruned_at")
+        conn.execute("ALTER TABLE image DROP COLUMN rule")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store = Store(f"sqlite:///{db}")
-    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+    assert (store.image(kept.id).reverted_at, store.image(kept.id).backup_pruned_at) == (None, None)
+    store.update_image(kept.id, backup_pruned_at=1.5)
+    assert store.image(kept.id).backup_pruned_at == 1.5
+    assert store.image(kept.id).rule is None
     assert (store.image(kept.id).retries, store.image(kept.id).paid_attempts) == (0, 0)
     assert store.image(kept.id).write_mode is None  # the config's mode until a write records its own
     store.update_image(kept.id, write_mode="append")

@@ -152,7 +152,7 @@ def test_a_second_daemon_on_the_same_store_refuses_and_takes_over_only_after_the
     second = daemon(second_config)
     assert second.proc.wait(30) != 0
     said = second.output()
-    assert f"another retouch works on this store (host " in said and f"database {tmp_path / 'first.db'}" in said
+    assert "another retouch works on this store (host " in said and f"database {tmp_path / 'first.db'}" in said
     assert f"pid {first.proc.pid}" in said and "last heartbeat" in said
     assert not (tmp_path / "second.db").exists() or not image_states(tmp_path / "second.db")
 
@@ -196,7 +196,7 @@ def test_resync_beside_another_installations_daemon_refuses(shop, provider, writ
     assert "resync: another retouch works on this store" in done.stderr
     assert f"database {tmp_path / 'first.db'}" in done.stderr
     checked = cli("check", config=other)
-    assert f"store claim: live, held by ANOTHER installation: host " in checked.stdout, checked.stdout
+    assert "store claim: live, held by ANOTHER installation: host " in checked.stdout, checked.stdout
     assert first.terminate() == 0
     assert "store claim: free" in cli("check", config=other).stdout  # released on a clean stop
 

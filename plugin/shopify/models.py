@@ -81,6 +81,11 @@ class Product:
     media: tuple[Media, ...]
     marker_media_ids: frozenset[str]
     marker_digest: str | None
+    # What [[rules]] match on besides tags (read in the same product query: no extra call).
+    product_type: str = ""
+    vendor: str = ""
+    status: str = ""
+    collections: tuple[str, ...] = ()  # the handle and the title of each collection it belongs to
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,11 @@ def parse_product(node: Mapping[str, Any], extra_media_nodes: Iterable[Mapping[s
         media=media,
         marker_media_ids=parse_marker(marker.get("value") if marker else None, product_id=node["id"]),
         marker_digest=marker.get("compareDigest") if marker else None,
+        product_type=str(node.get("productType") or ""),
+        vendor=str(node.get("vendor") or ""),
+        status=str(node.get("status") or ""),
+        collections=tuple(part for c in (node.get("collections") or {}).get("nodes") or ()
+                          for part in (c.get("handle"), c.get("title")) if isinstance(part, str)),
     )
 
 

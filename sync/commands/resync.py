@@ -25,6 +25,7 @@ from retouch.plugin.shopify.errors import ShopifyAuthError
 
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
+from ..rules import label_of
 from ..pipeline import Context, discover, revert
 from ..runtime import open_context, pending_among, run_until_settled
 from ..systemd import is_held
@@ -53,7 +54,9 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         what = f"{sent} image(s)" + (f" of {len(planned)} (--max-credits {max_credits})" if sent < len(planned) else "")
         if dry_run:
             for image in planned[:sent]:
-                typer.echo(f"would send {image.product_id} {image.media_id} {image.source_url or '(not ready yet)'}")
+                rule = label_of(image.rule)
+                typer.echo(f"would send {image.product_id} {image.media_id} {image.source_url or '(not ready yet)'}"
+                           + (f" [rule {rule}]" if rule else ""))
             typer.echo(f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
                        f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
             return 0

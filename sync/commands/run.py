@@ -16,6 +16,7 @@ from retouch.storage.store import Store
 from .. import __version__
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
+from ..notify.watch import NOTIFY_FLUSH, Notifications
 from ..pipeline.retired import retire, stranded
 from ..runtime import open_context, provider_client, shopify_client, token_health
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
@@ -111,12 +112,17 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                 keepers.append(asyncio.create_task(claim.keep(daemon.stopping, on_lost)))
 
             daemon = Daemon(ctx, reopen=reopen, on_connected=claim_then_keep)
+            notifications = asyncio.create_task(Notifications(ctx).run(daemon.stopping))  # [notify]
             try:
                 await daemon.run(server=_server(settings, ctx, daemon, sock) if sock is not None else None)
             finally:
                 for keeper in keepers:
                     keeper.cancel()
                 await asyncio.gather(*keepers, return_exceptions=True)
+                daemon.stopping.set()  # (already, unless the daemon failed): the notify loop ends too
+                await asyncio.wait({notifications}, timeout=NOTIFY_FLUSH)  # what waited to be sent goes now
+                notifications.cancel()
+                await asyncio.gather(notifications, return_exceptions=True)
                 if not lost:
                     await claim.release()
             if daemon.server_failure is not None:

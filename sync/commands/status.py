@@ -10,10 +10,13 @@ from rich.table import Table
 
 from retouch.plugin.providers.quota import KINDS, QuotaLedger
 from retouch.storage.models import PENDING_STATES, ImageState, JobState
+from retouch.storage.backups import disk_usage
 from retouch.storage.store import Store
 
 from ..config import Settings
 from ..decisions import queue_eta_seconds
+from ..rules import label_of
+from .backups import human_size
 from ..budget import budget_today
 from ..metrics import images_per_window, ledger_images_left
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
@@ -52,12 +55,30 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
             "paused": _loads(paused),
             "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
+            "backups": _backups(settings),
+            "rules": _rules(store),
             "recent_failures": [{"product_id": i.product_id, "media_id": i.media_id, "state": i.state,
                                  "error_code": i.error_code, "error_message": i.error_message}
                                 for i in store.recent_failures(10)],
         }
     finally:
         store.close()
+
+
+def _rules(store: Store) -> dict[str, int]:
+    """Images waiting to be sent or in flight, per [[rules]] rule that decided them."""
+    counts: dict[str, int] = {}
+    for recorded_rule, count in store.pending_by_rule(PENDING_STATES).items():
+        label = label_of(recorded_rule)
+        if label:
+            counts[label] = counts.get(label, 0) + count
+    return counts
+
+
+def _backups(settings: Settings) -> dict:
+    """The disk the originals use, and what is left on their filesystem ([backup] keep, `retouch backups`)."""
+    used, free = disk_usage(settings.backup_dir)
+    return {"directory": str(settings.backup_dir), "bytes": used, "free_bytes": free}
 
 
 def _iso(ts: float) -> str:
@@ -97,6 +118,12 @@ def print_status(report: dict) -> None:
         console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")
     if report["rate_limited_until"]:
         console.print(f"rate limited until {report['rate_limited_until']}")
+    if report["rules"]:
+        console.print("pending by rule: " + ", ".join(f"{label}: {n}" for label, n in report["rules"].items()),
+                      highlight=False)
+    backups = report["backups"]
+    console.print(f"backups: {human_size(backups['bytes'])} in {backups['directory']}   "
+                  f"free there: {human_size(backups['free_bytes'])}", highlight=False)
     for failure in report["recent_failures"]:
         console.print(f"[red]{failure['state']}[/] {failure['product_id']} {failure['media_id']}: "
                       f"{failure['error_code']} {failure['error_message'] or ''}")

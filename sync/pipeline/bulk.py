@@ -41,6 +41,10 @@ Sleep = Callable[[float], Awaitable[object]]
 _sleep: Sleep = asyncio.sleep  # (tests replace it: the waits are seconds to minutes)
 
 
+def _is_collection(line: dict) -> bool:
+    return str(line.get("id", "")).startswith("gid://shopify/Collection/")
+
+
 @dataclass
 class BulkRead:
     """A staged export. `complete` turns False when the data is partial (a FAILED export's
@@ -59,7 +63,10 @@ class BulkRead:
             for _line, object_id, payload in parents:
                 try:
                     node = json.loads(payload)
-                    node["media"] = {"nodes": [json.loads(child) for child in children[object_id]]}
+                    lines = [json.loads(child) for child in children[object_id]]
+                    # A product's nested lines: its media, and the collections it belongs to ([[rules]]).
+                    node["collections"] = {"nodes": [c for c in lines if _is_collection(c)]}
+                    node["media"] = {"nodes": [m for m in lines if not _is_collection(m)]}
                     product = parse_product(node)
                 except (KeyError, TypeError, ValueError) as exc:
                     self.complete, self.reason = False, "bad_line"

@@ -18,6 +18,7 @@ from retouch.storage.models import ImageState
 from ..bulk_decisions import bulk_cursor, use_bulk
 from ..decisions import Discovery, MediaFacts, classify_media, filename_of, is_excluded
 from . import bulk
+from ..rules import decision as rule_decision, facts_of, first_match
 from .context import BASELINE_RECORDED, CURSOR, LAST_DISCOVERY, Context
 
 # Images that a resync puts back in the queue (`include_baseline` adds the baseline).
@@ -125,6 +126,11 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
     known_outputs = store.output_media_of_product(product.id)
     rows = store.images_by_media(m.id for m in product.media)
     excluded = is_excluded(product.tags, ctx.settings.selection.exclude_tags)
+    # [[rules]]: decided once per product, recorded with each image it queues (its intent).
+    rule = first_match(ctx.settings.rules, facts_of(product)) if ctx.settings.rules else None
+    ruled = rule_decision(rule, ctx.provider_name)
+    rule_skip = {} if rule is None or not rule.settings.skip else dict(
+        state=ImageState.SKIPPED, error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
     present: set[str] = set()
     new_rows: list[dict[str, Any]] = []  # inserted together once the product is read through
     for position, media in enumerate(product.media):
@@ -144,26 +150,41 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             counts["output"] += 1
         elif decision in (Discovery.BASELINE, Discovery.QUEUE):
             state = ImageState.BASELINE if decision is Discovery.BASELINE else ImageState.DISCOVERED
-            new_rows.append(dict(
+            row = dict(
                 media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
                 source_url=media.url, filename=filename_of(media.url or media.original_url),
                 mime_type=media.mime_type, alt=media.alt, position=position,
-            ))
+            )
+            if state is ImageState.DISCOVERED and rule is not None:
+                row.update(rule=ruled, **rule_skip)
+            new_rows.append(row)
         elif decision is Discovery.EXCLUDED:
             counts["excluded"] += 1
         elif facts.tracked and rows[media.id].state in requeue and not excluded:
             row = rows[media.id]
+            if rule_skip:
+                if row.state != ImageState.SKIPPED or row.rule != ruled:
+                    store.update_image(row.id, rule=ruled, **rule_skip)
+                counts["skipped_by_rule"] += 1
+                continue
             store.update_image(row.id, state=ImageState.DISCOVERED, source_url=media.url, job_id=None,
                                item_index=None, result_url=None, attempts=0, next_attempt_at=None,
                                error_code=None, error_message=None, position=position, alt=media.alt,
-                               write_source=None, write_mode=None)
+                               write_source=None, write_mode=None, rule=ruled)
             counts["requeued"] += 1
-            ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state)
+            ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state,
+                         **({"rule": rule.label} if rule else {}))
     store.insert_images(new_rows)
     for row in new_rows:
+        if row["state"] is ImageState.SKIPPED:
+            counts["skipped_by_rule"] += 1
+            ctx.log.info("skipped", product_id=product.id, media_id=row["media_id"], reason="rule_skip",
+                         rule=rule.label if rule else None)
+            continue
         counts["baseline" if row["state"] is ImageState.BASELINE else "queued"] += 1
         if row["state"] is ImageState.DISCOVERED:
-            ctx.log.info("queued", product_id=product.id, media_id=row["media_id"])
+            ctx.log.info("queued", product_id=product.id, media_id=row["media_id"],
+                         **({"rule": rule.label} if rule else {}))
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in store.images_of_product(product.id) if complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:

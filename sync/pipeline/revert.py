@@ -8,7 +8,9 @@ id leaves the marker and the DB, and the image ends `reverted`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from retouch.plugin.shopify.errors import ShopifyError
 from retouch.storage.backups import BackupError
@@ -45,6 +47,8 @@ async def _revert_one(ctx: Context, image: Image) -> None:
     product = await ctx.shopify.get_product(image.product_id)
     if product is None:
         raise Skip("product_deleted", "the product no longer exists")
+    if image.backup_pruned_at is not None and image.output_media_id == image.media_id:
+        raise Skip("original_pruned", pruned_message(product.title, image.backup_pruned_at))
     restored: dict[str, str] = {}
     if image.output_media_id == image.media_id:
         current = next((m for m in product.media if m.id == image.media_id), None)
@@ -74,8 +78,14 @@ async def _revert_one(ctx: Context, image: Image) -> None:
     ctx.store.remove_output(image.output_media_id)
     await set_marker(ctx, product, remove={image.output_media_id})
     ctx.store.update_image(image.id, state=ImageState.REVERTED, output_media_id=None, write_source=None, write_mode=None,
-                           error_code=None, error_message=None, **restored)
+                           error_code=None, error_message=None, reverted_at=time.time(), **restored)
     log.info("reverted")
+
+
+def pruned_message(title: str, pruned_at: float) -> str:
+    day = datetime.fromtimestamp(pruned_at, timezone.utc).date().isoformat()
+    return (f"{title}: its original was pruned on {day} ([backup] keep); retouch has nothing to put back "
+            "(upload the original again in Shopify if you have it)")
 
 
 async def _wait_ready(ctx: Context, media_id: str) -> None:

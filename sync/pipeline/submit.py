@@ -18,6 +18,7 @@ from retouch.plugin.providers import errors as provider_errors
 from retouch.storage.models import ImageState, Job, JobState, epoch
 
 from ..decisions import backoff, next_midnight, poll_delay, submit_size
+from ..rules import options_for, recorded
 from .context import BLOCKED_UNTIL, PAUSED, Context
 from .jobs import JobProgress, ticket_for
 from .preflight import usable_sources
@@ -58,14 +59,29 @@ async def submit(ctx: Context) -> int:
         return 0
     if left is not None:
         size = min(size, left)
+    # One job, one set of options: the images queued under the same [[rules]] decision as the oldest.
+    queued = [image for image in queued if image.rule == queued[0].rule]
     batch = await usable_sources(ctx, queued[:size])
     if not batch:
         return 0
     job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
-                               options=json.dumps(ctx.provider.request_options(), sort_keys=True),
+                               options=json.dumps(rule_options(ctx, batch[0].rule), sort_keys=True),
                                backups={i.id: i.backup_sha256 for i in batch if i.backup_sha256})
     ctx.log.info("job_created", job_id=job.id, images=len(batch), provider=ctx.provider_name)
     return await _send(ctx, job)
+
+
+def rule_options(ctx: Context, recorded_rule: str | None) -> dict:
+    """The request options for images queued under this recorded [[rules]] decision (sync/rules.py):
+    the provider's own, overlaid by what the rule set for that provider."""
+    decided = recorded(recorded_rule)
+    if not decided or not decided.get("options"):
+        return ctx.provider.request_options()
+    if decided.get("provider") != ctx.provider_name:
+        # Queued under another provider's rule (a reload switched it): its options mean nothing here.
+        ctx.log.warning("rule_options_ignored", rule=decided.get("rule"), provider=ctx.provider_name)
+        return ctx.provider.request_options()
+    return options_for(ctx.provider, ctx.settings.provider_table, decided["options"])
 
 
 async def send_pending(ctx: Context) -> int:

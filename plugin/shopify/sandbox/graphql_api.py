@@ -42,7 +42,7 @@ from .catalog import TIME_FIELDS, db_time as _db_time, parse_db_time as _parse_d
 from .cost import MAX_QUERY_COST, ActualCost, analyze
 from .faults import answer_for
 from ...providers.sandbox_faults import answer_for as transport_answer
-from .model import Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
+from .model import Collection, Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
 from .paging import InvalidCursor, Page, PaginationLimit, SortSpec, paginate, paginate_sorted
 from .store import SHOP_NUMERIC_ID, Store
 
@@ -232,6 +232,16 @@ def resolve_product_media(product: Product, info: Any, first: int | None = None,
                  before=before, reverse=reverse)
 
 
+def resolve_product_collections(product: Product, info: Any, first: int | None = None, after: str | None = None,
+                                last: int | None = None, before: str | None = None, reverse: bool = False) -> Any:
+    """The collections a product belongs to, by id (Shopify's default sortKey for this connection)."""
+    store = _ctx(info).store
+    collections = [store.collections[n] for n in product.collection_ids if n in store.collections]
+    by_id = SortSpec(lambda c: c.id, lambda c: c.id, lambda c: str(c.id), int)
+    return _page(sorted(collections, key=lambda c: c.id), by_id, store.pagination_cap, first=first, after=after,
+                 last=last, before=before, reverse=reverse)
+
+
 def resolve_metafield(product: Product, info: Any, key: str, namespace: str | None = None) -> Metafield | None:
     return product.metafields.get((_ctx(info).store.namespace(namespace), key))
 
@@ -283,11 +293,17 @@ PRODUCT_FIELDS = {
     "legacyResourceId": lambda p, _i: str(p.id),
     "title": lambda p, _i: p.title,
     "tags": lambda p, _i: list(p.tags),
+    "productType": lambda p, _i: p.product_type,
+    "vendor": lambda p, _i: p.vendor,
+    "status": lambda p, _i: p.status,
+    "collections": resolve_product_collections,
     "createdAt": lambda p, _i: iso(p.created_at),
     "updatedAt": lambda p, _i: iso(p.updated_at),
     "media": resolve_product_media,
     "metafield": resolve_metafield,
 }
+
+COLLECTION_FIELDS = {"id": lambda c, _i: c.gid, "handle": lambda c, _i: c.handle, "title": lambda c, _i: c.title}
 
 METAFIELD_FIELDS = {
     "id": lambda m, _i: m.gid,
@@ -381,6 +397,8 @@ def _resolve_type(value: Any, *_args: Any) -> str:
         return "Metafield"
     if isinstance(value, BulkOperation):
         return "BulkOperation"
+    if isinstance(value, Collection):
+        return "Collection"
     return "Shop"
 
 
@@ -399,6 +417,7 @@ def sandbox_schema() -> GraphQLSchema:
     for name, field_def in schema.type_map["Mutation"].fields.items():  # type: ignore[union-attr]
         field_def.resolve = _mutation(name)
     for type_name, resolvers in {"Product": PRODUCT_FIELDS, "MediaImage": MEDIA_IMAGE_FIELDS,
+                                 "Collection": COLLECTION_FIELDS,
                                  "Metafield": METAFIELD_FIELDS, "Job": JOB_FIELDS,
                                  "WebhookSubscription": SUBSCRIPTION_FIELDS,
                                  "BulkOperation": BULK_OPERATION_FIELDS}.items():

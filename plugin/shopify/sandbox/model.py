@@ -213,10 +213,27 @@ class Product:
     media_ids: list[int] = field(default_factory=list)  # in position order
     metafields: dict[tuple[str, str], Metafield] = field(default_factory=dict)
     variants: list[Variant] = field(default_factory=list)
+    product_type: str = ""
+    vendor: str = ""
+    status: str = "ACTIVE"                  # ProductStatus
+    collection_ids: list[int] = field(default_factory=list)  # the collections it belongs to, in order added
 
     @property
     def gid(self) -> str:
         return gid("Product", self.id)
+
+
+@dataclass(slots=True)
+class Collection:
+    """A custom collection: a handle, a title, and (on each Product) which products it holds."""
+
+    id: int
+    handle: str
+    title: str
+
+    @property
+    def gid(self) -> str:
+        return gid("Collection", self.id)
 
 
 @dataclass(slots=True)

@@ -250,6 +250,34 @@ class ShopifySandbox:
             store.update_product(product, title, tags, now)
             return store.product_json(product, self._url(), now)
 
+    def set_product_facts(self, legacy_id: int | str, *, product_type: str | None = None, vendor: str | None = None,
+                          status: str | None = None) -> None:
+        """What [[rules]] match on besides tags, as the merchant sets it in the admin (bumps updatedAt)."""
+        store = self._store
+        with store.lock:
+            product = self._product(legacy_id)
+            if status is not None and status not in ("ACTIVE", "ARCHIVED", "DRAFT", "UNLISTED"):
+                raise SandboxError(f"status {status!r} is not a ProductStatus")
+            product.product_type = product.product_type if product_type is None else product_type
+            product.vendor = product.vendor if vendor is None else vendor
+            product.status = product.status if status is None else status
+            store.touch(product, store.clock())
+
+    def add_collection(self, title: str, handle: str | None = None, products: Iterable[int | str] = ()) -> dict[str, Any]:
+        """A custom collection holding these products (legacy ids); bumps their updatedAt, as adding does."""
+        from .model import Collection
+        from .store import FIRST_COLLECTION_ID  # noqa: F401  (the numbering starts there)
+
+        store = self._store
+        with store.lock:
+            collection = Collection(store._new_id("collection"), handle or title.lower().replace(" ", "-"), title)
+            store.collections[collection.id] = collection
+            for legacy_id in products:
+                product = self._product(legacy_id)
+                product.collection_ids.append(collection.id)
+                store.touch(product, store.clock())
+            return {"id": collection.gid, "legacy_id": collection.id, "handle": collection.handle, "title": title}
+
     def delete_product(self, legacy_id: int | str) -> None:
         store = self._store
         with store.lock:

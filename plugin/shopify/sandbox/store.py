@@ -43,7 +43,10 @@ from .catalog import OffsetCache, ProductOrders
 from .cost import LeakyBucket
 from .faults import FaultPlan
 from .imaging import DOWNLOAD_FAILURE, extension_of, failure, filename_from_url, inspect_image
+FIRST_COLLECTION_ID = 480_000_000_001  # like Shopify's collection ids; not a product's, media's or variant's
+
 from .model import (
+    Collection,
     FIRST_MEDIA_ID,
     FIRST_METAFIELD_ID,
     FIRST_PRODUCT_ID,
@@ -136,7 +139,7 @@ class Store:
         self.pagination_cap = pagination_cap  # how deep a connection may be paged (Shopify: 25,000)
         self._bucket_args = (bucket_size, restore_rate)
         self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID,
-                          "variant": FIRST_VARIANT_ID}
+                          "variant": FIRST_VARIANT_ID, "collection": FIRST_COLLECTION_ID}
         # Called (under the lock) with (topic, product number) when a subscribed event happens.
         self.on_event: Callable[[str, int], None] | None = None
         self.reset()
@@ -148,6 +151,7 @@ class Store:
         self.faults = FaultPlan()
         self.stats = Stats()
         self.products: dict[int, Product] = {}
+        self.collections: dict[int, Collection] = {}  # [[rules]] match on membership (Product.collection_ids)
         self.shop_metafields: dict[tuple[str, str], Metafield] = {}  # the Shop's own (the store claim)
         self.media: dict[int, Media] = {}
         self.staged: dict[str, StagedUpload] = {}
@@ -249,6 +253,8 @@ class Store:
             return next((m for p in self.products.values() for m in p.metafields.values() if m.id == number), None)
         if kind == "BulkOperation":
             return self.bulk.by_id.get(number)
+        if kind == "Collection":
+            return self.collections.get(number)
         return None
 
     def job_by_gid(self, value: str) -> ReorderJob | None:

@@ -183,6 +183,12 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         stats["webhooks"] = {"delivered": self._webhooks.delivered, "failed_attempts": self._webhooks.failed_attempts}
         return stats
 
+    def enhancements(self) -> list[dict[str, Any]]:
+        """Every enhancement created, in order: what it was asked (preset, level, the images' external ids)."""
+        return [{"id": job.id, "preset": job.payload.preset, "preservation_level": job.payload.preservation_level,
+                 "external_ids": [item.external_id for item in job.items]}
+                for job in list(self._state._enhancements.values())]
+
     # --- the API ----------------------------------------------------------------------------------
 
     async def _presets(self, request: Request) -> Response:
