@@ -84,8 +84,9 @@ def test_a_bad_rule_stops_the_cli_with_exit_2(shop, provider, tmp_path: Path) ->
 
 
 def test_options_for_other_providers_are_checked_against_their_table() -> None:
-    with pytest.raises(ValueError, match=r"\[\[rules\]\] #1 model: Input should be"):
-        validate_rules([{"model": "dall-e"}], "productai", {}, __import__(
+    # A model beyond ProductAI's list is accepted (the vendor adds models); a malformed name is not.
+    with pytest.raises(ValueError, match=r"\[\[rules\]\] #1 model: 'dall e 3!' is not a model name"):
+        validate_rules([{"model": "dall e 3!"}], "productai", {}, __import__(
             "retouch.plugin.providers.productai.plugin", fromlist=["x"]).ProductAISettings)
     (ok,) = validate_rules([{"preservation_level": "creative"}], "aigenstudio", {}, AigenSettings)
     assert ok.settings.options == {"preservation_level": "creative"}
