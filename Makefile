@@ -1,11 +1,12 @@
 # Two commands on a fresh machine with Python 3.11+:  make demo  |  make test
-# The benchmark table (minutes; rewrites the README's performance table):  make bench
+# The benchmark table (minutes; rewrites the table in docs/performance.md):  make bench
+# The engineering documentation (docs/, built into site/ with MkDocs):  make docs
 # The reliability table (full sizes, minutes; rewrites RELIABILITY.md):  make reliability
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench reliability clean
+.PHONY: setup demo test bench reliability docs clean
 
 $(BIN)/retouch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +29,15 @@ test: setup
 	.venv-sdk/bin/python -m pip install --quiet imagen-ai-sdk || echo "imagen-ai-sdk not installed: its column will say n/a"
 
 bench: setup .venv-sdk/bin/python
-	$(BIN)/python bench/run.py --readme README.md
+	$(BIN)/python bench/run.py --doc docs/performance.md
 
 reliability: setup
 	$(BIN)/python bench/reliability.py --report RELIABILITY.md
 
+# --strict: a broken link or a page missing from the nav fails the build.
+docs: setup
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	$(BIN)/mkdocs build --strict -d site
+
 clean:
-	rm -rf $(VENV) .venv-sdk retouch-demo .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-sdk retouch-demo .pytest_cache .hypothesis site

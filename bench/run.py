@@ -1,6 +1,6 @@
 """`make bench`: every benchmark scenario against the real daemon and the built-in sandboxes, one table.
 
-    .venv/bin/python bench/run.py [--small] [--only NAME ...] [--readme README.md] [--out DIR]
+    .venv/bin/python bench/run.py [--small] [--only NAME ...] [--doc docs/performance.md] [--out DIR]
 
 Each scenario is its own script in bench/ (runnable alone; each prints the command that reproduces
 its figures) and runs here as a subprocess, one after another so they never share the CPU. Their
@@ -8,8 +8,8 @@ rows (see harness.py) make one table: scenario, figure, value, bound, ratio to t
 within the same run), the naive peer's figure, the target and whether this run met it.
 
 --small runs each scenario at a size that takes seconds: the test suite uses it to prove the
-harness works (its figures mean little). --readme rewrites the table between the markers
-`<!-- bench:start -->` and `<!-- bench:end -->` in the README's performance section, with the
+harness works (its figures mean little). --doc (also spelt --readme) rewrites the table between the
+markers `<!-- bench:start -->` and `<!-- bench:end -->` in docs/performance.md (`make bench`), with the
 date and the machine; with --only, just the rows of the scenarios run are replaced. A scenario
 that crashes gets a row saying so, and the exit status is 1.
 """
@@ -107,7 +107,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="sizes that take seconds (the tests use this)")
     parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS])
-    parser.add_argument("--readme", type=Path, help="rewrite the table in this README")
+    parser.add_argument("--doc", "--readme", dest="readme", type=Path,
+                        help="rewrite the table between the bench markers in this file (docs/performance.md)")
     parser.add_argument("--out", type=Path, help="where each scenario's full output goes (default: a temp dir)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="retouch-bench-"))
