@@ -107,7 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="sizes that take seconds (the tests use this)")
     parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS])
-    parser.add_argument("--doc", "--readme", dest="readme", type=Path,
+    parser.add_argument("--doc", "--readme", dest="readme", type=Path, metavar="FILE",
                         help="rewrite the table between the bench markers in this file (docs/performance.md)")
     parser.add_argument("--out", type=Path, help="where each scenario's full output goes (default: a temp dir)")
     args = parser.parse_args()
