@@ -121,7 +121,7 @@ def main() -> None:
           f"one fsync'd transaction each)")
 
     settings = SimpleNamespace(selection=SimpleNamespace(new_only=True, exclude_tags=[]),
-                               schedule=SimpleNamespace(discover_overlap=120.0))
+                               schedule=SimpleNamespace(discover_overlap=120.0), rules=())
     for count in (0, 1, 50):
         ctx = Context(settings=settings, store=store, backups=None,
                       shopify=KnownProducts(first=1234, count=count), provider=None)

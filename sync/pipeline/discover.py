@@ -128,7 +128,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
     excluded = is_excluded(product.tags, ctx.settings.selection.exclude_tags)
     # [[rules]]: decided once per product, recorded with each image it queues (its intent).
     rule = first_match(ctx.settings.rules, facts_of(product)) if ctx.settings.rules else None
-    ruled = rule_decision(rule, ctx.provider_name)
+    ruled = None if rule is None else rule_decision(rule, ctx.provider_name)
     rule_skip = {} if rule is None or not rule.settings.skip else dict(
         state=ImageState.SKIPPED, error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
     present: set[str] = set()
