@@ -150,8 +150,9 @@ def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None 
                       discover_every=settings.schedule.discover_every,
                       scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
                       on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew,
-                      shopify_webhook_secret=(settings.shopify_webhook_secret.get_secret_value()
-                                              if settings.shopify_webhook_secret else None),
+                      # The current settings' (a reload that rotates [shop] client_secret rotates it too).
+                      shopify_webhook_secret=lambda: (ctx.settings.shopify_webhook_secret.get_secret_value()
+                                                      if ctx.settings.shopify_webhook_secret else None),
                       on_shopify_product=daemon.on_shopify_product,
                       shopify_token=lambda: token_health(ctx.shopify.tokens))
     app = build_app(deps, registry)
