@@ -5,12 +5,17 @@ Kept out of config.py so that file only registers them; each table validates its
 
 from __future__ import annotations
 
+import math
 from datetime import time as dtime
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
-from retouch.plugin.providers.settings import Duration, Section, parse_duration
+from retouch.plugin.providers.settings import DAY, HOUR, Count, Duration, Section, format_duration, parse_duration
+
+# [backup] keep: shorter than an hour means nothing (a file written in the last hour is never pruned,
+# storage/backups.py), and a century is "forever" already.
+KEEP_RANGE = (HOUR, 36500 * DAY)
 
 
 def _keep(value: Any) -> float | None:
@@ -19,9 +24,16 @@ def _keep(value: Any) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError:
         raise ValueError(f"{value!r} is neither \"forever\" nor a duration like \"90d\"") from None
+    # Bounded like every number of the file (plugin/providers/settings.py): nan or inf would reach the
+    # database query as "done before nan" (nothing, silently) or print as "nand".
+    low, high = KEEP_RANGE
+    if not (math.isfinite(seconds) and low <= seconds <= high):
+        raise ValueError(f"must be \"forever\" or between {format_duration(low)} and {format_duration(high)} "
+                         f"(got {seconds!r})")
+    return seconds
 
 
 class BackupSettings(Section):
@@ -54,7 +66,7 @@ class NotifySettings(Section):
     daily_at: Annotated[dtime, BeforeValidator(_clock_time)] = dtime(9, 0)
     # Events of one kind are collected this long after the first, then sent as one message.
     group_for: Duration = 60.0
-    max_lines: int = Field(10, ge=1, le=200)
+    max_lines: Count = Field(10, ge=1, le=200)
     timeout: Duration = 20.0
 
     @field_validator("urls")

@@ -9,6 +9,7 @@ daemon on the same store, and an image was paid for twice).
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 SQLITE_PREFIX = "sqlite:///"
 DATABASE_NAME = "retouch.db"
@@ -35,7 +36,8 @@ def database_file(url: str | None, config_dir: Path, state_dir: Path | None) -> 
         return ((state_dir or config_dir) / DATABASE_NAME).resolve()
     text = url.strip()
     if text.startswith(SQLITE_PREFIX):
-        text = text.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
+        # A URL's %-escapes mean what SQLAlchemy reads them as (`%72etouch.db` is `retouch.db`); a plain path is literal.
+        text = unquote(text.removeprefix(SQLITE_PREFIX).split("?", 1)[0])
         if not text:
             raise PathError("names no database file: give a file path like 'data/retouch.db'")
         if text == ":memory:":
@@ -54,8 +56,10 @@ def database_file(url: str | None, config_dir: Path, state_dir: Path | None) -> 
 
 
 def database_url(file: Path) -> str:
-    """The SQLAlchemy URL of an absolute database file (four slashes: sqlite:/// + /path)."""
-    return f"{SQLITE_PREFIX}{file}"
+    """The SQLAlchemy URL of an absolute database file (four slashes: sqlite:/// + /path), %-escaped:
+    SQLAlchemy decodes `%xx` in it (so does storage/database_file.py), so unescaped, a file named
+    `a%20b.db` would be opened as `a b.db`."""
+    return f"{SQLITE_PREFIX}{quote(str(file), safe='/')}"
 
 
 def resolve_dir(path: Path, config_dir: Path) -> Path:

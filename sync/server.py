@@ -76,7 +76,9 @@ class ServerDeps:
     skew: float = 300.0                       # timestamp tolerance, seconds
     max_body: int = 1 << 20
     clock: Callable[[], float] = time.time
-    shopify_webhook_secret: str | None = None  # None: /webhooks/shopify answers 404
+    # None: /webhooks/shopify answers 404. A callable: the current one (a reload may change [shop]
+    # client_secret, which signs the app's webhooks when no [server] shopify_webhook_secret is set).
+    shopify_webhook_secret: str | None | Callable[[], str | None] = None
     on_shopify_product: Callable[[str], None] = lambda product_id: None  # queues a product gid; must not block
     # {"ok", "detail"} of the Shopify access token (client credentials); None: a static token, no check
     shopify_token: Callable[[], dict[str, Any] | None] | None = None
@@ -363,6 +365,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
 
     async def shopify_webhook(request: Request) -> Response:
         secret = deps.shopify_webhook_secret
+        secret = secret() if callable(secret) else secret
         if secret is None:
             return JSONResponse({"error": "no such webhook"}, status_code=404)
         try:

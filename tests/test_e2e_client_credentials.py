@@ -17,6 +17,8 @@ import pytest
 
 from conftest import CLIENT_SECRET, cli, client_credentials, config_text, image_states, wait_for
 from test_service import NotifySocket
+from test_shopify_webhooks import BODY
+from test_shopify_webhooks import headers as hook_headers
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -144,6 +146,10 @@ def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(app_sho
         wait_for(lambda: "READY=1" in notify.lines(), 60, what="READY=1 after the right secret")
         assert grants(app_shop) >= 1 and any(e.get("event") == "connected" for e in run.events())
         assert notify.lines().count("READY=1") == 1 and "RELOADING=1" not in notify.lines()
+        # The client secret signs the app's webhooks: the endpoint checks them with the secret in use now.
+        hook = httpx.post(f"http://127.0.0.1:{port}/webhooks/shopify", content=BODY,
+                          headers=hook_headers(BODY, secret=CLIENT_SECRET), timeout=5)
+        assert hook.status_code == 200, hook.text
         assert run.terminate(timeout=15) == 0
     finally:
         notify.close()

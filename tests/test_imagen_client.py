@@ -373,6 +373,15 @@ def test_error_statuses_of_a_post(answer: httpx.Response, error: type[Exception]
     assert len(mock.requests) == 1  # a POST is never repeated by the client
 
 
+@pytest.mark.parametrize("value", ["inf", "Infinity", "nan", "-inf"])
+def test_a_retry_after_that_is_no_finite_number_is_garbled(value: str) -> None:
+    """Like the other providers' readers: an infinite Retry-After would hold every request for good."""
+    from retouch.plugin.providers.imagen.client import parse_retry_after
+
+    assert parse_retry_after({"retry-after": value}, time.time()) is None
+    assert parse_retry_after({"retry-after": "7"}, time.time()) == 7
+
+
 def test_a_429_on_a_get_waits_retry_after_capped_then_backoff_with_jitter() -> None:
     date = formatdate(time.time() + 30, usegmt=True)
     mock = Mock({"/v1/profiles": [httpx.Response(429, headers={"Retry-After": "120"}),

@@ -14,8 +14,8 @@ from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, pipeline_set
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
 from retouch.sync.pipeline import discover, submit, write_back
-from retouch.sync.pipeline.retired import retire, stranded
-from retouch.sync.runtime import open_context, provider_client, run_until_settled
+from retouch.sync.pipeline.retired import retire, stranded, use_shopify
+from retouch.sync.runtime import open_context, provider_client, run_until_settled, shopify_client
 
 
 def reloaded(settings, mode: str):
@@ -93,6 +93,34 @@ def test_jobs_in_flight_finish_on_the_provider_that_took_them(shop, provider, pr
     assert charged == {str(p["legacy_id"]): 1 for p in products}
     assert productai.stats()["keys"][PRODUCTAI_KEY]["jobs_started"]["generate"] == 1  # the later image only
     assert images[later["media"][0]["id"]].job_id == next(j.id for j in jobs if j.provider == "productai")
+
+
+def test_a_retired_provider_follows_a_shopify_client_a_later_reload_put_in_place(
+        shop, provider, productai, tmp_path: Path) -> None:
+    """A reload that changes the shop's credentials replaces the Shopify client and closes the old
+    one (run.py `reopen`); a provider retired by an earlier reload is still finishing its jobs and
+    needs Shopify (to fetch sources again, to see a deleted media): it must use the new client."""
+    shop.seed(products=1, images_per_product=1, seed=41)
+    switched = tmp_path / "productai.toml"
+    switched.write_text(provider_config_text(shop, tmp_path, provider="productai", base_url=productai.base_url,
+                                             api_key=PRODUCTAI_KEY, table=PRODUCTAI_TABLE, new_only=False))
+
+    async def scenario():
+        async with open_context(pipeline_settings(shop, provider, tmp_path)) as ctx:
+            await discover(ctx)
+            assert await submit(ctx) == 1
+            new_settings = load_settings(switched)
+            assert retire(ctx, provider_client(new_settings)) is None
+            ctx.settings = new_settings
+            # A later reload with other shop credentials (what `reopen` does with them).
+            old = use_shopify(ctx, shopify_client(new_settings))
+            await old.aclose()
+            [view] = ctx.retired
+            [image] = ctx.store.images_in_state(ImageState.SUBMITTED)
+            return view.shopify is ctx.shopify, await view.shopify.get_media(image.media_id)
+
+    same, media = run_async(scenario(), timeout=90)
+    assert same and media is not None
 
 
 def test_jobs_of_a_provider_no_longer_configured_are_named(shop, provider, tmp_path: Path) -> None:

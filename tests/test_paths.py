@@ -57,6 +57,18 @@ def test_absolute_paths_and_urls_are_kept(tmp_path: Path) -> None:
     assert database_file("~/x.db", Path("/etc"), None) == Path.home() / "x.db"
 
 
+@pytest.mark.parametrize("name", ["a%20b.db", "100%25.db", "a#b c.db"])
+def test_a_database_file_name_with_url_characters_is_that_file(tmp_path: Path, name: str) -> None:
+    """The file the owner named is the one SQLite opens, the lock and the claim name: not `a b.db`
+    for `a%20b.db` (SQLAlchemy decodes URL escapes in the database part; a `?` is refused earlier)."""
+    config = config_in(tmp_path / "etc", f'[storage]\nurl = "{tmp_path / name}"\n')
+    settings = load_settings(config, environ={})
+    assert settings.database_path == tmp_path / name
+    Store(settings.database_url).close()
+    assert (tmp_path / name).is_file() and sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        name, *(f"{name}{suffix}" for suffix in ("-shm", "-wal") if (tmp_path / f"{name}{suffix}").exists())]
+
+
 def test_no_storage_table_means_state_directory_else_next_to_the_config(tmp_path: Path, monkeypatch) -> None:
     config = config_in(tmp_path / "etc")
     monkeypatch.chdir(tmp_path)

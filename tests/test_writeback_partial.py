@@ -6,12 +6,14 @@ shapes; the write-back against the Shopify sandbox's production profile, which a
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from PIL import Image as PILImage
 
 from conftest import SHOP_TOKEN, pipeline_settings
 from retouch.plugin.shopify.errors import UserError
@@ -133,6 +135,45 @@ def test_a_partial_file_update_writes_the_good_rows_once_and_holds_only_the_bad_
     # One enhancement, each picture charged once.
     (key,) = provider.stats()["keys"].values()
     assert key["creations"] == 1 and key["images_charged"] == 5
+
+
+def test_a_held_row_is_no_write_of_ours_so_a_picture_the_merchant_puts_there_meanwhile_is_kept(
+        production_shop, provider, tmp_path: Path) -> None:
+    """Shopify named the row and did not apply it: the image holds no write of ours in flight. If the
+    merchant puts another picture into that media before the next try, it is queued anew (as for any
+    image not yet written), never overwritten with the enhancement of the old picture."""
+    from test_merchant_edits import new_picture
+
+    shop = production_shop
+    (product,) = shop.seed(products=1, images_per_product=2, seed=13)
+    held = product["media"][1]["id"]
+
+    def prepare(ctx):
+        staged_uploads, shared = ctx.shopify.staged_uploads, ctx.shopify.replace_media_sources
+        staged_upload, alone = ctx.shopify.staged_upload, ctx.shopify.replace_media_source
+
+        async def one_unusable_source(files, **options):
+            resources = await staged_uploads(files, **options)
+            resources[1] = "ftp://uploads.invalid/" + resources[1].rsplit("/", 1)[-1]
+            return resources
+
+        async def then_the_merchant_replaces_the_held_picture(sources):
+            rows = await shared(sources)
+            ctx.shopify.staged_uploads, ctx.shopify.replace_media_sources = staged_uploads, shared  # once
+            out = io.BytesIO()
+            PILImage.open(io.BytesIO(new_picture())).save(out, "PNG")  # the seeded originals are PNG
+            await alone(held, await staged_upload("merchant-new.png", "image/png", out.getvalue()))
+            return rows
+
+        ctx.shopify.staged_uploads = one_unusable_source
+        ctx.shopify.replace_media_sources = then_the_merchant_replaces_the_held_picture
+
+    images = settle(pipeline_settings(shop, provider, tmp_path), prepare)
+    assert all(image.state == ImageState.DONE for image in images.values()), {
+        m: (i.state, i.error_code) for m, i in images.items()}
+    # The merchant's new picture was enhanced in its turn: three pictures charged, not two.
+    (key,) = provider.stats()["keys"].values()
+    assert key["images_charged"] == 3
 
 
 def test_a_media_deleted_before_the_shared_write_is_skipped_and_the_others_are_written_at_once(

@@ -17,7 +17,7 @@ from .. import __version__
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
 from ..notify.watch import NOTIFY_FLUSH, Notifications
-from ..pipeline.retired import retire, stranded
+from ..pipeline.retired import retire, stranded, use_shopify
 from ..runtime import open_context, provider_client, shopify_client, token_health
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
 from ..systemd import InstanceLock, LockError
@@ -85,7 +85,7 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                     on_lost(f"[shop] url changed to {new.shop.url}: restart to claim that store")
                 if ((new.shop, new.shop_token, new.shop_client_secret)
                         != (ctx.settings.shop, ctx.settings.shop_token, ctx.settings.shop_client_secret)):
-                    old, ctx.shopify = ctx.shopify, shopify_client(new)
+                    old = use_shopify(ctx, shopify_client(new))  # the retired providers' views too
                     await old.aclose()
                 if ((new.provider, new.provider_key, new.provider_table)
                         != (ctx.settings.provider, ctx.settings.provider_key, ctx.settings.provider_table)):
@@ -150,8 +150,9 @@ def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None 
                       discover_every=settings.schedule.discover_every,
                       scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
                       on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew,
-                      shopify_webhook_secret=(settings.shopify_webhook_secret.get_secret_value()
-                                              if settings.shopify_webhook_secret else None),
+                      # The current settings' (a reload that rotates [shop] client_secret rotates it too).
+                      shopify_webhook_secret=lambda: (ctx.settings.shopify_webhook_secret.get_secret_value()
+                                                      if ctx.settings.shopify_webhook_secret else None),
                       on_shopify_product=daemon.on_shopify_product,
                       shopify_token=lambda: token_health(ctx.shopify.tokens))
     app = build_app(deps, registry)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from retouch.plugin.providers.base import Provider
+from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.models import JobState
 
 from .context import Context
@@ -33,6 +34,16 @@ def retire(ctx: Context, new_provider: Provider) -> Provider | None:
     ctx.log.warning("provider_retired", provider=old.name, now=new_provider.name,
                     note="its jobs in flight finish on it; new images go to the new provider")
     return None
+
+
+def use_shopify(ctx: Context, client: ShopifyClient) -> ShopifyClient:
+    """Point the context and every retired view at a new Shopify client (a reload changed the shop's
+    credentials); returns the old one for the caller to close. A view keeps its own copy of the
+    context's fields, so without this it would go on with the closed client."""
+    old, ctx.shopify = ctx.shopify, client
+    for view in ctx.retired:
+        view.shopify = client
+    return old
 
 
 async def finish_retired(ctx: Context) -> int:

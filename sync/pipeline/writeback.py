@@ -364,6 +364,10 @@ async def _replace_sources(ctx: Context, images: list[Image],
     for image, row in zip(images, rows, strict=True):
         try:
             if row.status == "refused":
+                # Shopify named this row: it was not applied. The intent (and the mode recorded with it)
+                # is void, so the next try sees a picture the merchant puts there meanwhile as theirs
+                # (`_merchant_replaced`), and a reload's mode applies to a write not yet made.
+                ctx.store.update_image(image.id, write_source=None, write_mode=None)
                 raise _row_refusal(ShopifyUserError("FileUpdate", row.errors))
             if row.status == "unknown":
                 await _replace_one(ctx, image, sources[image.id])

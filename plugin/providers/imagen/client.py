@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import time
@@ -173,9 +174,13 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     if raw is None:
         return None
     try:
-        return max(0.0, float(raw.strip()))
+        seconds = float(raw.strip())
     except ValueError:
         pass
+    else:
+        # "inf" or "nan" is garbled too (like the other providers' readers): an infinite wait would
+        # hold every request of the daemon for good.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError):
