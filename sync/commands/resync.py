@@ -25,6 +25,7 @@ from retouch.plugin.shopify.errors import ShopifyAuthError
 
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
+from ..costs import Estimate, images_per_hour
 from ..rules import label_of
 from ..pipeline import Context, discover, revert
 from ..runtime import open_context, pending_among, run_until_settled
@@ -40,6 +41,14 @@ def affordable(settings: Settings, max_credits: int | None, count: int) -> int:
     return min(count, int(max_credits // per_image))
 
 
+def run_estimate(settings: Settings, images: int, balance: float | None = None) -> Estimate:
+    """The cost and duration of sending `images` with this configuration (sync/costs.py words it)."""
+    caps = settings.capabilities
+    return Estimate(images=images, credits_per_image=caps.credits_per_image, credit_unit=caps.credit_unit,
+                    price_per_credit=settings.budget.price_per_credit, currency=settings.budget.currency,
+                    balance=balance, per_hour=images_per_hour(caps.quota), free=settings.provider_is_sandbox)
+
+
 async def resync_command(settings: Settings, *, product_ids: list[str] | None, include_baseline: bool,
                          force: bool, dry_run: bool, yes: bool, max_credits: int | None = None) -> int:
     caps = settings.capabilities
@@ -52,6 +61,7 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         sent = affordable(settings, max_credits, len(planned))
         cost = 0 if settings.provider_is_sandbox else sent * caps.credits_per_image
         what = f"{sent} image(s)" + (f" of {len(planned)} (--max-credits {max_credits})" if sent < len(planned) else "")
+        estimate = run_estimate(settings, sent)
         if dry_run:
             for image in planned[:sent]:
                 rule = label_of(image.rule)
@@ -59,12 +69,13 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                            + (f" [rule {rule}]" if rule else ""))
             typer.echo(f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
                        f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
+            typer.echo(f"cost and time: {estimate.words()}")
             return 0
         if not sys.stdin.isatty():
-            typer.echo(f"resync --all would send {what} for {cost:g} {caps.credit_unit}; "
+            typer.echo(f"resync --all would send {what} for {cost:g} {caps.credit_unit} ({estimate.words()}); "
                        "confirm with --yes (no terminal to ask on)", err=True)
             return 2
-        if not typer.confirm(f"Send {what} for {cost:g} {caps.credit_unit}?"):
+        if not typer.confirm(f"Send {what} for {cost:g} {caps.credit_unit} ({estimate.words()})?"):
             typer.echo("nothing sent")
             return 0
 
