@@ -13,6 +13,7 @@ from retouch.storage.models import JobState
 from retouch.storage.store import Store
 
 from .config import Settings
+from .costs import last_reported_balance
 from .decisions import budget_left, last_midnight
 
 
@@ -45,3 +46,16 @@ def budget_today(settings: Settings, store: Store, now: float) -> tuple[int | No
     if budget.max_images_per_day is not None:
         parts.append(f"{images} of {budget.max_images_per_day} images")
     return left, "today: " + ", ".join(parts)
+
+
+BALANCE_MEMORY = 30 * 86400.0  # an older report says little about today's balance
+
+
+def reported_balance(settings: Settings, store: Store, now: float) -> tuple[float, datetime] | None:
+    """The provider's balance as it last reported it (with the job sent at that time); None for a
+    sandbox key (free) or when no job in the last 30 days carries one."""
+    if settings.provider_is_sandbox:
+        return None
+    since = datetime.fromtimestamp(now - BALANCE_MEMORY, timezone.utc)
+    return last_reported_balance((job.created_at, job.provider_state)
+                                 for job in store.jobs_created_since(settings.provider.name, since))

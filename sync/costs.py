@@ -7,8 +7,11 @@ the time before anything is spent.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from retouch.plugin.providers.quota import QuotaLimits
 
@@ -82,3 +85,32 @@ class Estimate:
             parts.append(f"about {duration_words(self.images / self.per_hour * 3600.0)} "
                          f"at {_number(self.per_hour)} images an hour")
         return "; ".join(parts)
+
+
+BALANCE_FIELD = "remaining_paid_credits"  # what a provider plugin saves in a job's state when it reports a balance
+
+
+def last_reported_balance(jobs: Iterable[tuple[datetime, str | None]]) -> tuple[float, datetime] | None:
+    """(balance, when) from the newest job whose provider state carries the balance the provider
+    reported when the job was sent; None when no job carries one. `jobs`: (created_at, provider_state)."""
+    best: tuple[float, datetime] | None = None
+    for created_at, state in jobs:
+        try:
+            value = json.loads(state or "{}").get(BALANCE_FIELD)
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            if best is None or created_at > best[1]:
+                best = (float(value), created_at)
+    return best
+
+
+def balance_line(title: str, balance: tuple[float, datetime] | None, credit_unit: str) -> str | None:
+    """`check`'s line: 'balance: 495 credits, as AI Gen Studio reported it at 2026-12-06 16:31 (when a job was
+    sent)'; None when nothing was reported."""
+    if balance is None:
+        return None
+    value, when = balance
+    local = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone()
+    return (f"balance: {_number(value)} {credit_unit}, as {title} reported it at {local:%Y-%m-%d %H:%M} "
+            "(when a job was sent)")

@@ -3,13 +3,14 @@ run costs in images, credits and money, what the balance pays for, and how long 
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from conftest import cli, config_text
 from retouch.plugin.providers.quota import QuotaLimits
-from retouch.sync.costs import Estimate, duration_words, images_per_hour
+from retouch.sync.costs import Estimate, balance_line, duration_words, images_per_hour, last_reported_balance
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -56,3 +57,29 @@ def test_dry_run_and_confirmation_show_money_and_time(shop, provider, tmp_path: 
     assert asked.returncode == 2
     assert "(6 image(s), 30 credits (3.00 EUR); about 15 min at 25 images an hour)" in asked.stderr
     assert provider.stats()["keys"][LIVE_KEY]["credits"]["used"] == 0
+
+
+def test_last_reported_balance_is_the_newest_job_that_carries_one() -> None:
+    old, new, newest = datetime(2026, 12, 1, 9), datetime(2026, 12, 2, 9), datetime(2026, 12, 3, 9)
+    jobs = [(new, '{"remaining_paid_credits": 480}'), (old, '{"remaining_paid_credits": 495}'),
+            (newest, '{"replayed": false}'), (newest, None), (newest, "not json"),
+            (newest, '{"remaining_paid_credits": null}')]
+    assert last_reported_balance(jobs) == (480.0, new)
+    assert last_reported_balance([(old, '{"credits_reserved": 5}')]) is None
+    assert balance_line("AI Gen Studio", None, "credits") is None
+    assert balance_line("AI Gen Studio", (480.0, new), "credits").startswith(
+        "balance: 480 credits, as AI Gen Studio reported it at 2026-12-0")
+
+
+def test_check_and_dry_run_show_the_reported_balance(shop, provider, tmp_path: Path) -> None:
+    products = shop.seed(products=3, images_per_product=1, seed=24)
+    provider.add_live_key(LIVE_KEY, purchased=500, available=500)
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(shop, provider, tmp_path, new_only=False, api_key=LIVE_KEY))
+    assert "balance:" not in cli("check", config=config).stdout  # nothing reported yet
+    one = cli("resync", "--product", products[0]["legacy_id"], "--yes", config=config)
+    assert one.returncode == 0, one.stderr
+    check = cli("check", config=config)
+    assert "balance: 495 credits, as AI Gen Studio reported it at " in check.stdout, check.stdout
+    dry = cli("resync", "--all", "--dry-run", config=config)
+    assert "2 image(s), 10 credits; balance 495 -> 485 credits after; about 5 min at 25 images an hour" in dry.stdout

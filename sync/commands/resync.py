@@ -24,6 +24,7 @@ from retouch.storage.store import Store
 from retouch.plugin.shopify.errors import ShopifyAuthError
 
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
+from ..budget import reported_balance
 from ..config import Settings
 from ..costs import Estimate, images_per_hour
 from ..rules import label_of
@@ -49,6 +50,15 @@ def run_estimate(settings: Settings, images: int, balance: float | None = None) 
                     balance=balance, per_hour=images_per_hour(caps.quota), free=settings.provider_is_sandbox)
 
 
+def _balance(settings: Settings) -> float | None:
+    store = Store(settings.database_url)
+    try:
+        reported = reported_balance(settings, store, time.time())
+    finally:
+        store.close()
+    return reported[0] if reported else None
+
+
 async def resync_command(settings: Settings, *, product_ids: list[str] | None, include_baseline: bool,
                          force: bool, dry_run: bool, yes: bool, max_credits: int | None = None) -> int:
     caps = settings.capabilities
@@ -61,7 +71,7 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         sent = affordable(settings, max_credits, len(planned))
         cost = 0 if settings.provider_is_sandbox else sent * caps.credits_per_image
         what = f"{sent} image(s)" + (f" of {len(planned)} (--max-credits {max_credits})" if sent < len(planned) else "")
-        estimate = run_estimate(settings, sent)
+        estimate = run_estimate(settings, sent, _balance(settings))
         if dry_run:
             for image in planned[:sent]:
                 rule = label_of(image.rule)
