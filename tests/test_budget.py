@@ -12,8 +12,9 @@ import pytest
 
 from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, cli, pipeline_settings, provider_config_text,
                       run_async, wait_for)
-from retouch.storage.models import ImageState
+from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
+from retouch.sync.credit_split import after_refusal, capped_size
 from retouch.sync.decisions import budget_left, last_midnight, next_midnight
 from retouch.sync.pipeline import discover
 from retouch.sync.runtime import open_context, work_cycle
@@ -153,3 +154,39 @@ def test_resync_max_credits_refuses_beside_a_running_daemon(shop, provider, writ
     wait_for(daemon_pid, 30, what="the daemon to hold its database")
     done = cli("resync", "--all", "--yes", "--max-credits", "10", config=config)
     assert done.returncode == 2 and "[budget] max_credits_per_day" in done.stderr
+
+
+def test_short_balance_sends_what_it_pays_for(shop, provider, tmp_path: Path) -> None:
+    """10 credits left, 6 new photos at 5 credits: the 30-credit job is refused, smaller ones go until a
+    single image is refused; 2 are sent, the rest wait with the reason (issue 23)."""
+    shop.seed(products=6, images_per_product=1, seed=35)
+    provider.add_live_key(LIVE_KEY, purchased=500, available=10)
+    settings = pipeline_settings(shop, provider, tmp_path, api_key=LIVE_KEY)
+
+    async def scenario() -> dict:
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            deadline = time.monotonic() + 90
+            # Until submissions pause and every job the provider accepted has finished.
+            while time.monotonic() < deadline:
+                await work_cycle(ctx)
+                settled = not ctx.store.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN)
+                if ctx.paused() and not ctx.jobs(JobState.SUBMITTED) and settled:
+                    break
+                await asyncio.sleep(0.2)
+            return {"states": [i.state for i in ctx.store.images_in_state(*ImageState)], "paused": ctx.paused()}
+
+    result = run_async(scenario(), timeout=120)
+    states = result["states"]
+    assert states.count("done") == 2 and "failed" not in states, result
+    assert states.count("discovered") + states.count("submitted") == 4  # waiting: queued, or in the refused job
+    assert charged(provider, LIVE_KEY) == 2
+    assert "insufficient_api_credits: buy credits in AI Gen Studio" in result["paused"]["reason"]
+    status = cli("status", config=settings.path)
+    assert "insufficient_api_credits" in status.stdout, status.stdout
+
+
+def test_credit_split_halves_and_caps() -> None:
+    assert [after_refusal(n) for n in (6, 3, 1, 0)] == [3, 1, 0, 0]
+    assert capped_size(10, None) == 10 and capped_size(10, "3") == 3 and capped_size(2, "3") == 2
+    assert capped_size(10, "bad") == 10 and capped_size(10, "0") == 10
