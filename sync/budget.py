@@ -17,12 +17,13 @@ from .costs import last_reported_balance
 from .decisions import budget_left, last_midnight
 
 
-def spent_since(settings: Settings, store: Store, since: float) -> tuple[int, float]:
-    """Images sent and credits spent by the configured provider since `since` (wall clock)."""
+def spent_since(settings: Settings, store: Store, since: float, *, pending: bool = True) -> tuple[int, float]:
+    """Images sent and credits spent by the configured provider since `since` (wall clock). `pending`:
+    count jobs not accepted yet at their estimate (the budget's caution; `status` shows only what went)."""
     images, credits = 0, 0.0
     per_image = settings.capabilities.credits_per_image
     for job in store.jobs_created_since(settings.provider.name, datetime.fromtimestamp(since, timezone.utc)):
-        if job.state == JobState.FAILED:
+        if job.state == JobState.FAILED or (not pending and job.state == JobState.PENDING):
             continue
         images += job.image_count
         credits += job.credits_used if job.state == JobState.FINISHED else job.image_count * per_image

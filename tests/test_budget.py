@@ -15,6 +15,7 @@ from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, cli, pipelin
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
 from retouch.sync.credit_split import after_refusal, capped_size
+from retouch.sync.waiting import queue_wait
 from retouch.sync.decisions import budget_left, last_midnight, next_midnight
 from retouch.sync.pipeline import discover
 from retouch.sync.runtime import open_context, work_cycle
@@ -184,9 +185,27 @@ def test_short_balance_sends_what_it_pays_for(shop, provider, tmp_path: Path) ->
     assert "insufficient_api_credits: buy credits in AI Gen Studio" in result["paused"]["reason"]
     status = cli("status", config=settings.path)
     assert "insufficient_api_credits" in status.stdout, status.stdout
+    # The ETA counts the pause, and says so; the credits spent are shown (issue 23).
+    assert "queue ETA: 0 min" not in status.stdout and "(paused: tried again at " in status.stdout
+    assert "credits spent: 10 credits today, 10 in total" in status.stdout
+    report = json.loads(cli("status", "--json", config=settings.path).stdout)
+    assert report["credits_spent"] == {"today": 10, "total": 10, "unit": "credits"}
+    assert report["queue_eta_seconds"] > 0 and report["queue_waits_for"].startswith("paused: tried again at ")
 
 
 def test_credit_split_halves_and_caps() -> None:
     assert [after_refusal(n) for n in (6, 3, 1, 0)] == [3, 1, 0, 0]
     assert capped_size(10, None) == 10 and capped_size(10, "3") == 3 and capped_size(2, "3") == 2
     assert capped_size(10, "bad") == 10 and capped_size(10, "0") == 10
+
+
+def test_queue_wait_counts_a_pause_and_a_429_first() -> None:
+    now = 1000.0
+    assert queue_wait(queued=0, quota_eta=0, now=now, paused={"retry_at": now + 600}, blocked_until=0) == (0.0, None)
+    assert queue_wait(queued=3, quota_eta=0, now=now, paused=None, blocked_until=0) == (0.0, None)
+    eta, why = queue_wait(queued=3, quota_eta=3600, now=now, paused={"retry_at": now + 600}, blocked_until=0)
+    assert eta == 4200 and why.startswith("paused: tried again at ")
+    eta, why = queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now + 60, "budget": True},
+                          blocked_until=now + 120)
+    assert eta == 120 and why.startswith("rate limited until ")
+    assert queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now - 1}, blocked_until=0) == (0.0, None)
