@@ -83,3 +83,13 @@ def test_check_and_dry_run_show_the_reported_balance(shop, provider, tmp_path: P
     assert "balance: 495 credits, as AI Gen Studio reported it at " in check.stdout, check.stdout
     dry = cli("resync", "--all", "--dry-run", config=config)
     assert "2 image(s), 10 credits; balance 495 -> 485 credits after; about 5 min at 25 images an hour" in dry.stdout
+
+
+def test_dry_run_is_quiet_about_rows_it_only_looked_at(shop, provider, write_config) -> None:
+    shop.seed(products=3, images_per_product=1, seed=25)
+    config = write_config()
+    assert cli("resync", "--yes", config=config).returncode == 0  # records the baseline
+    dry = cli("resync", "--all", "--dry-run", config=config)
+    assert dry.returncode == 0, dry.stderr
+    assert "3 image(s) would be sent" in dry.stdout
+    assert "requeued" not in dry.stderr and "was=baseline" not in dry.stderr, dry.stderr

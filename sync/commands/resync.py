@@ -209,6 +209,7 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
         store = Store(f"sqlite:///{copy}")
         try:
             async with open_context(settings, store=store) as ctx:
+                ctx.log = _Quiet(ctx.log)  # the rows a dry run only looked at are not news (issue 23)
                 if force:
                     for image in ctx.store.images_in_state(ImageState.DONE, product_ids=product_ids):
                         ctx.store.update_image(image.id, state=ImageState.REVERTED)
@@ -216,3 +217,21 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
                 return ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)
         finally:
             store.close()
+
+
+class _Quiet:
+    """A logger that keeps warnings and errors and drops the info and debug lines (a plan's discovery)."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+
+    def bind(self, **fields) -> "_Quiet":
+        return _Quiet(self._log.bind(**fields))
+
+    def debug(self, *args, **fields) -> None:
+        pass
+
+    info = debug
+
+    def __getattr__(self, name: str):
+        return getattr(self._log, name)
