@@ -125,9 +125,13 @@ def status(config: ConfigOption = None,
         print_status(report)
 
 
-@app.command(epilog="Example: retouch revert --product 8123456789")
+@app.command(epilog="Example: retouch revert --product 8123456789   (or: retouch revert --all --dry-run)")
 def revert(config: ConfigOption = None, product: ProductOption = None,
-           all_: Annotated[bool, typer.Option("--all", help="Revert every product", **FLAG)] = False) -> None:
+           all_: Annotated[bool, typer.Option("--all", help="Revert every product", **FLAG)] = False,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing",
+                                                 **FLAG)] = False,
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--all asks)",
+                                             **FLAG)] = False) -> None:
     """Put the original images back (byte-identical to the backup) and forget the marker."""
     from .commands.revert import revert_command
 
@@ -138,7 +142,7 @@ def revert(config: ConfigOption = None, product: ProductOption = None,
     settings = _settings(config)
     from .commands.database import require_database
     require_database(settings)
-    raise typer.Exit(_run(lambda: revert_command(settings, product_ids)))
+    raise typer.Exit(_run(lambda: revert_command(settings, product_ids, dry_run=dry_run, yes=yes or not all_)))
 
 
 @app.command(epilog="Example: retouch retry --product 8123456789")
