@@ -209,3 +209,29 @@ def test_queue_wait_counts_a_pause_and_a_429_first() -> None:
                           blocked_until=now + 120)
     assert eta == 120 and why.startswith("rate limited until ")
     assert queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now - 1}, blocked_until=0) == (0.0, None)
+
+
+def test_status_says_when_the_quota_resets(shop, provider, tmp_path: Path) -> None:
+    """Two images an hour, three queued: two go, and status says the third waits for the quota (issue 23)."""
+    shop.seed(products=3, images_per_product=1, seed=36)
+    settings = pipeline_settings(shop, provider, tmp_path,
+                                 limits='window = "1h", jobs = 5, images = 2, polls = 120, active_jobs = 1')
+
+    async def scenario() -> list[str]:
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                await work_cycle(ctx)
+                states = [i.state for i in ctx.store.images_in_state(*ImageState)]
+                if states.count("done") == 2:
+                    return states
+                await asyncio.sleep(0.2)
+            return states
+
+    states = run_async(scenario(), timeout=120)
+    assert states.count("done") == 2 and states.count("discovered") == 1, states
+    report = json.loads(cli("status", "--json", config=settings.path).stdout)
+    assert report["queue_waits_for"].startswith("quota resets at "), report
+    assert report["queue_eta_seconds"] > 0
+    assert "(quota resets at " in cli("status", config=settings.path).stdout

@@ -42,6 +42,7 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         # A pause or a 429 comes before the quota's own pace: the ETA counts it (issue 23).
         eta, waits_for = queue_wait(
             queued=queued, now=now, paused=_loads(paused), blocked_until=blocked,
+            quota_free_at=ledger.next_submit_at(now, active_jobs=0) if _quota_used_up(ledger, now) else None,
             quota_eta=queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)))
         return {
             "database": str(settings.database_path),
@@ -73,6 +74,11 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         }
     finally:
         store.close()
+
+
+def _quota_used_up(ledger: QuotaLedger, now: float) -> bool:
+    """No image or no job may go now under the provider's quota window."""
+    return any(ledger.limits.limited(kind) and ledger.available(kind, now) <= 0 for kind in ("image", "job"))
 
 
 def _rules(store: Store) -> dict[str, int]:
