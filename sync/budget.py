@@ -13,15 +13,17 @@ from retouch.storage.models import JobState
 from retouch.storage.store import Store
 
 from .config import Settings
+from .costs import last_reported_balance
 from .decisions import budget_left, last_midnight
 
 
-def spent_since(settings: Settings, store: Store, since: float) -> tuple[int, float]:
-    """Images sent and credits spent by the configured provider since `since` (wall clock)."""
+def spent_since(settings: Settings, store: Store, since: float, *, pending: bool = True) -> tuple[int, float]:
+    """Images sent and credits spent by the configured provider since `since` (wall clock). `pending`:
+    count jobs not accepted yet at their estimate (the budget's caution; `status` shows only what went)."""
     images, credits = 0, 0.0
     per_image = settings.capabilities.credits_per_image
     for job in store.jobs_created_since(settings.provider.name, datetime.fromtimestamp(since, timezone.utc)):
-        if job.state == JobState.FAILED:
+        if job.state == JobState.FAILED or (not pending and job.state == JobState.PENDING):
             continue
         images += job.image_count
         credits += job.credits_used if job.state == JobState.FINISHED else job.image_count * per_image
@@ -45,3 +47,16 @@ def budget_today(settings: Settings, store: Store, now: float) -> tuple[int | No
     if budget.max_images_per_day is not None:
         parts.append(f"{images} of {budget.max_images_per_day} images")
     return left, "today: " + ", ".join(parts)
+
+
+BALANCE_MEMORY = 30 * 86400.0  # an older report says little about today's balance
+
+
+def reported_balance(settings: Settings, store: Store, now: float) -> tuple[float, datetime] | None:
+    """The provider's balance as it last reported it (with the job sent at that time); None for a
+    sandbox key (free) or when no job in the last 30 days carries one."""
+    if settings.provider_is_sandbox:
+        return None
+    since = datetime.fromtimestamp(now - BALANCE_MEMORY, timezone.utc)
+    return last_reported_balance((job.created_at, job.provider_state)
+                                 for job in store.jobs_created_since(settings.provider.name, since))

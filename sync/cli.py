@@ -35,6 +35,10 @@ ProductOption = Annotated[
 
 T = TypeVar("T")
 
+# A switch takes no value: shown without a type (typer would print `<bool>`) and without a default.
+FLAG = {"metavar": "", "show_default": False}
+PROVIDERS = "aigenstudio, imagen, productai"  # listed in --provider's help (registry.py holds the plugins)
+
 
 def _settings(config: Path | None) -> Settings:
     try:
@@ -73,10 +77,10 @@ def product_gid(value: str) -> str:
                              param_hint="--product")
 
 
-@app.command()
+@app.command(epilog="Example: retouch run -c config.toml   (Ctrl-C stops it; systemd runs it as a service)")
 def run(config: ConfigOption = None,
         take_over: Annotated[bool, typer.Option(
-            "--take-over", help="Take the store from another retouch whose claim has lapsed (never a live one)")] = False,
+            "--take-over", help="Take the store from another retouch whose claim has lapsed (never a live one)", **FLAG)] = False,
         ) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
     settings = _settings(config)
@@ -84,14 +88,14 @@ def run(config: ConfigOption = None,
     raise typer.Exit(_run(lambda: run_daemon(settings, take_over=take_over)))
 
 
-@app.command()
+@app.command(epilog="Example: retouch resync --all --dry-run   (what it would send, cost and take; sends nothing)")
 def resync(
     config: ConfigOption = None,
     product: ProductOption = None,
-    all_: Annotated[bool, typer.Option("--all", help="Also queue images that existed before the first run")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-enhance done images from their backed-up originals")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent and its cost; send nothing")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Also queue images that existed before the first run", **FLAG)] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-enhance done images from their backed-up originals", **FLAG)] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent and its cost; send nothing", **FLAG)] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation", **FLAG)] = False,
     max_credits: Annotated[int | None, typer.Option("--max-credits", min=1,
                                                     help="Spend at most this much (in the provider's unit)")] = None,
 ) -> None:
@@ -106,9 +110,9 @@ def resync(
                                                  max_credits=max_credits)))
 
 
-@app.command()
+@app.command(epilog="Example: retouch status --json")
 def status(config: ConfigOption = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output", **FLAG)] = False) -> None:
     """Counts per state, jobs in flight, last discovery, quota left, queue ETA, recent failures."""
     settings = _settings(config)
     from .commands.database import require_database
@@ -121,9 +125,13 @@ def status(config: ConfigOption = None,
         print_status(report)
 
 
-@app.command()
+@app.command(epilog="Example: retouch revert --product 8123456789   (or: retouch revert --all --dry-run)")
 def revert(config: ConfigOption = None, product: ProductOption = None,
-           all_: Annotated[bool, typer.Option("--all", help="Revert every product")] = False) -> None:
+           all_: Annotated[bool, typer.Option("--all", help="Revert every product", **FLAG)] = False,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing",
+                                                 **FLAG)] = False,
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--all asks)",
+                                             **FLAG)] = False) -> None:
     """Put the original images back (byte-identical to the backup) and forget the marker."""
     from .commands.revert import revert_command
 
@@ -134,12 +142,12 @@ def revert(config: ConfigOption = None, product: ProductOption = None,
     settings = _settings(config)
     from .commands.database import require_database
     require_database(settings)
-    raise typer.Exit(_run(lambda: revert_command(settings, product_ids)))
+    raise typer.Exit(_run(lambda: revert_command(settings, product_ids, dry_run=dry_run, yes=yes or not all_)))
 
 
-@app.command()
+@app.command(epilog="Example: retouch retry --product 8123456789")
 def retry(config: ConfigOption = None, product: ProductOption = None,
-          failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)")] = True) -> None:
+          failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)", **FLAG)] = True) -> None:
     """Requeue failed images from the step that failed (a result already paid for is reused)."""
     settings = _settings(config)
     from .commands.database import require_database
@@ -150,7 +158,7 @@ def retry(config: ConfigOption = None, product: ProductOption = None,
     raise typer.Exit(retry_command(settings, product_ids))
 
 
-@app.command()
+@app.command(epilog="Example: retouch check -c /etc/retouch/config.toml")
 def check(config: ConfigOption = None) -> None:
     """Validate the config and reach Shopify and the provider; say what is wrong."""
     settings = _settings(config)
@@ -162,7 +170,7 @@ def check(config: ConfigOption = None) -> None:
 def sandbox(
     port: Annotated[int, typer.Option(help="Shopify sandbox port (the provider sandbox takes the next one); 0 = any")] = 0,
     products: Annotated[int, typer.Option(help="Products to seed")] = 12,
-    provider: Annotated[str, typer.Option(help="Provider sandbox to start")] = "aigenstudio",
+    provider: Annotated[str, typer.Option(help=f"Provider sandbox to start: {PROVIDERS}")] = "aigenstudio",
     config_out: Annotated[Path | None, typer.Option("--write-config", help="Also write the config to this file")] = None,
     shopify_profile: Annotated[str, typer.Option(help="Shopify sandbox profile: default, or production (answers "
                                                       "as the real Shopify was recorded to)")] = "default",
@@ -204,7 +212,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where to write the before/after page and the demo's files")] = Path(
         "retouch-demo"),
     products: Annotated[int, typer.Option(min=1, max=200, help="Products in the sandbox store")] = 12,
-    provider: Annotated[str, typer.Option(help="Enhancement service to demo (its built-in sandbox)")] = "aigenstudio",
+    provider: Annotated[str, typer.Option(help=f"Enhancement service to demo (its built-in sandbox): {PROVIDERS}")] = "aigenstudio",
     mode: Annotated[str, typer.Option(help="Write-back mode: replace or append")] = "replace",
 ) -> None:
     """Enhance a sandbox store end to end with the real daemon code; write a before/after page."""
@@ -223,7 +231,7 @@ def init(
     client_id: Annotated[str | None, typer.Option(help="Dev Dashboard app's Client ID")] = None,
     client_secret: Annotated[str | None, typer.Option(help="Dev Dashboard app's Client secret")] = None,
     access_token: Annotated[str | None, typer.Option(help="Legacy: token of an app made in the admin before 2026")] = None,
-    provider: Annotated[str | None, typer.Option(help="Enhancement service (default aigenstudio)")] = None,
+    provider: Annotated[str | None, typer.Option(help=f"Enhancement service: {PROVIDERS} (default aigenstudio)")] = None,
     api_key: Annotated[str | None, typer.Option(help="The provider's API key")] = None,
     provider_url: Annotated[str | None, typer.Option(help="The provider's base URL, when not its default")] = None,
     out: Annotated[Path, typer.Option(help="Config file to write")] = Path("config.toml"),

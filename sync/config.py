@@ -146,6 +146,9 @@ class BudgetSettings(Section):
 
     max_credits_per_day: Count | None = Field(None, ge=1, le=1_000_000_000)  # the provider's unit: credits, tokens…
     max_images_per_day: Count | None = Field(None, ge=1, le=10_000_000)
+    # What one credit costs the owner, only to show money beside credits before a run (issue 23).
+    price_per_credit: float | None = Field(None, ge=0, le=1_000_000)
+    currency: str = Field("", max_length=8)
 
 
 class StorageSettings(Section):

@@ -128,6 +128,27 @@ def _keep_label(match: re.Match[str]) -> str:
 REDACTOR = Redactor()
 
 
+def drop_none(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """`error_code=None` on a success says nothing: fields without a value are left out."""
+    return {key: value for key, value in event_dict.items() if value is not None}
+
+
+# The fields worth naming in a line's human `message`, in this order (the rest stay fields of their own).
+MESSAGE_FIELDS = ("product_title", "filename", "images", "reason", "error_code")
+
+
+def add_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Every JSON line carries a short `message` for a person: the event's words and its key fields
+    ("item failed: shirt.jpg, error_code=provider_timeout"). An event that sets its own keeps it."""
+    if "message" in event_dict:
+        return event_dict
+    words = str(event_dict.get("event", "")).replace("_", " ")
+    details = [str(event_dict[key]) if key in ("product_title", "filename", "reason") else f"{key}={event_dict[key]}"
+               for key in MESSAGE_FIELDS if key in event_dict]
+    event_dict["message"] = words + (": " + ", ".join(details) if details else "")
+    return event_dict
+
+
 def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream=None) -> None:
     stream = stream or sys.stderr
     REDACTOR.add(secrets)
@@ -140,8 +161,12 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # UTC in JSON (for machines); local time on a terminal, the owner's clock (the budget's day is local).
+            structlog.processors.TimeStamper(fmt="iso", utc=True) if json_output
+            else structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
             structlog.processors.format_exc_info,
+            drop_none,
+            *([add_message] if json_output else []),
             REDACTOR,
             renderer,
         ],

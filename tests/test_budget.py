@@ -12,8 +12,10 @@ import pytest
 
 from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, cli, pipeline_settings, provider_config_text,
                       run_async, wait_for)
-from retouch.storage.models import ImageState
+from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
+from retouch.sync.credit_split import after_refusal, capped_size
+from retouch.sync.waiting import queue_wait
 from retouch.sync.decisions import budget_left, last_midnight, next_midnight
 from retouch.sync.pipeline import discover
 from retouch.sync.runtime import open_context, work_cycle
@@ -153,3 +155,83 @@ def test_resync_max_credits_refuses_beside_a_running_daemon(shop, provider, writ
     wait_for(daemon_pid, 30, what="the daemon to hold its database")
     done = cli("resync", "--all", "--yes", "--max-credits", "10", config=config)
     assert done.returncode == 2 and "[budget] max_credits_per_day" in done.stderr
+
+
+def test_short_balance_sends_what_it_pays_for(shop, provider, tmp_path: Path) -> None:
+    """10 credits left, 6 new photos at 5 credits: the 30-credit job is refused, smaller ones go until a
+    single image is refused; 2 are sent, the rest wait with the reason (issue 23)."""
+    shop.seed(products=6, images_per_product=1, seed=35)
+    provider.add_live_key(LIVE_KEY, purchased=500, available=10)
+    settings = pipeline_settings(shop, provider, tmp_path, api_key=LIVE_KEY)
+
+    async def scenario() -> dict:
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            deadline = time.monotonic() + 90
+            # Until submissions pause and every job the provider accepted has finished.
+            while time.monotonic() < deadline:
+                await work_cycle(ctx)
+                settled = not ctx.store.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN)
+                if ctx.paused() and not ctx.jobs(JobState.SUBMITTED) and settled:
+                    break
+                await asyncio.sleep(0.2)
+            return {"states": [i.state for i in ctx.store.images_in_state(*ImageState)], "paused": ctx.paused()}
+
+    result = run_async(scenario(), timeout=120)
+    states = result["states"]
+    assert states.count("done") == 2 and "failed" not in states, result
+    assert states.count("discovered") + states.count("submitted") == 4  # waiting: queued, or in the refused job
+    assert charged(provider, LIVE_KEY) == 2
+    assert "insufficient_api_credits: buy credits in AI Gen Studio" in result["paused"]["reason"]
+    status = cli("status", config=settings.path)
+    assert "insufficient_api_credits" in status.stdout, status.stdout
+    # The ETA counts the pause, and says so; the credits spent are shown (issue 23).
+    assert "queue ETA: 0 min" not in status.stdout and "(paused: tried again at " in status.stdout
+    assert "credits spent: 10 credits today, 10 in total" in status.stdout
+    report = json.loads(cli("status", "--json", config=settings.path).stdout)
+    assert report["credits_spent"] == {"today": 10, "total": 10, "unit": "credits"}
+    assert report["queue_eta_seconds"] > 0 and report["queue_waits_for"].startswith("paused: tried again at ")
+
+
+def test_credit_split_halves_and_caps() -> None:
+    assert [after_refusal(n) for n in (6, 3, 1, 0)] == [3, 1, 0, 0]
+    assert capped_size(10, None) == 10 and capped_size(10, "3") == 3 and capped_size(2, "3") == 2
+    assert capped_size(10, "bad") == 10 and capped_size(10, "0") == 10
+
+
+def test_queue_wait_counts_a_pause_and_a_429_first() -> None:
+    now = 1000.0
+    assert queue_wait(queued=0, quota_eta=0, now=now, paused={"retry_at": now + 600}, blocked_until=0) == (0.0, None)
+    assert queue_wait(queued=3, quota_eta=0, now=now, paused=None, blocked_until=0) == (0.0, None)
+    eta, why = queue_wait(queued=3, quota_eta=3600, now=now, paused={"retry_at": now + 600}, blocked_until=0)
+    assert eta == 4200 and why.startswith("paused: tried again at ")
+    eta, why = queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now + 60, "budget": True},
+                          blocked_until=now + 120)
+    assert eta == 120 and why.startswith("rate limited until ")
+    assert queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now - 1}, blocked_until=0) == (0.0, None)
+
+
+def test_status_says_when_the_quota_resets(shop, provider, tmp_path: Path) -> None:
+    """Two images an hour, three queued: two go, and status says the third waits for the quota (issue 23)."""
+    shop.seed(products=3, images_per_product=1, seed=36)
+    settings = pipeline_settings(shop, provider, tmp_path,
+                                 limits='window = "1h", jobs = 5, images = 2, polls = 120, active_jobs = 1')
+
+    async def scenario() -> list[str]:
+        async with open_context(settings) as ctx:
+            await discover(ctx)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                await work_cycle(ctx)
+                states = [i.state for i in ctx.store.images_in_state(*ImageState)]
+                if states.count("done") == 2:
+                    return states
+                await asyncio.sleep(0.2)
+            return states
+
+    states = run_async(scenario(), timeout=120)
+    assert states.count("done") == 2 and states.count("discovered") == 1, states
+    report = json.loads(cli("status", "--json", config=settings.path).stdout)
+    assert report["queue_waits_for"].startswith("quota resets at "), report
+    assert report["queue_eta_seconds"] > 0
+    assert "(quota resets at " in cli("status", config=settings.path).stdout

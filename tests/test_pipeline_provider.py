@@ -119,23 +119,26 @@ def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Pa
     async def scenario():
         async with open_context(settings) as ctx:
             await discover(ctx)
-            assert await submit(ctx) == 0
+            assert await submit(ctx) == 0  # refused for credits: the next job is smaller (issue 23)
+            assert ctx.paused() is None and ctx.store.counts_by_state() == {"discovered": 2}
+            assert await submit(ctx) == 0  # even one image is refused: submissions pause
             paused = ctx.paused()
             assert paused and "insufficient_api_credits" in paused["reason"]
-            assert ctx.store.counts_by_state() == {"submitted": 2}  # held in the pending job, not dropped
+            # held in the pending job or the queue, not dropped
+            assert ctx.store.counts_by_state() == {"submitted": 1, "discovered": 1}
             assert await submit(ctx) == 0  # still paused: no request
             provider.add_live_key(LIVE_KEY, purchased=200, available=100)
             # The pause's retry time has come (credits_retry would take minutes).
             ctx.store.set_meta(PAUSED, json.dumps({**paused, "retry_at": 0}))
             job = ctx.store.jobs_in_state(JobState.PENDING)[0]
             ctx.store.update_job(job.id, next_attempt_at=None)
-            assert await submit(ctx) == 2
+            assert await submit(ctx) == 1
             assert ctx.paused() is None
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
     assert run_async(scenario()) == {"done": 2}
     stats = key_stats(provider, LIVE_KEY)
-    assert stats["insufficient_credits"] == 1
+    assert stats["insufficient_credits"] == 2
     assert stats["images_charged"] == 2
 
 

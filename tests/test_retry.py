@@ -147,7 +147,7 @@ def test_revert_beside_a_daemon_leaves_images_in_flight_alone(shop, provider, tm
     daemon = InstanceLock(settings.database_path)  # this test process stands in for the daemon
     assert daemon.acquire()
     try:
-        done = cli("revert", "--all", config=tmp_path / "config.toml")
+        done = cli("revert", "--all", "--yes", config=tmp_path / "config.toml")
     finally:
         daemon.release()
     assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,8 +22,10 @@ from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyError
 from retouch.storage.store import Store
 
+from ..budget import reported_balance
 from ..claim import describe_claim
 from ..config import Settings
+from ..costs import balance_line
 from ..redacted_output import may_show
 from ..runtime import provider_client, shopify_client
 from ..systemd import is_held
@@ -79,7 +82,21 @@ async def check_command(settings: Settings) -> int:
         except provider_errors.ProviderError as exc:
             ok = False
             typer.echo(f"provider: cannot ask {title} at {settings.provider_base_url}: {exc}")
+    if settings.database_path.exists():
+        line = _balance_line(settings)
+        if line:
+            typer.echo(line)
     return 0 if ok else 1
+
+
+def _balance_line(settings: Settings) -> str | None:
+    """The provider's credit balance as it last reported it (AI Gen Studio: with each job sent)."""
+    store = Store(settings.database_url)
+    try:
+        balance = reported_balance(settings, store, time.time())
+    finally:
+        store.close()
+    return balance_line(settings.plugin.title, balance, settings.capabilities.credit_unit)
 
 
 # ----- the service setup ----------------------------------------------------------------------------

@@ -24,7 +24,9 @@ from retouch.storage.store import Store
 from retouch.plugin.shopify.errors import ShopifyAuthError
 
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
+from ..budget import reported_balance
 from ..config import Settings
+from ..costs import Estimate, images_per_hour
 from ..rules import label_of
 from ..pipeline import Context, discover, revert
 from ..runtime import open_context, pending_among, run_until_settled
@@ -40,6 +42,23 @@ def affordable(settings: Settings, max_credits: int | None, count: int) -> int:
     return min(count, int(max_credits // per_image))
 
 
+def run_estimate(settings: Settings, images: int, balance: float | None = None) -> Estimate:
+    """The cost and duration of sending `images` with this configuration (sync/costs.py words it)."""
+    caps = settings.capabilities
+    return Estimate(images=images, credits_per_image=caps.credits_per_image, credit_unit=caps.credit_unit,
+                    price_per_credit=settings.budget.price_per_credit, currency=settings.budget.currency,
+                    balance=balance, per_hour=images_per_hour(caps.quota), free=settings.provider_is_sandbox)
+
+
+def _balance(settings: Settings) -> float | None:
+    store = Store(settings.database_url)
+    try:
+        reported = reported_balance(settings, store, time.time())
+    finally:
+        store.close()
+    return reported[0] if reported else None
+
+
 async def resync_command(settings: Settings, *, product_ids: list[str] | None, include_baseline: bool,
                          force: bool, dry_run: bool, yes: bool, max_credits: int | None = None) -> int:
     caps = settings.capabilities
@@ -52,6 +71,7 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         sent = affordable(settings, max_credits, len(planned))
         cost = 0 if settings.provider_is_sandbox else sent * caps.credits_per_image
         what = f"{sent} image(s)" + (f" of {len(planned)} (--max-credits {max_credits})" if sent < len(planned) else "")
+        estimate = run_estimate(settings, sent, _balance(settings))
         if dry_run:
             for image in planned[:sent]:
                 rule = label_of(image.rule)
@@ -59,12 +79,13 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                            + (f" [rule {rule}]" if rule else ""))
             typer.echo(f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
                        f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
+            typer.echo(f"cost and time: {estimate.words()}")
             return 0
         if not sys.stdin.isatty():
-            typer.echo(f"resync --all would send {what} for {cost:g} {caps.credit_unit}; "
+            typer.echo(f"resync --all would send {what} for {cost:g} {caps.credit_unit} ({estimate.words()}); "
                        "confirm with --yes (no terminal to ask on)", err=True)
             return 2
-        if not typer.confirm(f"Send {what} for {cost:g} {caps.credit_unit}?"):
+        if not typer.confirm(f"Send {what} for {cost:g} {caps.credit_unit} ({estimate.words()})?"):
             typer.echo("nothing sent")
             return 0
 
@@ -188,6 +209,7 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
         store = Store(f"sqlite:///{copy}")
         try:
             async with open_context(settings, store=store) as ctx:
+                ctx.log = _Quiet(ctx.log)  # the rows a dry run only looked at are not news (issue 23)
                 if force:
                     for image in ctx.store.images_in_state(ImageState.DONE, product_ids=product_ids):
                         ctx.store.update_image(image.id, state=ImageState.REVERTED)
@@ -195,3 +217,21 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
                 return ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)
         finally:
             store.close()
+
+
+class _Quiet:
+    """A logger that keeps warnings and errors and drops the info and debug lines (a plan's discovery)."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+
+    def bind(self, **fields) -> "_Quiet":
+        return _Quiet(self._log.bind(**fields))
+
+    def debug(self, *args, **fields) -> None:
+        pass
+
+    info = debug
+
+    def __getattr__(self, name: str):
+        return getattr(self._log, name)

@@ -17,7 +17,9 @@ from ..config import Settings
 from ..decisions import queue_eta_seconds
 from ..rules import label_of
 from .backups import human_size
-from ..budget import budget_today
+from ..budget import budget_today, spent_since
+from ..decisions import last_midnight
+from ..waiting import queue_wait
 from ..metrics import images_per_window, ledger_images_left
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
 from ..scheduler import HEARTBEAT, LAST_ERROR
@@ -37,6 +39,11 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         paused = store.get_meta(PAUSED)
         blocked = float(store.get_meta(BLOCKED_UNTIL) or 0)
         heartbeat = store.get_meta(HEARTBEAT)
+        # A pause or a 429 comes before the quota's own pace: the ETA counts it (issue 23).
+        eta, waits_for = queue_wait(
+            queued=queued, now=now, paused=_loads(paused), blocked_until=blocked,
+            quota_free_at=ledger.next_submit_at(now, active_jobs=0) if _quota_used_up(ledger, now) else None,
+            quota_eta=queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)))
         return {
             "database": str(settings.database_path),
             "provider": settings.provider.name,
@@ -51,7 +58,11 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
                                 "images": j.image_count, "error": j.error_message} for j in in_flight],
             "last_discovery": _iso(float(last)) if last else None,
             "quota_left": {kind: ledger.available(kind, now) for kind in KINDS if limits.limited(kind)},
-            "queue_eta_seconds": queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)),
+            "queue_eta_seconds": eta,
+            "queue_waits_for": waits_for,
+            "credits_spent": {"today": spent_since(settings, store, last_midnight(now), pending=False)[1],
+                              "total": spent_since(settings, store, 0.0, pending=False)[1],
+                              "unit": settings.capabilities.credit_unit},
             "paused": _loads(paused),
             "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
@@ -63,6 +74,11 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         }
     finally:
         store.close()
+
+
+def _quota_used_up(ledger: QuotaLedger, now: float) -> bool:
+    """No image or no job may go now under the provider's quota window."""
+    return any(ledger.limits.limited(kind) and ledger.available(kind, now) <= 0 for kind in ("image", "job"))
 
 
 def _rules(store: Store) -> dict[str, int]:
@@ -111,7 +127,11 @@ def print_status(report: dict) -> None:
     words = {"image": "images", "job": "jobs", "poll": "polls", "request": "requests"}
     left = ", ".join(f"{n} {words[kind]}" for kind, n in report["quota_left"].items()) or "not limited"
     console.print(f"provider: {report['provider']}   quota left this window: {left}   "
-                  f"queue ETA: {report['queue_eta_seconds'] / 60:.0f} min")
+                  f"queue ETA: {report['queue_eta_seconds'] / 60:.0f} min"
+                  + (f" ({report['queue_waits_for']})" if report["queue_waits_for"] else ""), highlight=False)
+    spent = report["credits_spent"]
+    console.print(f"credits spent: {spent['today']:g} {spent['unit']} today, {spent['total']:g} in total",
+                  highlight=False)
     if report["budget"]:
         console.print(f"budget {report['budget']}")
     if report["paused"]:

@@ -25,13 +25,22 @@ REVERTIBLE = (ImageState.WRITTEN, ImageState.DONE, ImageState.FAILED)
 REVERTIBLE_BESIDE_DAEMON = (ImageState.DONE, ImageState.FAILED)
 
 
+def revertible(ctx: Context, product_ids: Sequence[str] | None = None, *,
+               states: Sequence[ImageState] = REVERTIBLE) -> list[Image]:
+    """The images `revert` would put back (for its count, dry run and confirmation)."""
+    return [i for i in ctx.store.images_in_state(*states, product_ids=product_ids)
+            if i.output_media_id and i.backup_sha256]
+
+
 async def revert(ctx: Context, product_ids: Sequence[str] | None = None, *,
-                 states: Sequence[ImageState] = REVERTIBLE) -> tuple[int, list[str]]:
-    """Revert the given products (or all); returns (reverted count, one line per failure)."""
-    images = [i for i in ctx.store.images_in_state(*states, product_ids=product_ids)
-              if i.output_media_id and i.backup_sha256]
+                 states: Sequence[ImageState] = REVERTIBLE, progress=None) -> tuple[int, list[str]]:
+    """Revert the given products (or all); returns (reverted count, one line per failure).
+    `progress(done)` is called after each image (the CLI's bar)."""
+    images = revertible(ctx, product_ids, states=states)
     reverted, failures = 0, []
-    for image in images:
+    for done, image in enumerate(images, 1):
+        if progress is not None:
+            progress(done - 1)
         try:
             await _revert_one(ctx, image)
             reverted += 1

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from retouch.plugin.providers import errors as provider_errors
 from retouch.storage.models import ImageState, Job, JobState, epoch
 
+from ..credit_split import CREDIT_CAP, after_refusal, capped_size
 from ..decisions import backoff, next_midnight, poll_delay, submit_size
 from ..rules import options_for, recorded
 from .context import BLOCKED_UNTIL, PAUSED, Context
@@ -59,6 +60,7 @@ async def submit(ctx: Context) -> int:
         return 0
     if left is not None:
         size = min(size, left)
+    size = capped_size(size, ctx.store.get_meta(CREDIT_CAP))  # the balance refused a bigger job
     # One job, one set of options: the images queued under the same [[rules]] decision as the oldest.
     queued = [image for image in queued if image.rule == queued[0].rule]
     batch = await usable_sources(ctx, queued[:size])
@@ -116,7 +118,15 @@ async def _send(ctx: Context, job: Job) -> int:
         ctx.store.update_job(job.id, next_attempt_at=until)
         log.warning("rate_limited", retry_after=round(wait, 1))
         return 0
-    except (provider_errors.OutOfCredits, provider_errors.AuthenticationFailed) as exc:
+    except provider_errors.OutOfCredits as exc:
+        _clear_uncertain(progress, idempotent)
+        smaller = after_refusal(len(images))
+        if smaller:
+            _split(ctx, job, images, smaller, exc)
+        else:
+            _pause(ctx, job, exc)
+        return 0
+    except provider_errors.AuthenticationFailed as exc:
         _clear_uncertain(progress, idempotent)
         _pause(ctx, job, exc)
         return 0
@@ -208,6 +218,18 @@ def _pause_for_the_day(ctx: Context, now: float, spent: str) -> None:
     ctx.log.warning("submissions_paused", reason=reason, retry_in=round(retry_at - now))
 
 
+def _split(ctx: Context, job: Job, images: list, smaller: int, exc: provider_errors.ProviderError) -> None:
+    """Refused for credits (nothing was reserved): the images go back to the queue, and the next jobs
+    carry at most `smaller` of them, so the balance pays for what it can."""
+    ctx.store.update_job_and_images(
+        job.id, {"state": JobState.FAILED, "error_code": exc.code or "out_of_credits",
+                 "error_message": f"refused for credits; its {len(images)} image(s) go again in smaller jobs"},
+        {i.id: {"state": ImageState.DISCOVERED, "job_id": None, "item_index": None} for i in images},
+    )
+    ctx.store.set_meta(CREDIT_CAP, str(smaller))
+    ctx.log.warning("credits_short", job_id=job.id, images=len(images), next_job_images=smaller)
+
+
 def _pause(ctx: Context, job: Job, exc: provider_errors.ProviderError) -> None:
     """No credits or a rejected key: keep every image queued, say so, and try again later by itself."""
     now = ctx.clock()
@@ -217,5 +239,6 @@ def _pause(ctx: Context, job: Job, exc: provider_errors.ProviderError) -> None:
               if isinstance(exc, provider_errors.OutOfCredits)
               else "the provider rejected the API key: check [provider] api_key")
     ctx.store.set_meta(PAUSED, json.dumps({"reason": reason, "since": now, "retry_at": retry_at}))
+    ctx.store.delete_meta(CREDIT_CAP)  # after the pause, a full job is tried again (credits may have been bought)
     ctx.store.update_job(job.id, next_attempt_at=retry_at, error_code=exc.code, error_message=exc.message)
     ctx.log.error("submissions_paused", reason=reason, job_id=job.id, retry_in=round(retry_at - now))

@@ -68,8 +68,10 @@ async def _poll(ctx: Context, job: Job) -> None:
     for image in images:
         fields = image_fields.get(image.id)
         if fields:
-            ctx.log.info("item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
-                         job_id=job.id, error_code=fields.get("error_code"))
+            failed = fields["state"] == ImageState.FAILED
+            (ctx.log.warning if failed else ctx.log.info)(
+                "item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
+                filename=image.filename, job_id=job.id, error_code=fields.get("error_code"))
     if overdue and not status.terminal:
         _expire(ctx, job, images, image_fields, status.description, log, polls=job.polls + 1,
                 provider_state=json.dumps(progress.state, sort_keys=True))
@@ -88,8 +90,8 @@ def _expire(ctx: Context, job: Job, images: list[Image], image_fields: dict[int,
         if image.state == ImageState.SUBMITTED and image.id not in image_fields:
             image_fields[image.id] = {"state": ImageState.FAILED, "error_code": PROVIDER_TIMEOUT,
                                       "error_message": message}
-            ctx.log.info("item_failed", product_id=image.product_id, media_id=image.media_id, job_id=job.id,
-                         error_code=PROVIDER_TIMEOUT)
+            ctx.log.warning("item_failed", product_id=image.product_id, media_id=image.media_id, job_id=job.id,
+                            filename=image.filename, error_code=PROVIDER_TIMEOUT)
     job_fields: dict[str, Any] = {"state": JobState.FAILED, "error_code": PROVIDER_TIMEOUT, "error_message": message,
                                   "finished_at": datetime.now(timezone.utc)}
     if polls is not None:

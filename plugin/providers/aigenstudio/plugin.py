@@ -92,7 +92,9 @@ class AigenProvider:
         # replay of a creation we never heard back from.
         progress.spend("job")
         progress.spend("image", len(ticket.items))
-        progress.save(replayed=result.replayed, credits_reserved=result.enhancement.credits_reserved)
+        # The service reports the account's balance only here: kept for `check` and resync's estimate.
+        progress.save(replayed=result.replayed, credits_reserved=result.enhancement.credits_reserved,
+                      remaining_paid_credits=result.remaining_paid_credits)
         return result.enhancement.id
 
     async def poll(self, ticket: Ticket, progress: base.Progress) -> JobStatus:
