@@ -498,7 +498,9 @@ class Store:
             job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
             now = utcnow()
             for index, image_id in enumerate(image_ids):
-                fields = {"backup_sha256": backups[image_id]} if backups and image_id in backups else {}
+                # A new backup of the original: a prune date of an earlier one no longer applies.
+                fields = ({"backup_sha256": backups[image_id], "backup_pruned_at": None}
+                          if backups and image_id in backups else {})
                 moved = conn.execute(update(Image).where(col(Image.id) == image_id,
                                                          col(Image.state) == ImageState.DISCOVERED)
                                      .values(state=ImageState.SUBMITTED, job_id=job.id, item_index=index,

@@ -18,6 +18,17 @@ def new_image(store: Store, n: int, state=ImageState.DISCOVERED):
                               product_legacy_id="1", state=state, source_url=f"http://x/{n}.jpg")
 
 
+def test_a_new_backup_of_an_original_clears_the_prune_date_of_the_old_one(tmp_path: Path) -> None:
+    """An image whose original was pruned and that is enhanced again has its original backed up
+    again: `revert` must use that backup, not say the original was pruned."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    image = new_image(store, 0)
+    store.update_image(image.id, backup_sha256="a" * 64, backup_pruned_at=1_700_000_000.0)
+    store.create_job("aigenstudio", "retouch-key-1", [image.id], backups={image.id: "b" * 64})
+    again = store.image(image.id)
+    assert (again.backup_sha256, again.backup_pruned_at) == ("b" * 64, None)
+
+
 def test_create_job_assigns_images_in_order(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     images = [new_image(store, n) for n in range(3)]

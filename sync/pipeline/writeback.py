@@ -206,7 +206,8 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
         imaging.sniff_format(data)
     except imaging.ImageDataError as exc:
         raise Fail("original_unreadable", f"the original is {exc}") from None
-    return {**done, "backup_sha256": ctx.backups.put(data)}
+    # A new backup: a prune date of an earlier one (an image enhanced again) no longer applies.
+    return {**done, "backup_sha256": ctx.backups.put(data), "backup_pruned_at": None}
 
 
 async def still_there(ctx: Context, image: Image) -> Product:
@@ -527,8 +528,8 @@ def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
                  note="the merchant replaced this picture while it was being enhanced; the new one is queued")
     return {"state": ImageState.DISCOVERED, "source_url": media.url, "filename": filename_of(media.url),
             "mime_type": media.mime_type, "alt": media.alt, "job_id": None, "item_index": None, "result_url": None,
-            "backup_sha256": None, "write_source": None, "write_mode": None, "attempts": 0, "next_attempt_at": None,
-            "error_code": "source_changed",
+            "backup_sha256": None, "backup_pruned_at": None, "write_source": None, "write_mode": None, "attempts": 0,
+            "next_attempt_at": None, "error_code": "source_changed",
             "error_message": "the merchant replaced this picture while the old one was being enhanced; the new one "
                              "was queued and the old one's enhancement was not written"}
 
