@@ -182,6 +182,9 @@ class Store:
             path = sqlite_file(url)
         except ValueError as exc:
             raise StorageError(f"{url}: {exc}") from None
+        # The file the URL names, %-escapes decoded: plain sqlite3 connections must open this one,
+        # never the URL's text (a '+' or a space in a folder name is escaped there).
+        self.path = path
         problem = database_problem(path)
         if problem:
             raise StorageError(f"{path} {problem}")
@@ -618,7 +621,7 @@ class Store:
         """A consistent copy of the whole database (SQLite's online backup), for dry runs."""
         import sqlite3
 
-        source = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+        source = sqlite3.connect(str(self.path))
         target = sqlite3.connect(path)
         try:
             source.backup(target)
@@ -634,7 +637,7 @@ class Store:
         import sqlite3
 
         if self._probe is None:
-            self._probe = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None,
+            self._probe = sqlite3.connect(str(self.path), isolation_level=None,
                                           check_same_thread=False)
         try:
             self._probe.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")

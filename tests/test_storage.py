@@ -29,6 +29,20 @@ def test_a_new_backup_of_an_original_clears_the_prune_date_of_the_old_one(tmp_pa
     assert (again.backup_sha256, again.backup_pruned_at) == ("b" * 64, None)
 
 
+def test_plain_connections_open_the_file_an_escaped_url_names(tmp_path: Path) -> None:
+    """The daemon's write-lock probe and the dry run's copy open the database file, not the URL's
+    text: a folder named with '+' or a space is %-escaped in the URL (sync/paths.py)."""
+    from retouch.sync.paths import database_url
+
+    folder = tmp_path / "shop+1 copy"
+    folder.mkdir()
+    store = Store(database_url(folder / "r.db"))
+    assert store.wait_writable(1.0)
+    store.copy_to(str(tmp_path / "copy.db"))
+    assert Store(f"sqlite:///{tmp_path / 'copy.db'}").get_meta("schema_version") == str(SCHEMA_VERSION)
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("copy.db")} == {"shop+1 copy"}  # no stray file
+
+
 def test_create_job_assigns_images_in_order(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     images = [new_image(store, n) for n in range(3)]
