@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import retouch.sync
-from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, image_states, wait_for
+from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, config_text, image_states, wait_for
+from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.providers.aigenstudio import contract, webhooks
 from retouch.sync.config import ScheduleSettings
 from retouch.sync.systemd import InstanceLock, Notifier, is_held, status_line, watchdog_interval
@@ -282,17 +284,30 @@ def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+@pytest.fixture
+def slow_provider() -> Iterator[AigenSandbox]:
+    """Items of 2 s: the daemon has stored the job long before it ends, so the job's webhook always
+    finds it. (With the usual 0.2 s, a loaded machine could see the job end, and its webhook come,
+    before the create answer was recorded: the hint is then unmatched and a poll finishes the job.)"""
+    sandbox = AigenSandbox(window_seconds=3600, seconds_per_item=2.0)
+    server = sandbox.start()
+    yield sandbox
+    server.stop()
+
+
 def test_webhooks_drive_the_job_and_health_and_metrics_report_the_run(
-        shop, provider, write_config, daemon, tmp_path: Path) -> None:
+        shop, slow_provider, daemon, tmp_path: Path) -> None:
+    provider = slow_provider
     products = shop.seed(products=1, images_per_product=1, seed=34)
     port = free_port()
     # A safety poll of an hour: once the first poll finds the job running, only a webhook can finish it.
-    config = write_config(extra=f"""
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(shop, provider, tmp_path, extra=f"""
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 safety_poll_every = "1h"
-""")
+"""))
     db = tmp_path / "retouch.db"
     run = daemon(config)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10)
