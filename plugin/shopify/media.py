@@ -18,7 +18,8 @@ from .transport import GraphQLTransport
 log = structlog.get_logger("retouch.plugin.shopify.client")
 
 
-async def replace_media_source(gql: GraphQLTransport, media_id: str, original_source: str, alt: str | None = None) -> None:
+async def replace_media_source(gql: GraphQLTransport, media_id: str, original_source: str,
+                               alt: str | None = None) -> None:
     """Replace a READY MediaImage's bytes in place (fileUpdate); the media id, position and links stay.
 
     `alt=None` keeps the current alt text. The media goes through processing again: poll
@@ -87,7 +88,8 @@ async def add_media(gql: GraphQLTransport, product_id: str, original_source: str
     return str(created[-1]["id"])
 
 
-async def move_media(gql: GraphQLTransport, product_id: str, media_id: str, new_position: int, *, timeout: float = 30) -> None:
+async def move_media(gql: GraphQLTransport, product_id: str, media_id: str, new_position: int, *,
+                     timeout: float = 30) -> None:
     """Move one media to `new_position` (zero-based) and wait until Shopify's job is done."""
     data = await gql.execute(
         "ProductReorderMedia",
@@ -117,7 +119,8 @@ async def move_media(gql: GraphQLTransport, product_id: str, media_id: str, new_
             )
 
 
-async def set_marker(gql: GraphQLTransport, product_id: str, media_ids: Iterable[str], compare_digest: str | None) -> str:
+async def set_marker(gql: GraphQLTransport, product_id: str, media_ids: Iterable[str],
+                     compare_digest: str | None) -> str:
     """Write the retouch marker (the product's media ids that are our output); returns the new digest.
 
     Optimistic locking: `compare_digest` is the marker's digest as last read

@@ -13,7 +13,8 @@ from .reading import parsed
 from .transport import GraphQLTransport
 
 
-async def staged_upload(gql: GraphQLTransport, filename: str, mime_type: str, data: bytes, *, http_method: str = "POST") -> str:
+async def staged_upload(gql: GraphQLTransport, filename: str, mime_type: str, data: bytes, *,
+                        http_method: str = "POST") -> str:
     """Upload bytes to a staged target; returns the `resourceUrl` to use as `originalSource`.
 
     POST (default): multipart form with the target's parameters, then `file`.
@@ -23,7 +24,8 @@ async def staged_upload(gql: GraphQLTransport, filename: str, mime_type: str, da
     return resource_url
 
 
-async def staged_uploads(gql: GraphQLTransport, files: Sequence[tuple[str, str, bytes]], *, http_method: str = "POST") -> list[str]:
+async def staged_uploads(gql: GraphQLTransport, files: Sequence[tuple[str, str, bytes]], *,
+                         http_method: str = "POST") -> list[str]:
     """Upload several files, each `(filename, mime_type, data)`: one stagedUploadsCreate for up
     to 250 of them (a mutation costs the same for one input as for 250), then one upload each.
     Returns their `resourceUrl`s in order. A user error on any input refuses the whole call."""
@@ -76,8 +78,8 @@ async def _staged_targets(gql: GraphQLTransport, files: Sequence[tuple[str, str,
     return targets
 
 
-async def _upload_to_target(gql: GraphQLTransport, url: str, parameters: list[tuple[str, str]], filename: str, mime_type: str,
-                            data: bytes, http_method: str) -> None:
+async def _upload_to_target(gql: GraphQLTransport, url: str, parameters: list[tuple[str, str]], filename: str,
+                            mime_type: str, data: bytes, http_method: str) -> None:
     def build() -> httpx.Request:
         if http_method == "PUT":
             return gql.build_request("PUT", url, content=data, headers=dict(parameters))
