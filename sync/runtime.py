@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from retouch.plugin.providers.base import Provider, ProviderConfig
+from retouch.plugin.providers.fetch import ResultFetcher
 from retouch.plugin.shopify.auth import ClientCredentials, StaticToken, TokenSource
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.backups import BackupStore
@@ -60,7 +61,7 @@ async def open_context(settings: Settings, store: Store | None = None,
     shopify = shopify_client(settings)
     provider = provider_client(settings)
     ctx = Context(settings=settings, store=store, backups=BackupStore(settings.backup_dir),
-                  shopify=shopify, provider=provider)
+                  shopify=shopify, provider=provider, results=ResultFetcher(timeout=settings.provider.timeout))
     try:
         yield ctx
     finally:
@@ -68,6 +69,7 @@ async def open_context(settings: Settings, store: Store | None = None,
         for client in {id(c): c for c in (shopify, ctx.shopify, provider, ctx.provider,
                                           *(view.provider for view in ctx.retired))}.values():
             await client.aclose()
+        await ctx.results.aclose()
         if own_store:
             store.close()
 

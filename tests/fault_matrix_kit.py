@@ -1,7 +1,7 @@
 """The fault matrix's parts, shared by tests/test_fault_matrix.py and bench/fault_matrix.py.
 
 A *service* is one sandbox under fault (Shopify, or one provider); a *kind* is one fault of the
-shared language (providers/sandbox_faults.py). `plan_faults` turns (service, kind) into faults
+shared language (sandbox_kit/faults.py). `plan_faults` turns (service, kind) into faults
 spread over the service's endpoints; `run_pipeline` drives the real pipeline in-process until every
 image settles; `broken_promises` checks what a store owner is promised and names what broke.
 Pure checks (`broken_promises`) are kept apart from I/O (the sandboxes, the pipeline).

@@ -398,3 +398,36 @@ def test_a_429_on_a_get_waits_retry_after_capped_then_backoff_with_jitter() -> N
     assert run(client, lambda c: c.list_profiles()) == []
     assert delays[0] == 60.0 and 25 <= delays[1] <= 30 and 2.0 <= delays[2] <= 4.0  # third try: 0.5 * 2**2
     assert client.stats == {"rate_limited": 2, "server_error": 1, "ok": 1}
+
+
+def test_the_imagen_provider_renews_its_own_expired_result_links(sandbox: ImagenSandbox, clock: FakeClock) -> None:
+    """An export link past its lifetime, fetched through the result seam (providers/fetch.py), is refused;
+    Imagen's own rule (contract.EXPIRED_LINK_STATUSES) calls that an expiry, a timeout not, and its
+    fresh_results gives a new link to the same result without a new edit or export."""
+    from retouch.plugin.providers.base import ProviderConfig, Ticket, TicketItem
+    from retouch.plugin.providers.fetch import FetchRefused, FetchTimeout, ResultFetcher
+    from retouch.plugin.providers.imagen.plugin import ImagenProvider, ImagenSettings
+
+    provider = ImagenProvider(ProviderConfig(api_key=KEY, base_url=sandbox.api_url, timeout=5.0, public_url=None,
+                                             settings=ImagenSettings(profile_key=JPG_PROFILE)))
+    product, media = NAME.removesuffix(".jpg").split("_")
+    before = sandbox.stats()
+
+    async def go(client: ImagenClient) -> tuple[FetchRefused, dict[int, str], str, bytes]:
+        project, links = await exported(client)
+        ticket = Ticket(key="renewal", options={}, provider_job_id=project, items=[TicketItem(
+            0, f"gid://shopify/Product/{product}", product, f"gid://shopify/MediaImage/{media}",
+            "https://cdn.shopify.test/a.jpg", NAME, "image/jpeg")])
+        clock.now += 61
+        async with ResultFetcher(retry_base=0.001) as fetcher:
+            with pytest.raises(FetchRefused) as expired:
+                await fetcher.fetch(links[NAME])
+            renewed = await provider.fresh_results(ticket, None)  # type: ignore[arg-type]  (no progress needed)
+            return expired.value, renewed, links[NAME], (await fetcher.fetch(renewed[0])).data
+
+    expired, renewed, first, data = run(provider.client, go)
+    assert expired.status == 403 and provider.result_link_expired(expired)
+    assert not provider.result_link_expired(FetchTimeout("timeout", "slow", host=expired.host))
+    assert set(renewed) == {0} and renewed[0] != first and data.startswith(b"\xff\xd8\xff")
+    after = sandbox.stats()
+    assert after["edits_started"] - before["edits_started"] == 1 and after["exports_started"] - before["exports_started"] == 1

@@ -28,7 +28,7 @@ from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, config_text, image_states, r
 
 
 def quoted_forms(key: str) -> list[str]:
-    """What the sandbox's quote_auth fault sends back (sandbox_faults.quoted_credentials)."""
+    """What the sandbox's quote_auth fault sends back (sandbox_kit.faults.quoted_credentials)."""
     return [key, quote(key, safe=""), base64.b64encode(f"account-7:{key}".encode()).decode()]
 
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
-from retouch.plugin.providers.sandbox_faults import Fault, FaultBook
+from retouch.plugin.sandbox_kit.faults import Fault, FaultBook
 
 BOOK = {"endpoints": ("create", "status"), "modes": {"hang": ("create", "status")}}
 

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 from conftest import pipeline_settings, run_async, until_enhanced
+from retouch.plugin.providers.fetch import Fetched
 from retouch.plugin.shopify.errors import ShopifyUserError, UserError
 from retouch.storage.models import ImageState
 from retouch.sync.runtime import open_context, run_until_settled
@@ -115,7 +116,7 @@ def test_a_products_results_are_converted_in_one_thread_hand_off_and_a_bad_one_f
     hand_offs: list[str] = []
 
     def prepare(ctx):
-        real_to_thread, download = asyncio.to_thread, ctx.shopify.download
+        real_to_thread, fetch = asyncio.to_thread, ctx.results.fetch
         result_url = ctx.store.image_by_media(broken).result_url
 
         async def counted(func, *args, **kwargs):
@@ -123,11 +124,11 @@ def test_a_products_results_are_converted_in_one_thread_hand_off_and_a_bad_one_f
             return await real_to_thread(func, *args, **kwargs)
 
         async def garbled(url, *args, **kwargs):
-            data, content_type = await download(url, *args, **kwargs)
-            return (b"not a picture" if url == result_url else data), content_type
+            fetched = await fetch(url, *args, **kwargs)
+            return Fetched(b"not a picture", fetched.media_type) if url == result_url else fetched
 
         monkeypatch.setattr(asyncio, "to_thread", counted)
-        ctx.shopify.download = garbled
+        ctx.results.fetch = garbled
 
     images = settle(pipeline_settings(shop, provider, tmp_path), prepare)
     assert (images[broken].state, images[broken].error_code) == (ImageState.FAILED, "result_unreadable")

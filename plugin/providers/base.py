@@ -14,7 +14,9 @@ The life of one job, as the pipeline drives it:
     poll(ticket, progress)    -> JobStatus            per item (by position in the ticket): done
                                                       with a result URL, failed with a reason, or
                                                       still running
-    fresh_results(ticket)     -> {index: url}         new links for `temporary_link` results
+    fresh_results(ticket)     -> {index: url}         new links for `temporary_link` results, when
+    result_link_expired(err)  -> bool                 the provider says a failed download (fetch.py)
+                                                      met one of its links past its expiry
     verify_webhook(...)       -> WebhookEvent         a delivery, checked; it only moves a poll forward
 
 Quota: every request that counts against the provider's limits is reported with
@@ -34,6 +36,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from .errors import ProviderError
+from .fetch import FetchError
 from .quota import QuotaLimits
 
 SourceKind = Literal["url", "upload"]           # the provider fetches a public URL / we upload the bytes
@@ -188,6 +192,10 @@ class Provider(Protocol):
     async def fresh_results(self, ticket: Ticket, progress: Progress) -> dict[int, str]:
         """New result URLs by item position (temporary links expire); {} when the provider has none."""
 
+    def result_link_expired(self, failure: FetchError) -> bool:
+        """Is this failed download of one of our result links (fetch.py) a link past its expiry, which
+        `fresh_results` renews? Each provider knows how its storage answers one; False when links last."""
+
     def webhook_url(self, public_url: str) -> str | None:
         """Where the provider should send job events, or None when it sends none."""
 
@@ -200,6 +208,18 @@ class Provider(Protocol):
         Raises errors.ProviderError when the provider cannot be asked."""
 
     async def aclose(self) -> None: ...
+
+
+def result_link_expired(provider: Provider, failure: ProviderError) -> bool:
+    """The provider's own rule (`Provider.result_link_expired`) on a failed result download. A plugin
+    written before that method existed keeps the rule the pipeline used to apply for every provider:
+    a declared `temporary_link` result refused or gone (an expired presigned link answers 401/403/404/410)."""
+    if not isinstance(failure, FetchError):
+        return False
+    rule = getattr(provider, "result_link_expired", None)
+    if callable(rule):
+        return bool(rule(failure))
+    return provider.capabilities.result == "temporary_link" and failure.status in (401, 403, 404, 410)
 
 
 @dataclass(frozen=True)

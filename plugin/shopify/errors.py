@@ -11,7 +11,7 @@
      └── ShopifyResponseError   a body we cannot use: malformed JSON, unexpected shape, GraphQL
                                 `errors` other than THROTTLED, an unexpected HTTP status
 
-httpx exceptions are mapped to these where they enter (in the client), so callers catch one tree.
+httpx exceptions are mapped to these where they enter (transport.py), so callers catch one tree.
 No message or repr carries the access token: the token never reaches these constructors, and the
 client scrubs any server text it quotes.
 """

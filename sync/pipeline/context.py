@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from retouch.plugin.providers.base import Capabilities, Provider
+from retouch.plugin.providers.fetch import ResultFetcher
 from retouch.plugin.providers.quota import QuotaLedger, QuotaLimits
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.backups import BackupStore
@@ -40,6 +41,8 @@ class Context:
     # Views of this context for providers a reload switched away from while they had jobs in
     # flight: each finishes its own jobs (pipeline/retired.py).
     retired: list[Context] = field(default_factory=list)
+    # Provider results are downloaded through their own seam (plugin/providers/fetch.py), not Shopify's.
+    results: ResultFetcher = field(default_factory=ResultFetcher)
 
     @property
     def capabilities(self) -> Capabilities:

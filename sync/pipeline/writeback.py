@@ -19,7 +19,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from retouch.plugin.providers.base import result_link_expired
 from retouch.plugin.providers.errors import ProviderError
+from retouch.plugin.providers.fetch import FetchError
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.file_update import FileRow
 from retouch.plugin.shopify.models import Media, Product
@@ -488,22 +490,19 @@ async def _move_into_place(ctx: Context, product_id: str, media_id: str, positio
     return product
 
 
-# What a presigned link answers once it has expired (S3: 403; some stores 404 or 410).
-EXPIRED_LINK_STATUSES = {401, 403, 404, 410}
-
-
 async def _download_result(ctx: Context, image: Image) -> bytes:
-    """The provider's result. A temporary link that expired is asked for again, once."""
+    """The provider's result, through the fetch seam. A link its provider says expired (the provider
+    that took the job, even after a switch) is renewed by that provider, once."""
     try:
-        data, _ = await ctx.shopify.download(image.result_url or "")
-        return data
-    except ShopifyResponseError as exc:
-        if ctx.capabilities.result != "temporary_link" or exc.status not in EXPIRED_LINK_STATUSES:
-            raise
+        return (await ctx.results.fetch(image.result_url or "")).data
+    except FetchError as exc:
+        failure = exc
     job = ctx.store.job(image.job_id) if image.job_id is not None else None
+    owner = ctx.context_of(job.provider) if job is not None else None
+    if not result_link_expired((owner or ctx).provider, failure):
+        raise failure
     if job is None or job.provider_job_id is None:
         raise Fail("result_link_expired", "the provider's download link expired and the job is unknown")
-    owner = ctx.context_of(job.provider)  # the provider that took the job, even after a switch
     if owner is None:
         raise Fail("result_link_expired", f"the provider's download link expired and {job.provider}, which made "
                                           "it, is no longer configured")
@@ -514,8 +513,7 @@ async def _download_result(ctx: Context, image: Image) -> bytes:
         raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
     ctx.store.update_image(image.id, result_url=url)
     ctx.log.info("result_link_renewed", product_id=image.product_id, media_id=image.media_id, job_id=job.id)
-    data, _ = await ctx.shopify.download(url)
-    return data
+    return (await ctx.results.fetch(url)).data
 
 
 def _merchant_replaced(image: Image, current_url: str | None) -> bool:

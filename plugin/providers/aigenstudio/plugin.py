@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
+from ..fetch import FetchError
 from ..settings import DAY, Count, DurationBetween, Section
 from . import contract, errors, webhooks
 from .client import AigenClient
@@ -120,6 +121,9 @@ class AigenProvider:
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         return {}  # result URLs last
+
+    def result_link_expired(self, failure: FetchError) -> bool:
+        return False  # result URLs last: a refused one is a failure, not an expiry
 
     def webhook_url(self, public_url: str) -> str | None:
         return public_url.rstrip("/") + WEBHOOK_PATH

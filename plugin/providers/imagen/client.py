@@ -1,7 +1,7 @@
 """A thin async client for Imagen AI's `/v1` API and its presigned storage links (CONTRACTS.md §2).
 
-One method per step of the flow. Every failure is mapped to the exception tree in `errors.py` where
-it enters.
+One method per step of the flow (the answers are read by `answers.py`). Every failure is mapped to
+the exception tree in `errors.py` where it enters.
 
     async with ImagenClient(api_key, "https://api.imagen-ai.com/v1") as client:
         project = await client.create_project()
@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -42,6 +38,23 @@ import structlog
 from .. import reading
 from ..http import ClosingClient, api_client, first_error
 from . import contract
+from .answers import (
+    AcceptedShape,
+    DownloadLinksShape,
+    Profile,
+    ProfilesShape,
+    ProjectShape,
+    Shape,
+    StatusShape,
+    UploadLinksShape,
+    check_link,
+    error_detail,
+    match_exports,
+    parse_retry_after,
+    s3_error,
+    unwrap,
+    without_query,
+)
 from .errors import (
     AuthenticationFailed,
     ImagenError,
@@ -70,148 +83,6 @@ _CLIENT_ERRORS: dict[int, type[ImagenError]] = {
     422: InvalidRequest,
 }
 _LINK_REFUSED = (403, 404, 410)  # what S3 answers for an expired, bad or stale presigned link
-
-
-@dataclass(frozen=True)
-class Profile:
-    profile_key: int
-    profile_name: str
-    profile_type: str  # "Personal" | "Talent"
-    image_type: str  # "RAW" | "JPG"
-
-
-# --- response shapes (inside the optional {"data": …} wrapper) -----------------------------------
-
-_Text = Annotated[str, pydantic.StringConstraints(strict=True, min_length=1)]
-
-
-class _Shape(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="ignore")
-
-
-class _Profile(_Shape):
-    profile_key: pydantic.StrictInt
-    profile_name: pydantic.StrictStr
-    profile_type: pydantic.StrictStr
-    image_type: pydantic.StrictStr
-
-
-class _Profiles(_Shape):
-    profiles: list[_Profile]
-
-
-class _Project(_Shape):
-    project_uuid: _Text
-
-
-class _UploadLink(_Shape):
-    file_name: _Text
-    upload_link: _Text
-
-
-class _UploadLinks(_Shape):
-    files_list: list[_UploadLink]
-
-
-class _DownloadLink(_Shape):
-    file_name: _Text
-    download_link: _Text
-
-
-class _DownloadLinks(_Shape):
-    files_list: list[_DownloadLink]
-
-
-class _Status(_Shape):
-    status: Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=100)]  # see contract
-
-
-class _Accepted(_Shape):
-    """The answer to edit/export: {"project_uuid", "status", "action"}; nothing in it is needed."""
-
-
-
-
-def _unwrap(body: Any) -> Any:
-    """[DOC] answers may or may not be wrapped in {"data": …}: accept both."""
-    return reading.unwrap_data(body)
-
-
-def match_exports(links: Mapping[str, str], wanted: list[str]) -> dict[str, str]:
-    """The exported link of each wanted file name, matched by stem, case-insensitively [DOC: the export
-    renames `x.CR2` to `x.JPG`]; an exact name wins over a stem match; a stem that is not unique in the
-    export matches nothing (better no result than another product's)."""
-    by_stem: dict[str, list[str]] = {}
-    for name in links:
-        by_stem.setdefault(contract.stem_key(name), []).append(name)
-    found = {}
-    for name in wanted:
-        if name in links:
-            found[name] = links[name]
-        else:
-            candidates = by_stem.get(contract.stem_key(name), [])
-            if len(candidates) == 1:
-                found[name] = links[candidates[0]]
-    return found
-
-
-def _without_query(url: str) -> str:
-    """A presigned link as it may be logged: its query string is the credential."""
-    parts = urlsplit(url)
-    return parts._replace(query="", fragment="").geturl()
-
-
-def _check_link(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"a presigned link must be an absolute http(s) URL, got {_without_query(url)!r}")
-    return url
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP date; None if absent or garbled."""
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw.strip())
-    except ValueError:
-        pass
-    else:
-        # "inf" or "nan" is garbled too (like the other providers' readers): an infinite wait would
-        # hold every request of the daemon for good.
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
-def _detail(body: Any) -> str | None:
-    """The message of an error body: {"error": {"message"}} (production [DOC: SDK source]), {"detail": "…"}
-    (older, FastAPI), or a 422's list of {"msg"}."""
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
-        return error["message"]
-    if isinstance(error, str) and error:
-        return error
-    detail = body.get("detail")
-    if isinstance(detail, str) and detail:
-        return detail
-    if isinstance(detail, list):
-        messages = [str(item.get("msg")) for item in detail if isinstance(item, dict) and item.get("msg")]
-        return "; ".join(messages) or None
-    return None
-
-
-def _s3_error(text: str) -> tuple[str | None, str | None]:
-    """(Code, Message) of S3's XML error body, when there is one."""
-    code = re.search(r"<Code>([^<]{1,100})</Code>", text)
-    message = re.search(r"<Message>([^<]{1,300})</Message>", text)
-    return (code.group(1) if code else None), (message.group(1) if message else None)
 
 
 class ImagenClient(ClosingClient):
@@ -253,16 +124,16 @@ class ImagenClient(ClosingClient):
 
     async def list_profiles(self) -> list[Profile]:
         """The account's editing profiles."""
-        body = _unwrap(await self._api("GET", "/profiles"))
+        body = unwrap(await self._api("GET", "/profiles"))
         if isinstance(body, list):  # [DOC: SDK source] production answers a bare list
             body = {"profiles": body}
-        parsed = self._parse(_Profiles, body, "profiles")
+        parsed = self._parse(ProfilesShape, body, "profiles")
         return [Profile(p.profile_key, p.profile_name, p.profile_type, p.image_type) for p in parsed.profiles]
 
     async def create_project(self, name: str | None = None) -> str:
         """A new project's uuid. Names, when given, must be unique per account."""
         body = await self._api("POST", "/projects/", json_body={} if name is None else {"name": name})
-        project_uuid = self._parse(_Project, body, "create project").project_uuid
+        project_uuid = self._parse(ProjectShape, body, "create project").project_uuid
         log.info("project_created", project_uuid=project_uuid)
         return project_uuid
 
@@ -272,7 +143,7 @@ class ImagenClient(ClosingClient):
             raise ValueError("file_names must be a non-empty list of distinct names")
         body = await self._api("POST", f"{self._project(project_uuid)}/get_temporary_upload_links",
                                json_body={"files_list": [{"file_name": name} for name in file_names]})
-        entries = self._parse(_UploadLinks, body, "upload links").files_list
+        entries = self._parse(UploadLinksShape, body, "upload links").files_list
         links = {entry.file_name: entry.upload_link for entry in entries}
         if len(links) != len(entries) or set(links) != set(file_names):
             raise UnexpectedResponse(None, "upload links: files_list does not match the file names sent", status=200)
@@ -280,7 +151,7 @@ class ImagenClient(ClosingClient):
 
     async def upload(self, url: str, data: bytes) -> None:
         """PUT the bytes to a presigned link: no x-api-key, no Content-Type (the signature covers it)."""
-        await self._storage("PUT", _check_link(url), data)
+        await self._storage("PUT", check_link(url), data)
 
     async def start_edit(
         self,
@@ -303,7 +174,7 @@ class ImagenClient(ClosingClient):
         payload.update(options)
         path = f"{self._project(project_uuid)}/edit"
         body = await self._api("POST", path, json_body=payload, empty_content_type=True)
-        self._parse(_Accepted, body, "edit")
+        self._parse(AcceptedShape, body, "edit")
         log.info("edit_started", project_uuid=project_uuid, profile_key=profile_key)
 
     async def edit_status(self, project_uuid: str) -> str:
@@ -314,7 +185,7 @@ class ImagenClient(ClosingClient):
     async def start_export(self, project_uuid: str) -> None:
         """Render the completed edit as JPEGs. Not retried here (the caller decides)."""
         body = await self._api("POST", f"{self._project(project_uuid)}/export", empty_content_type=True)
-        self._parse(_Accepted, body, "export")
+        self._parse(AcceptedShape, body, "export")
         log.info("export_started", project_uuid=project_uuid)
 
     async def export_status(self, project_uuid: str) -> str:
@@ -323,7 +194,7 @@ class ImagenClient(ClosingClient):
         return self._status(project_uuid, body, "export status")
 
     def _status(self, project_uuid: str, body: Any, what: str) -> str:
-        status = self._parse(_Status, body, what).status
+        status = self._parse(StatusShape, body, what).status
         if status not in contract.EDIT_STATUSES:
             reading.unknown_status("imagen", project_uuid, status, where=what)
         return status
@@ -331,7 +202,7 @@ class ImagenClient(ClosingClient):
     async def export_links(self, project_uuid: str) -> dict[str, str]:
         """A temporary download link per exported file name."""
         body = await self._api("GET", f"{self._project(project_uuid)}/export/get_temporary_download_links")
-        entries = self._parse(_DownloadLinks, body, "export links").files_list
+        entries = self._parse(DownloadLinksShape, body, "export links").files_list
         links = {entry.file_name: entry.download_link for entry in entries}
         if len(links) != len(entries):
             raise UnexpectedResponse(None, "export links: a file name appears twice", status=200)
@@ -339,7 +210,7 @@ class ImagenClient(ClosingClient):
 
     async def download(self, url: str) -> bytes:
         """GET a temporary download link (no x-api-key). LinkExpired: fetch fresh links first."""
-        return (await self._storage("GET", _check_link(url), None)).content
+        return (await self._storage("GET", check_link(url), None)).content
 
     # --- /v1 requests -------------------------------------------------------------------------
 
@@ -349,9 +220,9 @@ class ImagenClient(ClosingClient):
         return f"/projects/{quote(project_uuid, safe='')}"
 
     @staticmethod
-    def _parse(shape: type[_Shape], body: Any, what: str) -> Any:
+    def _parse(shape: type[Shape], body: Any, what: str) -> Any:
         try:
-            return shape.model_validate(_unwrap(body))
+            return shape.model_validate(unwrap(body))
         except pydantic.ValidationError as exc:
             raise UnexpectedResponse(None, f"{what} response: {first_error(exc)}", status=200) from None
 
@@ -382,7 +253,7 @@ class ImagenClient(ClosingClient):
                                          "without JSON", status=response.status_code)
             return body
         status = response.status_code
-        message = self._clean(_detail(body) or f"{method} {path} answered HTTP {status}")
+        message = self._clean(error_detail(body) or f"{method} {path} answered HTTP {status}")
         if status == 429:
             raise RateLimited(None, message, retry_after=parse_retry_after(response.headers, time.time()))
         if status >= 500 or status == 408:
@@ -396,14 +267,14 @@ class ImagenClient(ClosingClient):
         return await self._attempts(True, lambda: self._storage_once(method, url, data))
 
     async def _storage_once(self, method: str, url: str, data: bytes | None) -> httpx.Response:
-        where = _without_query(url)
+        where = without_query(url)
         # No x-api-key, and no Content-Type: httpx adds none for raw bytes without one.
         response = await self._send(method, url, f"{method} {where}", {}, data)
         log.debug("storage_requested", method=method, url=where, status=response.status_code, bytes=len(data or b""))
         if response.is_success:
             return response
         status = response.status_code
-        code, text = _s3_error(response.text)
+        code, text = s3_error(response.text)
         message = self._clean(f"{method} {where} answered HTTP {status}" + (f": {code}: {text}" if code else ""))
         code = self._clean(code) if code else code
         if status in _LINK_REFUSED:
@@ -467,3 +338,7 @@ def _outcome(error: ImagenError) -> str:
     if isinstance(error, ServiceUnavailable):
         return error.reason if error.reason in ("timeout", "connection_error", "non_json_body") else "server_error"
     return "client_error"
+
+
+# Profile, match_exports and parse_retry_after live in answers.py; named here too, where callers import them.
+__all__ = ["API_KEY_HEADER", "MAX_RETRY_DELAY", "ImagenClient", "Profile", "match_exports", "parse_retry_after"]

@@ -34,6 +34,15 @@ def stem_key(file_name: str) -> str:
     return PurePosixPath(file_name).stem.casefold()
 
 
+# --- Temporary links ----------------------------------------------------------------------------
+
+# [DOC: quickstart, SDK source] upload and export links are presigned S3 URLs with a lifetime. [DOC: S3]
+# a presigned URL past its expiry answers 403 AccessDenied "Request has expired". [ASSUME] a store or
+# CDN in front of it may answer 404 or 410 for one that is stale, and 401 where it asks for auth
+# instead: each of these is an expired link, renewed by asking for the export links again.
+EXPIRED_LINK_STATUSES = frozenset({401, 403, 404, 410})
+
+
 # --- Deadline -----------------------------------------------------------------------------------
 
 # [ASSUME] no timings are documented; an edit and export of a project of 20 JPEGs takes minutes, and

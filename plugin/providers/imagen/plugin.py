@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
+from ..fetch import FetchError
 from ..quota import QuotaLimits
 from ..settings import HOUR, Count, DurationBetween, Section
 from . import contract, errors
@@ -231,6 +232,10 @@ class ImagenProvider:
         links = match_exports(await self.client.export_links(ticket.provider_job_id),
                               [file_name(item) for item in ticket.items])
         return {item.index: links[file_name(item)] for item in ticket.items if file_name(item) in links}
+
+    def result_link_expired(self, failure: FetchError) -> bool:
+        # Export links are presigned S3 URLs: past their lifetime S3 refuses them (contract).
+        return failure.status in contract.EXPIRED_LINK_STATUSES
 
     # --- webhooks ----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from .. import base
 from ..base import Capabilities, DemoSandbox, ItemResult, JobStatus, ProviderConfig, ProviderPlugin, Ticket
+from ..fetch import FetchError
 from ..quota import QuotaLimits
 from ..settings import DAY, Count, DurationBetween, Section
 from . import contract, errors
@@ -173,6 +174,9 @@ class ProductAIProvider:
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         return {}  # result URLs last
+
+    def result_link_expired(self, failure: FetchError) -> bool:
+        return False  # result URLs last: a refused one is a failure, not an expiry
 
     def webhook_url(self, public_url: str) -> str | None:
         # One URL per account, set on ProductAI's dashboard (`retouch check` prints it).

@@ -73,8 +73,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ...providers.sandbox_faults import answer_for as transport_answer
-from ...providers.sandbox_faults import close_connection, delay_for, retry_after_headers
+from ...sandbox_kit.faults import answer_for as transport_answer
+from ...sandbox_kit.faults import close_connection, delay_for, retry_after_headers
 from . import bulk_export
 from .graphql_api import Context, sandbox_schema
 from .store import SandboxError

@@ -1,6 +1,6 @@
 """Faults a test or a demo can ask the sandbox to inject, and the HTTP answers they produce.
 
-The plan is a `FaultBook` (providers/sandbox_faults.py), so Shopify speaks the providers' fault
+The plan is a `FaultBook` (sandbox_kit/faults.py), so Shopify speaks the providers' fault
 language: `count`, an exact schedule (`skip`) or a rate (`probability`, seeded), per endpoint:
 - "graphql" (narrowed to one operationName by `operation`): `status` 429/500/502/503 (with or
   without `retry_after`) answered instead of executing — bodies as Shopify's edge sends them, JSON
@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...providers.sandbox_faults import ANSWER_MODES, WEBHOOK, WEBHOOK_MODES, Fault, FaultBook, retry_after_headers
+from ...sandbox_kit.faults import ANSWER_MODES, WEBHOOK, WEBHOOK_MODES, Fault, FaultBook, retry_after_headers
 
 HTTP_FAULT_STATUSES = (429, 500, 502, 503)
 MEDIA_FAILURE_CODES = (

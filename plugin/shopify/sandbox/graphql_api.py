@@ -41,7 +41,7 @@ from .bulk import COMPLETED, EXPIRED, FAILED, BulkOperation
 from .catalog import TIME_FIELDS, db_time as _db_time, parse_db_time as _parse_db_time, product_sort
 from .cost import MAX_QUERY_COST, ActualCost, analyze
 from .faults import answer_for
-from ...providers.sandbox_faults import answer_for as transport_answer
+from ...sandbox_kit.faults import answer_for as transport_answer
 from .model import Collection, Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
 from .paging import InvalidCursor, Page, PaginationLimit, SortSpec, paginate, paginate_sorted
 from .store import SHOP_NUMERIC_ID, Store

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from ...providers.sandbox_webhooks import WebhookPoster
+from ...sandbox_kit.webhooks import WebhookPoster
 from .model import gid, iso, parse_gid
 
 log = structlog.get_logger(__name__)

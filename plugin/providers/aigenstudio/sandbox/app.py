@@ -18,7 +18,7 @@ Inspection and faults (sandbox only, no auth):
                                {"endpoint": ..., "mode": "hang", "seconds": s, "count": n}
                                {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
                                {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
-                               (+ "skip", "probability": the plan language of sandbox_faults.py)
+                               (+ "skip", "probability": the plan language of sandbox_kit/faults.py)
     DELETE /_sandbox/faults
     POST /_sandbox/live_keys   {"key", "purchased", "available", "account"?}
 """
@@ -43,7 +43,7 @@ from retouch.plugin.serve import LoopbackSandbox
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from ...sandbox_faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
+from ....sandbox_kit.faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
                               quoted_credentials,
                               fault_from_body, retry_after_headers)
 from .state import ApiError, SandboxLimits, SandboxState

@@ -25,8 +25,8 @@ import structlog
 from PIL import Image, UnidentifiedImageError
 
 from .. import contract, webhooks
-from ...sandbox_faults import FaultBook
-from ...sandbox_webhooks import WebhookPoster
+from ....sandbox_kit.faults import FaultBook
+from ....sandbox_kit.webhooks import WebhookPoster
 from . import enhance
 from .state import EnhancementState, ItemState, SandboxState
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ...sandbox_faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
+from ....sandbox_kit.faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
 from .. import contract
 from .validation import CreatePayload
 

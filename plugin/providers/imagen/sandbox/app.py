@@ -48,7 +48,7 @@ from starlette.routing import Route
 from retouch.plugin.serve import LoopbackSandbox
 
 from . import contract
-from ...sandbox_faults import (Fault, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
+from ....sandbox_kit.faults import (Fault, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
                               retry_after_headers)
 from .faults import STORAGE_ENDPOINTS, fault_book
 from .jobs import CallbackSender, JobRunner

@@ -8,12 +8,12 @@ Mirrors the AI Gen Studio sandbox's fault API, per Imagen endpoint:
 - `mode="fail"` (edit/export): the request is accepted, the job then ends `Failed`;
 - `status` 429 (with or without `retry_after`), `mode` reset/truncated/non_json/wrong_shape on any
   endpoint, and `duplicate`/`late` on the "webhook" pseudo-endpoint (the edit/export callbacks):
-  the shared language of sandbox_faults.py.
+  the shared language of sandbox_kit/faults.py.
 """
 
 from __future__ import annotations
 
-from ...sandbox_faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
+from ....sandbox_kit.faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
 
 # The names used for faults and for the per-endpoint request counts in the stats.
 ENDPOINTS = (

@@ -19,7 +19,7 @@ import httpx
 import structlog
 
 from . import contract, develop, xmp
-from ...sandbox_faults import FaultBook, webhook_plan
+from ....sandbox_kit.faults import FaultBook, webhook_plan
 from .state import Job, Project, SandboxState
 
 log = structlog.get_logger(__name__)

@@ -24,7 +24,7 @@ Inspection and faults (sandbox only, no auth, at the server root — `server_url
                                      {"endpoint": ..., "mode": "html"|"reset"|"truncated"|"non_json"|"wrong_shape"}
                                      {"endpoint": "generate"|"upscale", "mode": "drop_response" | "fail", "count": n}
                                      {"endpoint": "webhook", "mode": "duplicate" | "late", "seconds"?: s}
-                                     (+ "skip", "probability": the plan language of sandbox_faults.py)
+                                     (+ "skip", "probability": the plan language of sandbox_kit/faults.py)
     DELETE /_sandbox/faults
 """
 
@@ -46,7 +46,7 @@ from retouch.plugin.serve import LoopbackSandbox
 from . import contract
 from .errors import ApiError, api_error, bad_request, not_found, rate_limited, server_error, unauthorized
 from .processing import DurationSpec, JobDurations, Processor
-from ...sandbox_faults import (FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
+from ....sandbox_kit.faults import (FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
                               retry_after_headers)
 from .state import Account, SandboxState
 from .validation import parse_json_object, validate_generate, validate_upscale

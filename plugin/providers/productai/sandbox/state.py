@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...sandbox_faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
+from ....sandbox_kit.faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_modes
 from . import contract
 from .errors import ApiError, not_found, out_of_tokens, rate_limited, unauthorized
 from .ratelimit import SlidingWindow, unlimited

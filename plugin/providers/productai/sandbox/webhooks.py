@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 
 from . import contract
-from ...sandbox_faults import FaultBook
-from ...sandbox_webhooks import WebhookPoster
+from ....sandbox_kit.faults import FaultBook
+from ....sandbox_kit.webhooks import WebhookPoster
 
 log = structlog.get_logger(__name__)
 HEADERS = {"Content-Type": "application/json"}

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from .sandbox_faults import FaultBook, webhook_plan
+from .faults import FaultBook, webhook_plan
 
 Headers = Callable[[], dict[str, str]]  # asked at each attempt (a timestamp may be part of them)
 
