@@ -31,7 +31,7 @@ from .store import Store, StorageError, open_failure
 class ReadOnlyStore(Store):
     """A Store over an existing database file that never writes (see the module's docstring)."""
 
-    def __init__(self, path: Path) -> None:  # noqa: super().__init__ would create and migrate
+    def __init__(self, path: Path) -> None:  # not super().__init__: it would create and migrate
         self.url = f"sqlite:///{path}"
         self.path = path
         self._probe = None
