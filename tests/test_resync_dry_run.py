@@ -60,8 +60,9 @@ def test_plan_product_says_what_discovery_does_with_each_media() -> None:
     new, output, requeue, deleted = actions
     assert new.state is ImageState.DISCOVERED and new.fields["media_id"].endswith("/1") and new.fields["position"] == 0
     assert output.media_id.endswith("/2") and output.new
-    assert (requeue.image_id, requeue.was, requeue.fields["state"]) == (10, "failed", ImageState.DISCOVERED)
-    assert requeue.fields["attempts"] == 0 and requeue.fields["job_id"] is None
+    assert (requeue.image_id, requeue.was) == (10, "failed")
+    assert requeue.fields == {"source_url": "https://cdn.example/shoe.jpg?v=1", "position": 2, "alt": "alt 3",
+                              "rule": None}  # the requeue transition clears the rest (storage/lifecycle.py)
     assert deleted.image_id == 12 and deleted.fields["error_code"] == "media_deleted"
     # Done rows come back only when the pass asks for them (resync --force); the first run records a baseline.
     back = plan_product(shoe, rows, list(rows.values()), set(), DiscoverOptions(
@@ -84,7 +85,7 @@ def test_plan_product_records_a_rules_skip_once() -> None:
     actions = plan_product(shoe, {"gid://shopify/MediaImage/3": row(10, 3, ImageState.FAILED)}, [], set(), options)
     new, skip = actions
     assert isinstance(new, NewRow) and new.state is ImageState.SKIPPED and new.fields["error_code"] == "rule_skip"
-    assert isinstance(skip, RuleSkip) and skip.fields["state"] is ImageState.SKIPPED
+    assert isinstance(skip, RuleSkip) and skip.was == "failed" and skip.fields["error_code"] == "rule_skip"
     already = row(10, 3, ImageState.SKIPPED, rule=skip.fields["rule"])
     (_, again) = plan_product(shoe, {already.media_id: already}, [], set(), options)
     assert isinstance(again, RuleSkip) and again.fields is None  # nothing to write a second time

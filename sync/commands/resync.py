@@ -186,7 +186,8 @@ def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
     sent = affordable(ctx.settings, max_credits, len(target))
     message = f"not sent: resync --max-credits {max_credits} covered {sent} image(s); resync again to send it"
     for image_id in target[sent:]:
-        ctx.store.update_image(image_id, state=ImageState.SKIPPED, error_code="credit_cap", error_message=message)
+        ctx.store.transition(image_id, "skip", expect=ImageState.DISCOVERED, error_code="credit_cap",
+                             error_message=message)
     if sent < len(target):
         typer.echo(f"--max-credits {max_credits}: sending {sent} of {len(target)} image(s); "
                    f"{len(target) - sent} left for a later resync")

@@ -131,7 +131,8 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
 
 
 def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counter[str]) -> None:
-    """Discovery's executor: carry out one product's plan (pipeline/discover_plan.py), count and log it."""
+    """Discovery's executor: carry out one product's plan (pipeline/discover_plan.py), count and log it.
+    Every state change is a compare-and-set transition from the state the plan saw (storage/lifecycle.py)."""
     store = ctx.store
     new_rows: list[NewRow] = []  # inserted together once the product is read through
     for action in actions:
@@ -145,10 +146,14 @@ def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counte
             counts["excluded"] += 1
         elif isinstance(action, RuleSkip):
             if action.fields is not None:
-                store.update_image(action.image_id, **action.fields)
+                store.transition(action.image_id, "skip", expect=action.was, **action.fields)
             counts["skipped_by_rule"] += 1
         elif isinstance(action, Requeue):
-            store.update_image(action.image_id, **action.fields)
+            # (the requeue clears the job, its result, the write and the step's errors: lifecycle.py)
+            if not store.transition(action.image_id, "requeue", expect=action.was, **action.fields):
+                ctx.log.debug("not_moved", product_id=product.id, media_id=action.media_id, transition="requeue",
+                              expected=action.was)
+                continue
             counts["requeued"] += 1
             ctx.log.info("requeued", product_id=product.id, media_id=action.media_id, was=action.was,
                          **({"rule": action.rule_label} if action.rule_label else {}))
@@ -165,6 +170,6 @@ def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counte
                          **({"rule": action.rule_label} if action.rule_label else {}))
     for action in actions:
         if isinstance(action, MediaGone):
-            store.update_image(action.image_id, **action.fields)
+            store.transition(action.image_id, "skip", expect=ImageState.DISCOVERED, **action.fields)
             counts["skipped"] += 1
             ctx.log.info("skipped", product_id=product.id, media_id=action.media_id, reason="media_deleted")

@@ -47,7 +47,9 @@ class NewRow:
 
 @dataclass(frozen=True)
 class Requeue:
-    """Put a tracked row (failed, skipped, baseline, reverted…) back in the queue with these fields."""
+    """Put a tracked row (failed, skipped, baseline, reverted…) back in the queue: the `requeue`
+    transition from `was` (storage/lifecycle.py clears the job, its result and the errors), with the
+    media's current source, position and alt text and the rule decided now."""
 
     image_id: int
     media_id: str
@@ -58,10 +60,12 @@ class Requeue:
 
 @dataclass(frozen=True)
 class RuleSkip:
-    """A tracked row a rule skips; `fields` None when the row already says so (nothing to write)."""
+    """A tracked row a rule skips (the `skip` transition from `was`); `fields` None when the row
+    already says so (nothing to write)."""
 
     image_id: int
     media_id: str
+    was: str
     fields: dict[str, Any] | None
 
 
@@ -81,7 +85,7 @@ class Excluded:
 
 @dataclass(frozen=True)
 class MediaGone:
-    """A queued original the merchant deleted before it was sent: skip it."""
+    """A queued original the merchant deleted before it was sent: skip it (from `discovered`)."""
 
     image_id: int
     media_id: str
@@ -102,7 +106,7 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
     ruled = None if rule is None else rule_decision(rule, options.provider_name)
     label = rule.label if rule is not None else None
     rule_skip = {} if rule is None or not rule.settings.skip else dict(
-        state=ImageState.SKIPPED, error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
+        error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
     actions: list[Action] = []
     present: set[str] = set()
     for position, media in enumerate(product.media):
@@ -125,7 +129,7 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
                 mime_type=media.mime_type, alt=media.alt, position=position,
             )
             if state is ImageState.DISCOVERED and rule is not None:
-                new.update(rule=ruled, **rule_skip)
+                new.update(rule=ruled, **rule_skip, **({"state": ImageState.SKIPPED} if rule_skip else {}))
             actions.append(NewRow(new, label))
         elif decision is Discovery.EXCLUDED:
             actions.append(Excluded(media.id))
@@ -133,17 +137,16 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
             row = rows[media.id]
             if rule_skip:
                 changed = row.state != ImageState.SKIPPED or row.rule != ruled
-                actions.append(RuleSkip(row.id, media.id, dict(rule=ruled, **rule_skip) if changed else None))
+                actions.append(RuleSkip(row.id, media.id, str(row.state),
+                                        dict(rule=ruled, **rule_skip) if changed else None))
                 continue
             actions.append(Requeue(row.id, media.id, str(row.state), dict(
-                state=ImageState.DISCOVERED, source_url=media.url, job_id=None, item_index=None, result_url=None,
-                attempts=0, next_attempt_at=None, error_code=None, error_message=None, position=position,
-                alt=media.alt, write_source=None, write_mode=None, rule=ruled), label))
+                source_url=media.url, position=position, alt=media.alt, rule=ruled), label))
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in product_rows if options.complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:
             actions.append(MediaGone(row.id, row.media_id, dict(
-                state=ImageState.SKIPPED, error_code="media_deleted",
+                error_code="media_deleted",
                 error_message="the merchant deleted this media before it was sent")))
     return actions
 
