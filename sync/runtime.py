@@ -16,7 +16,8 @@ from retouch.storage.store import Store
 
 from .config import Settings
 from .logs import REDACTOR
-from .pipeline import Context, submit, track, write_back
+from .pipeline import Context
+from .pipeline.order import one_shot_cycle
 
 
 def shopify_tokens(settings: Settings) -> TokenSource:
@@ -75,11 +76,9 @@ async def open_context(settings: Settings, store: Store | None = None,
 
 
 async def work_cycle(ctx: Context) -> None:
-    """One pass of the work steps, in the order that frees quota and finishes images first."""
-    await write_back(ctx)
-    await track(ctx)
-    await submit(ctx)
-    await write_back(ctx)
+    """One pass of the work steps, in the order that frees quota and finishes images first
+    (pipeline/order.py `ONE_SHOT_CYCLE`)."""
+    await one_shot_cycle(ctx)
 
 
 def pending_among(ctx: Context, image_ids: Iterable[int] | None) -> int:

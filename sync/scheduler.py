@@ -33,8 +33,9 @@ from retouch.storage.store import is_locked_error
 from .config import ConfigError, Settings, load_settings
 from .failures import TracebackOnce, failure_reason
 from .logs import configure
-from .pipeline import WRITE_BACK_STATES, Context, discover, housekeeping, submit, track, write_back
+from .pipeline import WRITE_BACK_STATES, Context, discover
 from .pipeline.context import BASELINE_RECORDED
+from .pipeline.order import RECOVERY, RUNS, STEPS, StepOrder, scheduled_steps, step as step_order
 from .shopify_subscriptions import register_product_webhooks
 from .systemd import Notifier, status_line, watchdog_interval, watchdog_loop
 
@@ -45,12 +46,8 @@ LAST_ERROR = "daemon_last_error"
 # STATUS= and the heartbeat row: counting states scans an index (35 ms at a million images), so
 # not every tick.
 HEARTBEAT_EVERY = 5.0
-HOUSEKEEPING_EVERY = 600.0  # seconds between prunings of old quota events and webhook ids
-# A Shopify product webhook runs "discover_products" at once; otherwise it looks this often (it
-# only has work when webhooks arrived while the first full pass had not recorded the baseline yet).
-PRODUCT_DISCOVERY_EVERY = 60.0
+# The steps, their cadence, which wakes which and write-back's rounds: sync/pipeline/order.py.
 WEBHOOK_DEBOUNCE = 2.0  # seconds: item events of one job arrive in bursts; one poll picks them all up
-WRITE_BACK_ROUNDS = 4  # write-back steps in one run: backup, write, verify, and one spare
 # Another process (an admin's sqlite3 shell, a backup tool, `retouch resync`) may hold the database's
 # write lock for a while. The daemon's statements run in its event loop, so they wait only this long
 # (a longer wait would freeze the loop: no webhooks, no metrics, no watchdog ping — and systemd kills
@@ -84,14 +81,15 @@ class Daemon:
     # ----- steps ------------------------------------------------------------------------------
 
     def _steps(self) -> list[tuple[str, Step, float]]:
+        """The pipeline's steps with their cadence under the current settings (pipeline/order.py)."""
         schedule = self.ctx.settings.schedule
-        return [
-            ("write_back", write_back, schedule.tick),
-            ("discover", discover, schedule.discover_every),
-            ("track", track, schedule.tick),
-            ("submit", submit, schedule.tick),
-            ("housekeeping", housekeeping, HOUSEKEEPING_EVERY),
-        ]
+        return [(spec.name, run, spec.seconds(schedule)) for spec, run in scheduled_steps()]
+
+    def _daemon_steps(self) -> list[tuple[str, Step, float]]:
+        """The daemon's own steps of the table (webhook-named products), with their callables."""
+        own: dict[str, Step] = {"discover_products": self._discover_pending}
+        schedule = self.ctx.settings.schedule
+        return [(spec.name, own[spec.name], spec.seconds(schedule)) for spec in STEPS if spec.daemon_only]
 
     async def _guarded(self, name: str, step: Step) -> None:
         try:
@@ -116,18 +114,17 @@ class Daemon:
             try:
                 if not await self._database_writable(name):
                     return
+                order = step_order(name)
                 result = await step(self.ctx)
-                # Each write-back step is followed by the next (backup -> write -> verify) in the
-                # same run: the job cannot re-schedule itself while it is still running.
+                # A step of several rounds (write-back: backup -> write -> verify) runs the next in the
+                # same run while it makes progress: the job cannot re-schedule itself while it runs.
                 rounds = 1
-                while name == "write_back" and result and rounds < WRITE_BACK_ROUNDS and not self.stopping.is_set():
+                while result and rounds < order.rounds and not self.stopping.is_set():
                     result = await step(self.ctx)
                     rounds += 1
-                self._follow_up(name, result)
-                if name in ("submit", "track"):
-                    self._track_when_due()
-                if name in ("track", "write_back"):
-                    self._write_back_when_due()
+                self._follow_up(order, result)
+                for later in order.brings_forward:
+                    self._when_due[later]()
             except asyncio.CancelledError:
                 raise
             except ShopifyError as exc:
@@ -167,18 +164,20 @@ class Daemon:
             log.info("database_free", step=name, waited=round(time.monotonic() - waited_since, 1))
         return True
 
-    def _follow_up(self, name: str, result: object) -> None:
+    def _follow_up(self, order: StepOrder, result: object) -> None:
         """A step that made progress runs the step that takes it further now, not at its next tick:
-        a result recorded by track is backed up and written at once, each write-back step is
-        followed by the next, and a finished job (or a newly queued image) lets submit go."""
-        if self.scheduler is None or not result or self.stopping.is_set():
+        a result recorded by track is backed up and written at once, and a finished job (or a newly
+        queued image) lets submit go (`wakes` in pipeline/order.py)."""
+        if self.scheduler is None or not result or self.stopping.is_set() or not order.progress(result):
             return
-        if name in ("discover", "discover_products") and not (isinstance(result, dict) and result.get("queued")):
-            return
-        nexts = {"track": ("write_back", "submit"), "discover": ("submit",), "discover_products": ("submit",)}
         now = datetime.now(self.scheduler.timezone)
-        for follower in nexts.get(name, ()):
+        for follower in order.wakes:
             self.scheduler.modify_job(follower, next_run_time=now)
+
+    @property
+    def _when_due(self) -> dict[str, Callable[[], None]]:
+        """The steps that can be brought forward to when their work falls due (`brings_forward`)."""
+        return {"track": self._track_when_due, "write_back": self._write_back_when_due}
 
     def _track_when_due(self) -> None:
         """Run track when the earliest poll is due, not at the tick after it."""
@@ -360,11 +359,10 @@ class Daemon:
             await self.on_connected()
         if not self.stopping.is_set():
             # Recovery first: finish or reconcile whatever was in flight before discovery looks.
-            await self._guarded("write_back", write_back)
+            await self._guarded(RECOVERY, RUNS[RECOVERY])
             await self._register_shopify_webhooks()
             self.scheduler = AsyncIOScheduler(event_loop=loop)
-            for name, step, every in (*self._steps(),
-                                      ("discover_products", self._discover_pending, PRODUCT_DISCOVERY_EVERY)):
+            for name, step, every in (*self._steps(), *self._daemon_steps()):
                 self.scheduler.add_job(self._guarded, "interval", args=(name, step), seconds=every, id=name,
                                        max_instances=1, coalesce=True, misfire_grace_time=None,
                                        next_run_time=datetime.now(self.scheduler.timezone))

@@ -1,25 +1,24 @@
 """`retouch resync`: rescan the store ignoring the cursor, queue what is not done, run until finished.
 
-`--dry-run` runs the same discovery against a throw-away copy of the database: the decisions are
-the real ones, the provider is never called and the real database is not changed.
+`--dry-run` plans from reads alone (commands/resync_preview.py): the database opened read-only, Shopify's
+catalog read page by page or counted, never a bulk export, no file written. The decisions are the ones
+the real run's discovery executes (pipeline/discover_plan.py), and the provider is never called.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from retouch.storage.models import ImageState
-from retouch.storage.store import Store
+from retouch.storage.read_only import open_read_only
 
 from retouch.plugin.shopify.errors import ShopifyAuthError
 
@@ -29,6 +28,7 @@ from ..config import Settings
 from ..costs import Estimate, images_per_hour
 from ..rules import label_of
 from ..pipeline import Context, discover, revert
+from .resync_preview import preview
 from ..runtime import open_context, pending_among, run_until_settled
 from ..systemd import is_held
 
@@ -51,7 +51,10 @@ def run_estimate(settings: Settings, images: int, balance: float | None = None) 
 
 
 def _balance(settings: Settings) -> float | None:
-    store = Store(settings.database_url)
+    """The balance the provider last reported, read without writing (no database yet: none)."""
+    store = open_read_only(settings.database_url)
+    if store is None:
+        return None
     try:
         reported = reported_balance(settings, store, time.time())
     finally:
@@ -67,16 +70,22 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
                    "stop it, or cap it with [budget] max_credits_per_day", err=True)
         return 2
     if dry_run or (include_baseline and not yes):
-        planned = await _plan(settings, product_ids, include_baseline=include_baseline, force=force)
-        sent = affordable(settings, max_credits, len(planned))
+        plan = await preview(settings, product_ids, include_baseline=include_baseline, force=force)
+        sent = affordable(settings, max_credits, plan.images)
         cost = 0 if settings.provider_is_sandbox else sent * caps.credits_per_image
-        what = f"{sent} image(s)" + (f" of {len(planned)} (--max-credits {max_credits})" if sent < len(planned) else "")
+        what = plan.what(sent) + (f" of {plan.images} (--max-credits {max_credits})" if sent < plan.images else "")
         estimate = run_estimate(settings, sent, _balance(settings))
         if dry_run:
-            for image in planned[:sent]:
+            # The images known one by one are listed; a large store's counted ones are not (resync_plan.py).
+            for image in plan.exact[:sent]:
                 rule = label_of(image.rule)
                 typer.echo(f"would send {image.product_id} {image.media_id} {image.source_url or '(not ready yet)'}"
                            + (f" [rule {rule}]" if rule else ""))
+            if plan.read_line():
+                typer.echo(plan.read_line())
+            if plan.baseline:
+                typer.echo(f"would record {plan.bound + ' ' if plan.bound else ''}{plan.baseline} image(s) as the "
+                           "baseline ([selection] new_only): never sent; resync --all sends them")
             typer.echo(f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
                        f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
             typer.echo(f"cost and time: {estimate.words()}")
@@ -196,43 +205,3 @@ async def _wait_for_daemon(ctx: Context, target: list[int], show) -> None:
 async def _scan(ctx: Context, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Counter:
     return await discover(ctx, product_ids=product_ids, full=True,
                           include_baseline=include_baseline or product_ids is not None, include_reverted=force)
-
-
-async def _plan(settings: Settings, product_ids: list[str] | None, *, include_baseline: bool, force: bool):
-    """The images a resync would send, decided on a copy of the database."""
-    with tempfile.TemporaryDirectory(prefix="retouch-plan-") as tmp:
-        copy = Path(tmp) / "plan.db"
-        real = Store(settings.database_url)
-        try:
-            real.copy_to(str(copy))
-        finally:
-            real.close()
-        store = Store(f"sqlite:///{copy}")
-        try:
-            async with open_context(settings, store=store) as ctx:
-                ctx.log = _Quiet(ctx.log)  # the rows a dry run only looked at are not news (issue 23)
-                if force:
-                    for image in ctx.store.images_in_state(ImageState.DONE, product_ids=product_ids):
-                        ctx.store.transition(image.id, "revert", expect=ImageState.DONE)
-                await _scan(ctx, product_ids, include_baseline=include_baseline, force=force)
-                return ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)
-        finally:
-            store.close()
-
-
-class _Quiet:
-    """A logger that keeps warnings and errors and drops the info and debug lines (a plan's discovery)."""
-
-    def __init__(self, log) -> None:
-        self._log = log
-
-    def bind(self, **fields) -> "_Quiet":
-        return _Quiet(self._log.bind(**fields))
-
-    def debug(self, *args, **fields) -> None:
-        pass
-
-    info = debug
-
-    def __getattr__(self, name: str):
-        return getattr(self._log, name)

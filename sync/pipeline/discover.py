@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
 from retouch.plugin.shopify.models import Product
 from retouch.storage.models import ImageState
 
 from ..bulk_decisions import bulk_cursor, use_bulk
-from ..decisions import Discovery, MediaFacts, classify_media, filename_of, is_excluded
 from . import bulk
-from ..rules import decision as rule_decision, facts_of, first_match
+from .discover_plan import Action, DiscoverOptions, Excluded, MediaGone, NewRow, RecordOutput, Requeue, RuleSkip, \
+    plan_product
 from .context import BASELINE_RECORDED, CURSOR, LAST_DISCOVERY, Context
 
 # Images that a resync puts back in the queue (`include_baseline` adds the baseline).
@@ -123,75 +121,55 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
     """`complete`: the product's media list is whole. A partial bulk export may have lost some of
     a product's media lines, so there an absent media is not taken for deleted."""
     store = ctx.store
-    known_outputs = store.output_media_of_product(product.id)
+    options = DiscoverOptions(first_run=first_run, new_only=ctx.settings.selection.new_only,
+                              exclude_tags=ctx.settings.selection.exclude_tags, rules=ctx.settings.rules,
+                              provider_name=ctx.provider_name, requeue=requeue, complete=complete)
     rows = store.images_by_media(m.id for m in product.media)
-    excluded = is_excluded(product.tags, ctx.settings.selection.exclude_tags)
-    # [[rules]]: decided once per product, recorded with each image it queues (its intent).
-    rule = first_match(ctx.settings.rules, facts_of(product)) if ctx.settings.rules else None
-    ruled = None if rule is None else rule_decision(rule, ctx.provider_name)
-    rule_skip = {} if rule is None or not rule.settings.skip else dict(
-        state=ImageState.SKIPPED, error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
-    present: set[str] = set()
-    new_rows: list[dict[str, Any]] = []  # inserted together once the product is read through
-    for position, media in enumerate(product.media):
-        present.add(media.id)
-        facts = MediaFacts(
-            media_id=media.id, is_image=media.content_type == "IMAGE",
-            filename=filename_of(media.url or media.original_url),
-            in_marker=media.id in product.marker_media_ids, known_output=media.id in known_outputs,
-            tracked=media.id in rows,
-        )
-        decision = classify_media(facts, first_run=first_run, new_only=ctx.settings.selection.new_only,
-                                  excluded=excluded)
-        if decision is Discovery.OUTPUT:
-            if media.id not in known_outputs:
-                row = rows.get(media.id)
-                store.add_output(media.id, product.id, row.id if row else None)
+    actions = plan_product(product, rows, store.images_of_product(product.id) if complete else (),
+                           store.output_media_of_product(product.id), options)
+    _apply(ctx, product, actions, counts)
+
+
+def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counter[str]) -> None:
+    """Discovery's executor: carry out one product's plan (pipeline/discover_plan.py), count and log it.
+    Every state change is a compare-and-set transition from the state the plan saw (storage/lifecycle.py)."""
+    store = ctx.store
+    new_rows: list[NewRow] = []  # inserted together once the product is read through
+    for action in actions:
+        if isinstance(action, RecordOutput):
+            if action.new:
+                store.add_output(action.media_id, product.id, action.image_id)
             counts["output"] += 1
-        elif decision in (Discovery.BASELINE, Discovery.QUEUE):
-            state = ImageState.BASELINE if decision is Discovery.BASELINE else ImageState.DISCOVERED
-            row = dict(
-                media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
-                source_url=media.url, filename=filename_of(media.url or media.original_url),
-                mime_type=media.mime_type, alt=media.alt, position=position,
-            )
-            if state is ImageState.DISCOVERED and rule is not None:
-                row.update(rule=ruled, **rule_skip)
-            new_rows.append(row)
-        elif decision is Discovery.EXCLUDED:
+        elif isinstance(action, NewRow):
+            new_rows.append(action)
+        elif isinstance(action, Excluded):
             counts["excluded"] += 1
-        elif facts.tracked and rows[media.id].state in requeue and not excluded:
-            row = rows[media.id]
-            if rule_skip:
-                if row.state != ImageState.SKIPPED or row.rule != ruled:
-                    store.transition(row.id, "skip", expect=row.state, rule=ruled,
-                                     error_code=rule_skip["error_code"], error_message=rule_skip["error_message"])
-                counts["skipped_by_rule"] += 1
-                continue
+        elif isinstance(action, RuleSkip):
+            if action.fields is not None:
+                store.transition(action.image_id, "skip", expect=action.was, **action.fields)
+            counts["skipped_by_rule"] += 1
+        elif isinstance(action, Requeue):
             # (the requeue clears the job, its result, the write and the step's errors: lifecycle.py)
-            if not store.transition(row.id, "requeue", expect=row.state, source_url=media.url, position=position,
-                                    alt=media.alt, rule=ruled):
-                ctx.log.debug("not_moved", product_id=product.id, media_id=media.id, transition="requeue",
-                              expected=row.state)
+            if not store.transition(action.image_id, "requeue", expect=action.was, **action.fields):
+                ctx.log.debug("not_moved", product_id=product.id, media_id=action.media_id, transition="requeue",
+                              expected=action.was)
                 continue
             counts["requeued"] += 1
-            ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state,
-                         **({"rule": rule.label} if rule else {}))
-    store.insert_images(new_rows)
-    for row in new_rows:
-        if row["state"] is ImageState.SKIPPED:
+            ctx.log.info("requeued", product_id=product.id, media_id=action.media_id, was=action.was,
+                         **({"rule": action.rule_label} if action.rule_label else {}))
+    store.insert_images([action.fields for action in new_rows])
+    for action in new_rows:
+        if action.state is ImageState.SKIPPED:
             counts["skipped_by_rule"] += 1
-            ctx.log.info("skipped", product_id=product.id, media_id=row["media_id"], reason="rule_skip",
-                         rule=rule.label if rule else None)
+            ctx.log.info("skipped", product_id=product.id, media_id=action.fields["media_id"], reason="rule_skip",
+                         rule=action.rule_label)
             continue
-        counts["baseline" if row["state"] is ImageState.BASELINE else "queued"] += 1
-        if row["state"] is ImageState.DISCOVERED:
-            ctx.log.info("queued", product_id=product.id, media_id=row["media_id"],
-                         **({"rule": rule.label} if rule else {}))
-    # An original removed by the merchant before we sent it: nothing to do for it any more.
-    for row in store.images_of_product(product.id) if complete else ():
-        if row.media_id not in present and row.state == ImageState.DISCOVERED:
-            store.transition(row.id, "skip", expect=ImageState.DISCOVERED, error_code="media_deleted",
-                             error_message="the merchant deleted this media before it was sent")
+        counts["baseline" if action.state is ImageState.BASELINE else "queued"] += 1
+        if action.state is ImageState.DISCOVERED:
+            ctx.log.info("queued", product_id=product.id, media_id=action.fields["media_id"],
+                         **({"rule": action.rule_label} if action.rule_label else {}))
+    for action in actions:
+        if isinstance(action, MediaGone):
+            store.transition(action.image_id, "skip", expect=ImageState.DISCOVERED, **action.fields)
             counts["skipped"] += 1
-            ctx.log.info("skipped", product_id=product.id, media_id=row.media_id, reason="media_deleted")
+            ctx.log.info("skipped", product_id=product.id, media_id=action.media_id, reason="media_deleted")

@@ -16,15 +16,16 @@ from datetime import datetime, timezone
 
 from retouch.plugin.providers import errors as provider_errors
 from retouch.storage.lifecycle import Move
-from retouch.storage.models import ImageState, Job, JobState, epoch
+from retouch.storage.models import ImageState, Job, JobState
 
-from ..credit_split import CREDIT_CAP, after_refusal, capped_size
-from ..decisions import backoff, next_midnight, poll_delay, submit_size
+from ..credit_split import CREDIT_CAP, after_refusal
+from ..decisions import backoff, next_midnight, poll_delay
 from ..rules import options_for, recorded
 from .context import BLOCKED_UNTIL, PAUSED, Context
 from .jobs import JobProgress, ticket_for
 from .preflight import usable_sources
 from .refresh import refresh_unready
+from .submit_plan import Hold, JobFacts, PauseForDay, plan_job
 
 QUEUE_READ_LIMIT = 1000  # images read for one job when the provider sets no batch limit
 UNCERTAIN = "uncertain_send"   # provider state: a send of a non-idempotent job is on its way
@@ -49,22 +50,21 @@ async def submit(ctx: Context) -> int:
     if not queued:
         return 0  # the usual tick: nothing to send, so the quota need not be read (it runs every tick)
     ledger = ctx.ledger()
-    size = submit_size(ledger.batch_size(len(queued), now, ctx.active_jobs()),
-                       images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
-                       max_batch=limits.max_batch, max_hold=limits.window / limits.limit("job"),
-                       oldest_wait=now - epoch(queued[0].created_at))
-    if size == 0:
-        return 0
     left, spent = ctx.budget_left(now)
-    if left == 0:
-        _pause_for_the_day(ctx, now, spent)
+    # Which images go in the job is decided in pure code (submit_plan.py); this step carries it out.
+    # (Its facts are read whole on each tick that finds queued images: the budget and the credit cap
+    # are two small reads, no longer skipped when the quota already says wait.)
+    plan = plan_job(queued, JobFacts(
+        now=now, allowed=ledger.batch_size(len(queued), now, ctx.active_jobs()),
+        images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
+        max_batch=limits.max_batch, max_hold=limits.window / limits.limit("job"), budget_left=left,
+        budget_spent=spent, credit_cap=ctx.store.get_meta(CREDIT_CAP)))
+    if isinstance(plan, PauseForDay):
+        _pause_for_the_day(ctx, now, plan.spent)
         return 0
-    if left is not None:
-        size = min(size, left)
-    size = capped_size(size, ctx.store.get_meta(CREDIT_CAP))  # the balance refused a bigger job
-    # One job, one set of options: the images queued under the same [[rules]] decision as the oldest.
-    queued = [image for image in queued if image.rule == queued[0].rule]
-    batch = await usable_sources(ctx, queued[:size])
+    if isinstance(plan, Hold):
+        return 0
+    batch = await usable_sources(ctx, list(plan.images))
     if not batch:
         return 0
     job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
