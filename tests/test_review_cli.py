@@ -86,8 +86,9 @@ def test_approve_reject_redo_through_the_cli(shop, provider, write_config, daemo
         assert now[original["id"]]["sha256"] == original["sha256"]
     # The redo was one more paid job, with the preset asked for; the approved and rejected ones were not sent again.
     enhancements = provider.enhancements()
-    assert len(enhancements) == 2 or sum(len(e["external_ids"]) for e in enhancements) == 4
-    assert enhancements[-1]["preset"] == "marketplace_clean_catalog"
+    assert sum(len(e["external_ids"]) for e in enhancements) == 4
+    assert len(enhancements[-1]["external_ids"]) == 1 and enhancements[-1]["preset"] == "marketplace_clean_catalog"
+    assert all(e["preset"] != "marketplace_clean_catalog" for e in enhancements[:-1])
     assert db_rows(db, "select paid_attempts from image where media_id = ?", media[2])[0][0] == 2
     new_result = db_rows(db, "select result_sha256 from image where media_id = ?", media[2])[0][0]
     path = tmp_path / "backups" / "results" / new_result[:2] / new_result
