@@ -465,6 +465,16 @@ class Store:
         with self._write() as conn:
             return conn.execute(statement).rowcount > 0
 
+    def result_holders(self, before: float) -> list[Holder]:
+        """Every image row that refers to a result kept for review ([review], storage/kept_results.py)."""
+        cutoff = datetime.fromtimestamp(before, timezone.utc)
+        query = (select(Image.result_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,
+                        Image.product_id, Image.media_id)
+                 .where(col(Image.result_sha256).is_not(None)))
+        with self._read() as s:
+            return [Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
+                    for sha, state, done_before, reverted, product_id, media_id in s.exec(query)]
+
     # ----- output media -----------------------------------------------------------------------
 
     def is_output(self, media_id: str) -> bool:
