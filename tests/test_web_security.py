@@ -181,3 +181,43 @@ def test_pictures_come_from_local_disk_by_id_and_only_as_pictures(setup) -> None
     assert page.http.get(f"/ui/picture/{shown.id + 100}/before").status_code == 404
     product = page.http.get("/ui/product/1")
     assert product.status_code == 200 and f"/ui/picture/{shown.id}/before" in product.text
+
+
+def test_review_forms_decide_per_image_per_product_and_for_a_selection(setup) -> None:
+    """The review page over the store as the review step leaves it (the pipeline itself: test_web_browser.py)."""
+    page, store, settings = setup
+    from retouch.sync.review import results_store
+
+    backups = BackupStore(settings.backup_dir)
+    ids = {}
+    for n, (product, title) in enumerate([("1", "Blue Mug"), ("1", "Blue Mug"), ("2", "Red Scarf"), ("3", "Lamp")]):
+        image = store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id=f"gid://shopify/Product/{product}",
+                                   product_legacy_id=product, state="awaiting_review", product_title=title,
+                                   filename=f"photo-{n}.jpg", backup_sha256=backups.put(png((n * 40, 10, 10))),
+                                   result_sha256=results_store(settings).put(png((255, 255, 255 - n))))
+        ids[n] = image.id
+    page.login()
+    queue = page.http.get("/ui/review")
+    assert queue.status_code == 200 and "Blue Mug" in queue.text and "Red Scarf" in queue.text
+    for image_id in ids.values():
+        for which in ("before", "after"):
+            assert f"/ui/picture/{image_id}/{which}" in queue.text
+            assert page.http.get(f"/ui/picture/{image_id}/{which}").headers["content-type"] == "image/png"
+    token = page.csrf("/ui/review")
+    # Per product: both of Blue Mug's; then a selection; then one image with a reason.
+    answer = page.http.post("/ui/review/approve", data={"csrf": token, "product": "1"})
+    assert answer.status_code == 303
+    assert "2 image(s) approved" in page.http.get("/ui/review").text
+    assert {store.image(ids[0]).state, store.image(ids[1]).state} == {"backed_up"}
+    page.http.post("/ui/review/reject", data={"csrf": token, "image": [str(ids[2]), str(ids[3])],
+                                               "reason": "too dark"})
+    assert [store.image(ids[n]).state for n in (2, 3)] == ["rejected", "rejected"]
+    assert store.image(ids[2]).review_note == "too dark"
+    # A decision on an image no longer waiting is refused with the reason, not applied.
+    again = page.http.post("/ui/review/approve", data={"csrf": token, "image": str(ids[2])}, follow_redirects=True)
+    assert "0 image(s) approved" in again.text and store.image(ids[2]).state == "rejected"
+    # Redo asks first (its cost), and only the confirmed form queues it again.
+    asked = page.http.post("/ui/review/redo", data={"csrf": token, "image": str(ids[3])})
+    assert asked.status_code == 200 and "redo 1 image(s)" in asked.text and store.image(ids[3]).state == "rejected"
+    page.http.post("/ui/review/redo", data={"csrf": token, "image": str(ids[3]), "confirmed": "yes"})
+    assert store.image(ids[3]).state == "discovered"

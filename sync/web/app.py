@@ -238,8 +238,11 @@ def build_ui(deps: UiDeps) -> Starlette:
         preset = str(form.get("preset") or "").strip()[:REASON_MAX] or None
         prompt = str(form.get("prompt") or "").strip()[:REASON_MAX] or None
         if form.get("confirmed") != "yes":
-            quote = await run_in_threadpool(
-                lambda: review.redo_quote(settings(), store(), ids, preset=preset, prompt=prompt))
+            try:
+                quote = await run_in_threadpool(
+                    lambda: review.redo_quote(settings(), store(), ids, preset=preset, prompt=prompt))
+            except ValueError as exc:  # an option the provider would refuse, in the owner's words
+                return redirect(request, back(request), f"not redone: {exc}")
             return render(request, "confirm.html", action="review/redo", title="Redo these results?",
                           quote=quote, ids=ids, preset=preset or "", prompt=prompt or "",
                           back_product=form.get("back_product") or "", button="Redo (a new paid attempt)")
