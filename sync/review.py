@@ -39,9 +39,9 @@ REDO_OPTION_KEYS: dict[str, dict[str, str]] = {
     "imagen": {"preset": "profile_key"},
 }
 
-# The review states (life's transition table, storage/lifecycle.py).
-AWAITING_REVIEW = "awaiting_review"
-REJECTED = "rejected"
+# The review states (the transition table: storage/lifecycle.py).
+AWAITING_REVIEW = ImageState.AWAITING_REVIEW
+REJECTED = ImageState.REJECTED
 
 # A reject's reason and a redo's options are short notes, not documents.
 NOTE_MAX = 500
@@ -120,7 +120,7 @@ def _credits_per_image(job: Any) -> int:
 
 
 def select_images(store: Store, *, image_ids: Iterable[int] = (), product: str | None = None,
-                  everything: bool = False, states: Sequence[str] = (AWAITING_REVIEW,)) -> list[Image]:
+                  everything: bool = False, states: Sequence[ImageState] = (AWAITING_REVIEW,)) -> list[Image]:
     """The images a decision is about: by id, by product (id, gid or title, case-insensitive) or all
     of those in `states`. The CLI and the web page name images the same way."""
     chosen: dict[int, Image] = {}
@@ -159,8 +159,7 @@ def reject(store: Store, image_ids: Iterable[int], *, reason: str, now: float) -
     """Never write these results: each ends `rejected` with the owner's reason; the original stays."""
     ids = _ids(image_ids)
     note = " ".join(reason.split())[:NOTE_MAX] or "rejected by the owner"
-    moved = store.transition(ids, "reject", expect=AWAITING_REVIEW, review_note=note,
-                             next_attempt_at=None)
+    moved = store.transition(ids, "reject", expect=AWAITING_REVIEW, review_note=note)
     return ReviewOutcome(list(moved), _refusals(store, ids, moved, "rejected"))
 
 

@@ -50,7 +50,7 @@ def test_a_wrong_review_key_is_one_line_naming_it(tmp_path: Path, table: str, ex
 
 def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path) -> None:
     path = write(tmp_path, '[review]\nmode = "everything"\n')
-    result = subprocess.run([sys.executable, "-m", "retouch.sync", "status", "-c", str(path)],
+    result = subprocess.run([sys.executable, "-m", "retouch.sync", "review", "list", "-c", str(path)],
                             capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("config error: [review] mode:") and result.stderr.count("\n") == 1
