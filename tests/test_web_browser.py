@@ -7,7 +7,7 @@ password and a flood of logins are refused.
 
 Screenshots of each page go to $RETOUCH_SCREENSHOTS (default tests/output/screenshots/), printed at
 the end, for a person to look at; with RETOUCH_DOCS_SCREENSHOT=1 the review page's also replaces
-docs/img/review.png (the README's picture)."""
+docs/review.png (the README's picture)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ mode = "all"
             shoot(page, "3-review")
             if os.environ.get("RETOUCH_DOCS_SCREENSHOT") == "1":
                 page.eval_on_selector_all("details", "ds => ds.forEach(d => d.open = false)")
-                page.screenshot(path=str(ROOT / "docs" / "img" / "review.png"))
+                page.evaluate("() => window.scrollTo(0, 0)")
+                page.screenshot(path=str(ROOT / "docs" / "review.png"))
 
             # A POST without the CSRF token, from the signed-in browser itself: refused, nothing moves.
             forged = page.request.post(f"{base}/review/approve", form={"image": str(image_id[rejected])})
