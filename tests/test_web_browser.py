@@ -2,7 +2,8 @@
 system browser; never `playwright install`), on a real daemon subprocess with `[review] mode = "all"`
 against the sandboxes: sign in, approve one result, reject one, redo one; then Shopify holds exactly
 the approved result, the rejected original is untouched, the redone image was charged once more and
-nothing else changed. Every picture on every page loads; a POST without the CSRF token, a wrong
+nothing else changed; a revert from the product page (after its confirmation) puts the original
+back. Every picture on every page loads; a POST without the CSRF token, a wrong
 password and a flood of logins are refused.
 
 Screenshots of each page go to $RETOUCH_SCREENSHOTS (default tests/output/screenshots/), printed at
@@ -146,6 +147,26 @@ mode = "all"
             assert not all_pictures_load(page)
             shoot(page, "6-overview-after")
 
+            # Shopify holds exactly the approved result; the rejected and the redone originals are untouched.
+            kept = db_rows(db, "select result_sha256 from image where id = ?", image_id[approved])[0][0]
+            for legacy, original in originals.items():
+                media = shop.product(legacy)["media"]
+                assert [m["id"] for m in media] == [original["id"]]
+                assert media[0]["sha256"] == (kept if legacy == approved else original["sha256"]), legacy
+            assert charged(provider) == 4  # three results and the one redo, nothing else
+
+            # Revert from the product page, after its confirmation: the original is back in Shopify.
+            page.goto(f"{base}/product/{approved}")
+            page.click("text=Revert this product")
+            assert "Put back the original of 1 image(s)" in page.inner_text(".quote")
+            assert shop.product(approved)["media"][0]["sha256"] == kept  # asking changed nothing
+            shoot(page, "7-revert-confirm")
+            page.click("#confirm")
+            assert "reverted 1 image(s)" in page.inner_text(".flash")
+            assert shop.product(approved)["media"][0]["sha256"] == originals[approved]["sha256"]
+            assert image_states(db)[media_of[approved]] == "reverted"
+
+            # Logins from one client: a few tries a minute, then 429 with Retry-After.
             # Logins from one client: a few tries a minute, then 429 with Retry-After.
             statuses, retry_after = [], None
             for _ in range(8):
@@ -162,13 +183,6 @@ mode = "all"
         finally:
             browser.close()
 
-    # Shopify holds exactly the approved result; the rejected and the redone originals are untouched.
-    kept = db_rows(db, "select result_sha256 from image where id = ?", image_id[approved])[0][0]
-    for legacy, original in originals.items():
-        media = shop.product(legacy)["media"]
-        assert [m["id"] for m in media] == [original["id"]]
-        expected = kept if legacy == approved else original["sha256"]
-        assert media[0]["sha256"] == expected, legacy
-    assert charged(provider) == 4  # three results and the one redo, nothing else
+    assert charged(provider) == 4
     assert run.terminate(timeout=15) == 0
     print(f"\nscreenshots of each page: {SHOTS}")
