@@ -26,7 +26,7 @@ from retouch.sync.server import ServerDeps, build_app
 from retouch.sync.web import UiDeps, build_ui
 from retouch.sync.web.auth import LOGIN_ATTEMPTS, PASSWORD_META, hash_password
 
-from conftest import SECRETS, cli, pipeline_settings
+from conftest import SECRETS, cli, config_text, pipeline_settings
 
 PASSWORD = "correct horse battery"
 
@@ -221,3 +221,26 @@ def test_review_forms_decide_per_image_per_product_and_for_a_selection(setup) ->
     assert asked.status_code == 200 and "redo 1 image(s)" in asked.text and store.image(ids[3]).state == "rejected"
     page.http.post("/ui/review/redo", data={"csrf": token, "image": str(ids[3]), "confirmed": "yes"})
     assert store.image(ids[3]).state == "discovered"
+
+
+def test_the_session_cookie_is_secure_behind_an_https_public_url(shop, provider, tmp_path: Path) -> None:
+    from retouch.sync.config import load_settings
+
+    config = tmp_path / "public.toml"
+    config.write_text(config_text(shop, provider, tmp_path, new_only=False, extra="""
+[server]
+listen = "0.0.0.0:8787"
+public_url = "https://retouch.example.com"
+"""))
+    settings = load_settings(config)
+    store = Store(settings.database_url)
+    store.set_meta(PASSWORD_META, hash_password(PASSWORD))
+    page = Page(settings, store)
+    try:
+        # The session starts on the sign-in page (its CSRF token); over plain http the browser would
+        # not even send a Secure cookie back, so the page is usable only through https.
+        cookie = page.http.get("/ui/login").headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    finally:
+        page.close()
+        store.close()
