@@ -73,15 +73,18 @@ def session_key(database: Path) -> str:
         key = path.read_text().strip()
         if len(key) >= 32:
             return key
-    except FileNotFoundError:
-        pass
+    except OSError:
+        pass  # none yet, or unreadable: a new key below (sessions signed with an old one end)
     key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, key.encode())
-    finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, key.encode())
+        finally:
+            os.close(fd)
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # a folder the daemon may not write: the key lives as long as the process (sign in again after a restart)
     return key
 
 
