@@ -321,6 +321,13 @@ class Store(ProviderTables, ShopTables):
                      .order_by(col(Image.updated_at).desc()).limit(limit))
             return list(s.exec(query))
 
+    def recent_in_states(self, states: Sequence[str], limit: int) -> list[Image]:
+        """The images in `states` whose row changed last, newest first (the review page's recent results)."""
+        query = (select(Image).where(col(Image.state).in_([str(s) for s in states]))
+                 .order_by(col(Image.updated_at).desc()).limit(limit))
+        with self._read() as s:
+            return list(s.exec(query))
+
     def changed_into_since(self, state: ImageState, after: datetime, limit: int) -> list[Image]:
         """Images in `state` whose row changed after `after`, oldest change first ([notify]'s failures)."""
         query = (select(Image).where(Image.state == state, col(Image.updated_at) > after)

@@ -158,6 +158,18 @@ def retry(config: ConfigOption = None, product: ProductOption = None,
     raise typer.Exit(retry_command(settings, product_ids))
 
 
+@app.command(epilog="Example: retouch password   (or: echo \"$PASSWORD\" | retouch password)")
+def password(config: ConfigOption = None,
+             generate: Annotated[bool, typer.Option("--generate", help="Make up a strong password and print it once",
+                                                    **FLAG)] = False) -> None:
+    """Set the review page's password (asked twice, or read from standard input); kept only as a hash."""
+    settings = _settings(config)
+    from .commands.database import require_database
+    from .commands.password import password_command
+    require_database(settings)
+    raise typer.Exit(password_command(settings, generate=generate))
+
+
 @app.command(epilog="Example: retouch check -c /etc/retouch/config.toml")
 def check(config: ConfigOption = None) -> None:
     """Validate the config and reach Shopify and the provider; say what is wrong."""
