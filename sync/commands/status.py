@@ -9,17 +9,17 @@ from rich.console import Console
 from rich.table import Table
 
 from retouch.plugin.providers.quota import KINDS, QuotaLedger
-from retouch.storage.models import PENDING_STATES, ImageState, JobState
+from retouch.storage.models import PENDING_STATES, ImageState, JobState, epoch
 from retouch.storage.backups import disk_usage
 from retouch.storage.store import Store
 
 from ..config import Settings
-from ..decisions import queue_eta_seconds
+from ..decisions import next_midnight, queue_eta_seconds, submit_size
 from ..rules import label_of
 from .backups import human_size
 from ..budget import budget_today, spent_since
 from ..decisions import last_midnight
-from ..waiting import queue_wait
+from ..waiting import QueueFacts, group_line, grouped, image_waits, queue_wait
 from ..metrics import images_per_window, ledger_images_left
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
 from ..scheduler import HEARTBEAT, LAST_ERROR
@@ -63,6 +63,10 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
             "credits_spent": {"today": spent_since(settings, store, last_midnight(now), pending=False)[1],
                               "total": spent_since(settings, store, 0.0, pending=False)[1],
                               "unit": settings.capabilities.credit_unit},
+            "waiting": [{"line": group_line(g), "reason": g.reason, "until": _iso(g.until) if g.until else None, "images": g.images,
+                         "products": g.products}
+                        for g in grouped(image_waits(store.images_in_state(*PENDING_STATES), _queue_facts(
+                            settings, store, ledger, now, _loads(paused), blocked)))],
             "paused": _loads(paused),
             "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
@@ -74,6 +78,30 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         }
     finally:
         store.close()
+
+
+def _queue_facts(settings: Settings, store: Store, ledger: QuotaLedger, now: float, paused: dict | None,
+                 blocked: float) -> QueueFacts:
+    """The numbers the submit step decides with (sync/pipeline/submit.py), read the same way."""
+    limits = ledger.limits
+    active = sum(1 for job in store.jobs_in_state(JobState.SUBMITTED) if job.provider == settings.provider.name)
+    due = store.images_in_state(ImageState.DISCOVERED, due_by=now, has_source=True, limit=max(1, limits.max_batch))
+    allowed = ledger.batch_size(len(due), now, active)
+    hold_until = None
+    if due and allowed and not submit_size(allowed, images_available=ledger.available("image", now),
+                                           jobs_available=ledger.available("job", now), max_batch=limits.max_batch,
+                                           max_hold=limits.window / limits.limit("job"),
+                                           oldest_wait=now - epoch(due[0].created_at)):
+        hold_until = epoch(due[0].created_at) + limits.window / limits.limit("job")
+    slot_busy = active >= limits.max_active
+    used_up = _quota_used_up(ledger, now)
+    per_window, window = images_per_window(limits)
+    return QueueFacts(
+        now=now, tick=settings.schedule.tick, provider=settings.plugin.title, paused=paused, blocked_until=blocked,
+        go_now=0 if used_up or slot_busy else ledger_images_left(ledger, now),
+        quota_free_at=ledger.next_submit_at(now, active_jobs=0) if used_up else None, slot_busy=slot_busy,
+        per_window=per_window, window=window, hold_until=hold_until,
+        budget_left=budget_today(settings, store, now)[0], next_midnight=next_midnight(now))
 
 
 def _quota_used_up(ledger: QuotaLedger, now: float) -> bool:
@@ -136,6 +164,10 @@ def print_status(report: dict) -> None:
         console.print(f"budget {report['budget']}")
     if report["paused"]:
         console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")
+    if report["waiting"]:
+        console.print("waiting:")
+        for group in report["waiting"]:
+            console.print(f"  {group['line']}", highlight=False, markup=False, soft_wrap=True)
     if report["rate_limited_until"]:
         console.print(f"rate limited until {report['rate_limited_until']}")
     if report["rules"]:
