@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import cli, pipeline_settings, run_async
-from retouch.storage.models import ImageState
 from retouch.sync.pipeline import discover, submit
 from retouch.sync.runtime import open_context
 from retouch.sync.waiting import QueueFacts, group_line, grouped, image_waits
