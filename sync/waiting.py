@@ -60,6 +60,8 @@ class ImageWait:
     label: str                           # the product's title (or the file, or the product id)
     reason: str                          # "quota resets at 14:42": words for the owner, local time
     until: float | None                  # wall clock the wait ends, when it is known
+    kind: str = "next"                   # enhancing, writing, paused, budget, rate_limited, retry, shopify, held,
+                                         # quota, slot, next: what the progress bar words
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,10 @@ def image_waits(images: Iterable, facts: QueueFacts) -> list[ImageWait]:
     waits, place = [], 0
     for image in images:
         label = getattr(image, "product_title", None) or image.filename or image.product_id
-        reason, until = _why(image, place, facts)
+        kind, reason, until = _why(image, place, facts)
         if image.state == "discovered" and image.source_url and not _retry_pending(image, facts.now):
             place += 1
-        waits.append(ImageWait(image.id, label, reason, until))
+        waits.append(ImageWait(image.id, label, reason, until, kind))
     return waits
 
 
@@ -102,54 +104,78 @@ def group_line(group: WaitGroup) -> str:
     return f"{count}: {group.reason}" + (f" ({names})" if names else "")
 
 
+# What holds the whole queue back, for the progress bar ("waiting for the quota until 14:42"), most telling first.
+_BAR_WORDS = {"paused": "{reason}", "budget": "waiting for the daily budget until {clock}",
+              "rate_limited": "{reason}", "quota": "waiting for the quota until {clock}",
+              "held": "{reason}", "slot": "{reason}", "shopify": "waiting for Shopify to process the originals",
+              "retry": "{reason}"}
+
+
+def progress_words(waits: list[ImageWait]) -> str:
+    """What a progress bar says while its images wait: the work, or the wait and its end."""
+    kinds = {wait.kind for wait in waits}
+    for kind in ("paused", "budget", "rate_limited"):
+        if kind in kinds:
+            return _bar(next(wait for wait in waits if wait.kind == kind))
+    if kinds & {"enhancing", "writing", "next"}:
+        return "enhancing" if "enhancing" in kinds else "writing back" if "writing" in kinds else "sending"
+    first = min((wait for wait in waits if wait.kind in _BAR_WORDS), key=lambda w: w.until or float("inf"),
+                default=None)
+    return _bar(first) if first else ""
+
+
+def _bar(wait: ImageWait) -> str:
+    return _BAR_WORDS.get(wait.kind, "{reason}").format(reason=wait.reason, clock=_clock(wait.until or 0.0))
+
+
 def _retry_pending(image, now: float) -> bool:
     return image.next_attempt_at is not None and image.next_attempt_at > now
 
 
-def _why(image, place: int, facts: QueueFacts) -> tuple[str, float | None]:
+def _why(image, place: int, facts: QueueFacts) -> tuple[str, str, float | None]:
     now, state = facts.now, image.state
     if state == "submitted":
-        return f"being enhanced by {facts.provider}", None
+        return "enhancing", f"being enhanced by {facts.provider}", None
     if state in ("enhanced", "backed_up"):
         if _retry_pending(image, now):
             return _retry(image)
-        return "enhanced: being written back to Shopify", None
+        return "writing", "enhanced: being written back to Shopify", None
     if state == "written":
         at = image.next_attempt_at if _retry_pending(image, now) else now + facts.tick
-        return f"waiting for Shopify to process the new picture (checked again at {_clock(at)})", at
+        return "writing", f"waiting for Shopify to process the new picture (checked again at {_clock(at)})", at
     if state != "discovered":
-        return state, None
+        return state, state, None
     paused = facts.paused
     if paused and paused.get("retry_at") is not None and float(paused["retry_at"]) > now:
         at = float(paused["retry_at"])
         if paused.get("budget"):
-            return f"budget: next credits at {_clock(at)}", at
-        return f"paused: {paused.get('reason') or 'submissions paused'} (tried again at {_clock(at)})", at
+            return "budget", f"budget: next credits at {_clock(at)}", at
+        return "paused", f"paused: {paused.get('reason') or 'submissions paused'} (tried again at {_clock(at)})", at
     if facts.blocked_until > now:
-        return f"rate limited until {_clock(facts.blocked_until)}", facts.blocked_until
+        return "rate_limited", f"rate limited until {_clock(facts.blocked_until)}", facts.blocked_until
     if _retry_pending(image, now):
         return _retry(image)
     if not image.source_url:
         at = now + facts.tick
-        return f"waiting for Shopify to process (checked again at {_clock(at)})", at
+        return "shopify", f"waiting for Shopify to process (checked again at {_clock(at)})", at
     if facts.budget_left is not None and place >= facts.budget_left:
-        return f"budget: next credits at {_clock(facts.next_midnight)}", facts.next_midnight
+        return "budget", f"budget: next credits at {_clock(facts.next_midnight)}", facts.next_midnight
     if place < facts.go_now:
         if facts.hold_until is not None and facts.hold_until > now:
-            return f"held to fill a batch until {_clock(facts.hold_until)}", facts.hold_until
-        return "next to be sent", None
+            return "held", f"held to fill a batch until {_clock(facts.hold_until)}", facts.hold_until
+        return "next", "next to be sent", None
     if facts.slot_busy and facts.go_now == 0:
-        return f"waiting for the job at {facts.provider} to finish", None
+        return "slot", f"waiting for the job at {facts.provider} to finish", None
     if facts.per_window <= 0 or facts.window <= 0:
-        return "next to be sent", None
+        return "next", "next to be sent", None
     later = (place - facts.go_now) // facts.per_window
     if facts.quota_free_at is not None and facts.go_now == 0:
         at = facts.quota_free_at + later * facts.window
-        return (f"quota resets at {_clock(at)}" if later == 0 else f"quota: sent around {_clock(at)}"), at
+        return "quota", (f"quota resets at {_clock(at)}" if later == 0 else f"quota: sent around {_clock(at)}"), at
     at = now + (later + 1) * facts.window  # every image counted now has left the window by then
-    return f"quota: sent by {_clock(at)}", at
+    return "quota", f"quota: sent by {_clock(at)}", at
 
 
-def _retry(image) -> tuple[str, float]:
+def _retry(image) -> tuple[str, str, float]:
     after = image.error_code or (image.error_message or "an error")[:80]
-    return f"retry at {_clock(image.next_attempt_at)} after {after}", image.next_attempt_at
+    return "retry", f"retry at {_clock(image.next_attempt_at)} after {after}", image.next_attempt_at

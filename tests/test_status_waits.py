@@ -124,3 +124,15 @@ def test_status_groups_the_images_waiting_for_the_quota(shop, provider, tmp_path
     assert sent and sent[0]["images"] == 2, report["waiting"]
     text = cli("status", config=settings.path).stdout
     assert re.search(r"2 images: quota resets at \d\d:\d\d \(.+, .+\)", text), text
+
+
+def test_the_progress_bar_words_the_wait_that_holds_the_queue() -> None:
+    from retouch.sync.waiting import progress_words
+
+    quota = image_waits([row(1), row(2)], facts(go_now=0, quota_free_at=NOW + 600, per_window=1))
+    assert progress_words(quota) == f"waiting for the quota until {clock(NOW + 600)}"
+    moving = image_waits([row(5, state="submitted"), row(1)], facts(go_now=0, quota_free_at=NOW + 600))
+    assert progress_words(moving) == "enhancing"
+    paused = image_waits([row(1)], facts(paused={"reason": "no credits", "retry_at": NOW + 60}))
+    assert progress_words(paused) == f"paused: no credits (tried again at {clock(NOW + 60)})"
+    assert progress_words([]) == ""

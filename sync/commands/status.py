@@ -9,17 +9,18 @@ from rich.console import Console
 from rich.table import Table
 
 from retouch.plugin.providers.quota import KINDS, QuotaLedger
-from retouch.storage.models import PENDING_STATES, ImageState, JobState, epoch
+from retouch.storage.models import PENDING_STATES, ImageState, JobState
 from retouch.storage.backups import disk_usage
 from retouch.storage.store import Store
 
 from ..config import Settings
-from ..decisions import next_midnight, queue_eta_seconds, submit_size
+from ..decisions import queue_eta_seconds
 from ..rules import label_of
 from .backups import human_size
 from ..budget import budget_today, spent_since
 from ..decisions import last_midnight
-from ..waiting import QueueFacts, group_line, grouped, image_waits, queue_wait
+from ..queue_facts import pending_waits, quota_used_up
+from ..waiting import group_line, grouped, queue_wait
 from ..metrics import images_per_window, ledger_images_left
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
 from ..scheduler import HEARTBEAT, LAST_ERROR
@@ -42,7 +43,7 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         # A pause or a 429 comes before the quota's own pace: the ETA counts it (issue 23).
         eta, waits_for = queue_wait(
             queued=queued, now=now, paused=_loads(paused), blocked_until=blocked,
-            quota_free_at=ledger.next_submit_at(now, active_jobs=0) if _quota_used_up(ledger, now) else None,
+            quota_free_at=ledger.next_submit_at(now, active_jobs=0) if quota_used_up(ledger, now) else None,
             quota_eta=queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)))
         return {
             "database": str(settings.database_path),
@@ -63,10 +64,9 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
             "credits_spent": {"today": spent_since(settings, store, last_midnight(now), pending=False)[1],
                               "total": spent_since(settings, store, 0.0, pending=False)[1],
                               "unit": settings.capabilities.credit_unit},
-            "waiting": [{"line": group_line(g), "reason": g.reason, "until": _iso(g.until) if g.until else None, "images": g.images,
-                         "products": g.products}
-                        for g in grouped(image_waits(store.images_in_state(*PENDING_STATES), _queue_facts(
-                            settings, store, ledger, now, _loads(paused), blocked)))],
+            "waiting": [{"line": group_line(g), "reason": g.reason, "until": _iso(g.until) if g.until else None,
+                         "images": g.images, "products": g.products}
+                        for g in grouped(pending_waits(settings, store, now))],
             "paused": _loads(paused),
             "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
@@ -78,35 +78,6 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
         }
     finally:
         store.close()
-
-
-def _queue_facts(settings: Settings, store: Store, ledger: QuotaLedger, now: float, paused: dict | None,
-                 blocked: float) -> QueueFacts:
-    """The numbers the submit step decides with (sync/pipeline/submit.py), read the same way."""
-    limits = ledger.limits
-    active = sum(1 for job in store.jobs_in_state(JobState.SUBMITTED) if job.provider == settings.provider.name)
-    due = store.images_in_state(ImageState.DISCOVERED, due_by=now, has_source=True, limit=max(1, limits.max_batch))
-    allowed = ledger.batch_size(len(due), now, active)
-    hold_until = None
-    if due and allowed and not submit_size(allowed, images_available=ledger.available("image", now),
-                                           jobs_available=ledger.available("job", now), max_batch=limits.max_batch,
-                                           max_hold=limits.window / limits.limit("job"),
-                                           oldest_wait=now - epoch(due[0].created_at)):
-        hold_until = epoch(due[0].created_at) + limits.window / limits.limit("job")
-    slot_busy = active >= limits.max_active
-    used_up = _quota_used_up(ledger, now)
-    per_window, window = images_per_window(limits)
-    return QueueFacts(
-        now=now, tick=settings.schedule.tick, provider=settings.plugin.title, paused=paused, blocked_until=blocked,
-        go_now=0 if used_up or slot_busy else ledger_images_left(ledger, now),
-        quota_free_at=ledger.next_submit_at(now, active_jobs=0) if used_up else None, slot_busy=slot_busy,
-        per_window=per_window, window=window, hold_until=hold_until,
-        budget_left=budget_today(settings, store, now)[0], next_midnight=next_midnight(now))
-
-
-def _quota_used_up(ledger: QuotaLedger, now: float) -> bool:
-    """No image or no job may go now under the provider's quota window."""
-    return any(ledger.limits.limited(kind) and ledger.available(kind, now) <= 0 for kind in ("image", "job"))
 
 
 def _rules(store: Store) -> dict[str, int]:
