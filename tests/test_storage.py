@@ -216,9 +216,11 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
         conn.execute("ALTER TABLE image DROP COLUMN reverted_at")
         conn.execute("ALTER TABLE image DROP COLUMN backup_pruned_at")
         conn.execute("ALTER TABLE image DROP COLUMN rule")
+        for column in ("product_title", "result_sha256", "approved_at", "review_note"):  # schema 6
+            conn.execute(f"ALTER TABLE image DROP COLUMN {column}")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store = Store(f"sqlite:///{db}")
-    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "6"
     assert (store.image(kept.id).reverted_at, store.image(kept.id).backup_pruned_at) == (None, None)
     store.update_image(kept.id, backup_pruned_at=1.5)
     assert store.image(kept.id).backup_pruned_at == 1.5
