@@ -143,6 +143,8 @@ def _why(image, place: int, facts: QueueFacts) -> tuple[str, str, float | None]:
     if state == "written":
         at = image.next_attempt_at if _retry_pending(image, now) else now + facts.tick
         return "writing", f"waiting for Shopify to process the new picture (checked again at {_clock(at)})", at
+    if state == "awaiting_review":
+        return "review", "enhanced: waiting for your review", None
     if state != "discovered":
         return state, state, None
     paused = facts.paused

@@ -285,16 +285,11 @@ def after_interrupt(ctx: Context, target: list[int], on_interrupt: str | None, d
 
 
 def take_back(ctx: Context, image_ids: list[int]) -> list[int]:
-    """Out of the queue, only those still queued (one a daemon is sending is left alone); skipped with the
-    reason, so `status` says why and a later resync brings them back."""
+    """Out of the queue, only those still queued (compare-and-set: one a daemon has just put in a job is
+    left alone); skipped with the reason, so `status` says why and a later resync brings them back."""
     message = "taken back out of the queue when a resync was interrupted; `retouch resync` queues it again"
-    moved = []
-    for image_id in image_ids:
-        image = ctx.store.image(image_id)
-        if image is not None and image.state == ImageState.DISCOVERED:
-            ctx.store.update_image(image_id, state=ImageState.SKIPPED, error_code=TAKEN_BACK, error_message=message)
-            moved.append(image_id)
-    return moved
+    return ctx.store.transition(image_ids, "skip", expect=ImageState.DISCOVERED, error_code=TAKEN_BACK,
+                                error_message=message)
 
 
 async def _scan(ctx: Context, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Counter:

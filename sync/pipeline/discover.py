@@ -8,7 +8,7 @@ product's marker, or named like our uploads — is recorded as output and never 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..decisions import Discovery, MediaFacts, classify_media, filename_of, is_e
 from . import bulk
 from ..rules import decision as rule_decision, facts_of, first_match
 from .context import BASELINE_RECORDED, CURSOR, LAST_DISCOVERY, Context
+from .log_fields import log_fields
 
 # Images that a resync puts back in the queue (`include_baseline` adds the baseline).
 REQUEUE_ON_RESYNC = (ImageState.FAILED, ImageState.SKIPPED)
@@ -125,6 +126,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
     store = ctx.store
     known_outputs = store.output_media_of_product(product.id)
     rows = store.images_by_media(m.id for m in product.media)
+    _keep_title(ctx, product, rows.values())
     excluded = is_excluded(product.tags, ctx.settings.selection.exclude_tags)
     # [[rules]]: decided once per product, recorded with each image it queues (its intent).
     rule = first_match(ctx.settings.rules, facts_of(product)) if ctx.settings.rules else None
@@ -153,7 +155,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             row = dict(
                 media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
                 source_url=media.url, filename=filename_of(media.url or media.original_url),
-                mime_type=media.mime_type, alt=media.alt, position=position,
+                mime_type=media.mime_type, alt=media.alt, position=position, product_title=product.title,
             )
             if state is ImageState.DISCOVERED and rule is not None:
                 row.update(rule=ruled, **rule_skip)
@@ -170,20 +172,20 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             store.update_image(row.id, state=ImageState.DISCOVERED, source_url=media.url, job_id=None,
                                item_index=None, result_url=None, attempts=0, next_attempt_at=None,
                                error_code=None, error_message=None, position=position, alt=media.alt,
-                               write_source=None, write_mode=None, rule=ruled)
+                               write_source=None, write_mode=None, rule=ruled, product_title=product.title)
             counts["requeued"] += 1
-            ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state,
+            ctx.log.info("requeued", **log_fields(row), was=row.state,
                          **({"rule": rule.label} if rule else {}))
     store.insert_images(new_rows)
     for row in new_rows:
         if row["state"] is ImageState.SKIPPED:
             counts["skipped_by_rule"] += 1
-            ctx.log.info("skipped", product_id=product.id, media_id=row["media_id"], reason="rule_skip",
+            ctx.log.info("skipped", **_named(row), reason="rule_skip",
                          rule=rule.label if rule else None)
             continue
         counts["baseline" if row["state"] is ImageState.BASELINE else "queued"] += 1
         if row["state"] is ImageState.DISCOVERED:
-            ctx.log.info("queued", product_id=product.id, media_id=row["media_id"],
+            ctx.log.info("queued", **_named(row),
                          **({"rule": rule.label} if rule else {}))
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in store.images_of_product(product.id) if complete else ():
@@ -191,4 +193,19 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             store.update_image(row.id, state=ImageState.SKIPPED, error_code="media_deleted",
                                error_message="the merchant deleted this media before it was sent")
             counts["skipped"] += 1
-            ctx.log.info("skipped", product_id=product.id, media_id=row.media_id, reason="media_deleted")
+            ctx.log.info("skipped", **log_fields(row), reason="media_deleted")
+
+
+def _named(row: dict[str, Any]) -> dict[str, Any]:
+    """A new row's log fields (as `log_fields` gives a stored image's)."""
+    return {key: row[key] for key in ("product_id", "media_id", "product_title", "filename")}
+
+
+def _keep_title(ctx: Context, product: Product, rows: Iterable[Any]) -> None:
+    """A renamed product: its images carry the new title (messages name products by title). The rows are
+    read anyway; only a title that changed costs a write."""
+    renamed = [row for row in rows if row.product_title != product.title]
+    if renamed:
+        ctx.store.update_images({row.id: {"product_title": product.title} for row in renamed})
+        for row in renamed:
+            row.product_title = product.title  # the pass logs these rows as read
