@@ -59,10 +59,13 @@ def test_image_events_carry_the_title_and_a_rename_shows_the_new_one(shop, provi
 
 
 def test_cli_log_lines_name_the_product(shop, provider, write_config) -> None:
+    """Through the CLI, from a bulk export of the sandbox store (the title is in the export's lines too)."""
     products = shop.seed(products=2, images_per_product=1, seed=62)
     config = write_config(new_only=False)
+    config.write_text(config.read_text().replace("[shop]\n", "[shop]\nbulk_threshold = 1\n", 1))
     done = cli("resync", "--all", "--yes", config=config)
     assert done.returncode == 0, done.stderr
+    assert "read by bulk operation" in done.stdout, done.stdout
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     named = [line for line in lines if line["event"] in ("queued", "item_enhanced", "done")]
     assert len(named) == 6, lines
