@@ -103,10 +103,10 @@ def test_bar_keeps_log_lines_above_it_and_ctrl_c_takes_the_queue_back(shop, prov
     assert sorted(image_states(db).values()) == ["done", "done", "skipped", "skipped", "skipped"]
 
 
-def test_ctrl_c_without_a_terminal_leaves_the_queue_for_the_daemon(shop, provider, tmp_path: Path, daemon) -> None:
-    resync, daemon_config = write_configs(shop, provider, tmp_path)
-    db = tmp_path / "retouch.db"
-    process = subprocess.Popen([sys.executable, "-m", "retouch.sync", "resync", "--all", "--yes", "-c", str(resync)],
+def interrupted_resync(resync: Path, db: Path, *flags: str) -> tuple[int, str, str]:
+    """`retouch resync --all` without a terminal, stopped by SIGINT once two images are done and three wait."""
+    process = subprocess.Popen([sys.executable, "-m", "retouch.sync", "resync", "--all", "--yes", *flags,
+                                "-c", str(resync)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "NO_COLOR": "1"})
     try:
@@ -118,7 +118,14 @@ def test_ctrl_c_without_a_terminal_leaves_the_queue_for_the_daemon(shop, provide
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, (out, err)
+    return process.returncode, out, err
+
+
+def test_ctrl_c_without_a_terminal_leaves_the_queue_for_the_daemon(shop, provider, tmp_path: Path, daemon) -> None:
+    resync, daemon_config = write_configs(shop, provider, tmp_path)
+    db = tmp_path / "retouch.db"
+    code, out, err = interrupted_resync(resync, db)
+    assert code == 130, (out, err)
     assert QUEUED_WORDS in out, out
     assert "no terminal to ask on: left queued (--on-interrupt take-back takes them out)" in out
     assert "left 3 image(s) queued: the daemon (`retouch run`) sends them" in out
@@ -127,3 +134,15 @@ def test_ctrl_c_without_a_terminal_leaves_the_queue_for_the_daemon(shop, provide
                      "the daemon sending the three left queued")
     assert sorted(image_states(db).values()) == ["done"] * 5
     assert images_charged(provider) == 5
+
+
+def test_a_script_takes_the_queue_back_with_a_flag(shop, provider, tmp_path: Path) -> None:
+    resync, _ = write_configs(shop, provider, tmp_path)
+    db = tmp_path / "retouch.db"
+    code, out, err = interrupted_resync(resync, db, "--on-interrupt", "take-back")
+    assert code == 130, (out, err)
+    assert QUEUED_WORDS in out and "took 3 image(s) back out of the queue" in out, out
+    assert "no terminal to ask on" not in out
+    status = cli("status", config=resync).stdout
+    assert "skipped" in status and "waiting:" not in status, status
+    assert sorted(image_states(db).values()) == ["done", "done", "skipped", "skipped", "skipped"]
