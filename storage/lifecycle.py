@@ -152,3 +152,21 @@ def named(source: ImageState | str, target: ImageState | str) -> str:
 def allowed_moves() -> set[tuple[ImageState, ImageState]]:
     """Every (from, to) pair the table allows."""
     return {(source, t.target) for t in TRANSITIONS.values() for source in t.sources}
+
+
+def move_from(image_id: int, source: ImageState | str, changes: Mapping[str, Any]) -> Move:
+    """A step's planned change of one image (its new `state` among its fields) as the transition from
+    the state the step read it in: applied only if the image is still there (Store.transitions)."""
+    fields = {name: value for name, value in changes.items() if name != "state"}
+    return Move(image_id, named(source, changes["state"]), (ImageState(source),), fields)
+
+
+def markdown_table() -> str:
+    """The table as docs/how-it-works.md shows it (tests/test_lifecycle.py keeps the two equal)."""
+    def words(names: Iterable[str]) -> str:
+        return ", ".join(f"`{name}`" for name in sorted(names)) or "—"
+
+    lines = ["| transition | from | to | the caller may set | reset unless given |", "|---|---|---|---|---|"]
+    for t in TRANSITIONS.values():
+        lines.append(f"| `{t.name}` | {words(t.sources)} | `{t.target}` | {words(t.sets)} | {words(t.clears)} |")
+    return "\n".join(lines)

@@ -76,6 +76,7 @@ def _update_images(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> N
     Never a state: that changes only through a transition (`_apply_moves`)."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for image_id, fields in changes.items():
+        _refuse_state(fields)
         by_columns.setdefault(tuple(sorted(fields)), []).append(
             {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
     now = utcnow()

@@ -167,3 +167,76 @@ def test_a_schema_5_database_file_is_migrated_to_6_and_keeps_its_rows(tmp_path: 
         assert (store.image(kept).product_title, store.image(kept).review_note) == ("Blue mug", "too dark")
     finally:
         store.close()
+
+
+def test_the_free_form_updates_refuse_a_state(store: Store) -> None:
+    image = new_image(store, 1)
+    job = store.create_job("aigenstudio", "retouch-key-1", [image])
+    with pytest.raises(ValueError, match="only through Store.transition"):
+        store.update_image(image, state=S.DONE)
+    with pytest.raises(ValueError, match="only through Store.transition"):
+        store.update_images({image: {"state": S.DONE}})
+    with pytest.raises(ValueError, match="only through Store.transition"):
+        store.update_job_and_images(job.id, {"polls": 1}, {image: {"state": S.ENHANCED}})
+    assert (store.image(image).state, store.job(job.id).polls) == (S.SUBMITTED, 0)
+
+
+PRODUCT = Path(__file__).resolve().parent.parent
+UPDATES = {"update_image", "update_images", "update_job_and_images"}
+
+
+def _state_writes(tree) -> list[int]:
+    """Lines of calls to the store's free-form updates that pass a state: `state=`, or a dict
+    (literal or comprehension, at any depth of the arguments) with a "state" key."""
+    import ast
+
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in UPDATES):
+            continue
+        if any(keyword.arg == "state" for keyword in node.keywords):
+            found.append(node.lineno)
+        arguments = [*node.args, *(keyword.value for keyword in node.keywords if keyword.arg != "job_fields")]
+        if node.func.attr == "update_job_and_images":
+            del arguments[:min(2, len(node.args))]  # the job's id and its own fields (a job has a state too)
+        for argument in arguments:
+            for inner in ast.walk(argument):
+                keys = inner.keys if isinstance(inner, ast.Dict) else []
+                if any(isinstance(key, ast.Constant) and key.value == "state" for key in keys):
+                    found.append(node.lineno)
+    return found
+
+
+def test_no_code_outside_storage_writes_a_state_but_through_a_transition() -> None:
+    """Walks the product's code: no call of update_image/update_images/update_job_and_images passes
+    a state (the store refuses one at run time too), and no SQL outside storage/ writes the column."""
+    import ast
+
+    offenders = []
+    for path in sorted([*PRODUCT.glob("sync/**/*.py"), *PRODUCT.glob("plugin/**/*.py")]):
+        if "sandbox" in path.parts:
+            continue  # the sandboxes' own stores are not ours
+        text = path.read_text()
+        offenders += [f"{path.relative_to(PRODUCT)}:{line}" for line in _state_writes(ast.parse(text))]
+        if "SET state" in text or "update(Image)" in text:
+            offenders.append(f"{path.relative_to(PRODUCT)}: writes the image table itself")
+    assert offenders == []
+
+
+def test_the_walk_finds_a_state_passed_to_an_update() -> None:
+    """The walk above can fail: each way of passing a state is found."""
+    import ast
+
+    code = '''
+store.update_image(1, state="done")
+ctx.store.update_images({1: {"state": "done"}})
+ctx.store.update_job_and_images(1, {}, {i.id: {"state": "failed"} for i in images})
+ctx.store.update_job_and_images(1, {"state": "failed"}, {})
+store.update_image(1, attempts=2)
+store.transition(1, "fail", expect="discovered")
+'''
+    assert _state_writes(ast.parse(code)) == [2, 3, 4]  # not the job's state (5), not the others
+
+
+def test_the_documentation_shows_the_table_as_it_is() -> None:
+    assert lifecycle.markdown_table() in (PRODUCT / "docs" / "how-it-works.md").read_text()

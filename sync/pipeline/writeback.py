@@ -23,6 +23,7 @@ from retouch.plugin.providers.errors import ProviderError
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.file_update import FileRow
 from retouch.plugin.shopify.models import Media, Product
+from retouch.storage import lifecycle
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
 
@@ -158,11 +159,11 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     """Record a step's failure on the image; True when that ends the image (skipped or failed)."""
     log = ctx.log.bind(**log_fields(image), job_id=image.job_id)
     if isinstance(exc, Skip):
-        ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=exc.code, error_message=exc.message)
+        ctx.store.transition(image.id, "skip", expect=image.state, error_code=exc.code, error_message=exc.message)
         log.info("skipped", reason=exc.code)
         return True
     if isinstance(exc, Fail):
-        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=exc.code, error_message=exc.message)
+        ctx.store.transition(image.id, "fail", expect=image.state, error_code=exc.code, error_message=exc.message)
         log.warning("failed", reason=exc.code, message=exc.message)
         return True
     # Transient, or a store that answers oddly: the image keeps its state and tries again later,
@@ -170,8 +171,8 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     attempts = image.attempts + 1
     code = exc.code if isinstance(exc, Held) else exc.__class__.__name__
     if attempts >= MAX_ATTEMPTS:
-        ctx.store.update_image(image.id, state=ImageState.FAILED, attempts=attempts,
-                               error_code=code, error_message=str(exc)[:500])
+        ctx.store.transition(image.id, "fail", expect=image.state, attempts=attempts,
+                             error_code=code, error_message=str(exc)[:500])
         log.warning("failed", reason=code, message=str(exc)[:200], attempts=attempts)
         return True
     delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
@@ -182,12 +183,19 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
 
 
 def _moved(ctx: Context, outcomes: list[tuple[Image, dict[str, Any]]]) -> int:
-    """Record each image's changes, all in one transaction; returns how many moved."""
-    ctx.store.update_images({image.id: changes for image, changes in outcomes})
-    for image, changes in outcomes:
+    """Record each image's changes, all in one transaction; returns how many moved. Each is the
+    transition from the state the step read the image in (a compare-and-set): an image that moved
+    on meanwhile (a revert beside the daemon) is left as it is."""
+    moves = [lifecycle.move_from(image.id, image.state, changes) for image, changes in outcomes]
+    moved = set(ctx.store.transitions(moves))
+    for (image, changes), move in zip(outcomes, moves, strict=True):
+        if image.id not in moved:
+            ctx.log.debug("not_moved", **log_fields(image), job_id=image.job_id,
+                          transition=move.name, expected=image.state)
+            continue
         ctx.log.info(changes.get("state", "progress"), **log_fields(image), job_id=image.job_id,
                      output_media_id=changes.get("output_media_id"))
-    return len(outcomes)
+    return len(moved)
 
 
 async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
