@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -34,6 +35,13 @@ ProductOption = Annotated[
 ]
 
 T = TypeVar("T")
+
+
+class OnInterrupt(str, Enum):
+    """What `resync` does on Ctrl-C with the images still queued (sync/commands/resync.py)."""
+    leave = "leave"
+    take_back = "take-back"
+
 
 # A switch takes no value: shown without a type (typer would print `<bool>`) and without a default.
 FLAG = {"metavar": "", "show_default": False}
@@ -98,8 +106,15 @@ def resync(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation", **FLAG)] = False,
     max_credits: Annotated[int | None, typer.Option("--max-credits", min=1,
                                                     help="Spend at most this much (in the provider's unit)")] = None,
+    on_interrupt: Annotated[OnInterrupt | None, typer.Option(
+        "--on-interrupt", show_default=False,
+        help="On Ctrl-C, leave the images still queued for the daemon, or take them back out "
+             "(default: ask on a terminal; leave otherwise)")] = None,
 ) -> None:
-    """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished."""
+    """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished.
+
+    Ctrl-C stops it cleanly, says what is still queued (images, credits, money) and asks whether to leave
+    it for the daemon or take it back out of the queue."""
     settings = _settings(config)
     from .commands.database import announce
     from .commands.resync import resync_command
@@ -107,7 +122,8 @@ def resync(
     product_ids = [product_gid(p) for p in product] if product else None
     raise typer.Exit(_run(lambda: resync_command(settings, product_ids=product_ids, include_baseline=all_,
                                                  force=force, dry_run=dry_run, yes=yes,
-                                                 max_credits=max_credits)))
+                                                 max_credits=max_credits,
+                                                 on_interrupt=on_interrupt.value if on_interrupt else None)))
 
 
 @app.command(epilog="Example: retouch status --json")

@@ -11,7 +11,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -149,8 +150,58 @@ def add_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[
     return event_dict
 
 
+class LogStream:
+    """Where the log's lines go: the configured stream or, while a progress bar owns the terminal, the
+    bar's console, which prints each line above the bar (written straight to the terminal, a line lands
+    inside the bar's row and the next redraw leaves it there, broken: issue 23)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.console = None  # a rich Console while a live display owns the terminal
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if self.console is None:
+            return self.stream.write(text)
+        complete, newline, self._pending = (self._pending + text).rpartition("\n")
+        if newline:
+            from rich.text import Text  # only with a live display: rich is already loaded then
+
+            self.console.print(Text.from_ansi(complete), soft_wrap=True, highlight=False)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.console is None:
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+LOG_OUTPUT: LogStream | None = None  # the stream of the last configure()
+
+
+@contextmanager
+def logs_above(console) -> Iterator[None]:
+    """While the block runs, log lines go through `console` (a rich Progress's), above its bar."""
+    output = LOG_OUTPUT
+    if output is None or console is None:
+        yield
+        return
+    output.console = console
+    try:
+        yield
+    finally:
+        output.console = None
+        if output._pending:
+            output.stream.write(output._pending + "\n")
+            output._pending = ""
+
+
 def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream=None) -> None:
+    global LOG_OUTPUT
     stream = stream or sys.stderr
+    LOG_OUTPUT = LogStream(stream)
     REDACTOR.add(secrets)
     # The steps share one lock, so APScheduler often finds a step still waiting and skips a run:
     # expected, and not worth a warning line every tick.
@@ -171,6 +222,6 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(LOG_OUTPUT),
         cache_logger_on_first_use=False,
     )

@@ -8,16 +8,19 @@ the real run's discovery executes (pipeline/discover_plan.py), and the provider 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
+import click
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from retouch.storage.models import ImageState
+from retouch.storage.models import PENDING_STATES, ImageState
 from retouch.storage.read_only import open_read_only
 
 from retouch.plugin.shopify.errors import ShopifyAuthError
@@ -26,11 +29,17 @@ from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..budget import reported_balance
 from ..config import Settings
 from ..costs import Estimate, images_per_hour
+from ..logs import logs_above
+from ..queue_facts import pending_waits
 from ..rules import label_of
+from ..waiting import progress_words
 from ..pipeline import Context, discover, revert
 from .resync_preview import preview
 from ..runtime import open_context, pending_among, run_until_settled
 from ..systemd import is_held
+
+INTERRUPT_CHOICES = ["leave", "take-back"]  # what a Ctrl-C does with the images still queued
+
 
 def affordable(settings: Settings, max_credits: int | None, count: int) -> int:
     """How many of `count` images fit in `max_credits` (at the most an image can cost: every paid
@@ -63,7 +72,8 @@ def _balance(settings: Settings) -> float | None:
 
 
 async def resync_command(settings: Settings, *, product_ids: list[str] | None, include_baseline: bool,
-                         force: bool, dry_run: bool, yes: bool, max_credits: int | None = None) -> int:
+                         force: bool, dry_run: bool, yes: bool, max_credits: int | None = None,
+                         on_interrupt: str | None = None) -> int:
     caps = settings.capabilities
     if max_credits is not None and is_held(settings.database_path):
         typer.echo("--max-credits: the daemon runs on this database and would send the images itself; "
@@ -115,14 +125,27 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         daemon_pid = is_held(settings.database_path)
         if daemon_pid:
             typer.echo(f"the daemon (pid {daemon_pid}) runs on this database: it does the work; waiting for it")
-        with Progress(TextColumn("enhancing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      disable=not sys.stderr.isatty()) as progress:
-            bar = progress.add_task("images", total=len(target))
-            show = lambda left: progress.update(bar, completed=len(target) - left)  # noqa: E731
+        interrupted, stop = asyncio.Event(), asyncio.Event()
+        relay = asyncio.create_task(_relay(lost, stop))
+        live = sys.stderr.isatty()
+        # The bar owns the terminal while it is live: log lines go through its console, above it (issue 23).
+        with Progress(TextColumn("resync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[doing]}"), console=Console(stderr=True), disable=not live,
+                      transient=False) as progress, logs_above(progress.console if live else None), \
+                _ctrl_c(interrupted, stop, progress.console if live else None):
+            bar = progress.add_task("images", total=len(target), doing="")
+
+            def show(left: int) -> None:
+                doing = progress_words(pending_waits(settings, ctx.store, time.time(), target)) if live and left else ""
+                progress.update(bar, completed=len(target) - left, doing=doing)
+
             if daemon_pid:
-                await _wait_for_daemon(ctx, target, show)
+                await _wait_for_daemon(ctx, target, show, stop)
             else:
-                await run_until_settled(ctx, target, progress=show, stop=lost)
+                await run_until_settled(ctx, target, progress=show, stop=stop)
+        relay.cancel()
+        if interrupted.is_set():
+            return after_interrupt(ctx, target, on_interrupt, daemon_pid)
         if lost.is_set():
             typer.echo("resync: stopped: the store claim was lost (see above); what was in flight is recorded "
                        "and resumed by the next run", err=True)
@@ -194,12 +217,89 @@ def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
     return target[:sent]
 
 
-async def _wait_for_daemon(ctx: Context, target: list[int], show) -> None:
+async def _wait_for_daemon(ctx: Context, target: list[int], show, stop: asyncio.Event) -> None:
     """Two processes must not both submit: with a daemon running, resync only queues and watches."""
     while (left := pending_among(ctx, target)) > 0:
         show(left)
-        await asyncio.sleep(max(0.2, ctx.settings.schedule.tick))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(0.2, ctx.settings.schedule.tick))
+            return
+        except TimeoutError:
+            pass
     show(0)
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+@contextmanager
+def _ctrl_c(interrupted: asyncio.Event, stop: asyncio.Event, console: Console | None) -> Iterator[None]:
+    """The first Ctrl-C stops the work after the step in hand (what was sent stays recorded); a second
+    one quits at once, as before. `console`: the live bar's, which prints above the bar."""
+    loop = asyncio.get_running_loop()
+
+    def on_sigint() -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        stop.set()
+        words = "resync: stopping after the step in hand (Ctrl-C again to quit at once)"
+        if console is not None:
+            console.print(words, highlight=False, markup=False)
+        else:
+            typer.echo(words, err=True)
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+TAKEN_BACK = "taken_back"
+
+
+def after_interrupt(ctx: Context, target: list[int], on_interrupt: str | None, daemon_pid: int | None) -> int:
+    """Say what a Ctrl-C left queued (images, credits, money), then leave it for the daemon or take it back
+    out of the queue: asked on a terminal, `--on-interrupt` for scripts; with neither, it is left (and said)."""
+    images = [ctx.store.image(i) for i in target]
+    queued = [i.id for i in images if i is not None and i.state == ImageState.DISCOVERED]
+    sent = sum(1 for i in images if i is not None and i.state in PENDING_STATES and i.state != ImageState.DISCOVERED)
+    words = run_estimate(ctx.settings, len(queued), _balance(ctx.settings)).words()
+    typer.echo(f"resync interrupted: {len(queued)} image(s) still queued ({words})")
+    if sent:
+        typer.echo(f"{sent} image(s) already sent to {ctx.settings.plugin.title}: the daemon or the next "
+                   "`retouch run` finishes them (they are paid for)")
+    if not queued:
+        return 130
+    choice = on_interrupt
+    if choice is None and sys.stdin.isatty():
+        try:
+            choice = click.prompt("Leave them queued for the daemon, or take them back out of the queue?",
+                                  type=click.Choice(INTERRUPT_CHOICES), default="leave")
+        except click.Abort:
+            choice = "leave"
+    elif choice is None:
+        typer.echo("no terminal to ask on: left queued (--on-interrupt take-back takes them out)")
+        choice = "leave"
+    if choice == "take-back":
+        moved = take_back(ctx, queued)
+        typer.echo(f"took {len(moved)} image(s) back out of the queue: nothing sends them; "
+                   "`retouch resync` queues them again")
+    else:
+        who = f"the daemon (pid {daemon_pid})" if daemon_pid else "the daemon (`retouch run`)"
+        typer.echo(f"left {len(queued)} image(s) queued: {who} sends them")
+    return 130
+
+
+def take_back(ctx: Context, image_ids: list[int]) -> list[int]:
+    """Out of the queue, only those still queued (compare-and-set: one a daemon has just put in a job is
+    left alone); skipped with the reason, so `status` says why and a later resync brings them back."""
+    message = "taken back out of the queue when a resync was interrupted; `retouch resync` queues it again"
+    return ctx.store.transition(image_ids, "skip", expect=ImageState.DISCOVERED, error_code=TAKEN_BACK,
+                                error_message=message)
 
 
 async def _scan(ctx: Context, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Counter:

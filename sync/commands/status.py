@@ -19,7 +19,8 @@ from ..rules import label_of
 from .backups import human_size
 from ..budget import budget_today, spent_since
 from ..decisions import last_midnight
-from ..waiting import queue_wait
+from ..queue_facts import pending_waits, quota_used_up
+from ..waiting import group_line, grouped, queue_wait
 from ..metrics import images_per_window, ledger_images_left
 from ..pipeline.context import BLOCKED_UNTIL, LAST_DISCOVERY, PAUSED
 from ..scheduler import HEARTBEAT, LAST_ERROR
@@ -45,7 +46,7 @@ def collect_status(settings: Settings, now: float | None = None, store: Store | 
         # A pause or a 429 comes before the quota's own pace: the ETA counts it (issue 23).
         eta, waits_for = queue_wait(
             queued=queued, now=now, paused=_loads(paused), blocked_until=blocked,
-            quota_free_at=ledger.next_submit_at(now, active_jobs=0) if _quota_used_up(ledger, now) else None,
+            quota_free_at=ledger.next_submit_at(now, active_jobs=0) if quota_used_up(ledger, now) else None,
             quota_eta=queue_eta_seconds(queued, *images_per_window(limits), ledger_images_left(ledger, now)))
         return {
             "database": str(settings.database_path),
@@ -66,6 +67,9 @@ def collect_status(settings: Settings, now: float | None = None, store: Store | 
             "credits_spent": {"today": spent_since(settings, store, last_midnight(now), pending=False)[1],
                               "total": spent_since(settings, store, 0.0, pending=False)[1],
                               "unit": settings.capabilities.credit_unit},
+            "waiting": [{"line": group_line(g), "reason": g.reason, "until": _iso(g.until) if g.until else None,
+                         "images": g.images, "products": g.products}
+                        for g in grouped(pending_waits(settings, store, now))],
             "paused": _loads(paused),
             "budget": budget_today(settings, store, now)[1] or None,
             "rate_limited_until": _iso(blocked) if blocked > now else None,
@@ -78,11 +82,6 @@ def collect_status(settings: Settings, now: float | None = None, store: Store | 
     finally:
         if own:
             store.close()
-
-
-def _quota_used_up(ledger: QuotaLedger, now: float) -> bool:
-    """No image or no job may go now under the provider's quota window."""
-    return any(ledger.limits.limited(kind) and ledger.available(kind, now) <= 0 for kind in ("image", "job"))
 
 
 def _rules(store: Store) -> dict[str, int]:
@@ -140,6 +139,10 @@ def print_status(report: dict) -> None:
         console.print(f"budget {report['budget']}")
     if report["paused"]:
         console.print(f"[bold red]submissions paused:[/] {report['paused']['reason']}")
+    if report["waiting"]:
+        console.print("waiting:")
+        for group in report["waiting"]:
+            console.print(f"  {group['line']}", highlight=False, markup=False, soft_wrap=True)
     if report["rate_limited_until"]:
         console.print(f"rate limited until {report['rate_limited_until']}")
     if report["rules"]:

@@ -8,8 +8,10 @@ product's marker, or named like our uploads — is recorded as output and never 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
+
 from retouch.plugin.shopify.models import Product
 from retouch.storage.models import ImageState
 
@@ -125,6 +127,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
                               exclude_tags=ctx.settings.selection.exclude_tags, rules=ctx.settings.rules,
                               provider_name=ctx.provider_name, requeue=requeue, complete=complete)
     rows = store.images_by_media(m.id for m in product.media)
+    _keep_title(ctx, product, rows.values())
     actions = plan_product(product, rows, store.images_of_product(product.id) if complete else (),
                            store.output_media_of_product(product.id), options)
     _apply(ctx, product, actions, counts)
@@ -155,21 +158,36 @@ def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counte
                               expected=action.was)
                 continue
             counts["requeued"] += 1
-            ctx.log.info("requeued", product_id=product.id, media_id=action.media_id, was=action.was,
+            ctx.log.info("requeued", product_id=product.id, product_title=product.title, media_id=action.media_id, was=action.was,
                          **({"rule": action.rule_label} if action.rule_label else {}))
     store.insert_images([action.fields for action in new_rows])
     for action in new_rows:
         if action.state is ImageState.SKIPPED:
             counts["skipped_by_rule"] += 1
-            ctx.log.info("skipped", product_id=product.id, media_id=action.fields["media_id"], reason="rule_skip",
-                         rule=action.rule_label)
+            ctx.log.info("skipped", **_named(action.fields), reason="rule_skip", rule=action.rule_label)
             continue
         counts["baseline" if action.state is ImageState.BASELINE else "queued"] += 1
         if action.state is ImageState.DISCOVERED:
-            ctx.log.info("queued", product_id=product.id, media_id=action.fields["media_id"],
+            ctx.log.info("queued", **_named(action.fields),
                          **({"rule": action.rule_label} if action.rule_label else {}))
     for action in actions:
         if isinstance(action, MediaGone):
             store.transition(action.image_id, "skip", expect=ImageState.DISCOVERED, **action.fields)
             counts["skipped"] += 1
-            ctx.log.info("skipped", product_id=product.id, media_id=action.media_id, reason="media_deleted")
+            ctx.log.info("skipped", product_id=product.id, product_title=product.title, media_id=action.media_id,
+                         reason="media_deleted")
+
+
+def _named(row: dict[str, Any]) -> dict[str, Any]:
+    """A new row's log fields (as `log_fields` gives a stored image's)."""
+    return {key: row[key] for key in ("product_id", "media_id", "product_title", "filename") if row.get(key)}
+
+
+def _keep_title(ctx: Context, product: Product, rows: Iterable[Any]) -> None:
+    """A renamed product: its images carry the new title (messages name products by title). The rows are
+    read anyway; only a title that changed costs a write."""
+    renamed = [row for row in rows if row.product_title != product.title]
+    if renamed:
+        ctx.store.update_images({row.id: {"product_title": product.title} for row in renamed})
+        for row in renamed:
+            row.product_title = product.title  # the pass logs these rows as read

@@ -126,7 +126,7 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
             new = dict(
                 media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
                 source_url=media.url, filename=filename_of(media.url or media.original_url),
-                mime_type=media.mime_type, alt=media.alt, position=position,
+                mime_type=media.mime_type, alt=media.alt, position=position, product_title=product.title,
             )
             if state is ImageState.DISCOVERED and rule is not None:
                 new.update(rule=ruled, **rule_skip, **({"state": ImageState.SKIPPED} if rule_skip else {}))
@@ -141,7 +141,8 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
                                         dict(rule=ruled, **rule_skip) if changed else None))
                 continue
             actions.append(Requeue(row.id, media.id, str(row.state), dict(
-                source_url=media.url, position=position, alt=media.alt, rule=ruled), label))
+                source_url=media.url, position=position, alt=media.alt, rule=ruled,
+                product_title=product.title), label))
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in product_rows if options.complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:

@@ -23,6 +23,7 @@ from retouch.storage.models import Image, ImageState
 
 from .. import imaging
 from .context import Context
+from .log_fields import log_fields
 from .writeback import Skip, still_there
 
 DOWNLOADS_AT_ONCE = 4
@@ -47,7 +48,7 @@ async def usable_sources(ctx: Context, images: list[Image]) -> list[Image]:
 
 
 async def _judge(ctx: Context, image: Image) -> bool:
-    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id)
+    log = ctx.log.bind(**log_fields(image))
     try:
         data, _ = await ctx.shopify.download(image.source_url or "")
     except ShopifyResponseError as exc:
@@ -106,6 +107,6 @@ def _wait(ctx: Context, image: Image, exc: ShopifyError) -> bool:
     wait = 4 * ctx.settings.schedule.tick
     ctx.store.update_image(image.id, next_attempt_at=ctx.clock() + wait, error_code=SOURCE_UNAVAILABLE,
                            error_message=f"the original could not be downloaded: {str(exc)[:300]}")
-    ctx.log.warning("source_unavailable", product_id=image.product_id, media_id=image.media_id,
+    ctx.log.warning("source_unavailable", **log_fields(image),
                     reason=str(exc)[:200], wait=wait)
     return False

@@ -6,6 +6,7 @@ from retouch.storage.models import ImageState
 
 from ..decisions import filename_of
 from .context import Context
+from .log_fields import log_fields
 
 REFRESH_LIMIT = 50  # per cycle, so a burst of new uploads cannot starve the other steps
 
@@ -13,7 +14,7 @@ REFRESH_LIMIT = 50  # per cycle, so a burst of new uploads cannot starve the oth
 async def refresh_unready(ctx: Context) -> None:
     for image in ctx.store.images_in_state(ImageState.DISCOVERED, has_source=False, limit=REFRESH_LIMIT):
         media = await ctx.shopify.get_media(image.media_id)
-        log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id)
+        log = ctx.log.bind(**log_fields(image))
         if media is None:
             ctx.store.transition(image.id, "skip", expect=ImageState.DISCOVERED, error_code="media_deleted",
                                  error_message="the merchant deleted this media before it was sent")

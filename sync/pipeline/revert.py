@@ -18,6 +18,7 @@ from retouch.storage.models import Image, ImageState
 
 from ..decisions import extension_of, filename_of, mime_for
 from .context import Context
+from .log_fields import log_fields
 from .writeback import Skip, remove_failed_media, set_marker
 
 REVERTIBLE = (ImageState.WRITTEN, ImageState.DONE, ImageState.FAILED)
@@ -46,13 +47,13 @@ async def revert(ctx: Context, product_ids: Sequence[str] | None = None, *,
             reverted += 1
         except (ShopifyError, BackupError, Skip, TimeoutError) as exc:
             failures.append(f"{image.product_id} {image.media_id}: {exc}")
-            ctx.log.error("revert_failed", product_id=image.product_id, media_id=image.media_id, reason=str(exc))
+            ctx.log.error("revert_failed", **log_fields(image), reason=str(exc))
     return reverted, failures
 
 
 async def _revert_one(ctx: Context, image: Image) -> None:
     assert image.output_media_id and image.backup_sha256
-    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, output_media_id=image.output_media_id)
+    log = ctx.log.bind(**log_fields(image), output_media_id=image.output_media_id)
     product = await ctx.shopify.get_product(image.product_id)
     if product is None:
         raise Skip("product_deleted", "the product no longer exists")

@@ -19,6 +19,7 @@ from ..deadline_decisions import (PROVIDER_TIMEOUT, expire_after_failed_poll, is
                                   timeout_message)
 from ..decisions import backoff, observed_duration, poll_delay
 from .context import BLOCKED_UNTIL, Context
+from .log_fields import log_fields
 from .jobs import JobProgress, ticket_for
 
 
@@ -71,8 +72,7 @@ async def _poll(ctx: Context, job: Job) -> None:
         if fields:
             failed = fields["state"] == ImageState.FAILED
             (ctx.log.warning if failed else ctx.log.info)(
-                "item_" + fields["state"], product_id=image.product_id, media_id=image.media_id,
-                filename=image.filename, job_id=job.id, error_code=fields.get("error_code"))
+                "item_" + fields["state"], **log_fields(image), job_id=job.id, error_code=fields.get("error_code"))
     if overdue and not status.terminal:
         _expire(ctx, job, images, image_fields, status.description, log, polls=job.polls + 1,
                 provider_state=json.dumps(progress.state, sort_keys=True))
@@ -91,8 +91,7 @@ def _expire(ctx: Context, job: Job, images: list[Image], image_fields: dict[int,
         if image.state == ImageState.SUBMITTED and image.id not in image_fields:
             image_fields[image.id] = {"state": ImageState.FAILED, "error_code": PROVIDER_TIMEOUT,
                                       "error_message": message}
-            ctx.log.warning("item_failed", product_id=image.product_id, media_id=image.media_id, job_id=job.id,
-                            filename=image.filename, error_code=PROVIDER_TIMEOUT)
+            ctx.log.warning("item_failed", **log_fields(image), job_id=job.id, error_code=PROVIDER_TIMEOUT)
     job_fields: dict[str, Any] = {"state": JobState.FAILED, "error_code": PROVIDER_TIMEOUT, "error_message": message,
                                   "finished_at": datetime.now(timezone.utc)}
     if polls is not None:
@@ -165,7 +164,7 @@ def _record_moves(ctx: Context, job: Job, images: list[Image], job_fields: dict[
     for move in moves:
         if move.image_id not in moved:
             image = seen[move.image_id]
-            ctx.log.debug("not_moved", product_id=image.product_id, media_id=image.media_id, job_id=job.id,
+            ctx.log.debug("not_moved", **log_fields(image), job_id=job.id,
                           transition=move.name, expected=image.state)
 
 
@@ -211,7 +210,7 @@ async def _skip_deleted_sources(ctx: Context, images: list[Image], changes: dict
             if await ctx.shopify.get_media(image.media_id) is None:
                 ctx.store.transition(image.id, "skip", expect=changes[image.id]["state"], error_code="media_deleted",
                                      error_message="the merchant deleted this image before the provider fetched it")
-                ctx.log.info("skipped", product_id=image.product_id, media_id=image.media_id, reason="media_deleted")
+                ctx.log.info("skipped", **log_fields(image), reason="media_deleted")
 
 
 def record_items(status: JobStatus, images: list[Image], requeue: set[int] = frozenset()) -> dict[int, dict[str, Any]]:

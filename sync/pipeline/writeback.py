@@ -42,6 +42,7 @@ from ..decisions import (
     verify_delay,
 )
 from .context import Context
+from .log_fields import log_fields
 from .jobs import JobProgress, ticket_for
 from .review_step import auto_approve, hold_for_review, keep_result, kept_result, waits_for_owner
 
@@ -160,7 +161,7 @@ async def _settle(ctx: Context, image: Image, step: str, work: Awaitable[dict[st
 
 def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     """Record a step's failure on the image; True when that ends the image (skipped or failed)."""
-    log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, job_id=image.job_id)
+    log = ctx.log.bind(**log_fields(image), job_id=image.job_id)
     if isinstance(exc, Skip):
         ctx.store.transition(image.id, "skip", expect=image.state, error_code=exc.code, error_message=exc.message)
         log.info("skipped", reason=exc.code)
@@ -193,11 +194,11 @@ def _moved(ctx: Context, outcomes: list[tuple[Image, dict[str, Any]]]) -> int:
     moved = set(ctx.store.transitions(moves))
     for (image, changes), move in zip(outcomes, moves, strict=True):
         if image.id not in moved:
-            ctx.log.debug("not_moved", product_id=image.product_id, media_id=image.media_id, job_id=image.job_id,
+            ctx.log.debug("not_moved", **log_fields(image), job_id=image.job_id,
                           transition=move.name, expected=image.state)
             continue
-        ctx.log.info(changes.get("state", "progress"), product_id=image.product_id,
-                     media_id=image.media_id, job_id=image.job_id, output_media_id=changes.get("output_media_id"))
+        ctx.log.info(changes.get("state", "progress"), **log_fields(image), job_id=image.job_id,
+                     output_media_id=changes.get("output_media_id"))
     return len(moved)
 
 
@@ -480,7 +481,7 @@ async def _write(ctx: Context, image: Image) -> dict[str, Any] | None:
         # We may have added the media before a crash: adopt it instead of adding a second one.
         existing = next((m for m in product.media if filename_of(m.url or m.original_url) == upload_name), None)
         if existing is not None:
-            ctx.log.info("adopted", product_id=product.id, media_id=image.media_id, output_media_id=existing.id)
+            ctx.log.info("adopted", **log_fields(image), output_media_id=existing.id)
             # The crash may have come before the move.
             product = await _move_into_place(ctx, product.id, existing.id, position)
             return await _finish_one(ctx, image, product, existing.id)
@@ -542,7 +543,7 @@ async def _download_result(ctx: Context, image: Image, *, fresh: bool = False) -
     if url is None:
         raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
     ctx.store.update_image(image.id, result_url=url)
-    ctx.log.info("result_link_renewed", product_id=image.product_id, media_id=image.media_id, job_id=job.id)
+    ctx.log.info("result_link_renewed", **log_fields(image), job_id=job.id)
     return (await ctx.results.fetch(url)).data
 
 
@@ -560,7 +561,7 @@ def _merchant_replaced(image: Image, current_url: str | None) -> bool:
 def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
     """Never put an enhancement of the old picture over the merchant's new one: the new one is
     queued instead, like an image the merchant just added (the old original stays backed up)."""
-    ctx.log.info("source_changed", product_id=image.product_id, media_id=image.media_id,
+    ctx.log.info("source_changed", **log_fields(image),
                  note="the merchant replaced this picture while it was being enhanced; the new one is queued")
     return {"state": ImageState.DISCOVERED, "source_url": media.url, "filename": filename_of(media.url),
             "mime_type": media.mime_type, "alt": media.alt, "job_id": None, "item_index": None, "result_url": None,
