@@ -116,7 +116,10 @@ def _compose(photo: Image.Image, mask: Image.Image, *, preset: str, preservation
     cutoff = _CONTRAST_CUTOFF.get(preservation_level, 0.5)
     radius, percent, threshold = _SHARPEN.get(preservation_level, _SHARPEN["strict"])
     # Calm sensor noise first (edge-preserving), or the sharpening below would grain the product.
-    calm = Image.fromarray(cv2.bilateralFilter(np.asarray(photo), 7, 40, 5))
+    calm = np.asarray(photo)
+    for _ in range(2):
+        calm = cv2.bilateralFilter(calm, 7, 40, 5)
+    calm = Image.fromarray(calm)
     product = ImageOps.autocontrast(calm, cutoff=cutoff, preserve_tone=True)
     product = product.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=threshold))
     on_white = Image.composite(product, Image.new("RGB", photo.size, WHITE), mask)

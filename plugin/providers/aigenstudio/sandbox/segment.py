@@ -35,6 +35,7 @@ _STRONG_EDGE, _WEAK_EDGE = 10.0, 5.0  # Lab units per pixel (hysteresis threshol
 _MIN_EDGE_PIXELS = 20  # shorter crisp edge pieces are noise
 _CONTEXT = 0.2  # background margin around the hull given to GrabCut, as a fraction of the hull's size
 _ITERATIONS = 3
+_CONTOUR_SIGMA = 2.0  # pixels of a 640-pixel photo
 _REFINE_ITERATIONS = 1
 
 
@@ -63,6 +64,10 @@ def product_mask(photo: Image.Image) -> Image.Image:
         detail.thumbnail((REFINE_SIDE, REFINE_SIDE), Image.Resampling.BOX)
     rough = _upscale(Image.fromarray(product), detail.size)
     cut = _refine(np.asarray(detail), rough, detail.width / small.width)
+    # A pixel-by-pixel cut is ragged where product and background are close in colour: smooth the
+    # contour (blur and cut at half), as a retoucher's pen path would.
+    cut = np.where(cv2.GaussianBlur(cut, (0, 0), _CONTOUR_SIGMA * max(1.0, detail.width / 640)) >= 128, 255, 0)
+    cut = cut.astype(np.uint8)
     if detail.size != photo.size:
         cut = np.where(_upscale(Image.fromarray(cut), photo.size), 255, 0).astype(np.uint8)
     # An anti-aliased edge, softened inwards only: a pixel outside the cut is background, so pure white.
