@@ -4,8 +4,13 @@ States of an image (see ARCHITECTURE.md, "the life of one image"):
 
     baseline                      existed before the first run with new_only; never processed
     discovered ─► submitted ─► enhanced ─► backed_up ─► written ─► done
-         │             │            │           │           │
-         └─ skipped    └─ failed ◄──┴───────────┴───────────┘      reverted (after `retouch revert`)
+         │             │            │           │   ▲       │
+         └─ skipped    └─ failed ◄──┴───────────┤   │ approve   reverted (after `retouch revert`)
+                                                ▼   │
+                                         awaiting_review ─► rejected   (only when [review] is on)
+
+Every move, with the fields it sets and clears, is one row of the table in lifecycle.py; the
+store changes `state` only through it (Store.transition, a compare-and-set).
 
 Every column that records an outside effect has an "intent" twin written before the call
 (`Job.idempotency_key` before the create request, `Image.write_source` before the Shopify
@@ -19,7 +24,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # What brings a database of an older version up to date, one list of statements per version step.
 MIGRATIONS: dict[int, list[str]] = {
@@ -32,6 +37,10 @@ MIGRATIONS: dict[int, list[str]] = {
     4: ["ALTER TABLE image ADD COLUMN reverted_at FLOAT",
         "ALTER TABLE image ADD COLUMN backup_pruned_at FLOAT",
         "ALTER TABLE image ADD COLUMN rule VARCHAR"],
+    5: ["ALTER TABLE image ADD COLUMN product_title VARCHAR",
+        "ALTER TABLE image ADD COLUMN result_sha256 VARCHAR",
+        "ALTER TABLE image ADD COLUMN approved_at FLOAT",
+        "ALTER TABLE image ADD COLUMN review_note VARCHAR"],
 }
 
 
@@ -50,17 +59,23 @@ class ImageState(StrEnum):
     SUBMITTED = "submitted"
     ENHANCED = "enhanced"
     BACKED_UP = "backed_up"
+    AWAITING_REVIEW = "awaiting_review"    # the result is kept locally until the owner approves it
     WRITTEN = "written"
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
     REVERTED = "reverted"
+    REJECTED = "rejected"                  # the owner refused the result; the original stays in Shopify
 
 
 # States in which an image is still on its way: the queue.
 PENDING_STATES = (ImageState.DISCOVERED, ImageState.SUBMITTED, ImageState.ENHANCED,
-                  ImageState.BACKED_UP, ImageState.WRITTEN)
-FINAL_STATES = (ImageState.DONE, ImageState.FAILED, ImageState.SKIPPED, ImageState.BASELINE, ImageState.REVERTED)
+                  ImageState.BACKED_UP, ImageState.AWAITING_REVIEW, ImageState.WRITTEN)
+# The queue minus what waits for the owner: what the daemon (and the provider) still has to work on.
+# A run that waits for its images to settle waits for these, not for a review that may take days.
+WORK_STATES = tuple(state for state in PENDING_STATES if state is not ImageState.AWAITING_REVIEW)
+FINAL_STATES = (ImageState.DONE, ImageState.FAILED, ImageState.SKIPPED, ImageState.BASELINE, ImageState.REVERTED,
+                ImageState.REJECTED)
 
 
 class JobState(StrEnum):
@@ -103,6 +118,13 @@ class Image(SQLModel, table=True):
     next_attempt_at: float | None = None   # wall clock; None = now
     error_code: str | None = None
     error_message: str | None = None
+    # Schema 6: the product's title (messages name products by it), and [review]: the finished result
+    # kept locally (content-addressed, like backups) while it waits, when it was approved, and the
+    # owner's reason for a reject or the options of a redo.
+    product_title: str | None = None
+    result_sha256: str | None = None
+    approved_at: float | None = None
+    review_note: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 

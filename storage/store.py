@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, event, func, update
+from sqlalchemy import Connection, bindparam, event, func, literal_column, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
@@ -42,6 +42,8 @@ from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from .database_file import database_problem, sqlite_file
 from .backups import Holder
+from . import lifecycle
+from .lifecycle import Move
 from .models import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -70,9 +72,11 @@ RECORD_OUTPUT = _insert_output.on_conflict_do_update(
 
 def _update_images(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> None:
     """Apply each image's changes; images given the same columns share one statement, executed for
-    each of them (a job's 20 items: one statement, not 20). KeyError if an image is missing."""
+    each of them (a job's 20 items: one statement, not 20). KeyError if an image is missing.
+    Never a state: that changes only through a transition (`_apply_moves`)."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for image_id, fields in changes.items():
+        _refuse_state(fields)
         by_columns.setdefault(tuple(sorted(fields)), []).append(
             {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
     now = utcnow()
@@ -81,6 +85,43 @@ def _update_images(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> N
                      .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now))
         if conn.execute(statement, rows).rowcount != len(rows):
             raise KeyError(sorted(row["image_id"] for row in rows))
+
+
+def _refuse_state(fields: Mapping[str, Any]) -> None:
+    if "state" in fields:
+        raise ValueError("an image's state changes only through Store.transition (storage/lifecycle.py)")
+
+
+def _apply_moves(conn: Connection, moves: Sequence[Move]) -> list[int]:
+    """Apply each move as a compare-and-set (`... WHERE id = ? AND state IN (expect)`); returns the ids
+    that moved, in the order given. Moves of one transition with the same expected states and columns
+    share one statement, executed for each image (a job's 20 items: one statement, not 20).
+    ValueError (nothing written) for a move the table does not allow."""
+    groups: dict[tuple[str, tuple[ImageState, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    for move in moves:
+        transition, states = lifecycle.checked(move.name, move.expect, move.fields)
+        values = transition.values(move.fields)
+        groups.setdefault((move.name, states, tuple(sorted(values))), []).append(
+            {"image_id": move.image_id, **{f"new_{name}": value for name, value in values.items()}})
+    now = utcnow()
+    moved: set[int] = set()
+    for (name, states, columns), rows in groups.items():
+        ids = [row["image_id"] for row in rows]
+        # The expected states as SQL literals (they are the enum's own words): an expanding IN list
+        # cannot be executed for many rows.
+        expected = col(Image.state).in_([literal_column(f"'{ImageState(state).value}'") for state in states])
+        statement = (update(Image).where(col(Image.id) == bindparam("image_id"), expected)
+                     .values(**{column: bindparam(f"new_{column}") for column in columns}, updated_at=now))
+        if conn.execute(statement, rows).rowcount == len(rows):
+            moved.update(ids)
+            continue
+        # Some rows were no longer in an expected state. The ones this statement moved are those in
+        # its target state stamped with this transaction's time (the write lock is ours since the
+        # statement: no other process changed them in between).
+        target = lifecycle.TRANSITIONS[name].target
+        moved.update(conn.execute(select(Image.id).where(col(Image.id).in_(ids), col(Image.state) == str(target),
+                                                         col(Image.updated_at) == now)).scalars())
+    return [move.image_id for move in moves if move.image_id in moved]
 
 
 class StorageError(Exception):
@@ -359,8 +400,28 @@ class Store:
                 self.insert_image(**fields)
 
     def update_image(self, image_id: int, **fields: Any) -> None:
-        """One UPDATE; fsync'd when it records the write-back intent (`write_source`)."""
+        """One UPDATE; fsync'd when it records the write-back intent (`write_source`). Not `state`
+        (ValueError): that changes only through `transition`."""
         self.update_images({image_id: fields})
+
+    def transition(self, image_ids: int | Sequence[int], name: str, *,
+                   expect: ImageState | Iterable[ImageState], **fields: Any) -> list[int]:
+        """Move these images by the named transition (storage/lifecycle.py), each only if it is still
+        in one of the `expect`ed states: a compare-and-set, in one transaction. Returns the ids that
+        moved; a row that has moved on since the caller read it is left as it is (the caller may log
+        it). ValueError for a move the table does not allow (a programming error)."""
+        ids = [image_ids] if isinstance(image_ids, int) else list(image_ids)
+        lifecycle.checked(name, expect, fields)  # also when there is no image to move
+        return self.transitions([Move(image_id, name, lifecycle.states_of(expect), fields) for image_id in ids])
+
+    def transitions(self, moves: Sequence[Move]) -> list[int]:
+        """Several transitions, each image its own (name, expected states, fields), in one transaction
+        (fsync'd when one records an intent, as `update_images`); returns the ids that moved."""
+        if not moves:
+            return []
+        durable = any(not INTENT_COLUMNS.isdisjoint(move.fields) for move in moves)
+        with self._write(durable=durable) as conn:
+            return _apply_moves(conn, moves)
 
     def update_images(self, changes: Mapping[int, dict[str, Any]]) -> None:
         """`update_image` for several images in one transaction (one fsync when any records an
@@ -414,6 +475,13 @@ class Store:
                      .order_by(col(Image.updated_at).desc()).limit(limit))
             return list(s.exec(query))
 
+    def recent_in_states(self, states: Sequence[str], limit: int) -> list[Image]:
+        """The images in `states` whose row changed last, newest first (the review page's recent results)."""
+        query = (select(Image).where(col(Image.state).in_([str(s) for s in states]))
+                 .order_by(col(Image.updated_at).desc()).limit(limit))
+        with self._read() as s:
+            return list(s.exec(query))
+
     def changed_into_since(self, state: ImageState, after: datetime, limit: int) -> list[Image]:
         """Images in `state` whose row changed after `after`, oldest change first ([notify]'s failures)."""
         query = (select(Image).where(Image.state == state, col(Image.updated_at) > after)
@@ -458,6 +526,16 @@ class Store:
         with self._write() as conn:
             return conn.execute(statement).rowcount > 0
 
+    def result_holders(self, before: float) -> list[Holder]:
+        """Every image row that refers to a result kept for review ([review], storage/kept_results.py)."""
+        cutoff = datetime.fromtimestamp(before, timezone.utc)
+        query = (select(Image.result_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,
+                        Image.product_id, Image.media_id)
+                 .where(col(Image.result_sha256).is_not(None)))
+        with self._read() as s:
+            return [Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
+                    for sha, state, done_before, reverted, product_id, media_id in s.exec(query)]
+
     # ----- output media -----------------------------------------------------------------------
 
     def is_output(self, media_id: str) -> bool:
@@ -499,16 +577,15 @@ class Store:
         values = job.model_dump(exclude={"id"})
         with self._write(durable=True) as conn:
             job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
-            now = utcnow()
+            moves = []
             for index, image_id in enumerate(image_ids):
                 # A new backup of the original: a prune date of an earlier one no longer applies.
                 fields = ({"backup_sha256": backups[image_id], "backup_pruned_at": None}
                           if backups and image_id in backups else {})
-                moved = conn.execute(update(Image).where(col(Image.id) == image_id,
-                                                         col(Image.state) == ImageState.DISCOVERED)
-                                     .values(state=ImageState.SUBMITTED, job_id=job.id, item_index=index,
-                                             updated_at=now, **fields)).rowcount
-                assert moved == 1, image_id  # (a failed assertion rolls the whole job back)
+                moves.append(Move(image_id, "submit", (ImageState.DISCOVERED,),
+                                  {"job_id": job.id, "item_index": index, **fields}))
+            moved = _apply_moves(conn, moves)
+            assert moved == list(image_ids), sorted(set(image_ids) - set(moved))  # (rolls the whole job back)
         return job
 
     def job(self, job_id: int) -> Job | None:
@@ -532,12 +609,15 @@ class Store:
             return list(s.exec(query))
 
     def update_job_and_images(self, job_id: int, job_fields: dict[str, Any],
-                              image_fields: dict[int, dict[str, Any]]) -> None:
-        """Record a provider answer for a job and its items atomically (fsync'd, like every job write)."""
+                              image_fields: dict[int, dict[str, Any]], moves: Sequence[Move] = ()) -> list[int]:
+        """Record a provider answer for a job and its items atomically (fsync'd, like every job write):
+        the job's fields, items' fields (no state), and items' transitions (`moves`, compare-and-set).
+        Returns the ids the moves moved."""
         with self._write(durable=True) as conn:
             if job_fields and conn.execute(update(Job).where(col(Job.id) == job_id).values(**job_fields)).rowcount == 0:
                 raise KeyError(job_id)  # as for a missing item, and as update_job says it
             _update_images(conn, image_fields)
+            return _apply_moves(conn, moves)
 
     # ----- provider quota ---------------------------------------------------------------------
 

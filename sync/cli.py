@@ -1,4 +1,4 @@
-"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, init, backups, rules.
+"""`retouch` command line: run, resync, status, revert, check, sandbox, demo, init, backups, rules, review.
 
 Exit codes: 0 success, 1 work that failed (an image, a check), 2 usage or config error — a
 config error is one line naming the key, never a traceback.
@@ -158,6 +158,18 @@ def retry(config: ConfigOption = None, product: ProductOption = None,
     raise typer.Exit(retry_command(settings, product_ids))
 
 
+@app.command(epilog="Example: retouch password   (or: echo \"$PASSWORD\" | retouch password)")
+def password(config: ConfigOption = None,
+             generate: Annotated[bool, typer.Option("--generate", help="Make up a strong password and print it once",
+                                                    **FLAG)] = False) -> None:
+    """Set the review page's password (asked twice, or read from standard input); kept only as a hash."""
+    settings = _settings(config)
+    from .commands.database import require_database
+    from .commands.password import password_command
+    require_database(settings)
+    raise typer.Exit(password_command(settings, generate=generate))
+
+
 @app.command(epilog="Example: retouch check -c /etc/retouch/config.toml")
 def check(config: ConfigOption = None) -> None:
     """Validate the config and reach Shopify and the provider; say what is wrong."""
@@ -302,6 +314,69 @@ def rules_test(product: Annotated[str, typer.Option("--product", help="Product i
     settings = _settings(config)
     from .commands.rules import rules_test_command
     raise typer.Exit(_run(lambda: rules_test_command(settings, product_gid(product))))
+
+
+review_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="Review before publish (\\[review] mode = \"all\"): results waiting for your approval.")
+app.add_typer(review_app, name="review")
+ImageIds = Annotated[list[int] | None, typer.Argument(help="Image numbers, as `retouch review list` shows them", metavar="ID",
+                                                      show_default=False)]
+ReviewProduct = Annotated[str | None, typer.Option("--product", help="A product: its id or its title",
+                                                   show_default=False)]
+ReviewAll = Annotated[bool, typer.Option("--all", help="Every image waiting for review", **FLAG)]
+
+
+def _review_settings(config: Path | None, ids: list[int] | None, product: str | None, all_: bool,
+                     needs_choice: bool = True) -> Settings:
+    if needs_choice and not ids and product is None and not all_:
+        typer.echo("error: name images by number (retouch review list), or use --product or --all", err=True)
+        raise typer.Exit(2)
+    settings = _settings(config)
+    from .commands.database import require_database
+    require_database(settings)
+    return settings
+
+
+@review_app.command("list", epilog="Example: retouch review list --product 'Blue mug'")
+def review_list(config: ConfigOption = None, product: ReviewProduct = None) -> None:
+    """Results waiting for your approval: product, file, provider, credits, where before/after are."""
+    settings = _review_settings(config, None, product, False, needs_choice=False)
+    from .commands.review import list_command
+    raise typer.Exit(list_command(settings, product))
+
+
+@review_app.command("approve", epilog="Example: retouch review approve 12 14   (or --product 8123456789, --all)")
+def review_approve(ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None,
+                   all_: ReviewAll = False) -> None:
+    """Let these results go to the store (the daemon writes them, as reviewed)."""
+    settings = _review_settings(config, ids, product, all_)
+    from .commands.review import approve_command
+    raise typer.Exit(approve_command(settings, ids or [], product, all_))
+
+
+@review_app.command("reject", epilog="Example: retouch review reject 12 --reason 'label cut off'")
+def review_reject(ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None,
+                  all_: ReviewAll = False,
+                  reason: Annotated[str | None, typer.Option("--reason", help="Why (kept with the image)")] = None) -> None:
+    """Never write these results; the originals stay in the store."""
+    settings = _review_settings(config, ids, product, all_)
+    from .commands.review import reject_command
+    raise typer.Exit(reject_command(settings, ids or [], product, all_, reason))
+
+
+@review_app.command("redo", epilog="Example: retouch review redo 12 --preset marketplace_clean_catalog")
+def review_redo(ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None,
+                all_: ReviewAll = False,
+                preset: Annotated[str | None, typer.Option("--preset", help="Another preset (AI Gen Studio preset, "
+                                                                        "Imagen profile)")] = None,
+                prompt: Annotated[str | None, typer.Option("--prompt", help="Other instructions (AI Gen Studio, "
+                                                                        "ProductAI)")] = None,
+                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation", **FLAG)] = False,
+                ) -> None:
+    """Enhance these images again, a new paid attempt, after showing what it costs."""
+    settings = _review_settings(config, ids, product, all_)
+    from .commands.review import redo_command
+    raise typer.Exit(redo_command(settings, ids or [], product, all_, preset, prompt, yes))
 
 
 @app.callback(invoke_without_command=True)

@@ -31,6 +31,7 @@ from .control_settings import BackupSettings, NotifySettings
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
+from .review_settings import ReviewSettings
 from .rules import Rule, validate_rules
 
 DEFAULT_CONFIG_PATHS = (Path("config.toml"), Path("/etc/retouch/config.toml"))
@@ -221,6 +222,7 @@ class _File(Section):
     claim: ClaimSettings = ClaimSettings()
     backup: BackupSettings = BackupSettings()
     notify: NotifySettings = NotifySettings()
+    review: ReviewSettings = ReviewSettings()
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ class Settings:
     backup: BackupSettings = BackupSettings()
     notify: NotifySettings = NotifySettings()
     rules: tuple[Rule, ...] = ()
+    review: ReviewSettings = ReviewSettings()
 
     @property
     def shop_auth(self) -> str:
@@ -417,6 +420,7 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         backup=parsed.backup,
         notify=parsed.notify,
         rules=tuple(rules),
+        review=parsed.review,
     )
 
 

@@ -10,7 +10,7 @@ from retouch.plugin.providers.base import Provider, ProviderConfig
 from retouch.plugin.shopify.auth import ClientCredentials, StaticToken, TokenSource
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.storage.backups import BackupStore
-from retouch.storage.models import PENDING_STATES, ImageState
+from retouch.storage.models import WORK_STATES, ImageState
 from retouch.storage.store import Store
 
 from .config import Settings
@@ -81,8 +81,9 @@ async def work_cycle(ctx: Context) -> None:
 
 
 def pending_among(ctx: Context, image_ids: Iterable[int] | None) -> int:
-    """How many of these images (all, when None) are still on their way."""
-    pending = ctx.store.images_in_state(*PENDING_STATES)
+    """How many of these images (all, when None) are still on their way (an image that waits for the
+    owner's review is not: nothing but the owner moves it)."""
+    pending = ctx.store.images_in_state(*WORK_STATES)
     if image_ids is None:
         return len(pending)
     wanted = set(image_ids)

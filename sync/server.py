@@ -48,7 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
 from retouch.storage.store import Store
@@ -82,6 +82,8 @@ class ServerDeps:
     on_shopify_product: Callable[[str], None] = lambda product_id: None  # queues a product gid; must not block
     # {"ok", "detail"} of the Shopify access token (client credentials); None: a static token, no check
     shopify_token: Callable[[], dict[str, Any] | None] | None = None
+    # The review page (sync/web/), mounted at /ui/; None: no page (the in-process harnesses, `check`).
+    ui: Any = None
 
 
 # ----- health: pure decisions -----------------------------------------------------------------
@@ -225,8 +227,10 @@ class ScrubbedResponses:
             nonlocal start
             if message["type"] == "http.response.start":
                 start = message
+                if _is_picture(message):  # the review page's images: bytes, not text to scrub
+                    await send(message)
                 return
-            if message["type"] != "http.response.body" or start is None:
+            if message["type"] != "http.response.body" or start is None or _is_picture(start):
                 await send(message)
                 return
             chunks.append(message.get("body", b""))
@@ -238,6 +242,10 @@ class ScrubbedResponses:
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, scrubbing_send)
+
+
+def _is_picture(start: dict[str, Any]) -> bool:
+    return any(name.lower() == b"content-type" and value.startswith(b"image/") for name, value in start.get("headers", []))
 
 
 class OneLineErrors:
@@ -407,6 +415,7 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}
         Route("/webhooks/{name}", provider_webhook, methods=["POST"]),
         Route("/webhooks/{name}/{token}", provider_webhook, methods=["POST"]),
+        *([Mount("/ui", app=deps.ui)] if deps.ui is not None else []),
     ])
 
 

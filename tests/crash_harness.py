@@ -31,6 +31,7 @@ class CrashReport:
     problems: list[str] = field(default_factory=list)
     originals: dict[str, dict] = field(default_factory=dict, repr=False)  # legacy id -> seeded media
     tracebacks: int = 0  # in the daemon's log: a crash of its own, not one of our kills
+    writes_among_kills: int = 0  # review runs: Shopify writes made before the last start (between kills)
 
     def count(self, kind: str) -> int:
         """Problems of one kind: "media" (a duplicate or missing write), "charged", "backup"."""
@@ -245,3 +246,118 @@ def _baseline_recorded(db: Path) -> bool:
         return bool(db.exists() and db_rows(db, "select value from meta where key = 'baseline_recorded'"))
     except Exception:
         return False
+
+
+# ----- review before publish (issue 22) ---------------------------------------------------------------------------
+
+
+def crash_with_review(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int, kills: int,
+                      seed: int, max_alive: float = 2.5, drain_timeout: float = 300) -> CrashReport:
+    """`crash_anywhere` with `[review] mode = "all"`. The owner decides on the results waiting (the images
+    of even-numbered products approved, the others rejected) through sync/review.py, as the CLI and the
+    web page do, a seeded few at a time. The first half of the kills come at random moments (start-up,
+    discovery, the job); each of the others waits for results to be waiting, decides on some, then kills
+    at a random moment soon after (before, during or after the approved one's write) or the moment an
+    approved image records its write intent. Then every result is decided and the daemon drains.
+    `check_review_promises` holds the sandbox's write log against the approvals, besides `check_promises`."""
+    rng = random.Random(seed)
+    seeded = shop.seed(products=products, images_per_product=1, seed=seed)
+    originals = {p["legacy_id"]: p["media"][0] for p in seeded}
+    approve_media = {p["media"][0]["id"] for n, p in enumerate(seeded) if n % 2 == 0}
+    config = tmp / "config.toml"
+    config.write_text(config_text(shop, provider, tmp, new_only=False, extra='\n[review]\nmode = "all"\n'))
+    db, log = tmp / "retouch.db", tmp / "daemon.log"
+
+    def waiting() -> list[tuple[int, str]]:
+        try:
+            return db_rows(db, "select id, media_id from image where state = 'awaiting_review' order by id")
+        except Exception:  # not created yet
+            return []
+
+    def decide(most: int | None = None) -> None:
+        """The owner's decisions on (some of) what waits now; a CLI beside the daemon does the same."""
+        from retouch.storage.store import Store
+        from retouch.sync import review
+
+        chosen = waiting()
+        if most is not None:
+            chosen = rng.sample(chosen, min(most, len(chosen)))
+        if not chosen:
+            return
+        store = Store(f"sqlite:///{db}")
+        try:
+            review.approve(store, [i for i, media in chosen if media in approve_media], now=time.time())
+            review.reject(store, [i for i, media in chosen if media not in approve_media],
+                          reason="not good enough", now=time.time())
+        finally:
+            store.close()
+
+    def wait_until(condition, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def writing() -> bool:
+        return bool(db.exists() and db_rows(db, "select 1 from image where approved_at is not null and "
+                                                "write_source is not null and state = 'backed_up'"))
+
+    started = time.monotonic()
+    for n in range(kills):
+        daemon = _start(config, log)
+        if n < kills // 2:
+            time.sleep(rng.uniform(0.05, max_alive))  # anywhere: start-up, discovery, submit, poll
+        else:
+            wait_until(lambda: bool(waiting()), 60)
+            decide(most=rng.randint(1, 2))
+            if n % 2:
+                wait_until(writing, 5)  # the moment an approved result's write intent is recorded
+            else:
+                time.sleep(rng.uniform(0.0, max_alive))  # before, during or after the write
+        daemon.kill()
+        daemon.wait(10)
+    written_among_kills = len(shop.writes())
+    daemon = _start(config, log)
+    try:
+        deadline = time.monotonic() + drain_timeout
+        while True:
+            decide()
+            states = image_states(db)
+            if len(states) == products and set(states.values()) <= FINAL | {"rejected"}:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not drained: {states}")
+            time.sleep(0.3)
+    finally:
+        daemon.terminate()
+        daemon.wait(15)
+    states = image_states(db)
+    report = CrashReport(images=products, kills=kills, seconds=time.monotonic() - started, originals=originals,
+                         states={s: list(states.values()).count(s) for s in sorted(set(states.values()))})
+    report.problems = (check_promises(db, shop, provider, originals, "replace")
+                       + check_review_promises(db, shop, originals, shop.writes()))
+    report.tracebacks = log.read_text(errors="replace").count("Traceback")
+    report.writes_among_kills = written_among_kills
+    return report
+
+
+def check_review_promises(db: Path, shop: ShopifySandbox, originals: dict[str, dict], writes: list[dict]) -> list[str]:
+    """With review on: every Shopify write (the sandbox's log: fileUpdate, productUpdate adding media)
+    carries a result that was approved before the write, byte for byte the one kept for review; a
+    rejected image's original is untouched; an approved one shows its kept result."""
+    problems: list[str] = []
+    rows = {int(media_id.rsplit("/", 1)[-1]): (media_id, state, sha, approved_at) for media_id, state, sha, approved_at
+            in db_rows(db, "select media_id, state, result_sha256, approved_at from image")}
+    for write in writes:
+        media_id, state, sha, approved_at = rows.get(write["media_id"], (write["media_id"], None, None, None))
+        if approved_at is None or write["at"] < approved_at:
+            problems.append(f"{media_id}: a {write['operation']} wrote a result not approved at the time")
+        elif write["sha256"] != sha:
+            problems.append(f"{media_id}: a {write['operation']} wrote other bytes than the approved result")
+    for legacy_id, original in originals.items():
+        now = {m["id"]: m for m in shop.product(legacy_id)["media"]}.get(original["id"])
+        media_id, state, sha, _ = rows.get(int(original["id"].rsplit("/", 1)[-1]), (original["id"], None, None, None))
+        if state == "rejected" and (now is None or now["sha256"] != original["sha256"]):
+            problems.append(f"{media_id} rejected but its original was changed")
+        if state == "done" and (now is None or now["sha256"] != sha):
+            problems.append(f"{media_id} done but the store does not show its approved result")
+    return problems

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROVIDER_KEY, cli, marker_of, pipeline_settings, run_async
+from lifecycle_kit import put_in_state
 from retouch.storage.models import ImageState
 from retouch.storage.store import Store
 from retouch.sync.decisions import retry_from
@@ -126,7 +127,7 @@ def test_a_provider_failure_is_sent_again_and_retries_are_bounded(shop, provider
         assert store.image(broken_id).state == ImageState.DONE
         assert charged(provider) == 2  # sent once more: the provider had no result for it
 
-        store.update_image(broken_id, state=ImageState.FAILED, retries=MAX_RETRIES, error_code="x")
+        put_in_state(store, broken_id, ImageState.FAILED, retries=MAX_RETRIES, error_code="x")
         refused = cli("retry", config=tmp_path / "config.toml")
         assert refused.returncode == 0
         assert f"already retried {MAX_RETRIES} times" in refused.stderr and "0 image(s) requeued" in refused.stdout
@@ -143,7 +144,7 @@ def test_revert_beside_a_daemon_leaves_images_in_flight_alone(shop, provider, tm
 
     first, second = settle(settings, discover_first=True)
     store = Store(settings.database_url)
-    store.update_image(second.id, state=ImageState.WRITTEN)  # as if the daemon were verifying it
+    put_in_state(store, second.id, ImageState.WRITTEN)  # as if the daemon were verifying it
     daemon = InstanceLock(settings.database_path)  # this test process stands in for the daemon
     assert daemon.acquire()
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from retouch.storage.backups import BackupError, BackupStore
+from retouch.storage.lifecycle import Move
 from retouch.storage.models import SCHEMA_VERSION, ImageState, JobState
 from retouch.storage.store import Store, StorageError
 
@@ -95,7 +96,7 @@ def test_only_intents_and_job_rows_are_fsynced(tmp_path: Path) -> None:
     assert safety_levels_of_commits(store, create) == ["FULL"]
     assert safety_levels_of_commits(store, lambda: store.update_job(job.id, provider_state="{}")) == ["FULL"]
     assert safety_levels_of_commits(store, lambda: store.update_job_and_images(
-        job.id, {"polls": 1}, {first.id: {"state": ImageState.ENHANCED}})) == ["FULL"]
+        job.id, {"polls": 1}, {}, [Move(first.id, "enhance", (ImageState.SUBMITTED,))])) == ["FULL"]
     assert safety_levels_of_commits(store, lambda: store.update_image(first.id, write_source="https://up/1")) == ["FULL"]
     # ... and the connection is back to NORMAL after each.
     assert safety_levels_of_commits(store, lambda: store.update_image(second.id, attempts=2)) == ["NORMAL"]
@@ -113,11 +114,10 @@ def test_several_images_change_in_one_transaction_fsynced_only_for_intents(tmp_p
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     a, b, c = (new_image(store, n) for n in range(3))
     before = store.image(a.id).updated_at
-    changes = {a.id: {"state": ImageState.DONE, "attempts": 0}, b.id: {"state": ImageState.FAILED, "attempts": 3},
-               c.id: {"error_code": "x"}}
+    changes = {a.id: {"attempts": 0}, b.id: {"attempts": 3}, c.id: {"error_code": "x"}}
     assert safety_levels_of_commits(store, lambda: store.update_images(changes)) == ["NORMAL"]
-    assert (store.image(a.id).state, store.image(a.id).attempts) == (ImageState.DONE, 0)
-    assert (store.image(b.id).state, store.image(b.id).attempts) == (ImageState.FAILED, 3)
+    assert (store.image(a.id).state, store.image(a.id).attempts) == (ImageState.DISCOVERED, 0)
+    assert (store.image(b.id).state, store.image(b.id).attempts) == (ImageState.DISCOVERED, 3)
     assert (store.image(c.id).state, store.image(c.id).error_code) == (ImageState.DISCOVERED, "x")
     assert store.image(a.id).updated_at >= before
     intents = {a.id: {"write_source": "https://up/a"}, b.id: {"write_source": "https://up/b"}}
@@ -133,9 +133,12 @@ def test_a_provider_answer_is_recorded_for_the_job_and_every_item_or_not_at_all(
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     a, b, c = (new_image(store, n) for n in range(3))
     job = store.create_job("aigenstudio", "retouch-key-1", [a.id, b.id, c.id])
-    done = {"state": ImageState.ENHANCED, "result_url": "https://r/1"}
-    store.update_job_and_images(job.id, {"polls": 1}, {a.id: done, b.id: {**done, "result_url": "https://r/2"},
-                                                       c.id: {"state": ImageState.FAILED, "error_code": "x"}})
+    submitted = (ImageState.SUBMITTED,)
+    moved = store.update_job_and_images(job.id, {"polls": 1}, {}, [
+        Move(a.id, "enhance", submitted, {"result_url": "https://r/1"}),
+        Move(b.id, "enhance", submitted, {"result_url": "https://r/2"}),
+        Move(c.id, "fail", submitted, {"error_code": "x"})])
+    assert moved == [a.id, b.id, c.id]
     assert [(store.image(i).state, store.image(i).result_url) for i in (a.id, b.id)] == [
         (ImageState.ENHANCED, "https://r/1"), (ImageState.ENHANCED, "https://r/2")]
     assert (store.image(c.id).state, store.image(c.id).error_code) == (ImageState.FAILED, "x")
@@ -216,9 +219,11 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
         conn.execute("ALTER TABLE image DROP COLUMN reverted_at")
         conn.execute("ALTER TABLE image DROP COLUMN backup_pruned_at")
         conn.execute("ALTER TABLE image DROP COLUMN rule")
+        for column in ("product_title", "result_sha256", "approved_at", "review_note"):  # schema 6
+            conn.execute(f"ALTER TABLE image DROP COLUMN {column}")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store = Store(f"sqlite:///{db}")
-    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "6"
     assert (store.image(kept.id).reverted_at, store.image(kept.id).backup_pruned_at) == (None, None)
     store.update_image(kept.id, backup_pruned_at=1.5)
     assert store.image(kept.id).backup_pruned_at == 1.5

@@ -13,6 +13,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from conftest import pipeline_settings, run_async
+from lifecycle_kit import put_in_state
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.providers.base import WebhookEvent
 from retouch.storage.models import ImageState, JobState
@@ -167,7 +168,7 @@ def test_write_back_runs_when_its_earliest_image_is_due(shop, provider, tmp_path
             try:
                 (image,) = ctx.store.images_in_state(ImageState.DISCOVERED)
                 due = time.time() + 60  # far enough ahead that a stalled CI machine cannot pass it
-                ctx.store.update_image(image.id, state=ImageState.WRITTEN, next_attempt_at=due)
+                put_in_state(ctx.store, image.id, ImageState.WRITTEN, next_attempt_at=due)
                 assert ctx.store.next_attempt_due(ImageState.WRITTEN) == due
                 daemon._write_back_when_due()
                 return due, daemon.scheduler.get_job("write_back").next_run_time.timestamp()
@@ -187,8 +188,8 @@ def test_next_attempt_due_reads_now_for_an_image_with_no_wait(shop, provider, tm
             assert ctx.store.next_attempt_due(ImageState.WRITTEN) is None
             await discover(ctx)
             first, second = ctx.store.images_in_state(ImageState.DISCOVERED)
-            ctx.store.update_image(first.id, state=ImageState.WRITTEN, next_attempt_at=time.time() + 60)
-            ctx.store.update_image(second.id, state=ImageState.WRITTEN, next_attempt_at=None)
+            put_in_state(ctx.store, first.id, ImageState.WRITTEN, next_attempt_at=time.time() + 60)
+            put_in_state(ctx.store, second.id, ImageState.WRITTEN, next_attempt_at=None)
             return ctx.store.next_attempt_due(ImageState.WRITTEN)
 
     assert run_async(scenario()) == 0.0

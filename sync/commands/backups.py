@@ -10,9 +10,11 @@ import time
 import typer
 
 from retouch.storage.backups import BackupStore, disk_usage, inventory, prune
+from retouch.storage.kept_results import prunable_results, prune_results
 from retouch.storage.store import Store
 
 from ..config import Settings
+from ..review import results_store
 
 
 def human_size(size: float) -> str:
@@ -70,10 +72,17 @@ def prune_command(settings: Settings, dry_run: bool, now: float | None = None) -
                        f"({human_size(found.prunable_size)}); images done more than {describe_keep(keep)} ago:")
             for sha, size in found.prunable.items():
                 typer.echo(f"  {sha[:12]}  {size} bytes  {', '.join(found.media.get(sha, []))}")
+            results = prunable_results(store, results_store(settings), keep, now)
+            if results:
+                typer.echo(f"would delete {len(results)} reviewed result(s), {sum(results.values())} bytes")
             return 0
         count, size, _deleted = prune(store, BackupStore(settings.backup_dir), keep, now)
+        kept_count, kept_size = prune_results(store, results_store(settings), keep, now)
     finally:
         store.close()
     typer.echo(f"deleted {count} original(s), {size} bytes ({human_size(size)}); "
                "a revert of their images will say the original was pruned")
+    if kept_count:
+        typer.echo(f"deleted {kept_count} reviewed result(s) of images done before then, {kept_size} bytes "
+                   f"({human_size(kept_size)}); none waiting for review")
     return 0

@@ -177,7 +177,8 @@ def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
     sent = affordable(ctx.settings, max_credits, len(target))
     message = f"not sent: resync --max-credits {max_credits} covered {sent} image(s); resync again to send it"
     for image_id in target[sent:]:
-        ctx.store.update_image(image_id, state=ImageState.SKIPPED, error_code="credit_cap", error_message=message)
+        ctx.store.transition(image_id, "skip", expect=ImageState.DISCOVERED, error_code="credit_cap",
+                             error_message=message)
     if sent < len(target):
         typer.echo(f"--max-credits {max_credits}: sending {sent} of {len(target)} image(s); "
                    f"{len(target) - sent} left for a later resync")
@@ -212,7 +213,7 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
                 ctx.log = _Quiet(ctx.log)  # the rows a dry run only looked at are not news (issue 23)
                 if force:
                     for image in ctx.store.images_in_state(ImageState.DONE, product_ids=product_ids):
-                        ctx.store.update_image(image.id, state=ImageState.REVERTED)
+                        ctx.store.transition(image.id, "revert", expect=ImageState.DONE)
                 await _scan(ctx, product_ids, include_baseline=include_baseline, force=force)
                 return ctx.store.images_in_state(ImageState.DISCOVERED, product_ids=product_ids)
         finally:

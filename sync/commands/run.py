@@ -154,7 +154,8 @@ def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None 
                       shopify_webhook_secret=lambda: (ctx.settings.shopify_webhook_secret.get_secret_value()
                                                       if ctx.settings.shopify_webhook_secret else None),
                       on_shopify_product=daemon.on_shopify_product,
-                      shopify_token=lambda: token_health(ctx.shopify.tokens))
+                      shopify_token=lambda: token_health(ctx.shopify.tokens),
+                      ui=_review_page(ctx))
     app = build_app(deps, registry)
 
     async def run_server(stop: asyncio.Event) -> None:
@@ -162,6 +163,13 @@ def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None 
         await serve(app, sock if sock is not None else settings.server.listen or "", stop)
 
     return run_server
+
+
+def _review_page(ctx):
+    """The review page at /ui/ (sync/web/), on the daemon's own context (a reload replaces its settings)."""
+    from ..web import UiDeps, build_ui
+
+    return build_ui(UiDeps(context=lambda: ctx))
 
 
 def bind_server(listen: str) -> socket.socket | int:

@@ -26,9 +26,12 @@ from ..scheduler import HEARTBEAT, LAST_ERROR
 from ..systemd import is_held
 
 
-def collect_status(settings: Settings, now: float | None = None) -> dict:
+def collect_status(settings: Settings, now: float | None = None, store: Store | None = None) -> dict:
+    """`store`: one already open (the daemon's own, for the review page: a second connection closed in
+    the daemon's process would drop its SQLite locks); None opens one for this call."""
     now = time.time() if now is None else now
-    store = Store(settings.database_url)
+    own = store is None
+    store = Store(settings.database_url) if store is None else store
     try:
         counts = store.counts_by_state()
         limits = settings.capabilities.quota
@@ -73,7 +76,8 @@ def collect_status(settings: Settings, now: float | None = None) -> dict:
                                 for i in store.recent_failures(10)],
         }
     finally:
-        store.close()
+        if own:
+            store.close()
 
 
 def _quota_used_up(ledger: QuotaLedger, now: float) -> bool:

@@ -164,13 +164,16 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
             row = rows[media.id]
             if rule_skip:
                 if row.state != ImageState.SKIPPED or row.rule != ruled:
-                    store.update_image(row.id, rule=ruled, **rule_skip)
+                    store.transition(row.id, "skip", expect=row.state, rule=ruled,
+                                     error_code=rule_skip["error_code"], error_message=rule_skip["error_message"])
                 counts["skipped_by_rule"] += 1
                 continue
-            store.update_image(row.id, state=ImageState.DISCOVERED, source_url=media.url, job_id=None,
-                               item_index=None, result_url=None, attempts=0, next_attempt_at=None,
-                               error_code=None, error_message=None, position=position, alt=media.alt,
-                               write_source=None, write_mode=None, rule=ruled)
+            # (the requeue clears the job, its result, the write and the step's errors: lifecycle.py)
+            if not store.transition(row.id, "requeue", expect=row.state, source_url=media.url, position=position,
+                                    alt=media.alt, rule=ruled):
+                ctx.log.debug("not_moved", product_id=product.id, media_id=media.id, transition="requeue",
+                              expected=row.state)
+                continue
             counts["requeued"] += 1
             ctx.log.info("requeued", product_id=product.id, media_id=media.id, was=row.state,
                          **({"rule": rule.label} if rule else {}))
@@ -188,7 +191,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in store.images_of_product(product.id) if complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:
-            store.update_image(row.id, state=ImageState.SKIPPED, error_code="media_deleted",
-                               error_message="the merchant deleted this media before it was sent")
+            store.transition(row.id, "skip", expect=ImageState.DISCOVERED, error_code="media_deleted",
+                             error_message="the merchant deleted this media before it was sent")
             counts["skipped"] += 1
             ctx.log.info("skipped", product_id=product.id, media_id=row.media_id, reason="media_deleted")

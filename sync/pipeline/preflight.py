@@ -57,7 +57,8 @@ async def _judge(ctx: Context, image: Image) -> bool:
         try:
             product = await still_there(ctx, image)
         except Skip as gone:
-            ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=gone.code, error_message=gone.message)
+            ctx.store.transition(image.id, "skip", expect=ImageState.DISCOVERED, error_code=gone.code,
+                                 error_message=gone.message)
             log.info("skipped", reason=gone.code)
             return False
         except ShopifyError as again:
@@ -67,8 +68,8 @@ async def _judge(ctx: Context, image: Image) -> bool:
             # The merchant put a new picture in this media since discovery: that one is the original.
             ctx.store.update_image(image.id, source_url=media.url)
             return _wait(ctx, image, exc)
-        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=SOURCE_REFUSED,
-                               error_message=f"the original could not be downloaded: {str(exc)[:300]}")
+        ctx.store.transition(image.id, "fail", expect=ImageState.DISCOVERED, error_code=SOURCE_REFUSED,
+                             error_message=f"the original could not be downloaded: {str(exc)[:300]}")
         log.warning("failed", reason=SOURCE_REFUSED, message=str(exc)[:200])
         return False
     except ShopifyError as exc:
@@ -78,8 +79,8 @@ async def _judge(ctx: Context, image: Image) -> bool:
         # to a worker thread (each hand-off costs the loop a thread switch).
         image.backup_sha256, backup_failure = await asyncio.to_thread(_checked_backup, ctx.backups, data)
     except imaging.ImageDataError as exc:
-        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=f"source_{exc.code}",
-                               error_message=f"the original is {exc}")
+        ctx.store.transition(image.id, "fail", expect=ImageState.DISCOVERED, error_code=f"source_{exc.code}",
+                             error_message=f"the original is {exc}")
         log.warning("failed", reason=f"source_{exc.code}", message=str(exc))
         return False
     if backup_failure is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from retouch.storage import lifecycle
 from retouch.storage.models import Image, ImageState
 from retouch.storage.store import Store
 
@@ -21,12 +22,9 @@ def requeue_failed(store: Store, product_ids: Sequence[str] | None = None) -> tu
             refused.append(image)
             continue
         state = retry_from(has_result=bool(image.result_url), has_backup=bool(image.backup_sha256))
-        # The write starts afresh: its earlier intent and output (a media Shopify failed) are history.
-        fields = {"state": state, "retries": image.retries + 1, "attempts": 0, "next_attempt_at": None,
-                  "error_code": None, "error_message": None, "write_source": None, "written_at": None,
-                  "output_media_id": None, "write_mode": None}
-        if state == ImageState.DISCOVERED:
-            fields.update(job_id=None, item_index=None, result_url=None)
-        store.update_image(image.id, **fields)
+        # The write starts afresh: its earlier intent and output (a media Shopify failed) are history;
+        # from `discovered`, the job and its result too (each transition's clears: lifecycle.py).
+        store.transition(image.id, lifecycle.named(ImageState.FAILED, state), expect=ImageState.FAILED,
+                         retries=image.retries + 1)
         requeued.append(store.image(image.id))
     return requeued, refused

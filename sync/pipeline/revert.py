@@ -86,8 +86,8 @@ async def _revert_one(ctx: Context, image: Image) -> None:
         await ctx.shopify.delete_media([image.output_media_id])
     ctx.store.remove_output(image.output_media_id)
     await set_marker(ctx, product, remove={image.output_media_id})
-    ctx.store.update_image(image.id, state=ImageState.REVERTED, output_media_id=None, write_source=None, write_mode=None,
-                           error_code=None, error_message=None, reverted_at=time.time(), **restored)
+    # (the revert clears the output, the write and the error: lifecycle.py)
+    ctx.store.transition(image.id, "revert", expect=image.state, reverted_at=time.time(), **restored)
     log.info("reverted")
 
 

@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime, timezone
 
 from retouch.plugin.providers import errors as provider_errors
+from retouch.storage.lifecycle import Move
 from retouch.storage.models import ImageState, Job, JobState, epoch
 
 from ..credit_split import CREDIT_CAP, after_refusal, capped_size
@@ -202,8 +203,8 @@ def _clear_uncertain(progress: JobProgress, idempotent: bool) -> None:
 
 def _fail(ctx: Context, job: Job, images: list, code: str, message: str) -> None:
     ctx.store.update_job_and_images(
-        job.id, {"state": JobState.FAILED, "error_code": code, "error_message": message},
-        {i.id: {"state": ImageState.FAILED, "error_code": code, "error_message": message} for i in images},
+        job.id, {"state": JobState.FAILED, "error_code": code, "error_message": message}, {},
+        [Move(i.id, "fail", (ImageState.SUBMITTED,), {"error_code": code, "error_message": message}) for i in images],
     )
 
 
@@ -223,8 +224,8 @@ def _split(ctx: Context, job: Job, images: list, smaller: int, exc: provider_err
     carry at most `smaller` of them, so the balance pays for what it can."""
     ctx.store.update_job_and_images(
         job.id, {"state": JobState.FAILED, "error_code": exc.code or "out_of_credits",
-                 "error_message": f"refused for credits; its {len(images)} image(s) go again in smaller jobs"},
-        {i.id: {"state": ImageState.DISCOVERED, "job_id": None, "item_index": None} for i in images},
+                 "error_message": f"refused for credits; its {len(images)} image(s) go again in smaller jobs"}, {},
+        [Move(i.id, "requeue", (ImageState.SUBMITTED,)) for i in images],  # (the job's link cleared with it)
     )
     ctx.store.set_meta(CREDIT_CAP, str(smaller))
     ctx.log.warning("credits_short", job_id=job.id, images=len(images), next_job_images=smaller)

@@ -12,6 +12,7 @@ from typing import Any
 
 from retouch.plugin.providers import errors as provider_errors
 from retouch.plugin.providers.base import JobStatus
+from retouch.storage import lifecycle
 from retouch.storage.models import Image, ImageState, Job, JobState, epoch
 
 from ..deadline_decisions import (PROVIDER_TIMEOUT, expire_after_failed_poll, is_overdue, poll_at_or_before_deadline,
@@ -98,7 +99,7 @@ def _expire(ctx: Context, job: Job, images: list[Image], image_fields: dict[int,
         job_fields["polls"] = polls
     if provider_state is not None:
         job_fields["provider_state"] = provider_state  # what the last poll saved
-    ctx.store.update_job_and_images(job.id, job_fields, image_fields)
+    _record_moves(ctx, job, images, job_fields, image_fields)
     log.error("provider_timeout", max_job_age=ctx.settings.max_job_age, last_status=last_status,
               images=sum(1 for f in image_fields.values() if f.get("error_code") == PROVIDER_TIMEOUT))
 
@@ -113,8 +114,8 @@ def _poll_failed(ctx: Context, job: Job, images: list[Image], exc: Exception, lo
         return
     if isinstance(exc, provider_errors.NotFound):
         message = "the provider does not know this job any more"
-        ctx.store.update_job_and_images(
-            job.id, {"state": JobState.FAILED, "error_code": "not_found", "error_message": message},
+        _record_moves(
+            ctx, job, images, {"state": JobState.FAILED, "error_code": "not_found", "error_message": message},
             {i.id: {"state": ImageState.FAILED, "error_code": "enhancement_not_found", "error_message": message}
              for i in images if i.state == ImageState.SUBMITTED},
         )
@@ -151,7 +152,21 @@ def _record(ctx: Context, job: Job, images: list[Image], status: JobStatus, prog
         progress.state[RUNNING_AT] = elapsed
         job_fields["next_poll_at"] = _next_poll(ctx, job, status, now, elapsed, total)
     job_fields["provider_state"] = json.dumps(progress.state, sort_keys=True)
-    ctx.store.update_job_and_images(job.id, job_fields, image_fields)
+    _record_moves(ctx, job, images, job_fields, image_fields)
+
+
+def _record_moves(ctx: Context, job: Job, images: list[Image], job_fields: dict[str, Any],
+                  image_fields: dict[int, dict[str, Any]]) -> None:
+    """The job's fields and each image's change (its transition from the state it was read in, a
+    compare-and-set) in one transaction; an image that moved on meanwhile is left as it is."""
+    seen = {image.id: image for image in images}
+    moves = [lifecycle.move_from(image_id, seen[image_id].state, fields) for image_id, fields in image_fields.items()]
+    moved = set(ctx.store.update_job_and_images(job.id, job_fields, {}, moves))
+    for move in moves:
+        if move.image_id not in moved:
+            image = seen[move.image_id]
+            ctx.log.debug("not_moved", product_id=image.product_id, media_id=image.media_id, job_id=job.id,
+                          transition=move.name, expected=image.state)
 
 
 def _next_poll(ctx: Context, job: Job, status: JobStatus, now: float, elapsed: float, total: int) -> float:
@@ -194,8 +209,8 @@ async def _skip_deleted_sources(ctx: Context, images: list[Image], changes: dict
     for image in images:
         if changes.get(image.id, {}).get("error_code") in SOURCE_ERRORS:
             if await ctx.shopify.get_media(image.media_id) is None:
-                ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code="media_deleted",
-                                       error_message="the merchant deleted this image before the provider fetched it")
+                ctx.store.transition(image.id, "skip", expect=changes[image.id]["state"], error_code="media_deleted",
+                                     error_message="the merchant deleted this image before the provider fetched it")
                 ctx.log.info("skipped", product_id=image.product_id, media_id=image.media_id, reason="media_deleted")
 
 
@@ -218,6 +233,10 @@ def record_items(status: JobStatus, images: list[Image], requeue: set[int] = fro
             changes[image.id] = {"state": ImageState.DISCOVERED if image.id in requeue else ImageState.FAILED,
                                  "error_code": item.error_code or "item_failed",
                                  "error_message": item.error_message or "the provider could not enhance this image"}
+            if image.id in requeue:
+                # The job is still polled, and its poll lists every item it sent: the image keeps its
+                # place in it until another job takes it (the requeue would clear them otherwise).
+                changes[image.id].update(job_id=image.job_id, item_index=image.item_index)
     if status.terminal:
         for image in images:
             if image.state == ImageState.SUBMITTED and image.id not in changes:

@@ -23,6 +23,7 @@ from retouch.plugin.providers.errors import ProviderError
 from retouch.plugin.shopify.errors import ShopifyError, ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.file_update import FileRow
 from retouch.plugin.shopify.models import Media, Product
+from retouch.storage import lifecycle
 from retouch.storage.backups import BackupError
 from retouch.storage.models import Image, ImageState
 
@@ -40,6 +41,7 @@ from ..decisions import (
 )
 from .context import Context
 from .jobs import JobProgress, ticket_for
+from .review_step import auto_approve, hold_for_review, keep_result, kept_result, waits_for_owner
 
 # Retries of one write-back step (backoff capped at 10 minutes: a few hours) before it fails.
 MAX_ATTEMPTS = 25
@@ -92,6 +94,7 @@ STEP_ERRORS = (Skip, Fail, Held, ShopifyError, BackupError, ProviderError)
 
 async def write_back(ctx: Context) -> int:
     """Advance every image that is due by one step; returns how many moved."""
+    approved = auto_approve(ctx)  # [review] auto_approve_after: those approved are written below
     due = ctx.store.images_in_state(*WRITE_BACK_STATES, due_by=ctx.clock())
     by_product: dict[str, list[Image]] = {}
     for image in due:
@@ -110,7 +113,7 @@ async def write_back(ctx: Context) -> int:
     # with it instead of running on outside the daemon's step lock.
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(one_product(images)) for images in by_product.values()]
-    return sum(task.result() for task in tasks)
+    return approved + sum(task.result() for task in tasks)
 
 
 async def _written_media(ctx: Context, written: list[Image]) -> dict[str, Media | None]:
@@ -157,11 +160,11 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     """Record a step's failure on the image; True when that ends the image (skipped or failed)."""
     log = ctx.log.bind(product_id=image.product_id, media_id=image.media_id, job_id=image.job_id)
     if isinstance(exc, Skip):
-        ctx.store.update_image(image.id, state=ImageState.SKIPPED, error_code=exc.code, error_message=exc.message)
+        ctx.store.transition(image.id, "skip", expect=image.state, error_code=exc.code, error_message=exc.message)
         log.info("skipped", reason=exc.code)
         return True
     if isinstance(exc, Fail):
-        ctx.store.update_image(image.id, state=ImageState.FAILED, error_code=exc.code, error_message=exc.message)
+        ctx.store.transition(image.id, "fail", expect=image.state, error_code=exc.code, error_message=exc.message)
         log.warning("failed", reason=exc.code, message=exc.message)
         return True
     # Transient, or a store that answers oddly: the image keeps its state and tries again later,
@@ -169,8 +172,8 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     attempts = image.attempts + 1
     code = exc.code if isinstance(exc, Held) else exc.__class__.__name__
     if attempts >= MAX_ATTEMPTS:
-        ctx.store.update_image(image.id, state=ImageState.FAILED, attempts=attempts,
-                               error_code=code, error_message=str(exc)[:500])
+        ctx.store.transition(image.id, "fail", expect=image.state, attempts=attempts,
+                             error_code=code, error_message=str(exc)[:500])
         log.warning("failed", reason=code, message=str(exc)[:200], attempts=attempts)
         return True
     delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
@@ -181,12 +184,19 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
 
 
 def _moved(ctx: Context, outcomes: list[tuple[Image, dict[str, Any]]]) -> int:
-    """Record each image's changes, all in one transaction; returns how many moved."""
-    ctx.store.update_images({image.id: changes for image, changes in outcomes})
-    for image, changes in outcomes:
+    """Record each image's changes, all in one transaction; returns how many moved. Each is the
+    transition from the state the step read the image in (a compare-and-set): an image that moved
+    on meanwhile (a revert beside the daemon) is left as it is."""
+    moves = [lifecycle.move_from(image.id, image.state, changes) for image, changes in outcomes]
+    moved = set(ctx.store.transitions(moves))
+    for (image, changes), move in zip(outcomes, moves, strict=True):
+        if image.id not in moved:
+            ctx.log.debug("not_moved", product_id=image.product_id, media_id=image.media_id, job_id=image.job_id,
+                          transition=move.name, expected=image.state)
+            continue
         ctx.log.info(changes.get("state", "progress"), product_id=image.product_id,
                      media_id=image.media_id, job_id=image.job_id, output_media_id=changes.get("output_media_id"))
-    return len(outcomes)
+    return len(moved)
 
 
 async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
@@ -208,6 +218,18 @@ async def _backup(ctx: Context, image: Image) -> dict[str, Any]:
         raise Fail("original_unreadable", f"the original is {exc}") from None
     # A new backup: a prune date of an earlier one (an image enhanced again) no longer applies.
     return {**done, "backup_sha256": ctx.backups.put(data), "backup_pruned_at": None}
+
+
+async def _keep_for_review(ctx: Context, image: Image) -> int:
+    """[review]: the result is fetched, checked and converted exactly as the write would do it, and
+    kept (review_step.py); the image then waits for the owner. Nothing in Shopify changes."""
+    # A fresh download: a result kept for an earlier attempt is not this one.
+    data = await _converted_result(ctx, image, extension_of(image.filename, image.mime_type), fresh=True)
+    try:
+        sha256 = keep_result(ctx, data)
+    except BackupError as exc:
+        raise BackupError(f"cannot keep the result for review: {exc}") from None
+    return int(hold_for_review(ctx, image, sha256))
 
 
 async def still_there(ctx: Context, image: Image) -> Product:
@@ -266,7 +288,18 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
     time. Append mode, and a media Shopify failed to process (it cannot be updated in place), go
     one image at a time (`_write`): each new media shifts the positions the next is placed by.
     The shared fileUpdate is not all-or-nothing: Shopify applies the valid rows and names the bad
-    ones, so only the images it names are held or refused (`_replace_sources`)."""
+    ones, so only the images it names are held or refused (`_replace_sources`).
+    A result kept for review and not approved is never written: it goes to `awaiting_review`."""
+    held = [image for image in images if waits_for_owner(ctx.settings.review.on, image)]
+    if held:
+        images = [image for image in images if image not in held]
+        moved = 0
+        for image in held:
+            try:
+                moved += await _keep_for_review(ctx, image)
+            except STEP_ERRORS as exc:
+                moved += _failed(ctx, image, "review", exc)
+        return moved + (await write_product(ctx, images) if images else 0)
     alone = [image for image in images if write_mode(ctx, image) != "replace"]
     moved = sum([await _settle(ctx, image, "write", _write(ctx, image)) for image in alone])
     images = [image for image in images if write_mode(ctx, image) == "replace"]
@@ -402,9 +435,9 @@ def _refusal(exc: ShopifyUserError) -> Skip | Fail:
     return Fail((sorted(c for c in codes if c) or ["shopify_rejected"])[0], str(exc)[:500])
 
 
-async def _converted_result(ctx: Context, image: Image, extension: str) -> bytes:
+async def _converted_result(ctx: Context, image: Image, extension: str, *, fresh: bool = False) -> bytes:
     """The provider's result in the original's format (Shopify keeps a media's file extension)."""
-    [data] = await _in_original_formats([(await _download_result(ctx, image), extension)])
+    [data] = await _in_original_formats([(await _download_result(ctx, image, fresh=fresh), extension)])
     if isinstance(data, Fail):
         raise data
     return data
@@ -484,8 +517,13 @@ async def _move_into_place(ctx: Context, product_id: str, media_id: str, positio
 EXPIRED_LINK_STATUSES = {401, 403, 404, 410}
 
 
-async def _download_result(ctx: Context, image: Image) -> bytes:
-    """The provider's result. A temporary link that expired is asked for again, once."""
+async def _download_result(ctx: Context, image: Image, *, fresh: bool = False) -> bytes:
+    """The provider's result. A temporary link that expired is asked for again, once. An approved
+    result kept for review: the kept bytes, the very ones the owner approved."""
+    if image.result_sha256 is not None and not fresh:
+        if image.approved_at is None:  # (write_product holds these; never written unapproved)
+            raise Held("awaiting_review", "the result waits for the owner's approval")
+        return kept_result(ctx, image)
     try:
         data, _ = await ctx.shopify.download(image.result_url or "")
         return data

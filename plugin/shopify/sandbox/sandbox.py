@@ -371,6 +371,12 @@ class ShopifySandbox:
         with self._store.lock:
             return self._store.stats.as_dict()
 
+    def writes(self) -> list[dict[str, Any]]:
+        """Every picture a client put on a product, in order: {operation (fileUpdate, or productUpdate adding media),
+        media_id, product_id, at (the sandbox's clock), sha256 of the bytes it fetched}."""
+        with self._store.lock:
+            return [dict(write) for write in self._store.writes]
+
     def add_fault(self, *, status: int | None = None, count: int = 1, retry_after: float | None = None,
                   operation: str | None = None, throttle: bool = False, fail_media_processing: int = 0,
                   code: str | None = None, mode: str | None = None, seconds: float = 0.0,

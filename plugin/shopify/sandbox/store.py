@@ -168,6 +168,9 @@ class Store:
         self.subscriptions = Subscriptions()
         self.pending_events: set[tuple[str, int]] = set()  # announced, not yet built into a delivery
         self.bulk = BulkOperations(self.bulk_settings)
+        # Every picture an API client put on a product (fileUpdate with a new source, productUpdate
+        # with media), in order: what a test checks against what was allowed to be written.
+        self.writes: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ plumbing
 
@@ -383,6 +386,10 @@ class Store:
         log.info("media_replaced", media_id=media.id,
                  outcome=outcome.code if isinstance(outcome, MediaFailure) else "ok")
 
+    def _record_write(self, operation: str, media: Media, fetched: Fetched, now: float) -> None:
+        self.writes.append({"operation": operation, "media_id": media.id, "product_id": media.product_id, "at": now,
+                            "sha256": hashlib.sha256(fetched.data).hexdigest() if fetched.data is not None else None})
+
     def remove_media(self, media: Media, now: float) -> None:
         self.detach(media, now)
         self.filenames.pop(media.filename, None)
@@ -499,6 +506,7 @@ class Store:
         if item.get("originalSource"):
             source = item["originalSource"]
             self.replace_source(media, source_url=source, fetched=fetched[source], now=now)
+            self._record_write("fileUpdate", media, fetched[source], now)
         media.updated_at = max(media.updated_at, now)
         for product_id in touched:
             if product_id in self.products:
@@ -557,8 +565,9 @@ class Store:
         if (product_input or {}).get("tags") is not None:
             product.tags = _clean_tags(product_input["tags"])
         for item in media_inputs or []:
-            self.create_media(product, source_url=item["originalSource"], alt=item.get("alt") or "",
-                              fetched=fetched[item["originalSource"]], now=now)
+            media = self.create_media(product, source_url=item["originalSource"], alt=item.get("alt") or "",
+                                      fetched=fetched[item["originalSource"]], now=now)
+            self._record_write("productUpdate", media, fetched[item["originalSource"]], now)
         self.touch(product, now)
         return {"product": product, "userErrors": []}
 
