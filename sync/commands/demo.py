@@ -25,13 +25,16 @@ from ..pipeline import discover
 from ..runtime import open_context
 from ..scheduler import Daemon
 from .demo_page import DemoRow, cost_words, render_page
+from .demo_review import free_loopback_socket, review_lines, review_live
 from .sandbox import render_config, start_sandboxes
 
 DEMO_TIMEOUT = 110.0  # seconds; the demo promises to finish in under two minutes
 
 
 async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio", mode: str = "replace",
-                       price_per_credit: float | None = None, currency: str = "") -> int:
+                       price_per_credit: float | None = None, currency: str = "", review: bool = False) -> int:
+    """`review`: instead of the static page, results wait for the owner on the daemon's live review page
+    (demo_review.py) until Ctrl-C."""
     started = time.monotonic()
     configure("warning", "console")
     out = out.resolve()  # the config names its files relative to its own folder: relative --out paths doubled
@@ -44,11 +47,16 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
     shop, shop_server, sandbox = start_sandboxes(provider=provider, products=products, fast=True,
                                                  processing_seconds=0.2, provider_profile="production",
                                                  shopify_profile="production")  # as unkind as the real Shopify
+    sock = None
     try:
         config_path = work / "config.toml"
+        extra = _budget_lines(price_per_credit, currency)
+        if review:
+            sock = free_loopback_socket()
+            extra += review_lines(sock)
         config_path.write_text(render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox,
                                              database=work / "retouch.db", backup_dir=work / "backups",
-                                             fast=True, mode=mode) + _budget_lines(price_per_credit, currency))
+                                             fast=True, mode=mode) + extra)
         settings = load_settings(config_path)
         configure("warning", "console", settings.secrets())
         typer.echo(f"sandbox store with {products} products at {shop.shop_url} ({shop.profile} profile); "
@@ -61,6 +69,8 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
                 shop.add_image(product["legacy_id"], filename=f"new-photo-{n + 1}.{extension}",
                                alt=f"{product['title']} (new photo)")
             typer.echo(f"the merchant added {products} new photo(s); running the daemon…")
+            if review:
+                return await review_live(ctx, sock, expected=products)
             daemon = Daemon(ctx)
             runner = asyncio.create_task(daemon.run())
             expected = products
@@ -88,6 +98,8 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
         typer.echo(f"before/after page: {page.resolve()}")
         return 0 if done == expected else 1
     finally:
+        if sock is not None:
+            sock.close()
         shop_server.stop()
         sandbox.stop()
 
