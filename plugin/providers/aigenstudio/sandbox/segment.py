@@ -6,19 +6,25 @@ project) runs GrabCut, an iterated graph cut over colour models of product and b
 
 GrabCut needs a first guess of where the product is. Photos of products have the product in focus and
 the room behind it soft, so the guess comes from CRISP edges:
-1. on a small copy (MASK_SIDE), colour gradients in Lab at two scales; an edge is crisp when its
-   fine-scale gradient clearly beats the coarse-scale one (a blurred backdrop edge, a cable or a cup
-   behind the product, has both about equal), and strong; weaker crisp edges joined to a strong one
-   are kept (hysteresis), so a product side in low contrast still counts;
-2. the convex hull of those edges is "probably product", everything outside is background for sure
-   (the clutter around the product and the blurred shadow under it never enter the cut);
-3. GrabCut, on the hull's box with a margin of background to learn from, decides each pixel (the gap
-   between a bottle's neck and shoulder, the hole of a mug's handle are background again);
-4. the largest connected piece is the product; it is scaled up to the photo's size with a smooth edge.
+1. on a copy at most halved (a backdrop's blur is a few pixels of the photo: shrunk further, it looks
+   crisp), colour gradients in Lab at two scales; an edge is crisp when its fine-scale gradient clearly
+   beats the coarse-scale one (a blurred backdrop edge, a cable or a cup behind the product, has both
+   about equal), and strong; weaker crisp edges joined to a strong one are kept (hysteresis), so a
+   product side in low contrast still counts;
+2. the convex hull of those edges is "probably product", its middle "product for sure" (it anchors the
+   product's colours), everything outside is background for sure (the clutter around the product and
+   the blurred shadow under it never enter the cut);
+3. GrabCut, on a small copy (MASK_SIDE), on the hull's box with a margin of background to learn from,
+   decides each pixel (the gap between a bottle's neck and shoulder, the hole of a mug's handle are
+   background again); the largest connected piece is the product;
+4. a second GrabCut on a larger copy (the photo up to REFINE_SIDE) settles the band along the scaled-up
+   edge; the contour is smoothed and anti-aliased inwards only, so no pixel outside it keeps any backdrop.
 
-Measured on the Shopify sandbox's generated photos, whose silhouette is known
-(tests/test_cutout_quality.py): IoU with the true silhouette ≥ 0.9 and ≥ 98 % of the background left
-pure white, in about 0.1 s a photo on one core.
+Measured on the Shopify sandbox's generated photos, whose silhouette is known (tests/test_cutout_quality.py,
+bench/cutout.py): IoU with the true silhouette >= 0.9 (0.96-1.00 from 480 to 1600 px) and >= 98 % of the
+background gone (>= 99.5 %), about 0.15 s of CPU for a 640 x 640 photo and 0.35 s at 1600 x 1200 (the
+work is done on bounded copies). Photos under ~400 px keep their background out as well, but the
+product's own outline is less sure there (IoU down to ~0.75 on some).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ _STRONG_EDGE, _WEAK_EDGE = 10.0, 5.0  # Lab units per pixel (hysteresis threshol
 _MIN_EDGE_PIXELS = 20  # shorter crisp edge pieces are noise
 _CONTEXT = 0.2  # background margin around the hull given to GrabCut, as a fraction of the hull's size
 _ITERATIONS = 3
+_CORE = 0.65  # of the hull's deepest point's distance to its outline: deeper is product for sure
 _CONTOUR_SIGMA = 2.0  # pixels of a 640-pixel photo
 _REFINE_ITERATIONS = 1
 
@@ -45,14 +52,21 @@ def product_mask(photo: Image.Image) -> Image.Image:
     small = photo.convert("RGB")
     small.thumbnail((MASK_SIDE, MASK_SIDE), Image.Resampling.BOX)
     rgb = np.asarray(small)
-    edges = _crisp_edges(rgb)
-    points = cv2.findNonZero(edges)
+    # Focus is judged on a copy at most halved (a soft backdrop is a few pixels of blur at the photo's
+    # own size: shrunk much further, it looks as crisp as the product).
+    focus = photo.convert("RGB")
+    focus.thumbnail((_focus_side(photo.size),) * 2, Image.Resampling.BOX)
+    points = cv2.findNonZero(_crisp_edges(np.asarray(focus)))
     if points is None:
         return Image.new("L", photo.size, 255)
-    hull = cv2.convexHull(points)
-    seeds = np.full(edges.shape, cv2.GC_BGD, np.uint8)
+    hull = cv2.convexHull((points * (small.width / focus.width)).round().astype(np.int32))
+    seeds = np.full(rgb.shape[:2], cv2.GC_BGD, np.uint8)
     cv2.fillConvexPoly(seeds, hull, cv2.GC_PR_FGD)
     seeds = cv2.dilate(seeds, np.ones((3, 3), np.uint8))  # GC_PR_FGD (3) > GC_BGD (0): grows the hull by a pixel
+    # The middle of the hull is the product for sure (a product fills most of its outline; the gaps — a
+    # bottle's shoulders, a mug's handle — are at the outline): it anchors GrabCut's product colours.
+    depth = cv2.distanceTransform((seeds == cv2.GC_PR_FGD).astype(np.uint8), cv2.DIST_L2, 3)
+    seeds[depth > _CORE * depth.max()] = cv2.GC_FGD
     cut = _grab_cut(rgb, seeds, cv2.boundingRect(hull))
     product = _largest_piece(cut)
     if product is None:
@@ -66,13 +80,17 @@ def product_mask(photo: Image.Image) -> Image.Image:
     cut = _refine(np.asarray(detail), rough, detail.width / small.width)
     # A pixel-by-pixel cut is ragged where product and background are close in colour: smooth the
     # contour (blur and cut at half), as a retoucher's pen path would.
-    cut = np.where(cv2.GaussianBlur(cut, (0, 0), _CONTOUR_SIGMA * max(1.0, detail.width / 640)) >= 128, 255, 0)
+    cut = np.where(cv2.GaussianBlur(cut, (0, 0), _CONTOUR_SIGMA * max(0.5, max(detail.size) / 640)) >= 128, 255, 0)
     cut = cut.astype(np.uint8)
     if detail.size != photo.size:
         cut = np.where(_upscale(Image.fromarray(cut), photo.size), 255, 0).astype(np.uint8)
     # An anti-aliased edge, softened inwards only: a pixel outside the cut is background, so pure white.
     soft = cv2.GaussianBlur(cut, (0, 0), 0.7)
     return Image.fromarray(np.where(cut > 0, soft, 0).astype(np.uint8))
+
+
+def _focus_side(size: tuple[int, int]) -> int:
+    return min(REFINE_SIDE, max(MASK_SIDE, max(size) // 2))
 
 
 def _refine(rgb: np.ndarray, rough: np.ndarray, scale: float) -> np.ndarray:
@@ -119,7 +137,7 @@ def _grab_cut(rgb: np.ndarray, seeds: np.ndarray, box: tuple[int, int, int, int]
     x0, y0, x1, y1 = max(0, x - margin), max(0, y - margin), min(width, x + w + margin), min(height, y + h + margin)
     window = np.ascontiguousarray(seeds[y0:y1, x0:x1])
     background_model, product_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    image = np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])  # OpenCV wants BGR
+    image = cv2.bilateralFilter(np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1]), 5, 30, 3)  # BGR; noise calmed
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: the same photo gives the same cut (per thread)
     try:
         cv2.grabCut(image, window, None, background_model, product_model, iterations, cv2.GC_INIT_WITH_MASK)
