@@ -55,8 +55,7 @@ def test_demo_review_waits_for_the_owners_decisions(tmp_path: Path) -> None:
             assert http.post("/ui/review/approve", data={"csrf": token, "image": first}).status_code == 303
             assert http.post("/ui/review/reject", data={"csrf": token, "image": second,
                                                          "reason": "not my colour"}).status_code == 303
-        read_until(proc, r"0 of 2 result\(s\) waiting for your review", seen)
-        time.sleep(3)  # the daemon writes the approved result (the demo's schedule ticks every 0.5 s)
+        read_until(proc, r"0 of 2 result\(s\) waiting for your review at \S+; 1 approved and written", seen)
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

@@ -60,17 +60,18 @@ async def review_live(ctx, sock: socket.socket, *, expected: int) -> int:
                    "reject or redo each result there. Nothing reaches the store before you approve it. "
                    "Ctrl-C ends the demo.")
         REDACTOR.add([password])  # shown once above (the CLI's output passes the scrubber too); never again
-        waiting_said = -1
+        said = (-1, -1)
         while not daemon.stopping.is_set():
             try:
                 await asyncio.wait_for(daemon.stopping.wait(), PROGRESS_EVERY)
             except TimeoutError:
                 pass
             counts = await asyncio.to_thread(ctx.store.counts_by_state)
-            waiting = counts.get(ImageState.AWAITING_REVIEW.value, 0)
-            if waiting != waiting_said:
-                typer.echo(f"{waiting} of {expected} result(s) waiting for your review at {url}")
-                waiting_said = waiting
+            now = (counts.get(ImageState.AWAITING_REVIEW.value, 0), counts.get(ImageState.DONE.value, 0))
+            if now != said:
+                typer.echo(f"{now[0]} of {expected} result(s) waiting for your review at {url}; "
+                           f"{now[1]} approved and written to the store")
+                said = now
         await runner
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
