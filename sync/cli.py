@@ -242,6 +242,11 @@ def demo(
     products: Annotated[int, typer.Option(min=1, max=200, help="Products in the sandbox store")] = 12,
     provider: Annotated[str, typer.Option(help=f"Enhancement service to demo (its built-in sandbox): {PROVIDERS}")] = "aigenstudio",
     mode: Annotated[str, typer.Option(help="Write-back mode: replace or append")] = "replace",
+    price_per_credit: Annotated[float | None, typer.Option(
+        min=0, help="What one credit costs you, to show money beside credits ([budget] price_per_credit)")] = None,
+    currency: Annotated[str, typer.Option(help="The money's currency on the page, e.g. EUR")] = "",
+    review: Annotated[bool, typer.Option(
+        "--review", help="Results wait for you on the live review page (/ui/) instead; Ctrl-C ends it")] = False,
 ) -> None:
     """Enhance a sandbox store end to end with the real daemon code; write a before/after page."""
     from .commands.demo import demo_command
@@ -250,7 +255,12 @@ def demo(
     if mode not in ("replace", "append"):
         typer.echo(f"error: --mode: {mode!r} is not replace or append", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(_run(lambda: demo_command(out=out, products=products, provider=provider, mode=mode)))
+    if len(currency) > 8 or not all(c.isalnum() for c in currency):
+        typer.echo(f"error: --currency: {currency!r} is not a currency code like EUR", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(_run(lambda: demo_command(out=out, products=products, provider=provider, mode=mode,
+                                               price_per_credit=price_per_credit, currency=currency,
+                                               review=review)))
 
 
 @app.command()

@@ -131,7 +131,8 @@ def _noise(size: tuple[int, int], rng: random.Random) -> Image.Image:
     return layer
 
 
-def _render(seed: int, size: tuple[int, int]) -> Image.Image:
+def _render(seed: int, size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """The photo for `seed` and its product mask (L, 255 on the product, 0 on the backdrop)."""
     rng = random.Random(seed)
     w, h = size
     photo = _background(size, rng)
@@ -173,13 +174,24 @@ def _render(seed: int, size: tuple[int, int]) -> Image.Image:
     # Sensor noise and a slight colour cast: what a phone photo in a back room looks like.
     photo = ImageChops.add(photo, _noise(size, rng), offset=-128)
     cast = Image.new("RGB", size, _vary((128, 128, 128), rng, 12))
-    return ImageChops.blend(photo, cast, 0.08)
+    return ImageChops.blend(photo, cast, 0.08), mask
 
 
 def product_photo(seed: int, fmt: PhotoFormat = "JPEG", size: tuple[int, int] = (640, 640)) -> bytes:
     """Encoded bytes of the generated photo for `seed` in `fmt` ("JPEG", "PNG" or "WEBP")."""
+    return _encode(_render(seed, size)[0], fmt)
+
+
+def product_photo_and_mask(seed: int, fmt: PhotoFormat = "JPEG",
+                           size: tuple[int, int] = (640, 640)) -> tuple[bytes, Image.Image]:
+    """`product_photo(seed, fmt, size)` and the product's true silhouette (L, 255 on the product): the
+    ground truth the sandboxes' stand-in enhancement is measured against (tests/test_cutout_quality.py)."""
+    image, mask = _render(seed, size)
+    return _encode(image, fmt), mask
+
+
+def _encode(image: Image.Image, fmt: PhotoFormat) -> bytes:
     fmt_upper = fmt.upper()
-    image = _render(seed, size)
     out = io.BytesIO()
     if fmt_upper == "JPEG":
         image.save(out, "JPEG", quality=85)
