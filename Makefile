@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench reliability docs clean
+.PHONY: setup demo test test-fast test-unit test-integration test-e2e lint bench reliability docs clean
 
 $(BIN)/retouch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,21 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The tests by kind (docs/development.md): unit (pure: no sockets, no subprocess), integration (the sandboxes
+# over loopback), e2e (the CLI and the daemon as real processes). test-fast: the unit tests, stopping at the
+# first failure, for the inner loop.
+test-fast: setup
+	$(BIN)/python -m pytest -q -x tests/unit
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/python -m pytest -q tests/integration
+
+test-e2e: setup
+	$(BIN)/python -m pytest -q tests/e2e
 
 # Errors (ruff), the type checker (mypy), the rooms' import contracts (import-linter) and the formatter's
 # check (ruff format): each one runs, and the target fails if any of them failed. The installed package
