@@ -44,7 +44,7 @@ test-e2e: setup
 lint: setup
 	$(BIN)/python -m pip install --quiet -e ".[lint]"
 	root=$$(mktemp -d) && mkdir $$root/retouch && for room in plugin sync storage; do \
-	    ln -s "$(CURDIR)/$$room" $$root/retouch/$$room; done; status=0; \
+	    ln -s "$(CURDIR)/$$room" $$root/retouch/$$room; done; touch $$root/retouch/__init__.py; status=0; \
 	    $(BIN)/ruff check . || status=1; \
 	    (cd $$root && MYPYPATH=$$root $(abspath $(BIN))/mypy --config-file "$(CURDIR)/pyproject.toml" \
 	        --cache-dir "$(CURDIR)/.mypy_cache" -p retouch) || status=1; \

@@ -438,7 +438,7 @@ class Store:
     def backup_holders(self, before: float) -> list[Holder]:
         """Every image row that refers to an original still on disk (not yet pruned)."""
         cutoff = datetime.fromtimestamp(before, timezone.utc)
-        query = (select(Image.backup_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,
+        query = (select(Image.backup_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,  # type: ignore[call-overload]  # sqlmodel types select() for up to four columns
                         Image.product_id, Image.media_id)
                  .where(col(Image.backup_sha256).is_not(None), col(Image.backup_pruned_at).is_(None)))
         with self._read() as s:
@@ -452,7 +452,7 @@ class Store:
         keeper = aliased(Image)
         blocking = select(keeper.id).where(
             keeper.backup_sha256 == sha256,
-            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None))
+            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None))  # type: ignore[union-attr]  # an aliased column, typed as its value
         statement = (update(Image).where(col(Image.backup_sha256) == sha256, col(Image.backup_pruned_at).is_(None),
                                          ~blocking.exists()).values(backup_pruned_at=at))
         with self._write() as conn:
@@ -498,7 +498,7 @@ class Store:
                   image_count=len(image_ids), options=options)
         values = job.model_dump(exclude={"id"})
         with self._write(durable=True) as conn:
-            job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
+            job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]  # type: ignore[index]  # an INSERT has one
             now = utcnow()
             for index, image_id in enumerate(image_ids):
                 # A new backup of the original: a prune date of an earlier one no longer applies.
@@ -594,7 +594,7 @@ class Store:
             rows = conn.exec_driver_sql(
                 "SELECT id, object_id, payload FROM bulkline WHERE parent_id IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (after, limit))
-            return [tuple(row) for row in rows]  # type: ignore[misc]
+            return [tuple(row) for row in rows]
 
     def staged_children(self, parent_ids: Sequence[str]) -> dict[str, list[str]]:
         """The staged lines whose parent is one of `parent_ids`, in line order, by parent."""

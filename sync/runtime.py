@@ -67,7 +67,7 @@ async def open_context(settings: Settings, store: Store | None = None,
         # The clients in use now: a reload may have replaced them, and kept retired providers.
         for client in {id(c): c for c in (shopify, ctx.shopify, provider, ctx.provider,
                                           *(view.provider for view in ctx.retired))}.values():
-            await client.aclose()
+            await client.aclose()  # type: ignore[attr-defined]  # a ShopifyClient or a Provider: both have it
         if own_store:
             store.close()
 

@@ -465,7 +465,7 @@ async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event
     # write to the journal at will: they are left out. A handler's failure is logged by OneLineErrors.
     config = uvicorn.Config(app, log_config=None, log_level="critical", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5, http=protocol_for(guard),
-                            timeout_keep_alive=limits.keep_alive, limit_concurrency=guard.cap + 1,
+                            timeout_keep_alive=limits.keep_alive, limit_concurrency=guard.cap + 1,  # type: ignore[arg-type]  # int in uvicorn's hints; a timer's delay
                             h11_max_incomplete_event_size=limits.max_header_bytes)
     server = _Server(config)
     loop = asyncio.get_running_loop()

@@ -554,14 +554,14 @@ class ShopifyClient:
         cursor = self._next_cursor(media, None, "Product")
         while cursor is not None:
             data = await self.execute("ProductMediaPage", {"id": product_id, "first": media_page_size, "after": cursor})
-            product = data.get("product")
+            product: Any = data.get("product")  # Any: the lambdas below read it after the None check
             if product is None:
                 log.info("product_gone", product_id=product_id)
                 return None
             page = self._parse("ProductMediaPage", lambda: product["media"])
             extra.extend(self._parse("ProductMediaPage", lambda: list(page["nodes"])))
             cursor = self._next_cursor(page, cursor, "ProductMediaPage")
-        collections = node.get("collections")
+        collections: Any = node.get("collections")  # read past the isinstance check below, in lambdas
         cursor = self._next_cursor(collections, None, "Product") if isinstance(collections, dict) else None
         while cursor is not None:  # only a product in more collections than the first page holds
             data = await self.execute("ProductCollectionsPage", {"id": product_id, "after": cursor})

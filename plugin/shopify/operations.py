@@ -20,6 +20,7 @@ from graphql import (
     FragmentSpreadNode,
     InlineFragmentNode,
     NameNode,
+    SelectionNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -142,7 +143,7 @@ def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
                                            selection_set=fragment.selection_set, directives=())
         if getattr(selection, "selection_set", None) is not None:
             selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
-                                               "selection_set": _inline_fragments(selection.selection_set)})
+                                               "selection_set": _inline_fragments(selection.selection_set)})  # type: ignore[attr-defined]  # checked above
         selections.append(selection)
     return SelectionSetNode(selections=tuple(selections))
 
@@ -150,7 +151,7 @@ def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
 def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
     """Connections written for paging (`field(first:, after:) { pageInfo … nodes { … } }`) in the
     form bulk queries demand: no paging arguments, no pageInfo, `edges { node { … } }`."""
-    selections = []
+    selections: list[SelectionNode] = []
     for selection in selection_set.selections:
         inner = getattr(selection, "selection_set", None)
         if inner is not None:
@@ -159,12 +160,12 @@ def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
                 names = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
                 if "nodes" in names and "pageInfo" in names:
                     node = FieldNode(name=NameNode(value="node"), arguments=(), directives=(),
-                                     selection_set=names["nodes"].selection_set)
+                                     selection_set=names["nodes"].selection_set)  # type: ignore[attr-defined]  # a field
                     edges = FieldNode(name=NameNode(value="edges"), arguments=(), directives=(),
                                       selection_set=SelectionSetNode(selections=(node,)))
                     selection = FieldNode(
                         alias=selection.alias, name=selection.name, directives=selection.directives,
-                        arguments=tuple(a for a in selection.arguments if a.name.value not in _PAGING_ARGUMENTS),
+                        arguments=tuple(a for a in selection.arguments or () if a.name.value not in _PAGING_ARGUMENTS),
                         selection_set=SelectionSetNode(selections=(edges,)))
                     selections.append(selection)
                     continue
@@ -185,7 +186,7 @@ def bulk_products_query() -> str:
     # ProductsPage filters and sorts `products` through variables; a bulk query has none and reads
     # the whole catalog (the order of its lines is Shopify's anyway).
     bulk = FieldNode(name=products.name, arguments=(), directives=(),
-                     selection_set=_inline_fragments(products.selection_set))
+                     selection_set=_inline_fragments(products.selection_set))  # type: ignore[arg-type]  # it has one
     query = OperationDefinitionNode(operation=OperationType.QUERY, variable_definitions=(), directives=(),
                                     selection_set=_as_bulk_connections(SelectionSetNode(selections=(bulk,))))
     return print_ast(DocumentNode(definitions=(query,)))

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import typer
 
-from retouch.storage.models import PENDING_STATES, ImageState
+from retouch.storage.models import PENDING_STATES, Image, ImageState
 
 from ..config import load_settings
 from ..logs import REDACTOR, configure
-from ..pipeline import discover
+from ..pipeline import Context, discover
 from ..runtime import open_context
 from ..scheduler import Daemon
 from .sandbox import render_config, start_sandboxes
@@ -88,7 +88,7 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
         sandbox.stop()
 
 
-async def _write_page(out: Path, ctx, images) -> Path:
+async def _write_page(out: Path, ctx: Context, images: list[Image]) -> Path:
     pictures = out / "images"
     pictures.mkdir(exist_ok=True)
     rows = []

@@ -11,9 +11,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -184,7 +185,7 @@ def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
     return target[:sent]
 
 
-async def _wait_for_daemon(ctx: Context, target: list[int], show) -> None:
+async def _wait_for_daemon(ctx: Context, target: list[int], show: Callable[[int], object]) -> None:
     """Two processes must not both submit: with a daemon running, resync only queues and watches."""
     while (left := pending_among(ctx, target)) > 0:
         show(left)
@@ -197,7 +198,7 @@ async def _scan(ctx: Context, product_ids: list[str] | None, *, include_baseline
                           include_baseline=include_baseline or product_ids is not None, include_reverted=force)
 
 
-async def _plan(settings: Settings, product_ids: list[str] | None, *, include_baseline: bool, force: bool):
+async def _plan(settings: Settings, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> list[Any]:
     """The images a resync would send, decided on a copy of the database."""
     with tempfile.TemporaryDirectory(prefix="retouch-plan-") as tmp:
         copy = Path(tmp) / "plan.db"
@@ -209,7 +210,7 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
         store = Store(f"sqlite:///{copy}")
         try:
             async with open_context(settings, store=store) as ctx:
-                ctx.log = _Quiet(ctx.log)  # the rows a dry run only looked at are not news (issue 23)
+                ctx.log = _Quiet(ctx.log)  # type: ignore[assignment]  # the rows a dry run only looked at are not news (issue 23)
                 if force:
                     for image in ctx.store.images_in_state(ImageState.DONE, product_ids=product_ids):
                         ctx.store.update_image(image.id, state=ImageState.REVERTED)
@@ -222,16 +223,16 @@ async def _plan(settings: Settings, product_ids: list[str] | None, *, include_ba
 class _Quiet:
     """A logger that keeps warnings and errors and drops the info and debug lines (a plan's discovery)."""
 
-    def __init__(self, log) -> None:
+    def __init__(self, log: Any) -> None:
         self._log = log
 
-    def bind(self, **fields) -> "_Quiet":
+    def bind(self, **fields: Any) -> "_Quiet":
         return _Quiet(self._log.bind(**fields))
 
-    def debug(self, *args, **fields) -> None:
+    def debug(self, *args: Any, **fields: Any) -> None:
         pass
 
     info = debug
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)

@@ -48,7 +48,7 @@ async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, fu
         if product is None:
             continue
         newest = max(newest, product.updated_at) if newest else product.updated_at
-        requeue = REQUEUE_ON_RESYNC if resync else ()
+        requeue: tuple[ImageState, ...] = REQUEUE_ON_RESYNC if resync else ()
         requeue += (ImageState.BASELINE,) if include_baseline else ()
         requeue += (ImageState.REVERTED,) if include_reverted else ()
         # A resync of the whole store before any baseline still records one (new_only), unless the
@@ -145,7 +145,7 @@ def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts
                                   excluded=excluded)
         if decision is Discovery.OUTPUT:
             if media.id not in known_outputs:
-                row = rows.get(media.id)
+                row: Any = rows.get(media.id)  # Any: the name holds a stored row here, a new row's fields below
                 store.add_output(media.id, product.id, row.id if row else None)
             counts["output"] += 1
         elif decision in (Discovery.BASELINE, Discovery.QUEUE):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from retouch.storage.models import Image, ImageState
 from retouch.storage.store import Store
@@ -28,5 +29,5 @@ def requeue_failed(store: Store, product_ids: Sequence[str] | None = None) -> tu
         if state == ImageState.DISCOVERED:
             fields.update(job_id=None, item_index=None, result_url=None)
         store.update_image(image.id, **fields)
-        requeued.append(store.image(image.id))
+        requeued.append(cast(Image, store.image(image.id)))  # updated just above: it exists
     return requeued, refused
