@@ -24,7 +24,7 @@ below each connection's `node`, the nested connections whose nodes become lines 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -62,7 +62,7 @@ class Connection:
     via_nodes: bool  # selected through `nodes` (which bulk queries do not allow)
     within_list: bool  # below a list field
     node_selects_id: bool  # the node selects `id` without an alias
-    children: tuple[Connection, ...] = field(default=())
+    children: tuple[Connection, ...] = ()
 
     def walk(self, depth: int = 1) -> Iterator[tuple[Connection, int]]:
         yield self, depth

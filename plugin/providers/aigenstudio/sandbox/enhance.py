@@ -20,6 +20,7 @@ No numpy: the mask is computed on a small copy (flood fill is pure Python) and s
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
@@ -41,7 +42,7 @@ class EnhancementError(Exception):
 def enhance(data: bytes, *, preset: str = contract.DEFAULT_PRESET, preservation_level: str = "strict") -> Image.Image:
     """A catalogue version of the encoded image `data` (RGB, square, white background)."""
     try:
-        source = Image.open(io.BytesIO(data))
+        source: Image.Image = Image.open(io.BytesIO(data))
         source.load()
     except Exception as exc:  # Pillow raises many types for broken files
         raise EnhancementError(f"cannot decode image: {type(exc).__name__}") from None
@@ -81,16 +82,16 @@ def _alpha_mask(image: Image.Image) -> Image.Image | None:
         return None
     alpha = image.convert("RGBA").getchannel("A")
     low, high = alpha.getextrema()
-    return alpha if low < 250 and high > 5 else None
+    return alpha if low < 250 and high > 5 else None  # type: ignore[operator]  # an L image's extrema: two ints
 
 
 def background_model(photo: Image.Image, grid: int = 24) -> Image.Image:
     """An estimate of the background at every pixel, from the colours along the photo's border."""
     small = photo.resize((grid, grid), Image.Resampling.BOX)
-    px = small.load()
+    px: Any = small.load()  # Pillow's pixel access (None only for an image without pixels)
     last = grid - 1
     model = Image.new("RGB", (grid, grid))
-    out = model.load()
+    out: Any = model.load()
     for y in range(grid):
         v = y / last
         for x in range(grid):
@@ -115,7 +116,7 @@ def _distance(photo: Image.Image, background: Image.Image) -> Image.Image:
 
 def _border_values(image: Image.Image, band: int) -> list[int]:
     width, height = image.size
-    px = image.load()
+    px: Any = image.load()
     values = []
     for x in range(width):
         for y in list(range(band)) + list(range(height - band, height)):
@@ -178,7 +179,7 @@ def _fill_enclosed(mask: Image.Image) -> Image.Image:
     """Background = 0-pixels reachable from the border; everything else becomes product (255)."""
     filled = mask.copy()
     width, height = filled.size
-    px = filled.load()
+    px: Any = filled.load()
     seeds = [(x, y) for x in range(width) for y in (0, height - 1)] + [(x, y) for y in range(height) for x in (0, width - 1)]
     for seed in seeds:
         if px[seed] == 0:
