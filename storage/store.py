@@ -452,7 +452,8 @@ class Store:
         keeper = aliased(Image)
         blocking = select(keeper.id).where(
             keeper.backup_sha256 == sha256,
-            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None))  # type: ignore[union-attr]  # an aliased column, typed as its value
+            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None),  # type: ignore[union-attr]  # an aliased column
+        )
         statement = (update(Image).where(col(Image.backup_sha256) == sha256, col(Image.backup_pruned_at).is_(None),
                                          ~blocking.exists()).values(backup_pruned_at=at))
         with self._write() as conn:

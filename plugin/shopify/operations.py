@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 from graphql import (
     DocumentNode,
@@ -141,9 +141,10 @@ def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
             fragment = fragments[selection.name.value]
             selection = InlineFragmentNode(type_condition=fragment.type_condition,
                                            selection_set=fragment.selection_set, directives=())
-        if getattr(selection, "selection_set", None) is not None:
+        inner = getattr(selection, "selection_set", None)
+        if inner is not None:
             selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
-                                               "selection_set": _inline_fragments(selection.selection_set)})  # type: ignore[attr-defined]  # checked above
+                                               "selection_set": _inline_fragments(inner)})
         selections.append(selection)
     return SelectionSetNode(selections=tuple(selections))
 
@@ -157,10 +158,10 @@ def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
         if inner is not None:
             inner = _as_bulk_connections(inner)
             if isinstance(selection, FieldNode):
-                names = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
+                names: dict[str, Any] = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
                 if "nodes" in names and "pageInfo" in names:
                     node = FieldNode(name=NameNode(value="node"), arguments=(), directives=(),
-                                     selection_set=names["nodes"].selection_set)  # type: ignore[attr-defined]  # a field
+                                     selection_set=names["nodes"].selection_set)
                     edges = FieldNode(name=NameNode(value="edges"), arguments=(), directives=(),
                                       selection_set=SelectionSetNode(selections=(node,)))
                     selection = FieldNode(
@@ -182,11 +183,11 @@ def bulk_products_query() -> str:
     connections in bulk form), so a JSONL line parses with the same `parse_product`/`parse_media`."""
     root = _definition("ProductsPage")
     (products,) = root.selection_set.selections
-    assert isinstance(products, FieldNode)
+    assert isinstance(products, FieldNode) and products.selection_set is not None
     # ProductsPage filters and sorts `products` through variables; a bulk query has none and reads
     # the whole catalog (the order of its lines is Shopify's anyway).
     bulk = FieldNode(name=products.name, arguments=(), directives=(),
-                     selection_set=_inline_fragments(products.selection_set))  # type: ignore[arg-type]  # it has one
+                     selection_set=_inline_fragments(products.selection_set))
     query = OperationDefinitionNode(operation=OperationType.QUERY, variable_definitions=(), directives=(),
                                     selection_set=_as_bulk_connections(SelectionSetNode(selections=(bulk,))))
     return print_ast(DocumentNode(definitions=(query,)))

@@ -375,7 +375,14 @@ MUTATIONS: dict[str, Any] = {  # Mutation field -> (store, context, arguments) -
         store, a["topic"], a["webhookSubscription"], ctx.now),
     "webhookSubscriptionDelete": lambda store, ctx, a: store.subscriptions.delete(a["id"]),
     "bulkOperationRunQuery": lambda store, ctx, a: bulk_export.run_query(
-        store, ctx, sandbox_schema(), a["query"], a["groupObjects"], BULK_ROOTS, shopify_validation_error),  # type: ignore[has-type]  # cached, below
+        store,
+        ctx,
+        sandbox_schema(),  # type: ignore[has-type]  # a cached function, defined below
+        a["query"],
+        a["groupObjects"],
+        BULK_ROOTS,
+        shopify_validation_error,
+    ),
     "bulkOperationCancel": lambda store, ctx, a: store.bulk.cancel(a["id"], ctx.now),
 }
 
