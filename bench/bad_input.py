@@ -1,4 +1,4 @@
-"""Bad input at size: the four parts of tests/test_bad_input_*.py, bigger, one ProofRow each.
+"""Bad input at size: the four parts of tests/*/test_bad_input_*.py, bigger, one ProofRow each.
 
     config corpus   every file of tests/bad_configs/ through a real `retouch check` process
                     (and `retouch run` for every --run-every'th): exit 2, one line naming the key
@@ -134,9 +134,10 @@ def responses(examples: int, command: str) -> ProofRow:
 
 # Issue 20's network half: connection swarms, bind failures, secrets quoted back, hostile webhooks,
 # repeated failures, the unit's exposure (RELIABILITY.md, "Hostile network and leaked secrets").
-HOSTILE_NETWORK_FILES = ["tests/test_server_hostile.py", "tests/test_server_bind.py",
-                         "tests/test_redaction_boundaries.py", "tests/test_clients_quote_back.py", "tests/test_webhooks_hostile.py",
-                         "tests/test_repeated_failures.py", "tests/test_unit_security.py"]
+HOSTILE_NETWORK_FILES = ["tests/e2e/test_server_hostile.py", "tests/e2e/test_server_bind.py",
+                         "tests/e2e/test_redaction_boundaries.py", "tests/integration/test_clients_quote_back.py",
+                         "tests/integration/test_webhooks_hostile.py", "tests/integration/test_repeated_failures.py",
+                         "tests/e2e/test_unit_security.py"]
 
 
 def pytest_row(suite: str, files: list[str], env: dict[str, str], command: str,
@@ -180,13 +181,13 @@ def main() -> None:
         "state": lambda: state_corpus(not args.small, command),
         "responses": lambda: responses(examples, command),
         "pipeline": lambda: pytest_row("bad input: pipeline under fuzzed answers",
-                                       ["tests/test_bad_input_pipeline_answers.py"],
+                                       ["tests/integration/test_bad_input_pipeline_answers.py"],
                                        {"RETOUCH_FUZZ_PIPELINE_EXAMPLES": str(pipeline_examples)}, command,
                                        examples=pipeline_examples),
-        "webhooks": lambda: pytest_row("bad input: webhooks", ["tests/test_bad_input_webhooks.py", "tests/test_server.py",
+        "webhooks": lambda: pytest_row("bad input: webhooks", ["tests/integration/test_bad_input_webhooks.py", "tests/integration/test_server.py",
                                                                "-k", "webhook or signature or skew or replayed or "
                                                                      "oversized or malformed"], {}, command),
-        "images": lambda: pytest_row("bad input: image bytes", ["tests/test_bad_input_images.py"], {}, command),
+        "images": lambda: pytest_row("bad input: image bytes", ["tests/integration/test_bad_input_images.py"], {}, command),
         "network": lambda: pytest_row("bad input: hostile network and secrets", HOSTILE_NETWORK_FILES, {}, command),
     }
     chosen = args.only.split(",") if args.only else list(parts)

@@ -1,4 +1,4 @@
-"""Convergence under faults at full size (not a test): the state machine of tests/test_convergence.py
+"""Convergence under faults at full size (not a test): the state machine of tests/integration/test_convergence.py
 with many more examples and longer runs of steps, then one ProofRow for the reliability table.
 
     .venv/bin/python bench/convergence.py [--examples 300] [--steps 50] [--seed 1] [--mode replace] [--reloads]

@@ -3,7 +3,7 @@ moments, restarting each time, until the queue drains; then every promise is che
 
     .venv/bin/python bench/crash_anywhere.py [--images 200] [--kills 25] [--seed 1] [--mode replace]
 
-Same harness as tests/test_crash.py. Prints one line per run; any broken promise is named.
+Same harness as tests/e2e/test_crash.py. Prints one line per run; any broken promise is named.
 """
 
 from __future__ import annotations

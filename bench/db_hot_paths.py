@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 from test_query_plans import FULL_SCAN, HOT_PATHS, plans_of  # noqa: E402
 
 from harness import Row, command_line, emit  # noqa: E402

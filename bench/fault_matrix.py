@@ -9,7 +9,7 @@ client timeout, lost answers, failed jobs, duplicated and late webhooks) and eve
 (the same, plus THROTTLED and media that end FAILED), each kind meeting a request with chance
 `--rate`, drawn from `--seed`. The real daemon runs in-process (scheduler, steps, its webhook
 server) until every image has settled; the providers run side by side. Then the promises of
-tests/test_fault_matrix.py are checked at size and one ProofRow per provider is emitted: faults
+tests/integration/test_fault_matrix.py are checked at size and one ProofRow per provider is emitted: faults
 injected (the sandboxes' own counters), images, duplicates, double charges, originals lost,
 crashes (steps that raised anything but a Shopify error), and anything else broken, named.
 

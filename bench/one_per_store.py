@@ -5,7 +5,7 @@ rival takes over once the lease has run out. Every promise is checked afterwards
 
     .venv/bin/python bench/one_per_store.py [--images 60] [--rival-starts 20] [--kills 10] [--seed 1] [--mode replace]
 
-Same harness as tests/test_crash.py (`two_installations`).
+Same harness as tests/e2e/test_crash.py (`two_installations`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ database locked by another process for 30 s while the daemon works and new produ
 
     .venv/bin/python bench/resources.py [--images 60] [--lock-for 30] [--seed 5]
 
-Same harness as tests/test_resources.py (tests/resources_harness.py), with more images. Prints one
+Same harness as tests/e2e/test_resources.py (tests/resources_harness.py), with more images. Prints one
 line per scenario and one ProofRow each (suites "disk full", "database locked"). The soak has its
 own script, bench/soak.py.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))  # resources_harness reuses test_service
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SHOP_TOKEN  # noqa: E402
 from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402

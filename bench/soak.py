@@ -2,7 +2,7 @@
 memory, file descriptors, threads and asyncio tasks.
 
     .venv/bin/python bench/soak.py --minutes 10            # full size: thousands of images
-    .venv/bin/python bench/soak.py --seconds 30 --batch 10 # small: what tests/test_soak.py runs
+    .venv/bin/python bench/soak.py --seconds 30 --batch 10 # small: what tests/e2e/test_soak.py runs
 
 The real daemon (`retouch run`, a subprocess with a real config and SQLite file) against the Shopify
 and AI Gen Studio sandboxes on loopback:

@@ -86,7 +86,7 @@ class JobState(StrEnum):
 
 
 class Image(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # None only until the first flush; every stored row has one
     media_id: str = Field(unique=True, index=True)
     product_id: str = Field(index=True)
     product_legacy_id: str
@@ -130,7 +130,7 @@ class Image(SQLModel, table=True):
 
 
 class Job(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # as Image.id
     provider: str
     idempotency_key: str = Field(unique=True)
     # The request's options (JSON) as first sent: every retry of this key sends the same body,

@@ -352,7 +352,7 @@ class Store(ProviderTables, ShopTables):
     def backup_holders(self, before: float) -> list[Holder]:
         """Every image row that refers to an original still on disk (not yet pruned)."""
         cutoff = datetime.fromtimestamp(before, timezone.utc)
-        query = (select(Image.backup_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,
+        query = (select(Image.backup_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,  # type: ignore[call-overload]  # sqlmodel types select() for up to four columns
                         Image.product_id, Image.media_id)
                  .where(col(Image.backup_sha256).is_not(None), col(Image.backup_pruned_at).is_(None)))
         with self._read() as s:
@@ -366,7 +366,8 @@ class Store(ProviderTables, ShopTables):
         keeper = aliased(Image)
         blocking = select(keeper.id).where(
             keeper.backup_sha256 == sha256,
-            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None))
+            (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None),  # type: ignore[union-attr]  # an aliased column
+        )
         statement = (update(Image).where(col(Image.backup_sha256) == sha256, col(Image.backup_pruned_at).is_(None),
                                          ~blocking.exists()).values(backup_pruned_at=at))
         with self._write() as conn:

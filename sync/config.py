@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -540,14 +541,14 @@ def _check_directory(path: Path, key: str) -> None:
             return
 
 
-def _first(errors: list[dict]) -> dict:
+def _first(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The error to report: an unknown key before anything else, since a misspelt required key is
     also reported "missing", and "did you mean 'profile_key'?" is the line that fixes both."""
     return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
-def _describe(error: dict, *, section: str | None = None, model: type[BaseModel] | None = None,
-              extra_sections: list[str] = ()) -> str:
+def _describe(error: Mapping[str, Any], *, section: str | None = None, model: type[BaseModel] | None = None,
+              extra_sections: Sequence[str] = ()) -> str:
     """One line for the first pydantic error: '[section] key: what is wrong'.
 
     `section` and `model`: the error is about a provider's own table, validated by that model."""

@@ -52,7 +52,7 @@ def filename_of(url: str | None) -> str | None:
 
 
 def is_output_filename(filename: str | None) -> bool:
-    return bool(filename) and bool(OUTPUT_FILENAME.match(filename.lower()))
+    return bool(filename and OUTPUT_FILENAME.match(filename.lower()))
 
 
 def classify_media(facts: MediaFacts, *, first_run: bool, new_only: bool, excluded: bool) -> Discovery:
@@ -103,8 +103,8 @@ def backoff(attempt: int, *, base: float = 5.0, cap: float = 600.0, rng: random.
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-def marker_ids_after(current: frozenset[str] | set[str], add: set[str] = frozenset(),
-                     remove: set[str] = frozenset()) -> list[str]:
+def marker_ids_after(current: frozenset[str] | set[str], add: frozenset[str] | set[str] = frozenset(),
+                     remove: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """The marker's new list of output media ids, sorted so equal sets give equal values."""
     return sorted((set(current) | set(add)) - set(remove))
 

@@ -200,7 +200,7 @@ class BurstLog:
         return False, 0
 
 
-def accept_error_handler(previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None] | None,
+def accept_error_handler(previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None,
                          burst: BurstLog) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
     """A loop exception handler: accept() failures go through `burst` as one line each (no traceback);
     everything else goes to `previous` (or asyncio's default)."""

@@ -118,7 +118,7 @@ class Redactor:
             return value
         return self.scrub(repr(value)) if self.secrets else value
 
-    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
         return {key: self.scrub(value) for key, value in event_dict.items()}
 
 
@@ -129,7 +129,7 @@ def _keep_label(match: re.Match[str]) -> str:
 REDACTOR = Redactor()
 
 
-def drop_none(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def drop_none(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """`error_code=None` on a success says nothing: fields without a value are left out."""
     return {key: value for key, value in event_dict.items() if value is not None}
 
@@ -138,7 +138,7 @@ def drop_none(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[st
 MESSAGE_FIELDS = ("product_title", "filename", "images", "reason", "error_code")
 
 
-def add_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Every JSON line carries a short `message` for a person: the event's words and its key fields
     ("item failed: shirt.jpg, error_code=provider_timeout"). An event that sets its own keeps it."""
     if "message" in event_dict:

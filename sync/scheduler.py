@@ -19,8 +19,10 @@ import asyncio
 import dataclasses
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -307,7 +309,7 @@ class Daemon:
         log.error("http_server_failed", reason=self.server_failure, note="the daemon stops")
         self.stopping.set()
 
-    async def reload(self, path) -> None:
+    async def reload(self, path: Path | None) -> None:
         try:
             settings = load_settings(path)
         except ConfigError as exc:
@@ -318,7 +320,7 @@ class Daemon:
         async with self.lock:
             old = self.ctx.settings
             # The HTTP server and the database are opened once: their settings wait for a restart.
-            fixed = {"server": old.server, "database_url": old.database_url, "backup_dir": old.backup_dir}
+            fixed: dict[str, Any] = {"server": old.server, "database_url": old.database_url, "backup_dir": old.backup_dir}
             if any(getattr(settings, name) != value for name, value in fixed.items()):
                 log.warning("restart_needed", sections=["server", "storage/backup_dir"],
                             note="these changes take effect when the daemon restarts")
@@ -334,7 +336,7 @@ class Daemon:
         if self.ready:
             self.notifier.ready()
 
-    async def run(self, server: Callable[[asyncio.Event], Awaitable[None]] | None = None) -> None:
+    async def run(self, server: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)

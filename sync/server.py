@@ -472,9 +472,10 @@ async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event
     # uvicorn's own lines ("Invalid HTTP request received.", "ASGI callable returned without completing
     # response." for a body cut by a malformed chunk), one per request in plain text, would let anyone
     # write to the journal at will: they are left out. A handler's failure is logged by OneLineErrors.
+    keep_alive: Any = limits.keep_alive  # uvicorn's hints say int; it is a timer's delay, and a fraction works
     config = uvicorn.Config(app, log_config=None, log_level="critical", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5, http=protocol_for(guard),
-                            timeout_keep_alive=limits.keep_alive, limit_concurrency=guard.cap + 1,
+                            timeout_keep_alive=keep_alive, limit_concurrency=guard.cap + 1,
                             h11_max_incomplete_event_size=limits.max_header_bytes)
     server = _Server(config)
     loop = asyncio.get_running_loop()

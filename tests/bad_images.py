@@ -1,6 +1,6 @@
 """Image bytes that are not plain 8-bit RGB photos: made here, so every test states what it feeds.
 
-Used by tests/test_bad_input_images.py and bench/bad_input.py.
+Used by tests/integration/test_bad_input_images.py and bench/bad_input.py.
 """
 
 from __future__ import annotations

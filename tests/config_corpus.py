@@ -5,7 +5,7 @@ Each file's first line is `# expect: TEXT`; the CLI must exit 2 with exactly one
 regular file `retouch.toml`, for paths that run into a file). Every secret written in the corpus
 contains CORPUSSECRET, so one substring check proves none is echoed back.
 
-Used by tests/test_bad_input_config.py and bench/bad_input.py. Run as a script
+Used by tests/e2e/test_bad_input_config.py and bench/bad_input.py. Run as a script
 (`python config_corpus.py DIR FILE…`) it answers each file through the CLI's own entry point in
 this one process and prints one JSON line per file: starting a process per file costs ~1 s each.
 """

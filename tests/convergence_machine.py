@@ -8,7 +8,7 @@ the middle of a step. The model remembers only what the merchant did; the pipeli
 read back from the database and the sandboxes. Once the faults stop and the pipeline settles,
 `check_convergence` lists every broken promise (see its docstring); an empty list is the claim.
 
-Used by tests/test_convergence.py (CI size) and bench/convergence.py (many more examples).
+Used by tests/integration/test_convergence.py (CI size) and bench/convergence.py (many more examples).
 """
 
 from __future__ import annotations

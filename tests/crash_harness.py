@@ -1,7 +1,7 @@
 """Crash anywhere: run the real daemon as a subprocess, `kill -9` it at seeded random moments,
 restart it each time, let it drain, then check every promise against what the sandboxes saw.
 
-Used by tests/test_crash.py (a small store, a few kills) and bench/crash_anywhere.py (200
+Used by tests/e2e/test_crash.py (a small store, a few kills) and bench/crash_anywhere.py (200
 images, 25+ kills, printed figures).
 """
 

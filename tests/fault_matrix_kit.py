@@ -1,4 +1,4 @@
-"""The fault matrix's parts, shared by tests/test_fault_matrix.py and bench/fault_matrix.py.
+"""The fault matrix's parts, shared by tests/integration/test_fault_matrix.py and bench/fault_matrix.py.
 
 A *service* is one sandbox under fault (Shopify, or one provider); a *kind* is one fault of the
 shared language (sandbox_kit/faults.py). `plan_faults` turns (service, kind) into faults

@@ -2,7 +2,7 @@
 
 `run_operation` drives one operation against the AnsweringServer and returns None when the client
 behaved (a result, or one of its documented errors), else the unexpected exception. Used by
-tests/test_bad_input_responses.py and bench/bad_input.py.
+tests/integration/test_bad_input_responses.py and bench/bad_input.py.
 """
 
 from __future__ import annotations

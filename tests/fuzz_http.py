@@ -2,7 +2,7 @@
 strategies for those answers: plausible bodies with parts replaced by wrong values, truncated JSON,
 non-JSON, empty bodies, huge numbers, nulls where objects belong, odd statuses and headers.
 
-Used by tests/test_bad_input_responses.py and bench/bad_input.py.
+Used by tests/integration/test_bad_input_responses.py and bench/bad_input.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Resources: the real daemon (a subprocess, a real config and SQLite file, the sandboxes on
 loopback) when its backup disk fills up, and when another process locks its database.
 
-Used by tests/test_resources.py (a few images) and bench/resources.py (full size, ProofRows).
+Used by tests/e2e/test_resources.py (a few images) and bench/resources.py (full size, ProofRows).
 
 - Disk full: the daemon is started inside a mount namespace of its own (`unshare --mount`, or
   `unshare --user --map-root-user --mount` when not root) where its backup directory is a small

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 from graphql import (
     DocumentNode,
@@ -20,6 +20,7 @@ from graphql import (
     FragmentSpreadNode,
     InlineFragmentNode,
     NameNode,
+    SelectionNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -140,9 +141,10 @@ def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
             fragment = fragments[selection.name.value]
             selection = InlineFragmentNode(type_condition=fragment.type_condition,
                                            selection_set=fragment.selection_set, directives=())
-        if getattr(selection, "selection_set", None) is not None:
+        inner = getattr(selection, "selection_set", None)
+        if inner is not None:
             selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
-                                               "selection_set": _inline_fragments(selection.selection_set)})
+                                               "selection_set": _inline_fragments(inner)})
         selections.append(selection)
     return SelectionSetNode(selections=tuple(selections))
 
@@ -150,13 +152,13 @@ def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
 def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
     """Connections written for paging (`field(first:, after:) { pageInfo … nodes { … } }`) in the
     form bulk queries demand: no paging arguments, no pageInfo, `edges { node { … } }`."""
-    selections = []
+    selections: list[SelectionNode] = []
     for selection in selection_set.selections:
         inner = getattr(selection, "selection_set", None)
         if inner is not None:
             inner = _as_bulk_connections(inner)
             if isinstance(selection, FieldNode):
-                names = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
+                names: dict[str, Any] = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
                 if "nodes" in names and "pageInfo" in names:
                     node = FieldNode(name=NameNode(value="node"), arguments=(), directives=(),
                                      selection_set=names["nodes"].selection_set)
@@ -164,7 +166,7 @@ def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
                                       selection_set=SelectionSetNode(selections=(node,)))
                     selection = FieldNode(
                         alias=selection.alias, name=selection.name, directives=selection.directives,
-                        arguments=tuple(a for a in selection.arguments if a.name.value not in _PAGING_ARGUMENTS),
+                        arguments=tuple(a for a in selection.arguments or () if a.name.value not in _PAGING_ARGUMENTS),
                         selection_set=SelectionSetNode(selections=(edges,)))
                     selections.append(selection)
                     continue
@@ -181,7 +183,7 @@ def bulk_products_query() -> str:
     connections in bulk form), so a JSONL line parses with the same `parse_product`/`parse_media`."""
     root = _definition("ProductsPage")
     (products,) = root.selection_set.selections
-    assert isinstance(products, FieldNode)
+    assert isinstance(products, FieldNode) and products.selection_set is not None
     # ProductsPage filters and sorts `products` through variables; a bulk query has none and reads
     # the whole catalog (the order of its lines is Shopify's anyway).
     bulk = FieldNode(name=products.name, arguments=(), directives=(),

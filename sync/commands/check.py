@@ -83,9 +83,9 @@ async def check_command(settings: Settings) -> int:
             ok = False
             typer.echo(f"provider: cannot ask {title} at {settings.provider_base_url}: {exc}")
     if settings.database_path.exists():
-        line = _balance_line(settings)
-        if line:
-            typer.echo(line)
+        balance = _balance_line(settings)
+        if balance:
+            typer.echo(balance)
     return 0 if ok else 1
 
 
@@ -194,7 +194,7 @@ async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:
 
     token = secrets.token_hex(16)
 
-    async def healthz(request) -> JSONResponse:
+    async def healthz(request: object) -> JSONResponse:
         return JSONResponse({"probe": token})
 
     stop = asyncio.Event()

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import typer
 
-from retouch.storage.models import PENDING_STATES, ImageState
+from retouch.storage.models import PENDING_STATES, Image, ImageState
 
 from ..config import load_settings
 from ..logs import REDACTOR, configure
-from ..pipeline import discover
+from ..pipeline import Context, discover
 from ..runtime import open_context
 from ..scheduler import Daemon
 from .demo_page import DemoRow, cost_words, render_page

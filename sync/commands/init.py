@@ -108,8 +108,8 @@ def render(answers: Answers, *, credentials: bool) -> str:
 
 
 def credential_files(answers: Answers) -> dict[str, str]:
-    shop = ({SHOPIFY_SECRET_CREDENTIAL: answers.client_secret} if answers.client_id
-            else {SHOPIFY_TOKEN_CREDENTIAL: answers.access_token})
+    shop = ({SHOPIFY_SECRET_CREDENTIAL: answers.client_secret or ""} if answers.client_id
+            else {SHOPIFY_TOKEN_CREDENTIAL: answers.access_token or ""})
     return {**shop, PROVIDER_KEY_CREDENTIAL: answers.api_key or ""}
 
 

@@ -34,7 +34,7 @@ def resolve(host: str) -> list[str] | None:
 
 def _on_this_machine(url: str) -> bool:
     host = urlsplit(url).hostname
-    return bool(host) and is_loopback_host(host)
+    return bool(host and is_loopback_host(host))
 
 
 def public_url_findings(settings: Settings, resolve: Resolve = resolve) -> list[tuple[bool, str]]:

@@ -6,6 +6,8 @@ import asyncio
 import errno
 import socket
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 import typer
@@ -17,6 +19,7 @@ from .. import __version__
 from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
 from ..notify.watch import NOTIFY_FLUSH, Notifications
+from ..pipeline import Context
 from ..pipeline.retired import retire, stranded, use_shopify
 from ..runtime import open_context, provider_client, shopify_client, token_health
 from ..scheduler import DAEMON_BUSY_TIMEOUT, Daemon
@@ -138,7 +141,8 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
         lock.release()
 
 
-def _server(settings: Settings, ctx, daemon: Daemon, sock: socket.socket | None = None):
+def _server(settings: Settings, ctx: Context, daemon: Daemon,
+            sock: socket.socket | None = None) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
     """The daemon's HTTP server, on `sock` (bound by `bind_server`), or on `[server] listen` bound when
     it starts (an in-process harness's way)."""
     from ..metrics import build_registry

@@ -12,6 +12,7 @@ import typer
 
 from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import DemoSandbox
+from retouch.plugin.serve import RunningServer
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 SANDBOX_SHOP_TOKEN = "shpat_sandbox_0123456789abcdef"  # the legacy way; still accepted by the sandbox store
@@ -44,7 +45,7 @@ def render_config(*, shop_url: str, provider: str, sandbox: DemoSandbox, databas
 def start_sandboxes(*, provider: str = "aigenstudio", port: int = 0, products: int = 12, fast: bool = False,
                     processing_seconds: float = 0.5,
                     shopify_profile: str = "default",
-                    provider_profile: str = "default") -> tuple[ShopifySandbox, object, DemoSandbox]:
+                    provider_profile: str = "default") -> tuple[ShopifySandbox, RunningServer, DemoSandbox]:
     """`shopify_profile` / `provider_profile`: each sandbox's answer shapes ("production": as the real
     service was recorded or documented to answer)."""
     plugin = registry.get(provider)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from datetime import datetime, timezone
 
 from rich.console import Console
@@ -104,7 +105,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
-def _loads(value: str | None):
+def _loads(value: str | None) -> Any:
     import json
 
     return json.loads(value) if value else None

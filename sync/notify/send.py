@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -24,7 +25,7 @@ def quiet_apprise() -> None:
     apprise_log.addHandler(logging.NullHandler())
 
 
-def build(urls: list[SecretStr]):
+def build(urls: list[SecretStr]) -> tuple[Any, int]:
     """An Apprise object for these URLs, and how many it refused (unknown scheme, malformed)."""
     import apprise
 
@@ -34,11 +35,11 @@ def build(urls: list[SecretStr]):
     return sender, refused
 
 
-def _notify(sender, message: Message) -> bool:
+def _notify(sender: Any, message: Message) -> bool:
     return bool(sender.notify(title=message.title, body=message.body))
 
 
-async def send(sender, message: Message, timeout: float) -> bool:
+async def send(sender: Any, message: Message, timeout: float) -> bool:
     """True when every URL took the message; False when one refused, raised or took longer than `timeout`."""
     loop = asyncio.get_running_loop()
     try:

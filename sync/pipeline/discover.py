@@ -48,7 +48,7 @@ async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, fu
         if product is None:
             continue
         newest = max(newest, product.updated_at) if newest else product.updated_at
-        requeue = REQUEUE_ON_RESYNC if resync else ()
+        requeue: tuple[ImageState, ...] = REQUEUE_ON_RESYNC if resync else ()
         requeue += (ImageState.BASELINE,) if include_baseline else ()
         requeue += (ImageState.REVERTED,) if include_reverted else ()
         # A resync of the whole store before any baseline still records one (new_only), unless the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from retouch.storage import lifecycle
 from retouch.storage.models import Image, ImageState

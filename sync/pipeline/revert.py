@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from retouch.plugin.shopify.errors import ShopifyError
@@ -34,7 +34,7 @@ def revertible(ctx: Context, product_ids: Sequence[str] | None = None, *,
 
 
 async def revert(ctx: Context, product_ids: Sequence[str] | None = None, *,
-                 states: Sequence[ImageState] = REVERTIBLE, progress=None) -> tuple[int, list[str]]:
+                 states: Sequence[ImageState] = REVERTIBLE, progress: Callable[[int], object] | None = None) -> tuple[int, list[str]]:
     """Revert the given products (or all); returns (reverted count, one line per failure).
     `progress(done)` is called after each image (the CLI's bar)."""
     images = revertible(ctx, product_ids, states=states)

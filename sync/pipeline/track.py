@@ -213,7 +213,7 @@ async def _skip_deleted_sources(ctx: Context, images: list[Image], changes: dict
                 ctx.log.info("skipped", **log_fields(image), reason="media_deleted")
 
 
-def record_items(status: JobStatus, images: list[Image], requeue: set[int] = frozenset()) -> dict[int, dict[str, Any]]:
+def record_items(status: JobStatus, images: list[Image], requeue: frozenset[int] | set[int] = frozenset()) -> dict[int, dict[str, Any]]:
     """Pure: the changes to make to each still-submitted image for this status answer.
 
     A failed item of an image in `requeue` goes back to the queue (it has paid attempts left)."""

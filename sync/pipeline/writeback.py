@@ -156,7 +156,7 @@ async def _settle(ctx: Context, image: Image, step: str, work: Awaitable[dict[st
         changes = await work
     except STEP_ERRORS as exc:
         return _failed(ctx, image, step, exc)
-    return _moved(ctx, [(image, changes)] if changes is not None else [])
+    return _moved(ctx, [(image, changes)] if changes is not None else []) > 0
 
 
 def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
@@ -558,7 +558,7 @@ def _merchant_replaced(image: Image, current_url: str | None) -> bool:
     return not is_output_filename(filename_of(current_url))
 
 
-def _requeue_new_picture(ctx: Context, image: Image, media) -> dict[str, Any]:
+def _requeue_new_picture(ctx: Context, image: Image, media: Media) -> dict[str, Any]:
     """Never put an enhancement of the old picture over the merchant's new one: the new one is
     queued instead, like an image the merchant just added (the old original stays backed up)."""
     ctx.log.info("source_changed", **log_fields(image),
@@ -601,8 +601,8 @@ async def remove_failed_media(ctx: Context, media_id: str) -> None:
         ctx.log.info("failed_media_removed", media_id=media_id)
 
 
-async def set_marker(ctx: Context, product: Product, *, add: set[str] = frozenset(),
-                     remove: set[str] = frozenset()) -> None:
+async def set_marker(ctx: Context, product: Product, *, add: frozenset[str] | set[str] = frozenset(),
+                     remove: frozenset[str] | set[str] = frozenset()) -> None:
     """Update the product's list of retouch output media, retrying once on a concurrent change."""
     for attempt in (1, 2):
         ids = marker_ids_after(product.marker_media_ids | ctx.store.output_media_of_product(product.id),

@@ -117,7 +117,7 @@ class AigenProvider:
             else:
                 items[index] = ItemResult("running", external_id=item.external_id)
         return JobStatus(terminal=enhancement.is_terminal, items=items, credits_used=enhancement.credits_used,
-                         description=enhancement.status)
+                         description=enhancement.status or "")
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         return {}  # result URLs last

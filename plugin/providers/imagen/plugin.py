@@ -48,7 +48,7 @@ EDIT_OPTIONS = ("crop", "straighten", "perspective_correction", "subject_mask", 
 
 class ImagenSettings(Section):
     profile_key: Count = Field(ge=1, le=2**53 - 1)     # required: `retouch check` lists the account's profiles
-    photography_type: Literal[PHOTOGRAPHY_TYPES] | None = None  # type: ignore[valid-type]
+    photography_type: Literal[PHOTOGRAPHY_TYPES] | None = None
     crop: bool | None = None
     portrait_crop: bool | None = None
     headshot_crop: bool | None = None

@@ -102,7 +102,7 @@ class ProductAIProvider:
     def request_options(self) -> dict[str, Any]:
         return {"model": self.settings.model, "prompt": self.settings.prompt, "upscale": self.settings.upscale}
 
-    async def _counted(self, progress: base.Progress, call):
+    async def _counted(self, progress: base.Progress, call: Any) -> Any:
         """One request of the shared budget: every answer but a 429 counts (and a lost one may have)."""
         try:
             result = await call

@@ -105,7 +105,7 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, bytes]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if isinstance(name, str):
-            fields[name] = part.get_payload(decode=True) or b""
+            fields[name] = part.get_payload(decode=True) or b""  # type: ignore[assignment]  # decode=True: bytes
     return fields
 
 

@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, execute, parse, print_ast
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, execute_sync, parse, print_ast
 from graphql.execution.values import get_argument_values
 
 from . import bulk_query
@@ -67,7 +67,7 @@ def run_query(store: Store, ctx: Any, schema: GraphQLSchema, query: str, group_o
         return {"bulkOperation": None, "userErrors": [
             {"field": ["query"], "message": f"Invalid bulk query: the sandbox cannot run '{name}' in bulk",
              "code": bulk_query.INVALID}]}
-    arguments = get_argument_values(schema.query_type.fields[name], plan.root.field, {})
+    arguments = get_argument_values(schema.query_type.fields[name], plan.root.field, {})  # type: ignore[union-attr, arg-type]  # the schema has a query root; no variables
     roots = roots_of[name](ctx, arguments)
     counters = [NESTED_COUNTS.get((plan.root.node_type.name, c.field.name.value)) for c in plan.root.children]
     nested = sum(count(store, root) for root in roots for count in counters if count is not None)
@@ -115,7 +115,7 @@ def lines(store: Store, schema: GraphQLSchema, ctx: Any, op: BulkOperation, *, l
         with store.lock if locked else nullcontext():
             now = store.clock()
             store.settle(now)
-            result = execute(schema, document, context_value=dataclasses.replace(ctx, now=now),
+            result = execute_sync(schema, document, context_value=dataclasses.replace(ctx, now=now),
                              variable_values={"ids": roots[start:start + BATCH_ROOTS]})
         for error in result.errors or ():
             log.error("bulk_line_failed", id=op.id, error=error.message)

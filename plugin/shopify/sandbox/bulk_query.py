@@ -15,7 +15,7 @@ The structural rules are checked before the schema, and are read from the docume
 sandbox's schema does not know a field (orders, collections, variants, ...): a field that selects
 `edges` or `nodes` is a connection. That is how the captured answers about connections of types
 the sandbox does not have come out the same; only "a connection within a list field" needs the
-schema to know the list (a difference listed in tests/test_shopify_captures.py).
+schema to know the list (a difference listed in tests/integration/test_shopify_captures.py).
 
 `plan(query, schema)` describes a valid query for `bulk_export`: its one root connection and,
 below each connection's `node`, the nested connections whose nodes become lines of their own.
@@ -24,7 +24,7 @@ below each connection's `node`, the nested connections whose nodes become lines 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -62,7 +62,7 @@ class Connection:
     via_nodes: bool  # selected through `nodes` (which bulk queries do not allow)
     within_list: bool  # below a list field
     node_selects_id: bool  # the node selects `id` without an alias
-    children: tuple[Connection, ...] = field(default=())
+    children: tuple[Connection, ...] = ()
 
     def walk(self, depth: int = 1) -> Iterator[tuple[Connection, int]]:
         yield self, depth

@@ -66,10 +66,10 @@ def answer_for(fault: Fault) -> FaultAnswer:
             + '"}}]}'
         ).encode()
         return FaultAnswer(500, body, "application/json; charset=utf-8", {**headers, "X-Request-Id": request_id})
-    reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(fault.status, "Error")
+    reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(fault.status, "Error")  # type: ignore[arg-type]  # a status fault has one
     title = f"{fault.status} {reason}"
     html = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
-    return FaultAnswer(fault.status, html.encode(), "text/html; charset=utf-8", headers)
+    return FaultAnswer(fault.status, html.encode(), "text/html; charset=utf-8", headers)  # type: ignore[arg-type]  # as above
 
 
 GRAPHQL, MEDIA, BULK, BULK_DOWNLOAD = "graphql", "media", "bulk", "bulk_download"
@@ -123,7 +123,7 @@ class FaultPlan:
             raise ValueError(f"code must be one of {MEDIA_FAILURE_CODES}")
         if mode == "fail":
             fail_media_processing, mode = fail_media_processing or count, None
-        plan = {"skip": skip, "probability": probability}
+        plan: dict[str, Any] = {"skip": skip, "probability": probability}
         faults = []
         if mode in WEBHOOK_MODES:
             faults.append(Fault(WEBHOOK, count=count, mode=mode, seconds=seconds, **plan))

@@ -29,7 +29,7 @@ from graphql import (
     OperationDefinitionNode,
     Visitor,
     build_schema,
-    execute,
+    execute_sync,
     parse,
     validate,
     visit,
@@ -107,7 +107,7 @@ def _checked_gid(value: str) -> str:
     return value
 
 
-def resolve_shop(_root: Any, info: Any) -> dict[str, str]:
+def resolve_shop(_root: Any, info: Any) -> dict[str, Any]:
     store = _ctx(info).store
     return {"id": gid("Shop", SHOP_NUMERIC_ID), "name": store.shop_name,
             "myshopifyDomain": f"{store.shop_name}.myshopify.com",
@@ -184,7 +184,7 @@ def _bulk_products(ctx: Context, args: dict[str, Any]) -> list[Product]:
     return found
 
 
-BULK_ROOTS = {"products": _bulk_products}
+BULK_ROOTS: dict[str, bulk_export.RootFinder] = {"products": _bulk_products}
 
 
 def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = None, after: str | None = None,
@@ -194,7 +194,7 @@ def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = Non
     found = [s for s in _ctx(info).store.subscriptions.by_id.values()
              if (uri is None or s.uri == uri) and (topics is None or s.topic in topics)]
     if sortKey == "ID":
-        sort = SortSpec(lambda s: s.id, lambda s: s.id, lambda s: str(s.id), int)
+        sort: SortSpec[Any] = SortSpec(lambda s: s.id, lambda s: s.id, lambda s: str(s.id), int)
     else:
         sort = SortSpec(lambda s: s.id, lambda s: int(s.created_at), lambda s: _db_time(s.created_at), _parse_db_time)
     return _page(found, sort, _ctx(info).store.pagination_cap, first=first, after=after, last=last, before=before,
@@ -237,7 +237,7 @@ def resolve_product_collections(product: Product, info: Any, first: int | None =
     """The collections a product belongs to, by id (Shopify's default sortKey for this connection)."""
     store = _ctx(info).store
     collections = [store.collections[n] for n in product.collection_ids if n in store.collections]
-    by_id = SortSpec(lambda c: c.id, lambda c: c.id, lambda c: str(c.id), int)
+    by_id: SortSpec[Any] = SortSpec(lambda c: c.id, lambda c: c.id, lambda c: str(c.id), int)
     return _page(sorted(collections, key=lambda c: c.id), by_id, store.pagination_cap, first=first, after=after,
                  last=last, before=before, reverse=reverse)
 
@@ -375,7 +375,14 @@ MUTATIONS: dict[str, Any] = {  # Mutation field -> (store, context, arguments) -
         store, a["topic"], a["webhookSubscription"], ctx.now),
     "webhookSubscriptionDelete": lambda store, ctx, a: store.subscriptions.delete(a["id"]),
     "bulkOperationRunQuery": lambda store, ctx, a: bulk_export.run_query(
-        store, ctx, sandbox_schema(), a["query"], a["groupObjects"], BULK_ROOTS, shopify_validation_error),
+        store,
+        ctx,
+        sandbox_schema(),  # type: ignore[has-type]  # a cached function, defined below
+        a["query"],
+        a["groupObjects"],
+        BULK_ROOTS,
+        shopify_validation_error,
+    ),
     "bulkOperationCancel": lambda store, ctx, a: store.bulk.cancel(a["id"], ctx.now),
 }
 
@@ -407,25 +414,25 @@ def sandbox_schema() -> GraphQLSchema:
     """The subset schema with the sandbox's resolvers attached (built once per process)."""
     sdl = (resources.files(__package__) / "schema.graphql").read_text(encoding="utf-8")
     schema = build_schema(sdl)
-    query = schema.type_map["QueryRoot"].fields  # type: ignore[union-attr]
+    query = schema.type_map["QueryRoot"].fields  # type: ignore[attr-defined]  # an object type
     for name, resolver in {"shop": resolve_shop, "products": resolve_products, "product": resolve_product,
                            "productsCount": resolve_products_count,
                            "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job,
                            "webhookSubscriptions": resolve_webhook_subscriptions,
                            "bulkOperation": resolve_bulk_operation}.items():
         query[name].resolve = resolver
-    for name, field_def in schema.type_map["Mutation"].fields.items():  # type: ignore[union-attr]
+    for name, field_def in schema.type_map["Mutation"].fields.items():  # type: ignore[attr-defined]  # an object type
         field_def.resolve = _mutation(name)
     for type_name, resolvers in {"Product": PRODUCT_FIELDS, "MediaImage": MEDIA_IMAGE_FIELDS,
                                  "Collection": COLLECTION_FIELDS,
                                  "Metafield": METAFIELD_FIELDS, "Job": JOB_FIELDS,
                                  "WebhookSubscription": SUBSCRIPTION_FIELDS,
                                  "BulkOperation": BULK_OPERATION_FIELDS}.items():
-        fields = schema.type_map[type_name].fields  # type: ignore[union-attr]
-        for name, resolver in resolvers.items():
+        fields = schema.type_map[type_name].fields  # type: ignore[attr-defined]  # object types
+        for name, resolver in resolvers.items():  # type: ignore[attr-defined]  # each a dict of resolvers
             fields[name].resolve = resolver
     for interface in ("Node", "Media", "File"):
-        schema.type_map[interface].resolve_type = _resolve_type  # type: ignore[union-attr]
+        schema.type_map[interface].resolve_type = _resolve_type  # type: ignore[attr-defined]  # interfaces
     return schema
 
 
@@ -627,7 +634,7 @@ class GraphQLService:
         store.settle(now)
         counter = ActualCost()
         assert request.document is not None
-        result = execute(
+        result = execute_sync(
             self.schema, request.document, context_value=Context(store, now, base_url, bases),
             variable_values=request.variables, operation_name=request.operation, middleware=[counter],
         )

@@ -40,18 +40,18 @@ def _background(size: tuple[int, int], rng: random.Random) -> Image.Image:
     light = Image.radial_gradient("L").resize((small[0] * 2, small[1] * 2))
     cx, cy = rng.randint(0, small[0]), rng.randint(0, small[1] // 2)
     light = light.crop((small[0] - cx, small[1] - cy, 2 * small[0] - cx, 2 * small[1] - cy))
-    dark = Image.new("RGB", small, _vary((base // 3,) * 3, rng, 8))  # type: ignore[arg-type]
+    dark = Image.new("RGB", small, _vary((base // 3,) * 3, rng, 8))
     backdrop = Image.composite(dark, backdrop, light.point(lambda v: int(v * 0.75)))
     # A table edge / horizon line.
     draw = ImageDraw.Draw(backdrop)
     horizon = int(small[1] * rng.uniform(0.55, 0.7))
-    draw.rectangle((0, horizon, small[0], small[1]), fill=_vary((base - 25,) * 3, rng, 12))  # type: ignore[arg-type]
+    draw.rectangle((0, horizon, small[0], small[1]), fill=_vary((base - 25,) * 3, rng, 12))
     # Clutter: cables, boxes, cups — soft shapes in dull colours, mostly near the edges.
     for _ in range(rng.randint(3, 7)):
         x = rng.choice([rng.randint(-10, small[0] // 4), rng.randint(3 * small[0] // 4, small[0] + 10)])
         y = rng.randint(small[1] // 6, small[1])
         w, h = rng.randint(8, 40), rng.randint(6, 30)
-        colour = _vary(rng.choice(_PRODUCT_COLOURS), rng, 30)
+        colour: tuple[int, ...] = _vary(rng.choice(_PRODUCT_COLOURS), rng, 30)
         colour = tuple((c + base) // 2 for c in colour)
         if rng.random() < 0.5:
             draw.ellipse((x, y, x + w, y + h), fill=colour)

@@ -337,7 +337,7 @@ class ShopifySandbox:
         """The search index takes `seconds` to catch up with this product's latest change (and the
         ones after it): `products(query:)` misses it until then. The real index lags unevenly."""
         with self._store.lock:
-            self._store.search_delays[self._product(legacy_id).id] = seconds
+            self._store.search_delays[self._product(legacy_id).id] = seconds  # type: ignore[index]  # a dict since __init__
 
     def reset(self) -> None:
         """Forget every product, media, fault and counter (the server keeps running): one test

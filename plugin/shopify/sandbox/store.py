@@ -561,9 +561,9 @@ class Store:
         if product.id not in self.products:
             return {"product": None, "userErrors": [user_error(["id"], "Product does not exist")]}
         if (product_input or {}).get("title") is not None:
-            self._set_title(product, product_input["title"])
+            self._set_title(product, (product_input or {})["title"])
         if (product_input or {}).get("tags") is not None:
-            product.tags = _clean_tags(product_input["tags"])
+            product.tags = _clean_tags((product_input or {})["tags"])
         for item in media_inputs or []:
             media = self.create_media(product, source_url=item["originalSource"], alt=item.get("alt") or "",
                                       fetched=fetched[item["originalSource"]], now=now)

@@ -179,8 +179,8 @@ class WebhookSender:
                 continue
             for delivery in deliveries:
                 headers = self._headers(delivery)
-                self._poster.post(delivery.uri, delivery.body, lambda headers=headers: headers,
-                                  lambda d=delivery: log.warning("shopify_webhook_abandoned", topic=d.topic,
+                self._poster.post(delivery.uri, delivery.body, lambda headers=headers: headers,  # type: ignore[misc]  # a default binds this delivery's
+                                  lambda d=delivery: log.warning("shopify_webhook_abandoned", topic=d.topic,  # type: ignore[misc]  # as above
                                                                  webhook_id=d.webhook_id))
 
     def _headers(self, delivery: Delivery) -> dict[str, str]:

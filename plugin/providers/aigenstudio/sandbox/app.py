@@ -163,7 +163,7 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         return self.server_url
 
     @property
-    def faults(self) -> FaultBook:
+    def faults(self) -> FaultBook:  # type: ignore[override]  # read-only here: the book lives in the shared state
         return self._state.faults
 
     def _shutdown(self) -> None:

@@ -61,7 +61,7 @@ def enhance(data: bytes, *, preset: str = contract.DEFAULT_PRESET, preservation_
 def cut_out(data: bytes, *, preset: str = contract.DEFAULT_PRESET, preservation_level: str = "strict") -> Cutout:
     """`enhance`, with the mask and the placement it used."""
     try:
-        source = Image.open(io.BytesIO(data))
+        source: Image.Image = Image.open(io.BytesIO(data))
         source.load()
     except Exception as exc:  # Pillow raises many types for broken files
         raise EnhancementError(f"cannot decode image: {type(exc).__name__}") from None
@@ -101,7 +101,7 @@ def _alpha_mask(image: Image.Image) -> Image.Image | None:
         return None
     alpha = image.convert("RGBA").getchannel("A")
     low, high = alpha.getextrema()
-    return alpha if low < 250 and high > 5 else None
+    return alpha if low < 250 and high > 5 else None  # type: ignore[operator]  # an L image's extrema: two ints
 
 
 def product_mask(photo: Image.Image) -> Image.Image:

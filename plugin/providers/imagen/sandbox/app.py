@@ -367,7 +367,7 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
 
     async def _api_keys_endpoint(self, request: Request) -> Response:
         try:
-            self.add_api_key((await self._admin_body(request)).get("key"))
+            self.add_api_key((await self._admin_body(request)).get("key"))  # type: ignore[arg-type]  # add_api_key checks it
         except (RequestError, ValueError, TypeError) as exc:
             return self._error(400, str(exc))
         return JSONResponse({"ok": True})
@@ -375,8 +375,12 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
     async def _profiles_endpoint(self, request: Request) -> Response:
         try:
             body = await self._admin_body(request)
-            self.add_profile(body.get("profile_key"), str(body.get("profile_name", "")),
-                             str(body.get("profile_type", "Personal")), str(body.get("image_type", "JPG")))
+            self.add_profile(
+                body.get("profile_key"),  # type: ignore[arg-type]  # add_profile checks it
+                str(body.get("profile_name", "")),
+                str(body.get("profile_type", "Personal")),
+                str(body.get("image_type", "JPG")),
+            )
         except (RequestError, ValueError, TypeError) as exc:
             return self._error(400, str(exc))
         return JSONResponse({"ok": True})

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
@@ -45,7 +46,7 @@ class LinkError(Exception):
 
 
 class LinkSigner:
-    def __init__(self, lifetime_seconds: float, clock=time.time) -> None:
+    def __init__(self, lifetime_seconds: float, clock: Callable[[], float] = time.time) -> None:
         self.lifetime_seconds = lifetime_seconds
         self._clock = clock
         self._secret = secrets.token_bytes(32)

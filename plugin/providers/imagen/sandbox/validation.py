@@ -6,7 +6,7 @@ The first problem found becomes the `detail` of a 400.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from . import contract
@@ -74,7 +74,7 @@ def parse_files_list(body: Any) -> list[str]:
     return names
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

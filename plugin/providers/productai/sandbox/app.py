@@ -150,7 +150,7 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         return self.server_url + contract.API_PREFIX
 
     @property
-    def faults(self) -> FaultBook:
+    def faults(self) -> FaultBook:  # type: ignore[override]  # read-only here: the book lives in the shared state
         return self._state.faults
 
     def _shutdown(self) -> None:
@@ -193,8 +193,8 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         spoil = None  # the fault that breaks the answer after the work is done
         if fault is not None:
             if fault.status is not None:
-                error = rate_limited() if fault.status == 429 else server_error(fault.status)
-                return JSONResponse(error.body, status_code=error.status, headers=retry_after_headers(fault))
+                refusal = rate_limited() if fault.status == 429 else server_error(fault.status)
+                return JSONResponse(refusal.body, status_code=refusal.status, headers=retry_after_headers(fault))
             if fault.mode == "fail":
                 request.state.fail_job = True  # read by _start: the job is accepted, then fails
             elif answered_after_work(self.faults, fault):

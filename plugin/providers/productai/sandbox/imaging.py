@@ -25,7 +25,7 @@ def generate(product: bytes) -> bytes:
 def upscale(data: bytes) -> bytes:
     """A PNG twice as wide and tall (or as large as the cap allows)."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
     except Exception as exc:  # Pillow raises many types for broken files
         raise enhance.EnhancementError(f"cannot decode image: {type(exc).__name__}") from None

@@ -24,10 +24,10 @@ from graphql import (
 from retouch.plugin.shopify.operations import all_operations
 from retouch.plugin.shopify.sandbox.graphql_api import sandbox_schema
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 REAL_SCHEMA = SHARED / "reference" / "shopify" / "admin-2026-07.graphql"
-OPERATIONS_DIR = Path(__file__).resolve().parents[1] / "plugin" / "shopify" / "operations"
-SUBSET_FILE = Path(__file__).resolve().parents[1] / "plugin" / "shopify" / "sandbox" / "schema.graphql"
+OPERATIONS_DIR = Path(__file__).resolve().parents[2] / "plugin" / "shopify" / "operations"
+SUBSET_FILE = Path(__file__).resolve().parents[2] / "plugin" / "shopify" / "sandbox" / "schema.graphql"
 
 
 @cache

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[1] / "sync" / "retouch.service"
+UNIT = Path(__file__).resolve().parents[2] / "sync" / "retouch.service"
 MAX_EXPOSURE = 2.0  # docs/service.md, "Running it as a service", records the measured figure
 OVERALL = re.compile(r"Overall exposure level for \S+: ([0-9]+(?:\.[0-9]+)?)")
 

@@ -11,7 +11,7 @@ import pytest
 
 from retouch.sync.config import ConfigError, load_settings, parse_duration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 
 VALID = """

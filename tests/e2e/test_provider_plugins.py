@@ -15,7 +15,7 @@ from conftest import cli
 from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Provider, ProviderConfig
 
-MIRROR_PACKAGE = Path(__file__).parent / "out_of_tree" / "retouch-provider-mirror"
+MIRROR_PACKAGE = Path(__file__).parents[1] / "out_of_tree" / "retouch-provider-mirror"
 BUILT_IN = {"aigenstudio": {}, "imagen": {"profile_key": 5700}, "productai": {}}
 
 

@@ -46,7 +46,7 @@ def test_the_pipeline_converges_under_faults(sandboxes, tmp_path: Path, mode: st
 # the catalog, among the merchant's edits, faults and crashes; each image is checked in the mode its
 # write started in (fewer examples: the two runs above cover the rest). At this size (and at 20
 # examples of 30 steps) the machine did not happen upon the reported bug by itself; the bug's own
-# sequence is tests/test_intent.py.
+# sequence is tests/integration/test_intent.py.
 RELOADS = settings(CI, max_examples=8)
 
 

@@ -19,7 +19,7 @@ from config_corpus import CORPUS, Case, cases, environment, materialise, problem
 
 CASES = cases()
 BY_NAME = {case.name: case for case in CASES}
-RUNNER = Path(__file__).resolve().parent / "config_corpus.py"
+RUNNER = Path(__file__).resolve().parents[1] / "config_corpus.py"
 
 # A handful through real `retouch` processes: one per kind of mistake.
 THROUGH_CHECK = ["toml_unclosed_table", "not_utf8", "shop_key_typo", "shop_token_env_unset", "provider_key_and_env",

@@ -20,7 +20,7 @@ from retouch.plugin.providers.imagen.client import ImagenClient, match_exports
 from retouch.plugin.providers.productai import errors as productai_errors
 from retouch.plugin.providers.productai.client import ProductAIClient, parse_webhook
 
-DATA = Path(__file__).parent / "data" / "providers"
+DATA = Path(__file__).parents[1] / "data" / "providers"
 AIGEN_KEY = "aigen_test_examples_0123"
 KEY = "examples-key-0123456789"
 

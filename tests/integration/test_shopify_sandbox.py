@@ -34,7 +34,7 @@ from retouch.plugin.shopify.sandbox import ShopifySandbox, product_photo
 from retouch.plugin.shopify.sandbox.model import iso
 from conftest import FakeClock
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CAPTURES = SHARED / "reference" / "shopify" / "captures"
 TOKEN = "shpat_sandbox_TESTSECRET_81c3"
 T0 = 1_795_000_000.0  # 2026-11-19T...Z

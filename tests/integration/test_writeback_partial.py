@@ -22,7 +22,7 @@ from retouch.plugin.shopify.sandbox import ShopifySandbox
 from retouch.storage.models import ImageState
 from test_writeback_together import operations, settle, spent
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "shopify" / "captures"
+CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "captures"
 VALIDATION = CAPTURES / "2026-04" / "media" / "media-file-update-validation-branches.json"
 
 

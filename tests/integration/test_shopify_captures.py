@@ -41,7 +41,7 @@ from graphql import (
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 from conftest import FakeClock
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "shopify" / "captures"
+CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "captures"
 REAL_SCHEMA = CAPTURES.parent / "admin-2026-07.graphql"
 TOKEN = "shpat_captures_TESTSECRET_5d1e"
 T0 = 1_795_000_000.0

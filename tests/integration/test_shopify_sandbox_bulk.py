@@ -22,7 +22,7 @@ from retouch.plugin.shopify.sandbox import bulk_export
 from retouch.plugin.shopify.sandbox.graphql_api import Context, sandbox_schema
 from conftest import FakeClock
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "shopify" / "captures" / "2026-04" / \
+CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "captures" / "2026-04" / \
     "bulk-operations"
 TOKEN = "shpat_bulk_TESTSECRET_77aa"
 T0 = 1_795_000_000.0

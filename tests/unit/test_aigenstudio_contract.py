@@ -10,7 +10,7 @@ import pytest
 from retouch.plugin.providers.aigenstudio import contract
 from retouch.plugin.providers.aigenstudio.quota import QuotaLimits, documented_limits
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CONTRACTS = SHARED / "reference" / "providers" / "CONTRACTS.md"
 
 

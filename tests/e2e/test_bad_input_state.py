@@ -23,7 +23,7 @@ from config_corpus import environment
 from conftest import cli, wait_for
 from state_corpus import CASES, SECRET_MARK, problems
 
-RUNNER = Path(__file__).resolve().parent / "state_corpus.py"
+RUNNER = Path(__file__).resolve().parents[1] / "state_corpus.py"
 BY_NAME = {case.name: case for case in CASES}
 RUNS = [(case.name, command) for case in CASES for command in case.commands]
 
