@@ -6,7 +6,7 @@ generated photos, whose product silhouette is known.
 For each photo (seeds first-seed, first-seed + 37, …; JPEG and PNG alternately): IoU of the kept
 product with the true silhouette, the share of the photo's background gone (cropped away or pure
 white), and the CPU time (all threads) of the enhancement alone and with its PNG encoding, as
-tests/test_cutout_quality.py measures them (its thresholds: IoU >= 0.9, background gone >= 98 %).
+tests/unit/test_cutout_quality.py measures them (its thresholds: IoU >= 0.9, background gone >= 98 %).
 """
 
 from __future__ import annotations

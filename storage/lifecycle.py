@@ -167,7 +167,7 @@ def move_from(image_id: int, source: ImageState | str, changes: Mapping[str, Any
 
 
 def markdown_table() -> str:
-    """The table as docs/how-it-works.md shows it (tests/test_lifecycle.py keeps the two equal)."""
+    """The table as docs/how-it-works.md shows it (tests/unit/test_lifecycle.py keeps the two equal)."""
     def words(names: Iterable[str]) -> str:
         return ", ".join(f"`{name}`" for name in sorted(names)) or "—"
 

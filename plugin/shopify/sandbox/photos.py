@@ -185,7 +185,7 @@ def product_photo(seed: int, fmt: PhotoFormat = "JPEG", size: tuple[int, int] = 
 def product_photo_and_mask(seed: int, fmt: PhotoFormat = "JPEG",
                            size: tuple[int, int] = (640, 640)) -> tuple[bytes, Image.Image]:
     """`product_photo(seed, fmt, size)` and the product's true silhouette (L, 255 on the product): the
-    ground truth the sandboxes' stand-in enhancement is measured against (tests/test_cutout_quality.py)."""
+    ground truth the sandboxes' stand-in enhancement is measured against (tests/unit/test_cutout_quality.py)."""
     image, mask = _render(seed, size)
     return _encode(image, fmt), mask
 

@@ -38,7 +38,7 @@ class EnhancementError(Exception):
 @dataclass(frozen=True)
 class Cutout:
     """The result, and where the source photo's pixels went: for measuring the cut-out against a known
-    silhouette (tests/test_cutout_quality.py)."""
+    silhouette (tests/unit/test_cutout_quality.py)."""
 
     image: Image.Image  # the result: RGB, square, white background
     mask: Image.Image  # the product mask used, in the source photo's frame (L)

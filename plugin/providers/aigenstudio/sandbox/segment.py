@@ -20,7 +20,7 @@ the room behind it soft, so the guess comes from CRISP edges:
 4. a second GrabCut on a larger copy (the photo up to REFINE_SIDE) settles the band along the scaled-up
    edge; the contour is smoothed and anti-aliased inwards only, so no pixel outside it keeps any backdrop.
 
-Measured on the Shopify sandbox's generated photos, whose silhouette is known (tests/test_cutout_quality.py,
+Measured on the Shopify sandbox's generated photos, whose silhouette is known (tests/unit/test_cutout_quality.py,
 bench/cutout.py): IoU with the true silhouette >= 0.9 (0.96-1.00 from 480 to 1600 px) and >= 98 % of the
 background gone (>= 99.5 %), about 0.15 s of CPU for a 640 x 640 photo and 0.35 s at 1600 x 1200 (the
 work is done on bounded copies). Photos under ~400 px keep their background out as well, but the

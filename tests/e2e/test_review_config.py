@@ -58,5 +58,5 @@ def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path) -> None:
 
 
 def test_the_example_documents_review_with_its_defaults(tmp_path: Path) -> None:
-    example = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text()
+    example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text()
     assert '[review]\n' in example and 'mode = "off"' in example and "# auto_approve_after =" in example

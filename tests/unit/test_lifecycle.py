@@ -181,7 +181,7 @@ def test_the_free_form_updates_refuse_a_state(store: Store) -> None:
     assert (store.image(image).state, store.job(job.id).polls) == (S.SUBMITTED, 0)
 
 
-PRODUCT = Path(__file__).resolve().parent.parent
+PRODUCT = Path(__file__).resolve().parents[2]
 UPDATES = {"update_image", "update_images", "update_job_and_images"}
 
 
