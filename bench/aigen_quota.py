@@ -71,6 +71,7 @@ import httpx
 import structlog
 from daemon_run import FINAL_STATES, image_states, run_daemon_until_settled
 from harness import Row, command_line, emit
+
 from retouch.plugin.providers.aigenstudio import contract
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.providers.aigenstudio.sandbox.state import ApiError
@@ -202,8 +203,12 @@ def record_events(sandbox: AigenSandbox) -> Timeline:
                 timeline.jobs[job.id][2] = time.time()
         return status
 
-    state.create, state.poll, state.finish_item, state.finish = (recorded_create, recorded_poll,
-                                                                  recorded_finish_item, recorded_finish)
+    state.create, state.poll, state.finish_item, state.finish = (
+        recorded_create,
+        recorded_poll,
+        recorded_finish_item,
+        recorded_finish,
+    )
     return timeline
 
 
@@ -257,17 +262,23 @@ class Result:
 def start_sandboxes(args) -> tuple[ShopifySandbox, object, AigenSandbox, list[dict]]:
     shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2)
     shop_server = shop.start()
-    sandbox = AigenSandbox(window_seconds=args.window, jobs_per_window=JOBS, images_per_window=IMAGES,
-                           polls_per_window=POLLS, active_jobs_per_key=ACTIVE_JOBS,
-                           active_jobs_per_account=max(ACTIVE_JOBS, contract.ACTIVE_JOBS_PER_ACCOUNT),
-                           seconds_per_item=seconds_per_item(args.window))
+    sandbox = AigenSandbox(
+        window_seconds=args.window,
+        jobs_per_window=JOBS,
+        images_per_window=IMAGES,
+        polls_per_window=POLLS,
+        active_jobs_per_key=ACTIVE_JOBS,
+        active_jobs_per_account=max(ACTIVE_JOBS, contract.ACTIVE_JOBS_PER_ACCOUNT),
+        seconds_per_item=seconds_per_item(args.window),
+    )
     sandbox.start()
     products = shop.seed(products=args.images, images_per_product=1, seed=args.seed)
     return shop, shop_server, sandbox, products
 
 
-def measure(name: str, args, sandbox: AigenSandbox, timeline: Timeline, wall: float,
-            written_back: int | None) -> Result:
+def measure(
+    name: str, args, sandbox: AigenSandbox, timeline: Timeline, wall: float, written_back: int | None
+) -> Result:
     """The figures of one run, over `--windows` windows from the first accepted job."""
     window = args.window
     t0 = timeline.first_accepted()
@@ -296,11 +307,20 @@ def measure(name: str, args, sandbox: AigenSandbox, timeline: Timeline, wall: fl
     image_times = [(at, n) for at, what, n in creates if what == "accepted"]
     stats = sandbox.stats()["keys"].get(KEY, {})
     result = Result(
-        name, per_window, accepted_per_window, sum(1 for at, what, _ in creates if what == "accepted" and at < end),
-        stats.get("rate_limited", 0), len(polls),
-        fixed_peak(poll_times, window), sliding_peak(poll_times, window),
-        fixed_peak(checked_creates, window), fixed_peak(image_times, window), sliding_peak(image_times, window),
-        written_back, wall)
+        name,
+        per_window,
+        accepted_per_window,
+        sum(1 for at, what, _ in creates if what == "accepted" and at < end),
+        stats.get("rate_limited", 0),
+        len(polls),
+        fixed_peak(poll_times, window),
+        sliding_peak(poll_times, window),
+        fixed_peak(checked_creates, window),
+        fixed_peak(image_times, window),
+        sliding_peak(image_times, window),
+        written_back,
+        wall,
+    )
     result.notes.extend(pace_notes(timeline, t0, end, window))
     return result
 
@@ -314,32 +334,42 @@ def pace_notes(timeline: Timeline, t0: float, end: float, window: float) -> list
         return []
     notes = []
     sizes = Counter(n for _, n, _ in jobs)
-    notes.append("jobs accepted in the span: " + ", ".join(f"{c} x {n} image{'s' if n > 1 else ''}"
-                                                          for n, c in sorted(sizes.items(), reverse=True)))
+    notes.append(
+        "jobs accepted in the span: "
+        + ", ".join(f"{c} x {n} image{'s' if n > 1 else ''}" for n, c in sorted(sizes.items(), reverse=True))
+    )
     durations = [f - a for a, _, f in jobs if f is not None]
     busy = sum(min(f if f is not None else end, end) - a for a, _, f in jobs)
-    notes.append(f"provider busy {busy / (end - t0):.0%} of the span; jobs ran {min(durations):.2f}-"
-                 f"{max(durations):.2f} s" if durations else f"provider busy {busy / (end - t0):.0%} of the span")
+    notes.append(
+        f"provider busy {busy / (end - t0):.0%} of the span; jobs ran {min(durations):.2f}-{max(durations):.2f} s"
+        if durations
+        else f"provider busy {busy / (end - t0):.0%} of the span"
+    )
     with timeline.lock:
         polls = sorted(t for t, _ in timeline.polls)
     # How long each finished job waited for the status request that could see it finished, and how
     # long after its end the next job was created.
     lags = [polls[i] - f for _, _, f in jobs if f is not None and (i := bisect.bisect_left(polls, f)) < len(polls)]
     if lags:
-        notes.append(f"job end at the provider -> next status request: mean {sum(lags) / len(lags):.2f} s, "
-                     f"max {max(lags):.2f} s")
+        notes.append(
+            f"job end at the provider -> next status request: mean {sum(lags) / len(lags):.2f} s, max {max(lags):.2f} s"
+        )
     gaps = [b[0] - a[2] for a, b in itertools.pairwise(jobs) if a[2] is not None]
     if gaps:
-        notes.append(f"job end -> next creation: mean {sum(gaps) / len(gaps):.2f} s, min {min(gaps):.2f} s, "
-                     f"max {max(gaps):.2f} s")
+        notes.append(
+            f"job end -> next creation: mean {sum(gaps) / len(gaps):.2f} s, min {min(gaps):.2f} s, "
+            f"max {max(gaps):.2f} s"
+        )
     if len(jobs) <= 30:  # one line per job: window, images, accepted at, ran, end -> seen, end -> next
         for index, (a, n, f) in enumerate(jobs):
             seen = next((p - f for p in polls if f is not None and p >= f), None)
             following = jobs[index + 1][0] - f if f is not None and index + 1 < len(jobs) else None
-            notes.append(f"  job {index + 1:2d}: window {int((a - t0) // window)}, {n:2d} images, accepted at "
-                         f"{a - t0:6.2f} s, ran {'-' if f is None else f'{f - a:5.2f}'} s, end -> next poll "
-                         f"{'-' if seen is None else f'{seen:5.2f}'} s, end -> next job "
-                         f"{'-' if following is None else f'{following:5.2f}'} s")
+            notes.append(
+                f"  job {index + 1:2d}: window {int((a - t0) // window)}, {n:2d} images, accepted at "
+                f"{a - t0:6.2f} s, ran {'-' if f is None else f'{f - a:5.2f}'} s, end -> next poll "
+                f"{'-' if seen is None else f'{seen:5.2f}'} s, end -> next job "
+                f"{'-' if following is None else f'{following:5.2f}'} s"
+            )
     notes.append(idle_note(jobs, t0, end, window))
     return notes
 
@@ -365,9 +395,11 @@ def idle_note(jobs: list[list], t0: float, end: float, window: float) -> str:
                 idle_sliding += step
                 per_window_sliding[min(len(per_window_sliding) - 1, int((t - t0) / window))] += step
         t += step
-    return (f"provider idle {idle:.1f} s of {end - t0:.0f} s; of it, with quota left for another job: "
-            f"{idle_fixed:.1f} s by the sandbox's fixed windows, {idle_sliding:.1f} s by a sliding window "
-            f"(per window: {', '.join(f'{s:.1f}' for s in per_window_sliding)} s)")
+    return (
+        f"provider idle {idle:.1f} s of {end - t0:.0f} s; of it, with quota left for another job: "
+        f"{idle_fixed:.1f} s by the sandbox's fixed windows, {idle_sliding:.1f} s by a sliding window "
+        f"(per window: {', '.join(f'{s:.1f}' for s in per_window_sliding)} s)"
+    )
 
 
 def writeback_count(db: Path, media_ids: list[str]) -> int:
@@ -405,8 +437,9 @@ def run_retouch(args) -> Result:
 
         drained = None
         try:
-            outcome = run_daemon_until_settled(config, db, media_ids, log_path, timeout=STARTUP_ALLOWANCE + span,
-                                               on_tick=time_box)
+            outcome = run_daemon_until_settled(
+                config, db, media_ids, log_path, timeout=STARTUP_ALLOWANCE + span, on_tick=time_box
+            )
         except TimeBox:
             pass
         else:
@@ -414,13 +447,17 @@ def run_retouch(args) -> Result:
             if all(s in FINAL_STATES for s in outcome.states):
                 drained = outcome.elapsed
             elif timeline.first_accepted() is not None:
-                raise RuntimeError(f"the daemon exited after {outcome.elapsed:.1f} s, before the time box "
-                                   f"ended; see {log_path}")
+                raise RuntimeError(
+                    f"the daemon exited after {outcome.elapsed:.1f} s, before the time box ended; see {log_path}"
+                )
         done = writeback_count(db, media_ids)
         result = measure("retouch", args, sandbox, timeline, time.monotonic() - t_start, done)
         if drained is not None:
-            result.notes.insert(0, f"the backlog DRAINED {drained:.1f} s after the daemon started, before the "
-                                   f"time box ended: the windows after that count what was left (use more --images)")
+            result.notes.insert(
+                0,
+                f"the backlog DRAINED {drained:.1f} s after the daemon started, before the "
+                f"time box ended: the windows after that count what was left (use more --images)",
+            )
         if "first_job" in marks:
             result.notes.insert(0, f"first job accepted {marks['first_job']:.1f} s after the daemon started")
         result.notes.extend(daemon_log_notes(log_path))
@@ -442,8 +479,19 @@ def daemon_log_notes(path: Path) -> list[str]:
             event = json.loads(line).get("event")
         except ValueError:
             continue
-        if event in ("rate_limited", "poll_retry", "submit_retry", "job_created", "submitted", "job_finished",
-                     "item_failed", "enhancement_lost", "writeback_retry", "step_failed", "step_crashed"):
+        if event in (
+            "rate_limited",
+            "poll_retry",
+            "submit_retry",
+            "job_created",
+            "submitted",
+            "job_finished",
+            "item_failed",
+            "enhancement_lost",
+            "writeback_retry",
+            "step_failed",
+            "step_crashed",
+        ):
             counts[event] += 1
     return [f"daemon log: {', '.join(f'{k} x{v}' for k, v in sorted(counts.items()))}"] if counts else []
 
@@ -452,16 +500,21 @@ def store_notes(db: Path) -> list[str]:
     """How long retouch took to see each job done, and how many polls it spent on each."""
     try:
         with sqlite3.connect(db) as conn:
-            rows = conn.execute("select submitted_at, finished_at, polls from job where finished_at is not null "
-                                "order by id").fetchall()
+            rows = conn.execute(
+                "select submitted_at, finished_at, polls from job where finished_at is not null order by id"
+            ).fetchall()
     except sqlite3.OperationalError:
         return []
     if not rows:
         return []
     seen = [(datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() for s, f, _ in rows]
     polls = [p for *_, p in rows]
-    return [(f"jobs seen done {sum(seen) / len(seen):.2f} s after submission on average (max {max(seen):.2f}); "
-             f"{sum(polls) / len(polls):.1f} polls per job (max {max(polls)})")]
+    return [
+        (
+            f"jobs seen done {sum(seen) / len(seen):.2f} s after submission on average (max {max(seen):.2f}); "
+            f"{sum(polls) / len(polls):.1f} polls per job (max {max(polls)})"
+        )
+    ]
 
 
 # --- (b): the quickstart, literally -------------------------------------------------------------------
@@ -494,17 +547,20 @@ def run_naive(args) -> Result:
             return 1.0
 
     try:
-        with httpx.Client(base_url=sandbox.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
-                          trust_env=False) as http:
+        with httpx.Client(
+            base_url=sandbox.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30, trust_env=False
+        ) as http:
             for product_id, media_id, url in images:
                 if over():
                     break
-                body = {"preset": contract.DEFAULT_PRESET,
-                        "images": [{"external_id": product_id, "source_url": url}]}
+                body = {"preset": contract.DEFAULT_PRESET, "images": [{"external_id": product_id, "source_url": url}]}
                 enhancement_id = None
                 while not over():  # POST; on a 429 sleep Retry-After and try again
-                    answer = http.post(contract.ENHANCEMENTS_PATH, json=body,
-                                       headers={contract.IDEMPOTENCY_HEADER: f"naive-{media_id}"})
+                    answer = http.post(
+                        contract.ENHANCEMENTS_PATH,
+                        json=body,
+                        headers={contract.IDEMPOTENCY_HEADER: f"naive-{media_id}"},
+                    )
                     if answer.status_code == 429:
                         wait = retry_after(answer)
                         slept_429 += wait
@@ -544,8 +600,9 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=10, help="windows measured (the time box)")
     parser.add_argument("--window", type=float, default=30.0, help="the quota's window in seconds (documented: 3600)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", choices=["retouch", "naive"], action="append",
-                        help="run only these (repeatable); default: both")
+    parser.add_argument(
+        "--only", choices=["retouch", "naive"], action="append", help="run only these (repeatable); default: both"
+    )
     args = parser.parse_args()
     if args.images < 1 or args.windows < 1 or not args.window > 0:
         parser.error("--images and --windows must be at least 1, --window positive")
@@ -560,57 +617,120 @@ def main() -> int:
         results[run] = run_retouch(args) if run == "retouch" else run_naive(args)
         print(f"... {run} took {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"\n{SCENARIO}: {args.images} images, {args.windows} windows of {args.window:g} s "
-          f"(time x{factor:.3g}), seed {args.seed}; per window {JOBS} jobs, {IMAGES} images, {POLLS} polls, "
-          f"{ACTIVE_JOBS} active job; {seconds_per_item(args.window):.3g} s an image "
-          f"(a 20-image job {JOB_SHARE:.0%} of the window); bound {IMAGES} images/window")
-    header = (f"{'run':<19} {'wall s':>6} {'img/win':>7} {'of bound':>8} {'lowest':>6} {'jobs':>5} {'429s':>5} "
-              f"{'polls':>5} {'busiest polls':>13} {'jobs':>4} {'images':>6} {'written back':>12}")
+    print(
+        f"\n{SCENARIO}: {args.images} images, {args.windows} windows of {args.window:g} s "
+        f"(time x{factor:.3g}), seed {args.seed}; per window {JOBS} jobs, {IMAGES} images, {POLLS} polls, "
+        f"{ACTIVE_JOBS} active job; {seconds_per_item(args.window):.3g} s an image "
+        f"(a 20-image job {JOB_SHARE:.0%} of the window); bound {IMAGES} images/window"
+    )
+    header = (
+        f"{'run':<19} {'wall s':>6} {'img/win':>7} {'of bound':>8} {'lowest':>6} {'jobs':>5} {'429s':>5} "
+        f"{'polls':>5} {'busiest polls':>13} {'jobs':>4} {'images':>6} {'written back':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in results.values():
         back = "-" if r.written_back is None else str(r.written_back)
-        print(f"{r.name:<19} {r.wall:6.0f} {r.mean:7.1f} {r.mean / IMAGES:8.0%} {r.lowest:6d} {r.jobs:5d} "
-              f"{r.rate_limited:5d} {r.polls:5d} {r.busiest_polls:>6d}/{POLLS:<3d} ({r.busiest_polls_sliding:>3d}) "
-              f"{r.busiest_jobs:2d}/{JOBS} {r.busiest_images:3d}/{IMAGES} {back:>12}")
+        print(
+            f"{r.name:<19} {r.wall:6.0f} {r.mean:7.1f} {r.mean / IMAGES:8.0%} {r.lowest:6d} {r.jobs:5d} "
+            f"{r.rate_limited:5d} {r.polls:5d} {r.busiest_polls:>6d}/{POLLS:<3d} ({r.busiest_polls_sliding:>3d}) "
+            f"{r.busiest_jobs:2d}/{JOBS} {r.busiest_images:3d}/{IMAGES} {back:>12}"
+        )
     print()
     for r in results.values():
         print(f"  {r.name}: completed per window {r.per_window}; accepted per window {r.accepted_per_window}")
         for note in r.notes:
             print(f"  {r.name}: {note}")
     print()
-    print("  (busiest: the sandbox's own fixed windows, aligned to the epoch, counting refused requests too; "
-          "in brackets the sliding-window peak of polls; images: accepted; sliding peak of images: "
-          + ", ".join(f"{r.name} {r.busiest_images_sliding}" for r in results.values()) + ")")
+    print(
+        "  (busiest: the sandbox's own fixed windows, aligned to the epoch, counting refused requests too; "
+        "in brackets the sliding-window peak of polls; images: accepted; sliding peak of images: "
+        + ", ".join(f"{r.name} {r.busiest_images_sliding}" for r in results.values())
+        + ")"
+    )
 
-    args_used = ["--images", args.images, "--windows", args.windows, "--window", f"{args.window:g}",
-                 "--seed", args.seed]
+    args_used = [
+        "--images",
+        args.images,
+        "--windows",
+        args.windows,
+        "--window",
+        f"{args.window:g}",
+        "--seed",
+        args.seed,
+    ]
     args_used += [a for run in (args.only or []) for a in ("--only", run)]
     command = command_line("bench/aigen_quota.py", *args_used)
     ours, naive = results.get("retouch"), results.get("naive")
     if ours is not None:
         ratio = ours.mean / IMAGES
-        print(f"  target retouch >= {TARGET:.0%} of the bound: {ratio:.0%} -> "
-              f"{'met' if ratio >= TARGET else 'NOT met'}")
+        print(
+            f"  target retouch >= {TARGET:.0%} of the bound: {ratio:.0%} -> {'met' if ratio >= TARGET else 'NOT met'}"
+        )
         print(f"  target zero 429s: {ours.rate_limited} -> {'met' if ours.rate_limited == 0 else 'NOT met'}")
-        print(f"  target polls within quota: {ours.busiest_polls}/{POLLS} -> "
-              f"{'met' if ours.busiest_polls <= POLLS else 'NOT met'}")
+        print(
+            f"  target polls within quota: {ours.busiest_polls}/{POLLS} -> "
+            f"{'met' if ours.busiest_polls <= POLLS else 'NOT met'}"
+        )
         print(f"command: {command}")
-        emit([
-            Row(SCENARIO, f"images completed per window (mean of {args.windows})", ours.mean, "images",
-                limit=IMAGES, target=f">= {TARGET:.0%} of the bound", met=ratio >= TARGET,
-                naive=f"{naive.mean:.1f} ({naive.mean / IMAGES:.0%})" if naive else "", command=command),
-            Row(SCENARIO, "images completed in the lowest window", ours.lowest, "images", limit=IMAGES,
-                naive=f"{naive.lowest} ({naive.lowest / IMAGES:.0%})" if naive else "", command=command),
-            Row(SCENARIO, "429s provoked", ours.rate_limited, "", target="0", met=ours.rate_limited == 0,
-                naive=str(naive.rate_limited) if naive else "", command=command),
-            Row(SCENARIO, "polls in the busiest window", ours.busiest_polls, "polls", limit=POLLS,
-                limit_kind="ceiling", target="<= quota", met=ours.busiest_polls <= POLLS,
-                naive=str(naive.busiest_polls) if naive else "", command=command),
-            Row(SCENARIO, "jobs in the busiest window", ours.busiest_jobs, "jobs", limit=JOBS, limit_kind="ceiling",
-                target="<= quota", met=ours.busiest_jobs <= JOBS,
-                naive=str(naive.busiest_jobs) if naive else "", command=command),
-        ])
+        emit(
+            [
+                Row(
+                    SCENARIO,
+                    f"images completed per window (mean of {args.windows})",
+                    ours.mean,
+                    "images",
+                    limit=IMAGES,
+                    target=f">= {TARGET:.0%} of the bound",
+                    met=ratio >= TARGET,
+                    naive=f"{naive.mean:.1f} ({naive.mean / IMAGES:.0%})" if naive else "",
+                    command=command,
+                ),
+                Row(
+                    SCENARIO,
+                    "images completed in the lowest window",
+                    ours.lowest,
+                    "images",
+                    limit=IMAGES,
+                    naive=f"{naive.lowest} ({naive.lowest / IMAGES:.0%})" if naive else "",
+                    command=command,
+                ),
+                Row(
+                    SCENARIO,
+                    "429s provoked",
+                    ours.rate_limited,
+                    "",
+                    target="0",
+                    met=ours.rate_limited == 0,
+                    naive=str(naive.rate_limited) if naive else "",
+                    command=command,
+                ),
+                Row(
+                    SCENARIO,
+                    "polls in the busiest window",
+                    ours.busiest_polls,
+                    "polls",
+                    limit=POLLS,
+                    limit_kind="ceiling",
+                    target="<= quota",
+                    met=ours.busiest_polls <= POLLS,
+                    naive=str(naive.busiest_polls) if naive else "",
+                    command=command,
+                ),
+                Row(
+                    SCENARIO,
+                    "jobs in the busiest window",
+                    ours.busiest_jobs,
+                    "jobs",
+                    limit=JOBS,
+                    limit_kind="ceiling",
+                    target="<= quota",
+                    met=ours.busiest_jobs <= JOBS,
+                    naive=str(naive.busiest_jobs) if naive else "",
+                    command=command,
+                ),
+            ]
+        )
     else:
         print(f"command: {command}")
     return 0

@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_cutout_quality import cutout_figures  # noqa: E402
-
 from retouch.plugin.providers.aigenstudio.sandbox import enhance  # noqa: E402
 from retouch.plugin.shopify.sandbox.photos import product_photo_and_mask  # noqa: E402
+from test_cutout_quality import cutout_figures  # noqa: E402
 
 
 def main() -> None:
@@ -45,11 +44,15 @@ def main() -> None:
         wall.append(time.perf_counter() - clock)
         enhance.to_png(image)
         cpu_png.append(time.process_time() - started)
-    print(f"{args.photos} photos {size[0]}x{size[1]}: IoU min {min(ious):.3f} mean {statistics.mean(ious):.3f}; "
-          f"background gone min {min(whites):.2%} mean {statistics.mean(whites):.2%}")
-    print(f"ms per photo (CPU, all threads): enhancement median {1000 * statistics.median(cpu):.0f} "
-          f"max {1000 * max(cpu):.0f}; with PNG encoding median {1000 * statistics.median(cpu_png):.0f}; "
-          f"wall median {1000 * statistics.median(wall):.0f}")
+    print(
+        f"{args.photos} photos {size[0]}x{size[1]}: IoU min {min(ious):.3f} mean {statistics.mean(ious):.3f}; "
+        f"background gone min {min(whites):.2%} mean {statistics.mean(whites):.2%}"
+    )
+    print(
+        f"ms per photo (CPU, all threads): enhancement median {1000 * statistics.median(cpu):.0f} "
+        f"max {1000 * max(cpu):.0f}; with PNG encoding median {1000 * statistics.median(cpu_png):.0f}; "
+        f"wall median {1000 * statistics.median(wall):.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ def image_states(db: Path) -> dict[str, str]:
 
 @dataclass
 class Outcome:
-    started: float          # time.monotonic() when the daemon was started
-    elapsed: float          # seconds until every image was final (or the timeout)
+    started: float  # time.monotonic() when the daemon was started
+    elapsed: float  # seconds until every image was final (or the timeout)
     states: list[str | None]  # the final state of each of the media ids, in order
     # The daemon's own resource usage from os.wait4 when it was reaped (ru_utime + ru_stime: its
     # CPU seconds, start-up and shutdown included). Not its ru_maxrss: see the module docstring.
@@ -73,16 +73,23 @@ class ThreadCPU:
 class Run:
     """One `retouch run` from start to stop."""
 
-    elapsed: float          # seconds from its start until `finished` said so (or the timeout)
-    finished: bool          # whether `finished` said so before the timeout (or the daemon's exit)
+    elapsed: float  # seconds from its start until `finished` said so (or the timeout)
+    finished: bool  # whether `finished` said so before the timeout (or the daemon's exit)
     rusage: resource.struct_rusage | None
     peak_rss_kib: int | None
     returncode: int | None
     threads: ThreadCPU | None = None
 
 
-def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], bool], *, timeout: float,
-                     interval: float = 0.05, profile: Path | None = None) -> Run:
+def run_daemon_until(
+    config: Path,
+    log_path: Path,
+    finished: Callable[[float], bool],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    profile: Path | None = None,
+) -> Run:
     """`retouch run -c config` until `finished(seconds since start)` is true (asked every
     `interval`), the timeout, or its own exit; then SIGTERM, and reap it with os.wait4.
 
@@ -93,13 +100,32 @@ def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], b
     its own CPU is not in the rusage."""
     started = time.monotonic()
     with log_path.open("w") as log:
-        daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
     spy = None
     if profile is not None:
-        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--gil",
-                                "--format", "raw", "--rate", "250", "-o", str(profile), "--pid", str(daemon.pid)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--nonblocking",
+                "--gil",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "-o",
+                str(profile),
+                "--pid",
+                str(daemon.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     usage: list[resource.struct_rusage] = []
     peak: list[int] = []
     try:
@@ -123,9 +149,16 @@ def run_daemon_until(config: Path, log_path: Path, finished: Callable[[float], b
     return Run(elapsed, done, usage[0] if usage else None, max(peak) if peak else None, daemon.returncode, threads)
 
 
-def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_path: Path, *, timeout: float,
-                             on_tick: Callable[[list[str | None], float], None] = lambda states, at: None,
-                             profile: Path | None = None) -> Outcome:
+def run_daemon_until_settled(
+    config: Path,
+    db: Path,
+    media_ids: list[str],
+    log_path: Path,
+    *,
+    timeout: float,
+    on_tick: Callable[[list[str | None], float], None] = lambda states, at: None,
+    profile: Path | None = None,
+) -> Outcome:
     """`retouch run -c config` until every image is final (or `timeout`), then SIGTERM it.
     `on_tick(states, at)` is called every 50 ms with the images' states and the seconds since the
     daemon was started, for figures along the way; `profile` as for `run_daemon_until`."""
@@ -137,8 +170,9 @@ def run_daemon_until_settled(config: Path, db: Path, media_ids: list[str], log_p
         return all(s in FINAL_STATES for s in states)
 
     run = run_daemon_until(config, log_path, settled, timeout=timeout, profile=profile)
-    return Outcome(started, run.elapsed, [image_states(db).get(m) for m in media_ids], run.rusage, run.peak_rss_kib,
-                   run.threads)
+    return Outcome(
+        started, run.elapsed, [image_states(db).get(m) for m in media_ids], run.rusage, run.peak_rss_kib, run.threads
+    )
 
 
 def _thread_cpu(pid: int) -> ThreadCPU | None:

@@ -22,8 +22,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
-from test_query_plans import FULL_SCAN, HOT_PATHS, plans_of  # noqa: E402
-
 from harness import Row, command_line, emit  # noqa: E402
 
 from retouch.plugin.shopify.models import Media, Product  # noqa: E402
@@ -31,6 +29,7 @@ from retouch.storage.models import ImageState  # noqa: E402
 from retouch.storage.store import Store  # noqa: E402
 from retouch.sync.pipeline import discover  # noqa: E402
 from retouch.sync.pipeline.context import BASELINE_RECORDED, CURSOR, Context  # noqa: E402
+from test_query_plans import FULL_SCAN, HOT_PATHS, plans_of  # noqa: E402
 
 MEDIA_PER_PRODUCT = 5
 
@@ -44,8 +43,18 @@ def fill(db: Path, rows: int) -> None:
         conn.executemany(
             "INSERT INTO image (media_id, product_id, product_legacy_id, state, position, attempts, retries, paid_attempts,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, 0, ?, ?)",
-            ((f"gid://shopify/MediaImage/{n}", f"gid://shopify/Product/{n // MEDIA_PER_PRODUCT}",
-              str(n // MEDIA_PER_PRODUCT), str(states[n % len(states)]), now, now) for n in range(rows)))
+            (
+                (
+                    f"gid://shopify/MediaImage/{n}",
+                    f"gid://shopify/Product/{n // MEDIA_PER_PRODUCT}",
+                    str(n // MEDIA_PER_PRODUCT),
+                    str(states[n % len(states)]),
+                    now,
+                    now,
+                )
+                for n in range(rows)
+            ),
+        )
 
 
 class KnownProducts:
@@ -56,13 +65,32 @@ class KnownProducts:
 
     @staticmethod
     def _product(p: int) -> Product:
-        media = tuple(Media(id=f"gid://shopify/MediaImage/{p * MEDIA_PER_PRODUCT + k}", content_type="IMAGE",
-                            status="READY", alt=None, mime_type="image/jpeg",
-                            url=f"https://cdn.example/p{p}-{k}.jpg", original_url=None, width=1, height=1,
-                            errors=(), updated_at=None) for k in range(MEDIA_PER_PRODUCT))
-        return Product(id=f"gid://shopify/Product/{p}", legacy_id=p, title="p", tags=(),
-                       updated_at=datetime.now(timezone.utc), media=media, marker_media_ids=frozenset(),
-                       marker_digest=None)
+        media = tuple(
+            Media(
+                id=f"gid://shopify/MediaImage/{p * MEDIA_PER_PRODUCT + k}",
+                content_type="IMAGE",
+                status="READY",
+                alt=None,
+                mime_type="image/jpeg",
+                url=f"https://cdn.example/p{p}-{k}.jpg",
+                original_url=None,
+                width=1,
+                height=1,
+                errors=(),
+                updated_at=None,
+            )
+            for k in range(MEDIA_PER_PRODUCT)
+        )
+        return Product(
+            id=f"gid://shopify/Product/{p}",
+            legacy_id=p,
+            title="p",
+            tags=(),
+            updated_at=datetime.now(timezone.utc),
+            media=media,
+            marker_media_ids=frozenset(),
+            marker_digest=None,
+        )
 
     async def iter_products(self, updated_since=None):
         for product in self.products:
@@ -79,8 +107,10 @@ def main() -> None:
     db = Path(tempfile.mkdtemp(prefix="retouch-db-")) / "retouch.db"
     started = time.perf_counter()
     fill(db, args.rows)
-    print(f"rows: {args.rows:,} image rows in {time.perf_counter() - started:.1f} s (bulk setup); "
-          f"file {db.stat().st_size / 2**20:.0f} MiB")
+    print(
+        f"rows: {args.rows:,} image rows in {time.perf_counter() - started:.1f} s (bulk setup); "
+        f"file {db.stat().st_size / 2**20:.0f} MiB"
+    )
     store = Store(f"sqlite:///{db}")
     store.set_meta(BASELINE_RECORDED, "2026-01-01T00:00:00+00:00")
     store.set_meta(CURSOR, "2026-01-01T00:00:00+00:00")
@@ -109,22 +139,42 @@ def main() -> None:
     for image_id in ids:
         store.update_image(image_id, attempts=1)
     took = time.perf_counter() - started
-    rows.append(Row("Database", f"hot queries with a full table scan (of {len(HOT_PATHS)}), {args.rows:,} images",
-                    full_scans, "", target="0", met=full_scans == 0, command=command))
-    rows.append(Row("Database", f"slowest hot query ({slowest[1]}), {args.rows:,} images", slowest[0], "ms",
-                    command=command))
-    rows.append(Row("Database", f"counts_by_state (index scan, every {5:g} s for STATUS=)", counts_ms, "ms",
-                    command=command))
-    rows.append(Row("Database", "state transitions (one fsync'd transaction each)", transitions / took, "per s",
-                    command=command))
-    print(f"state transitions: {transitions / took:,.0f} per second ({took / transitions * 1000:.2f} ms each, "
-          f"one fsync'd transaction each)")
+    rows.append(
+        Row(
+            "Database",
+            f"hot queries with a full table scan (of {len(HOT_PATHS)}), {args.rows:,} images",
+            full_scans,
+            "",
+            target="0",
+            met=full_scans == 0,
+            command=command,
+        )
+    )
+    rows.append(
+        Row("Database", f"slowest hot query ({slowest[1]}), {args.rows:,} images", slowest[0], "ms", command=command)
+    )
+    rows.append(
+        Row("Database", f"counts_by_state (index scan, every {5:g} s for STATUS=)", counts_ms, "ms", command=command)
+    )
+    rows.append(
+        Row(
+            "Database", "state transitions (one fsync'd transaction each)", transitions / took, "per s", command=command
+        )
+    )
+    print(
+        f"state transitions: {transitions / took:,.0f} per second ({took / transitions * 1000:.2f} ms each, "
+        f"one fsync'd transaction each)"
+    )
 
-    settings = SimpleNamespace(selection=SimpleNamespace(new_only=True, exclude_tags=[]),
-                               schedule=SimpleNamespace(discover_overlap=120.0), rules=())
+    settings = SimpleNamespace(
+        selection=SimpleNamespace(new_only=True, exclude_tags=[]),
+        schedule=SimpleNamespace(discover_overlap=120.0),
+        rules=(),
+    )
     for count in (0, 1, 50):
-        ctx = Context(settings=settings, store=store, backups=None,
-                      shopify=KnownProducts(first=1234, count=count), provider=None)
+        ctx = Context(
+            settings=settings, store=store, backups=None, shopify=KnownProducts(first=1234, count=count), provider=None
+        )
         timings = []
         for _ in range(5):
             started = time.perf_counter()
@@ -132,11 +182,24 @@ def main() -> None:
             timings.append((time.perf_counter() - started) * 1000)
         median = sorted(timings)[2]
         if count == 0:
-            rows.append(Row("Database", f"discovery cycle with nothing new, {args.rows:,} images", median, "ms",
-                            limit=50, limit_kind="ceiling", target="< 50 ms", met=median < 50, command=command))
-        print(f"discovery cycle with nothing new, {count} updated product(s) ({count * MEDIA_PER_PRODUCT} media, "
-              f"all known): median {sorted(timings)[2]:.1f} ms of DB time "
-              f"(runs: {', '.join(f'{t:.1f}' for t in timings)})")
+            rows.append(
+                Row(
+                    "Database",
+                    f"discovery cycle with nothing new, {args.rows:,} images",
+                    median,
+                    "ms",
+                    limit=50,
+                    limit_kind="ceiling",
+                    target="< 50 ms",
+                    met=median < 50,
+                    command=command,
+                )
+            )
+        print(
+            f"discovery cycle with nothing new, {count} updated product(s) ({count * MEDIA_PER_PRODUCT} media, "
+            f"all known): median {sorted(timings)[2]:.1f} ms of DB time "
+            f"(runs: {', '.join(f'{t:.1f}' for t in timings)})"
+        )
     store.close()
     emit(rows)
 

@@ -32,9 +32,19 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fault_matrix_kit import (SUITE_NAMES, World, build_world, check_run, faults_served, image_rows,  # noqa: E402
-                              kinds_of, plan_faults, settle_all)
 from proof import ProofRow, command_line, emit  # noqa: E402
+
+from fault_matrix_kit import (  # noqa: E402
+    SUITE_NAMES,
+    World,
+    build_world,
+    check_run,
+    faults_served,
+    image_rows,
+    kinds_of,
+    plan_faults,
+    settle_all,
+)
 
 PROVIDERS = ("aigenstudio", "imagen", "productai")
 ALWAYS = 1_000_000  # a rate-driven fault's count: never used up during a run
@@ -51,8 +61,9 @@ def plan_everything(world: World, rate: float, seed: int) -> None:
 
 
 def row_for(world: World, events: list[dict], args: argparse.Namespace, seconds: float) -> ProofRow:
-    found = check_run(world.shop, world.charged, world.service, world.settings, world.originals,
-                      world.original_bytes, events)
+    found = check_run(
+        world.shop, world.charged, world.service, world.settings, world.originals, world.original_bytes, events
+    )
     served = Counter(faults_served(world.charged, world.service))
     served.update({f"shopify {kind}": n for kind, n in world.shop.faults_served().items()})
     rows = image_rows(world.settings.database_path)
@@ -63,12 +74,27 @@ def row_for(world: World, events: list[dict], args: argparse.Namespace, seconds:
         outcome += " (" + ", ".join(f"{code} {n}" for code, n in sorted(reasons.items())) + ")"
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(served.items()))
     return ProofRow(
-        suite=f"faults: {SUITE_NAMES[world.service]}", runs=1, faults=sum(served.values()), images=found.images,
-        duplicates=found.duplicates, double_charges=found.double_charges, originals_lost=found.originals_lost,
-        crashes=found.crashes, problems=found.problems,
+        suite=f"faults: {SUITE_NAMES[world.service]}",
+        runs=1,
+        faults=sum(served.values()),
+        images=found.images,
+        duplicates=found.duplicates,
+        double_charges=found.double_charges,
+        originals_lost=found.originals_lost,
+        crashes=found.crashes,
+        problems=found.problems,
         detail=f"{outcome} in {seconds:.0f} s; rate {args.rate} per kind; injected: {kinds}",
-        command=command_line("bench/fault_matrix.py", "--images", args.images, "--rate", args.rate,
-                             "--seed", args.seed, *[a for p in args.provider for a in ("--provider", p)]))
+        command=command_line(
+            "bench/fault_matrix.py",
+            "--images",
+            args.images,
+            "--rate",
+            args.rate,
+            "--seed",
+            args.seed,
+            *[a for p in args.provider for a in ("--provider", p)],
+        ),
+    )
 
 
 class ShutdownTracebacks(logging.Handler):
@@ -110,16 +136,19 @@ def main() -> int:
             plan_everything(worlds[service], args.rate, args.seed)
         started = time.monotonic()
         timeout = 120 + 6 * args.images
-        events = asyncio.run(settle_all({s: w.settings for s, w in worlds.items()}, timeout=timeout,
-                                        at_once=len(worlds)))
+        events = asyncio.run(
+            settle_all({s: w.settings for s, w in worlds.items()}, timeout=timeout, at_once=len(worlds))
+        )
         seconds = time.monotonic() - started
         rows = [row_for(world, events[service], args, seconds) for service, world in worlds.items()]
     if shutdown_tracebacks.count:  # process-wide: which daemon's cannot be told
         print(f"note: apscheduler logged {shutdown_tracebacks.count} traceback(s) of steps cancelled at stop")
     for row in rows:
-        print(f"{row.suite}: {row.images} images, {row.faults} faults injected, duplicates {row.duplicates}, "
-              f"double charges {row.double_charges}, originals lost {row.originals_lost}, crashes {row.crashes}, "
-              f"{'held' if row.held else 'BROKEN: ' + '; '.join(row.problems[:5])} — {row.detail}")
+        print(
+            f"{row.suite}: {row.images} images, {row.faults} faults injected, duplicates {row.duplicates}, "
+            f"double charges {row.double_charges}, originals lost {row.originals_lost}, crashes {row.crashes}, "
+            f"{'held' if row.held else 'BROKEN: ' + '; '.join(row.problems[:5])} — {row.detail}"
+        )
     print("reproduce:", rows[0].command if rows else "")
     emit(rows)
     return 0 if all(row.held for row in rows) else 1

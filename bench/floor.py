@@ -34,10 +34,11 @@ from retouch.plugin.shopify.sandbox import ShopifySandbox
 from retouch.sync import imaging
 from retouch.sync.decisions import extension_of, pillow_format
 
+
 @dataclass
 class Floor:
     samples: int
-    pillow_ms: float     # check_source + convert, per image
+    pillow_ms: float  # check_source + convert, per image
     transfers_ms: float  # two downloads and one upload, per image
 
     @property
@@ -81,16 +82,35 @@ def _in_own_thread(work):
 
 async def _transfers_ms(shop: ShopifySandbox, token: str, media: list[dict], results: list[bytes]) -> float:
     # The results are served by the sandbox's CDN as well: one product holding each canned result.
-    served = shop.add_product("Floor results", images=[
-        {"filename": f"floor-result-{n}.png", "data_base64": base64.b64encode(data).decode()}
-        for n, data in enumerate(results)])
+    served = shop.add_product(
+        "Floor results",
+        images=[
+            {"filename": f"floor-result-{n}.png", "data_base64": base64.b64encode(data).decode()}
+            for n, data in enumerate(results)
+        ],
+    )
     result_urls = [m["url"] for m in served["media"]]
     async with httpx.AsyncClient(timeout=30) as http:
         graphql = admin_api_url(shop.shop_url, DEFAULT_API_VERSION)
-        answer = await http.post(graphql, headers={"X-Shopify-Access-Token": token}, json={
-            "query": operation("StagedUploadsCreate"), "variables": {"input": [
-                {"resource": "IMAGE", "filename": f"floor-{n}.png", "mimeType": "image/png", "httpMethod": "POST",
-                 "fileSize": str(len(results[n % len(results)]))} for n in range(len(media) + 1)]}})
+        answer = await http.post(
+            graphql,
+            headers={"X-Shopify-Access-Token": token},
+            json={
+                "query": operation("StagedUploadsCreate"),
+                "variables": {
+                    "input": [
+                        {
+                            "resource": "IMAGE",
+                            "filename": f"floor-{n}.png",
+                            "mimeType": "image/png",
+                            "httpMethod": "POST",
+                            "fileSize": str(len(results[n % len(results)])),
+                        }
+                        for n in range(len(media) + 1)
+                    ]
+                },
+            },
+        )
         targets = answer.json()["data"]["stagedUploadsCreate"]["stagedTargets"]
         warm = targets.pop()  # a target of its own: each is uploaded to once
         await _three_transfers(http, media[0]["url"], result_urls[0], warm, results[0], len(media))  # connections warm
@@ -101,14 +121,16 @@ async def _transfers_ms(shop: ShopifySandbox, token: str, media: list[dict], res
         return 1000 * (time.thread_time() - start) / len(media)
 
 
-async def _three_transfers(http: httpx.AsyncClient, original_url: str, result_url: str, target: dict,
-                           result: bytes, n: int) -> None:
+async def _three_transfers(
+    http: httpx.AsyncClient, original_url: str, result_url: str, target: dict, result: bytes, n: int
+) -> None:
     for url in (original_url, result_url):
         async with http.stream("GET", url) as response:
             response.raise_for_status()
             b"".join([chunk async for chunk in response.aiter_bytes()])
     fields = {p["name"]: p["value"] for p in target["parameters"]}
-    request = http.build_request("POST", target["url"], data=fields,
-                                 files={"file": (f"floor-{n}.png", result, "image/png")})
+    request = http.build_request(
+        "POST", target["url"], data=fields, files={"file": (f"floor-{n}.png", result, "image/png")}
+    )
     request.read()
     (await http.send(request)).raise_for_status()

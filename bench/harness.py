@@ -35,10 +35,10 @@ class Row:
     # reach it: images per window against the quota) or "ceiling" (it should stay under it).
     limit: float | None = None
     limit_kind: str = "bound"
-    target: str = ""        # in words, e.g. ">= 95% of the bound", "< 5 ms"
+    target: str = ""  # in words, e.g. ">= 95% of the bound", "< 5 ms"
     met: bool | None = None  # whether the target was met in this run
-    naive: str = ""         # the naive peer's figure for the same thing, if there is one
-    command: str = ""       # reproduces this figure
+    naive: str = ""  # the naive peer's figure for the same thing, if there is one
+    command: str = ""  # reproduces this figure
 
     @property
     def ratio(self) -> float | None:
@@ -55,7 +55,7 @@ def emit(rows: list[Row]) -> None:
 
 
 def rows_from(output: str) -> list[Row]:
-    return [Row(**json.loads(line[len(MARK):])) for line in output.splitlines() if line.startswith(MARK)]
+    return [Row(**json.loads(line[len(MARK) :])) for line in output.splitlines() if line.startswith(MARK)]
 
 
 def number(value: float, unit: str) -> str:
@@ -70,8 +70,16 @@ def cells(row: Row) -> list[str]:
     ratio = row.ratio
     limit = "" if row.limit is None else number(row.limit, row.unit) + (" max" if row.limit_kind == "ceiling" else "")
     verdict = {True: "met", False: "NOT met", None: ""}[row.met]
-    return [row.scenario, row.figure, number(row.value, row.unit), limit,
-            "" if ratio is None else f"{ratio:.0%}", row.naive, f"{row.target} {verdict}".strip(), row.command]
+    return [
+        row.scenario,
+        row.figure,
+        number(row.value, row.unit),
+        limit,
+        "" if ratio is None else f"{ratio:.0%}",
+        row.naive,
+        f"{row.target} {verdict}".strip(),
+        row.command,
+    ]
 
 
 HEADER = ["scenario", "figure", "value", "bound", "ratio", "naive peer", "target", "command"]
@@ -79,7 +87,7 @@ HEADER = ["scenario", "figure", "value", "bound", "ratio", "naive peer", "target
 
 def text_table(rows: list[Row], *, with_commands: bool = False) -> str:
     columns = HEADER if with_commands else HEADER[:-1]
-    body = [cells(r)[:len(columns)] for r in rows]
+    body = [cells(r)[: len(columns)] for r in rows]
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
@@ -103,8 +111,14 @@ def run_script(script: Path, args: list[str], *, cwd: Path, log: Path) -> tuple[
     `log`, after its stderr) and how long it took."""
     started = time.monotonic()
     with log.open("w") as sink:
-        done = subprocess.run([sys.executable, str(script), *args], cwd=cwd, stdout=subprocess.PIPE,
-                              stderr=sink, text=True, env={**os.environ, "NO_COLOR": "1"})
+        done = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
         sink.write(done.stdout)
     return done.returncode, done.stdout, time.monotonic() - started
 

@@ -46,9 +46,10 @@ from pathlib import Path
 
 import httpx
 import structlog
-from PIL import Image
 from daemon_run import run_daemon_until_settled
 from harness import Row, command_line, emit
+from PIL import Image
+
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
@@ -215,14 +216,24 @@ def phase_notes(path: Path) -> list[str]:
         name = event.get("event", "")
         firsts.setdefault(name, at - t0)
         lasts[name] = at - t0
-    wanted = [("queued", "queued"), ("project_created", "project created"), ("storage_requested", "storage"),
-              ("edit_started", "edit started"), ("export_started", "export started"), ("job_finished", "exported"),
-              ("item_enhanced", "results recorded"), ("backed_up", "backed up"), ("written", "written to Shopify"),
-              ("done", "done")]
+    wanted = [
+        ("queued", "queued"),
+        ("project_created", "project created"),
+        ("storage_requested", "storage"),
+        ("edit_started", "edit started"),
+        ("export_started", "export started"),
+        ("job_finished", "exported"),
+        ("item_enhanced", "results recorded"),
+        ("backed_up", "backed up"),
+        ("written", "written to Shopify"),
+        ("done", "done"),
+    ]
     parts = []
     for key, label in wanted:
         if key in firsts:
-            span = f"{firsts[key]:.1f}" if abs(lasts[key] - firsts[key]) < 0.05 else f"{firsts[key]:.1f}-{lasts[key]:.1f}"
+            span = (
+                f"{firsts[key]:.1f}" if abs(lasts[key] - firsts[key]) < 0.05 else f"{firsts[key]:.1f}-{lasts[key]:.1f}"
+            )
             parts.append(f"{label} {span}")
     return ["phases (s after the daemon's first log line): " + ", ".join(parts)] if parts else []
 
@@ -256,23 +267,38 @@ def run_sdk(args) -> Run:
     run = Run("imagen-ai-sdk quick_edit")
     sdk_python = Path(args.sdk_python)
     if not sdk_python.exists():
-        run.error = (f"the SDK's venv is missing ({sdk_python}): python -m venv /tmp/sdkvenv && "
-                     "/tmp/sdkvenv/bin/pip install imagen-ai-sdk")
+        run.error = (
+            f"the SDK's venv is missing ({sdk_python}): python -m venv /tmp/sdkvenv && "
+            "/tmp/sdkvenv/bin/pip install imagen-ai-sdk"
+        )
         return run
     tmp = Path(tempfile.mkdtemp(prefix="retouch-bench-sdk-"))
     _shop, shop_server, imagen, products = start(args)
     try:
         began = time.monotonic()
         paths = prepare_originals(products, tmp / "originals")
-        run.notes.append(f"prep (CDN download + JPEG conversion of {len(paths)} originals, not in the wall time): "
-                         f"{time.monotonic() - began:.1f} s")
+        run.notes.append(
+            f"prep (CDN download + JPEG conversion of {len(paths)} originals, not in the wall time): "
+            f"{time.monotonic() - began:.1f} s"
+        )
         script = tmp / "sdk_quick_edit.py"
         script.write_text(SDK_SCRIPT)
-        payload = {"api_key": KEY, "profile_key": PROFILE, "paths": [str(p) for p in paths],
-                   "download_dir": str(tmp / "downloads"), "base_url": imagen.api_url}
+        payload = {
+            "api_key": KEY,
+            "profile_key": PROFILE,
+            "paths": [str(p) for p in paths],
+            "download_dir": str(tmp / "downloads"),
+            "base_url": imagen.api_url,
+        }
         started = time.monotonic()
-        done = subprocess.run([str(sdk_python), str(script), json.dumps(payload)], capture_output=True, text=True,
-                              check=False, timeout=args.timeout, env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"})
+        done = subprocess.run(
+            [str(sdk_python), str(script), json.dumps(payload)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=args.timeout,
+            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+        )
         run.wall = time.monotonic() - started
         take_stats(run, imagen)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -286,10 +312,12 @@ def run_sdk(args) -> Run:
             run.notes.append(f"full traceback: {tmp / 'sdk_error.txt'}")
             return run
         run.finished = out["exported_files"]
-        run.notes.append(f"imagen-ai-sdk {out.get('sdk_version', '?')}: quick_edit itself {out['quick_edit_seconds']:.1f} s "
-                         f"(the rest of the wall time is the interpreter starting and importing); uploaded "
-                         f"{out['uploaded']}, {out['edit_links']} edit links, {out['export_links']} export links, "
-                         f"downloaded {out['downloaded_files']} edit files + {out['exported_files']} exports")
+        run.notes.append(
+            f"imagen-ai-sdk {out.get('sdk_version', '?')}: quick_edit itself {out['quick_edit_seconds']:.1f} s "
+            f"(the rest of the wall time is the interpreter starting and importing); uploaded "
+            f"{out['uploaded']}, {out['edit_links']} edit links, {out['export_links']} export links, "
+            f"downloaded {out['downloaded_files']} edit files + {out['exported_files']} exports"
+        )
         return run
     finally:
         imagen.close()
@@ -303,8 +331,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--first-poll", type=float, default=10.0,
-                        help="retouch's [imagen] first_poll in seconds (the SDK's first interval: 10 s, fixed)")
+    parser.add_argument(
+        "--first-poll",
+        type=float,
+        default=10.0,
+        help="retouch's [imagen] first_poll in seconds (the SDK's first interval: 10 s, fixed)",
+    )
     parser.add_argument("--tick", type=float, default=2.0, help="retouch's [schedule] tick (shipped: 2 s)")
     parser.add_argument("--sdk-python", default=DEFAULT_SDK_PYTHON)
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
@@ -319,18 +351,24 @@ def main() -> int:
         print(f"... {which.__name__} took {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     retouch, sdk = runs
 
-    print(f"\nImagen: {args.images} images, one project each side, profile {PROFILE}, sandbox default durations "
-          f"(edit 0.5+2 s, export 1 s), retouch first_poll {args.first_poll:g} s, tick {args.tick:g} s, "
-          f"seed {args.seed}")
-    header = (f"{'run':<25} {'wall s':>7} {'results s':>9} {'images':>6} {'API req':>7} {'storage':>7} {'total':>6} "
-              f"{'charges':>7} {'projects':>8}")
+    print(
+        f"\nImagen: {args.images} images, one project each side, profile {PROFILE}, sandbox default durations "
+        f"(edit 0.5+2 s, export 1 s), retouch first_poll {args.first_poll:g} s, tick {args.tick:g} s, "
+        f"seed {args.seed}"
+    )
+    header = (
+        f"{'run':<25} {'wall s':>7} {'results s':>9} {'images':>6} {'API req':>7} {'storage':>7} {'total':>6} "
+        f"{'charges':>7} {'projects':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in runs:
         wall = f"{r.wall:7.1f}" if r.wall is not None else f"{'-':>7}"
         results = f"{r.results_at:9.1f}" if r.results_at is not None else f"{'-':>9}"
-        print(f"{r.name:<25} {wall} {results} {r.finished:6d} {r.api_requests:7d} {r.storage_requests:7d} "
-              f"{r.api_requests + r.storage_requests:6d} {r.charges:7d} {r.projects:8d}")
+        print(
+            f"{r.name:<25} {wall} {results} {r.finished:6d} {r.api_requests:7d} {r.storage_requests:7d} "
+            f"{r.api_requests + r.storage_requests:6d} {r.charges:7d} {r.projects:8d}"
+        )
     print()
     endpoints = sorted(set(retouch.requests) | set(sdk.requests))
     if endpoints:
@@ -343,25 +381,43 @@ def main() -> int:
             print(f"  {r.name}: {note}")
         if r.error:
             print(f"  {r.name}: ERROR: {r.error}")
-    print("  retouch's wall time includes writing the results back to Shopify (backup, replace, READY); the "
-          "SDK's ends when its files are downloaded. Only Imagen-side requests are compared.")
+    print(
+        "  retouch's wall time includes writing the results back to Shopify (backup, replace, READY); the "
+        "SDK's ends when its files are downloaded. Only Imagen-side requests are compared."
+    )
     ok = retouch.error is None and sdk.error is None
     if ok:
         ratio = retouch.wall / sdk.wall
-        print(f"  wall: retouch (all done in the store) / SDK (downloaded) = {ratio:.2f}x -> "
-              f"{'met' if ratio <= 1 else 'NOT met'} (target: no slower)")
+        print(
+            f"  wall: retouch (all done in the store) / SDK (downloaded) = {ratio:.2f}x -> "
+            f"{'met' if ratio <= 1 else 'NOT met'} (target: no slower)"
+        )
         if retouch.results_at is not None:
-            print(f"  results in hand: retouch {retouch.results_at:.1f} s vs SDK {sdk.wall:.1f} s = "
-                  f"{retouch.results_at / sdk.wall:.2f}x")
+            print(
+                f"  results in hand: retouch {retouch.results_at:.1f} s vs SDK {sdk.wall:.1f} s = "
+                f"{retouch.results_at / sdk.wall:.2f}x"
+            )
         req_ratio = retouch.api_requests / sdk.api_requests if sdk.api_requests else float("nan")
-        all_ratio = ((retouch.api_requests + retouch.storage_requests) / (sdk.api_requests + sdk.storage_requests)
-                     if sdk.api_requests + sdk.storage_requests else float("nan"))
-        print(f"  Imagen API requests: retouch / SDK = {retouch.api_requests}/{sdk.api_requests} = {req_ratio:.2f}x; "
-              f"with storage: {all_ratio:.2f}x -> {'met' if all_ratio <= 1 and req_ratio <= 1 else 'NOT met'} "
-              f"(target: no more requests)")
+        all_ratio = (
+            (retouch.api_requests + retouch.storage_requests) / (sdk.api_requests + sdk.storage_requests)
+            if sdk.api_requests + sdk.storage_requests
+            else float("nan")
+        )
+        print(
+            f"  Imagen API requests: retouch / SDK = {retouch.api_requests}/{sdk.api_requests} = {req_ratio:.2f}x; "
+            f"with storage: {all_ratio:.2f}x -> {'met' if all_ratio <= 1 and req_ratio <= 1 else 'NOT met'} "
+            f"(target: no more requests)"
+        )
         ok = ratio <= 1 and req_ratio <= 1 and all_ratio <= 1
-    command = ["bench/imagen_vs_sdk.py", "--images", str(args.images), "--seed", str(args.seed),
-               "--first-poll", f"{args.first_poll:g}"]
+    command = [
+        "bench/imagen_vs_sdk.py",
+        "--images",
+        str(args.images),
+        "--seed",
+        str(args.seed),
+        "--first-poll",
+        f"{args.first_poll:g}",
+    ]
     if args.tick != 2.0:
         command += ["--tick", f"{args.tick:g}"]
     if args.sdk_python != DEFAULT_SDK_PYTHON:
@@ -381,15 +437,41 @@ def rows(args, retouch: Run, sdk: Run, command: str) -> list[Row]:
 
     out = []
     if retouch.results_at is not None:
-        out.append(Row(scenario, "results in hand (SDK: downloaded)", retouch.results_at, "s",
-                       naive=peer(f"{sdk.wall:.1f} s" if sdk.wall else ""), command=command))
+        out.append(
+            Row(
+                scenario,
+                "results in hand (SDK: downloaded)",
+                retouch.results_at,
+                "s",
+                naive=peer(f"{sdk.wall:.1f} s" if sdk.wall else ""),
+                command=command,
+            )
+        )
     if retouch.wall is not None:
-        out.append(Row(scenario, "all written back to Shopify and READY", retouch.wall, "s",
-                       naive=peer("does not write back"), command=command))
-    out.append(Row(scenario, "Imagen requests (API + storage)", retouch.api_requests + retouch.storage_requests, "",
-                   naive=peer(f"{sdk.api_requests + sdk.storage_requests}"), target="no more than the SDK",
-                   met=None if sdk.error else retouch.api_requests + retouch.storage_requests
-                   <= sdk.api_requests + sdk.storage_requests, command=command))
+        out.append(
+            Row(
+                scenario,
+                "all written back to Shopify and READY",
+                retouch.wall,
+                "s",
+                naive=peer("does not write back"),
+                command=command,
+            )
+        )
+    out.append(
+        Row(
+            scenario,
+            "Imagen requests (API + storage)",
+            retouch.api_requests + retouch.storage_requests,
+            "",
+            naive=peer(f"{sdk.api_requests + sdk.storage_requests}"),
+            target="no more than the SDK",
+            met=None
+            if sdk.error
+            else retouch.api_requests + retouch.storage_requests <= sdk.api_requests + sdk.storage_requests,
+            command=command,
+        )
+    )
     return out
 
 

@@ -20,10 +20,10 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import SHOP_TOKEN  # noqa: E402
-from crash_harness import two_installations  # noqa: E402
 from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402
 
+from conftest import SHOP_TOKEN  # noqa: E402
+from crash_harness import two_installations  # noqa: E402
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox  # noqa: E402
 from retouch.plugin.shopify.sandbox import ShopifySandbox  # noqa: E402
 
@@ -35,19 +35,35 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=["replace", "append"], default="replace")
-    parser.add_argument("--lease", type=float, default=6.0, help="[claim] lease, seconds (the default 120 s made short)")
+    parser.add_argument(
+        "--lease", type=float, default=6.0, help="[claim] lease, seconds (the default 120 s made short)"
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2)
     shop_server = shop.start()
-    provider = AigenSandbox(window_seconds=3600, images_per_window=10_000, jobs_per_window=10_000,
-                            polls_per_window=100_000, seconds_per_item=0.05)
+    provider = AigenSandbox(
+        window_seconds=3600,
+        images_per_window=10_000,
+        jobs_per_window=10_000,
+        polls_per_window=100_000,
+        seconds_per_item=0.05,
+    )
     provider.start()
     try:
-        report = two_installations(Path(tempfile.mkdtemp(prefix="retouch-rivals-")), shop, provider,
-                                   products=args.images, rival_starts=args.rival_starts, kills=args.kills,
-                                   seed=args.seed, mode=args.mode, lease=args.lease, drain_timeout=1200,
-                                   limits='window = "1h", jobs = 10000, images = 10000, polls = 100000, active_jobs = 1')
+        report = two_installations(
+            Path(tempfile.mkdtemp(prefix="retouch-rivals-")),
+            shop,
+            provider,
+            products=args.images,
+            rival_starts=args.rival_starts,
+            kills=args.kills,
+            seed=args.seed,
+            mode=args.mode,
+            lease=args.lease,
+            drain_timeout=1200,
+            limits='window = "1h", jobs = 10000, images = 10000, polls = 100000, active_jobs = 1',
+        )
     finally:
         provider.close()
         shop_server.stop()
@@ -55,14 +71,34 @@ def main() -> int:
     problems = list(report.problems)
     if report.refused != report.rival_starts:
         problems.append(f"only {report.refused} of {report.rival_starts} rival starts were refused")
-    emit([ProofRow(suite=f"two installations, one store ({args.mode})", runs=report.rival_starts + report.kills + 2,
-                   faults=0, images=report.images, kills=report.kills, crashes=report.tracebacks,
-                   **problem_columns(problems),
-                   detail=f"{report.refused} of {report.rival_starts} rival starts refused, take-over after a "
-                          f"{args.lease:g} s lease; {report.seconds:.0f} s",
-                   command=command_line("bench/one_per_store.py", "--images", args.images, "--rival-starts",
-                                        args.rival_starts, "--kills", args.kills, "--seed", args.seed,
-                                        "--mode", args.mode))])
+    emit(
+        [
+            ProofRow(
+                suite=f"two installations, one store ({args.mode})",
+                runs=report.rival_starts + report.kills + 2,
+                faults=0,
+                images=report.images,
+                kills=report.kills,
+                crashes=report.tracebacks,
+                **problem_columns(problems),
+                detail=f"{report.refused} of {report.rival_starts} rival starts refused, take-over after a "
+                f"{args.lease:g} s lease; {report.seconds:.0f} s",
+                command=command_line(
+                    "bench/one_per_store.py",
+                    "--images",
+                    args.images,
+                    "--rival-starts",
+                    args.rival_starts,
+                    "--kills",
+                    args.kills,
+                    "--seed",
+                    args.seed,
+                    "--mode",
+                    args.mode,
+                ),
+            )
+        ]
+    )
     return 1 if problems or report.tracebacks else 0
 
 

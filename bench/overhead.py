@@ -69,10 +69,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
 import floor as library_floor
+import structlog
 from daemon_run import ThreadCPU, run_daemon_until_settled
 from harness import Row, command_line, emit
+
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
@@ -180,8 +181,8 @@ def make_instant(provider: AigenSandbox, results: list[tuple[bytes, bytes]]) -> 
 @dataclass
 class Run:
     label: str
-    images: int             # images seeded (0: an idle run)
-    seconds: float          # wall time, daemon start -> every image final (idle: how long it ran)
+    images: int  # images seeded (0: an idle run)
+    seconds: float  # wall time, daemon start -> every image final (idle: how long it ran)
     done: int
     other_states: dict[str, int]
     cpu_user: float
@@ -209,40 +210,66 @@ def run_once(args, images: int, *, idle_seconds: float = 0.0, results: list[tupl
     label = f"{images} images" if images else f"idle {idle_seconds:g} s"
     tmp = Path(tempfile.mkdtemp(prefix="retouch-bench-overhead-"))
     limits = limits_for(images)
-    shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0, bucket_size=args.bucket,
-                          restore_rate=args.restore)
+    shop = ShopifySandbox(
+        access_token=SHOP_TOKEN, processing_seconds=0, bucket_size=args.bucket, restore_rate=args.restore
+    )
     shop_server = shop.start()
-    provider = AigenSandbox(window_seconds=WINDOW_SECONDS, jobs_per_window=limits["jobs"],
-                            images_per_window=limits["images"], polls_per_window=limits["polls"],
-                            active_jobs_per_key=limits["active_jobs"], active_jobs_per_account=limits["active_jobs"],
-                            seconds_per_item=0)
+    provider = AigenSandbox(
+        window_seconds=WINDOW_SECONDS,
+        jobs_per_window=limits["jobs"],
+        images_per_window=limits["images"],
+        polls_per_window=limits["polls"],
+        active_jobs_per_key=limits["active_jobs"],
+        active_jobs_per_account=limits["active_jobs"],
+        seconds_per_item=0,
+    )
     provider.start()
     if results is not None:
         make_instant(provider, results)
     try:
         t0 = time.monotonic()
         count = math.ceil(images / args.images_per_product)
-        products = shop.seed(products=count, images_per_product=args.images_per_product, seed=args.seed) if images else []
+        products = (
+            shop.seed(products=count, images_per_product=args.images_per_product, seed=args.seed) if images else []
+        )
         media_ids = [m["id"] for p in products for m in p["media"]]
         if images:
-            print(f"... {label}: seeded {len(products)} products, {len(media_ids)} images in "
-                  f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"... {label}: seeded {len(products)} products, {len(media_ids)} images in "
+                f"{time.monotonic() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         config = tmp / "config.toml"
         config.write_text(config_text(shop, provider, tmp, limits, tick=args.tick))
         log_path = tmp / "daemon.log"
         # An idle run watches a media id that never exists: it ends at its "timeout", the idle time.
-        outcome = run_daemon_until_settled(config, tmp / "retouch.db", media_ids or ["gid://none"], log_path,
-                                           timeout=args.timeout if images else idle_seconds,
-                                           profile=Path(f"{args.profile}-{images}.txt") if args.profile else None)
+        outcome = run_daemon_until_settled(
+            config,
+            tmp / "retouch.db",
+            media_ids or ["gid://none"],
+            log_path,
+            timeout=args.timeout if images else idle_seconds,
+            profile=Path(f"{args.profile}-{images}.txt") if args.profile else None,
+        )
         states = outcome.states if images else []
         usage = outcome.rusage
         counts: dict[str, int] = {}
         for state in states:
             counts[str(state)] = counts.get(str(state), 0) + 1
         done = counts.pop("done", 0)
-        run = Run(label, len(media_ids), outcome.elapsed, done, counts,
-                  usage.ru_utime if usage else math.nan, usage.ru_stime if usage else math.nan,
-                  outcome.peak_rss_kib or 0, images > 0 and outcome.elapsed > args.timeout, threads=outcome.threads)
+        run = Run(
+            label,
+            len(media_ids),
+            outcome.elapsed,
+            done,
+            counts,
+            usage.ru_utime if usage else math.nan,
+            usage.ru_stime if usage else math.nan,
+            outcome.peak_rss_kib or 0,
+            images > 0 and outcome.elapsed > args.timeout,
+            threads=outcome.threads,
+        )
         if usage is None:
             run.notes.append("the daemon's rusage was not available")
         if not outcome.peak_rss_kib:
@@ -251,11 +278,18 @@ def run_once(args, images: int, *, idle_seconds: float = 0.0, results: list[tupl
             run.notes.extend(sandbox_notes(shop, provider))
         run.notes.extend(log_notes(log_path))
         if images and args.floor_samples:
-            print(f"... {label}: the library floor, over {min(args.floor_samples, len(media_ids))} of its images",
-                  file=sys.stderr, flush=True)
-            run.floor = library_floor.measure(shop, SHOP_TOKEN, [m for p in products for m in p["media"]],
-                                              [full for full, _ in results or canned_results(args.seed)],
-                                              samples=args.floor_samples)
+            print(
+                f"... {label}: the library floor, over {min(args.floor_samples, len(media_ids))} of its images",
+                file=sys.stderr,
+                flush=True,
+            )
+            run.floor = library_floor.measure(
+                shop,
+                SHOP_TOKEN,
+                [m for p in products for m in p["media"]],
+                [full for full, _ in results or canned_results(args.seed)],
+                samples=args.floor_samples,
+            )
         if args.keep:
             run.notes.append(f"kept: {tmp}")
         return run
@@ -270,10 +304,14 @@ def sandbox_notes(shop: ShopifySandbox, provider: AigenSandbox) -> list[str]:
     stats = shop.stats()
     ops = ", ".join(f"{k} x{v}" for k, v in sorted(stats["operations"].items()))
     key = provider.stats()["keys"].get(KEY, {})
-    return [f"Shopify: {stats['graphql_requests']} GraphQL requests, {stats['throttled']} throttled ({ops})",
-            (f"AI Gen Studio: {key.get('creations', 0)} jobs, {key.get('replays', 0)} replays, "
-             f"{key.get('polls', 0)} polls, {key.get('images_charged', 0)} images, "
-             f"{key.get('rate_limited', 0)} rate limited")]
+    return [
+        f"Shopify: {stats['graphql_requests']} GraphQL requests, {stats['throttled']} throttled ({ops})",
+        (
+            f"AI Gen Studio: {key.get('creations', 0)} jobs, {key.get('replays', 0)} replays, "
+            f"{key.get('polls', 0)} polls, {key.get('images_charged', 0)} images, "
+            f"{key.get('rate_limited', 0)} rate limited"
+        ),
+    ]
 
 
 def log_notes(path: Path) -> list[str]:
@@ -302,24 +340,44 @@ def log_notes(path: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES,
-                        help="images per run, one fresh run each (default: 500 5000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=DEFAULT_SIZES,
+        help="images per run, one fresh run each (default: 500 5000)",
+    )
     parser.add_argument("--images-per-product", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tick", type=float, default=0.1, help="the daemon's [schedule] tick in seconds")
-    parser.add_argument("--idle", type=float, nargs="*", default=DEFAULT_IDLE,
-                        help="seconds of the idle runs (an empty store) for start-up and idle CPU; none: skip")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        nargs="*",
+        default=DEFAULT_IDLE,
+        help="seconds of the idle runs (an empty store) for start-up and idle CPU; none: skip",
+    )
     parser.add_argument("--bucket", type=float, default=1_000_000, help="Shopify sandbox cost bucket size")
     parser.add_argument("--restore", type=float, default=100_000, help="Shopify sandbox restore rate, points/s")
-    parser.add_argument("--real-enhance", action="store_true",
-                        help="let the AI Gen Studio sandbox enhance each image with Pillow (slow, in this process)")
-    parser.add_argument("--floor-samples", type=int, default=200,
-                        help="images of each run the library floor is measured over (bench/floor.py); 0: skip it")
+    parser.add_argument(
+        "--real-enhance",
+        action="store_true",
+        help="let the AI Gen Studio sandbox enhance each image with Pillow (slow, in this process)",
+    )
+    parser.add_argument(
+        "--floor-samples",
+        type=int,
+        default=200,
+        help="images of each run the library floor is measured over (bench/floor.py); 0: skip it",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory (config, database, log)")
-    parser.add_argument("--profile", metavar="PREFIX",
-                        help="attach py-spy (pip install py-spy) to the daemon, collapsed stacks to PREFIX-<images>.txt; "
-                             "for finding hot spots: its rows are not emitted for the table")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="attach py-spy (pip install py-spy) to the daemon, collapsed stacks to PREFIX-<images>.txt; "
+        "for finding hot spots: its rows are not emitted for the table",
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = sorted(set(args.sizes))
@@ -339,17 +397,23 @@ def main() -> int:
     idle = [r for r in runs if not r.images]
     sized = [r for r in runs if r.images]
 
-    print(f"\nOverhead per image: the daemon's own CPU (user+sys, os.wait4) and peak RSS (VmHWM); instant providers "
-          f"({'sandbox enhancement' if args.real_enhance else 'canned results'}), tick {args.tick:g} s, "
-          f"{args.images_per_product} images per product, seed {args.seed}")
-    header = (f"{'run':<14} {'images':>6} {'done':>6} {'wall s':>7} {'img/s':>7} {'user s':>7} {'sys s':>7} "
-              f"{'CPU s':>7} {'ms/img':>7} {'RSS MB':>7}")
+    print(
+        f"\nOverhead per image: the daemon's own CPU (user+sys, os.wait4) and peak RSS (VmHWM); instant providers "
+        f"({'sandbox enhancement' if args.real_enhance else 'canned results'}), tick {args.tick:g} s, "
+        f"{args.images_per_product} images per product, seed {args.seed}"
+    )
+    header = (
+        f"{'run':<14} {'images':>6} {'done':>6} {'wall s':>7} {'img/s':>7} {'user s':>7} {'sys s':>7} "
+        f"{'CPU s':>7} {'ms/img':>7} {'RSS MB':>7}"
+    )
     print(header)
     print("-" * len(header))
     for r in runs:
         rate = r.done / r.seconds if r.done and r.seconds else math.nan
-        print(f"{r.label:<14} {r.images:6d} {r.done:6d} {r.seconds:7.1f} {rate:7.1f} {r.cpu_user:7.2f} {r.cpu_sys:7.2f} "
-              f"{r.cpu:7.2f} {r.ms_per_image:7.2f} {r.rss_mb:7.1f}")
+        print(
+            f"{r.label:<14} {r.images:6d} {r.done:6d} {r.seconds:7.1f} {rate:7.1f} {r.cpu_user:7.2f} {r.cpu_sys:7.2f} "
+            f"{r.cpu:7.2f} {r.ms_per_image:7.2f} {r.rss_mb:7.1f}"
+        )
     print()
     for r in runs:
         if r.other_states:
@@ -363,8 +427,10 @@ def main() -> int:
     if len(idle) >= 2 and idle[-1].seconds > idle[0].seconds:
         idle_rate = (idle[-1].cpu - idle[0].cpu) / (idle[-1].seconds - idle[0].seconds)
         startup = idle[0].cpu - idle_rate * idle[0].seconds
-        print(f"\n  start-up + shutdown (idle runs, extrapolated to 0 s): {startup:.2f} CPU s; idle: "
-              f"{1000 * idle_rate:.1f} CPU ms per second ({1000 * idle_rate * args.tick:.2f} ms per {args.tick:g} s tick)")
+        print(
+            f"\n  start-up + shutdown (idle runs, extrapolated to 0 s): {startup:.2f} CPU s; idle: "
+            f"{1000 * idle_rate:.1f} CPU ms per second ({1000 * idle_rate * args.tick:.2f} ms per {args.tick:g} s tick)"
+        )
     elif idle:
         print(f"\n  start-up + {idle[0].seconds:.1f} s idle: {idle[0].cpu:.2f} CPU s")
         startup = idle[0].cpu
@@ -376,20 +442,26 @@ def main() -> int:
     if startup is not None:
         for r in sized:
             if r.done:
-                print(f"  {r.label}: CPU per image without start-up ({startup:.2f} s): "
-                      f"{1000 * (r.cpu - startup) / r.done:.2f} ms")
+                print(
+                    f"  {r.label}: CPU per image without start-up ({startup:.2f} s): "
+                    f"{1000 * (r.cpu - startup) / r.done:.2f} ms"
+                )
     for r in sized:
         if r.floor is not None and r.done:
-            print(f"  {r.label}: library floor per image (bench/floor.py, {r.floor.samples} images): {r.floor.ms:.2f} ms "
-                  f"(Pillow check + convert {r.floor.pillow_ms:.2f}, three httpx transfers {r.floor.transfers_ms:.2f}); "
-                  f"the daemon spends {r.ms_per_image / r.floor.ms:.2f}x that, {r.ms_per_image - r.floor.ms:.2f} ms "
-                  "of its own per image")
+            print(
+                f"  {r.label}: library floor per image (bench/floor.py, {r.floor.samples} images): {r.floor.ms:.2f} ms "
+                f"(Pillow check + convert {r.floor.pillow_ms:.2f}, three httpx transfers {r.floor.transfers_ms:.2f}); "
+                f"the daemon spends {r.ms_per_image / r.floor.ms:.2f}x that, {r.ms_per_image - r.floor.ms:.2f} ms "
+                "of its own per image"
+            )
     for r in sized:
         if r.threads is not None and r.done:
-            print(f"  {r.label}: CPU by thread when every image was final (start-up in it, shutdown not): event loop "
-                  f"{r.threads.event_loop:.2f} s ({1000 * r.threads.event_loop / r.done:.2f} ms per image), worker "
-                  f"threads (Pillow, hashing, fsyncs) {r.threads.workers:.2f} s "
-                  f"({1000 * r.threads.workers / r.done:.2f} ms per image)")
+            print(
+                f"  {r.label}: CPU by thread when every image was final (start-up in it, shutdown not): event loop "
+                f"{r.threads.event_loop:.2f} s ({1000 * r.threads.event_loop / r.done:.2f} ms per image), worker "
+                f"threads (Pillow, hashing, fsyncs) {r.threads.workers:.2f} s "
+                f"({1000 * r.threads.workers / r.done:.2f} ms per image)"
+            )
     ratio = large.rss_mb / small.rss_mb if small is not None and small.rss_mb else None
     if ratio is not None:
         print(f"  peak RSS {large.images} vs {small.images} images: {ratio:.3f}x")
@@ -413,35 +485,106 @@ def main() -> int:
     rows: list[Row] = []
     if sized:
         top = sized[-1]
-        rows.append(Row(SCENARIO, f"daemon CPU per image at {top.images:,} images", top.ms_per_image, "ms",
-                        limit=CPU_TARGET_MS, limit_kind="ceiling", target=f"< {CPU_TARGET_MS:g} ms",
-                        met=bool(top.ms_per_image < CPU_TARGET_MS), command=cmd))
+        rows.append(
+            Row(
+                SCENARIO,
+                f"daemon CPU per image at {top.images:,} images",
+                top.ms_per_image,
+                "ms",
+                limit=CPU_TARGET_MS,
+                limit_kind="ceiling",
+                target=f"< {CPU_TARGET_MS:g} ms",
+                met=bool(top.ms_per_image < CPU_TARGET_MS),
+                command=cmd,
+            )
+        )
         if marginal is not None:
-            rows.append(Row(SCENARIO, f"daemon CPU per extra image, {small.images:,} -> {top.images:,}", marginal, "ms",
-                            limit=CPU_TARGET_MS, limit_kind="ceiling", target=f"< {CPU_TARGET_MS:g} ms",
-                            met=bool(marginal < CPU_TARGET_MS), command=cmd))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    f"daemon CPU per extra image, {small.images:,} -> {top.images:,}",
+                    marginal,
+                    "ms",
+                    limit=CPU_TARGET_MS,
+                    limit_kind="ceiling",
+                    target=f"< {CPU_TARGET_MS:g} ms",
+                    met=bool(marginal < CPU_TARGET_MS),
+                    command=cmd,
+                )
+            )
         if top.floor is not None:
-            rows.append(Row(SCENARIO, "library floor per image: Pillow check + convert, three httpx transfers",
-                            top.floor.ms, "ms", command=cmd))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    "library floor per image: Pillow check + convert, three httpx transfers",
+                    top.floor.ms,
+                    "ms",
+                    command=cmd,
+                )
+            )
             over_floor = top.ms_per_image / top.floor.ms
-            rows.append(Row(SCENARIO, f"daemon CPU per image at {top.images:,} images, over the library floor",
-                            over_floor, "x", limit=FLOOR_RATIO_TARGET, limit_kind="ceiling",
-                            target=f"<= {FLOOR_RATIO_TARGET:g}x", met=bool(over_floor <= FLOOR_RATIO_TARGET),
-                            command=cmd))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    f"daemon CPU per image at {top.images:,} images, over the library floor",
+                    over_floor,
+                    "x",
+                    limit=FLOOR_RATIO_TARGET,
+                    limit_kind="ceiling",
+                    target=f"<= {FLOOR_RATIO_TARGET:g}x",
+                    met=bool(over_floor <= FLOOR_RATIO_TARGET),
+                    command=cmd,
+                )
+            )
         if top.threads is not None and top.done:
-            rows.append(Row(SCENARIO, f"of the daemon's CPU per image at {top.images:,} images: in worker threads "
-                            "(Pillow, hashing, fsyncs)", 1000 * top.threads.workers / top.done, "ms", command=cmd))
-            rows.append(Row(SCENARIO, f"of the daemon's CPU per image at {top.images:,} images: in the event-loop "
-                            "thread (HTTP, GraphQL, SQLite, scheduling; start-up in it)",
-                            1000 * top.threads.event_loop / top.done, "ms", command=cmd))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    f"of the daemon's CPU per image at {top.images:,} images: in worker threads "
+                    "(Pillow, hashing, fsyncs)",
+                    1000 * top.threads.workers / top.done,
+                    "ms",
+                    command=cmd,
+                )
+            )
+            rows.append(
+                Row(
+                    SCENARIO,
+                    f"of the daemon's CPU per image at {top.images:,} images: in the event-loop "
+                    "thread (HTTP, GraphQL, SQLite, scheduling; start-up in it)",
+                    1000 * top.threads.event_loop / top.done,
+                    "ms",
+                    command=cmd,
+                )
+            )
         for r in reversed(sized):
-            rows.append(Row(SCENARIO, f"peak RSS at {r.images:,} images", r.rss_mb, "MB", limit=RSS_TARGET_MB,
-                            limit_kind="ceiling", target=f"< {RSS_TARGET_MB:g} MB",
-                            met=bool(r.rss_mb < RSS_TARGET_MB), command=cmd))
+            rows.append(
+                Row(
+                    SCENARIO,
+                    f"peak RSS at {r.images:,} images",
+                    r.rss_mb,
+                    "MB",
+                    limit=RSS_TARGET_MB,
+                    limit_kind="ceiling",
+                    target=f"< {RSS_TARGET_MB:g} MB",
+                    met=bool(r.rss_mb < RSS_TARGET_MB),
+                    command=cmd,
+                )
+            )
     if ratio is not None:
-        rows.append(Row(SCENARIO, f"peak RSS, {large.images:,} vs {small.images:,} images", ratio, "x",
-                        limit=1 + RSS_SPREAD, limit_kind="ceiling", target="within ±10%",
-                        met=bool(1 - RSS_SPREAD <= ratio <= 1 + RSS_SPREAD), command=cmd))
+        rows.append(
+            Row(
+                SCENARIO,
+                f"peak RSS, {large.images:,} vs {small.images:,} images",
+                ratio,
+                "x",
+                limit=1 + RSS_SPREAD,
+                limit_kind="ceiling",
+                target="within ±10%",
+                met=bool(1 - RSS_SPREAD <= ratio <= 1 + RSS_SPREAD),
+                command=cmd,
+            )
+        )
     if startup is not None:
         rows.append(Row(SCENARIO, "daemon start-up + shutdown CPU", startup, "s", command=cmd))
     if not args.profile:  # a profiled run shares the machine with py-spy: not a figure for the table

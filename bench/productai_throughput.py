@@ -47,6 +47,7 @@ import httpx
 import structlog
 from daemon_run import free_port, run_daemon_until_settled
 from harness import Row, command_line, emit
+
 from retouch.plugin.providers.base import webhook_token
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
@@ -64,8 +65,9 @@ PROMPT = "Clean e-commerce product photo on a pure white background."
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def config_text(shop: ShopifySandbox, sandbox: ProductAISandbox, tmp: Path, *, window: float, discover_every: float,
-                extra: str = "") -> str:
+def config_text(
+    shop: ShopifySandbox, sandbox: ProductAISandbox, tmp: Path, *, window: float, discover_every: float, extra: str = ""
+) -> str:
     """As tests/conftest.py's provider_config_text writes it for productai, with the bench's window."""
     return f"""
 [shop]
@@ -162,9 +164,14 @@ def start_sandboxes(args) -> tuple[ShopifySandbox, object, ProductAISandbox, lis
     factor = args.window / DOCUMENTED_WINDOW
     shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2)
     shop_server = shop.start()
-    sandbox = ProductAISandbox(keys={KEY: 1_000_000}, job_seconds=(DOCUMENTED_JOB[0] * factor, DOCUMENTED_JOB[1] * factor),
-                               seed=args.seed, window_seconds=args.window, requests_per_window=REQUESTS_PER_WINDOW,
-                               rate_limit_scope="key")
+    sandbox = ProductAISandbox(
+        keys={KEY: 1_000_000},
+        job_seconds=(DOCUMENTED_JOB[0] * factor, DOCUMENTED_JOB[1] * factor),
+        seed=args.seed,
+        window_seconds=args.window,
+        requests_per_window=REQUESTS_PER_WINDOW,
+        rate_limit_scope="key",
+    )
     sandbox.start()
     products = shop.seed(products=args.images, images_per_product=1, seed=args.seed)
     return shop, shop_server, sandbox, products
@@ -197,12 +204,15 @@ def run_retouch(args, *, webhooks: bool) -> Result:
             public_url = f"http://127.0.0.1:{port}"
             # The safety-net poll, scaled like everything else (300 s a minute of window).
             safety = 300.0 * args.window / DOCUMENTED_WINDOW
-            extra = (f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "{public_url}"\n'
-                     f'safety_poll_every = "{safety:g}s"\n')
+            extra = (
+                f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "{public_url}"\n'
+                f'safety_poll_every = "{safety:g}s"\n'
+            )
             sandbox.set_webhook(KEY, f"{public_url}/webhooks/productai/{webhook_token(KEY)}")
         config = tmp / "config.toml"
-        config.write_text(config_text(shop, sandbox, tmp, window=args.window, discover_every=args.discover_every,
-                                      extra=extra))
+        config.write_text(
+            config_text(shop, sandbox, tmp, window=args.window, discover_every=args.discover_every, extra=extra)
+        )
         db = tmp / "retouch.db"
         log_path = tmp / "daemon.log"
         provider_done: list[float] = []
@@ -211,19 +221,23 @@ def run_retouch(args, *, webhooks: bool) -> Result:
             if not provider_done and sandbox.stats()["jobs"]["by_status"].get("COMPLETED", 0) >= len(media_ids):
                 provider_done.append(at)
 
-        outcome = run_daemon_until_settled(config, db, media_ids, log_path, timeout=args.timeout,
-                                           on_tick=note_provider_done)
+        outcome = run_daemon_until_settled(
+            config, db, media_ids, log_path, timeout=args.timeout, on_tick=note_provider_done
+        )
         started, elapsed, mine = outcome.started, outcome.elapsed, outcome.states
         provider_done_at = started + provider_done[0] if provider_done else None
         requests, limited, busiest = sandbox_figures(sandbox)
-        result = Result(name, elapsed, mine.count("done"), mine.count("failed"), requests, limited, busiest,
-                        span_of(timeline))
+        result = Result(
+            name, elapsed, mine.count("done"), mine.count("failed"), requests, limited, busiest, span_of(timeline)
+        )
         admitted = timeline.admitted()
         if admitted:
             result.notes.append(f"first request {admitted[0][0] - started:.1f} s after start")
         if provider_done_at is not None:
-            result.notes.append(f"last job COMPLETED at the provider {provider_done_at - started:.1f} s after start "
-                                f"({elapsed - (provider_done_at - started):.1f} s before the last image was done)")
+            result.notes.append(
+                f"last job COMPLETED at the provider {provider_done_at - started:.1f} s after start "
+                f"({elapsed - (provider_done_at - started):.1f} s before the last image was done)"
+            )
         if any(s not in ("done", "failed", "skipped") for s in mine):
             result.notes.append(f"TIMED OUT after {args.timeout:g} s: states {sorted(set(map(str, mine)))}")
         result.notes.extend(daemon_log_notes(log_path))
@@ -249,8 +263,15 @@ def daemon_log_notes(path: Path) -> list[str]:
             event = json.loads(line).get("event")
         except ValueError:
             continue
-        if event in ("rate_limited", "poll_retry", "webhook_received", "job_finished", "submit_retry",
-                     "enhancement_lost", "item_failed"):
+        if event in (
+            "rate_limited",
+            "poll_retry",
+            "webhook_received",
+            "job_finished",
+            "submit_retry",
+            "enhancement_lost",
+            "item_failed",
+        ):
             counts[event] = counts.get(event, 0) + 1
     return [f"daemon log: {', '.join(f'{k} x{v}' for k, v in sorted(counts.items()))}"] if counts else []
 
@@ -270,8 +291,9 @@ def store_notes(db: Path, args) -> list[str]:
 
     try:
         with sqlite3.connect(db) as conn:
-            rows = conn.execute("select submitted_at, finished_at, polls from job where finished_at is not null "
-                                "order by id").fetchall()
+            rows = conn.execute(
+                "select submitted_at, finished_at, polls from job where finished_at is not null order by id"
+            ).fetchall()
             learned = conn.execute("select value from meta where key = 'provider_seconds_per_item'").fetchall()
     except sqlite3.OperationalError:
         return []
@@ -280,9 +302,13 @@ def store_notes(db: Path, args) -> list[str]:
     seen = [(datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() for s, f, _ in rows]
     actual = actual_durations(args)
     once = sum(1 for *_, polls in rows if polls == 1)
-    notes = [(f"jobs seen done {sum(seen) / len(seen):.2f} s after submission on average (min {min(seen):.2f}, "
-             f"max {max(seen):.2f}); the provider's jobs took {sum(actual) / len(actual):.2f} s on average "
-             f"({min(actual):.2f}-{max(actual):.2f}); {once} of {len(rows)} jobs polled exactly once")]
+    notes = [
+        (
+            f"jobs seen done {sum(seen) / len(seen):.2f} s after submission on average (min {min(seen):.2f}, "
+            f"max {max(seen):.2f}); the provider's jobs took {sum(actual) / len(actual):.2f} s on average "
+            f"({min(actual):.2f}-{max(actual):.2f}); {once} of {len(rows)} jobs polled exactly once"
+        )
+    ]
     if learned:
         notes.append(f"learned provider_seconds_per_item at the end: {float(learned[0][0]):.2f} s")
     return notes
@@ -309,15 +335,22 @@ def webhook_lag_notes(path: Path) -> list[str]:
             lags.append((at - hooks[job]).total_seconds())
     if not lags:
         return []
-    return [(f"webhook -> job finished: {sum(lags) / len(lags):.2f} s on average (min {min(lags):.2f}, "
-            f"max {max(lags):.2f}) over {len(lags)} jobs")]
+    return [
+        (
+            f"webhook -> job finished: {sum(lags) / len(lags):.2f} s on average (min {min(lags):.2f}, "
+            f"max {max(lags):.2f}) over {len(lags)} jobs"
+        )
+    ]
 
 
 def budget_note(r: Result, window: float) -> str:
     total = sum(r.requests.values())
     capacity = r.span / window * REQUESTS_PER_WINDOW if r.span else 0
-    return (f"budget used over the span: {total} of ~{capacity:.0f} requests ({total / capacity:.0%})"
-            if capacity else "budget used: n/a")
+    return (
+        f"budget used over the span: {total} of ~{capacity:.0f} requests ({total / capacity:.0%})"
+        if capacity
+        else "budget used: n/a"
+    )
 
 
 # --- (c): the documented example loop ---------------------------------------------------------------
@@ -373,11 +406,19 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=60)
     parser.add_argument("--window", type=float, default=6.0, help="the budget's window in seconds (documented: 60)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--discover-every", type=float, default=None,
-                        help="retouch's [schedule] discover_every in seconds (default: the shipped 300 s, scaled)")
+    parser.add_argument(
+        "--discover-every",
+        type=float,
+        default=None,
+        help="retouch's [schedule] discover_every in seconds (default: the shipped 300 s, scaled)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
-    parser.add_argument("--only", choices=["polling", "webhook", "naive"], action="append",
-                        help="run only these (repeatable); default: all three")
+    parser.add_argument(
+        "--only",
+        choices=["polling", "webhook", "naive"],
+        action="append",
+        help="run only these (repeatable); default: all three",
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     factor = args.window / DOCUMENTED_WINDOW
@@ -396,27 +437,35 @@ def main() -> int:
         print(f"... {run} took {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
 
     bound = REQUESTS_PER_WINDOW / 2  # images per window: one generate + one poll each
-    print(f"\nProductAI throughput: {args.images} images, {REQUESTS_PER_WINDOW} requests per {args.window:g} s window "
-          f"(time x{factor:g}: jobs {DOCUMENTED_JOB[0] * factor:g}-{DOCUMENTED_JOB[1] * factor:g} s), seed {args.seed}; "
-          f"bound {bound:g} images/window; retouch discover_every {args.discover_every:g} s")
-    header = (f"{'run':<17} {'wall s':>7} {'span s':>7} {'done':>5} {'failed':>6} {'img/win':>8} {'of bound':>8} "
-              f"{'gen':>4} {'polls':>5} {'req':>5} {'429s':>5} {'busiest':>7} {'polls/img':>9}")
+    print(
+        f"\nProductAI throughput: {args.images} images, {REQUESTS_PER_WINDOW} requests per {args.window:g} s window "
+        f"(time x{factor:g}: jobs {DOCUMENTED_JOB[0] * factor:g}-{DOCUMENTED_JOB[1] * factor:g} s), seed {args.seed}; "
+        f"bound {bound:g} images/window; retouch discover_every {args.discover_every:g} s"
+    )
+    header = (
+        f"{'run':<17} {'wall s':>7} {'span s':>7} {'done':>5} {'failed':>6} {'img/win':>8} {'of bound':>8} "
+        f"{'gen':>4} {'polls':>5} {'req':>5} {'429s':>5} {'busiest':>7} {'polls/img':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in results.values():
         total = sum(r.requests.values())
         per = r.per_window(args.window)
         polls_per = r.requests.get("job", 0) / r.finished if r.finished else float("nan")
-        print(f"{r.name:<17} {r.elapsed:7.1f} {r.span:7.1f} {r.finished:5d} {r.failed:6d} {per:8.2f} "
-              f"{per / bound:8.0%} {r.requests.get('generate', 0):4d} {r.requests.get('job', 0):5d} {total:5d} "
-              f"{r.rate_limited:5d} {r.busiest_window:4d}/{REQUESTS_PER_WINDOW:<2d} {polls_per:9.2f}")
+        print(
+            f"{r.name:<17} {r.elapsed:7.1f} {r.span:7.1f} {r.finished:5d} {r.failed:6d} {per:8.2f} "
+            f"{per / bound:8.0%} {r.requests.get('generate', 0):4d} {r.requests.get('job', 0):5d} {total:5d} "
+            f"{r.rate_limited:5d} {r.busiest_window:4d}/{REQUESTS_PER_WINDOW:<2d} {polls_per:9.2f}"
+        )
     print()
     for r in results.values():
         for note in [budget_note(r, args.window), *r.notes]:
             print(f"  {r.name}: {note}")
     print()
-    print(f"  (busiest: the sandbox's sliding-window peak of answered requests; it refuses request "
-          f"{REQUESTS_PER_WINDOW + 1} with a 429, so the 429 column shows who pushed against the limit)")
+    print(
+        f"  (busiest: the sandbox's sliding-window peak of answered requests; it refuses request "
+        f"{REQUESTS_PER_WINDOW + 1} with a 429, so the 429 column shows who pushed against the limit)"
+    )
     ok = True
     for r in results.values():
         if r.busiest_window > REQUESTS_PER_WINDOW:
@@ -434,8 +483,15 @@ def main() -> int:
     if "webhook" in results:
         share = results["webhook"].per_window(args.window) / bound
         print(f"  webhook: {share:.0%} of the bound")
-    command = ["bench/productai_throughput.py", "--images", str(args.images), "--window", f"{args.window:g}",
-               "--seed", str(args.seed)]
+    command = [
+        "bench/productai_throughput.py",
+        "--images",
+        str(args.images),
+        "--window",
+        f"{args.window:g}",
+        "--seed",
+        str(args.seed),
+    ]
     if args.discover_every != 300.0 * factor:
         command += ["--discover-every", f"{args.discover_every:g}"]
     command += [a for run in (args.only or []) for a in ("--only", run)]
@@ -447,14 +503,33 @@ def main() -> int:
     for run in ("polling", "webhook"):
         if run in results:
             r = results[run]
-            rows.append(Row(f"ProductAI quota race, {args.images} images", f"images per window, retouch {run} "
-                            f"({REQUESTS_PER_WINDOW} requests a window shared by generate and polls)",
-                            r.per_window(args.window), "images", limit=bound, target=">= 70% of the bound",
-                            met=r.per_window(args.window) / bound >= 0.7, naive=naive_text, command=command_text))
+            rows.append(
+                Row(
+                    f"ProductAI quota race, {args.images} images",
+                    f"images per window, retouch {run} "
+                    f"({REQUESTS_PER_WINDOW} requests a window shared by generate and polls)",
+                    r.per_window(args.window),
+                    "images",
+                    limit=bound,
+                    target=">= 70% of the bound",
+                    met=r.per_window(args.window) / bound >= 0.7,
+                    naive=naive_text,
+                    command=command_text,
+                )
+            )
     if "polling" in results:
-        rows.append(Row(f"ProductAI quota race, {args.images} images", "429s provoked, retouch polling",
-                        results["polling"].rate_limited, "", target="0", met=results["polling"].rate_limited == 0,
-                        naive=str(naive.rate_limited) if naive else "", command=command_text))
+        rows.append(
+            Row(
+                f"ProductAI quota race, {args.images} images",
+                "429s provoked, retouch polling",
+                results["polling"].rate_limited,
+                "",
+                target="0",
+                met=results["polling"].rate_limited == 0,
+                naive=str(naive.rate_limited) if naive else "",
+                command=command_text,
+            )
+        )
     emit(rows)
     # Exit status: whether the runs worked; a missed target is a figure, not a failure.
     return 0 if all(r.busiest_window <= REQUESTS_PER_WINDOW for r in results.values()) else 1

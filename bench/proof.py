@@ -23,17 +23,17 @@ MARK = "PROOF-ROW "
 @dataclass
 class ProofRow:
     suite: str
-    runs: int                 # runs, examples or cases the suite went through
-    faults: int               # faults injected (5xx, 429, resets, bad bodies, kills are counted apart)
-    images: int               # images that went through the pipeline
-    kills: int = 0            # kill -9 of the daemon
-    duplicates: int = 0       # media written twice to a product
-    double_charges: int = 0   # images the provider charged more than once
-    originals_lost: int = 0   # originals not byte-identical in the backup store
-    crashes: int = 0          # daemon exits or tracebacks that were not our kill -9
+    runs: int  # runs, examples or cases the suite went through
+    faults: int  # faults injected (5xx, 429, resets, bad bodies, kills are counted apart)
+    images: int  # images that went through the pipeline
+    kills: int = 0  # kill -9 of the daemon
+    duplicates: int = 0  # media written twice to a product
+    double_charges: int = 0  # images the provider charged more than once
+    originals_lost: int = 0  # originals not byte-identical in the backup store
+    crashes: int = 0  # daemon exits or tracebacks that were not our kill -9
     problems: list[str] = field(default_factory=list)  # any other broken promise, named
-    detail: str = ""          # one line of context (e.g. "RSS 90 -> 91 MB")
-    command: str = ""         # reproduces this row
+    detail: str = ""  # one line of context (e.g. "RSS 90 -> 91 MB")
+    command: str = ""  # reproduces this row
 
     @property
     def held(self) -> bool:
@@ -62,19 +62,38 @@ def emit(rows: list[ProofRow]) -> None:
 
 
 def rows_from(output: str) -> list[ProofRow]:
-    return [ProofRow(**json.loads(line[len(MARK):])) for line in output.splitlines() if line.startswith(MARK)]
+    return [ProofRow(**json.loads(line[len(MARK) :])) for line in output.splitlines() if line.startswith(MARK)]
 
 
-HEADER = ["suite", "runs", "faults injected", "images", "kills", "duplicates", "double charges",
-          "originals lost", "crashes", "verdict", "command"]
+HEADER = [
+    "suite",
+    "runs",
+    "faults injected",
+    "images",
+    "kills",
+    "duplicates",
+    "double charges",
+    "originals lost",
+    "crashes",
+    "verdict",
+    "command",
+]
 
 
 def cells(row: ProofRow) -> list[str]:
     verdict = "held" if row.held else "BROKEN: " + "; ".join(row.problems or ["see counts"])
     if row.detail:
         verdict += f" ({row.detail})"
-    numbers = [row.runs, row.faults, row.images, row.kills, row.duplicates, row.double_charges,
-               row.originals_lost, row.crashes]
+    numbers = [
+        row.runs,
+        row.faults,
+        row.images,
+        row.kills,
+        row.duplicates,
+        row.double_charges,
+        row.originals_lost,
+        row.crashes,
+    ]
     return [row.suite, *(f"{n:,}" for n in numbers), verdict, row.command]
 
 

@@ -37,25 +37,64 @@ class Suite:
 
 
 SUITES = [
-    Suite("crash", "crash_anywhere.py", ["--images", "200", "--kills", "25", "--seed", "1"],
-          ["--images", "8", "--kills", "4", "--seed", "1"]),
-    Suite("faults", "fault_matrix.py", ["--images", "100", "--rate", "0.03", "--seed", "1"],
-          ["--images", "6", "--rate", "0.05", "--seed", "1"]),
-    Suite("convergence", "convergence.py", ["--examples", "60", "--steps", "40", "--seed", "1"],
-          ["--examples", "6", "--steps", "20", "--seed", "1"]),
-    Suite("convergence_reloads", "convergence.py",
-          ["--examples", "40", "--steps", "40", "--seed", "1", "--mode", "append", "--reloads"],
-          ["--examples", "4", "--steps", "15", "--seed", "1", "--mode", "append", "--reloads"]),
+    Suite(
+        "crash",
+        "crash_anywhere.py",
+        ["--images", "200", "--kills", "25", "--seed", "1"],
+        ["--images", "8", "--kills", "4", "--seed", "1"],
+    ),
+    Suite(
+        "faults",
+        "fault_matrix.py",
+        ["--images", "100", "--rate", "0.03", "--seed", "1"],
+        ["--images", "6", "--rate", "0.05", "--seed", "1"],
+    ),
+    Suite(
+        "convergence",
+        "convergence.py",
+        ["--examples", "60", "--steps", "40", "--seed", "1"],
+        ["--examples", "6", "--steps", "20", "--seed", "1"],
+    ),
+    Suite(
+        "convergence_reloads",
+        "convergence.py",
+        ["--examples", "40", "--steps", "40", "--seed", "1", "--mode", "append", "--reloads"],
+        ["--examples", "4", "--steps", "15", "--seed", "1", "--mode", "append", "--reloads"],
+    ),
     Suite("bad_input", "bad_input.py", [], ["--small"]),
     # Issue 19: a second installation on the same store, and the first one dying.
-    Suite("one_per_store", "one_per_store.py", ["--images", "60", "--rival-starts", "20", "--kills", "10", "--seed", "1"],
-          ["--images", "6", "--rival-starts", "3", "--kills", "2", "--seed", "1"]),
+    Suite(
+        "one_per_store",
+        "one_per_store.py",
+        ["--images", "60", "--rival-starts", "20", "--kills", "10", "--seed", "1"],
+        ["--images", "6", "--rival-starts", "3", "--kills", "2", "--seed", "1"],
+    ),
     # Disk full and a database locked for 30 s (5 s at CI size: the test suite holds it 30 s once).
-    Suite("resources", "resources.py", ["--images", "60", "--lock-for", "30", "--seed", "5"],
-          ["--images", "8", "--lock-for", "5", "--seed", "5"]),
-    Suite("soak", "soak.py", ["--minutes", "10"],
-          ["--seconds", "20", "--batch", "8", "--arrive-every", "2.5", "--window", "5", "--fault-rate", "0.2",
-           "--sample-every", "2"]),
+    Suite(
+        "resources",
+        "resources.py",
+        ["--images", "60", "--lock-for", "30", "--seed", "5"],
+        ["--images", "8", "--lock-for", "5", "--seed", "5"],
+    ),
+    Suite(
+        "soak",
+        "soak.py",
+        ["--minutes", "10"],
+        [
+            "--seconds",
+            "20",
+            "--batch",
+            "8",
+            "--arrive-every",
+            "2.5",
+            "--window",
+            "5",
+            "--fault-rate",
+            "0.2",
+            "--sample-every",
+            "2",
+        ],
+    ),
 ]
 
 
@@ -65,15 +104,25 @@ def run_suite(suite: Suite, *, small: bool, out: Path) -> tuple[list[ProofRow], 
     status, stdout, took = run_script(HERE / suite.script, args, cwd=ROOT, log=log)
     rows = rows_from(stdout)
     if not rows:
-        rows.append(ProofRow(suite.name, runs=0, faults=0, images=0, crashes=1,
-                             problems=[f"the suite itself failed (exit {status}); output in {log}"],
-                             command=f".venv/bin/python bench/{suite.script} {' '.join(args)}"))
+        rows.append(
+            ProofRow(
+                suite.name,
+                runs=0,
+                faults=0,
+                images=0,
+                crashes=1,
+                problems=[f"the suite itself failed (exit {status}); output in {log}"],
+                command=f".venv/bin/python bench/{suite.script} {' '.join(args)}",
+            )
+        )
     return rows, status, took
 
 
 def write_report(report: Path, rows: list[ProofRow], *, small: bool) -> None:
-    body = (f"`make reliability` on {date.today().isoformat()}, {machine()}"
-            f"{' (--small: the sizes CI runs)' if small else ''}:\n\n{markdown_table(rows)}")
+    body = (
+        f"`make reliability` on {date.today().isoformat()}, {machine()}"
+        f"{' (--small: the sizes CI runs)' if small else ''}:\n\n{markdown_table(rows)}"
+    )
     replace_between_markers(report, "<!-- proof:start -->", "<!-- proof:end -->", body)
 
 
@@ -93,8 +142,11 @@ def main() -> int:
             continue
         print(f"... {suite.name} ({suite.script})", file=sys.stderr, flush=True)
         found, status, took = run_suite(suite, small=args.small, out=out)
-        print(f"... {suite.name}: exit {status} in {took:.0f} s; output in {out / suite.name}.log",
-              file=sys.stderr, flush=True)
+        print(
+            f"... {suite.name}: exit {status} in {took:.0f} s; output in {out / suite.name}.log",
+            file=sys.stderr,
+            flush=True,
+        )
         failed |= status != 0 or not all(r.held for r in found)
         rows += found
     print(f"\n{machine()}, {date.today().isoformat()}\n")

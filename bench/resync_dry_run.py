@@ -35,8 +35,9 @@ def main() -> int:
 
     context = mp.get_context("spawn")
     answers, stop = context.Queue(), context.Event()
-    child = context.Process(target=_serve, args=(args.products, args.images, args.restore_rate, answers, stop),
-                            daemon=True)
+    child = context.Process(
+        target=_serve, args=(args.products, args.images, args.restore_rate, answers, stop), daemon=True
+    )
     child.start()
     provider = AigenSandbox(window_seconds=3600)
     provider_server = provider.start()
@@ -46,13 +47,22 @@ def main() -> int:
         tmp = Path(tempfile.mkdtemp(prefix="retouch-dry-run-"))
         config = _config(info["url"], provider.base_url, tmp)
         before = sorted(p.name for p in tmp.iterdir())
-        command = ["/usr/bin/time", "-f", "measured: %e s wall, %M KiB peak RSS, %U s user, %S s sys",
-                   sys.executable, "-m", "retouch.sync", "resync", "--all", "--dry-run", "-c", str(config)]
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"},
-                              timeout=900)
+        command = [
+            "/usr/bin/time",
+            "-f",
+            "measured: %e s wall, %M KiB peak RSS, %U s user, %S s sys",
+            sys.executable,
+            "-m",
+            "retouch.sync",
+            "resync",
+            "--all",
+            "--dry-run",
+            "-c",
+            str(config),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=900)
         out, err = done.stdout, done.stderr
-        stats = httpx.get(f"{info['url']}/_sandbox/stats", timeout=60,
-                          headers={"X-Shopify-Access-Token": TOKEN}).json()
+        stats = httpx.get(f"{info['url']}/_sandbox/stats", timeout=60, headers={"X-Shopify-Access-Token": TOKEN}).json()
         after = sorted(p.name for p in tmp.iterdir())
     finally:
         stop.set()

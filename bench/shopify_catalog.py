@@ -101,8 +101,9 @@ def _images(db: Path) -> int:
 
 def run_first_discovery(config: Path, db: Path, log_path: Path, timeout: float) -> Run:
     """The daemon's first run, stopped once the baseline is recorded."""
-    run = run_daemon_until(config, log_path, lambda _at: _meta(db, "baseline_recorded") is not None,
-                           timeout=timeout, interval=0.2)
+    run = run_daemon_until(
+        config, log_path, lambda _at: _meta(db, "baseline_recorded") is not None, timeout=timeout, interval=0.2
+    )
     if not run.finished:
         raise SystemExit(f"no baseline after {run.elapsed:.0f} s (daemon exit {run.returncode}); see {log_path}")
     return run
@@ -119,8 +120,9 @@ def main() -> int:
 
     context = mp.get_context("spawn")
     answers, stop = context.Queue(), context.Event()
-    child = context.Process(target=_serve, args=(args.products, args.images, args.restore_rate, answers, stop),
-                            daemon=True)
+    child = context.Process(
+        target=_serve, args=(args.products, args.images, args.restore_rate, answers, stop), daemon=True
+    )
     child.start()
     provider = AigenSandbox(window_seconds=3600)
     provider_server = provider.start()
@@ -143,13 +145,19 @@ def main() -> int:
     per_poll = points.get("BulkOperation", 0) / max(1, calls.get("BulkOperation", 0))
     minimum = points.get("ProductsCount", 0) + points.get("BulkProductsRun", 0) + per_poll
     peak_mb = peak_kib / 1024 if peak_kib else float("nan")
-    print(f"first run, {info['products']:,} products / {info['media']:,} media: baseline of {recorded:,} images "
-          f"recorded in {took:.1f} s (daemon exit {code}); daemon peak RSS {peak_mb:.1f} MB")
+    print(
+        f"first run, {info['products']:,} products / {info['media']:,} media: baseline of {recorded:,} images "
+        f"recorded in {took:.1f} s (daemon exit {code}); daemon peak RSS {peak_mb:.1f} MB"
+    )
     print("GraphQL calls by operation: " + json.dumps(calls, sort_keys=True))
     print("cost points by operation:   " + json.dumps(points, sort_keys=True))
-    print(f"THROTTLED answers {stats['throttled']}; {total_points} points in all against the bulk minimum "
-          f"{minimum:g} (productsCount + bulkOperationRunQuery + one bulkOperation read): "
-          f"{total_points / minimum:.2f}x" if minimum else "no bulk operation ran")
+    print(
+        f"THROTTLED answers {stats['throttled']}; {total_points} points in all against the bulk minimum "
+        f"{minimum:g} (productsCount + bulkOperationRunQuery + one bulkOperation read): "
+        f"{total_points / minimum:.2f}x"
+        if minimum
+        else "no bulk operation ran"
+    )
     problems = []
     if recorded != info["media"]:
         problems.append(f"{recorded} image rows for {info['media']} media")
@@ -157,20 +165,58 @@ def main() -> int:
         problems.append("the catalog was paged, not read by bulk operation")
     for problem in problems:
         print("PROBLEM:", problem)
-    command = command_line("bench/shopify_catalog.py", "--products", args.products, "--images", args.images,
-                           "--restore-rate", f"{args.restore_rate:g}")
+    command = command_line(
+        "bench/shopify_catalog.py",
+        "--products",
+        args.products,
+        "--images",
+        args.images,
+        "--restore-rate",
+        f"{args.restore_rate:g}",
+    )
     size = f"{info['products']:,} products / {info['media']:,} media"
-    emit([
-        Row("Shopify catalog (bulk, first run)", f"discovery wall time, {size}", round(took, 1), "s",
-            command=command),
-        Row("Shopify catalog (bulk, first run)", "daemon peak RSS", round(peak_mb, 1), "MB", limit=200,
-            limit_kind="ceiling", target="< 200 MB", met=peak_mb < 200, command=command),
-        Row("Shopify catalog (bulk, first run)", f"THROTTLED answers ({sum(calls.values())} GraphQL calls)",
-            stats["throttled"], "", target="0", met=stats["throttled"] == 0, command=command),
-        Row("Shopify catalog (bulk, first run)", "cost points, all calls", total_points, "points",
-            limit=minimum or None, limit_kind="ceiling", target="within 20% of the bulk minimum",
-            met=bool(minimum) and total_points <= 1.2 * minimum, command=command),
-    ])
+    emit(
+        [
+            Row(
+                "Shopify catalog (bulk, first run)",
+                f"discovery wall time, {size}",
+                round(took, 1),
+                "s",
+                command=command,
+            ),
+            Row(
+                "Shopify catalog (bulk, first run)",
+                "daemon peak RSS",
+                round(peak_mb, 1),
+                "MB",
+                limit=200,
+                limit_kind="ceiling",
+                target="< 200 MB",
+                met=peak_mb < 200,
+                command=command,
+            ),
+            Row(
+                "Shopify catalog (bulk, first run)",
+                f"THROTTLED answers ({sum(calls.values())} GraphQL calls)",
+                stats["throttled"],
+                "",
+                target="0",
+                met=stats["throttled"] == 0,
+                command=command,
+            ),
+            Row(
+                "Shopify catalog (bulk, first run)",
+                "cost points, all calls",
+                total_points,
+                "points",
+                limit=minimum or None,
+                limit_kind="ceiling",
+                target="within 20% of the bulk minimum",
+                met=bool(minimum) and total_points <= 1.2 * minimum,
+                command=command,
+            ),
+        ]
+    )
     return 1 if problems else 0
 
 

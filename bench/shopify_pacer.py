@@ -16,8 +16,8 @@ import logging
 import time
 
 import structlog
-
 from harness import Row, command_line, emit
+
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
@@ -47,18 +47,45 @@ def main() -> None:
         products, took, stats = asyncio.run(discover_all(shop.shop_url))
         sandbox = shop.stats()
         spend = stats.points_spent / took
-        print(f"paged discovery of {products} products (2 images each), bucket {args.bucket:.0f}, restore "
-              f"{args.restore_rate:.0f}/s: {took:.1f} s, {stats.requests} requests, THROTTLED answers "
-              f"{sandbox['throttled']}, spend {spend:.1f} points/s = {100 * spend / args.restore_rate:.0f}% of "
-              f"the restore rate (the bucket starts full)")
-        command = command_line("bench/shopify_pacer.py", "--products", args.products, "--restore-rate",
-                               f"{args.restore_rate:g}", "--bucket", f"{args.bucket:g}")
+        print(
+            f"paged discovery of {products} products (2 images each), bucket {args.bucket:.0f}, restore "
+            f"{args.restore_rate:.0f}/s: {took:.1f} s, {stats.requests} requests, THROTTLED answers "
+            f"{sandbox['throttled']}, spend {spend:.1f} points/s = {100 * spend / args.restore_rate:.0f}% of "
+            f"the restore rate (the bucket starts full)"
+        )
+        command = command_line(
+            "bench/shopify_pacer.py",
+            "--products",
+            args.products,
+            "--restore-rate",
+            f"{args.restore_rate:g}",
+            "--bucket",
+            f"{args.bucket:g}",
+        )
         share = spend / args.restore_rate
-        emit([Row("Shopify discovery (paged)", f"THROTTLED answers, {products:,} products", sandbox["throttled"], "",
-                  target="0", met=sandbox["throttled"] == 0, command=command),
-              Row("Shopify discovery (paged)", f"average spend, {products:,} products (bucket starts full)", spend,
-                  "points/s", limit=args.restore_rate, target=">= 80% of the restore rate", met=share >= 0.8,
-                  command=command)])
+        emit(
+            [
+                Row(
+                    "Shopify discovery (paged)",
+                    f"THROTTLED answers, {products:,} products",
+                    sandbox["throttled"],
+                    "",
+                    target="0",
+                    met=sandbox["throttled"] == 0,
+                    command=command,
+                ),
+                Row(
+                    "Shopify discovery (paged)",
+                    f"average spend, {products:,} products (bucket starts full)",
+                    spend,
+                    "points/s",
+                    limit=args.restore_rate,
+                    target=">= 80% of the restore rate",
+                    met=share >= 0.8,
+                    command=command,
+                ),
+            ]
+        )
     finally:
         server.stop()
 

@@ -56,8 +56,16 @@ def _serve(products: int, images: int, spread: float, answers: mp.Queue, stop: m
     started = time.perf_counter()
     summary = shop.seed_catalog(products, images, seed=1, spread_seconds=spread)
     took = time.perf_counter() - started
-    answers.put({"url": shop.shop_url, "seed_seconds": took, "rss_empty": rss_empty, "rss_seeded": _rss_mb(),
-                 "now": now, **summary})
+    answers.put(
+        {
+            "url": shop.shop_url,
+            "seed_seconds": took,
+            "rss_empty": rss_empty,
+            "rss_seeded": _rss_mb(),
+            "now": now,
+            **summary,
+        }
+    )
     stop.wait()
     server.stop()
 
@@ -92,12 +100,15 @@ def main() -> None:
     child.start()
     try:
         info = answers.get(timeout=600)
-        print(f"seeded {info['products']:,} products / {info['media']:,} media in {info['seed_seconds']:.1f} s; "
-              f"sandbox RSS {info['rss_empty']:.0f} MB empty -> {info['rss_seeded']:.0f} MB seeded")
+        print(
+            f"seeded {info['products']:,} products / {info['media']:,} media in {info['seed_seconds']:.1f} s; "
+            f"sandbox RSS {info['rss_empty']:.0f} MB empty -> {info['rss_seeded']:.0f} MB seeded"
+        )
         endpoint = f"{info['url']}/admin/api/2026-07/graphql.json"
         headers = {"X-Shopify-Access-Token": TOKEN}
         query = _query()
         with httpx.Client(headers=headers, timeout=120) as client:
+
             def post(document: str, variables: dict) -> dict:
                 answer = client.post(endpoint, json={"query": document, "variables": variables})
                 answer.raise_for_status()
@@ -111,8 +122,9 @@ def main() -> None:
             seen_products = seen_media = requests = 0
             started = time.perf_counter()
             for number, (low, high) in enumerate(zip(edges, edges[1:])):  # the outer windows are open-ended
-                terms = ([] if number == 0 else [f"updated_at:>='{_iso(low)}'"]) + \
-                    ([] if number == windows - 1 else [f"updated_at:<'{_iso(high)}'"])
+                terms = ([] if number == 0 else [f"updated_at:>='{_iso(low)}'"]) + (
+                    [] if number == windows - 1 else [f"updated_at:<'{_iso(high)}'"]
+                )
                 search = " AND ".join(terms) or None
                 after = None
                 while True:
@@ -128,10 +140,12 @@ def main() -> None:
                     after = connection["pageInfo"]["endCursor"]
             took = time.perf_counter() - started
             cost = body["extensions"]["cost"]["requestedQueryCost"]
-            print(f"paged discovery: {seen_products:,} products / {seen_media:,} media in {took:.1f} s over "
-                  f"{windows} updated_at windows, {requests:,} requests of {args.page} products "
-                  f"(requested cost {cost}): {seen_products / took:,.0f} products/s, {seen_media / took:,.0f} media/s, "
-                  f"{1000 * took / requests:.1f} ms/request")
+            print(
+                f"paged discovery: {seen_products:,} products / {seen_media:,} media in {took:.1f} s over "
+                f"{windows} updated_at windows, {requests:,} requests of {args.page} products "
+                f"(requested cost {cost}): {seen_products / took:,.0f} products/s, {seen_media / took:,.0f} media/s, "
+                f"{1000 * took / requests:.1f} ms/request"
+            )
             if seen_products != info["products"]:
                 raise SystemExit(f"discovery saw {seen_products} products, the shop holds {info['products']}")
 
@@ -151,34 +165,67 @@ def main() -> None:
             if refusal is None:
                 print(f"unfiltered paging reached the end ({depth:,} products) without a refusal")
             else:
-                print(f"unfiltered paging got {depth:,} products ({probe_took:.1f} s), then the page past "
-                      f"{CAP:,}: {json.dumps({k: refusal[k] for k in ('errors', 'data')})}")
+                print(
+                    f"unfiltered paging got {depth:,} products ({probe_took:.1f} s), then the page past "
+                    f"{CAP:,}: {json.dumps({k: refusal[k] for k in ('errors', 'data')})}"
+                )
 
             # Seeded images are drawn when the CDN is asked for them.
-            probe = post("query($q: String) { products(first: 10, query: $q, sortKey: UPDATED_AT) { nodes { "
-                         "media(first: 3) { nodes { ... on MediaImage { image { url } } } } } } }", {"q": None})
+            probe = post(
+                "query($q: String) { products(first: 10, query: $q, sortKey: UPDATED_AT) { nodes { "
+                "media(first: 3) { nodes { ... on MediaImage { image { url } } } } } } }",
+                {"q": None},
+            )
             urls = [m["image"]["url"] for n in probe["data"]["products"]["nodes"] for m in n["media"]["nodes"]]
-            urls = (urls * (1 + args.images_fetched // max(1, len(urls))))[:args.images_fetched]
+            urls = (urls * (1 + args.images_fetched // max(1, len(urls))))[: args.images_fetched]
             fetched_started = time.perf_counter()
             sizes = [len(client.get(url).content) for url in urls]
             fetched_took = time.perf_counter() - fetched_started
             distinct = len(set(urls))
-            print(f"CDN: {len(urls)} image downloads ({distinct} distinct seeded photos drawn on request, the rest from "
-                  f"the LRU) in {fetched_took:.2f} s, {sum(sizes) / max(1, len(sizes)) / 1024:.0f} kB average")
+            print(
+                f"CDN: {len(urls)} image downloads ({distinct} distinct seeded photos drawn on request, the rest from "
+                f"the LRU) in {fetched_took:.2f} s, {sum(sizes) / max(1, len(sizes)) / 1024:.0f} kB average"
+            )
         rss_after = _rss_mb(child.pid)
         print(f"sandbox RSS after paging and downloads: {rss_after:.0f} MB")
-        command = command_line("bench/shopify_sandbox_scale.py", "--products", args.products, "--images", args.images,
-                               "--page", args.page)
+        command = command_line(
+            "bench/shopify_sandbox_scale.py", "--products", args.products, "--images", args.images, "--page", args.page
+        )
         catalog = f"{args.products:,} products / {args.products * args.images:,} media"
-        emit([
-            Row("Shopify sandbox at scale", f"seed time, {catalog}", info["seed_seconds"], "s", command=command),
-            Row("Shopify sandbox at scale", f"sandbox RSS seeded, {catalog}", info["rss_seeded"], "MB", limit=400,
-                limit_kind="ceiling", target="< 400 MB", met=info["rss_seeded"] < 400, command=command),
-            Row("Shopify sandbox at scale", f"sandbox RSS after paging, {catalog}", rss_after, "MB", limit=400,
-                limit_kind="ceiling", target="< 400 MB", met=rss_after < 400, command=command),
-            Row("Shopify sandbox at scale", f"paged discovery throughput, {args.page} products/page", seen_products / took,
-                "products/s", command=command),
-        ])
+        emit(
+            [
+                Row("Shopify sandbox at scale", f"seed time, {catalog}", info["seed_seconds"], "s", command=command),
+                Row(
+                    "Shopify sandbox at scale",
+                    f"sandbox RSS seeded, {catalog}",
+                    info["rss_seeded"],
+                    "MB",
+                    limit=400,
+                    limit_kind="ceiling",
+                    target="< 400 MB",
+                    met=info["rss_seeded"] < 400,
+                    command=command,
+                ),
+                Row(
+                    "Shopify sandbox at scale",
+                    f"sandbox RSS after paging, {catalog}",
+                    rss_after,
+                    "MB",
+                    limit=400,
+                    limit_kind="ceiling",
+                    target="< 400 MB",
+                    met=rss_after < 400,
+                    command=command,
+                ),
+                Row(
+                    "Shopify sandbox at scale",
+                    f"paged discovery throughput, {args.page} products/page",
+                    seen_products / took,
+                    "products/s",
+                    command=command,
+                ),
+            ]
+        )
     finally:
         stop.set()
         child.join(timeout=30)

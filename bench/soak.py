@@ -48,29 +48,29 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import SHOP_TOKEN, config_text, image_states  # noqa: E402
-from crash_harness import FINAL, check_promises  # noqa: E402
 from daemon_run import free_port  # noqa: E402
 from overhead import canned_results, make_instant  # noqa: E402
 from proof import ProofRow, command_line, emit, problem_columns  # noqa: E402
 
+from conftest import SHOP_TOKEN, config_text, image_states  # noqa: E402
+from crash_harness import FINAL, check_promises  # noqa: E402
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox  # noqa: E402
 from retouch.plugin.shopify.sandbox import ShopifySandbox  # noqa: E402
 
 RSS_TOLERANCE = 0.10
-FD_SLACK = 3      # an HTTP connection more or less in the pool at the moment of a sample
-TASK_SLACK = 5    # a step's per-product tasks alive at the moment of a sample
+FD_SLACK = 3  # an HTTP connection more or less in the pool at the moment of a sample
+TASK_SLACK = 5  # a step's per-product tasks alive at the moment of a sample
 FIGURES = "SOAK-FIGURES "
 
 
 @dataclass
 class Sample:
-    at: float          # seconds since the daemon started
+    at: float  # seconds since the daemon started
     rss_kib: int
     fds: int
     threads: int
     tasks: int | None  # None when the metrics endpoint did not answer
-    processed: int     # images final so far
+    processed: int  # images final so far
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Figures:
     images: int
     faults: dict[str, int]
     samples: list[Sample] = field(default_factory=list)
-    warm_samples: int = 0           # how many samples are warm-up (not in start/end)
+    warm_samples: int = 0  # how many samples are warm-up (not in start/end)
     crashes: int = 0
     tracebacks: int = 0
     states: dict[str, int] = field(default_factory=dict)
@@ -87,7 +87,7 @@ class Figures:
 
     def _window(self, which: str) -> list[Sample]:
         """The first or last tenth of the samples after warm-up (at least 3)."""
-        loaded = self.samples[self.warm_samples:]
+        loaded = self.samples[self.warm_samples :]
         size = max(3, len(loaded) // 10)
         return loaded[:size] if which == "start" else loaded[-size:]
 
@@ -120,10 +120,15 @@ class Figures:
 
     def detail(self) -> str:
         def f(name: str, scale: float = 1, unit: str = "") -> str:
-            return (f"{name.split('_')[0]} {self.figure(name, 'start') / scale:.1f}{unit} -> "
-                    f"{self.figure(name, 'end') / scale:.1f}{unit} (max {self.peak(name) / scale:.1f}{unit})")
-        return (f"{self.seconds / 60:.1f} min; {f('rss_kib', 1024, ' MB')}; {f('fds')}; {f('threads')}; "
-                f"{f('tasks')}; faults {self.faults}")
+            return (
+                f"{name.split('_')[0]} {self.figure(name, 'start') / scale:.1f}{unit} -> "
+                f"{self.figure(name, 'end') / scale:.1f}{unit} (max {self.peak(name) / scale:.1f}{unit})"
+            )
+
+        return (
+            f"{self.seconds / 60:.1f} min; {f('rss_kib', 1024, ' MB')}; {f('fds')}; {f('threads')}; "
+            f"{f('tasks')}; faults {self.faults}"
+        )
 
 
 def proc_figures(pid: int) -> tuple[int, int, int] | None:
@@ -150,10 +155,12 @@ def asyncio_tasks(http: httpx.Client, metrics_url: str) -> int | None:
 def provider_faults(http: httpx.Client, provider: AigenSandbox, rate: float, budget: int) -> int:
     """Faults at a rate on the provider's creates and polls (over HTTP, as tests set them); returns
     how many were asked for."""
-    plans = [{"endpoint": "create", "status": 500, "count": 1, "skip": 1},  # the 2nd create, whatever the rate
-             {"endpoint": "create", "status": 503, "count": budget, "probability": rate},
-             {"endpoint": "status", "status": 503, "count": budget, "probability": rate},
-             {"endpoint": "status", "mode": "html", "count": budget // 4 or 1, "probability": rate / 4}]
+    plans = [
+        {"endpoint": "create", "status": 500, "count": 1, "skip": 1},  # the 2nd create, whatever the rate
+        {"endpoint": "create", "status": 503, "count": budget, "probability": rate},
+        {"endpoint": "status", "status": 503, "count": budget, "probability": rate},
+        {"endpoint": "status", "mode": "html", "count": budget // 4 or 1, "probability": rate / 4},
+    ]
     for plan in plans:
         http.post(f"{provider.server_url}/_sandbox/faults", json=plan).raise_for_status()
     return sum(p["count"] for p in plans)
@@ -162,8 +169,9 @@ def provider_faults(http: httpx.Client, provider: AigenSandbox, rate: float, bud
 def shopify_fault(http: httpx.Client, shop: ShopifySandbox, n: int) -> dict[str, int]:
     """The n-th round of Shopify faults; returns what was added, by kind."""
     added = {"http": 1}
-    http.post(f"{shop.shop_url}/_sandbox/faults",
-              json={"status": (500, 502, 503)[n % 3], "count": 1}).raise_for_status()
+    http.post(
+        f"{shop.shop_url}/_sandbox/faults", json={"status": (500, 502, 503)[n % 3], "count": 1}
+    ).raise_for_status()
     if n % 10 == 9:  # a THROTTLED empties the bucket: the client waits for it to refill
         http.post(f"{shop.shop_url}/_sandbox/faults", json={"throttle": True}).raise_for_status()
         added["throttle"] = 1
@@ -174,30 +182,55 @@ def shopify_fault(http: httpx.Client, shop: ShopifySandbox, n: int) -> dict[str,
 
 
 def start_daemon(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=log.open("a"), env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("a"),
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
-def soak(tmp: Path, *, seconds: float, batch: int, arrive_every: float, window: float, fault_rate: float,
-         sample_every: float, warmup: float, seed: int, drain_timeout: float) -> Figures:
+def soak(
+    tmp: Path,
+    *,
+    seconds: float,
+    batch: int,
+    arrive_every: float,
+    window: float,
+    fault_rate: float,
+    sample_every: float,
+    warmup: float,
+    seed: int,
+    drain_timeout: float,
+) -> Figures:
     # Shopify's cost bucket is raised (as bench/overhead.py does): at the standard restore rate the
     # bucket, not the daemon, would set the pace, and far fewer images would go through.
     shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.05, bucket_size=20_000, restore_rate=2_000)
     shop_server = shop.start()
     # Per window: room for a few batches' images, so the quota (not the sandbox) sets the pace.
     per_window = max(20, int(batch / arrive_every * window * 1.5))
-    provider = AigenSandbox(window_seconds=window, jobs_per_window=per_window, images_per_window=per_window,
-                            polls_per_window=per_window * 10, active_jobs_per_key=2, active_jobs_per_account=2,
-                            seconds_per_item=0.01)
+    provider = AigenSandbox(
+        window_seconds=window,
+        jobs_per_window=per_window,
+        images_per_window=per_window,
+        polls_per_window=per_window * 10,
+        active_jobs_per_key=2,
+        active_jobs_per_account=2,
+        seconds_per_item=0.01,
+    )
     provider_server = provider.start()
     make_instant(provider, canned_results(seed))
     port = free_port()
-    limits = (f'window = "{window:g}s", jobs = {per_window}, images = {per_window}, polls = {per_window * 10}, '
-              f'active_jobs = 2')
+    limits = (
+        f'window = "{window:g}s", jobs = {per_window}, images = {per_window}, polls = {per_window * 10}, '
+        f'active_jobs = 2'
+    )
     config = tmp / "config.toml"
-    config.write_text(config_text(shop, provider, tmp, new_only=False, limits=limits,
-                                  extra=f'\n[server]\nlisten = "127.0.0.1:{port}"\n')
-                      .replace('level = "debug"', 'level = "info"'))
+    config.write_text(
+        config_text(
+            shop, provider, tmp, new_only=False, limits=limits, extra=f'\n[server]\nlisten = "127.0.0.1:{port}"\n'
+        ).replace('level = "debug"', 'level = "info"')
+    )
     db, log = tmp / "retouch.db", tmp / "daemon.log"
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     originals: dict[str, dict] = {}
@@ -229,8 +262,14 @@ def soak(tmp: Path, *, seconds: float, batch: int, arrive_every: float, window: 
                 rounds += 1
                 found = proc_figures(daemon.pid)
                 if found is not None:
-                    figures.samples.append(Sample(now - started, *found, asyncio_tasks(http, metrics_url),
-                                                  sum(s in FINAL for s in image_states(db).values())))
+                    figures.samples.append(
+                        Sample(
+                            now - started,
+                            *found,
+                            asyncio_tasks(http, metrics_url),
+                            sum(s in FINAL for s in image_states(db).values()),
+                        )
+                    )
                 next_sample += sample_every
             time.sleep(max(0.05, min(next_arrival, next_sample) - time.monotonic()))
         figures.warm_samples = sum(s.at < seconds * warmup for s in figures.samples)
@@ -248,8 +287,10 @@ def soak(tmp: Path, *, seconds: float, batch: int, arrive_every: float, window: 
                 figures.crashes += 1
                 daemon = start_daemon(config, log)
             if time.monotonic() > deadline:
-                figures.problems.append(f"not drained in {drain_timeout:.0f} s: "
-                                        f"{ {s: list(states.values()).count(s) for s in set(states.values())} }")
+                figures.problems.append(
+                    f"not drained in {drain_timeout:.0f} s: "
+                    f"{ {s: list(states.values()).count(s) for s in set(states.values())} }"
+                )
                 break
             time.sleep(0.5)
         figures.seconds = time.monotonic() - started
@@ -262,14 +303,18 @@ def soak(tmp: Path, *, seconds: float, batch: int, arrive_every: float, window: 
         figures.images = sum(s in FINAL for s in states.values())
         served = shop.stats()
         media_failed = shop_added.get("media_failed", 0) - len(pending_shop["fail_media_processing"])
-        figures.faults = {"provider": provider_fired,
-                          "shopify_http": served["faults_served"], "shopify_throttled": served["throttled"],
-                          "shopify_media_failed": media_failed}
+        figures.faults = {
+            "provider": provider_fired,
+            "shopify_http": served["faults_served"],
+            "shopify_throttled": served["throttled"],
+            "shopify_media_failed": media_failed,
+        }
         figures.problems += check_promises(db, shop, provider, originals, "replace")
         figures.problems += rehash_backups(db, tmp / "backups")
         if figures.states.get("failed", 0) > media_failed:
-            figures.problems.append(f"{figures.states['failed']} images failed, more than the "
-                                    f"{media_failed} processing failures injected")
+            figures.problems.append(
+                f"{figures.states['failed']} images failed, more than the {media_failed} processing failures injected"
+            )
         figures.tracebacks = log.read_text(errors="replace").count("Traceback")
     finally:
         http.close()
@@ -284,8 +329,11 @@ def rehash_backups(db: Path, backups: Path) -> list[str]:
 
     with sqlite3.connect(db) as conn:
         shas = [row[0] for row in conn.execute("select backup_sha256 from image where state = 'done'")]
-    return [f"backup {sha[:12]} is not byte-identical" for sha in shas
-            if hashlib.sha256((backups / sha[:2] / sha).read_bytes()).hexdigest() != sha]
+    return [
+        f"backup {sha[:12]} is not byte-identical"
+        for sha in shas
+        if hashlib.sha256((backups / sha[:2] / sha).read_bytes()).hexdigest() != sha
+    ]
 
 
 def main() -> int:
@@ -304,24 +352,56 @@ def main() -> int:
     args = parser.parse_args()
     seconds = args.seconds if args.seconds is not None else 60 * (args.minutes if args.minutes is not None else 10)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    figures = soak(Path(tempfile.mkdtemp(prefix="retouch-soak-")), seconds=seconds, batch=args.batch,
-                   arrive_every=args.arrive_every, window=args.window, fault_rate=args.fault_rate,
-                   sample_every=args.sample_every, warmup=args.warmup, seed=args.seed,
-                   drain_timeout=args.drain_timeout)
+    figures = soak(
+        Path(tempfile.mkdtemp(prefix="retouch-soak-")),
+        seconds=seconds,
+        batch=args.batch,
+        arrive_every=args.arrive_every,
+        window=args.window,
+        fault_rate=args.fault_rate,
+        sample_every=args.sample_every,
+        warmup=args.warmup,
+        seed=args.seed,
+        drain_timeout=args.drain_timeout,
+    )
     flat = figures.flatness_problems()
     print(f"soak: {figures.images} images in {figures.seconds:.0f} s, states {figures.states}; {figures.detail()}")
     for sample in figures.samples:
-        print(f"  {sample.at:7.1f} s  RSS {sample.rss_kib / 1024:6.1f} MB  fds {sample.fds:3d}  threads "
-              f"{sample.threads:3d}  tasks {sample.tasks}  processed {sample.processed}")
+        print(
+            f"  {sample.at:7.1f} s  RSS {sample.rss_kib / 1024:6.1f} MB  fds {sample.fds:3d}  threads "
+            f"{sample.threads:3d}  tasks {sample.tasks}  processed {sample.processed}"
+        )
     print(FIGURES + json.dumps({**asdict(figures), "flatness": flat}), flush=True)
     columns = problem_columns(figures.problems)
     columns["problems"] += flat
-    size_args = (["--seconds", args.seconds] if args.seconds is not None else ["--minutes", seconds / 60])
-    emit([ProofRow(suite="soak", runs=1, faults=sum(figures.faults.values()), images=figures.images,
-                   crashes=figures.crashes + figures.tracebacks, **columns, detail=figures.detail(),
-                   command=command_line("bench/soak.py", *size_args, "--batch", args.batch, "--arrive-every",
-                                        args.arrive_every, "--window", args.window, "--fault-rate", args.fault_rate,
-                                        "--seed", args.seed))])
+    size_args = ["--seconds", args.seconds] if args.seconds is not None else ["--minutes", seconds / 60]
+    emit(
+        [
+            ProofRow(
+                suite="soak",
+                runs=1,
+                faults=sum(figures.faults.values()),
+                images=figures.images,
+                crashes=figures.crashes + figures.tracebacks,
+                **columns,
+                detail=figures.detail(),
+                command=command_line(
+                    "bench/soak.py",
+                    *size_args,
+                    "--batch",
+                    args.batch,
+                    "--arrive-every",
+                    args.arrive_every,
+                    "--window",
+                    args.window,
+                    "--fault-rate",
+                    args.fault_rate,
+                    "--seed",
+                    args.seed,
+                ),
+            )
+        ]
+    )
     return 1 if figures.problems or flat or figures.crashes or figures.tracebacks else 0
 
 

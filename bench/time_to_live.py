@@ -44,6 +44,7 @@ from pathlib import Path
 import structlog
 from daemon_run import free_port, image_states
 from harness import Row, command_line, emit
+
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 
@@ -55,8 +56,7 @@ SHOPIFY_PROCESSING = 0.3  # seconds Shopify takes to make a new media READY (the
 LIMITS = 'window = "1h", jobs = 1000, images = 1000, polls = 10000, active_jobs = 1'
 
 
-def config_text(shop: ShopifySandbox, provider: AigenSandbox, tmp: Path, *, discover_every: float,
-                extra: str) -> str:
+def config_text(shop: ShopifySandbox, provider: AigenSandbox, tmp: Path, *, discover_every: float, extra: str) -> str:
     return f"""
 [shop]
 url = "{shop.shop_url}"
@@ -100,8 +100,11 @@ def provider_seconds(provider: AigenSandbox) -> dict[str, float]:
     state = provider._state  # in-process: the sandbox's own record of when it worked
     with state.lock:
         jobs = [j for j in state._enhancements.values() if j.completed_at is not None]
-        return {item.external_id: j.completed_at - j.created_at
-                for j in sorted(jobs, key=lambda j: j.created_at) for item in j.payload.images}
+        return {
+            item.external_id: j.completed_at - j.created_at
+            for j in sorted(jobs, key=lambda j: j.created_at)
+            for item in j.payload.images
+        }
 
 
 def log_events(path: Path, media_id: str) -> dict[str, datetime]:
@@ -140,8 +143,10 @@ def measure(*, webhooks: bool, samples: int, discover_every: float, rng: random.
         extra = ""
         if webhooks:
             port = free_port()
-            extra = (f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
-                     f'shopify_webhook_secret = "{APP_SECRET}"\n')
+            extra = (
+                f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
+                f'shopify_webhook_secret = "{APP_SECRET}"\n'
+            )
         config = tmp / "config.toml"
         config.write_text(config_text(shop, provider, tmp, discover_every=discover_every, extra=extra))
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -149,9 +154,12 @@ def measure(*, webhooks: bool, samples: int, discover_every: float, rng: random.
         notify.settimeout(60)
         log_path = tmp / "daemon.log"
         started = time.monotonic()
-        daemon = subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
-                                  env={**os.environ, "NOTIFY_SOCKET": str(tmp / "notify"), "NO_COLOR": "1"},
-                                  stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "retouch.sync", "run", "-c", str(config)],
+            env={**os.environ, "NOTIFY_SOCKET": str(tmp / "notify"), "NO_COLOR": "1"},
+            stdout=log_path.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         while notify.recv(4096) != b"READY=1":
             pass
         result["ready"] = time.monotonic() - started
@@ -193,28 +201,51 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    command = command_line("bench/time_to_live.py", "--samples", args.samples, "--discover-every",
-                           f"{args.discover_every:g}", "--seed", args.seed)
+    command = command_line(
+        "bench/time_to_live.py",
+        "--samples",
+        args.samples,
+        "--discover-every",
+        f"{args.discover_every:g}",
+        "--seed",
+        args.seed,
+    )
     rng = random.Random(args.seed)
     targets = {"polling": args.discover_every + 2.0, "webhooks": 2.0}
     rows: list[Row] = []
     runs = {}
     for name in ("polling", "webhooks"):
-        runs[name] = r = measure(webhooks=name == "webhooks", samples=args.samples,
-                                 discover_every=args.discover_every, rng=rng)
+        runs[name] = r = measure(
+            webhooks=name == "webhooks", samples=args.samples, discover_every=args.discover_every, rng=rng
+        )
         live = r["live"]
-        print(f"{name}: start->READY {r['ready']:.2f} s; new image -> live minus provider time: "
-              f"mean {sum(live) / len(live):.2f} s, max {max(live):.2f} s over {len(live)} "
-              f"(provider {sum(r['provider']) / len(r['provider']):.2f} s each); SIGTERM->exit {r['stop']:.2f} s "
-              f"(exit {r['exit_code']})", flush=True)
+        print(
+            f"{name}: start->READY {r['ready']:.2f} s; new image -> live minus provider time: "
+            f"mean {sum(live) / len(live):.2f} s, max {max(live):.2f} s over {len(live)} "
+            f"(provider {sum(r['provider']) / len(r['provider']):.2f} s each); SIGTERM->exit {r['stop']:.2f} s "
+            f"(exit {r['exit_code']})",
+            flush=True,
+        )
         for steps in r["breakdown"]:
-            print("   since queued: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(steps.items(), key=lambda kv: kv[1])))
+            print(
+                "   since queued: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(steps.items(), key=lambda kv: kv[1]))
+            )
         print(f"   daemon log: {r['log']}")
         target = targets[name]
-        rows.append(Row("Time to live", f"new image -> live, {name} (discover every {args.discover_every:g} s), "
-                        f"max of {len(live)}, minus provider time", max(live), "s", limit=target,
-                        limit_kind="ceiling", target=f"< {target:g} s" if name == "webhooks" else f"<= {target:g} s",
-                        met=max(live) < target if name == "webhooks" else max(live) <= target, command=command))
+        rows.append(
+            Row(
+                "Time to live",
+                f"new image -> live, {name} (discover every {args.discover_every:g} s), "
+                f"max of {len(live)}, minus provider time",
+                max(live),
+                "s",
+                limit=target,
+                limit_kind="ceiling",
+                target=f"< {target:g} s" if name == "webhooks" else f"<= {target:g} s",
+                met=max(live) < target if name == "webhooks" else max(live) <= target,
+                command=command,
+            )
+        )
     rows.append(Row("Service", "daemon start -> READY=1", runs["polling"]["ready"], "s", command=command))
     rows.append(Row("Service", "SIGTERM -> exit", max(r["stop"] for r in runs.values()), "s", command=command))
     emit(rows)

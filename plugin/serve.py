@@ -77,7 +77,9 @@ def bind_loopback(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def serve_in_thread(app: Any, *, port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 10.0) -> RunningServer:
+def serve_in_thread(
+    app: Any, *, port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 10.0
+) -> RunningServer:
     """Start `app` on host:port (0 = any free port) and return once it accepts connections."""
     sock = bind_loopback(port, host)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=_TrackedH11Protocol)
@@ -85,7 +87,9 @@ def serve_in_thread(app: Any, *, port: int = 0, host: str = "127.0.0.1", startup
     # uvicorn would install its own SIGINT/SIGTERM handlers; in a thread that is neither
     # possible nor wanted: the owner of the process decides how to stop.
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # uvicorn < 0.29 had the method
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"serve:{sock.getsockname()[1]}")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"serve:{sock.getsockname()[1]}"
+    )
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:

@@ -90,8 +90,8 @@ class Holder:
 
     sha256: str
     state: str
-    done_before: bool          # done, and last changed before the cutoff
-    reverted: bool             # reverted at least once (reverted_at set), whatever its state now
+    done_before: bool  # done, and last changed before the cutoff
+    reverted: bool  # reverted at least once (reverted_at set), whatever its state now
     product_id: str = ""
     media_id: str = ""
 
@@ -113,8 +113,8 @@ def prunable_digests(holders: Iterable[Holder]) -> set[str]:
 
 @dataclass(frozen=True)
 class Inventory:
-    files: dict[str, int]          # sha256 -> size in bytes, of every original on disk
-    prunable: dict[str, int]       # those the policy lets go (a subset)
+    files: dict[str, int]  # sha256 -> size in bytes, of every original on disk
+    prunable: dict[str, int]  # those the policy lets go (a subset)
     media: dict[str, list[str]] = field(default_factory=dict)  # prunable sha256 -> "product media" of its images
 
     @property

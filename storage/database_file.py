@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+
 def sqlite_file(url: str) -> Path:
     """The database file `url` opens; ValueError for an in-memory or nameless database (retouch
     must remember what it did across restarts) or a URL SQLAlchemy cannot read."""
@@ -40,8 +41,10 @@ def sqlite_file(url: str) -> Path:
     if not database:
         raise ValueError("names no database file: write it as 'sqlite:////var/lib/retouch/retouch.db'")
     if database == ":memory:" or database.startswith(("file::memory:", ":memory:")):
-        raise ValueError("an in-memory database forgets every image at each restart (and each command "
-                         "would see its own); name a file: 'sqlite:////var/lib/retouch/retouch.db'")
+        raise ValueError(
+            "an in-memory database forgets every image at each restart (and each command "
+            "would see its own); name a file: 'sqlite:////var/lib/retouch/retouch.db'"
+        )
     return Path(database)
 
 
@@ -68,6 +71,8 @@ def database_problem(path: Path) -> str | None:
             return f"cannot be opened safely: {sidecar.name} beside it is {kind}; remove {sidecar}"
     if info.st_size % 512:
         # Every SQLite page size is a multiple of 512 bytes, so every SQLite file is too.
-        return (f"is not an SQLite database, or a truncated one ({info.st_size:,} bytes, not a whole number of "
-                "pages): restore it from a backup, or point [storage] url at another file")
+        return (
+            f"is not an SQLite database, or a truncated one ({info.st_size:,} bytes, not a whole number of "
+            "pages): restore it from a backup, or point [storage] url at another file"
+        )
     return None

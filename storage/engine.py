@@ -23,11 +23,15 @@ def open_failure(exc: DatabaseError, path: Path) -> str:
     reason = str(getattr(exc, "orig", exc)).strip() or type(exc).__name__
     lowered = reason.lower()
     if _read_only_mount(path):
-        return ("is on a read-only mount: retouch writes its state there; point [storage] url at a writable "
-                "place (the unit's StateDirectory=)")
+        return (
+            "is on a read-only mount: retouch writes its state there; point [storage] url at a writable "
+            "place (the unit's StateDirectory=)"
+        )
     if "readonly" in lowered or "read-only" in lowered:
-        return ("is read-only (the file, its folder or the mount): retouch writes its state there; "
-                "make it writable for the service's user")
+        return (
+            "is read-only (the file, its folder or the mount): retouch writes its state there; "
+            "make it writable for the service's user"
+        )
     if "not a database" in lowered:
         return "is not an SQLite database (or is encrypted): point [storage] url at another file"
     if "malformed" in lowered or "corrupt" in lowered:
@@ -81,8 +85,9 @@ def _scrubbed(parameters: Any, scrub: Callable[[str], str]) -> Any:
     return parameters
 
 
-def _scrub_writes(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
-                  _executemany: bool) -> tuple[str, Any]:
+def _scrub_writes(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _executemany: bool
+) -> tuple[str, Any]:
     scrub = _scrub_text
     if scrub is not None and parameters and statement.lstrip()[:7].upper().startswith(_WRITES):
         parameters = _scrubbed(parameters, scrub)
@@ -96,7 +101,7 @@ def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     def configure(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")   # fsync only the commits that need it: see `Store._write`
+        cursor.execute("PRAGMA synchronous=NORMAL")  # fsync only the commits that need it: see `Store._write`
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")  # another process may hold the write lock
         cursor.close()

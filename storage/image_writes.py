@@ -25,11 +25,15 @@ def set_fields(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> None:
     for image_id, fields in changes.items():
         _refuse_state(fields)
         by_columns.setdefault(tuple(sorted(fields)), []).append(
-            {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
+            {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}}
+        )
     now = utcnow()
     for columns, rows in by_columns.items():
-        statement = (update(Image).where(col(Image.id) == bindparam("image_id"))
-                     .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now))
+        statement = (
+            update(Image)
+            .where(col(Image.id) == bindparam("image_id"))
+            .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now)
+        )
         if conn.execute(statement, rows).rowcount != len(rows):
             raise KeyError(sorted(row["image_id"] for row in rows))
 
@@ -49,7 +53,8 @@ def apply_moves(conn: Connection, moves: Sequence[Move]) -> list[int]:
         transition, states = lifecycle.checked(move.name, move.expect, move.fields)
         values = transition.values(move.fields)
         groups.setdefault((move.name, states, tuple(sorted(values))), []).append(
-            {"image_id": move.image_id, **{f"new_{name}": value for name, value in values.items()}})
+            {"image_id": move.image_id, **{f"new_{name}": value for name, value in values.items()}}
+        )
     now = utcnow()
     moved: set[int] = set()
     for (name, states, columns), rows in groups.items():
@@ -57,8 +62,11 @@ def apply_moves(conn: Connection, moves: Sequence[Move]) -> list[int]:
         # The expected states as SQL literals (they are the enum's own words): an expanding IN list
         # cannot be executed for many rows.
         expected = col(Image.state).in_([literal_column(f"'{ImageState(state).value}'") for state in states])
-        statement = (update(Image).where(col(Image.id) == bindparam("image_id"), expected)
-                     .values(**{column: bindparam(f"new_{column}") for column in columns}, updated_at=now))
+        statement = (
+            update(Image)
+            .where(col(Image.id) == bindparam("image_id"), expected)
+            .values(**{column: bindparam(f"new_{column}") for column in columns}, updated_at=now)
+        )
         if conn.execute(statement, rows).rowcount == len(rows):
             moved.update(ids)
             continue
@@ -66,6 +74,11 @@ def apply_moves(conn: Connection, moves: Sequence[Move]) -> list[int]:
         # its target state stamped with this transaction's time (the write lock is ours since the
         # statement: no other process changed them in between).
         target = lifecycle.TRANSITIONS[name].target
-        moved.update(conn.execute(select(Image.id).where(col(Image.id).in_(ids), col(Image.state) == str(target),
-                                                         col(Image.updated_at) == now)).scalars())
+        moved.update(
+            conn.execute(
+                select(Image.id).where(
+                    col(Image.id).in_(ids), col(Image.state) == str(target), col(Image.updated_at) == now
+                )
+            ).scalars()
+        )
     return [move.image_id for move in moves if move.image_id in moved]

@@ -18,8 +18,11 @@ def prunable_results(store: Any, results: BackupStore, keep: float | None, now: 
     if keep is None:
         return {}
     shas = prunable_digests(store.result_holders(before=now - keep))
-    return {sha: st.st_size for sha, st in files_on_disk(results.directory).items()
-            if sha in shas and now - st.st_mtime >= RECENT_GRACE}
+    return {
+        sha: st.st_size
+        for sha, st in files_on_disk(results.directory).items()
+        if sha in shas and now - st.st_mtime >= RECENT_GRACE
+    }
 
 
 def prune_results(store: Any, results: BackupStore, keep: float, now: float) -> tuple[int, int]:

@@ -28,19 +28,27 @@ SCHEMA_VERSION = 6
 
 # What brings a database of an older version up to date, one list of statements per version step.
 MIGRATIONS: dict[int, list[str]] = {
-    1: ["ALTER TABLE image ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
+    1: [
+        "ALTER TABLE image ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE job ADD COLUMN credits_used INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE job ADD COLUMN options VARCHAR"],
-    2: ["ALTER TABLE job ADD COLUMN provider_state VARCHAR",
-        "ALTER TABLE image ADD COLUMN paid_attempts INTEGER NOT NULL DEFAULT 0"],
+        "ALTER TABLE job ADD COLUMN options VARCHAR",
+    ],
+    2: [
+        "ALTER TABLE job ADD COLUMN provider_state VARCHAR",
+        "ALTER TABLE image ADD COLUMN paid_attempts INTEGER NOT NULL DEFAULT 0",
+    ],
     3: ["ALTER TABLE image ADD COLUMN write_mode VARCHAR"],
-    4: ["ALTER TABLE image ADD COLUMN reverted_at FLOAT",
+    4: [
+        "ALTER TABLE image ADD COLUMN reverted_at FLOAT",
         "ALTER TABLE image ADD COLUMN backup_pruned_at FLOAT",
-        "ALTER TABLE image ADD COLUMN rule VARCHAR"],
-    5: ["ALTER TABLE image ADD COLUMN product_title VARCHAR",
+        "ALTER TABLE image ADD COLUMN rule VARCHAR",
+    ],
+    5: [
+        "ALTER TABLE image ADD COLUMN product_title VARCHAR",
         "ALTER TABLE image ADD COLUMN result_sha256 VARCHAR",
         "ALTER TABLE image ADD COLUMN approved_at FLOAT",
-        "ALTER TABLE image ADD COLUMN review_note VARCHAR"],
+        "ALTER TABLE image ADD COLUMN review_note VARCHAR",
+    ],
 }
 
 
@@ -59,30 +67,42 @@ class ImageState(StrEnum):
     SUBMITTED = "submitted"
     ENHANCED = "enhanced"
     BACKED_UP = "backed_up"
-    AWAITING_REVIEW = "awaiting_review"    # the result is kept locally until the owner approves it
+    AWAITING_REVIEW = "awaiting_review"  # the result is kept locally until the owner approves it
     WRITTEN = "written"
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
     REVERTED = "reverted"
-    REJECTED = "rejected"                  # the owner refused the result; the original stays in Shopify
+    REJECTED = "rejected"  # the owner refused the result; the original stays in Shopify
 
 
 # States in which an image is still on its way: the queue.
-PENDING_STATES = (ImageState.DISCOVERED, ImageState.SUBMITTED, ImageState.ENHANCED,
-                  ImageState.BACKED_UP, ImageState.AWAITING_REVIEW, ImageState.WRITTEN)
+PENDING_STATES = (
+    ImageState.DISCOVERED,
+    ImageState.SUBMITTED,
+    ImageState.ENHANCED,
+    ImageState.BACKED_UP,
+    ImageState.AWAITING_REVIEW,
+    ImageState.WRITTEN,
+)
 # The queue minus what waits for the owner: what the daemon (and the provider) still has to work on.
 # A run that waits for its images to settle waits for these, not for a review that may take days.
 WORK_STATES = tuple(state for state in PENDING_STATES if state is not ImageState.AWAITING_REVIEW)
-FINAL_STATES = (ImageState.DONE, ImageState.FAILED, ImageState.SKIPPED, ImageState.BASELINE, ImageState.REVERTED,
-                ImageState.REJECTED)
+FINAL_STATES = (
+    ImageState.DONE,
+    ImageState.FAILED,
+    ImageState.SKIPPED,
+    ImageState.BASELINE,
+    ImageState.REVERTED,
+    ImageState.REJECTED,
+)
 
 
 class JobState(StrEnum):
-    PENDING = "pending"        # key written, the provider has not (knowingly) accepted it yet
-    SUBMITTED = "submitted"    # accepted: has a provider id, being polled
-    FINISHED = "finished"      # terminal at the provider; items were recorded
-    FAILED = "failed"          # rejected for good (409, 400); its images carry the reason
+    PENDING = "pending"  # key written, the provider has not (knowingly) accepted it yet
+    SUBMITTED = "submitted"  # accepted: has a provider id, being polled
+    FINISHED = "finished"  # terminal at the provider; items were recorded
+    FAILED = "failed"  # rejected for good (409, 400); its images carry the reason
 
 
 class Image(SQLModel, table=True):
@@ -91,13 +111,13 @@ class Image(SQLModel, table=True):
     product_id: str = Field(index=True)
     product_legacy_id: str
     state: str = Field(index=True)
-    source_url: str | None = None          # CDN URL of the original when it was discovered (None until READY)
-    filename: str | None = None            # original's file name; its extension must be kept on replace
+    source_url: str | None = None  # CDN URL of the original when it was discovered (None until READY)
+    filename: str | None = None  # original's file name; its extension must be kept on replace
     mime_type: str | None = None
     alt: str | None = None
     position: int = 0
     job_id: int | None = Field(default=None, foreign_key="job.id", index=True)
-    item_index: int | None = None          # position in the job's request, to map results back
+    item_index: int | None = None  # position in the job's request, to map results back
     result_url: str | None = None
     backup_sha256: str | None = None
     # [backup] keep: an image ever reverted keeps its original; a pruned one says when it went (wall clock).
@@ -106,16 +126,16 @@ class Image(SQLModel, table=True):
     # [[rules]]: the rule that decided this image and what it set (JSON, sync/rules.py), recorded when
     # it is queued and sent with it, so a reload that changes the rules only affects images queued later.
     rule: str | None = None
-    write_source: str | None = None        # intent: the staged resourceUrl about to be written
+    write_source: str | None = None  # intent: the staged resourceUrl about to be written
     # The [writeback] mode the write was started in, recorded with `write_source`: read from here
     # until the image is done, so a reload that changes the mode only affects writes not yet started.
     write_mode: str | None = None
-    output_media_id: str | None = None     # the media that now shows our output (same id in replace mode)
-    written_at: float | None = None        # wall clock of the Shopify write, to time out a stuck READY
-    attempts: int = 0                      # tries of the current step (reset when a step succeeds)
-    retries: int = 0                       # times `retouch retry` brought it back from failed
-    paid_attempts: int = 0                 # provider jobs started for it that may have been charged
-    next_attempt_at: float | None = None   # wall clock; None = now
+    output_media_id: str | None = None  # the media that now shows our output (same id in replace mode)
+    written_at: float | None = None  # wall clock of the Shopify write, to time out a stuck READY
+    attempts: int = 0  # tries of the current step (reset when a step succeeds)
+    retries: int = 0  # times `retouch retry` brought it back from failed
+    paid_attempts: int = 0  # provider jobs started for it that may have been charged
+    next_attempt_at: float | None = None  # wall clock; None = now
     error_code: str | None = None
     error_message: str | None = None
     # Schema 6: the product's title (messages name products by it), and [review]: the finished result
@@ -143,10 +163,10 @@ class Job(SQLModel, table=True):
     state: str = Field(index=True)
     image_count: int = 0
     attempts: int = 0
-    next_attempt_at: float | None = None   # pending jobs: when to send again
-    next_poll_at: float | None = None      # submitted jobs: when to ask for status
+    next_attempt_at: float | None = None  # pending jobs: when to send again
+    next_poll_at: float | None = None  # submitted jobs: when to ask for status
     polls: int = 0
-    credits_used: int = 0                  # what the provider charged, recorded when the job finished
+    credits_used: int = 0  # what the provider charged, recorded when the job finished
     error_code: str | None = None
     error_message: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -192,7 +212,7 @@ class BulkLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     object_id: str = Field(index=True)
     parent_id: str | None = Field(default=None, index=True)
-    payload: str                           # the line's JSON, as received
+    payload: str  # the line's JSON, as received
 
 
 class Meta(SQLModel, table=True):

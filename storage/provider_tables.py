@@ -20,24 +20,41 @@ class ProviderTables:
     # Store gives these methods its engine and its transactions (`_read`, `_write`, `_session`).
     # ----- jobs -------------------------------------------------------------------------------
 
-    def create_job(self, provider: str, idempotency_key: str, image_ids: Sequence[int],
-                   options: str | None = None, backups: dict[int, str] | None = None) -> Job:
+    def create_job(
+        self,
+        provider: str,
+        idempotency_key: str,
+        image_ids: Sequence[int],
+        options: str | None = None,
+        backups: dict[int, str] | None = None,
+    ) -> Job:
         """Write the job, its key and its request options, and move its images to `submitted`, in
         one transaction — before any request goes out, so a crash right after can only lead to a
         replay of this key with this body (fsync'd: it must survive a power cut too). `backups`:
         image id -> digest of its original, stored by pre-flight."""
-        job = Job(provider=provider, idempotency_key=idempotency_key, state=JobState.PENDING,
-                  image_count=len(image_ids), options=options)
+        job = Job(
+            provider=provider,
+            idempotency_key=idempotency_key,
+            state=JobState.PENDING,
+            image_count=len(image_ids),
+            options=options,
+        )
         values = job.model_dump(exclude={"id"})
         with self._write(durable=True) as conn:
             job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
             moves = []
             for index, image_id in enumerate(image_ids):
                 # A new backup of the original: a prune date of an earlier one no longer applies.
-                fields = ({"backup_sha256": backups[image_id], "backup_pruned_at": None}
-                          if backups and image_id in backups else {})
-                moves.append(Move(image_id, "submit", (ImageState.DISCOVERED,),
-                                  {"job_id": job.id, "item_index": index, **fields}))
+                fields = (
+                    {"backup_sha256": backups[image_id], "backup_pruned_at": None}
+                    if backups and image_id in backups
+                    else {}
+                )
+                moves.append(
+                    Move(
+                        image_id, "submit", (ImageState.DISCOVERED,), {"job_id": job.id, "item_index": index, **fields}
+                    )
+                )
             moved = apply_moves(conn, moves)
             assert moved == list(image_ids), sorted(set(image_ids) - set(moved))  # (rolls the whole job back)
         return job
@@ -62,8 +79,13 @@ class ProviderTables:
             query = select(Image).where(Image.job_id == job_id).order_by(col(Image.item_index))
             return list(s.exec(query))
 
-    def update_job_and_images(self, job_id: int, job_fields: dict[str, Any],
-                              image_fields: dict[int, dict[str, Any]], moves: Sequence[Move] = ()) -> list[int]:
+    def update_job_and_images(
+        self,
+        job_id: int,
+        job_fields: dict[str, Any],
+        image_fields: dict[int, dict[str, Any]],
+        moves: Sequence[Move] = (),
+    ) -> list[int]:
         """Record a provider answer for a job and its items atomically (fsync'd, like every job write):
         the job's fields, items' fields (no state), and items' transitions (`moves`, compare-and-set).
         Returns the ids the moves moved."""
@@ -92,7 +114,9 @@ class ProviderTables:
 
     def credits_used(self, provider: str) -> int:
         with self._read() as s:
-            return int(s.exec(select(func.coalesce(func.sum(Job.credits_used), 0)).where(Job.provider == provider)).one())
+            return int(
+                s.exec(select(func.coalesce(func.sum(Job.credits_used), 0)).where(Job.provider == provider)).one()
+            )
 
     def prune_quota_events(self, before: float) -> None:
         with self._session() as s:

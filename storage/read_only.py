@@ -25,7 +25,7 @@ from sqlmodel import create_engine
 
 from .database_file import database_problem, sqlite_file
 from .models import SCHEMA_VERSION
-from .store import Store, StorageError, open_failure
+from .store import StorageError, Store, open_failure
 
 
 class ReadOnlyStore(Store):
@@ -51,8 +51,10 @@ class ReadOnlyStore(Store):
             raise StorageError(f"{path} {open_failure(exc, path)}") from None
         if version != str(SCHEMA_VERSION):
             self.engine.dispose()
-            raise StorageError(f"{path}: schema version {version} is not this retouch's ({SCHEMA_VERSION}); "
-                               "run any other retouch command once to bring it up to date")
+            raise StorageError(
+                f"{path}: schema version {version} is not this retouch's ({SCHEMA_VERSION}); "
+                "run any other retouch command once to bring it up to date"
+            )
 
 
 def open_read_only(url: str) -> ReadOnlyStore | None:

@@ -15,7 +15,8 @@ from .models import OutputMedia, SeenEvent, utcnow
 _insert_output = sqlite_insert(OutputMedia)
 RECORD_OUTPUT = _insert_output.on_conflict_do_update(
     index_elements=["media_id"],
-    set_={"product_id": _insert_output.excluded.product_id, "image_id": _insert_output.excluded.image_id})
+    set_={"product_id": _insert_output.excluded.product_id, "image_id": _insert_output.excluded.image_id},
+)
 
 
 class ShopTables:
@@ -39,8 +40,10 @@ class ShopTables:
         if not image_of_media:
             return
         now = utcnow()
-        rows = [{"media_id": media_id, "product_id": product_id, "image_id": image_id, "created_at": now}
-                for media_id, image_id in image_of_media.items()]
+        rows = [
+            {"media_id": media_id, "product_id": product_id, "image_id": image_id, "created_at": now}
+            for media_id, image_id in image_of_media.items()
+        ]
         with self._write() as conn:
             conn.execute(RECORD_OUTPUT, rows)  # one statement, executed for each row
 
@@ -77,7 +80,8 @@ class ShopTables:
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT id, object_id, payload FROM bulkline WHERE parent_id IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (after, limit))
+                (after, limit),
+            )
             return [tuple(row) for row in rows]  # type: ignore[misc]
 
     def staged_children(self, parent_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -88,7 +92,8 @@ class ShopTables:
         marks = ",".join("?" * len(parent_ids))
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(
-                f"SELECT parent_id, payload FROM bulkline WHERE parent_id IN ({marks}) ORDER BY id", tuple(parent_ids))
+                f"SELECT parent_id, payload FROM bulkline WHERE parent_id IN ({marks}) ORDER BY id", tuple(parent_ids)
+            )
             for parent, payload in rows:
                 found[parent].append(payload)
         return found

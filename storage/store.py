@@ -25,10 +25,10 @@ lock; the daemon only 2 s per statement, and waits for a longer lock before each
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, update
@@ -37,9 +37,9 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, delete, select
 
-from .database_file import database_problem, sqlite_file
-from .backups import Holder
 from . import lifecycle
+from .backups import Holder
+from .database_file import database_problem, sqlite_file
 from .engine import (  # noqa: F401  (is_locked_error, install_text_scrubber: imported from here by sync)
     BUSY_TIMEOUT,
     StorageError,
@@ -97,20 +97,25 @@ class Store(ProviderTables, ShopTables):
         ours = set(SQLModel.metadata.tables)
         tables = {name for name in tables if not name.startswith("sqlite_")}
         if tables and not tables & ours:
-            raise StorageError(f"holds another program's tables ({', '.join(sorted(tables)[:3])}…), none of retouch's: "
-                               "point [storage] url at a file of its own")
+            raise StorageError(
+                f"holds another program's tables ({', '.join(sorted(tables)[:3])}…), none of retouch's: "
+                "point [storage] url at a file of its own"
+            )
         self._create_schema()
         version = self.get_meta("schema_version") or str(SCHEMA_VERSION)
         if not version.isdigit() or not 1 <= int(version) <= 10_000:  # isdigit: no sign, no space, no 1e9
-            raise StorageError(f"schema version {version[:40]!r} was not written by retouch; "
-                               "is this another program's database?")
+            raise StorageError(
+                f"schema version {version[:40]!r} was not written by retouch; is this another program's database?"
+            )
         if int(version) < SCHEMA_VERSION:
             if any(step not in MIGRATIONS for step in range(int(version), SCHEMA_VERSION)):
                 raise StorageError(f"schema version {version} is older than any retouch release can migrate")
             self._migrate(int(version))
         elif int(version) > SCHEMA_VERSION:
-            raise StorageError(f"database schema version {version} is newer than this retouch "
-                               f"(expects {SCHEMA_VERSION}): upgrade retouch")
+            raise StorageError(
+                f"database schema version {version} is newer than this retouch "
+                f"(expects {SCHEMA_VERSION}): upgrade retouch"
+            )
 
     def _create_schema(self) -> None:
         """Tables and the schema version of a new database. Another process (the daemon and a
@@ -120,8 +125,9 @@ class Store(ProviderTables, ShopTables):
             try:
                 SQLModel.metadata.create_all(self.engine)
                 with self.engine.begin() as conn:
-                    conn.exec_driver_sql("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                                         (str(SCHEMA_VERSION),))
+                    conn.exec_driver_sql(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
                 return
             except OperationalError as exc:
                 if "already exists" not in str(exc) or attempt == 19:
@@ -250,8 +256,9 @@ class Store(ProviderTables, ShopTables):
         (ValueError): that changes only through `transition`."""
         self.update_images({image_id: fields})
 
-    def transition(self, image_ids: int | Sequence[int], name: str, *,
-                   expect: ImageState | Iterable[ImageState], **fields: Any) -> list[int]:
+    def transition(
+        self, image_ids: int | Sequence[int], name: str, *, expect: ImageState | Iterable[ImageState], **fields: Any
+    ) -> list[int]:
         """Move these images by the named transition (storage/lifecycle.py), each only if it is still
         in one of the `expect`ed states: a compare-and-set, in one transaction. Returns the ids that
         moved; a row that has moved on since the caller read it is left as it is (the caller may log
@@ -282,12 +289,20 @@ class Store(ProviderTables, ShopTables):
         """One more provider job that may have been charged, for each of these images."""
         if image_ids:
             with self._write() as conn:
-                conn.execute(update(Image).where(col(Image.id).in_(list(image_ids)))
-                             .values(paid_attempts=Image.paid_attempts + 1, updated_at=utcnow()))
+                conn.execute(
+                    update(Image)
+                    .where(col(Image.id).in_(list(image_ids)))
+                    .values(paid_attempts=Image.paid_attempts + 1, updated_at=utcnow())
+                )
 
-    def images_in_state(self, *states: ImageState, product_ids: Sequence[str] | None = None,
-                        limit: int | None = None, due_by: float | None = None,
-                        has_source: bool | None = None) -> list[Image]:
+    def images_in_state(
+        self,
+        *states: ImageState,
+        product_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+        due_by: float | None = None,
+        has_source: bool | None = None,
+    ) -> list[Image]:
         """Images in any of `states`, oldest first; `due_by` drops those waiting for a retry time,
         `has_source` keeps only those whose source URL is known (True) or not yet (False)."""
         query = select(Image).where(col(Image.state).in_([str(s) for s in states]))
@@ -306,7 +321,8 @@ class Store(ProviderTables, ShopTables):
     def next_attempt_due(self, *states: ImageState) -> float | None:
         """The earliest time an image in `states` is due (0.0: one is due now), None if there is none."""
         query = select(func.min(func.coalesce(col(Image.next_attempt_at), 0.0))).where(
-            col(Image.state).in_([str(s) for s in states]))
+            col(Image.state).in_([str(s) for s in states])
+        )
         with self._read() as s:
             return s.exec(query).one()
 
@@ -317,21 +333,33 @@ class Store(ProviderTables, ShopTables):
 
     def recent_failures(self, limit: int = 10) -> list[Image]:
         with self._read() as s:
-            query = (select(Image).where(Image.state == ImageState.FAILED)
-                     .order_by(col(Image.updated_at).desc()).limit(limit))
+            query = (
+                select(Image)
+                .where(Image.state == ImageState.FAILED)
+                .order_by(col(Image.updated_at).desc())
+                .limit(limit)
+            )
             return list(s.exec(query))
 
     def recent_in_states(self, states: Sequence[str], limit: int) -> list[Image]:
         """The images in `states` whose row changed last, newest first (the review page's recent results)."""
-        query = (select(Image).where(col(Image.state).in_([str(s) for s in states]))
-                 .order_by(col(Image.updated_at).desc()).limit(limit))
+        query = (
+            select(Image)
+            .where(col(Image.state).in_([str(s) for s in states]))
+            .order_by(col(Image.updated_at).desc())
+            .limit(limit)
+        )
         with self._read() as s:
             return list(s.exec(query))
 
     def changed_into_since(self, state: ImageState, after: datetime, limit: int) -> list[Image]:
         """Images in `state` whose row changed after `after`, oldest change first ([notify]'s failures)."""
-        query = (select(Image).where(Image.state == state, col(Image.updated_at) > after)
-                 .order_by(col(Image.updated_at)).limit(limit))
+        query = (
+            select(Image)
+            .where(Image.state == state, col(Image.updated_at) > after)
+            .order_by(col(Image.updated_at))
+            .limit(limit)
+        )
         with self._read() as s:
             return list(s.exec(query))
 
@@ -342,8 +370,9 @@ class Store(ProviderTables, ShopTables):
 
     def pending_by_rule(self, states: Sequence[ImageState]) -> dict[str | None, int]:
         """How many images in `states` each recorded [[rules]] decision holds (None: no rule)."""
-        query = (select(Image.rule, func.count()).where(col(Image.state).in_([str(s) for s in states]))
-                 .group_by(Image.rule))
+        query = (
+            select(Image.rule, func.count()).where(col(Image.state).in_([str(s) for s in states])).group_by(Image.rule)
+        )
         with self._read() as s:
             return {rule: count for rule, count in s.exec(query)}
 
@@ -352,12 +381,19 @@ class Store(ProviderTables, ShopTables):
     def backup_holders(self, before: float) -> list[Holder]:
         """Every image row that refers to an original still on disk (not yet pruned)."""
         cutoff = datetime.fromtimestamp(before, timezone.utc)
-        query = (select(Image.backup_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,  # type: ignore[call-overload]  # sqlmodel types select() for up to four columns
-                        Image.product_id, Image.media_id)
-                 .where(col(Image.backup_sha256).is_not(None), col(Image.backup_pruned_at).is_(None)))
+        query = select(
+            Image.backup_sha256,
+            Image.state,
+            col(Image.updated_at) <= cutoff,
+            Image.reverted_at,  # type: ignore[call-overload]  # sqlmodel types select() for up to four columns
+            Image.product_id,
+            Image.media_id,
+        ).where(col(Image.backup_sha256).is_not(None), col(Image.backup_pruned_at).is_(None))
         with self._read() as s:
-            return [Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
-                    for sha, state, done_before, reverted, product_id, media_id in s.exec(query)]
+            return [
+                Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
+                for sha, state, done_before, reverted, product_id, media_id in s.exec(query)
+            ]
 
     def mark_backup_pruned(self, sha256: str, before: float, at: float) -> bool:
         """Mark the rows of one original pruned, in one statement that re-checks the policy: no row
@@ -368,20 +404,30 @@ class Store(ProviderTables, ShopTables):
             keeper.backup_sha256 == sha256,
             (keeper.state != str(ImageState.DONE)) | (keeper.updated_at > cutoff) | keeper.reverted_at.is_not(None),  # type: ignore[union-attr]  # an aliased column
         )
-        statement = (update(Image).where(col(Image.backup_sha256) == sha256, col(Image.backup_pruned_at).is_(None),
-                                         ~blocking.exists()).values(backup_pruned_at=at))
+        statement = (
+            update(Image)
+            .where(col(Image.backup_sha256) == sha256, col(Image.backup_pruned_at).is_(None), ~blocking.exists())
+            .values(backup_pruned_at=at)
+        )
         with self._write() as conn:
             return conn.execute(statement).rowcount > 0
 
     def result_holders(self, before: float) -> list[Holder]:
         """Every image row that refers to a result kept for review ([review], storage/kept_results.py)."""
         cutoff = datetime.fromtimestamp(before, timezone.utc)
-        query = (select(Image.result_sha256, Image.state, col(Image.updated_at) <= cutoff, Image.reverted_at,
-                        Image.product_id, Image.media_id)
-                 .where(col(Image.result_sha256).is_not(None)))
+        query = select(
+            Image.result_sha256,
+            Image.state,
+            col(Image.updated_at) <= cutoff,
+            Image.reverted_at,
+            Image.product_id,
+            Image.media_id,
+        ).where(col(Image.result_sha256).is_not(None))
         with self._read() as s:
-            return [Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
-                    for sha, state, done_before, reverted, product_id, media_id in s.exec(query)]
+            return [
+                Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
+                for sha, state, done_before, reverted, product_id, media_id in s.exec(query)
+            ]
 
     def copy_to(self, path: str) -> None:
         """A consistent copy of the whole database (SQLite's online backup), for dry runs."""
@@ -403,8 +449,7 @@ class Store(ProviderTables, ShopTables):
         import sqlite3
 
         if self._probe is None:
-            self._probe = sqlite3.connect(str(self.path), isolation_level=None,
-                                          check_same_thread=False)
+            self._probe = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             self._probe.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self._probe.execute("BEGIN IMMEDIATE")
@@ -418,4 +463,3 @@ class Store(ProviderTables, ShopTables):
     def integrity_ok(self) -> bool:
         with self.engine.connect() as conn:
             return conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-

@@ -38,9 +38,13 @@ def budget_today(settings: Settings, store: Store, now: float) -> tuple[int | No
     images, credits = spent_since(settings, store, last_midnight(now))
     caps = settings.capabilities
     # A provider that may start several paid jobs for one image could spend that much on it.
-    left = budget_left(images_today=images, credits_today=credits, max_images=budget.max_images_per_day,
-                       max_credits=budget.max_credits_per_day,
-                       credits_per_image=caps.credits_per_image * caps.max_attempts)
+    left = budget_left(
+        images_today=images,
+        credits_today=credits,
+        max_images=budget.max_images_per_day,
+        max_credits=budget.max_credits_per_day,
+        credits_per_image=caps.credits_per_image * caps.max_attempts,
+    )
     parts = []
     if budget.max_credits_per_day is not None:
         parts.append(f"{credits:g} of {budget.max_credits_per_day} {caps.credit_unit}")
@@ -58,5 +62,6 @@ def reported_balance(settings: Settings, store: Store, now: float) -> tuple[floa
     if settings.provider_is_sandbox:
         return None
     since = datetime.fromtimestamp(now - BALANCE_MEMORY, timezone.utc)
-    return last_reported_balance((job.created_at, job.provider_state)
-                                 for job in store.jobs_created_since(settings.provider.name, since))
+    return last_reported_balance(
+        (job.created_at, job.provider_state) for job in store.jobs_created_since(settings.provider.name, since)
+    )

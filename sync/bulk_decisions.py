@@ -24,11 +24,11 @@ from retouch.plugin.shopify.models import BulkOperation
 
 
 class Next(StrEnum):
-    WAIT = "wait"                  # still CREATED / RUNNING / CANCELING: poll again
-    READ = "read"                  # COMPLETED: read every line
+    WAIT = "wait"  # still CREATED / RUNNING / CANCELING: poll again
+    READ = "read"  # COMPLETED: read every line
     READ_PARTIAL = "read_partial"  # ended early with partial data: read it, move nothing
-    RESTART = "restart"            # results gone (EXPIRED / unknown id): run a new operation
-    PAGE = "page"                  # no data: page the catalog instead
+    RESTART = "restart"  # results gone (EXPIRED / unknown id): run a new operation
+    PAGE = "page"  # no data: page the catalog instead
 
 
 def use_bulk(product_count: int, threshold: int) -> bool:

@@ -63,11 +63,11 @@ CAS_ROUNDS = 5
 
 @dataclass(frozen=True)
 class Claim:
-    instance: str        # random per process start
+    instance: str  # random per process start
     host: str
     database: str
     pid: int
-    started: float       # wall clock, seconds
+    started: float  # wall clock, seconds
     heartbeat: float
     lease: float
     released: bool = False
@@ -83,9 +83,16 @@ class Claim:
             return None
         try:
             data = json.loads(text)
-            return cls(instance=str(data["instance"]), host=str(data["host"]), database=str(data["database"]),
-                       pid=int(data["pid"]), started=float(data["started"]), heartbeat=float(data["heartbeat"]),
-                       lease=float(data["lease"]), released=bool(data.get("released", False)))
+            return cls(
+                instance=str(data["instance"]),
+                host=str(data["host"]),
+                database=str(data["database"]),
+                pid=int(data["pid"]),
+                started=float(data["started"]),
+                heartbeat=float(data["heartbeat"]),
+                lease=float(data["lease"]),
+                released=bool(data.get("released", False)),
+            )
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -97,13 +104,22 @@ class Claim:
 
     def describe(self, now: float) -> str:
         beat = datetime.fromtimestamp(self.heartbeat, timezone.utc).isoformat(timespec="seconds")
-        return (f"host {self.host}, database {self.database}, pid {self.pid}, "
-                f"last heartbeat {beat} ({max(0.0, now - self.heartbeat):.0f} s ago)")
+        return (
+            f"host {self.host}, database {self.database}, pid {self.pid}, "
+            f"last heartbeat {beat} ({max(0.0, now - self.heartbeat):.0f} s ago)"
+        )
 
 
 def new_claim(settings: Settings, now: float) -> Claim:
-    return Claim(instance=uuid.uuid4().hex, host=socket.gethostname(), database=str(settings.database_path),
-                 pid=os.getpid(), started=now, heartbeat=now, lease=settings.claim.lease)
+    return Claim(
+        instance=uuid.uuid4().hex,
+        host=socket.gethostname(),
+        database=str(settings.database_path),
+        pid=os.getpid(),
+        started=now,
+        heartbeat=now,
+        lease=settings.claim.lease,
+    )
 
 
 def decide(current: Claim | None, me: Claim, now: float, *, take_over: bool, lock_held: bool) -> str | None:
@@ -115,12 +131,16 @@ def decide(current: Claim | None, me: Claim, now: float, *, take_over: bool, loc
     if current.live(now):
         if mine and lock_held:
             return None
-        return (f"another retouch works on this store ({current.describe(now)}); stop it first "
-                f"(a live claim cannot be taken over: it lapses {current.lease:g} s after its last heartbeat)")
+        return (
+            f"another retouch works on this store ({current.describe(now)}); stop it first "
+            f"(a live claim cannot be taken over: it lapses {current.lease:g} s after its last heartbeat)"
+        )
     if mine or take_over:
         return None
-    return (f"this store was last worked on by another retouch ({current.describe(now)}); its claim has lapsed. "
-            "If that one is gone for good, start with `retouch run --take-over`")
+    return (
+        f"this store was last worked on by another retouch ({current.describe(now)}); its claim has lapsed. "
+        "If that one is gone for good, start with `retouch run --take-over`"
+    )
 
 
 class ClaimRefused(Exception):
@@ -134,8 +154,9 @@ class ClaimLost(Exception):
 class StoreClaim:
     """Holds the claim: acquire, renew (keep), release. Every write is a compare-and-set."""
 
-    def __init__(self, shopify: ShopifyClient | Callable[[], ShopifyClient], me: Claim,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, shopify: ShopifyClient | Callable[[], ShopifyClient], me: Claim, clock: Callable[[], float] = time.time
+    ) -> None:
         # A callable: the client in use now (a reload that rotates the token replaces it).
         self._shopify = shopify
         self.me = me
@@ -169,9 +190,14 @@ class StoreClaim:
                 raise ClaimRefused(refusal)
             if await self._write(field, replace(self.me, heartbeat=now, released=False)):
                 self.held = True
-                log.info("store_claimed", instance=self.me.instance, lease=self.me.lease,
-                         took_from=current.describe(now) if current and current.instance != self.me.instance
-                         and not current.released else None)
+                log.info(
+                    "store_claimed",
+                    instance=self.me.instance,
+                    lease=self.me.lease,
+                    took_from=current.describe(now)
+                    if current and current.instance != self.me.instance and not current.released
+                    else None,
+                )
                 return
         raise ClaimRefused("the store claim kept changing while we tried to take it; is another retouch starting?")
 
@@ -185,8 +211,9 @@ class StoreClaim:
         field, current = await self._read()
         if current is None or current.instance != self.me.instance or current.released:
             self.held = False
-            raise ClaimLost("the store was claimed by another retouch"
-                            + (f" ({current.describe(self.clock())})" if current else ""))
+            raise ClaimLost(
+                "the store was claimed by another retouch" + (f" ({current.describe(self.clock())})" if current else "")
+            )
         if not await self._write(field, fresh):
             self.held = False
             raise ClaimLost("the store claim kept changing under this retouch")
@@ -212,8 +239,10 @@ class StoreClaim:
                 log.warning("store_claim_renewal_failed", reason=str(exc)[:300] or type(exc).__name__)
                 if self.clock() - last_ok >= self.me.lease - every:
                     self.held = False
-                    on_lost(f"the store claim could not be renewed for {self.clock() - last_ok:.0f} s "
-                            f"(lease {self.me.lease:g} s): another retouch may take the store now")
+                    on_lost(
+                        f"the store claim could not be renewed for {self.clock() - last_ok:.0f} s "
+                        f"(lease {self.me.lease:g} s): another retouch may take the store now"
+                    )
                     return
 
     async def release(self) -> None:
@@ -256,8 +285,10 @@ async def claim_store(claim: StoreClaim, *, take_over: bool, lock_held: bool, pa
         except (ClaimRefused, ShopifyAuthError):
             raise
         except (ShopifyUserError, ShopifyResponseError) as exc:
-            raise ClaimRefused(f"cannot claim the store: Shopify refused the claim metafield on the shop "
-                               f"({str(exc)[:300]}); check the app's access") from None
+            raise ClaimRefused(
+                f"cannot claim the store: Shopify refused the claim metafield on the shop "
+                f"({str(exc)[:300]}); check the app's access"
+            ) from None
         except ShopifyError as exc:
             if patience is not None and waited >= patience:
                 raise

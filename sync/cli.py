@@ -22,13 +22,21 @@ from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .logs import configure
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Enhance a Shopify store's new product images with an AI service, and write them back.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Enhance a Shopify store's new product images with an AI service, and write them back.",
+)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("-c", "--config", help="Config file (default: $RETOUCH_CONFIG, ./config.toml, /etc/retouch/config.toml)",
-                 show_default=False),
+    typer.Option(
+        "-c",
+        "--config",
+        help="Config file (default: $RETOUCH_CONFIG, ./config.toml, /etc/retouch/config.toml)",
+        show_default=False,
+    ),
 ]
 ProductOption = Annotated[
     list[str] | None, typer.Option("--product", help="Product id (numeric or gid); repeatable", show_default=False)
@@ -39,6 +47,7 @@ T = TypeVar("T")
 
 class OnInterrupt(str, Enum):
     """What `resync` does on Ctrl-C with the images still queued (sync/commands/resync.py)."""
+
     leave = "leave"
     take_back = "take-back"
 
@@ -59,9 +68,12 @@ def _settings(config: Path | None) -> Settings:
         # the system refuses (a name too long, a NUL, a deleted directory): still one line, exit 2.
         reason = getattr(exc, "strerror", None) or str(exc)
         where = getattr(exc, "filename", None)
-        line = (f"{str(where)[:200]}: cannot be used ({reason})" if where else
-                f"{config or 'the config'}: a path it leads to cannot be used ({reason}); "
-                "give [storage] url as an absolute path")
+        line = (
+            f"{str(where)[:200]}: cannot be used ({reason})"
+            if where
+            else f"{config or 'the config'}: a path it leads to cannot be used ({reason}); "
+            "give [storage] url as an absolute path"
+        )
         typer.echo(f"config error: {line}", err=True)
         raise typer.Exit(2) from None
     configure(settings.log.level, settings.log.format, settings.secrets())
@@ -81,18 +93,25 @@ def product_gid(value: str) -> str:
         return value
     if value.isdigit():
         return f"gid://shopify/Product/{value}"
-    raise typer.BadParameter(f"{value!r} is not a product id (a number or gid://shopify/Product/N)",
-                             param_hint="--product")
+    raise typer.BadParameter(
+        f"{value!r} is not a product id (a number or gid://shopify/Product/N)", param_hint="--product"
+    )
 
 
 @app.command(epilog="Example: retouch run -c config.toml   (Ctrl-C stops it; systemd runs it as a service)")
-def run(config: ConfigOption = None,
-        take_over: Annotated[bool, typer.Option(
-            "--take-over", help="Take the store from another retouch whose claim has lapsed (never a live one)", **FLAG)] = False,
-        ) -> None:
+def run(
+    config: ConfigOption = None,
+    take_over: Annotated[
+        bool,
+        typer.Option(
+            "--take-over", help="Take the store from another retouch whose claim has lapsed (never a live one)", **FLAG
+        ),
+    ] = False,
+) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
     settings = _settings(config)
     from .commands.run import run_daemon
+
     raise typer.Exit(_run(lambda: run_daemon(settings, take_over=take_over)))
 
 
@@ -100,16 +119,28 @@ def run(config: ConfigOption = None,
 def resync(
     config: ConfigOption = None,
     product: ProductOption = None,
-    all_: Annotated[bool, typer.Option("--all", help="Also queue images that existed before the first run", **FLAG)] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-enhance done images from their backed-up originals", **FLAG)] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent and its cost; send nothing", **FLAG)] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also queue images that existed before the first run", **FLAG)
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-enhance done images from their backed-up originals", **FLAG)
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be sent and its cost; send nothing", **FLAG)
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation", **FLAG)] = False,
-    max_credits: Annotated[int | None, typer.Option("--max-credits", min=1,
-                                                    help="Spend at most this much (in the provider's unit)")] = None,
-    on_interrupt: Annotated[OnInterrupt | None, typer.Option(
-        "--on-interrupt", show_default=False,
-        help="On Ctrl-C, leave the images still queued for the daemon, or take them back out "
-             "(default: ask on a terminal; leave otherwise)")] = None,
+    max_credits: Annotated[
+        int | None, typer.Option("--max-credits", min=1, help="Spend at most this much (in the provider's unit)")
+    ] = None,
+    on_interrupt: Annotated[
+        OnInterrupt | None,
+        typer.Option(
+            "--on-interrupt",
+            show_default=False,
+            help="On Ctrl-C, leave the images still queued for the daemon, or take them back out "
+            "(default: ask on a terminal; leave otherwise)",
+        ),
+    ] = None,
 ) -> None:
     """Rescan the store ignoring the cursor, queue what is not done, and run until it is finished.
 
@@ -118,21 +149,35 @@ def resync(
     settings = _settings(config)
     from .commands.database import announce
     from .commands.resync import resync_command
+
     announce(settings)
     product_ids = [product_gid(p) for p in product] if product else None
-    raise typer.Exit(_run(lambda: resync_command(settings, product_ids=product_ids, include_baseline=all_,
-                                                 force=force, dry_run=dry_run, yes=yes,
-                                                 max_credits=max_credits,
-                                                 on_interrupt=on_interrupt.value if on_interrupt else None)))
+    raise typer.Exit(
+        _run(
+            lambda: resync_command(
+                settings,
+                product_ids=product_ids,
+                include_baseline=all_,
+                force=force,
+                dry_run=dry_run,
+                yes=yes,
+                max_credits=max_credits,
+                on_interrupt=on_interrupt.value if on_interrupt else None,
+            )
+        )
+    )
 
 
 @app.command(epilog="Example: retouch status --json")
-def status(config: ConfigOption = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output", **FLAG)] = False) -> None:
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output", **FLAG)] = False,
+) -> None:
     """Counts per state, jobs in flight, last discovery, quota left, queue ETA, recent failures."""
     settings = _settings(config)
     from .commands.database import require_database
     from .commands.status import collect_status, print_status
+
     require_database(settings)
     report = collect_status(settings)
     if as_json:
@@ -142,12 +187,15 @@ def status(config: ConfigOption = None,
 
 
 @app.command(epilog="Example: retouch revert --product 8123456789   (or: retouch revert --all --dry-run)")
-def revert(config: ConfigOption = None, product: ProductOption = None,
-           all_: Annotated[bool, typer.Option("--all", help="Revert every product", **FLAG)] = False,
-           dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing",
-                                                 **FLAG)] = False,
-           yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--all asks)",
-                                             **FLAG)] = False) -> None:
+def revert(
+    config: ConfigOption = None,
+    product: ProductOption = None,
+    all_: Annotated[bool, typer.Option("--all", help="Revert every product", **FLAG)] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing", **FLAG)
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--all asks)", **FLAG)] = False,
+) -> None:
     """Put the original images back (byte-identical to the backup) and forget the marker."""
     from .commands.revert import revert_command
 
@@ -157,17 +205,22 @@ def revert(config: ConfigOption = None, product: ProductOption = None,
     product_ids = None if all_ else [product_gid(p) for p in product or []]
     settings = _settings(config)
     from .commands.database import require_database
+
     require_database(settings)
     raise typer.Exit(_run(lambda: revert_command(settings, product_ids, dry_run=dry_run, yes=yes or not all_)))
 
 
 @app.command(epilog="Example: retouch retry --product 8123456789")
-def retry(config: ConfigOption = None, product: ProductOption = None,
-          failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)", **FLAG)] = True) -> None:
+def retry(
+    config: ConfigOption = None,
+    product: ProductOption = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Requeue failed images (the default)", **FLAG)] = True,
+) -> None:
     """Requeue failed images from the step that failed (a result already paid for is reused)."""
     settings = _settings(config)
     from .commands.database import require_database
     from .commands.retry import retry_command
+
     require_database(settings)
 
     product_ids = [product_gid(p) for p in product] if product else None
@@ -175,13 +228,17 @@ def retry(config: ConfigOption = None, product: ProductOption = None,
 
 
 @app.command(epilog="Example: retouch password   (or: echo \"$PASSWORD\" | retouch password)")
-def password(config: ConfigOption = None,
-             generate: Annotated[bool, typer.Option("--generate", help="Make up a strong password and print it once",
-                                                    **FLAG)] = False) -> None:
+def password(
+    config: ConfigOption = None,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Make up a strong password and print it once", **FLAG)
+    ] = False,
+) -> None:
     """Set the review page's password (asked twice, or read from standard input); kept only as a hash."""
     settings = _settings(config)
     from .commands.database import require_database
     from .commands.password import password_command
+
     require_database(settings)
     raise typer.Exit(password_command(settings, generate=generate))
 
@@ -191,19 +248,32 @@ def check(config: ConfigOption = None) -> None:
     """Validate the config and reach Shopify and the provider; say what is wrong."""
     settings = _settings(config)
     from .commands.check import check_command
+
     raise typer.Exit(_run(lambda: check_command(settings)))
 
 
 @app.command()
 def sandbox(
-    port: Annotated[int, typer.Option(help="Shopify sandbox port (the provider sandbox takes the next one); 0 = any")] = 0,
+    port: Annotated[
+        int, typer.Option(help="Shopify sandbox port (the provider sandbox takes the next one); 0 = any")
+    ] = 0,
     products: Annotated[int, typer.Option(help="Products to seed")] = 12,
     provider: Annotated[str, typer.Option(help=f"Provider sandbox to start: {PROVIDERS}")] = "aigenstudio",
-    config_out: Annotated[Path | None, typer.Option("--write-config", help="Also write the config to this file")] = None,
-    shopify_profile: Annotated[str, typer.Option(help="Shopify sandbox profile: default, or production (answers "
-                                                      "as the real Shopify was recorded to)")] = "default",
-    profile: Annotated[str, typer.Option(help="default, or production: the provider sandbox answers in the shapes "
-                                              "the real service documents")] = "default",
+    config_out: Annotated[
+        Path | None, typer.Option("--write-config", help="Also write the config to this file")
+    ] = None,
+    shopify_profile: Annotated[
+        str,
+        typer.Option(
+            help="Shopify sandbox profile: default, or production (answers as the real Shopify was recorded to)"
+        ),
+    ] = "default",
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="default, or production: the provider sandbox answers in the shapes the real service documents"
+        ),
+    ] = "default",
 ) -> None:
     """Start a sandbox store and provider on loopback, print a ready config, serve until Ctrl-C."""
     from .commands.sandbox import sandbox_command
@@ -213,8 +283,16 @@ def sandbox(
     if profile not in ("default", "production"):
         typer.echo(f"error: --profile: unknown profile {profile!r} (default or production)", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(sandbox_command(provider=provider, port=port, products=products, config_out=config_out,
-                                     shopify_profile=shopify_profile, provider_profile=profile))
+    raise typer.Exit(
+        sandbox_command(
+            provider=provider,
+            port=port,
+            products=products,
+            config_out=config_out,
+            shopify_profile=shopify_profile,
+            provider_profile=profile,
+        )
+    )
 
 
 def _known_shopify_profile(name: str) -> None:
@@ -238,15 +316,22 @@ def _known_provider(name: str) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where to write the before/after page and the demo's files")] = Path(
-        "retouch-demo"),
+        "retouch-demo"
+    ),
     products: Annotated[int, typer.Option(min=1, max=200, help="Products in the sandbox store")] = 12,
-    provider: Annotated[str, typer.Option(help=f"Enhancement service to demo (its built-in sandbox): {PROVIDERS}")] = "aigenstudio",
+    provider: Annotated[
+        str, typer.Option(help=f"Enhancement service to demo (its built-in sandbox): {PROVIDERS}")
+    ] = "aigenstudio",
     mode: Annotated[str, typer.Option(help="Write-back mode: replace or append")] = "replace",
-    price_per_credit: Annotated[float | None, typer.Option(
-        min=0, help="What one credit costs you, to show money beside credits ([budget] price_per_credit)")] = None,
+    price_per_credit: Annotated[
+        float | None,
+        typer.Option(min=0, help="What one credit costs you, to show money beside credits ([budget] price_per_credit)"),
+    ] = None,
     currency: Annotated[str, typer.Option(help="The money's currency on the page, e.g. EUR")] = "",
-    review: Annotated[bool, typer.Option(
-        "--review", help="Results wait for you on the live review page (/ui/) instead; Ctrl-C ends it")] = False,
+    review: Annotated[
+        bool,
+        typer.Option("--review", help="Results wait for you on the live review page (/ui/) instead; Ctrl-C ends it"),
+    ] = False,
 ) -> None:
     """Enhance a sandbox store end to end with the real daemon code; write a before/after page."""
     from .commands.demo import demo_command
@@ -258,9 +343,19 @@ def demo(
     if len(currency) > 8 or not all(c.isalnum() for c in currency):
         typer.echo(f"error: --currency: {currency!r} is not a currency code like EUR", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(_run(lambda: demo_command(out=out, products=products, provider=provider, mode=mode,
-                                               price_per_credit=price_per_credit, currency=currency,
-                                               review=review)))
+    raise typer.Exit(
+        _run(
+            lambda: demo_command(
+                out=out,
+                products=products,
+                provider=provider,
+                mode=mode,
+                price_per_credit=price_per_credit,
+                currency=currency,
+                review=review,
+            )
+        )
+    )
 
 
 @app.command()
@@ -268,13 +363,18 @@ def init(
     shop: Annotated[str | None, typer.Option(help="The store: your-store.myshopify.com")] = None,
     client_id: Annotated[str | None, typer.Option(help="Dev Dashboard app's Client ID")] = None,
     client_secret: Annotated[str | None, typer.Option(help="Dev Dashboard app's Client secret")] = None,
-    access_token: Annotated[str | None, typer.Option(help="Legacy: token of an app made in the admin before 2026")] = None,
-    provider: Annotated[str | None, typer.Option(help=f"Enhancement service: {PROVIDERS} (default aigenstudio)")] = None,
+    access_token: Annotated[
+        str | None, typer.Option(help="Legacy: token of an app made in the admin before 2026")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"Enhancement service: {PROVIDERS} (default aigenstudio)")
+    ] = None,
     api_key: Annotated[str | None, typer.Option(help="The provider's API key")] = None,
     provider_url: Annotated[str | None, typer.Option(help="The provider's base URL, when not its default")] = None,
     out: Annotated[Path, typer.Option(help="Config file to write")] = Path("config.toml"),
-    credentials_dir: Annotated[Path | None, typer.Option(
-        help="Write the secrets here as systemd credential files; the config then names none")] = None,
+    credentials_dir: Annotated[
+        Path | None, typer.Option(help="Write the secrets here as systemd credential files; the config then names none")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files")] = False,
     yes: Annotated[bool, typer.Option(help="Never ask: every answer comes from the flags")] = False,
     check: Annotated[bool, typer.Option(help="Run `retouch check` on the new config")] = True,
@@ -282,26 +382,45 @@ def init(
     """Write a config (mode 0600) from your answers or flags, then check it."""
     from .commands.init import Answers, init_command
 
-    answers = Answers(shop=shop, client_id=client_id, client_secret=client_secret, access_token=access_token,
-                      provider=provider, api_key=api_key, provider_url=provider_url)
-    raise typer.Exit(_run(lambda: init_command(answers, out=out, credentials_dir=credentials_dir, force=force,
-                                               yes=yes, run_check=check)))
+    answers = Answers(
+        shop=shop,
+        client_id=client_id,
+        client_secret=client_secret,
+        access_token=access_token,
+        provider=provider,
+        api_key=api_key,
+        provider_url=provider_url,
+    )
+    raise typer.Exit(
+        _run(
+            lambda: init_command(
+                answers, out=out, credentials_dir=credentials_dir, force=force, yes=yes, run_check=check
+            )
+        )
+    )
 
 
-backups_app = typer.Typer(add_completion=False, invoke_without_command=True,
-                          help="The originals kept for revert: count, size, and pruning by \\[backup] keep.")
+backups_app = typer.Typer(
+    add_completion=False,
+    invoke_without_command=True,
+    help="The originals kept for revert: count, size, and pruning by \\[backup] keep.",
+)
 app.add_typer(backups_app, name="backups")
 
 
 @backups_app.callback(invoke_without_command=True)
-def backups(context: typer.Context, config: ConfigOption = None,
-            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+def backups(
+    context: typer.Context,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
     """Count and size of the backed-up originals, how many \\[backup] keep lets go, free disk space."""
     if context.invoked_subcommand is not None:
         return
     settings = _settings(config)
     from .commands.backups import backups_summary, print_summary
     from .commands.database import require_database
+
     require_database(settings)
     summary = backups_summary(settings)
     if as_json:
@@ -311,13 +430,15 @@ def backups(context: typer.Context, config: ConfigOption = None,
 
 
 @backups_app.command("prune")
-def backups_prune(config: ConfigOption = None,
-                  dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing")]
-                  = False) -> None:
+def backups_prune(
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing")] = False,
+) -> None:
     """Delete the originals of images done longer ago than \\[backup] keep and never reverted."""
     settings = _settings(config)
     from .commands.backups import prune_command
     from .commands.database import require_database
+
     require_database(settings)
     raise typer.Exit(prune_command(settings, dry_run))
 
@@ -327,31 +448,41 @@ app.add_typer(rules_app, name="rules")
 
 
 @rules_app.command("test")
-def rules_test(product: Annotated[str, typer.Option("--product", help="Product id (numeric or gid)")],
-               config: ConfigOption = None) -> None:
+def rules_test(
+    product: Annotated[str, typer.Option("--product", help="Product id (numeric or gid)")], config: ConfigOption = None
+) -> None:
     """Which rule an existing product meets (first match wins), and what it would send."""
     settings = _settings(config)
     from .commands.rules import rules_test_command
+
     raise typer.Exit(_run(lambda: rules_test_command(settings, product_gid(product))))
 
 
-review_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="Review before publish (\\[review] mode = \"all\"): results waiting for your approval.")
+review_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Review before publish (\\[review] mode = \"all\"): results waiting for your approval.",
+)
 app.add_typer(review_app, name="review")
-ImageIds = Annotated[list[int] | None, typer.Argument(help="Image numbers, as `retouch review list` shows them", metavar="ID",
-                                                      show_default=False)]
-ReviewProduct = Annotated[str | None, typer.Option("--product", help="A product: its id or its title",
-                                                   show_default=False)]
+ImageIds = Annotated[
+    list[int] | None,
+    typer.Argument(help="Image numbers, as `retouch review list` shows them", metavar="ID", show_default=False),
+]
+ReviewProduct = Annotated[
+    str | None, typer.Option("--product", help="A product: its id or its title", show_default=False)
+]
 ReviewAll = Annotated[bool, typer.Option("--all", help="Every image waiting for review", **FLAG)]
 
 
-def _review_settings(config: Path | None, ids: list[int] | None, product: str | None, all_: bool,
-                     needs_choice: bool = True) -> Settings:
+def _review_settings(
+    config: Path | None, ids: list[int] | None, product: str | None, all_: bool, needs_choice: bool = True
+) -> Settings:
     if needs_choice and not ids and product is None and not all_:
         typer.echo("error: name images by number (retouch review list), or use --product or --all", err=True)
         raise typer.Exit(2)
     settings = _settings(config)
     from .commands.database import require_database
+
     require_database(settings)
     return settings
 
@@ -361,40 +492,54 @@ def review_list(config: ConfigOption = None, product: ReviewProduct = None) -> N
     """Results waiting for your approval: product, file, provider, credits, where before/after are."""
     settings = _review_settings(config, None, product, False, needs_choice=False)
     from .commands.review import list_command
+
     raise typer.Exit(list_command(settings, product))
 
 
 @review_app.command("approve", epilog="Example: retouch review approve 12 14   (or --product 8123456789, --all)")
-def review_approve(ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None,
-                   all_: ReviewAll = False) -> None:
+def review_approve(
+    ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None, all_: ReviewAll = False
+) -> None:
     """Let these results go to the store (the daemon writes them, as reviewed)."""
     settings = _review_settings(config, ids, product, all_)
     from .commands.review import approve_command
+
     raise typer.Exit(approve_command(settings, ids or [], product, all_))
 
 
 @review_app.command("reject", epilog="Example: retouch review reject 12 --reason 'label cut off'")
-def review_reject(ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None,
-                  all_: ReviewAll = False,
-                  reason: Annotated[str | None, typer.Option("--reason", help="Why (kept with the image)")] = None) -> None:
+def review_reject(
+    ids: ImageIds = None,
+    config: ConfigOption = None,
+    product: ReviewProduct = None,
+    all_: ReviewAll = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept with the image)")] = None,
+) -> None:
     """Never write these results; the originals stay in the store."""
     settings = _review_settings(config, ids, product, all_)
     from .commands.review import reject_command
+
     raise typer.Exit(reject_command(settings, ids or [], product, all_, reason))
 
 
 @review_app.command("redo", epilog="Example: retouch review redo 12 --preset marketplace_clean_catalog")
-def review_redo(ids: ImageIds = None, config: ConfigOption = None, product: ReviewProduct = None,
-                all_: ReviewAll = False,
-                preset: Annotated[str | None, typer.Option("--preset", help="Another preset (AI Gen Studio preset, "
-                                                                        "Imagen profile)")] = None,
-                prompt: Annotated[str | None, typer.Option("--prompt", help="Other instructions (AI Gen Studio, "
-                                                                        "ProductAI)")] = None,
-                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation", **FLAG)] = False,
-                ) -> None:
+def review_redo(
+    ids: ImageIds = None,
+    config: ConfigOption = None,
+    product: ReviewProduct = None,
+    all_: ReviewAll = False,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Another preset (AI Gen Studio preset, Imagen profile)")
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="Other instructions (AI Gen Studio, ProductAI)")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation", **FLAG)] = False,
+) -> None:
     """Enhance these images again, a new paid attempt, after showing what it costs."""
     settings = _review_settings(config, ids, product, all_)
     from .commands.review import redo_command
+
     raise typer.Exit(redo_command(settings, ids or [], product, all_, preset, prompt, yes))
 
 

@@ -22,13 +22,12 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 
 from retouch.plugin.providers import registry
 from retouch.plugin.providers.base import Capabilities, ProviderPlugin, webhook_token
-from retouch.plugin.providers.settings import (  # noqa: F401  (re-exported)
-    DAY, HOUR, Count, Duration, DurationBetween, Section, parse_duration)
+from retouch.plugin.providers.settings import DAY, HOUR, Count, Duration, DurationBetween, Section, parse_duration  # noqa: F401  (re-exported)
 from retouch.storage.database_file import database_problem, sqlite_file
 
 from .config_file import CONFIG_MAX_BYTES, UnreadableFile, parse_toml, read_regular_file
-from .credentials import read_credential, secret_problem
 from .control_settings import BackupSettings, NotifySettings
+from .credentials import read_credential, secret_problem
 from .listen import is_loopback_host, is_loopback_listen, parse_listen
 from .paths import database_file, resolve_dir
 from .paths import database_url as sqlite_url
@@ -161,8 +160,10 @@ class StorageSettings(Section):
     def _sqlite_only(cls, value: str | None) -> str | None:
         if value is not None and "?" in value:
             # SQLAlchemy drops most of them with a warning; uri=true&mode=ro would make it read-only.
-            raise ValueError(f"{value[value.index('?'):][:60]!r}: retouch takes no URL parameters (it sets SQLite's "
-                             "options itself); remove them")
+            raise ValueError(
+                f"{value[value.index('?') :][:60]!r}: retouch takes no URL parameters (it sets SQLite's "
+                "options itself); remove them"
+            )
         if value is not None:
             database_file(value, Path("/"), None)  # raises PathError (a ValueError) with what to write
         return value
@@ -178,7 +179,7 @@ class ServerSettings(Section):
     """The daemon's own HTTP server (health, metrics, provider webhooks); off unless `listen` is set."""
 
     listen: str | None = None
-    public_url: str | None = None          # how the provider reaches us: enables webhooks
+    public_url: str | None = None  # how the provider reaches us: enables webhooks
     allow_public_bind: bool = False
     webhook_skew: DurationBetween(1.0, HOUR) = 300.0
     # With webhooks, polling is only a safety net: this often at most per job.
@@ -233,20 +234,20 @@ class Settings:
     path: Path
     shop: ShopSettings
     provider: ProviderSettings
-    provider_table: BaseModel          # the chosen provider's own table, validated by its plugin
+    provider_table: BaseModel  # the chosen provider's own table, validated by its plugin
     selection: SelectionSettings
     writeback: WritebackSettings
     schedule: ScheduleSettings
     budget: BudgetSettings
     server: ServerSettings
     log: LogSettings
-    shop_token: SecretStr | None        # [shop] access_token (legacy), or None with client credentials
+    shop_token: SecretStr | None  # [shop] access_token (legacy), or None with client credentials
     provider_key: SecretStr
     database_url: str
     backup_dir: Path
     secret_sources: dict[str, str] = field(default_factory=dict)  # "[shop] access_token" -> where it was found
     shopify_webhook_secret: SecretStr | None = None  # [server] shopify_webhook_secret, resolved
-    shop_client_secret: SecretStr | None = None      # [shop] client_secret, resolved
+    shop_client_secret: SecretStr | None = None  # [shop] client_secret, resolved
     claim: ClaimSettings = ClaimSettings()
     backup: BackupSettings = BackupSettings()
     notify: NotifySettings = NotifySettings()
@@ -356,8 +357,9 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     except ValidationError as exc:
         raise ConfigError(_describe(_first(exc.errors()), extra_sections=list(plugins))) from None
     if parsed.provider.name not in plugins:
-        raise ConfigError(f"[provider] name: unknown provider {parsed.provider.name!r}; "
-                          f"choose one of {', '.join(sorted(plugins))}")
+        raise ConfigError(
+            f"[provider] name: unknown provider {parsed.provider.name!r}; choose one of {', '.join(sorted(plugins))}"
+        )
     provider_tables = {}
     # Every provider table present is checked, not only the chosen one; the chosen one may be absent.
     for name in sorted({*tables, parsed.provider.name}):
@@ -367,15 +369,18 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         try:
             provider_tables[name] = plugins[name].settings_model.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(_describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)) from None
+            raise ConfigError(
+                _describe(_first(exc.errors()), section=name, model=plugins[name].settings_model)
+            ) from None
     plugin = plugins[parsed.provider.name]
     try:
         rules = validate_rules(raw_rules, plugin.name, tables.get(plugin.name, {}), plugin.settings_model)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     shop_token, client_secret, shop_sources = _shop_credentials(parsed.shop, environ)
-    provider_key, provider_key_source = _secret(parsed.provider.api_key, parsed.provider.api_key_env,
-                                                PROVIDER_KEY_CREDENTIAL, "[provider] api_key", environ)
+    provider_key, provider_key_source = _secret(
+        parsed.provider.api_key, parsed.provider.api_key_env, PROVIDER_KEY_CREDENTIAL, "[provider] api_key", environ
+    )
     key_problem = plugin.check_key(provider_key.get_secret_value())
     if key_problem:
         raise ConfigError(f"[provider] api_key: {key_problem}")
@@ -385,8 +390,9 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
         raise ConfigError(f"[{plugin.name}]: {exc}") from None
 
     server = parsed.server
-    hook_secret, hook_source = _optional_secret(server.shopify_webhook_secret, server.shopify_webhook_secret_env,
-                                                "[server] shopify_webhook_secret", environ)
+    hook_secret, hook_source = _optional_secret(
+        server.shopify_webhook_secret, server.shopify_webhook_secret_env, "[server] shopify_webhook_secret", environ
+    )
     if hook_secret is None and client_secret is not None:
         # The Dev Dashboard app's client secret is also what signs its webhooks.
         hook_secret, hook_source = client_secret, "[shop] client_secret"
@@ -408,15 +414,27 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     _check_directory(backup_dir, "[writeback] backup_dir")
     _check_database(database_url)
     return Settings(
-        path=path.resolve(), shop=parsed.shop, provider=parsed.provider,
+        path=path.resolve(),
+        shop=parsed.shop,
+        provider=parsed.provider,
         provider_table=provider_tables[plugin.name],
-        selection=parsed.selection, writeback=parsed.writeback, schedule=parsed.schedule, budget=parsed.budget,
+        selection=parsed.selection,
+        writeback=parsed.writeback,
+        schedule=parsed.schedule,
+        budget=parsed.budget,
         server=parsed.server,
         log=parsed.log,
-        shop_token=shop_token, provider_key=provider_key, database_url=database_url, backup_dir=backup_dir,
-        secret_sources={**shop_sources, "[provider] api_key": provider_key_source,
-                        **({"[server] shopify_webhook_secret": hook_source} if hook_source else {})},
-        shopify_webhook_secret=hook_secret, shop_client_secret=client_secret,
+        shop_token=shop_token,
+        provider_key=provider_key,
+        database_url=database_url,
+        backup_dir=backup_dir,
+        secret_sources={
+            **shop_sources,
+            "[provider] api_key": provider_key_source,
+            **({"[server] shopify_webhook_secret": hook_source} if hook_source else {}),
+        },
+        shopify_webhook_secret=hook_secret,
+        shop_client_secret=client_secret,
         claim=parsed.claim,
         backup=parsed.backup,
         notify=parsed.notify,
@@ -425,31 +443,39 @@ def load_settings(path: Path | None = None, *, environ: dict[str, str] | None = 
     )
 
 
-def _shop_credentials(shop: ShopSettings, environ: dict[str, str]
-                      ) -> tuple[SecretStr | None, SecretStr | None, dict[str, str]]:
+def _shop_credentials(
+    shop: ShopSettings, environ: dict[str, str]
+) -> tuple[SecretStr | None, SecretStr | None, dict[str, str]]:
     """(access token, client secret, where each came from): exactly one of the two ways to connect.
 
     Client credentials when client_id is set; a static token when access_token(_env) is, or, with
     neither, when a systemd credential of one of them exists."""
-    token_given = (shop.access_token is not None and bool(shop.access_token.get_secret_value())) \
-        or bool(shop.access_token_env)
-    secret_given = (shop.client_secret is not None and bool(shop.client_secret.get_secret_value())) \
-        or bool(shop.client_secret_env)
+    token_given = (shop.access_token is not None and bool(shop.access_token.get_secret_value())) or bool(
+        shop.access_token_env
+    )
+    secret_given = (shop.client_secret is not None and bool(shop.client_secret.get_secret_value())) or bool(
+        shop.client_secret_env
+    )
     if shop.client_id is not None and not shop.client_id.strip():
         raise ConfigError("[shop] client_id: empty; copy the Client ID from the Dev Dashboard (your app → Settings)")
     if token_given and (shop.client_id or secret_given):
-        raise ConfigError("[shop] access_token: set either client_id + client_secret (an app made in the Dev "
-                          "Dashboard) or access_token (an app made in the admin before 2026), not both")
+        raise ConfigError(
+            "[shop] access_token: set either client_id + client_secret (an app made in the Dev "
+            "Dashboard) or access_token (an app made in the admin before 2026), not both"
+        )
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
     # A credential counts as given when anything stands under its name: a broken one (a directory, a
     # FIFO, an empty file) is then reported by `_secret` for what it is, not as "missing".
     secret_credential = bool(cred_dir) and os.path.lexists(Path(cred_dir or ".") / SHOPIFY_SECRET_CREDENTIAL)
     if secret_given and not shop.client_id:
-        raise ConfigError("[shop] client_id: missing; client_secret needs the app's Client ID too "
-                          "(Dev Dashboard → your app → Settings)")
+        raise ConfigError(
+            "[shop] client_id: missing; client_secret needs the app's Client ID too "
+            "(Dev Dashboard → your app → Settings)"
+        )
     if shop.client_id:
-        secret, source = _secret(shop.client_secret, shop.client_secret_env, SHOPIFY_SECRET_CREDENTIAL,
-                                 "[shop] client_secret", environ)
+        secret, source = _secret(
+            shop.client_secret, shop.client_secret_env, SHOPIFY_SECRET_CREDENTIAL, "[shop] client_secret", environ
+        )
         return None, secret, {"[shop] client_secret": source}
     token_credential = bool(cred_dir) and os.path.lexists(Path(cred_dir or ".") / SHOPIFY_TOKEN_CREDENTIAL)
     if not token_given and not token_credential:
@@ -458,17 +484,23 @@ def _shop_credentials(shop: ShopSettings, environ: dict[str, str]
         except UnreadableFile as exc:
             raise ConfigError(str(exc)) from None
         if secret_credential:
-            raise ConfigError("[shop] client_id: missing; the systemd credential shopify_client_secret needs the "
-                              "app's Client ID in the config (Dev Dashboard → your app → Settings)")
-        raise ConfigError("[shop] client_id: missing; set client_id and client_secret (from your app in the Dev "
-                          "Dashboard), or access_token for an app made in the admin before 2026")
-    token, source = _secret(shop.access_token, shop.access_token_env, SHOPIFY_TOKEN_CREDENTIAL,
-                            "[shop] access_token", environ)
+            raise ConfigError(
+                "[shop] client_id: missing; the systemd credential shopify_client_secret needs the "
+                "app's Client ID in the config (Dev Dashboard → your app → Settings)"
+            )
+        raise ConfigError(
+            "[shop] client_id: missing; set client_id and client_secret (from your app in the Dev "
+            "Dashboard), or access_token for an app made in the admin before 2026"
+        )
+    token, source = _secret(
+        shop.access_token, shop.access_token_env, SHOPIFY_TOKEN_CREDENTIAL, "[shop] access_token", environ
+    )
     return token, None, {"[shop] access_token": source}
 
 
-def _secret(value: SecretStr | None, env_name: str | None, credential: str, key: str,
-            environ: dict[str, str]) -> tuple[SecretStr, str]:
+def _secret(
+    value: SecretStr | None, env_name: str | None, credential: str, key: str, environ: dict[str, str]
+) -> tuple[SecretStr, str]:
     """The secret and where it came from (for `retouch check`; never the value)."""
     if value is not None and value.get_secret_value():
         if env_name:
@@ -490,8 +522,9 @@ def _secret(value: SecretStr | None, env_name: str | None, credential: str, key:
     if from_credential is not None:
         source = f"systemd credential {credential}"
         return _header_safe(from_credential, key, source), source
-    raise ConfigError(f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, "
-                      f"or a systemd credential named {credential}")
+    raise ConfigError(
+        f"{key}: missing; set {key.split()[-1]}, {key.split()[-1]}_env, or a systemd credential named {credential}"
+    )
 
 
 def _header_safe(value: str, key: str, source: str) -> SecretStr:
@@ -503,8 +536,9 @@ def _header_safe(value: str, key: str, source: str) -> SecretStr:
     return SecretStr(value)
 
 
-def _optional_secret(value: SecretStr | None, env_name: str | None, key: str,
-                     environ: dict[str, str]) -> tuple[SecretStr | None, str | None]:
+def _optional_secret(
+    value: SecretStr | None, env_name: str | None, key: str, environ: dict[str, str]
+) -> tuple[SecretStr | None, str | None]:
     """A secret that may be left out: (None, None) when neither the value nor `*_env` is given."""
     if (value is None or not value.get_secret_value()) and not env_name:
         return None, None
@@ -534,7 +568,9 @@ def _check_directory(path: Path, key: str) -> None:
         try:
             exists = part.exists()
         except OSError as exc:  # a name too long, a loop of symlinks
-            raise ConfigError(f"{key}: {str(part)[:200]} cannot be used ({exc.strerror or type(exc).__name__})") from None
+            raise ConfigError(
+                f"{key}: {str(part)[:200]} cannot be used ({exc.strerror or type(exc).__name__})"
+            ) from None
         if exists:
             if not part.is_dir():
                 raise ConfigError(f"{key}: {part} is a file, not a directory")
@@ -547,8 +583,13 @@ def _first(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
-def _describe(error: Mapping[str, Any], *, section: str | None = None, model: type[BaseModel] | None = None,
-              extra_sections: Sequence[str] = ()) -> str:
+def _describe(
+    error: Mapping[str, Any],
+    *,
+    section: str | None = None,
+    model: type[BaseModel] | None = None,
+    extra_sections: Sequence[str] = (),
+) -> str:
     """One line for the first pydantic error: '[section] key: what is wrong'.
 
     `section` and `model`: the error is about a provider's own table, validated by that model."""

@@ -15,10 +15,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-CONFIG_MAX_BYTES = 256 * 1024      # config.example.toml, fully commented, is under 20 KiB
-CREDENTIAL_MAX_BYTES = 64 * 1024   # a token is under 1 KiB
-MAX_KEY_DOTS = 16                  # dots in one key or table header; the config needs 2
-MAX_NESTING = 8                    # tables within tables after parsing; the config needs 3
+CONFIG_MAX_BYTES = 256 * 1024  # config.example.toml, fully commented, is under 20 KiB
+CREDENTIAL_MAX_BYTES = 64 * 1024  # a token is under 1 KiB
+MAX_KEY_DOTS = 16  # dots in one key or table header; the config needs 2
+MAX_NESTING = 8  # tables within tables after parsing; the config needs 3
 
 
 class UnreadableFile(Exception):
@@ -26,9 +26,13 @@ class UnreadableFile(Exception):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -75,7 +79,7 @@ def parse_toml(data: bytes) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise UnreadableFile(f"cannot read (UnicodeDecodeError): not UTF-8 at line {line}") from None
     if "\x00" in text:
         raise UnreadableFile("cannot read: holds a NUL byte, so it is not a text file")

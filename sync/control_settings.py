@@ -31,8 +31,9 @@ def _keep(value: Any) -> float | None:
     # database query as "done before nan" (nothing, silently) or print as "nand".
     low, high = KEEP_RANGE
     if not (math.isfinite(seconds) and low <= seconds <= high):
-        raise ValueError(f"must be \"forever\" or between {format_duration(low)} and {format_duration(high)} "
-                         f"(got {seconds!r})")
+        raise ValueError(
+            f"must be \"forever\" or between {format_duration(low)} and {format_duration(high)} (got {seconds!r})"
+        )
     return seconds
 
 
@@ -82,8 +83,10 @@ class NotifySettings(Section):
         for number, url in enumerate(value, 1):
             # Never echo the URL: it holds the service's token.
             if not apprise.Apprise().add(url.get_secret_value()):
-                raise ValueError(f"URL #{number} is not one Apprise can use (check its scheme and form; "
-                                 "see https://github.com/caronc/apprise/wiki)")
+                raise ValueError(
+                    f"URL #{number} is not one Apprise can use (check its scheme and form; "
+                    "see https://github.com/caronc/apprise/wiki)"
+                )
         return value
 
     def secrets(self) -> list[str]:

@@ -45,14 +45,14 @@ def _number(value: float) -> str:
 
 @dataclass(frozen=True)
 class Estimate:
-    images: int                      # the images the run would send
+    images: int  # the images the run would send
     credits_per_image: float
     credit_unit: str = "credits"
     price_per_credit: float | None = None
     currency: str = ""
-    balance: float | None = None     # what the provider says is left, when it says
-    per_hour: float | None = None    # images an hour the quota allows; None: no quota limit
-    free: bool = False               # a sandbox: nothing is charged
+    balance: float | None = None  # what the provider says is left, when it says
+    per_hour: float | None = None  # images an hour the quota allows; None: no quota limit
+    free: bool = False  # a sandbox: nothing is charged
 
     @property
     def credits(self) -> float:
@@ -78,12 +78,16 @@ class Estimate:
             after = self.balance - self.credits
             line = f"balance {_number(self.balance)} -> {_number(max(after, 0.0))} {self.credit_unit} after"
             if after < 0:
-                line = (f"balance {_number(self.balance)} {self.credit_unit}: pays for {self.covered} of "
-                        f"{self.images} image(s)")
+                line = (
+                    f"balance {_number(self.balance)} {self.credit_unit}: pays for {self.covered} of "
+                    f"{self.images} image(s)"
+                )
             parts.append(line)
         if self.images and self.per_hour:
-            parts.append(f"about {duration_words(self.images / self.per_hour * 3600.0)} "
-                         f"at {_number(self.per_hour)} images an hour")
+            parts.append(
+                f"about {duration_words(self.images / self.per_hour * 3600.0)} "
+                f"at {_number(self.per_hour)} images an hour"
+            )
         return "; ".join(parts)
 
 
@@ -112,5 +116,7 @@ def balance_line(title: str, balance: tuple[float, datetime] | None, credit_unit
         return None
     value, when = balance
     local = (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone()
-    return (f"balance: {_number(value)} {credit_unit}, as {title} reported it at {local:%Y-%m-%d %H:%M} "
-            "(when a job was sent)")
+    return (
+        f"balance: {_number(value)} {credit_unit}, as {title} reported it at {local:%Y-%m-%d %H:%M} "
+        "(when a job was sent)"
+    )

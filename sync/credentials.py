@@ -36,8 +36,9 @@ def read_credential(directory: str | None, name: str, key: str) -> str | None:
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
-        raise UnreadableFile(f"{key}: cannot read systemd credential {name} in {where}: "
-                             f"{exc.strerror or type(exc).__name__}") from None
+        raise UnreadableFile(
+            f"{key}: cannot read systemd credential {name} in {where}: {exc.strerror or type(exc).__name__}"
+        ) from None
     try:
         data = read_regular_file(path, CREDENTIAL_MAX_BYTES)
     except UnreadableFile as exc:

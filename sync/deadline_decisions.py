@@ -30,8 +30,10 @@ def expire_after_failed_poll(*, overdue: bool, rate_limited: bool) -> bool:
 
 
 def timeout_message(*, max_job_age: float, last_status: str) -> str:
-    return (f"the provider did not finish this job within max_job_age ({_human(max_job_age)}); its last status was "
-            f"{last_status or 'unknown'}. It is not sent again by itself: `retouch retry` sends it again")
+    return (
+        f"the provider did not finish this job within max_job_age ({_human(max_job_age)}); its last status was "
+        f"{last_status or 'unknown'}. It is not sent again by itself: `retouch retry` sends it again"
+    )
 
 
 def _human(seconds: float) -> str:

@@ -6,14 +6,12 @@ this media on discovery?", "how long until the next retry?") so it can be unit-t
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import time as dtime
-
 import math
-
 import random
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from enum import Enum
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
@@ -24,11 +22,11 @@ OUTPUT_FILENAME = re.compile(r"^retouch-\d+(?:-[0-9a-f]{6})?\.[a-z0-9]+$")
 
 
 class Discovery(Enum):
-    IGNORE = "ignore"          # not an image, or already tracked
-    OUTPUT = "output"          # ours: remember it as output, never enhance
-    BASELINE = "baseline"      # existed before the first run (new_only): record, never process
-    QUEUE = "queue"            # a new original: enhance it
-    EXCLUDED = "excluded"      # the product carries an excluded tag
+    IGNORE = "ignore"  # not an image, or already tracked
+    OUTPUT = "output"  # ours: remember it as output, never enhance
+    BASELINE = "baseline"  # existed before the first run (new_only): record, never process
+    QUEUE = "queue"  # a new original: enhance it
+    EXCLUDED = "excluded"  # the product carries an excluded tag
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,9 @@ class MediaFacts:
     media_id: str
     is_image: bool
     filename: str | None
-    in_marker: bool            # listed in the product's retouch metafield
-    known_output: bool         # recorded as output in our DB
-    tracked: bool              # an image row exists for it already
+    in_marker: bool  # listed in the product's retouch metafield
+    known_output: bool  # recorded as output in our DB
+    tracked: bool  # an image row exists for it already
 
 
 def filename_of(url: str | None) -> str | None:
@@ -93,8 +91,13 @@ def pillow_format(extension: str) -> str:
 
 
 def mime_for(extension: str) -> str:
-    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
-            "gif": "image/gif"}.get(extension.lower(), "application/octet-stream")
+    return {
+        "jpg": "image/jpeg",
+        "jpeg": "image/jpeg",
+        "png": "image/png",
+        "webp": "image/webp",
+        "gif": "image/gif",
+    }.get(extension.lower(), "application/octet-stream")
 
 
 def backoff(attempt: int, *, base: float = 5.0, cap: float = 600.0, rng: random.Random | None = None) -> float:
@@ -103,8 +106,11 @@ def backoff(attempt: int, *, base: float = 5.0, cap: float = 600.0, rng: random.
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
-def marker_ids_after(current: frozenset[str] | set[str], add: frozenset[str] | set[str] = frozenset(),
-                     remove: frozenset[str] | set[str] = frozenset()) -> list[str]:
+def marker_ids_after(
+    current: frozenset[str] | set[str],
+    add: frozenset[str] | set[str] = frozenset(),
+    remove: frozenset[str] | set[str] = frozenset(),
+) -> list[str]:
     """The marker's new list of output media ids, sorted so equal sets give equal values."""
     return sorted((set(current) | set(add)) - set(remove))
 
@@ -119,8 +125,9 @@ def queue_eta_seconds(queued: int, images_per_window: int, window: float, availa
     return windows * window
 
 
-def submit_size(allowed: int, *, images_available: int, jobs_available: int, max_batch: int,
-                oldest_wait: float, max_hold: float) -> int:
+def submit_size(
+    allowed: int, *, images_available: int, jobs_available: int, max_batch: int, oldest_wait: float, max_hold: float
+) -> int:
     """How many images to send now, given `allowed` (what the quota permits right now).
 
     Jobs are scarcer than images (5 jobs, 25 images an hour): a job of one image must not cost
@@ -182,8 +189,14 @@ def retry_from(*, has_result: bool, has_backup: bool) -> str:
     return "discovered"
 
 
-def budget_left(*, images_today: int, credits_today: float, max_images: int | None, max_credits: int | None,
-                credits_per_image: float) -> int | None:
+def budget_left(
+    *,
+    images_today: int,
+    credits_today: float,
+    max_images: int | None,
+    max_credits: int | None,
+    credits_per_image: float,
+) -> int | None:
     """How many more images may be sent today under the daily caps (None: no cap applies)."""
     left: int | None = None
     if max_images is not None:

@@ -40,13 +40,13 @@ log = structlog.get_logger("retouch.http")
 
 @dataclass(frozen=True)
 class ServerLimits:
-    header_timeout: float = 10.0    # seconds to send the request line and headers
-    body_timeout: float = 30.0      # seconds to send the whole body (1 MiB at most: ≥ 35 KB/s)
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 30.0  # seconds to send the whole body (1 MiB at most: ≥ 35 KB/s)
     response_timeout: float = 60.0  # seconds for the handler to answer (its database calls wait 2 s at most)
-    keep_alive: float = 5.0         # uvicorn's timeout_keep_alive: idle seconds between two requests
-    max_connections: int = 256      # open at once; kept below the file-descriptor limit (see connection_cap)
+    keep_alive: float = 5.0  # uvicorn's timeout_keep_alive: idle seconds between two requests
+    max_connections: int = 256  # open at once; kept below the file-descriptor limit (see connection_cap)
     max_header_bytes: int = 16 * 1024  # h11's max incomplete event size: a longer header block is a 400
-    accept_error_every: float = 60.0   # seconds between two log lines about failing accept() calls
+    accept_error_every: float = 60.0  # seconds between two log lines about failing accept() calls
 
 
 def connection_cap(configured: int, nofile_soft: int | None) -> int:
@@ -151,8 +151,9 @@ class GuardedH11Protocol(H11Protocol):
         self.phase_since = self.guard.clock()
         self._cancel_deadline()
         limits = self.guard.limits
-        seconds = {"headers": limits.header_timeout, "body": limits.body_timeout,
-                   "busy": limits.response_timeout}[phase]
+        seconds = {"headers": limits.header_timeout, "body": limits.body_timeout, "busy": limits.response_timeout}[
+            phase
+        ]
         self._deadline = self.loop.call_later(seconds, self._expire, phase)
 
     def _expire(self, phase: str) -> None:
@@ -200,8 +201,9 @@ class BurstLog:
         return False, 0
 
 
-def accept_error_handler(previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None,
-                         burst: BurstLog) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+def accept_error_handler(
+    previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None, burst: BurstLog
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
     """A loop exception handler: accept() failures go through `burst` as one line each (no traceback);
     everything else goes to `previous` (or asyncio's default)."""
 
@@ -216,7 +218,11 @@ def accept_error_handler(previous: Callable[[asyncio.AbstractEventLoop, dict[str
         if show:
             exc = context.get("exception")
             reason = getattr(exc, "strerror", None) or type(exc).__name__
-            log.error("http_accept_failed", reason=reason, left_out=left_out,
-                      note="new connections wait; asyncio retries every second (is LimitNOFILE too low?)")
+            log.error(
+                "http_accept_failed",
+                reason=reason,
+                left_out=left_out,
+                note="new connections wait; asyncio retries every second (is LimitNOFILE too low?)",
+            )
 
     return handle

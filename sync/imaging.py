@@ -76,8 +76,11 @@ def check_source(data: bytes) -> str:
     the same); other formats are decoded in full."""
     with _open(data) as img:
         if getattr(img, "is_animated", False) and getattr(img, "n_frames", 1) > 1:
-            raise ImageDataError(f"an animated {img.format} of {img.n_frames} frames; enhancing one frame "  # type: ignore[attr-defined]  # is_animated: it has
-                                 "would replace the animation with a still picture", "animated")
+            raise ImageDataError(
+                f"an animated {img.format} of {img.n_frames} frames; enhancing one frame "  # type: ignore[attr-defined]  # is_animated: it has
+                "would replace the animation with a still picture",
+                "animated",
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -101,8 +104,12 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
         profile = img.info.get("icc_profile")
         if profile:
             try:
-                return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(profile)),  # type: ignore[return-value]  # None only inPlace
-                                                 ImageCms.createProfile("sRGB"), outputMode="RGB")
+                return ImageCms.profileToProfile(
+                    img,
+                    ImageCms.ImageCmsProfile(io.BytesIO(profile)),  # type: ignore[return-value]  # None only inPlace
+                    ImageCms.createProfile("sRGB"),
+                    outputMode="RGB",
+                )
             except (ImageCms.PyCMSError, OSError, ValueError):
                 pass  # an unusable profile: Pillow's plain conversion below
         return img.convert("RGB")

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -26,24 +26,35 @@ REDACTED = "[REDACTED]"
 _NOT_DONE = r"(?!\[REDACTED\])"  # a value already replaced is left alone
 CREDENTIAL_PATTERNS = [
     # An Authorization header in any quoting: "Authorization: Bearer x", {'authorization': 'Basic x'}
-    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|apikey)\s+)?+)" + _NOT_DONE
-               + r"[^\s\"',;}\]\\]+"),
+    re.compile(
+        r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|apikey)\s+)?+)"
+        + _NOT_DONE
+        + r"[^\s\"',;}\]\\]+"
+    ),
     # A bearer credential anywhere (one with a digit: "Bearer of bad news" stays)
     re.compile(r"(?i)(\bbearer\s+)" + _NOT_DONE + r"(?=[^\s\"',;}\\]*\d)[^\s\"',;}\]\\]{8,}"),
     # The key headers of Shopify and the providers
-    re.compile(r"(?i)(\b(?:x-shopify-access-token|x-api-key|api-key|x-aigen-key)[\"']?\s*[:=]\s*[\"']?)" + _NOT_DONE
-               + r"[^\s\"',;}\]\\]+"),
+    re.compile(
+        r"(?i)(\b(?:x-shopify-access-token|x-api-key|api-key|x-aigen-key)[\"']?\s*[:=]\s*[\"']?)"
+        + _NOT_DONE
+        + r"[^\s\"',;}\]\\]+"
+    ),
     # Shopify's token shapes: shpat_ (admin), shpca_ (custom app), shpss_ (app secret), shppa_ (private app)
     re.compile(r"()\bshp(?:at|ca|ss|pa)_[A-Za-z0-9]{8,}"),
 ]
 # Words without which a pattern cannot match (lower case): each pattern runs only where its words are.
-PATTERN_TRIGGERS = [("authorization",), ("bearer",), ("x-shopify-access-token", "x-api-key", "api-key", "x-aigen-key"),
-                    ("shpat_", "shpca_", "shpss_", "shppa_")]
+PATTERN_TRIGGERS = [
+    ("authorization",),
+    ("bearer",),
+    ("x-shopify-access-token", "x-api-key", "api-key", "x-aigen-key"),
+    ("shpat_", "shpca_", "shpss_", "shppa_"),
+]
 _ANY_TRIGGER = re.compile("|".join(re.escape(trigger) for triggers in PATTERN_TRIGGERS for trigger in triggers))
 # A key in a query string: ?api_key=..., &access_token=... Not applied to what is stored: the
 # database keeps URLs that must keep working (a staged upload's signed resourceUrl).
-QUERY_PATTERN = re.compile(r"(?i)([?&](?:api_key|apikey|api-key|key|access_token|token)=)" + _NOT_DONE
-                           + r"[^&\s\"'#\\]+")
+QUERY_PATTERN = re.compile(
+    r"(?i)([?&](?:api_key|apikey|api-key|key|access_token|token)=)" + _NOT_DONE + r"[^&\s\"'#\\]+"
+)
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -57,7 +68,7 @@ def secret_forms(secret: str) -> set[str]:
             encoded = base64.b64encode(b"\0" * pad + prefix + raw).decode()
             # Skip the characters the padding and alignment touch; keep the stable middle.
             start = (pad + len(prefix) + 2) // 3 * 4
-            core = encoded[start:len(encoded) - 4]
+            core = encoded[start : len(encoded) - 4]
             if len(core) >= 8:
                 forms.add(core)
     forms.add(base64.b64encode(raw + b":").decode().rstrip("="))
@@ -144,8 +155,11 @@ def add_message(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     if "message" in event_dict:
         return event_dict
     words = str(event_dict.get("event", "")).replace("_", " ")
-    details = [str(event_dict[key]) if key in ("product_title", "filename", "reason") else f"{key}={event_dict[key]}"
-               for key in MESSAGE_FIELDS if key in event_dict]
+    details = [
+        str(event_dict[key]) if key in ("product_title", "filename", "reason") else f"{key}={event_dict[key]}"
+        for key in MESSAGE_FIELDS
+        if key in event_dict
+    ]
     event_dict["message"] = words + (": " + ", ".join(details) if details else "")
     return event_dict
 
@@ -213,7 +227,8 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             # UTC in JSON (for machines); local time on a terminal, the owner's clock (the budget's day is local).
-            structlog.processors.TimeStamper(fmt="iso", utc=True) if json_output
+            structlog.processors.TimeStamper(fmt="iso", utc=True)
+            if json_output
             else structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
             structlog.processors.format_exc_info,
             drop_none,

@@ -36,7 +36,9 @@ RATE_LIMITED = "rate_limited"  # the provider outcome that also counts in retouc
 class StoreCollector:
     """Gauges computed from the database at every scrape."""
 
-    def __init__(self, store: Store, provider: str, limits: QuotaLimits, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, provider: str, limits: QuotaLimits, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.provider = provider
         self.limits = limits
@@ -53,13 +55,16 @@ class StoreCollector:
         yield images
 
         in_flight = self.store.jobs_in_state(JobState.PENDING, JobState.SUBMITTED)
-        yield GaugeMetricFamily("retouch_jobs_in_flight", "Provider jobs sent or being sent and not finished.",
-                                value=len(in_flight))
+        yield GaugeMetricFamily(
+            "retouch_jobs_in_flight", "Provider jobs sent or being sent and not finished.", value=len(in_flight)
+        )
 
         ledger = QuotaLedger(self.limits, self.store.quota_events(self.provider, since=now - self.limits.window))
-        quota = GaugeMetricFamily("retouch_provider_quota_left",
-                                  "Provider quota left in the current window, by kind (limited kinds only).",
-                                  labels=["kind"])
+        quota = GaugeMetricFamily(
+            "retouch_provider_quota_left",
+            "Provider quota left in the current window, by kind (limited kinds only).",
+            labels=["kind"],
+        )
         for kind in KINDS:
             if self.limits.limited(kind):
                 quota.add_metric([kind], ledger.available(kind, now))
@@ -67,15 +72,23 @@ class StoreCollector:
 
         queued = counts.get(ImageState.DISCOVERED, 0)
         eta = queue_eta_seconds(queued, *images_per_window(self.limits), ledger_images_left(ledger, now))
-        yield GaugeMetricFamily("retouch_queue_eta_seconds",
-                                "Estimated seconds until every queued image is submitted, at the quota.", value=eta)
+        yield GaugeMetricFamily(
+            "retouch_queue_eta_seconds",
+            "Estimated seconds until every queued image is submitted, at the quota.",
+            value=eta,
+        )
 
-        yield GaugeMetricFamily("retouch_provider_paused",
-                                "1 while submissions are paused (no credits, rejected key).",
-                                value=1 if self.store.get_meta(PAUSED) else 0)
+        yield GaugeMetricFamily(
+            "retouch_provider_paused",
+            "1 while submissions are paused (no credits, rejected key).",
+            value=1 if self.store.get_meta(PAUSED) else 0,
+        )
 
-        yield CounterMetricFamily("retouch_provider_credits_used", "Credits the provider charged for finished jobs.",
-                                  value=self.store.credits_used(self.provider))
+        yield CounterMetricFamily(
+            "retouch_provider_credits_used",
+            "Credits the provider charged for finished jobs.",
+            value=self.store.credits_used(self.provider),
+        )
 
 
 class ClientCollector:
@@ -88,24 +101,29 @@ class ClientCollector:
     def collect(self) -> Iterator[Metric]:
         stats = self.shopify()
         if stats is not None:
-            yield CounterMetricFamily("retouch_shopify_requests", "HTTP requests sent to Shopify (each attempt).",
-                                      value=stats.requests)
-            yield CounterMetricFamily("retouch_shopify_throttled", "Shopify answers that were THROTTLED.",
-                                      value=stats.throttled)
-            retries = CounterMetricFamily("retouch_shopify_retries", "Shopify requests retried, by reason.",
-                                          labels=["reason"])
+            yield CounterMetricFamily(
+                "retouch_shopify_requests", "HTTP requests sent to Shopify (each attempt).", value=stats.requests
+            )
+            yield CounterMetricFamily(
+                "retouch_shopify_throttled", "Shopify answers that were THROTTLED.", value=stats.throttled
+            )
+            retries = CounterMetricFamily(
+                "retouch_shopify_retries", "Shopify requests retried, by reason.", labels=["reason"]
+            )
             for reason, count in sorted(stats.retries.items()):
                 retries.add_metric([reason], count)
             yield retries
         outcomes = self.provider()
         if outcomes is not None:
-            requests = CounterMetricFamily("retouch_provider_requests",
-                                           "Requests to the enhancement provider, by outcome.", labels=["outcome"])
+            requests = CounterMetricFamily(
+                "retouch_provider_requests", "Requests to the enhancement provider, by outcome.", labels=["outcome"]
+            )
             for outcome, count in sorted(outcomes.items()):
                 requests.add_metric([outcome], count)
             yield requests
-            yield CounterMetricFamily("retouch_provider_rate_limited", "Provider requests answered 429.",
-                                      value=outcomes.get(RATE_LIMITED, 0))
+            yield CounterMetricFamily(
+                "retouch_provider_rate_limited", "Provider requests answered 429.", value=outcomes.get(RATE_LIMITED, 0)
+            )
 
 
 class LoopCollector:
@@ -116,8 +134,11 @@ class LoopCollector:
         self.loop = loop
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("retouch_asyncio_tasks", "asyncio tasks alive in the daemon's event loop.",
-                                value=len(asyncio.all_tasks(self.loop)))
+        yield GaugeMetricFamily(
+            "retouch_asyncio_tasks",
+            "asyncio tasks alive in the daemon's event loop.",
+            value=len(asyncio.all_tasks(self.loop)),
+        )
 
 
 def images_per_window(limits: QuotaLimits) -> tuple[int, float]:
@@ -128,15 +149,22 @@ def images_per_window(limits: QuotaLimits) -> tuple[int, float]:
 
 def ledger_images_left(ledger: QuotaLedger, now: float) -> int:
     limits = ledger.limits
-    return min(ledger.available("image", now), ledger.available("job", now) * limits.max_batch,
-               ledger.available("request", now))
+    return min(
+        ledger.available("image", now),
+        ledger.available("job", now) * limits.max_batch,
+        ledger.available("request", now),
+    )
 
 
-def build_registry(store: Store, provider: str, limits: QuotaLimits,
-                   shopify_stats: Callable[[], ClientStats | None],
-                   provider_stats: Callable[[], Counter[str] | None],
-                   clock: Callable[[], float] = time.time,
-                   loop: asyncio.AbstractEventLoop | None = None) -> CollectorRegistry:
+def build_registry(
+    store: Store,
+    provider: str,
+    limits: QuotaLimits,
+    shopify_stats: Callable[[], ClientStats | None],
+    provider_stats: Callable[[], Counter[str] | None],
+    clock: Callable[[], float] = time.time,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> CollectorRegistry:
     """A registry of its own (not the process-global one), with every retouch metric in it."""
     registry = CollectorRegistry()
     registry.register(StoreCollector(store, provider, limits, clock))

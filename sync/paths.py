@@ -41,11 +41,13 @@ def database_file(url: str | None, config_dir: Path, state_dir: Path | None) -> 
         if not text:
             raise PathError("names no database file: give a file path like 'data/retouch.db'")
         if text == ":memory:":
-            raise PathError("an in-memory database forgets every image at each restart: give a file path "
-                            "like 'data/retouch.db'")
+            raise PathError(
+                "an in-memory database forgets every image at each restart: give a file path like 'data/retouch.db'"
+            )
     elif "://" in text or text.startswith("sqlite:"):
-        raise PathError("only SQLite is supported: give a file path like 'data/retouch.db' "
-                        "or '/var/lib/retouch/retouch.db'")
+        raise PathError(
+            "only SQLite is supported: give a file path like 'data/retouch.db' or '/var/lib/retouch/retouch.db'"
+        )
     # Checked before the file system sees the path (it raises bare ValueError/OSError for these).
     if any(ord(char) < 0x20 for char in text):
         raise PathError("the file name holds a control character (a NUL, a line break…)")

@@ -28,20 +28,37 @@ def queue_facts(settings: Settings, store: Store, now: float) -> QueueFacts:
     allowed = ledger.batch_size(len(due), now, active)
     max_hold = limits.window / limits.limit("job")
     hold_until = None
-    if due and allowed and not submit_size(allowed, images_available=ledger.available("image", now),
-                                           jobs_available=ledger.available("job", now), max_batch=limits.max_batch,
-                                           max_hold=max_hold, oldest_wait=now - epoch(due[0].created_at)):
+    if (
+        due
+        and allowed
+        and not submit_size(
+            allowed,
+            images_available=ledger.available("image", now),
+            jobs_available=ledger.available("job", now),
+            max_batch=limits.max_batch,
+            max_hold=max_hold,
+            oldest_wait=now - epoch(due[0].created_at),
+        )
+    ):
         hold_until = epoch(due[0].created_at) + max_hold
     slot_busy = active >= limits.max_active
     used_up = quota_used_up(ledger, now)
     per_window, window = images_per_window(limits)
     return QueueFacts(
-        now=now, tick=settings.schedule.tick, provider=settings.plugin.title,
-        paused=json.loads(paused) if paused else None, blocked_until=blocked,
+        now=now,
+        tick=settings.schedule.tick,
+        provider=settings.plugin.title,
+        paused=json.loads(paused) if paused else None,
+        blocked_until=blocked,
         go_now=0 if used_up or slot_busy else ledger_images_left(ledger, now),
-        quota_free_at=ledger.next_submit_at(now, active_jobs=0) if used_up else None, slot_busy=slot_busy,
-        per_window=per_window, window=window, hold_until=hold_until,
-        budget_left=budget_today(settings, store, now)[0], next_midnight=next_midnight(now))
+        quota_free_at=ledger.next_submit_at(now, active_jobs=0) if used_up else None,
+        slot_busy=slot_busy,
+        per_window=per_window,
+        window=window,
+        hold_until=hold_until,
+        budget_left=budget_today(settings, store, now)[0],
+        next_midnight=next_midnight(now),
+    )
 
 
 def quota_used_up(ledger: QuotaLedger, now: float) -> bool:
@@ -49,7 +66,9 @@ def quota_used_up(ledger: QuotaLedger, now: float) -> bool:
     return any(ledger.limits.limited(kind) and ledger.available(kind, now) <= 0 for kind in ("image", "job"))
 
 
-def pending_waits(settings: Settings, store: Store, now: float, image_ids: Iterable[int] | None = None) -> list[ImageWait]:
+def pending_waits(
+    settings: Settings, store: Store, now: float, image_ids: Iterable[int] | None = None
+) -> list[ImageWait]:
     """Why each pending image (of `image_ids`, or all) waits. Their places in line count every queued image."""
     waits = image_waits(store.images_in_state(*PENDING_STATES), queue_facts(settings, store, now))
     if image_ids is None:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-
 # Exact texts the CLI shows although they hold a secret, because the owner needs them: the webhook
 # URL with its path token that `check` tells them to paste into a provider's dashboard. Only these
 # exact strings, which we build ourselves, are let through; anything else with the token is scrubbed.

@@ -34,8 +34,8 @@ class ToSend:
     product_id: str
     media_id: str
     source_url: str | None
-    rule: str | None       # the recorded rule decision (JSON), as on the row
-    how: str               # "waiting" | "requeued" | "queued"
+    rule: str | None  # the recorded rule decision (JSON), as on the row
+    how: str  # "waiting" | "requeued" | "queued"
 
 
 @dataclass
@@ -43,12 +43,12 @@ class Preview:
     """The plan as the owner reads it."""
 
     exact: list[ToSend] = field(default_factory=list)  # the images known one by one
-    counted: int = 0          # more images, counted, not listed (a large store)
-    bound: str = ""           # "" (exact), "at most" or "about": how `counted` was had
-    baseline: int = 0         # images a first pass would record as the baseline (never sent)
+    counted: int = 0  # more images, counted, not listed (a large store)
+    bound: str = ""  # "" (exact), "at most" or "about": how `counted` was had
+    baseline: int = 0  # images a first pass would record as the baseline (never sent)
     products_in_store: int | None = None
     products_read: int = 0
-    bulk: bool = False        # the real run reads a bulk export
+    bulk: bool = False  # the real run reads a bulk export
     counts: Counter[str] = field(default_factory=Counter)  # per action kind, for the summary line
 
     @property
@@ -63,9 +63,11 @@ class Preview:
         """How the plan was had, for a plan that did not read every product."""
         if not self.bulk:
             return None
-        return (f"plan: {self.products_in_store} product(s) in the store; the run reads them by bulk export, "
-                f"this plan read {self.products_read} of them page by page and counted the rest in the database "
-                "(no bulk export, nothing written)")
+        return (
+            f"plan: {self.products_in_store} product(s) in the store; the run reads them by bulk export, "
+            f"this plan read {self.products_read} of them page by page and counted the rest in the database "
+            "(no bulk export, nothing written)"
+        )
 
 
 def to_send(waiting: Sequence[Any], planned: Iterable[tuple[str, Sequence[Action]]]) -> list[ToSend]:
@@ -78,12 +80,20 @@ def to_send(waiting: Sequence[Any], planned: Iterable[tuple[str, Sequence[Action
     for product_id, actions in planned:
         gone.update(a.image_id for a in actions if isinstance(a, MediaGone))
         fresh, back = queued_by(actions)
-        requeued += [ToSend(a.image_id, product_id, a.media_id, a.fields.get("source_url"), a.fields.get("rule"),
-                            "requeued") for a in back]
-        new += [ToSend(None, product_id, a.fields["media_id"], a.fields.get("source_url"), a.fields.get("rule"),
-                       "queued") for a in fresh if not _skipped(a)]
-    kept = [ToSend(row.id, row.product_id, row.media_id, row.source_url, row.rule, "waiting")
-            for row in waiting if row.id not in gone]
+        requeued += [
+            ToSend(a.image_id, product_id, a.media_id, a.fields.get("source_url"), a.fields.get("rule"), "requeued")
+            for a in back
+        ]
+        new += [
+            ToSend(None, product_id, a.fields["media_id"], a.fields.get("source_url"), a.fields.get("rule"), "queued")
+            for a in fresh
+            if not _skipped(a)
+        ]
+    kept = [
+        ToSend(row.id, row.product_id, row.media_id, row.source_url, row.rule, "waiting")
+        for row in waiting
+        if row.id not in gone
+    ]
     return sorted(kept + requeued, key=lambda item: item.image_id or 0) + new
 
 
@@ -97,8 +107,9 @@ def tally(planned: Iterable[Sequence[Action]]) -> Counter[str]:
     for actions in planned:
         for action in actions:
             if isinstance(action, NewRow):
-                counts[{ImageState.BASELINE: "baseline", ImageState.SKIPPED: "skipped_by_rule"}.get(
-                    action.state, "queued")] += 1
+                counts[
+                    {ImageState.BASELINE: "baseline", ImageState.SKIPPED: "skipped_by_rule"}.get(action.state, "queued")
+                ] += 1
             elif isinstance(action, Requeue):
                 counts["requeued"] += 1
             else:
@@ -106,8 +117,7 @@ def tally(planned: Iterable[Sequence[Action]]) -> Counter[str]:
     return counts
 
 
-def unread_to_send(by_state: Mapping[str, int], read_by_state: Mapping[str, int],
-                   requeue: Iterable[ImageState]) -> int:
+def unread_to_send(by_state: Mapping[str, int], read_by_state: Mapping[str, int], requeue: Iterable[ImageState]) -> int:
     """Of the rows of products the plan did not read, those a run would send: the ones waiting and
     the ones in a state a resync puts back. An upper bound: an excluded tag or a rule's skip on those
     products is only known by reading them."""

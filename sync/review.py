@@ -56,10 +56,10 @@ class ReviewItem:
     product_title: str | None
     filename: str | None
     provider: str
-    credits: int                # what the provider charged for this result (its job's credits, per image)
-    finished_at: float | None   # wall clock the provider finished it (its job's end)
-    before_sha256: str | None   # the original's backup (storage/backups.py)
-    after_sha256: str | None    # the kept result (result_sha256)
+    credits: int  # what the provider charged for this result (its job's credits, per image)
+    finished_at: float | None  # wall clock the provider finished it (its job's end)
+    before_sha256: str | None  # the original's backup (storage/backups.py)
+    after_sha256: str | None  # the kept result (result_sha256)
 
     @property
     def product_name(self) -> str:
@@ -69,8 +69,8 @@ class ReviewItem:
 
 @dataclass(frozen=True)
 class ReviewOutcome:
-    moved: list[int] = field(default_factory=list)                  # image ids the decision applied to
-    refused: list[tuple[int, str]] = field(default_factory=list)    # (image id, why not), in the owner's words
+    moved: list[int] = field(default_factory=list)  # image ids the decision applied to
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (image id, why not), in the owner's words
 
 
 def results_store(settings: Settings) -> BackupStore:
@@ -95,8 +95,7 @@ def picture_path(settings: Settings, sha256: str) -> Path | None:
 
 def waiting_for_review(store: Store, *, product_id: str | None = None) -> list[ReviewItem]:
     """Every image waiting for the owner, oldest first (of one product, when given)."""
-    images = store.images_in_state(AWAITING_REVIEW,
-                                   product_ids=[product_id] if product_id is not None else None)
+    images = store.images_in_state(AWAITING_REVIEW, product_ids=[product_id] if product_id is not None else None)
     jobs: dict[int, Any] = {}
     items = []
     for image in images:
@@ -105,11 +104,19 @@ def waiting_for_review(store: Store, *, product_id: str | None = None) -> list[R
             if image.job_id not in jobs:
                 jobs[image.job_id] = store.job(image.job_id)
             job = jobs[image.job_id]
-        items.append(ReviewItem(
-            image_id=image.id, product_id=image.product_id, product_title=image.product_title,
-            filename=image.filename, provider=job.provider if job else "",
-            credits=_credits_per_image(job), finished_at=epoch(job.finished_at) if job and job.finished_at else None,
-            before_sha256=image.backup_sha256, after_sha256=image.result_sha256))
+        items.append(
+            ReviewItem(
+                image_id=image.id,
+                product_id=image.product_id,
+                product_title=image.product_title,
+                filename=image.filename,
+                provider=job.provider if job else "",
+                credits=_credits_per_image(job),
+                finished_at=epoch(job.finished_at) if job and job.finished_at else None,
+                before_sha256=image.backup_sha256,
+                after_sha256=image.result_sha256,
+            )
+        )
     return items
 
 
@@ -119,8 +126,14 @@ def _credits_per_image(job: Any) -> int:
     return round((job.credits_used or 0) / job.image_count)
 
 
-def select_images(store: Store, *, image_ids: Iterable[int] = (), product: str | None = None,
-                  everything: bool = False, states: Sequence[ImageState] = (AWAITING_REVIEW,)) -> list[Image]:
+def select_images(
+    store: Store,
+    *,
+    image_ids: Iterable[int] = (),
+    product: str | None = None,
+    everything: bool = False,
+    states: Sequence[ImageState] = (AWAITING_REVIEW,),
+) -> list[Image]:
     """The images a decision is about: by id, by product (id, gid or title, case-insensitive) or all
     of those in `states`. The CLI and the web page name images the same way."""
     chosen: dict[int, Image] = {}
@@ -150,8 +163,7 @@ def approve(store: Store, image_ids: Iterable[int], *, now: float) -> ReviewOutc
     """Let these results go to the store: each goes back to `backed_up` with `approved_at`, and
     write-back writes it from the kept bytes (no new download)."""
     ids = _ids(image_ids)
-    moved = store.transition(ids, "approve", expect=AWAITING_REVIEW, approved_at=now,
-                             next_attempt_at=None, attempts=0)
+    moved = store.transition(ids, "approve", expect=AWAITING_REVIEW, approved_at=now, next_attempt_at=None, attempts=0)
     return ReviewOutcome(list(moved), _refusals(store, ids, moved, "approved"))
 
 
@@ -189,13 +201,16 @@ def check_redo_options(settings: Settings, *, preset: str | None = None, prompt:
         type(table).model_validate({**table.model_dump(exclude_unset=True), **options})
     except ValidationError as exc:
         first = exc.errors()[0]
-        flag = next((f for f, key in REDO_OPTION_KEYS[settings.provider.name].items() if key == first["loc"][0]),
-                    str(first["loc"][0]))
+        flag = next(
+            (f for f, key in REDO_OPTION_KEYS[settings.provider.name].items() if key == first["loc"][0]),
+            str(first["loc"][0]),
+        )
         raise ValueError(f"--{flag}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
-def redo_quote(settings: Settings, store: Store, image_ids: Iterable[int], *, preset: str | None = None,
-               prompt: str | None = None) -> str:
+def redo_quote(
+    settings: Settings, store: Store, image_ids: Iterable[int], *, preset: str | None = None, prompt: str | None = None
+) -> str:
     """What a redo of these images costs and takes, for the confirmation: images, credits, money,
     time (sync/costs.py). ValueError for options the provider would refuse."""
     import time
@@ -204,23 +219,29 @@ def redo_quote(settings: Settings, store: Store, image_ids: Iterable[int], *, pr
     from .commands.resync import run_estimate
 
     check_redo_options(settings, preset=preset, prompt=prompt)
-    images = [image for image in (store.image(i) for i in _ids(image_ids))
-              if image is not None and image.state in REDOABLE]
+    images = [
+        image for image in (store.image(i) for i in _ids(image_ids)) if image is not None and image.state in REDOABLE
+    ]
     reported = reported_balance(settings, store, time.time())
     estimate = run_estimate(settings, len(images), reported[0] if reported else None)
     names = sorted({image.product_title or image.product_id for image in images})
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     options = _options_words(redo_options(settings.provider.name, preset=preset, prompt=prompt))
-    return (f"redo {len(images)} image(s)" + (f" of {shown}" if shown else "")
-            + (f" with {options}" if options else "") + f": {estimate.words()}")
+    return (
+        f"redo {len(images)} image(s)"
+        + (f" of {shown}" if shown else "")
+        + (f" with {options}" if options else "")
+        + f": {estimate.words()}"
+    )
 
 
 # States a redo starts from: a result waiting for the owner, or one the owner rejected.
 REDOABLE = (AWAITING_REVIEW, REJECTED)
 
 
-def redo(store: Store, image_ids: Iterable[int], *, preset: str | None = None, prompt: str | None = None,
-         now: float) -> ReviewOutcome:
+def redo(
+    store: Store, image_ids: Iterable[int], *, preset: str | None = None, prompt: str | None = None, now: float
+) -> ReviewOutcome:
     """Enhance these images again, a new paid attempt: each is queued (`discovered`) with its options
     recorded like a [[rules]] decision (sent with its next job; the note says what they were)."""
     ids = _ids(image_ids)
@@ -240,9 +261,17 @@ def redo(store: Store, image_ids: Iterable[int], *, preset: str | None = None, p
             continue
         decision = _redo_decision(image.rule, provider, options)
         note = "redo" + (f" with {_options_words(options)}" if options else "")
-        done = store.transition([image_id], "redo", expect=REDOABLE, rule=decision,
-                                review_note=note[:NOTE_MAX], next_attempt_at=None, attempts=0,
-                                error_code=None, error_message=None)
+        done = store.transition(
+            [image_id],
+            "redo",
+            expect=REDOABLE,
+            rule=decision,
+            review_note=note[:NOTE_MAX],
+            next_attempt_at=None,
+            attempts=0,
+            error_code=None,
+            error_message=None,
+        )
         if done:
             moved.extend(done)
         else:
@@ -257,8 +286,15 @@ def _redo_decision(previous_rule: str | None, provider: str, options: dict[str, 
         return previous_rule
     kept = before.get("options", {}) if before.get("provider") == provider else {}
     label = before.get("rule")
-    return json.dumps({"rule": f"{label} + redo" if label else "redo", "skip": False,
-                       "options": {**kept, **options}, "provider": provider}, sort_keys=True)
+    return json.dumps(
+        {
+            "rule": f"{label} + redo" if label else "redo",
+            "skip": False,
+            "options": {**kept, **options},
+            "provider": provider,
+        },
+        sort_keys=True,
+    )
 
 
 def _options_words(options: dict[str, str]) -> str:

@@ -23,10 +23,25 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 RULE_OPTIONS: dict[str, frozenset[str]] = {
     "aigenstudio": frozenset({"preset", "preservation_level", "instructions"}),
     "productai": frozenset({"model", "prompt", "upscale"}),
-    "imagen": frozenset({"profile_key", "photography_type", "crop", "portrait_crop", "headshot_crop", "straighten",
-                         "perspective_correction", "subject_mask", "smooth_skin", "hdr_merge", "sky_replacement",
-                         "sky_replacement_template_id", "window_pull", "crop_aspect_ratio",
-                         "hdr_output_compression"}),
+    "imagen": frozenset(
+        {
+            "profile_key",
+            "photography_type",
+            "crop",
+            "portrait_crop",
+            "headshot_crop",
+            "straighten",
+            "perspective_correction",
+            "subject_mask",
+            "smooth_skin",
+            "hdr_merge",
+            "sky_replacement",
+            "sky_replacement_template_id",
+            "window_pull",
+            "crop_aspect_ratio",
+            "hdr_output_compression",
+        }
+    ),
 }
 CONDITIONS = ("collections", "tags", "product_types", "vendors", "status")
 STATUSES = ("active", "draft", "archived", "unlisted")
@@ -60,7 +75,7 @@ class RuleSettings(BaseModel):
 
 @dataclass(frozen=True)
 class Rule:
-    number: int                       # 1-based, in the file's order
+    number: int  # 1-based, in the file's order
     settings: RuleSettings
 
     @property
@@ -86,9 +101,13 @@ def _norm(values: Iterable[str]) -> set[str]:
 
 def matches(rule: RuleSettings, facts: ProductFacts) -> bool:
     """Every condition given holds; a rule with none matches every product."""
-    checks = ((rule.collections, facts.collections), (rule.tags, facts.tags),
-              (rule.product_types, (facts.product_type,)), (rule.vendors, (facts.vendor,)),
-              (rule.status, (facts.status,)))
+    checks = (
+        (rule.collections, facts.collections),
+        (rule.tags, facts.tags),
+        (rule.product_types, (facts.product_type,)),
+        (rule.vendors, (facts.vendor,)),
+        (rule.status, (facts.status,)),
+    )
     return all(not wanted or _norm(wanted) & _norm(have) for wanted, have in checks)
 
 
@@ -100,14 +119,21 @@ def decision(rule: Rule | None, provider: str) -> str | None:
     """What is recorded on the image (its intent): the rule's label and what it set, as JSON."""
     if rule is None:
         return None
-    return json.dumps({"rule": rule.label, "skip": rule.settings.skip, "options": rule.settings.options,
-                       "provider": provider}, sort_keys=True)
+    return json.dumps(
+        {"rule": rule.label, "skip": rule.settings.skip, "options": rule.settings.options, "provider": provider},
+        sort_keys=True,
+    )
 
 
 def facts_of(product: Any) -> ProductFacts:
     """A Shopify `Product`'s facts for matching."""
-    return ProductFacts(tags=tuple(product.tags), product_type=product.product_type, vendor=product.vendor,
-                        status=product.status, collections=tuple(getattr(product, "collections", ())))
+    return ProductFacts(
+        tags=tuple(product.tags),
+        product_type=product.product_type,
+        vendor=product.vendor,
+        status=product.status,
+        collections=tuple(getattr(product, "collections", ())),
+    )
 
 
 def label_of(recorded_rule: str | None) -> str | None:
@@ -138,11 +164,14 @@ def validate_rules(raw: Any, provider: str, table: dict[str, Any], model: type[B
         for key in settings.options:
             if key not in allowed:
                 hint = f"one of {', '.join(sorted(allowed))}" if allowed else "none for this provider"
-                raise ValueError(f"{where} {key}: not a condition nor an option a rule can set for {provider} "
-                                 f"(conditions: {', '.join(CONDITIONS)}, skip; options: {hint})")
+                raise ValueError(
+                    f"{where} {key}: not a condition nor an option a rule can set for {provider} "
+                    f"(conditions: {', '.join(CONDITIONS)}, skip; options: {hint})"
+                )
         if settings.skip and settings.options:
-            raise ValueError(f"{where} skip: a rule that skips sets no options; remove "
-                             f"{', '.join(sorted(settings.options))}")
+            raise ValueError(
+                f"{where} skip: a rule that skips sets no options; remove {', '.join(sorted(settings.options))}"
+            )
         try:
             model.model_validate({**table, **settings.options})
         except ValidationError as exc:

@@ -26,9 +26,13 @@ def shopify_tokens(settings: Settings) -> TokenSource:
     if settings.shop_client_secret is None or not settings.shop.client_id:
         # load_settings guarantees one of the two ways; a Settings built otherwise fails here, plainly.
         return StaticToken(settings.shop_token.get_secret_value() if settings.shop_token else "")
-    return ClientCredentials(settings.shop.url, settings.shop.client_id,
-                             settings.shop_client_secret.get_secret_value(), timeout=settings.shop.timeout,
-                             on_token=lambda token: REDACTOR.add([token]))
+    return ClientCredentials(
+        settings.shop.url,
+        settings.shop.client_id,
+        settings.shop_client_secret.get_secret_value(),
+        timeout=settings.shop.timeout,
+        on_token=lambda token: REDACTOR.add([token]),
+    )
 
 
 def token_health(tokens: TokenSource) -> dict | None:
@@ -41,34 +45,49 @@ def token_health(tokens: TokenSource) -> dict | None:
 
 
 def shopify_client(settings: Settings) -> ShopifyClient:
-    return ShopifyClient(settings.shop.url, shopify_tokens(settings), settings.shop.api_version,
-                         timeout=settings.shop.timeout)
+    return ShopifyClient(
+        settings.shop.url, shopify_tokens(settings), settings.shop.api_version, timeout=settings.shop.timeout
+    )
 
 
 def provider_client(settings: Settings) -> Provider:
     """The configured provider, built by its plugin from its own table."""
-    return settings.plugin.create(ProviderConfig(
-        api_key=settings.provider_key.get_secret_value(), base_url=settings.provider_base_url,
-        timeout=settings.provider.timeout, settings=settings.provider_table, public_url=settings.public_url))
+    return settings.plugin.create(
+        ProviderConfig(
+            api_key=settings.provider_key.get_secret_value(),
+            base_url=settings.provider_base_url,
+            timeout=settings.provider.timeout,
+            settings=settings.provider_table,
+            public_url=settings.public_url,
+        )
+    )
 
 
 @asynccontextmanager
-async def open_context(settings: Settings, store: Store | None = None,
-                       busy_timeout: float | None = None) -> AsyncIterator[Context]:
+async def open_context(
+    settings: Settings, store: Store | None = None, busy_timeout: float | None = None
+) -> AsyncIterator[Context]:
     """`busy_timeout`: how long a statement waits for another process's write lock (the Store's default if None)."""
     own_store = store is None
     if store is None:
         store = Store(settings.database_url) if busy_timeout is None else Store(settings.database_url, busy_timeout)
     shopify = shopify_client(settings)
     provider = provider_client(settings)
-    ctx = Context(settings=settings, store=store, backups=BackupStore(settings.backup_dir),
-                  shopify=shopify, provider=provider, results=ResultFetcher(timeout=settings.provider.timeout))
+    ctx = Context(
+        settings=settings,
+        store=store,
+        backups=BackupStore(settings.backup_dir),
+        shopify=shopify,
+        provider=provider,
+        results=ResultFetcher(timeout=settings.provider.timeout),
+    )
     try:
         yield ctx
     finally:
         # The clients in use now: a reload may have replaced them, and kept retired providers.
-        for client in {id(c): c for c in (shopify, ctx.shopify, provider, ctx.provider,
-                                          *(view.provider for view in ctx.retired))}.values():
+        for client in {
+            id(c): c for c in (shopify, ctx.shopify, provider, ctx.provider, *(view.provider for view in ctx.retired))
+        }.values():
             await client.aclose()
         await ctx.results.aclose()
         if own_store:
@@ -91,9 +110,13 @@ def pending_among(ctx: Context, image_ids: Iterable[int] | None) -> int:
     return sum(1 for image in pending if image.id in wanted)
 
 
-async def run_until_settled(ctx: Context, image_ids: Iterable[int] | None = None, *,
-                            progress: Callable[[int], None] | None = None,
-                            stop: asyncio.Event | None = None) -> None:
+async def run_until_settled(
+    ctx: Context,
+    image_ids: Iterable[int] | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Run work cycles until none of the images is pending (or `stop` is set)."""
     ids = None if image_ids is None else list(image_ids)
     while True:

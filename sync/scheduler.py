@@ -37,7 +37,8 @@ from .failures import TracebackOnce, failure_reason
 from .logs import configure
 from .pipeline import WRITE_BACK_STATES, Context, discover
 from .pipeline.context import BASELINE_RECORDED
-from .pipeline.order import RECOVERY, RUNS, STEPS, StepOrder, scheduled_steps, step as step_order
+from .pipeline.order import RECOVERY, RUNS, STEPS, StepOrder, scheduled_steps
+from .pipeline.order import step as step_order
 from .shopify_subscriptions import register_product_webhooks
 from .systemd import Notifier, status_line, watchdog_interval, watchdog_loop
 
@@ -63,9 +64,14 @@ Step = Callable[[Context], Awaitable[object]]
 
 
 class Daemon:
-    def __init__(self, ctx: Context, *, notifier: Notifier | None = None,
-                 reopen: Callable[[Settings], Awaitable[None]] | None = None,
-                 on_connected: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        notifier: Notifier | None = None,
+        reopen: Callable[[Settings], Awaitable[None]] | None = None,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.notifier = notifier or Notifier.from_env()
         self.reopen = reopen  # rebuilds the clients when a reload changes where they point
@@ -136,14 +142,21 @@ class Daemon:
                 if _database_locked(exc):
                     # Not a crash: the step stopped where the lock met it and runs again next time.
                     # (No last-error row either: writing it would meet the same lock.)
-                    log.warning("database_busy", step=name, note="another process holds the database's "
-                                "write lock; the step stopped and runs again")
+                    log.warning(
+                        "database_busy",
+                        step=name,
+                        note="another process holds the database's write lock; the step stopped and runs again",
+                    )
                     return
                 reason = failure_reason(exc)
                 self._record_error(name, reason)
                 if self.tracebacks.first(exc):
-                    log.exception("step_crashed", step=name, reason=reason,
-                                  note="this kind of failure shows its traceback once; later ones one line each")
+                    log.exception(
+                        "step_crashed",
+                        step=name,
+                        reason=reason,
+                        note="this kind of failure shows its traceback once; later ones one line each",
+                    )
                 else:
                     log.error("step_crashed", step=name, reason=reason)
             finally:
@@ -158,8 +171,9 @@ class Daemon:
         while not await asyncio.to_thread(self.ctx.store.wait_writable, WRITABLE_CHECK):
             if waited_since is None:
                 waited_since = time.monotonic()
-                log.warning("database_busy", step=name, note="another process holds the database's write lock; "
-                            "waiting for it")
+                log.warning(
+                    "database_busy", step=name, note="another process holds the database's write lock; waiting for it"
+                )
             if self.stopping.is_set():
                 return False
         if waited_since is not None:
@@ -185,8 +199,10 @@ class Daemon:
         """Run track when the earliest poll is due, not at the tick after it."""
         if self.scheduler is None or self.stopping.is_set():
             return
-        due = min((job.next_poll_at for job in self.ctx.jobs(JobState.SUBMITTED) if job.next_poll_at is not None),
-                  default=None)
+        due = min(
+            (job.next_poll_at for job in self.ctx.jobs(JobState.SUBMITTED) if job.next_poll_at is not None),
+            default=None,
+        )
         track = self.scheduler.get_job("track")
         if due is None or track is None or track.next_run_time is None:
             return
@@ -209,8 +225,9 @@ class Daemon:
 
     def _record_error(self, step: str, message: str) -> None:
         try:
-            self.ctx.store.set_meta(LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} "
-                                                f"{step}: {message[:300]}")
+            self.ctx.store.set_meta(
+                LAST_ERROR, f"{datetime.now().astimezone().isoformat(timespec='seconds')} {step}: {message[:300]}"
+            )
         except Exception as exc:
             # The database may be what failed (full disk, read-only mount): say so in one line; the
             # step's own line already carries the reason.
@@ -234,8 +251,11 @@ class Daemon:
         """A verified provider webhook: poll that job soon (the status endpoint stays the truth).
 
         An event that names no job (ProductAI's error payload) brings every running job's poll forward."""
-        matched = [job for job in self.ctx.jobs(JobState.SUBMITTED)
-                   if event.provider_job_id is None or job.provider_job_id == event.provider_job_id]
+        matched = [
+            job
+            for job in self.ctx.jobs(JobState.SUBMITTED)
+            if event.provider_job_id is None or job.provider_job_id == event.provider_job_id
+        ]
         for job in matched:
             # Item events of a many-image job come in bursts: one poll a moment later reads them
             # all. A one-image job, or the event that ends the job, has nothing more to wait for.
@@ -278,8 +298,11 @@ class Daemon:
             raise
         except Exception as exc:
             reason = str(exc) if isinstance(exc, ShopifyError) else exc.__class__.__name__
-            log.warning("shopify_webhooks_not_registered", reason=reason[:300],
-                        note="discovery goes on polling every discover_every")
+            log.warning(
+                "shopify_webhooks_not_registered",
+                reason=reason[:300],
+                note="discovery goes on polling every discover_every",
+            )
 
     # ----- life cycle -------------------------------------------------------------------------
 
@@ -320,10 +343,17 @@ class Daemon:
         async with self.lock:
             old = self.ctx.settings
             # The HTTP server and the database are opened once: their settings wait for a restart.
-            fixed: dict[str, Any] = {"server": old.server, "database_url": old.database_url, "backup_dir": old.backup_dir}
+            fixed: dict[str, Any] = {
+                "server": old.server,
+                "database_url": old.database_url,
+                "backup_dir": old.backup_dir,
+            }
             if any(getattr(settings, name) != value for name, value in fixed.items()):
-                log.warning("restart_needed", sections=["server", "storage/backup_dir"],
-                            note="these changes take effect when the daemon restarts")
+                log.warning(
+                    "restart_needed",
+                    sections=["server", "storage/backup_dir"],
+                    note="these changes take effect when the daemon restarts",
+                )
             settings = dataclasses.replace(settings, **fixed)
             configure(settings.log.level, settings.log.format, settings.secrets())
             if self.reopen is not None:
@@ -346,6 +376,7 @@ class Daemon:
             task = loop.create_task(self.reload(self.ctx.settings.path))
             reloads.add(task)
             task.add_done_callback(reloads.discard)
+
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
         background: list[asyncio.Task] = []
         interval = watchdog_interval()
@@ -365,12 +396,26 @@ class Daemon:
             await self._register_shopify_webhooks()
             self.scheduler = AsyncIOScheduler(event_loop=loop)
             for name, step, every in (*self._steps(), *self._daemon_steps()):
-                self.scheduler.add_job(self._guarded, "interval", args=(name, step), seconds=every, id=name,
-                                       max_instances=1, coalesce=True, misfire_grace_time=None,
-                                       next_run_time=datetime.now(self.scheduler.timezone))
-            self.scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_EVERY,
-                                   id="heartbeat", max_instances=1, coalesce=True,
-                                   next_run_time=datetime.now(self.scheduler.timezone))
+                self.scheduler.add_job(
+                    self._guarded,
+                    "interval",
+                    args=(name, step),
+                    seconds=every,
+                    id=name,
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
+                    next_run_time=datetime.now(self.scheduler.timezone),
+                )
+            self.scheduler.add_job(
+                self._heartbeat,
+                "interval",
+                seconds=HEARTBEAT_EVERY,
+                id="heartbeat",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(self.scheduler.timezone),
+            )
             self.scheduler.start()
             self.notifier.ready()
             self.ready = True
@@ -401,7 +446,7 @@ class Daemon:
 
 
 def _database_locked(exc: BaseException) -> bool:
-    """"database is locked", alone or as every error of a task group (write-back runs products at once)."""
+    """ "database is locked", alone or as every error of a task group (write-back runs products at once)."""
     if isinstance(exc, BaseExceptionGroup):
         return all(_database_locked(inner) for inner in exc.exceptions)
     return is_locked_error(exc)

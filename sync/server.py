@@ -45,18 +45,18 @@ import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from retouch.plugin.providers.base import Provider, WebhookEvent, WebhookRefused
 from retouch.storage.store import Store
 
 from . import shopify_webhooks
+from .failures import TracebackOnce, failure_reason
 from .http_guard import BurstLog, ConnectionGuard, ServerLimits, accept_error_handler, connection_cap, protocol_for
 from .listen import parse_listen
-from .failures import TracebackOnce, failure_reason
 from .logs import REDACTOR
 from .nesting import MAX_DEPTH, nested_deeper_than
 from .pipeline.context import LAST_DISCOVERY
@@ -69,11 +69,11 @@ STALE_FACTOR = 3  # discovery older than this many intervals means the daemon is
 @dataclass
 class ServerDeps:
     store: Store
-    provider: Callable[[], Provider]          # the current one (a reload may replace it); verifies webhooks
-    discover_every: float                     # seconds; health: last discovery older than 3x this → unhealthy
+    provider: Callable[[], Provider]  # the current one (a reload may replace it); verifies webhooks
+    discover_every: float  # seconds; health: last discovery older than 3x this → unhealthy
     scheduler_alive: Callable[[], bool]
     on_provider_event: Callable[[WebhookEvent], None]  # hands a verified event to the pipeline; must not block
-    skew: float = 300.0                       # timestamp tolerance, seconds
+    skew: float = 300.0  # timestamp tolerance, seconds
     max_body: int = 1 << 20
     clock: Callable[[], float] = time.time
     # None: /webhooks/shopify answers 404. A callable: the current one (a reload may change [shop]
@@ -245,7 +245,9 @@ class ScrubbedResponses:
 
 
 def _is_picture(start: dict[str, Any]) -> bool:
-    return any(name.lower() == b"content-type" and value.startswith(b"image/") for name, value in start.get("headers", []))
+    return any(
+        name.lower() == b"content-type" and value.startswith(b"image/") for name, value in start.get("headers", [])
+    )
 
 
 class OneLineErrors:
@@ -273,8 +275,12 @@ class OneLineErrors:
         except Exception as exc:
             reason = failure_reason(exc)
             if self.tracebacks.first(exc):
-                log.exception("http_handler_failed", path=scope.get("path"), reason=reason,
-                              note="this kind of failure shows its traceback once")
+                log.exception(
+                    "http_handler_failed",
+                    path=scope.get("path"),
+                    reason=reason,
+                    note="this kind of failure shows its traceback once",
+                )
             else:
                 log.error("http_handler_failed", path=scope.get("path"), reason=reason)
             if not started:
@@ -319,8 +325,11 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
             "database": database,
             "scheduler": _scheduler_check(deps.scheduler_alive),
             **_token_check(deps.shopify_token),
-            "discovery": (discovery_check(last, now=now, started=started, discover_every=deps.discover_every)
-                          if database["ok"] else {"ok": False, "detail": "unknown: database unavailable"}),
+            "discovery": (
+                discovery_check(last, now=now, started=started, discover_every=deps.discover_every)
+                if database["ok"]
+                else {"ok": False, "detail": "unknown: database unavailable"}
+            ),
         }
         status, body = health(checks)
         if status != 200:
@@ -391,10 +400,12 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
             log_limited("shopify_webhook_rejected", verdict.reason)
             return JSONResponse({"error": verdict.reason}, status_code=verdict.status)
         now = deps.clock()
-        new_id = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE,
-                                         verdict.webhook_id, now)
-        new_body = await run_in_threadpool(deps.store.remember_event, shopify_webhooks.BODY_DEDUPE_SOURCE,
-                                           verdict.digest, now)
+        new_id = await run_in_threadpool(
+            deps.store.remember_event, shopify_webhooks.DEDUPE_SOURCE, verdict.webhook_id, now
+        )
+        new_body = await run_in_threadpool(
+            deps.store.remember_event, shopify_webhooks.BODY_DEDUPE_SOURCE, verdict.digest, now
+        )
         if not (new_id and new_body):
             same = "webhook id seen before" if not new_id else "topic and body seen before"
             log_limited("shopify_webhook_duplicate", same, level="info", webhook_id=verdict.webhook_id)
@@ -404,19 +415,25 @@ def build_app(deps: ServerDeps, registry: CollectorRegistry) -> Starlette:
         except Exception:
             # Recorded already, so a retry would be a duplicate: polling discovers the product anyway.
             log.exception("shopify_webhook_handler_failed", webhook_id=verdict.webhook_id)
-        log.info("shopify_webhook_received", topic=verdict.topic, product_id=verdict.product_id,
-                 webhook_id=verdict.webhook_id)
+        log.info(
+            "shopify_webhook_received",
+            topic=verdict.topic,
+            product_id=verdict.product_id,
+            webhook_id=verdict.webhook_id,
+        )
         return JSONResponse({"accepted": True})
 
-    return Starlette(middleware=[Middleware(ScrubbedResponses, scrub=REDACTOR.scrub_text), Middleware(OneLineErrors)],
-                     routes=[
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}
-        Route("/webhooks/{name}", provider_webhook, methods=["POST"]),
-        Route("/webhooks/{name}/{token}", provider_webhook, methods=["POST"]),
-        *([Mount("/ui", app=deps.ui)] if deps.ui is not None else []),
-    ])
+    return Starlette(
+        middleware=[Middleware(ScrubbedResponses, scrub=REDACTOR.scrub_text), Middleware(OneLineErrors)],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route(shopify_webhooks.WEBHOOK_PATH, shopify_webhook, methods=["POST"]),  # before /webhooks/{name}
+            Route("/webhooks/{name}", provider_webhook, methods=["POST"]),
+            Route("/webhooks/{name}/{token}", provider_webhook, methods=["POST"]),
+            *([Mount("/ui", app=deps.ui)] if deps.ui is not None else []),
+        ],
+    )
 
 
 # ----- serving --------------------------------------------------------------------------------
@@ -448,14 +465,16 @@ def bind_listen(listen: str) -> socket.socket:
 def _nofile_soft() -> int | None:
     try:
         import resource
+
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):
         return None
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event,
-                limits: ServerLimits = ServerLimits()) -> None:
+async def serve(
+    app: Starlette, listen: str | socket.socket, stop: asyncio.Event, limits: ServerLimits = ServerLimits()
+) -> None:
     """Serve `app` on `listen` (a "host:port" or a socket from `bind_listen`) in the running loop
     until `stop` is set, then shut down and return.
 
@@ -473,10 +492,18 @@ async def serve(app: Starlette, listen: str | socket.socket, stop: asyncio.Event
     # response." for a body cut by a malformed chunk), one per request in plain text, would let anyone
     # write to the journal at will: they are left out. A handler's failure is logged by OneLineErrors.
     keep_alive: Any = limits.keep_alive  # uvicorn's hints say int; it is a timer's delay, and a fraction works
-    config = uvicorn.Config(app, log_config=None, log_level="critical", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5, http=protocol_for(guard),
-                            timeout_keep_alive=keep_alive, limit_concurrency=guard.cap + 1,
-                            h11_max_incomplete_event_size=limits.max_header_bytes)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="critical",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        http=protocol_for(guard),
+        timeout_keep_alive=keep_alive,
+        limit_concurrency=guard.cap + 1,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+    )
     server = _Server(config)
     loop = asyncio.get_running_loop()
     previous_handler = loop.get_exception_handler()

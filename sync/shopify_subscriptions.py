@@ -24,6 +24,11 @@ async def register_product_webhooks(shopify: ShopifyClient, public_url: str) -> 
     for topic in plan.create:
         await shopify.create_webhook_subscription(topic, wanted)
         log.info("shopify_webhook_subscribed", topic=topic, uri=wanted)
-    log.info("shopify_webhooks_registered", topics=sorted(TOPICS), uri=wanted,
-             created=len(plan.create), deleted=len(plan.delete))
+    log.info(
+        "shopify_webhooks_registered",
+        topics=sorted(TOPICS),
+        uri=wanted,
+        created=len(plan.create),
+        deleted=len(plan.delete),
+    )
     return plan

@@ -93,8 +93,11 @@ def product_gid(body: object) -> str | None:
     if not isinstance(body, dict):
         return None
     api_id, number = body.get("admin_graphql_api_id"), body.get("id")
-    from_number = (f"gid://shopify/Product/{number}" if isinstance(number, int) and not isinstance(number, bool)
-                   and 0 < number <= MAX_PRODUCT_ID else None)
+    from_number = (
+        f"gid://shopify/Product/{number}"
+        if isinstance(number, int) and not isinstance(number, bool) and 0 < number <= MAX_PRODUCT_ID
+        else None
+    )
     if api_id is None:
         return from_number
     plain = isinstance(api_id, str) and PRODUCT_GID.fullmatch(api_id)

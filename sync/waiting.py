@@ -9,8 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-def queue_wait(*, queued: int, quota_eta: float, now: float, paused: dict | None,
-               blocked_until: float, quota_free_at: float | None = None) -> tuple[float, str | None]:
+def queue_wait(
+    *,
+    queued: int,
+    quota_eta: float,
+    now: float,
+    paused: dict | None,
+    blocked_until: float,
+    quota_free_at: float | None = None,
+) -> tuple[float, str | None]:
     """(seconds until the queue is sent, counting a pause or a 429 wait first; why it waits, or None).
 
     `paused` is the pause record ({"reason", "retry_at", ...}); `blocked_until` a 429's end (0: none);
@@ -36,32 +43,34 @@ def _clock(ts: float) -> str:
 
 # --- each waiting image's reason and time (issue 23: "a held photo waited 12 minutes with no word why") ---
 
+
 @dataclass(frozen=True)
 class QueueFacts:
     """What the scheduler already computes about the queue as a whole, at `now` (status reads them)."""
+
     now: float
-    tick: float                          # how often the daemon looks again (unready media, writes to verify)
-    provider: str                        # the service's title, for "being enhanced by …"
-    paused: dict | None = None           # the pause record ({"reason", "retry_at", "budget"?})
-    blocked_until: float = 0.0           # a 429's end (0: none)
-    go_now: int = 0                      # images the quota lets go now (0: used up, or a job holds the slot)
-    quota_free_at: float | None = None   # when the quota lets the next image go, if it is used up now
-    slot_busy: bool = False              # the provider's active-job limit is reached: the next goes when one ends
-    per_window: int = 0                  # images the quota lets through per window
+    tick: float  # how often the daemon looks again (unready media, writes to verify)
+    provider: str  # the service's title, for "being enhanced by …"
+    paused: dict | None = None  # the pause record ({"reason", "retry_at", "budget"?})
+    blocked_until: float = 0.0  # a 429's end (0: none)
+    go_now: int = 0  # images the quota lets go now (0: used up, or a job holds the slot)
+    quota_free_at: float | None = None  # when the quota lets the next image go, if it is used up now
+    slot_busy: bool = False  # the provider's active-job limit is reached: the next goes when one ends
+    per_window: int = 0  # images the quota lets through per window
     window: float = 0.0
-    hold_until: float | None = None      # the first batch is held to fill up until then
-    budget_left: int | None = None       # images the daily budget still allows today (None: no cap)
-    next_midnight: float = 0.0           # when the daily budget starts again
+    hold_until: float | None = None  # the first batch is held to fill up until then
+    budget_left: int | None = None  # images the daily budget still allows today (None: no cap)
+    next_midnight: float = 0.0  # when the daily budget starts again
 
 
 @dataclass(frozen=True)
 class ImageWait:
     image_id: int | None
-    label: str                           # the product's title (or the file, or the product id)
-    reason: str                          # "quota resets at 14:42": words for the owner, local time
-    until: float | None                  # wall clock the wait ends, when it is known
-    kind: str = "next"                   # enhancing, writing, paused, budget, rate_limited, retry, shopify, held,
-                                         # quota, slot, next: what the progress bar words
+    label: str  # the product's title (or the file, or the product id)
+    reason: str  # "quota resets at 14:42": words for the owner, local time
+    until: float | None  # wall clock the wait ends, when it is known
+    kind: str = "next"  # enhancing, writing, paused, budget, rate_limited, retry, shopify, held,
+    # quota, slot, next: what the progress bar words
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class WaitGroup:
     reason: str
     until: float | None
     images: int
-    products: list[str]                  # a few of the products waiting for this reason, by title
+    products: list[str]  # a few of the products waiting for this reason, by title
 
 
 def image_waits(images: Iterable, facts: QueueFacts) -> list[ImageWait]:
@@ -92,8 +101,10 @@ def grouped(waits: Iterable[ImageWait], titles: int = 3) -> list[WaitGroup]:
     groups: dict[str, list[ImageWait]] = {}
     for wait in waits:
         groups.setdefault(wait.reason, []).append(wait)
-    out = [WaitGroup(reason, members[0].until, len(members), list(dict.fromkeys(w.label for w in members))[:titles])
-           for reason, members in groups.items()]
+    out = [
+        WaitGroup(reason, members[0].until, len(members), list(dict.fromkeys(w.label for w in members))[:titles])
+        for reason, members in groups.items()
+    ]
     return sorted(out, key=lambda g: (g.until is None, g.until or 0.0))
 
 
@@ -105,10 +116,16 @@ def group_line(group: WaitGroup) -> str:
 
 
 # What holds the whole queue back, for the progress bar ("waiting for the quota until 14:42"), most telling first.
-_BAR_WORDS = {"paused": "{reason}", "budget": "waiting for the daily budget until {clock}",
-              "rate_limited": "{reason}", "quota": "waiting for the quota until {clock}",
-              "held": "{reason}", "slot": "{reason}", "shopify": "waiting for Shopify to process the originals",
-              "retry": "{reason}"}
+_BAR_WORDS = {
+    "paused": "{reason}",
+    "budget": "waiting for the daily budget until {clock}",
+    "rate_limited": "{reason}",
+    "quota": "waiting for the quota until {clock}",
+    "held": "{reason}",
+    "slot": "{reason}",
+    "shopify": "waiting for Shopify to process the originals",
+    "retry": "{reason}",
+}
 
 
 def progress_words(waits: list[ImageWait]) -> str:
@@ -119,8 +136,9 @@ def progress_words(waits: list[ImageWait]) -> str:
             return _bar(next(wait for wait in waits if wait.kind == kind))
     if kinds & {"enhancing", "writing", "next"}:
         return "enhancing" if "enhancing" in kinds else "writing back" if "writing" in kinds else "sending"
-    first = min((wait for wait in waits if wait.kind in _BAR_WORDS), key=lambda w: w.until or float("inf"),
-                default=None)
+    first = min(
+        (wait for wait in waits if wait.kind in _BAR_WORDS), key=lambda w: w.until or float("inf"), default=None
+    )
     return _bar(first) if first else ""
 
 

@@ -88,6 +88,7 @@ def truncated_webp() -> bytes:
 
 def decompression_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A valid PNG header declaring width x height in a few dozen bytes (10^10 pixels: 30 GB decoded)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 

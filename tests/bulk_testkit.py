@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 
 from retouch.plugin.shopify.operations import operation
-
 from shopify_testkit import bulk_node, check_against_schema, cost
 
 RESULTS = "https://storage.googleapis.com/bulk-operation-outputs/"
@@ -27,10 +26,10 @@ RESULTS = "https://storage.googleapis.com/bulk-operation-outputs/"
 class BulkShop:
     sandbox: Any
     endings: list[dict[str, Any]] = field(default_factory=list)  # per started op: {"status", "partial", "error_code"}
-    in_progress: int = 0        # OPERATION_IN_PROGRESS answers before a start is accepted
-    running_polls: int = 1      # polls that answer RUNNING before the ending
+    in_progress: int = 0  # OPERATION_IN_PROGRESS answers before a start is accepted
+    running_polls: int = 1  # polls that answer RUNNING before the ending
     never_ends: bool = False
-    cut_downloads: int = 0      # downloads that stop half-way
+    cut_downloads: int = 0  # downloads that stop half-way
     expired_ids: set[str] = field(default_factory=set)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -44,24 +43,42 @@ class BulkShop:
         self.calls.append(name)
         if name in ("BulkProductsRun", "BulkOperation", "BulkOperationCancel"):
             check_against_schema(body)
-            return httpx.Response(200, json={"data": getattr(self, f"_{name}")(body["variables"]),
-                                             "extensions": {"cost": cost(requested=10)}})
-        forwarded = httpx.post(self.sandbox.shop_url + request.url.path, content=request.content,
-                               headers={k: v for k, v in request.headers.items() if k.lower() != "host"}, timeout=10)
+            return httpx.Response(
+                200,
+                json={"data": getattr(self, f"_{name}")(body["variables"]), "extensions": {"cost": cost(requested=10)}},
+            )
+        forwarded = httpx.post(
+            self.sandbox.shop_url + request.url.path,
+            content=request.content,
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+            timeout=10,
+        )
         return httpx.Response(forwarded.status_code, content=forwarded.content, headers=forwarded.headers)
 
     # ----- operations
     def _BulkProductsRun(self, variables: dict) -> dict:
         if self.in_progress:
             self.in_progress -= 1
-            return {"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": [{
-                "field": None, "code": "OPERATION_IN_PROGRESS",
-                "message": "A bulk query operation for this app and shop is already in progress: "
-                           "gid://shopify/BulkOperation/1, gid://shopify/BulkOperation/2."}]}}
+            return {
+                "bulkOperationRunQuery": {
+                    "bulkOperation": None,
+                    "userErrors": [
+                        {
+                            "field": None,
+                            "code": "OPERATION_IN_PROGRESS",
+                            "message": "A bulk query operation for this app and shop is already in progress: "
+                            "gid://shopify/BulkOperation/1, gid://shopify/BulkOperation/2.",
+                        }
+                    ],
+                }
+            }
         number = 8001977286962 + len(self.operations)
         node = bulk_node(number)
-        self.operations[node["id"]] = {"node": node, "polls": 0,
-                                       "ending": self.endings.pop(0) if self.endings else {"status": "COMPLETED"}}
+        self.operations[node["id"]] = {
+            "node": node,
+            "polls": 0,
+            "ending": self.endings.pop(0) if self.endings else {"status": "COMPLETED"},
+        }
         return {"bulkOperationRunQuery": {"bulkOperation": node, "userErrors": []}}
 
     def _BulkOperation(self, variables: dict) -> dict:
@@ -92,9 +109,14 @@ class BulkShop:
         self.sandbox.bulk_results[number] = content
         url = f"{RESULTS}{number}.jsonl?Expires=1783637048&Signature=x"
         status = ending["status"]
-        return bulk_node(int(number), status, url=url if status == "COMPLETED" else None,
-                         partial=url if ending.get("partial") else None, error_code=ending.get("error_code"),
-                         objects=content.count(b"\n"))
+        return bulk_node(
+            int(number),
+            status,
+            url=url if status == "COMPLETED" else None,
+            partial=url if ending.get("partial") else None,
+            error_code=ending.get("error_code"),
+            objects=content.count(b"\n"),
+        )
 
     def _download(self, request: httpx.Request) -> httpx.Response:
         self.calls.append("download")
@@ -107,9 +129,12 @@ class BulkShop:
     def jsonl(self) -> bytes:
         """Every product and media of the sandbox as bulk lines, shuffled (order kept per parent)."""
         variables = {"first": 16, "after": None, "query": None, "mediaFirst": 10}  # (under the cost cap)
-        answer = httpx.post(self.sandbox.shop_url + "/admin/api/2026-07/graphql.json",
-                            json={"query": operation("ProductsPage"), "variables": variables},
-                            headers={"X-Shopify-Access-Token": self.sandbox._access_token}, timeout=10).json()
+        answer = httpx.post(
+            self.sandbox.shop_url + "/admin/api/2026-07/graphql.json",
+            json={"query": operation("ProductsPage"), "variables": variables},
+            headers={"X-Shopify-Access-Token": self.sandbox._access_token},
+            timeout=10,
+        ).json()
         parents, children = [], []
         for product in answer["data"]["products"]["nodes"]:
             media = product.pop("media")["nodes"]

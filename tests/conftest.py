@@ -32,8 +32,14 @@ PRODUCTAI_KEY = "pai_TESTSECRET_key_c4f0b7"
 CLIENT_ID = "retouch-test-app-0d4c"
 CLIENT_SECRET = "shpss_TESTSECRET_client_2b7e91"
 # The keys, and the webhook path tokens derived from them (secret too).
-SECRETS = [SHOP_TOKEN, PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY, CLIENT_SECRET,
-           *(webhook_token(key) for key in (PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY))]
+SECRETS = [
+    SHOP_TOKEN,
+    PROVIDER_KEY,
+    IMAGEN_KEY,
+    PRODUCTAI_KEY,
+    CLIENT_SECRET,
+    *(webhook_token(key) for key in (PROVIDER_KEY, IMAGEN_KEY, PRODUCTAI_KEY)),
+]
 # Sandboxes whose issued access tokens must not leak either (each one, whenever it was issued).
 TOKEN_ISSUERS: list[ShopifySandbox] = []
 
@@ -92,8 +98,9 @@ PROFILES = ["default", "production"]
 def app_shop() -> Iterator[ShopifySandbox]:
     """A store with a Dev Dashboard app installed: client credentials only (no static token),
     tokens living 3 s, so a test of a few seconds crosses several expiries."""
-    sandbox = ShopifySandbox(access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                             token_lifetime=3.0, processing_seconds=0.2)
+    sandbox = ShopifySandbox(
+        access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_lifetime=3.0, processing_seconds=0.2
+    )
     server = sandbox.start()
     TOKEN_ISSUERS.append(sandbox)
     yield sandbox
@@ -102,7 +109,9 @@ def app_shop() -> Iterator[ShopifySandbox]:
 
 def client_credentials(text: str) -> str:
     """A config text of these fixtures with the static token swapped for the app's client credentials."""
-    return text.replace(f'access_token = "{SHOP_TOKEN}"', f'client_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"')
+    return text.replace(
+        f'access_token = "{SHOP_TOKEN}"', f'client_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"'
+    )
 
 
 @pytest.fixture
@@ -116,8 +125,13 @@ def provider(request: pytest.FixtureRequest) -> Iterator[AigenSandbox]:
 @pytest.fixture
 def imagen(request: pytest.FixtureRequest) -> Iterator[ImagenSandbox]:
     """Imagen sandbox with fast edits and exports; its `api_url` is the config's base_url."""
-    sandbox = ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.1, edit_seconds=0.4, export_seconds=0.3,
-                            profile=getattr(request, "param", "default"))
+    sandbox = ImagenSandbox(
+        api_keys=(IMAGEN_KEY,),
+        edit_pending_seconds=0.1,
+        edit_seconds=0.4,
+        export_seconds=0.3,
+        profile=getattr(request, "param", "default"),
+    )
     server = sandbox.start()
     yield sandbox
     server.stop()
@@ -126,8 +140,12 @@ def imagen(request: pytest.FixtureRequest) -> Iterator[ImagenSandbox]:
 @pytest.fixture
 def productai(request: pytest.FixtureRequest) -> Iterator[ProductAISandbox]:
     """ProductAI sandbox with fast jobs and the documented 15 requests a minute, counted per key."""
-    sandbox = ProductAISandbox(keys={PRODUCTAI_KEY: 100_000}, job_seconds=0.3, rate_limit_scope="key",
-                               profile=getattr(request, "param", "default"))
+    sandbox = ProductAISandbox(
+        keys={PRODUCTAI_KEY: 100_000},
+        job_seconds=0.3,
+        rate_limit_scope="key",
+        profile=getattr(request, "param", "default"),
+    )
     server = sandbox.start()
     yield sandbox
     server.stop()
@@ -138,8 +156,18 @@ IMAGEN_TABLE = 'profile_key = 5700\nphotography_type = "OTHER"\ncrop = true\nfir
 PRODUCTAI_TABLE = 'model = "kontext-pro"\nrequests_per_minute = 15\n'
 
 
-def provider_config_text(shop: ShopifySandbox, tmp_path: Path, *, provider: str, base_url: str, api_key: str,
-                         table: str = "", mode: str = "replace", new_only: bool = True, extra: str = "") -> str:
+def provider_config_text(
+    shop: ShopifySandbox,
+    tmp_path: Path,
+    *,
+    provider: str,
+    base_url: str,
+    api_key: str,
+    table: str = "",
+    mode: str = "replace",
+    new_only: bool = True,
+    extra: str = "",
+) -> str:
     """A config for any provider: [provider] and its own table; the rest as config_text has it."""
     return f"""
 [shop]
@@ -178,10 +206,18 @@ format = "json"
 """
 
 
-def config_text(shop: ShopifySandbox, provider: AigenSandbox, tmp_path: Path, *, mode: str = "replace",
-                new_only: bool = True, db_name: str = "retouch.db", extra: str = "",
-                limits: str = 'window = "1h", jobs = 5, images = 25, polls = 120, active_jobs = 1',
-                api_key: str = PROVIDER_KEY) -> str:
+def config_text(
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    tmp_path: Path,
+    *,
+    mode: str = "replace",
+    new_only: bool = True,
+    db_name: str = "retouch.db",
+    extra: str = "",
+    limits: str = 'window = "1h", jobs = 5, images = 25, polls = 120, active_jobs = 1',
+    api_key: str = PROVIDER_KEY,
+) -> str:
     return f"""
 [shop]
 url = "{shop.shop_url}"
@@ -267,11 +303,24 @@ def write_config(tmp_path: Path, shop: ShopifySandbox, provider: AigenSandbox) -
 CLI_OUTPUT: list[str] = []
 
 
-def cli(*args: str, config: Path | None = None, timeout: float = 120, input: str | None = None,
-        env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str,
+    config: Path | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "retouch.sync", *args] + (["-c", str(config)] if config else [])
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input, cwd=cwd,
-                          env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        cwd=cwd,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+    )
     CLI_OUTPUT.extend((done.stdout, done.stderr))
     return done
 
@@ -298,15 +347,24 @@ def no_secret_leaks(tmp_path: Path) -> Iterator[None]:
 class DaemonProcess:
     """`retouch run` as a real subprocess; its output goes to files the test can read."""
 
-    def __init__(self, config: Path, log_dir: Path, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        wrapper: list[str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         """`wrapper`: a command that ends by exec'ing its arguments (e.g. one that mounts a small
         tmpfs in a mount namespace first): the daemon keeps the wrapper's PID."""
         self.stdout = (log_dir / f"daemon-{time.monotonic_ns()}.out").open("w+")
         self.stderr = (log_dir / f"daemon-{time.monotonic_ns()}.err").open("w+")
-        self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
-                                     stdout=self.stdout, stderr=self.stderr,
-                                     env={**os.environ, "NO_COLOR": "1", **(env or {})})
+        self.proc = subprocess.Popen(
+            [*(wrapper or []), sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
+            stdout=self.stdout,
+            stderr=self.stderr,
+            env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        )
 
     def output(self) -> str:
         self.stdout.flush()
@@ -335,8 +393,9 @@ class DaemonProcess:
 def daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(config: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None,
-              args: tuple[str, ...] = ()) -> DaemonProcess:
+    def start(
+        config: Path, env: dict[str, str] | None = None, wrapper: list[str] | None = None, args: tuple[str, ...] = ()
+    ) -> DaemonProcess:
         process = DaemonProcess(config, tmp_path, env, wrapper, args)
         started.append(process)
         return process

@@ -43,9 +43,9 @@ from retouch.sync.runtime import open_context, pending_among, work_cycle
 
 # The provider's quota is not what this suite is about: generous, and the config says the same.
 LIMITS = 'window = "1h", jobs = 100000, images = 100000, polls = 1000000, active_jobs = 2'
-PROVIDER_TIMEOUT = 0.6   # seconds: a "long hang" fault outlasts it, a "short hang" does not
-SETTLE_ROUNDS = 400      # work cycles a settle may take before it is declared stuck
-SETTLE_STEP = 5.0        # seconds of the daemon's clock between two of them
+PROVIDER_TIMEOUT = 0.6  # seconds: a "long hang" fault outlasts it, a "short hang" does not
+SETTLE_ROUNDS = 400  # work cycles a settle may take before it is declared stuck
+SETTLE_STEP = 5.0  # seconds of the daemon's clock between two of them
 TERMINAL = {"done", "failed", "skipped", "baseline", "reverted"}
 PENDING = ("discovered", "submitted", "enhanced", "backed_up", "written")  # on their way (the reload rules)
 
@@ -54,9 +54,15 @@ def make_sandboxes() -> tuple[ShopifySandbox, AigenSandbox, list]:
     """Both sandboxes, started, fast; and what to stop afterwards."""
     shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.05, restore_rate=1000)
     shop_server = shop.start()
-    provider = AigenSandbox(window_seconds=3600, jobs_per_window=100_000, images_per_window=100_000,
-                            polls_per_window=1_000_000, active_jobs_per_key=2, active_jobs_per_account=2,
-                            seconds_per_item=0.02)
+    provider = AigenSandbox(
+        window_seconds=3600,
+        jobs_per_window=100_000,
+        images_per_window=100_000,
+        polls_per_window=1_000_000,
+        active_jobs_per_key=2,
+        active_jobs_per_account=2,
+        seconds_per_item=0.02,
+    )
     provider.start()
     return shop, provider, [shop_server.stop, provider.close]
 
@@ -64,6 +70,7 @@ def make_sandboxes() -> tuple[ShopifySandbox, AigenSandbox, list]:
 @dataclass
 class Tally:
     """What the machine did, over every example of a run (for bench/convergence.py's row)."""
+
     examples: int = 0
     steps: int = 0
     restarts: int = 0
@@ -80,13 +87,14 @@ class Tally:
 @dataclass
 class Original:
     """One media the merchant created, as the merchant knows it."""
+
     gid: str
-    product: str                  # legacy id
-    pictures: list[str]           # sha256 of every picture the merchant put in it, oldest first
-    eligible: bool                # added after the baseline, to a product not excluded
+    product: str  # legacy id
+    pictures: list[str]  # sha256 of every picture the merchant put in it, oldest first
+    eligible: bool  # added after the baseline, to a product not excluded
     ext: str = "jpg"
     deleted: bool = False
-    failed_in_shopify: bool = False   # Shopify could not process the merchant's own upload
+    failed_in_shopify: bool = False  # Shopify could not process the merchant's own upload
     edited_after_write: bool = False  # replaced once retouch had (or may have) written its result
 
 
@@ -125,8 +133,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="example-", dir=self.root))
         # A fresh test key per example: the sandbox's counters and quota windows start at zero.
         self.key = f"aigen_test_conv{uuid.uuid4().hex[:16]}"
-        text = config_text(self.shop, self.provider, self.dir, mode=self.mode, new_only=True, limits=LIMITS,
-                           api_key=self.key).replace('timeout = "5s"', f'timeout = "{PROVIDER_TIMEOUT}s"', 1)
+        text = config_text(
+            self.shop, self.provider, self.dir, mode=self.mode, new_only=True, limits=LIMITS, api_key=self.key
+        ).replace('timeout = "5s"', f'timeout = "{PROVIDER_TIMEOUT}s"', 1)
         (self.dir / "config.toml").write_text(text)
         self.settings = load_settings(self.dir / "config.toml")
         self.db = self.dir / "retouch.db"
@@ -135,10 +144,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.stack: AsyncExitStack | None = None
         self.ctx = None
         self.products: dict[str, MerchantProduct] = {}
-        self.originals: dict[str, Original] = {}   # by the gid the merchant created
+        self.originals: dict[str, Original] = {}  # by the gid the merchant created
         self.seeded: dict[str, tuple[str, str]] = {}  # baseline media gid -> (product, sha256)
         self.merchant_shas: set[str] = set()
-        self.url_sha: dict[str, str] = {}           # CDN file?version -> sha256 of a merchant picture
+        self.url_sha: dict[str, str] = {}  # CDN file?version -> sha256 of a merchant picture
         self.provider_faults_added = 0
         self.photo_seed = 0
         self.faults_added = 0
@@ -203,23 +212,30 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if row["media_id"] == original.gid:
                 return row
         for row in rows:
-            if row["product_legacy_id"] == original.product and row["backup_sha256"] in original.pictures \
-                    and row["state"] == "done":
+            if (
+                row["product_legacy_id"] == original.product
+                and row["backup_sha256"] in original.pictures
+                and row["state"] == "done"
+            ):
                 original.gid = row["media_id"]  # follow the swap, as the merchant's admin would show it
                 return row
         return None
 
     def live(self, *, eligible_only: bool = False) -> list[Original]:
-        return [o for o in self.originals.values()
-                if not o.deleted and not self.products[o.product].deleted and (o.eligible or not eligible_only)]
+        return [
+            o
+            for o in self.originals.values()
+            if not o.deleted and not self.products[o.product].deleted and (o.eligible or not eligible_only)
+        ]
 
     def add_picture(self, product: str, *, eligible: bool) -> None:
         ext = "png" if self.photo_seed % 3 == 0 else "jpg"
         data, sha = self.photo(ext)
         media = self.shop.add_image(product, filename=f"photo-{self.photo_seed}.{ext}", alt="a photo", data=data)
         self.remember_url(media, sha)
-        self.originals[media["id"]] = Original(media["id"], product, [sha], eligible, ext=ext,
-                                               failed_in_shopify=media["status"] == "FAILED")
+        self.originals[media["id"]] = Original(
+            media["id"], product, [sha], eligible, ext=ext, failed_in_shopify=media["status"] == "FAILED"
+        )
 
     def remember_url(self, media: dict, sha: str) -> None:
         """The CDN address of a merchant picture (file and version): what a provider is sent."""
@@ -298,9 +314,26 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     # One rule for every fault (not one per sandbox): Hypothesis picks rules evenly, and the merchant
     # and the pipeline steps should not be crowded out.
-    @rule(kind=st.sampled_from(["create_503", "status_500", "drop_response", "short_hang", "long_hang",
-                                "status_html", "shop_500", "shop_502", "shop_503", "shop_429", "shop_throttled",
-                                "shop_media_failed"]), count=st.integers(1, 3), meet_it_now=st.booleans())
+    @rule(
+        kind=st.sampled_from(
+            [
+                "create_503",
+                "status_500",
+                "drop_response",
+                "short_hang",
+                "long_hang",
+                "status_html",
+                "shop_500",
+                "shop_502",
+                "shop_503",
+                "shop_429",
+                "shop_throttled",
+                "shop_media_failed",
+            ]
+        ),
+        count=st.integers(1, 3),
+        meet_it_now=st.booleans(),
+    )
     def fault_on(self, kind: str, count: int, meet_it_now: bool) -> None:
         if kind.startswith("shop_"):
             self.shopify_fault(kind.removeprefix("shop_"), count)
@@ -319,7 +352,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         if kind == "shop_media_failed":
             return write_back  # the media we create or replace
         if kind.startswith("shop_"):
-            return discover    # always asks Shopify
+            return discover  # always asks Shopify
         return track if kind.startswith("status") else discover_then_submit
 
     def provider_fault(self, kind: str, count: int) -> None:
@@ -365,8 +398,14 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     @rule(step=st.sampled_from(["discover", "submit", "track", "write_back", "cycle", "housekeeping"]))
     def pipeline_step(self, step: str) -> None:
-        steps = {"discover": discover, "submit": submit, "track": track, "write_back": write_back,
-                 "cycle": work_cycle, "housekeeping": housekeeping}
+        steps = {
+            "discover": discover,
+            "submit": submit,
+            "track": track,
+            "write_back": write_back,
+            "cycle": work_cycle,
+            "housekeeping": housekeeping,
+        }
         self.guarded(steps[step])
 
     @rule(seconds=st.sampled_from([0.05, 0.3, 2.0, 30.0]))
@@ -376,8 +415,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.offset += seconds
         time.sleep(0.05)
 
-    @precondition(lambda self: self.reloads and self.ctx is not None
-                  and any(row["state"] in PENDING for row in self.rows()))
+    @precondition(
+        lambda self: self.reloads and self.ctx is not None and any(row["state"] in PENDING for row in self.rows())
+    )
     @rule()
     def reload_mid_write(self) -> None:
         """The reload of the bug report: the pipeline runs until images wait in `written` (Shopify
@@ -386,12 +426,13 @@ class ConvergenceMachine(RuleBasedStateMachine):
             states = {row["state"] for row in self.rows()}
             if "written" in states or not states & set(PENDING):
                 break
-            self.guarded(write_back if states & {"enhanced", "backed_up"} else
-                         track if "submitted" in states else submit)
+            self.guarded(
+                write_back if states & {"enhanced", "backed_up"} else track if "submitted" in states else submit
+            )
             self.offset += 2.0  # polls and backoffs come due
             time.sleep(0.05)
         self.offset += 1.0  # the verify step is due half a second after the write
-        time.sleep(0.3)     # the sandbox processes a new file in 0.2 s of real time
+        time.sleep(0.3)  # the sandbox processes a new file in 0.2 s of real time
         self.reload_flips_mode()
 
     @precondition(lambda self: self.reloads)
@@ -400,8 +441,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         """SIGHUP with the other `[writeback] mode` (what Daemon.reload does to the settings): only
         writes not yet started may take it; each image is checked in the mode its write started in."""
         mode = "append" if self.settings.writeback.mode == "replace" else "replace"
-        self.settings = dataclasses.replace(self.settings,
-                                            writeback=self.settings.writeback.model_copy(update={"mode": mode}))
+        self.settings = dataclasses.replace(
+            self.settings, writeback=self.settings.writeback.model_copy(update={"mode": mode})
+        )
         if self.ctx is not None:
             self.ctx.settings = self.settings
             self.guarded(write_back)  # the daemon runs on: a write half done meets the new settings at once
@@ -474,10 +516,14 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 self.offset += SETTLE_STEP
                 time.sleep(0.02)
             else:
-                states = sorted((r["media_id"].rsplit("/", 1)[-1], r["state"], r["error_code"]) for r in self.rows()
-                                if r["state"] not in TERMINAL)
-                raise AssertionError(f"the pipeline did not settle in {SETTLE_ROUNDS} cycles; still on their way: "
-                                     f"{states}")
+                states = sorted(
+                    (r["media_id"].rsplit("/", 1)[-1], r["state"], r["error_code"])
+                    for r in self.rows()
+                    if r["state"] not in TERMINAL
+                )
+                raise AssertionError(
+                    f"the pipeline did not settle in {SETTLE_ROUNDS} cycles; still on their way: {states}"
+                )
         self.tally.settles += 1
 
     # ----- invariants at every step ---------------------------------------------------------------
@@ -493,8 +539,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
                 raise AssertionError(f"{row['media_id']} is {row['state']} without a backup")
             if sha and sha not in self.verified_backups:
                 path = self.dir / "backups" / sha[:2] / sha
-                assert path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha, \
+                assert path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha, (
                     f"backup {sha} of {row['media_id']} is missing or damaged"
+                )
                 self.verified_backups.add(sha)
 
     # ----- the end --------------------------------------------------------------------------------
@@ -559,8 +606,13 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if count > 1:
                 problems.append(f"picture {sha[:12]} charged {count} times")
             if sha not in eligible_shas:
-                what = ("the baseline" if sha in {s for _, s in self.seeded.values()} else "a merchant picture not eligible"
-                        if sha in self.merchant_shas else "not a merchant picture (ours?)")
+                what = (
+                    "the baseline"
+                    if sha in {s for _, s in self.seeded.values()}
+                    else "a merchant picture not eligible"
+                    if sha in self.merchant_shas
+                    else "not a merchant picture (ours?)"
+                )
                 problems.append(f"charged for {sha[:16]}: {what}")
 
         products = {p["legacy_id"]: p for p in self.shop.products()}
@@ -576,23 +628,34 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if not original.eligible:
                 media = next((m for m in products[original.product]["media"] if m["id"] == original.gid), None)
                 # A merchant upload Shopify failed to process has no picture: it must still be there, failed.
-                unchanged = media is not None and (media["status"] == "FAILED" if original.failed_in_shopify
-                                                   else media["sha256"] == original.pictures[-1])
+                unchanged = media is not None and (
+                    media["status"] == "FAILED"
+                    if original.failed_in_shopify
+                    else media["sha256"] == original.pictures[-1]
+                )
                 if not unchanged:
                     problems.append(f"excluded product {original.product}'s media {original.gid} was changed")
         for legacy_id, product in self.products.items():
             if product.deleted or legacy_id not in products:
                 continue
             expected = sum(1 for o in self.live() if o.product == legacy_id) + sum(
-                1 for gid in self.seeded if any(m["id"] == gid for m in products[legacy_id]["media"]))
+                1 for gid in self.seeded if any(m["id"] == gid for m in products[legacy_id]["media"])
+            )
             # Append mode: our copy sits beside each enhanced original, and stays when the merchant
             # deletes the original afterwards (keeping only the enhanced copy is how append mode is used).
-            expected += sum(1 for o in self.originals.values() if o.eligible and o.product == legacy_id
-                            and (row := self.row_of(o, rows) or {}).get("state") == "done"
-                            and self.mode_of(row) == "append")
+            expected += sum(
+                1
+                for o in self.originals.values()
+                if o.eligible
+                and o.product == legacy_id
+                and (row := self.row_of(o, rows) or {}).get("state") == "done"
+                and self.mode_of(row) == "append"
+            )
             if len(products[legacy_id]["media"]) != expected:
-                problems.append(f"duplicate or missing media: product {legacy_id} has "
-                                f"{len(products[legacy_id]['media'])} media, the merchant's {expected}")
+                problems.append(
+                    f"duplicate or missing media: product {legacy_id} has "
+                    f"{len(products[legacy_id]['media'])} media, the merchant's {expected}"
+                )
         return problems
 
     def check_original(self, original: Original, rows: list[dict], products: dict, problems: list[str]) -> None:

@@ -38,26 +38,46 @@ class CrashReport:
         return sum(kind in problem for problem in self.problems)
 
     def line(self) -> str:
-        return (f"{self.images} images, {self.kills} kill -9, drained in {self.seconds:.1f} s: states {self.states}; "
-                f"{'every promise held' if not self.problems else 'BROKEN: ' + '; '.join(self.problems)}")
+        return (
+            f"{self.images} images, {self.kills} kill -9, drained in {self.seconds:.1f} s: states {self.states}; "
+            f"{'every promise held' if not self.problems else 'BROKEN: ' + '; '.join(self.problems)}"
+        )
 
 
 def _start(config: Path, log: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
-                            stdout=subprocess.DEVNULL, stderr=log.open("a"), env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "retouch.sync", "run", "-c", str(config), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("a"),
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
-def crash_anywhere(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int, kills: int,
-                   seed: int, mode: str = "replace", max_alive: float = 2.5, drain_timeout: float = 300,
-                   limits: str | None = None, discover_every: str = "1s") -> CrashReport:
+def crash_anywhere(
+    tmp: Path,
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    *,
+    products: int,
+    kills: int,
+    seed: int,
+    mode: str = "replace",
+    max_alive: float = 2.5,
+    drain_timeout: float = 300,
+    limits: str | None = None,
+    discover_every: str = "1s",
+) -> CrashReport:
     """Seed `products` products of one image each, crash the daemon `kills` times, drain, check."""
     rng = random.Random(seed)
     seeded = shop.seed(products=products, images_per_product=1, seed=seed)
     originals = {p["legacy_id"]: p["media"][0] for p in seeded}
     config = tmp / "config.toml"
     options = {"limits": limits} if limits else {}
-    config.write_text(config_text(shop, provider, tmp, mode=mode, new_only=False, **options)
-                      .replace('discover_every = "1s"', f'discover_every = "{discover_every}"'))
+    config.write_text(
+        config_text(shop, provider, tmp, mode=mode, new_only=False, **options).replace(
+            'discover_every = "1s"', f'discover_every = "{discover_every}"'
+        )
+    )
     db, log = tmp / "retouch.db", tmp / "daemon.log"
     started = time.monotonic()
     for _ in range(kills):
@@ -80,20 +100,33 @@ def crash_anywhere(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, p
         daemon.wait(15)
     seconds = time.monotonic() - started
     states = image_states(db)
-    report = CrashReport(images=products, kills=kills, seconds=seconds, originals=originals,
-                         states={s: list(states.values()).count(s) for s in sorted(set(states.values()))})
+    report = CrashReport(
+        images=products,
+        kills=kills,
+        seconds=seconds,
+        originals=originals,
+        states={s: list(states.values()).count(s) for s in sorted(set(states.values()))},
+    )
     report.problems = check_promises(db, shop, provider, originals, mode)
     report.tracebacks = log.read_text(errors="replace").count("Traceback")
     return report
 
 
-def check_promises(db: Path, shop: ShopifySandbox, provider: AigenSandbox, originals: dict[str, dict],
-                   mode: str, backup_dir: Path | None = None) -> list[str]:
+def check_promises(
+    db: Path,
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    originals: dict[str, dict],
+    mode: str,
+    backup_dir: Path | None = None,
+) -> list[str]:
     """Broken promises, named. `backup_dir`: where the backups are, if not `backups/` beside the database."""
     problems: list[str] = []
     backup_dir = backup_dir or db.parent / "backups"
-    rows = {media_id: (state, code, sha) for media_id, state, code, sha in db_rows(
-        db, "select media_id, state, error_code, backup_sha256 from image")}
+    rows = {
+        media_id: (state, code, sha)
+        for media_id, state, code, sha in db_rows(db, "select media_id, state, error_code, backup_sha256 from image")
+    }
     stats = provider.stats()["keys"].get(PROVIDER_KEY, {})
     charged_per_product = stats.get("images_by_external_id", {})
     for legacy_id, original in originals.items():
@@ -125,16 +158,18 @@ def check_promises(db: Path, shop: ShopifySandbox, provider: AigenSandbox, origi
 class RivalReport:
     images: int
     rival_starts: int
-    refused: int           # rival starts that exited non-zero naming the first installation
+    refused: int  # rival starts that exited non-zero naming the first installation
     kills: int
     seconds: float
     problems: list[str] = field(default_factory=list)
     tracebacks: int = 0
 
     def line(self) -> str:
-        return (f"{self.images} images, {self.rival_starts} rival starts ({self.refused} refused), "
-                f"{self.kills} kill -9, {self.seconds:.1f} s; "
-                f"{'every promise held' if not self.problems else 'BROKEN: ' + '; '.join(self.problems)}")
+        return (
+            f"{self.images} images, {self.rival_starts} rival starts ({self.refused} refused), "
+            f"{self.kills} kill -9, {self.seconds:.1f} s; "
+            f"{'every promise held' if not self.problems else 'BROKEN: ' + '; '.join(self.problems)}"
+        )
 
 
 def _wait_final(db: Path, count: int, timeout: float) -> None:
@@ -148,9 +183,21 @@ def _wait_final(db: Path, count: int, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def two_installations(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int, rival_starts: int,
-                      kills: int, seed: int, mode: str = "replace", lease: float = 6.0, max_alive: float = 2.5,
-                      drain_timeout: float = 300, limits: str | None = None) -> RivalReport:
+def two_installations(
+    tmp: Path,
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    *,
+    products: int,
+    rival_starts: int,
+    kills: int,
+    seed: int,
+    mode: str = "replace",
+    lease: float = 6.0,
+    max_alive: float = 2.5,
+    drain_timeout: float = 300,
+    limits: str | None = None,
+) -> RivalReport:
     """Two installations of retouch (two folders, two databases) on one store.
 
     1. The home one runs on `products` products; meanwhile a rival is started `rival_starts` times at
@@ -169,12 +216,15 @@ def two_installations(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *
     for folder, new_only in ((home_dir, False), (rival_dir, True)):
         folder.mkdir(parents=True, exist_ok=True)
         configs[folder] = folder / "config.toml"
-        configs[folder].write_text(config_text(shop, provider, folder, mode=mode, new_only=new_only, **options)
-                                   + f'\n[claim]\nlease = "{lease:g}s"\n')
+        configs[folder].write_text(
+            config_text(shop, provider, folder, mode=mode, new_only=new_only, **options)
+            + f'\n[claim]\nlease = "{lease:g}s"\n'
+        )
     home_db, rival_db = home_dir / "retouch.db", rival_dir / "retouch.db"
     log = tmp / "daemons.log"
-    report = RivalReport(images=products + products // 2, rival_starts=rival_starts, refused=0, kills=kills,
-                         seconds=0.0)
+    report = RivalReport(
+        images=products + products // 2, rival_starts=rival_starts, refused=0, kills=kills, seconds=0.0
+    )
     started = time.monotonic()
 
     def rival_refused(*args: str) -> bool:
@@ -194,8 +244,11 @@ def two_installations(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *
         return True
 
     home = _start(configs[home_dir], log)
-    moments = sorted([("rival", rng.uniform(0.2, max_alive)) for _ in range(rival_starts)]
-                     + [("kill", rng.uniform(0.2, max_alive)) for _ in range(kills)], key=lambda m: m[1])
+    moments = sorted(
+        [("rival", rng.uniform(0.2, max_alive)) for _ in range(rival_starts)]
+        + [("kill", rng.uniform(0.2, max_alive)) for _ in range(kills)],
+        key=lambda m: m[1],
+    )
     for what, _ in moments:
         time.sleep(rng.uniform(0.05, max_alive))  # anywhere: start-up, claim, discovery, submit, poll, write
         if what == "rival":
@@ -251,8 +304,17 @@ def _baseline_recorded(db: Path) -> bool:
 # ----- review before publish (issue 22) ---------------------------------------------------------------------------
 
 
-def crash_with_review(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int, kills: int,
-                      seed: int, max_alive: float = 2.5, drain_timeout: float = 300) -> CrashReport:
+def crash_with_review(
+    tmp: Path,
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    *,
+    products: int,
+    kills: int,
+    seed: int,
+    max_alive: float = 2.5,
+    drain_timeout: float = 300,
+) -> CrashReport:
     """`crash_anywhere` with `[review] mode = "all"`. The owner decides on the results waiting (the images
     of even-numbered products approved, the others rejected) through sync/review.py, as the CLI and the
     web page do, a seeded few at a time. The first half of the kills come at random moments (start-up,
@@ -287,8 +349,12 @@ def crash_with_review(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *
         store = Store(f"sqlite:///{db}")
         try:
             review.approve(store, [i for i, media in chosen if media in approve_media], now=time.time())
-            review.reject(store, [i for i, media in chosen if media not in approve_media],
-                          reason="not good enough", now=time.time())
+            review.reject(
+                store,
+                [i for i, media in chosen if media not in approve_media],
+                reason="not good enough",
+                now=time.time(),
+            )
         finally:
             store.close()
 
@@ -298,8 +364,14 @@ def crash_with_review(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *
             time.sleep(0.05)
 
     def writing() -> bool:
-        return bool(db.exists() and db_rows(db, "select 1 from image where approved_at is not null and "
-                                                "write_source is not null and state = 'backed_up'"))
+        return bool(
+            db.exists()
+            and db_rows(
+                db,
+                "select 1 from image where approved_at is not null and "
+                "write_source is not null and state = 'backed_up'",
+            )
+        )
 
     started = time.monotonic()
     for n in range(kills):
@@ -331,10 +403,16 @@ def crash_with_review(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *
         daemon.terminate()
         daemon.wait(15)
     states = image_states(db)
-    report = CrashReport(images=products, kills=kills, seconds=time.monotonic() - started, originals=originals,
-                         states={s: list(states.values()).count(s) for s in sorted(set(states.values()))})
-    report.problems = (check_promises(db, shop, provider, originals, "replace")
-                       + check_review_promises(db, shop, originals, shop.writes()))
+    report = CrashReport(
+        images=products,
+        kills=kills,
+        seconds=time.monotonic() - started,
+        originals=originals,
+        states={s: list(states.values()).count(s) for s in sorted(set(states.values()))},
+    )
+    report.problems = check_promises(db, shop, provider, originals, "replace") + check_review_promises(
+        db, shop, originals, shop.writes()
+    )
     report.tracebacks = log.read_text(errors="replace").count("Traceback")
     report.writes_among_kills = written_among_kills
     return report
@@ -345,8 +423,12 @@ def check_review_promises(db: Path, shop: ShopifySandbox, originals: dict[str, d
     carries a result that was approved before the write, byte for byte the one kept for review; a
     rejected image's original is untouched; an approved one shows its kept result."""
     problems: list[str] = []
-    rows = {int(media_id.rsplit("/", 1)[-1]): (media_id, state, sha, approved_at) for media_id, state, sha, approved_at
-            in db_rows(db, "select media_id, state, result_sha256, approved_at from image")}
+    rows = {
+        int(media_id.rsplit("/", 1)[-1]): (media_id, state, sha, approved_at)
+        for media_id, state, sha, approved_at in db_rows(
+            db, "select media_id, state, result_sha256, approved_at from image"
+        )
+    }
     for write in writes:
         media_id, state, sha, approved_at = rows.get(write["media_id"], (write["media_id"], None, None, None))
         if approved_at is None or write["at"] < approved_at:

@@ -24,9 +24,9 @@ from structlog.testing import capture_logs
 
 # The client timeout is longer than a stalled CI machine can hold up an answer (ProductAI's submit
 # is not retried: a needless timeout there fails the image), and a hang outlasts it by as much.
-HANG_SECONDS = 8.0       # beyond the client timeout the matrix configures
-CLIENT_TIMEOUT = "5s"    # long enough for a loaded machine: only a hang outlasts it
-TICK = "0.1s"            # the scheduler's tick and the shortest poll interval: fast sandboxes, fast runs
+HANG_SECONDS = 8.0  # beyond the client timeout the matrix configures
+CLIENT_TIMEOUT = "5s"  # long enough for a loaded machine: only a hang outlasts it
+TICK = "0.1s"  # the scheduler's tick and the shortest poll interval: fast sandboxes, fast runs
 ANSWER_KINDS = ("503", "429", "429+retry-after", "reset", "truncated", "non_json", "wrong_shape", "hang")
 WEBHOOK_KINDS = ("duplicate", "late")
 
@@ -35,8 +35,18 @@ WEBHOOK_KINDS = ("duplicate", "late")
 ENDPOINTS = {
     "shopify": ("graphql",),
     "aigenstudio": ("create", "status"),
-    "imagen": ("create_project", "upload_links", "upload", "edit", "edit_status", "edit_links", "export",
-               "export_status", "export_links", "download"),
+    "imagen": (
+        "create_project",
+        "upload_links",
+        "upload",
+        "edit",
+        "edit_status",
+        "edit_links",
+        "export",
+        "export_status",
+        "export_links",
+        "download",
+    ),
     "productai": ("generate", "job"),
 }
 EXTRA_KINDS = {
@@ -65,8 +75,15 @@ def fault_fields(kind: str) -> dict[str, Any]:
     return {"mode": kind}
 
 
-def plan_faults(sandbox: Any, service: str, kind: str, *, count: int = 1, probability: float = 1.0,
-                endpoints: tuple[str, ...] | None = None) -> None:
+def plan_faults(
+    sandbox: Any,
+    service: str,
+    kind: str,
+    *,
+    count: int = 1,
+    probability: float = 1.0,
+    endpoints: tuple[str, ...] | None = None,
+) -> None:
     """Put `kind` on the service's endpoints (all, or these): `count` faults each (at `probability`);
     on Shopify spread by `skip` so that later requests (a write-back after discovery) meet them too."""
     fields = fault_fields(kind)
@@ -147,8 +164,15 @@ def build_world(stack: ExitStack, service: str, home: Path, *, products: int, se
     """Sandboxes as fast as they go (the faults, not their pace, set the time), a config made for
     faults, `products` products with a new image each; no fault yet. "shopify" is a store under
     fault with AI Gen Studio behind it."""
-    from conftest import (IMAGEN_KEY, IMAGEN_TABLE, PRODUCTAI_KEY, PRODUCTAI_TABLE, SHOP_TOKEN, config_text,
-                          provider_config_text)
+    from conftest import (
+        IMAGEN_KEY,
+        IMAGEN_TABLE,
+        PRODUCTAI_KEY,
+        PRODUCTAI_TABLE,
+        SHOP_TOKEN,
+        config_text,
+        provider_config_text,
+    )
     from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
     from retouch.plugin.providers.base import webhook_token
     from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
@@ -158,24 +182,56 @@ def build_world(stack: ExitStack, service: str, home: Path, *, products: int, se
 
     shop = started(stack, ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.05, restore_rate=2000))
     if service in ("shopify", "aigenstudio"):
-        charged = started(stack, AigenSandbox(window_seconds=AIGEN_WINDOW, jobs_per_window=AIGEN_JOBS,
-                                              images_per_window=AIGEN_IMAGES, polls_per_window=AIGEN_POLLS,
-                                              seconds_per_item=0.05))
-        limits = (f'window = "{AIGEN_WINDOW}s", jobs = {AIGEN_JOBS}, images = {AIGEN_IMAGES}, '
-                  f'polls = {AIGEN_POLLS}, active_jobs = 1')
+        charged = started(
+            stack,
+            AigenSandbox(
+                window_seconds=AIGEN_WINDOW,
+                jobs_per_window=AIGEN_JOBS,
+                images_per_window=AIGEN_IMAGES,
+                polls_per_window=AIGEN_POLLS,
+                seconds_per_item=0.05,
+            ),
+        )
+        limits = (
+            f'window = "{AIGEN_WINDOW}s", jobs = {AIGEN_JOBS}, images = {AIGEN_IMAGES}, '
+            f'polls = {AIGEN_POLLS}, active_jobs = 1'
+        )
         text = config_text(shop, charged, home, new_only=False, limits=limits)
     elif service == "imagen":
-        charged = started(stack, ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.05,
-                                               edit_seconds=0.15, export_seconds=0.1))
-        text = provider_config_text(shop, home, provider="imagen", base_url=charged.api_url, api_key=IMAGEN_KEY,
-                                    table=IMAGEN_TABLE, new_only=False)
+        charged = started(
+            stack,
+            ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.05, edit_seconds=0.15, export_seconds=0.1),
+        )
+        text = provider_config_text(
+            shop,
+            home,
+            provider="imagen",
+            base_url=charged.api_url,
+            api_key=IMAGEN_KEY,
+            table=IMAGEN_TABLE,
+            new_only=False,
+        )
     else:
-        charged = started(stack, ProductAISandbox(keys={PRODUCTAI_KEY: 10_000_000}, job_seconds=0.1,
-                                                  rate_limit_scope="key", window_seconds=PAI_WINDOW,
-                                                  requests_per_window=PAI_REQUESTS))
+        charged = started(
+            stack,
+            ProductAISandbox(
+                keys={PRODUCTAI_KEY: 10_000_000},
+                job_seconds=0.1,
+                rate_limit_scope="key",
+                window_seconds=PAI_WINDOW,
+                requests_per_window=PAI_REQUESTS,
+            ),
+        )
         table = PRODUCTAI_TABLE.replace("requests_per_minute = 15", f"requests_per_minute = {PAI_REQUESTS}")
-        text = provider_config_text(shop, home, provider="productai", base_url=charged.base_url,
-                                    api_key=PRODUCTAI_KEY, new_only=False, table=table + f'window = "{PAI_WINDOW:g}s"\n')
+        text = provider_config_text(
+            shop,
+            home,
+            provider="productai",
+            base_url=charged.base_url,
+            api_key=PRODUCTAI_KEY,
+            new_only=False,
+            table=table + f'window = "{PAI_WINDOW:g}s"\n',
+        )
     webhooks_url = f"http://127.0.0.1:{free_port()}" if webhooks else None
     if service == "productai" and webhooks_url:  # ProductAI's webhook is the account's, set in its dashboard
         charged.set_webhook(PRODUCTAI_KEY, f"{webhooks_url}/webhooks/productai/{webhook_token(PRODUCTAI_KEY)}")
@@ -271,8 +327,12 @@ def charges_per_image(sandbox: Any, service: str) -> dict[str, int]:
 def image_rows(db: Path) -> list[dict]:
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(
-            "select media_id, product_id, state, error_code, error_message, backup_sha256 from image")]
+        return [
+            dict(row)
+            for row in conn.execute(
+                "select media_id, product_id, state, error_code, error_message, backup_sha256 from image"
+            )
+        ]
 
 
 def reasons(rows: list[dict]) -> list[str]:
@@ -280,9 +340,16 @@ def reasons(rows: list[dict]) -> list[str]:
     return [f"{r['state']}: {r['error_code']}: {r['error_message']}" for r in rows if r["state"] != "done"]
 
 
-def broken_promises(*, originals: dict[str, dict], rows: list[dict], media_now: dict[str, list[dict]],
-                    charges: dict[str, int], backups: Callable[[str], bytes | None],
-                    original_bytes: dict[str, bytes], events: list[dict]) -> Findings:
+def broken_promises(
+    *,
+    originals: dict[str, dict],
+    rows: list[dict],
+    media_now: dict[str, list[dict]],
+    charges: dict[str, int],
+    backups: Callable[[str], bytes | None],
+    original_bytes: dict[str, bytes],
+    events: list[dict],
+) -> Findings:
     """Pure: every promise checked against what the run left behind.
 
     originals: media id -> the media as seeded; rows: the image table; media_now: product id -> its
@@ -311,8 +378,15 @@ def broken_promises(*, originals: dict[str, dict], rows: list[dict], media_now: 
     return found
 
 
-def check_run(shop: Any, sandbox: Any, service: str, settings: Any, originals: dict[str, dict],
-              original_bytes: dict[str, bytes], events: list[dict]) -> Findings:
+def check_run(
+    shop: Any,
+    sandbox: Any,
+    service: str,
+    settings: Any,
+    originals: dict[str, dict],
+    original_bytes: dict[str, bytes],
+    events: list[dict],
+) -> Findings:
     """Gather what the run left (database, backups, the store, the provider's charges) and check it."""
     backup_dir = Path(settings.backup_dir)
 
@@ -322,9 +396,15 @@ def check_run(shop: Any, sandbox: Any, service: str, settings: Any, originals: d
 
     products = {m["product_id"] for m in originals.values()}
     media_now = {p: shop.product(p.rsplit("/", 1)[-1])["media"] for p in products}
-    return broken_promises(originals=originals, rows=image_rows(settings.database_path), media_now=media_now,
-                           charges=charges_per_image(sandbox, service), backups=backup,
-                           original_bytes=original_bytes, events=events)
+    return broken_promises(
+        originals=originals,
+        rows=image_rows(settings.database_path),
+        media_now=media_now,
+        charges=charges_per_image(sandbox, service),
+        backups=backup,
+        original_bytes=original_bytes,
+        events=events,
+    )
 
 
 def seed_store(shop: Any, products: int, seed: int) -> tuple[dict[str, dict], dict[str, bytes]]:

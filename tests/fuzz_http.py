@@ -69,15 +69,34 @@ class AnsweringServer:
 # --- strategies ---------------------------------------------------------------------------------
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([0, -1, 1e308, -1e308, 1e400, float("nan"), 2**63, 10**30]),
-    st.floats(allow_nan=False), st.text(max_size=12),
-    st.sampled_from(["", "OK", "COMPLETED", "Completed", "completed", "http://127.0.0.1:9/x.jpg", "gid://shopify/Product/1",
-                     "OUT_OF_TOKENS", "THROTTLED", "null", "enh_1", "1"]),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "",
+            "OK",
+            "COMPLETED",
+            "Completed",
+            "completed",
+            "http://127.0.0.1:9/x.jpg",
+            "gid://shopify/Product/1",
+            "OUT_OF_TOKENS",
+            "THROTTLED",
+            "null",
+            "enh_1",
+            "1",
+        ]
+    ),
 )
-JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                    st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                    max_leaves=12)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -88,7 +107,7 @@ def mutated(draw: st.DrawFn, template: Any) -> Any:
         for key, value in template.items():
             choice = draw(st.integers(0, 5))
             if choice == 0:
-                continue                       # key missing
+                continue  # key missing
             out[key] = draw(JSON) if choice == 1 else (None if choice == 2 else draw(mutated(value)))
         return out
     if isinstance(template, list):
@@ -112,28 +131,65 @@ def bodies(draw: st.DrawFn, templates: list[Any], base_url: str) -> bytes:
         return encode(draw(JSON))
     if kind == 6:
         full = encode(draw(st.sampled_from(templates)))
-        return full[: draw(st.integers(0, max(0, len(full) - 1)))]   # truncated
+        return full[: draw(st.integers(0, max(0, len(full) - 1)))]  # truncated
     if kind == 7:
-        return draw(st.sampled_from([b"", b"<html><body>502 Bad Gateway</body></html>", b"\xff\xfe\x00garbage",
-                                     b"null", b"[]", b"{}", b'"text"', b"1e999", b"{" * 50, b"[" * 100_000]))
+        return draw(
+            st.sampled_from(
+                [
+                    b"",
+                    b"<html><body>502 Bad Gateway</body></html>",
+                    b"\xff\xfe\x00garbage",
+                    b"null",
+                    b"[]",
+                    b"{}",
+                    b'"text"',
+                    b"1e999",
+                    b"{" * 50,
+                    b"[" * 100_000,
+                ]
+            )
+        )
     if kind == 8:
         return draw(st.binary(max_size=64))
-    return encode(draw(st.sampled_from(templates)))                # the plausible answer itself
+    return encode(draw(st.sampled_from(templates)))  # the plausible answer itself
 
 
-STATUSES = st.one_of(st.sampled_from([200, 200, 200, 201, 202]),
-                     st.sampled_from([204, 301, 302, 400, 401, 402, 403, 404, 408, 409, 410, 413, 418, 422,
-                                      429, 500, 502, 503, 504]))
-HEADER_VALUES = st.one_of(st.sampled_from(["5", "0", "-3", "nan", "inf", "1e309", "Wed, 21 Oct 2015 07:28:00 GMT",
-                                           "soon", "", "99999999999999999999", "http:x", "//[::1"]),
-                          st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=12))
+STATUSES = st.one_of(
+    st.sampled_from([200, 200, 200, 201, 202]),
+    st.sampled_from([204, 301, 302, 400, 401, 402, 403, 404, 408, 409, 410, 413, 418, 422, 429, 500, 502, 503, 504]),
+)
+HEADER_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "5",
+            "0",
+            "-3",
+            "nan",
+            "inf",
+            "1e309",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "soon",
+            "",
+            "99999999999999999999",
+            "http:x",
+            "//[::1",
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=12),
+)
 
 
 @st.composite
 def answers(draw: st.DrawFn, templates: list[Any], base_url: str) -> Answer:
     headers = {"Content-Type": draw(st.sampled_from(["application/json", "text/html", "application/json"]))}
-    for name in ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-                 "X-Shopify-API-Version", "Location"):
+    for name in (
+        "Retry-After",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "X-Shopify-API-Version",
+        "Location",
+    ):
         if draw(st.integers(0, 3)) == 0:
             headers[name] = draw(HEADER_VALUES)
     return Answer(status=draw(STATUSES), headers=headers, body=draw(bodies(templates, base_url)))

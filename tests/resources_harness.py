@@ -26,9 +26,9 @@ from pathlib import Path
 
 from conftest import DaemonProcess, config_text, db_rows, image_states, wait_for
 from crash_harness import FINAL, check_promises
-from test_service import NotifySocket
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
+from test_service import NotifySocket
 
 PAGE = 4096
 NO_SPACE = "No space left on device"
@@ -45,20 +45,27 @@ def namespace_command() -> list[str]:
     candidates.append(["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"])
     errors = []
     for command in candidates:
-        probe = subprocess.run([*command, "sh", "-c", 'd=$(mktemp -d) && mount -t tmpfs -o size=64k t "$d"'],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [*command, "sh", "-c", 'd=$(mktemp -d) && mount -t tmpfs -o size=64k t "$d"'],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode == 0:
             return command
         errors.append(f"{' '.join(command)}: {probe.stderr.strip() or probe.returncode}")
-    raise RuntimeError("cannot mount a small tmpfs for the disk-full test (needs root, or unprivileged user "
-                       "namespaces): " + "; ".join(errors))
+    raise RuntimeError(
+        "cannot mount a small tmpfs for the disk-full test (needs root, or unprivileged user "
+        "namespaces): " + "; ".join(errors)
+    )
 
 
 def tmpfs_wrapper(mount_at: Path, size: int, filler: int) -> list[str]:
     """A command prefix: mount a tmpfs of `size` bytes on `mount_at`, write a `filler` file of
     `filler` bytes into it, then exec the rest of the command line (the daemon keeps the PID)."""
-    script = ('mount -t tmpfs -o size="$1" retouch-backups "$2" && head -c "$3" /dev/zero > "$2/filler" '
-              '&& shift 3 && exec "$@"')
+    script = (
+        'mount -t tmpfs -o size="$1" retouch-backups "$2" && head -c "$3" /dev/zero > "$2/filler" '
+        '&& shift 3 && exec "$@"'
+    )
     return [*namespace_command(), "sh", "-c", script, "sh", str(size), str(mount_at), str(filler)]
 
 
@@ -69,7 +76,7 @@ def pages(size: int) -> int:
 @dataclass
 class DiskFullReport:
     images: int
-    backed_up_before_full: int = 0       # originals that fitted before the disk was full
+    backed_up_before_full: int = 0  # originals that fitted before the disk was full
     no_space: list[str] = field(default_factory=list)  # media ids whose backup met ENOSPC
     states: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -90,8 +97,17 @@ def _backup_files_problems(backups: Path) -> list[str]:
     return problems
 
 
-def disk_full(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int, share: float = 0.5,
-              seed: int = 5, limits: str | None = None, timeout: float = 120) -> DiskFullReport:
+def disk_full(
+    tmp: Path,
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    *,
+    products: int,
+    share: float = 0.5,
+    seed: int = 5,
+    limits: str | None = None,
+    timeout: float = 120,
+) -> DiskFullReport:
     """`products` new images; the backup tmpfs has room for about `share` of their bytes (and at
     least the largest one). Checks what holds while it is full, frees the space, lets everything
     drain, checks the backups and every promise."""
@@ -110,8 +126,11 @@ def disk_full(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, produc
     report = DiskFullReport(images=products)
     try:
         inside = Path(f"/proc/{daemon.proc.pid}/root") / backups.relative_to("/")
-        wait_for(lambda: (inside / "filler").exists() or daemon.proc.poll() is not None, timeout=30,
-                 what="the tmpfs and its filler")
+        wait_for(
+            lambda: (inside / "filler").exists() or daemon.proc.poll() is not None,
+            timeout=30,
+            what="the tmpfs and its filler",
+        )
 
         def refused() -> dict[str, int]:
             """media id -> attempts, for images whose backup met ENOSPC and that are still not backed up."""
@@ -120,14 +139,19 @@ def disk_full(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, produc
 
         def full_and_retried() -> bool:
             if daemon.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited ({daemon.proc.returncode}) while the disk was full:\n"
-                                     + daemon.output()[-3000:])
+                raise AssertionError(
+                    f"the daemon exited ({daemon.proc.returncode}) while the disk was full:\n" + daemon.output()[-3000:]
+                )
             states = image_states(db)
             settled = len(states) == products and all(s not in ("discovered", "submitted") for s in states.values())
             return settled and any(a >= 2 for a in refused().values())  # refused, and retried, still refused
 
-        wait_for(full_and_retried, timeout=timeout, interval=0.2,
-                 what="the backup disk to fill up partway through the batch (an image refused twice)")
+        wait_for(
+            full_and_retried,
+            timeout=timeout,
+            interval=0.2,
+            what="the backup disk to fill up partway through the batch (an image refused twice)",
+        )
         # While full: no image whose backup failed has been touched in Shopify; no half-written backup.
         waiting = refused()
         states = image_states(db)
@@ -162,8 +186,9 @@ def disk_full(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, produc
     finally:
         report.exit_code = daemon.terminate(timeout=30) if daemon.proc.poll() is None else daemon.proc.returncode
     events = daemon.events()
-    report.no_space = sorted({e["media_id"] for e in events
-                              if e.get("event") == "writeback_retry" and NO_SPACE in e.get("reason", "")})
+    report.no_space = sorted(
+        {e["media_id"] for e in events if e.get("event") == "writeback_retry" and NO_SPACE in e.get("reason", "")}
+    )
     report.problems += _written_before_backed_up(events)
     states = image_states(db)
     report.states = {s: list(states.values()).count(s) for s in sorted(set(states.values()))}
@@ -207,7 +232,7 @@ def longest_watchdog_gap(notify: NotifySocket, until: float) -> float:
 class LockReport:
     images: int
     held_seconds: float = 0.0
-    busy_events: int = 0          # the daemon's "database_busy": it met the lock
+    busy_events: int = 0  # the daemon's "database_busy": it met the lock
     longest_watchdog_gap: float = 0.0
     watchdog_seconds: float = 0.0
     states: dict[str, int] = field(default_factory=dict)
@@ -216,9 +241,18 @@ class LockReport:
     exit_code: int | None = None
 
 
-def database_locked(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, products: int,
-                    hold: float = 30.0, watchdog: float = 24.0, seed: int = 9, limits: str | None = None,
-                    timeout: float = 180) -> LockReport:
+def database_locked(
+    tmp: Path,
+    shop: ShopifySandbox,
+    provider: AigenSandbox,
+    *,
+    products: int,
+    hold: float = 30.0,
+    watchdog: float = 24.0,
+    seed: int = 9,
+    limits: str | None = None,
+    timeout: float = 180,
+) -> LockReport:
     """Half the products at start; once the daemon is working, another process locks the database
     for `hold` s while the other half arrive; then everything must drain, none failed."""
     first = shop.seed(products=products // 2, images_per_product=1, seed=seed)
@@ -230,10 +264,12 @@ def database_locked(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, 
     daemon = DaemonProcess(config, tmp, env=env)
     report = LockReport(images=products, watchdog_seconds=watchdog)
     try:
-        wait_for(lambda: any(s != "discovered" for s in image_states(db).values()), timeout=60,
-                 what="the daemon to start working")
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), str(hold)], stdout=subprocess.PIPE,
-                                  text=True)
+        wait_for(
+            lambda: any(s != "discovered" for s in image_states(db).values()),
+            timeout=60,
+            what="the daemon to start working",
+        )
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), str(hold)], stdout=subprocess.PIPE, text=True)
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked", "the holder could not lock the database"
         second = shop.seed(products=products - products // 2, images_per_product=1, seed=seed + 1)
@@ -263,8 +299,10 @@ def database_locked(tmp: Path, shop: ShopifySandbox, provider: AigenSandbox, *, 
     failed = db_rows(db, "select media_id, error_code, error_message from image where state != 'done'")
     report.problems += [f"{m} ended {code}: {message}" for m, code, message in failed]
     if report.longest_watchdog_gap >= watchdog:
-        report.problems.append(f"no watchdog ping for {report.longest_watchdog_gap:.0f} s (WatchdogSec "
-                               f"{watchdog:.0f} s): systemd would have killed the daemon")
+        report.problems.append(
+            f"no watchdog ping for {report.longest_watchdog_gap:.0f} s (WatchdogSec "
+            f"{watchdog:.0f} s): systemd would have killed the daemon"
+        )
     events = daemon.events()
     report.busy_events = sum(e.get("event") == "database_busy" for e in events)
     report.tracebacks = daemon.output().count("Traceback")

@@ -61,8 +61,13 @@ class FakeTime:
         self.now += seconds
 
 
-def cost(requested: float = 10, actual: float | None = None, available: float = 1990,
-         maximum: float = 2000, rate: float = 100) -> dict[str, Any]:
+def cost(
+    requested: float = 10,
+    actual: float | None = None,
+    available: float = 1990,
+    maximum: float = 2000,
+    rate: float = 100,
+) -> dict[str, Any]:
     return {
         "requestedQueryCost": requested,
         "actualQueryCost": requested if actual is None else actual,
@@ -80,13 +85,23 @@ def throttled(requested: float, available: float, rate: float = 100, maximum: fl
     return httpx.Response(
         200,
         json={
-            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED",
-                                                            "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
-            "extensions": {"cost": {
-                "requestedQueryCost": requested,
-                "actualQueryCost": None,
-                "throttleStatus": {"maximumAvailable": maximum, "currentlyAvailable": available, "restoreRate": rate},
-            }},
+            "errors": [
+                {
+                    "message": "Throttled",
+                    "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"},
+                }
+            ],
+            "extensions": {
+                "cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": None,
+                    "throttleStatus": {
+                        "maximumAvailable": maximum,
+                        "currentlyAvailable": available,
+                        "restoreRate": rate,
+                    },
+                }
+            },
         },
     )
 
@@ -120,8 +135,14 @@ class ScriptedShopify:
         return [body["operationName"] for body in self.graphql_bodies()]
 
 
-def media_node(media_id: str, *, status: str = "READY", url: str | None = None, alt: str | None = None,
-               original_url: str | None = None) -> dict[str, Any]:
+def media_node(
+    media_id: str,
+    *,
+    status: str = "READY",
+    url: str | None = None,
+    alt: str | None = None,
+    original_url: str | None = None,
+) -> dict[str, Any]:
     """A `MediaFields` node of a MediaImage, as Shopify returns it."""
     return {
         "id": media_id,
@@ -136,8 +157,14 @@ def media_node(media_id: str, *, status: str = "READY", url: str | None = None, 
     }
 
 
-def product_node(number: int, media: list[dict[str, Any]], *, media_next: str | None = None,
-                 marker: dict[str, Any] | None = None, updated_at: str = "2026-07-19T15:50:20Z") -> dict[str, Any]:
+def product_node(
+    number: int,
+    media: list[dict[str, Any]],
+    *,
+    media_next: str | None = None,
+    marker: dict[str, Any] | None = None,
+    updated_at: str = "2026-07-19T15:50:20Z",
+) -> dict[str, Any]:
     """A `ProductFields` node; `media_next` is the end cursor when more media pages follow."""
     return {
         "id": f"gid://shopify/Product/{number}",
@@ -153,13 +180,24 @@ def product_node(number: int, media: list[dict[str, Any]], *, media_next: str | 
     }
 
 
-def bulk_node(number: int = 7933223797042, status: str = "CREATED", *, url: str | None = None,
-              partial: str | None = None, error_code: str | None = None,
-              objects: int = 0) -> dict[str, Any]:
+def bulk_node(
+    number: int = 7933223797042,
+    status: str = "CREATED",
+    *,
+    url: str | None = None,
+    partial: str | None = None,
+    error_code: str | None = None,
+    objects: int = 0,
+) -> dict[str, Any]:
     """A `BulkOperationFields` node, shaped like the captured answers (counts as strings)."""
     return {
-        "id": f"gid://shopify/BulkOperation/{number}", "status": status, "errorCode": error_code,
-        "createdAt": "2026-06-16T08:06:19Z", "completedAt": None if status in ("CREATED", "RUNNING") else
-        "2026-06-16T08:06:40Z", "objectCount": str(objects), "rootObjectCount": str(objects),
-        "url": url, "partialDataUrl": partial,
+        "id": f"gid://shopify/BulkOperation/{number}",
+        "status": status,
+        "errorCode": error_code,
+        "createdAt": "2026-06-16T08:06:19Z",
+        "completedAt": None if status in ("CREATED", "RUNNING") else "2026-06-16T08:06:40Z",
+        "objectCount": str(objects),
+        "rootObjectCount": str(objects),
+        "url": url,
+        "partialDataUrl": partial,
     }

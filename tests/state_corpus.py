@@ -42,8 +42,9 @@ class StateCase:
     after: Callable[[Path], str | None] | None = None  # a check on the directory afterwards: what is wrong
 
 
-def config(directory: Path, *, shop: str = SHOP + SHOP_TOKEN, provider: str = PROVIDER, extra: str = "",
-           db: str | None = None) -> Path:
+def config(
+    directory: Path, *, shop: str = SHOP + SHOP_TOKEN, provider: str = PROVIDER, extra: str = "", db: str | None = None
+) -> Path:
     path = directory / "config.toml"
     url = db if db is not None else f"sqlite:///{directory / 'retouch.db'}"
     path.write_text(shop + provider + extra + f'[storage]\nurl = "{url}"\n')
@@ -95,19 +96,23 @@ def _text(body: str | bytes, prefix: bool = True) -> Callable[[Path], Path]:
         data = body.encode() if isinstance(body, str) else body
         path.write_bytes((path.read_bytes() if prefix else b"") + data)
         return path
+
     return make
 
 
 # ----- systemd credentials -----------------------------------------------------------------------
 
 
-def credential(write: Callable[[Path], None], name: str = "shopify_access_token",
-               directory_name: str = "credentials") -> Callable[[Path], tuple[Path, dict[str, str]]]:
+def credential(
+    write: Callable[[Path], None], name: str = "shopify_access_token", directory_name: str = "credentials"
+) -> Callable[[Path], tuple[Path, dict[str, str]]]:
     """A config without the shop's token, and $CREDENTIALS_DIRECTORY holding `name` as `write` made it."""
+
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
         creds = directory / directory_name
         write(creds / name)
         return config(directory, shop=SHOP), {"CREDENTIALS_DIRECTORY": str(creds)}
+
     return build
 
 
@@ -115,6 +120,7 @@ def _holds(data: bytes) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
     return write
 
 
@@ -143,6 +149,7 @@ def _credentials_dir_is(kind: str) -> Callable[[Path], tuple[Path, dict[str, str
         if kind == "file":
             target.write_text("shpat_not_a_directory\n")
         return config(directory, shop=SHOP), {"CREDENTIALS_DIRECTORY": str(target)}
+
     return build
 
 
@@ -150,13 +157,16 @@ def _provider_credential(data: bytes) -> Callable[[Path], tuple[Path, dict[str, 
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
         _holds(data)(directory / "credentials" / "provider_api_key")
         return config(directory, provider="[provider]\n"), {"CREDENTIALS_DIRECTORY": str(directory / "credentials")}
+
     return build
 
 
 def _env_token(value: str) -> Callable[[Path], tuple[Path, dict[str, str]]]:
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
-        return config(directory, shop=SHOP + 'access_token_env = "RETOUCH_CORPUS_TOKEN"\n'), \
-            {"RETOUCH_CORPUS_TOKEN": value}
+        return config(directory, shop=SHOP + 'access_token_env = "RETOUCH_CORPUS_TOKEN"\n'), {
+            "RETOUCH_CORPUS_TOKEN": value
+        }
+
     return build
 
 
@@ -167,6 +177,7 @@ def database(make: Callable[[Path], None], url: str | None = None) -> Callable[[
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
         make(directory / "retouch.db")
         return config(directory, db=url.replace("{dir}", str(directory)) if url else None), {}
+
     return build
 
 
@@ -179,29 +190,34 @@ def _sqlite(path: Path, *statements: str) -> None:
 
 def _retouch_db(version: str) -> Callable[[Path], None]:
     """A database as retouch makes it (its tables), with `version` written as its schema version."""
+
     def make(path: Path) -> None:
         from retouch.storage.store import Store
 
         Store(f"sqlite:///{path}").close()
         _sqlite(path, f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
+
     return make
 
 
 def _big_foreign_db(path: Path) -> None:
-    _sqlite(path, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
-            *[f"INSERT INTO customers (name) VALUES ('{'x' * 900}')" for _ in range(40)])
+    _sqlite(
+        path,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+        *[f"INSERT INTO customers (name) VALUES ('{'x' * 900}')" for _ in range(40)],
+    )
 
 
 def _truncated_at_a_page(path: Path) -> None:
     _big_foreign_db(path)
     data = path.read_bytes()
-    path.write_bytes(data[:4096 * 2])  # the header says more pages than there are
+    path.write_bytes(data[: 4096 * 2])  # the header says more pages than there are
 
 
 def _truncated_mid_page(path: Path) -> None:
     _big_foreign_db(path)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) - 1000])
+    path.write_bytes(data[: len(data) - 1000])
 
 
 def _bytes(data: bytes) -> Callable[[Path], None]:
@@ -225,10 +241,12 @@ def _nothing(path: Path) -> None:
 
 def _state_directory(name: str) -> Callable[[Path], tuple[Path, dict[str, str]]]:
     """No [storage] url: the database goes under $STATE_DIRECTORY, here a name the system refuses."""
+
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
         path = directory / "config.toml"
         path.write_text(SHOP + SHOP_TOKEN + PROVIDER)
         return path, {"STATE_DIRECTORY": str(directory / name)}
+
     return build
 
 
@@ -236,6 +254,7 @@ def lock_is(make: Callable[[Path], None]) -> Callable[[Path], tuple[Path, dict[s
     def build(directory: Path) -> tuple[Path, dict[str, str]]:
         make(directory / "retouch.db.lock")
         return config(directory), {}
+
     return build
 
 
@@ -258,7 +277,9 @@ def _victim_untouched(directory: Path) -> str | None:
 
 
 def _nothing_created(directory: Path) -> str | None:
-    return "a file was created through the lock's symlink" if (directory / "created-through-the-link").exists() else None
+    return (
+        "a file was created through the lock's symlink" if (directory / "created-through-the-link").exists() else None
+    )
 
 
 def _lock_hard_link(lock: Path) -> None:
@@ -273,6 +294,7 @@ def _lock_foreign(lock: Path) -> None:
 def _sidecar(suffix: str, kind: str) -> Callable[[Path], None]:
     """A retouch database with `<db><suffix>` made a symlink (to a file SQLite must not write),
     a directory or a FIFO."""
+
     def make(path: Path) -> None:
         _retouch_db(str(SCHEMA_VERSION))(path)
         side = path.with_name(path.name + suffix)
@@ -284,6 +306,7 @@ def _sidecar(suffix: str, kind: str) -> Callable[[Path], None]:
             side.mkdir()
         else:
             os.mkfifo(side)
+
     return make
 
 
@@ -306,139 +329,423 @@ CASES = [
     StateCase("config_fifo", config_is(_fifo), CHECK_RUN, 2, "config.toml: is a named pipe (FIFO), not a regular file"),
     StateCase("config_symlink_to_fifo", config_is(_symlink_to_fifo), CHECK_RUN, 2, "is a named pipe (FIFO)"),
     StateCase("config_socket", config_is(_socket), CHECK_RUN, 2, "config.toml: is a socket, not a regular file"),
-    StateCase("config_directory", config_is(_directory), CHECK_RUN, 2, "config.toml: is a directory, not a regular file"),
-    StateCase("config_dev_zero", config_is(lambda d: Path("/dev/zero")), CHECK_RUN, 2,
-              "/dev/zero: is a character device, not a regular file"),
-    StateCase("config_dev_null", config_is(lambda d: Path("/dev/null")), CHECK_RUN, 2, "/dev/null: is a character device"),
+    StateCase(
+        "config_directory", config_is(_directory), CHECK_RUN, 2, "config.toml: is a directory, not a regular file"
+    ),
+    StateCase(
+        "config_dev_zero",
+        config_is(lambda d: Path("/dev/zero")),
+        CHECK_RUN,
+        2,
+        "/dev/zero: is a character device, not a regular file",
+    ),
+    StateCase(
+        "config_dev_null", config_is(lambda d: Path("/dev/null")), CHECK_RUN, 2, "/dev/null: is a character device"
+    ),
     StateCase("config_symlink_loop", config_is(_loop), CHECK_RUN, 2, "config.toml: cannot read (Too many levels"),
-    StateCase("config_proc_self_mem", config_is(lambda d: Path("/proc/self/mem")), CHECK_RUN, 2,
-              "/proc/self/mem: cannot read (Input/output error)"),
+    StateCase(
+        "config_proc_self_mem",
+        config_is(lambda d: Path("/proc/self/mem")),
+        CHECK_RUN,
+        2,
+        "/proc/self/mem: cannot read (Input/output error)",
+    ),
     StateCase("config_empty_path", config_is(lambda d: Path("")), CHECK_RUN, 2, ".: is a directory"),
     StateCase("config_missing", config_is(lambda d: d / "nowhere.toml"), CHECK_RUN, 2, "nowhere.toml: file not found"),
     StateCase("config_empty", config_is(_text("", prefix=False)), CHECK_RUN, 2, "[shop]: missing (required)"),
-    StateCase("config_oversize", config_is(_text("#" * 300_000 + "\n")), CHECK_RUN, 2,
-              "config.toml: is 300,"),
+    StateCase("config_oversize", config_is(_text("#" * 300_000 + "\n")), CHECK_RUN, 2, "config.toml: is 300,"),
     StateCase("config_nul_byte", config_is(_text(b"# a\x00b\n")), CHECK_RUN, 2, "holds a NUL byte"),
-    StateCase("config_utf16", config_is(_text("[shop]\n".encode("utf-16"), prefix=False)), CHECK_RUN, 2,
-              "cannot read (UnicodeDecodeError): not UTF-8 at line 1"),
-    StateCase("config_dotted_key_deep", config_is(_text("a." * DEEP + "b = 1\n", prefix=False)), CHECK_RUN, 2,
-              f"a key or table name with {DEEP} dots"),
-    StateCase("config_quoted_dotted_key_deep", config_is(_text('"a".' * 5000 + "b = 1\n", prefix=False)), CHECK_RUN, 2,
-              "a key or table name with 5000 dots"),
-    StateCase("config_table_header_deep", config_is(_text("[" + "t." * 40 + "t]\nx = 1\n", prefix=False)), CHECK_RUN, 2,
-              "a key or table name with 40 dots"),
-    StateCase("config_arrays_deep", config_is(_text("a = " + "[" * DEEP + "]" * DEEP + "\n", prefix=False)), CHECK_RUN,
-              2, "nested too deeply"),
-    StateCase("config_inline_tables_deep", config_is(_text("a = " + "{b=" * 300 + "1" + "}" * 300 + "\n")), CHECK_RUN,
-              2, "nested 302 levels deep (at most 8)"),
-    StateCase("config_arrays_nested_twelve", config_is(_text("a = " + "[" * 12 + "]" * 12 + "\n")), CHECK_RUN, 2,
-              "nested 14 levels deep (at most 8)"),
-    StateCase("config_integer_5000_digits", config_is(_text("[schedule]\ntick = " + "9" * 5000 + "\n", prefix=False)),
-              CHECK_RUN, 2, "Exceeds the limit (4300 digits)"),
-
+    StateCase(
+        "config_utf16",
+        config_is(_text("[shop]\n".encode("utf-16"), prefix=False)),
+        CHECK_RUN,
+        2,
+        "cannot read (UnicodeDecodeError): not UTF-8 at line 1",
+    ),
+    StateCase(
+        "config_dotted_key_deep",
+        config_is(_text("a." * DEEP + "b = 1\n", prefix=False)),
+        CHECK_RUN,
+        2,
+        f"a key or table name with {DEEP} dots",
+    ),
+    StateCase(
+        "config_quoted_dotted_key_deep",
+        config_is(_text('"a".' * 5000 + "b = 1\n", prefix=False)),
+        CHECK_RUN,
+        2,
+        "a key or table name with 5000 dots",
+    ),
+    StateCase(
+        "config_table_header_deep",
+        config_is(_text("[" + "t." * 40 + "t]\nx = 1\n", prefix=False)),
+        CHECK_RUN,
+        2,
+        "a key or table name with 40 dots",
+    ),
+    StateCase(
+        "config_arrays_deep",
+        config_is(_text("a = " + "[" * DEEP + "]" * DEEP + "\n", prefix=False)),
+        CHECK_RUN,
+        2,
+        "nested too deeply",
+    ),
+    StateCase(
+        "config_inline_tables_deep",
+        config_is(_text("a = " + "{b=" * 300 + "1" + "}" * 300 + "\n")),
+        CHECK_RUN,
+        2,
+        "nested 302 levels deep (at most 8)",
+    ),
+    StateCase(
+        "config_arrays_nested_twelve",
+        config_is(_text("a = " + "[" * 12 + "]" * 12 + "\n")),
+        CHECK_RUN,
+        2,
+        "nested 14 levels deep (at most 8)",
+    ),
+    StateCase(
+        "config_integer_5000_digits",
+        config_is(_text("[schedule]\ntick = " + "9" * 5000 + "\n", prefix=False)),
+        CHECK_RUN,
+        2,
+        "Exceeds the limit (4300 digits)",
+    ),
     # systemd credentials that exist but cannot be a token.
-    StateCase("credentials_directory_missing", lambda d: (config(d, shop=SHOP), {"CREDENTIALS_DIRECTORY": str(d / "no")}),
-              CHECK_RUN, 2, "[shop] access_token: cannot look in $CREDENTIALS_DIRECTORY"),
-    StateCase("credentials_directory_is_a_file", _credentials_dir_is("file"), CHECK_RUN, 2,
-              "[shop] access_token: $CREDENTIALS_DIRECTORY"),
-    StateCase("credential_empty", credential(_holds(b"")), CHECK_RUN, 2,
-              "[shop] access_token: systemd credential shopify_access_token is empty"),
-    StateCase("credential_only_whitespace", credential(_holds(b" \n\t\n")), CHECK_RUN, 2,
-              "systemd credential shopify_access_token is empty"),
-    StateCase("credential_not_utf8", credential(_holds(b"shpat_\xff\xfe\x00token")), CHECK_RUN, 2,
-              "systemd credential shopify_access_token is not UTF-8 text"),
-    StateCase("credential_is_a_directory", credential(_cred_directory), CHECK_RUN, 2,
-              "systemd credential shopify_access_token is a directory, not a regular file"),
-    StateCase("credential_is_a_fifo", credential(_cred_fifo), CHECK_RUN, 2,
-              "systemd credential shopify_access_token is a named pipe (FIFO)"),
-    StateCase("credential_is_dev_zero", credential(_cred_device), CHECK_RUN, 2,
-              "systemd credential shopify_access_token is a character device"),
-    StateCase("credential_symlink_loop", credential(_cred_loop), CHECK_RUN, 2,
-              "cannot read systemd credential shopify_access_token"),
-    StateCase("credential_oversize", credential(_holds(b"shpat_" + b"a" * 100_000)), CHECK_RUN, 2,
-              "systemd credential shopify_access_token is 100,006 bytes; at most 65,536"),
-    StateCase("credential_header_injection", credential(_holds(f"shpat_{SECRET_MARK}\r\nX-Evil: 1\n".encode())),
-              CHECK_RUN, 2, "[shop] access_token: the value from systemd credential shopify_access_token holds a line break"),
-    StateCase("credential_non_ascii", credential(_holds(f"shpat_{SECRET_MARK}_é".encode())), CHECK_RUN, 2,
-              "holds a non-ASCII character"),
-    StateCase("credential_space_inside", credential(_holds(f"shpat_{SECRET_MARK} two".encode())), CHECK_RUN, 2,
-              "holds a space"),
-    StateCase("credential_nul_inside", credential(_holds(f"shpat_{SECRET_MARK}\x00x".encode())), CHECK_RUN, 2,
-              "holds a line break or another control character"),
-    StateCase("credential_provider_key_non_ascii", _provider_credential(f"aigen_test_{SECRET_MARK}_ключ".encode()),
-              CHECK_RUN, 2, "[provider] api_key: the value from systemd credential provider_api_key holds a non-ASCII"),
-    StateCase("credential_token_too_long", credential(_holds(b"shpat_" + b"a" * 5000)), CHECK_RUN, 2,
-              "[shop] access_token: the value from systemd credential shopify_access_token is 5,006 characters long"),
-    StateCase("env_token_100k", _env_token("shpat_" + "b" * 100_000), CHECK_RUN, 2,  # exec takes at most 128 KiB a variable
-              "[shop] access_token_env: the value from environment variable RETOUCH_CORPUS_TOKEN is 100,006 characters"),
-    StateCase("env_token_line_break", _env_token(f"shpat_{SECRET_MARK}\nX-Evil: 1"), CHECK_RUN, 2,
-              "[shop] access_token_env: the value from environment variable RETOUCH_CORPUS_TOKEN holds a line break"),
-    StateCase("file_token_non_ascii", lambda d: plain(d, shop=SHOP + f'access_token = "shpat_{SECRET_MARK}_ü"\n'),
-              CHECK_RUN, 2, "[shop] access_token: the value from the config file holds a non-ASCII character"),
-    StateCase("file_key_tab_inside", lambda d: plain(d, provider=f'[provider]\napi_key = "aigen_test_{SECRET_MARK}\\tx"\n'),
-              CHECK_RUN, 2, "[provider] api_key: the value from the config file holds a line break or another control"),
-    StateCase("file_webhook_secret_escape", lambda d: plain(
-        d, extra=f'[server]\nshopify_webhook_secret = "hook_{SECRET_MARK}\\u001b[31m"\n'), CHECK_RUN, 2,
-              "[server] shopify_webhook_secret: the value from the config file holds a line break or another control"),
-
+    StateCase(
+        "credentials_directory_missing",
+        lambda d: (config(d, shop=SHOP), {"CREDENTIALS_DIRECTORY": str(d / "no")}),
+        CHECK_RUN,
+        2,
+        "[shop] access_token: cannot look in $CREDENTIALS_DIRECTORY",
+    ),
+    StateCase(
+        "credentials_directory_is_a_file",
+        _credentials_dir_is("file"),
+        CHECK_RUN,
+        2,
+        "[shop] access_token: $CREDENTIALS_DIRECTORY",
+    ),
+    StateCase(
+        "credential_empty",
+        credential(_holds(b"")),
+        CHECK_RUN,
+        2,
+        "[shop] access_token: systemd credential shopify_access_token is empty",
+    ),
+    StateCase(
+        "credential_only_whitespace",
+        credential(_holds(b" \n\t\n")),
+        CHECK_RUN,
+        2,
+        "systemd credential shopify_access_token is empty",
+    ),
+    StateCase(
+        "credential_not_utf8",
+        credential(_holds(b"shpat_\xff\xfe\x00token")),
+        CHECK_RUN,
+        2,
+        "systemd credential shopify_access_token is not UTF-8 text",
+    ),
+    StateCase(
+        "credential_is_a_directory",
+        credential(_cred_directory),
+        CHECK_RUN,
+        2,
+        "systemd credential shopify_access_token is a directory, not a regular file",
+    ),
+    StateCase(
+        "credential_is_a_fifo",
+        credential(_cred_fifo),
+        CHECK_RUN,
+        2,
+        "systemd credential shopify_access_token is a named pipe (FIFO)",
+    ),
+    StateCase(
+        "credential_is_dev_zero",
+        credential(_cred_device),
+        CHECK_RUN,
+        2,
+        "systemd credential shopify_access_token is a character device",
+    ),
+    StateCase(
+        "credential_symlink_loop",
+        credential(_cred_loop),
+        CHECK_RUN,
+        2,
+        "cannot read systemd credential shopify_access_token",
+    ),
+    StateCase(
+        "credential_oversize",
+        credential(_holds(b"shpat_" + b"a" * 100_000)),
+        CHECK_RUN,
+        2,
+        "systemd credential shopify_access_token is 100,006 bytes; at most 65,536",
+    ),
+    StateCase(
+        "credential_header_injection",
+        credential(_holds(f"shpat_{SECRET_MARK}\r\nX-Evil: 1\n".encode())),
+        CHECK_RUN,
+        2,
+        "[shop] access_token: the value from systemd credential shopify_access_token holds a line break",
+    ),
+    StateCase(
+        "credential_non_ascii",
+        credential(_holds(f"shpat_{SECRET_MARK}_é".encode())),
+        CHECK_RUN,
+        2,
+        "holds a non-ASCII character",
+    ),
+    StateCase(
+        "credential_space_inside",
+        credential(_holds(f"shpat_{SECRET_MARK} two".encode())),
+        CHECK_RUN,
+        2,
+        "holds a space",
+    ),
+    StateCase(
+        "credential_nul_inside",
+        credential(_holds(f"shpat_{SECRET_MARK}\x00x".encode())),
+        CHECK_RUN,
+        2,
+        "holds a line break or another control character",
+    ),
+    StateCase(
+        "credential_provider_key_non_ascii",
+        _provider_credential(f"aigen_test_{SECRET_MARK}_ключ".encode()),
+        CHECK_RUN,
+        2,
+        "[provider] api_key: the value from systemd credential provider_api_key holds a non-ASCII",
+    ),
+    StateCase(
+        "credential_token_too_long",
+        credential(_holds(b"shpat_" + b"a" * 5000)),
+        CHECK_RUN,
+        2,
+        "[shop] access_token: the value from systemd credential shopify_access_token is 5,006 characters long",
+    ),
+    StateCase(
+        "env_token_100k",
+        _env_token("shpat_" + "b" * 100_000),
+        CHECK_RUN,
+        2,  # exec takes at most 128 KiB a variable
+        "[shop] access_token_env: the value from environment variable RETOUCH_CORPUS_TOKEN is 100,006 characters",
+    ),
+    StateCase(
+        "env_token_line_break",
+        _env_token(f"shpat_{SECRET_MARK}\nX-Evil: 1"),
+        CHECK_RUN,
+        2,
+        "[shop] access_token_env: the value from environment variable RETOUCH_CORPUS_TOKEN holds a line break",
+    ),
+    StateCase(
+        "file_token_non_ascii",
+        lambda d: plain(d, shop=SHOP + f'access_token = "shpat_{SECRET_MARK}_ü"\n'),
+        CHECK_RUN,
+        2,
+        "[shop] access_token: the value from the config file holds a non-ASCII character",
+    ),
+    StateCase(
+        "file_key_tab_inside",
+        lambda d: plain(d, provider=f'[provider]\napi_key = "aigen_test_{SECRET_MARK}\\tx"\n'),
+        CHECK_RUN,
+        2,
+        "[provider] api_key: the value from the config file holds a line break or another control",
+    ),
+    StateCase(
+        "file_webhook_secret_escape",
+        lambda d: plain(d, extra=f'[server]\nshopify_webhook_secret = "hook_{SECRET_MARK}\\u001b[31m"\n'),
+        CHECK_RUN,
+        2,
+        "[server] shopify_webhook_secret: the value from the config file holds a line break or another control",
+    ),
     # The database file: what a stat can tell is a config error; what only SQLite can tell, a database error.
-    StateCase("database_is_a_directory", database(_db_directory), ALL, 2, "[storage] url: {dir}/retouch.db is a directory"),
+    StateCase(
+        "database_is_a_directory", database(_db_directory), ALL, 2, "[storage] url: {dir}/retouch.db is a directory"
+    ),
     StateCase("database_is_a_fifo", database(_db_fifo), ALL, 2, "retouch.db is not a regular file (a FIFO"),
-    StateCase("database_is_dev_null", database(_nothing, "sqlite:////dev/null"), ALL, 2,
-              "[storage] url: /dev/null is not a regular file"),
-    StateCase("database_is_text", database(_bytes(b"not a database\n")), ALL, 2,
-              "retouch.db is not an SQLite database, or a truncated one (15 bytes"),
+    StateCase(
+        "database_is_dev_null",
+        database(_nothing, "sqlite:////dev/null"),
+        ALL,
+        2,
+        "[storage] url: /dev/null is not a regular file",
+    ),
+    StateCase(
+        "database_is_text",
+        database(_bytes(b"not a database\n")),
+        ALL,
+        2,
+        "retouch.db is not an SQLite database, or a truncated one (15 bytes",
+    ),
     StateCase("database_truncated_mid_page", database(_truncated_mid_page), ALL, 2, "a truncated one"),
-    StateCase("database_truncated_at_a_page", database(_truncated_at_a_page), ALL, 1,
-              "{dir}/retouch.db is damaged (database disk image is malformed)", prefix="database error: "),
-    StateCase("database_random_pages", database(_bytes(bytes(range(256)) * 32)), ALL, 1,
-              "{dir}/retouch.db is not an SQLite database (or is encrypted)", prefix="database error: "),
-    StateCase("database_schema_from_the_future", database(_retouch_db(str(SCHEMA_VERSION + 7))), ALL, 1,
-              f"database schema version {SCHEMA_VERSION + 7} is newer than this retouch", prefix="database error: "),
-    StateCase("database_schema_words", database(_retouch_db("three")), ALL, 1,
-              "schema version 'three' was not written by retouch", prefix="database error: "),
-    StateCase("database_schema_negative", database(_retouch_db("-1")), ALL, 1,
-              "schema version '-1' was not written by retouch", prefix="database error: "),
-    StateCase("database_schema_huge", database(_retouch_db("9" * 40)), ALL, 1,
-              "was not written by retouch", prefix="database error: "),
-    StateCase("database_of_another_program", database(_big_foreign_db), ALL, 1,
-              "retouch.db: holds another program's tables (customers…)", prefix="database error: "),
-    StateCase("database_in_memory", database(_nothing, "sqlite:///:memory:"), ALL, 2,
-              "[storage] url: an in-memory database forgets every image"),
+    StateCase(
+        "database_truncated_at_a_page",
+        database(_truncated_at_a_page),
+        ALL,
+        1,
+        "{dir}/retouch.db is damaged (database disk image is malformed)",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_random_pages",
+        database(_bytes(bytes(range(256)) * 32)),
+        ALL,
+        1,
+        "{dir}/retouch.db is not an SQLite database (or is encrypted)",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_schema_from_the_future",
+        database(_retouch_db(str(SCHEMA_VERSION + 7))),
+        ALL,
+        1,
+        f"database schema version {SCHEMA_VERSION + 7} is newer than this retouch",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_schema_words",
+        database(_retouch_db("three")),
+        ALL,
+        1,
+        "schema version 'three' was not written by retouch",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_schema_negative",
+        database(_retouch_db("-1")),
+        ALL,
+        1,
+        "schema version '-1' was not written by retouch",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_schema_huge",
+        database(_retouch_db("9" * 40)),
+        ALL,
+        1,
+        "was not written by retouch",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_of_another_program",
+        database(_big_foreign_db),
+        ALL,
+        1,
+        "retouch.db: holds another program's tables (customers…)",
+        prefix="database error: ",
+    ),
+    StateCase(
+        "database_in_memory",
+        database(_nothing, "sqlite:///:memory:"),
+        ALL,
+        2,
+        "[storage] url: an in-memory database forgets every image",
+    ),
     StateCase("database_no_name", database(_nothing, "sqlite:///"), ALL, 2, "[storage] url: names no database file"),
-    StateCase("database_url_query", database(_nothing, "sqlite:///{dir}/retouch.db?mode=rwc"), ALL, 2,
-              "[storage] url: '?mode=rwc': retouch takes no URL parameters"),
-    StateCase("database_uri_memory", database(_nothing, "sqlite:///file::memory:?uri=true&cache=shared"), ALL, 2,
-              "retouch takes no URL parameters"),
-
-    StateCase("database_url_nul_byte", database(_nothing, "sqlite:///{dir}/re\\u0000touch.db"), ALL, 2,
-              "[storage] url: the file name holds a control character"),
-    StateCase("database_wal_is_a_symlink", database(_sidecar("-wal", "symlink")), ALL, 2,
-              "retouch.db cannot be opened safely: retouch.db-wal beside it is a symbolic link", after=_victim_untouched),
-    StateCase("database_shm_is_a_directory", database(_sidecar("-shm", "directory")), ALL, 2,
-              "retouch.db cannot be opened safely: retouch.db-shm beside it is not a regular file"),
-    StateCase("database_journal_is_a_fifo", database(_sidecar("-journal", "fifo")), ALL, 2,
-              "retouch.db-journal beside it is not a regular file"),
-
-    StateCase("database_default_under_a_state_directory_too_long",
-              _state_directory("x" * 300), ALL, 2, "cannot be used (File name too long)"),
-
+    StateCase(
+        "database_url_query",
+        database(_nothing, "sqlite:///{dir}/retouch.db?mode=rwc"),
+        ALL,
+        2,
+        "[storage] url: '?mode=rwc': retouch takes no URL parameters",
+    ),
+    StateCase(
+        "database_uri_memory",
+        database(_nothing, "sqlite:///file::memory:?uri=true&cache=shared"),
+        ALL,
+        2,
+        "retouch takes no URL parameters",
+    ),
+    StateCase(
+        "database_url_nul_byte",
+        database(_nothing, "sqlite:///{dir}/re\\u0000touch.db"),
+        ALL,
+        2,
+        "[storage] url: the file name holds a control character",
+    ),
+    StateCase(
+        "database_wal_is_a_symlink",
+        database(_sidecar("-wal", "symlink")),
+        ALL,
+        2,
+        "retouch.db cannot be opened safely: retouch.db-wal beside it is a symbolic link",
+        after=_victim_untouched,
+    ),
+    StateCase(
+        "database_shm_is_a_directory",
+        database(_sidecar("-shm", "directory")),
+        ALL,
+        2,
+        "retouch.db cannot be opened safely: retouch.db-shm beside it is not a regular file",
+    ),
+    StateCase(
+        "database_journal_is_a_fifo",
+        database(_sidecar("-journal", "fifo")),
+        ALL,
+        2,
+        "retouch.db-journal beside it is not a regular file",
+    ),
+    StateCase(
+        "database_default_under_a_state_directory_too_long",
+        _state_directory("x" * 300),
+        ALL,
+        2,
+        "cannot be used (File name too long)",
+    ),
     # The lock file beside the database: never followed, never overwritten.
-    StateCase("lock_is_a_symlink", lock_is(_lock_symlink), ("run",), 1,
-              "retouch.db.lock is a symbolic link; retouch does not follow it", prefix="error: lock file ",
-              after=_victim_untouched),
-    StateCase("lock_is_a_dangling_symlink", lock_is(_lock_dangling), ("run",), 1, "is a symbolic link",
-              prefix="error: lock file ", after=_nothing_created),
-    StateCase("lock_is_a_directory", lock_is(_lock_directory), ("run",), 1, "retouch.db.lock is a directory: remove it",
-              prefix="error: lock file "),
-    StateCase("lock_is_a_hard_link", lock_is(_lock_hard_link), ("run",), 1,
-              "retouch.db.lock has 1 other hard link(s); retouch does not overwrite it", prefix="error: lock file ",
-              after=_victim_untouched),
-    StateCase("lock_holds_something_else", lock_is(_lock_foreign), ("run",), 1,
-              "retouch.db.lock holds something else than a pid; retouch does not overwrite it", prefix="error: lock file ",
-              after=lambda d: None if (d / "retouch.db.lock").read_text() == VICTIM else "the lock file was overwritten"),
-    StateCase("lock_is_a_fifo", lock_is(_lock_fifo), ("run",), 1, "retouch.db.lock is not a regular file",
-              prefix="error: lock file "),
+    StateCase(
+        "lock_is_a_symlink",
+        lock_is(_lock_symlink),
+        ("run",),
+        1,
+        "retouch.db.lock is a symbolic link; retouch does not follow it",
+        prefix="error: lock file ",
+        after=_victim_untouched,
+    ),
+    StateCase(
+        "lock_is_a_dangling_symlink",
+        lock_is(_lock_dangling),
+        ("run",),
+        1,
+        "is a symbolic link",
+        prefix="error: lock file ",
+        after=_nothing_created,
+    ),
+    StateCase(
+        "lock_is_a_directory",
+        lock_is(_lock_directory),
+        ("run",),
+        1,
+        "retouch.db.lock is a directory: remove it",
+        prefix="error: lock file ",
+    ),
+    StateCase(
+        "lock_is_a_hard_link",
+        lock_is(_lock_hard_link),
+        ("run",),
+        1,
+        "retouch.db.lock has 1 other hard link(s); retouch does not overwrite it",
+        prefix="error: lock file ",
+        after=_victim_untouched,
+    ),
+    StateCase(
+        "lock_holds_something_else",
+        lock_is(_lock_foreign),
+        ("run",),
+        1,
+        "retouch.db.lock holds something else than a pid; retouch does not overwrite it",
+        prefix="error: lock file ",
+        after=lambda d: None if (d / "retouch.db.lock").read_text() == VICTIM else "the lock file was overwritten",
+    ),
+    StateCase(
+        "lock_is_a_fifo",
+        lock_is(_lock_fifo),
+        ("run",),
+        1,
+        "retouch.db.lock is not a regular file",
+        prefix="error: lock file ",
+    ),
 ]
 
 
@@ -476,8 +783,15 @@ def build_all(root: Path) -> list[dict]:
         directory.mkdir(parents=True)
         path, env = case.build(directory)
         for command in case.commands:
-            runs.append({"case": case.name, "command": command, "dir": str(directory),
-                         "argv": [command, "-c", str(path)], "env": env})
+            runs.append(
+                {
+                    "case": case.name,
+                    "command": command,
+                    "dir": str(directory),
+                    "argv": [command, "-c", str(path)],
+                    "env": env,
+                }
+            )
     return runs
 
 

@@ -22,16 +22,22 @@ import pyte
 class Terminal:
     """`retouch ARGS` on a pty of `columns` x `rows`; `screen()` is what the terminal shows now."""
 
-    def __init__(self, *args: str, config: Path, columns: int = 160, rows: int = 40,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, config: Path, columns: int = 160, rows: int = 40, env: dict[str, str] | None = None
+    ) -> None:
         self.columns, self.rows = columns, rows
         self._screen = pyte.Screen(columns, rows)
         self._stream = pyte.ByteStream(self._screen)
         self.raw = b""
         self.status: int | None = None
         argv = [sys.executable, "-m", "retouch.sync", *args, "-c", str(config)]
-        environment = {**os.environ, "COLUMNS": str(columns), "LINES": str(rows), "TERM": "xterm-256color",
-                       **(env or {})}
+        environment = {
+            **os.environ,
+            "COLUMNS": str(columns),
+            "LINES": str(rows),
+            "TERM": "xterm-256color",
+            **(env or {}),
+        }
         environment.pop("NO_COLOR", None)
         pid, fd = pty.fork()
         if pid == 0:  # the child: its stdin, stdout and stderr are the pty

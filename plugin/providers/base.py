@@ -40,7 +40,7 @@ from .errors import ProviderError
 from .fetch import FetchError
 from .quota import QuotaLimits
 
-SourceKind = Literal["url", "upload"]           # the provider fetches a public URL / we upload the bytes
+SourceKind = Literal["url", "upload"]  # the provider fetches a public URL / we upload the bytes
 ResultKind = Literal["lasting_url", "temporary_link"]  # a temporary link must be fetched again when it expires
 Completion = Literal["poll", "webhook"]
 
@@ -49,18 +49,18 @@ Completion = Literal["poll", "webhook"]
 class Capabilities:
     """What a provider can do and how; every pipeline decision about a provider is made from these."""
 
-    quota: QuotaLimits                         # window, per-kind limits, active jobs, images per job
+    quota: QuotaLimits  # window, per-kind limits, active jobs, images per job
     source: SourceKind
-    source_formats: frozenset[str]             # MIME types taken as they are; others become JPEG first
+    source_formats: frozenset[str]  # MIME types taken as they are; others become JPEG first
     result: ResultKind
-    completion: frozenset[Completion]          # "webhook" only counts when [server] public_url is set
-    poll_interval: float                       # shortest interval between polls of a job, unless the owner sets one
-    min_poll_interval: float                   # the provider's own floor: never poll one job more often
+    completion: frozenset[Completion]  # "webhook" only counts when [server] public_url is set
+    poll_interval: float  # shortest interval between polls of a job, unless the owner sets one
+    min_poll_interval: float  # the provider's own floor: never poll one job more often
     # A resend after a lost answer cannot start a second paid job (an idempotency key, or state the
     # provider can be asked about). When False, a send whose outcome is unknown is a paid attempt.
     idempotent_submit: bool
-    max_attempts: int = 1                      # paid jobs retouch itself starts for one image
-    credits_per_image: float = 0.0             # what one image costs, in `credit_unit` (budgets, resync's estimate)
+    max_attempts: int = 1  # paid jobs retouch itself starts for one image
+    credits_per_image: float = 0.0  # what one image costs, in `credit_unit` (budgets, resync's estimate)
     credit_unit: str = "credits"
     # Every job has a deadline: past this age (since it was sent) it is polled once more, then its
     # unfinished images fail with `provider_timeout`. Each plugin declares its default with the reason
@@ -77,8 +77,8 @@ class TicketItem:
     """One image of a job, at its position in the job."""
 
     index: int
-    product_id: str              # gid://shopify/Product/…
-    product_legacy_id: str       # the numeric id: `external_id` where the provider has one
+    product_id: str  # gid://shopify/Product/…
+    product_legacy_id: str  # the numeric id: `external_id` where the provider has one
     media_id: str
     source_url: str
     filename: str | None
@@ -89,9 +89,9 @@ class TicketItem:
 class Ticket:
     """A job as the pipeline hands it to the provider."""
 
-    key: str                                  # our idempotency key, unique per job, stable across retries
+    key: str  # our idempotency key, unique per job, stable across retries
     items: Sequence[TicketItem]
-    options: Mapping[str, Any]                # the request options, as first sent (stored with the job)
+    options: Mapping[str, Any]  # the request options, as first sent (stored with the job)
     provider_job_id: str | None = None
     state: Mapping[str, Any] = field(default_factory=dict)  # what progress.save() kept last time
     # This poll is the job's last (it reached max_job_age): start no new paid step, and hand back any
@@ -118,15 +118,15 @@ class ItemResult:
     result_url: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    external_id: str | None = None      # what the provider says the item belongs to, when it says
+    external_id: str | None = None  # what the provider says the item belongs to, when it says
 
 
 @dataclass(frozen=True)
 class JobStatus:
     terminal: bool
-    items: Mapping[int, ItemResult]     # by position in the ticket; a missing position is still running
+    items: Mapping[int, ItemResult]  # by position in the ticket; a missing position is still running
     credits_used: int = 0
-    description: str = ""               # the provider's word for the state, for the log
+    description: str = ""  # the provider's word for the state, for the log
     provider_job_id: str | None = None  # set when the job moved on to another provider job (an upscale)
     expected_seconds: float | None = None  # when to ask again, if the provider advises (or estimates)
     # Will a webhook announce the job's next change (when webhooks are on)? If not, keep polling.
@@ -135,7 +135,7 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    event_id: str                       # deliveries with an id seen before are refused as replays
+    event_id: str  # deliveries with an id seen before are refused as replays
     provider_job_id: str | None
     kind: str = ""
     # The provider says the whole job is over (not one item of it): no burst of further events to
@@ -178,7 +178,7 @@ class WebhookRefused(Exception):
 class Provider(Protocol):
     name: str
     capabilities: Capabilities
-    stats: Counter[str]                 # requests by outcome, for /metrics
+    stats: Counter[str]  # requests by outcome, for /metrics
 
     def request_options(self) -> dict[str, Any]:
         """Today's settings as a job's request options (stored with the job when it is created)."""
@@ -199,8 +199,9 @@ class Provider(Protocol):
     def webhook_url(self, public_url: str) -> str | None:
         """Where the provider should send job events, or None when it sends none."""
 
-    def verify_webhook(self, token: str | None, headers: Mapping[str, str], body: bytes,
-                       now: float, skew: float) -> WebhookEvent:
+    def verify_webhook(
+        self, token: str | None, headers: Mapping[str, str], body: bytes, now: float, skew: float
+    ) -> WebhookEvent:
         """A checked delivery; raises WebhookRefused. `token` is the URL path's last part, if any."""
 
     async def describe(self) -> list[tuple[bool, str]]:
@@ -229,8 +230,8 @@ class ProviderConfig:
     api_key: str = field(repr=False)
     base_url: str | None
     timeout: float
-    settings: BaseModel                 # the validated [<name>] table
-    public_url: str | None              # [server] public_url when the server listens, else None
+    settings: BaseModel  # the validated [<name>] table
+    public_url: str | None  # [server] public_url when the server listens, else None
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ class DemoSandbox:
 
     base_url: str
     api_key: str = field(repr=False)
-    settings_lines: tuple[str, ...]     # the [<name>] table for a config that uses this sandbox
+    settings_lines: tuple[str, ...]  # the [<name>] table for a config that uses this sandbox
     stop: Callable[[], None]
     charges: Callable[[], int] = lambda: 0  # what the sandbox charged so far
 
@@ -248,13 +249,13 @@ class DemoSandbox:
 class ProviderPlugin:
     """One entry in the `retouch.providers` entry-point group."""
 
-    name: str                                           # [provider] name and the settings table's name
-    title: str                                          # for people: "AI Gen Studio"
-    settings_model: type[BaseModel]                     # validates the [<name>] table (extra keys forbidden)
-    capabilities: Callable[[BaseModel], Capabilities]   # pure: status and metrics use it without a client
+    name: str  # [provider] name and the settings table's name
+    title: str  # for people: "AI Gen Studio"
+    settings_model: type[BaseModel]  # validates the [<name>] table (extra keys forbidden)
+    capabilities: Callable[[BaseModel], Capabilities]  # pure: status and metrics use it without a client
     create: Callable[[ProviderConfig], Provider]
     default_base_url: str
-    check_key: Callable[[str], str | None] = lambda key: None   # why a key cannot be right, or None
+    check_key: Callable[[str], str | None] = lambda key: None  # why a key cannot be right, or None
     is_sandbox: Callable[[str, str], bool] = lambda key, base_url: False  # (key, base_url)
     # (fast=bool, port=int, profile="default"|"production") -> a running sandbox; "production" answers in
     # the shapes the real service documents (see each sandbox's PROFILES).

@@ -32,8 +32,9 @@ class ProviderError(Exception):
 
 
 class RateLimited(ProviderError):
-    def __init__(self, code: str | None, message: str, *, status: int | None = 429,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, code: str | None, message: str, *, status: int | None = 429, retry_after: float | None = None
+    ) -> None:
         super().__init__(code, message, status=status)
         self.retry_after = retry_after
 

@@ -33,10 +33,10 @@ import httpx
 from .errors import ProviderError
 from .http import no_cookies
 
-DEFAULT_MAX_BYTES = 50 * 2**20   # a result image far larger than any Shopify accepts (20 MB) is not one
-DEFAULT_ATTEMPTS = 4             # one try and three retries, over about 0.5 + 1 + 2 seconds
+DEFAULT_MAX_BYTES = 50 * 2**20  # a result image far larger than any Shopify accepts (20 MB) is not one
+DEFAULT_ATTEMPTS = 4  # one try and three retries, over about 0.5 + 1 + 2 seconds
 GONE_STATUSES = frozenset({404, 410})
-MAX_RETRY_WAIT = 30.0            # a Retry-After longer than this is not waited for here: the image tries later
+MAX_RETRY_WAIT = 30.0  # a Retry-After longer than this is not waited for here: the image tries later
 
 
 class FetchError(ProviderError):
@@ -70,7 +70,7 @@ class FetchUnavailable(FetchError):
 @dataclass(frozen=True)
 class Fetched:
     data: bytes
-    media_type: str      # the Content-Type without parameters ("image/jpeg")
+    media_type: str  # the Content-Type without parameters ("image/jpeg")
 
 
 class _Retry(Exception):
@@ -84,10 +84,16 @@ class _Retry(Exception):
 class ResultFetcher:
     """GETs provider results. Its connections open on the first fetch; `aclose()` closes them."""
 
-    def __init__(self, *, timeout: float = 30.0, max_bytes: int = DEFAULT_MAX_BYTES,
-                 attempts: int = DEFAULT_ATTEMPTS, retry_base: float = 0.5,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        attempts: int = DEFAULT_ATTEMPTS,
+        retry_base: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         if timeout <= 0 or max_bytes < 1 or attempts < 1 or retry_base < 0:
             raise ValueError("timeout and max_bytes must be positive, attempts at least 1, retry_base >= 0")
         self.timeout, self.max_bytes, self.attempts, self.retry_base = timeout, max_bytes, attempts, retry_base
@@ -132,8 +138,12 @@ class ResultFetcher:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             # No default headers, no cookies: nothing of ours travels with a result request.
-            self._http = httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self.timeout),
-                                           follow_redirects=True, cookies=no_cookies())
+            self._http = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=httpx.Timeout(self.timeout),
+                follow_redirects=True,
+                cookies=no_cookies(),
+            )
         return self._http
 
     async def _once(self, url: str, host: str) -> Fetched:
@@ -153,17 +163,27 @@ class ResultFetcher:
                 content_type = response.headers.get("Content-Type", "application/octet-stream")
                 return Fetched(b"".join(chunks), content_type.split(";", 1)[0].strip())
         except httpx.TimeoutException as exc:
-            raise _Retry(FetchTimeout("timeout", f"the result from {host} did not arrive in {self.timeout:g} s "
-                                      f"({type(exc).__name__})", host=host)) from None
+            raise _Retry(
+                FetchTimeout(
+                    "timeout",
+                    f"the result from {host} did not arrive in {self.timeout:g} s ({type(exc).__name__})",
+                    host=host,
+                )
+            ) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects) as exc:
-            raise FetchRefused("bad_url", f"the result link to {host} cannot be followed ({type(exc).__name__})",
-                               host=host) from None
+            raise FetchRefused(
+                "bad_url", f"the result link to {host} cannot be followed ({type(exc).__name__})", host=host
+            ) from None
         except httpx.TransportError as exc:
-            raise _Retry(FetchUnavailable("connection_error", f"the result from {host} could not be read "
-                                          f"({type(exc).__name__})", host=host)) from None
+            raise _Retry(
+                FetchUnavailable(
+                    "connection_error", f"the result from {host} could not be read ({type(exc).__name__})", host=host
+                )
+            ) from None
         except httpx.RequestError as exc:  # an undecodable body: another try will not help
-            raise FetchUnavailable("bad_body", f"the result from {host} could not be read ({type(exc).__name__})",
-                                   host=host) from None
+            raise FetchUnavailable(
+                "bad_body", f"the result from {host} could not be read ({type(exc).__name__})", host=host
+            ) from None
 
     def _too_large(self, host: str) -> FetchTooLarge:
         return FetchTooLarge("too_large", f"the result from {host} is larger than {self.max_bytes} bytes", host=host)
@@ -177,8 +197,9 @@ class ResultFetcher:
         if status in GONE_STATUSES:
             raise LinkGone("gone", message, host=host, status=status)
         if status == 429 or status >= 500:
-            raise _Retry(FetchUnavailable(f"http_{status}", message, host=host, status=status),
-                         wait=_retry_after(response))
+            raise _Retry(
+                FetchUnavailable(f"http_{status}", message, host=host, status=status), wait=_retry_after(response)
+            )
         raise FetchRefused(f"http_{status}", message, host=host, status=status)
 
 
@@ -191,5 +212,14 @@ def _retry_after(response: httpx.Response) -> float | None:
     return min(seconds, MAX_RETRY_WAIT) if math.isfinite(seconds) and seconds >= 0 else None
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "FetchError", "FetchRefused", "FetchTimeout", "FetchTooLarge", "FetchUnavailable",
-           "Fetched", "LinkGone", "ResultFetcher"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FetchError",
+    "FetchRefused",
+    "FetchTimeout",
+    "FetchTooLarge",
+    "FetchUnavailable",
+    "Fetched",
+    "LinkGone",
+    "ResultFetcher",
+]

@@ -17,8 +17,9 @@ def no_cookies() -> http.cookiejar.CookieJar:
     return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
-def api_client(*, base_url: str = "", timeout: float, transport: httpx.AsyncBaseTransport | None,
-               headers: dict[str, str]) -> httpx.AsyncClient:
+def api_client(
+    *, base_url: str = "", timeout: float, transport: httpx.AsyncBaseTransport | None, headers: dict[str, str]
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         timeout=timeout,
@@ -47,6 +48,7 @@ class ClosingClient:
     async def __aenter__(self) -> Any:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()

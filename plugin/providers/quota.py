@@ -42,7 +42,7 @@ class QuotaLimits:
     jobs: int | None = None
     images: int | None = None
     polls: int | None = None
-    requests: int | None = None      # every request (create, poll, anything else) shares this budget
+    requests: int | None = None  # every request (create, poll, anything else) shares this budget
     active_jobs: int | None = None
     max_batch: int = 1
 

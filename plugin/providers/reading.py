@@ -35,8 +35,14 @@ def unknown_status(provider: str, job_id: object, value: object, *, where: str =
     if len(_SEEN) >= _SEEN_MAX:
         _SEEN.clear()
     _SEEN.add(key)
-    log.warning("unknown_status", provider=provider, job_id=str(job_id), status=str(value)[:100], where=where,
-                meaning="treated as not finished until the job's max_job_age")
+    log.warning(
+        "unknown_status",
+        provider=provider,
+        job_id=str(job_id),
+        status=str(value)[:100],
+        where=where,
+        meaning="treated as not finished until the job's max_job_age",
+    )
 
 
 def forget_seen() -> None:

@@ -34,8 +34,11 @@ def available() -> dict[str, ProviderPlugin]:
             log.warning("provider_plugin_broken", entry_point=entry.name, error=f"{type(exc).__name__}: {exc}")
             continue
         if not isinstance(plugin, ProviderPlugin) or plugin.name != entry.name:
-            log.warning("provider_plugin_broken", entry_point=entry.name,
-                        error="the entry point must name a ProviderPlugin with the same name")
+            log.warning(
+                "provider_plugin_broken",
+                entry_point=entry.name,
+                error="the entry point must name a ProviderPlugin with the same name",
+            )
             continue
         plugins[entry.name] = plugin
     return plugins

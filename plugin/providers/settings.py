@@ -57,10 +57,12 @@ MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 def DurationBetween(low: float, high: float) -> Any:  # noqa: N802  (a type, used like one)
     """A duration from `low` to `high` seconds; anything else (inf, nan, 10^20 s, 1 µs) is refused
     with both bounds named, so the owner knows what to write."""
+
     def within(seconds: float) -> float:
         if not (math.isfinite(seconds) and low <= seconds <= high):
-            raise ValueError(f"must be between {format_duration(low)} and {format_duration(high)} "
-                             f"(got {_shown(seconds)})")
+            raise ValueError(
+                f"must be between {format_duration(low)} and {format_duration(high)} (got {_shown(seconds)})"
+            )
         return seconds
 
     return Annotated[float, BeforeValidator(parse_duration), AfterValidator(within)]

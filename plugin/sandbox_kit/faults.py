@@ -57,13 +57,13 @@ class Fault:
     endpoint: str
     count: int = 1
     status: int | None = None  # answer with this 5xx or 429
-    mode: str | None = None    # one of the sandbox's modes
-    seconds: float = 0.0       # for "hang" and "late"
-    skip: int = 0              # let this many matching requests through first
-    probability: float = 1.0   # then fail each matching request with this chance
+    mode: str | None = None  # one of the sandbox's modes
+    seconds: float = 0.0  # for "hang" and "late"
+    skip: int = 0  # let this many matching requests through first
+    probability: float = 1.0  # then fail each matching request with this chance
     retry_after: float | None = None  # with `status`: send Retry-After (seconds, rounded up)
-    operation: str | None = None      # only requests of this operation (None: any)
-    code: str | None = None           # for "fail": the failure code the sandbox reports
+    operation: str | None = None  # only requests of this operation (None: any)
+    code: str | None = None  # for "fail": the failure code the sandbox reports
 
     @property
     def kind(self) -> str:
@@ -103,8 +103,9 @@ class FaultBook:
             raise ValueError("count must be at least 1")
         if (fault.status is None) == (fault.mode is None):
             raise ValueError("give either a status (5xx) or a mode")
-        if fault.status is not None and not (isinstance(fault.status, int) and (500 <= fault.status <= 599
-                                                                                  or fault.status == 429)):
+        if fault.status is not None and not (
+            isinstance(fault.status, int) and (500 <= fault.status <= 599 or fault.status == 429)
+        ):
             raise ValueError("status must be a 5xx code or 429")
         if fault.retry_after is not None and (fault.status is None or fault.retry_after < 0):
             raise ValueError("retry_after goes with a status, and is 0 or more")
@@ -166,11 +167,18 @@ class FaultBook:
 def fault_from_body(body: Mapping[str, Any]) -> Fault:
     """A fault from a `POST /_sandbox/faults` body; ValueError/TypeError for values of the wrong type."""
     retry_after = body.get("retry_after")
-    return Fault(endpoint=str(body.get("endpoint")), count=int(body.get("count", 1)), status=body.get("status"),
-                 mode=body.get("mode"), seconds=float(body.get("seconds", 0.0)), skip=int(body.get("skip", 0)),
-                 probability=float(body.get("probability", 1.0)),
-                 retry_after=None if retry_after is None else float(retry_after),
-                 operation=body.get("operation"), code=body.get("code"))
+    return Fault(
+        endpoint=str(body.get("endpoint")),
+        count=int(body.get("count", 1)),
+        status=body.get("status"),
+        mode=body.get("mode"),
+        seconds=float(body.get("seconds", 0.0)),
+        skip=int(body.get("skip", 0)),
+        probability=float(body.get("probability", 1.0)),
+        retry_after=None if retry_after is None else float(retry_after),
+        operation=body.get("operation"),
+        code=body.get("code"),
+    )
 
 
 # --- what a fault sends instead of the answer ------------------------------------------------------
@@ -265,8 +273,9 @@ def answer_for(fault: Fault) -> Response | None:
         return TruncatedBody()
     if fault.mode == "non_json":
         # Announced as JSON, but a maintenance page: what a misconfigured edge serves.
-        return Response(b"<html><body>Down for maintenance</body></html>", status_code=200,
-                        media_type="application/json")
+        return Response(
+            b"<html><body>Down for maintenance</body></html>", status_code=200, media_type="application/json"
+        )
     if fault.mode == "wrong_shape":
         return JSONResponse([{"unexpected": True}])  # valid JSON; every API answers an object
     return None
@@ -279,7 +288,8 @@ def answered_after_work(book: FaultBook, fault: Fault) -> bool:
     """Whether the sandbox does the request's work first, then sends the fault's answer (or a 500
     for drop_response) instead of its own."""
     return fault.mode == "drop_response" or (
-        fault.mode in AFTER_WORK_MODES and fault.endpoint in book.modes.get("drop_response", ()))
+        fault.mode in AFTER_WORK_MODES and fault.endpoint in book.modes.get("drop_response", ())
+    )
 
 
 async def delay_for(fault: Fault | None) -> None:
@@ -303,13 +313,36 @@ class SandboxFaults:
 
     faults: FaultBook
 
-    def add_fault(self, endpoint: str, *, status: int | None = None, mode: str | None = None, count: int = 1,
-                  seconds: float = 0.0, skip: int = 0, probability: float = 1.0, retry_after: float | None = None,
-                  operation: str | None = None, code: str | None = None) -> None:
+    def add_fault(
+        self,
+        endpoint: str,
+        *,
+        status: int | None = None,
+        mode: str | None = None,
+        count: int = 1,
+        seconds: float = 0.0,
+        skip: int = 0,
+        probability: float = 1.0,
+        retry_after: float | None = None,
+        operation: str | None = None,
+        code: str | None = None,
+    ) -> None:
         """Answer `count` requests to `endpoint` with a 5xx/429 `status`, or per `mode`: the next ones,
         or after `skip` requests went through, each with `probability`."""
-        self.faults.add(Fault(endpoint=endpoint, count=count, status=status, mode=mode, seconds=seconds, skip=skip,
-                              probability=probability, retry_after=retry_after, operation=operation, code=code))
+        self.faults.add(
+            Fault(
+                endpoint=endpoint,
+                count=count,
+                status=status,
+                mode=mode,
+                seconds=seconds,
+                skip=skip,
+                probability=probability,
+                retry_after=retry_after,
+                operation=operation,
+                code=code,
+            )
+        )
 
     def clear_faults(self) -> None:
         self.faults.clear()

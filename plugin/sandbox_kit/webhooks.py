@@ -22,9 +22,16 @@ Headers = Callable[[], dict[str, str]]  # asked at each attempt (a timestamp may
 
 
 class WebhookPoster:
-    def __init__(self, stop: threading.Event, faults: FaultBook, *, retry_delays: tuple[float, ...],
-                 timeout: float, thread_name: str,
-                 received: Callable[[httpx.Response], bool] = lambda response: response.is_success) -> None:
+    def __init__(
+        self,
+        stop: threading.Event,
+        faults: FaultBook,
+        *,
+        retry_delays: tuple[float, ...],
+        timeout: float,
+        thread_name: str,
+        received: Callable[[httpx.Response], bool] = lambda response: response.is_success,
+    ) -> None:
         self._stop = stop
         self._faults = faults
         self._retry_delays = retry_delays
@@ -44,8 +51,9 @@ class WebhookPoster:
         for _ in range(copies):
             self._pool.submit(self._deliver, url, body, headers, on_abandoned, hold_back)
 
-    def _deliver(self, url: str, body: bytes, headers: Headers, on_abandoned: Callable[[], None],
-                 hold_back: float) -> None:
+    def _deliver(
+        self, url: str, body: bytes, headers: Headers, on_abandoned: Callable[[], None], hold_back: float
+    ) -> None:
         if hold_back and self._stop.wait(hold_back):  # a "late" fault: later deliveries overtake this one
             return
         with httpx.Client(timeout=self._timeout, trust_env=False) as http:

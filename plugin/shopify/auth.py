@@ -114,18 +114,21 @@ class TokenState:
 
     ok: bool
     detail: str
-    expires_in: float | None = None   # seconds left on the current token
-    lifetime: float | None = None     # what Shopify granted (expires_in)
+    expires_in: float | None = None  # seconds left on the current token
+    lifetime: float | None = None  # what Shopify granted (expires_in)
     scopes: tuple[str, ...] = ()
     grants: int = 0
-    code: str | None = None           # the refusal's code (app_not_installed, invalid_client, ...)
+    code: str | None = None  # the refusal's code (app_not_installed, invalid_client, ...)
 
 
 def missing_scopes(granted: tuple[str, ...] | list[str]) -> list[str]:
     """Which of REQUIRED_SCOPES the granted scopes lack (a write scope covers its read scope)."""
     have = set(granted)
-    return [s for s in REQUIRED_SCOPES
-            if s not in have and not (s.startswith("read_") and "write_" + s.removeprefix("read_") in have)]
+    return [
+        s
+        for s in REQUIRED_SCOPES
+        if s not in have and not (s.startswith("read_") and "write_" + s.removeprefix("read_") in have)
+    ]
 
 
 def oauth_url(shop_url: str) -> str:
@@ -182,13 +185,13 @@ class ClientCredentials:
         self._renew_due = 0.0
         self._lifetime: float | None = None
         self._scopes: tuple[str, ...] = ()
-        self._worked = False          # the current token had an answer other than 401
-        self._reactive_at: float | None = None   # the last renewal a 401 caused
+        self._worked = False  # the current token had an answer other than 401
+        self._reactive_at: float | None = None  # the last renewal a 401 caused
         self._failure: Exception | None = None
         self._retry_at = 0.0
         self._backoff = first_backoff
-        self.grants = 0               # successful grants
-        self.requests = 0             # grant requests sent
+        self.grants = 0  # successful grants
+        self.requests = 0  # grant requests sent
 
     def __repr__(self) -> str:  # never the secret nor a token
         return f"ClientCredentials({self._url!r}, client_id={self._client_id!r})"
@@ -246,16 +249,16 @@ class ClientCredentials:
     def state(self) -> TokenState:
         now = self._clock()
         if self._failure is not None and (self._token is None or now >= self._expires_at):
-            return TokenState(False, str(self._failure), grants=self.grants,
-                              code=getattr(self._failure, "code", None))
+            return TokenState(False, str(self._failure), grants=self.grants, code=getattr(self._failure, "code", None))
         if self._token is None:
             return TokenState(True, "no token asked for yet", grants=self.grants)
         left = max(0.0, self._expires_at - now)
         detail = f"client credentials; the token expires in {_duration(left)}, renewed ahead of that"
         if self._failure is not None:
             detail += f" (the last renewal failed: {self._failure})"
-        return TokenState(True, detail, expires_in=left, lifetime=self._lifetime, scopes=self._scopes,
-                          grants=self.grants)
+        return TokenState(
+            True, detail, expires_in=left, lifetime=self._lifetime, scopes=self._scopes, grants=self.grants
+        )
 
     # ------------------------------------------------------------------ the grant
 
@@ -270,8 +273,12 @@ class ClientCredentials:
         except (ShopifyTokenError, ShopifyUnavailable) as exc:
             self._failure = exc
             self._retry_at = self._clock() + self._backoff
-            log.warning("access_token_not_granted", reason=str(exc), code=getattr(exc, "code", None),
-                        retry_in=round(self._backoff, 1))
+            log.warning(
+                "access_token_not_granted",
+                reason=str(exc),
+                code=getattr(exc, "code", None),
+                retry_in=round(self._backoff, 1),
+            )
             self._backoff = min(self._backoff * 2, self._max_backoff)
             raise
         now = self._clock()
@@ -290,12 +297,14 @@ class ClientCredentials:
     async def _request(self) -> tuple[str, float, tuple[str, ...]]:
         form = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._secret}
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self._timeout),
-                                         follow_redirects=False) as http:
+            async with httpx.AsyncClient(
+                transport=self._transport, timeout=httpx.Timeout(self._timeout), follow_redirects=False
+            ) as http:
                 response = await http.post(self._url, data=form, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
-            raise ShopifyUnavailable(f"cannot reach {self._url} for a token ({type(exc).__name__})",
-                                     operation="access_token") from None
+            raise ShopifyUnavailable(
+                f"cannot reach {self._url} for a token ({type(exc).__name__})", operation="access_token"
+            ) from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise ShopifyUnavailable(f"the token endpoint answered HTTP {status}", operation="access_token")
@@ -345,8 +354,13 @@ def _refusal(response: httpx.Response) -> tuple[str | None, str]:
         text = body.get("error_description") if isinstance(body.get("error_description"), str) else None
         errors = body.get("errors")
         if text is None and errors is not None:
-            text = errors if isinstance(errors, str) else "; ".join(map(str, errors)) if isinstance(errors, list) \
+            text = (
+                errors
+                if isinstance(errors, str)
+                else "; ".join(map(str, errors))
+                if isinstance(errors, list)
                 else str(errors)
+            )
         if code is None and text:
             code = _code_in(text)
         return code, text or code or f"HTTP {response.status_code}"

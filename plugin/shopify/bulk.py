@@ -72,8 +72,8 @@ async def iter_jsonl(gql: GraphQLTransport, url: str, *, max_line: int = 16 * 2*
     if request is None or request.url.scheme not in ("http", "https"):
         raise cut("is not an http(s) URL")
     response = await gql.with_retries(
-        "bulk_download", lambda: gql.send(request, stream=True, follow_redirects=True),
-        retry_when_maybe_executed=True)
+        "bulk_download", lambda: gql.send(request, stream=True, follow_redirects=True), retry_when_maybe_executed=True
+    )
     try:
         if not response.is_success:
             raise cut(f"refused: HTTP {response.status_code}", response.status_code)

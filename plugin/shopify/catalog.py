@@ -34,7 +34,6 @@ def products_search_query(updated_since: datetime | None, search: str | None) ->
     return " AND ".join(clauses) or None
 
 
-
 async def shop(gql: GraphQLTransport) -> ShopInfo:
     data = await gql.execute("Shop")
     shop = required_field(data, "shop", "Shop")
@@ -91,11 +90,13 @@ async def iter_products(
         if last_updated is None:
             continue
         try:
-            restart = next_window(since=since, read=read, page_size=page_size, cap=pagination_cap,
-                                  last_updated=last_updated)
+            restart = next_window(
+                since=since, read=read, page_size=page_size, cap=pagination_cap, last_updated=last_updated
+            )
         except CapExceeded as exc:
-            raise ShopifyResponseError(f"cannot page past the pagination cap: {exc}",
-                                       operation="ProductsPage") from None
+            raise ShopifyResponseError(
+                f"cannot page past the pagination cap: {exc}", operation="ProductsPage"
+            ) from None
         if restart is not None:
             log.info("products_window", since=restart.since.isoformat(), read=read)
             since, after, read = restart.since, None, 0
@@ -120,12 +121,13 @@ async def get_media_many(gql: GraphQLTransport, media_ids: Iterable[str]) -> dic
     ids = list(dict.fromkeys(media_ids))
     found: dict[str, Media | None] = {}
     for start in range(0, len(ids), _MAX_PAGE):
-        chunk = ids[start:start + _MAX_PAGE]
+        chunk = ids[start : start + _MAX_PAGE]
         data = await gql.execute("MediaNodes", {"ids": chunk})
         nodes = parsed("MediaNodes", lambda: list(data["nodes"]))
         if len(nodes) != len(chunk):
-            raise ShopifyResponseError("nodes answered another number of entries than ids asked",
-                                       operation="MediaNodes")
+            raise ShopifyResponseError(
+                "nodes answered another number of entries than ids asked", operation="MediaNodes"
+            )
         for media_id, node in zip(chunk, nodes):
             found[media_id] = parsed("MediaNodes", lambda: parse_media(node))
     return found

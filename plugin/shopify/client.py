@@ -46,11 +46,23 @@ class ShopifyClient(GraphQLTransport):
     async def shop(self) -> ShopInfo:
         return await catalog.shop(self)
 
-    def iter_products(self, *, updated_since: datetime | None = None, search: str | None = None,
-                      page_size: int = 16, media_page_size: int = 10,
-                      pagination_cap: int = PAGINATION_CAP) -> AsyncIterator[Product]:
-        return catalog.iter_products(self, updated_since=updated_since, search=search, page_size=page_size,
-                                     media_page_size=media_page_size, pagination_cap=pagination_cap)
+    def iter_products(
+        self,
+        *,
+        updated_since: datetime | None = None,
+        search: str | None = None,
+        page_size: int = 16,
+        media_page_size: int = 10,
+        pagination_cap: int = PAGINATION_CAP,
+    ) -> AsyncIterator[Product]:
+        return catalog.iter_products(
+            self,
+            updated_since=updated_since,
+            search=search,
+            page_size=page_size,
+            media_page_size=media_page_size,
+            pagination_cap=pagination_cap,
+        )
 
     async def get_product(self, product_id: str, *, media_page_size: int = 50) -> Product | None:
         return await catalog.get_product(self, product_id, media_page_size=media_page_size)

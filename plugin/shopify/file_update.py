@@ -52,8 +52,11 @@ def row_index(error: UserError, rows: int) -> int | None:
 def file_rows(media_ids: Sequence[str], answered: Any, errors: Sequence[UserError]) -> list[FileRow]:
     """Each sent file's outcome, in the order sent. `answered`: the answer's `files` list (any shape;
     only entries with a string `id` count); `errors`: its userErrors."""
-    returned = {entry["id"] for entry in answered if isinstance(entry, dict) and isinstance(entry.get("id"), str)} \
-        if isinstance(answered, list) else set()
+    returned = (
+        {entry["id"] for entry in answered if isinstance(entry, dict) and isinstance(entry.get("id"), str)}
+        if isinstance(answered, list)
+        else set()
+    )
     named: dict[int, list[UserError]] = {}
     for error in errors:
         index = row_index(error, len(media_ids))

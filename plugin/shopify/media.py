@@ -18,8 +18,9 @@ from .transport import GraphQLTransport
 log = structlog.get_logger("retouch.plugin.shopify.client")
 
 
-async def replace_media_source(gql: GraphQLTransport, media_id: str, original_source: str,
-                               alt: str | None = None) -> None:
+async def replace_media_source(
+    gql: GraphQLTransport, media_id: str, original_source: str, alt: str | None = None
+) -> None:
     """Replace a READY MediaImage's bytes in place (fileUpdate); the media id, position and links stay.
 
     `alt=None` keeps the current alt text. The media goes through processing again: poll
@@ -37,15 +38,18 @@ async def replace_media_sources(gql: GraphQLTransport, sources: Sequence[tuple[s
     what became of each pair, in order, instead of raising for the whole call."""
     rows: list[FileRow] = []
     for start in range(0, len(sources), _MAX_PAGE):
-        chunk = sources[start:start + _MAX_PAGE]
-        data = await gql.execute("FileUpdate", {"files": [{"id": media_id, "originalSource": source}
-                                                           for media_id, source in chunk]},
-                                  raise_user_errors=False)
+        chunk = sources[start : start + _MAX_PAGE]
+        data = await gql.execute(
+            "FileUpdate",
+            {"files": [{"id": media_id, "originalSource": source} for media_id, source in chunk]},
+            raise_user_errors=False,
+        )
         payload = data.get("fileUpdate")
         if not isinstance(payload, dict):
             raise ShopifyResponseError("no fileUpdate payload", operation="FileUpdate")
-        rows += file_rows([media_id for media_id, _ in chunk], payload.get("files"),
-                          gql.user_errors("FileUpdate", data))
+        rows += file_rows(
+            [media_id for media_id, _ in chunk], payload.get("files"), gql.user_errors("FileUpdate", data)
+        )
     return rows
 
 
@@ -88,8 +92,9 @@ async def add_media(gql: GraphQLTransport, product_id: str, original_source: str
     return str(created[-1]["id"])
 
 
-async def move_media(gql: GraphQLTransport, product_id: str, media_id: str, new_position: int, *,
-                     timeout: float = 30) -> None:
+async def move_media(
+    gql: GraphQLTransport, product_id: str, media_id: str, new_position: int, *, timeout: float = 30
+) -> None:
     """Move one media to `new_position` (zero-based) and wait until Shopify's job is done."""
     data = await gql.execute(
         "ProductReorderMedia",
@@ -119,8 +124,9 @@ async def move_media(gql: GraphQLTransport, product_id: str, media_id: str, new_
             )
 
 
-async def set_marker(gql: GraphQLTransport, product_id: str, media_ids: Iterable[str],
-                     compare_digest: str | None) -> str:
+async def set_marker(
+    gql: GraphQLTransport, product_id: str, media_ids: Iterable[str], compare_digest: str | None
+) -> str:
     """Write the retouch marker (the product's media ids that are our output); returns the new digest.
 
     Optimistic locking: `compare_digest` is the marker's digest as last read
@@ -151,4 +157,3 @@ async def delete_media(gql: GraphQLTransport, media_ids: list[str]) -> None:
     if not media_ids:
         return
     await gql.execute("FileDelete", {"fileIds": list(media_ids)})
-

@@ -148,8 +148,12 @@ def parse_product(node: Mapping[str, Any], extra_media_nodes: Iterable[Mapping[s
         product_type=str(node.get("productType") or ""),
         vendor=str(node.get("vendor") or ""),
         status=str(node.get("status") or ""),
-        collections=tuple(part for c in (node.get("collections") or {}).get("nodes") or ()
-                          for part in (c.get("handle"), c.get("title")) if isinstance(part, str)),
+        collections=tuple(
+            part
+            for c in (node.get("collections") or {}).get("nodes") or ()
+            for part in (c.get("handle"), c.get("title"))
+            if isinstance(part, str)
+        ),
     )
 
 

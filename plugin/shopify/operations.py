@@ -20,9 +20,9 @@ from graphql import (
     FragmentSpreadNode,
     InlineFragmentNode,
     NameNode,
-    SelectionNode,
     OperationDefinitionNode,
     OperationType,
+    SelectionNode,
     SelectionSetNode,
     Visitor,
     parse,
@@ -139,12 +139,14 @@ def _inline_fragments(selection_set: SelectionSetNode) -> SelectionSetNode:
     for selection in selection_set.selections:
         if isinstance(selection, FragmentSpreadNode):
             fragment = fragments[selection.name.value]
-            selection = InlineFragmentNode(type_condition=fragment.type_condition,
-                                           selection_set=fragment.selection_set, directives=())
+            selection = InlineFragmentNode(
+                type_condition=fragment.type_condition, selection_set=fragment.selection_set, directives=()
+            )
         inner = getattr(selection, "selection_set", None)
         if inner is not None:
-            selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
-                                               "selection_set": _inline_fragments(inner)})
+            selection = selection.__class__(
+                **{**{k: getattr(selection, k) for k in selection.keys}, "selection_set": _inline_fragments(inner)}
+            )
         selections.append(selection)
     return SelectionSetNode(selections=tuple(selections))
 
@@ -160,18 +162,30 @@ def _as_bulk_connections(selection_set: SelectionSetNode) -> SelectionSetNode:
             if isinstance(selection, FieldNode):
                 names: dict[str, Any] = {getattr(s, "name", NameNode(value="")).value: s for s in inner.selections}
                 if "nodes" in names and "pageInfo" in names:
-                    node = FieldNode(name=NameNode(value="node"), arguments=(), directives=(),
-                                     selection_set=names["nodes"].selection_set)
-                    edges = FieldNode(name=NameNode(value="edges"), arguments=(), directives=(),
-                                      selection_set=SelectionSetNode(selections=(node,)))
+                    node = FieldNode(
+                        name=NameNode(value="node"),
+                        arguments=(),
+                        directives=(),
+                        selection_set=names["nodes"].selection_set,
+                    )
+                    edges = FieldNode(
+                        name=NameNode(value="edges"),
+                        arguments=(),
+                        directives=(),
+                        selection_set=SelectionSetNode(selections=(node,)),
+                    )
                     selection = FieldNode(
-                        alias=selection.alias, name=selection.name, directives=selection.directives,
+                        alias=selection.alias,
+                        name=selection.name,
+                        directives=selection.directives,
                         arguments=tuple(a for a in selection.arguments or () if a.name.value not in _PAGING_ARGUMENTS),
-                        selection_set=SelectionSetNode(selections=(edges,)))
+                        selection_set=SelectionSetNode(selections=(edges,)),
+                    )
                     selections.append(selection)
                     continue
-            selection = selection.__class__(**{**{k: getattr(selection, k) for k in selection.keys},
-                                               "selection_set": inner})
+            selection = selection.__class__(
+                **{**{k: getattr(selection, k) for k in selection.keys}, "selection_set": inner}
+            )
         selections.append(selection)
     return SelectionSetNode(selections=tuple(selections))
 
@@ -186,8 +200,13 @@ def bulk_products_query() -> str:
     assert isinstance(products, FieldNode) and products.selection_set is not None
     # ProductsPage filters and sorts `products` through variables; a bulk query has none and reads
     # the whole catalog (the order of its lines is Shopify's anyway).
-    bulk = FieldNode(name=products.name, arguments=(), directives=(),
-                     selection_set=_inline_fragments(products.selection_set))
-    query = OperationDefinitionNode(operation=OperationType.QUERY, variable_definitions=(), directives=(),
-                                    selection_set=_as_bulk_connections(SelectionSetNode(selections=(bulk,))))
+    bulk = FieldNode(
+        name=products.name, arguments=(), directives=(), selection_set=_inline_fragments(products.selection_set)
+    )
+    query = OperationDefinitionNode(
+        operation=OperationType.QUERY,
+        variable_definitions=(),
+        directives=(),
+        selection_set=_as_bulk_connections(SelectionSetNode(selections=(bulk,))),
+    )
     return print_ast(DocumentNode(definitions=(query,)))

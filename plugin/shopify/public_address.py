@@ -38,9 +38,14 @@ def _internal_reason(address: str) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     # The most telling name first: 127.0.0.1 and 0.0.0.0 are also "private" to ipaddress.
-    for reason, flag in (("a loopback", ip.is_loopback), ("an unspecified", ip.is_unspecified),
-                         ("a link-local", ip.is_link_local), ("a private", ip.is_private),
-                         ("a reserved", ip.is_reserved), ("a multicast", ip.is_multicast)):
+    for reason, flag in (
+        ("a loopback", ip.is_loopback),
+        ("an unspecified", ip.is_unspecified),
+        ("a link-local", ip.is_link_local),
+        ("a private", ip.is_private),
+        ("a reserved", ip.is_reserved),
+        ("a multicast", ip.is_multicast),
+    ):
         if flag:
             return f"{reason} address ({ip})"
     return None

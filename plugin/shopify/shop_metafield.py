@@ -19,8 +19,8 @@ STALE = "STALE_OBJECT"
 
 @dataclass(frozen=True)
 class ShopMetafield:
-    shop_id: str              # the Shop's gid: the ownerId to write with
-    value: str | None         # None: the metafield does not exist
+    shop_id: str  # the Shop's gid: the ownerId to write with
+    value: str | None  # None: the metafield does not exist
     digest: str | None
 
 
@@ -37,14 +37,27 @@ async def read_shop_metafield(client: ShopifyClient, namespace: str, key: str) -
     return client._parse("ShopMetafield", build)
 
 
-async def write_shop_metafield(client: ShopifyClient, current: ShopMetafield, namespace: str, key: str,
-                               value: str, kind: str = "json") -> str | None:
+async def write_shop_metafield(
+    client: ShopifyClient, current: ShopMetafield, namespace: str, key: str, value: str, kind: str = "json"
+) -> str | None:
     """Write `value` if the metafield is still as `current` read it; the new digest, or None when
     someone wrote it in between (STALE_OBJECT: read again and decide again)."""
     try:
-        data = await client.execute("MetafieldsSet", {"metafields": [{
-            "ownerId": current.shop_id, "namespace": namespace, "key": key, "type": kind, "value": value,
-            "compareDigest": current.digest}]})
+        data = await client.execute(
+            "MetafieldsSet",
+            {
+                "metafields": [
+                    {
+                        "ownerId": current.shop_id,
+                        "namespace": namespace,
+                        "key": key,
+                        "type": kind,
+                        "value": value,
+                        "compareDigest": current.digest,
+                    }
+                ]
+            },
+        )
     except ShopifyUserError as exc:
         if STALE in exc.codes:
             return None

@@ -15,12 +15,15 @@ async def webhook_subscriptions(gql: GraphQLTransport, topics: Iterable[str]) ->
     found: list[WebhookSubscription] = []
     after: str | None = None
     while True:
-        data = await gql.execute("WebhookSubscriptions", {"topics": list(topics), "first": _MAX_PAGE,
-                                                           "after": after})
+        data = await gql.execute("WebhookSubscriptions", {"topics": list(topics), "first": _MAX_PAGE, "after": after})
         connection = required_field(data, "webhookSubscriptions", "WebhookSubscriptions")
-        found += parsed("WebhookSubscriptions", lambda: [
-            WebhookSubscription(id=str(n["id"]), topic=str(n["topic"]), uri=str(n["uri"]))
-            for n in connection["nodes"]])
+        found += parsed(
+            "WebhookSubscriptions",
+            lambda: [
+                WebhookSubscription(id=str(n["id"]), topic=str(n["topic"]), uri=str(n["uri"]))
+                for n in connection["nodes"]
+            ],
+        )
         after = next_cursor(connection, after, "WebhookSubscriptions")
         if after is None:
             return found
@@ -29,10 +32,10 @@ async def webhook_subscriptions(gql: GraphQLTransport, topics: Iterable[str]) ->
 async def create_webhook_subscription(gql: GraphQLTransport, topic: str, uri: str) -> str:
     """Subscribe `uri` to `topic`; returns the subscription's gid."""
     data = await gql.execute("WebhookSubscriptionCreate", {"topic": topic, "uri": uri})
-    return str(parsed("WebhookSubscriptionCreate",
-                           lambda: data["webhookSubscriptionCreate"]["webhookSubscription"]["id"]))
+    return str(
+        parsed("WebhookSubscriptionCreate", lambda: data["webhookSubscriptionCreate"]["webhookSubscription"]["id"])
+    )
 
 
 async def delete_webhook_subscription(gql: GraphQLTransport, subscription_id: str) -> None:
     await gql.execute("WebhookSubscriptionDelete", {"id": subscription_id})
-

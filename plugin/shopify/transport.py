@@ -55,8 +55,15 @@ DEFAULT_API_VERSION = "2026-07"
 # Mutations that may safely run twice: same input, same end state.
 # (WebhookSubscriptionCreate is not: a lost answer is followed by a fresh list, not a blind retry.)
 IDEMPOTENT_MUTATIONS = frozenset(
-    {"StagedUploadsCreate", "FileUpdate", "MetafieldsSet", "ProductReorderMedia", "FileDelete",
-     "WebhookSubscriptionDelete", "BulkOperationCancel"}
+    {
+        "StagedUploadsCreate",
+        "FileUpdate",
+        "MetafieldsSet",
+        "ProductReorderMedia",
+        "FileDelete",
+        "WebhookSubscriptionDelete",
+        "BulkOperationCancel",
+    }
 )
 
 
@@ -95,7 +102,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         return None
     return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
-
 
 
 class GraphQLTransport:
@@ -159,17 +165,16 @@ class GraphQLTransport:
 
     # ------------------------------------------------------------------ the GraphQL call
 
-    async def execute(self, operation_name: str, variables: Mapping[str, Any] | None = None, *,
-                      raise_user_errors: bool = True) -> dict[str, Any]:
+    async def execute(
+        self, operation_name: str, variables: Mapping[str, Any] | None = None, *, raise_user_errors: bool = True
+    ) -> dict[str, Any]:
         """Run operation `operation_name` (a file in `operations/`) and return its `data`.
 
         Raises ShopifyUserError when a mutation payload carries userErrors/mediaUserErrors, unless
         `raise_user_errors=False` (the caller reads them itself with `user_errors`).
         """
         document = operation(operation_name)
-        retry_when_maybe_executed = (
-            operation_kind(operation_name) == "query" or operation_name in IDEMPOTENT_MUTATIONS
-        )
+        retry_when_maybe_executed = operation_kind(operation_name) == "query" or operation_name in IDEMPOTENT_MUTATIONS
         payload = {"query": document, "variables": dict(variables or {}), "operationName": operation_name}
 
         async def once() -> dict[str, Any]:
@@ -210,7 +215,9 @@ class GraphQLTransport:
             )
         if status != 200:
             hint = " (check the shop URL and the API version)" if status == 404 else ""
-            raise ShopifyResponseError(f"unexpected HTTP status {status}{hint}", operation=operation_name, status=status)
+            raise ShopifyResponseError(
+                f"unexpected HTTP status {status}{hint}", operation=operation_name, status=status
+            )
         self._check_api_version(response)
         body = self._json_object(response, operation_name)
 
@@ -237,12 +244,11 @@ class GraphQLTransport:
             entry["extensions"].get("code")
             for entry in entries
             # (only text: a list or object as a code is unhashable, and is no code we act on)
-            if isinstance(entry, dict) and isinstance(entry.get("extensions"), dict)
+            if isinstance(entry, dict)
+            and isinstance(entry.get("extensions"), dict)
             and isinstance(entry["extensions"].get("code"), str)
         }
-        messages = [
-            self.redact(str(entry.get("message") if isinstance(entry, dict) else entry)) for entry in entries
-        ]
+        messages = [self.redact(str(entry.get("message") if isinstance(entry, dict) else entry)) for entry in entries]
         if "THROTTLED" in codes:
             # Nothing ran. Wait exactly until the bucket holds what the query asked for.
             self.stats.throttled += 1
@@ -278,7 +284,8 @@ class GraphQLTransport:
                     found.append(
                         UserError(
                             code=code if isinstance(code, str) else None,
-                            field=[str(part) for part in field_path] if isinstance(field_path, list) and field_path
+                            field=[str(part) for part in field_path]
+                            if isinstance(field_path, list) and field_path
                             else None,
                             message=self.redact(str(entry.get("message", ""))),
                         )
@@ -294,7 +301,9 @@ class GraphQLTransport:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    async def send(self, request: httpx.Request, *, stream: bool = False, follow_redirects: bool = False) -> httpx.Response:
+    async def send(
+        self, request: httpx.Request, *, stream: bool = False, follow_redirects: bool = False
+    ) -> httpx.Response:
         """Send one request; map httpx failures, 429 and 5xx to `Transient`. Other statuses return."""
         self.stats.requests += 1
         try:
@@ -322,9 +331,7 @@ class GraphQLTransport:
             raise Transient(f"http_{status}", maybe_executed=status != 429, wait=wait)
         return response
 
-    async def with_retries(
-        self, label: str, once: Callable[[], Awaitable[T]], *, retry_when_maybe_executed: bool
-    ) -> T:
+    async def with_retries(self, label: str, once: Callable[[], Awaitable[T]], *, retry_when_maybe_executed: bool) -> T:
         failure: Transient | None = None
         for attempt in range(1, self._max_attempts + 1):
             try:
@@ -382,5 +389,11 @@ class GraphQLTransport:
         return self._http.build_request(method, url, **kwargs)
 
 
-__all__ = ["DEFAULT_API_VERSION", "IDEMPOTENT_MUTATIONS", "ClientStats", "GraphQLTransport", "Transient",
-           "admin_api_url"]
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "IDEMPOTENT_MUTATIONS",
+    "ClientStats",
+    "GraphQLTransport",
+    "Transient",
+    "admin_api_url",
+]

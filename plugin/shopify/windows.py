@@ -41,7 +41,9 @@ def whole_second(moment: datetime) -> datetime:
     return aware.astimezone(timezone.utc).replace(microsecond=0)
 
 
-def next_window(*, since: datetime | None, read: int, page_size: int, cap: int, last_updated: datetime) -> Restart | None:
+def next_window(
+    *, since: datetime | None, read: int, page_size: int, cap: int, last_updated: datetime
+) -> Restart | None:
     """What to do before asking for the next page of a window that began at `since` (None: the
     start of time) and has yielded `read` products, the last one updated at `last_updated`:
     None — ask for the next page (it stays within the cap); Restart — page a new window instead.

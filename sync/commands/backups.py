@@ -41,21 +41,31 @@ def backups_summary(settings: Settings, now: float | None = None) -> dict:
     finally:
         store.close()
     _used, free = disk_usage(settings.backup_dir)
-    return {"directory": str(settings.backup_dir), "keep": describe_keep(settings.backup.keep),
-            "count": found.count, "bytes": found.size, "free_bytes": free,
-            "prunable": len(found.prunable), "prunable_bytes": found.prunable_size}
+    return {
+        "directory": str(settings.backup_dir),
+        "keep": describe_keep(settings.backup.keep),
+        "count": found.count,
+        "bytes": found.size,
+        "free_bytes": free,
+        "prunable": len(found.prunable),
+        "prunable_bytes": found.prunable_size,
+    }
 
 
 def print_summary(summary: dict) -> None:
-    typer.echo(f"backups: {summary['count']} original(s), {summary['bytes']} bytes "
-               f"({human_size(summary['bytes'])}) in {summary['directory']}; "
-               f"{human_size(summary['free_bytes'])} free on that filesystem")
+    typer.echo(
+        f"backups: {summary['count']} original(s), {summary['bytes']} bytes "
+        f"({human_size(summary['bytes'])}) in {summary['directory']}; "
+        f"{human_size(summary['free_bytes'])} free on that filesystem"
+    )
     if summary["keep"] == "forever":
         typer.echo("[backup] keep = forever: no original is ever pruned")
     else:
-        typer.echo(f"[backup] keep = {summary['keep']}: {summary['prunable']} original(s), "
-                   f"{summary['prunable_bytes']} bytes ({human_size(summary['prunable_bytes'])}) may be pruned "
-                   "(retouch backups prune)")
+        typer.echo(
+            f"[backup] keep = {summary['keep']}: {summary['prunable']} original(s), "
+            f"{summary['prunable_bytes']} bytes ({human_size(summary['prunable_bytes'])}) may be pruned "
+            "(retouch backups prune)"
+        )
 
 
 def prune_command(settings: Settings, dry_run: bool, now: float | None = None) -> int:
@@ -68,8 +78,10 @@ def prune_command(settings: Settings, dry_run: bool, now: float | None = None) -
     try:
         if dry_run:
             found = inventory(store, settings.backup_dir, keep, now)
-            typer.echo(f"would delete {len(found.prunable)} original(s), {found.prunable_size} bytes "
-                       f"({human_size(found.prunable_size)}); images done more than {describe_keep(keep)} ago:")
+            typer.echo(
+                f"would delete {len(found.prunable)} original(s), {found.prunable_size} bytes "
+                f"({human_size(found.prunable_size)}); images done more than {describe_keep(keep)} ago:"
+            )
             for sha, size in found.prunable.items():
                 typer.echo(f"  {sha[:12]}  {size} bytes  {', '.join(found.media.get(sha, []))}")
             results = prunable_results(store, results_store(settings), keep, now)
@@ -80,9 +92,13 @@ def prune_command(settings: Settings, dry_run: bool, now: float | None = None) -
         kept_count, kept_size = prune_results(store, results_store(settings), keep, now)
     finally:
         store.close()
-    typer.echo(f"deleted {count} original(s), {size} bytes ({human_size(size)}); "
-               "a revert of their images will say the original was pruned")
+    typer.echo(
+        f"deleted {count} original(s), {size} bytes ({human_size(size)}); "
+        "a revert of their images will say the original was pruned"
+    )
     if kept_count:
-        typer.echo(f"deleted {kept_count} reviewed result(s) of images done before then, {kept_size} bytes "
-                   f"({human_size(kept_size)}); none waiting for review")
+        typer.echo(
+            f"deleted {kept_count} reviewed result(s) of images done before then, {kept_size} bytes "
+            f"({human_size(kept_size)}); none waiting for review"
+        )
     return 0

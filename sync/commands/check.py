@@ -32,6 +32,7 @@ from ..systemd import is_held
 from .check_shopify import refusal_line, token_line
 from .public_url_check import public_url_findings
 
+
 async def check_command(settings: Settings) -> int:
     ok = True
     typer.echo(f"config: {settings.path} ok ({'sandbox' if settings.provider_is_sandbox else 'live'} provider key)")
@@ -113,12 +114,22 @@ def service_setup(settings: Settings, environ: Mapping[str, str]) -> list[tuple[
     mode = settings.path.stat().st_mode
     for_service = bool(environ.get("CONFIGURATION_DIRECTORY")) or settings.path.parent == SERVICE_CONFIG_DIR
     if for_service and not mode & stat.S_IROTH:
-        results.append((False, f"config: {settings.path} is not readable by other users, so the service's "
-                               "DynamicUser cannot read it: chmod 644 it and keep the secrets in credentials"))
+        results.append(
+            (
+                False,
+                f"config: {settings.path} is not readable by other users, so the service's "
+                "DynamicUser cannot read it: chmod 644 it and keep the secrets in credentials",
+            )
+        )
     inline = [key for key, source in settings.secret_sources.items() if source == "the config file"]
     if inline and mode & stat.S_IROTH:
-        results.append((True, f"warning: {settings.path} holds {' and '.join(inline)} and every user can read it: "
-                              "move them to systemd credentials (LoadCredential=) or chmod 600 the file"))
+        results.append(
+            (
+                True,
+                f"warning: {settings.path} holds {' and '.join(inline)} and every user can read it: "
+                "move them to systemd credentials (LoadCredential=) or chmod 600 the file",
+            )
+        )
 
     exists = "exists" if settings.database_path.is_file() else "not created yet: `retouch run` creates it"
     results.append((True, f"database file: {settings.database_path} ({exists})"))
@@ -179,8 +190,10 @@ async def webhook_reachable(settings: Settings) -> tuple[bool, str] | None:
     if not settings.webhooks or settings.server.public_url is None or settings.server.listen is None:
         return None
     probe_url = settings.server.public_url.rstrip("/") + "/healthz"
-    failure = (f"webhooks: {probe_url} does not reach this machine's server on {settings.server.listen}; "
-               f"{settings.plugin.title} could not deliver job events (check public_url, the proxy or the firewall)")
+    failure = (
+        f"webhooks: {probe_url} does not reach this machine's server on {settings.server.listen}; "
+        f"{settings.plugin.title} could not deliver job events (check public_url, the proxy or the firewall)"
+    )
     if is_held(settings.database_path):
         body = await _get_json(probe_url)
         ok = isinstance(body, dict) and "checks" in body

@@ -18,8 +18,9 @@ def missing_database(settings: Settings) -> str | None:
     """The one line to print when the database does not exist, else None."""
     if settings.database_path.is_file():
         return None
-    return (f"no database at {settings.database_path}; has `retouch run` been started with this config "
-            f"({settings.path})?")
+    return (
+        f"no database at {settings.database_path}; has `retouch run` been started with this config ({settings.path})?"
+    )
 
 
 def announce(settings: Settings) -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import typer
 
-from retouch.storage.models import PENDING_STATES, Image, ImageState
+from retouch.storage.models import PENDING_STATES, ImageState
 
 from ..config import load_settings
 from ..logs import REDACTOR, configure
-from ..pipeline import Context, discover
+from ..pipeline import discover
 from ..runtime import open_context
 from ..scheduler import Daemon
 from .demo_page import DemoRow, cost_words, render_page
@@ -31,8 +31,16 @@ from .sandbox import render_config, start_sandboxes
 DEMO_TIMEOUT = 110.0  # seconds; the demo promises to finish in under two minutes
 
 
-async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio", mode: str = "replace",
-                       price_per_credit: float | None = None, currency: str = "", review: bool = False) -> int:
+async def demo_command(
+    *,
+    out: Path,
+    products: int,
+    provider: str = "aigenstudio",
+    mode: str = "replace",
+    price_per_credit: float | None = None,
+    currency: str = "",
+    review: bool = False,
+) -> int:
     """`review`: instead of the static page, results wait for the owner on the daemon's live review page
     (demo_review.py) until Ctrl-C."""
     started = time.monotonic()
@@ -44,9 +52,14 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
     for old in (work / "retouch.db", work / "retouch.db-wal", work / "retouch.db-shm"):
         old.unlink(missing_ok=True)
     # The provider sandbox answers in the shapes the real service documents (its production profile).
-    shop, shop_server, sandbox = start_sandboxes(provider=provider, products=products, fast=True,
-                                                 processing_seconds=0.2, provider_profile="production",
-                                                 shopify_profile="production")  # as unkind as the real Shopify
+    shop, shop_server, sandbox = start_sandboxes(
+        provider=provider,
+        products=products,
+        fast=True,
+        processing_seconds=0.2,
+        provider_profile="production",
+        shopify_profile="production",
+    )  # as unkind as the real Shopify
     sock = None
     try:
         config_path = work / "config.toml"
@@ -54,20 +67,34 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
         if review:
             sock = free_loopback_socket()
             extra += review_lines(sock)
-        config_path.write_text(render_config(shop_url=shop.shop_url, provider=provider, sandbox=sandbox,
-                                             database=work / "retouch.db", backup_dir=work / "backups",
-                                             fast=True, mode=mode) + extra)
+        config_path.write_text(
+            render_config(
+                shop_url=shop.shop_url,
+                provider=provider,
+                sandbox=sandbox,
+                database=work / "retouch.db",
+                backup_dir=work / "backups",
+                fast=True,
+                mode=mode,
+            )
+            + extra
+        )
         settings = load_settings(config_path)
         configure("warning", "console", settings.secrets())
-        typer.echo(f"sandbox store with {products} products at {shop.shop_url} ({shop.profile} profile); "
-                   f"{settings.plugin.title} sandbox at {sandbox.base_url}")
+        typer.echo(
+            f"sandbox store with {products} products at {shop.shop_url} ({shop.profile} profile); "
+            f"{settings.plugin.title} sandbox at {sandbox.base_url}"
+        )
         async with open_context(settings) as ctx:
             counts = await discover(ctx)
             typer.echo(f"first run: {counts['baseline']} existing photo(s) recorded as baseline, none sent")
             for n, product in enumerate(shop.products()):
                 extension = "png" if n % 3 == 2 else "jpg"
-                shop.add_image(product["legacy_id"], filename=f"new-photo-{n + 1}.{extension}",
-                               alt=f"{product['title']} (new photo)")
+                shop.add_image(
+                    product["legacy_id"],
+                    filename=f"new-photo-{n + 1}.{extension}",
+                    alt=f"{product['title']} (new photo)",
+                )
             typer.echo(f"the merchant added {products} new photo(s); running the daemon…")
             if review:
                 return await review_live(ctx, sock, expected=products)
@@ -88,10 +115,15 @@ async def demo_command(*, out: Path, products: int, provider: str = "aigenstudio
             page = await _write_page(out, ctx, images, titles=titles, summary=_summary(products, settings, mode))
         done = sum(1 for i in images if i.state == ImageState.DONE)
         elapsed = time.monotonic() - started
-        how = ("replace mode: same media id, position and alt text" if mode == "replace"
-               else "append mode: each result added right after its original")
-        typer.echo(f"{done} of {expected} new photo(s) enhanced and written back in {elapsed:.1f} s ({how}); "
-                   f"the provider charged {sandbox.charges()} image(s)")
+        how = (
+            "replace mode: same media id, position and alt text"
+            if mode == "replace"
+            else "append mode: each result added right after its original"
+        )
+        typer.echo(
+            f"{done} of {expected} new photo(s) enhanced and written back in {elapsed:.1f} s ({how}); "
+            f"the provider charged {sandbox.charges()} image(s)"
+        )
         for image in images:
             if image.state != ImageState.DONE:
                 typer.echo(f"  {image.state}: {image.media_id}: {image.error_code} {image.error_message}")
@@ -112,8 +144,10 @@ def _budget_lines(price_per_credit: float | None, currency: str) -> str:
 
 def _summary(products: int, settings, mode: str) -> str:
     where = "replacing each original" if mode == "replace" else "added right after each original"
-    return (f"A sandbox store of {products} product(s); the merchant added one photo to each; the real retouch daemon "
-            f"sent them to {settings.plugin.title}'s sandbox and wrote the results back to the store, {where}.")
+    return (
+        f"A sandbox store of {products} product(s); the merchant added one photo to each; the real retouch daemon "
+        f"sent them to {settings.plugin.title}'s sandbox and wrote the results back to the store, {where}."
+    )
 
 
 def _image_credits(ctx, image) -> float:
@@ -143,16 +177,31 @@ async def _write_page(out: Path, ctx, images, *, titles: dict[str, str], summary
             if image.state == ImageState.DONE and media and media.url:
                 after.write_bytes((await http.get(media.url)).content)
             credits = _image_credits(ctx, image)
-            problem = None if image.state == ImageState.DONE else f"{image.error_code or image.state}: {image.error_message or ''}"
-            rows.append(DemoRow(
-                title=getattr(image, "product_title", None) or titles.get(image.product_id, image.product_id),
-                filename=image.filename or number, state=str(image.state),
-                cost=cost_words(credits, caps.credit_unit, settings.budget.price_per_credit, settings.budget.currency,
-                                sandbox=settings.provider_is_sandbox),
-                before=f"images/{before.name}" if before.exists() else None,
-                after=f"images/{after.name}" if after.exists() else None, problem=problem))
+            problem = (
+                None
+                if image.state == ImageState.DONE
+                else f"{image.error_code or image.state}: {image.error_message or ''}"
+            )
+            rows.append(
+                DemoRow(
+                    title=getattr(image, "product_title", None) or titles.get(image.product_id, image.product_id),
+                    filename=image.filename or number,
+                    state=str(image.state),
+                    cost=cost_words(
+                        credits,
+                        caps.credit_unit,
+                        settings.budget.price_per_credit,
+                        settings.budget.currency,
+                        sandbox=settings.provider_is_sandbox,
+                    ),
+                    before=f"images/{before.name}" if before.exists() else None,
+                    after=f"images/{after.name}" if after.exists() else None,
+                    problem=problem,
+                )
+            )
     page = out / "index.html"
-    html = render_page(rows, provider=settings.plugin.title, summary=summary,
-                       priced=settings.budget.price_per_credit is not None)
+    html = render_page(
+        rows, provider=settings.plugin.title, summary=summary, priced=settings.budget.price_per_credit is not None
+    )
     page.write_text(REDACTOR.scrub_text(html))  # a page passes the one scrubber, like the log, the CLI and the server
     return page

@@ -16,17 +16,18 @@ import jinja2
 
 @dataclass(frozen=True)
 class DemoRow:
-    title: str                 # the product's title (its id only when the title is unknown)
-    filename: str              # the merchant's file name
-    state: str                 # done, failed, skipped
-    cost: str                  # "1 credit (0.10 EUR)", from cost_words
-    before: str | None         # the page-relative path of the original, when it was kept
-    after: str | None          # of the result, when the store shows one
+    title: str  # the product's title (its id only when the title is unknown)
+    filename: str  # the merchant's file name
+    state: str  # done, failed, skipped
+    cost: str  # "1 credit (0.10 EUR)", from cost_words
+    before: str | None  # the page-relative path of the original, when it was kept
+    after: str | None  # of the result, when the store shows one
     problem: str | None = None  # why it is not done, in the owner's words
 
 
-def cost_words(credits: float, credit_unit: str, price_per_credit: float | None, currency: str, *,
-               sandbox: bool) -> str:
+def cost_words(
+    credits: float, credit_unit: str, price_per_credit: float | None, currency: str, *, sandbox: bool
+) -> str:
     """'1 credit (0.12 EUR); the sandbox charged nothing' — what the image costs with the real service."""
     amount = f"{credits:g}" if credits == int(credits) else f"{credits:.2f}"
     unit = credit_unit[:-1] if credits == 1 and credit_unit.endswith("s") else credit_unit
@@ -40,13 +41,18 @@ def cost_words(credits: float, credit_unit: str, price_per_credit: float | None,
 
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("retouch.sync.commands", "templates"),
-                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                              lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("retouch.sync.commands", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render_page(rows: list[DemoRow], *, provider: str, summary: str, priced: bool) -> str:
     """The whole page. `provider`: the service's name for people ("AI Gen Studio"); `summary`: one line
     on what the demo did; `priced`: whether [budget] price_per_credit was set (else a hint says how)."""
-    return _environment().get_template("demo.html.j2").render(rows=rows, provider=provider, summary=summary,
-                                                              priced=priced)
+    return (
+        _environment().get_template("demo.html.j2").render(rows=rows, provider=provider, summary=summary, priced=priced)
+    )

@@ -37,10 +37,12 @@ def review_lines(sock: socket.socket) -> str:
 
 
 def _decisions(counts: dict[str, int]) -> str:
-    return (f"{counts.get(ImageState.AWAITING_REVIEW.value, 0)} waiting for review, "
-            f"{counts.get(ImageState.DONE.value, 0)} approved and written to the store, "
-            f"{counts.get(ImageState.REJECTED.value, 0)} rejected (originals kept), "
-            f"{counts.get(ImageState.FAILED.value, 0)} failed")
+    return (
+        f"{counts.get(ImageState.AWAITING_REVIEW.value, 0)} waiting for review, "
+        f"{counts.get(ImageState.DONE.value, 0)} approved and written to the store, "
+        f"{counts.get(ImageState.REJECTED.value, 0)} rejected (originals kept), "
+        f"{counts.get(ImageState.FAILED.value, 0)} failed"
+    )
 
 
 async def review_live(ctx, sock: socket.socket, *, expected: int) -> int:
@@ -56,9 +58,11 @@ async def review_live(ctx, sock: socket.socket, *, expected: int) -> int:
     try:
         runner = asyncio.create_task(daemon.run(_server(ctx.settings, ctx, daemon, sock)))
         typer.echo(f"review page: {url}")
-        typer.echo(f"sign in with the password {password} (made up for this demo, shown once); approve, "
-                   "reject or redo each result there. Nothing reaches the store before you approve it. "
-                   "Ctrl-C ends the demo.")
+        typer.echo(
+            f"sign in with the password {password} (made up for this demo, shown once); approve, "
+            "reject or redo each result there. Nothing reaches the store before you approve it. "
+            "Ctrl-C ends the demo."
+        )
         REDACTOR.add([password])  # shown once above (the CLI's output passes the scrubber too); never again
         said = (-1, -1)
         while not daemon.stopping.is_set():
@@ -69,8 +73,10 @@ async def review_live(ctx, sock: socket.socket, *, expected: int) -> int:
             counts = await asyncio.to_thread(ctx.store.counts_by_state)
             now = (counts.get(ImageState.AWAITING_REVIEW.value, 0), counts.get(ImageState.DONE.value, 0))
             if now != said:
-                typer.echo(f"{now[0]} of {expected} result(s) waiting for your review at {url}; "
-                           f"{now[1]} approved and written to the store")
+                typer.echo(
+                    f"{now[0]} of {expected} result(s) waiting for your review at {url}; "
+                    f"{now[1]} approved and written to the store"
+                )
                 said = now
         await runner
     finally:

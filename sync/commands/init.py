@@ -18,8 +18,13 @@ import typer
 
 from retouch.plugin.providers import registry
 
-from ..config import PROVIDER_KEY_CREDENTIAL, SHOPIFY_SECRET_CREDENTIAL, SHOPIFY_TOKEN_CREDENTIAL, ConfigError, \
-    load_settings
+from ..config import (
+    PROVIDER_KEY_CREDENTIAL,
+    SHOPIFY_SECRET_CREDENTIAL,
+    SHOPIFY_TOKEN_CREDENTIAL,
+    ConfigError,
+    load_settings,
+)
 
 
 class InitError(Exception):
@@ -38,7 +43,7 @@ class Answers:
 
 
 def shop_url(value: str) -> str:
-    """"my-store", "my-store.myshopify.com" or a URL -> the URL the config holds."""
+    """ "my-store", "my-store.myshopify.com" or a URL -> the URL the config holds."""
     text = value.strip().rstrip("/")
     if "://" in text:
         return text
@@ -62,9 +67,15 @@ def complete(answers: Answers, *, interactive: bool) -> Answers:
         raise InitError("init: give either --client-id/--client-secret or --access-token, not both")
     if not answers.access_token:
         if not answers.client_id and interactive:
-            answers.client_id = ask("--client-id", "Client ID (Dev Dashboard → your app → Settings; "
-                                                   "leave empty for an app made in the admin before 2026)",
-                                    default="") or None
+            answers.client_id = (
+                ask(
+                    "--client-id",
+                    "Client ID (Dev Dashboard → your app → Settings; "
+                    "leave empty for an app made in the admin before 2026)",
+                    default="",
+                )
+                or None
+            )
         if answers.client_id:
             if not answers.client_secret:
                 answers.client_secret = ask("--client-secret", "Client secret", secret=True)
@@ -74,11 +85,15 @@ def complete(answers: Answers, *, interactive: bool) -> Answers:
             answers.access_token = ask("--client-id", "Access token (shpat_…)", secret=True)
     plugins = registry.available()
     if not answers.provider:
-        answers.provider = ask("--provider", f"Provider ({', '.join(sorted(plugins))})",
-                               default="aigenstudio") if interactive else "aigenstudio"
+        answers.provider = (
+            ask("--provider", f"Provider ({', '.join(sorted(plugins))})", default="aigenstudio")
+            if interactive
+            else "aigenstudio"
+        )
     if answers.provider not in plugins:
-        raise InitError(f"init: --provider: unknown provider {answers.provider!r}; "
-                        f"choose one of {', '.join(sorted(plugins))}")
+        raise InitError(
+            f"init: --provider: unknown provider {answers.provider!r}; choose one of {', '.join(sorted(plugins))}"
+        )
     if not answers.api_key:
         answers.api_key = ask("--api-key", f"{plugins[answers.provider].title} API key", secret=True)
     for name in ("client_id", "client_secret", "access_token", "api_key"):
@@ -90,26 +105,41 @@ def complete(answers: Answers, *, interactive: bool) -> Answers:
 def render(answers: Answers, *, credentials: bool) -> str:
     """The config text; with `credentials`, secrets are left to systemd credential files."""
     q = json.dumps  # a JSON string is a valid TOML basic string
-    lines = ["# Written by `retouch init`; every key is described in config.example.toml.", "[shop]",
-             f"url = {q(shop_url(answers.shop or ''))}"]
+    lines = [
+        "# Written by `retouch init`; every key is described in config.example.toml.",
+        "[shop]",
+        f"url = {q(shop_url(answers.shop or ''))}",
+    ]
     if answers.client_id:
         lines.append(f"client_id = {q(answers.client_id)}")
-        lines.append(f"# client_secret: the systemd credential {SHOPIFY_SECRET_CREDENTIAL}" if credentials
-                     else f"client_secret = {q(answers.client_secret)}")
+        lines.append(
+            f"# client_secret: the systemd credential {SHOPIFY_SECRET_CREDENTIAL}"
+            if credentials
+            else f"client_secret = {q(answers.client_secret)}"
+        )
     else:
-        lines.append(f"# access_token: the systemd credential {SHOPIFY_TOKEN_CREDENTIAL}" if credentials
-                     else f"access_token = {q(answers.access_token)}")
+        lines.append(
+            f"# access_token: the systemd credential {SHOPIFY_TOKEN_CREDENTIAL}"
+            if credentials
+            else f"access_token = {q(answers.access_token)}"
+        )
     lines += ["", "[provider]", f"name = {q(answers.provider)}"]
-    lines.append(f"# api_key: the systemd credential {PROVIDER_KEY_CREDENTIAL}" if credentials
-                 else f"api_key = {q(answers.api_key)}")
+    lines.append(
+        f"# api_key: the systemd credential {PROVIDER_KEY_CREDENTIAL}"
+        if credentials
+        else f"api_key = {q(answers.api_key)}"
+    )
     if answers.provider_url:
         lines.append(f"base_url = {q(answers.provider_url)}")
     return "\n".join(lines) + "\n"
 
 
 def credential_files(answers: Answers) -> dict[str, str]:
-    shop = ({SHOPIFY_SECRET_CREDENTIAL: answers.client_secret or ""} if answers.client_id
-            else {SHOPIFY_TOKEN_CREDENTIAL: answers.access_token or ""})
+    shop = (
+        {SHOPIFY_SECRET_CREDENTIAL: answers.client_secret or ""}
+        if answers.client_id
+        else {SHOPIFY_TOKEN_CREDENTIAL: answers.access_token or ""}
+    )
     return {**shop, PROVIDER_KEY_CREDENTIAL: answers.api_key or ""}
 
 
@@ -130,14 +160,16 @@ def write_private(path: Path, text: str, *, force: bool) -> None:
         raise
 
 
-async def init_command(answers: Answers, *, out: Path, credentials_dir: Path | None, force: bool, yes: bool,
-                       run_check: bool) -> int:
+async def init_command(
+    answers: Answers, *, out: Path, credentials_dir: Path | None, force: bool, yes: bool, run_check: bool
+) -> int:
     interactive = sys.stdin.isatty() and not yes
     try:
         answers = complete(answers, interactive=interactive)
         if not force:
-            for path in [out, *(credentials_dir / name for name in credential_files(answers))] \
-                    if credentials_dir else [out]:
+            for path in (
+                [out, *(credentials_dir / name for name in credential_files(answers))] if credentials_dir else [out]
+            ):
                 if path.exists():
                     raise InitError(f"init: {path} exists; pass --force to overwrite it")
         if credentials_dir is not None:
@@ -151,8 +183,9 @@ async def init_command(answers: Answers, *, out: Path, credentials_dir: Path | N
     environ = dict(os.environ)
     if credentials_dir is not None:
         environ["CREDENTIALS_DIRECTORY"] = str(credentials_dir.resolve())
-        names = " ".join(f"LoadCredential={name}:{(credentials_dir / name).resolve()}"
-                         for name in credential_files(answers))
+        names = " ".join(
+            f"LoadCredential={name}:{(credentials_dir / name).resolve()}" for name in credential_files(answers)
+        )
         typer.echo(f"secrets written to {credentials_dir} (mode 0600); in the unit: {names}")
     try:
         settings = load_settings(out, environ=environ)

@@ -20,8 +20,10 @@ from ..listen import is_loopback_host
 
 Resolve = Callable[[str], list[str] | None]
 
-WHAT_TO_DO = ("set [server] public_url to an https address the internet reaches (a reverse proxy or a tunnel "
-              "in front of [server] listen)")
+WHAT_TO_DO = (
+    "set [server] public_url to an https address the internet reaches (a reverse proxy or a tunnel "
+    "in front of [server] listen)"
+)
 
 
 def resolve(host: str) -> list[str] | None:
@@ -53,5 +55,9 @@ def public_url_findings(settings: Settings, resolve: Resolve = resolve) -> list[
     problem = address_problem(url, resolve(host) if host else None)
     if problem is None:
         return []
-    return [(False, f"[server] public_url: {url} cannot receive webhooks from {' and '.join(callers)}: {problem}; "
-                    f"{WHAT_TO_DO}")]
+    return [
+        (
+            False,
+            f"[server] public_url: {url} cannot receive webhooks from {' and '.join(callers)}: {problem}; {WHAT_TO_DO}",
+        )
+    ]

@@ -20,23 +20,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from retouch.plugin.shopify.errors import ShopifyAuthError
 from retouch.storage.models import PENDING_STATES, ImageState
 from retouch.storage.read_only import open_read_only
 
-from retouch.plugin.shopify.errors import ShopifyAuthError
-
-from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..budget import reported_balance
+from ..claim import ClaimRefused, StoreClaim, claim_store, new_claim
 from ..config import Settings
 from ..costs import Estimate, images_per_hour
 from ..logs import logs_above
+from ..pipeline import Context, discover, revert
 from ..queue_facts import pending_waits
 from ..rules import label_of
-from ..waiting import progress_words
-from ..pipeline import Context, discover, revert
-from .resync_preview import preview
 from ..runtime import open_context, pending_among, run_until_settled
 from ..systemd import is_held
+from ..waiting import progress_words
+from .resync_preview import preview
 
 INTERRUPT_CHOICES = ["leave", "take-back"]  # what a Ctrl-C does with the images still queued
 
@@ -54,9 +53,16 @@ def affordable(settings: Settings, max_credits: int | None, count: int) -> int:
 def run_estimate(settings: Settings, images: int, balance: float | None = None) -> Estimate:
     """The cost and duration of sending `images` with this configuration (sync/costs.py words it)."""
     caps = settings.capabilities
-    return Estimate(images=images, credits_per_image=caps.credits_per_image, credit_unit=caps.credit_unit,
-                    price_per_credit=settings.budget.price_per_credit, currency=settings.budget.currency,
-                    balance=balance, per_hour=images_per_hour(caps.quota), free=settings.provider_is_sandbox)
+    return Estimate(
+        images=images,
+        credits_per_image=caps.credits_per_image,
+        credit_unit=caps.credit_unit,
+        price_per_credit=settings.budget.price_per_credit,
+        currency=settings.budget.currency,
+        balance=balance,
+        per_hour=images_per_hour(caps.quota),
+        free=settings.provider_is_sandbox,
+    )
 
 
 def _balance(settings: Settings) -> float | None:
@@ -71,13 +77,24 @@ def _balance(settings: Settings) -> float | None:
     return reported[0] if reported else None
 
 
-async def resync_command(settings: Settings, *, product_ids: list[str] | None, include_baseline: bool,
-                         force: bool, dry_run: bool, yes: bool, max_credits: int | None = None,
-                         on_interrupt: str | None = None) -> int:
+async def resync_command(
+    settings: Settings,
+    *,
+    product_ids: list[str] | None,
+    include_baseline: bool,
+    force: bool,
+    dry_run: bool,
+    yes: bool,
+    max_credits: int | None = None,
+    on_interrupt: str | None = None,
+) -> int:
     caps = settings.capabilities
     if max_credits is not None and is_held(settings.database_path):
-        typer.echo("--max-credits: the daemon runs on this database and would send the images itself; "
-                   "stop it, or cap it with [budget] max_credits_per_day", err=True)
+        typer.echo(
+            "--max-credits: the daemon runs on this database and would send the images itself; "
+            "stop it, or cap it with [budget] max_credits_per_day",
+            err=True,
+        )
         return 2
     if dry_run or (include_baseline and not yes):
         plan = await preview(settings, product_ids, include_baseline=include_baseline, force=force)
@@ -89,20 +106,29 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
             # The images known one by one are listed; a large store's counted ones are not (resync_plan.py).
             for image in plan.exact[:sent]:
                 rule = label_of(image.rule)
-                typer.echo(f"would send {image.product_id} {image.media_id} {image.source_url or '(not ready yet)'}"
-                           + (f" [rule {rule}]" if rule else ""))
+                typer.echo(
+                    f"would send {image.product_id} {image.media_id} {image.source_url or '(not ready yet)'}"
+                    + (f" [rule {rule}]" if rule else "")
+                )
             if plan.read_line():
                 typer.echo(plan.read_line())
             if plan.baseline:
-                typer.echo(f"would record {plan.bound + ' ' if plan.bound else ''}{plan.baseline} image(s) as the "
-                           "baseline ([selection] new_only): never sent; resync --all sends them")
-            typer.echo(f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
-                       f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent")
+                typer.echo(
+                    f"would record {plan.bound + ' ' if plan.bound else ''}{plan.baseline} image(s) as the "
+                    "baseline ([selection] new_only): never sent; resync --all sends them"
+                )
+            typer.echo(
+                f"dry run: {what} would be sent, {cost:g} {caps.credit_unit} "
+                f"({'sandbox: free' if settings.provider_is_sandbox else 'live key'}); nothing was sent"
+            )
             typer.echo(f"cost and time: {estimate.words()}")
             return 0
         if not sys.stdin.isatty():
-            typer.echo(f"resync --all would send {what} for {cost:g} {caps.credit_unit} ({estimate.words()}); "
-                       "confirm with --yes (no terminal to ask on)", err=True)
+            typer.echo(
+                f"resync --all would send {what} for {cost:g} {caps.credit_unit} ({estimate.words()}); "
+                "confirm with --yes (no terminal to ask on)",
+                err=True,
+            )
             return 2
         if not typer.confirm(f"Send {what} for {cost:g} {caps.credit_unit} ({estimate.words()})?"):
             typer.echo("nothing sent")
@@ -129,10 +155,20 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         relay = asyncio.create_task(_relay(lost, stop))
         live = sys.stderr.isatty()
         # The bar owns the terminal while it is live: log lines go through its console, above it (issue 23).
-        with Progress(TextColumn("resync"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[doing]}"), console=Console(stderr=True), disable=not live,
-                      transient=False) as progress, logs_above(progress.console if live else None), \
-                _ctrl_c(interrupted, stop, progress.console if live else None):
+        with (
+            Progress(
+                TextColumn("resync"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[doing]}"),
+                console=Console(stderr=True),
+                disable=not live,
+                transient=False,
+            ) as progress,
+            logs_above(progress.console if live else None),
+            _ctrl_c(interrupted, stop, progress.console if live else None),
+        ):
             bar = progress.add_task("images", total=len(target), doing="")
 
             def show(left: int) -> None:
@@ -147,17 +183,23 @@ async def resync_command(settings: Settings, *, product_ids: list[str] | None, i
         if interrupted.is_set():
             return after_interrupt(ctx, target, on_interrupt, daemon_pid)
         if lost.is_set():
-            typer.echo("resync: stopped: the store claim was lost (see above); what was in flight is recorded "
-                       "and resumed by the next run", err=True)
+            typer.echo(
+                "resync: stopped: the store claim was lost (see above); what was in flight is recorded "
+                "and resumed by the next run",
+                err=True,
+            )
             return 1
         results = Counter(ctx.store.image(i).state for i in target)  # type: ignore[union-attr]
-        typer.echo(f"resync: {len(target)} image(s): {results.get('done', 0)} done, "
-                   f"{results.get('failed', 0)} failed, {results.get('skipped', 0)} skipped")
+        typer.echo(
+            f"resync: {len(target)} image(s): {results.get('done', 0)} done, "
+            f"{results.get('failed', 0)} failed, {results.get('skipped', 0)} skipped"
+        )
         for image_id in target:
             image = ctx.store.image(image_id)
             if image and image.state == ImageState.FAILED:
-                typer.echo(f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}",
-                           err=True)
+                typer.echo(
+                    f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}", err=True
+                )
         return 1 if results.get("failed") else 0
 
 
@@ -197,7 +239,9 @@ async def _store_claim(ctx: Context) -> AsyncIterator[tuple[str | None, asyncio.
 def discovery_line(counts: Counter) -> str:
     """Which way the catalog was read, for the owner (a bulk export, or page by page)."""
     path = "bulk operation" if counts.get("bulk") else "paged query"
-    line = f"discovery: {counts.get('products', 0)} product(s) read by {path}, {counts.get('queued', 0)} image(s) queued"
+    line = (
+        f"discovery: {counts.get('products', 0)} product(s) read by {path}, {counts.get('queued', 0)} image(s) queued"
+    )
     if counts.get("partial"):
         line += "; the export was incomplete: run resync --all again to read the rest"
     return line
@@ -209,11 +253,14 @@ def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
     sent = affordable(ctx.settings, max_credits, len(target))
     message = f"not sent: resync --max-credits {max_credits} covered {sent} image(s); resync again to send it"
     for image_id in target[sent:]:
-        ctx.store.transition(image_id, "skip", expect=ImageState.DISCOVERED, error_code="credit_cap",
-                             error_message=message)
+        ctx.store.transition(
+            image_id, "skip", expect=ImageState.DISCOVERED, error_code="credit_cap", error_message=message
+        )
     if sent < len(target):
-        typer.echo(f"--max-credits {max_credits}: sending {sent} of {len(target)} image(s); "
-                   f"{len(target) - sent} left for a later resync")
+        typer.echo(
+            f"--max-credits {max_credits}: sending {sent} of {len(target)} image(s); "
+            f"{len(target) - sent} left for a later resync"
+        )
     return target[:sent]
 
 
@@ -270,15 +317,20 @@ def after_interrupt(ctx: Context, target: list[int], on_interrupt: str | None, d
     words = run_estimate(ctx.settings, len(queued), _balance(ctx.settings)).words()
     typer.echo(f"resync interrupted: {len(queued)} image(s) still queued ({words})")
     if sent:
-        typer.echo(f"{sent} image(s) already sent to {ctx.settings.plugin.title}: the daemon or the next "
-                   "`retouch run` finishes them (they are paid for)")
+        typer.echo(
+            f"{sent} image(s) already sent to {ctx.settings.plugin.title}: the daemon or the next "
+            "`retouch run` finishes them (they are paid for)"
+        )
     if not queued:
         return 130
     choice = on_interrupt
     if choice is None and sys.stdin.isatty():
         try:
-            choice = click.prompt("Leave them queued for the daemon, or take them back out of the queue?",
-                                  type=click.Choice(INTERRUPT_CHOICES), default="leave")
+            choice = click.prompt(
+                "Leave them queued for the daemon, or take them back out of the queue?",
+                type=click.Choice(INTERRUPT_CHOICES),
+                default="leave",
+            )
         except click.Abort:
             choice = "leave"
     elif choice is None:
@@ -286,8 +338,9 @@ def after_interrupt(ctx: Context, target: list[int], on_interrupt: str | None, d
         choice = "leave"
     if choice == "take-back":
         moved = take_back(ctx, queued)
-        typer.echo(f"took {len(moved)} image(s) back out of the queue: nothing sends them; "
-                   "`retouch resync` queues them again")
+        typer.echo(
+            f"took {len(moved)} image(s) back out of the queue: nothing sends them; `retouch resync` queues them again"
+        )
     else:
         who = f"the daemon (pid {daemon_pid})" if daemon_pid else "the daemon (`retouch run`)"
         typer.echo(f"left {len(queued)} image(s) queued: {who} sends them")
@@ -298,10 +351,16 @@ def take_back(ctx: Context, image_ids: list[int]) -> list[int]:
     """Out of the queue, only those still queued (compare-and-set: one a daemon has just put in a job is
     left alone); skipped with the reason, so `status` says why and a later resync brings them back."""
     message = "taken back out of the queue when a resync was interrupted; `retouch resync` queues it again"
-    return ctx.store.transition(image_ids, "skip", expect=ImageState.DISCOVERED, error_code=TAKEN_BACK,
-                                error_message=message)
+    return ctx.store.transition(
+        image_ids, "skip", expect=ImageState.DISCOVERED, error_code=TAKEN_BACK, error_message=message
+    )
 
 
 async def _scan(ctx: Context, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Counter:
-    return await discover(ctx, product_ids=product_ids, full=True,
-                          include_baseline=include_baseline or product_ids is not None, include_reverted=force)
+    return await discover(
+        ctx,
+        product_ids=product_ids,
+        full=True,
+        include_baseline=include_baseline or product_ids is not None,
+        include_reverted=force,
+    )

@@ -29,8 +29,7 @@ from ..runtime import shopify_client
 SAMPLE_PRODUCTS = 16
 
 
-async def preview(settings: Settings, product_ids: list[str] | None, *, include_baseline: bool,
-                  force: bool) -> Preview:
+async def preview(settings: Settings, product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Preview:
     """What `resync` with these switches would send, from reads alone."""
     store = open_read_only(settings.database_url)
     shopify = shopify_client(settings)
@@ -42,8 +41,15 @@ async def preview(settings: Settings, product_ids: list[str] | None, *, include_
             store.close()
 
 
-async def _preview(settings: Settings, store: ReadOnlyStore | None, shopify: ShopifyClient,
-                   product_ids: list[str] | None, *, include_baseline: bool, force: bool) -> Preview:
+async def _preview(
+    settings: Settings,
+    store: ReadOnlyStore | None,
+    shopify: ShopifyClient,
+    product_ids: list[str] | None,
+    *,
+    include_baseline: bool,
+    force: bool,
+) -> Preview:
     meta = store.get_meta if store is not None else (lambda _key: None)
     # As the real run calls discovery (resync.py `_scan`): named products count as "--all".
     baseline_too = include_baseline or product_ids is not None
@@ -51,9 +57,14 @@ async def _preview(settings: Settings, store: ReadOnlyStore | None, shopify: Sho
     # --force first reverts the done images (done -> reverted), then requeues the reverted ones.
     requeue += (ImageState.REVERTED, ImageState.DONE) if force else ()
     first_run = meta(BASELINE_RECORDED) is None
-    options = DiscoverOptions(first_run=first_run and product_ids is None and not baseline_too,
-                              new_only=settings.selection.new_only, exclude_tags=settings.selection.exclude_tags,
-                              rules=settings.rules, provider_name=settings.provider.name, requeue=requeue)
+    options = DiscoverOptions(
+        first_run=first_run and product_ids is None and not baseline_too,
+        new_only=settings.selection.new_only,
+        exclude_tags=settings.selection.exclude_tags,
+        rules=settings.rules,
+        provider_name=settings.provider.name,
+        requeue=requeue,
+    )
     plan = Preview()
     if product_ids is not None:
         products = _named(shopify, product_ids)

@@ -19,7 +19,10 @@ def retry_command(settings: Settings, product_ids: list[str] | None) -> int:
     for image in requeued:
         typer.echo(f"requeued {image.product_id} {image.media_id} (from {image.state})")
     for image in refused:
-        typer.echo(f"not retried {image.product_id} {image.media_id}: already retried {MAX_RETRIES} times "
-                   f"({image.error_code}); use resync --force", err=True)
+        typer.echo(
+            f"not retried {image.product_id} {image.media_id}: already retried {MAX_RETRIES} times "
+            f"({image.error_code}); use resync --force",
+            err=True,
+        )
     typer.echo(f"{len(requeued)} image(s) requeued; the daemon (or resync) will process them")
     return 0

@@ -20,8 +20,9 @@ from ..runtime import open_context
 from ..systemd import is_held
 
 
-async def revert_command(settings: Settings, product_ids: list[str] | None, *, dry_run: bool = False,
-                         yes: bool = True) -> int:
+async def revert_command(
+    settings: Settings, product_ids: list[str] | None, *, dry_run: bool = False, yes: bool = True
+) -> int:
     """`yes`: do not ask first (--yes, or products named one by one); `dry_run`: only count."""
     daemon_pid = is_held(settings.database_path)
     states = REVERTIBLE_BESIDE_DAEMON if daemon_pid else REVERTIBLE
@@ -33,23 +34,29 @@ async def revert_command(settings: Settings, product_ids: list[str] | None, *, d
             return 0
         if images and not yes:
             if not sys.stdin.isatty():
-                typer.echo(f"revert --all would put back the originals of {what}; "
-                           "confirm with --yes (no terminal to ask on)", err=True)
+                typer.echo(
+                    f"revert --all would put back the originals of {what}; confirm with --yes (no terminal to ask on)",
+                    err=True,
+                )
                 return 2
             if not typer.confirm(f"Put back the originals of {what}?"):
                 typer.echo("nothing reverted")
                 return 0
-        with Progress(TextColumn("reverting"), BarColumn(), MofNCompleteColumn(),
-                      disable=not sys.stderr.isatty()) as bar:
+        with Progress(
+            TextColumn("reverting"), BarColumn(), MofNCompleteColumn(), disable=not sys.stderr.isatty()
+        ) as bar:
             task = bar.add_task("images", total=len(images))
-            reverted, failures = await revert(ctx, product_ids, states=states,
-                                              progress=lambda done: bar.update(task, completed=done))
+            reverted, failures = await revert(
+                ctx, product_ids, states=states, progress=lambda done: bar.update(task, completed=done)
+            )
             bar.update(task, completed=len(images))
         in_flight = len(ctx.store.images_in_state(ImageState.WRITTEN, product_ids=product_ids)) if daemon_pid else 0
     typer.echo(f"reverted {reverted} image(s)")
     if in_flight:
-        typer.echo(f"{in_flight} image(s) are still being written by the daemon (pid {daemon_pid}) and were left "
-                   "alone; run revert again once they are done")
+        typer.echo(
+            f"{in_flight} image(s) are still being written by the daemon (pid {daemon_pid}) and were left "
+            "alone; run revert again once they are done"
+        )
     for line in failures:
         typer.echo(f"failed: {line}", err=True)
     return 1 if failures else 0

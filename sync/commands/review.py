@@ -37,31 +37,44 @@ def _name(image: Image | review.ReviewItem) -> str:
 def list_command(settings: Settings, product: str | None) -> int:
     store = Store(settings.database_url)
     try:
-        items = [item for item in review.waiting_for_review(store)
-                 if product is None or review.product_matches(store.image(item.image_id), product)]
+        items = [
+            item
+            for item in review.waiting_for_review(store)
+            if product is None or review.product_matches(store.image(item.image_id), product)
+        ]
     finally:
         store.close()
     unit = settings.capabilities.credit_unit
     if not items:
-        typer.echo("nothing waits for review" + ("" if settings.review.on else
-                                                 " ([review] mode is off: results are written as they arrive)"))
+        typer.echo(
+            "nothing waits for review"
+            + ("" if settings.review.on else " ([review] mode is off: results are written as they arrive)")
+        )
         return 0
     for item in items:
-        when = (f", finished {datetime.fromtimestamp(item.finished_at):%Y-%m-%d %H:%M}"
-                if item.finished_at else "")
-        typer.echo(f"#{item.image_id}  {_name(item)}: {item.provider}, {item.credits} {unit}"
-                   f"{_money(settings, item.credits)}{when}")
+        when = f", finished {datetime.fromtimestamp(item.finished_at):%Y-%m-%d %H:%M}" if item.finished_at else ""
+        typer.echo(
+            f"#{item.image_id}  {_name(item)}: {item.provider}, {item.credits} {unit}"
+            f"{_money(settings, item.credits)}{when}"
+        )
         for label, sha in (("before", item.before_sha256), ("after", item.after_sha256)):
             path = review.picture_path(settings, sha or "")
             typer.echo(f"    {label}: {path if path else '(not on disk)'}")
     total = sum(item.credits for item in items)
-    typer.echo(f"{len(items)} image(s) wait for review ({total:g} {unit}{_money(settings, total)} spent on "
-               "them): retouch review approve|reject|redo ID… (or --product, --all)")
+    typer.echo(
+        f"{len(items)} image(s) wait for review ({total:g} {unit}{_money(settings, total)} spent on "
+        "them): retouch review approve|reject|redo ID… (or --product, --all)"
+    )
     return 0
 
 
-def _chosen(store: Store, ids: Sequence[int], product: str | None, everything: bool,
-            states: Sequence[ImageState] = (ImageState.AWAITING_REVIEW,)) -> list[Image]:
+def _chosen(
+    store: Store,
+    ids: Sequence[int],
+    product: str | None,
+    everything: bool,
+    states: Sequence[ImageState] = (ImageState.AWAITING_REVIEW,),
+) -> list[Image]:
     return review.select_images(store, image_ids=ids, product=product, everything=everything, states=states)
 
 
@@ -83,14 +96,14 @@ def approve_command(settings: Settings, ids: Sequence[int], product: str | None,
     try:
         chosen = [image.id for image in _chosen(store, ids, product, everything)]
         outcome = review.approve(store, chosen, now=time.time())
-        return _report(store, outcome, "approved",
-                       "; the daemon writes them to the store" if outcome.moved else "")
+        return _report(store, outcome, "approved", "; the daemon writes them to the store" if outcome.moved else "")
     finally:
         store.close()
 
 
-def reject_command(settings: Settings, ids: Sequence[int], product: str | None, everything: bool,
-                   reason: str | None) -> int:
+def reject_command(
+    settings: Settings, ids: Sequence[int], product: str | None, everything: bool, reason: str | None
+) -> int:
     store = Store(settings.database_url)
     try:
         chosen = [image.id for image in _chosen(store, ids, product, everything)]
@@ -100,8 +113,15 @@ def reject_command(settings: Settings, ids: Sequence[int], product: str | None, 
         store.close()
 
 
-def redo_command(settings: Settings, ids: Sequence[int], product: str | None, everything: bool,
-                 preset: str | None, prompt: str | None, yes: bool) -> int:
+def redo_command(
+    settings: Settings,
+    ids: Sequence[int],
+    product: str | None,
+    everything: bool,
+    preset: str | None,
+    prompt: str | None,
+    yes: bool,
+) -> int:
     store = Store(settings.database_url)
     try:
         chosen = [image.id for image in _chosen(store, ids, product, everything, states=review.REDOABLE)]
@@ -121,8 +141,14 @@ def redo_command(settings: Settings, ids: Sequence[int], product: str | None, ev
                 typer.echo("nothing redone")
                 return 0
         outcome = review.redo(store, chosen, preset=preset, prompt=prompt, now=time.time())
-        return _report(store, outcome, "queued again",
-                       f" ({quote.split(': ', 1)[-1]})" + ("; each new result waits for review again" if settings.review.on
-                                                             else "") if outcome.moved else "")
+        return _report(
+            store,
+            outcome,
+            "queued again",
+            f" ({quote.split(': ', 1)[-1]})"
+            + ("; each new result waits for review again" if settings.review.on else "")
+            if outcome.moved
+            else "",
+        )
     finally:
         store.close()

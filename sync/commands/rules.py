@@ -23,11 +23,15 @@ async def rules_test_command(settings: Settings, product_id: str) -> int:
             typer.echo(f"no product {product_id} in the store", err=True)
             return 1
         facts = facts_of(product)
-        typer.echo(f"{product.title} ({product.id}): tags {list(facts.tags)}, type {facts.product_type!r}, "
-                   f"vendor {facts.vendor!r}, status {facts.status or '?'}, collections {list(facts.collections)}")
+        typer.echo(
+            f"{product.title} ({product.id}): tags {list(facts.tags)}, type {facts.product_type!r}, "
+            f"vendor {facts.vendor!r}, status {facts.status or '?'}, collections {list(facts.collections)}"
+        )
         rule = first_match(settings.rules, facts)
         if rule is None:
-            typer.echo(f"no rule matches ({len(settings.rules)} rule(s)): the [{settings.provider.name}] table as it is")
+            typer.echo(
+                f"no rule matches ({len(settings.rules)} rule(s)): the [{settings.provider.name}] table as it is"
+            )
             options = provider.request_options()
         elif rule.settings.skip:
             typer.echo(f"rule {rule.label} matches: its images are skipped (nothing is sent)")

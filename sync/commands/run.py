@@ -32,14 +32,26 @@ def describe_start(settings: Settings) -> dict:
     """What the daemon says at start: enough to know what it will do, never a secret."""
     limits = settings.capabilities.quota
     return {
-        "version": __version__, "config": str(settings.path), "provider": settings.provider.name,
-        "mode": "sandbox" if settings.provider_is_sandbox else "live", "shop": settings.shop.url,
+        "version": __version__,
+        "config": str(settings.path),
+        "provider": settings.provider.name,
+        "mode": "sandbox" if settings.provider_is_sandbox else "live",
+        "shop": settings.shop.url,
         "shop_auth": settings.shop_auth,
-        "db": str(settings.database_path), "backups": str(settings.backup_dir),
-        "writeback": settings.writeback.mode, "new_only": settings.selection.new_only,
-        "limits": {"window_s": limits.window, "jobs": limits.jobs, "images": limits.images,
-                   "polls": limits.polls, "requests": limits.requests, "active_jobs": limits.active_jobs},
-        "server": settings.server.listen, "webhooks": settings.webhooks,
+        "db": str(settings.database_path),
+        "backups": str(settings.backup_dir),
+        "writeback": settings.writeback.mode,
+        "new_only": settings.selection.new_only,
+        "limits": {
+            "window_s": limits.window,
+            "jobs": limits.jobs,
+            "images": limits.images,
+            "polls": limits.polls,
+            "requests": limits.requests,
+            "active_jobs": limits.active_jobs,
+        },
+        "server": settings.server.listen,
+        "webhooks": settings.webhooks,
         "shopify_webhooks": settings.shopify_webhooks,
         "public_bind": bool(settings.server.listen) and not settings.server.listen_is_loopback(),
     }
@@ -53,8 +65,9 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
         typer.echo(f"error: {exc}", err=True)
         return 1
     if not acquired:
-        typer.echo(f"{lock.holder()} already holds the lock {lock.path} of {settings.database_path}; "
-                   "stop it first", err=True)
+        typer.echo(
+            f"{lock.holder()} already holds the lock {lock.path} of {settings.database_path}; stop it first", err=True
+        )
         return 1
     store: Store | None = None
     sock = None
@@ -86,21 +99,31 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                     # The claim is on the old store: stop (exit 1; systemd restarts us on the new one,
                     # which is claimed like any start) rather than work on a store nobody claimed.
                     on_lost(f"[shop] url changed to {new.shop.url}: restart to claim that store")
-                if ((new.shop, new.shop_token, new.shop_client_secret)
-                        != (ctx.settings.shop, ctx.settings.shop_token, ctx.settings.shop_client_secret)):
+                if (new.shop, new.shop_token, new.shop_client_secret) != (
+                    ctx.settings.shop,
+                    ctx.settings.shop_token,
+                    ctx.settings.shop_client_secret,
+                ):
                     old = use_shopify(ctx, shopify_client(new))  # the retired providers' views too
                     await old.aclose()
-                if ((new.provider, new.provider_key, new.provider_table)
-                        != (ctx.settings.provider, ctx.settings.provider_key, ctx.settings.provider_table)):
+                if (new.provider, new.provider_key, new.provider_table) != (
+                    ctx.settings.provider,
+                    ctx.settings.provider_key,
+                    ctx.settings.provider_table,
+                ):
                     # Another provider: the old one is kept while its jobs are in flight (pipeline/retired.py).
                     unused = retire(ctx, provider_client(new))
                     if unused is not None:
                         await unused.aclose()
 
             for name, count in stranded(ctx).items():
-                log.warning("stranded_jobs", provider=name, jobs=count,
-                            note=f"these jobs finish only on {name}, which is not configured now: set [provider] "
-                                 f"name = {name!r} (and its key) again until they are done")
+                log.warning(
+                    "stranded_jobs",
+                    provider=name,
+                    jobs=count,
+                    note=f"these jobs finish only on {name}, which is not configured now: set [provider] "
+                    f"name = {name!r} (and its key) again until they are done",
+                )
             keepers: list[asyncio.Task] = []
 
             async def claim_then_keep() -> None:
@@ -129,8 +152,11 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
                 if not lost:
                     await claim.release()
             if daemon.server_failure is not None:
-                typer.echo(f"retouch: the HTTP server on {settings.server.listen} stopped "
-                           f"({daemon.server_failure}); the daemon stopped with it", err=True)
+                typer.echo(
+                    f"retouch: the HTTP server on {settings.server.listen} stopped "
+                    f"({daemon.server_failure}); the daemon stopped with it",
+                    err=True,
+                )
                 return 1
         return 1 if lost else 0
     finally:
@@ -141,25 +167,37 @@ async def run_daemon(settings: Settings, take_over: bool = False) -> int:
         lock.release()
 
 
-def _server(settings: Settings, ctx: Context, daemon: Daemon,
-            sock: socket.socket | None = None) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+def _server(
+    settings: Settings, ctx: Context, daemon: Daemon, sock: socket.socket | None = None
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
     """The daemon's HTTP server, on `sock` (bound by `bind_server`), or on `[server] listen` bound when
     it starts (an in-process harness's way)."""
     from ..metrics import build_registry
     from ..server import ServerDeps, build_app, serve
 
-    registry = build_registry(ctx.store, ctx.provider_name, ctx.limits, lambda: ctx.shopify.stats,
-                              lambda: ctx.provider.stats, loop=asyncio.get_running_loop())
-    deps = ServerDeps(store=ctx.store, provider=lambda: ctx.provider,
-                      discover_every=settings.schedule.discover_every,
-                      scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
-                      on_provider_event=daemon.on_provider_event, skew=settings.server.webhook_skew,
-                      # The current settings' (a reload that rotates [shop] client_secret rotates it too).
-                      shopify_webhook_secret=lambda: (ctx.settings.shopify_webhook_secret.get_secret_value()
-                                                      if ctx.settings.shopify_webhook_secret else None),
-                      on_shopify_product=daemon.on_shopify_product,
-                      shopify_token=lambda: token_health(ctx.shopify.tokens),
-                      ui=_review_page(ctx))
+    registry = build_registry(
+        ctx.store,
+        ctx.provider_name,
+        ctx.limits,
+        lambda: ctx.shopify.stats,
+        lambda: ctx.provider.stats,
+        loop=asyncio.get_running_loop(),
+    )
+    deps = ServerDeps(
+        store=ctx.store,
+        provider=lambda: ctx.provider,
+        discover_every=settings.schedule.discover_every,
+        scheduler_alive=lambda: daemon.scheduler is not None and daemon.scheduler.running,
+        on_provider_event=daemon.on_provider_event,
+        skew=settings.server.webhook_skew,
+        # The current settings' (a reload that rotates [shop] client_secret rotates it too).
+        shopify_webhook_secret=lambda: (
+            ctx.settings.shopify_webhook_secret.get_secret_value() if ctx.settings.shopify_webhook_secret else None
+        ),
+        on_shopify_product=daemon.on_shopify_product,
+        shopify_token=lambda: token_health(ctx.shopify.tokens),
+        ui=_review_page(ctx),
+    )
     app = build_app(deps, registry)
 
     async def run_server(stop: asyncio.Event) -> None:
@@ -198,7 +236,6 @@ def bind_reason(listen: str) -> tuple[socket.socket | None, str, int]:
         if exc.errno == errno.EADDRINUSE:
             return None, f"{listen} is in use by another program; stop it or choose another port", 1
         reason = exc.strerror or str(exc) or type(exc).__name__
-        return None, (f"cannot listen on {listen} ({reason}); use an address of this machine "
-                      "and a port above 1023"), 2
+        return None, (f"cannot listen on {listen} ({reason}); use an address of this machine and a port above 1023"), 2
     except ValueError as exc:
         return None, str(exc), 2

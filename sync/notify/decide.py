@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 EVENT_KINDS = ("failed", "paused", "unreachable", "daily")
-TITLES = {"failed": "retouch: images failed", "paused": "retouch: submissions paused",
-          "unreachable": "retouch: cannot reach a service", "daily": "retouch: daily summary"}
+TITLES = {
+    "failed": "retouch: images failed",
+    "paused": "retouch: submissions paused",
+    "unreachable": "retouch: cannot reach a service",
+    "daily": "retouch: daily summary",
+}
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,9 @@ def failure_line(title: str, reason: str) -> str:
     return f"{title}: {reason}"
 
 
-def paused_event(paused: dict | None, blocked_until: float, now: float, after: float,
-                 told: str | None) -> tuple[Event | None, str | None]:
+def paused_event(
+    paused: dict | None, blocked_until: float, now: float, after: float, told: str | None
+) -> tuple[Event | None, str | None]:
     """A pause (no credits, a rejected key, the daily budget) or a rate-limit hold longer than `after`,
     said once per pause: `told` is the key of the last one said (its start), returned updated."""
     if paused:
@@ -84,11 +90,12 @@ class Reach:
     """One service as the daemon's requests saw it (wall clock)."""
 
     unanswered_since: float | None  # the first request sent after the last answer (None: none since)
-    last_answer: float              # the last answer that was not a 5xx (or when watching began)
+    last_answer: float  # the last answer that was not a 5xx (or when watching began)
 
 
-def unreachable_events(reach: dict[str, Reach], now: float, after: float,
-                       alerted: frozenset[str]) -> tuple[list[Event], frozenset[str]]:
+def unreachable_events(
+    reach: dict[str, Reach], now: float, after: float, alerted: frozenset[str]
+) -> tuple[list[Event], frozenset[str]]:
     """A service asked but not answering for longer than `after`: said once per outage; an answer ends it."""
     events, down = [], set()
     for name, seen in sorted(reach.items()):

@@ -19,15 +19,14 @@ from ..budget import spent_since
 from ..logs import REDACTOR
 from ..pipeline.context import BLOCKED_UNTIL, Context
 from . import send as sender
-from .decide import (Event, Message, Outbox, Reach, daily_due, daily_line, failure_line, paused_event,
-                     unreachable_events)
+from .decide import Event, Message, Outbox, Reach, daily_due, daily_line, failure_line, paused_event, unreachable_events
 
 log = structlog.get_logger("retouch.notify")
 
-DAILY_SENT = "notify_daily_sent"     # meta: the local date of the last daily summary
-TICK = 1.0                           # seconds between looks
+DAILY_SENT = "notify_daily_sent"  # meta: the local date of the last daily summary
+TICK = 1.0  # seconds between looks
 FAILURES_PER_LOOK = 500
-NOTIFY_FLUSH = 5.0                   # seconds a stopping daemon gives the messages still waiting
+NOTIFY_FLUSH = 5.0  # seconds a stopping daemon gives the messages still waiting
 
 
 class Notifications:
@@ -39,8 +38,8 @@ class Notifications:
         self.alerted: frozenset[str] = frozenset()
         # Failures from now on: a restart does not announce old ones again.
         self.failures_after = datetime.now(timezone.utc)
-        self.reach: dict[str, list[Any]] = {}     # service -> [first request unanswered, last answer]
-        self.hooked: dict[str, Any] = {}          # service -> the httpx client its hooks are on
+        self.reach: dict[str, list[Any]] = {}  # service -> [first request unanswered, last answer]
+        self.hooked: dict[str, Any] = {}  # service -> the httpx client its hooks are on
         self.titles: dict[str, str] = {}
         self._sender: tuple[tuple[str, ...], Any] | None = None
 
@@ -75,8 +74,13 @@ class Notifications:
             events += await self._failures()
         if "paused" in notify.events:
             paused = self.ctx.paused()
-            event, self.told_pause = paused_event(paused, float(self.ctx.store.get_meta(BLOCKED_UNTIL) or 0), now,
-                                                  notify.unreachable_after, self.told_pause)
+            event, self.told_pause = paused_event(
+                paused,
+                float(self.ctx.store.get_meta(BLOCKED_UNTIL) or 0),
+                now,
+                notify.unreachable_after,
+                self.told_pause,
+            )
             events += [event] if event else []
         if "unreachable" in notify.events:
             reach = {name: Reach(seen[0], seen[1]) for name, seen in self.reach.items()}
@@ -119,9 +123,12 @@ class Notifications:
         store, settings = self.ctx.store, self.ctx.settings
         since = datetime.fromtimestamp(now - 86400, timezone.utc)
         _images, credits = spent_since(settings, store, now - 86400)
-        return daily_line(store.count_changed_into_since(ImageState.DONE, since),
-                          store.count_changed_into_since(ImageState.FAILED, since),
-                          credits, settings.capabilities.credit_unit)
+        return daily_line(
+            store.count_changed_into_since(ImageState.DONE, since),
+            store.count_changed_into_since(ImageState.FAILED, since),
+            credits,
+            settings.capabilities.credit_unit,
+        )
 
     def _watch(self, name: str, client: Any) -> None:
         """Hooks on the client's requests: when it last asked, when it last got an answer (not a 5xx)."""
@@ -157,5 +164,8 @@ class Notifications:
             else:
                 failed.append(message.kind)
         if failed:
-            log.warning("notify_failed", kinds=failed, note="a notifier refused or did not answer in time; "
-                        "the pipeline goes on (check [notify] urls)")
+            log.warning(
+                "notify_failed",
+                kinds=failed,
+                note="a notifier refused or did not answer in time; the pipeline goes on (check [notify] urls)",
+            )

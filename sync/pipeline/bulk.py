@@ -31,10 +31,10 @@ from ..bulk_decisions import Next, after_poll, in_progress_wait, next_poll_in
 from .context import Context
 
 BULK_OPERATION = "bulk_operation_id"  # meta: the export this database started and has not read yet
-BATCH = 500             # JSONL lines per staging transaction
+BATCH = 500  # JSONL lines per staging transaction
 PRODUCTS_PER_READ = 100  # products read back from staging per query
-DOWNLOAD_TRIES = 3      # a cut-off download is started over this many times, then read as partial
-CANCEL_TIMEOUT = 1.5    # seconds for the best-effort cancel when stopping (the daemon waits 2 s)
+DOWNLOAD_TRIES = 3  # a cut-off download is started over this many times, then read as partial
+CANCEL_TIMEOUT = 1.5  # seconds for the best-effort cancel when stopping (the daemon waits 2 s)
 GONE = (403, 404, 410)  # what a results URL past its signature's expiry answers
 
 Sleep = Callable[[float], Awaitable[object]]
@@ -105,8 +105,12 @@ async def export(ctx: Context, *, products: int | None = None, sleep: Sleep | No
             running = False
             step = after_poll(operation)
             if step is Next.RESTART and not restarted:
-                ctx.log.warning("bulk_results_gone", operation_id=operation_id,
-                                status=operation.status if operation else None, then="a new export")
+                ctx.log.warning(
+                    "bulk_results_gone",
+                    operation_id=operation_id,
+                    status=operation.status if operation else None,
+                    then="a new export",
+                )
                 ctx.store.delete_meta(BULK_OPERATION)
                 operation_id, restarted = None, True
                 continue
@@ -119,9 +123,13 @@ async def export(ctx: Context, *, products: int | None = None, sleep: Sleep | No
                     ctx.store.delete_meta(BULK_OPERATION)
                     operation_id, restarted = None, True
                     continue
-            ctx.log.warning("bulk_failed", operation_id=operation_id,
-                            status=operation.status if operation else None,
-                            error_code=operation.error_code if operation else None, then="paging")
+            ctx.log.warning(
+                "bulk_failed",
+                operation_id=operation_id,
+                status=operation.status if operation else None,
+                error_code=operation.error_code if operation else None,
+                then="paging",
+            )
             ctx.store.delete_meta(BULK_OPERATION)
             return None
     except asyncio.CancelledError:
@@ -140,8 +148,12 @@ async def _start(ctx: Context, sleep: Sleep) -> BulkOperation | None:
                 raise
             wait = in_progress_wait(tries)
             if wait is None:
-                ctx.log.warning("bulk_busy", tries=tries + 1, then="paging",
-                                note="the app already runs as many bulk queries as Shopify allows")
+                ctx.log.warning(
+                    "bulk_busy",
+                    tries=tries + 1,
+                    then="paging",
+                    note="the app already runs as many bulk queries as Shopify allows",
+                )
                 return None
             ctx.log.info("bulk_busy", wait=wait, try_=tries + 1)
             await sleep(wait)
@@ -158,12 +170,16 @@ async def _wait(ctx: Context, operation_id: str, sleep: Sleep, products: int | N
         assert operation is not None
         if operation.status == "CREATED" or operation.root_object_count == 0:
             since = ctx.clock()  # the pace is measured from when it started exporting
-        await sleep(next_poll_in(polls, running_for=ctx.clock() - since, roots_done=operation.root_object_count,
-                                 roots_total=products))
+        await sleep(
+            next_poll_in(
+                polls, running_for=ctx.clock() - since, roots_done=operation.root_object_count, roots_total=products
+            )
+        )
         polls += 1
         if polls % 10 == 0:
-            ctx.log.info("bulk_running", operation_id=operation_id, status=operation.status,
-                         objects=operation.object_count)
+            ctx.log.info(
+                "bulk_running", operation_id=operation_id, status=operation.status, objects=operation.object_count
+            )
 
 
 async def _stage(ctx: Context, operation: BulkOperation, *, partial: bool) -> BulkRead | None:
@@ -172,8 +188,13 @@ async def _stage(ctx: Context, operation: BulkOperation, *, partial: bool) -> Bu
     reason = operation.error_code or operation.status.lower() if partial else None
     read = BulkRead(operation, complete=not partial, reason=reason, ctx=ctx)
     if partial:
-        ctx.log.warning("bulk_partial", operation_id=operation.id, status=operation.status,
-                        error_code=operation.error_code, note="what arrived is read; the cursor stays")
+        ctx.log.warning(
+            "bulk_partial",
+            operation_id=operation.id,
+            status=operation.status,
+            error_code=operation.error_code,
+            note="what arrived is read; the cursor stays",
+        )
     store = ctx.store
     for attempt in range(1, DOWNLOAD_TRIES + 1):
         store.clear_bulk_lines()

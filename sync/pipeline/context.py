@@ -17,14 +17,14 @@ from retouch.storage.backups import BackupStore
 from retouch.storage.models import JobState
 from retouch.storage.store import Store
 
-from ..config import Settings
 from ..budget import budget_today
+from ..config import Settings
 
 # Meta keys
 CURSOR = "discovery_cursor"
 BASELINE_RECORDED = "baseline_recorded"
 LAST_DISCOVERY = "last_discovery_at"
-PAUSED = "provider_paused"              # JSON {"reason", "since", "retry_at"}: no credits, bad key
+PAUSED = "provider_paused"  # JSON {"reason", "since", "retry_at"}: no credits, bad key
 BLOCKED_UNTIL = "provider_blocked_until"  # wall-clock seconds: a 429 on create asked us to wait
 SECONDS_PER_ITEM = "provider_seconds_per_item"  # learned from finished jobs, to time the first poll
 

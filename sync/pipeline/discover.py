@@ -17,16 +17,32 @@ from retouch.storage.models import ImageState
 
 from ..bulk_decisions import bulk_cursor, use_bulk
 from . import bulk
-from .discover_plan import Action, DiscoverOptions, Excluded, MediaGone, NewRow, RecordOutput, Requeue, RuleSkip, \
-    plan_product
 from .context import BASELINE_RECORDED, CURSOR, LAST_DISCOVERY, Context
+from .discover_plan import (
+    Action,
+    DiscoverOptions,
+    Excluded,
+    MediaGone,
+    NewRow,
+    RecordOutput,
+    Requeue,
+    RuleSkip,
+    plan_product,
+)
 
 # Images that a resync puts back in the queue (`include_baseline` adds the baseline).
 REQUEUE_ON_RESYNC = (ImageState.FAILED, ImageState.SKIPPED)
 
 
-async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, full: bool = False,
-                   include_baseline: bool = False, include_reverted: bool = False, live: bool = False) -> Counter[str]:
+async def discover(
+    ctx: Context,
+    *,
+    product_ids: Sequence[str] | None = None,
+    full: bool = False,
+    include_baseline: bool = False,
+    include_reverted: bool = False,
+    live: bool = False,
+) -> Counter[str]:
     """One discovery pass; returns counts per outcome (queue, baseline, output, requeued …), and
     `bulk` (1 when the pass read a bulk export), `partial` (1 when that export was incomplete).
 
@@ -54,15 +70,20 @@ async def discover(ctx: Context, *, product_ids: Sequence[str] | None = None, fu
         # A resync of the whole store before any baseline still records one (new_only), unless the
         # owner asked for the whole catalog (--all) or named products.
         baseline_now = first_run and product_ids is None and not include_baseline
-        _discover_product(ctx, product, first_run=baseline_now, counts=counts, requeue=requeue,
-                          complete=read is None or read.complete)
+        _discover_product(
+            ctx, product, first_run=baseline_now, counts=counts, requeue=requeue, complete=read is None or read.complete
+        )
         counts["products"] += 1
     if read is not None:
         counts["bulk"] = 1
         if not read.complete:
             counts["partial"] = 1
-            ctx.log.warning("discovery_partial", reason=read.reason, operation_id=read.operation.id,
-                            note="the cursor and the baseline stay; the next full pass reads again")
+            ctx.log.warning(
+                "discovery_partial",
+                reason=read.reason,
+                operation_id=read.operation.id,
+                note="the cursor and the baseline stay; the next full pass reads again",
+            )
         else:
             newest = bulk_cursor(newest, read.operation.created_at)
         read.finish()
@@ -118,18 +139,36 @@ async def _products(ctx: Context, *, product_ids: Sequence[str] | None, full: bo
         yield product
 
 
-def _discover_product(ctx: Context, product: Product, *, first_run: bool, counts: Counter[str],
-                      requeue: tuple[ImageState, ...], complete: bool = True) -> None:
+def _discover_product(
+    ctx: Context,
+    product: Product,
+    *,
+    first_run: bool,
+    counts: Counter[str],
+    requeue: tuple[ImageState, ...],
+    complete: bool = True,
+) -> None:
     """`complete`: the product's media list is whole. A partial bulk export may have lost some of
     a product's media lines, so there an absent media is not taken for deleted."""
     store = ctx.store
-    options = DiscoverOptions(first_run=first_run, new_only=ctx.settings.selection.new_only,
-                              exclude_tags=ctx.settings.selection.exclude_tags, rules=ctx.settings.rules,
-                              provider_name=ctx.provider_name, requeue=requeue, complete=complete)
+    options = DiscoverOptions(
+        first_run=first_run,
+        new_only=ctx.settings.selection.new_only,
+        exclude_tags=ctx.settings.selection.exclude_tags,
+        rules=ctx.settings.rules,
+        provider_name=ctx.provider_name,
+        requeue=requeue,
+        complete=complete,
+    )
     rows = store.images_by_media(m.id for m in product.media)
     _keep_title(ctx, product, rows.values())
-    actions = plan_product(product, rows, store.images_of_product(product.id) if complete else (),
-                           store.output_media_of_product(product.id), options)
+    actions = plan_product(
+        product,
+        rows,
+        store.images_of_product(product.id) if complete else (),
+        store.output_media_of_product(product.id),
+        options,
+    )
     _apply(ctx, product, actions, counts)
 
 
@@ -154,12 +193,23 @@ def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counte
         elif isinstance(action, Requeue):
             # (the requeue clears the job, its result, the write and the step's errors: lifecycle.py)
             if not store.transition(action.image_id, "requeue", expect=action.was, **action.fields):
-                ctx.log.debug("not_moved", product_id=product.id, media_id=action.media_id, transition="requeue",
-                              expected=action.was)
+                ctx.log.debug(
+                    "not_moved",
+                    product_id=product.id,
+                    media_id=action.media_id,
+                    transition="requeue",
+                    expected=action.was,
+                )
                 continue
             counts["requeued"] += 1
-            ctx.log.info("requeued", product_id=product.id, product_title=product.title, media_id=action.media_id, was=action.was,
-                         **({"rule": action.rule_label} if action.rule_label else {}))
+            ctx.log.info(
+                "requeued",
+                product_id=product.id,
+                product_title=product.title,
+                media_id=action.media_id,
+                was=action.was,
+                **({"rule": action.rule_label} if action.rule_label else {}),
+            )
     store.insert_images([action.fields for action in new_rows])
     for action in new_rows:
         if action.state is ImageState.SKIPPED:
@@ -168,14 +218,20 @@ def _apply(ctx: Context, product: Product, actions: list[Action], counts: Counte
             continue
         counts["baseline" if action.state is ImageState.BASELINE else "queued"] += 1
         if action.state is ImageState.DISCOVERED:
-            ctx.log.info("queued", **_named(action.fields),
-                         **({"rule": action.rule_label} if action.rule_label else {}))
+            ctx.log.info(
+                "queued", **_named(action.fields), **({"rule": action.rule_label} if action.rule_label else {})
+            )
     for action in actions:
         if isinstance(action, MediaGone):
             store.transition(action.image_id, "skip", expect=ImageState.DISCOVERED, **action.fields)
             counts["skipped"] += 1
-            ctx.log.info("skipped", product_id=product.id, product_title=product.title, media_id=action.media_id,
-                         reason="media_deleted")
+            ctx.log.info(
+                "skipped",
+                product_id=product.id,
+                product_title=product.title,
+                media_id=action.media_id,
+                reason="media_deleted",
+            )
 
 
 def _named(row: dict[str, Any]) -> dict[str, Any]:

@@ -17,20 +17,21 @@ from retouch.plugin.shopify.models import Product
 from retouch.storage.models import ImageState
 
 from ..decisions import Discovery, MediaFacts, classify_media, filename_of, is_excluded
-from ..rules import Rule, decision as rule_decision, facts_of, first_match
+from ..rules import Rule, facts_of, first_match
+from ..rules import decision as rule_decision
 
 
 @dataclass(frozen=True)
 class DiscoverOptions:
     """What the pass knows besides the product: the run's kind and the owner's settings."""
 
-    first_run: bool                 # record a baseline (new_only) instead of queueing
+    first_run: bool  # record a baseline (new_only) instead of queueing
     new_only: bool
     exclude_tags: Sequence[str] = ()
     rules: Sequence[Rule] = ()
     provider_name: str = ""
-    requeue: tuple[ImageState, ...] = ()   # states of tracked rows this pass puts back in the queue
-    complete: bool = True           # the product's media list is whole (not from a partial export)
+    requeue: tuple[ImageState, ...] = ()  # states of tracked rows this pass puts back in the queue
+    complete: bool = True  # the product's media list is whole (not from a partial export)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,13 @@ class MediaGone:
 Action = Union[NewRow, Requeue, RuleSkip, RecordOutput, Excluded, MediaGone]
 
 
-def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequence[Any], known_outputs: set[str],
-                 options: DiscoverOptions) -> list[Action]:
+def plan_product(
+    product: Product,
+    rows: Mapping[str, Any],
+    product_rows: Sequence[Any],
+    known_outputs: set[str],
+    options: DiscoverOptions,
+) -> list[Action]:
     """The actions for one product. `rows`: the image rows of its media, by media id; `product_rows`:
     every row recorded for the product (to find queued media it no longer has); `known_outputs`:
     the media ids recorded as our output for it."""
@@ -105,16 +111,21 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
     rule = first_match(options.rules, facts_of(product)) if options.rules else None
     ruled = None if rule is None else rule_decision(rule, options.provider_name)
     label = rule.label if rule is not None else None
-    rule_skip = {} if rule is None or not rule.settings.skip else dict(
-        error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
+    rule_skip = (
+        {}
+        if rule is None or not rule.settings.skip
+        else dict(error_code="rule_skip", error_message=f"rule {rule.label} skips this product")
+    )
     actions: list[Action] = []
     present: set[str] = set()
     for position, media in enumerate(product.media):
         present.add(media.id)
         facts = MediaFacts(
-            media_id=media.id, is_image=media.content_type == "IMAGE",
+            media_id=media.id,
+            is_image=media.content_type == "IMAGE",
             filename=filename_of(media.url or media.original_url),
-            in_marker=media.id in product.marker_media_ids, known_output=media.id in known_outputs,
+            in_marker=media.id in product.marker_media_ids,
+            known_output=media.id in known_outputs,
             tracked=media.id in rows,
         )
         decision = classify_media(facts, first_run=options.first_run, new_only=options.new_only, excluded=excluded)
@@ -124,9 +135,16 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
         elif decision in (Discovery.BASELINE, Discovery.QUEUE):
             state = ImageState.BASELINE if decision is Discovery.BASELINE else ImageState.DISCOVERED
             new = dict(
-                media_id=media.id, product_id=product.id, product_legacy_id=str(product.legacy_id), state=state,
-                source_url=media.url, filename=filename_of(media.url or media.original_url),
-                mime_type=media.mime_type, alt=media.alt, position=position, product_title=product.title,
+                media_id=media.id,
+                product_id=product.id,
+                product_legacy_id=str(product.legacy_id),
+                state=state,
+                source_url=media.url,
+                filename=filename_of(media.url or media.original_url),
+                mime_type=media.mime_type,
+                alt=media.alt,
+                position=position,
+                product_title=product.title,
             )
             if state is ImageState.DISCOVERED and rule is not None:
                 new.update(rule=ruled, **rule_skip, **({"state": ImageState.SKIPPED} if rule_skip else {}))
@@ -137,18 +155,33 @@ def plan_product(product: Product, rows: Mapping[str, Any], product_rows: Sequen
             row = rows[media.id]
             if rule_skip:
                 changed = row.state != ImageState.SKIPPED or row.rule != ruled
-                actions.append(RuleSkip(row.id, media.id, str(row.state),
-                                        dict(rule=ruled, **rule_skip) if changed else None))
+                actions.append(
+                    RuleSkip(row.id, media.id, str(row.state), dict(rule=ruled, **rule_skip) if changed else None)
+                )
                 continue
-            actions.append(Requeue(row.id, media.id, str(row.state), dict(
-                source_url=media.url, position=position, alt=media.alt, rule=ruled,
-                product_title=product.title), label))
+            actions.append(
+                Requeue(
+                    row.id,
+                    media.id,
+                    str(row.state),
+                    dict(
+                        source_url=media.url, position=position, alt=media.alt, rule=ruled, product_title=product.title
+                    ),
+                    label,
+                )
+            )
     # An original removed by the merchant before we sent it: nothing to do for it any more.
     for row in product_rows if options.complete else ():
         if row.media_id not in present and row.state == ImageState.DISCOVERED:
-            actions.append(MediaGone(row.id, row.media_id, dict(
-                error_code="media_deleted",
-                error_message="the merchant deleted this media before it was sent")))
+            actions.append(
+                MediaGone(
+                    row.id,
+                    row.media_id,
+                    dict(
+                        error_code="media_deleted", error_message="the merchant deleted this media before it was sent"
+                    ),
+                )
+            )
     return actions
 
 

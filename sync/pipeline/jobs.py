@@ -21,12 +21,26 @@ _PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP
 def ticket_for(ctx: Context, job: Job, images: list[Image], final: bool = False) -> Ticket:
     # The options the job was created with (a job from before they were stored: today's).
     options = json.loads(job.options) if job.options else ctx.provider.request_options()
-    items = [TicketItem(index=i.item_index if i.item_index is not None else n, product_id=i.product_id,
-                        product_legacy_id=i.product_legacy_id, media_id=i.media_id, source_url=i.source_url or "",
-                        filename=i.filename, mime_type=i.mime_type)
-             for n, i in enumerate(images)]
-    return Ticket(key=job.idempotency_key, items=items, options=options, provider_job_id=job.provider_job_id,
-                  state=json.loads(job.provider_state) if job.provider_state else {}, final=final)
+    items = [
+        TicketItem(
+            index=i.item_index if i.item_index is not None else n,
+            product_id=i.product_id,
+            product_legacy_id=i.product_legacy_id,
+            media_id=i.media_id,
+            source_url=i.source_url or "",
+            filename=i.filename,
+            mime_type=i.mime_type,
+        )
+        for n, i in enumerate(images)
+    ]
+    return Ticket(
+        key=job.idempotency_key,
+        items=items,
+        options=options,
+        provider_job_id=job.provider_job_id,
+        state=json.loads(job.provider_state) if job.provider_state else {},
+        final=final,
+    )
 
 
 class JobProgress:
@@ -54,11 +68,13 @@ class JobProgress:
         except ShopifyResponseError as exc:
             # Refused for good (a 4xx, too big): retrying the job would only meet it again, forever,
             # and the job is first in line. The job fails with the reason; `retouch retry` requeues.
-            raise provider_errors.Rejected("source_refused", f"the original could not be downloaded: "
-                                           f"{str(exc)[:300]}") from None
+            raise provider_errors.Rejected(
+                "source_refused", f"the original could not be downloaded: {str(exc)[:300]}"
+            ) from None
         except ShopifyError as exc:  # for now (CDN down): the job is sent again later
-            raise provider_errors.Unavailable("source_unavailable", f"the original could not be downloaded: "
-                                              f"{str(exc)[:300]}") from None
+            raise provider_errors.Unavailable(
+                "source_unavailable", f"the original could not be downloaded: {str(exc)[:300]}"
+            ) from None
         try:
             # Decoding and re-encoding a big photo takes a while: not on the event loop.
             return await asyncio.to_thread(self._as_accepted, data)

@@ -8,5 +8,9 @@ from typing import Any
 
 def log_fields(image: Any) -> dict[str, Any]:
     """product_id, media_id, product_title, filename of an image row (None values are left out of the line)."""
-    return {"product_id": image.product_id, "media_id": image.media_id,
-            "product_title": getattr(image, "product_title", None), "filename": image.filename}
+    return {
+        "product_id": image.product_id,
+        "media_id": image.media_id,
+        "product_title": getattr(image, "product_title", None),
+        "filename": image.filename,
+    }

@@ -26,8 +26,8 @@ from .writeback import write_back
 
 Step = Callable[[Context], Awaitable[object]]
 
-TICK = "tick"                       # [schedule] tick
-DISCOVER_EVERY = "discover_every"   # [schedule] discover_every
+TICK = "tick"  # [schedule] tick
+DISCOVER_EVERY = "discover_every"  # [schedule] discover_every
 
 
 def made_progress(result: object) -> bool:
@@ -42,12 +42,12 @@ def queued_images(result: object) -> bool:
 @dataclass(frozen=True)
 class StepOrder:
     name: str
-    cadence: str | float                 # a [schedule] key, or seconds
-    wakes: tuple[str, ...] = ()          # steps run at once when this one made progress
-    progress: Callable[[object], bool] = made_progress   # what "made progress" means for this step's result
-    rounds: int = 1                      # runs in one go while each makes progress
+    cadence: str | float  # a [schedule] key, or seconds
+    wakes: tuple[str, ...] = ()  # steps run at once when this one made progress
+    progress: Callable[[object], bool] = made_progress  # what "made progress" means for this step's result
+    rounds: int = 1  # runs in one go while each makes progress
     brings_forward: tuple[str, ...] = ()  # steps rescheduled to when their work falls due, after this one
-    daemon_only: bool = False            # run by the daemon beside the table's steps, with its own callable
+    daemon_only: bool = False  # run by the daemon beside the table's steps, with its own callable
 
     def seconds(self, schedule: object) -> float:
         return float(getattr(schedule, self.cadence)) if isinstance(self.cadence, str) else float(self.cadence)
@@ -65,15 +65,21 @@ STEPS: tuple[StepOrder, ...] = (
     StepOrder("track", TICK, wakes=("write_back", "submit"), brings_forward=("track", "write_back")),
     StepOrder("submit", TICK, brings_forward=("track",)),
     StepOrder("housekeeping", HOUSEKEEPING_EVERY),
-    StepOrder("discover_products", PRODUCT_DISCOVERY_EVERY, wakes=("submit",), progress=queued_images,
-              daemon_only=True),
+    StepOrder(
+        "discover_products", PRODUCT_DISCOVERY_EVERY, wakes=("submit",), progress=queued_images, daemon_only=True
+    ),
 )
 
 # What each table step runs (the daemon-only steps bring their own).
-RUNS: dict[str, Step] = {"write_back": write_back, "discover": discover, "track": track, "submit": submit,
-                         "housekeeping": housekeeping}
+RUNS: dict[str, Step] = {
+    "write_back": write_back,
+    "discover": discover,
+    "track": track,
+    "submit": submit,
+    "housekeeping": housekeeping,
+}
 
-RECOVERY = "write_back"   # run once at start, before any other step
+RECOVERY = "write_back"  # run once at start, before any other step
 ONE_SHOT_CYCLE: tuple[str, ...] = ("write_back", "track", "submit", "write_back")
 
 BY_NAME: dict[str, StepOrder] = {step.name: step for step in STEPS}

@@ -28,7 +28,7 @@ from .writeback import Skip, still_there
 
 DOWNLOADS_AT_ONCE = 4
 SOURCE_UNAVAILABLE = "source_unavailable"  # for now: the image waits and is looked at again
-SOURCE_REFUSED = "source_refused"          # for good: the image fails
+SOURCE_REFUSED = "source_refused"  # for good: the image fails
 
 
 async def usable_sources(ctx: Context, images: list[Image]) -> list[Image]:
@@ -58,8 +58,9 @@ async def _judge(ctx: Context, image: Image) -> bool:
         try:
             product = await still_there(ctx, image)
         except Skip as gone:
-            ctx.store.transition(image.id, "skip", expect=ImageState.DISCOVERED, error_code=gone.code,
-                                 error_message=gone.message)
+            ctx.store.transition(
+                image.id, "skip", expect=ImageState.DISCOVERED, error_code=gone.code, error_message=gone.message
+            )
             log.info("skipped", reason=gone.code)
             return False
         except ShopifyError as again:
@@ -69,8 +70,13 @@ async def _judge(ctx: Context, image: Image) -> bool:
             # The merchant put a new picture in this media since discovery: that one is the original.
             ctx.store.update_image(image.id, source_url=media.url)
             return _wait(ctx, image, exc)
-        ctx.store.transition(image.id, "fail", expect=ImageState.DISCOVERED, error_code=SOURCE_REFUSED,
-                             error_message=f"the original could not be downloaded: {str(exc)[:300]}")
+        ctx.store.transition(
+            image.id,
+            "fail",
+            expect=ImageState.DISCOVERED,
+            error_code=SOURCE_REFUSED,
+            error_message=f"the original could not be downloaded: {str(exc)[:300]}",
+        )
         log.warning("failed", reason=SOURCE_REFUSED, message=str(exc)[:200])
         return False
     except ShopifyError as exc:
@@ -80,8 +86,13 @@ async def _judge(ctx: Context, image: Image) -> bool:
         # to a worker thread (each hand-off costs the loop a thread switch).
         image.backup_sha256, backup_failure = await asyncio.to_thread(_checked_backup, ctx.backups, data)
     except imaging.ImageDataError as exc:
-        ctx.store.transition(image.id, "fail", expect=ImageState.DISCOVERED, error_code=f"source_{exc.code}",
-                             error_message=f"the original is {exc}")
+        ctx.store.transition(
+            image.id,
+            "fail",
+            expect=ImageState.DISCOVERED,
+            error_code=f"source_{exc.code}",
+            error_message=f"the original is {exc}",
+        )
         log.warning("failed", reason=f"source_{exc.code}", message=str(exc))
         return False
     if backup_failure is not None:
@@ -105,8 +116,11 @@ def _checked_backup(backups: BackupStore, data: bytes) -> tuple[str | None, Back
 def _wait(ctx: Context, image: Image, exc: ShopifyError) -> bool:
     """A download that may work later (CDN down, timeout, 5xx): look again in a few ticks."""
     wait = 4 * ctx.settings.schedule.tick
-    ctx.store.update_image(image.id, next_attempt_at=ctx.clock() + wait, error_code=SOURCE_UNAVAILABLE,
-                           error_message=f"the original could not be downloaded: {str(exc)[:300]}")
-    ctx.log.warning("source_unavailable", **log_fields(image),
-                    reason=str(exc)[:200], wait=wait)
+    ctx.store.update_image(
+        image.id,
+        next_attempt_at=ctx.clock() + wait,
+        error_code=SOURCE_UNAVAILABLE,
+        error_message=f"the original could not be downloaded: {str(exc)[:300]}",
+    )
+    ctx.log.warning("source_unavailable", **log_fields(image), reason=str(exc)[:200], wait=wait)
     return False

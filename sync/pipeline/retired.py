@@ -27,12 +27,18 @@ def retire(ctx: Context, new_provider: Provider) -> Provider | None:
     (the caller closes it); None when it was kept to finish its jobs."""
     old = ctx.provider
     ctx.provider = new_provider
-    if old.name == new_provider.name or not any(job.provider == old.name for job in ctx.store.jobs_in_state(*IN_FLIGHT)):
+    if old.name == new_provider.name or not any(
+        job.provider == old.name for job in ctx.store.jobs_in_state(*IN_FLIGHT)
+    ):
         return old
     ctx.retired = [view for view in ctx.retired if view.provider_name != old.name]
     ctx.retired.append(dataclasses.replace(ctx, provider=old, retired=[]))
-    ctx.log.warning("provider_retired", provider=old.name, now=new_provider.name,
-                    note="its jobs in flight finish on it; new images go to the new provider")
+    ctx.log.warning(
+        "provider_retired",
+        provider=old.name,
+        now=new_provider.name,
+        note="its jobs in flight finish on it; new images go to the new provider",
+    )
     return None
 
 

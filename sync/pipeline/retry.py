@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 from retouch.storage import lifecycle
 from retouch.storage.models import Image, ImageState
@@ -25,7 +24,8 @@ def requeue_failed(store: Store, product_ids: Sequence[str] | None = None) -> tu
         state = retry_from(has_result=bool(image.result_url), has_backup=bool(image.backup_sha256))
         # The write starts afresh: its earlier intent and output (a media Shopify failed) are history;
         # from `discovered`, the job and its result too (each transition's clears: lifecycle.py).
-        store.transition(image.id, lifecycle.named(ImageState.FAILED, state), expect=ImageState.FAILED,
-                         retries=image.retries + 1)
+        store.transition(
+            image.id, lifecycle.named(ImageState.FAILED, state), expect=ImageState.FAILED, retries=image.retries + 1
+        )
         requeued.append(store.image(image.id))
     return requeued, refused

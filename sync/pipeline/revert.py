@@ -26,15 +26,22 @@ REVERTIBLE = (ImageState.WRITTEN, ImageState.DONE, ImageState.FAILED)
 REVERTIBLE_BESIDE_DAEMON = (ImageState.DONE, ImageState.FAILED)
 
 
-def revertible(ctx: Context, product_ids: Sequence[str] | None = None, *,
-               states: Sequence[ImageState] = REVERTIBLE) -> list[Image]:
+def revertible(
+    ctx: Context, product_ids: Sequence[str] | None = None, *, states: Sequence[ImageState] = REVERTIBLE
+) -> list[Image]:
     """The images `revert` would put back (for its count, dry run and confirmation)."""
-    return [i for i in ctx.store.images_in_state(*states, product_ids=product_ids)
-            if i.output_media_id and i.backup_sha256]
+    return [
+        i for i in ctx.store.images_in_state(*states, product_ids=product_ids) if i.output_media_id and i.backup_sha256
+    ]
 
 
-async def revert(ctx: Context, product_ids: Sequence[str] | None = None, *,
-                 states: Sequence[ImageState] = REVERTIBLE, progress: Callable[[int], object] | None = None) -> tuple[int, list[str]]:
+async def revert(
+    ctx: Context,
+    product_ids: Sequence[str] | None = None,
+    *,
+    states: Sequence[ImageState] = REVERTIBLE,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[int, list[str]]:
     """Revert the given products (or all); returns (reverted count, one line per failure).
     `progress(done)` is called after each image (the CLI's bar)."""
     images = revertible(ctx, product_ids, states=states)
@@ -70,11 +77,22 @@ async def _revert_one(ctx: Context, image: Image) -> None:
         if current.status == "FAILED":
             # Shopify failed our result; a failed media cannot be updated in place (NON_READY_STATE):
             # the original goes back as a new media in its place, and the failed one is removed.
-            again = next((m for m in product.media if m.id != current.id and m.status != "FAILED"
-                          and filename_of(m.url or m.original_url) == name), None)  # a revert cut short
+            again = next(
+                (
+                    m
+                    for m in product.media
+                    if m.id != current.id and m.status != "FAILED" and filename_of(m.url or m.original_url) == name
+                ),
+                None,
+            )  # a revert cut short
             position = [m.id for m in product.media].index(current.id)
-            new_id = again.id if again else await ctx.shopify.add_media(
-                product.id, await ctx.shopify.staged_upload(name, mime_for(extension), original), current.alt)
+            new_id = (
+                again.id
+                if again
+                else await ctx.shopify.add_media(
+                    product.id, await ctx.shopify.staged_upload(name, mime_for(extension), original), current.alt
+                )
+            )
             await ctx.shopify.move_media(product.id, new_id, position)
             await _wait_ready(ctx, new_id)
             await remove_failed_media(ctx, current.id)
@@ -94,8 +112,10 @@ async def _revert_one(ctx: Context, image: Image) -> None:
 
 def pruned_message(title: str, pruned_at: float) -> str:
     day = datetime.fromtimestamp(pruned_at, timezone.utc).date().isoformat()
-    return (f"{title}: its original was pruned on {day} ([backup] keep); retouch has nothing to put back "
-            "(upload the original again in Shopify if you have it)")
+    return (
+        f"{title}: its original was pruned on {day} ([backup] keep); retouch has nothing to put back "
+        "(upload the original again in Shopify if you have it)"
+    )
 
 
 async def _wait_ready(ctx: Context, media_id: str) -> None:

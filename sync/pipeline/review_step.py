@@ -43,16 +43,23 @@ def kept_result(ctx: Context, image: Image) -> bytes:
     try:
         return results(ctx).get(image.result_sha256 or "")
     except BackupError as exc:
-        raise BackupError(f"the approved result is gone from {results(ctx).directory} ({exc}); "
-                          "`retouch review redo` enhances it again") from None
+        raise BackupError(
+            f"the approved result is gone from {results(ctx).directory} ({exc}); "
+            "`retouch review redo` enhances it again"
+        ) from None
 
 
 def hold_for_review(ctx: Context, image: Image, sha256: str) -> bool:
     """Record the kept result and move the image to `awaiting_review`; False if it moved meanwhile."""
     if not ctx.store.transition([image.id], "await_review", expect=ImageState.BACKED_UP, result_sha256=sha256):
         return False
-    ctx.log.info("awaiting_review", product_id=image.product_id, media_id=image.media_id, job_id=image.job_id,
-                 result_sha256=sha256)
+    ctx.log.info(
+        "awaiting_review",
+        product_id=image.product_id,
+        media_id=image.media_id,
+        job_id=image.job_id,
+        result_sha256=sha256,
+    )
     return True
 
 

@@ -28,7 +28,7 @@ from .refresh import refresh_unready
 from .submit_plan import Hold, JobFacts, PauseForDay, plan_job
 
 QUEUE_READ_LIMIT = 1000  # images read for one job when the provider sets no batch limit
-UNCERTAIN = "uncertain_send"   # provider state: a send of a non-idempotent job is on its way
+UNCERTAIN = "uncertain_send"  # provider state: a send of a non-idempotent job is on its way
 
 
 async def submit(ctx: Context) -> int:
@@ -45,8 +45,9 @@ async def submit(ctx: Context) -> int:
     limits = ctx.limits
     # No job takes more than max_batch images: reading the whole backlog on every tick would make
     # each image cost more the longer the queue (bench/overhead.py).
-    queued = ctx.store.images_in_state(ImageState.DISCOVERED, due_by=now, has_source=True,
-                                       limit=min(limits.max_batch, QUEUE_READ_LIMIT))
+    queued = ctx.store.images_in_state(
+        ImageState.DISCOVERED, due_by=now, has_source=True, limit=min(limits.max_batch, QUEUE_READ_LIMIT)
+    )
     if not queued:
         return 0  # the usual tick: nothing to send, so the quota need not be read (it runs every tick)
     ledger = ctx.ledger()
@@ -54,11 +55,20 @@ async def submit(ctx: Context) -> int:
     # Which images go in the job is decided in pure code (submit_plan.py); this step carries it out.
     # (Its facts are read whole on each tick that finds queued images: the budget and the credit cap
     # are two small reads, no longer skipped when the quota already says wait.)
-    plan = plan_job(queued, JobFacts(
-        now=now, allowed=ledger.batch_size(len(queued), now, ctx.active_jobs()),
-        images_available=ledger.available("image", now), jobs_available=ledger.available("job", now),
-        max_batch=limits.max_batch, max_hold=limits.window / limits.limit("job"), budget_left=left,
-        budget_spent=spent, credit_cap=ctx.store.get_meta(CREDIT_CAP)))
+    plan = plan_job(
+        queued,
+        JobFacts(
+            now=now,
+            allowed=ledger.batch_size(len(queued), now, ctx.active_jobs()),
+            images_available=ledger.available("image", now),
+            jobs_available=ledger.available("job", now),
+            max_batch=limits.max_batch,
+            max_hold=limits.window / limits.limit("job"),
+            budget_left=left,
+            budget_spent=spent,
+            credit_cap=ctx.store.get_meta(CREDIT_CAP),
+        ),
+    )
     if isinstance(plan, PauseForDay):
         _pause_for_the_day(ctx, now, plan.spent)
         return 0
@@ -67,9 +77,13 @@ async def submit(ctx: Context) -> int:
     batch = await usable_sources(ctx, list(plan.images))
     if not batch:
         return 0
-    job = ctx.store.create_job(ctx.provider_name, f"retouch-{uuid.uuid4().hex}", [i.id for i in batch],
-                               options=json.dumps(rule_options(ctx, batch[0].rule), sort_keys=True),
-                               backups={i.id: i.backup_sha256 for i in batch if i.backup_sha256})
+    job = ctx.store.create_job(
+        ctx.provider_name,
+        f"retouch-{uuid.uuid4().hex}",
+        [i.id for i in batch],
+        options=json.dumps(rule_options(ctx, batch[0].rule), sort_keys=True),
+        backups={i.id: i.backup_sha256 for i in batch if i.backup_sha256},
+    )
     ctx.log.info("job_created", job_id=job.id, images=len(batch), provider=ctx.provider_name)
     return await _send(ctx, job)
 
@@ -135,21 +149,34 @@ async def _send(ctx: Context, job: Job) -> int:
         # A request the provider will never accept (for AI Gen Studio a 409: our key reused with
         # another body, a bug on our side): never retried blindly.
         _clear_uncertain(progress, idempotent)
-        log.error("job_rejected", code=exc.code, message=exc.message,
-                  product_ids=[i.product_id for i in images], media_ids=[i.media_id for i in images])
+        log.error(
+            "job_rejected",
+            code=exc.code,
+            message=exc.message,
+            product_ids=[i.product_id for i in images],
+            media_ids=[i.media_id for i in images],
+        )
         _fail(ctx, job, images, exc.code or "rejected", exc.message)
         return 0
     except provider_errors.ProviderError as exc:  # 5xx, timeouts, connection errors, odd bodies
         # No answer, a 5xx or a body we could not read: the job may have started (and been charged)
         # all the same. Only a refusal (4xx, no credits, 429) says for sure that it did not.
-        if not idempotent and isinstance(exc, provider_errors.Unavailable) and _uncertain_spent(
-                ctx, job, images, progress):
+        if (
+            not idempotent
+            and isinstance(exc, provider_errors.Unavailable)
+            and _uncertain_spent(ctx, job, images, progress)
+        ):
             return 0
         _clear_uncertain(progress, idempotent)
         attempts = job.attempts + 1
         delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=ctx.settings.poll_floor * 4)
-        ctx.store.update_job(job.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
-                             error_code=exc.code or exc.__class__.__name__, error_message=str(exc))
+        ctx.store.update_job(
+            job.id,
+            attempts=attempts,
+            next_attempt_at=ctx.clock() + delay,
+            error_code=exc.code or exc.__class__.__name__,
+            error_message=str(exc),
+        )
         log.warning("submit_retry", reason=exc.__class__.__name__, attempt=attempts, wait=round(delay, 1))
         return 0
 
@@ -157,13 +184,24 @@ async def _send(ctx: Context, job: Job) -> int:
     if not idempotent:
         progress.state.pop(UNCERTAIN, None)
     _count_paid(ctx, images)
-    first_poll = poll_delay(elapsed=0, total=len(images), finished=0, per_item=ctx.seconds_per_item(),
-                            min_interval=ctx.settings.poll_spacing)
-    ctx.store.update_job(job.id, provider_job_id=provider_job_id, state=JobState.SUBMITTED,
-                         # On the daemon's clock, like next_poll_at: a job's age and deadline are read from it.
-                         submitted_at=datetime.fromtimestamp(now, timezone.utc), next_poll_at=now + first_poll,
-                         provider_state=json.dumps(progress.state, sort_keys=True),
-                         error_code=None, error_message=None)
+    first_poll = poll_delay(
+        elapsed=0,
+        total=len(images),
+        finished=0,
+        per_item=ctx.seconds_per_item(),
+        min_interval=ctx.settings.poll_spacing,
+    )
+    ctx.store.update_job(
+        job.id,
+        provider_job_id=provider_job_id,
+        state=JobState.SUBMITTED,
+        # On the daemon's clock, like next_poll_at: a job's age and deadline are read from it.
+        submitted_at=datetime.fromtimestamp(now, timezone.utc),
+        next_poll_at=now + first_poll,
+        provider_state=json.dumps(progress.state, sort_keys=True),
+        error_code=None,
+        error_message=None,
+    )
     if ctx.paused():
         ctx.store.delete_meta(PAUSED)
         log.info("resumed")
@@ -183,9 +221,14 @@ def _uncertain_spent(ctx: Context, job: Job, images: list, progress: JobProgress
     _clear_uncertain(progress, False)
     if all(i.paid_attempts + 1 < ctx.capabilities.max_attempts for i in images):
         return False
-    _fail(ctx, job, images, "submission_uncertain",
-          "the provider may have started (and charged) this job, but its answer was lost; "
-          "`retouch retry` sends it again on purpose")
+    _fail(
+        ctx,
+        job,
+        images,
+        "submission_uncertain",
+        "the provider may have started (and charged) this job, but its answer was lost; "
+        "`retouch retry` sends it again on purpose",
+    )
     ctx.log.error("submission_uncertain", job_id=job.id, media_ids=[i.media_id for i in images])
     return True
 
@@ -203,7 +246,9 @@ def _clear_uncertain(progress: JobProgress, idempotent: bool) -> None:
 
 def _fail(ctx: Context, job: Job, images: list, code: str, message: str) -> None:
     ctx.store.update_job_and_images(
-        job.id, {"state": JobState.FAILED, "error_code": code, "error_message": message}, {},
+        job.id,
+        {"state": JobState.FAILED, "error_code": code, "error_message": message},
+        {},
         [Move(i.id, "fail", (ImageState.SUBMITTED,), {"error_code": code, "error_message": message}) for i in images],
     )
 
@@ -223,8 +268,13 @@ def _split(ctx: Context, job: Job, images: list, smaller: int, exc: provider_err
     """Refused for credits (nothing was reserved): the images go back to the queue, and the next jobs
     carry at most `smaller` of them, so the balance pays for what it can."""
     ctx.store.update_job_and_images(
-        job.id, {"state": JobState.FAILED, "error_code": exc.code or "out_of_credits",
-                 "error_message": f"refused for credits; its {len(images)} image(s) go again in smaller jobs"}, {},
+        job.id,
+        {
+            "state": JobState.FAILED,
+            "error_code": exc.code or "out_of_credits",
+            "error_message": f"refused for credits; its {len(images)} image(s) go again in smaller jobs",
+        },
+        {},
         [Move(i.id, "requeue", (ImageState.SUBMITTED,)) for i in images],  # (the job's link cleared with it)
     )
     ctx.store.set_meta(CREDIT_CAP, str(smaller))
@@ -236,9 +286,11 @@ def _pause(ctx: Context, job: Job, exc: provider_errors.ProviderError) -> None:
     now = ctx.clock()
     retry_at = now + ctx.settings.schedule.credits_retry
     title = ctx.settings.plugin.title
-    reason = (f"{exc.code or 'out_of_credits'}: buy credits in {title}; retouch resumes by itself"
-              if isinstance(exc, provider_errors.OutOfCredits)
-              else "the provider rejected the API key: check [provider] api_key")
+    reason = (
+        f"{exc.code or 'out_of_credits'}: buy credits in {title}; retouch resumes by itself"
+        if isinstance(exc, provider_errors.OutOfCredits)
+        else "the provider rejected the API key: check [provider] api_key"
+    )
     ctx.store.set_meta(PAUSED, json.dumps({"reason": reason, "since": now, "retry_at": retry_at}))
     ctx.store.delete_meta(CREDIT_CAP)  # after the pause, a full job is tried again (credits may have been bought)
     ctx.store.update_job(job.id, next_attempt_at=retry_at, error_code=exc.code, error_message=exc.message)

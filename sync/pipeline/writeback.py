@@ -42,8 +42,8 @@ from ..decisions import (
     verify_delay,
 )
 from .context import Context
-from .log_fields import log_fields
 from .jobs import JobProgress, ticket_for
+from .log_fields import log_fields
 from .review_step import auto_approve, hold_for_review, keep_result, kept_result, waits_for_owner
 
 # Retries of one write-back step (backoff capped at 10 minutes: a few hours) before it fails.
@@ -80,8 +80,12 @@ class Held(Exception):
 
 
 # Codes of a fileUpdate row that no later try changes: the image fails at once instead of being held.
-PERMANENT_ROW_CODES = {"INVALID_FILENAME_EXTENSION", "ALT_VALUE_LIMIT_EXCEEDED",
-                       "UNSUPPORTED_MEDIA_TYPE_FOR_FILENAME_UPDATE", "CANNOT_SPECIFY_SOURCE_AND_VERSION_ID"}
+PERMANENT_ROW_CODES = {
+    "INVALID_FILENAME_EXTENSION",
+    "ALT_VALUE_LIMIT_EXCEEDED",
+    "UNSUPPORTED_MEDIA_TYPE_FOR_FILENAME_UPDATE",
+    "CANNOT_SPECIFY_SOURCE_AND_VERSION_ID",
+}
 
 
 # Products written to at once. The images of one product always go together, one step after another:
@@ -107,8 +111,9 @@ async def write_back(ctx: Context) -> int:
 
     async def one_product(images: list[Image]) -> int:
         async with gate:
-            moved = await _back_up_or_verify(ctx, [image for image in images if image.state != ImageState.BACKED_UP],
-                                             seen)
+            moved = await _back_up_or_verify(
+                ctx, [image for image in images if image.state != ImageState.BACKED_UP], seen
+            )
             to_write = [image for image in images if image.state == ImageState.BACKED_UP]
             return moved + (await write_product(ctx, to_write) if to_write else 0)
 
@@ -175,13 +180,15 @@ def _failed(ctx: Context, image: Image, step: str, exc: BaseException) -> bool:
     attempts = image.attempts + 1
     code = exc.code if isinstance(exc, Held) else exc.__class__.__name__
     if attempts >= MAX_ATTEMPTS:
-        ctx.store.transition(image.id, "fail", expect=image.state, attempts=attempts,
-                             error_code=code, error_message=str(exc)[:500])
+        ctx.store.transition(
+            image.id, "fail", expect=image.state, attempts=attempts, error_code=code, error_message=str(exc)[:500]
+        )
         log.warning("failed", reason=code, message=str(exc)[:200], attempts=attempts)
         return True
     delay = backoff(attempts, base=ctx.settings.schedule.tick, cap=600)
-    ctx.store.update_image(image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay,
-                           error_code=code, error_message=str(exc)[:500])
+    ctx.store.update_image(
+        image.id, attempts=attempts, next_attempt_at=ctx.clock() + delay, error_code=code, error_message=str(exc)[:500]
+    )
     log.warning("writeback_retry", step=step, reason=str(exc)[:200], attempt=attempts, wait=round(delay, 1))
     return False
 
@@ -194,11 +201,16 @@ def _moved(ctx: Context, outcomes: list[tuple[Image, dict[str, Any]]]) -> int:
     moved = set(ctx.store.transitions(moves))
     for (image, changes), move in zip(outcomes, moves, strict=True):
         if image.id not in moved:
-            ctx.log.debug("not_moved", **log_fields(image), job_id=image.job_id,
-                          transition=move.name, expected=image.state)
+            ctx.log.debug(
+                "not_moved", **log_fields(image), job_id=image.job_id, transition=move.name, expected=image.state
+            )
             continue
-        ctx.log.info(changes.get("state", "progress"), **log_fields(image), job_id=image.job_id,
-                     output_media_id=changes.get("output_media_id"))
+        ctx.log.info(
+            changes.get("state", "progress"),
+            **log_fields(image),
+            job_id=image.job_id,
+            output_media_id=changes.get("output_media_id"),
+        )
     return len(moved)
 
 
@@ -340,9 +352,11 @@ async def write_product(ctx: Context, images: list[Image]) -> int:
 async def _replace_in_place(ctx: Context, product: Product, results: list[tuple[Image, tuple[str, str, bytes]]]) -> int:
     files = {image.id: file for image, file in results}
     uploaded, moved = await _together(
-        ctx, [image for image, _ in results],
+        ctx,
+        [image for image, _ in results],
         lambda images: ctx.shopify.staged_uploads([files[image.id] for image in images]),
-        lambda image: ctx.shopify.staged_upload(*files[image.id]))
+        lambda image: ctx.shopify.staged_upload(*files[image.id]),
+    )
     if not uploaded:
         return moved
     # Intents, before the mutation; with the mode they were started in (`write_mode`).
@@ -359,8 +373,12 @@ async def _replace_in_place(ctx: Context, product: Product, results: list[tuple[
     return moved + _moved(ctx, outcomes)
 
 
-async def _together(ctx: Context, images: list[Image], together: Callable[[list[Image]], Awaitable[Any]],
-                    alone: Callable[[Image], Awaitable[Any]]) -> tuple[list[tuple[Image, Any]], int]:
+async def _together(
+    ctx: Context,
+    images: list[Image],
+    together: Callable[[list[Image]], Awaitable[Any]],
+    alone: Callable[[Image], Awaitable[Any]],
+) -> tuple[list[tuple[Image, Any]], int]:
     """One Shopify call for all the images (`together`, answering one result per image, in order),
     or, when Shopify refuses it with a user error, one call per image (`alone`), so that the image
     the error is about meets it and the others go on. Returns the images that went through with
@@ -382,8 +400,9 @@ async def _together(ctx: Context, images: list[Image], together: Callable[[list[
     return went, moved
 
 
-async def _replace_sources(ctx: Context, images: list[Image],
-                           sources: Mapping[int, str]) -> tuple[list[tuple[Image, None]], int]:
+async def _replace_sources(
+    ctx: Context, images: list[Image], sources: Mapping[int, str]
+) -> tuple[list[tuple[Image, None]], int]:
     """The shared fileUpdate of replace mode. Shopify applies the valid rows and names each bad one
     (plugin/shopify/file_update.py): a row it answers as written is written (never sent again: no
     second processing, no duplicate); a named row meets its own refusal (`_row_refusal`); a row it
@@ -451,6 +470,7 @@ async def _in_original_formats(results: list[tuple[bytes, str]]) -> list[bytes |
     when the result cannot be read. Decoding and re-encoding a big photo takes a while, so this is
     not done on the event loop; and all of them go to one worker thread together, because every
     hand-off to a thread costs the loop a thread switch."""
+
     def convert_all() -> list[bytes | Fail]:
         converted: list[bytes | Fail] = []
         for result, extension in results:
@@ -511,8 +531,11 @@ async def _move_into_place(ctx: Context, product_id: str, media_id: str, positio
     if media_id not in order:
         raise Skip("media_deleted", "the merchant deleted the enhanced image while it was being put in place")
     if order.index(media_id) != min(position, len(order) - 1):
-        raise Held("reorder_not_applied", f"Shopify did not move the enhanced image to position {position + 1} "
-                                          f"(it is at {order.index(media_id) + 1}); it is moved again")
+        raise Held(
+            "reorder_not_applied",
+            f"Shopify did not move the enhanced image to position {position + 1} "
+            f"(it is at {order.index(media_id) + 1}); it is moved again",
+        )
     return product
 
 
@@ -535,10 +558,13 @@ async def _download_result(ctx: Context, image: Image, *, fresh: bool = False) -
     if job is None or job.provider_job_id is None:
         raise Fail("result_link_expired", "the provider's download link expired and the job is unknown")
     if owner is None:
-        raise Fail("result_link_expired", f"the provider's download link expired and {job.provider}, which made "
-                                          "it, is no longer configured")
-    fresh = await owner.provider.fresh_results(ticket_for(owner, job, ctx.store.job_images(job.id)),
-                                               JobProgress(owner, job))
+        raise Fail(
+            "result_link_expired",
+            f"the provider's download link expired and {job.provider}, which made it, is no longer configured",
+        )
+    fresh = await owner.provider.fresh_results(
+        ticket_for(owner, job, ctx.store.job_images(job.id)), JobProgress(owner, job)
+    )
     url = fresh.get(image.item_index if image.item_index is not None else -1)
     if url is None:
         raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
@@ -561,27 +587,56 @@ def _merchant_replaced(image: Image, current_url: str | None) -> bool:
 def _requeue_new_picture(ctx: Context, image: Image, media: Media) -> dict[str, Any]:
     """Never put an enhancement of the old picture over the merchant's new one: the new one is
     queued instead, like an image the merchant just added (the old original stays backed up)."""
-    ctx.log.info("source_changed", **log_fields(image),
-                 note="the merchant replaced this picture while it was being enhanced; the new one is queued")
-    return {"state": ImageState.DISCOVERED, "source_url": media.url, "filename": filename_of(media.url),
-            "mime_type": media.mime_type, "alt": media.alt, "job_id": None, "item_index": None, "result_url": None,
-            "backup_sha256": None, "backup_pruned_at": None, "write_source": None, "write_mode": None, "attempts": 0,
-            "next_attempt_at": None, "error_code": "source_changed",
-            "error_message": "the merchant replaced this picture while the old one was being enhanced; the new one "
-                             "was queued and the old one's enhancement was not written"}
+    ctx.log.info(
+        "source_changed",
+        **log_fields(image),
+        note="the merchant replaced this picture while it was being enhanced; the new one is queued",
+    )
+    return {
+        "state": ImageState.DISCOVERED,
+        "source_url": media.url,
+        "filename": filename_of(media.url),
+        "mime_type": media.mime_type,
+        "alt": media.alt,
+        "job_id": None,
+        "item_index": None,
+        "result_url": None,
+        "backup_sha256": None,
+        "backup_pruned_at": None,
+        "write_source": None,
+        "write_mode": None,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "error_code": "source_changed",
+        "error_message": "the merchant replaced this picture while the old one was being enhanced; the new one "
+        "was queued and the old one's enhancement was not written",
+    }
 
 
-async def _finish_write(ctx: Context, product: Product,
-                        written: list[tuple[Image, str]]) -> list[tuple[Image, dict[str, Any]]]:
+async def _finish_write(
+    ctx: Context, product: Product, written: list[tuple[Image, str]]
+) -> list[tuple[Image, dict[str, Any]]]:
     """Record what was written, each image with the media that now shows its result, in the DB and
     in the product's marker; returns each image's changes to `written`."""
     # The DB first (cheap, local), then the product's marker, which survives a lost DB.
     ctx.store.add_outputs(product.id, {output_id: image.id for image, output_id in written})
     await set_marker(ctx, product, add={output_id for _, output_id in written})
     now = ctx.clock()
-    return [(image, {"state": ImageState.WRITTEN, "output_media_id": output_id, "attempts": 0, "written_at": now,
-                     "next_attempt_at": now + 0.5, "error_code": None, "error_message": None})
-            for image, output_id in written]
+    return [
+        (
+            image,
+            {
+                "state": ImageState.WRITTEN,
+                "output_media_id": output_id,
+                "attempts": 0,
+                "written_at": now,
+                "next_attempt_at": now + 0.5,
+                "error_code": None,
+                "error_message": None,
+            },
+        )
+        for image, output_id in written
+    ]
 
 
 async def _finish_one(ctx: Context, image: Image, product: Product, output_id: str) -> dict[str, Any]:
@@ -601,12 +656,18 @@ async def remove_failed_media(ctx: Context, media_id: str) -> None:
         ctx.log.info("failed_media_removed", media_id=media_id)
 
 
-async def set_marker(ctx: Context, product: Product, *, add: frozenset[str] | set[str] = frozenset(),
-                     remove: frozenset[str] | set[str] = frozenset()) -> None:
+async def set_marker(
+    ctx: Context,
+    product: Product,
+    *,
+    add: frozenset[str] | set[str] = frozenset(),
+    remove: frozenset[str] | set[str] = frozenset(),
+) -> None:
     """Update the product's list of retouch output media, retrying once on a concurrent change."""
     for attempt in (1, 2):
-        ids = marker_ids_after(product.marker_media_ids | ctx.store.output_media_of_product(product.id),
-                               add=add, remove=remove)
+        ids = marker_ids_after(
+            product.marker_media_ids | ctx.store.output_media_of_product(product.id), add=add, remove=remove
+        )
         try:
             await ctx.shopify.set_marker(product.id, ids, product.marker_digest)
             return
@@ -625,8 +686,13 @@ async def _verify(ctx: Context, image: Image, seen: Mapping[str, Media | None] |
     if media is None:
         raise Skip("media_deleted", "the merchant deleted this image after it was written")
     if media.status == "READY" and media.url:
-        done: dict[str, Any] = {"state": ImageState.DONE, "attempts": 0, "next_attempt_at": None,
-                                "error_code": None, "error_message": None}
+        done: dict[str, Any] = {
+            "state": ImageState.DONE,
+            "attempts": 0,
+            "next_attempt_at": None,
+            "error_code": None,
+            "error_message": None,
+        }
         if write_mode(ctx, image) == "replace" and image.output_media_id not in (None, image.media_id):
             # The result took a failed media's place: remove that one, and the row follows the picture.
             await remove_failed_media(ctx, image.media_id)
@@ -634,9 +700,11 @@ async def _verify(ctx: Context, image: Image, seen: Mapping[str, Media | None] |
         return done
     if media.status == "FAILED":
         error = media.errors[0] if media.errors else None
-        raise Fail(error.code if error else "MEDIA_FAILED",
-                   (error.message if error else "Shopify could not process the result")
-                   + "; the original is kept in the backup (retouch revert restores it)")
+        raise Fail(
+            error.code if error else "MEDIA_FAILED",
+            (error.message if error else "Shopify could not process the result")
+            + "; the original is kept in the backup (retouch revert restores it)",
+        )
     age = ctx.clock() - (image.written_at or ctx.clock())
     if age > ctx.settings.writeback.wait_ready:
         raise Fail("MEDIA_TIMEOUT", f"Shopify did not finish processing the result in {age:.0f} s")

@@ -42,14 +42,14 @@ log = structlog.get_logger(__name__)
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "retouch_ui"
-SESSION_AGE = 12 * 3600          # seconds a login lasts
-MAX_FORM = 64 * 1024             # bytes of a form post (a selection of a few hundred ids)
-REASON_MAX = 300                 # characters of a reject reason or redo prompt kept
+SESSION_AGE = 12 * 3600  # seconds a login lasts
+MAX_FORM = 64 * 1024  # bytes of a form post (a selection of a few hundred ids)
+REASON_MAX = 300  # characters of a reject reason or redo prompt kept
 
 
 @dataclass
 class UiDeps:
-    context: Callable[[], Any]                 # the daemon's current pipeline Context (settings, store, shopify)
+    context: Callable[[], Any]  # the daemon's current pipeline Context (settings, store, shopify)
     clock: Callable[[], float] = time.time
     limiter: auth.LoginLimiter = field(default_factory=auth.LoginLimiter)
 
@@ -104,8 +104,13 @@ def build_ui(deps: UiDeps) -> Starlette:
 
     def render(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         flash = request.session.pop("flash", None)
-        html = env.get_template(name).render(base=request.scope.get("root_path", ""), csrf=csrf(request),
-                                             flash=flash, page=name.removesuffix(".html"), **values)
+        html = env.get_template(name).render(
+            base=request.scope.get("root_path", ""),
+            csrf=csrf(request),
+            flash=flash,
+            page=name.removesuffix(".html"),
+            **values,
+        )
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     def redirect(request: Request, where: str, flash: str | None = None) -> RedirectResponse:
@@ -130,10 +135,12 @@ def build_ui(deps: UiDeps) -> Starlette:
             if request.method == "POST":
                 form = await form_of(request)
                 if form is None:
-                    return PlainTextResponse("refused: this form is stale or not from this page; reload it",
-                                             status_code=403)
+                    return PlainTextResponse(
+                        "refused: this form is stale or not from this page; reload it", status_code=403
+                    )
                 request.state.form = form
             return await handler(request)
+
         return guarded
 
     # ----- login ---------------------------------------------------------------------------------
@@ -147,8 +154,11 @@ def build_ui(deps: UiDeps) -> Starlette:
         wait = deps.limiter.wait(client, deps.clock())
         if wait > 0:
             log.warning("ui_login_rate_limited", client=client)
-            return PlainTextResponse("too many sign-in attempts; wait a minute", status_code=429,
-                                     headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+            return PlainTextResponse(
+                "too many sign-in attempts; wait a minute",
+                status_code=429,
+                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
         form = await form_of(request)
         if form is None:
             return PlainTextResponse("refused: this form is stale; reload the sign-in page", status_code=403)
@@ -156,8 +166,13 @@ def build_ui(deps: UiDeps) -> Starlette:
         password = str(form.get("password") or "")
         if not await run_in_threadpool(auth.check_password, stored, password):
             log.warning("ui_login_failed", client=client)
-            return render(request, "login.html", status=401, password_set=bool(stored),
-                          error="wrong password" if stored else "no password is set yet: run `retouch password`")
+            return render(
+                request,
+                "login.html",
+                status=401,
+                password_set=bool(stored),
+                error="wrong password" if stored else "no password is set yet: run `retouch password`",
+            )
         request.session.clear()  # a fresh session (and CSRF token) for the signed-in owner
         request.session["owner"] = auth.password_version(stored)
         log.info("ui_login", client=client)
@@ -240,14 +255,25 @@ def build_ui(deps: UiDeps) -> Starlette:
         if form.get("confirmed") != "yes":
             try:
                 quote = await run_in_threadpool(
-                    lambda: review.redo_quote(settings(), store(), ids, preset=preset, prompt=prompt))
+                    lambda: review.redo_quote(settings(), store(), ids, preset=preset, prompt=prompt)
+                )
             except ValueError as exc:  # an option the provider would refuse, in the owner's words
                 return redirect(request, back(request), f"not redone: {exc}")
-            return render(request, "confirm.html", action="review/redo", title="Redo these results?",
-                          quote=quote, ids=ids, preset=preset or "", prompt=prompt or "",
-                          back_product=form.get("back_product") or "", button="Redo (a new paid attempt)")
+            return render(
+                request,
+                "confirm.html",
+                action="review/redo",
+                title="Redo these results?",
+                quote=quote,
+                ids=ids,
+                preset=preset or "",
+                prompt=prompt or "",
+                back_product=form.get("back_product") or "",
+                button="Redo (a new paid attempt)",
+            )
         outcome = await run_in_threadpool(
-            lambda: review.redo(store(), ids, preset=preset, prompt=prompt, now=deps.clock()))
+            lambda: review.redo(store(), ids, preset=preset, prompt=prompt, now=deps.clock())
+        )
         return redirect(request, back(request), _outcome_words("sent again", outcome))
 
     # ----- product -------------------------------------------------------------------------------
@@ -264,18 +290,35 @@ def build_ui(deps: UiDeps) -> Starlette:
 
     @owner_only
     async def revert(request: Request) -> Response:
-        from ..pipeline.revert import REVERTIBLE_BESIDE_DAEMON, revert as revert_products, revertible
+        from ..pipeline.revert import REVERTIBLE_BESIDE_DAEMON, revertible
+        from ..pipeline.revert import revert as revert_products
 
         legacy = request.path_params["legacy"]
         gid = product_gid(legacy)
         ctx = deps.context()
         if request.state.form.get("confirmed") != "yes":
             images = await run_in_threadpool(revertible, ctx, [gid], states=REVERTIBLE_BESIDE_DAEMON)
-            quote = (f"Put back the original of {len(images)} image(s) in Shopify? The enhanced pictures leave "
-                     "the product; this costs no credits.") if images else "Nothing of this product can be reverted now."
-            return render(request, "confirm.html", action=f"product/{legacy}/revert", title="Revert this product?",
-                          quote=quote, ids=[], preset="", prompt="", back_product="",
-                          button="Revert" if images else None, cancel=f"/product/{legacy}")
+            quote = (
+                (
+                    f"Put back the original of {len(images)} image(s) in Shopify? The enhanced pictures leave "
+                    "the product; this costs no credits."
+                )
+                if images
+                else "Nothing of this product can be reverted now."
+            )
+            return render(
+                request,
+                "confirm.html",
+                action=f"product/{legacy}/revert",
+                title="Revert this product?",
+                quote=quote,
+                ids=[],
+                preset="",
+                prompt="",
+                back_product="",
+                button="Revert" if images else None,
+                cancel=f"/product/{legacy}",
+            )
         reverted, failures = await revert_products(ctx, [gid], states=REVERTIBLE_BESIDE_DAEMON)
         message = f"reverted {reverted} image(s)" + (f"; failed: {'; '.join(failures)}" if failures else "")
         return redirect(request, f"/product/{legacy}", message)
@@ -291,8 +334,9 @@ def build_ui(deps: UiDeps) -> Starlette:
         if found is None:
             return PlainTextResponse("no such picture", status_code=404)
         data, mime = found
-        return Response(data, media_type=mime, headers={"Cache-Control": "private, max-age=3600",
-                                                         "Content-Disposition": "inline"})
+        return Response(
+            data, media_type=mime, headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
+        )
 
     routes = [
         Route("/login", login_page, methods=["GET"]),
@@ -311,11 +355,21 @@ def build_ui(deps: UiDeps) -> Starlette:
     ]
     public = str(settings().public_url or "").startswith("https://")
     key = auth.session_key(Path(settings().database_path))
-    return Starlette(routes=routes, middleware=[
-        Middleware(SecurityHeaders),
-        Middleware(SessionMiddleware, secret_key=key, session_cookie=SESSION_COOKIE, max_age=SESSION_AGE,
-                   path="/ui", same_site="strict", https_only=public),
-    ])
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                SessionMiddleware,
+                secret_key=key,
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_AGE,
+                path="/ui",
+                same_site="strict",
+                https_only=public,
+            ),
+        ],
+    )
 
 
 def _outcome_words(verb: str, outcome: Any) -> str:

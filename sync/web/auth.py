@@ -15,11 +15,11 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-PASSWORD_META = "ui_password_hash"   # the meta row holding the Argon2 hash (never the password)
-MIN_PASSWORD = 10                    # characters; a page that can change the store deserves more than a PIN
-LOGIN_ATTEMPTS = 5                   # per client and LOGIN_WINDOW, then 429 with Retry-After
-LOGIN_WINDOW = 60.0                  # seconds
-MAX_CLIENTS = 10_000                 # clients remembered by the rate limiter (oldest forgotten first)
+PASSWORD_META = "ui_password_hash"  # the meta row holding the Argon2 hash (never the password)
+MIN_PASSWORD = 10  # characters; a page that can change the store deserves more than a PIN
+LOGIN_ATTEMPTS = 5  # per client and LOGIN_WINDOW, then 429 with Retry-After
+LOGIN_WINDOW = 60.0  # seconds
+MAX_CLIENTS = 10_000  # clients remembered by the rate limiter (oldest forgotten first)
 
 _HASHER = PasswordHasher()
 

@@ -14,14 +14,14 @@ SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
     (b"GIF87a", 0, "image/gif"),
     (b"GIF89a", 0, "image/gif"),
-    (b"WEBP", 8, "image/webp"),   # after "RIFF" and the length
+    (b"WEBP", 8, "image/webp"),  # after "RIFF" and the length
 )
 
 
 def picture_type(data: bytes) -> str | None:
     """The content type the bytes really are, or None when they are no picture a page may show."""
     for signature, offset, mime in SIGNATURES:
-        if data[offset:offset + len(signature)] == signature:
+        if data[offset : offset + len(signature)] == signature:
             if mime == "image/webp" and data[:4] != b"RIFF":
                 continue
             return mime

@@ -37,10 +37,17 @@ def title_of(image: Any) -> str:
 
 def row(image: Any) -> Row:
     error = " ".join(part for part in (image.error_code, image.error_message) if part)
-    return Row(id=image.id, legacy=image.product_id.rsplit("/", 1)[-1], product_id=image.product_id,
-               title=title_of(image), filename=image.filename or image.media_id.rsplit("/", 1)[-1],
-               state=image.state, before=bool(image.backup_sha256), after=bool(getattr(image, "result_sha256", None)),
-               error=error)
+    return Row(
+        id=image.id,
+        legacy=image.product_id.rsplit("/", 1)[-1],
+        product_id=image.product_id,
+        title=title_of(image),
+        filename=image.filename or image.media_id.rsplit("/", 1)[-1],
+        state=image.state,
+        before=bool(image.backup_sha256),
+        after=bool(getattr(image, "result_sha256", None)),
+        error=error,
+    )
 
 
 def overview(ctx: Any, now: float) -> dict[str, Any]:
@@ -66,8 +73,9 @@ def review_queue(ctx: Any, product_id: str | None) -> dict[str, Any]:
     products: dict[str, dict[str, Any]] = {}
     for item in items:
         legacy = item.product_id.rsplit("/", 1)[-1]
-        group = products.setdefault(legacy, {"legacy": legacy, "title": item.product_title or f"Product {legacy}",
-                                             "items": []})
+        group = products.setdefault(
+            legacy, {"legacy": legacy, "title": item.product_title or f"Product {legacy}", "items": []}
+        )
         group["items"].append(item)
     return {"products": list(products.values()), "count": len(items), "unit": ctx.settings.capabilities.credit_unit}
 
@@ -80,11 +88,23 @@ def product(ctx: Any, product_id: str) -> dict[str, Any] | None:
     shown = []
     for image in sorted(images, key=lambda i: i.position):
         job = store.job(image.job_id) if image.job_id else None
-        shown.append({"row": row(image), "history": history(image, job), "paid": image.paid_attempts,
-                      "provider": job.provider if job else "", "credits": job.credits_used if job else 0})
-    return {"title": title_of(images[0]), "images": shown, "unit": ctx.settings.capabilities.credit_unit,
-            "revertible": any(i.state in (ImageState.DONE, ImageState.FAILED) and i.output_media_id
-                              and i.backup_sha256 for i in images)}
+        shown.append(
+            {
+                "row": row(image),
+                "history": history(image, job),
+                "paid": image.paid_attempts,
+                "provider": job.provider if job else "",
+                "credits": job.credits_used if job else 0,
+            }
+        )
+    return {
+        "title": title_of(images[0]),
+        "images": shown,
+        "unit": ctx.settings.capabilities.credit_unit,
+        "revertible": any(
+            i.state in (ImageState.DONE, ImageState.FAILED) and i.output_media_id and i.backup_sha256 for i in images
+        ),
+    }
 
 
 def history(image: Any, job: Any) -> list[tuple[Any, str]]:
@@ -107,6 +127,11 @@ def history(image: Any, job: Any) -> list[tuple[Any, str]]:
     note = getattr(image, "review_note", None)
     if note:
         events.append((None, f"review note: {note}"))
-    events.append((image.updated_at, f"now {image.state.replace('_', ' ')}"
-                   + (f": {image.error_code} {image.error_message or ''}" if image.error_code else "")))
+    events.append(
+        (
+            image.updated_at,
+            f"now {image.state.replace('_', ' ')}"
+            + (f": {image.error_code} {image.error_message or ''}" if image.error_code else ""),
+        )
+    )
     return events

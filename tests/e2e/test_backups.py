@@ -23,8 +23,8 @@ DAY = 86400.0
 def test_the_policy_lets_an_original_go_only_when_every_image_holding_it_may() -> None:
     old_done = Holder("a", "done", done_before=True, reverted=False)
     assert prunable_digests([old_done]) == {"a"}
-    assert prunable_digests([Holder("a", "done", done_before=False, reverted=False)]) == set()   # too recent
-    assert prunable_digests([Holder("a", "done", done_before=True, reverted=True)]) == set()     # once reverted
+    assert prunable_digests([Holder("a", "done", done_before=False, reverted=False)]) == set()  # too recent
+    assert prunable_digests([Holder("a", "done", done_before=True, reverted=True)]) == set()  # once reverted
     for state in ("reverted", "failed", "backed_up", "written", "discovered", "submitted", "enhanced"):
         assert prunable_digests([Holder("a", state, done_before=True, reverted=False)]) == set(), state
     # Shared (same bytes): one image that must keep it keeps it for all, in any order.
@@ -55,9 +55,15 @@ def _seed(db: Path, backups: Path) -> dict[str, str]:
     for n, (name, state, changed, reverted_at, data) in enumerate(rows):
         sha = files.put(data * 1000)
         shas[name] = sha
-        store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id=f"gid://shopify/Product/{n}",
-                           product_legacy_id=str(n), state=state, backup_sha256=sha, updated_at=changed,
-                           reverted_at=reverted_at)
+        store.insert_image(
+            media_id=f"gid://shopify/MediaImage/{n}",
+            product_id=f"gid://shopify/Product/{n}",
+            product_legacy_id=str(n),
+            state=state,
+            backup_sha256=sha,
+            updated_at=changed,
+            reverted_at=reverted_at,
+        )
     shas["orphan"] = files.put(b"H" * 1000)  # a file no row refers to: not ours to judge
     store.close()
     long_ago = time.time() - 60 * DAY
@@ -79,7 +85,10 @@ def test_prune_deletes_only_what_the_policy_lets_go(write_config, tmp_path: Path
     assert report["count"] == 9 and report["bytes"] == 9000 and report["keep"] == "30d"
     assert report["prunable"] == 2 and report["prunable_bytes"] == 2000 and report["free_bytes"] > 0
     shown = cli("backups", config=config)
-    assert "9 original(s), 9000 bytes" in shown.stdout and "2 original(s), 2000 bytes (2.0 kB) may be pruned" in shown.stdout
+    assert (
+        "9 original(s), 9000 bytes" in shown.stdout
+        and "2 original(s), 2000 bytes (2.0 kB) may be pruned" in shown.stdout
+    )
 
     dry = cli("backups", "prune", "--dry-run", config=config)
     assert dry.returncode == 0, dry.stderr

@@ -28,10 +28,16 @@ BY_NAME = {case.name: case for case in CASES}
 RUNS = [(case.name, command) for case in CASES for command in case.commands]
 
 # One per class of hostile state, through real processes: the entry point a store owner runs.
-THROUGH_PROCESSES = [("config_fifo", "check"), ("config_dotted_key_deep", "run"), ("credential_header_injection", "run"),
-                     ("credential_not_utf8", "check"), ("database_schema_from_the_future", "status"),
-                     ("database_is_a_fifo", "run"), ("database_truncated_at_a_page", "run"),
-                     ("lock_is_a_symlink", "run")]
+THROUGH_PROCESSES = [
+    ("config_fifo", "check"),
+    ("config_dotted_key_deep", "run"),
+    ("credential_header_injection", "run"),
+    ("credential_not_utf8", "check"),
+    ("database_schema_from_the_future", "status"),
+    ("database_is_a_fifo", "run"),
+    ("database_truncated_at_a_page", "run"),
+    ("lock_is_a_symlink", "run"),
+]
 
 
 def test_the_corpus_covers_every_class_of_hostile_state() -> None:
@@ -48,10 +54,20 @@ def corpus_answers(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
     """Every (case, command) answered through the CLI's entry point, in one subprocess."""
     root = tmp_path_factory.mktemp("state")
     try:
-        done = subprocess.run([sys.executable, str(RUNNER), str(root / "cases")], capture_output=True, text=True,
-                              timeout=180, env=environment(), cwd=root)
+        done = subprocess.run(
+            [sys.executable, str(RUNNER), str(root / "cases")],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=environment(),
+            cwd=root,
+        )
     except subprocess.TimeoutExpired as exc:
-        answered = (exc.stdout or b"").decode().splitlines() if isinstance(exc.stdout, bytes) else (exc.stdout or "").splitlines()
+        answered = (
+            (exc.stdout or b"").decode().splitlines()
+            if isinstance(exc.stdout, bytes)
+            else (exc.stdout or "").splitlines()
+        )
         hung = RUNS[len(answered)]
         raise AssertionError(f"the corpus hung at {hung}") from None
     assert done.returncode == 0, done.stderr[-2000:]
@@ -70,10 +86,18 @@ def _real_process(root: Path, name: str, command: str) -> list[str]:
     directory = root / f"{name}-{command}"
     directory.mkdir()
     config, env = case.build(directory)
-    done = subprocess.run([sys.executable, "-m", "retouch.sync", command, "-c", str(config)], capture_output=True,
-                          text=True, timeout=60, env={**environment(), **env}, cwd=directory)
-    return [f"{name} {command}: {problem}" for problem in
-            problems(case, directory, done.returncode, done.stdout, done.stderr)]
+    done = subprocess.run(
+        [sys.executable, "-m", "retouch.sync", command, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment(), **env},
+        cwd=directory,
+    )
+    return [
+        f"{name} {command}: {problem}"
+        for problem in problems(case, directory, done.returncode, done.stdout, done.stderr)
+    ]
 
 
 def test_a_case_of_each_class_through_real_retouch_processes(tmp_path: Path) -> None:
@@ -85,8 +109,9 @@ def test_a_case_of_each_class_through_real_retouch_processes(tmp_path: Path) -> 
 # ----- the lock: one daemon per database file, whatever the URL says --------------------------------
 
 
-def test_two_urls_for_one_database_the_second_daemon_refuses(shop, provider, write_config, daemon,
-                                                             tmp_path: Path) -> None:
+def test_two_urls_for_one_database_the_second_daemon_refuses(
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     shop.seed(products=1, images_per_product=1, seed=34)
     config = write_config()
     db = tmp_path / "retouch.db"
@@ -96,11 +121,13 @@ def test_two_urls_for_one_database_the_second_daemon_refuses(shop, provider, wri
     (tmp_path / "sub").mkdir()
     (tmp_path / "link").symlink_to(tmp_path)
     (tmp_path / "alias.db").symlink_to(db)
-    spellings = {"a symlink to the file": f"sqlite:///{tmp_path / 'alias.db'}",
-                 "a symlinked folder": f"sqlite:///{tmp_path / 'link' / 'retouch.db'}",
-                 "a .. in the path": f"sqlite:///{tmp_path / 'sub' / '..' / 'retouch.db'}",
-                 "%-escapes": f"sqlite:///{tmp_path}/%72etouch.db",
-                 "a doubled slash": f"sqlite:///{tmp_path}//retouch.db"}
+    spellings = {
+        "a symlink to the file": f"sqlite:///{tmp_path / 'alias.db'}",
+        "a symlinked folder": f"sqlite:///{tmp_path / 'link' / 'retouch.db'}",
+        "a .. in the path": f"sqlite:///{tmp_path / 'sub' / '..' / 'retouch.db'}",
+        "%-escapes": f"sqlite:///{tmp_path}/%72etouch.db",
+        "a doubled slash": f"sqlite:///{tmp_path}//retouch.db",
+    }
     text = config.read_text()
     assert f'url = "sqlite:///{db}"' in text
     for what, url in spellings.items():
@@ -122,13 +149,26 @@ def test_a_lock_held_by_another_program_is_named_as_such(tmp_path: Path) -> None
     path = config(tmp_path)
     lock = tmp_path / "retouch.db.lock"
     lock.write_text("")
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
-                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(lock)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        done = subprocess.run([sys.executable, "-m", "retouch.sync", "run", "-c", str(path)], capture_output=True,
-                              text=True, timeout=60, env=environment())
+        done = subprocess.run(
+            [sys.executable, "-m", "retouch.sync", "run", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment(),
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -169,7 +209,7 @@ def test_probing_a_lock_that_is_a_symlink_neither_follows_nor_crashes(tmp_path: 
 def test_a_read_only_database_is_one_line(tmp_path: Path) -> None:
     """A database SQLite may only read (a read-only file or mount: opened here read-only through a URI,
     since root writes through file modes) is a StorageError naming the file and what to do."""
-    from retouch.storage.store import Store, StorageError
+    from retouch.storage.store import StorageError, Store
 
     db = tmp_path / "retouch.db"
     Store(f"sqlite:///{db}").close()
@@ -195,11 +235,18 @@ def test_a_read_only_mount_under_the_database(tmp_path: Path) -> None:
         if subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], capture_output=True).returncode != 0:
             pytest.skip("this machine does not allow a read-only remount")
         path = config(tmp_path, db=f"sqlite:///{mount / 'retouch.db'}")
-        expect = {"status": f"database error: {mount / 'retouch.db'} is on a read-only mount",
-                  "run": f"error: cannot open lock file {mount / 'retouch.db.lock'} (Read-only file system)"}
+        expect = {
+            "status": f"database error: {mount / 'retouch.db'} is on a read-only mount",
+            "run": f"error: cannot open lock file {mount / 'retouch.db.lock'} (Read-only file system)",
+        }
         for command, line in expect.items():
-            done = subprocess.run([sys.executable, "-m", "retouch.sync", command, "-c", str(path)], capture_output=True,
-                                  text=True, timeout=60, env=environment())
+            done = subprocess.run(
+                [sys.executable, "-m", "retouch.sync", command, "-c", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=environment(),
+            )
             assert done.returncode == 1, done.stderr
             assert done.stderr.startswith(line), done.stderr
             assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
@@ -224,21 +271,49 @@ def test_an_unreadable_credentials_directory_is_one_line(tmp_path: Path, monkeyp
         return real_stat(target, *args, **kwargs)
 
     monkeypatch.setattr(credentials.os, "stat", stat)
-    with pytest.raises(ConfigError, match=r"^\[shop\] access_token: cannot read systemd credential "
-                                          r"shopify_access_token in \$CREDENTIALS_DIRECTORY .*Permission denied$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^\[shop\] access_token: cannot read systemd credential "
+        r"shopify_access_token in \$CREDENTIALS_DIRECTORY .*Permission denied$",
+    ):
         load_settings(path, environ={**environment(), "CREDENTIALS_DIRECTORY": str(locked)})
 
 
 # ----- every key of every table, with every hostile value --------------------------------------------
 
-HOSTILE_VALUES = ["inf", "-inf", "nan", "-1", "0", "0.0000001", "9" * 30, "1e308", '""', '"\\u0000"', '"x\\ny"', "[]",
-                  "{}", "true", '"' + "9" * 400 + 'd"', '"' + "x" * 5000 + '"', "[[[[[1]]]]]", '"..//..//"',
-                  '"/dev/null"', '"💥"', '"sqlite:////' + "a" * 5000 + '"', '"sqlite:////dev/zero"',
-                  '"sqlite:///\\u0001"', '"sqlite:////proc/self/mem"', '"sqlite:////tmp/' + "a/" * 3000 + 'r.db"',
-                  '"sqlite:////tmp/' + "b" * 300 + '/r.db"']
-PROVIDERS = {"aigenstudio": f'name = "aigenstudio"\napi_key = "aigen_test_{SECRET_MARK}_key_77cd"\n',
-             "imagen": f'name = "imagen"\napi_key = "imagen_{SECRET_MARK}_0123456789abcdef0123"\nx = 1\n',
-             "productai": f'name = "productai"\napi_key = "pai_{SECRET_MARK}_0123456789abcdef"\n'}
+HOSTILE_VALUES = [
+    "inf",
+    "-inf",
+    "nan",
+    "-1",
+    "0",
+    "0.0000001",
+    "9" * 30,
+    "1e308",
+    '""',
+    '"\\u0000"',
+    '"x\\ny"',
+    "[]",
+    "{}",
+    "true",
+    '"' + "9" * 400 + 'd"',
+    '"' + "x" * 5000 + '"',
+    "[[[[[1]]]]]",
+    '"..//..//"',
+    '"/dev/null"',
+    '"💥"',
+    '"sqlite:////' + "a" * 5000 + '"',
+    '"sqlite:////dev/zero"',
+    '"sqlite:///\\u0001"',
+    '"sqlite:////proc/self/mem"',
+    '"sqlite:////tmp/' + "a/" * 3000 + 'r.db"',
+    '"sqlite:////tmp/' + "b" * 300 + '/r.db"',
+]
+PROVIDERS = {
+    "aigenstudio": f'name = "aigenstudio"\napi_key = "aigen_test_{SECRET_MARK}_key_77cd"\n',
+    "imagen": f'name = "imagen"\napi_key = "imagen_{SECRET_MARK}_0123456789abcdef0123"\nx = 1\n',
+    "productai": f'name = "productai"\napi_key = "pai_{SECRET_MARK}_0123456789abcdef"\n',
+}
 
 
 def _hostile_configs(directory: Path):
@@ -252,9 +327,11 @@ def _hostile_configs(directory: Path):
         for key in model.model_fields:
             for value in HOSTILE_VALUES:
                 provider = table if table in PROVIDERS else "aigenstudio"
-                body = {"shop": f'url = "https://corpus-store.myshopify.com"\naccess_token = "shpat_{SECRET_MARK}_91ab"\n',
-                        "provider": PROVIDERS[provider].replace("x = 1\n", ""),
-                        "storage": f'url = "sqlite:///{directory / "retouch.db"}"\n'}
+                body = {
+                    "shop": f'url = "https://corpus-store.myshopify.com"\naccess_token = "shpat_{SECRET_MARK}_91ab"\n',
+                    "provider": PROVIDERS[provider].replace("x = 1\n", ""),
+                    "storage": f'url = "sqlite:///{directory / "retouch.db"}"\n',
+                }
                 if provider == "imagen":
                     body.setdefault("imagen", "profile_key = 5700\n")
                 lines = dict(line.split(" = ", 1) for line in body.get(table, "").splitlines())
@@ -290,15 +367,17 @@ def test_dots_in_strings_comments_and_numbers_are_not_key_depth() -> None:
     from retouch.sync.config_file import MAX_KEY_DOTS, parse_toml
 
     dots = "." * 40
-    text = (f'# see https://a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.example.com {dots}\n'
-            f'prompt = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t {dots}"\n'
-            f"literal = 'x.{dots}'\n"
-            f'multi = """\nline.{dots}\n"""\n'
-            f"multi_literal = '''\n{dots}\n'''\n"
-            f'escaped = "quote \\" inside.{dots}"\n'
-            'floats = [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5, 12.5, 13.5, 14.5, 15.5, 16.5, 17.5]\n'
-            "when = 1979-05-27T07:32:00.999999Z\n"
-            "[a.b.c]\nd.e.f = 1\n")
+    text = (
+        f'# see https://a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.example.com {dots}\n'
+        f'prompt = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t {dots}"\n'
+        f"literal = 'x.{dots}'\n"
+        f'multi = """\nline.{dots}\n"""\n'
+        f"multi_literal = '''\n{dots}\n'''\n"
+        f'escaped = "quote \\" inside.{dots}"\n'
+        'floats = [1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5, 12.5, 13.5, 14.5, 15.5, 16.5, 17.5]\n'
+        "when = 1979-05-27T07:32:00.999999Z\n"
+        "[a.b.c]\nd.e.f = 1\n"
+    )
     document = parse_toml(text.encode())
     assert document["prompt"].endswith(dots) and document["a"]["b"]["c"]["d"]["e"]["f"] == 1
     assert MAX_KEY_DOTS < 40

@@ -24,8 +24,13 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     out = tmp_path_factory.mktemp("bench")
     readme = out / "README.md"
     readme.write_text("# x\n\n## Performance\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n\n## Next\n")
-    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "--small", "--out", str(out), "--readme", str(readme)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--small", "--out", str(out), "--readme", str(readme)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     rows = {s.name: rows_from((out / f"{s.name}.log").read_text()) for s in SCENARIOS}
     return done, rows
 
@@ -65,8 +70,9 @@ def test_what_a_correct_run_guarantees_at_any_size(small_run) -> None:
     assert value("productai", "429s provoked") == 0
     assert value("overhead", "library floor per image") > 0  # measured beside the daemon's figure
     # The daemon's CPU split by thread (read before its shutdown, so no more than its whole CPU).
-    (cpu,) = [r.value for r in rows["overhead"] if r.figure.startswith("daemon CPU per image at")
-              and "floor" not in r.figure]
+    (cpu,) = [
+        r.value for r in rows["overhead"] if r.figure.startswith("daemon CPU per image at") and "floor" not in r.figure
+    ]
     parts = [r.value for r in rows["overhead"] if r.figure.startswith("of the daemon's CPU per image")]
     assert len(parts) == 2 and all(part > 0 for part in parts) and sum(parts) <= cpu
     # Held to a multiple of the floor of the same run (the 5 ms is below the floor itself).
@@ -86,9 +92,20 @@ def test_a_crashing_scenario_is_a_row_that_says_so_and_fails_the_run(tmp_path: P
 
 
 def test_tables_show_bound_ratio_peer_and_verdict() -> None:
-    rows = [Row("quota race", "images per window", 24.0, "images", limit=25, target=">= 95% of the bound",
-                met=True, naive="5.0 (20%)", command=".venv/bin/python bench/x.py --a 1"),
-            Row("overhead", "CPU per image", 6.5, "ms", limit=5, limit_kind="ceiling", target="< 5 ms", met=False)]
+    rows = [
+        Row(
+            "quota race",
+            "images per window",
+            24.0,
+            "images",
+            limit=25,
+            target=">= 95% of the bound",
+            met=True,
+            naive="5.0 (20%)",
+            command=".venv/bin/python bench/x.py --a 1",
+        ),
+        Row("overhead", "CPU per image", 6.5, "ms", limit=5, limit_kind="ceiling", target="< 5 ms", met=False),
+    ]
     text = text_table(rows)
     assert "96%" in text and "25 images" in text and "5.0 (20%)" in text and ">= 95% of the bound met" in text
     assert "5 ms max" in text and "130%" in text and "< 5 ms NOT met" in text
@@ -107,11 +124,15 @@ def test_write_readme_refuses_a_readme_without_markers(tmp_path: Path) -> None:
 def test_a_partial_run_replaces_only_its_own_rows(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
-    first = [Row("Quota", "images", 24.0, "images", command=".venv/bin/python bench/aigen_quota.py --images 500"),
-             Row("Overhead", "cpu", 35.0, "ms", command=".venv/bin/python bench/overhead.py --sizes 500 5000")]
+    first = [
+        Row("Quota", "images", 24.0, "images", command=".venv/bin/python bench/aigen_quota.py --images 500"),
+        Row("Overhead", "cpu", 35.0, "ms", command=".venv/bin/python bench/overhead.py --sizes 500 5000"),
+    ]
     write_readme(readme, first, small=False)
-    again = [Row("Overhead", "cpu", 9.0, "ms", command=".venv/bin/python bench/overhead.py --sizes 500 5000"),
-             Row("Catalog", "rss", 150.0, "MB", command=".venv/bin/python bench/shopify_catalog.py --products 9")]
+    again = [
+        Row("Overhead", "cpu", 9.0, "ms", command=".venv/bin/python bench/overhead.py --sizes 500 5000"),
+        Row("Catalog", "rss", 150.0, "MB", command=".venv/bin/python bench/shopify_catalog.py --products 9"),
+    ]
     write_readme(readme, again, small=False, only=["overhead", "catalog"])
     text = readme.read_text()
     assert "| Quota | images | 24 images" in text  # kept from the first run

@@ -10,15 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, cli, pipeline_settings, provider_config_text,
-                      run_async, wait_for)
+from conftest import (
+    PRODUCTAI_KEY,
+    PRODUCTAI_TABLE,
+    PROVIDER_KEY,
+    cli,
+    pipeline_settings,
+    provider_config_text,
+    run_async,
+    wait_for,
+)
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
 from retouch.sync.credit_split import after_refusal, capped_size
-from retouch.sync.waiting import queue_wait
 from retouch.sync.decisions import budget_left, last_midnight, next_midnight
 from retouch.sync.pipeline import discover
 from retouch.sync.runtime import open_context, work_cycle
+from retouch.sync.waiting import queue_wait
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +37,7 @@ def away_from_midnight() -> None:
     wait = next_midnight(time.time()) - time.time()
     if wait < 120:
         time.sleep(wait + 1)
+
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -55,6 +64,7 @@ IN_FLIGHT = (ImageState.SUBMITTED, ImageState.ENHANCED, ImageState.BACKED_UP, Im
 def drive(settings, *, clock=None, timeout: float = 90) -> dict:
     """Discover, then run work cycles in-process until nothing is in flight and the queue is either
     empty or held by a pause; return the image states and the pause."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             if clock is not None:
@@ -71,6 +81,7 @@ def drive(settings, *, clock=None, timeout: float = 90) -> dict:
                 await asyncio.sleep(0.2)
             states = {i.media_id: i.state for i in ctx.store.images_in_state(*ImageState)}
             return {"states": states, "paused": ctx.paused()}
+
     return run_async(scenario(), timeout=timeout + 30)
 
 
@@ -102,8 +113,9 @@ def test_max_credits_per_day_counts_the_providers_credits(shop, provider, tmp_pa
     # A live key (a sandbox key is free: the provider reports 0 credits). AI Gen Studio charges 5
     # credits an image, so 12 credits a day pay for 2 images.
     provider.add_live_key(LIVE_KEY, purchased=500, available=500)
-    settings = pipeline_settings(shop, provider, tmp_path, api_key=LIVE_KEY,
-                                 extra="[budget]\nmax_credits_per_day = 12\n")
+    settings = pipeline_settings(
+        shop, provider, tmp_path, api_key=LIVE_KEY, extra="[budget]\nmax_credits_per_day = 12\n"
+    )
     result = drive(settings)
     assert list(result["states"].values()).count("done") == 2 and charged(provider, LIVE_KEY) == 2
     assert provider.stats()["keys"][LIVE_KEY]["credits"]["used"] == 10
@@ -116,9 +128,18 @@ def test_max_credits_per_day_counts_the_providers_credits(shop, provider, tmp_pa
 def test_max_credits_per_day_in_productai_tokens(shop, productai, tmp_path: Path) -> None:
     shop.seed(products=4, images_per_product=1, seed=33)
     config = tmp_path / "config.toml"
-    config.write_text(provider_config_text(shop, tmp_path, provider="productai", base_url=productai.base_url,
-                                           api_key=PRODUCTAI_KEY, table=PRODUCTAI_TABLE, new_only=False,
-                                           extra="[budget]\nmax_credits_per_day = 7\n"))
+    config.write_text(
+        provider_config_text(
+            shop,
+            tmp_path,
+            provider="productai",
+            base_url=productai.base_url,
+            api_key=PRODUCTAI_KEY,
+            table=PRODUCTAI_TABLE,
+            new_only=False,
+            extra="[budget]\nmax_credits_per_day = 7\n",
+        )
+    )
     result = drive(load_settings(config))
     # kontext-pro: 3 tokens an image, so 7 tokens pay for 2.
     assert list(result["states"].values()).count("done") == 2
@@ -144,10 +165,12 @@ async def _states(settings) -> dict[str, str]:
         return {i.media_id: i.state for i in ctx.store.images_in_state(*ImageState)}
 
 
-def test_resync_max_credits_refuses_beside_a_running_daemon(shop, provider, write_config, daemon,
-                                                           tmp_path: Path) -> None:
+def test_resync_max_credits_refuses_beside_a_running_daemon(
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     config = write_config()
     daemon(config)
+
     def daemon_pid() -> int | None:
         status = cli("status", "--json", config=config)
         return json.loads(status.stdout)["daemon"]["pid"] if status.returncode == 0 else None
@@ -205,8 +228,9 @@ def test_queue_wait_counts_a_pause_and_a_429_first() -> None:
     assert queue_wait(queued=3, quota_eta=0, now=now, paused=None, blocked_until=0) == (0.0, None)
     eta, why = queue_wait(queued=3, quota_eta=3600, now=now, paused={"retry_at": now + 600}, blocked_until=0)
     assert eta == 4200 and why.startswith("paused: tried again at ")
-    eta, why = queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now + 60, "budget": True},
-                          blocked_until=now + 120)
+    eta, why = queue_wait(
+        queued=3, quota_eta=0, now=now, paused={"retry_at": now + 60, "budget": True}, blocked_until=now + 120
+    )
     assert eta == 120 and why.startswith("rate limited until ")
     assert queue_wait(queued=3, quota_eta=0, now=now, paused={"retry_at": now - 1}, blocked_until=0) == (0.0, None)
 
@@ -214,8 +238,9 @@ def test_queue_wait_counts_a_pause_and_a_429_first() -> None:
 def test_status_says_when_the_quota_resets(shop, provider, tmp_path: Path) -> None:
     """Two images an hour, three queued: two go, and status says the third waits for the quota (issue 23)."""
     shop.seed(products=3, images_per_product=1, seed=36)
-    settings = pipeline_settings(shop, provider, tmp_path,
-                                 limits='window = "1h", jobs = 5, images = 2, polls = 120, active_jobs = 1')
+    settings = pipeline_settings(
+        shop, provider, tmp_path, limits='window = "1h", jobs = 5, images = 2, polls = 120, active_jobs = 1'
+    )
 
     async def scenario() -> list[str]:
         async with open_context(settings) as ctx:

@@ -34,10 +34,25 @@ def test_check_reports_each_side(shop, provider, write_config, tmp_path: Path) -
 @pytest.mark.parametrize("profile", ["default", "production"])  # production: the real service's answer shapes
 def test_sandbox_command_serves_a_working_config(tmp_path: Path, profile: str) -> None:
     config = tmp_path / "sandbox.toml"
-    proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "3",
-                             "--write-config", str(config), "--profile", profile],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "retouch.sync",
+            "sandbox",
+            "--products",
+            "3",
+            "--write-config",
+            str(config),
+            "--profile",
+            profile,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,
+    )
     try:
         wait_for(config.exists, 30, what="the sandbox config")
         text = config.read_text()
@@ -55,10 +70,25 @@ def test_sandbox_command_serves_a_working_config(tmp_path: Path, profile: str) -
 
 
 def test_sandbox_command_takes_a_shopify_profile(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "1",
-                             "--shopify-profile", "production", "--write-config", str(tmp_path / "s.toml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "retouch.sync",
+            "sandbox",
+            "--products",
+            "1",
+            "--shopify-profile",
+            "production",
+            "--write-config",
+            str(tmp_path / "s.toml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,
+    )
     try:
         line = ""
         while not line.startswith("Shopify sandbox:"):
@@ -71,15 +101,32 @@ def test_sandbox_command_takes_a_shopify_profile(tmp_path: Path) -> None:
         assert proc.wait(15) == 0
     wrong = cli("sandbox", "--shopify-profile", "kind")
     assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
-        "error: --shopify-profile: unknown profile 'kind' (available: default, production)"]
+        "error: --shopify-profile: unknown profile 'kind' (available: default, production)"
+    ]
 
 
-@pytest.mark.parametrize("provider,mode", [("aigenstudio", "replace"), ("imagen", "replace"),
-                                           ("productai", "append")])
+@pytest.mark.parametrize("provider,mode", [("aigenstudio", "replace"), ("imagen", "replace"), ("productai", "append")])
 def test_demo_runs_end_to_end(tmp_path: Path, provider: str, mode: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "retouch.sync", "demo", "--products", "3", "--provider", provider,
-                             "--mode", mode, "--out", str(tmp_path / "demo")], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retouch.sync",
+            "demo",
+            "--products",
+            "3",
+            "--provider",
+            provider,
+            "--mode",
+            mode,
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 3 new photo(s) enhanced" in result.stdout
     assert "(production profile)" in result.stdout  # the Shopify sandbox as unkind as the real one
@@ -132,8 +179,9 @@ def test_resync_force_re_enhances_from_the_original(shop, provider, write_config
 
 
 @pytest.mark.parametrize("threshold, path", [(3, "bulk operation"), (4, "paged query")])
-def test_resync_all_reads_a_catalog_at_the_threshold_in_bulk(shop, provider, write_config, tmp_path: Path,
-                                                            threshold: int, path: str) -> None:
+def test_resync_all_reads_a_catalog_at_the_threshold_in_bulk(
+    shop, provider, write_config, tmp_path: Path, threshold: int, path: str
+) -> None:
     shop.seed(products=3, images_per_product=2, seed=40)
     config = write_config()
     config.write_text(config.read_text().replace("[shop]\n", f"[shop]\nbulk_threshold = {threshold}\n", 1))

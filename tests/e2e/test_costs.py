@@ -33,11 +33,12 @@ def test_duration_words() -> None:
 
 
 def test_estimate_words_money_balance_and_time() -> None:
-    estimate = Estimate(images=60, credits_per_image=5, price_per_credit=0.1, currency="EUR", balance=200,
-                        per_hour=25)
+    estimate = Estimate(images=60, credits_per_image=5, price_per_credit=0.1, currency="EUR", balance=200, per_hour=25)
     assert estimate.credits == 300 and estimate.covered == 40
-    assert estimate.words() == ("60 image(s), 300 credits (30.00 EUR); balance 200 credits: pays for 40 of 60 "
-                                "image(s); about 2 h 24 min at 25 images an hour")
+    assert estimate.words() == (
+        "60 image(s), 300 credits (30.00 EUR); balance 200 credits: pays for 40 of 60 "
+        "image(s); about 2 h 24 min at 25 images an hour"
+    )
     paid = Estimate(images=4, credits_per_image=5, balance=500, per_hour=25)
     assert paid.words() == "4 image(s), 20 credits; balance 500 -> 480 credits after; about 10 min at 25 images an hour"
     free = Estimate(images=3, credits_per_image=5, balance=0, per_hour=None, free=True)
@@ -48,8 +49,16 @@ def test_dry_run_and_confirmation_show_money_and_time(shop, provider, tmp_path: 
     shop.seed(products=6, images_per_product=1, seed=23)
     provider.add_live_key(LIVE_KEY, purchased=500, available=500)
     config = tmp_path / "config.toml"
-    config.write_text(config_text(shop, provider, tmp_path, new_only=False, api_key=LIVE_KEY,
-                                  extra='[budget]\nprice_per_credit = 0.1\ncurrency = "EUR"\n'))
+    config.write_text(
+        config_text(
+            shop,
+            provider,
+            tmp_path,
+            new_only=False,
+            api_key=LIVE_KEY,
+            extra='[budget]\nprice_per_credit = 0.1\ncurrency = "EUR"\n',
+        )
+    )
     dry = cli("resync", "--all", "--dry-run", config=config)
     assert dry.returncode == 0, dry.stderr
     assert "cost and time: 6 image(s), 30 credits (3.00 EUR); about 15 min at 25 images an hour" in dry.stdout
@@ -61,14 +70,20 @@ def test_dry_run_and_confirmation_show_money_and_time(shop, provider, tmp_path: 
 
 def test_last_reported_balance_is_the_newest_job_that_carries_one() -> None:
     old, new, newest = datetime(2026, 12, 1, 9), datetime(2026, 12, 2, 9), datetime(2026, 12, 3, 9)
-    jobs = [(new, '{"remaining_paid_credits": 480}'), (old, '{"remaining_paid_credits": 495}'),
-            (newest, '{"replayed": false}'), (newest, None), (newest, "not json"),
-            (newest, '{"remaining_paid_credits": null}')]
+    jobs = [
+        (new, '{"remaining_paid_credits": 480}'),
+        (old, '{"remaining_paid_credits": 495}'),
+        (newest, '{"replayed": false}'),
+        (newest, None),
+        (newest, "not json"),
+        (newest, '{"remaining_paid_credits": null}'),
+    ]
     assert last_reported_balance(jobs) == (480.0, new)
     assert last_reported_balance([(old, '{"credits_reserved": 5}')]) is None
     assert balance_line("AI Gen Studio", None, "credits") is None
     assert balance_line("AI Gen Studio", (480.0, new), "credits").startswith(
-        "balance: 480 credits, as AI Gen Studio reported it at 2026-12-0")
+        "balance: 480 credits, as AI Gen Studio reported it at 2026-12-0"
+    )
 
 
 def test_check_and_dry_run_show_the_reported_balance(shop, provider, tmp_path: Path) -> None:

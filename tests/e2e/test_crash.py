@@ -25,8 +25,9 @@ def test_kill_9_anywhere_keeps_every_promise(shop, provider, tmp_path: Path, mod
     legacy_id = next(iter(report.originals))
     shop.add_image(legacy_id, filename="stray.jpg", alt="stray")
     problems = check_promises(tmp_path / "retouch.db", shop, provider, report.originals, mode)
-    assert problems == [f"product {legacy_id} has {2 if mode == 'replace' else 3} media, "
-                        f"expected {1 if mode == 'replace' else 2}"]
+    assert problems == [
+        f"product {legacy_id} has {2 if mode == 'replace' else 3} media, expected {1 if mode == 'replace' else 2}"
+    ]
 
 
 def test_two_installations_on_one_store_keep_every_promise(shop, provider, tmp_path: Path) -> None:
@@ -51,10 +52,22 @@ def test_kill_9_with_review_on_never_writes_an_unapproved_result(shop, provider,
     rows = db_rows(tmp_path / "retouch.db", "select media_id, result_sha256, approved_at, state from image")
     rejected = next(r for r in rows if r[3] == "rejected")
     approved = next(r for r in rows if r[3] == "done")
-    fake = [{"operation": "fileUpdate", "media_id": int(rejected[0].rsplit("/", 1)[-1]), "sha256": rejected[1],
-             "at": time.time()},
-            {"operation": "fileUpdate", "media_id": int(approved[0].rsplit("/", 1)[-1]), "sha256": approved[1],
-             "at": approved[2] - 1}]
+    fake = [
+        {
+            "operation": "fileUpdate",
+            "media_id": int(rejected[0].rsplit("/", 1)[-1]),
+            "sha256": rejected[1],
+            "at": time.time(),
+        },
+        {
+            "operation": "fileUpdate",
+            "media_id": int(approved[0].rsplit("/", 1)[-1]),
+            "sha256": approved[1],
+            "at": approved[2] - 1,
+        },
+    ]
     problems = check_review_promises(tmp_path / "retouch.db", shop, report.originals, shop.writes() + fake)
-    assert problems == [f"{rejected[0]}: a fileUpdate wrote a result not approved at the time",
-                        f"{approved[0]}: a fileUpdate wrote a result not approved at the time"]
+    assert problems == [
+        f"{rejected[0]}: a fileUpdate wrote a result not approved at the time",
+        f"{approved[0]}: a fileUpdate wrote a result not approved at the time",
+    ]

@@ -15,15 +15,33 @@ from retouch.sync.commands.demo_page import DemoRow, cost_words, render_page
 
 def seeded_titles(products: int) -> list[str]:
     """The titles the demo's sandbox store gets (its catalogue is deterministic for seed 0)."""
-    return [p["title"] for p in ShopifySandbox(access_token="unused").seed(products=products, images_per_product=1,
-                                                                          seed=0)]
+    return [
+        p["title"] for p in ShopifySandbox(access_token="unused").seed(products=products, images_per_product=1, seed=0)
+    ]
 
 
 def test_the_page_names_products_provider_cost_and_the_stand_in(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "retouch.sync", "demo", "--products", "3", "--out", str(out),
-                             "--price-per-credit", "0.12", "--currency", "EUR"],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retouch.sync",
+            "demo",
+            "--products",
+            "3",
+            "--out",
+            str(out),
+            "--price-per-credit",
+            "0.12",
+            "--currency",
+            "EUR",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     page = (out / "index.html").read_text()
     rows = page.split('<tr class="row"')[1:]
@@ -35,8 +53,9 @@ def test_the_page_names_products_provider_cost_and_the_stand_in(tmp_path: Path) 
         assert 'data-state="done"' in row
         assert "AI Gen Studio" in row and "sandbox stand-in" in row
         # The sandbox's production profile charges what AI Gen Studio's price list says; money at 0.12 EUR a credit.
-        credits, money = re.search(r'class="cost">([\d.]+) credits? \(([\d.]+) EUR\); the sandbox charged nothing',
-                                   row).groups()
+        credits, money = re.search(
+            r'class="cost">([\d.]+) credits? \(([\d.]+) EUR\); the sandbox charged nothing', row
+        ).groups()
         assert abs(float(credits) * 0.12 - float(money)) < 0.006
         assert '<input type="range"' in row  # the slider
         before, after = re.findall(r'<img class="(?:before|after)" src="([^"]+)"', row)
@@ -53,8 +72,15 @@ def test_cost_words() -> None:
 
 
 def test_the_page_escapes_what_the_store_says_and_hints_at_the_price() -> None:
-    row = DemoRow(title='<script>alert("x")</script> Mug', filename="a.jpg", state="failed", cost="1 credit",
-                  before="images/1-before.jpg", after=None, problem="corrupt_image: <b>bad</b>")
+    row = DemoRow(
+        title='<script>alert("x")</script> Mug',
+        filename="a.jpg",
+        state="failed",
+        cost="1 credit",
+        before="images/1-before.jpg",
+        after=None,
+        problem="corrupt_image: <b>bad</b>",
+    )
     page = render_page([row], provider="AI Gen Studio", summary="s", priced=False)
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
     assert "&lt;b&gt;bad&lt;/b&gt;" in page

@@ -28,9 +28,13 @@ def read_until(proc: subprocess.Popen, pattern: str, seen: list[str]) -> re.Matc
 
 
 def test_demo_review_waits_for_the_owners_decisions(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "demo", "--review", "--products", "2",
-                             "--out", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retouch.sync", "demo", "--review", "--products", "2", "--out", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     seen: list[str] = []
     try:
         url = read_until(proc, r"review page: (http://127\.0\.0\.1:\d+/ui/)", seen).group(1)
@@ -38,6 +42,7 @@ def test_demo_review_waits_for_the_owners_decisions(tmp_path: Path) -> None:
         read_until(proc, r"2 of 2 result\(s\) waiting for your review", seen)
         base = url.removesuffix("/ui/")
         with httpx.Client(base_url=base, timeout=30) as http:
+
             def csrf(path: str) -> str:
                 return re.search(r'name="csrf" value="([^"]+)"', http.get(path).text).group(1)
 
@@ -53,8 +58,12 @@ def test_demo_review_waits_for_the_owners_decisions(tmp_path: Path) -> None:
                     assert picture.status_code == 200 and picture.headers["content-type"].startswith("image/")
             token = csrf("/ui/review")
             assert http.post("/ui/review/approve", data={"csrf": token, "image": first}).status_code == 303
-            assert http.post("/ui/review/reject", data={"csrf": token, "image": second,
-                                                         "reason": "not my colour"}).status_code == 303
+            assert (
+                http.post(
+                    "/ui/review/reject", data={"csrf": token, "image": second, "reason": "not my colour"}
+                ).status_code
+                == 303
+            )
         read_until(proc, r"0 of 2 result\(s\) waiting for your review at \S+; 1 approved and written", seen)
     finally:
         proc.send_signal(signal.SIGINT)

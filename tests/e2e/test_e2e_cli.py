@@ -25,8 +25,11 @@ def provider_images_charged(provider) -> int:
 
 
 def wait_done(db: Path, media_ids: list[str], timeout: float = 60) -> None:
-    wait_for(lambda: all(image_states(db).get(m) == "done" for m in media_ids), timeout,
-             what=f"{media_ids} done (states: {image_states(db)})")
+    wait_for(
+        lambda: all(image_states(db).get(m) == "done" for m in media_ids),
+        timeout,
+        what=f"{media_ids} done (states: {image_states(db)})",
+    )
 
 
 @pytest.mark.parametrize("provider", PROFILES, indirect=True)  # the sandbox's shapes, and the real service's
@@ -85,8 +88,11 @@ def test_replace_mode_end_to_end(shop, provider, write_config, daemon, tmp_path:
     fresh = write_config("fresh.toml", db_name="fresh.db", new_only=False)
     rerun = daemon(fresh)
     fresh_db = tmp_path / "fresh.db"
-    wait_for(lambda: sum(1 for s in image_states(fresh_db).values() if s == "done") == 3, 60,
-             what="the three originals enhanced with a fresh DB")
+    wait_for(
+        lambda: sum(1 for s in image_states(fresh_db).values() if s == "done") == 3,
+        60,
+        what="the three originals enhanced with a fresh DB",
+    )
     assert provider_images_charged(provider) == charged + 3
     assert added_jpg["id"] not in image_states(fresh_db) and added_png["id"] not in image_states(fresh_db)
     outputs = {row[0] for row in db_rows(fresh_db, "select media_id from outputmedia")}

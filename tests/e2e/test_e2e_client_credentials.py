@@ -23,15 +23,21 @@ from test_shopify_webhooks import headers as hook_headers
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
 
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def write_app_config(app_shop, provider, tmp_path: Path, *, secret: str = CLIENT_SECRET, listen: int | None = None,
-                     name: str = "config.toml") -> Path:
+def write_app_config(
+    app_shop,
+    provider,
+    tmp_path: Path,
+    *,
+    secret: str = CLIENT_SECRET,
+    listen: int | None = None,
+    name: str = "config.toml",
+) -> Path:
     text = client_credentials(config_text(app_shop, provider, tmp_path, new_only=False))
     text = text.replace(f'client_secret = "{CLIENT_SECRET}"', f'client_secret = "{secret}"')
     if listen:
@@ -89,8 +95,10 @@ def test_the_daemon_works_across_several_token_expiries(app_shop, provider, daem
     # margin is 5 minutes, which makes it exactly expiries + 1 for any run under 9 months — plus a
     # renewal per 401 answered. Never one per call, and several expiries crossed.
     renewal_period = lifetime - min(0.1 * lifetime, 300.0)
-    assert expiries - 1 <= grants(app_shop) <= 1 + math.floor(elapsed / renewal_period) + unauthorized, \
-        (grants(app_shop), elapsed)
+    assert expiries - 1 <= grants(app_shop) <= 1 + math.floor(elapsed / renewal_period) + unauthorized, (
+        grants(app_shop),
+        elapsed,
+    )
     assert not [e for e in run.events() if e.get("event") in ("step_failed", "failed", "connect_failed")]
 
 
@@ -112,8 +120,9 @@ def test_tokens_revoked_mid_run_are_renewed_once(app_shop, provider, daemon, tmp
     assert not [e for e in run.events() if e.get("event") in ("step_failed", "failed")]
 
 
-def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(app_shop, provider, daemon,
-                                                                         tmp_path: Path) -> None:
+def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(
+    app_shop, provider, daemon, tmp_path: Path
+) -> None:
     wrong = "shpss_TESTSECRET_wrong_a1b2c3"
     port = free_port()
     config = write_app_config(app_shop, provider, tmp_path, secret=wrong, listen=port)
@@ -147,8 +156,12 @@ def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(app_sho
         assert grants(app_shop) >= 1 and any(e.get("event") == "connected" for e in run.events())
         assert notify.lines().count("READY=1") == 1 and "RELOADING=1" not in notify.lines()
         # The client secret signs the app's webhooks: the endpoint checks them with the secret in use now.
-        hook = httpx.post(f"http://127.0.0.1:{port}/webhooks/shopify", content=BODY,
-                          headers=hook_headers(BODY, secret=CLIENT_SECRET), timeout=5)
+        hook = httpx.post(
+            f"http://127.0.0.1:{port}/webhooks/shopify",
+            content=BODY,
+            headers=hook_headers(BODY, secret=CLIENT_SECRET),
+            timeout=5,
+        )
         assert hook.status_code == 200, hook.text
         assert run.terminate(timeout=15) == 0
     finally:
@@ -156,13 +169,17 @@ def test_a_wrong_secret_fails_check_and_keeps_run_retrying_without_ready(app_sho
     assert wrong not in run.output() + health.text
 
 
-@pytest.mark.parametrize("setting, words", [
-    ({"installed": False}, "the app is not installed on"),
-    ({"permitted": False}, "the store must belong to the app's organisation"),
-    ({"scopes": "read_products,write_products"}, "lacks the access scope write_files"),
-])
-def test_check_says_what_to_do_in_the_dev_dashboard(app_shop, provider, tmp_path: Path, setting: dict,
-                                                     words: str) -> None:
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ({"installed": False}, "the app is not installed on"),
+        ({"permitted": False}, "the store must belong to the app's organisation"),
+        ({"scopes": "read_products,write_products"}, "lacks the access scope write_files"),
+    ],
+)
+def test_check_says_what_to_do_in_the_dev_dashboard(
+    app_shop, provider, tmp_path: Path, setting: dict, words: str
+) -> None:
     app_shop.tokens.configure(**setting)
     checked = cli("check", config=write_app_config(app_shop, provider, tmp_path))
     assert checked.returncode == 1, checked.stdout
@@ -173,8 +190,9 @@ def test_check_says_how_the_token_is_obtained(app_shop, provider, tmp_path: Path
     app_shop.tokens.configure(lifetime=86399)
     checked = cli("check", config=write_app_config(app_shop, provider, tmp_path))
     assert checked.returncode == 0, checked.stdout
-    assert "shopify: token — client credentials of app retouch-test-app-0d4c; each token expires in 24 h" \
-        in checked.stdout
+    assert (
+        "shopify: token — client credentials of app retouch-test-app-0d4c; each token expires in 24 h" in checked.stdout
+    )
     assert grants(app_shop) == 1  # each command gets its own token; nothing stored
 
 
@@ -186,8 +204,14 @@ def test_the_sandbox_config_connects_with_client_credentials(tmp_path: Path) -> 
 
     shop, shop_server, sandbox = start_sandboxes(products=1, fast=True)
     try:
-        text = render_config(shop_url=shop.shop_url, provider="aigenstudio", sandbox=sandbox,
-                             database=tmp_path / "s.db", backup_dir=tmp_path / "backups", fast=True)
+        text = render_config(
+            shop_url=shop.shop_url,
+            provider="aigenstudio",
+            sandbox=sandbox,
+            database=tmp_path / "s.db",
+            backup_dir=tmp_path / "backups",
+            fast=True,
+        )
         assert set(tomllib.loads(text)["shop"]) == {"url", "client_id", "client_secret", "api_version"}
         config = tmp_path / "sandbox.toml"
         config.write_text(text)

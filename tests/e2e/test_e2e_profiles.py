@@ -46,12 +46,19 @@ def test_new_photos_are_written_back_once(profiled_shop, provider, daemon, tmp_p
     run = daemon(config)
     wait_for(lambda: len(image_states(db)) == 2, 30, what="baseline recorded")
     first, second = products[0]["legacy_id"], products[1]["legacy_id"]
-    added = {first: [shop.add_image(first, filename="front.jpg", alt="Front"),
-                     shop.add_image(first, filename="side.png", alt="Side")],
-             second: [shop.add_image(second, filename="back.jpg", alt="Back")]}
+    added = {
+        first: [
+            shop.add_image(first, filename="front.jpg", alt="Front"),
+            shop.add_image(first, filename="side.png", alt="Side"),
+        ],
+        second: [shop.add_image(second, filename="back.jpg", alt="Back")],
+    }
     new_ids = [a["id"] for photos in added.values() for a in photos]
-    wait_for(lambda: all(image_states(db).get(m) == "done" for m in new_ids), 90,
-             what=f"new photos done on the {shop.profile} profile (states: {image_states(db)})")
+    wait_for(
+        lambda: all(image_states(db).get(m) == "done" for m in new_ids),
+        90,
+        what=f"new photos done on the {shop.profile} profile (states: {image_states(db)})",
+    )
 
     for legacy_id, photos in added.items():
         media = shop.product(legacy_id)["media"]
@@ -74,11 +81,13 @@ def test_new_photos_are_written_back_once(profiled_shop, provider, daemon, tmp_p
 
 
 def test_on_the_production_profile_a_loopback_webhook_address_is_refused_and_the_daemon_polls(
-        provider, daemon, tmp_path: Path) -> None:
+    provider, daemon, tmp_path: Path
+) -> None:
     """Shopify refuses a webhook address on an internal host ("Address cannot be a Shopify or an
     internal domain"); the daemon says so and discovers by polling (its search lags, not long)."""
-    shop = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2, webhook_secret=APP_SECRET,
-                          profile="production")
+    shop = ShopifySandbox(
+        access_token=SHOP_TOKEN, processing_seconds=0.2, webhook_secret=APP_SECRET, profile="production"
+    )
     server = shop.start()
     try:
         product = shop.add_product("Linen shirt", images=[{"filename": "shirt.jpg"}])

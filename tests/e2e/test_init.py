@@ -23,16 +23,35 @@ pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
 
 def init(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "retouch.sync", "init", *args], capture_output=True, text=True,
-                          timeout=60, input=stdin, cwd=tmp_path,
-                          env={**os.environ, "NO_COLOR": "1", "CREDENTIALS_DIRECTORY": ""})
+    done = subprocess.run(
+        [sys.executable, "-m", "retouch.sync", "init", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+        cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1", "CREDENTIALS_DIRECTORY": ""},
+    )
     CLI_OUTPUT.extend((done.stdout, done.stderr))
     return done
 
 
 def flags(app_shop, provider, out: Path) -> list[str]:
-    return ["--shop", app_shop.shop_url, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-            "--api-key", PROVIDER_KEY, "--provider-url", provider.base_url, "--out", str(out), "--yes"]
+    return [
+        "--shop",
+        app_shop.shop_url,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+        "--api-key",
+        PROVIDER_KEY,
+        "--provider-url",
+        provider.base_url,
+        "--out",
+        str(out),
+        "--yes",
+    ]
 
 
 def mode(path: Path) -> int:
@@ -79,8 +98,20 @@ def test_init_without_a_terminal_names_the_missing_flag(tmp_path: Path) -> None:
 
 def test_init_with_a_legacy_token(shop, provider, tmp_path: Path) -> None:
     out = tmp_path / "config.toml"
-    done = init(tmp_path, "--shop", shop.shop_url, "--access-token", SHOP_TOKEN, "--api-key", PROVIDER_KEY,
-                "--provider-url", provider.base_url, "--out", str(out), "--yes")
+    done = init(
+        tmp_path,
+        "--shop",
+        shop.shop_url,
+        "--access-token",
+        SHOP_TOKEN,
+        "--api-key",
+        PROVIDER_KEY,
+        "--provider-url",
+        provider.base_url,
+        "--out",
+        str(out),
+        "--yes",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert tomllib.loads(out.read_text())["shop"]["access_token"] == SHOP_TOKEN
     assert "a static access token" in done.stdout
@@ -96,9 +127,16 @@ class Terminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, close_fds=True,
-                                     preexec_fn=take_terminal, env={**os.environ, "NO_COLOR": "1",
-                                                                    "CREDENTIALS_DIRECTORY": "", "TERM": "dumb"})
+        self.proc = subprocess.Popen(
+            args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            close_fds=True,
+            preexec_fn=take_terminal,
+            env={**os.environ, "NO_COLOR": "1", "CREDENTIALS_DIRECTORY": "", "TERM": "dumb"},
+        )
         os.close(slave)
         self.seen = ""
 
@@ -135,8 +173,9 @@ class Terminal:
 
 def test_init_asks_on_a_terminal_and_hides_the_secrets(app_shop, provider, tmp_path: Path) -> None:
     out = tmp_path / "config.toml"
-    term = Terminal([sys.executable, "-m", "retouch.sync", "init", "--out", str(out),
-                     "--provider-url", provider.base_url], tmp_path)
+    term = Terminal(
+        [sys.executable, "-m", "retouch.sync", "init", "--out", str(out), "--provider-url", provider.base_url], tmp_path
+    )
     term.expect("Shop (your-store.myshopify.com):")
     term.send(app_shop.shop_url)
     term.expect("Client ID")

@@ -53,8 +53,7 @@ def test_image_events_carry_the_title_and_a_rename_shows_the_new_one(shop, provi
     new = [e for e in image_events(events) if e["product_id"] == renamed["id"]]
     assert new and {e["product_title"] for e in new} == {"Linen Shirt, Spring Edition"}, new
     # Every image of the renamed product carries the new title, the one done before the rename too.
-    stored = db_rows(tmp_path / "retouch.db", "select product_title from image where product_id = ?",
-                     renamed["id"])
+    stored = db_rows(tmp_path / "retouch.db", "select product_title from image where product_id = ?", renamed["id"])
     assert [title for (title,) in stored] == ["Linen Shirt, Spring Edition"] * 2
 
 

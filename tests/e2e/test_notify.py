@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,13 +15,13 @@ import pytest
 
 from bad_images import animated, jpeg
 from conftest import SECRETS, cli, config_text, image_states, wait_for
-from retouch.sync.notify.decide import (Event, Outbox, Reach, daily_due, paused_event, unreachable_events,
-                                        url_secrets)
+from retouch.sync.notify.decide import Event, Outbox, Reach, daily_due, paused_event, unreachable_events, url_secrets
 
 NOTIFY_TOKEN = "NTFYtoken9f3c2aSECRET"
 
 
 # ----- the decision ------------------------------------------------------------------------------------------------
+
 
 def test_a_burst_is_one_message_per_kind_listing_at_most_max_lines() -> None:
     box = Outbox()
@@ -85,6 +86,7 @@ def test_the_secret_parts_of_a_notify_url_are_redacted_and_plain_words_are_not()
 
 # ----- the config -------------------------------------------------------------------------------------------------
 
+
 def test_notify_config_errors_are_one_line_and_never_show_the_url(shop, provider, tmp_path: Path) -> None:
     good = f"json://127.0.0.1:9/hook/{NOTIFY_TOKEN}"
     cases = {
@@ -104,6 +106,7 @@ def test_notify_config_errors_are_one_line_and_never_show_the_url(shop, provider
 
 
 # ----- end to end -------------------------------------------------------------------------------------------------
+
 
 class Receiver:
     """A loopback HTTP server recording every POST body (Apprise's json:// sends one per message)."""
@@ -148,21 +151,30 @@ def closed_port() -> int:
 
 
 def test_a_burst_of_failures_is_one_message_and_a_broken_notifier_stops_nothing(
-        shop, provider, daemon, receiver, tmp_path: Path) -> None:
+    shop, provider, daemon, receiver, tmp_path: Path
+) -> None:
     for n in range(4):
         shop.add_product(f"Moving poster {n}", images=[{"filename": f"moving-{n}.gif", "data": animated("GIF")}])
     shop.add_product("Plain mug", images=[{"filename": "mug.jpg", "data": jpeg()}])
-    urls = [f"json://127.0.0.1:{receiver.port}/hook/{NOTIFY_TOKEN}",
-            f"json://127.0.0.1:{closed_port()}/broken/{NOTIFY_TOKEN}"]
-    notify = (f'[notify]\nurls = {json.dumps(urls)}\ngroup_for = "3s"\ndaily_at = "00:00"\ntimeout = "5s"\n')
+    urls = [
+        f"json://127.0.0.1:{receiver.port}/hook/{NOTIFY_TOKEN}",
+        f"json://127.0.0.1:{closed_port()}/broken/{NOTIFY_TOKEN}",
+    ]
+    notify = f'[notify]\nurls = {json.dumps(urls)}\ngroup_for = "3s"\ndaily_at = "00:00"\ntimeout = "5s"\n'
     config = tmp_path / "config.toml"
     config.write_text(config_text(shop, provider, tmp_path, new_only=False, extra=notify))
     db = tmp_path / "retouch.db"
     run = daemon(config)
-    wait_for(lambda: sorted(image_states(db).values()) == ["done", "failed", "failed", "failed", "failed"], 60,
-             what=f"four failed, one done: {image_states(db)}")
-    wait_for(lambda: receiver.messages("retouch: images failed") and receiver.messages("retouch: daily summary"),
-             30, what=f"the failed and daily messages ({receiver.posts})")
+    wait_for(
+        lambda: sorted(image_states(db).values()) == ["done", "failed", "failed", "failed", "failed"],
+        60,
+        what=f"four failed, one done: {image_states(db)}",
+    )
+    wait_for(
+        lambda: receiver.messages("retouch: images failed") and receiver.messages("retouch: daily summary"),
+        30,
+        what=f"the failed and daily messages ({receiver.posts})",
+    )
     (failed,) = receiver.messages("retouch: images failed")
     lines = failed["message"].splitlines()
     assert sorted(line.split(":")[0] for line in lines) == [f"Moving poster {n}" for n in range(4)]
@@ -199,15 +211,16 @@ def test_the_loop_says_a_service_down_past_the_threshold_and_a_pause_once(shop, 
     from retouch.sync.pipeline.context import PAUSED
     from retouch.sync.runtime import open_context
 
-    notify = (f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/hook/{NOTIFY_TOKEN}"]\n'
-              'events = ["unreachable", "paused"]\nunreachable_after = "15m"\ngroup_for = "60s"\n')
+    notify = (
+        f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/hook/{NOTIFY_TOKEN}"]\n'
+        'events = ["unreachable", "paused"]\nunreachable_after = "15m"\ngroup_for = "60s"\n'
+    )
     settings = pipeline_settings(shop, provider, tmp_path, extra=notify)
     clock = FakeClock()
 
     async def scenario() -> None:
         async with open_context(settings) as ctx:
-            dead = ShopifyClient(f"http://127.0.0.1:{closed_port()}", SHOP_TOKEN, "2026-07", timeout=1,
-                                 max_attempts=1)
+            dead = ShopifyClient(f"http://127.0.0.1:{closed_port()}", SHOP_TOKEN, "2026-07", timeout=1, max_attempts=1)
             ctx.shopify = dead
             loop = Notifications(ctx, clock=clock)
             await loop.look()
@@ -230,5 +243,7 @@ def test_the_loop_says_a_service_down_past_the_threshold_and_a_pause_once(shop, 
 
     run_async(scenario())
     bodies = {post["body"]["title"]: post["body"]["message"] for post in receiver.posts}
-    assert bodies == {"retouch: cannot reach a service": "Shopify has not answered for 16 min",
-                      "retouch: submissions paused": "out_of_credits: buy credits"}
+    assert bodies == {
+        "retouch: cannot reach a service": "Shopify has not answered for 16 min",
+        "retouch: submissions paused": "out_of_credits: buy credits",
+    }

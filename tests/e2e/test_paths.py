@@ -66,7 +66,9 @@ def test_a_database_file_name_with_url_characters_is_that_file(tmp_path: Path, n
     assert settings.database_path == tmp_path / name
     Store(settings.database_url).close()
     assert (tmp_path / name).is_file() and sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        name, *(f"{name}{suffix}" for suffix in ("-shm", "-wal") if (tmp_path / f"{name}{suffix}").exists())]
+        name,
+        *(f"{name}{suffix}" for suffix in ("-shm", "-wal") if (tmp_path / f"{name}{suffix}").exists()),
+    ]
 
 
 def test_no_storage_table_means_state_directory_else_next_to_the_config(tmp_path: Path, monkeypatch) -> None:
@@ -90,8 +92,18 @@ def test_what_is_not_a_sqlite_file_is_refused_naming_the_key(tmp_path: Path, url
 def _seed(db: Path) -> None:
     store = Store(f"sqlite:///{db}")
     try:
-        store.insert_images([{"media_id": f"gid://shopify/MediaImage/{n}", "product_id": "gid://shopify/Product/1",
-                           "product_legacy_id": "1", "state": ImageState.DONE, "position": n} for n in range(3)])
+        store.insert_images(
+            [
+                {
+                    "media_id": f"gid://shopify/MediaImage/{n}",
+                    "product_id": "gid://shopify/Product/1",
+                    "product_legacy_id": "1",
+                    "state": ImageState.DONE,
+                    "position": n,
+                }
+                for n in range(3)
+            ]
+        )
     finally:
         store.close()
 
@@ -118,8 +130,9 @@ def test_commands_refuse_a_database_that_does_not_exist(tmp_path: Path, command:
     config = config_in(tmp_path / "etc")
     done = cli(*command, config=config, cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.strip() == (f"no database at {tmp_path / 'etc' / 'retouch.db'}; has `retouch run` been "
-                                   f"started with this config ({config})?")
+    assert done.stderr.strip() == (
+        f"no database at {tmp_path / 'etc' / 'retouch.db'}; has `retouch run` been started with this config ({config})?"
+    )
     assert not list(tmp_path.rglob("*.db")), "a refused command created a database"
 
 

@@ -17,8 +17,18 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import (IMAGEN_KEY, PROFILES, FakeClock, IMAGEN_TABLE, cli, db_rows, image_states, provider_config_text, run_async,
-                      wait_for)
+from conftest import (
+    IMAGEN_KEY,
+    IMAGEN_TABLE,
+    PROFILES,
+    FakeClock,
+    cli,
+    db_rows,
+    image_states,
+    provider_config_text,
+    run_async,
+    wait_for,
+)
 from retouch.plugin.providers.base import token_matches
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
 from retouch.storage.models import ImageState
@@ -34,11 +44,15 @@ pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def imagen_config(shop, sandbox: ImagenSandbox, tmp_path: Path, *, name: str = "config.toml",
-                  table: str = IMAGEN_TABLE, **options) -> Path:
+def imagen_config(
+    shop, sandbox: ImagenSandbox, tmp_path: Path, *, name: str = "config.toml", table: str = IMAGEN_TABLE, **options
+) -> Path:
     path = tmp_path / name
-    path.write_text(provider_config_text(shop, tmp_path, provider="imagen", base_url=sandbox.api_url,
-                                         api_key=IMAGEN_KEY, table=table, **options))
+    path.write_text(
+        provider_config_text(
+            shop, tmp_path, provider="imagen", base_url=sandbox.api_url, api_key=IMAGEN_KEY, table=table, **options
+        )
+    )
     return path
 
 
@@ -52,8 +66,12 @@ def media_by_id(shop, product_id: str) -> dict[str, dict]:
 
 
 def wait_done(db: Path, media_ids, timeout: float = 90) -> None:
-    wait_for(lambda: all(image_states(db).get(m) == "done" for m in media_ids), timeout, 0.2,
-             what=f"{list(media_ids)} done (states: {image_states(db)})")
+    wait_for(
+        lambda: all(image_states(db).get(m) == "done" for m in media_ids),
+        timeout,
+        0.2,
+        what=f"{list(media_ids)} done (states: {image_states(db)})",
+    )
 
 
 def jobs(db: Path) -> list[dict]:
@@ -100,10 +118,15 @@ def test_new_images_enhanced_by_imagen_end_to_end(shop, imagen, daemon, tmp_path
     products = shop.seed(products=2, images_per_product=1, seed=21)
     db = tmp_path / "retouch.db"
     run = daemon(imagen_config(shop, imagen, tmp_path, mode=mode, new_only=True))
-    wait_for(lambda: set(image_states(db).values()) == {"baseline"} and len(image_states(db)) == 2, 60,
-             what="baseline recorded")
-    added = [shop.add_image(products[0]["legacy_id"], filename="front.jpg", alt="Front, new"),
-             shop.add_image(products[1]["legacy_id"], filename="side.jpg", alt="Side, new")]
+    wait_for(
+        lambda: set(image_states(db).values()) == {"baseline"} and len(image_states(db)) == 2,
+        60,
+        what="baseline recorded",
+    )
+    added = [
+        shop.add_image(products[0]["legacy_id"], filename="front.jpg", alt="Front, new"),
+        shop.add_image(products[1]["legacy_id"], filename="side.jpg", alt="Side, new"),
+    ]
     wait_done(db, [a["id"] for a in added])
 
     for original in added:
@@ -114,7 +137,10 @@ def test_new_images_enhanced_by_imagen_end_to_end(shop, imagen, daemon, tmp_path
             assert len(media) == 2
             assert now["sha256"] != original["sha256"]
             assert (now["position"], now["alt"], now["mime_type"]) == (
-                original["position"], original["alt"], original["mime_type"])
+                original["position"],
+                original["alt"],
+                original["mime_type"],
+            )
         else:
             output_id = db_rows(db, "select output_media_id from image where media_id = ?", original["id"])[0][0]
             assert len(media) == 3 and output_id != original["id"]
@@ -165,8 +191,14 @@ def test_png_original_is_uploaded_as_jpeg_and_written_back_as_png(shop, imagen, 
 
 def test_expired_result_link_is_renewed_without_a_new_edit(shop, tmp_path: Path) -> None:
     clock = FakeClock()
-    sandbox = ImagenSandbox(api_keys=(IMAGEN_KEY,), edit_pending_seconds=0.1, edit_seconds=0.3,
-                            export_seconds=0.2, link_lifetime_seconds=60, clock=clock)
+    sandbox = ImagenSandbox(
+        api_keys=(IMAGEN_KEY,),
+        edit_pending_seconds=0.1,
+        edit_seconds=0.3,
+        export_seconds=0.2,
+        link_lifetime_seconds=60,
+        clock=clock,
+    )
     server = sandbox.start()
     try:
         products = shop.seed(products=2, images_per_product=1, seed=23)
@@ -253,13 +285,19 @@ def test_kill_9_mid_job_and_restart_charges_once(shop, slow_imagen, daemon, tmp_
 # --- 5. config errors -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("table", "expected"), [
-    ('photography_type = "OTHER"\n', "config error: [imagen] profile_key: missing (required)"),
-    (IMAGEN_TABLE.replace("crop = true\n", "") + "straighten = true\nperspective_correction = true\n",
-     "config error: [imagen] perspective_correction: cannot be used with straighten"),
-    (IMAGEN_TABLE + "headshot_crop = true\n", "config error: [imagen] headshot_crop: cannot be used with crop"),
-    (IMAGEN_TABLE + "crpo = true\n", "config error: [imagen] crpo: unknown key; did you mean 'crop'?"),
-], ids=["no_profile_key", "straighten_and_perspective", "two_crops", "typo"])
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('photography_type = "OTHER"\n', "config error: [imagen] profile_key: missing (required)"),
+        (
+            IMAGEN_TABLE.replace("crop = true\n", "") + "straighten = true\nperspective_correction = true\n",
+            "config error: [imagen] perspective_correction: cannot be used with straighten",
+        ),
+        (IMAGEN_TABLE + "headshot_crop = true\n", "config error: [imagen] headshot_crop: cannot be used with crop"),
+        (IMAGEN_TABLE + "crpo = true\n", "config error: [imagen] crpo: unknown key; did you mean 'crop'?"),
+    ],
+    ids=["no_profile_key", "straighten_and_perspective", "two_crops", "typo"],
+)
 def test_bad_imagen_table_exits_2_with_one_line(shop, imagen, tmp_path: Path, table: str, expected: str) -> None:
     config = imagen_config(shop, imagen, tmp_path, table=table)
     for command in ("check", "run"):
@@ -281,8 +319,10 @@ def test_check_lists_profiles_and_refuses_an_unknown_profile(shop, imagen, tmp_p
     assert "ok" in line and "5700" in line and "CLEAN PRODUCT" in line
     assert "14715" in line and "163322" in line  # the account's other profiles are listed too
 
-    bad = cli("check", config=imagen_config(shop, imagen, tmp_path, name="bad.toml",
-                                            table=IMAGEN_TABLE.replace("5700", "4242")))
+    bad = cli(
+        "check",
+        config=imagen_config(shop, imagen, tmp_path, name="bad.toml", table=IMAGEN_TABLE.replace("5700", "4242")),
+    )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     (line,) = [x for x in bad.stdout.splitlines() if x.startswith("provider:")]
     assert "4242" in line and "5700" in line and "CLEAN PRODUCT" in line
@@ -299,8 +339,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_edit_callback_reaches_the_daemon_and_a_wrong_token_is_refused(shop, slow_imagen, daemon,
-                                                                       tmp_path: Path) -> None:
+def test_edit_callback_reaches_the_daemon_and_a_wrong_token_is_refused(
+    shop, slow_imagen, daemon, tmp_path: Path
+) -> None:
     port = free_port()
     server = f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\n'
     (product,) = shop.seed(products=1, images_per_product=1, seed=27)
@@ -321,8 +362,10 @@ def test_edit_callback_reaches_the_daemon_and_a_wrong_token_is_refused(shop, slo
     assert received and all(e["provider_job_id"] == project for e in received)
     assert {e["type"] for e in received} >= {"edit.Completed"}
 
-    refused = httpx.post(f"http://127.0.0.1:{port}/webhooks/imagen/wrongtoken",
-                         json={"project_uuid": project, "status": "Completed", "action": "edit"})
+    refused = httpx.post(
+        f"http://127.0.0.1:{port}/webhooks/imagen/wrongtoken",
+        json={"project_uuid": project, "status": "Completed", "action": "edit"},
+    )
     assert refused.status_code == 401
     wait_for(lambda: any(e.get("event") == "webhook_rejected" for e in run.events()), 10, what="rejection logged")
     assert_charged_once_each(slow_imagen, [original])

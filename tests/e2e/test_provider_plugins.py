@@ -30,8 +30,15 @@ def test_the_built_in_providers_register_through_the_entry_point_group() -> None
 def test_each_built_in_provider_keeps_the_protocol(name: str) -> None:
     plugin = registry.get(name)
     settings = plugin.settings_model.model_validate(BUILT_IN[name])
-    provider = plugin.create(ProviderConfig(api_key="aigen_test_protocol_check_123", base_url="http://127.0.0.1:9",
-                                            timeout=1.0, settings=settings, public_url="https://example.test"))
+    provider = plugin.create(
+        ProviderConfig(
+            api_key="aigen_test_protocol_check_123",
+            base_url="http://127.0.0.1:9",
+            timeout=1.0,
+            settings=settings,
+            public_url="https://example.test",
+        )
+    )
     assert isinstance(provider, Provider)
     assert provider.name == name
     caps = provider.capabilities
@@ -50,16 +57,41 @@ def mirror_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("site")
     source = tmp_path_factory.mktemp("build") / MIRROR_PACKAGE.name
     shutil.copytree(MIRROR_PACKAGE, source)  # the build leaves files beside the source: not in the repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--target", str(site), str(source)],
-                   check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert list(site.glob("retouch_provider_mirror-*.dist-info/entry_points.txt"))
     return site
 
 
 def test_an_out_of_tree_provider_runs_end_to_end(mirror_site: Path, tmp_path: Path) -> None:
-    done = cli("demo", "--provider", "mirror", "--products", "3", "--out", str(tmp_path / "demo"),
-               env={"PYTHONPATH": str(mirror_site)}, timeout=180)
+    done = cli(
+        "demo",
+        "--provider",
+        "mirror",
+        "--products",
+        "3",
+        "--out",
+        str(tmp_path / "demo"),
+        env={"PYTHONPATH": str(mirror_site)},
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 of 3 new photo(s) enhanced and written back" in done.stdout
     assert "Mirror sandbox" in done.stdout
@@ -73,10 +105,12 @@ def test_without_the_package_the_provider_is_unknown(tmp_path: Path) -> None:
 
 def test_an_out_of_tree_providers_table_is_validated_like_any_other(mirror_site: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[shop]\nurl = "https://s.myshopify.com"\naccess_token = "shpat_x"\n'
-                      '[provider]\nname = "mirror"\napi_key = "k"\nbase_url = "http://127.0.0.1:9"\n'
-                      f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
-                      '[mirror]\ndirection = "diagonal"\n')
+    config.write_text(
+        '[shop]\nurl = "https://s.myshopify.com"\naccess_token = "shpat_x"\n'
+        '[provider]\nname = "mirror"\napi_key = "k"\nbase_url = "http://127.0.0.1:9"\n'
+        f'[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+        '[mirror]\ndirection = "diagonal"\n'
+    )
     done = cli("status", config=config, env={"PYTHONPATH": str(mirror_site)})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line

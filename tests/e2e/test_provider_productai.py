@@ -20,8 +20,17 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROFILES, cli, db_rows, image_states, provider_config_text, run_async,
-                      wait_for)
+from conftest import (
+    PRODUCTAI_KEY,
+    PRODUCTAI_TABLE,
+    PROFILES,
+    cli,
+    db_rows,
+    image_states,
+    provider_config_text,
+    run_async,
+    wait_for,
+)
 from retouch.plugin.providers.base import webhook_token
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.storage.models import ImageState, JobState
@@ -43,8 +52,15 @@ def pai():
     servers = []
 
     def start(**options) -> ProductAISandbox:
-        sandbox = ProductAISandbox(**{"keys": {PRODUCTAI_KEY: 100_000}, "job_seconds": 0.3,
-                                      "rate_limit_scope": "key", "window_seconds": WINDOW, **options})
+        sandbox = ProductAISandbox(
+            **{
+                "keys": {PRODUCTAI_KEY: 100_000},
+                "job_seconds": 0.3,
+                "rate_limit_scope": "key",
+                "window_seconds": WINDOW,
+                **options,
+            }
+        )
         servers.append(sandbox.start())
         return sandbox
 
@@ -53,10 +69,20 @@ def pai():
         server.stop()
 
 
-def write_config(shop, tmp_path: Path, sandbox, *, table: str = FAST_TABLE, schedule: str = "",
-                 timeout: str | None = None, name: str = "config.toml", **options) -> Path:
-    text = provider_config_text(shop, tmp_path, provider="productai", base_url=sandbox.base_url,
-                                api_key=PRODUCTAI_KEY, table=table, **options)
+def write_config(
+    shop,
+    tmp_path: Path,
+    sandbox,
+    *,
+    table: str = FAST_TABLE,
+    schedule: str = "",
+    timeout: str | None = None,
+    name: str = "config.toml",
+    **options,
+) -> Path:
+    text = provider_config_text(
+        shop, tmp_path, provider="productai", base_url=sandbox.base_url, api_key=PRODUCTAI_KEY, table=table, **options
+    )
     text = text.replace("[schedule]\n", "[schedule]\n" + schedule)
     if timeout:
         text = text.replace('timeout = "5s"', f'timeout = "{timeout}"')
@@ -80,8 +106,11 @@ def states_of(db: Path, media_ids: list[str]) -> list[str | None]:
 
 
 def wait_done(db: Path, media_ids: list[str], timeout: float = 90) -> None:
-    wait_for(lambda: set(states_of(db, media_ids)) == {"done"}, timeout,
-             what=f"{media_ids} done (states: {image_states(db)})")
+    wait_for(
+        lambda: set(states_of(db, media_ids)) == {"done"},
+        timeout,
+        what=f"{media_ids} done (states: {image_states(db)})",
+    )
 
 
 def wait_baseline(db: Path, count: int) -> None:
@@ -90,6 +119,7 @@ def wait_baseline(db: Path, count: int) -> None:
 
 def run_pipeline(settings, *, queued: int | None = None) -> dict:
     """Discover (new_only off: every image is queued) and run the pipeline until nothing is pending."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             found = await discover(ctx)
@@ -97,6 +127,7 @@ def run_pipeline(settings, *, queued: int | None = None) -> dict:
                 assert found["queued"] == queued
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
+
     return run_async(scenario(), timeout=300)
 
 
@@ -116,15 +147,18 @@ def test_end_to_end_through_the_cli(mode, shop, productai, daemon, tmp_path: Pat
     db = tmp_path / "retouch.db"
     run = daemon(write_config(shop, tmp_path, productai, table=PRODUCTAI_TABLE, mode=mode))
     wait_baseline(db, 2)
-    added = [shop.add_image(p["legacy_id"], filename=name, alt=f"New {name}")
-             for p, name in zip(products, ("front.jpg", "side.png"))]
+    added = [
+        shop.add_image(p["legacy_id"], filename=name, alt=f"New {name}")
+        for p, name in zip(products, ("front.jpg", "side.png"))
+    ]
     wait_done(db, [a["id"] for a in added])
 
     for product, original in zip(products, added):
         media = shop.product(product["legacy_id"])["media"]
         by_id = {m["id"]: m for m in media}
-        (output_id, sha), = db_rows(db, "select output_media_id, backup_sha256 from image where media_id = ?",
-                                   original["id"])
+        ((output_id, sha),) = db_rows(
+            db, "select output_media_id, backup_sha256 from image where media_id = ?", original["id"]
+        )
         if mode == "replace":
             assert output_id == original["id"] and len(media) == 2
             assert by_id[output_id]["sha256"] != original["sha256"]
@@ -212,8 +246,12 @@ def test_kill_9_mid_batch_and_restart_charges_each_image_once(shop, pai, daemon,
 
     def three_running() -> bool:
         jobs = db_rows(db, "select state, provider_job_id from job")
-        return (sorted(state for state, _ in jobs) == ["submitted"] * 3 and all(pid for _, pid in jobs)
-                and "done" not in states_of(db, ids))
+        return (
+            sorted(state for state, _ in jobs) == ["submitted"] * 3
+            and all(pid for _, pid in jobs)
+            and "done" not in states_of(db, ids)
+        )
+
     wait_for(three_running, 60, interval=0.05, what="three jobs submitted")
     first.kill()
     assert key_stats(sandbox)["jobs_started"]["generate"] == 3
@@ -254,6 +292,7 @@ def test_lost_answer_with_one_attempt_fails_and_is_only_resent_by_retry(lost, sh
             for _ in range(3):  # nothing is sent again by itself
                 assert await submit(ctx) == 0
             return ctx.store.counts_by_state()
+
     assert run_async(scenario()) == {"failed": 1}
     row = image_row(db, media_id)
     assert row["error_code"] == "submission_uncertain" and "retouch retry" in row["error_message"]
@@ -296,14 +335,16 @@ def test_a_job_error_fails_the_image_with_the_reason_and_is_not_retried(shop, pa
                 assert await submit(ctx) == 0
             (broken,) = ctx.store.images_in_state(ImageState.FAILED)
             return broken, ctx.store.counts_by_state()
+
     broken, counts = run_async(scenario())
     assert counts == {"done": 1, "failed": 1}
     assert broken.state == "failed" and broken.error_code == "productai_error" and broken.error_message
     stats = key_stats(sandbox)
     assert stats["jobs_by_image_url"][broken.source_url] == 1  # max_attempts = 1: not sent again
     assert stats["jobs_started"]["generate"] == 2
-    (provider_job_id,) = db_rows(tmp_path / "retouch.db", "select provider_job_id from job where id = ?",
-                                 broken.job_id)[0]
+    (provider_job_id,) = db_rows(
+        tmp_path / "retouch.db", "select provider_job_id from job where id = ?", broken.job_id
+    )[0]
     job = sandbox.job(int(provider_job_id))
     assert job["status"] == "ERROR"  # (its API gives no reason: the message says ProductAI reported an error)
 
@@ -314,8 +355,9 @@ def test_a_job_error_fails_the_image_with_the_reason_and_is_not_retried(shop, pa
 def test_upscale_adds_a_second_job_and_writes_the_upscaled_image(shop, pai, tmp_path: Path) -> None:
     sandbox = pai()
     products = shop.seed(products=2, images_per_product=1, seed=48)
-    settings = load_settings(write_config(shop, tmp_path, sandbox, table=FAST_TABLE + "upscale = true\n",
-                                          new_only=False))
+    settings = load_settings(
+        write_config(shop, tmp_path, sandbox, table=FAST_TABLE + "upscale = true\n", new_only=False)
+    )
     assert run_pipeline(settings, queued=2) == {"done": 2}
     stats = key_stats(sandbox)
     assert stats["jobs_started"] == {"generate": 2, "upscale": 2}
@@ -323,9 +365,12 @@ def test_upscale_adds_a_second_job_and_writes_the_upscaled_image(shop, pai, tmp_
     db = tmp_path / "retouch.db"
     for product in products:
         media_id = product["media"][0]["id"]
-        (state_json, result_url), = db_rows(
-            db, "select job.provider_state, image.result_url from image join job on job.id = image.job_id "
-                "where image.media_id = ?", media_id)
+        ((state_json, result_url),) = db_rows(
+            db,
+            "select job.provider_state, image.result_url from image join job on job.id = image.job_id "
+            "where image.media_id = ?",
+            media_id,
+        )
         state = json.loads(state_json)
         assert sandbox.job(int(state["upscale_id"]))["result_url"] == result_url
         generated = Image.open(io.BytesIO(httpx.get(state["generated_url"], trust_env=False).content))
@@ -333,15 +378,16 @@ def test_upscale_adds_a_second_job_and_writes_the_upscaled_image(shop, pai, tmp_
         assert (written["width"], written["height"]) == (generated.width * 2, generated.height * 2)
 
 
-
 def test_an_upscale_whose_answer_is_lost_is_not_paid_for_twice(shop, pai, tmp_path: Path) -> None:
     sandbox = pai()
     shop.seed(products=1, images_per_product=1, seed=51)
     sandbox.add_fault("upscale", mode="drop_response")  # the upscale starts (20 tokens), its answer is a 500
-    settings = load_settings(write_config(shop, tmp_path, sandbox, table=FAST_TABLE + "upscale = true\n",
-                                          new_only=False))
+    settings = load_settings(
+        write_config(shop, tmp_path, sandbox, table=FAST_TABLE + "upscale = true\n", new_only=False)
+    )
     assert run_pipeline(settings) == {"done": 1}  # with the generated image, not upscaled
     assert key_stats(sandbox)["jobs_started"] == {"generate": 1, "upscale": 1}
+
 
 # --- 8. the account webhook ------------------------------------------------------------------------------
 
@@ -357,14 +403,19 @@ def test_webhooks_bring_the_poll_forward(shop, pai, daemon, tmp_path: Path) -> N
     sandbox = pai(job_seconds=5.0)
     products = shop.seed(products=1, images_per_product=1, seed=49)
     public_url = f"http://127.0.0.1:{free_port()}"
-    config = write_config(shop, tmp_path, sandbox, extra=f'[server]\nlisten = "{public_url[7:]}"\n'
-                          f'public_url = "{public_url}"\nsafety_poll_every = "1h"\n')
+    config = write_config(
+        shop,
+        tmp_path,
+        sandbox,
+        extra=f'[server]\nlisten = "{public_url[7:]}"\npublic_url = "{public_url}"\nsafety_poll_every = "1h"\n',
+    )
     hook_url = f"{public_url}/webhooks/productai/{webhook_token(PRODUCTAI_KEY)}"
     sandbox.set_webhook(PRODUCTAI_KEY, hook_url)
     # `retouch check` prints the URL to set on the dashboard (its secret token on purpose, so this
     # output is kept out of the leak check). Run before the daemon: see the /healthz test below.
-    check = subprocess.run([sys.executable, "-m", "retouch.sync", "check", "-c", str(config)],
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [sys.executable, "-m", "retouch.sync", "check", "-c", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0 and hook_url in check.stdout, check.stdout + check.stderr
     db = tmp_path / "retouch.db"
     run = daemon(config)
@@ -379,15 +430,19 @@ def test_webhooks_bring_the_poll_forward(shop, pai, daemon, tmp_path: Path) -> N
     assert sandbox.stats()["webhooks"]["delivered"] >= 2
     assert stats["requests"]["job"] <= 2 * len(ids) + 1  # the first poll, the one the webhook asked for (+ check)
 
-    wrong = httpx.post(f"{public_url}/webhooks/productai/{'0' * 32}", json={"status": "success", "job_id": "1",
-                       "image_url": "https://example.com/x.png"}, trust_env=False)
+    wrong = httpx.post(
+        f"{public_url}/webhooks/productai/{'0' * 32}",
+        json={"status": "success", "job_id": "1", "image_url": "https://example.com/x.png"},
+        trust_env=False,
+    )
     assert wrong.status_code == 401
     assert httpx.post(f"{public_url}/webhooks/productai", json={"status": "error"}, trust_env=False).status_code == 401
     assert run.terminate(timeout=15) == 0
 
 
-def test_a_health_probe_beside_another_command_keeps_the_daemons_writes(shop, productai, daemon,
-                                                                        tmp_path: Path) -> None:
+def test_a_health_probe_beside_another_command_keeps_the_daemons_writes(
+    shop, productai, daemon, tmp_path: Path
+) -> None:
     """What `retouch check` does with webhooks on and the daemon running: GET its /healthz, and
     open the database from another process. The daemon's later writes must still reach the file."""
     products = shop.seed(products=1, images_per_product=1, seed=50)
@@ -405,11 +460,14 @@ def test_a_health_probe_beside_another_command_keeps_the_daemons_writes(shop, pr
 # --- 9. config errors --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ('model = "gpt 5!"', "[productai] model"),  # an unlisted model ("gpt-5") is accepted with a warning
-    ("requests_per_minute = 0", "[productai] requests_per_minute"),
-    ("upscal = true", "[productai] upscal: unknown key; did you mean 'upscale'?"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('model = "gpt 5!"', "[productai] model"),  # an unlisted model ("gpt-5") is accepted with a warning
+        ("requests_per_minute = 0", "[productai] requests_per_minute"),
+        ("upscal = true", "[productai] upscal: unknown key; did you mean 'upscale'?"),
+    ],
+)
 def test_config_errors_exit_2_naming_the_key(line, expected, shop, tmp_path: Path) -> None:
     class Offline:
         base_url = "http://127.0.0.1:9/v1"

@@ -5,26 +5,25 @@ each secret's header, URL-encoded and Basic forms; a new free-text column cannot
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
 import json
 import socket
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 from sqlalchemy import DateTime, String, insert, select, update
-
-import retouch.sync  # noqa: F401  (installs the redactor into the Store)
-from retouch.plugin.providers.aigenstudio.client import AigenClient
-from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
-from retouch.plugin.providers import errors as provider_errors
-from retouch.storage.store import Store
-from retouch.sync.logs import REDACTED, REDACTOR, Redactor
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
+import retouch.sync  # noqa: F401  (installs the redactor into the Store)
 from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, config_text, image_states, run_async, wait_for
+from retouch.plugin.providers import errors as provider_errors
+from retouch.plugin.providers.aigenstudio.client import AigenClient
+from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+from retouch.storage.store import Store
+from retouch.sync.logs import REDACTED, REDACTOR, Redactor
 
 
 def quoted_forms(key: str) -> list[str]:
@@ -46,28 +45,54 @@ def free_port() -> int:
 # ----- the redactor -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("form", [
-    "Authorization: Bearer {k}", "{{'authorization': 'Bearer {k}'}}", "x-api-key: {k}", "?api_key={q}&x=1",
-    "{b64user}", "{b64userlong}", "{b64alone}", '"{k}"', "X-Shopify-Access-Token: shpat_0123456789abcdef",
-    "Authorization: Basic dXNlcjpzb21lb25lLWVsc2VzLWtleQ==", "Bearer unknownToken12345",
-])
+@pytest.mark.parametrize(
+    "form",
+    [
+        "Authorization: Bearer {k}",
+        "{{'authorization': 'Bearer {k}'}}",
+        "x-api-key: {k}",
+        "?api_key={q}&x=1",
+        "{b64user}",
+        "{b64userlong}",
+        "{b64alone}",
+        '"{k}"',
+        "X-Shopify-Access-Token: shpat_0123456789abcdef",
+        "Authorization: Basic dXNlcjpzb21lb25lLWVsc2VzLWtleQ==",
+        "Bearer unknownToken12345",
+    ],
+)
 def test_the_redactor_knows_the_forms_a_secret_travels_in(form: str) -> None:
     key = "aigen_live_Q7x+/k=ey9Zr"
-    text = form.format(k=key, q=quote(key, safe=""),
-                       b64user=base64.b64encode(f"u:{key}".encode()).decode(),
-                       b64userlong=base64.b64encode(f"account-77:{key}".encode()).decode(),
-                       b64alone=base64.b64encode(key.encode()).decode())
+    text = form.format(
+        k=key,
+        q=quote(key, safe=""),
+        b64user=base64.b64encode(f"u:{key}".encode()).decode(),
+        b64userlong=base64.b64encode(f"account-77:{key}".encode()).decode(),
+        b64alone=base64.b64encode(key.encode()).decode(),
+    )
     redactor = Redactor([key])
     scrubbed = redactor.scrub(text)
     assert REDACTED in scrubbed
-    for secret_form in (key, quote(key, safe=""), "dXNlcjpzb21lb25lLWVsc2VzLWtleQ", "shpat_0123456789abcdef",
-                        "unknownToken12345"):
+    for secret_form in (
+        key,
+        quote(key, safe=""),
+        "dXNlcjpzb21lb25lLWVsc2VzLWtleQ",
+        "shpat_0123456789abcdef",
+        "unknownToken12345",
+    ):
         assert secret_form not in scrubbed
 
 
-@pytest.mark.parametrize("text", ["[shop] access_token: missing; set it or access_token_file",
-                                  "the token was rejected", "Bearer of bad news", "basic information",
-                                  "https://cdn.shopify.com/s/files/1/img.jpg?v=1712345678"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[shop] access_token: missing; set it or access_token_file",
+        "the token was rejected",
+        "Bearer of bad news",
+        "basic information",
+        "https://cdn.shopify.com/s/files/1/img.jpg?v=1712345678",
+    ],
+)
 def test_the_redactor_leaves_ordinary_text_alone(text: str) -> None:
     assert Redactor(["aigen_live_abcdef123456"]).scrub(text) == text
 
@@ -93,8 +118,9 @@ def text_columns(table) -> list:
 def _filler(column) -> object:
     if column.foreign_keys or (column.nullable and not column.primary_key):
         return None
-    return {int: 1, float: 1.0, bool: False, str: f"x-{column.name}",
-            datetime: datetime.now(timezone.utc)}.get(_python_type(column))
+    return {int: 1, float: 1.0, bool: False, str: f"x-{column.name}", datetime: datetime.now(timezone.utc)}.get(
+        _python_type(column)
+    )
 
 
 def test_every_text_column_of_every_table_is_scrubbed_on_insert_and_update(tmp_path: Path) -> None:
@@ -108,14 +134,20 @@ def test_every_text_column_of_every_table_is_scrubbed_on_insert_and_update(tmp_p
     with store.engine.begin() as conn:
         conn.execute(SQLModel.metadata.tables["meta"].delete())
         for table in tables:
-            row = {column.name: _filler(column) for column in table.columns
-                   if not (column.primary_key and _python_type(column) is int)}
+            row = {
+                column.name: _filler(column)
+                for column in table.columns
+                if not (column.primary_key and _python_type(column) is int)
+            }
             quoted = {column.name: f"{column.name}: Authorization: Bearer {secret}" for column in text_columns(table)}
             row.update(quoted)
             conn.execute(insert(table), [row])
         for table in tables:
-            conn.execute(update(table).values({column.name: f"again {secret}" for column in text_columns(table)
-                                               if not column.primary_key}))
+            conn.execute(
+                update(table).values(
+                    {column.name: f"again {secret}" for column in text_columns(table) if not column.primary_key}
+                )
+            )
     with store.engine.connect() as conn:
         for table in tables:
             for column in text_columns(table):
@@ -140,6 +172,7 @@ def test_the_aigen_client_does_not_raise_its_own_key(tmp_path: Path) -> None:
                 with pytest.raises(provider_errors.ProviderError) as caught:
                     await client.get_enhancement("enh_x")
                 return f"{caught.value} {caught.value!r} {vars(caught.value)}"
+
         text = run_async(ask())
     finally:
         server.stop()
@@ -150,13 +183,15 @@ def test_the_aigen_client_does_not_raise_its_own_key(tmp_path: Path) -> None:
 # ----- the quoted-secret test: the daemon, the database, the CLI, /metrics ---------------------------------
 
 
-def test_a_secret_quoted_back_by_the_provider_reaches_no_boundary(shop, provider: AigenSandbox, tmp_path: Path,
-                                                                  daemon, no_secret_leaks) -> None:
+def test_a_secret_quoted_back_by_the_provider_reaches_no_boundary(
+    shop, provider: AigenSandbox, tmp_path: Path, daemon, no_secret_leaks
+) -> None:
     product = shop.seed(products=1, images_per_product=1, seed=77)[0]
     port = free_port()
     config = tmp_path / "config.toml"
-    config.write_text(config_text(shop, provider, tmp_path, new_only=False,
-                                  extra=f'\n[server]\nlisten = "127.0.0.1:{port}"\n'))
+    config.write_text(
+        config_text(shop, provider, tmp_path, new_only=False, extra=f'\n[server]\nlisten = "127.0.0.1:{port}"\n')
+    )
     db = tmp_path / "retouch.db"
     provider.add_fault("create", mode="quote_auth", count=50)
     run = daemon(config)
@@ -164,12 +199,17 @@ def test_a_secret_quoted_back_by_the_provider_reaches_no_boundary(shop, provider
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10)
     pages = [http.get("/metrics").text, http.get("/healthz").text]
     assert run.terminate(timeout=20) == 0
-    assert "request rejected" in (db.read_bytes() + (tmp_path / "retouch.db-wal").read_bytes()
-                                  if (tmp_path / "retouch.db-wal").exists() else db.read_bytes()).decode("latin-1")
+    assert "request rejected" in (
+        db.read_bytes() + (tmp_path / "retouch.db-wal").read_bytes()
+        if (tmp_path / "retouch.db-wal").exists()
+        else db.read_bytes()
+    ).decode("latin-1")
 
     provider.add_fault("status", mode="quote_auth", count=5)  # check's key probe meets the quoting answer
-    outputs = {name: cli(*args, config=config) for name, args in
-               {"status": ("status",), "status --json": ("status", "--json"), "check": ("check",)}.items()}
+    outputs = {
+        name: cli(*args, config=config)
+        for name, args in {"status": ("status",), "status --json": ("status", "--json"), "check": ("check",)}.items()
+    }
     assert "request rejected" in outputs["status --json"].stdout
     assert "request rejected" in outputs["check"].stdout
     assert json.loads(outputs["status --json"].stdout)
@@ -197,9 +237,14 @@ def test_the_sandbox_command_still_prints_a_config_that_can_be_copied(tmp_path: 
 
     from retouch.sync.commands.sandbox import SANDBOX_CLIENT_SECRET
 
-    proc = subprocess.Popen([sys.executable, "-m", "retouch.sync", "sandbox", "--products", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retouch.sync", "sandbox", "--products", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,
+    )
     lines = []
     try:
         for line in proc.stdout:

@@ -20,12 +20,19 @@ from reliability import SUITES, Suite, run_suite  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict[str, list[ProofRow]]]:
+def small_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess, dict[str, list[ProofRow]]]:
     out = tmp_path_factory.mktemp("reliability")
     report = out / "RELIABILITY.md"
     report.write_text("# Reliability\n\n<!-- proof:start -->\nold\n<!-- proof:end -->\n\n## How\n")
-    done = subprocess.run([sys.executable, str(BENCH / "reliability.py"), "--small", "--out", str(out),
-                           "--report", str(report)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "reliability.py"), "--small", "--out", str(out), "--report", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     rows = {s.name: rows_from((out / f"{s.name}.log").read_text()) for s in SUITES}
     return done, rows
 
@@ -58,8 +65,10 @@ def test_a_suite_that_dies_is_a_broken_row(tmp_path: Path) -> None:
 
 
 def test_a_broken_promise_shows_in_both_tables() -> None:
-    rows = [ProofRow("crash anywhere", runs=26, faults=0, images=200, kills=25, command=".venv/bin/python bench/x.py"),
-            ProofRow("soak", runs=1, faults=900, images=3000, double_charges=1, detail="RSS 90 -> 91 MB")]
+    rows = [
+        ProofRow("crash anywhere", runs=26, faults=0, images=200, kills=25, command=".venv/bin/python bench/x.py"),
+        ProofRow("soak", runs=1, faults=900, images=3000, double_charges=1, detail="RSS 90 -> 91 MB"),
+    ]
     text = text_table(rows)
     assert "held" in text and "BROKEN: see counts (RSS 90 -> 91 MB)" in text and "3,000" in text
     table = markdown_table(rows)
@@ -68,9 +77,17 @@ def test_a_broken_promise_shows_in_both_tables() -> None:
 
 
 def test_named_problems_land_in_their_columns() -> None:
-    problems = ["product 7: media written twice", "picture 3 charged 2 times", "backup of 9 differs",
-                "the daemon never met the lock"]
-    assert problem_columns(problems) == {"duplicates": 1, "double_charges": 1, "originals_lost": 1,
-                                         "problems": ["the daemon never met the lock"]}
+    problems = [
+        "product 7: media written twice",
+        "picture 3 charged 2 times",
+        "backup of 9 differs",
+        "the daemon never met the lock",
+    ]
+    assert problem_columns(problems) == {
+        "duplicates": 1,
+        "double_charges": 1,
+        "originals_lost": 1,
+        "problems": ["the daemon never met the lock"],
+    }
     # A suite with its own wording passes its words.
     assert problem_columns(["a duplicate media"], {"duplicates": "duplicate"}) == {"duplicates": 1, "problems": []}

@@ -32,26 +32,56 @@ pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
 # ---------------------------------------------------------------------- the plan, without I/O
 
+
 def media(n: int, filename: str = "shoe.jpg", content_type: str = "IMAGE") -> Media:
-    return Media(id=f"gid://shopify/MediaImage/{n}", content_type=content_type, status="READY",
-                 url=f"https://cdn.example/{filename}?v=1", original_url=None, mime_type="image/jpeg",
-                 alt=f"alt {n}", width=64, height=64, errors=(), updated_at=None)
+    return Media(
+        id=f"gid://shopify/MediaImage/{n}",
+        content_type=content_type,
+        status="READY",
+        url=f"https://cdn.example/{filename}?v=1",
+        original_url=None,
+        mime_type="image/jpeg",
+        alt=f"alt {n}",
+        width=64,
+        height=64,
+        errors=(),
+        updated_at=None,
+    )
 
 
 def product(*items: Media, tags: tuple[str, ...] = (), marker: frozenset[str] = frozenset()) -> Product:
-    return Product(id="gid://shopify/Product/1", legacy_id=1, title="Red shoe", tags=tags,
-                   updated_at=datetime(2026, 12, 1, tzinfo=timezone.utc), media=items, marker_media_ids=marker,
-                   marker_digest=None)
+    return Product(
+        id="gid://shopify/Product/1",
+        legacy_id=1,
+        title="Red shoe",
+        tags=tags,
+        updated_at=datetime(2026, 12, 1, tzinfo=timezone.utc),
+        media=items,
+        marker_media_ids=marker,
+        marker_digest=None,
+    )
 
 
 def row(image_id: int, n: int, state: ImageState, rule: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(id=image_id, media_id=f"gid://shopify/MediaImage/{n}", product_id="gid://shopify/Product/1",
-                           state=state, rule=rule, source_url=f"https://cdn.example/{n}.jpg")
+    return SimpleNamespace(
+        id=image_id,
+        media_id=f"gid://shopify/MediaImage/{n}",
+        product_id="gid://shopify/Product/1",
+        state=state,
+        rule=rule,
+        source_url=f"https://cdn.example/{n}.jpg",
+    )
 
 
 def test_plan_product_says_what_discovery_does_with_each_media() -> None:
-    shoe = product(media(1), media(2, "retouch-2.jpg"), media(3), media(4, content_type="VIDEO"), media(5),
-                   marker=frozenset({"gid://shopify/MediaImage/6"}))
+    shoe = product(
+        media(1),
+        media(2, "retouch-2.jpg"),
+        media(3),
+        media(4, content_type="VIDEO"),
+        media(5),
+        marker=frozenset({"gid://shopify/MediaImage/6"}),
+    )
     rows = {m: r for r in (row(10, 3, ImageState.FAILED), row(11, 5, ImageState.DONE)) for m in [r.media_id]}
     gone = row(12, 9, ImageState.DISCOVERED)  # queued, then deleted by the merchant
     options = DiscoverOptions(first_run=False, new_only=True, requeue=(ImageState.FAILED, ImageState.SKIPPED))
@@ -61,17 +91,31 @@ def test_plan_product_says_what_discovery_does_with_each_media() -> None:
     assert new.state is ImageState.DISCOVERED and new.fields["media_id"].endswith("/1") and new.fields["position"] == 0
     assert output.media_id.endswith("/2") and output.new
     assert (requeue.image_id, requeue.was) == (10, "failed")
-    assert requeue.fields == {"source_url": "https://cdn.example/shoe.jpg?v=1", "position": 2, "alt": "alt 3",
-                              "rule": None}  # the requeue transition clears the rest (storage/lifecycle.py)
+    assert requeue.fields == {
+        "source_url": "https://cdn.example/shoe.jpg?v=1",
+        "position": 2,
+        "alt": "alt 3",
+        "rule": None,
+    }  # the requeue transition clears the rest (storage/lifecycle.py)
     assert deleted.image_id == 12 and deleted.fields["error_code"] == "media_deleted"
     # Done rows come back only when the pass asks for them (resync --force); the first run records a baseline.
-    back = plan_product(shoe, rows, list(rows.values()), set(), DiscoverOptions(
-        first_run=True, new_only=True, requeue=(ImageState.DONE,)))
+    back = plan_product(
+        shoe,
+        rows,
+        list(rows.values()),
+        set(),
+        DiscoverOptions(first_run=True, new_only=True, requeue=(ImageState.DONE,)),
+    )
     assert [type(a) for a in back] == [NewRow, RecordOutput, Requeue]
     assert back[0].state is ImageState.BASELINE and back[2].image_id == 11
     # An excluded tag keeps new media out, and tracked rows stay as they are.
-    excluded = plan_product(product(media(1), media(3), tags=("No-Retouch",)), rows, [], set(), DiscoverOptions(
-        first_run=False, new_only=False, exclude_tags=["no-retouch"], requeue=(ImageState.FAILED,)))
+    excluded = plan_product(
+        product(media(1), media(3), tags=("No-Retouch",)),
+        rows,
+        [],
+        set(),
+        DiscoverOptions(first_run=False, new_only=False, exclude_tags=["no-retouch"], requeue=(ImageState.FAILED,)),
+    )
     assert [type(a) for a in excluded] == [Excluded]
 
 
@@ -80,8 +124,13 @@ def test_plan_product_records_a_rules_skip_once() -> None:
 
     rule = Rule(number=1, settings=RuleSettings(tags=["sale"], skip=True))
     shoe = product(media(1), media(3), tags=("sale",))
-    options = DiscoverOptions(first_run=False, new_only=False, rules=[rule], provider_name="aigenstudio",
-                              requeue=(ImageState.FAILED, ImageState.SKIPPED))
+    options = DiscoverOptions(
+        first_run=False,
+        new_only=False,
+        rules=[rule],
+        provider_name="aigenstudio",
+        requeue=(ImageState.FAILED, ImageState.SKIPPED),
+    )
     actions = plan_product(shoe, {"gid://shopify/MediaImage/3": row(10, 3, ImageState.FAILED)}, [], set(), options)
     new, skip = actions
     assert isinstance(new, NewRow) and new.state is ImageState.SKIPPED and new.fields["error_code"] == "rule_skip"
@@ -115,8 +164,11 @@ def test_counts_for_what_the_plan_did_not_read() -> None:
 
 def files_of(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under `folder` (but configs) with its size and mtime."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and p.suffix != ".toml"}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix != ".toml"
+    }
 
 
 @pytest.fixture
@@ -135,12 +187,17 @@ def test_dry_run_on_100k_products_plans_without_a_bulk_export_or_a_file(big_shop
 
     everything = cli("resync", "--all", "--dry-run", config=config, timeout=300)
     assert everything.returncode == 0, everything.stderr
-    assert ("plan: 100000 product(s) in the store; the run reads them by bulk export, this plan read 16 of them "
-            "page by page") in everything.stdout
-    assert "dry run: about 300000 image(s) would be sent, 0 credits (sandbox: free); nothing was sent" \
+    assert (
+        "plan: 100000 product(s) in the store; the run reads them by bulk export, this plan read 16 of them "
+        "page by page"
+    ) in everything.stdout
+    assert (
+        "dry run: about 300000 image(s) would be sent, 0 credits (sandbox: free); nothing was sent" in everything.stdout
+    )
+    assert (
+        "cost and time: 300000 image(s), 0 credits (sandbox: free); about 12000 h at 25 images an hour"
         in everything.stdout
-    assert "cost and time: 300000 image(s), 0 credits (sandbox: free); about 12000 h at 25 images an hour" \
-        in everything.stdout
+    )
     assert "would send" not in everything.stdout  # counted, not listed
 
     first = cli("resync", "--dry-run", config=config, timeout=300)  # a first run only records the baseline

@@ -6,11 +6,11 @@ on a pseudo-terminal whose output pyte renders into the screen an owner would se
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
-import os
 import time
 from pathlib import Path
 
@@ -34,12 +34,15 @@ def write_configs(shop, provider, tmp_path: Path) -> tuple[Path, Path]:
     shop.seed(products=5, images_per_product=1, seed=51)
     provider.add_live_key(LIVE_KEY, purchased=500, available=500)
     resync = tmp_path / "config.toml"
-    resync.write_text(config_text(shop, provider, tmp_path, new_only=False, api_key=LIVE_KEY, limits=TWO_AN_HOUR,
-                                  extra=PRICE).replace('level = "debug"\nformat = "json"',
-                                                       'level = "info"\nformat = "console"'))
+    resync.write_text(
+        config_text(
+            shop, provider, tmp_path, new_only=False, api_key=LIVE_KEY, limits=TWO_AN_HOUR, extra=PRICE
+        ).replace('level = "debug"\nformat = "json"', 'level = "info"\nformat = "console"')
+    )
     daemon = tmp_path / "daemon.toml"
-    daemon.write_text(config_text(shop, provider, tmp_path, new_only=False, api_key=LIVE_KEY, limits=PLENTY,
-                                  extra=PRICE))
+    daemon.write_text(
+        config_text(shop, provider, tmp_path, new_only=False, api_key=LIVE_KEY, limits=PLENTY, extra=PRICE)
+    )
     return resync, daemon
 
 
@@ -66,8 +69,7 @@ def a_while_after_discovery(process, seconds: float = 3.0) -> bool:
     return time.monotonic() - process.seen > seconds
 
 
-def test_bar_keeps_log_lines_above_it_and_ctrl_c_takes_the_queue_back(shop, provider, tmp_path: Path,
-                                                                       daemon) -> None:
+def test_bar_keeps_log_lines_above_it_and_ctrl_c_takes_the_queue_back(shop, provider, tmp_path: Path, daemon) -> None:
     resync, daemon_config = write_configs(shop, provider, tmp_path)
     terminal = Terminal("resync", "--all", "--yes", config=resync)
     try:
@@ -105,13 +107,20 @@ def test_bar_keeps_log_lines_above_it_and_ctrl_c_takes_the_queue_back(shop, prov
 
 def interrupted_resync(resync: Path, db: Path, *flags: str) -> tuple[int, str, str]:
     """`retouch resync --all` without a terminal, stopped by SIGINT once two images are done and three wait."""
-    process = subprocess.Popen([sys.executable, "-m", "retouch.sync", "resync", "--all", "--yes", *flags,
-                                "-c", str(resync)],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "NO_COLOR": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retouch.sync", "resync", "--all", "--yes", *flags, "-c", str(resync)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     try:
-        wait_for(lambda: sorted(image_states(db).values()) == ["discovered"] * 3 + ["done"] * 2, timeout=90,
-                 what="two images done, three waiting for the quota")
+        wait_for(
+            lambda: sorted(image_states(db).values()) == ["discovered"] * 3 + ["done"] * 2,
+            timeout=90,
+            what="two images done, three waiting for the quota",
+        )
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     finally:
@@ -130,8 +139,12 @@ def test_ctrl_c_without_a_terminal_leaves_the_queue_for_the_daemon(shop, provide
     assert "no terminal to ask on: left queued (--on-interrupt take-back takes them out)" in out
     assert "left 3 image(s) queued: the daemon (`retouch run`) sends them" in out
     assert images_charged(provider) == 2
-    run_daemon_until(daemon, daemon_config, lambda _: sorted(image_states(db).values()) == ["done"] * 5,
-                     "the daemon sending the three left queued")
+    run_daemon_until(
+        daemon,
+        daemon_config,
+        lambda _: sorted(image_states(db).values()) == ["done"] * 5,
+        "the daemon sending the three left queued",
+    )
     assert sorted(image_states(db).values()) == ["done"] * 5
     assert images_charged(provider) == 5
 

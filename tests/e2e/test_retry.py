@@ -27,23 +27,27 @@ def charged(provider) -> int:
 
 def settle(settings, *, discover_first: bool = False) -> list:
     """Run the pipeline in-process until nothing is pending; returns the images that are done."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             if discover_first:
                 await discover(ctx)
             await run_until_settled(ctx)
             return ctx.store.images_in_state(ImageState.DONE)
+
     return run_async(scenario())
 
 
 def fail_the_write(shop, settings) -> dict[str, int]:
     """Enhance every image; Shopify then fails to process the written result."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             await discover(ctx)
             shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
+
     return run_async(scenario())
 
 
@@ -111,6 +115,7 @@ def test_a_provider_failure_is_sent_again_and_retries_are_bounded(shop, provider
             (broken,) = ctx.store.images_in_state(ImageState.DISCOVERED)
             await run_until_settled(ctx)
             return broken.id
+
     broken_id = run_async(fail_one())
     assert charged(provider) == 1  # counted against the quota when sent
 

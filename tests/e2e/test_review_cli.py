@@ -35,8 +35,11 @@ def test_approve_reject_redo_through_the_cli(shop, provider, write_config, daemo
     wait_for(lambda: len(image_states(db)) == 3, 30, what="baseline recorded")
     added = [shop.add_image(p["legacy_id"], filename=f"new-{n}.jpg", alt=f"new {n}") for n, p in enumerate(products)]
     media = [a["id"] for a in added]
-    wait_for(lambda: all(image_states(db).get(m) == "awaiting_review" for m in media), 90,
-             what=f"results waiting for review ({image_states(db)})")
+    wait_for(
+        lambda: all(image_states(db).get(m) == "awaiting_review" for m in media),
+        90,
+        what=f"results waiting for review ({image_states(db)})",
+    )
     assert charged(provider) == 3
     # Nothing in the store changed: every picture is still the merchant's, and nothing was written.
     assert shop.writes() == []
@@ -69,8 +72,11 @@ def test_approve_reject_redo_through_the_cli(shop, provider, write_config, daemo
     assert again.returncode == 1 and "already rejected (label cut off)" in again.stderr
 
     wait_for(lambda: image_states(db).get(media[0]) == "done", 60, what=f"approved one done ({image_states(db)})")
-    wait_for(lambda: charged(provider) == 4 and image_states(db).get(media[2]) == "awaiting_review", 60,
-             what=f"the redo enhanced and waiting again ({image_states(db)})")
+    wait_for(
+        lambda: charged(provider) == 4 and image_states(db).get(media[2]) == "awaiting_review",
+        60,
+        what=f"the redo enhanced and waiting again ({image_states(db)})",
+    )
     assert run.terminate(timeout=15) == 0
 
     states = image_states(db)

@@ -36,12 +36,15 @@ def test_review_is_off_by_default_and_reads_its_keys(tmp_path: Path) -> None:
     assert settings.review.on and settings.review.auto_approve_after == 2 * 86400
 
 
-@pytest.mark.parametrize(("table", "expected"), [
-    ('mode = "some"', "[review] mode: Input should be 'off' or 'all'"),
-    ('auto_approve_after = "soon"', "[review] auto_approve_after"),
-    ('auto_approve_after = "1s"', "[review] auto_approve_after: must be between 1m and 365d"),
-    ('auto_aprove_after = "1d"', "[review] auto_aprove_after: unknown key; did you mean 'auto_approve_after'?"),
-])
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('mode = "some"', "[review] mode: Input should be 'off' or 'all'"),
+        ('auto_approve_after = "soon"', "[review] auto_approve_after"),
+        ('auto_approve_after = "1s"', "[review] auto_approve_after: must be between 1m and 365d"),
+        ('auto_aprove_after = "1d"', "[review] auto_aprove_after: unknown key; did you mean 'auto_approve_after'?"),
+    ],
+)
 def test_a_wrong_review_key_is_one_line_naming_it(tmp_path: Path, table: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, f"[review]\n{table}\n"), environ={})
@@ -50,8 +53,13 @@ def test_a_wrong_review_key_is_one_line_naming_it(tmp_path: Path, table: str, ex
 
 def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path) -> None:
     path = write(tmp_path, '[review]\nmode = "everything"\n')
-    result = subprocess.run([sys.executable, "-m", "retouch.sync", "review", "list", "-c", str(path)],
-                            capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "retouch.sync", "review", "list", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("config error: [review] mode:") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr + result.stdout

@@ -33,8 +33,13 @@ def rule(**conditions) -> RuleSettings:
 
 
 def test_each_matcher_and_all_given_must_match() -> None:
-    shirt = ProductFacts(tags=("Summer", "sale"), product_type="Shirts", vendor="Acme", status="ACTIVE",
-                         collections=("summer-2026", "Summer 2026"))
+    shirt = ProductFacts(
+        tags=("Summer", "sale"),
+        product_type="Shirts",
+        vendor="Acme",
+        status="ACTIVE",
+        collections=("summer-2026", "Summer 2026"),
+    )
     assert matches(rule(), shirt)  # no condition: every product
     assert matches(rule(tags=["summer"]), shirt) and not matches(rule(tags=["winter"]), shirt)
     assert matches(rule(product_types=["shirts"]), shirt) and not matches(rule(product_types=["Hats"]), shirt)
@@ -56,17 +61,24 @@ def test_the_first_match_wins() -> None:
     assert rules[0].label == "#1 (a)"
 
 
-@pytest.mark.parametrize("rules, expected", [
-    ('[[rules]]\ntags = ["x"]\n\n[[rules]]\npreset = "glossy"\n', "[[rules]] #2 preset: Input should be"),
-    ('[[rules]]\nvendor = ["Acme"]\n', "[[rules]] #1 vendor: not a condition nor an option a rule can set"),
-    ('[[rules]]\nbatch_size = 3\n', "[[rules]] #1 batch_size: not a condition nor an option"),
-    ('[[rules]]\nstatus = ["live"]\n', "[[rules]] #1 status: 'live' is not a product status"),
-    ('[[rules]]\ntags = "summer"\n', "[[rules]] #1 tags: Input should be a valid list"),
-    ('[[rules]]\nskip = true\npreset = "clean_catalog_group"\n', "[[rules]] #1 skip: a rule that skips sets no options"),
-    ('rules = 3\n', "[[rules]]: write each rule as a [[rules]] table"),
-])
-def test_a_bad_rule_is_one_line_naming_the_rule_and_key(shop, provider, tmp_path: Path, rules: str,
-                                                         expected: str) -> None:
+@pytest.mark.parametrize(
+    "rules, expected",
+    [
+        ('[[rules]]\ntags = ["x"]\n\n[[rules]]\npreset = "glossy"\n', "[[rules]] #2 preset: Input should be"),
+        ('[[rules]]\nvendor = ["Acme"]\n', "[[rules]] #1 vendor: not a condition nor an option a rule can set"),
+        ('[[rules]]\nbatch_size = 3\n', "[[rules]] #1 batch_size: not a condition nor an option"),
+        ('[[rules]]\nstatus = ["live"]\n', "[[rules]] #1 status: 'live' is not a product status"),
+        ('[[rules]]\ntags = "summer"\n', "[[rules]] #1 tags: Input should be a valid list"),
+        (
+            '[[rules]]\nskip = true\npreset = "clean_catalog_group"\n',
+            "[[rules]] #1 skip: a rule that skips sets no options",
+        ),
+        ('rules = 3\n', "[[rules]]: write each rule as a [[rules]] table"),
+    ],
+)
+def test_a_bad_rule_is_one_line_naming_the_rule_and_key(
+    shop, provider, tmp_path: Path, rules: str, expected: str
+) -> None:
     config = tmp_path / "config.toml"
     text = config_text(shop, provider, tmp_path)
     config.write_text(rules + text if rules.startswith("rules =") else text + rules)
@@ -86,8 +98,12 @@ def test_a_bad_rule_stops_the_cli_with_exit_2(shop, provider, tmp_path: Path) ->
 def test_options_for_other_providers_are_checked_against_their_table() -> None:
     # A model beyond ProductAI's list is accepted (the vendor adds models); a malformed name is not.
     with pytest.raises(ValueError, match=r"\[\[rules\]\] #1 model: 'dall e 3!' is not a model name"):
-        validate_rules([{"model": "dall e 3!"}], "productai", {}, __import__(
-            "retouch.plugin.providers.productai.plugin", fromlist=["x"]).ProductAISettings)
+        validate_rules(
+            [{"model": "dall e 3!"}],
+            "productai",
+            {},
+            __import__("retouch.plugin.providers.productai.plugin", fromlist=["x"]).ProductAISettings,
+        )
     (ok,) = validate_rules([{"preservation_level": "creative"}], "aigenstudio", {}, AigenSettings)
     assert ok.settings.options == {"preservation_level": "creative"}
 
@@ -117,11 +133,13 @@ def test_rules_decide_what_is_sent_and_what_is_skipped(shop, provider, tmp_path:
             async def counted(name, *args, **kwargs):
                 operations.append(name)
                 return await execute(name, *args, **kwargs)
+
             ctx.shopify.execute = counted
             await discover(ctx)
             ctx.shopify.execute = execute
             await run_until_settled(ctx)
             return operations, {i.product_legacy_id: i for i in ctx.store.images_in_state(*ImageState)}
+
     operations, images = run_async(scenario())
     by_product = {name: images[str(p["legacy_id"])] for name, p in products.items()}
     assert by_product["acme"].state == "skipped" and by_product["acme"].error_code == "rule_skip"
@@ -130,8 +148,10 @@ def test_rules_decide_what_is_sent_and_what_is_skipped(shop, provider, tmp_path:
     assert json.loads(by_product["summer"].rule)["rule"] == "#1 (summer)" and by_product["plain"].rule is None
     # The provider received the rule's preset for the summer dress, and its own for the mug.
     sent = {tuple(job["external_ids"]): job["preset"] for job in provider.enhancements()}
-    assert sent == {(str(products["summer"]["legacy_id"]),): "marketplace_clean_catalog",
-                    (str(products["plain"]["legacy_id"]),): "single_product_white_background"}
+    assert sent == {
+        (str(products["summer"]["legacy_id"]),): "marketplace_clean_catalog",
+        (str(products["plain"]["legacy_id"]),): "single_product_white_background",
+    }
     # Vendor, type and status came with the products: one page for three products, no call per product.
     assert operations.count("ProductsPage") == 1 and "Product" not in operations, operations
 
@@ -151,6 +171,7 @@ def test_the_recorded_rule_survives_a_reload_mid_flight(shop, provider, tmp_path
             ctx.settings = dataclasses.replace(reloaded)
             while await submit(ctx):
                 pass
+
     run_async(scenario())
     sent = {tuple(job["external_ids"]): job["preset"] for job in provider.enhancements()}
     assert sent[(str(products["summer"]["legacy_id"]),)] == "marketplace_clean_catalog"
@@ -182,8 +203,10 @@ preset = "clean_catalog_group"
 def _in_collections(shop) -> dict[str, dict]:
     """A product in the "catalog" collection, one in twelve collections (its eleventh is "catalog":
     beyond the first page of ten), and one in none."""
-    products = {name: shop.add_product(title, images=[{"filename": f"{name}.jpg"}]) for name, title in
-                (("listed", "Listed lamp"), ("crowded", "Crowded chair"), ("alone", "Lone vase"))}
+    products = {
+        name: shop.add_product(title, images=[{"filename": f"{name}.jpg"}])
+        for name, title in (("listed", "Listed lamp"), ("crowded", "Crowded chair"), ("alone", "Lone vase"))
+    }
     ids = {name: p["legacy_id"] for name, p in products.items()}
     for n in range(10):
         shop.add_collection(f"Theme {n}", products=[ids["crowded"]])
@@ -198,10 +221,14 @@ def _rules_of(settings, products) -> dict[str, str | None]:
     async def scenario():
         async with open_context(settings) as ctx:
             from retouch.sync.pipeline import discover
+
             counts = await discover(ctx)
             images = {i.product_legacy_id: i for i in ctx.store.images_in_state(*ImageState)}
-            return counts, {name: (json.loads(images[str(p["legacy_id"])].rule or "null") or {}).get("rule")
-                            for name, p in products.items()}
+            return counts, {
+                name: (json.loads(images[str(p["legacy_id"])].rule or "null") or {}).get("rule")
+                for name, p in products.items()
+            }
+
     return run_async(scenario())
 
 
@@ -224,8 +251,11 @@ def test_collection_membership_comes_in_the_bulk_export(shop, provider, tmp_path
     monkeypatch.setattr(bulk, "_sleep", asyncio.sleep)  # the sandbox's operation takes real (short) time
     products = _in_collections(shop)
     path = tmp_path / "config.toml"
-    path.write_text(config_text(shop, provider, tmp_path, new_only=False, extra=CATALOG_RULE)
-                    .replace("[shop]\n", "[shop]\nbulk_threshold = 3\n", 1))
+    path.write_text(
+        config_text(shop, provider, tmp_path, new_only=False, extra=CATALOG_RULE).replace(
+            "[shop]\n", "[shop]\nbulk_threshold = 3\n", 1
+        )
+    )
     before = dict(shop.stats()["operations"])
     counts, rules = _rules_of(load_settings(path), products)
     assert counts["bulk"] == 1

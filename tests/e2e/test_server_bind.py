@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cli, config_text
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.shopify.sandbox import ShopifySandbox
-
-from conftest import cli, config_text
 
 
 def free_port() -> int:
@@ -45,8 +44,9 @@ def test_run_with_a_busy_port_stops_with_one_line_and_exit_1(shop, provider, tmp
 
 
 @pytest.mark.parametrize("listen", ["192.0.2.1:{port}", "[2001:db8::1]:{port}"], ids=["not-ours-v4", "not-ours-v6"])
-def test_run_with_an_address_that_is_not_this_machines_stops_with_exit_2(shop, provider, tmp_path: Path,
-                                                                          listen: str) -> None:
+def test_run_with_an_address_that_is_not_this_machines_stops_with_exit_2(
+    shop, provider, tmp_path: Path, listen: str
+) -> None:
     listen = listen.format(port=free_port())
     done = cli("run", config=write(shop, provider, tmp_path, listen), timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -74,10 +74,9 @@ def test_a_server_that_ends_while_the_daemon_runs_stops_the_daemon(shop, provide
     the daemon stopping, with the reason `run` prints before it exits 1."""
     import asyncio
 
+    from conftest import pipeline_settings, run_async
     from retouch.sync.runtime import open_context
     from retouch.sync.scheduler import Daemon
-
-    from conftest import pipeline_settings, run_async
 
     settings = pipeline_settings(shop, provider, tmp_path)
 
@@ -90,4 +89,5 @@ def test_a_server_that_ends_while_the_daemon_runs_stops_the_daemon(shop, provide
             daemon = Daemon(ctx)
             await asyncio.wait_for(daemon.run(server=failing_server), timeout=60)
             return daemon.server_failure
+
     assert run_async(scenario(), timeout=90) == "OSError: [Errno 98] Address already in use"

@@ -21,13 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from retouch.sync.http_guard import BurstLog, ServerLimits, connection_cap
-from retouch.sync.server import serve
-
-from test_server import EVERY, LIMITS, aigen_provider  # noqa: F401 (reused helpers)
 from retouch.storage.store import Store
+from retouch.sync.http_guard import BurstLog, ServerLimits, connection_cap
 from retouch.sync.metrics import build_registry
-from retouch.sync.server import ServerDeps, build_app
+from retouch.sync.server import ServerDeps, build_app, serve
+from test_server import EVERY, LIMITS, aigen_provider  # noqa: F401 (reused helpers)
 
 
 @dataclass
@@ -55,8 +53,13 @@ def start_server(tmp_path: Path, limits: ServerLimits) -> ThreadServer:
     store = Store(f"sqlite:///{tmp_path / 'retouch.db'}")
     registry = build_registry(store, "aigenstudio", LIMITS, lambda: None, lambda: None)
     provider = aigen_provider("aigen_test_hostile_key")
-    deps = ServerDeps(store=store, provider=lambda: provider, discover_every=EVERY, scheduler_alive=lambda: True,
-                      on_provider_event=lambda event: None)
+    deps = ServerDeps(
+        store=store,
+        provider=lambda: provider,
+        discover_every=EVERY,
+        scheduler_alive=lambda: True,
+        on_provider_event=lambda event: None,
+    )
     app = build_app(deps, registry)
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -68,6 +71,7 @@ def start_server(tmp_path: Path, limits: ServerLimits) -> ThreadServer:
             holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
             ready.set()
             await serve(app, sock, holder["stop"], limits)
+
         asyncio.run(main())
 
     thread = threading.Thread(target=run, daemon=True, name="hostile-serve")
@@ -114,8 +118,10 @@ class Swarm:
                 self.sockets[sock] = kind
                 try:
                     if kind == "body":
-                        sock.send(b"POST /webhooks/aigenstudio HTTP/1.1\r\nHost: x\r\n"
-                                  b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{")
+                        sock.send(
+                            b"POST /webhooks/aigenstudio HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"
+                        )
                     elif kind == "headers":
                         sock.send(b"GET /healthz HTTP/1.1\r\n")
                 except OSError:  # already pushed out by the cap
@@ -159,8 +165,9 @@ def test_healthz_answers_while_a_swarm_holds_the_connection_cap(tmp_path: Path, 
     """Three times the cap in idle and trickling connections, deadlines far away: the cap pushes out
     the longest-waiting ones, and /healthz still answers 200 (uvicorn's limit alone answers 503)."""
     cap = 12
-    server = start_server(tmp_path, ServerLimits(header_timeout=120, body_timeout=120, keep_alive=120,
-                                                 max_connections=cap))
+    server = start_server(
+        tmp_path, ServerLimits(header_timeout=120, body_timeout=120, keep_alive=120, max_connections=cap)
+    )
     servers.append(server)
     swarm = Swarm(server.port)
     try:
@@ -263,8 +270,9 @@ asyncio.run(main())
 
 
 def test_accept_failures_at_the_descriptor_limit_are_one_line_and_the_server_recovers(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", ACCEPT_SCRIPT, "6"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ACCEPT_SCRIPT, "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         port = int(proc.stdout.readline())
         assert proc.stdout.readline().strip() == "full"
@@ -288,9 +296,9 @@ def test_accept_failures_at_the_descriptor_limit_are_one_line_and_the_server_rec
 
 MALFORMED = [
     b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",  # a header block past 16 KiB
-    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",                    # a request line past 16 KiB
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,                  # a TLS ClientHello
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",                                                # HTTP/2 prior knowledge
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # a request line past 16 KiB
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS ClientHello
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2 prior knowledge
     b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabcde",
     b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
@@ -299,8 +307,9 @@ MALFORMED = [
 ]
 
 
-def test_malformed_requests_are_refused_quietly_and_the_server_answers_on(tmp_path: Path, servers,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_requests_are_refused_quietly_and_the_server_answers_on(
+    tmp_path: Path, servers, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     server = start_server(tmp_path, ServerLimits(header_timeout=1.5, body_timeout=1.5))
     servers.append(server)

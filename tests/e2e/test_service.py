@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import retouch.sync
 from conftest import PROVIDER_KEY, SHOP_TOKEN, cli, config_text, image_states, wait_for
-from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.providers.aigenstudio import contract, webhooks
+from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.sync.config import ScheduleSettings
 from retouch.sync.systemd import InstanceLock, Notifier, is_held, status_line, watchdog_interval
 
@@ -83,11 +83,20 @@ def event_time(event: dict) -> float:
 # ----- the unit file ----------------------------------------------------------------------------
 
 REQUIRED = {
-    "Type": "notify", "NotifyAccess": "main", "WatchdogSec": None, "Restart": "on-failure",
-    "TimeoutStopSec": None, "DynamicUser": "yes", "StateDirectory": "retouch",
-    "ConfigurationDirectory": "retouch", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
-    "PrivateTmp": "yes", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
-    "SystemCallFilter": None, "LoadCredential": None,
+    "Type": "notify",
+    "NotifyAccess": "main",
+    "WatchdogSec": None,
+    "Restart": "on-failure",
+    "TimeoutStopSec": None,
+    "DynamicUser": "yes",
+    "StateDirectory": "retouch",
+    "ConfigurationDirectory": "retouch",
+    "ProtectSystem": "strict",
+    "NoNewPrivileges": "yes",
+    "PrivateTmp": "yes",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "SystemCallFilter": None,
+    "LoadCredential": None,
 }
 
 
@@ -107,7 +116,10 @@ def test_the_unit_file_is_hardened_and_says_why_on_each_line() -> None:
     # The ordinary service's calls, less the privileged and resource-changing ones (test_unit_security.py).
     assert directives["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
     # Both secrets arrive as credentials, under the names the config reader looks for.
-    assert sorted(v.split(":")[0] for v in directives["LoadCredential"]) == ["provider_api_key", "shopify_client_secret"]
+    assert sorted(v.split(":")[0] for v in directives["LoadCredential"]) == [
+        "provider_api_key",
+        "shopify_client_secret",
+    ]
     assert "#LoadCredential=shopify_access_token:" in UNIT.read_text()  # the legacy token's line, to swap in
     # The daemon's own drain must end before systemd's stop timeout kills it.
     assert int(directives["TimeoutStopSec"][0]) > ScheduleSettings().shutdown_grace
@@ -183,7 +195,8 @@ def test_instance_lock_is_exclusive_and_probing_does_not_take_it(tmp_path: Path)
 
 
 def test_notify_messages_in_order_with_watchdog_pings_while_a_request_hangs(
-        shop, provider, write_config, daemon, notify_socket: NotifySocket, tmp_path: Path) -> None:
+    shop, provider, write_config, daemon, notify_socket: NotifySocket, tmp_path: Path
+) -> None:
     shop.seed(products=1, images_per_product=1, seed=31)
     # The job's create takes 6 s (client timeout 10 s): even if a stalled CI machine loses 3 s of it,
     # there is room for the 3 pings asked below.
@@ -217,7 +230,8 @@ def test_notify_messages_in_order_with_watchdog_pings_while_a_request_hangs(
 
 
 def test_sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one(
-        shop, provider, write_config, daemon, notify_socket: NotifySocket, tmp_path: Path) -> None:
+    shop, provider, write_config, daemon, notify_socket: NotifySocket, tmp_path: Path
+) -> None:
     import signal
 
     products = shop.seed(products=1, images_per_product=1, seed=32)
@@ -280,8 +294,11 @@ def free_port() -> int:
 
 
 def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @pytest.fixture
@@ -296,18 +313,26 @@ def slow_provider() -> Iterator[AigenSandbox]:
 
 
 def test_webhooks_drive_the_job_and_health_and_metrics_report_the_run(
-        shop, slow_provider, daemon, tmp_path: Path) -> None:
+    shop, slow_provider, daemon, tmp_path: Path
+) -> None:
     provider = slow_provider
     products = shop.seed(products=1, images_per_product=1, seed=34)
     port = free_port()
     # A safety poll of an hour: once the first poll finds the job running, only a webhook can finish it.
     config = tmp_path / "config.toml"
-    config.write_text(config_text(shop, provider, tmp_path, extra=f"""
+    config.write_text(
+        config_text(
+            shop,
+            provider,
+            tmp_path,
+            extra=f"""
 [server]
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 safety_poll_every = "1h"
-"""))
+""",
+        )
+    )
     db = tmp_path / "retouch.db"
     run = daemon(config)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10)
@@ -330,13 +355,21 @@ safety_poll_every = "1h"
     # A signed event about a job we never sent: accepted (the sender stops) and only logged.
     body = json.dumps({"type": "enhancement.completed", "enhancement_id": "enh_not_ours"}).encode()
     stamp, event_id = str(int(time.time())), "evt_unknown_job_1"
-    answer = http.post("/webhooks/aigenstudio", content=body, headers={
-        contract.TIMESTAMP_HEADER: stamp, contract.EVENT_ID_HEADER: event_id,
-        contract.SIGNATURE_HEADER: webhooks.sign(PROVIDER_KEY, stamp, event_id, body),
-        "Content-Type": "application/json"})
+    answer = http.post(
+        "/webhooks/aigenstudio",
+        content=body,
+        headers={
+            contract.TIMESTAMP_HEADER: stamp,
+            contract.EVENT_ID_HEADER: event_id,
+            contract.SIGNATURE_HEADER: webhooks.sign(PROVIDER_KEY, stamp, event_id, body),
+            "Content-Type": "application/json",
+        },
+    )
     assert answer.status_code == 200
-    wait_for(lambda: any(e["event"] == "webhook_unmatched" and e["provider_job_id"] == "enh_not_ours"
-                         for e in run.events()), 5)
+    wait_for(
+        lambda: any(e["event"] == "webhook_unmatched" and e["provider_job_id"] == "enh_not_ours" for e in run.events()),
+        5,
+    )
     assert run.terminate(timeout=10) == 0
     with pytest.raises(httpx.ConnectError):
         http.get("/healthz")  # the server stopped with the daemon
@@ -351,8 +384,10 @@ def test_check_covers_the_service_setup(shop, provider, write_config, tmp_path: 
     config.chmod(0o600)
     good = cli("check", config=config, env={"SHOPIFY_UNUSED": "1"})
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "secrets: found ([shop] access_token from the config file; [provider] api_key from the config file)" \
+    assert (
+        "secrets: found ([shop] access_token from the config file; [provider] api_key from the config file)"
         in good.stdout
+    )
     assert f"database: {tmp_path} is writable" in good.stdout
     assert f"webhooks: ok — http://127.0.0.1:{port}/healthz reaches this machine's server" in good.stdout
 
@@ -360,10 +395,12 @@ def test_check_covers_the_service_setup(shop, provider, write_config, tmp_path: 
     # nowhere, a backup directory that cannot be created (not even by root: /proc takes no
     # directories; one beneath a file is already refused when the config is read).
     elsewhere = free_port()
-    broken = write_config("broken.toml", extra=f'[server]\nlisten = "127.0.0.1:{port}"\n'
-                                             f'public_url = "http://127.0.0.1:{elsewhere}"\n')
-    broken.write_text(broken.read_text().replace(f'backup_dir = "{tmp_path / "backups"}"',
-                                                 'backup_dir = "/proc/retouch-backups"'))
+    broken = write_config(
+        "broken.toml", extra=f'[server]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{elsewhere}"\n'
+    )
+    broken.write_text(
+        broken.read_text().replace(f'backup_dir = "{tmp_path / "backups"}"', 'backup_dir = "/proc/retouch-backups"')
+    )
     broken.chmod(0o600)
     bad = cli("check", config=broken, env={"CONFIGURATION_DIRECTORY": str(tmp_path)})
     assert bad.returncode == 1, bad.stdout + bad.stderr
@@ -377,17 +414,23 @@ def test_check_covers_the_service_setup(shop, provider, write_config, tmp_path: 
     (creds / "shopify_access_token").write_text(SHOP_TOKEN)
     (creds / "provider_api_key").write_text(PROVIDER_KEY)
     from_creds = write_config("creds.toml")
-    text = from_creds.read_text().replace(f'access_token = "{SHOP_TOKEN}"\n', "").replace(
-        f'api_key = "{PROVIDER_KEY}"\n', "")
+    text = (
+        from_creds.read_text()
+        .replace(f'access_token = "{SHOP_TOKEN}"\n', "")
+        .replace(f'api_key = "{PROVIDER_KEY}"\n', "")
+    )
     from_creds.write_text(text)
     answer = cli("check", config=from_creds, env={"CREDENTIALS_DIRECTORY": str(creds)})
     assert answer.returncode == 0, answer.stdout
-    assert ("secrets: found ([shop] access_token from systemd credential shopify_access_token; "
-            "[provider] api_key from systemd credential provider_api_key)") in answer.stdout
+    assert (
+        "secrets: found ([shop] access_token from systemd credential shopify_access_token; "
+        "[provider] api_key from systemd credential provider_api_key)"
+    ) in answer.stdout
 
 
-def test_resync_beside_a_running_daemon_queues_and_waits_for_it(shop, provider, write_config, daemon,
-                                                                  tmp_path: Path) -> None:
+def test_resync_beside_a_running_daemon_queues_and_waits_for_it(
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     products = shop.seed(products=2, images_per_product=1, seed=35)
     config = write_config()
     db = tmp_path / "retouch.db"

@@ -18,8 +18,9 @@ def jobs_recorded(db: Path) -> int:
         return 0
 
 
-def test_sigterm_lets_the_running_step_finish_and_logs_no_traceback(shop, provider, write_config, daemon,
-                                                                    tmp_path: Path) -> None:
+def test_sigterm_lets_the_running_step_finish_and_logs_no_traceback(
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     shop.seed(products=2, images_per_product=1, seed=3)
     config = write_config(new_only=False)
     # A client timeout of 8 s, not 5: the 4 s answer must not be given up on even if a stalled CI
@@ -30,28 +31,28 @@ def test_sigterm_lets_the_running_step_finish_and_logs_no_traceback(shop, provid
     provider.add_fault("create", mode="hang", seconds=4.0)
     process = daemon(config)
     db = tmp_path / "retouch.db"
-    wait_for(lambda: db.exists() and jobs_recorded(db) == 1, timeout=60,
-             what="the submit's intent to be recorded")
+    wait_for(lambda: db.exists() and jobs_recorded(db) == 1, timeout=60, what="the submit's intent to be recorded")
     assert process.terminate(timeout=30) == 0
-    (state, provider_job_id), = db_rows(db, "select state, provider_job_id from job")
+    ((state, provider_job_id),) = db_rows(db, "select state, provider_job_id from job")
     assert (state, provider_job_id is not None) == ("submitted", True), "the running submit was cancelled"
     output = process.output()
     assert "Traceback" not in output and "abandoned" not in output
     # The answer came during the grace, not before the stop began (else this tested nothing).
-    assert output.index('"event": "stopping"') < output.index('"event": "submitted"') < output.index(
-        '"event": "stopped"')
+    assert (
+        output.index('"event": "stopping"') < output.index('"event": "submitted"') < output.index('"event": "stopped"')
+    )
 
 
-def test_a_step_past_its_grace_is_abandoned_quietly_and_resumed_on_the_next_start(shop, provider, write_config,
-                                                                                  daemon, tmp_path: Path) -> None:
+def test_a_step_past_its_grace_is_abandoned_quietly_and_resumed_on_the_next_start(
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     shop.seed(products=1, images_per_product=1, seed=4)
     config = write_config(new_only=False)
     config.write_text(config.read_text().replace('tick = "0.2s"', 'tick = "0.2s"\nshutdown_grace = "0.5s"'))
     provider.add_fault("create", mode="hang", seconds=4.0)
     process = daemon(config)
     db = tmp_path / "retouch.db"
-    wait_for(lambda: db.exists() and jobs_recorded(db) == 1, timeout=60,
-             what="the submit's intent to be recorded")
+    wait_for(lambda: db.exists() and jobs_recorded(db) == 1, timeout=60, what="the submit's intent to be recorded")
     assert process.terminate(timeout=30) == 0
     output = process.output()
     assert '"event": "abandoned"' in output and "Traceback" not in output

@@ -26,15 +26,23 @@ def clock(ts: float) -> str:
 
 
 def row(n: int, state: str = "discovered", source: bool = True, title: str | None = None, **fields):
-    return SimpleNamespace(id=n, state=state, source_url="https://cdn/x.jpg" if source else None,
-                           filename=f"photo-{n}.jpg", product_id=f"gid://shopify/Product/{n}", product_title=title,
-                           next_attempt_at=fields.get("next_attempt_at"), error_code=fields.get("error_code"),
-                           error_message=fields.get("error_message"))
+    return SimpleNamespace(
+        id=n,
+        state=state,
+        source_url="https://cdn/x.jpg" if source else None,
+        filename=f"photo-{n}.jpg",
+        product_id=f"gid://shopify/Product/{n}",
+        product_title=title,
+        next_attempt_at=fields.get("next_attempt_at"),
+        error_code=fields.get("error_code"),
+        error_message=fields.get("error_message"),
+    )
 
 
 def facts(**fields) -> QueueFacts:
-    return QueueFacts(**{"now": NOW, "tick": 5.0, "provider": "AI Gen Studio", "per_window": 2, "window": 3600.0,
-                         **fields})
+    return QueueFacts(
+        **{"now": NOW, "tick": 5.0, "provider": "AI Gen Studio", "per_window": 2, "window": 3600.0, **fields}
+    )
 
 
 def reasons(images, **fields) -> list[str]:
@@ -44,11 +52,18 @@ def reasons(images, **fields) -> list[str]:
 def test_each_queued_image_says_its_window_of_the_quota() -> None:
     images = [row(n, title=f"Shirt {n}") for n in range(1, 6)]
     assert reasons(images, go_now=0, quota_free_at=NOW + 600) == [
-        f"quota resets at {clock(NOW + 600)}", f"quota resets at {clock(NOW + 600)}",
-        f"quota: sent around {clock(NOW + 4200)}", f"quota: sent around {clock(NOW + 4200)}",
-        f"quota: sent around {clock(NOW + 7800)}"]
+        f"quota resets at {clock(NOW + 600)}",
+        f"quota resets at {clock(NOW + 600)}",
+        f"quota: sent around {clock(NOW + 4200)}",
+        f"quota: sent around {clock(NOW + 4200)}",
+        f"quota: sent around {clock(NOW + 7800)}",
+    ]
     # Two may go now: those two are next, the rest wait for the images counted now to leave the window.
-    assert reasons(images[:3], go_now=2) == ["next to be sent", "next to be sent", f"quota: sent by {clock(NOW + 3600)}"]
+    assert reasons(images[:3], go_now=2) == [
+        "next to be sent",
+        "next to be sent",
+        f"quota: sent by {clock(NOW + 3600)}",
+    ]
 
 
 def test_hold_pause_budget_429_retry_and_shopify_processing() -> None:
@@ -57,22 +72,31 @@ def test_hold_pause_budget_429_retry_and_shopify_processing() -> None:
         f"held to fill a batch until {clock(NOW + 1800)}",
         f"waiting for Shopify to process (checked again at {clock(NOW + 5)})",
         f"retry at {clock(NOW + 90)} after source_unavailable",
-        f"held to fill a batch until {clock(NOW + 1800)}"]  # the unready and the retried take no place in line
-    assert reasons(waiting[:1], go_now=2, paused={"reason": "insufficient_api_credits: buy credits",
-                                                  "retry_at": NOW + 900}) == [
-        f"paused: insufficient_api_credits: buy credits (tried again at {clock(NOW + 900)})"]
+        f"held to fill a batch until {clock(NOW + 1800)}",
+    ]  # the unready and the retried take no place in line
+    assert reasons(
+        waiting[:1], go_now=2, paused={"reason": "insufficient_api_credits: buy credits", "retry_at": NOW + 900}
+    ) == [f"paused: insufficient_api_credits: buy credits (tried again at {clock(NOW + 900)})"]
     midnight = NOW + 5000
     assert reasons(waiting[:1], paused={"reason": "daily budget reached", "retry_at": midnight, "budget": True}) == [
-        f"budget: next credits at {clock(midnight)}"]
+        f"budget: next credits at {clock(midnight)}"
+    ]
     assert reasons([row(1), row(4)], go_now=2, budget_left=1, next_midnight=midnight) == [
-        "next to be sent", f"budget: next credits at {clock(midnight)}"]
+        "next to be sent",
+        f"budget: next credits at {clock(midnight)}",
+    ]
     assert reasons(waiting[:1], go_now=2, blocked_until=NOW + 30) == [f"rate limited until {clock(NOW + 30)}"]
     assert reasons(waiting[:1], slot_busy=True) == ["waiting for the job at AI Gen Studio to finish"]
-    later = [row(5, state="submitted"), row(6, state="written"), row(7, state="backed_up", next_attempt_at=NOW + 60,
-                                                                     error_code="shopify_5xx")]
-    assert reasons(later) == ["being enhanced by AI Gen Studio",
-                              f"waiting for Shopify to process the new picture (checked again at {clock(NOW + 5)})",
-                              f"retry at {clock(NOW + 60)} after shopify_5xx"]
+    later = [
+        row(5, state="submitted"),
+        row(6, state="written"),
+        row(7, state="backed_up", next_attempt_at=NOW + 60, error_code="shopify_5xx"),
+    ]
+    assert reasons(later) == [
+        "being enhanced by AI Gen Studio",
+        f"waiting for Shopify to process the new picture (checked again at {clock(NOW + 5)})",
+        f"retry at {clock(NOW + 60)} after shopify_5xx",
+    ]
 
 
 def test_identical_reasons_are_grouped_with_a_few_titles() -> None:
@@ -81,7 +105,8 @@ def test_identical_reasons_are_grouped_with_a_few_titles() -> None:
     assert [group_line(g) for g in groups] == [
         f"1 image: waiting for Shopify to process (checked again at {clock(NOW + 5)}) (photo-9.jpg)",
         f"4 images: quota resets at {clock(NOW + 600)} (Shirt 1, Shirt 2, Shirt 3, …)",
-        f"1 image: quota: sent around {clock(NOW + 4200)} (Shirt 5)"]
+        f"1 image: quota: sent around {clock(NOW + 4200)} (Shirt 5)",
+    ]
 
 
 def _queue_and_submit_once(settings) -> None:
@@ -112,8 +137,9 @@ def test_status_says_a_held_image_waits_to_fill_a_batch(shop, provider, tmp_path
 def test_status_groups_the_images_waiting_for_the_quota(shop, provider, tmp_path: Path) -> None:
     """Two images an hour, five queued: two go, three wait for the quota, in one line with their titles."""
     titles = {p["title"] for p in shop.seed(products=5, images_per_product=1, seed=42)}
-    settings = pipeline_settings(shop, provider, tmp_path,
-                                 limits='window = "1h", jobs = 5, images = 2, polls = 120, active_jobs = 2')
+    settings = pipeline_settings(
+        shop, provider, tmp_path, limits='window = "1h", jobs = 5, images = 2, polls = 120, active_jobs = 2'
+    )
     _queue_and_submit_once(settings)
     report = json.loads(cli("status", "--json", config=settings.path).stdout)
     quota = [g for g in report["waiting"] if g["reason"].startswith("quota")]

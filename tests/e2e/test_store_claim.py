@@ -19,10 +19,24 @@ from retouch.sync.claim import KEY, NAMESPACE, Claim, ClaimLost, ClaimRefused, S
 NOW = 1_800_000_000.0
 
 
-def claim(instance: str = "a", host: str = "web1", database: str = "/var/lib/retouch/retouch.db",
-          heartbeat: float = NOW, lease: float = 120.0, released: bool = False) -> Claim:
-    return Claim(instance=instance, host=host, database=database, pid=42, started=NOW - 600, heartbeat=heartbeat,
-                 lease=lease, released=released)
+def claim(
+    instance: str = "a",
+    host: str = "web1",
+    database: str = "/var/lib/retouch/retouch.db",
+    heartbeat: float = NOW,
+    lease: float = 120.0,
+    released: bool = False,
+) -> Claim:
+    return Claim(
+        instance=instance,
+        host=host,
+        database=database,
+        pid=42,
+        started=NOW - 600,
+        heartbeat=heartbeat,
+        lease=lease,
+        released=released,
+    )
 
 
 # ----- the rules, pure ---------------------------------------------------------------------------------
@@ -46,8 +60,16 @@ def test_decide_who_may_take_the_store() -> None:
     same = claim("old", host="web2", database="/srv/b.db", heartbeat=NOW - 5)
     assert decide(same, me, NOW, take_over=False, lock_held=True) is None
     assert decide(same, me, NOW, take_over=False, lock_held=False) is not None  # resync: it may still run
-    assert decide(claim("old", host="web2", database="/srv/b.db", heartbeat=NOW - 200), me, NOW,
-                  take_over=False, lock_held=False) is None
+    assert (
+        decide(
+            claim("old", host="web2", database="/srv/b.db", heartbeat=NOW - 200),
+            me,
+            NOW,
+            take_over=False,
+            lock_held=False,
+        )
+        is None
+    )
 
 
 def test_a_claim_nobody_can_read_claims_nothing() -> None:
@@ -91,9 +113,12 @@ def test_two_starters_at_once_only_one_wins(shop) -> None:
     async def scenario() -> list[object]:
         clients = [_client(shop) for _ in range(4)]
         try:
-            claims = [StoreClaim(c, claim(f"i{n}", host=f"web{n}", heartbeat=time.time())) for n, c in enumerate(clients)]
-            return await asyncio.gather(*(c.acquire(take_over=False, lock_held=True) for c in claims),
-                                        return_exceptions=True)
+            claims = [
+                StoreClaim(c, claim(f"i{n}", host=f"web{n}", heartbeat=time.time())) for n, c in enumerate(clients)
+            ]
+            return await asyncio.gather(
+                *(c.acquire(take_over=False, lock_held=True) for c in claims), return_exceptions=True
+            )
         finally:
             for c in clients:
                 await c.aclose()
@@ -141,7 +166,8 @@ LEASE = 20.0  # seconds; the test's own lease (the default is 120 s): short, wit
 
 
 def test_a_second_daemon_on_the_same_store_refuses_and_takes_over_only_after_the_lease(
-        shop, provider, write_config, daemon, tmp_path: Path) -> None:
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     products = shop.seed(products=4)
     claim_table = f'[claim]\nlease = "{LEASE:g}s"\n'
     first_config = write_config("first.toml", new_only=False, db_name="first.db", extra=claim_table)
@@ -156,8 +182,14 @@ def test_a_second_daemon_on_the_same_store_refuses_and_takes_over_only_after_the
     assert f"pid {first.proc.pid}" in said and "last heartbeat" in said
     assert not (tmp_path / "second.db").exists() or not image_states(tmp_path / "second.db")
 
-    wait_for(lambda: set(image_states(tmp_path / "first.db").values()) == {"done"}
-             and len(image_states(tmp_path / "first.db")) == len(products), 90, what="the first daemon's work")
+    wait_for(
+        lambda: (
+            set(image_states(tmp_path / "first.db").values()) == {"done"}
+            and len(image_states(tmp_path / "first.db")) == len(products)
+        ),
+        90,
+        what="the first daemon's work",
+    )
     first.kill()  # kill -9: no release, the claim stays until its lease runs out
     killed_at = time.time()
 
@@ -174,8 +206,11 @@ def test_a_second_daemon_on_the_same_store_refuses_and_takes_over_only_after_the
     more = shop.seed(products=2, seed=7)
     taker = daemon(second_config, args=("--take-over",))
     wait_for(lambda: _claimed(taker), 30, what="the take-over")
-    wait_for(lambda: {image_states(tmp_path / "second.db").get(p["media"][0]["id"]) for p in more} == {"done"},
-             90, what="the new daemon's work")
+    wait_for(
+        lambda: {image_states(tmp_path / "second.db").get(p["media"][0]["id"]) for p in more} == {"done"},
+        90,
+        what="the new daemon's work",
+    )
     assert taker.terminate() == 0
     charged = _charged(provider)
     assert all(count == 1 for count in charged.values()), charged
@@ -185,8 +220,9 @@ def test_a_second_daemon_on_the_same_store_refuses_and_takes_over_only_after_the
     assert value["released"] is True and value["database"] == str(tmp_path / "second.db")
 
 
-def test_resync_beside_another_installations_daemon_refuses(shop, provider, write_config, daemon,
-                                                            tmp_path: Path) -> None:
+def test_resync_beside_another_installations_daemon_refuses(
+    shop, provider, write_config, daemon, tmp_path: Path
+) -> None:
     shop.seed(products=2)
     first = daemon(write_config("first.toml", new_only=False, db_name="first.db"))
     wait_for(lambda: _claimed(first), 30, what="the first daemon's claim")
@@ -203,8 +239,12 @@ def test_resync_beside_another_installations_daemon_refuses(shop, provider, writ
 
 def _shop_claim(shop) -> str:
     query = 'query { shop { metafield(namespace: "$app:retouch", key: "instance") { value } } }'
-    answer = httpx.post(f"{shop.shop_url}/admin/api/2026-07/graphql.json", json={"query": query},
-                        headers={"X-Shopify-Access-Token": SHOP_TOKEN}, timeout=10).json()
+    answer = httpx.post(
+        f"{shop.shop_url}/admin/api/2026-07/graphql.json",
+        json={"query": query},
+        headers={"X-Shopify-Access-Token": SHOP_TOKEN},
+        timeout=10,
+    ).json()
     return answer["data"]["shop"]["metafield"]["value"]
 
 
@@ -232,6 +272,7 @@ def test_a_daemon_whose_claim_is_taken_stops(shop, provider, write_config, daemo
 
 def test_renewal_follows_the_client_a_reload_put_in_place(shop) -> None:
     """A reload that rotates the Shopify token closes the old client: the claim renews with the new one."""
+
     async def scenario() -> None:
         clients = [_client(shop)]
         holder = StoreClaim(lambda: clients[-1], claim("me", heartbeat=time.time()))

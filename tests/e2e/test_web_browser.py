@@ -23,8 +23,15 @@ from playwright import sync_api
 from conftest import PROVIDER_KEY, ROOT, cli, config_text, db_rows, image_states, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "a long review password"
 SHOTS = Path(os.environ.get("RETOUCH_SCREENSHOTS", ROOT / "tests" / "output" / "screenshots"))
 
@@ -45,8 +52,11 @@ def charged(provider) -> int:
 def all_pictures_load(page) -> list[str]:
     """The src of every <img> on the page that did not load (natural width 0), after waiting for all."""
     # Polled from here: the page's CSP (no eval) refuses Playwright's in-page wait_for_function.
-    wait_for(lambda: page.evaluate("() => Array.from(document.images).every(i => i.complete)"), 30,
-             what="every picture loaded or failed")
+    wait_for(
+        lambda: page.evaluate("() => Array.from(document.images).every(i => i.complete)"),
+        30,
+        what="every picture loaded or failed",
+    )
     return page.eval_on_selector_all("img", "imgs => imgs.filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
 
 
@@ -64,24 +74,37 @@ def test_review_page_in_a_browser(shop, provider, daemon, tmp_path: Path) -> Non
     port = free_port()
     base = f"http://127.0.0.1:{port}/ui"
     config = tmp_path / "config.toml"
-    config.write_text(config_text(shop, provider, tmp_path, new_only=False, extra=f"""
+    config.write_text(
+        config_text(
+            shop,
+            provider,
+            tmp_path,
+            new_only=False,
+            extra=f"""
 [server]
 listen = "127.0.0.1:{port}"
 
 [review]
 mode = "all"
-"""))
+""",
+        )
+    )
     db = tmp_path / "retouch.db"
     run = daemon(config)
     wait_for(lambda: len(image_states(db)) == 3, 60, what="images discovered")
     done = cli("password", config=config, input=PASSWORD + "\n")
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: set(image_states(db).values()) == {"awaiting_review"}, 120,
-             what=f"every result waiting for review ({image_states(db)})")
+    wait_for(
+        lambda: set(image_states(db).values()) == {"awaiting_review"},
+        120,
+        what=f"every result waiting for review ({image_states(db)})",
+    )
     assert charged(provider) == 3
     media_of = {legacy: original["id"] for legacy, original in originals.items()}
-    image_id = {legacy: db_rows(db, "select id from image where media_id = ?", media)[0][0]
-                for legacy, media in media_of.items()}
+    image_id = {
+        legacy: db_rows(db, "select id from image where media_id = ?", media)[0][0]
+        for legacy, media in media_of.items()
+    }
     approved, rejected, redone = (p["legacy_id"] for p in products)
 
     with sync_api.sync_playwright() as playwright:
@@ -135,8 +158,11 @@ mode = "all"
             assert "1 image(s) sent again" in page.inner_text(".flash")
 
             wait_for(lambda: image_states(db)[media_of[approved]] == "done", 120, what="the approved one written")
-            wait_for(lambda: image_states(db)[media_of[redone]] == "awaiting_review" and charged(provider) == 4,
-                     120, what=f"the redone one back for review ({image_states(db)})")
+            wait_for(
+                lambda: image_states(db)[media_of[redone]] == "awaiting_review" and charged(provider) == 4,
+                120,
+                what=f"the redone one back for review ({image_states(db)})",
+            )
             assert image_states(db)[media_of[rejected]] == "rejected"
 
             page.goto(f"{base}/product/{approved}")

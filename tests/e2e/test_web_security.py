@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import re
-import stat
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from conftest import SECRETS, cli, config_text, pipeline_settings
 from retouch.plugin.serve import serve_in_thread
 from retouch.storage.backups import BackupStore
 from retouch.storage.models import ImageState
@@ -25,8 +26,6 @@ from retouch.sync.metrics import build_registry
 from retouch.sync.server import ServerDeps, build_app
 from retouch.sync.web import UiDeps, build_ui
 from retouch.sync.web.auth import LOGIN_ATTEMPTS, PASSWORD_META, hash_password
-
-from conftest import SECRETS, cli, config_text, pipeline_settings
 
 PASSWORD = "correct horse battery"
 
@@ -47,8 +46,14 @@ class Page:
         ctx = SimpleNamespace(settings=settings, store=store, backups=BackupStore(settings.backup_dir))
         ui = build_ui(UiDeps(context=lambda: ctx, clock=self.clock))
         registry = build_registry(store, "aigenstudio", settings.capabilities.quota, lambda: None, lambda: None)
-        deps = ServerDeps(store=store, provider=lambda: None, discover_every=60, scheduler_alive=lambda: True,
-                          on_provider_event=lambda event: None, ui=ui)
+        deps = ServerDeps(
+            store=store,
+            provider=lambda: None,
+            discover_every=60,
+            scheduler_alive=lambda: True,
+            on_provider_event=lambda event: None,
+            ui=ui,
+        )
         self.server = serve_in_thread(build_app(deps, registry))
         self.http = httpx.Client(base_url=self.server.url, trust_env=False, timeout=10)
 
@@ -94,6 +99,7 @@ def test_password_is_kept_only_as_an_argon2_hash(shop, provider, tmp_path: Path)
     with sqlite3.connect(settings.database_path) as conn:
         (again,) = conn.execute("select value from meta where key = ?", (PASSWORD_META,)).fetchone()
     from argon2 import PasswordHasher
+
     assert PasswordHasher().verify(again, printed) and again != stored
 
 
@@ -144,8 +150,12 @@ def test_login_attempts_are_rate_limited_per_client(setup) -> None:
 
 def test_security_headers_on_every_answer(setup) -> None:
     page, store, settings = setup
-    answers = [page.http.get("/ui/login"), page.http.get("/ui/nothing-here"), page.http.get("/ui/static/style.css"),
-               page.http.post("/ui/retry", data={})]
+    answers = [
+        page.http.get("/ui/login"),
+        page.http.get("/ui/nothing-here"),
+        page.http.get("/ui/static/style.css"),
+        page.http.post("/ui/retry", data={}),
+    ]
     page.login()
     answers += [page.http.get("/ui/"), page.http.get("/ui/picture/999/before")]
     for answer in answers:
@@ -167,10 +177,20 @@ def test_pictures_come_from_local_disk_by_id_and_only_as_pictures(setup) -> None
     backups = BackupStore(settings.backup_dir)
     good = backups.put(png((200, 30, 30)))
     not_a_picture = backups.put(b"<script>alert(1)</script>")
-    shown = store.insert_image(media_id="gid://shopify/MediaImage/1", product_id="gid://shopify/Product/1",
-                               product_legacy_id="1", state=ImageState.DONE, backup_sha256=good)
-    hostile = store.insert_image(media_id="gid://shopify/MediaImage/2", product_id="gid://shopify/Product/1",
-                                 product_legacy_id="1", state=ImageState.DONE, backup_sha256=not_a_picture)
+    shown = store.insert_image(
+        media_id="gid://shopify/MediaImage/1",
+        product_id="gid://shopify/Product/1",
+        product_legacy_id="1",
+        state=ImageState.DONE,
+        backup_sha256=good,
+    )
+    hostile = store.insert_image(
+        media_id="gid://shopify/MediaImage/2",
+        product_id="gid://shopify/Product/1",
+        product_legacy_id="1",
+        state=ImageState.DONE,
+        backup_sha256=not_a_picture,
+    )
     assert page.http.get(f"/ui/picture/{shown.id}/before", follow_redirects=False).status_code == 303  # signed out
     page.login()
     answer = page.http.get(f"/ui/picture/{shown.id}/before")
@@ -191,10 +211,16 @@ def test_review_forms_decide_per_image_per_product_and_for_a_selection(setup) ->
     backups = BackupStore(settings.backup_dir)
     ids = {}
     for n, (product, title) in enumerate([("1", "Blue Mug"), ("1", "Blue Mug"), ("2", "Red Scarf"), ("3", "Lamp")]):
-        image = store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id=f"gid://shopify/Product/{product}",
-                                   product_legacy_id=product, state="awaiting_review", product_title=title,
-                                   filename=f"photo-{n}.jpg", backup_sha256=backups.put(png((n * 40, 10, 10))),
-                                   result_sha256=results_store(settings).put(png((255, 255, 255 - n))))
+        image = store.insert_image(
+            media_id=f"gid://shopify/MediaImage/{n}",
+            product_id=f"gid://shopify/Product/{product}",
+            product_legacy_id=product,
+            state="awaiting_review",
+            product_title=title,
+            filename=f"photo-{n}.jpg",
+            backup_sha256=backups.put(png((n * 40, 10, 10))),
+            result_sha256=results_store(settings).put(png((255, 255, 255 - n))),
+        )
         ids[n] = image.id
     page.login()
     queue = page.http.get("/ui/review")
@@ -209,8 +235,7 @@ def test_review_forms_decide_per_image_per_product_and_for_a_selection(setup) ->
     assert answer.status_code == 303
     assert "2 image(s) approved" in page.http.get("/ui/review").text
     assert {store.image(ids[0]).state, store.image(ids[1]).state} == {"backed_up"}
-    page.http.post("/ui/review/reject", data={"csrf": token, "image": [str(ids[2]), str(ids[3])],
-                                               "reason": "too dark"})
+    page.http.post("/ui/review/reject", data={"csrf": token, "image": [str(ids[2]), str(ids[3])], "reason": "too dark"})
     assert [store.image(ids[n]).state for n in (2, 3)] == ["rejected", "rejected"]
     assert store.image(ids[2]).review_note == "too dark"
     # A decision on an image no longer waiting is refused with the reason, not applied.
@@ -227,11 +252,19 @@ def test_the_session_cookie_is_secure_behind_an_https_public_url(shop, provider,
     from retouch.sync.config import load_settings
 
     config = tmp_path / "public.toml"
-    config.write_text(config_text(shop, provider, tmp_path, new_only=False, extra="""
+    config.write_text(
+        config_text(
+            shop,
+            provider,
+            tmp_path,
+            new_only=False,
+            extra="""
 [server]
 listen = "0.0.0.0:8787"
 public_url = "https://retouch.example.com"
-"""))
+""",
+        )
+    )
     settings = load_settings(config)
     store = Store(settings.database_url)
     store.set_meta(PASSWORD_META, hash_password(PASSWORD))

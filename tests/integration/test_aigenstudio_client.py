@@ -43,17 +43,52 @@ ANSWERS: dict[str, tuple[int, Any, str, dict[str, str]]] = {
     "teapot": (418, {"error": {"code": "teapot", "message": "short and stout"}}, "application/json", {}),
     "redirect": (302, "", "text/plain", {"Location": "https://elsewhere.example/"}),
     "502-html": (502, "<html>Bad Gateway</html>", "text/html", {}),
-    "500-json": (500, {"error": {"code": "internal_error", "message": "boom", "request_id": "req_srv"}}, "application/json", {}),
+    "500-json": (
+        500,
+        {"error": {"code": "internal_error", "message": "boom", "request_id": "req_srv"}},
+        "application/json",
+        {},
+    ),
     "408": (408, "", "text/plain", {}),
     "400-odd-envelope": (400, {"error": "bad"}, "application/json", {}),
-    "401": (401, {"error": {"code": "invalid_api_key", "message": "The API key is invalid.", "request_id": "r1"}}, "application/json", {}),
+    "401": (
+        401,
+        {"error": {"code": "invalid_api_key", "message": "The API key is invalid.", "request_id": "r1"}},
+        "application/json",
+        {},
+    ),
     "403": (403, "", "text/plain", {}),
-    "404": (404, {"error": {"code": "not_found", "message": "Enhancement not found.", "request_id": "r2"}}, "application/json", {}),
-    "429-date": (429, {"error": {"code": "rate_limited", "message": "slow down"}}, "application/json", {"Retry-After": "DATE"}),
-    "429-garbled": (429, {"error": {"code": "rate_limited", "message": "slow down"}}, "application/json",
-                    {"Retry-After": "soon", "X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "x"}),
-    "nulls": (200, {"enhancement": {**ENHANCEMENT, "credits_used": None, "future_field": 1,
-                                    "items": [{"id": "i1", "status": "queued", "credits_used": None}]}}, "application/json", {}),
+    "404": (
+        404,
+        {"error": {"code": "not_found", "message": "Enhancement not found.", "request_id": "r2"}},
+        "application/json",
+        {},
+    ),
+    "429-date": (
+        429,
+        {"error": {"code": "rate_limited", "message": "slow down"}},
+        "application/json",
+        {"Retry-After": "DATE"},
+    ),
+    "429-garbled": (
+        429,
+        {"error": {"code": "rate_limited", "message": "slow down"}},
+        "application/json",
+        {"Retry-After": "soon", "X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "x"},
+    ),
+    "nulls": (
+        200,
+        {
+            "enhancement": {
+                **ENHANCEMENT,
+                "credits_used": None,
+                "future_field": 1,
+                "items": [{"id": "i1", "status": "queued", "credits_used": None}],
+            }
+        },
+        "application/json",
+        {},
+    ),
 }
 
 
@@ -71,7 +106,9 @@ class Recorder:
 
     async def create(self, request: Request) -> Response:
         self.requests.append({"headers": dict(request.headers), "body": await request.body(), "path": request.url.path})
-        response = JSONResponse({"enhancement": ENHANCEMENT, "remaining_paid_credits": 0, "request_id": "req_x"}, status_code=203)
+        response = JSONResponse(
+            {"enhancement": ENHANCEMENT, "remaining_paid_credits": 0, "request_id": "req_x"}, status_code=203
+        )
         response.set_cookie("session", "tracking")  # a client that kept cookies would send it back
         return response
 
@@ -140,7 +177,11 @@ def test_rate_limit_headers_are_read_leniently(server: tuple[str, Recorder]) -> 
     with pytest.raises(RateLimited) as garbled:
         status_of(server[0], "429-garbled")
     assert garbled.value.rate_limit is not None
-    assert (garbled.value.rate_limit.limit, garbled.value.rate_limit.remaining, garbled.value.rate_limit.reset) == (120, None, None)
+    assert (garbled.value.rate_limit.limit, garbled.value.rate_limit.remaining, garbled.value.rate_limit.reset) == (
+        120,
+        None,
+        None,
+    )
     with pytest.raises(RateLimited) as dated:
         status_of(server[0], "429-date")
     assert dated.value.retry_after is not None and 0 <= dated.value.retry_after <= 2  # an HTTP date of "now"
@@ -170,14 +211,19 @@ def test_requests_carry_the_key_only_where_they_should(server: tuple[str, Record
             await client.list_presets()
             with pytest.raises(UnexpectedResponse):  # 203 is not a create status (200, 201, 202 are)
                 await client.create_enhancement(
-                    idempotency_key="batch-0001", preset="single_product_white_background",
-                    preservation_level="strict", images=[SourceImage("8123456789", "https://cdn.example/a.jpg")],
+                    idempotency_key="batch-0001",
+                    preset="single_product_white_background",
+                    preservation_level="strict",
+                    images=[SourceImage("8123456789", "https://cdn.example/a.jpg")],
                 )
             with pytest.raises(UnexpectedResponse):  # same client after a Set-Cookie
                 await client.create_enhancement(
-                    idempotency_key="batch-0002", preset="single_product_white_background",
-                    preservation_level="strict", images=[SourceImage("8123456789", "https://cdn.example/a.jpg")],
-                    instructions="keep the label", webhook_url="https://hooks.example/aigen",
+                    idempotency_key="batch-0002",
+                    preset="single_product_white_background",
+                    preservation_level="strict",
+                    images=[SourceImage("8123456789", "https://cdn.example/a.jpg")],
+                    instructions="keep the label",
+                    webhook_url="https://hooks.example/aigen",
                 )
 
     recorder.requests.clear()

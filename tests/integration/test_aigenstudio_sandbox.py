@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from conftest import FakeClock
 from retouch.plugin.providers.aigenstudio import (
     AigenClient,
     AuthenticationFailed,
@@ -31,11 +32,10 @@ from retouch.plugin.providers.aigenstudio import (
     RateLimited,
     ServiceUnavailable,
     SourceImage,
+    webhooks,
 )
-from retouch.plugin.providers.aigenstudio import webhooks
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.serve import serve_in_thread
-from conftest import FakeClock
 
 TEST_KEY = "aigen_test_retouch_tests"
 OTHER_TEST_KEY = "aigen_test_someone_else"
@@ -174,8 +174,14 @@ def create(
 ) -> CreateResult:
     images = [SourceImage(external_id=str(8123456700 + i), source_url=url) for i, url in enumerate(urls)]
     return run(
-        key, sandbox, "create_enhancement",
-        idempotency_key=idempotency_key, preset=PRESET, preservation_level="strict", images=images, **kwargs,
+        key,
+        sandbox,
+        "create_enhancement",
+        idempotency_key=idempotency_key,
+        preset=PRESET,
+        preservation_level="strict",
+        images=images,
+        **kwargs,
     )
 
 
@@ -200,8 +206,15 @@ def wait_for(condition: Callable[[], bool], what: str, limit: float = 10.0) -> N
         time.sleep(0.02)
 
 
-def raw_create(sandbox: AigenSandbox, body: Any, *, key: str | None = TEST_KEY, idempotency_key: str | None = "raw-key-0001",
-               headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+def raw_create(
+    sandbox: AigenSandbox,
+    body: Any,
+    *,
+    key: str | None = TEST_KEY,
+    idempotency_key: str | None = "raw-key-0001",
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
     all_headers = {"Content-Type": "application/json"}
     if key is not None:
         all_headers["Authorization"] = f"Bearer {key}"
@@ -229,11 +242,15 @@ def valid_body(images_url: str, count: int = 1) -> dict[str, Any]:
 
 def test_presets_are_public_and_request_ids_are_echoed(shared: AigenSandbox) -> None:
     sandbox = shared
-    response = httpx.get(sandbox.base_url + "/api/v1/product-image-enhancement-presets", headers={"X-Request-Id": "corr-42"})
+    response = httpx.get(
+        sandbox.base_url + "/api/v1/product-image-enhancement-presets", headers={"X-Request-Id": "corr-42"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert [preset["id"] for preset in body["presets"]] == [
-        "single_product_white_background", "marketplace_clean_catalog", "clean_catalog_group"
+        "single_product_white_background",
+        "marketplace_clean_catalog",
+        "clean_catalog_group",
     ]
     assert body["presets"][0]["description"].startswith("Best for one clear product")
     assert response.headers["X-Request-Id"] == body["request_id"] == "corr-42"
@@ -303,7 +320,10 @@ INVALID_BODIES: list[tuple[str, Callable[[str], Any]]] = [
     ("webhook too long", lambda u: _with(u, webhook_url="https://example.com/" + "a" * 2030)),
     ("source not http", lambda u: _with(u, images=[{"external_id": "1", "source_url": "ftp://example.com/a.jpg"}])),
     ("source missing", lambda u: _with(u, images=[{"external_id": "1"}])),
-    ("external id not a string", lambda u: _with(u, images=[{"external_id": 8123456789, "source_url": f"{u}/p/1.jpg"}])),
+    (
+        "external id not a string",
+        lambda u: _with(u, images=[{"external_id": 8123456789, "source_url": f"{u}/p/1.jpg"}]),
+    ),
     ("unknown image field", lambda u: _with(u, images=[{"source_url": f"{u}/p/1.jpg", "position": 1}])),
     ("idempotency key in body", lambda u: _with(u, idempotency_key="raw-key-0001")),
     ("unknown field", lambda u: _with(u, priority="high")),
@@ -345,10 +365,14 @@ def test_boundary_values_are_accepted(make_sandbox: Callable[..., AigenSandbox],
     sandbox = make_sandbox(active_jobs_per_key=5, active_jobs_per_account=5, images_per_window=100)
     accepted = [
         raw_create(sandbox, valid_body(images, 20), idempotency_key="a.b_c:d-"),
-        raw_create(sandbox, _with(images, instructions="x" * 4000, preservation_level="creative"), idempotency_key="k" * 160),
+        raw_create(
+            sandbox, _with(images, instructions="x" * 4000, preservation_level="creative"), idempotency_key="k" * 160
+        ),
         raw_create(
             sandbox,
-            _with(images, webhook_url="https://example.com/" + "a" * 2028, images=[{"source_url": f"{images}/p/1.png"}]),
+            _with(
+                images, webhook_url="https://example.com/" + "a" * 2028, images=[{"source_url": f"{images}/p/1.png"}]
+            ),
             idempotency_key="no-external-id",
         ),
     ]
@@ -398,7 +422,9 @@ def test_same_key_other_body_is_409_and_scope_is_per_account(sandbox: AigenSandb
 # --- quotas --------------------------------------------------------------------------------------
 
 
-def test_sixth_job_in_a_window_is_429_until_the_window_resets(make_sandbox: Callable[..., AigenSandbox], images: str) -> None:
+def test_sixth_job_in_a_window_is_429_until_the_window_resets(
+    make_sandbox: Callable[..., AigenSandbox], images: str
+) -> None:
     clock = FakeClock(T0 + 100)
     sandbox = make_sandbox(clock=clock, active_jobs_per_key=10, active_jobs_per_account=10)
     for i in range(5):
@@ -496,8 +522,13 @@ def test_items_keep_order_and_bad_sources_fail_only_their_item(sandbox: AigenSan
     }
     images_in = [SourceImage(external_id=name, source_url=url) for name, (url, _) in sources.items()]
     created = run(
-        TEST_KEY, sandbox, "create_enhancement",
-        idempotency_key="sources-0001", preset=PRESET, preservation_level="balanced", images=images_in,
+        TEST_KEY,
+        sandbox,
+        "create_enhancement",
+        idempotency_key="sources-0001",
+        preset=PRESET,
+        preservation_level="balanced",
+        images=images_in,
     )
     done = wait_until_terminal(sandbox, created.enhancement.id)
     assert done.status == "partially_completed"
@@ -531,12 +562,16 @@ def test_live_key_needs_credits_then_reserves_consumes_and_releases(sandbox: Aig
         create(sandbox, "live-0001", urls, key=LIVE_KEY)
     assert caught.value.status == 402 and caught.value.code == "insufficient_api_credits"
 
-    httpx.post(sandbox.base_url + "/_sandbox/live_keys", json={"key": LIVE_KEY, "purchased": 500, "available": 9}).raise_for_status()
+    httpx.post(
+        sandbox.base_url + "/_sandbox/live_keys", json={"key": LIVE_KEY, "purchased": 500, "available": 9}
+    ).raise_for_status()
     with pytest.raises(InsufficientCredits):  # 2 images cost 10
         create(sandbox, "live-0001", urls, key=LIVE_KEY)
     assert key_stats(sandbox, LIVE_KEY)["insufficient_credits"] == 2
 
-    httpx.post(sandbox.base_url + "/_sandbox/live_keys", json={"key": LIVE_KEY, "purchased": 500, "available": 100}).raise_for_status()
+    httpx.post(
+        sandbox.base_url + "/_sandbox/live_keys", json={"key": LIVE_KEY, "purchased": 500, "available": 100}
+    ).raise_for_status()
     created = create(sandbox, "live-0001", urls, key=LIVE_KEY)  # the same key works once credits exist
     assert not created.replayed and not created.enhancement.sandbox
     assert created.enhancement.credits_reserved == 10 and created.remaining_paid_credits == 90
@@ -593,7 +628,9 @@ def test_webhooks_are_signed_as_documented_and_retried(sandbox: AigenSandbox, im
 
 
 def test_dropped_response_then_replay_gives_the_same_job_and_one_charge(sandbox: AigenSandbox, images: str) -> None:
-    httpx.post(sandbox.base_url + "/_sandbox/faults", json={"endpoint": "create", "mode": "drop_response", "count": 1}).raise_for_status()
+    httpx.post(
+        sandbox.base_url + "/_sandbox/faults", json={"endpoint": "create", "mode": "drop_response", "count": 1}
+    ).raise_for_status()
     urls = [f"{images}/p/a.jpg", f"{images}/p/b.jpg"]
     with pytest.raises(ServiceUnavailable) as caught:
         create(sandbox, "crash-0001", urls)
@@ -616,8 +653,11 @@ def test_hang_beyond_the_client_timeout_is_service_unavailable(sandbox: AigenSan
     assert caught.value.reason == "timeout" and caught.value.status is None
     # The slow request still went through on the server; retrying with the same key never makes a second job.
     retried = create(sandbox, "hang-0001", urls)
-    wait_for(lambda: key_stats(sandbox)["creations"] + key_stats(sandbox)["replays"] == 2, "the hung request to finish",
-             limit=20.0)
+    wait_for(
+        lambda: key_stats(sandbox)["creations"] + key_stats(sandbox)["replays"] == 2,
+        "the hung request to finish",
+        limit=20.0,
+    )
     assert key_stats(sandbox)["creations"] == 1
     assert retried.enhancement.total_items == 1
 
@@ -635,7 +675,11 @@ def test_5xx_and_html_faults_on_status_are_retryable(sandbox: AigenSandbox, imag
 
 
 def test_fault_api_rejects_nonsense(sandbox: AigenSandbox) -> None:
-    for body in ({"endpoint": "delete"}, {"endpoint": "status", "mode": "drop_response"}, {"endpoint": "create", "status": 404},
-                 {"endpoint": "create", "mode": "hang"}):
+    for body in (
+        {"endpoint": "delete"},
+        {"endpoint": "status", "mode": "drop_response"},
+        {"endpoint": "create", "status": 404},
+        {"endpoint": "create", "mode": "hang"},
+    ):
         assert httpx.post(sandbox.base_url + "/_sandbox/faults", json=body).status_code == 400
     assert httpx.get(sandbox.base_url + "/_sandbox/stats").json()["faults_pending"] == 0

@@ -16,8 +16,17 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from bad_images import (SOURCES, animated, cmyk_jpeg, decompression_bomb, encode, html, jpeg,
-                        palette_png_with_transparency, png16)
+from bad_images import (
+    SOURCES,
+    animated,
+    cmyk_jpeg,
+    decompression_bomb,
+    encode,
+    html,
+    jpeg,
+    palette_png_with_transparency,
+    png16,
+)
 from conftest import pipeline_settings, run_async
 from retouch.storage.models import ImageState
 from retouch.sync import imaging
@@ -86,6 +95,7 @@ def test_a_converted_result_keeps_its_quality() -> None:
 
 # --- through the pipeline ---------------------------------------------------------------------------
 
+
 def swap_cdn_bytes(shop, media_gid: str, data: bytes) -> None:
     """The CDN serving other bytes than Shopify processed (a broken cache, a replaced object): the
     only way a READY media's original can be no image or a bomb, since Shopify refuses those."""
@@ -96,9 +106,15 @@ def swap_cdn_bytes(shop, media_gid: str, data: bytes) -> None:
 
 
 def test_each_kind_of_original_ends_as_it_should_and_the_rest_go_on(shop, provider, tmp_path: Path) -> None:
-    originals = {"plain.jpg": jpeg(), "cmyk.jpg": cmyk_jpeg(), "deep.png": png16(),
-                 "palette.png": palette_png_with_transparency(), "moving.gif": animated("GIF"),
-                 "html.jpg": jpeg(), "bomb.jpg": jpeg()}
+    originals = {
+        "plain.jpg": jpeg(),
+        "cmyk.jpg": cmyk_jpeg(),
+        "deep.png": png16(),
+        "palette.png": palette_png_with_transparency(),
+        "moving.gif": animated("GIF"),
+        "html.jpg": jpeg(),
+        "bomb.jpg": jpeg(),
+    }
     for filename, data in originals.items():
         shop.add_product(filename, images=[{"filename": filename, "data": data}])
     settings = pipeline_settings(shop, provider, tmp_path)
@@ -106,6 +122,7 @@ def test_each_kind_of_original_ends_as_it_should_and_the_rest_go_on(shop, provid
     async def scenario(extra=None):
         async with open_context(settings) as ctx:
             from retouch.sync.pipeline import discover
+
             await discover(ctx)
             rows = {row.filename: row for row in ctx.store.images_in_state(*ImageState)}
             if extra:
@@ -119,9 +136,15 @@ def test_each_kind_of_original_ends_as_it_should_and_the_rest_go_on(shop, provid
 
     rows = run_async(scenario(break_cdn))
     ends = {name: (row.state, row.error_code) for name, row in rows.items()}
-    assert ends == {"plain.jpg": ("done", None), "cmyk.jpg": ("done", None), "deep.png": ("done", None),
-                    "palette.png": ("done", None), "moving.gif": ("failed", "source_animated"),
-                    "html.jpg": ("failed", "source_not_image"), "bomb.jpg": ("failed", "source_too_large")}
+    assert ends == {
+        "plain.jpg": ("done", None),
+        "cmyk.jpg": ("done", None),
+        "deep.png": ("done", None),
+        "palette.png": ("done", None),
+        "moving.gif": ("failed", "source_animated"),
+        "html.jpg": ("failed", "source_not_image"),
+        "bomb.jpg": ("failed", "source_too_large"),
+    }
     for name in ("moving.gif", "html.jpg", "bomb.jpg"):
         assert rows[name].job_id is None, f"{name} was sent to the provider"
         assert rows[name].error_message.startswith("the original is ")
@@ -137,6 +160,7 @@ def test_each_kind_of_original_ends_as_it_should_and_the_rest_go_on(shop, provid
 def test_a_decoder_breaking_in_an_unexpected_way_is_not_an_image(monkeypatch) -> None:
     """Hostile bytes can break a decoder with any exception (struct.error, IndexError …): the
     original is refused with a reason, never an exception that would crash the submit step."""
+
     def broken_load(self):
         raise IndexError("tile extends beyond the image")
 

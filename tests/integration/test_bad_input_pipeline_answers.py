@@ -63,11 +63,17 @@ async def cycles(settings, server: AnsweringServer, script) -> list[str]:
             rows = ctx.store.images_in_state(*ImageState)
             if {row.media_id for row in rows} != media:
                 found.append("an image row was lost")
-            found += [f"{row.media_id} failed without a reason" for row in rows
-                      if row.state == ImageState.FAILED and not (row.error_code and row.error_message)]
+            found += [
+                f"{row.media_id} failed without a reason"
+                for row in rows
+                if row.state == ImageState.FAILED and not (row.error_code and row.error_message)
+            ]
             # A job waiting to be sent again says why, or submissions are paused (the reason is the pause's).
-            found += [f"job {job.id} waits without a reason" for job in ctx.store.jobs_in_state(JobState.PENDING)
-                      if job.attempts and not job.error_code and not ctx.paused()]
+            found += [
+                f"job {job.id} waits without a reason"
+                for job in ctx.store.jobs_in_state(JobState.PENDING)
+                if job.attempts and not job.error_code and not ctx.paused()
+            ]
             now[0] += 700  # past every backoff: the next cycle may retry
     return found
 
@@ -76,8 +82,13 @@ def test_whatever_the_provider_answers_the_rows_stay_and_say_why(shop, tmp_path:
     shop.seed(products=3)
     server = AnsweringServer()
     try:
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        )
         @given(script=st.lists(answers(AIGEN, server.url), min_size=2, max_size=5))
         def check(script) -> None:
             home = Path(tempfile.mkdtemp(dir=tmp_path))

@@ -32,14 +32,30 @@ from retouch.sync.server import ServerDeps, build_app
 KEY = "webhook_TESTSECRET_key_0042"
 OTHER_KEY = "webhook_TESTSECRET_key_9999"
 PROVIDERS = {
-    "imagen": (lambda: ImagenProvider(ProviderConfig(api_key=KEY, base_url="http://127.0.0.1:9", timeout=5,
-                                                     settings=ImagenSettings(profile_key=1),
-                                                     public_url="https://hooks.example.com")),
-               {"project_uuid": "p-1", "status": "Completed", "action": "edit"}),
-    "productai": (lambda: ProductAIProvider(ProviderConfig(api_key=KEY, base_url="http://127.0.0.1:9", timeout=5,
-                                                           settings=ProductAISettings(),
-                                                           public_url="https://hooks.example.com")),
-                  {"status": "success", "job_id": "12312", "image_url": "https://cdn.example.com/r.png"}),
+    "imagen": (
+        lambda: ImagenProvider(
+            ProviderConfig(
+                api_key=KEY,
+                base_url="http://127.0.0.1:9",
+                timeout=5,
+                settings=ImagenSettings(profile_key=1),
+                public_url="https://hooks.example.com",
+            )
+        ),
+        {"project_uuid": "p-1", "status": "Completed", "action": "edit"},
+    ),
+    "productai": (
+        lambda: ProductAIProvider(
+            ProviderConfig(
+                api_key=KEY,
+                base_url="http://127.0.0.1:9",
+                timeout=5,
+                settings=ProductAISettings(),
+                public_url="https://hooks.example.com",
+            )
+        ),
+        {"status": "success", "job_id": "12312", "image_url": "https://cdn.example.com/r.png"},
+    ),
 }
 
 
@@ -51,14 +67,27 @@ class Hooks:
         self.store = Store(f"sqlite:///{self.db}")
         # Some state a forged delivery must not touch: an image on its way and its job.
         job = self.store.create_job(name, "retouch-key-1", [], options="{}")
-        self.store.insert_image(media_id="gid://shopify/MediaImage/1", product_id="gid://shopify/Product/1",
-                                product_legacy_id="1", state=ImageState.DISCOVERED, source_url="https://cdn/x.jpg",
-                                filename="x.jpg", mime_type="image/jpeg", alt="", position=0)
+        self.store.insert_image(
+            media_id="gid://shopify/MediaImage/1",
+            product_id="gid://shopify/Product/1",
+            product_legacy_id="1",
+            state=ImageState.DISCOVERED,
+            source_url="https://cdn/x.jpg",
+            filename="x.jpg",
+            mime_type="image/jpeg",
+            alt="",
+            position=0,
+        )
         self.job_id = job.id
         self.events: list[WebhookEvent] = []
         provider = build()
-        deps = ServerDeps(store=self.store, provider=lambda: provider, discover_every=60.0,
-                          scheduler_alive=lambda: True, on_provider_event=self.events.append)
+        deps = ServerDeps(
+            store=self.store,
+            provider=lambda: provider,
+            discover_every=60.0,
+            scheduler_alive=lambda: True,
+            on_provider_event=self.events.append,
+        )
         self.server = serve_in_thread(build_app(deps, CollectorRegistry()))
         self.http = httpx.Client(base_url=self.server.url, trust_env=False, timeout=10)
 

@@ -36,12 +36,19 @@ class QuotingServer:
                     self.rfile.read(length)
                 quoted = "; ".join(f"{name}: {self.headers[name]}" for name in CREDENTIAL_HEADERS if self.headers[name])
                 echo = f"rejected ({quoted or 'no credentials'})"
-                body = json.dumps({
-                    "error": {"code": echo, "message": echo, "request_id": echo}, "detail": echo, "message": echo,
-                    "details": echo, "code": echo, "name": echo, "status": "ERROR",
-                    "errors": [{"message": echo, "extensions": {"code": echo}}],
-                    "data": {"error": echo, "status": "ERROR", "id": 1},
-                }).encode()
+                body = json.dumps(
+                    {
+                        "error": {"code": echo, "message": echo, "request_id": echo},
+                        "detail": echo,
+                        "message": echo,
+                        "details": echo,
+                        "code": echo,
+                        "name": echo,
+                        "status": "ERROR",
+                        "errors": [{"message": echo, "extensions": {"code": echo}}],
+                        "data": {"error": echo, "status": "ERROR", "id": 1},
+                    }
+                ).encode()
                 self.send_response(server.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -75,8 +82,9 @@ CASES = [(target.name, operation) for target in TARGETS for operation in target.
 
 
 @pytest.mark.parametrize(("client", "operation"), CASES, ids=[f"{c}-{o}" for c, o in CASES])
-def test_no_client_raises_a_credential_the_service_quoted_back(quoting: QuotingServer, client: str,
-                                                               operation: str) -> None:
+def test_no_client_raises_a_credential_the_service_quoted_back(
+    quoting: QuotingServer, client: str, operation: str
+) -> None:
     target = next(t for t in TARGETS if t.name == client)
     for status in STATUSES:
         quoting.status = status

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from retouch.plugin.shopify.auth import ClientCredentials, StaticToken
 from retouch.sync.config import ConfigError, load_settings
 from retouch.sync.runtime import shopify_tokens
-from retouch.plugin.shopify.auth import ClientCredentials, StaticToken
 
 BASE = """
 [shop]
@@ -42,8 +42,9 @@ def test_client_credentials_from_the_file(tmp_path: Path) -> None:
 
 
 def test_client_secret_from_env_or_a_systemd_credential(tmp_path: Path) -> None:
-    from_env = settings(tmp_path, 'client_id = "abc123"\nclient_secret_env = "SHOP_SECRET"',
-                        environ={"SHOP_SECRET": SECRET})
+    from_env = settings(
+        tmp_path, 'client_id = "abc123"\nclient_secret_env = "SHOP_SECRET"', environ={"SHOP_SECRET": SECRET}
+    )
     assert from_env.shop_client_secret.get_secret_value() == SECRET
     creds = tmp_path / "creds"
     creds.mkdir()
@@ -63,26 +64,42 @@ def test_the_webhook_secret_defaults_to_the_client_secret(tmp_path: Path) -> Non
     server = '[server]\nlisten = "127.0.0.1:8787"\npublic_url = "https://hooks.example.com"\n'
     loaded = settings(tmp_path, f'client_id = "abc123"\nclient_secret = "{SECRET}"', server)
     assert loaded.shopify_webhook_secret.get_secret_value() == SECRET and loaded.shopify_webhooks
-    own = settings(tmp_path, f'client_id = "abc123"\nclient_secret = "{SECRET}"',
-                   server + 'shopify_webhook_secret = "shpss_other_secret_1"\n')
+    own = settings(
+        tmp_path,
+        f'client_id = "abc123"\nclient_secret = "{SECRET}"',
+        server + 'shopify_webhook_secret = "shpss_other_secret_1"\n',
+    )
     assert own.shopify_webhook_secret.get_secret_value() == "shpss_other_secret_1"
     legacy = settings(tmp_path, 'access_token = "shpat_legacy_1234567"', server)
     assert legacy.shopify_webhook_secret is None
 
 
-@pytest.mark.parametrize("shop, environ, message", [
-    (f'access_token = "shpat_x_1234567"\nclient_id = "abc"\nclient_secret = "{SECRET}"', {},
-     "[shop] access_token: set either client_id + client_secret"),
-    ('access_token_env = "T"\nclient_id = "abc"', {"T": "shpat_x"}, "[shop] access_token: set either"),
-    (f'client_secret = "{SECRET}"', {}, "[shop] client_id: missing; client_secret needs the app's Client ID"),
-    ('client_id = "abc"', {}, "[shop] client_secret: missing; set client_secret, client_secret_env, or a systemd "
-                              "credential named shopify_client_secret"),
-    ('client_id = "abc"\nclient_secret_env = "NOPE"', {}, "[shop] client_secret_env: environment variable NOPE"),
-    ('client_id = ""\nclient_secret = "x"', {}, "[shop] client_id: empty"),
-    (f'client_id = "abc"\nclient_secret = "{SECRET}"\nclient_secret_env = "S"', {"S": "y"},
-     "[shop] client_secret_env: client_secret is set too"),
-    ("", {}, "[shop] client_id: missing; set client_id and client_secret"),
-])
+@pytest.mark.parametrize(
+    "shop, environ, message",
+    [
+        (
+            f'access_token = "shpat_x_1234567"\nclient_id = "abc"\nclient_secret = "{SECRET}"',
+            {},
+            "[shop] access_token: set either client_id + client_secret",
+        ),
+        ('access_token_env = "T"\nclient_id = "abc"', {"T": "shpat_x"}, "[shop] access_token: set either"),
+        (f'client_secret = "{SECRET}"', {}, "[shop] client_id: missing; client_secret needs the app's Client ID"),
+        (
+            'client_id = "abc"',
+            {},
+            "[shop] client_secret: missing; set client_secret, client_secret_env, or a systemd "
+            "credential named shopify_client_secret",
+        ),
+        ('client_id = "abc"\nclient_secret_env = "NOPE"', {}, "[shop] client_secret_env: environment variable NOPE"),
+        ('client_id = ""\nclient_secret = "x"', {}, "[shop] client_id: empty"),
+        (
+            f'client_id = "abc"\nclient_secret = "{SECRET}"\nclient_secret_env = "S"',
+            {"S": "y"},
+            "[shop] client_secret_env: client_secret is set too",
+        ),
+        ("", {}, "[shop] client_id: missing; set client_id and client_secret"),
+    ],
+)
 def test_exactly_one_way_to_connect(tmp_path: Path, shop: str, environ: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         settings(tmp_path, shop, environ=environ)

@@ -17,9 +17,14 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from convergence_machine import ConvergenceMachine, make_sandboxes
 
-CI = settings(max_examples=12, stateful_step_count=25, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.filter_too_much])
+CI = settings(
+    max_examples=12,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +42,11 @@ def sandboxes() -> Iterator[tuple]:
 @pytest.mark.parametrize("mode", ["replace", "append"])
 def test_the_pipeline_converges_under_faults(sandboxes, tmp_path: Path, mode: str) -> None:
     shop, provider = sandboxes
-    machine = type(f"Convergence_{mode}", (ConvergenceMachine,), {
-        "shop": shop, "provider": provider, "root": tmp_path, "mode": mode})
+    machine = type(
+        f"Convergence_{mode}",
+        (ConvergenceMachine,),
+        {"shop": shop, "provider": provider, "root": tmp_path, "mode": mode},
+    )
     run_state_machine_as_test(machine, settings=CI)
 
 
@@ -52,6 +60,9 @@ RELOADS = settings(CI, max_examples=8)
 
 def test_the_pipeline_converges_when_a_reload_flips_the_mode(sandboxes, tmp_path: Path) -> None:
     shop, provider = sandboxes
-    machine = type("Convergence_reloads", (ConvergenceMachine,), {
-        "shop": shop, "provider": provider, "root": tmp_path, "mode": "append", "reloads": True})
+    machine = type(
+        "Convergence_reloads",
+        (ConvergenceMachine,),
+        {"shop": shop, "provider": provider, "root": tmp_path, "mode": "append", "reloads": True},
+    )
     run_state_machine_as_test(machine, settings=RELOADS)

@@ -31,6 +31,7 @@ def quick(monkeypatch):
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
         await asyncio.sleep(0)
+
     monkeypatch.setattr(bulk, "_sleep", sleep)
     return slept
 
@@ -52,6 +53,7 @@ def settings_for(shop, provider, tmp_path: Path, *, threshold: int, new_only: bo
 def run_discovery(settings, fake: BulkShop, *passes: dict, before=None):
     """Discovery passes (keyword arguments of `discover` each) with Shopify behind `fake`;
     returns (counts of each pass, the store's states by media, meta)."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             own = ctx.shopify
@@ -67,6 +69,7 @@ def run_discovery(settings, fake: BulkShop, *passes: dict, before=None):
             finally:
                 await ctx.shopify.aclose()
                 ctx.shopify = own
+
     return run_async(scenario())
 
 
@@ -89,6 +92,7 @@ def test_bulk_export_in_any_order_is_joined_to_the_right_products(shop, provider
     async def rows():
         async with open_context(settings) as ctx:
             return {r.media_id: (r.product_id, r.position) for r in ctx.store.images_in_state(ImageState.DISCOVERED)}
+
     (counts,), states, meta = run_discovery(settings, fake)
     assert counts["bulk"] == 1 and counts["queued"] == 15 and counts["products"] == 5 and not counts["partial"]
     assert run_async(rows()) == media_of(shop)  # every media under its own product, at its position
@@ -119,10 +123,16 @@ def test_lines_are_staged_in_batches_and_read_back_a_chunk_at_a_time(shop, provi
     batches: list[int] = []
     reads: list[int] = []
     from retouch.storage.store import Store
+
     stage, parents = Store.stage_bulk_lines, Store.staged_parents
-    monkeypatch.setattr(Store, "stage_bulk_lines", lambda self, lines: (batches.append(len(lines)), stage(self, lines))[1])
-    monkeypatch.setattr(Store, "staged_parents",
-                        lambda self, after, limit: (lambda got: (reads.append(len(got)), got)[1])(parents(self, after, limit)))
+    monkeypatch.setattr(
+        Store, "stage_bulk_lines", lambda self, lines: (batches.append(len(lines)), stage(self, lines))[1]
+    )
+    monkeypatch.setattr(
+        Store,
+        "staged_parents",
+        lambda self, after, limit: (lambda got: (reads.append(len(got)), got)[1])(parents(self, after, limit)),
+    )
     (counts,), _, _ = run_discovery(settings_for(shop, provider, tmp_path, threshold=1), BulkShop(shop))
     assert counts["queued"] == 24
     assert sum(batches) == 30 and max(batches) <= 4 and len([b for b in batches if b]) >= 8
@@ -151,11 +161,13 @@ def test_partial_data_takes_no_absent_media_for_deleted(shop, provider, tmp_path
 
     def paged_first(ctx):
         holder["ctx"] = ctx
+
     (paged, _), _, _ = run_discovery(settings, fake, {}, {}, before=paged_first)
     cursor_after_paging = None
 
     # Now a resync --all of a bigger-than-threshold store whose export fails half-way.
     settings = settings_for(shop, provider, tmp_path, threshold=1)
+
     async def resync():
         async with open_context(settings) as ctx:
             nonlocal cursor_after_paging
@@ -166,6 +178,7 @@ def test_partial_data_takes_no_absent_media_for_deleted(shop, provider, tmp_path
                 return counts, ctx.store.counts_by_state(), ctx.store.get_meta(CURSOR)
             finally:
                 await ctx.shopify.aclose()
+
     counts, by_state, cursor = run_async(resync())
     assert paged["queued"] == 12 and counts["partial"] == 1
     assert by_state == {"discovered": 12}  # nothing "media_deleted" for the lines that did not arrive
@@ -186,8 +199,11 @@ def test_an_expired_operation_of_an_earlier_run_is_replaced_by_a_new_one(shop, p
     shop.seed(products=3, images_per_product=1, seed=28)
     old = "gid://shopify/BulkOperation/7000000000001"
     fake = BulkShop(shop, expired_ids={old})
-    (counts,), _, meta = run_discovery(settings_for(shop, provider, tmp_path, threshold=1), fake,
-                                       before=lambda ctx: ctx.store.set_meta(bulk.BULK_OPERATION, old))
+    (counts,), _, meta = run_discovery(
+        settings_for(shop, provider, tmp_path, threshold=1),
+        fake,
+        before=lambda ctx: ctx.store.set_meta(bulk.BULK_OPERATION, old),
+    )
     assert counts["bulk"] == 1 and counts["queued"] == 3
     assert fake.calls[:2] == ["BulkOperation", "BulkProductsRun"]  # resumed, found EXPIRED, ran anew
     assert meta[bulk.BULK_OPERATION] is None
@@ -197,8 +213,11 @@ def test_an_operation_started_before_a_restart_is_polled_not_started_again(shop,
     shop.seed(products=3, images_per_product=1, seed=29)
     fake = BulkShop(shop)
     earlier = fake._BulkProductsRun({})["bulkOperationRunQuery"]["bulkOperation"]["id"]
-    (counts,), _, _ = run_discovery(settings_for(shop, provider, tmp_path, threshold=1), fake,
-                                    before=lambda ctx: ctx.store.set_meta(bulk.BULK_OPERATION, earlier))
+    (counts,), _, _ = run_discovery(
+        settings_for(shop, provider, tmp_path, threshold=1),
+        fake,
+        before=lambda ctx: ctx.store.set_meta(bulk.BULK_OPERATION, earlier),
+    )
     assert counts["bulk"] == 1 and counts["queued"] == 3
     assert "BulkProductsRun" not in fake.calls and "ProductsCount" not in fake.calls
 
@@ -255,6 +274,7 @@ def test_stopping_during_the_export_cancels_it_and_moves_nothing(shop, provider,
                 return {key: ctx.store.get_meta(key) for key in (CURSOR, BASELINE_RECORDED, bulk.BULK_OPERATION)}
             finally:
                 await ctx.shopify.aclose()
+
     meta = run_async(scenario())
     assert fake.calls[-1] == "BulkOperationCancel"
     assert list(fake.operations.values())[0]["node"]["status"] == "CANCELING"
@@ -262,6 +282,7 @@ def test_stopping_during_the_export_cancels_it_and_moves_nothing(shop, provider,
 
 
 # ----- against the sandbox's own bulk operations (real HTTP, lines in shuffled order)
+
 
 @pytest.fixture
 def bulk_shop():
@@ -279,6 +300,7 @@ def sandbox_discovery(settings, *passes: dict):
             counts = [await discover(ctx, **options) for options in passes or ({},)]
             rows = {r.media_id: (r.product_id, r.position) for r in ctx.store.images_in_state(*ImageState)}
             return counts, rows, ctx.store.get_meta(CURSOR)
+
     return run_async(scenario())
 
 

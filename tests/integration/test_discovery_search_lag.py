@@ -40,8 +40,9 @@ def lagging_shop(clock) -> Iterator[ShopifySandbox]:
 
 
 def settings_with_overlap(shop, provider, tmp_path: Path, overlap: str):
-    text = config_text(shop, provider, tmp_path, new_only=False).replace('discover_overlap = "5s"',
-                                                                         f'discover_overlap = "{overlap}"')
+    text = config_text(shop, provider, tmp_path, new_only=False).replace(
+        'discover_overlap = "5s"', f'discover_overlap = "{overlap}"'
+    )
     assert f'discover_overlap = "{overlap}"' in text
     path = tmp_path / "config.toml"
     path.write_text(text)
@@ -63,8 +64,10 @@ def scenario(shop: ShopifySandbox, clock: FakeClock, settings) -> dict[str, obje
             early_media = shop.add_image(early["legacy_id"], "early.jpg")["id"]
             clock.advance(5)
             await discover(ctx)
-            seen = {"early_after_first": ctx.store.image_by_media(early_media) is not None,
-                    "late_after_first": ctx.store.image_by_media(late_media) is not None}
+            seen = {
+                "early_after_first": ctx.store.image_by_media(early_media) is not None,
+                "late_after_first": ctx.store.image_by_media(late_media) is not None,
+            }
             clock.advance(20)  # +45 s: the late change is in the index now
             await discover(ctx)
             seen["late_after_next"] = ctx.store.image_by_media(late_media) is not None
@@ -76,18 +79,28 @@ def scenario(shop: ShopifySandbox, clock: FakeClock, settings) -> dict[str, obje
     return run_async(run())
 
 
-def test_a_change_indexed_within_the_overlap_is_found_by_the_next_pass(lagging_shop, clock, provider,
-                                                                      tmp_path: Path) -> None:
+def test_a_change_indexed_within_the_overlap_is_found_by_the_next_pass(
+    lagging_shop, clock, provider, tmp_path: Path
+) -> None:
     seen = scenario(lagging_shop, clock, settings_with_overlap(lagging_shop, provider, tmp_path, "60s"))
-    assert seen == {"early_after_first": True, "late_after_first": False, "late_after_next": True,
-                    "late_after_webhook": True}
+    assert seen == {
+        "early_after_first": True,
+        "late_after_first": False,
+        "late_after_next": True,
+        "late_after_webhook": True,
+    }
 
 
 def test_a_change_indexed_later_than_the_overlap_is_missed_by_the_passes_and_found_by_the_webhook(
-        lagging_shop, clock, provider, tmp_path: Path) -> None:
+    lagging_shop, clock, provider, tmp_path: Path
+) -> None:
     """The cursor moved past the late change (to the other product's, +20 s) before the index had
     it; +20 s minus a 5 s overlap is after +10 s, so the passes never ask for it again. The webhook's
     read by id finds it: nothing is lost where the product webhooks are on."""
     seen = scenario(lagging_shop, clock, settings_with_overlap(lagging_shop, provider, tmp_path, "5s"))
-    assert seen == {"early_after_first": True, "late_after_first": False, "late_after_next": False,
-                    "late_after_webhook": True}
+    assert seen == {
+        "early_after_first": True,
+        "late_after_first": False,
+        "late_after_next": False,
+        "late_after_webhook": True,
+    }

@@ -19,8 +19,18 @@ from pathlib import Path
 import pytest
 
 from conftest import run_async
-from fault_matrix_kit import (ENDPOINTS, WEBHOOK_KINDS, World, check_run, faults_served, image_rows, kinds_of,
-                              plan_faults, reasons, settle_all)
+from fault_matrix_kit import (
+    ENDPOINTS,
+    WEBHOOK_KINDS,
+    World,
+    check_run,
+    faults_served,
+    image_rows,
+    kinds_of,
+    plan_faults,
+    reasons,
+    settle_all,
+)
 from fault_matrix_kit import build_world as kit_world
 
 SERVICES = ("shopify", "aigenstudio", "imagen", "productai")
@@ -60,12 +70,16 @@ def broken(world: World, kind: str, events: list[dict]) -> list[str]:
     served = faults_served(world.faulty, world.service)
     if served.get({"media_failed": "fail"}.get(kind, kind), 0) < 1:
         return [f"the fault was never injected (served: {served})"]
-    found = check_run(world.shop, world.charged, world.service, world.settings, world.originals,
-                      world.original_bytes, events)
+    found = check_run(
+        world.shop, world.charged, world.service, world.settings, world.originals, world.original_bytes, events
+    )
     rows = image_rows(world.settings.database_path)
     problems = list(found.problems)
-    problems += [f"{name}: {value}" for name in ("duplicates", "double_charges", "originals_lost", "crashes")
-                 if (value := getattr(found, name))]
+    problems += [
+        f"{name}: {value}"
+        for name in ("duplicates", "double_charges", "originals_lost", "crashes")
+        if (value := getattr(found, name))
+    ]
     if recovers(world.service, kind) and {row["state"] for row in rows} != {"done"}:
         problems.append(f"not recovered: {reasons(rows)}")
     return problems
@@ -74,16 +88,27 @@ def broken(world: World, kind: str, events: list[dict]) -> list[str]:
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> dict[tuple[str, str], list[str]]:
     """Every selected case run once: (service, kind) -> what broke."""
-    selected = [case for case in CASES if case in {
-        (item.callspec.params["service"], item.callspec.params["kind"]) for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec")}]
+    selected = [
+        case
+        for case in CASES
+        if case
+        in {
+            (item.callspec.params["service"], item.callspec.params["kind"])
+            for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec")
+        }
+    ]
     with ExitStack() as stack:
-        worlds = {f"{service}-{kind}": build_world(stack, service, kind, tmp_path_factory.mktemp(service + kind))
-                  for service, kind in selected}
-        events = run_async(settle_all({label: w.settings for label, w in worlds.items()}, timeout=90, at_once=12),
-                           timeout=600)
-        return {(w.service, kind): broken(w, kind, events[label])
-                for (label, w), (_, kind) in zip(worlds.items(), selected)}
+        worlds = {
+            f"{service}-{kind}": build_world(stack, service, kind, tmp_path_factory.mktemp(service + kind))
+            for service, kind in selected
+        }
+        events = run_async(
+            settle_all({label: w.settings for label, w in worlds.items()}, timeout=90, at_once=12), timeout=600
+        )
+        return {
+            (w.service, kind): broken(w, kind, events[label]) for (label, w), (_, kind) in zip(worlds.items(), selected)
+        }
 
 
 @pytest.mark.parametrize("service,kind", CASES)
@@ -103,14 +128,35 @@ def test_the_promise_checker_names_every_broken_promise() -> None:
         {"media_id": "m1", "state": "done", "error_code": None, "error_message": None, "backup_sha256": "x"},
         {"media_id": "m2", "state": "failed", "error_code": None, "error_message": None, "backup_sha256": None},
     ]
-    media_now = {"p1": [media("m1", "p1", "new")], "p2": [media("m2", "p2", "b"), media("m9", "p2", "dup")],
-                 "p3": [media("m3", "p3", "c")]}
-    found = broken_promises(originals=originals, rows=rows, media_now=media_now, charges={"p1": 2, "p2": 1},
-                            backups=lambda sha: b"not the original", original_bytes={m: b"orig" for m in originals},
-                            events=[{"event": "step_crashed"}, {"event": "not_settled", "reason": "p3 stuck"}])
+    media_now = {
+        "p1": [media("m1", "p1", "new")],
+        "p2": [media("m2", "p2", "b"), media("m9", "p2", "dup")],
+        "p3": [media("m3", "p3", "c")],
+    }
+    found = broken_promises(
+        originals=originals,
+        rows=rows,
+        media_now=media_now,
+        charges={"p1": 2, "p2": 1},
+        backups=lambda sha: b"not the original",
+        original_bytes={m: b"orig" for m in originals},
+        events=[{"event": "step_crashed"}, {"event": "not_settled", "reason": "p3 stuck"}],
+    )
     assert (found.duplicates, found.double_charges, found.originals_lost, found.crashes) == (1, 1, 1, 1)
     assert found.problems == ["m2 ended failed without a reason", "m3 lost: not tracked", "p3 stuck"]
-    clean = broken_promises(originals={"m1": originals["m1"]}, rows=[{**rows[0], "backup_sha256": "a"}],
-                            media_now={"p1": media_now["p1"]}, charges={"p1": 1}, backups=lambda sha: b"orig",
-                            original_bytes={"m1": b"orig"}, events=[])
-    assert (clean.duplicates, clean.double_charges, clean.originals_lost, clean.crashes, clean.problems) == (0, 0, 0, 0, [])
+    clean = broken_promises(
+        originals={"m1": originals["m1"]},
+        rows=[{**rows[0], "backup_sha256": "a"}],
+        media_now={"p1": media_now["p1"]},
+        charges={"p1": 1},
+        backups=lambda sha: b"orig",
+        original_bytes={"m1": b"orig"},
+        events=[],
+    )
+    assert (clean.duplicates, clean.double_charges, clean.originals_lost, clean.crashes, clean.problems) == (
+        0,
+        0,
+        0,
+        0,
+        [],
+    )

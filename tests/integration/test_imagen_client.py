@@ -15,6 +15,7 @@ import pytest
 import structlog
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
+from conftest import FakeClock
 from retouch.plugin.providers import errors as generic
 from retouch.plugin.providers.imagen.client import ImagenClient, Profile
 from retouch.plugin.providers.imagen.errors import (
@@ -27,7 +28,6 @@ from retouch.plugin.providers.imagen.errors import (
     UnexpectedResponse,
 )
 from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
-from conftest import FakeClock
 
 KEY = "imagen_TESTSECRET_client_5d1f"
 WRONG_KEY = "imagen_WRONGSECRET_9a7e"
@@ -55,8 +55,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="module")
 def sandbox(clock: FakeClock) -> Iterator[ImagenSandbox]:
-    sandbox = ImagenSandbox(api_keys=(KEY,), edit_pending_seconds=0.02, edit_seconds=0.05, export_seconds=0.05,
-                            link_lifetime_seconds=60, clock=clock)
+    sandbox = ImagenSandbox(
+        api_keys=(KEY,),
+        edit_pending_seconds=0.02,
+        edit_seconds=0.05,
+        export_seconds=0.05,
+        link_lifetime_seconds=60,
+        clock=clock,
+    )
     sandbox.start()
     yield sandbox
     sandbox.close()
@@ -96,8 +102,9 @@ async def exported(client: ImagenClient, **edit: Any) -> tuple[str, dict[str, st
     project = await client.create_project()
     links = await client.upload_links(project, [NAME])
     await client.upload(links[NAME], JPEG)
-    await client.start_edit(project, **{"profile_key": JPG_PROFILE, "photography_type": None, "callback_url": None,
-                                        "options": {}, **edit})
+    await client.start_edit(
+        project, **{"profile_key": JPG_PROFILE, "photography_type": None, "callback_url": None, "options": {}, **edit}
+    )
     assert (await until_done(lambda: client.edit_status(project)))[-1] == "Completed"
     await client.start_export(project)
     assert (await until_done(lambda: client.export_status(project)))[-1] == "Completed"
@@ -128,8 +135,12 @@ def test_whole_flow_gives_an_edited_jpeg_without_leaking_secrets(sandbox: Imagen
     assert sum(ImageStat.Stat(difference).mean) / 3 > 1  # visibly edited
     seen = sandbox.project(project)
     assert seen is not None and seen["files"] == [{"file_name": NAME, "uploaded": True}]
-    assert seen["edit"]["options"] == {"profile_key": JPG_PROFILE, "photography_type": "OTHER", "callback_url": None,
-                                       "straighten": True}
+    assert seen["edit"]["options"] == {
+        "profile_key": JPG_PROFILE,
+        "photography_type": "OTHER",
+        "callback_url": None,
+        "straighten": True,
+    }
     after = sandbox.stats()
     assert after["uploads_with_api_key"] == before["uploads_with_api_key"]  # the key never went to storage
     assert after["uploads_refused_content_type"] == before["uploads_refused_content_type"]
@@ -261,15 +272,25 @@ def failed(status: int, detail: Any) -> httpx.Response:
 
 
 def test_headers_of_upload_edit_and_export() -> None:
-    mock = Mock({"/bucket/p1/a.jpg": [httpx.Response(200)], "/v1/projects/": [ok({"project_uuid": "p1"})],
-                 "/v1/projects/p1/edit": [ok({"status": "Pending"})],
-                 "/v1/projects/p1/export": [ok({"status": "In Progress"})]})
+    mock = Mock(
+        {
+            "/bucket/p1/a.jpg": [httpx.Response(200)],
+            "/v1/projects/": [ok({"project_uuid": "p1"})],
+            "/v1/projects/p1/edit": [ok({"status": "Pending"})],
+            "/v1/projects/p1/export": [ok({"status": "In Progress"})],
+        }
+    )
 
     async def go(client: ImagenClient) -> None:
         await client.create_project("batch")
         await client.upload(LINK, JPEG)
-        await client.start_edit("p1", profile_key=JPG_PROFILE, photography_type="OTHER",
-                                callback_url="https://hooks.test/t0k3n", options={"crop": True})
+        await client.start_edit(
+            "p1",
+            profile_key=JPG_PROFILE,
+            photography_type="OTHER",
+            callback_url="https://hooks.test/t0k3n",
+            options={"crop": True},
+        )
         await client.start_export("p1")
 
     run(mock.client(), go)
@@ -280,8 +301,12 @@ def test_headers_of_upload_edit_and_export() -> None:
     assert "x-api-key" not in upload.headers and "content-type" not in upload.headers
     assert "cookie" not in upload.headers and "authorization" not in upload.headers
     assert (edit.headers["content-type"], edit.headers["x-api-key"]) == ("", KEY)
-    assert json.loads(edit.content) == {"profile_key": JPG_PROFILE, "photography_type": "OTHER",
-                                        "callback_url": "https://hooks.test/t0k3n", "crop": True}
+    assert json.loads(edit.content) == {
+        "profile_key": JPG_PROFILE,
+        "photography_type": "OTHER",
+        "callback_url": "https://hooks.test/t0k3n",
+        "crop": True,
+    }
     assert (export.method, export.headers["content-type"], export.content) == ("POST", "", b"")
 
 
@@ -289,29 +314,47 @@ def test_headers_of_upload_edit_and_export() -> None:
 def test_wrapped_and_unwrapped_bodies(wrapped: bool) -> None:
     profile = {"profile_key": 1, "profile_name": "P", "profile_type": "Talent", "image_type": "RAW", "new": 1}
     links = [{"file_name": "a.jpg", "download_link": LINK}]
-    mock = Mock({
-        "/v1/profiles": [ok({"profiles": [profile]}, wrapped=wrapped)],
-        "/v1/projects/": [ok({"project_uuid": "p1"}, wrapped=wrapped)],
-        "/v1/projects/p1/get_temporary_upload_links": [ok({"files_list": [{"file_name": "a.jpg", "upload_link": LINK}]},
-                                                          wrapped=wrapped)],
-        "/v1/projects/p1/edit/status": [ok({"status": "In Progress", "progress": 3.0}, wrapped=wrapped)],
-        "/v1/projects/p1/export/status": [ok({"status": "Completed"}, wrapped=wrapped)],
-        "/v1/projects/p1/export/get_temporary_download_links": [ok({"files_list": links}, wrapped=wrapped)],
-    })
+    mock = Mock(
+        {
+            "/v1/profiles": [ok({"profiles": [profile]}, wrapped=wrapped)],
+            "/v1/projects/": [ok({"project_uuid": "p1"}, wrapped=wrapped)],
+            "/v1/projects/p1/get_temporary_upload_links": [
+                ok({"files_list": [{"file_name": "a.jpg", "upload_link": LINK}]}, wrapped=wrapped)
+            ],
+            "/v1/projects/p1/edit/status": [ok({"status": "In Progress", "progress": 3.0}, wrapped=wrapped)],
+            "/v1/projects/p1/export/status": [ok({"status": "Completed"}, wrapped=wrapped)],
+            "/v1/projects/p1/export/get_temporary_download_links": [ok({"files_list": links}, wrapped=wrapped)],
+        }
+    )
 
     async def go(client: ImagenClient) -> tuple[Any, ...]:
-        return (await client.list_profiles(), await client.create_project(), await client.upload_links("p1", ["a.jpg"]),
-                await client.edit_status("p1"), await client.export_status("p1"), await client.export_links("p1"))
+        return (
+            await client.list_profiles(),
+            await client.create_project(),
+            await client.upload_links("p1", ["a.jpg"]),
+            await client.edit_status("p1"),
+            await client.export_status("p1"),
+            await client.export_links("p1"),
+        )
 
-    assert run(mock.client(), go) == ([Profile(1, "P", "Talent", "RAW")], "p1", {"a.jpg": LINK}, "In Progress",
-                                      "Completed", {"a.jpg": LINK})
+    assert run(mock.client(), go) == (
+        [Profile(1, "P", "Talent", "RAW")],
+        "p1",
+        {"a.jpg": LINK},
+        "In Progress",
+        "Completed",
+        {"a.jpg": LINK},
+    )
 
 
 @pytest.mark.parametrize(
     ("answer", "error", "reason"),
     [
-        (ok({"profiles": [{"profile_key": "5700", "profile_name": "P", "profile_type": "T", "image_type": "JPG"}]}),
-         UnexpectedResponse, None),
+        (
+            ok({"profiles": [{"profile_key": "5700", "profile_name": "P", "profile_type": "T", "image_type": "JPG"}]}),
+            UnexpectedResponse,
+            None,
+        ),
         (ok([{"profile_key": 1}]), UnexpectedResponse, None),  # a list is read (production), not this one
         (httpx.Response(200, json=[1, 2]), UnexpectedResponse, None),
         (httpx.Response(200, text="<html>maintenance</html>"), ServiceUnavailable, "non_json_body"),
@@ -331,8 +374,12 @@ def test_a_status_or_links_of_the_wrong_shape() -> None:
     other_name = {"files_list": [{"file_name": "b.jpg", "upload_link": LINK}]}
     # A status word we do not know is read (and logged once): the pipeline's deadline bounds it. A
     # status that is not a word is not.
-    mock = Mock({"/v1/projects/p1/edit/status": [ok({"status": ["Done"]})],
-                 "/v1/projects/p1/get_temporary_upload_links": [ok(other_name)]})
+    mock = Mock(
+        {
+            "/v1/projects/p1/edit/status": [ok({"status": ["Done"]})],
+            "/v1/projects/p1/get_temporary_upload_links": [ok(other_name)],
+        }
+    )
 
     async def go(client: ImagenClient) -> None:
         with pytest.raises(UnexpectedResponse):
@@ -351,19 +398,26 @@ def test_a_status_or_links_of_the_wrong_shape() -> None:
         (failed(422, [{"msg": "field required"}]), InvalidRequest, generic.Rejected, "field required"),
         (failed(403, "Forbidden"), AuthenticationFailed, generic.AuthenticationFailed, None),
         (failed(404, "Project not found."), NotFound, generic.NotFound, "Project not found."),
-        (httpx.Response(429, json={"detail": "slow"}, headers={"Retry-After": "7"}), RateLimited, generic.RateLimited,
-         None),
+        (
+            httpx.Response(429, json={"detail": "slow"}, headers={"Retry-After": "7"}),
+            RateLimited,
+            generic.RateLimited,
+            None,
+        ),
         (failed(500, "Internal Server Error"), ServiceUnavailable, generic.Unavailable, None),
         (httpx.Response(502, text="<html>Bad Gateway</html>"), ServiceUnavailable, generic.Unavailable, None),
         (httpx.Response(408), ServiceUnavailable, generic.Unavailable, None),
     ],
 )
-def test_error_statuses_of_a_post(answer: httpx.Response, error: type[Exception], generic_class: type[Exception],
-                                  message: str | None) -> None:
+def test_error_statuses_of_a_post(
+    answer: httpx.Response, error: type[Exception], generic_class: type[Exception], message: str | None
+) -> None:
     mock = Mock({"/v1/projects/p1/edit": [answer]})
     with pytest.raises(error) as caught:
-        run(mock.client(retry_base=0.001),
-            lambda c: c.start_edit("p1", profile_key=1, photography_type=None, callback_url=None, options={}))
+        run(
+            mock.client(retry_base=0.001),
+            lambda c: c.start_edit("p1", profile_key=1, photography_type=None, callback_url=None, options={}),
+        )
     assert isinstance(caught.value, generic_class)
     assert caught.value.status == answer.status_code
     if message is not None:
@@ -384,10 +438,16 @@ def test_a_retry_after_that_is_no_finite_number_is_garbled(value: str) -> None:
 
 def test_a_429_on_a_get_waits_retry_after_capped_then_backoff_with_jitter() -> None:
     date = formatdate(time.time() + 30, usegmt=True)
-    mock = Mock({"/v1/profiles": [httpx.Response(429, headers={"Retry-After": "120"}),
-                                  httpx.Response(429, headers={"Retry-After": date}),
-                                  httpx.Response(503, json={"detail": "busy"}),
-                                  ok({"profiles": []})]})
+    mock = Mock(
+        {
+            "/v1/profiles": [
+                httpx.Response(429, headers={"Retry-After": "120"}),
+                httpx.Response(429, headers={"Retry-After": date}),
+                httpx.Response(503, json={"detail": "busy"}),
+                ok({"profiles": []}),
+            ]
+        }
+    )
     client = mock.client(retries=3, retry_base=0.5)
     delays: list[float] = []
 
@@ -408,16 +468,36 @@ def test_the_imagen_provider_renews_its_own_expired_result_links(sandbox: Imagen
     from retouch.plugin.providers.fetch import FetchRefused, FetchTimeout, ResultFetcher
     from retouch.plugin.providers.imagen.plugin import ImagenProvider, ImagenSettings
 
-    provider = ImagenProvider(ProviderConfig(api_key=KEY, base_url=sandbox.api_url, timeout=5.0, public_url=None,
-                                             settings=ImagenSettings(profile_key=JPG_PROFILE)))
+    provider = ImagenProvider(
+        ProviderConfig(
+            api_key=KEY,
+            base_url=sandbox.api_url,
+            timeout=5.0,
+            public_url=None,
+            settings=ImagenSettings(profile_key=JPG_PROFILE),
+        )
+    )
     product, media = NAME.removesuffix(".jpg").split("_")
     before = sandbox.stats()
 
     async def go(client: ImagenClient) -> tuple[FetchRefused, dict[int, str], str, bytes]:
         project, links = await exported(client)
-        ticket = Ticket(key="renewal", options={}, provider_job_id=project, items=[TicketItem(
-            0, f"gid://shopify/Product/{product}", product, f"gid://shopify/MediaImage/{media}",
-            "https://cdn.shopify.test/a.jpg", NAME, "image/jpeg")])
+        ticket = Ticket(
+            key="renewal",
+            options={},
+            provider_job_id=project,
+            items=[
+                TicketItem(
+                    0,
+                    f"gid://shopify/Product/{product}",
+                    product,
+                    f"gid://shopify/MediaImage/{media}",
+                    "https://cdn.shopify.test/a.jpg",
+                    NAME,
+                    "image/jpeg",
+                )
+            ],
+        )
         clock.now += 61
         async with ResultFetcher(retry_base=0.001) as fetcher:
             with pytest.raises(FetchRefused) as expired:
@@ -430,4 +510,7 @@ def test_the_imagen_provider_renews_its_own_expired_result_links(sandbox: Imagen
     assert not provider.result_link_expired(FetchTimeout("timeout", "slow", host=expired.host))
     assert set(renewed) == {0} and renewed[0] != first and data.startswith(b"\xff\xd8\xff")
     after = sandbox.stats()
-    assert after["edits_started"] - before["edits_started"] == 1 and after["exports_started"] - before["exports_started"] == 1
+    assert (
+        after["edits_started"] - before["edits_started"] == 1
+        and after["exports_started"] - before["exports_started"] == 1
+    )

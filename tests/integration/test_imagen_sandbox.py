@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from conftest import FakeClock
 from retouch.plugin.providers.imagen.sandbox import DEFAULT_API_KEY, ImagenSandbox
 from retouch.plugin.providers.imagen.sandbox.xmp import extract
 from retouch.plugin.serve import serve_in_thread
-from conftest import FakeClock
 
 KEY = DEFAULT_API_KEY
 JPG_PROFILE = 5700  # the default JPG profile
@@ -85,8 +85,11 @@ class Api:
         return response.json()["data"]["project_uuid"]
 
     def upload_links(self, project: str, *names: str) -> httpx.Response:
-        return self.post(f"/projects/{project}/get_temporary_upload_links",
-                         {"files_list": [{"file_name": name} for name in names]}, content_type="application/json")
+        return self.post(
+            f"/projects/{project}/get_temporary_upload_links",
+            {"files_list": [{"file_name": name} for name in names]},
+            content_type="application/json",
+        )
 
     def upload(self, project: str, files: dict[str, bytes]) -> None:
         response = self.upload_links(project, *files)
@@ -195,12 +198,22 @@ def test_keys_and_profiles_can_be_registered_in_python_and_over_http(sandbox: Im
     assert httpx.get(sandbox.api_url + "/profiles", headers={"x-api-key": "second-key"}).status_code == 401
     assert httpx.post(sandbox.base_url + "/_sandbox/api_keys", json={"key": "second-key"}).status_code == 200
     sandbox.add_api_key("third-key")
-    assert httpx.post(sandbox.base_url + "/_sandbox/profiles",
-                      json={"profile_key": 777, "profile_name": "STUDIO", "image_type": "JPG"}).status_code == 200
+    assert (
+        httpx.post(
+            sandbox.base_url + "/_sandbox/profiles",
+            json={"profile_key": 777, "profile_name": "STUDIO", "image_type": "JPG"},
+        ).status_code
+        == 200
+    )
     sandbox.add_profile(888, "WARM", profile_type="Talent", image_type="RAW")
     for key in ("second-key", "third-key"):
         profiles = Api(sandbox, key).get("/profiles").json()["data"]["profiles"]
-        assert {"profile_key": 777, "profile_name": "STUDIO", "profile_type": "Personal", "image_type": "JPG"} in profiles
+        assert {
+            "profile_key": 777,
+            "profile_name": "STUDIO",
+            "profile_type": "Personal",
+            "image_type": "JPG",
+        } in profiles
         assert {"profile_key": 888, "profile_name": "WARM", "profile_type": "Talent", "image_type": "RAW"} in profiles
     assert httpx.post(sandbox.base_url + "/_sandbox/profiles", json={"profile_key": "x"}).status_code == 400
 
@@ -222,8 +235,9 @@ def test_full_flow_create_upload_edit_export_download(make_sandbox: Callable[...
     put = httpx.put(entry["upload_link"], content=JPEG, headers={"Content-Type": ""})
     assert put.status_code == 200
 
-    started = api.edit(project, photography_type="OTHER", crop=True, crop_aspect_ratio="4X5",
-                       straighten=True, subject_mask=True)
+    started = api.edit(
+        project, photography_type="OTHER", crop=True, crop_aspect_ratio="4X5", straighten=True, subject_mask=True
+    )
     assert started.status_code == 200
     assert started.json()["data"] == {"project_uuid": project, "status": "Pending", "action": "edit"}
     seen = api.wait(project, "edit")
@@ -255,7 +269,12 @@ def test_full_flow_create_upload_edit_export_download(make_sandbox: Callable[...
 
     stats = sandbox.stats()
     assert stats["charges"] == 1 and stats["charges_per_image"] == {f"{project}/8123456789_44070841549106.jpg": 1}
-    assert (stats["edits_started"], stats["exports_started"], stats["images_uploaded"], stats["projects"]) == (1, 1, 1, 1)
+    assert (stats["edits_started"], stats["exports_started"], stats["images_uploaded"], stats["projects"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
     assert stats["uploads_with_api_key"] == 0
     seen_by_sandbox = httpx.get(f"{sandbox.base_url}/_sandbox/projects/{project}").json()
     assert seen_by_sandbox["edit"]["options"]["crop_aspect_ratio"] == "4X5"
@@ -281,7 +300,9 @@ def test_project_names_are_unique_and_projects_private_to_their_key(sandbox: Ima
     other = Api(sandbox, "someone-else")
     assert other.upload_links(project, "a.jpg").status_code == 404
     assert other.get(f"/projects/{project}/edit/status").status_code == 404
-    assert api.get("/projects/00000000-0000-0000-0000-000000000000/edit/status").json() == {"detail": "Project not found."}
+    assert api.get("/projects/00000000-0000-0000-0000-000000000000/edit/status").json() == {
+        "detail": "Project not found."
+    }
 
 
 # --- uploads -------------------------------------------------------------------------------------
@@ -333,7 +354,9 @@ def test_upload_with_a_content_type_is_refused_like_s3(sandbox: ImagenSandbox, a
 def test_an_upload_carrying_the_api_key_is_counted(sandbox: ImagenSandbox, api: Api) -> None:
     project = api.project()
     [entry] = api.upload_links(project, "a.jpg").json()["data"]["files_list"]
-    assert httpx.put(entry["upload_link"], content=JPEG, headers={"Content-Type": "", "x-api-key": KEY}).status_code == 200
+    assert (
+        httpx.put(entry["upload_link"], content=JPEG, headers={"Content-Type": "", "x-api-key": KEY}).status_code == 200
+    )
     assert sandbox.stats()["uploads_with_api_key"] == 1
 
 
@@ -360,7 +383,9 @@ def test_an_upload_carrying_the_api_key_is_counted(sandbox: ImagenSandbox, api: 
         ({"callback_url": "ftp://example.com/hook"}, "callback_url"),
     ],
 )
-def test_invalid_edit_requests_are_400_and_start_nothing(sandbox: ImagenSandbox, api: Api, body: dict[str, Any], words: str) -> None:
+def test_invalid_edit_requests_are_400_and_start_nothing(
+    sandbox: ImagenSandbox, api: Api, body: dict[str, Any], words: str
+) -> None:
     project = api.project()
     api.upload(project, {"a.jpg": JPEG})
     response = api.edit(project, **body)
@@ -373,9 +398,19 @@ def test_invalid_edit_requests_are_400_and_start_nothing(sandbox: ImagenSandbox,
 def test_allowed_combinations_are_accepted(sandbox: ImagenSandbox, api: Api) -> None:
     project = api.project()
     api.upload(project, {"a.jpg": JPEG})
-    response = api.edit(project, crop=True, straighten=True, perspective_correction=False, portrait_crop=False,
-                        subject_mask=True, smooth_skin=True, hdr_output_compression="LOSSY",
-                        sky_replacement=True, sky_replacement_template_id=2, photography_type="NO_TYPE")
+    response = api.edit(
+        project,
+        crop=True,
+        straighten=True,
+        perspective_correction=False,
+        portrait_crop=False,
+        subject_mask=True,
+        smooth_skin=True,
+        hdr_output_compression="LOSSY",
+        sky_replacement=True,
+        sky_replacement_template_id=2,
+        photography_type="NO_TYPE",
+    )
     assert response.status_code == 200, response.text
 
 
@@ -418,7 +453,9 @@ def test_steps_out_of_order_are_refused(make_sandbox: Callable[..., ImagenSandbo
 # --- temporary links -----------------------------------------------------------------------------
 
 
-def test_download_links_expire_and_fetching_links_again_gives_fresh_ones(make_sandbox: Callable[..., ImagenSandbox]) -> None:
+def test_download_links_expire_and_fetching_links_again_gives_fresh_ones(
+    make_sandbox: Callable[..., ImagenSandbox],
+) -> None:
     clock = FakeClock(T0)
     sandbox = make_sandbox(link_lifetime_seconds=60, clock=clock)
     api = Api(sandbox)
@@ -487,7 +524,12 @@ def test_every_charge_is_counted_per_image(sandbox: ImagenSandbox, api: Api) -> 
 
 
 def test_5xx_faults_answer_n_times_then_recover(sandbox: ImagenSandbox, api: Api) -> None:
-    assert httpx.post(sandbox.base_url + "/_sandbox/faults", json={"endpoint": "profiles", "status": 503, "count": 2}).status_code == 200
+    assert (
+        httpx.post(
+            sandbox.base_url + "/_sandbox/faults", json={"endpoint": "profiles", "status": 503, "count": 2}
+        ).status_code
+        == 200
+    )
     assert [api.get("/profiles").status_code for _ in range(3)] == [503, 503, 200]
     assert sandbox.stats()["requests"]["profiles"] == 3 and sandbox.stats()["faults_pending"] == 0
 
@@ -545,9 +587,14 @@ def test_storage_faults_answer_in_s3_xml(sandbox: ImagenSandbox, api: Api) -> No
 
 
 def test_fault_api_rejects_nonsense_and_can_be_cleared(sandbox: ImagenSandbox) -> None:
-    for body in ({"endpoint": "delete_everything", "status": 500}, {"endpoint": "profiles", "status": 404},
-                 {"endpoint": "profiles", "mode": "drop_response"}, {"endpoint": "edit", "mode": "hang"},
-                 {"endpoint": "edit"}, {"endpoint": "edit", "status": 500, "count": 0}):
+    for body in (
+        {"endpoint": "delete_everything", "status": 500},
+        {"endpoint": "profiles", "status": 404},
+        {"endpoint": "profiles", "mode": "drop_response"},
+        {"endpoint": "edit", "mode": "hang"},
+        {"endpoint": "edit"},
+        {"endpoint": "edit", "status": 500, "count": 0},
+    ):
         assert httpx.post(sandbox.base_url + "/_sandbox/faults", json=body).status_code == 400, body
     sandbox.add_fault("profiles", status=500, count=3)
     assert sandbox.stats()["faults_pending"] == 3

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PRODUCTAI_KEY, PRODUCTAI_TABLE, PROVIDER_KEY, pipeline_settings, provider_config_text,
-                      run_async, until_enhanced)
+from conftest import (
+    PRODUCTAI_KEY,
+    PRODUCTAI_TABLE,
+    PROVIDER_KEY,
+    pipeline_settings,
+    provider_config_text,
+    run_async,
+    until_enhanced,
+)
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import load_settings
 from retouch.sync.pipeline import discover, submit, write_back
@@ -25,7 +32,8 @@ def reloaded(settings, mode: str):
 
 @pytest.mark.parametrize(("first", "then"), [("append", "replace"), ("replace", "append")])
 def test_a_mode_changed_while_images_are_written_changes_only_later_writes(
-        shop, provider, tmp_path: Path, first: str, then: str) -> None:
+    shop, provider, tmp_path: Path, first: str, then: str
+) -> None:
     products = shop.seed(products=3, images_per_product=1, seed=11)
     later = None
 
@@ -65,8 +73,17 @@ def test_jobs_in_flight_finish_on_the_provider_that_took_them(shop, provider, pr
     on the provider that took it (and paid there once); images discovered later go to the new one."""
     products = shop.seed(products=2, images_per_product=1, seed=21)
     switched = tmp_path / "productai.toml"
-    switched.write_text(provider_config_text(shop, tmp_path, provider="productai", base_url=productai.base_url,
-                                             api_key=PRODUCTAI_KEY, table=PRODUCTAI_TABLE, new_only=False))
+    switched.write_text(
+        provider_config_text(
+            shop,
+            tmp_path,
+            provider="productai",
+            base_url=productai.base_url,
+            api_key=PRODUCTAI_KEY,
+            table=PRODUCTAI_TABLE,
+            new_only=False,
+        )
+    )
     later = None
 
     async def scenario():
@@ -96,14 +113,24 @@ def test_jobs_in_flight_finish_on_the_provider_that_took_them(shop, provider, pr
 
 
 def test_a_retired_provider_follows_a_shopify_client_a_later_reload_put_in_place(
-        shop, provider, productai, tmp_path: Path) -> None:
+    shop, provider, productai, tmp_path: Path
+) -> None:
     """A reload that changes the shop's credentials replaces the Shopify client and closes the old
     one (run.py `reopen`); a provider retired by an earlier reload is still finishing its jobs and
     needs Shopify (to fetch sources again, to see a deleted media): it must use the new client."""
     shop.seed(products=1, images_per_product=1, seed=41)
     switched = tmp_path / "productai.toml"
-    switched.write_text(provider_config_text(shop, tmp_path, provider="productai", base_url=productai.base_url,
-                                             api_key=PRODUCTAI_KEY, table=PRODUCTAI_TABLE, new_only=False))
+    switched.write_text(
+        provider_config_text(
+            shop,
+            tmp_path,
+            provider="productai",
+            base_url=productai.base_url,
+            api_key=PRODUCTAI_KEY,
+            table=PRODUCTAI_TABLE,
+            new_only=False,
+        )
+    )
 
     async def scenario():
         async with open_context(pipeline_settings(shop, provider, tmp_path)) as ctx:
@@ -126,6 +153,7 @@ def test_a_retired_provider_follows_a_shopify_client_a_later_reload_put_in_place
 def test_jobs_of_a_provider_no_longer_configured_are_named(shop, provider, tmp_path: Path) -> None:
     """After a restart the old provider's key is gone: its jobs in flight are named (the daemon logs
     them as `stranded_jobs` at start), not silently left waiting."""
+
     async def scenario():
         async with open_context(pipeline_settings(shop, provider, tmp_path)) as ctx:
             shop.seed(products=2, images_per_product=1, seed=31)

@@ -8,7 +8,6 @@ import io
 from pathlib import Path
 
 import pytest
-
 from PIL import Image as PILImage
 
 from conftest import PROVIDER_KEY, pipeline_settings, run_async, until_enhanced, wait_for
@@ -70,8 +69,9 @@ async def asyncio_sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def test_our_own_write_found_after_a_crash_is_not_mistaken_for_the_merchants(shop, provider, tmp_path: Path,
-                                                                              monkeypatch) -> None:
+def test_our_own_write_found_after_a_crash_is_not_mistaken_for_the_merchants(
+    shop, provider, tmp_path: Path, monkeypatch
+) -> None:
     """A crash right after our fileUpdate, before the image was recorded as written: on restart the
     media shows a new picture — ours — which must be finished, not queued and paid for again."""
     import asyncio
@@ -115,17 +115,18 @@ def test_our_own_write_found_after_a_crash_is_not_mistaken_for_the_merchants(sho
 # ---------------------------------------------------------------------------------------------
 # Edits made while the picture is at the provider (the enhancement is in hand, not yet written).
 
+
 def _run_with_edit(settings, edit) -> dict[str, tuple[str, str | None]]:
     """Enhance every queued picture, let `edit` (the merchant) act while the results are in hand,
     then settle; returns each row's (state, error code) by its original media id."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             enhanced = await until_enhanced(ctx)
             assert enhanced, "nothing reached the provider's result"
             edit()
             await run_until_settled(ctx)
-            return {row.media_id: (row.state, row.error_code)
-                    for row in ctx.store.images_in_state(*ImageState)}
+            return {row.media_id: (row.state, row.error_code) for row in ctx.store.images_in_state(*ImageState)}
 
     return run_async(scenario())
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-
 from conftest import PROFILES, PROVIDER_KEY, FakeClock, pipeline_settings, run_async
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.storage.models import ImageState, JobState
@@ -23,10 +22,8 @@ from retouch.sync.runtime import open_context, run_until_settled
 LIVE_KEY = "aigen_live_TESTSECRETlive77aa"
 
 
-
 def key_stats(provider: AigenSandbox, key: str = PROVIDER_KEY) -> dict:
     return provider.stats()["keys"].get(key, {})
-
 
 
 def test_batches_hold_at_most_20_images_and_all_get_done(shop, provider, tmp_path: Path) -> None:
@@ -59,6 +56,7 @@ def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: 
             (job,) = ctx.store.jobs_in_state(JobState.PENDING)
             ctx.store.update_job(job.id, next_attempt_at=None)  # the retry is due now
             return job.idempotency_key
+
     key = run_async(scenario())
 
     async def restart():  # a new process: new clients, same database
@@ -68,6 +66,7 @@ def test_crash_between_send_and_record_reuses_the_key(shop, provider, tmp_path: 
             assert job.idempotency_key == key
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
+
     assert run_async(restart()) == {"done": 2}
     stats = key_stats(provider)
     assert stats["creations"] == 1 and stats["replays"] == 1
@@ -80,8 +79,9 @@ def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Pa
     # aligned to the epoch and its clock stands still half-way through one: a run that crosses the
     # hour cannot start a new window.
     window_start = 1_800_000_000.0  # a multiple of 3600
-    strict = AigenSandbox(window_seconds=3600, jobs_per_window=1, seconds_per_item=0.1,
-                          clock=FakeClock(window_start + 1800))
+    strict = AigenSandbox(
+        window_seconds=3600, jobs_per_window=1, seconds_per_item=0.1, clock=FakeClock(window_start + 1800)
+    )
     server = strict.start()
     try:
         shop.seed(products=1, images_per_product=1, seed=6)
@@ -99,6 +99,7 @@ def test_429_is_honoured_with_retry_after_not_retried_blindly(shop, tmp_path: Pa
                     await submit(ctx)
                     await track(ctx)
                 return ctx.blocked_until() - time.time(), ctx.store.jobs_in_state(JobState.PENDING)
+
         wait, pending = run_async(scenario())
     finally:
         server.stop()
@@ -136,6 +137,7 @@ def test_402_pauses_keeps_images_queued_and_resumes(shop, provider, tmp_path: Pa
             assert ctx.paused() is None
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
+
     assert run_async(scenario()) == {"done": 2}
     stats = key_stats(provider, LIVE_KEY)
     assert stats["insufficient_credits"] == 2
@@ -162,6 +164,7 @@ def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_pa
             await run_until_settled(ctx)
             (broken,) = ctx.store.images_in_state(ImageState.FAILED)
             return broken, ctx.store.counts_by_state(), ctx.store.jobs_in_state(JobState.FINISHED)
+
     broken, counts, jobs = run_async(scenario())
     assert counts == {"done": 2, "failed": 1}
     assert broken.media_id == poster["media"][0]["id"] and broken.job_id is not None  # sent, failed there
@@ -171,19 +174,22 @@ def test_partial_completion_keeps_the_failed_items_reason(shop, provider, tmp_pa
 
 def test_quotas_are_never_exceeded(shop, tmp_path: Path) -> None:
     window = 3.0
-    tight = AigenSandbox(window_seconds=window, jobs_per_window=5, images_per_window=8, polls_per_window=6,
-                         seconds_per_item=0.05)
+    tight = AigenSandbox(
+        window_seconds=window, jobs_per_window=5, images_per_window=8, polls_per_window=6, seconds_per_item=0.05
+    )
     server = tight.start()
     try:
         shop.seed(products=10, images_per_product=2, seed=9)
-        settings = pipeline_settings(shop, tight, tmp_path,
-                                limits=f'window = "{window}s", jobs = 5, images = 8, polls = 6, active_jobs = 1')
+        settings = pipeline_settings(
+            shop, tight, tmp_path, limits=f'window = "{window}s", jobs = 5, images = 8, polls = 6, active_jobs = 1'
+        )
 
         async def scenario():
             async with open_context(settings) as ctx:
                 await discover(ctx)
                 await run_until_settled(ctx)
                 return ctx.store.counts_by_state()
+
         counts = run_async(scenario())
     finally:
         server.stop()
@@ -215,10 +221,13 @@ def test_a_retry_sends_the_body_it_first_sent_even_after_a_config_change(shop, p
             job = await submit_and_lose_the_answer(ctx, provider)
             ctx.store.update_job(job.id, next_attempt_at=None)
             ctx.settings = dataclasses.replace(
-                settings, provider_table=settings.provider_table.model_copy(update={"preset": "marketplace_clean_catalog"}))
+                settings,
+                provider_table=settings.provider_table.model_copy(update={"preset": "marketplace_clean_catalog"}),
+            )
             assert await submit(ctx) == 2
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
+
     assert run_async(scenario()) == {"done": 2}
     stats = key_stats(provider)
     assert stats["creations"] == 1 and stats["replays"] == 1 and stats["images_charged"] == 2
@@ -237,12 +246,14 @@ def test_409_idempotency_conflict_fails_the_job_loudly_with_the_reason(shop, pro
             job = await submit_and_lose_the_answer(ctx, provider)
             options = json.loads(job.options)
             # The bug this guards against: a stored body that no longer matches what was sent.
-            ctx.store.update_job(job.id, next_attempt_at=None,
-                                 options=json.dumps({**options, "preset": "marketplace_clean_catalog"}))
+            ctx.store.update_job(
+                job.id, next_attempt_at=None, options=json.dumps({**options, "preset": "marketplace_clean_catalog"})
+            )
             with capture_logs() as events:
                 assert await submit(ctx) == 0
                 assert await submit(ctx) == 0  # a failed job is not sent again
             return ctx.store.job(job.id), ctx.store.job_images(job.id), events
+
     job, images, events = run_async(scenario())
     assert job.state == JobState.FAILED and job.error_code == "idempotency_conflict"
     assert [i.state for i in images] == ["failed", "failed"]
@@ -266,8 +277,13 @@ def test_a_webhook_during_a_poll_is_not_overwritten_by_the_safety_poll(shop, tmp
     server = slow.start()
     try:
         shop.seed(products=1, images_per_product=1, seed=12)
-        settings = pipeline_settings(shop, slow, tmp_path, extra='[server]\nlisten = "127.0.0.1:9"\n'
-                                     'public_url = "https://retouch.example.com"\nsafety_poll_every = "1h"\n')
+        settings = pipeline_settings(
+            shop,
+            slow,
+            tmp_path,
+            extra='[server]\nlisten = "127.0.0.1:9"\n'
+            'public_url = "https://retouch.example.com"\nsafety_poll_every = "1h"\n',
+        )
 
         async def scenario():
             async with open_context(settings) as ctx:
@@ -279,10 +295,14 @@ def test_a_webhook_during_a_poll_is_not_overwritten_by_the_safety_poll(shop, tmp
                 slow.add_fault(endpoint="status", mode="hang", seconds=1.0)
                 polling = asyncio.create_task(track(ctx))
                 await asyncio.sleep(0.3)  # the poll is in flight
-                daemon.on_provider_event(WebhookEvent(event_id="evt_1", provider_job_id=job.provider_job_id,
-                                                      kind="enhancement.item.completed"))
+                daemon.on_provider_event(
+                    WebhookEvent(
+                        event_id="evt_1", provider_job_id=job.provider_job_id, kind="enhancement.item.completed"
+                    )
+                )
                 assert await polling == 1
                 return ctx.store.job(job.id).next_poll_at - time.time()
+
         wait = run_async(scenario())
     finally:
         server.stop()

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-
 from conftest import pipeline_settings, run_async
 from retouch.storage.models import ImageState
 from retouch.sync.pipeline import discover, submit, track
 from retouch.sync.runtime import open_context, run_until_settled
-
-
 
 
 def test_throttled_and_429_are_recovered(shop, provider, tmp_path: Path) -> None:
@@ -26,6 +23,7 @@ def test_throttled_and_429_are_recovered(shop, provider, tmp_path: Path) -> None
         async with open_context(settings) as ctx:
             counts = await discover(ctx)
             return counts, ctx.shopify.stats
+
     counts, client_stats = run_async(scenario())
     assert counts["queued"] == 4
     stats = shop.stats()
@@ -43,6 +41,7 @@ def test_media_failed_after_write_is_recorded(shop, provider, tmp_path: Path) ->
             shop.add_fault(fail_media_processing=1, code="IMAGE_PROCESSING_FAILURE")
             await run_until_settled(ctx)
             return ctx.store.images_in_state(ImageState.FAILED)
+
     (failed,) = run_async(scenario())
     assert failed.error_code == "IMAGE_PROCESSING_FAILURE"
     assert "backup" in failed.error_message
@@ -59,6 +58,7 @@ def test_png_result_for_jpeg_original_is_converted(shop, provider, tmp_path: Pat
             await discover(ctx)
             await run_until_settled(ctx)
             return ctx.store.counts_by_state()
+
     assert run_async(scenario()) == {"done": 1}
     media = shop.product(product["legacy_id"])["media"][0]
     assert media["mime_type"] == "image/jpeg"
@@ -83,6 +83,7 @@ def test_deleted_product_and_media_in_flight_end_skipped(shop, provider, tmp_pat
             shop.delete_media(images[1].media_id.rsplit("/", 1)[-1])
             await run_until_settled(ctx)
             return {i.media_id: (i.state, i.error_code) for i in ctx.store.images_in_state(ImageState.SKIPPED)}
+
     skipped = run_async(scenario())
     assert sorted(code for _, code in skipped.values()) == ["media_deleted", "product_deleted"]
 
@@ -95,8 +96,9 @@ def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: 
     async def scenario():
         async with open_context(settings) as ctx:
             await discover(ctx)
-            late = shop.add_image(shop.products()[0]["legacy_id"], filename="late.png", alt="late",
-                                  processing=True)  # the merchant's upload is still processing
+            late = shop.add_image(
+                shop.products()[0]["legacy_id"], filename="late.png", alt="late", processing=True
+            )  # the merchant's upload is still processing
             if shop.search_lag_seconds:  # a search would not see it yet: read it by id, as its webhook does
                 await discover(ctx, product_ids=[shop.products()[0]["id"]], live=True)
             else:
@@ -105,6 +107,7 @@ def test_excluded_tags_and_originals_still_processing(shop, provider, tmp_path: 
             assert row is not None and row.source_url is None
             await run_until_settled(ctx)
             return ctx.store.counts_by_state(), ctx.store.image_by_media(late["id"])
+
     counts, late_row = run_async(scenario())
     assert counts == {"done": 2}
     assert late_row.state == "done" and late_row.source_url
@@ -125,6 +128,7 @@ def test_requests_per_image_stay_few(shop, provider, tmp_path: Path) -> None:
             before = ctx.shopify.stats.requests
             await run_until_settled(ctx)
             return ctx.shopify.stats.requests - before, ctx.store.images_in_state(ImageState.DONE)
+
     requests, done = run_async(scenario())
     assert len(done) == 10
     operations = shop.stats()["operations"]

@@ -82,17 +82,26 @@ def test_a_job_whose_original_is_refused_for_good_is_rejected_not_resent(shop, p
             await discover(ctx)
             image = the_image(ctx)
             cdn_forgets(shop, image.source_url)
-            item = TicketItem(0, image.product_id, image.product_legacy_id, image.media_id, image.source_url,
-                              image.filename, image.mime_type)
-            await JobProgress(ctx, Job(id=None, provider="aigenstudio", idempotency_key="k", state="pending")
-                              ).source_bytes(item)
+            item = TicketItem(
+                0,
+                image.product_id,
+                image.product_legacy_id,
+                image.media_id,
+                image.source_url,
+                image.filename,
+                image.mime_type,
+            )
+            await JobProgress(
+                ctx, Job(id=None, provider="aigenstudio", idempotency_key="k", state="pending")
+            ).source_bytes(item)
 
     with pytest.raises(provider_errors.Rejected, match="HTTP 404"):
         run_async(scenario())
 
 
-def test_each_original_is_checked_and_backed_up_in_one_thread_hand_off(shop, provider, tmp_path: Path,
-                                                                      monkeypatch) -> None:
+def test_each_original_is_checked_and_backed_up_in_one_thread_hand_off(
+    shop, provider, tmp_path: Path, monkeypatch
+) -> None:
     """Decoding, hashing and the fsync run in a worker thread, both in one hand-off per original
     (every hand-off costs the event loop a thread switch); the digest is recorded on the image."""
     shop.add_product("mug", images=[{"filename": "mug.jpg"}, {"filename": "mug-2.png"}, {"filename": "mug-3.webp"}])

@@ -75,11 +75,13 @@ class Host:
 @pytest.fixture(scope="module")
 def host() -> Iterator[tuple[Host, str]]:
     host = Host()
-    app = Starlette(routes=[
-        Route("/p/{name}.jpg", host.image),
-        Route("/broken.jpg", host.not_an_image),
-        Route("/hooks/{token}", host.hook, methods=["POST"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/p/{name}.jpg", host.image),
+            Route("/broken.jpg", host.not_an_image),
+            Route("/hooks/{token}", host.hook, methods=["POST"]),
+        ]
+    )
     with serve_in_thread(app) as server:
         yield host, server.url
 
@@ -175,8 +177,9 @@ def test_upscale_doubles_the_image(sandbox: ProductAISandbox, host: tuple[Host, 
     assert sandbox.stats()["keys"][KEY]["tokens_spent"] == 20
 
 
-def test_a_failed_job_is_error_and_the_sandbox_gives_no_reason(sandbox: ProductAISandbox,
-                                                               host: tuple[Host, str]) -> None:
+def test_a_failed_job_is_error_and_the_sandbox_gives_no_reason(
+    sandbox: ProductAISandbox, host: tuple[Host, str]
+) -> None:
     async def go(client: ProductAIClient) -> JobStatus:
         job_id = await client.generate(model="gpt-low", image_url=f"{host[1]}/broken.jpg", prompt="x")
         return (await wait_finished(client, job_id))[0]
@@ -197,19 +200,29 @@ def test_requests_carry_the_key_only_in_x_api_key_and_no_cookies() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"status": "OK", "data": {"id": 5, "status": "RUNNING"}},
-                              headers={"Set-Cookie": "session=tracking; Path=/"})
+        return httpx.Response(
+            200,
+            json={"status": "OK", "data": {"id": 5, "status": "RUNNING"}},
+            headers={"Set-Cookie": "session=tracking; Path=/"},
+        )
 
     async def go(client: ProductAIClient) -> list[int]:
-        return [await client.generate(model="seedream", image_url=["https://a/1.jpg", "https://a/2.jpg"], prompt="p"),
-                await client.upscale(image_url="https://a/1.jpg")]
+        return [
+            await client.generate(model="seedream", image_url=["https://a/1.jpg", "https://a/2.jpg"], prompt="p"),
+            await client.upscale(image_url="https://a/1.jpg"),
+        ]
 
     ids, _ = run(go, "https://productai.test/v1", transport=httpx.MockTransport(answer))
     assert ids == [5, 5]
-    assert [str(request.url) for request in seen] == ["https://productai.test/v1/api/generate",
-                                                      "https://productai.test/v1/api/upscale"]
-    assert json.loads(seen[0].content) == {"model": "seedream", "image_url": ["https://a/1.jpg", "https://a/2.jpg"],
-                                           "prompt": "p"}
+    assert [str(request.url) for request in seen] == [
+        "https://productai.test/v1/api/generate",
+        "https://productai.test/v1/api/upscale",
+    ]
+    assert json.loads(seen[0].content) == {
+        "model": "seedream",
+        "image_url": ["https://a/1.jpg", "https://a/2.jpg"],
+        "prompt": "p",
+    }
     for request in seen:
         assert request.headers["x-api-key"] == KEY and "authorization" not in request.headers
         assert "cookie" not in request.headers and KEY not in str(request.url)
@@ -238,8 +251,11 @@ def test_the_16th_request_in_a_minute_is_rate_limited_without_retry_after(sandbo
 @pytest.mark.parametrize(("header", "expected"), [("7", 7.0), ("DATE", 120.0), ("soon", None)])
 def test_retry_after_in_seconds_or_as_a_date(header: str, expected: float | None) -> None:
     value = formatdate(timeval=time.time() + 120, usegmt=True) if header == "DATE" else header
-    exc, _ = run(lambda client: client.job(1), "https://productai.test/v1",
-                 transport=mocked(429, {"name": "ApiError", "message": "TOO_MANY_REQUESTS"}, {"Retry-After": value}))
+    exc, _ = run(
+        lambda client: client.job(1),
+        "https://productai.test/v1",
+        transport=mocked(429, {"name": "ApiError", "message": "TOO_MANY_REQUESTS"}, {"Retry-After": value}),
+    )
     assert isinstance(exc, RateLimited) and exc.code == "TOO_MANY_REQUESTS"
     if expected is None:
         assert exc.retry_after is None
@@ -251,8 +267,9 @@ def test_retry_after_in_seconds_or_as_a_date(header: str, expected: float | None
         assert exc.retry_after == expected
 
 
-def test_out_of_tokens_from_the_sandbox_in_both_shapes(make_sandbox: Callable[..., ProductAISandbox],
-                                                       host: tuple[Host, str]) -> None:
+def test_out_of_tokens_from_the_sandbox_in_both_shapes(
+    make_sandbox: Callable[..., ProductAISandbox], host: tuple[Host, str]
+) -> None:
     sandbox = make_sandbox(keys={KEY: 2})  # the sandbox alternates: 400 ApiError, then 402 {"code"}
     url = f"{host[1]}/p/a.jpg"
 
@@ -272,22 +289,34 @@ def test_out_of_tokens_from_the_sandbox_in_both_shapes(make_sandbox: Callable[..
     assert sandbox.stats()["keys"][KEY]["jobs_started"]["generate"] == 1
 
 
-@pytest.mark.parametrize(("status", "body"), [
-    (200, {"name": "ApiError", "message": "OUT_OF_TOKENS", "details": "Not enough credits"}),  # documented: no status
-    (402, {"code": "OUT_OF_TOKENS", "message": "Not enough credits"}),
-    (500, {"error": {"reason": "OUT_OF_TOKENS"}}),
-    (403, "OUT_OF_TOKENS"),
-])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (
+            200,
+            {"name": "ApiError", "message": "OUT_OF_TOKENS", "details": "Not enough credits"},
+        ),  # documented: no status
+        (402, {"code": "OUT_OF_TOKENS", "message": "Not enough credits"}),
+        (500, {"error": {"reason": "OUT_OF_TOKENS"}}),
+        (403, "OUT_OF_TOKENS"),
+    ],
+)
 def test_out_of_tokens_anywhere_in_the_body_wins_over_the_status(status: int, body: Any) -> None:
-    exc, client = run(lambda client: client.upscale(image_url="https://a/b.jpg"), "https://productai.test/v1",
-                      transport=mocked(status, body))
+    exc, client = run(
+        lambda client: client.upscale(image_url="https://a/b.jpg"),
+        "https://productai.test/v1",
+        transport=mocked(status, body),
+    )
     assert isinstance(exc, OutOfTokens) and exc.status == status and client.stats == {"client_error": 1}
 
 
 def test_a_wrong_key_is_authentication_failed_and_never_leaks(sandbox: ProductAISandbox) -> None:
     with structlog.testing.capture_logs() as logs:
-        exc, client = run(lambda client: client.generate(model="gpt-low", image_url="https://a/b.jpg", prompt="p"),
-                          sandbox.base_url, key=WRONG_KEY)
+        exc, client = run(
+            lambda client: client.generate(model="gpt-low", image_url="https://a/b.jpg", prompt="p"),
+            sandbox.base_url,
+            key=WRONG_KEY,
+        )
     assert isinstance(exc, AuthenticationFailed) and isinstance(exc, generic.AuthenticationFailed)
     assert (exc.status, exc.code) == (401, "UNAUTHORIZED")
     for text in (str(exc), repr(exc), repr(client), str(exc.args), repr(logs)):
@@ -302,8 +331,9 @@ def test_a_key_echoed_by_the_server_is_redacted() -> None:
 
 
 def test_a_bad_model_is_invalid_request_and_costs_nothing(sandbox: ProductAISandbox) -> None:
-    exc, client = run(lambda client: client.generate(model="gpt-ultra", image_url="https://a/b.jpg", prompt="p"),
-                      sandbox.base_url)
+    exc, client = run(
+        lambda client: client.generate(model="gpt-ultra", image_url="https://a/b.jpg", prompt="p"), sandbox.base_url
+    )
     assert isinstance(exc, InvalidRequest) and isinstance(exc, generic.Rejected)
     assert (exc.status, exc.code) == (400, "BAD_REQUEST") and exc.message
     assert sandbox.stats()["keys"][KEY]["tokens"] == 100 and client.stats == {"client_error": 1}
@@ -311,8 +341,9 @@ def test_a_bad_model_is_invalid_request_and_costs_nothing(sandbox: ProductAISand
 
 def test_a_503_is_service_unavailable_and_not_retried(sandbox: ProductAISandbox, host: tuple[Host, str]) -> None:
     fault(sandbox, endpoint="generate", status=503, count=2)
-    exc, client = run(lambda client: client.generate(model="gpt-low", image_url=f"{host[1]}/p/a.jpg", prompt="p"),
-                      sandbox.base_url)
+    exc, client = run(
+        lambda client: client.generate(model="gpt-low", image_url=f"{host[1]}/p/a.jpg", prompt="p"), sandbox.base_url
+    )
     assert isinstance(exc, ServiceUnavailable) and isinstance(exc, generic.Unavailable)
     assert (exc.reason, exc.status) == ("server_error", 503)
     stats = sandbox.stats()
@@ -347,23 +378,32 @@ def test_nobody_listening_is_a_connection_error() -> None:
 # --- answers the contract does not allow (MockTransport) ------------------------------------------
 
 
-@pytest.mark.parametrize(("call", "status", "body", "error", "reason"), [
-    ("generate", 200, {"status": "OK", "data": {"id": "22292", "status": "RUNNING"}}, UnexpectedResponse, None),
-    ("generate", 200, {"status": "OK", "data": {"id": True}}, UnexpectedResponse, None),
-    ("generate", 200, {"status": "OK"}, UnexpectedResponse, None),
-    ("generate", 200, [], UnexpectedResponse, None),
-    ("generate", 200, {"name": "ApiError", "message": "BAD_REQUEST"}, UnexpectedResponse, None),
-    ("job", 200, {"status": "OK", "data": {"id": 1, "status": "COMPLETED"}}, UnexpectedResponse, None),
-    ("job", 200, {"status": "OK", "data": {"id": 1, "status": 7}}, UnexpectedResponse, None),  # a word we do not know is read
-    ("job", 200, {"status": "OK", "data": {"id": 1, "status": ""}}, UnexpectedResponse, None),
-    ("job", 200, {"status": "OK", "data": {"id": 2, "status": "RUNNING"}}, UnexpectedResponse, None),
-    ("job", 302, "", UnexpectedResponse, None),  # not followed, with or without a Location
-    ("job", 307, {"status": "OK", "data": {"id": 1, "status": "RUNNING"}}, UnexpectedResponse, None),
-    ("job", 200, "<html>maintenance</html>", ServiceUnavailable, "non_json_body"),
-    ("job", 404, "<html>no such route</html>", ServiceUnavailable, "non_json_body"),
-    ("job", 408, {}, ServiceUnavailable, "server_error"),
-    ("job", 422, {"message": "bad"}, InvalidRequest, None),
-])
+@pytest.mark.parametrize(
+    ("call", "status", "body", "error", "reason"),
+    [
+        ("generate", 200, {"status": "OK", "data": {"id": "22292", "status": "RUNNING"}}, UnexpectedResponse, None),
+        ("generate", 200, {"status": "OK", "data": {"id": True}}, UnexpectedResponse, None),
+        ("generate", 200, {"status": "OK"}, UnexpectedResponse, None),
+        ("generate", 200, [], UnexpectedResponse, None),
+        ("generate", 200, {"name": "ApiError", "message": "BAD_REQUEST"}, UnexpectedResponse, None),
+        ("job", 200, {"status": "OK", "data": {"id": 1, "status": "COMPLETED"}}, UnexpectedResponse, None),
+        (
+            "job",
+            200,
+            {"status": "OK", "data": {"id": 1, "status": 7}},
+            UnexpectedResponse,
+            None,
+        ),  # a word we do not know is read
+        ("job", 200, {"status": "OK", "data": {"id": 1, "status": ""}}, UnexpectedResponse, None),
+        ("job", 200, {"status": "OK", "data": {"id": 2, "status": "RUNNING"}}, UnexpectedResponse, None),
+        ("job", 302, "", UnexpectedResponse, None),  # not followed, with or without a Location
+        ("job", 307, {"status": "OK", "data": {"id": 1, "status": "RUNNING"}}, UnexpectedResponse, None),
+        ("job", 200, "<html>maintenance</html>", ServiceUnavailable, "non_json_body"),
+        ("job", 404, "<html>no such route</html>", ServiceUnavailable, "non_json_body"),
+        ("job", 408, {}, ServiceUnavailable, "server_error"),
+        ("job", 422, {"message": "bad"}, InvalidRequest, None),
+    ],
+)
 def test_answers_outside_the_contract(call: str, status: int, body: Any, error: type, reason: str | None) -> None:
     async def go(client: ProductAIClient) -> Any:
         if call == "job":
@@ -402,34 +442,52 @@ def test_bad_arguments_and_keys_are_refused_before_any_request() -> None:
 # --- webhooks -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("payload", "event"), [
-    ({"status": "success", "image_url": "https://cdn/r.png", "job_id": "12312"}, WebhookEvent(12312, "success", "https://cdn/r.png")),
-    ({"status": "error"}, WebhookEvent(None, "error", None)),
-    ({"status": "error", "job_id": "7", "image_url": "https://x"}, WebhookEvent(7, "error", None)),
-    ({"status": "success", "image_url": "https://cdn/r.png", "job_id": 12, "extra": 1}, WebhookEvent(12, "success", "https://cdn/r.png")),
-])
+@pytest.mark.parametrize(
+    ("payload", "event"),
+    [
+        (
+            {"status": "success", "image_url": "https://cdn/r.png", "job_id": "12312"},
+            WebhookEvent(12312, "success", "https://cdn/r.png"),
+        ),
+        ({"status": "error"}, WebhookEvent(None, "error", None)),
+        ({"status": "error", "job_id": "7", "image_url": "https://x"}, WebhookEvent(7, "error", None)),
+        (
+            {"status": "success", "image_url": "https://cdn/r.png", "job_id": 12, "extra": 1},
+            WebhookEvent(12, "success", "https://cdn/r.png"),
+        ),
+    ],
+)
 def test_parse_webhook_documented_payloads(payload: dict[str, Any], event: WebhookEvent) -> None:
     assert parse_webhook(json.dumps(payload).encode()) == event
 
 
-@pytest.mark.parametrize("raw", [
-    b"", b"not json", b"\xff\xfe", b"[1]", b'"success"', b"{}",
-    b'{"status": "SUCCESS", "image_url": "https://a", "job_id": "1"}',
-    b'{"status": "success", "image_url": "https://a"}',
-    b'{"status": "success", "job_id": "1"}',
-    b'{"status": "success", "image_url": "javascript:alert(1)", "job_id": "1"}',
-    b'{"status": "success", "image_url": "https://a", "job_id": "12a"}',
-    b'{"status": "success", "image_url": "https://a", "job_id": 1.5}',
-    b'{"status": "error", "job_id": true}',
-    b'{"status": "error", "job_id": "-3"}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"[1]",
+        b'"success"',
+        b"{}",
+        b'{"status": "SUCCESS", "image_url": "https://a", "job_id": "1"}',
+        b'{"status": "success", "image_url": "https://a"}',
+        b'{"status": "success", "job_id": "1"}',
+        b'{"status": "success", "image_url": "javascript:alert(1)", "job_id": "1"}',
+        b'{"status": "success", "image_url": "https://a", "job_id": "12a"}',
+        b'{"status": "success", "image_url": "https://a", "job_id": 1.5}',
+        b'{"status": "error", "job_id": true}',
+        b'{"status": "error", "job_id": "-3"}',
+    ],
+)
 def test_parse_webhook_refuses_anything_else(raw: bytes) -> None:
     with pytest.raises(ValueError):
         parse_webhook(raw)
 
 
-def test_the_sandbox_webhooks_parse_and_match_the_api_job(make_sandbox: Callable[..., ProductAISandbox],
-                                                          host: tuple[Host, str]) -> None:
+def test_the_sandbox_webhooks_parse_and_match_the_api_job(
+    make_sandbox: Callable[..., ProductAISandbox], host: tuple[Host, str]
+) -> None:
     receiver, url = host
     with receiver.lock:
         receiver.hooks.clear()

@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from conftest import FakeClock
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.plugin.providers.productai.sandbox.processing import JobDurations
 from retouch.plugin.serve import serve_in_thread
-from conftest import FakeClock
 
 KEY = "pai_retouch_tests_key"
 OTHER_KEY = "pai_someone_else_key"
@@ -145,8 +145,13 @@ def get_job(sandbox: ProductAISandbox, job_id: Any, key: str | None = KEY, **kwa
     return httpx.get(f"{sandbox.base_url}/api/job/{job_id}", headers=headers, **kwargs)
 
 
-def generate(sandbox: ProductAISandbox, image_url: str | list[str], model: str = "kontext-pro",
-             prompt: str = "clean product shot on white", key: str = KEY) -> int:
+def generate(
+    sandbox: ProductAISandbox,
+    image_url: str | list[str],
+    model: str = "kontext-pro",
+    prompt: str = "clean product shot on white",
+    key: str = KEY,
+) -> int:
     response = post(sandbox, GENERATE, {"model": model, "image_url": image_url, "prompt": prompt}, key=key)
     assert response.status_code == 200, response.text
     return response.json()["data"]["id"]
@@ -266,10 +271,18 @@ def test_two_reference_images_for_multi_reference_models(sandbox: ProductAISandb
 def test_statuses_before_completion(make_sandbox: Callable[..., ProductAISandbox], images: str) -> None:
     queued = make_sandbox(job_seconds=60, not_started_seconds=30)
     job_id = generate(queued, f"{images}/p/a.jpg")
-    assert get_job(queued, job_id).json()["data"] == {"id": job_id, "status": "NOT_STARTED", "prompt": "clean product shot on white"}
+    assert get_job(queued, job_id).json()["data"] == {
+        "id": job_id,
+        "status": "NOT_STARTED",
+        "prompt": "clean product shot on white",
+    }
     running = make_sandbox(job_seconds=60)
     job_id = generate(running, f"{images}/p/a.jpg")
-    assert get_job(running, job_id).json()["data"] == {"id": job_id, "status": "RUNNING", "prompt": "clean product shot on white"}
+    assert get_job(running, job_id).json()["data"] == {
+        "id": job_id,
+        "status": "RUNNING",
+        "prompt": "clean product shot on white",
+    }
     # Tokens are gone already: deducted when the job starts, not when it completes.
     assert key_stats(running)["tokens"] == 997 and key_stats(running)["tokens_spent"] == 3
 
@@ -341,7 +354,15 @@ def test_invalid_generate_bodies_are_400_and_cost_nothing(
 
 
 def test_every_documented_model_is_accepted_at_its_price(sandbox: ProductAISandbox, images: str) -> None:
-    prices = {"gpt-low": 2, "gpt-medium": 3, "gpt-high": 8, "kontext-pro": 3, "nanobanana": 3, "nanobananapro": 8, "seedream": 3}
+    prices = {
+        "gpt-low": 2,
+        "gpt-medium": 3,
+        "gpt-high": 8,
+        "kontext-pro": 3,
+        "nanobanana": 3,
+        "nanobananapro": 8,
+        "seedream": 3,
+    }
     ids = {model: generate(sandbox, [f"{images}/p/{model}.jpg"], model=model) for model in prices}
     assert key_stats(sandbox)["tokens_by_job"] == {str(ids[model]): price for model, price in prices.items()}
     assert key_stats(sandbox)["tokens"] == 1000 - sum(prices.values())
@@ -365,7 +386,9 @@ def test_invalid_upscale_bodies_are_400(sandbox: ProductAISandbox, body: dict[st
         pytest.param("/huge.jpg", "10 MB", id="10 MB"),
     ],
 )
-def test_an_unusable_source_ends_in_error_with_a_reason(sandbox: ProductAISandbox, images: str, path: str, reason: str) -> None:
+def test_an_unusable_source_ends_in_error_with_a_reason(
+    sandbox: ProductAISandbox, images: str, path: str, reason: str
+) -> None:
     url = path if path.startswith("http") else images + path
     job_id = generate(sandbox, url)
     assert wait_terminal(sandbox, job_id) == {"id": job_id, "status": "ERROR"}  # [DOC] the bare shape
@@ -379,7 +402,9 @@ def test_an_unusable_source_ends_in_error_with_a_reason(sandbox: ProductAISandbo
 # --- the shared budget ---------------------------------------------------------------------------
 
 
-def test_the_16th_request_in_a_minute_is_429_whatever_the_endpoint(make_sandbox: Callable[..., ProductAISandbox], images: str) -> None:
+def test_the_16th_request_in_a_minute_is_429_whatever_the_endpoint(
+    make_sandbox: Callable[..., ProductAISandbox], images: str
+) -> None:
     clock = FakeClock(1000.0)
     sandbox = make_sandbox(clock=clock, requests_per_window=15)  # the documented figure, stated
     job_id = generate(sandbox, f"{images}/p/a.jpg")  # 1
@@ -402,7 +427,12 @@ def test_the_16th_request_in_a_minute_is_429_whatever_the_endpoint(make_sandbox:
     assert stats["requests"] == {"generate": 2, "upscale": 1, "job": 15}
     assert stats["rate_limited"] == 3
     assert stats["max_requests_per_window"] == 15
-    assert sandbox.stats()["rate_limit"] == {"scope": "ip", "limit": 15, "window_seconds": 60.0, "max_requests_per_window": 15}
+    assert sandbox.stats()["rate_limit"] == {
+        "scope": "ip",
+        "limit": 15,
+        "window_seconds": 60.0,
+        "max_requests_per_window": 15,
+    }
     assert stats["jobs_started"] == {"generate": 1, "upscale": 1}  # the refused generate started nothing
 
 
@@ -423,7 +453,9 @@ def test_the_default_budget_is_15_per_minute_per_ip_and_the_window_is_configurab
 
 
 def test_budget_per_key_when_asked(make_sandbox: Callable[..., ProductAISandbox]) -> None:
-    sandbox = make_sandbox(clock=FakeClock(1000.0), keys={KEY: 10, OTHER_KEY: 10}, requests_per_window=3, rate_limit_scope="key")
+    sandbox = make_sandbox(
+        clock=FakeClock(1000.0), keys={KEY: 10, OTHER_KEY: 10}, requests_per_window=3, rate_limit_scope="key"
+    )
     assert [get_job(sandbox, 1, KEY).status_code for _ in range(4)] == [404, 404, 404, 429]
     assert [get_job(sandbox, 1, OTHER_KEY).status_code for _ in range(4)] == [404, 404, 404, 429]
 
@@ -431,7 +463,9 @@ def test_budget_per_key_when_asked(make_sandbox: Callable[..., ProductAISandbox]
 # --- tokens --------------------------------------------------------------------------------------
 
 
-def test_out_of_tokens_alternates_between_both_documented_shapes(make_sandbox: Callable[..., ProductAISandbox], images: str) -> None:
+def test_out_of_tokens_alternates_between_both_documented_shapes(
+    make_sandbox: Callable[..., ProductAISandbox], images: str
+) -> None:
     sandbox = make_sandbox(keys={KEY: 10})
     first = post(sandbox, GENERATE, _body(images, model="gpt-high"))  # 8 of 10
     assert first.status_code == 200
@@ -512,7 +546,9 @@ def test_webhook_is_retried_until_it_gets_200_and_is_account_level(
 
 
 def test_5xx_faults_then_normal_service(sandbox: ProductAISandbox, images: str) -> None:
-    httpx.post(sandbox.server_url + "/_sandbox/faults", json={"endpoint": "generate", "status": 503, "count": 2}).raise_for_status()
+    httpx.post(
+        sandbox.server_url + "/_sandbox/faults", json={"endpoint": "generate", "status": 503, "count": 2}
+    ).raise_for_status()
     assert sandbox.stats()["faults_pending"] == 2
     for _ in range(2):
         failed = post(sandbox, GENERATE, _body(images))
@@ -547,9 +583,14 @@ def test_a_dropped_response_still_started_and_charged_the_job(sandbox: ProductAI
 
 
 def test_fault_api_rejects_nonsense_and_can_be_cleared(sandbox: ProductAISandbox) -> None:
-    for body in ({"endpoint": "delete", "status": 500}, {"endpoint": "job", "mode": "drop_response"},
-                 {"endpoint": "generate", "status": 404}, {"endpoint": "generate", "mode": "hang"},
-                 {"endpoint": "generate"}, {"endpoint": "job", "status": 500, "count": 0}):
+    for body in (
+        {"endpoint": "delete", "status": 500},
+        {"endpoint": "job", "mode": "drop_response"},
+        {"endpoint": "generate", "status": 404},
+        {"endpoint": "generate", "mode": "hang"},
+        {"endpoint": "generate"},
+        {"endpoint": "job", "status": 500, "count": 0},
+    ):
         assert httpx.post(sandbox.server_url + "/_sandbox/faults", json=body).status_code == 400, body
     sandbox.add_fault("job", status=500, count=5)
     assert httpx.get(sandbox.server_url + "/_sandbox/stats").json()["faults_pending"] == 5
@@ -561,7 +602,9 @@ def test_fault_api_rejects_nonsense_and_can_be_cleared(sandbox: ProductAISandbox
 # --- stats ---------------------------------------------------------------------------------------
 
 
-def test_stats_over_http_prove_nothing_was_paid_twice(make_sandbox: Callable[..., ProductAISandbox], images: str) -> None:
+def test_stats_over_http_prove_nothing_was_paid_twice(
+    make_sandbox: Callable[..., ProductAISandbox], images: str
+) -> None:
     sandbox = make_sandbox(clock=FakeClock(1000.0), requests_per_window=15)
     urls = [f"{images}/p/{i}.jpg" for i in range(3)]
     ids = [generate(sandbox, url, model="gpt-medium") for url in urls]

@@ -13,8 +13,13 @@ from conftest import PRODUCTAI_KEY, PRODUCTAI_TABLE, FakeClock, provider_config_
 from retouch.plugin.providers.productai.sandbox import ProductAISandbox
 from retouch.storage.models import ImageState, JobState
 from retouch.sync.config import ConfigError, load_settings
-from retouch.sync.deadline_decisions import (PROVIDER_TIMEOUT, expire_after_failed_poll, is_overdue,
-                                             poll_at_or_before_deadline, timeout_message)
+from retouch.sync.deadline_decisions import (
+    PROVIDER_TIMEOUT,
+    expire_after_failed_poll,
+    is_overdue,
+    poll_at_or_before_deadline,
+    timeout_message,
+)
 from retouch.sync.pipeline import discover, submit, track
 from retouch.sync.runtime import open_context
 
@@ -31,8 +36,10 @@ def test_the_next_poll_is_never_after_the_deadline() -> None:
     assert poll_at_or_before_deadline(1_700.0, submitted_at=1_000.0, max_job_age=600) == 1_600.0
 
 
-@pytest.mark.parametrize("overdue,rate_limited,expire", [(False, False, False), (False, True, False),
-                                                         (True, True, False), (True, False, True)])
+@pytest.mark.parametrize(
+    "overdue,rate_limited,expire",
+    [(False, False, False), (False, True, False), (True, True, False), (True, False, True)],
+)
 def test_a_failed_last_poll_ends_the_job_unless_it_was_a_429(overdue: bool, rate_limited: bool, expire: bool) -> None:
     assert expire_after_failed_poll(overdue=overdue, rate_limited=rate_limited) is expire
 
@@ -51,8 +58,16 @@ def production_pai():
 
     def start(**options) -> ProductAISandbox:
         # A budget the fake clock cannot trip: the sandbox counts in real time, the test's polls in fake time.
-        sandbox = ProductAISandbox(**{"keys": {PRODUCTAI_KEY: 100_000}, "job_seconds": 0.3, "rate_limit_scope": "key",
-                                      "requests_per_window": 10_000, "profile": "production", **options})
+        sandbox = ProductAISandbox(
+            **{
+                "keys": {PRODUCTAI_KEY: 100_000},
+                "job_seconds": 0.3,
+                "rate_limit_scope": "key",
+                "requests_per_window": 10_000,
+                "profile": "production",
+                **options,
+            }
+        )
         servers.append(sandbox.start())
         return sandbox
 
@@ -62,8 +77,15 @@ def production_pai():
 
 
 def settings_for(shop, tmp_path: Path, sandbox: ProductAISandbox, provider_extra: str = ""):
-    text = provider_config_text(shop, tmp_path, provider="productai", base_url=sandbox.base_url,
-                                api_key=PRODUCTAI_KEY, table=PRODUCTAI_TABLE, new_only=False)
+    text = provider_config_text(
+        shop,
+        tmp_path,
+        provider="productai",
+        base_url=sandbox.base_url,
+        api_key=PRODUCTAI_KEY,
+        table=PRODUCTAI_TABLE,
+        new_only=False,
+    )
     text = text.replace('timeout = "5s"\n', 'timeout = "5s"\n' + provider_extra)
     path = tmp_path / "config.toml"
     path.write_text(text)
@@ -84,8 +106,9 @@ async def _poll_until_over(ctx, clock: FakeClock, limit: int = 200) -> list[floa
 
 
 @pytest.mark.parametrize("ending,code", [("FAILED", "productai_failed"), ("TIMEOUT", "productai_timeout")])
-def test_a_failed_or_timed_out_job_ends_failed_with_the_reason_after_one_poll(ending, code, shop, production_pai,
-                                                                               tmp_path: Path) -> None:
+def test_a_failed_or_timed_out_job_ends_failed_with_the_reason_after_one_poll(
+    ending, code, shop, production_pai, tmp_path: Path
+) -> None:
     sandbox = production_pai(give_up_seconds=0.5, job_seconds=60.0) if ending == "TIMEOUT" else production_pai()
     if ending == "FAILED":
         sandbox.add_fault("generate", mode="fail")
@@ -115,8 +138,9 @@ def key_requests(sandbox: ProductAISandbox) -> dict:
     return {k: v for k, v in sandbox.stats()["keys"][PRODUCTAI_KEY]["requests"].items() if v}
 
 
-def test_a_job_that_never_finishes_ends_at_its_deadline_within_its_poll_schedule(shop, production_pai,
-                                                                                   tmp_path: Path) -> None:
+def test_a_job_that_never_finishes_ends_at_its_deadline_within_its_poll_schedule(
+    shop, production_pai, tmp_path: Path
+) -> None:
     sandbox = production_pai(job_seconds=100_000.0)  # never done while the test runs
     shop.seed(products=1, images_per_product=1, seed=62)
     settings = settings_for(shop, tmp_path, sandbox, provider_extra='max_job_age = "10m"\n')
@@ -183,7 +207,9 @@ def test_an_upscale_unfinished_at_the_deadline_leaves_the_generated_image(shop, 
     assert job.state == "finished"  # ended by its result, not by provider_timeout
     assert image.result_url and image.result_url.endswith(f"/{json_state(job)['generate_id']}.png")
     assert {k: v for k, v in sandbox.stats()["keys"][PRODUCTAI_KEY]["jobs_started"].items() if v} == {
-        "generate": 1, "upscale": 1}  # the upscale was paid once, and nothing more after the deadline
+        "generate": 1,
+        "upscale": 1,
+    }  # the upscale was paid once, and nothing more after the deadline
 
 
 def _with_upscale(path: Path) -> Path:

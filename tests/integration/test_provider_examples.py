@@ -55,8 +55,12 @@ def test_every_example_file_has_a_test(provider: str) -> None:
 
 async def _aigen_create(url: str, status: int) -> Any:
     async with AigenClient(AIGEN_KEY, url) as client:
-        return await client.create_enhancement(idempotency_key="examples-key-1", preset=None, preservation_level="strict",
-                                               images=[SourceImage("product-001", "https://example.com/product.jpg")])
+        return await client.create_enhancement(
+            idempotency_key="examples-key-1",
+            preset=None,
+            preservation_level="strict",
+            images=[SourceImage("product-001", "https://example.com/product.jpg")],
+        )
 
 
 async def _aigen_status(url: str) -> Any:
@@ -64,8 +68,14 @@ async def _aigen_status(url: str) -> Any:
         return await client.get_enhancement("f693e677-51e0-4ebe-80a0-ad06acbc4443")
 
 
-@pytest.mark.parametrize("name,http_status", [("conventions_create_status.json", 201), ("quickstart_create.json", 202),
-                                              ("reference_create_no_status.json", 200)])
+@pytest.mark.parametrize(
+    "name,http_status",
+    [
+        ("conventions_create_status.json", 201),
+        ("quickstart_create.json", 202),
+        ("reference_create_no_status.json", 200),
+    ],
+)
 def test_aigenstudio_create_examples(server: AnsweringServer, name: str, http_status: int) -> None:
     server.answer = answer(f"aigenstudio/{name}", http_status)
     result = run(_aigen_create(server.url, http_status))
@@ -80,16 +90,21 @@ def test_aigenstudio_status_example_of_the_guide(server: AnsweringServer) -> Non
     enhancement = run(_aigen_status(server.url))
     assert (enhancement.status, enhancement.is_terminal) == ("completed", True)
     (item,) = enhancement.items
-    assert (item.status, item.external_id, item.result_url) == ("completed", "product-001",
-                                                                "https://cdn.aigenstudio.app/r/itm_1.png")
+    assert (item.status, item.external_id, item.result_url) == (
+        "completed",
+        "product-001",
+        "https://cdn.aigenstudio.app/r/itm_1.png",
+    )
 
 
 def test_aigenstudio_status_example_of_the_reference_has_no_status(server: AnsweringServer) -> None:
     server.answer = answer("aigenstudio/reference_status_no_status.json")
     enhancement = run(_aigen_status(server.url))
     assert (enhancement.status, enhancement.is_terminal) == ("partially_completed", True)
-    assert [(i.status, i.error_code) for i in enhancement.items] == [("completed", None),
-                                                                     ("failed", "source_download_failed")]
+    assert [(i.status, i.error_code) for i in enhancement.items] == [
+        ("completed", None),
+        ("failed", "source_download_failed"),
+    ]
 
 
 def test_aigenstudio_presets_example(server: AnsweringServer) -> None:
@@ -122,24 +137,29 @@ async def _productai(url: str, call: str, job_id: int = 22292) -> Any:
         return await client.job(job_id)
 
 
-@pytest.mark.parametrize("name,call,expected", [("generate_started.json", "generate", 22292),
-                                                ("upscale_started.json", "upscale", 22293)])
+@pytest.mark.parametrize(
+    "name,call,expected", [("generate_started.json", "generate", 22292), ("upscale_started.json", "upscale", 22293)]
+)
 def test_productai_start_examples(server: AnsweringServer, name: str, call: str, expected: int) -> None:
     server.answer = answer(f"productai/{name}")
     assert run(_productai(server.url, call)) == expected
 
 
-@pytest.mark.parametrize("name,job_id,status,finished,failed,image_url", [
-    ("job_running.json", 22292, "RUNNING", False, False, None),
-    ("job_completed.json", 22292, "COMPLETED", True, False, "https://generated-image-url.jpg"),
-    ("upscale_completed.json", 22293, "COMPLETED", True, False, "https://upscaled-image-url.jpg"),
-    ("job_error.json", 22292, "ERROR", True, True, None),
-    ("vendor_job_failed.json", 22292, "FAILED", True, True, None),
-    ("vendor_job_timeout.json", 22292, "TIMEOUT", True, True, None),
-    ("vendor_job_not_started.json", 22292, "NOT_STARTED", False, False, None),
-])
-def test_productai_job_examples(server: AnsweringServer, name: str, job_id: int, status: str, finished: bool,
-                                failed: bool, image_url: str | None) -> None:
+@pytest.mark.parametrize(
+    "name,job_id,status,finished,failed,image_url",
+    [
+        ("job_running.json", 22292, "RUNNING", False, False, None),
+        ("job_completed.json", 22292, "COMPLETED", True, False, "https://generated-image-url.jpg"),
+        ("upscale_completed.json", 22293, "COMPLETED", True, False, "https://upscaled-image-url.jpg"),
+        ("job_error.json", 22292, "ERROR", True, True, None),
+        ("vendor_job_failed.json", 22292, "FAILED", True, True, None),
+        ("vendor_job_timeout.json", 22292, "TIMEOUT", True, True, None),
+        ("vendor_job_not_started.json", 22292, "NOT_STARTED", False, False, None),
+    ],
+)
+def test_productai_job_examples(
+    server: AnsweringServer, name: str, job_id: int, status: str, finished: bool, failed: bool, image_url: str | None
+) -> None:
     server.answer = answer(f"productai/{name}")
     job = run(_productai(server.url, "job", job_id))
     assert (job.status, job.finished, job.failed, job.image_url) == (status, finished, failed, image_url)
@@ -151,8 +171,9 @@ def test_productai_out_of_tokens_example(server: AnsweringServer) -> None:
         run(_productai(server.url, "generate"))
 
 
-@pytest.mark.parametrize("name,status,job_id", [("webhook_success.json", "success", 12312),
-                                                ("webhook_error.json", "error", None)])
+@pytest.mark.parametrize(
+    "name,status,job_id", [("webhook_success.json", "success", 12312), ("webhook_error.json", "error", None)]
+)
 def test_productai_webhook_examples(name: str, status: str, job_id: int | None) -> None:
     event = parse_webhook((DATA / "productai" / name).read_bytes())
     assert (event.status, event.job_id) == (status, job_id)
@@ -160,8 +181,11 @@ def test_productai_webhook_examples(name: str, status: str, job_id: int | None) 
 
 def test_productai_unknown_status_is_running_and_logged_once(server: AnsweringServer) -> None:
     reading.forget_seen()
-    server.answer = Answer(200, {"Content-Type": "application/json"},
-                           json.dumps({"status": "OK", "data": {"id": 7, "status": "QUEUED_FOR_GPU"}}).encode())
+    server.answer = Answer(
+        200,
+        {"Content-Type": "application/json"},
+        json.dumps({"status": "OK", "data": {"id": 7, "status": "QUEUED_FOR_GPU"}}).encode(),
+    )
     with structlog.testing.capture_logs() as logs:
         jobs = [run(_productai(server.url, "job", 7)) for _ in range(3)]
     assert all(not job.finished and not job.failed for job in jobs)
@@ -193,7 +217,8 @@ def test_imagen_profiles_examples(server: AnsweringServer, name: str) -> None:
     expected = body(f"imagen/{name}")
     listed = expected if isinstance(expected, list) else expected["data"]["profiles"]
     assert [(p.profile_key, p.profile_name, p.image_type) for p in profiles] == [
-        (p["profile_key"], p["profile_name"], p["image_type"]) for p in listed]
+        (p["profile_key"], p["profile_name"], p["image_type"]) for p in listed
+    ]
 
 
 @pytest.mark.parametrize("name", ["quickstart_project.json", "production_project_root.json"])
@@ -202,8 +227,9 @@ def test_imagen_project_examples(server: AnsweringServer, name: str) -> None:
     assert run(_imagen_call(server.url, "project")) == "3f6c1d7e-0000-4000-8000-000000000001"
 
 
-@pytest.mark.parametrize("name,status", [("quickstart_edit_status.json", "In Progress"),
-                                         ("production_edit_status_root.json", "Completed")])
+@pytest.mark.parametrize(
+    "name,status", [("quickstart_edit_status.json", "In Progress"), ("production_edit_status_root.json", "Completed")]
+)
 def test_imagen_status_examples(server: AnsweringServer, name: str, status: str) -> None:
     server.answer = answer(f"imagen/{name}")
     assert run(_imagen_call(server.url, "edit_status")) == status
@@ -218,8 +244,9 @@ def test_imagen_export_links_examples_match_by_stem(server: AnsweringServer, nam
     assert matched == {"922a4846.jpg": "https://s3.example/922A4846.JPG?X-Amz-Signature=a"}
 
 
-@pytest.mark.parametrize("name,message", [("production_error.json", "Project not found"),
-                                          ("legacy_error_detail.json", "Project not found")])
+@pytest.mark.parametrize(
+    "name,message", [("production_error.json", "Project not found"), ("legacy_error_detail.json", "Project not found")]
+)
 def test_imagen_error_examples(server: AnsweringServer, name: str, message: str) -> None:
     server.answer = answer(f"imagen/{name}", 404)
     with pytest.raises(imagen_errors.NotFound) as caught:
@@ -230,7 +257,10 @@ def test_imagen_error_examples(server: AnsweringServer, name: str, message: str)
 def test_imagen_callback_example() -> None:
     callback = body("imagen/quickstart_callback.json")
     assert (callback["project_uuid"], callback["status"], callback["action"]) == (
-        "3f6c1d7e-0000-4000-8000-000000000001", "Completed", "edit")
+        "3f6c1d7e-0000-4000-8000-000000000001",
+        "Completed",
+        "edit",
+    )
 
 
 def test_imagen_export_match_refuses_an_ambiguous_stem() -> None:
@@ -239,26 +269,59 @@ def test_imagen_export_match_refuses_an_ambiguous_stem() -> None:
 
 
 EXPECTED = {
-    "aigenstudio": ["conventions_create_status.json", "quickstart_create.json", "reference_create_no_status.json",
-                    "guide_status_completed.json", "reference_status_no_status.json", "conventions_presets.json",
-                    "conventions_error.json"],
-    "productai": ["generate_started.json", "upscale_started.json", "job_running.json", "job_completed.json",
-                  "upscale_completed.json", "job_error.json", "vendor_job_failed.json", "vendor_job_timeout.json",
-                  "vendor_job_not_started.json", "out_of_tokens.json", "webhook_success.json", "webhook_error.json"],
-    "imagen": ["quickstart_profiles.json", "production_profiles_bare_list.json", "quickstart_project.json",
-               "production_project_root.json", "quickstart_edit_status.json", "production_edit_status_root.json",
-               "quickstart_export_links.json", "production_export_links_root.json", "production_error.json",
-               "legacy_error_detail.json", "quickstart_callback.json"],
+    "aigenstudio": [
+        "conventions_create_status.json",
+        "quickstart_create.json",
+        "reference_create_no_status.json",
+        "guide_status_completed.json",
+        "reference_status_no_status.json",
+        "conventions_presets.json",
+        "conventions_error.json",
+    ],
+    "productai": [
+        "generate_started.json",
+        "upscale_started.json",
+        "job_running.json",
+        "job_completed.json",
+        "upscale_completed.json",
+        "job_error.json",
+        "vendor_job_failed.json",
+        "vendor_job_timeout.json",
+        "vendor_job_not_started.json",
+        "out_of_tokens.json",
+        "webhook_success.json",
+        "webhook_error.json",
+    ],
+    "imagen": [
+        "quickstart_profiles.json",
+        "production_profiles_bare_list.json",
+        "quickstart_project.json",
+        "production_project_root.json",
+        "quickstart_edit_status.json",
+        "production_edit_status_root.json",
+        "quickstart_export_links.json",
+        "production_export_links_root.json",
+        "production_error.json",
+        "legacy_error_detail.json",
+        "quickstart_callback.json",
+    ],
 }
 
 
 # --- the reading rules themselves -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("total,completed,failed,status", [
-    (3, 0, 0, "queued"), (3, 1, 0, "processing"), (3, 3, 0, "completed"), (3, 2, 1, "partially_completed"),
-    (3, 0, 3, "failed"), (0, 0, 0, "queued"),
-])
+@pytest.mark.parametrize(
+    "total,completed,failed,status",
+    [
+        (3, 0, 0, "queued"),
+        (3, 1, 0, "processing"),
+        (3, 3, 0, "completed"),
+        (3, 2, 1, "partially_completed"),
+        (3, 0, 3, "failed"),
+        (0, 0, 0, "queued"),
+    ],
+)
 def test_aigenstudio_derives_a_missing_enhancement_status(total: int, completed: int, failed: int, status: str) -> None:
     from retouch.plugin.providers.aigenstudio import contract
 
@@ -267,9 +330,20 @@ def test_aigenstudio_derives_a_missing_enhancement_status(total: int, completed:
 
 def test_aigenstudio_unknown_status_is_not_finished_and_logged_once(server: AnsweringServer) -> None:
     reading.forget_seen()
-    server.answer = Answer(200, {"Content-Type": "application/json"}, json.dumps(
-        {"enhancement": {"id": "e9", "status": "archiving", "total_items": 1,
-                         "items": [{"id": "i1", "status": "paused"}]}}).encode())
+    server.answer = Answer(
+        200,
+        {"Content-Type": "application/json"},
+        json.dumps(
+            {
+                "enhancement": {
+                    "id": "e9",
+                    "status": "archiving",
+                    "total_items": 1,
+                    "items": [{"id": "i1", "status": "paused"}],
+                }
+            }
+        ).encode(),
+    )
     with structlog.testing.capture_logs() as logs:
         answers = [run(_aigen_status(server.url)) for _ in range(2)]
     assert not any(e.is_terminal for e in answers)

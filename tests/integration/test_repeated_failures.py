@@ -9,12 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from conftest import pipeline_settings, run_async
 from retouch.sync.failures import TracebackOnce, failure_reason
 from retouch.sync.logs import configure
 from retouch.sync.runtime import open_context
 from retouch.sync.scheduler import Daemon
-
-from conftest import pipeline_settings, run_async
 
 FULL = "database or disk is full"
 
@@ -42,6 +41,7 @@ def test_a_full_database_is_one_line_per_step_and_one_traceback(shop, provider, 
             for _ in range(6):
                 await daemon._guarded("write_back", fill_the_database)
             await daemon._heartbeat()  # the database still answers: no complaint here
+
     run_async(scenario())
     events = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
     crashed = [e for e in events if e["event"] == "step_crashed"]

@@ -53,12 +53,16 @@ class Storage:
             if name in ("gone", "missing"):
                 return Response(b"", status_code=410 if name == "gone" else 404)
             if name == "expired":
-                return Response(b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
-                                status_code=403, media_type="application/xml")
+                return Response(
+                    b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                    status_code=403,
+                    media_type="application/xml",
+                )
             if name == "flaky.png":  # two refusals, then the picture
                 if self.hits[name] <= 2:
-                    return Response(b"busy", status_code=503 if self.hits[name] == 1 else 429,
-                                    headers={"Retry-After": "0"})
+                    return Response(
+                        b"busy", status_code=503 if self.hits[name] == 1 else 429, headers={"Retry-After": "0"}
+                    )
                 return Response(PICTURE, media_type="image/png")
             if name == "down":
                 return Response(b"down", status_code=502)
@@ -68,9 +72,11 @@ class Storage:
             if name == "big-declared.png":
                 return Response(PICTURE * 10, media_type="image/png")
             if name == "big-streamed.png":  # no Content-Length: counted while read
+
                 async def chunks():
                     for _ in range(10):
                         yield PICTURE
+
                 return StreamingResponse(chunks(), media_type="image/png")
             return Response(b"?", status_code=500)
 
@@ -89,6 +95,7 @@ def fetch(url: str, **options) -> object:
     async def go():
         async with ResultFetcher(retry_base=0.001, **options) as fetcher:
             return await fetcher.fetch(url)
+
     return run_async(go(), timeout=60)
 
 

@@ -45,8 +45,9 @@ def test_other_endpoints_are_not_touched() -> None:
     assert book.pending() == 5
 
 
-@pytest.mark.parametrize("bad,reason", [({"skip": -1}, "skip"), ({"probability": 0}, "probability"),
-                                        ({"probability": 1.5}, "probability")])
+@pytest.mark.parametrize(
+    "bad,reason", [({"skip": -1}, "skip"), ({"probability": 0}, "probability"), ({"probability": 1.5}, "probability")]
+)
 def test_nonsense_plans_are_refused(bad: dict, reason: str) -> None:
     book = FaultBook(**BOOK)
     with pytest.raises(ValueError, match=reason):
@@ -54,17 +55,21 @@ def test_nonsense_plans_are_refused(bad: dict, reason: str) -> None:
 
 
 def test_a_plan_set_over_http_shapes_the_sandboxs_answers() -> None:
-    sandbox = ProductAISandbox(keys={"pai_fault_plan_key": 100}, job_seconds=0.1, rate_limit_scope="key",
-                               requests_per_window=1000)
+    sandbox = ProductAISandbox(
+        keys={"pai_fault_plan_key": 100}, job_seconds=0.1, rate_limit_scope="key", requests_per_window=1000
+    )
     server = sandbox.start()
     try:
         with httpx.Client(trust_env=False, timeout=10) as http:
             plan = {"endpoint": "job", "status": 503, "count": 2, "skip": 1}
             assert http.post(f"{sandbox.server_url}/_sandbox/faults", json=plan).status_code < 300
-            answers = [http.get(f"{sandbox.base_url}/api/job/1", headers={"x-api-key": "pai_fault_plan_key"}).status_code
-                       for _ in range(4)]
-            refused = http.post(f"{sandbox.server_url}/_sandbox/faults",
-                                json={"endpoint": "job", "status": 503, "probability": 2})
+            answers = [
+                http.get(f"{sandbox.base_url}/api/job/1", headers={"x-api-key": "pai_fault_plan_key"}).status_code
+                for _ in range(4)
+            ]
+            refused = http.post(
+                f"{sandbox.server_url}/_sandbox/faults", json={"endpoint": "job", "status": 503, "probability": 2}
+            )
     finally:
         server.stop()
     assert answers == [404, 503, 503, 404]  # the first goes through, the next two fail, then normal again
@@ -78,32 +83,57 @@ def _shopify():
     from retouch.plugin.shopify.sandbox import ShopifySandbox
 
     sandbox = ShopifySandbox(access_token="shpat_fault_plans")
-    return sandbox, sandbox.start(), sandbox.shop_url, "graphql", lambda http: http.post(
-        f"{sandbox.shop_url}/admin/api/{sandbox.api_version}/graphql.json", json={"query": "{ shop { name } }"},
-        headers={"X-Shopify-Access-Token": "shpat_fault_plans"})
+    return (
+        sandbox,
+        sandbox.start(),
+        sandbox.shop_url,
+        "graphql",
+        lambda http: http.post(
+            f"{sandbox.shop_url}/admin/api/{sandbox.api_version}/graphql.json",
+            json={"query": "{ shop { name } }"},
+            headers={"X-Shopify-Access-Token": "shpat_fault_plans"},
+        ),
+    )
 
 
 def _aigen():
     from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 
     sandbox = AigenSandbox()
-    return sandbox, sandbox.start(), sandbox.base_url, "status", lambda http: http.get(
-        f"{sandbox.base_url}/api/v1/product-image-enhancements/enh_none",
-        headers={"Authorization": "Bearer aigen_test_faultplans"})
+    return (
+        sandbox,
+        sandbox.start(),
+        sandbox.base_url,
+        "status",
+        lambda http: http.get(
+            f"{sandbox.base_url}/api/v1/product-image-enhancements/enh_none",
+            headers={"Authorization": "Bearer aigen_test_faultplans"},
+        ),
+    )
 
 
 def _imagen():
     from retouch.plugin.providers.imagen.sandbox import ImagenSandbox
 
     sandbox = ImagenSandbox(api_keys=("imagen_fault_plans",))
-    return sandbox, sandbox.start(), sandbox.base_url, "profiles", lambda http: http.get(
-        f"{sandbox.api_url}/profiles", headers={"x-api-key": "imagen_fault_plans"})
+    return (
+        sandbox,
+        sandbox.start(),
+        sandbox.base_url,
+        "profiles",
+        lambda http: http.get(f"{sandbox.api_url}/profiles", headers={"x-api-key": "imagen_fault_plans"}),
+    )
 
 
 def _productai():
     sandbox = ProductAISandbox(keys={"pai_fault_plan_key": 100}, rate_limit_scope="key", requests_per_window=1000)
-    return sandbox, sandbox.start(), sandbox.server_url, "job", lambda http: http.get(
-        f"{sandbox.base_url}/api/job/1", headers={"x-api-key": "pai_fault_plan_key"})
+    return (
+        sandbox,
+        sandbox.start(),
+        sandbox.server_url,
+        "job",
+        lambda http: http.get(f"{sandbox.base_url}/api/job/1", headers={"x-api-key": "pai_fault_plan_key"}),
+    )
 
 
 SANDBOXES = {"shopify": _shopify, "aigenstudio": _aigen, "imagen": _imagen, "productai": _productai}

@@ -37,8 +37,11 @@ def started():
 
 def _create(base_url: str, key: str, **body) -> httpx.Response:
     payload = {"images": [{"external_id": "1", "source_url": UNREACHABLE}], **body}
-    return httpx.post(f"{base_url}/api/v1/product-image-enhancements", json=payload,
-                      headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"profiles-{time.time_ns()}"})
+    return httpx.post(
+        f"{base_url}/api/v1/product-image-enhancements",
+        json=payload,
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"profiles-{time.time_ns()}"},
+    )
 
 
 def test_aigenstudio_production_answers_without_status_and_202(started) -> None:
@@ -48,8 +51,11 @@ def test_aigenstudio_production_answers_without_status_and_202(started) -> None:
     enhancement_id = created.json()["enhancement"]["id"]
     url = f"{sandbox.base_url}/api/v1/product-image-enhancements/{enhancement_id}"
     headers = {"Authorization": f"Bearer {AIGEN_KEY}"}
-    body = wait_for(lambda: (b := httpx.get(url, headers=headers).json()["enhancement"])["failed_items"] == 1 and b,
-                    30, what="the item failed")
+    body = wait_for(
+        lambda: (b := httpx.get(url, headers=headers).json()["enhancement"])["failed_items"] == 1 and b,
+        30,
+        what="the item failed",
+    )
     assert "status" not in body and all("status" not in item for item in body["items"])
 
     async def read():
@@ -92,9 +98,18 @@ def test_productai_production_shows_not_started_then_failed(started) -> None:
     sandbox = started(ProductAISandbox(keys={PAI_KEY: 100}, job_seconds=0.2, profile="production"))
     sandbox.add_fault("generate", mode="fail")
     headers = {"x-api-key": PAI_KEY}
-    job_id = httpx.post(f"{sandbox.base_url}/api/generate", headers=headers,
-                        json={"model": "kontext-pro", "image_url": UNREACHABLE, "prompt": "p"}).json()["data"]["id"]
+    job_id = httpx.post(
+        f"{sandbox.base_url}/api/generate",
+        headers=headers,
+        json={"model": "kontext-pro", "image_url": UNREACHABLE, "prompt": "p"},
+    ).json()["data"]["id"]
     first = httpx.get(f"{sandbox.base_url}/api/job/{job_id}", headers=headers).json()["data"]["status"]
     assert first == "NOT_STARTED"
-    wait_for(lambda: httpx.get(f"{sandbox.base_url}/api/job/{job_id}", headers=headers).json()["data"]
-             == {"id": job_id, "status": "FAILED"}, 30, what="the job FAILED")
+    wait_for(
+        lambda: (
+            httpx.get(f"{sandbox.base_url}/api/job/{job_id}", headers=headers).json()["data"]
+            == {"id": job_id, "status": "FAILED"}
+        ),
+        30,
+        what="the job FAILED",
+    )

@@ -26,15 +26,15 @@ from starlette.routing import Route
 
 from retouch.plugin.providers.aigenstudio import AigenClient, SourceImage, webhooks
 from retouch.plugin.providers.aigenstudio.plugin import AigenProvider, AigenSettings
-from retouch.plugin.providers.base import ProviderConfig, WebhookEvent
 from retouch.plugin.providers.aigenstudio.quota import documented_limits
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
+from retouch.plugin.providers.base import ProviderConfig, WebhookEvent
 from retouch.plugin.serve import serve_in_thread
 from retouch.plugin.shopify.client import ClientStats
 from retouch.storage.models import ImageState, JobState
 from retouch.storage.store import Store
-from retouch.sync.metrics import build_registry
 from retouch.sync.listen import is_loopback_listen, parse_listen
+from retouch.sync.metrics import build_registry
 from retouch.sync.server import ServerDeps, build_app, serve
 
 KEY = "aigen_test_server_tests_key"
@@ -46,8 +46,9 @@ LIMITS = documented_limits(window=100.0, jobs=5, images=10, polls=20)
 
 def aigen_provider(key: str) -> AigenProvider:
     """The AI Gen Studio provider (it verifies the webhooks); no request goes to its base URL here."""
-    return AigenProvider(ProviderConfig(api_key=key, base_url="http://127.0.0.1:9", timeout=5,
-                                        settings=AigenSettings(), public_url=None))
+    return AigenProvider(
+        ProviderConfig(api_key=key, base_url="http://127.0.0.1:9", timeout=5, settings=AigenSettings(), public_url=None)
+    )
 
 
 class Clock:
@@ -72,12 +73,19 @@ class Harness:
         self.lock = threading.Lock()
         self.shopify_stats: ClientStats | None = None
         self.provider_stats: Counter[str] | None = None
-        self.registry = build_registry(self.store, "aigenstudio", LIMITS, lambda: self.shopify_stats,
-                                       lambda: self.provider_stats, clock=self.clock)
+        self.registry = build_registry(
+            self.store, "aigenstudio", LIMITS, lambda: self.shopify_stats, lambda: self.provider_stats, clock=self.clock
+        )
         options = {"clock": self.clock, **deps}
         self.provider = aigen_provider(KEY)
-        self.deps = ServerDeps(store=self.store, provider=lambda: self.provider, discover_every=EVERY,
-                               scheduler_alive=lambda: self.alive, on_provider_event=self._on_event, **options)
+        self.deps = ServerDeps(
+            store=self.store,
+            provider=lambda: self.provider,
+            discover_every=EVERY,
+            scheduler_alive=lambda: self.alive,
+            on_provider_event=self._on_event,
+            **options,
+        )
         self.server = serve_in_thread(build_app(self.deps, self.registry))
         self.http = httpx.Client(base_url=self.server.url, trust_env=False, timeout=10)
 
@@ -96,8 +104,15 @@ class Harness:
 
     # --- webhooks -----------------------------------------------------------------------------
 
-    def deliver(self, body: bytes, *, event_id: str = "evt_1", timestamp: float | None = None, key: str = KEY,
-                headers: dict[str, str] | None = None) -> httpx.Response:
+    def deliver(
+        self,
+        body: bytes,
+        *,
+        event_id: str = "evt_1",
+        timestamp: float | None = None,
+        key: str = KEY,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         ts = str(int(self.clock() if timestamp is None else timestamp))
         signed = {
             "Content-Type": "application/json",
@@ -193,8 +208,11 @@ def test_healthz_503_when_the_database_is_gone_or_unreadable(harness: Harness, d
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_match_the_database_and_the_counters(harness: Harness) -> None:
@@ -203,8 +221,12 @@ def test_metrics_match_the_database_and_the_counters(harness: Harness) -> None:
 
     def image(n: int, state: ImageState) -> int:
         made[state] += 1
-        return store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id=f"gid://shopify/Product/{n}",
-                                  product_legacy_id=str(n), state=state).id
+        return store.insert_image(
+            media_id=f"gid://shopify/MediaImage/{n}",
+            product_id=f"gid://shopify/Product/{n}",
+            product_legacy_id=str(n),
+            state=state,
+        ).id
 
     for n in range(1, 5):
         image(n, ImageState.DISCOVERED)
@@ -288,8 +310,9 @@ def test_a_bad_signature_is_401_and_leaves_no_trace(harness: Harness, forgery: s
         answer = harness.deliver(body, event_id="evt_forged", key=OTHER_KEY)
     elif forgery == "tampered body":
         signed = webhooks.sign(KEY, str(int(harness.clock())), "evt_forged", body)
-        answer = harness.deliver(body.replace(b"enh_1", b"enh_9"), event_id="evt_forged",
-                                 headers={"X-Aigen-Signature": signed})
+        answer = harness.deliver(
+            body.replace(b"enh_1", b"enh_9"), event_id="evt_forged", headers={"X-Aigen-Signature": signed}
+        )
     elif forgery == "other event id":
         signed = webhooks.sign(KEY, str(int(harness.clock())), "evt_original", body)
         answer = harness.deliver(body, event_id="evt_forged", headers={"X-Aigen-Signature": signed})
@@ -332,12 +355,18 @@ def test_oversized_bodies_are_413_and_not_handed_over(tmp_path: Path) -> None:
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: the cap applies while streaming
             for start in range(0, len(padded), 512):
-                yield padded[start:start + 512]
+                yield padded[start : start + 512]
 
         ts = str(int(h.clock()))
-        streamed = h.http.post(HOOK, content=chunks(), headers={
-            "X-Aigen-Signature": webhooks.sign(KEY, ts, "evt_big2", padded),
-            "X-Aigen-Timestamp": ts, "X-Aigen-Event-Id": "evt_big2"})
+        streamed = h.http.post(
+            HOOK,
+            content=chunks(),
+            headers={
+                "X-Aigen-Signature": webhooks.sign(KEY, ts, "evt_big2", padded),
+                "X-Aigen-Timestamp": ts,
+                "X-Aigen-Event-Id": "evt_big2",
+            },
+        )
         assert streamed.status_code == 413
         assert h.handed_over() == []
         # A body exactly at the cap still goes through.
@@ -350,9 +379,17 @@ def test_oversized_bodies_are_413_and_not_handed_over(tmp_path: Path) -> None:
         h.close()
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"type": "enhancement.completed"}',
-                                  b'{"type": 3, "enhancement_id": "enh_1"}'],
-                         ids=["broken", "not utf-8", "array", "no enhancement_id", "type not a string"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"type": "enhancement.completed"}',
+        b'{"type": 3, "enhancement_id": "enh_1"}',
+    ],
+    ids=["broken", "not utf-8", "array", "no enhancement_id", "type not a string"],
+)
 def test_a_malformed_event_is_400(harness: Harness, body: bytes) -> None:
     answer = harness.deliver(body, event_id="evt_malformed")
     assert answer.status_code == 400
@@ -398,9 +435,12 @@ def test_webhooks_signed_by_the_sandbox_are_accepted_and_handed_over(tmp_path: P
             async def create() -> str:
                 async with AigenClient(KEY, sandbox.base_url) as client:
                     created = await client.create_enhancement(
-                        idempotency_key="server-e2e-0001", preset="single_product_white_background",
-                        preservation_level="strict", webhook_url=f"{h.server.url}{HOOK}",
-                        images=[SourceImage(external_id="8123456700", source_url=f"{images.url}/p/a.jpg")])
+                        idempotency_key="server-e2e-0001",
+                        preset="single_product_white_background",
+                        preservation_level="strict",
+                        webhook_url=f"{h.server.url}{HOOK}",
+                        images=[SourceImage(external_id="8123456700", source_url=f"{images.url}/p/a.jpg")],
+                    )
                     return created.enhancement.id
 
             enhancement_id = asyncio.run(create())
@@ -430,8 +470,13 @@ def test_serve_runs_in_the_current_loop_and_stops_when_told(tmp_path: Path, host
     store = Store(f"sqlite:///{tmp_path / 'retouch.db'}")
     registry = build_registry(store, "aigenstudio", LIMITS, lambda: None, lambda: None)
     provider = aigen_provider(KEY)
-    deps = ServerDeps(store=store, provider=lambda: provider, discover_every=EVERY, scheduler_alive=lambda: True,
-                      on_provider_event=lambda event: None)
+    deps = ServerDeps(
+        store=store,
+        provider=lambda: provider,
+        discover_every=EVERY,
+        scheduler_alive=lambda: True,
+        on_provider_event=lambda event: None,
+    )
     port = _free_port(family, host)
     listen = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else f"http://{host}:{port}"
@@ -471,8 +516,13 @@ def test_serve_reports_an_address_in_use(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'retouch.db'}")
     registry = build_registry(store, "aigenstudio", LIMITS, lambda: None, lambda: None)
     provider = aigen_provider(KEY)
-    deps = ServerDeps(store=store, provider=lambda: provider, discover_every=EVERY, scheduler_alive=lambda: True,
-                      on_provider_event=lambda event: None)
+    deps = ServerDeps(
+        store=store,
+        provider=lambda: provider,
+        discover_every=EVERY,
+        scheduler_alive=lambda: True,
+        on_provider_event=lambda event: None,
+    )
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
@@ -483,28 +533,55 @@ def test_serve_reports_an_address_in_use(tmp_path: Path) -> None:
 # --- listen addresses ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("127.0.0.1:8787", ("127.0.0.1", 8787)),
-    ("[::1]:8787", ("::1", 8787)),
-    ("localhost:1", ("localhost", 1)),
-    ("0.0.0.0:65535", ("0.0.0.0", 65535)),
-    (" [::]:80 ", ("::", 80)),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("127.0.0.1:8787", ("127.0.0.1", 8787)),
+        ("[::1]:8787", ("::1", 8787)),
+        ("localhost:1", ("localhost", 1)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+        (" [::]:80 ", ("::", 80)),
+    ],
+)
 def test_parse_listen(value: str, expected: tuple[str, int]) -> None:
     assert parse_listen(value) == expected
 
 
-@pytest.mark.parametrize("value", ["8787", ":8787", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
-                                   "127.0.0.1:http", "::1:8787", "[::1]8787", "[nope]:8787", "a b:80", ""])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "8787",
+        ":8787",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:http",
+        "::1:8787",
+        "[::1]8787",
+        "[nope]:8787",
+        "a b:80",
+        "",
+    ],
+)
 def test_parse_listen_rejects_malformed_values(value: str) -> None:
     with pytest.raises(ValueError, match="listen"):
         parse_listen(value)
 
 
-@pytest.mark.parametrize("value,loopback", [
-    ("127.0.0.1:8787", True), ("127.1.2.3:8787", True), ("[::1]:8787", True), ("localhost:8787", True),
-    ("0.0.0.0:8787", False), ("[::]:8787", False), ("192.168.1.5:8787", False), ("example.com:8787", False),
-])
+@pytest.mark.parametrize(
+    "value,loopback",
+    [
+        ("127.0.0.1:8787", True),
+        ("127.1.2.3:8787", True),
+        ("[::1]:8787", True),
+        ("localhost:8787", True),
+        ("0.0.0.0:8787", False),
+        ("[::]:8787", False),
+        ("192.168.1.5:8787", False),
+        ("example.com:8787", False),
+    ],
+)
 def test_is_loopback_listen(value: str, loopback: bool) -> None:
     assert is_loopback_listen(value) is loopback
 

@@ -30,17 +30,26 @@ def clock() -> FakeClock:
 @pytest.fixture
 def app_shop(clock: FakeClock) -> Iterator[ShopifySandbox]:
     """A store with a Dev Dashboard app installed: no static token, tokens living LIFETIME seconds."""
-    sandbox = ShopifySandbox(access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                             token_lifetime=LIFETIME, clock=clock)
+    sandbox = ShopifySandbox(
+        access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_lifetime=LIFETIME, clock=clock
+    )
     server = sandbox.start()
     yield sandbox
     server.stop()
 
 
-def source(shop: ShopifySandbox, clock: FakeClock, *, secret: str = CLIENT_SECRET, issued: list[str] | None = None,
-           **options) -> ClientCredentials:
-    return ClientCredentials(shop.shop_url, CLIENT_ID, secret, clock=clock, timeout=5,
-                             on_token=(issued.append if issued is not None else None), **options)
+def source(
+    shop: ShopifySandbox, clock: FakeClock, *, secret: str = CLIENT_SECRET, issued: list[str] | None = None, **options
+) -> ClientCredentials:
+    return ClientCredentials(
+        shop.shop_url,
+        CLIENT_ID,
+        secret,
+        clock=clock,
+        timeout=5,
+        on_token=(issued.append if issued is not None else None),
+        **options,
+    )
 
 
 def unauthorized(shop: ShopifySandbox) -> int:
@@ -61,8 +70,9 @@ def test_the_grant_is_form_encoded_and_answers_token_scope_and_expiry(app_shop: 
     assert oauth_url("https://my-store.myshopify.com/") == "https://my-store.myshopify.com/admin/oauth/access_token"
 
 
-def test_a_token_is_renewed_ahead_of_its_expiry_so_no_call_meets_a_401(app_shop: ShopifySandbox,
-                                                                        clock: FakeClock) -> None:
+def test_a_token_is_renewed_ahead_of_its_expiry_so_no_call_meets_a_401(
+    app_shop: ShopifySandbox, clock: FakeClock
+) -> None:
     issued: list[str] = []
 
     async def scenario() -> None:
@@ -97,8 +107,9 @@ def test_revoked_tokens_are_renewed_once_and_the_call_goes_through(app_shop: Sho
     assert unauthorized(app_shop) == 3
 
 
-def test_a_token_revoked_right_after_its_renewal_is_renewed_once_more(app_shop: ShopifySandbox,
-                                                                       clock: FakeClock) -> None:
+def test_a_token_revoked_right_after_its_renewal_is_renewed_once_more(
+    app_shop: ShopifySandbox, clock: FakeClock
+) -> None:
     async def scenario() -> None:
         tokens = source(app_shop, clock)
         async with ShopifyClient(app_shop.shop_url, tokens, timeout=5) as client:
@@ -113,8 +124,9 @@ def test_a_token_revoked_right_after_its_renewal_is_renewed_once_more(app_shop: 
 
 
 @pytest.mark.parametrize("how", ["expired", "revoked"])
-def test_many_callers_with_a_stale_token_wait_for_one_grant(app_shop: ShopifySandbox, clock: FakeClock,
-                                                            how: str) -> None:
+def test_many_callers_with_a_stale_token_wait_for_one_grant(
+    app_shop: ShopifySandbox, clock: FakeClock, how: str
+) -> None:
     async def scenario() -> None:
         tokens = source(app_shop, clock)
         async with ShopifyClient(app_shop.shop_url, tokens, timeout=5) as client:
@@ -130,8 +142,9 @@ def test_many_callers_with_a_stale_token_wait_for_one_grant(app_shop: ShopifySan
     assert app_shop.tokens.stats()["grants"] == 2
 
 
-def test_a_store_that_keeps_answering_401_gets_a_bounded_number_of_grants(app_shop: ShopifySandbox,
-                                                                           clock: FakeClock) -> None:
+def test_a_store_that_keeps_answering_401_gets_a_bounded_number_of_grants(
+    app_shop: ShopifySandbox, clock: FakeClock
+) -> None:
     interval, calls = 20.0, 120
 
     async def scenario() -> int:
@@ -205,10 +218,12 @@ def test_an_early_renewal_that_fails_keeps_the_valid_token_in_use(app_shop: Shop
     run_async(scenario())
 
 
-@pytest.mark.parametrize("setting, code", [({"installed": False}, "app_not_installed"),
-                                           ({"permitted": False}, "shop_not_permitted")])
-def test_the_refusals_merchants_meet_are_told_apart(app_shop: ShopifySandbox, clock: FakeClock,
-                                                    setting: dict, code: str) -> None:
+@pytest.mark.parametrize(
+    "setting, code", [({"installed": False}, "app_not_installed"), ({"permitted": False}, "shop_not_permitted")]
+)
+def test_the_refusals_merchants_meet_are_told_apart(
+    app_shop: ShopifySandbox, clock: FakeClock, setting: dict, code: str
+) -> None:
     app_shop.tokens.configure(**setting)
 
     async def scenario() -> None:
@@ -220,14 +235,24 @@ def test_the_refusals_merchants_meet_are_told_apart(app_shop: ShopifySandbox, cl
     run_async(scenario())
 
 
-@pytest.mark.parametrize("status, body, code", [
-    (400, '{"error":"app_not_installed","error_description":"The application is not installed on this shop."}',
-     "app_not_installed"),
-    (400, "Oauth error shop_not_permitted: Client credentials cannot be performed on this shop.", "shop_not_permitted"),
-    (401, '{"errors":"Oauth error invalid_client: bad"}', "invalid_client"),
-    (400, '{"errors":["something else"]}', None),
-    (403, "<html>nope</html>", None),
-])
+@pytest.mark.parametrize(
+    "status, body, code",
+    [
+        (
+            400,
+            '{"error":"app_not_installed","error_description":"The application is not installed on this shop."}',
+            "app_not_installed",
+        ),
+        (
+            400,
+            "Oauth error shop_not_permitted: Client credentials cannot be performed on this shop.",
+            "shop_not_permitted",
+        ),
+        (401, '{"errors":"Oauth error invalid_client: bad"}', "invalid_client"),
+        (400, '{"errors":["something else"]}', None),
+        (403, "<html>nope</html>", None),
+    ],
+)
 def test_refusal_bodies_are_read_tolerantly(status: int, body: str, code: str | None) -> None:
     found, text = _refusal(httpx.Response(status, text=body))
     assert found == code
@@ -245,6 +270,7 @@ def test_a_static_token_is_never_renewed(shop: ShopifySandbox) -> None:
         async with ShopifyClient(shop.shop_url, StaticToken("shpat_TESTSECRET_wrong_static"), timeout=5) as client:
             with pytest.raises(ShopifyAuthError):
                 await client.shop()
+
     run_async(scenario())
     assert shop.tokens.stats()["grants"] == 0 and shop.stats()["unauthorized"] == 1
 
@@ -266,17 +292,26 @@ def test_no_token_or_secret_in_reprs_or_errors(app_shop: ShopifySandbox, clock: 
 
 
 def test_a_token_endpoint_that_is_down_is_asked_again_after_a_backoff(clock: FakeClock) -> None:
-    answers = [httpx.Response(503, text="down"), httpx.Response(200, json={"access_token": "shpat_TESTSECRET_x1",
-                                                                           "scope": "write_products",
-                                                                           "expires_in": "not a number"})]
+    answers = [
+        httpx.Response(503, text="down"),
+        httpx.Response(
+            200, json={"access_token": "shpat_TESTSECRET_x1", "scope": "write_products", "expires_in": "not a number"}
+        ),
+    ]
     seen: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return answers.pop(0)
 
-    tokens = ClientCredentials("https://my-store.myshopify.com", CLIENT_ID, CLIENT_SECRET, clock=clock,
-                               transport=httpx.MockTransport(answer), first_backoff=5)
+    tokens = ClientCredentials(
+        "https://my-store.myshopify.com",
+        CLIENT_ID,
+        CLIENT_SECRET,
+        clock=clock,
+        transport=httpx.MockTransport(answer),
+        first_backoff=5,
+    )
 
     async def scenario() -> None:
         with pytest.raises(ShopifyUnavailable):
@@ -291,7 +326,10 @@ def test_a_token_endpoint_that_is_down_is_asked_again_after_a_backoff(clock: Fak
     assert len(seen) == 2
     assert seen[0].headers["content-type"] == "application/x-www-form-urlencoded"
     assert dict(httpx.QueryParams(seen[0].content.decode())) == {
-        "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
     assert tokens.state().lifetime == 86399.0  # an unusable expires_in: the documented 24 hours
 
 
@@ -301,11 +339,12 @@ def test_over_three_days_of_24_hour_tokens_the_grants_are_the_expiries_plus_one(
     sandbox = ShopifySandbox(access_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
     server = sandbox.start()
     try:
+
         async def scenario() -> None:
             tokens = source(sandbox, clock)
             async with ShopifyClient(sandbox.shop_url, tokens, timeout=5) as client:
                 for _ in range(3 * 24 + 1):  # a call an hour for three days (each day's last one at 86400 s,
-                    await client.shop()     # past the first token's 86399: it must have been renewed ahead)
+                    await client.shop()  # past the first token's 86399: it must have been renewed ahead)
                     clock.advance(3600)
 
         run_async(scenario())

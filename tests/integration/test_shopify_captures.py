@@ -38,8 +38,9 @@ from graphql import (
     print_ast,
     visit,
 )
-from retouch.plugin.shopify.sandbox import ShopifySandbox
+
 from conftest import FakeClock
+from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "captures"
 REAL_SCHEMA = CAPTURES.parent / "admin-2026-07.graphql"
@@ -59,106 +60,113 @@ P = 2.0  # processing seconds: UPLOADED for [0, 1), PROCESSING for [1, 2), READY
 # of "*" stands for every step of the capture.
 # ---------------------------------------------------------------------------------------------
 _NOT_IMPLEMENTED = "not implemented by the sandbox (retouch does not use it)"
-_BULK_DATA_ONLY = "the capture recorded only the data of this read; the sandbox's answer carries extensions.cost as usual"
+_BULK_DATA_ONLY = (
+    "the capture recorded only the data of this read; the sandbox's answer carries extensions.cost as usual"
+)
 _NON_IMAGE = "the sandbox emulates image media only (no videos, 3D models or generic files)"
 
 DELIBERATE_DIFFERENCES: dict[str, str] = {
     # --- whole captures
-    "2025-01/products/productCreateMedia-dual-userErrors.json":
-        "productCreateMedia is deprecated and not implemented; the same invalid-source error through "
-        "productUpdate(media:) is replayed from product-top-level-media-parity.json",
-    "2025-01/products/product-metafields.json":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED + "; single metafield(namespace:, key:) "
-        "reads are replayed from the metafields-set-*.json captures",
-    "2025-01/products/products-common-search-filters.json":
-        "search on status/vendor/product_type is " + _NOT_IMPLEMENTED + " (the fields themselves are served, for "
-        "[[rules]])",
-    "2026-04/media/media-file-interface-fields.json":
-        "fileCreate and the top-level files connection are " + _NOT_IMPLEMENTED,
+    "2025-01/products/productCreateMedia-dual-userErrors.json": "productCreateMedia is deprecated and not implemented; the same invalid-source error through "
+    "productUpdate(media:) is replayed from product-top-level-media-parity.json",
+    "2025-01/products/product-metafields.json": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED
+    + "; single metafield(namespace:, key:) "
+    "reads are replayed from the metafields-set-*.json captures",
+    "2025-01/products/products-common-search-filters.json": "search on status/vendor/product_type is "
+    + _NOT_IMPLEMENTED
+    + " (the fields themselves are served, for "
+    "[[rules]])",
+    "2026-04/media/media-file-interface-fields.json": "fileCreate and the top-level files connection are "
+    + _NOT_IMPLEMENTED,
     # --- setup steps done through the sandbox's admin API instead of mutations it does not implement
-    "2025-01/media/media-file-mutation-first-lifecycle.json::setup.productCreate": "productCreate is " + _NOT_IMPLEMENTED,
-    "2025-01/media/media-file-mutation-first-lifecycle.json::setup.productCreateMedia":
-        "productCreateMedia is deprecated and not implemented (the sandbox seeds the media)",
-    "2025-01/media/media-file-mutation-first-lifecycle.json::acknowledge":
-        "fileAcknowledgeUpdateFailed is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-cas-success-parity.json::preconditionRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-cas-success-parity.json::downstreamRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-stale-digest-parity.json::preconditionRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-stale-digest-parity.json::downstreamRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-over-limit-parity.json::preconditionRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-over-limit-parity.json::downstreamRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/metafields-set-parity.json::downstreamRead.data.product.metafields":
-        "the Product.metafields connection is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-create-media-parity.json::mutation":
-        "productCreateMedia is deprecated and not implemented: the sandbox adds the same media through "
-        "productUpdate(media:), and the reads after it are compared",
-    "2025-01/products/product-create-media-parity.json::*.data.product.images":
-        "Product.images is deprecated (use media) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-create-media-parity.json::*.data.product.featuredImage":
-        "Product.featuredImage is deprecated (use featuredMedia) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-create-media-parity.json::*.data.product.featuredMedia":
-        "Product.featuredMedia is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-reorder-media-parity.json::*.data.product.images":
-        "Product.images is deprecated (use media) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-update-media-parity.json::setup.createMedia":
-        "productCreateMedia is deprecated and not implemented (the sandbox seeds the media)",
-    "2025-01/products/product-update-media-parity.json::mutation":
-        "productUpdateMedia is deprecated and not implemented: the sandbox changes the alt through fileUpdate, "
-        "and the read after it is compared",
-    "2025-01/products/product-update-media-parity.json::*.data.product.images":
-        "Product.images is deprecated (use media) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-update-media-parity.json::*.data.product.featuredImage":
-        "Product.featuredImage is deprecated (use featuredMedia) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-update-media-parity.json::*.data.product.featuredMedia":
-        "Product.featuredMedia is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-delete-media-parity.json::mutation":
-        "productDeleteMedia is deprecated and not implemented: the sandbox deletes through fileDelete, "
-        "and the read after it is compared",
-    "2025-01/products/product-delete-media-parity.json::downstreamRead.data.product.images":
-        "Product.images is deprecated (use media) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-delete-media-parity.json::downstreamRead.data.product.featuredImage":
-        "Product.featuredImage is deprecated (use featuredMedia) and " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-delete-media-parity.json::downstreamRead.data.product.featuredMedia":
-        "Product.featuredMedia is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-invalid-search-query-syntax.json::captures.productCreate": "productCreate is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-invalid-search-query-syntax.json::captures.cleanupDelete": "productDelete is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-nested-connections.json::setup": "productCreate, variants and collections are " + _NOT_IMPLEMENTED,
+    "2025-01/media/media-file-mutation-first-lifecycle.json::setup.productCreate": "productCreate is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/media/media-file-mutation-first-lifecycle.json::setup.productCreateMedia": "productCreateMedia is deprecated and not implemented (the sandbox seeds the media)",
+    "2025-01/media/media-file-mutation-first-lifecycle.json::acknowledge": "fileAcknowledgeUpdateFailed is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-cas-success-parity.json::preconditionRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-cas-success-parity.json::downstreamRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-stale-digest-parity.json::preconditionRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-stale-digest-parity.json::downstreamRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-over-limit-parity.json::preconditionRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-over-limit-parity.json::downstreamRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/metafields-set-parity.json::downstreamRead.data.product.metafields": "the Product.metafields connection is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-create-media-parity.json::mutation": "productCreateMedia is deprecated and not implemented: the sandbox adds the same media through "
+    "productUpdate(media:), and the reads after it are compared",
+    "2025-01/products/product-create-media-parity.json::*.data.product.images": "Product.images is deprecated (use media) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-create-media-parity.json::*.data.product.featuredImage": "Product.featuredImage is deprecated (use featuredMedia) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-create-media-parity.json::*.data.product.featuredMedia": "Product.featuredMedia is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-reorder-media-parity.json::*.data.product.images": "Product.images is deprecated (use media) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-update-media-parity.json::setup.createMedia": "productCreateMedia is deprecated and not implemented (the sandbox seeds the media)",
+    "2025-01/products/product-update-media-parity.json::mutation": "productUpdateMedia is deprecated and not implemented: the sandbox changes the alt through fileUpdate, "
+    "and the read after it is compared",
+    "2025-01/products/product-update-media-parity.json::*.data.product.images": "Product.images is deprecated (use media) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-update-media-parity.json::*.data.product.featuredImage": "Product.featuredImage is deprecated (use featuredMedia) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-update-media-parity.json::*.data.product.featuredMedia": "Product.featuredMedia is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-delete-media-parity.json::mutation": "productDeleteMedia is deprecated and not implemented: the sandbox deletes through fileDelete, "
+    "and the read after it is compared",
+    "2025-01/products/product-delete-media-parity.json::downstreamRead.data.product.images": "Product.images is deprecated (use media) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-delete-media-parity.json::downstreamRead.data.product.featuredImage": "Product.featuredImage is deprecated (use featuredMedia) and "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-delete-media-parity.json::downstreamRead.data.product.featuredMedia": "Product.featuredMedia is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-invalid-search-query-syntax.json::captures.productCreate": "productCreate is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-invalid-search-query-syntax.json::captures.cleanupDelete": "productDelete is "
+    + _NOT_IMPLEMENTED,
+    "2025-01/products/product-nested-connections.json::setup": "productCreate, variants and collections are "
+    + _NOT_IMPLEMENTED,
     "2025-01/products/product-nested-connections.json::reads.variantSorts": "product variants are " + _NOT_IMPLEMENTED,
     "2025-01/products/product-nested-connections.json::reads.collectionSorts": "collections are " + _NOT_IMPLEMENTED,
     "2025-01/products/product-nested-connections.json::reads.variantMedia": "product variants are " + _NOT_IMPLEMENTED,
     "2025-01/products/product-reorder-media-parity.json::setup.productCreate": "productCreate is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-reorder-media-parity.json::setup.productCreateMedia":
-        "productCreateMedia is deprecated and not implemented (the sandbox seeds the media)",
+    "2025-01/products/product-reorder-media-parity.json::setup.productCreateMedia": "productCreateMedia is deprecated and not implemented (the sandbox seeds the media)",
     "2025-01/products/product-top-level-media-parity.json::validCreate": "productCreate is " + _NOT_IMPLEMENTED,
     "2025-01/products/product-top-level-media-parity.json::invalidCreate": "productCreate is " + _NOT_IMPLEMENTED,
-    "2025-01/products/product-top-level-media-parity.json::validUpdate.variables.media": _NON_IMAGE + " (EXTERNAL_VIDEO)",
+    "2025-01/products/product-top-level-media-parity.json::validUpdate.variables.media": _NON_IMAGE
+    + " (EXTERNAL_VIDEO)",
     "2025-01/products/product-top-level-media-parity.json::validUpdate.data.productUpdate.product.media.nodes[ExternalVideo]": _NON_IMAGE,
     "2025-01/products/product-top-level-media-parity.json::readAfterValidUpdate.data.product.media.nodes[ExternalVideo]": _NON_IMAGE,
     "2025-01/products/product-top-level-media-parity.json::invalidUpdate.data.productUpdate.product.media.nodes[ExternalVideo]": _NON_IMAGE,
     "2025-01/products/product-top-level-media-parity.json::readAfterInvalidUpdate.data.product.media.nodes[ExternalVideo]": _NON_IMAGE,
     "2026-04/media/files-upload-live-capture.json::create": "fileCreate is " + _NOT_IMPLEMENTED,
-    "2026-04/media/files-upload-live-capture.json::readAfterCreate": "the top-level files connection is " + _NOT_IMPLEMENTED,
-    "2026-04/media/files-upload-live-capture.json::readAfterCreatePageTwo": "the top-level files connection is " + _NOT_IMPLEMENTED,
-    "2026-04/media/files-upload-live-capture.json::fileUpdateConflictingSources":
-        "FileUpdateInput.previewImageSource (previews of non-image files) is " + _NOT_IMPLEMENTED,
+    "2026-04/media/files-upload-live-capture.json::readAfterCreate": "the top-level files connection is "
+    + _NOT_IMPLEMENTED,
+    "2026-04/media/files-upload-live-capture.json::readAfterCreatePageTwo": "the top-level files connection is "
+    + _NOT_IMPLEMENTED,
+    "2026-04/media/files-upload-live-capture.json::fileUpdateConflictingSources": "FileUpdateInput.previewImageSource (previews of non-image files) is "
+    + _NOT_IMPLEMENTED,
     "2026-04/media/media-file-delete-typed-gid-roundtrip.json::create": "fileCreate is " + _NOT_IMPLEMENTED,
     "2026-04/media/media-file-update-validation-branches.json::setup.imageCreate": "fileCreate is " + _NOT_IMPLEMENTED,
-    "2026-04/media/media-file-update-validation-branches.json::setup.nonReadyCreate": "fileCreate is " + _NOT_IMPLEMENTED,
+    "2026-04/media/media-file-update-validation-branches.json::setup.nonReadyCreate": "fileCreate is "
+    + _NOT_IMPLEMENTED,
     "2026-04/media/media-file-update-validation-branches.json::setup.videoCreate": _NON_IMAGE,
     "2026-04/media/media-file-update-validation-branches.json::setup.readyVideoRead": _NON_IMAGE,
     "2026-04/media/media-file-update-validation-branches.json::branches.videoOriginalSource": _NON_IMAGE,
     "2026-04/media/media-file-update-validation-branches.json::branches.videoFilename": _NON_IMAGE,
-    "2026-04/media/media-file-update-validation-branches.json::branches.sourceAndVersion":
-        "FileUpdateInput.revertToVersionId (file versions) is " + _NOT_IMPLEMENTED,
-    "2026-04/media/media-file-update-validation-branches.json::branches.missingReferences.variables.files.referencesToAdd":
-        "FileUpdateInput.referencesToAdd is " + _NOT_IMPLEMENTED + " (referencesToRemove is)",
-    "2026-04/media/media-file-update-filename-extension-aggregation.json::setup.imageCreate": "fileCreate is " + _NOT_IMPLEMENTED,
+    "2026-04/media/media-file-update-validation-branches.json::branches.sourceAndVersion": "FileUpdateInput.revertToVersionId (file versions) is "
+    + _NOT_IMPLEMENTED,
+    "2026-04/media/media-file-update-validation-branches.json::branches.missingReferences.variables.files.referencesToAdd": "FileUpdateInput.referencesToAdd is "
+    + _NOT_IMPLEMENTED
+    + " (referencesToRemove is)",
+    "2026-04/media/media-file-update-filename-extension-aggregation.json::setup.imageCreate": "fileCreate is "
+    + _NOT_IMPLEMENTED,
     "2026-04/media/media-file-update-filename-extension-aggregation.json::setup.externalVideoCreate": _NON_IMAGE,
     "2026-04/media/media-file-update-filename-extension-aggregation.json::setup.reads": "reads of the fileCreate setup (files connection)",
     "2026-04/media/media-file-update-filename-extension-aggregation.json::cases.multiExternalVideoFilename": _NON_IMAGE,
@@ -166,22 +174,22 @@ DELIBERATE_DIFFERENCES: dict[str, str] = {
     "2026-04/media/media-file-update-source-semantics.json::setup.genericCreate": _NON_IMAGE,
     "2026-04/media/media-file-update-source-semantics.json::setup.readyGenericRead": _NON_IMAGE,
     "2026-04/media/media-file-update-source-semantics.json::updates.genericOriginalSource": _NON_IMAGE,
-    "2026-04/media/media-file-update-source-semantics.json::reads":
-        "the top-level files connection is " + _NOT_IMPLEMENTED,
-    "2026-04/media/media-staged-uploads-create-user-errors-shape.json::cases.videoMissingFileSizeUserError":
-        _NON_IMAGE + " (staged upload resource VIDEO)",
+    "2026-04/media/media-file-update-source-semantics.json::reads": "the top-level files connection is "
+    + _NOT_IMPLEMENTED,
+    "2026-04/media/media-staged-uploads-create-user-errors-shape.json::cases.videoMissingFileSizeUserError": _NON_IMAGE
+    + " (staged upload resource VIDEO)",
     "2026-04/media/staged-upload-targets-parity.json::schema": "introspection of the real schema, not a sandbox answer",
-    "2026-04/bulk-operations/bulk-operation-run-query-validators.json::validations.connectionWithinList":
-        "the sandbox's schema has no orders/fulfillments, so it cannot tell that `fulfillments` is a list: "
-        "the query is refused for naming a field the sandbox lacks (same code and field, other words)",
-    "2026-04/bulk-operations/bulk-operation-run-query-group-objects.json::upstreamCalls":
-        "the same productsCount reads as runs.*.productCount (replayed there), recorded again as a list",
-    **{f"2026-04/bulk-operations/bulk-operation-run-query-concurrency-limit.json::upstreamCalls.{i}.extensions":
-       _BULK_DATA_ONLY for i in range(5)},
-    "2026-04/media/staged-upload-targets-parity.json::stagedUploadsCreate.variables.input[2:]":
-        _NON_IMAGE + " (staged upload resources VIDEO and MODEL_3D)",
-    "2026-04/media/staged-upload-targets-parity.json::stagedUploadsCreate.data.stagedUploadsCreate.stagedTargets[2:]":
-        _NON_IMAGE + " (staged upload resources VIDEO and MODEL_3D)",
+    "2026-04/bulk-operations/bulk-operation-run-query-validators.json::validations.connectionWithinList": "the sandbox's schema has no orders/fulfillments, so it cannot tell that `fulfillments` is a list: "
+    "the query is refused for naming a field the sandbox lacks (same code and field, other words)",
+    "2026-04/bulk-operations/bulk-operation-run-query-group-objects.json::upstreamCalls": "the same productsCount reads as runs.*.productCount (replayed there), recorded again as a list",
+    **{
+        f"2026-04/bulk-operations/bulk-operation-run-query-concurrency-limit.json::upstreamCalls.{i}.extensions": _BULK_DATA_ONLY
+        for i in range(5)
+    },
+    "2026-04/media/staged-upload-targets-parity.json::stagedUploadsCreate.variables.input[2:]": _NON_IMAGE
+    + " (staged upload resources VIDEO and MODEL_3D)",
+    "2026-04/media/staged-upload-targets-parity.json::stagedUploadsCreate.data.stagedUploadsCreate.stagedTargets[2:]": _NON_IMAGE
+    + " (staged upload resources VIDEO and MODEL_3D)",
 }
 
 # Answer fields whose VALUES are compared, not just their presence: enum states and error codes.
@@ -241,8 +249,15 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else \
-        "null" if value is None else "a scalar"
+    return (
+        "an object"
+        if isinstance(value, dict)
+        else "a list"
+        if isinstance(value, list)
+        else "null"
+        if value is None
+        else "a scalar"
+    )
 
 
 def _join(path: str, key: str) -> str:
@@ -250,11 +265,21 @@ def _join(path: str, key: str) -> str:
 
 
 class TestShapeDifferences:
-    BASE: ClassVar[dict[str, Any]] = {"data": {"fileUpdate": {"files": [{"id": "1", "alt": "a", "fileStatus": "READY"}],
-                                    "userErrors": [{"field": ["files"], "message": "m", "code": "NON_READY_STATE"}]}},
-            "extensions": {"cost": {"requestedQueryCost": 10, "actualQueryCost": 10,
-                                    "throttleStatus": {"maximumAvailable": 2000, "currentlyAvailable": 1990,
-                                                       "restoreRate": 100}}}}
+    BASE: ClassVar[dict[str, Any]] = {
+        "data": {
+            "fileUpdate": {
+                "files": [{"id": "1", "alt": "a", "fileStatus": "READY"}],
+                "userErrors": [{"field": ["files"], "message": "m", "code": "NON_READY_STATE"}],
+            }
+        },
+        "extensions": {
+            "cost": {
+                "requestedQueryCost": 10,
+                "actualQueryCost": 10,
+                "throttleStatus": {"maximumAvailable": 2000, "currentlyAvailable": 1990, "restoreRate": 100},
+            }
+        },
+    }
 
     def copy(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.BASE))
@@ -297,7 +322,8 @@ class TestShapeDifferences:
         other = self.copy()
         other["data"]["fileUpdate"]["files"][0]["fileStatus"] = "PROCESSING"
         assert shape_differences(self.BASE, other) == [
-            "data.fileUpdate.files[0].fileStatus: expected 'READY', got 'PROCESSING'"]
+            "data.fileUpdate.files[0].fileStatus: expected 'READY', got 'PROCESSING'"
+        ]
         other = self.copy()
         other["data"]["fileUpdate"]["files"].append(other["data"]["fileUpdate"]["files"][0])
         assert shape_differences(self.BASE, other) == ["data.fileUpdate.files: expected 1 items, got 2"]
@@ -311,7 +337,7 @@ class TestShapeDifferences:
 
 
 def _split(path: str) -> list[tuple[str, str | None]]:
-    """"a.b[2:]" -> [("a", None), ("b", "2:")]."""
+    """ "a.b[2:]" -> [("a", None), ("b", "2:")]."""
     parts = []
     for part in path.split("."):
         match = re.fullmatch(r"([^\[]+)(?:\[([^\]]+)\])?", part)
@@ -337,7 +363,7 @@ def _prune(value: Any, parts: list[tuple[str, str | None]]) -> Any:
         items = value[key]
         if isinstance(items, list):
             if selector.endswith(":"):
-                value[key] = items[:int(selector[:-1])]
+                value[key] = items[: int(selector[:-1])]
             else:
                 value[key] = [i for i in items if not (isinstance(i, dict) and i.get("__typename") == selector)]
     else:
@@ -378,8 +404,14 @@ class _Selection:
     fragments: dict[str, _Selection] = field(default_factory=dict)
 
 
-def build_document(schema: GraphQLSchema, data: dict[str, Any], roots: dict[str, str], variables: dict[str, Any],
-                   name: str, aliases: dict[str, str] | None = None) -> str:
+def build_document(
+    schema: GraphQLSchema,
+    data: dict[str, Any],
+    roots: dict[str, str],
+    variables: dict[str, Any],
+    name: str,
+    aliases: dict[str, str] | None = None,
+) -> str:
     """A query document whose answer has the shape of `data`: `roots` gives each top-level response
     key's field with its arguments ("product(id: $id)"), `aliases` the field behind an aliased key
     ("primarySpec" -> 'metafield(namespace: "custom", key: "material")'); connections nested below
@@ -412,8 +444,15 @@ def _declare(call: str, field_def: Any, declared: dict[str, str], variables: dic
     return call
 
 
-def _render(schema: GraphQLSchema, gtype: Any, values: list[Any], aliases: dict[str, str], indent: str,
-            declared: dict[str, str], variables: dict[str, Any]) -> str:
+def _render(
+    schema: GraphQLSchema,
+    gtype: Any,
+    values: list[Any],
+    aliases: dict[str, str],
+    indent: str,
+    declared: dict[str, str],
+    variables: dict[str, Any],
+) -> str:
     if not is_composite_type(gtype):
         return ""
     flat: list[dict[str, Any]] = []
@@ -435,8 +474,13 @@ def _render(schema: GraphQLSchema, gtype: Any, values: list[Any], aliases: dict[
             else:
                 concrete = value.get("__typename")
                 candidates = [t for t in schema.get_possible_types(gtype) if field_name in t.fields]
-                owner = schema.get_type(concrete) if concrete else (
-                    next((t for t in candidates if t.name == "MediaImage"), candidates[0] if candidates else None))
+                owner = (
+                    schema.get_type(concrete)
+                    if concrete
+                    else (
+                        next((t for t in candidates if t.name == "MediaImage"), candidates[0] if candidates else None)
+                    )
+                )
                 if owner is None or field_name not in getattr(owner, "fields", {}):
                     owner = gtype  # unknown field: let validation report it
                     bucket = selection
@@ -447,16 +491,27 @@ def _render(schema: GraphQLSchema, gtype: Any, values: list[Any], aliases: dict[
                 if fdef is not None:
                     call = _declare(call, fdef, declared, variables)
                 text = call if key == field_name else f"{key}: {call}"
-                if fdef is not None and "(" not in call and "first" in fdef.args and \
-                        get_named_type(fdef.type).name.endswith("Connection"):
+                if (
+                    fdef is not None
+                    and "(" not in call
+                    and "first" in fdef.args
+                    and get_named_type(fdef.type).name.endswith("Connection")
+                ):
                     text += "(first: 10)"
                 bucket.fields[key] = (text, [])
             bucket.fields[key][1].append(child)
     return _render_selection(schema, gtype, selection, aliases, indent, declared, variables)
 
 
-def _render_selection(schema: GraphQLSchema, gtype: Any, selection: _Selection, aliases: dict[str, str],
-                      indent: str, declared: dict[str, str], variables: dict[str, Any]) -> str:
+def _render_selection(
+    schema: GraphQLSchema,
+    gtype: Any,
+    selection: _Selection,
+    aliases: dict[str, str],
+    indent: str,
+    declared: dict[str, str],
+    variables: dict[str, Any],
+) -> str:
     inner = indent + "  "
     lines = []
     for key, (text, children) in selection.fields.items():
@@ -511,8 +566,9 @@ class StepResult:
 class Replay:
     """One capture replayed against a fresh sandbox on a fake clock."""
 
-    def __init__(self, name: str, capture: dict[str, Any], sandbox: ShopifySandbox, clock: FakeClock,
-                 schema: GraphQLSchema) -> None:
+    def __init__(
+        self, name: str, capture: dict[str, Any], sandbox: ShopifySandbox, clock: FakeClock, schema: GraphQLSchema
+    ) -> None:
         self.name = name
         self.capture = capture
         self.sandbox = sandbox
@@ -521,14 +577,18 @@ class Replay:
         self.ids: dict[str, str] = {}  # captured numeric id -> seeded numeric id
         self.sources: dict[str, str] = {}  # captured source URL -> a URL the sandbox can fetch
         self.results: list[StepResult] = []
-        self.ignored = {k.split("::", 1)[1]: v for k, v in DELIBERATE_DIFFERENCES.items()
-                        if k.startswith(name + "::")}
+        self.ignored = {k.split("::", 1)[1]: v for k, v in DELIBERATE_DIFFERENCES.items() if k.startswith(name + "::")}
         self.used: set[str] = set()
 
     # ---- seeding
 
-    def product(self, captured_gid: str | None, title: str = "Captured product", tags: list[str] | None = None,
-                images: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def product(
+        self,
+        captured_gid: str | None,
+        title: str = "Captured product",
+        tags: list[str] | None = None,
+        images: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         product = self.sandbox.add_product(title, tags or [], images or [])
         if captured_gid:
             self.map(captured_gid, product["id"])
@@ -540,8 +600,9 @@ class Replay:
     def source_url(self, captured_url: str, extension: str = "png") -> str:
         """A URL serving an image of the given format that the sandbox fetches from itself."""
         if captured_url not in self.sources:
-            holder = self.sandbox.add_product(f"Image source {len(self.sources)}", [],
-                                              [{"filename": f"source-{len(self.sources)}.{extension}"}])
+            holder = self.sandbox.add_product(
+                f"Image source {len(self.sources)}", [], [{"filename": f"source-{len(self.sources)}.{extension}"}]
+            )
             self.sources[captured_url] = holder["media"][0]["url"]
         return self.sources[captured_url]
 
@@ -567,15 +628,25 @@ class Replay:
         return False
 
     def post(self, document: str, variables: dict[str, Any]) -> dict[str, Any]:
-        response = httpx.post(f"{self.sandbox.shop_url}{self.sandbox.graphql_path}",
-                              json={"query": document, "variables": variables},
-                              headers={"X-Shopify-Access-Token": TOKEN}, timeout=15)
+        response = httpx.post(
+            f"{self.sandbox.shop_url}{self.sandbox.graphql_path}",
+            json={"query": document, "variables": variables},
+            headers={"X-Shopify-Access-Token": TOKEN},
+            timeout=15,
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
-    def step(self, label: str, *, roots: dict[str, str] | None = None, aliases: dict[str, str] | None = None,
-             document: str | None = None, variables: dict[str, Any] | None = None,
-             expected: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def step(
+        self,
+        label: str,
+        *,
+        roots: dict[str, str] | None = None,
+        aliases: dict[str, str] | None = None,
+        document: str | None = None,
+        variables: dict[str, Any] | None = None,
+        expected: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Replay the step at `label` (its captured document, else one rebuilt from `roots`) and
         compare the answer's shape with the captured one; the sandbox's answer (None if skipped)."""
         if self.skipped(label):
@@ -583,10 +654,14 @@ class Replay:
         step = at(self.capture, label)
         expected = expected if expected is not None else body_of(step)
         if variables is None:
-            variables = step.get("variables") or (step.get("request") or {}).get("variables") \
-                or self.capture.get(label + "Variables") or {}
+            variables = (
+                step.get("variables")
+                or (step.get("request") or {}).get("variables")
+                or self.capture.get(label + "Variables")
+                or {}
+            )
         document = document or step.get("query") or (step.get("request") or {}).get("document")
-        ignored = sorted(p[len(label) + 1:] for p in self.ignored if p.startswith(label + "."))
+        ignored = sorted(p[len(label) + 1 :] for p in self.ignored if p.startswith(label + "."))
         self.used.update(f"{label}.{p}" for p in ignored)
         for pattern in self.ignored:  # "*.<where>": that part of every step
             if pattern.startswith("*.") and _present(expected, pattern[2:]):
@@ -594,17 +669,23 @@ class Replay:
                 self.used.add(pattern)
         for path in ignored:
             if path.startswith("variables."):
-                variables = prune(variables, path[len("variables."):])
+                variables = prune(variables, path[len("variables.") :])
             else:
                 expected = prune(expected, path)
         if document is None:
             assert roots, f"{label}: no captured document and no roots to rebuild one"
-            document = build_document(self.schema, expected.get("data") or {}, roots, variables,
-                                      "Replay" + re.sub(r"\W", "", label.title()), aliases)
+            document = build_document(
+                self.schema,
+                expected.get("data") or {},
+                roots,
+                variables,
+                "Replay" + re.sub(r"\W", "", label.title()),
+                aliases,
+            )
         parsed = parse(document)
         for path in ignored:
             if path.startswith("data."):
-                parsed = prune_document(parsed, path[len("data."):])
+                parsed = prune_document(parsed, path[len("data.") :])
         actual = self.post(print_ast(parsed), self.mapped(variables))
         for path in ignored:
             if not path.startswith("variables."):
@@ -665,21 +746,50 @@ def scenario(name: str) -> Callable[[Scenario], Scenario]:
     return register
 
 
-METAFIELD_ALIASES = {"primarySpec": 'metafield(namespace: "custom", key: "material")',
-                     "origin": 'metafield(namespace: "details", key: "origin")',
-                     "season": 'metafield(namespace: "details", key: "season")'}
+METAFIELD_ALIASES = {
+    "primarySpec": 'metafield(namespace: "custom", key: "material")',
+    "origin": 'metafield(namespace: "details", key: "origin")',
+    "season": 'metafield(namespace: "details", key: "season")',
+}
 
 
 def _metafields_seed(r: Replay, product_gid: str, season: bool) -> dict[str, Any]:
     """The product of the metafields captures with custom.material=Canvas and details.origin=VN."""
     product = r.product(product_gid)
-    seeded = r.post("mutation Seed($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { userErrors { code } } }",
-                    {"m": [{"ownerId": product["id"], "namespace": "custom", "key": "material",
-                            "type": "single_line_text_field", "value": "Canvas"},
-                           {"ownerId": product["id"], "namespace": "details", "key": "origin",
-                            "type": "single_line_text_field", "value": "VN"}]
-                          + ([{"ownerId": product["id"], "namespace": "details", "key": "season",
-                               "type": "single_line_text_field", "value": "Summer"}] if season else [])})
+    seeded = r.post(
+        "mutation Seed($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { userErrors { code } } }",
+        {
+            "m": [
+                {
+                    "ownerId": product["id"],
+                    "namespace": "custom",
+                    "key": "material",
+                    "type": "single_line_text_field",
+                    "value": "Canvas",
+                },
+                {
+                    "ownerId": product["id"],
+                    "namespace": "details",
+                    "key": "origin",
+                    "type": "single_line_text_field",
+                    "value": "VN",
+                },
+            ]
+            + (
+                [
+                    {
+                        "ownerId": product["id"],
+                        "namespace": "details",
+                        "key": "season",
+                        "type": "single_line_text_field",
+                        "value": "Summer",
+                    }
+                ]
+                if season
+                else []
+            )
+        },
+    )
     assert seeded["data"]["metafieldsSet"]["userErrors"] == []
     return product
 
@@ -706,24 +816,42 @@ def _metafields_scenario(r: Replay, *, seed: bool) -> None:
             if digest != current.get("compareDigest"):  # stale: the digest of an older value
                 r.ids[digest] = canvas_digest
         if current.get("value") not in (None, "Canvas"):
-            changed = r.post("mutation Change($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m)"
-                             " { userErrors { code } } }",
-                             {"m": [{"ownerId": product["id"], "namespace": "custom", "key": "material",
-                                     "type": "single_line_text_field", "value": current["value"]}]})
+            changed = r.post(
+                "mutation Change($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { userErrors { code } } }",
+                {
+                    "m": [
+                        {
+                            "ownerId": product["id"],
+                            "namespace": "custom",
+                            "key": "material",
+                            "type": "single_line_text_field",
+                            "value": current["value"],
+                        }
+                    ]
+                },
+            )
             assert changed["data"]["metafieldsSet"]["userErrors"] == []
         for digest in sent:
             if digest == current.get("compareDigest"):  # fresh: the digest of the current value
                 r.ids[digest] = _material_digest(r, product["legacy_id"])
     if before:
-        r.step("preconditionRead", roots={"product": "product(id: $id)"}, aliases=METAFIELD_ALIASES,
-               variables=r.capture["downstreamReadVariables"])
+        r.step(
+            "preconditionRead",
+            roots={"product": "product(id: $id)"},
+            aliases=METAFIELD_ALIASES,
+            variables=r.capture["downstreamReadVariables"],
+        )
     variables = json.loads(json.dumps(r.capture["mutation"]["variables"]))
     for item in variables["metafields"]:
         if item.get("compareDigest") in r.ids:
             item["compareDigest"] = r.ids[item["compareDigest"]]
     r.step("mutation", roots={"metafieldsSet": "metafieldsSet(metafields: $metafields)"}, variables=variables)
-    r.step("downstreamRead", roots={"product": "product(id: $id)"}, aliases=METAFIELD_ALIASES,
-           variables=r.capture["downstreamReadVariables"])
+    r.step(
+        "downstreamRead",
+        roots={"product": "product(id: $id)"},
+        aliases=METAFIELD_ALIASES,
+        variables=r.capture["downstreamReadVariables"],
+    )
 
 
 @scenario("2025-01/products/metafields-set-parity.json")
@@ -772,9 +900,11 @@ def _create_media(r: Replay) -> None:
     product = r.product(variables["productId"])
     r.step("mutation")
     source = r.source_url(variables["media"][0]["originalSource"])
-    added = r.post("mutation Add($p: ProductUpdateInput, $m: [CreateMediaInput!]) { productUpdate(product: $p, media: $m)"
-                   " { userErrors { field } } }",
-                   {"p": {"id": product["id"]}, "m": [{**variables["media"][0], "originalSource": source}]})
+    added = r.post(
+        "mutation Add($p: ProductUpdateInput, $m: [CreateMediaInput!]) { productUpdate(product: $p, media: $m)"
+        " { userErrors { field } } }",
+        {"p": {"id": product["id"]}, "m": [{**variables["media"][0], "originalSource": source}]},
+    )
     assert added["data"]["productUpdate"]["userErrors"] == []
     read = {"id": variables["productId"]}
     r.clock.advance(P * 0.75)  # the capture read it PROCESSING
@@ -792,8 +922,10 @@ def _update_media(r: Replay) -> None:
     r.step("setup.createMedia")
     r.step("setup.readyRead", roots=MEDIA_ROOTS, variables=read)
     r.step("mutation")
-    changed = r.post("mutation Alt($f: [FileUpdateInput!]!) { fileUpdate(files: $f) { userErrors { code } } }",
-                     {"f": [{"id": product["media"][0]["id"], "alt": variables["media"][0]["alt"]}]})
+    changed = r.post(
+        "mutation Alt($f: [FileUpdateInput!]!) { fileUpdate(files: $f) { userErrors { code } } }",
+        {"f": [{"id": product["media"][0]["id"], "alt": variables["media"][0]["alt"]}]},
+    )
     assert changed["data"]["fileUpdate"]["userErrors"] == []
     # By the time of the capture's read, another capture had added a second image to the product.
     later = r.capture["downstreamRead"]["data"]["product"]["media"]["nodes"][1:]
@@ -806,13 +938,17 @@ def _update_media(r: Replay) -> None:
 def _delete_media(r: Replay) -> None:
     variables = r.capture["mutation"]["variables"]
     kept = r.capture["downstreamRead"]["data"]["product"]["media"]["nodes"][0]
-    product = r.product(variables["productId"], images=[{"filename": "front.png", "alt": "Front view"},
-                                                         {"filename": "png.png", "alt": kept["alt"]}])
+    product = r.product(
+        variables["productId"],
+        images=[{"filename": "front.png", "alt": "Front view"}, {"filename": "png.png", "alt": kept["alt"]}],
+    )
     r.map(variables["mediaIds"][0], product["media"][0]["id"])
     r.map(kept["id"], product["media"][1]["id"])
     r.step("mutation")
-    deleted = r.post("mutation Del($ids: [ID!]!) { fileDelete(fileIds: $ids) { userErrors { code } } }",
-                     {"ids": [product["media"][0]["id"]]})
+    deleted = r.post(
+        "mutation Del($ids: [ID!]!) { fileDelete(fileIds: $ids) { userErrors { code } } }",
+        {"ids": [product["media"][0]["id"]]},
+    )
     assert deleted["data"]["fileDelete"]["userErrors"] == []
     r.step("downstreamRead", roots=MEDIA_ROOTS, variables={"id": variables["productId"]})
 
@@ -832,7 +968,9 @@ def _nested_connections(r: Replay) -> None:
     reads = r.capture["reads"]
     product_gid = reads["productMediaFirst"]["variables"]["productId"]
     edges = body_of(reads["productMediaFirst"])["data"]["product"]["media"]["edges"]
-    r.product(product_gid, images=[{"filename": f"nested-{i}.png", "alt": e["node"]["alt"]} for i, e in enumerate(edges)])
+    r.product(
+        product_gid, images=[{"filename": f"nested-{i}.png", "alt": e["node"]["alt"]} for i, e in enumerate(edges)]
+    )
     for label in ("setup", "reads.variantSorts", "reads.collectionSorts", "reads.variantMedia"):
         r.step(label)
     roots = {"product": "product(id: $productId)"}
@@ -840,8 +978,12 @@ def _nested_connections(r: Replay) -> None:
     assert first is not None
     # The page after the first edge, with the sandbox's own cursor for it.
     cursor = first["data"]["product"]["media"]["edges"][0]["cursor"]
-    r.step("reads.productMediaAfter", roots=roots, aliases={"media": f"media(first: {len(edges)}, after: $after)"},
-           variables={**reads["productMediaAfter"]["variables"], "after": cursor})
+    r.step(
+        "reads.productMediaAfter",
+        roots=roots,
+        aliases={"media": f"media(first: {len(edges)}, after: $after)"},
+        variables={**reads["productMediaAfter"]["variables"], "after": cursor},
+    )
 
 
 @scenario("2025-01/products/product-reorder-media-parity.json")
@@ -849,8 +991,9 @@ def _reorder(r: Replay) -> None:
     setup = r.capture["setup"]
     product_gid = body_of(setup["productCreate"])["data"]["productCreate"]["product"]["id"]
     nodes = body_of(setup["readyRead"])["data"]["product"]["media"]["nodes"]
-    product = r.product(product_gid, images=[{"filename": f"reorder-{i}.png", "alt": n.get("alt") or ""}
-                                             for i, n in enumerate(nodes)])
+    product = r.product(
+        product_gid, images=[{"filename": f"reorder-{i}.png", "alt": n.get("alt") or ""} for i, n in enumerate(nodes)]
+    )
     for node, seeded in zip(nodes, product["media"], strict=True):
         r.map(node["id"], seeded["id"])
     r.step("setup.productCreate")
@@ -867,8 +1010,9 @@ def _reorder(r: Replay) -> None:
 def _top_level_media(r: Replay) -> None:
     created = body_of(r.capture["validCreate"])["data"]["productCreate"]["product"]
     image = created["media"]["nodes"][0]
-    product = r.product(created["id"], title=created["title"],
-                        images=[{"filename": "png.png", "alt": image["alt"], "processing": True}])
+    product = r.product(
+        created["id"], title=created["title"], images=[{"filename": "png.png", "alt": image["alt"], "processing": True}]
+    )
     r.map(image["id"], product["media"][0]["id"])
     r.step("validCreate")
     r.clock.advance(P * 0.75)  # the capture read the image PROCESSING
@@ -883,8 +1027,9 @@ def _top_level_media(r: Replay) -> None:
 
 def _seed_files(r: Replay, captured: list[tuple[str, str, bool]]) -> None:
     """One product holding an image per (captured gid, file name, still processing)."""
-    product = r.product(None, images=[{"filename": name, "alt": "seed", "processing": processing}
-                                      for _, name, processing in captured])
+    product = r.product(
+        None, images=[{"filename": name, "alt": "seed", "processing": processing} for _, name, processing in captured]
+    )
     for (gid_, _, _), seeded in zip(captured, product["media"], strict=True):
         r.map(gid_, seeded["id"])
 
@@ -934,8 +1079,13 @@ def _source_semantics(r: Replay) -> None:
     setup = r.capture["setup"]
     image = body_of(setup["imageCreate"])["data"]["fileCreate"]["files"][0]
     _seed_files(r, [(image["id"], setup["imageCreate"]["variables"]["files"][0]["filename"], False)])
-    for label in ("setup.imageCreate", "setup.genericCreate", "setup.readyGenericRead", "updates.genericOriginalSource",
-                  "reads"):
+    for label in (
+        "setup.imageCreate",
+        "setup.genericCreate",
+        "setup.readyGenericRead",
+        "updates.genericOriginalSource",
+        "reads",
+    ):
         r.step(label)
     r.step("setup.readyImageRead", roots={"node": "node(id: $id)"}, variables={"id": image["id"]})
     update = r.capture["updates"]["imageOriginalSource"]["variables"]["files"][0]
@@ -1087,6 +1237,11 @@ def test_summary(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\ncaptures matched: {len(matched)} / {len(CAPTURE_NAMES)}")
         for name in CAPTURE_NAMES:
-            state = f"matched ({MATCHED[name]} answers compared)" if MATCHED.get(name) else \
-                f"skipped: {DELIBERATE_DIFFERENCES[name]}" if name in DELIBERATE_DIFFERENCES else "not matched"
+            state = (
+                f"matched ({MATCHED[name]} answers compared)"
+                if MATCHED.get(name)
+                else f"skipped: {DELIBERATE_DIFFERENCES[name]}"
+                if name in DELIBERATE_DIFFERENCES
+                else "not matched"
+            )
             print(f"  {name}: {state}")

@@ -16,7 +16,6 @@ from retouch.plugin.shopify.client import ShopifyClient
 from retouch.plugin.shopify.errors import ShopifyAuthError, ShopifyUnavailable, ShopifyUserError
 from retouch.plugin.shopify.models import Media
 from retouch.plugin.shopify.sandbox import ShopifySandbox
-
 from shopify_testkit import TOKEN
 
 
@@ -62,8 +61,10 @@ def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (48, 32)) -> byte
 
 
 def test_products_and_media_are_read_across_pages(sandbox):
-    tagged = [sandbox.add_product(f"Mug {i}", tags=["summer"], images=[{"filename": f"mug-{i}-{n}.jpg"} for n in range(3)])
-              for i in range(3)]
+    tagged = [
+        sandbox.add_product(f"Mug {i}", tags=["summer"], images=[{"filename": f"mug-{i}-{n}.jpg"} for n in range(3)])
+        for i in range(3)
+    ]
     other = sandbox.add_product("Plain bowl", tags=["home"], images=[{"filename": "bowl.png"}])
 
     async def action(client):
@@ -148,8 +149,9 @@ def test_a_staged_upload_form_goes_out_in_one_piece(sandbox):
 
     async def main():
         async with ShopifyClient(sandbox.shop_url, TOKEN, timeout=5.0, transport=transport) as client:
-            return await client.staged_uploads([("a.jpg", "image/jpeg", jpeg((1, 2, 3))),
-                                                ("b.jpg", "image/jpeg", jpeg((4, 5, 6)))])
+            return await client.staged_uploads(
+                [("a.jpg", "image/jpeg", jpeg((1, 2, 3))), ("b.jpg", "image/jpeg", jpeg((4, 5, 6)))]
+            )
 
     assert len(asyncio.run(main())) == 2
     assert transport.pieces["_staged"] == [1, 1]

@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from conftest import FakeClock
 from retouch.plugin.serve import serve_in_thread
 from retouch.plugin.shopify.operations import all_operations, bulk_products_query, operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox, product_photo
 from retouch.plugin.shopify.sandbox.model import iso
-from conftest import FakeClock
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CAPTURES = SHARED / "reference" / "shopify" / "captures"
@@ -60,12 +60,21 @@ def http(method: str, url: str, **kwargs: Any) -> httpx.Response:
     return asyncio.run(go())
 
 
-def gql(sandbox: ShopifySandbox, name: str, variables: dict[str, Any] | None = None, *,
-        document: str | None = None, token: str = TOKEN) -> dict[str, Any]:
+def gql(
+    sandbox: ShopifySandbox,
+    name: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    document: str | None = None,
+    token: str = TOKEN,
+) -> dict[str, Any]:
     """POST one operation (by default the client's own document for `name`); the JSON answer."""
-    response = http("POST", f"{sandbox.shop_url}/admin/api/2026-07/graphql.json",
-                    json={"query": document or operation(name), "variables": variables or {}, "operationName": name},
-                    headers={"X-Shopify-Access-Token": token})
+    response = http(
+        "POST",
+        f"{sandbox.shop_url}/admin/api/2026-07/graphql.json",
+        json={"query": document or operation(name), "variables": variables or {}, "operationName": name},
+        headers={"X-Shopify-Access-Token": token},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -161,11 +170,15 @@ def dead_url() -> str:
 def add_media(sandbox: ShopifySandbox, product_id: str, source: str, alt: str = "Added") -> str:
     """productUpdate(media:) through the client's document; the new media's id."""
     before = set(media_ids(sandbox, product_id))
-    result = data(sandbox, "ProductAddMedia", {
-        "product": {"id": product_id},
-        "media": [{"originalSource": source, "alt": alt, "mediaContentType": "IMAGE"}],
-        "mediaFirst": 50,
-    })["productUpdate"]
+    result = data(
+        sandbox,
+        "ProductAddMedia",
+        {
+            "product": {"id": product_id},
+            "media": [{"originalSource": source, "alt": alt, "mediaContentType": "IMAGE"}],
+            "mediaFirst": 50,
+        },
+    )["productUpdate"]
     assert result["userErrors"] == []
     (new_id,) = [n["id"] for n in result["product"]["media"]["nodes"] if n["id"] not in before]
     return new_id
@@ -179,14 +192,20 @@ def test_wrong_or_missing_token_is_401_with_shopifys_body(sandbox: ShopifySandbo
     for headers in ({"X-Shopify-Access-Token": "shpat_wrong"}, {}):
         response = http("POST", url, json={"query": operation("Shop")}, headers=headers)
         assert response.status_code == 401
-        assert response.json() == {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+        assert response.json() == {
+            "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
+        }
     assert sandbox.stats()["graphql_requests"] == 0
     assert TOKEN not in repr(sandbox)
 
 
 def test_unknown_api_version_is_404(sandbox: ShopifySandbox) -> None:
-    response = http("POST", f"{sandbox.shop_url}/admin/api/2019-01/graphql.json", json={"query": operation("Shop")},
-                    headers={"X-Shopify-Access-Token": TOKEN})
+    response = http(
+        "POST",
+        f"{sandbox.shop_url}/admin/api/2019-01/graphql.json",
+        json={"query": operation("Shop")},
+        headers={"X-Shopify-Access-Token": TOKEN},
+    )
     assert response.status_code == 404
 
 
@@ -194,7 +213,8 @@ def test_shop_answers_with_cost_extensions(sandbox: ShopifySandbox) -> None:
     body = gql(sandbox, "Shop")
     assert body["data"] == {"shop": {"name": "retouch-sandbox", "myshopifyDomain": "retouch-sandbox.myshopify.com"}}
     assert body["extensions"]["cost"] == {
-        "requestedQueryCost": 1, "actualQueryCost": 1,
+        "requestedQueryCost": 1,
+        "actualQueryCost": 1,
         "throttleStatus": {"maximumAvailable": 2000, "currentlyAvailable": 1999, "restoreRate": 100},
     }
 
@@ -223,8 +243,10 @@ def test_products_paging_visits_every_product_once(sandbox: ShopifySandbox, cloc
         after = page["pageInfo"]["endCursor"]
     assert seen == created  # sortKey UPDATED_AT: oldest first
     cursor = json.loads(base64.b64decode(after))  # opaque to clients, Shopify-shaped inside
-    assert cursor == {"last_id": int(created[3].rsplit("/", 1)[1]),
-                      "last_value": iso(T0 + 3).replace("T", " ").replace("Z", ".000000")}
+    assert cursor == {
+        "last_id": int(created[3].rsplit("/", 1)[1]),
+        "last_value": iso(T0 + 3).replace("T", " ").replace("Z", ".000000"),
+    }
 
 
 def test_updated_at_and_tag_search(sandbox: ShopifySandbox, clock: FakeClock) -> None:
@@ -296,15 +318,23 @@ def test_product_update_appends_media_that_goes_uploaded_processing_ready(
     product = sandbox.add_product("Mug", images=[{"filename": "front.jpg", "alt": "Front"}])
     clock.advance(10)
     written_at = iso(clock.now)
-    result = data(sandbox, "ProductAddMedia", {
-        "product": {"id": product["id"]},
-        "media": [{"originalSource": images.url("photo.png"), "alt": "Side", "mediaContentType": "IMAGE"}],
-        "mediaFirst": 10,
-    })["productUpdate"]
+    result = data(
+        sandbox,
+        "ProductAddMedia",
+        {
+            "product": {"id": product["id"]},
+            "media": [{"originalSource": images.url("photo.png"), "alt": "Side", "mediaContentType": "IMAGE"}],
+            "mediaFirst": 10,
+        },
+    )["productUpdate"]
     assert set(result) == set(recorded["data"]["productUpdate"]) and result["userErrors"] == []
     nodes = result["product"]["media"]["nodes"]
     assert [n["alt"] for n in nodes] == ["Front", "Side"]
-    assert nodes[-1]["status"] == recorded["data"]["productUpdate"]["product"]["media"]["nodes"][-1]["status"] == "UPLOADED"
+    assert (
+        nodes[-1]["status"]
+        == recorded["data"]["productUpdate"]["product"]["media"]["nodes"][-1]["status"]
+        == "UPLOADED"
+    )
     new_id = nodes[-1]["id"]
 
     node = media_node(sandbox, new_id)
@@ -324,11 +354,14 @@ def test_product_update_appends_media_that_goes_uploaded_processing_ready(
     assert node["updatedAt"] == iso(clock.now - P * 0.1)  # the media's own updatedAt moved when READY
 
 
-@pytest.mark.parametrize(("source", "code"), [
-    ("dead", "IMAGE_DOWNLOAD_FAILURE"),
-    ("missing.jpg", "IMAGE_DOWNLOAD_FAILURE"),
-    ("notes.jpg", "UNSUPPORTED_IMAGE_FILE_TYPE"),
-])
+@pytest.mark.parametrize(
+    ("source", "code"),
+    [
+        ("dead", "IMAGE_DOWNLOAD_FAILURE"),
+        ("missing.jpg", "IMAGE_DOWNLOAD_FAILURE"),
+        ("notes.jpg", "UNSUPPORTED_IMAGE_FILE_TYPE"),
+    ],
+)
 def test_bad_sources_end_failed_with_media_errors(
     sandbox: ShopifySandbox, clock: FakeClock, images: ImageHost, dead_url: str, source: str, code: str
 ) -> None:
@@ -353,10 +386,15 @@ def test_invalid_source_url_is_a_user_error_and_changes_nothing(sandbox: Shopify
 
 
 def test_product_update_of_unknown_product(sandbox: ShopifySandbox, images: ImageHost) -> None:
-    result = data(sandbox, "ProductAddMedia", {
-        "product": {"id": "gid://shopify/Product/404"}, "mediaFirst": 1,
-        "media": [{"originalSource": images.url("photo.png"), "alt": "x", "mediaContentType": "IMAGE"}],
-    })["productUpdate"]
+    result = data(
+        sandbox,
+        "ProductAddMedia",
+        {
+            "product": {"id": "gid://shopify/Product/404"},
+            "mediaFirst": 1,
+            "media": [{"originalSource": images.url("photo.png"), "alt": "x", "mediaContentType": "IMAGE"}],
+        },
+    )["productUpdate"]
     assert result["product"] is None
     assert result["userErrors"] == [{"field": ["id"], "message": "Product does not exist"}]
 
@@ -416,15 +454,21 @@ def test_staged_upload_then_file_update_replaces_bytes_in_place(
 ) -> None:
     recorded = capture("2026-04/media/staged-upload-targets-parity.json")["stagedUploadsCreate"]["response"]
     default = capture("2026-04/media/media-staged-uploads-create-default-http-method.json")["cases"][0]
-    product = sandbox.add_product("Mug", images=[{"filename": "front.jpg", "alt": "Front"},
-                                                 {"filename": "side.jpg", "alt": "Side"}])
+    product = sandbox.add_product(
+        "Mug", images=[{"filename": "front.jpg", "alt": "Front"}, {"filename": "side.jpg", "alt": "Side"}]
+    )
     front = product["media"][0]
     new_bytes = product_photo(99, "JPEG", (200, 200))
 
     # A PUT target is the default; its parameters, like a POST target's, are Shopify's.
-    target = staged_target(sandbox, "front-retouched.jpg", "image/jpeg", None if method == "PUT" else "POST", len(new_bytes))
-    expected_names = (default["response"]["payload"]["data"]["stagedUploadsCreate"]["stagedTargets"][0]["parameters"]
-                      if method == "PUT" else recorded["data"]["stagedUploadsCreate"]["stagedTargets"][0]["parameters"])
+    target = staged_target(
+        sandbox, "front-retouched.jpg", "image/jpeg", None if method == "PUT" else "POST", len(new_bytes)
+    )
+    expected_names = (
+        default["response"]["payload"]["data"]["stagedUploadsCreate"]["stagedTargets"][0]["parameters"]
+        if method == "PUT"
+        else recorded["data"]["stagedUploadsCreate"]["stagedTargets"][0]["parameters"]
+    )
     assert [p["name"] for p in target["parameters"]] == [p["name"] for p in expected_names]
     assert target["resourceUrl"].endswith("/front-retouched.jpg")
     uploaded = upload(target, method, "front-retouched.jpg", new_bytes, "image/jpeg")
@@ -434,11 +478,16 @@ def test_staged_upload_then_file_update_replaces_bytes_in_place(
     clock.advance(10)
     result = data(sandbox, "FileUpdate", {"files": [{"id": front["id"], "originalSource": target["resourceUrl"]}]})
     # As captured: the file answers READY at once (media-file-update-source-semantics.json) ...
-    assert result["fileUpdate"] == {"files": [{"id": front["id"], "fileStatus": "READY", "alt": "Front"}], "userErrors": []}
+    assert result["fileUpdate"] == {
+        "files": [{"id": front["id"], "fileStatus": "READY", "alt": "Front"}],
+        "userErrors": [],
+    }
     # ... while the media itself is processing again, with no image to show.
     node = media_node(sandbox, front["id"])
     assert (node["status"], node["image"]) == ("UPLOADED", None)
-    assert sandbox.product(product["legacy_id"])["media"][0]["sha256"] == front["sha256"]  # the CDN still serves the old
+    assert (
+        sandbox.product(product["legacy_id"])["media"][0]["sha256"] == front["sha256"]
+    )  # the CDN still serves the old
     clock.advance(P)
     node = media_node(sandbox, front["id"])
     assert node["status"] == "READY" and node["alt"] == "Front"
@@ -481,7 +530,9 @@ def test_invalid_filename_extension_as_captured(sandbox: ShopifySandbox) -> None
     assert data(sandbox, "FileUpdate", {"files": [{"id": one, "filename": "renamed.png"}]})["fileUpdate"] == single
     both = [{"id": one, "filename": "one.png"}, {"id": two, "filename": "two.gif"}]
     assert data(sandbox, "FileUpdate", {"files": both})["fileUpdate"] == multi
-    assert [m["sha256"] for m in sandbox.product(product["legacy_id"])["media"]] == [m["sha256"] for m in product["media"]]
+    assert [m["sha256"] for m in sandbox.product(product["legacy_id"])["media"]] == [
+        m["sha256"] for m in product["media"]
+    ]
 
 
 def test_non_ready_and_missing_files_as_captured(sandbox: ShopifySandbox) -> None:
@@ -524,8 +575,10 @@ def test_reorder_media_applies_moves_in_order_through_a_job(sandbox: ShopifySand
         return [n["alt"] for n in page]
 
     for step in ("singleMove", "orderedMoves"):
-        moves = [{"id": ours[alt_of[m["id"]]], "newPosition": m["newPosition"]}
-                 for m in recorded[step]["mutation"]["variables"]["moves"]]
+        moves = [
+            {"id": ours[alt_of[m["id"]]], "newPosition": m["newPosition"]}
+            for m in recorded[step]["mutation"]["variables"]["moves"]
+        ]
         before = order()
         result = data(sandbox, "ProductReorderMedia", {"id": product["id"], "moves": moves})["productReorderMedia"]
         captured = recorded[step]["mutation"]["response"]["data"]["productReorderMedia"]
@@ -542,12 +595,19 @@ def test_reorder_media_applies_moves_in_order_through_a_job(sandbox: ShopifySand
 def test_reorder_with_bad_ids(sandbox: ShopifySandbox) -> None:
     product = sandbox.add_product("Mug", images=[{"filename": "a.jpg"}])
     other = sandbox.add_product("Vase", images=[{"filename": "b.jpg"}])
-    moves = [{"id": "gid://shopify/MediaImage/1", "newPosition": "0"}, {"id": other["media"][0]["id"], "newPosition": "0"}]
+    moves = [
+        {"id": "gid://shopify/MediaImage/1", "newPosition": "0"},
+        {"id": other["media"][0]["id"], "newPosition": "0"},
+    ]
     result = data(sandbox, "ProductReorderMedia", {"id": product["id"], "moves": moves})["productReorderMedia"]
     assert result["job"] is None
     assert [(e["code"], e["field"]) for e in result["mediaUserErrors"]] == [
-        ("MEDIA_DOES_NOT_EXIST", ["moves", "0", "id"]), ("MEDIA_DOES_NOT_EXIST_ON_PRODUCT", ["moves", "1", "id"])]
-    missing = data(sandbox, "ProductReorderMedia", {"id": "gid://shopify/Product/1", "moves": []})["productReorderMedia"]
+        ("MEDIA_DOES_NOT_EXIST", ["moves", "0", "id"]),
+        ("MEDIA_DOES_NOT_EXIST_ON_PRODUCT", ["moves", "1", "id"]),
+    ]
+    missing = data(sandbox, "ProductReorderMedia", {"id": "gid://shopify/Product/1", "moves": []})[
+        "productReorderMedia"
+    ]
     assert missing["mediaUserErrors"][0]["code"] == "PRODUCT_DOES_NOT_EXIST"
 
 
@@ -555,7 +615,13 @@ def test_reorder_with_bad_ids(sandbox: ShopifySandbox) -> None:
 
 
 def marker_input(owner: str, value: Any, digest: str | None = None, **extra: Any) -> dict[str, Any]:
-    item = {"ownerId": owner, "namespace": "$app:retouch", "key": "output_media", "type": "json", "value": json.dumps(value)}
+    item = {
+        "ownerId": owner,
+        "namespace": "$app:retouch",
+        "key": "output_media",
+        "type": "json",
+        "value": json.dumps(value),
+    }
     if digest is not None:
         item["compareDigest"] = digest
     return {**item, **extra}
@@ -573,25 +639,36 @@ def test_metafields_set_with_optimistic_locking(sandbox: ShopifySandbox, clock: 
     assert read["marker"] == {"value": written["value"], "compareDigest": written["compareDigest"]}
     assert read["updatedAt"] == iso(T0 + 5)
 
-    second = data(sandbox, "MetafieldsSet", {"metafields": [marker_input(product["id"], {"media_ids": ["a", "b"]},
-                                                                         written["compareDigest"])]})
+    second = data(
+        sandbox,
+        "MetafieldsSet",
+        {"metafields": [marker_input(product["id"], {"media_ids": ["a", "b"]}, written["compareDigest"])]},
+    )
     assert second["metafieldsSet"]["userErrors"] == []
     assert second["metafieldsSet"]["metafields"][0]["compareDigest"] != written["compareDigest"]
 
-    stale = data(sandbox, "MetafieldsSet", {"metafields": [marker_input(product["id"], {"media_ids": []},
-                                                                        written["compareDigest"])]})["metafieldsSet"]
+    stale = data(
+        sandbox,
+        "MetafieldsSet",
+        {"metafields": [marker_input(product["id"], {"media_ids": []}, written["compareDigest"])]},
+    )["metafieldsSet"]
     expected = stale_capture["data"]["metafieldsSet"]
     assert stale["metafields"] == expected["metafields"] == []
     assert stale["userErrors"] == [{k: e[k] for k in ("field", "message", "code")} for e in expected["userErrors"]]
     assert json.loads(sandbox.product(product["legacy_id"])["metafields"]["$app:retouch.output_media"]["value"]) == {
-        "media_ids": ["a", "b"]}
+        "media_ids": ["a", "b"]
+    }
 
 
 def test_metafields_set_limits_and_atomicity(sandbox: ShopifySandbox) -> None:
-    over = capture("2025-01/products/metafields-set-over-limit-parity.json")["mutation"]["response"]["data"]["metafieldsSet"]
+    over = capture("2025-01/products/metafields-set-over-limit-parity.json")["mutation"]["response"]["data"][
+        "metafieldsSet"
+    ]
     product = sandbox.add_product("Mug")
-    many = [{"ownerId": product["id"], "namespace": "bulk", "key": f"k{i}", "type": "single_line_text_field", "value": "v"}
-            for i in range(26)]
+    many = [
+        {"ownerId": product["id"], "namespace": "bulk", "key": f"k{i}", "type": "single_line_text_field", "value": "v"}
+        for i in range(26)
+    ]
     result = data(sandbox, "MetafieldsSet", {"metafields": many})["metafieldsSet"]
     assert result["metafields"] is over["metafields"] is None
     assert result["userErrors"] == [{k: e[k] for k in ("field", "message", "code")} for e in over["userErrors"]]
@@ -601,7 +678,8 @@ def test_metafields_set_limits_and_atomicity(sandbox: ShopifySandbox) -> None:
     bad = {**marker_input(product["id"], None), "key": "broken", "value": "{nope"}
     result = data(sandbox, "MetafieldsSet", {"metafields": [good, bad]})["metafieldsSet"]
     assert result["metafields"] == [] and [(e["code"], e["field"]) for e in result["userErrors"]] == [
-        ("INVALID_VALUE", ["metafields", "1", "value"])]
+        ("INVALID_VALUE", ["metafields", "1", "value"])
+    ]
     assert "$app:retouch.output_media" not in sandbox.product(product["legacy_id"])["metafields"]
 
 
@@ -639,10 +717,17 @@ def test_throttled_when_the_bucket_cannot_pay(make_sandbox: Callable[..., Shopif
     assert [c["throttleStatus"]["currentlyAvailable"] for c in costs] == [30, 20]
     throttled = gql(sandbox, "ProductsPage", variables)
     assert "data" not in throttled
-    assert throttled["errors"] == [{"message": "Throttled", "extensions": {
-        "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}]
-    assert throttled["extensions"]["cost"] == {"requestedQueryCost": 22, "actualQueryCost": None, "throttleStatus": {
-        "maximumAvailable": 40, "currentlyAvailable": 20, "restoreRate": 1}}
+    assert throttled["errors"] == [
+        {
+            "message": "Throttled",
+            "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"},
+        }
+    ]
+    assert throttled["extensions"]["cost"] == {
+        "requestedQueryCost": 22,
+        "actualQueryCost": None,
+        "throttleStatus": {"maximumAvailable": 40, "currentlyAvailable": 20, "restoreRate": 1},
+    }
     clock.advance(2)  # 2 points restored: 22 available
     assert "errors" not in gql(sandbox, "ProductsPage", variables)
     assert sandbox.stats()["throttled"] == 1
@@ -659,8 +744,12 @@ def test_a_throttled_mutation_does_nothing(make_sandbox: Callable[..., ShopifySa
 def test_max_cost_exceeded_and_nothing_charged(sandbox: ShopifySandbox) -> None:
     body = gql(sandbox, "ProductsPage", {"first": 50, "mediaFirst": 10})
     (error,) = body["errors"]
-    assert error["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 2802, "maxCost": 1000,
-                                   "documentation": "https://shopify.dev/api/usage/rate-limits"}
+    assert error["extensions"] == {
+        "code": "MAX_COST_EXCEEDED",
+        "cost": 2802,
+        "maxCost": 1000,
+        "documentation": "https://shopify.dev/api/usage/rate-limits",
+    }
     assert error["message"].startswith("Query cost is 2802, which exceeds the single query max cost limit (1000).")
     assert gql(sandbox, "Shop")["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 1999
 
@@ -686,11 +775,23 @@ def test_http_fault_for_one_operation(sandbox: ShopifySandbox) -> None:
     url = f"{sandbox.shop_url}/admin/api/2026-07/graphql.json"
     headers = {"X-Shopify-Access-Token": TOKEN}
     assert "errors" not in gql(sandbox, "Shop")
-    failed = http("POST", url, headers=headers, json={"query": operation("ProductsPage"), "operationName": "ProductsPage",
-                                                     "variables": {"first": 1, "mediaFirst": 1}})
+    failed = http(
+        "POST",
+        url,
+        headers=headers,
+        json={
+            "query": operation("ProductsPage"),
+            "operationName": "ProductsPage",
+            "variables": {"first": 1, "mediaFirst": 1},
+        },
+    )
     assert failed.status_code == 500 and failed.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-    bad_gateway = http("POST", url, headers=headers, json={"query": operation("Job"), "operationName": "Job",
-                                                          "variables": {"id": "gid://shopify/Job/x"}})
+    bad_gateway = http(
+        "POST",
+        url,
+        headers=headers,
+        json={"query": operation("Job"), "operationName": "Job", "variables": {"id": "gid://shopify/Job/x"}},
+    )
     assert bad_gateway.status_code == 502 and bad_gateway.headers["content-type"].startswith("text/html")
     assert "errors" not in gql(sandbox, "ProductsPage", {"first": 1, "mediaFirst": 1})
     assert sandbox.faults()["http"] == []
@@ -732,8 +833,11 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "MediaNodes": {"ids": [first, second]},
         "StagedUploadsCreate": {"input": [{"resource": "IMAGE", "filename": "x.jpg", "mimeType": "image/jpeg"}]},
         "FileUpdate": {"files": [{"id": first, "originalSource": target["resourceUrl"]}]},
-        "ProductAddMedia": {"product": {"id": product["id"]}, "mediaFirst": 5,
-                            "media": [{"originalSource": target["resourceUrl"], "alt": "a", "mediaContentType": "IMAGE"}]},
+        "ProductAddMedia": {
+            "product": {"id": product["id"]},
+            "mediaFirst": 5,
+            "media": [{"originalSource": target["resourceUrl"], "alt": "a", "mediaContentType": "IMAGE"}],
+        },
         "ProductReorderMedia": {"id": product["id"], "moves": [{"id": second, "newPosition": "0"}]},
         "MetafieldsSet": {"metafields": [marker_input(product["id"], {"media_ids": [first]})]},
         "FileDelete": {"fileIds": [second]},
@@ -743,10 +847,30 @@ def test_every_client_operation_executes(sandbox: ShopifySandbox, clock: FakeClo
         "BulkProductsRun": {"query": bulk_products_query()},
     }
     subscription = bulk = None
-    for name in ["Shop", "ShopMetafield", "ProductsPage", "Product", "ProductMediaPage", "ProductCollectionsPage", "Media", "MediaNodes", "StagedUploadsCreate", "FileUpdate",
-                 "ProductAddMedia", "ProductReorderMedia", "Job", "MetafieldsSet", "FileDelete",
-                 "WebhookSubscriptionCreate", "WebhookSubscriptions", "WebhookSubscriptionDelete", "ProductsCount",
-                 "BulkProductsRun", "BulkOperation", "BulkOperationCancel"]:
+    for name in [
+        "Shop",
+        "ShopMetafield",
+        "ProductsPage",
+        "Product",
+        "ProductMediaPage",
+        "ProductCollectionsPage",
+        "Media",
+        "MediaNodes",
+        "StagedUploadsCreate",
+        "FileUpdate",
+        "ProductAddMedia",
+        "ProductReorderMedia",
+        "Job",
+        "MetafieldsSet",
+        "FileDelete",
+        "WebhookSubscriptionCreate",
+        "WebhookSubscriptions",
+        "WebhookSubscriptionDelete",
+        "ProductsCount",
+        "BulkProductsRun",
+        "BulkOperation",
+        "BulkOperationCancel",
+    ]:
         if name in ("BulkOperation", "BulkOperationCancel"):
             variables[name] = {"id": bulk}
         if name == "Job":

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from PIL import Image, ImageStat
 
+from conftest import FakeClock
 from retouch.plugin.shopify.operations import operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox, product_photo
-from conftest import FakeClock
 
 TOKEN = "shpat_sandbox_TESTSECRET_admin"
 TLS = ssl.create_default_context()
@@ -52,10 +52,19 @@ def admin(sandbox: ShopifySandbox, method: str, path: str, body: Any = None, sta
 
 def test_create_read_update_delete_products(sandbox: ShopifySandbox, clock: FakeClock) -> None:
     data = base64.b64encode(product_photo(3, "WEBP", (120, 90))).decode()
-    created = admin(sandbox, "POST", "/products", {
-        "title": "Mug", "tags": ["kitchen", " gift ", "Kitchen"],
-        "images": [{"filename": "front.png", "alt": "Front"}, {"filename": "side.webp", "alt": "Side", "data_base64": data}],
-    })
+    created = admin(
+        sandbox,
+        "POST",
+        "/products",
+        {
+            "title": "Mug",
+            "tags": ["kitchen", " gift ", "Kitchen"],
+            "images": [
+                {"filename": "front.png", "alt": "Front"},
+                {"filename": "side.webp", "alt": "Side", "data_base64": data},
+            ],
+        },
+    )
     assert created["id"] == f"gid://shopify/Product/{created['legacy_id']}" and created["tags"] == ["gift", "kitchen"]
     front, side = created["media"]
     assert (front["position"], front["status"], front["alt"], front["mime_type"]) == (0, "READY", "Front", "image/png")
@@ -94,7 +103,9 @@ def test_bad_admin_requests_are_400(sandbox: ShopifySandbox) -> None:
 
 def test_an_image_added_with_processing_goes_through_the_lifecycle(sandbox: ShopifySandbox, clock: FakeClock) -> None:
     product = sandbox.add_product("Mug")
-    media = admin(sandbox, "POST", f"/products/{product['legacy_id']}/images", {"filename": "late.jpg", "processing": True})
+    media = admin(
+        sandbox, "POST", f"/products/{product['legacy_id']}/images", {"filename": "late.jpg", "processing": True}
+    )
     assert (media["status"], media["url"], media["sha256"]) == ("UPLOADED", None, None)
     clock.now += 1.0
     (now,) = admin(sandbox, "GET", f"/products/{product['legacy_id']}")["media"]
@@ -135,13 +146,25 @@ def test_faults_and_stats_over_http(sandbox: ShopifySandbox) -> None:
     admin(sandbox, "POST", "/faults", {"fail_media_processing": 2, "code": "MEDIA_TIMEOUT_ERROR"})
     assert admin(sandbox, "GET", "/faults")["fail_media_processing"] == ["MEDIA_TIMEOUT_ERROR"] * 2
     admin(sandbox, "DELETE", "/faults")
-    assert admin(sandbox, "GET", "/faults") == {"http": [], "throttle_next": False, "fail_media_processing": [],
-                                            "webhook": [], "bulk": []}
+    assert admin(sandbox, "GET", "/faults") == {
+        "http": [],
+        "throttle_next": False,
+        "fail_media_processing": [],
+        "webhook": [],
+        "bulk": [],
+    }
     wrong = http("POST", url, headers={"X-Shopify-Access-Token": "wrong"}, json={"query": "{ shop { name } }"})
     assert wrong.status_code == 401
     stats = admin(sandbox, "GET", "/stats")
-    assert stats == {"graphql_requests": 2, "operations": {"Shop": 2}, "throttled": 0, "faults_served": 1,
-                     "unauthorized": 1, "max_cost_exceeded": 0, "points": {"Shop": 1}}  # one Shop executed
+    assert stats == {
+        "graphql_requests": 2,
+        "operations": {"Shop": 2},
+        "throttled": 0,
+        "faults_served": 1,
+        "unauthorized": 1,
+        "max_cost_exceeded": 0,
+        "points": {"Shop": 1},
+    }  # one Shop executed
 
 
 def _border_and_centre(image: Image.Image) -> tuple[list[float], list[float]]:
@@ -176,7 +199,9 @@ def test_product_photos_are_deterministic_varied_and_show_a_product() -> None:
 def test_variant_links_follow_the_media_id(sandbox: ShopifySandbox, clock: FakeClock) -> None:
     product = sandbox.add_product("Mug", images=[{"filename": "a.jpg"}, {"filename": "b.jpg"}])
     second = product["media"][1]["id"].rsplit("/", 1)[-1]
-    linked = admin(sandbox, "POST", f"/products/{product['legacy_id']}/variants", {"title": "Blue", "media_ids": [second]})
+    linked = admin(
+        sandbox, "POST", f"/products/{product['legacy_id']}/variants", {"title": "Blue", "media_ids": [second]}
+    )
     assert linked["variants"][0]["media_ids"] == [product["media"][1]["id"]]
     assert linked["updated_at"] >= product["updated_at"]
     # Replacing the file keeps the link (the media id stays); deleting the media drops it.
@@ -187,7 +212,6 @@ def test_variant_links_follow_the_media_id(sandbox: ShopifySandbox, clock: FakeC
     other = sandbox.add_product("Cup", images=[{"filename": "c.jpg"}])
     with pytest.raises(LookupError):  # only the product's own media
         sandbox.add_variant(product["legacy_id"], "Red", [other["media"][0]["id"].rsplit("/", 1)[-1]])
-
 
 
 def test_an_alt_text_edit_bumps_the_product_and_keeps_the_file(sandbox: ShopifySandbox, clock: FakeClock) -> None:

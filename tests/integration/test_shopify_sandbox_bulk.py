@@ -16,14 +16,20 @@ from typing import Any
 import httpx
 import pytest
 
-from retouch.plugin.shopify.operations import operation
-from retouch.plugin.shopify.sandbox import ShopifySandbox
-from retouch.plugin.shopify.sandbox import bulk_export
-from retouch.plugin.shopify.sandbox.graphql_api import Context, sandbox_schema
 from conftest import FakeClock
+from retouch.plugin.shopify.operations import operation
+from retouch.plugin.shopify.sandbox import ShopifySandbox, bulk_export
+from retouch.plugin.shopify.sandbox.graphql_api import Context, sandbox_schema
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "shopify" / "captures" / "2026-04" / \
-    "bulk-operations"
+CAPTURES = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "reference"
+    / "shopify"
+    / "captures"
+    / "2026-04"
+    / "bulk-operations"
+)
 TOKEN = "shpat_bulk_TESTSECRET_77aa"
 T0 = 1_795_000_000.0
 CREATED_S, PER_OBJECT_S, CANCEL_S, EXPIRY_S = 1.0, 0.5, 2.0, 1000.0
@@ -82,9 +88,16 @@ CANCEL = """mutation Cancel($id: ID!) {
 
 
 def make_sandbox(clock: FakeClock, **options: Any) -> ShopifySandbox:
-    return ShopifySandbox(access_token=TOKEN, processing_seconds=2.0, clock=clock, bulk_created_seconds=CREATED_S,
-                          bulk_seconds_per_object=PER_OBJECT_S, bulk_cancel_seconds=CANCEL_S,
-                          bulk_expiry_seconds=EXPIRY_S, **options)
+    return ShopifySandbox(
+        access_token=TOKEN,
+        processing_seconds=2.0,
+        clock=clock,
+        bulk_created_seconds=CREATED_S,
+        bulk_seconds_per_object=PER_OBJECT_S,
+        bulk_cancel_seconds=CANCEL_S,
+        bulk_expiry_seconds=EXPIRY_S,
+        **options,
+    )
 
 
 @pytest.fixture
@@ -101,8 +114,12 @@ def sandbox(clock: FakeClock) -> Iterator[ShopifySandbox]:
 
 
 def gql(sandbox: ShopifySandbox, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = httpx.post(f"{sandbox.shop_url}{sandbox.graphql_path}", json={"query": document, "variables": variables or {}},
-                          headers={"X-Shopify-Access-Token": TOKEN}, timeout=30)
+    response = httpx.post(
+        f"{sandbox.shop_url}{sandbox.graphql_path}",
+        json={"query": document, "variables": variables or {}},
+        headers={"X-Shopify-Access-Token": TOKEN},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -151,13 +168,19 @@ def joined(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------ lifecycle and content
 
 
-def test_an_operation_is_created_then_runs_then_completes_on_the_sandbox_clock(sandbox: ShopifySandbox,
-                                                                               clock: FakeClock) -> None:
+def test_an_operation_is_created_then_runs_then_completes_on_the_sandbox_clock(
+    sandbox: ShopifySandbox, clock: FakeClock
+) -> None:
     seed(sandbox, products=3, images=2)  # 9 objects: RUNNING for 4.5 s after 1 s CREATED
     op_id = start(sandbox)
     first = poll(sandbox, op_id)
-    assert (first["status"], first["objectCount"], first["url"], first["completedAt"], first["fileSize"]) == \
-        ("CREATED", "0", None, None, None)
+    assert (first["status"], first["objectCount"], first["url"], first["completedAt"], first["fileSize"]) == (
+        "CREATED",
+        "0",
+        None,
+        None,
+        None,
+    )
     assert first["type"] == "QUERY" and first["query"] == BULK_QUERY
     clock.advance(CREATED_S + PER_OBJECT_S * 9 / 3)
     running = poll(sandbox, op_id)
@@ -165,8 +188,12 @@ def test_an_operation_is_created_then_runs_then_completes_on_the_sandbox_clock(s
     assert (running["objectCount"], running["rootObjectCount"]) == ("3", "1")  # a third done
     clock.advance(PER_OBJECT_S * 9)
     done = poll(sandbox, op_id)
-    assert (done["status"], done["objectCount"], done["rootObjectCount"], done["errorCode"]) == \
-        ("COMPLETED", "9", "3", None)
+    assert (done["status"], done["objectCount"], done["rootObjectCount"], done["errorCode"]) == (
+        "COMPLETED",
+        "9",
+        "3",
+        None,
+    )
     assert done["completedAt"] is not None and done["partialDataUrl"] is None
     assert done["url"].startswith(sandbox.shop_url + "/_bulk/")
     body = httpx.get(done["url"]).content
@@ -175,14 +202,30 @@ def test_an_operation_is_created_then_runs_then_completes_on_the_sandbox_clock(s
     assert node["data"]["node"] == {"id": op_id, "status": "COMPLETED"}
 
 
-def test_the_file_joined_by_parent_id_is_the_catalog_the_ordinary_api_shows(sandbox: ShopifySandbox,
-                                                                            clock: FakeClock) -> None:
+def test_the_file_joined_by_parent_id_is_the_catalog_the_ordinary_api_shows(
+    sandbox: ShopifySandbox, clock: FakeClock
+) -> None:
     created = seed(sandbox, products=4, images=2)
     sandbox.add_product("No images yet")
     marked = created[1]["id"]
-    assert gql(sandbox, "mutation M($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { userErrors { code } } }",
-               {"m": [{"ownerId": marked, "namespace": "$app:retouch", "key": "output_media", "type": "json",
-                       "value": "[1]"}]})["data"]["metafieldsSet"]["userErrors"] == []
+    assert (
+        gql(
+            sandbox,
+            "mutation M($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { userErrors { code } } }",
+            {
+                "m": [
+                    {
+                        "ownerId": marked,
+                        "namespace": "$app:retouch",
+                        "key": "output_media",
+                        "type": "json",
+                        "value": "[1]",
+                    }
+                ]
+            },
+        )["data"]["metafieldsSet"]["userErrors"]
+        == []
+    )
     op_id = start(sandbox)
     lines = download(finish(sandbox, clock, op_id)["url"])
     assert len(lines) == 5 + 8
@@ -216,6 +259,7 @@ def test_children_come_in_any_order_with_the_option_and_grouped_without(clock: F
         grouped = download(poll(sandbox, grouped_id)["url"])
     finally:
         server.stop()
+
     def by_id(products: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         # Siblings come in any order too: a product's media are compared as a set.
         return {k: {**p, "media": sorted(p["media"], key=lambda m: m["id"])} for k, p in products.items()}
@@ -257,10 +301,12 @@ def _captured_validations() -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.skipif(not _captured_validations(), reason=f"captures absent: {CAPTURES}")
-@pytest.mark.parametrize(("label", "case"), _captured_validations() or [("none", {})], ids=lambda v: v
-                         if isinstance(v, str) else "")
-def test_refused_queries_get_shopifys_exact_user_errors(sandbox: ShopifySandbox, label: str,
-                                                        case: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("label", "case"), _captured_validations() or [("none", {})], ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_refused_queries_get_shopifys_exact_user_errors(
+    sandbox: ShopifySandbox, label: str, case: dict[str, Any]
+) -> None:
     expected = case["response"]["data"]["bulkOperationRunQuery"]
     answer = gql(sandbox, case["query"], case["variables"])
     assert answer["data"]["bulkOperationRunQuery"] == expected
@@ -269,8 +315,11 @@ def test_refused_queries_get_shopifys_exact_user_errors(sandbox: ShopifySandbox,
 
 def test_a_query_over_a_field_the_sandbox_lacks_is_refused(sandbox: ShopifySandbox) -> None:
     (error,) = run(sandbox, "{ orders { edges { node { id } } } }")["userErrors"]
-    assert error == {"field": ["query"], "code": "INVALID",
-                     "message": "Invalid bulk query: Field 'orders' doesn't exist on type 'QueryRoot'"}
+    assert error == {
+        "field": ["query"],
+        "code": "INVALID",
+        "message": "Invalid bulk query: Field 'orders' doesn't exist on type 'QueryRoot'",
+    }
 
 
 # ------------------------------------------------------------------ concurrency and cancel
@@ -281,9 +330,13 @@ def test_a_sixth_operation_in_progress_is_refused_until_one_ends(sandbox: Shopif
     ids = [start(sandbox) for _ in range(5)]
     sixth = run(sandbox)
     assert sixth["bulkOperation"] is None
-    assert sixth["userErrors"] == [{
-        "field": None, "code": "OPERATION_IN_PROGRESS",
-        "message": "A bulk query operation for this app and shop is already in progress: " + ", ".join(ids) + "."}]
+    assert sixth["userErrors"] == [
+        {
+            "field": None,
+            "code": "OPERATION_IN_PROGRESS",
+            "message": "A bulk query operation for this app and shop is already in progress: " + ", ".join(ids) + ".",
+        }
+    ]
     gql(sandbox, CANCEL, {"id": ids[0]})
     assert run(sandbox)["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"  # CANCELING is still in progress
     clock.advance(CANCEL_S)
@@ -327,15 +380,21 @@ def test_results_expire_after_the_configured_window(sandbox: ShopifySandbox, clo
 
 
 @pytest.mark.parametrize("code", ["INTERNAL_SERVER_ERROR", "TIMEOUT", "ACCESS_DENIED"])
-def test_fault_fail_ends_the_next_operation_failed_with_its_error_code(sandbox: ShopifySandbox, clock: FakeClock,
-                                                                       code: str) -> None:
+def test_fault_fail_ends_the_next_operation_failed_with_its_error_code(
+    sandbox: ShopifySandbox, clock: FakeClock, code: str
+) -> None:
     seed(sandbox, products=4, images=1)
     sandbox.add_fault(endpoint="bulk", mode="fail", code=code)
     failed_id, fine_id = start(sandbox), start(sandbox)
     clock.advance(CREATED_S + PER_OBJECT_S * 8 / 2)  # 8 objects: it fails half-way through
     failed = poll(sandbox, failed_id)
-    assert (failed["status"], failed["errorCode"], failed["url"], failed["partialDataUrl"], failed["objectCount"]) == \
-        ("FAILED", code, None, None, "4")
+    assert (failed["status"], failed["errorCode"], failed["url"], failed["partialDataUrl"], failed["objectCount"]) == (
+        "FAILED",
+        code,
+        None,
+        None,
+        "4",
+    )
     assert poll(sandbox, fine_id)["status"] == "RUNNING"
     assert finish(sandbox, clock, fine_id)["status"] == "COMPLETED"
     assert sandbox.faults_served() == {"fail": 1}
@@ -388,32 +447,52 @@ def test_fault_download_cut_off_mid_stream(sandbox: ShopifySandbox, clock: FakeC
 def test_fault_download_status_and_admin_route(sandbox: ShopifySandbox, clock: FakeClock) -> None:
     seed(sandbox, products=1, images=0)
     done = finish(sandbox, clock, start(sandbox))
-    pending = httpx.post(f"{sandbox.shop_url}/_sandbox/faults",
-                         json={"endpoint": "bulk_download", "status": 503, "retry_after": 2}).json()
-    assert pending["bulk"] == [{"endpoint": "bulk_download", "status": 503, "retry_after": 2.0, "count": 1,
-                                "seconds": 0.0, "skip": 0,
-                                "probability": 1.0}]
+    pending = httpx.post(
+        f"{sandbox.shop_url}/_sandbox/faults", json={"endpoint": "bulk_download", "status": 503, "retry_after": 2}
+    ).json()
+    assert pending["bulk"] == [
+        {
+            "endpoint": "bulk_download",
+            "status": 503,
+            "retry_after": 2.0,
+            "count": 1,
+            "seconds": 0.0,
+            "skip": 0,
+            "probability": 1.0,
+        }
+    ]
     answer = httpx.get(done["url"])
     assert (answer.status_code, answer.headers["retry-after"]) == (503, "2")
     assert b"ServiceUnavailable" in answer.content
     assert httpx.get(done["url"]).status_code == 200
     bad = httpx.post(f"{sandbox.shop_url}/_sandbox/faults", json={"endpoint": "bulk", "mode": "fail", "code": "NOPE"})
     assert bad.status_code == 400
-    assert httpx.post(f"{sandbox.shop_url}/_sandbox/faults",
-                      json={"endpoint": "bulk", "mode": "partial"}).json()["bulk"][0]["code"] == "INTERNAL_SERVER_ERROR"
+    assert (
+        httpx.post(f"{sandbox.shop_url}/_sandbox/faults", json={"endpoint": "bulk", "mode": "partial"}).json()["bulk"][
+            0
+        ]["code"]
+        == "INTERNAL_SERVER_ERROR"
+    )
 
 
 # ------------------------------------------------------------------ cost
 
 
-def test_the_run_costs_ten_and_the_bulk_work_does_not_drain_the_bucket(sandbox: ShopifySandbox,
-                                                                       clock: FakeClock) -> None:
+def test_the_run_costs_ten_and_the_bulk_work_does_not_drain_the_bucket(
+    sandbox: ShopifySandbox, clock: FakeClock
+) -> None:
     seed(sandbox, products=3, images=1)
-    answer = gql(sandbox, RUN.replace("bulkOperation { id status }", "bulkOperation { id status url query type }"),
-                 {"query": BULK_QUERY, "group": False})
+    answer = gql(
+        sandbox,
+        RUN.replace("bulkOperation { id status }", "bulkOperation { id status url query type }"),
+        {"query": BULK_QUERY, "group": False},
+    )
     cost = answer["extensions"]["cost"]
-    assert (cost["requestedQueryCost"], cost["actualQueryCost"], cost["throttleStatus"]["currentlyAvailable"]) == \
-        (10, 10, 1990)
+    assert (cost["requestedQueryCost"], cost["actualQueryCost"], cost["throttleStatus"]["currentlyAvailable"]) == (
+        10,
+        10,
+        1990,
+    )
     op_id = answer["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
     polled = gql(sandbox, POLL, {"id": op_id})  # the clock has not moved: the bucket has not refilled
     assert polled["extensions"]["cost"]["actualQueryCost"] == 1
@@ -432,7 +511,10 @@ def test_products_count_counts_up_to_its_limit_and_costs_ten(sandbox: ShopifySan
     document = "query($limit: Int) { productsCount(limit: $limit) { count precision } }"
     exact = gql(sandbox, document, {"limit": None})
     assert exact["data"]["productsCount"] == {"count": 5, "precision": "EXACT"}
-    assert (exact["extensions"]["cost"]["requestedQueryCost"], exact["extensions"]["cost"]["actualQueryCost"]) == (10, 10)
+    assert (exact["extensions"]["cost"]["requestedQueryCost"], exact["extensions"]["cost"]["actualQueryCost"]) == (
+        10,
+        10,
+    )
     assert gql(sandbox, document, {"limit": 3})["data"]["productsCount"] == {"count": 3, "precision": "AT_LEAST"}
 
 

@@ -49,8 +49,9 @@ def test_reordering_a_media_that_is_gone(make_sandbox, clock, profile) -> None: 
     (product,) = sandbox.seed(products=1, images_per_product=3, seed=42)
     ids = [m["id"] for m in product["media"]]
     sandbox.delete_media(ids[2].rsplit("/", 1)[-1])
-    answer = data(sandbox, "ProductReorderMedia",
-                  {"id": product["id"], "moves": [{"id": ids[2], "newPosition": "0"}]})["productReorderMedia"]
+    answer = data(sandbox, "ProductReorderMedia", {"id": product["id"], "moves": [{"id": ids[2], "newPosition": "0"}]})[
+        "productReorderMedia"
+    ]
     if profile == "production":  # a job and no error; the move does nothing
         assert answer["mediaUserErrors"] == [] and answer["job"]["id"]
         clock.advance(10)
@@ -79,10 +80,12 @@ def test_a_search_misses_a_product_changed_less_than_the_lag_ago(make_sandbox, c
     assert profile_named("production").search_lag_seconds > 0 and profile_named("default").search_lag_seconds == 0
 
 
-WEBHOOK_URIS = [("http://127.0.0.1:8099/webhooks/shopify", "refused"),
-                ("https://10.0.0.8/webhooks/shopify", "refused"),
-                ("https://my-store.myshopify.com/webhooks/shopify", "refused"),
-                ("https://hooks.example.com/webhooks/shopify", "created")]
+WEBHOOK_URIS = [
+    ("http://127.0.0.1:8099/webhooks/shopify", "refused"),
+    ("https://10.0.0.8/webhooks/shopify", "refused"),
+    ("https://my-store.myshopify.com/webhooks/shopify", "refused"),
+    ("https://hooks.example.com/webhooks/shopify", "created"),
+]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -93,22 +96,36 @@ def test_webhook_addresses_on_internal_or_shopify_hosts_are_refused(make_sandbox
         created = answer["webhookSubscriptionCreate"]
         if profile == "production" and outcome == "refused":
             assert created["webhookSubscription"] is None
-            assert [e["message"] for e in created["userErrors"]] == ["Address cannot be a Shopify or an internal domain"]
+            assert [e["message"] for e in created["userErrors"]] == [
+                "Address cannot be a Shopify or an internal domain"
+            ]
         elif uri.startswith("https://10.") or "myshopify" in uri:
             assert created["webhookSubscription"] is not None  # the default profile is kinder here
         else:
             assert created["userErrors"] == [] and created["webhookSubscription"]["uri"] == uri
 
 
-@pytest.mark.parametrize("profile, stored", [("default", "$app:retouch"),
-                                             ("production", "app--347082227713--retouch")])
+@pytest.mark.parametrize("profile, stored", [("default", "$app:retouch"), ("production", "app--347082227713--retouch")])
 def test_an_app_namespace_is_stored_resolved(make_sandbox: Callable[..., ShopifySandbox], profile, stored) -> None:  # noqa: F811
     sandbox = make_sandbox(profile=profile)
     (product,) = sandbox.seed(products=1, images_per_product=1, seed=43)
     value = json.dumps({"media_ids": [product["media"][0]["id"]]})
-    written = data(sandbox, "MetafieldsSet", {"metafields": [
-        {"ownerId": product["id"], "namespace": "$app:retouch", "key": "output_media", "type": "json", "value": value,
-         "compareDigest": None}]})["metafieldsSet"]
+    written = data(
+        sandbox,
+        "MetafieldsSet",
+        {
+            "metafields": [
+                {
+                    "ownerId": product["id"],
+                    "namespace": "$app:retouch",
+                    "key": "output_media",
+                    "type": "json",
+                    "value": value,
+                    "compareDigest": None,
+                }
+            ]
+        },
+    )["metafieldsSet"]
     assert written["userErrors"] == [] and written["metafields"][0]["namespace"] == stored
     assert f"{stored}.output_media" in sandbox.product(product["legacy_id"])["metafields"]
     read = data(sandbox, "Product", {"id": product["id"], "mediaFirst": 5})["product"]  # asks by "$app:retouch"

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import FakeClock
 from retouch.plugin.shopify.operations import operation
 from retouch.plugin.shopify.sandbox import ShopifySandbox, photos, search
 from retouch.plugin.shopify.sandbox.imaging import inspect_image
@@ -27,7 +28,6 @@ from retouch.plugin.shopify.sandbox.paging import (
     paginate_sorted,
 )
 from retouch.plugin.shopify.sandbox.store import _ADJECTIVES, _NOUNS, _TAGS
-from conftest import FakeClock
 
 TOKEN = "shpat_sandbox_scale_test"
 T0 = 1_795_000_000.0
@@ -40,8 +40,9 @@ def clock() -> FakeClock:
 
 
 def started(clock: FakeClock, **options: Any) -> Iterator[ShopifySandbox]:
-    sandbox = ShopifySandbox(access_token=TOKEN, clock=clock, processing_seconds=P, bucket_size=1e9,
-                             restore_rate=1e9, **options)
+    sandbox = ShopifySandbox(
+        access_token=TOKEN, clock=clock, processing_seconds=P, bucket_size=1e9, restore_rate=1e9, **options
+    )
     sandbox.start()
     try:
         yield sandbox
@@ -60,9 +61,12 @@ def capped(clock: FakeClock) -> Iterator[ShopifySandbox]:
 
 
 def gql(sandbox: ShopifySandbox, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer = httpx.post(f"{sandbox.shop_url}/admin/api/2026-07/graphql.json", timeout=30,
-                        json={"query": document, "variables": variables or {}},
-                        headers={"X-Shopify-Access-Token": TOKEN})
+    answer = httpx.post(
+        f"{sandbox.shop_url}/admin/api/2026-07/graphql.json",
+        timeout=30,
+        json={"query": document, "variables": variables or {}},
+        headers={"X-Shopify-Access-Token": TOKEN},
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -142,7 +146,10 @@ def test_seeded_photos_are_drawn_only_on_request_and_are_the_eager_bytes(shop, m
         asset = inspect_image(data)
         assert isinstance(asset, ImageAsset)
         assert (node["mimeType"], node["image"]["width"], node["image"]["height"]) == (
-            asset.mime_type, asset.width, asset.height)
+            asset.mime_type,
+            asset.width,
+            asset.height,
+        )
         assert node["originalSource"]["fileSize"] is None  # not known without drawing the photo
         served = httpx.get(node["image"]["url"], timeout=30)
         assert served.status_code == 200
@@ -200,8 +207,12 @@ def test_updated_at_filters_and_order_stay_right_after_edits_without_resorting(s
     clock.advance(1)
     mutation = """mutation($product: ProductUpdateInput!) { productUpdate(product: $product) {
       product { id } userErrors { message } } }"""
-    assert gql(shop, mutation, {"product": {"id": edited[1].gid, "title": "Edited by the client"}})[
-        "data"]["productUpdate"]["userErrors"] == []
+    assert (
+        gql(shop, mutation, {"product": {"id": edited[1].gid, "title": "Edited by the client"}})["data"][
+            "productUpdate"
+        ]["userErrors"]
+        == []
+    )
     clock.advance(1)
     shop.add_image(edited[2].id, "extra.png", data=photos.product_photo(5, "PNG", (32, 32)))
     clock.advance(1)
@@ -215,13 +226,17 @@ def test_updated_at_filters_and_order_stay_right_after_edits_without_resorting(s
     assert every_product(shop, 3, query=f"updated_at:>='{mark}'", reverse=True) == [p.gid for p in edited[::-1]]
     older = [p.gid for p in sorted(products, key=by_updated) if p not in edited and p is not gone]
     assert every_product(shop, 5, query=f"updated_at:<='{mark}'") == older
+
     def between(low: float, high: float) -> list[str]:
         return [p.gid for p in sorted(shop.store.products.values(), key=by_updated) if low <= p.updated_at < high]
 
     assert every_product(shop, 5, query=f"updated_at:<'{iso(T0 - 40)}'") == between(0, T0 - 40)
     assert len(between(0, T0 - 40)) == 17  # products 0..19 but the 2 edited (and 0, now the newest)
-    assert every_product(shop, 4, query=f"updated_at:>='{iso(T0 - 40)}' AND updated_at:<'{iso(T0 - 20)}'") == \
-        between(T0 - 40, T0 - 20) == older[17:26]
+    assert (
+        every_product(shop, 4, query=f"updated_at:>='{iso(T0 - 40)}' AND updated_at:<'{iso(T0 - 20)}'")
+        == between(T0 - 40, T0 - 20)
+        == older[17:26]
+    )
     # Other sort keys, built on first use and kept up to date as well.
     assert every_product(shop, 6, sortKey="TITLE") == brute_force(shop, lambda p: (p.title.lower(), p.id))
     shop.update_product(products[5].id, title="aaa first by title")
@@ -249,8 +264,9 @@ def test_backward_paging_and_page_info_match_the_brute_force_order(shop, clock) 
     assert [n["id"] for n in before["nodes"]] == order[-10:-5]
     middle = page(shop, first=4, after=before["pageInfo"]["endCursor"], reverse=True)["data"]["products"]
     assert [n["id"] for n in middle["nodes"]] == order[:-6][::-1][:4]
-    tagged = [p.gid for p in sorted(shop.store.products.values(), key=lambda p: (int(p.updated_at), p.id))
-              if "gift" in p.tags]
+    tagged = [
+        p.gid for p in sorted(shop.store.products.values(), key=lambda p: (int(p.updated_at), p.id)) if "gift" in p.tags
+    ]
     assert every_product(shop, 2, query="tag:gift") == tagged
 
 
@@ -272,8 +288,11 @@ def test_paging_a_sorted_index_answers_as_sorting_the_whole_list_does() -> None:
                         window = dict(first=first, after=after, last=last, before=before, reverse=reverse)
                         want = paginate(kept, sort, **window)
                         got = paginate_sorted(index, sort, matches=matches, **window)
-                        assert (got.items, got.has_previous, got.has_next) == \
-                            (want.items, want.has_previous, want.has_next), window
+                        assert (got.items, got.has_previous, got.has_next) == (
+                            want.items,
+                            want.has_previous,
+                            want.has_next,
+                        ), window
                         for cap in (10, 25):
                             try:
                                 paginate(kept, sort, cap=cap, **window)
@@ -302,9 +321,12 @@ def test_processing_media_become_ready_through_the_settle_index(shop, clock) -> 
     store = shop.store
     media = store.media_by_gid(added["id"])
     assert store._processing == {media.id}  # the only media `settle` looks at
-    job = gql(shop, """mutation($id: ID!, $moves: [MoveInput!]!) { productReorderMedia(id: $id, moves: $moves) {
+    job = gql(
+        shop,
+        """mutation($id: ID!, $moves: [MoveInput!]!) { productReorderMedia(id: $id, moves: $moves) {
         job { id done } mediaUserErrors { message } } }""",
-              {"id": product.gid, "moves": [{"id": added["id"], "newPosition": "0"}]})
+        {"id": product.gid, "moves": [{"id": added["id"], "newPosition": "0"}]},
+    )
     job_id = job["data"]["productReorderMedia"]["job"]["id"]
     status = """query($id: ID!) { node(id: $id) { ... on MediaImage { status image { width } } } }"""
     assert gql(shop, status, {"id": added["id"]})["data"]["node"] == {"status": "UPLOADED", "image": None}
@@ -316,8 +338,11 @@ def test_processing_media_become_ready_through_the_settle_index(shop, clock) -> 
 
     # A replacement goes through processing again and is settled the same way.
     update = """mutation($files: [FileUpdateInput!]!) { fileUpdate(files: $files) { userErrors { code } } }"""
-    staged = gql(shop, operation("StagedUploadsCreate"), {"input": [
-        {"resource": "IMAGE", "filename": "new.png", "mimeType": "image/png", "httpMethod": "PUT"}]})
+    staged = gql(
+        shop,
+        operation("StagedUploadsCreate"),
+        {"input": [{"resource": "IMAGE", "filename": "new.png", "mimeType": "image/png", "httpMethod": "PUT"}]},
+    )
     target = staged["data"]["stagedUploadsCreate"]["stagedTargets"][0]
     replacement = photos.product_photo(9, "PNG", (40, 40))
     assert httpx.put(target["url"], content=replacement, timeout=30).status_code == 200
@@ -338,8 +363,13 @@ def test_the_cap_defaults_to_shopifys_25000() -> None:
 
 def refused(body: dict[str, Any]) -> bool:
     errors = body.get("errors") or []
-    return body.get("data") is None and len(errors) == 1 and errors[0]["path"] == ["products"] \
-        and errors[0]["extensions"]["code"] == "BAD_REQUEST" and "30" in errors[0]["message"]
+    return (
+        body.get("data") is None
+        and len(errors) == 1
+        and errors[0]["path"] == ["products"]
+        and errors[0]["extensions"]["code"] == "BAD_REQUEST"
+        and "30" in errors[0]["message"]
+    )
 
 
 @pytest.mark.parametrize("query", [None, "-tag:nonexistent"], ids=["unfiltered", "filtered"])

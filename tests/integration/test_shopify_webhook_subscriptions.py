@@ -17,12 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from conftest import SHOP_TOKEN, wait_for
 from retouch.plugin.serve import serve_in_thread
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.plugin.shopify.sandbox import ShopifySandbox
 from retouch.sync.shopify_subscriptions import register_product_webhooks
-
-from conftest import SHOP_TOKEN, wait_for
 
 APP_SECRET = "shpss_TESTSECRET_sandbox_app_3c1d"
 
@@ -61,8 +60,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def hooked_shop() -> Iterator[ShopifySandbox]:
-    sandbox = ShopifySandbox(access_token=SHOP_TOKEN, processing_seconds=0.2, webhook_secret=APP_SECRET,
-                             webhook_retry_delays=(0.2,))
+    sandbox = ShopifySandbox(
+        access_token=SHOP_TOKEN, processing_seconds=0.2, webhook_secret=APP_SECRET, webhook_retry_delays=(0.2,)
+    )
     server = sandbox.start()
     yield sandbox
     sandbox.stop()
@@ -74,6 +74,7 @@ def subscribe(shop: ShopifySandbox, url: str, *topics: str) -> None:
         async with ShopifyClient(shop.shop_url, SHOP_TOKEN) as client:
             for topic in topics:
                 await client.create_webhook_subscription(topic, url)
+
     asyncio.run(go())
 
 
@@ -81,21 +82,29 @@ def register(shop: ShopifySandbox, public_url: str):
     async def go():
         async with ShopifyClient(shop.shop_url, SHOP_TOKEN) as client:
             return await register_product_webhooks(client, public_url)
+
     return asyncio.run(go())
 
 
 # ----- the sandbox ------------------------------------------------------------------------------
 
 
-def test_the_sandbox_delivers_signed_product_webhooks_to_subscribers(hooked_shop: ShopifySandbox,
-                                                                      receiver: Receiver) -> None:
+def test_the_sandbox_delivers_signed_product_webhooks_to_subscribers(
+    hooked_shop: ShopifySandbox, receiver: Receiver
+) -> None:
     subscribe(hooked_shop, receiver.url, "PRODUCTS_CREATE", "PRODUCTS_UPDATE")
     product = hooked_shop.add_product("Blue mug", images=[{"filename": "mug.jpg"}])
-    wait_for(lambda: any(h["x-shopify-topic"] == "products/create" for h, _ in receiver.deliveries()),
-             timeout=10, what="products/create")
+    wait_for(
+        lambda: any(h["x-shopify-topic"] == "products/create" for h, _ in receiver.deliveries()),
+        timeout=10,
+        what="products/create",
+    )
     media = hooked_shop.add_image(product["legacy_id"], "mug-side.jpg")
-    wait_for(lambda: any(len(b["media"]) == 2 for _, b in receiver.deliveries()), timeout=10,
-             what="a products/update showing the second image")
+    wait_for(
+        lambda: any(len(b["media"]) == 2 for _, b in receiver.deliveries()),
+        timeout=10,
+        what="a products/update showing the second image",
+    )
     for headers, raw in receiver.raw():
         expected = base64.b64encode(hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).digest()).decode()
         assert headers["x-shopify-hmac-sha256"] == expected
@@ -109,8 +118,9 @@ def test_the_sandbox_delivers_signed_product_webhooks_to_subscribers(hooked_shop
     assert len({h["x-shopify-webhook-id"] for h, _ in receiver.deliveries()}) == len(receiver.deliveries())
 
 
-def test_only_subscribed_topics_and_later_changes_are_delivered(hooked_shop: ShopifySandbox,
-                                                                receiver: Receiver) -> None:
+def test_only_subscribed_topics_and_later_changes_are_delivered(
+    hooked_shop: ShopifySandbox, receiver: Receiver
+) -> None:
     hooked_shop.add_product("Quiet", images=[{"filename": "q.jpg"}])  # before any subscription
     subscribe(hooked_shop, receiver.url, "PRODUCTS_UPDATE")
     product = hooked_shop.add_product("Loud")
@@ -133,7 +143,7 @@ def test_duplicate_and_late_faults_reach_the_receiver(hooked_shop: ShopifySandbo
     # Held back 6 s: a stalled CI machine cannot let it go before the next one overtakes it (the
     # test waits for it below: 3 s more than before).
     hooked_shop.add_fault(mode="late", seconds=6.0)
-    hooked_shop.add_image(first["legacy_id"], "two.jpg")   # held back
+    hooked_shop.add_image(first["legacy_id"], "two.jpg")  # held back
     wait_for(lambda: hooked_shop.faults()["webhook"] == [], timeout=10, what="the late fault taken")
     hooked_shop.add_image(second["legacy_id"], "three.jpg")  # overtakes it
     wait_for(lambda: len(receiver.deliveries()) == 4, timeout=20, what="both deliveries")

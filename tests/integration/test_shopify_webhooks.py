@@ -28,19 +28,37 @@ from retouch.sync.shopify_webhooks import (
 
 SECRET = "shpss_TESTSECRET_hooks_91ab"
 PRODUCT = "gid://shopify/Product/10244032266546"
-BODY = json.dumps({"id": 10244032266546, "admin_graphql_api_id": PRODUCT, "updated_at": "2026-07-01T10:00:00Z",
-                   "media": [], "images": []}).encode()
+BODY = json.dumps(
+    {
+        "id": 10244032266546,
+        "admin_graphql_api_id": PRODUCT,
+        "updated_at": "2026-07-01T10:00:00Z",
+        "media": [],
+        "images": [],
+    }
+).encode()
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-def headers(body: bytes, *, topic: str = "products/update", webhook_id: str = "wh_1", secret: str = SECRET,
-            signature: str | None = None) -> dict[str, str]:
-    return {"Content-Type": "application/json", "X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": webhook_id,
-            "X-Shopify-Hmac-Sha256": sign(body, secret) if signature is None else signature,
-            "X-Shopify-Shop-Domain": "retouch-sandbox.myshopify.com", "X-Shopify-API-Version": "2026-07"}
+def headers(
+    body: bytes,
+    *,
+    topic: str = "products/update",
+    webhook_id: str = "wh_1",
+    secret: str = SECRET,
+    signature: str | None = None,
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Hmac-Sha256": sign(body, secret) if signature is None else signature,
+        "X-Shopify-Shop-Domain": "retouch-sandbox.myshopify.com",
+        "X-Shopify-API-Version": "2026-07",
+    }
 
 
 def lower(h: dict[str, str]) -> dict[str, str]:
@@ -72,16 +90,19 @@ def test_a_forged_delivery_is_401(case: str) -> None:
     assert check_delivery(SECRET, h, body) == Refused(401, "bad signature")
 
 
-@pytest.mark.parametrize(("topic", "webhook_id", "body", "reason"), [
-    ("products/delete", "wh_1", BODY, "unexpected topic"),
-    ("orders/create", "wh_1", BODY, "unexpected topic"),
-    ("products/update", "", BODY, "missing webhook id"),
-    ("products/update", "wh_1", b"{not json", "body is not JSON"),
-    ("products/update", "wh_1", b"\xff\xfe", "body is not JSON"),
-    ("products/update", "wh_1", b"[1, 2]", "no product id in the body"),
-    ("products/update", "wh_1", b'{"id": "12"}', "no product id in the body"),
-    ("products/update", "wh_1", b'{"admin_graphql_api_id": "gid://shopify/Order/1"}', "no product id in the body"),
-])
+@pytest.mark.parametrize(
+    ("topic", "webhook_id", "body", "reason"),
+    [
+        ("products/delete", "wh_1", BODY, "unexpected topic"),
+        ("orders/create", "wh_1", BODY, "unexpected topic"),
+        ("products/update", "", BODY, "missing webhook id"),
+        ("products/update", "wh_1", b"{not json", "body is not JSON"),
+        ("products/update", "wh_1", b"\xff\xfe", "body is not JSON"),
+        ("products/update", "wh_1", b"[1, 2]", "no product id in the body"),
+        ("products/update", "wh_1", b'{"id": "12"}', "no product id in the body"),
+        ("products/update", "wh_1", b'{"admin_graphql_api_id": "gid://shopify/Order/1"}', "no product id in the body"),
+    ],
+)
 def test_signed_but_not_for_us_or_malformed_is_400(topic: str, webhook_id: str, body: bytes, reason: str) -> None:
     h = lower(headers(body, topic=topic, webhook_id=webhook_id))
     assert check_delivery(SECRET, h, body) == Refused(400, reason)
@@ -102,8 +123,8 @@ def test_plan_creates_only_the_missing_topics() -> None:
 def test_plan_removes_our_stale_ones_and_leaves_others_alone() -> None:
     existing = [
         Existing("s1", "PRODUCTS_UPDATE", "https://old-host.example.com/webhooks/shopify"),  # ours, public_url changed
-        Existing("s2", "PRODUCTS_UPDATE", "https://erp.example.com/shopify/products"),       # somebody else's
-        Existing("s3", "ORDERS_CREATE", "https://old-host.example.com/webhooks/shopify"),    # a topic we do not own
+        Existing("s2", "PRODUCTS_UPDATE", "https://erp.example.com/shopify/products"),  # somebody else's
+        Existing("s3", "ORDERS_CREATE", "https://old-host.example.com/webhooks/shopify"),  # a topic we do not own
         Existing("s4", "PRODUCTS_CREATE", WANTED),
     ]
     plan = plan_subscriptions(existing, WANTED)
@@ -119,9 +140,16 @@ class Endpoint:
         self.store = Store(f"sqlite:///{tmp_path / 'retouch.db'}")
         self.queued: list[str] = []
         self.lock = threading.Lock()
-        deps = ServerDeps(store=self.store, provider=lambda: None, discover_every=60.0, scheduler_alive=lambda: True,
-                          on_provider_event=lambda event: None, max_body=max_body,
-                          shopify_webhook_secret=secret, on_shopify_product=self._queue)
+        deps = ServerDeps(
+            store=self.store,
+            provider=lambda: None,
+            discover_every=60.0,
+            scheduler_alive=lambda: True,
+            on_provider_event=lambda event: None,
+            max_body=max_body,
+            shopify_webhook_secret=secret,
+            on_shopify_product=self._queue,
+        )
         self.server = serve_in_thread(build_app(deps, CollectorRegistry()))
         self.http = httpx.Client(base_url=self.server.url, trust_env=False, timeout=10)
 
@@ -193,7 +221,7 @@ def test_an_oversized_body_is_413_declared_or_streamed(tmp_path: Path) -> None:
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: the cap applies while streaming
             for start in range(0, len(padded), 512):
-                yield padded[start:start + 512]
+                yield padded[start : start + 512]
 
         streamed = e.http.post("/webhooks/shopify", content=chunks(), headers=headers(padded, webhook_id="wh_2"))
         assert streamed.status_code == 413

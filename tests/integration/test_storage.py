@@ -11,12 +11,17 @@ import pytest
 from retouch.storage.backups import BackupError, BackupStore
 from retouch.storage.lifecycle import Move
 from retouch.storage.models import SCHEMA_VERSION, ImageState, JobState
-from retouch.storage.store import Store, StorageError
+from retouch.storage.store import StorageError, Store
 
 
 def new_image(store: Store, n: int, state=ImageState.DISCOVERED):
-    return store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id="gid://shopify/Product/1",
-                              product_legacy_id="1", state=state, source_url=f"http://x/{n}.jpg")
+    return store.insert_image(
+        media_id=f"gid://shopify/MediaImage/{n}",
+        product_id="gid://shopify/Product/1",
+        product_legacy_id="1",
+        state=state,
+        source_url=f"http://x/{n}.jpg",
+    )
 
 
 def test_a_new_backup_of_an_original_clears_the_prune_date_of_the_old_one(tmp_path: Path) -> None:
@@ -93,11 +98,18 @@ def test_only_intents_and_job_rows_are_fsynced(tmp_path: Path) -> None:
     def create() -> None:
         nonlocal job
         job = store.create_job("aigenstudio", "retouch-key-1", [first.id])
+
     assert safety_levels_of_commits(store, create) == ["FULL"]
     assert safety_levels_of_commits(store, lambda: store.update_job(job.id, provider_state="{}")) == ["FULL"]
-    assert safety_levels_of_commits(store, lambda: store.update_job_and_images(
-        job.id, {"polls": 1}, {}, [Move(first.id, "enhance", (ImageState.SUBMITTED,))])) == ["FULL"]
-    assert safety_levels_of_commits(store, lambda: store.update_image(first.id, write_source="https://up/1")) == ["FULL"]
+    assert safety_levels_of_commits(
+        store,
+        lambda: store.update_job_and_images(
+            job.id, {"polls": 1}, {}, [Move(first.id, "enhance", (ImageState.SUBMITTED,))]
+        ),
+    ) == ["FULL"]
+    assert safety_levels_of_commits(store, lambda: store.update_image(first.id, write_source="https://up/1")) == [
+        "FULL"
+    ]
     # ... and the connection is back to NORMAL after each.
     assert safety_levels_of_commits(store, lambda: store.update_image(second.id, attempts=2)) == ["NORMAL"]
     store.count_paid([first.id, second.id])
@@ -134,13 +146,21 @@ def test_a_provider_answer_is_recorded_for_the_job_and_every_item_or_not_at_all(
     a, b, c = (new_image(store, n) for n in range(3))
     job = store.create_job("aigenstudio", "retouch-key-1", [a.id, b.id, c.id])
     submitted = (ImageState.SUBMITTED,)
-    moved = store.update_job_and_images(job.id, {"polls": 1}, {}, [
-        Move(a.id, "enhance", submitted, {"result_url": "https://r/1"}),
-        Move(b.id, "enhance", submitted, {"result_url": "https://r/2"}),
-        Move(c.id, "fail", submitted, {"error_code": "x"})])
+    moved = store.update_job_and_images(
+        job.id,
+        {"polls": 1},
+        {},
+        [
+            Move(a.id, "enhance", submitted, {"result_url": "https://r/1"}),
+            Move(b.id, "enhance", submitted, {"result_url": "https://r/2"}),
+            Move(c.id, "fail", submitted, {"error_code": "x"}),
+        ],
+    )
     assert moved == [a.id, b.id, c.id]
     assert [(store.image(i).state, store.image(i).result_url) for i in (a.id, b.id)] == [
-        (ImageState.ENHANCED, "https://r/1"), (ImageState.ENHANCED, "https://r/2")]
+        (ImageState.ENHANCED, "https://r/1"),
+        (ImageState.ENHANCED, "https://r/2"),
+    ]
     assert (store.image(c.id).state, store.image(c.id).error_code) == (ImageState.FAILED, "x")
     with pytest.raises(KeyError):  # an item that is not there: nothing of the answer is kept
         store.update_job_and_images(job.id, {"polls": 2}, {a.id: {"attempts": 5}, 999: {"attempts": 5}})
@@ -156,8 +176,14 @@ def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_
     theirs = new_image(store, 2)  # resync, say, inserted this media a moment ago
 
     def row(n: int) -> dict:
-        return dict(media_id=f"gid://shopify/MediaImage/{n}", product_id="gid://shopify/Product/1",
-                    product_legacy_id="1", state=ImageState.DISCOVERED, source_url=f"http://x/{n}.jpg", position=n)
+        return dict(
+            media_id=f"gid://shopify/MediaImage/{n}",
+            product_id="gid://shopify/Product/1",
+            product_legacy_id="1",
+            state=ImageState.DISCOVERED,
+            source_url=f"http://x/{n}.jpg",
+            position=n,
+        )
 
     store.insert_images([row(1), row(2), row(3)])
     rows = store.images_of_product("gid://shopify/Product/1")
@@ -169,9 +195,13 @@ def test_images_inserted_together_keep_a_row_another_process_inserted_first(tmp_
 def test_images_inserted_together_take_the_columns_defaults_whatever_columns_each_gives(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     base = {"product_id": "gid://shopify/Product/1", "product_legacy_id": "1", "state": ImageState.DISCOVERED}
-    store.insert_images([{**base, "media_id": "gid://shopify/MediaImage/1", "position": 4},
-                         {**base, "media_id": "gid://shopify/MediaImage/2"},  # no position: its default
-                         {**base, "media_id": "gid://shopify/MediaImage/3", "position": 5, "alt": "a mug"}])
+    store.insert_images(
+        [
+            {**base, "media_id": "gid://shopify/MediaImage/1", "position": 4},
+            {**base, "media_id": "gid://shopify/MediaImage/2"},  # no position: its default
+            {**base, "media_id": "gid://shopify/MediaImage/3", "position": 5, "alt": "a mug"},
+        ]
+    )
     rows = {r.media_id.rsplit("/", 1)[-1]: r for r in store.images_of_product("gid://shopify/Product/1")}
     assert [(rows[n].position, rows[n].alt) for n in "123"] == [(4, None), (0, None), (5, "a mug")]
     assert all(r.attempts == 0 and r.paid_attempts == 0 and r.created_at is not None for r in rows.values())
@@ -189,7 +219,9 @@ def test_output_media_are_recorded_together_and_a_known_one_is_updated(tmp_path:
     assert store.output_media_of_product("gid://p/1") == {"gid://m/2"}
     assert store.output_media_of_product("gid://p/2") == {"gid://m/1", "gid://m/3"}
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT image_id FROM outputmedia WHERE media_id = 'gid://m/1'").scalar() == second.id
+        assert (
+            conn.exec_driver_sql("SELECT image_id FROM outputmedia WHERE media_id = 'gid://m/1'").scalar() == second.id
+        )
 
 
 def test_wal_and_schema_version(tmp_path: Path) -> None:
@@ -295,12 +327,16 @@ def test_housekeeping_forgets_only_what_can_no_longer_matter(tmp_path: Path) -> 
         store.add_quota_event("aigenstudio", "poll", at)
     for name, at in (("old", now - 2 * skew - 1), ("recent", now - 2 * skew + 1)):
         assert store.remember_event("aigenstudio", name, at)
-    ctx = SimpleNamespace(store=store, clock=lambda: now, limits=SimpleNamespace(window=window),
-                          settings=SimpleNamespace(server=SimpleNamespace(webhook_skew=skew)))
+    ctx = SimpleNamespace(
+        store=store,
+        clock=lambda: now,
+        limits=SimpleNamespace(window=window),
+        settings=SimpleNamespace(server=SimpleNamespace(webhook_skew=skew)),
+    )
     asyncio.run(housekeeping(ctx))
     assert sorted(at for _, at, _ in store.quota_events("aigenstudio", since=0)) == [now - 2 * window + 1, now - 10]
-    assert store.remember_event("aigenstudio", "old", now)          # forgotten: accepted again
-    assert not store.remember_event("aigenstudio", "recent", now)   # still remembered: a replay
+    assert store.remember_event("aigenstudio", "old", now)  # forgotten: accepted again
+    assert not store.remember_event("aigenstudio", "recent", now)  # still remembered: a replay
     store.close()
 
 
@@ -311,14 +347,18 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
     import sys
 
     db = tmp_path / "new.db"
-    code = ("import sys; from retouch.storage.store import Store; "
-            f"s = Store('sqlite:///{db}'); print(s.get_meta('schema_version')); s.close()")
+    code = (
+        "import sys; from retouch.storage.store import Store; "
+        f"s = Store('sqlite:///{db}'); print(s.get_meta('schema_version')); s.close()"
+    )
     for round_ in range(3):
         db.unlink(missing_ok=True)
         for suffix in ("-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(6)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(6)
+        ]
         results = [p.communicate(timeout=60) for p in procs]
         assert all(p.returncode == 0 for p in procs), [err for _, err in results if err][:1]
         assert {out.strip() for out, _ in results} == {str(SCHEMA_VERSION)}

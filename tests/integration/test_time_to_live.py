@@ -69,13 +69,17 @@ def test_a_job_is_first_polled_at_its_expected_end_not_after_the_quotas_spread(s
     assert first_poll_in == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize(("images", "kind", "final", "debounced"), [
-    (1, "enhancement.item.completed", False, False),  # a one-image job: nothing more to wait for
-    (2, "enhancement.completed", True, False),        # the job is over
-    (2, "enhancement.item.completed", False, True),   # more items may follow in the same burst
-])
+@pytest.mark.parametrize(
+    ("images", "kind", "final", "debounced"),
+    [
+        (1, "enhancement.item.completed", False, False),  # a one-image job: nothing more to wait for
+        (2, "enhancement.completed", True, False),  # the job is over
+        (2, "enhancement.item.completed", False, True),  # more items may follow in the same burst
+    ],
+)
 def test_a_webhook_is_debounced_only_when_more_events_of_the_job_may_follow(
-        shop, tmp_path: Path, images: int, kind: str, final: bool, debounced: bool) -> None:
+    shop, tmp_path: Path, images: int, kind: str, final: bool, debounced: bool
+) -> None:
     slow = AigenSandbox(seconds_per_item=30)
     server = slow.start()
     try:
@@ -94,8 +98,9 @@ def test_a_webhook_is_debounced_only_when_more_events_of_the_job_may_follow(
                 # cannot widen the measured wait (it once read 1.1 s for a 0 s answer).
                 arrived = time.time()
                 ctx.clock = lambda: arrived
-                daemon.on_provider_event(WebhookEvent(event_id="evt_1", provider_job_id=job.provider_job_id,
-                                                      kind=kind, final=final))
+                daemon.on_provider_event(
+                    WebhookEvent(event_id="evt_1", provider_job_id=job.provider_job_id, kind=kind, final=final)
+                )
                 return ctx.store.job(job.id).next_poll_at - arrived
 
         wait = run_async(scenario())
@@ -113,13 +118,21 @@ def test_aigen_marks_only_the_job_event_as_final(provider) -> None:
     from retouch.plugin.providers.aigenstudio.plugin import AigenProvider, AigenSettings
     from retouch.plugin.providers.base import ProviderConfig
 
-    plugin = AigenProvider(ProviderConfig(api_key=PROVIDER_KEY, base_url=provider.base_url, timeout=5.0,
-                                          public_url="https://retouch.example.com", settings=AigenSettings()))
+    plugin = AigenProvider(
+        ProviderConfig(
+            api_key=PROVIDER_KEY,
+            base_url=provider.base_url,
+            timeout=5.0,
+            public_url="https://retouch.example.com",
+            settings=AigenSettings(),
+        )
+    )
     secret = hashlib.sha256(PROVIDER_KEY.encode()).hexdigest().encode()
 
     def deliver(kind: str) -> WebhookEvent:
-        body = json.dumps({"type": kind, "enhancement_id": "enh_1",
-                           "item": {"external_id": "1", "status": "completed"}}).encode()
+        body = json.dumps(
+            {"type": kind, "enhancement_id": "enh_1", "item": {"external_id": "1", "status": "completed"}}
+        ).encode()
         stamp, event_id = str(int(time.time())), f"evt_{kind}"
         signature = hmac.new(secret, f"{stamp}.{event_id}.".encode() + body, hashlib.sha256).hexdigest()
         headers = {"X-Aigen-Signature": f"v1={signature}", "X-Aigen-Timestamp": stamp, "X-Aigen-Event-Id": event_id}
@@ -195,8 +208,16 @@ def test_next_attempt_due_reads_now_for_an_image_with_no_wait(shop, provider, tm
     assert run_async(scenario()) == 0.0
 
 
-@pytest.mark.parametrize(("age", "tick", "expected"), [
-    (0.0, 2.0, 0.25), (0.3, 2.0, 0.25), (1.0, 2.0, 0.5), (3.0, 2.0, 1.5), (60.0, 2.0, 2.0), (60.0, 0.1, 0.25),
-])
+@pytest.mark.parametrize(
+    ("age", "tick", "expected"),
+    [
+        (0.0, 2.0, 0.25),
+        (0.3, 2.0, 0.25),
+        (1.0, 2.0, 0.5),
+        (3.0, 2.0, 1.5),
+        (60.0, 2.0, 2.0),
+        (60.0, 0.1, 0.25),
+    ],
+)
 def test_verify_delay_looks_again_soon_then_at_most_every_tick(age: float, tick: float, expected: float) -> None:
     assert verify_delay(age, tick) == expected

@@ -11,7 +11,6 @@ import pytest
 
 from retouch.sync.nesting import MAX_DEPTH, nested_deeper_than
 from retouch.sync.shopify_webhooks import Refused, check_delivery, product_gid
-
 from test_server import Harness, event_body
 from test_shopify_webhooks import BODY, PRODUCT, SECRET, Endpoint, endpoint, headers, lower  # noqa: F401
 
@@ -27,11 +26,20 @@ def deep_product(depth: int) -> bytes:
 # ----- depth, without parsing ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "deep"), [
-    (nested(MAX_DEPTH), False), (nested(MAX_DEPTH + 1), True), (nested(100_000), True),
-    (nested(5000, "{\"a\":", "}"), True), (b'{"a": "' + b"[" * 5000 + b'"}', False),  # brackets inside a string
-    (b'{"a": "\\"' + b"[" * 100 + b'"}', False), (b"[" * 50, True), (b"]" * 50 + b"[" * 10, False), (b"", False),
-])
+@pytest.mark.parametrize(
+    ("raw", "deep"),
+    [
+        (nested(MAX_DEPTH), False),
+        (nested(MAX_DEPTH + 1), True),
+        (nested(100_000), True),
+        (nested(5000, "{\"a\":", "}"), True),
+        (b'{"a": "' + b"[" * 5000 + b'"}', False),  # brackets inside a string
+        (b'{"a": "\\"' + b"[" * 100 + b'"}', False),
+        (b"[" * 50, True),
+        (b"]" * 50 + b"[" * 10, False),
+        (b"", False),
+    ],
+)
 def test_nesting_is_measured_outside_strings(raw: bytes, deep: bool) -> None:
     assert nested_deeper_than(raw) is deep
 
@@ -61,13 +69,27 @@ def test_a_captured_delivery_replayed_under_fresh_ids_is_a_duplicate(endpoint: E
     assert endpoint.handed_over() == [PRODUCT, PRODUCT]
 
 
-@pytest.mark.parametrize("gid", [
-    "gid://shopify/Product/1/../2", "gid://shopify/Product/1/2", "gid://shopify/Product/12?x=1",
-    "gid://shopify/Product/12#x", "gid://shopify/Product/12\n", "gid://shopify/Product/ 12",
-    "gid://shopify/Product/１２", "gid://shopify/Product/²", "gid://shopify/Product/0", "gid://shopify/Product/-3",
-    "gid://shopify/Product/012", "gid://shopify/Product/99999999999999999999", "gid://shopify/Variant/12",
-    "gid://shopify/Product/", "GID://shopify/Product/12", "gid://shopify/Product/12/",
-])
+@pytest.mark.parametrize(
+    "gid",
+    [
+        "gid://shopify/Product/1/../2",
+        "gid://shopify/Product/1/2",
+        "gid://shopify/Product/12?x=1",
+        "gid://shopify/Product/12#x",
+        "gid://shopify/Product/12\n",
+        "gid://shopify/Product/ 12",
+        "gid://shopify/Product/１２",
+        "gid://shopify/Product/²",
+        "gid://shopify/Product/0",
+        "gid://shopify/Product/-3",
+        "gid://shopify/Product/012",
+        "gid://shopify/Product/99999999999999999999",
+        "gid://shopify/Variant/12",
+        "gid://shopify/Product/",
+        "GID://shopify/Product/12",
+        "gid://shopify/Product/12/",
+    ],
+)
 def test_a_product_gid_that_is_not_a_plain_number_is_400(endpoint: Endpoint, gid: str) -> None:
     body = json.dumps({"id": 12, "admin_graphql_api_id": gid}).encode()
     answer = endpoint.post(body, webhook_id=f"wh_{abs(hash(gid))}")
@@ -75,10 +97,18 @@ def test_a_product_gid_that_is_not_a_plain_number_is_400(endpoint: Endpoint, gid
     assert endpoint.handed_over() == []
 
 
-@pytest.mark.parametrize("body", [
-    {"id": 2**63}, {"id": 0}, {"id": -1}, {"id": True}, {"id": 1.5}, {"id": "12"},
-    {"id": 12, "admin_graphql_api_id": "gid://shopify/Product/13"},  # the two ids disagree
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": 2**63},
+        {"id": 0},
+        {"id": -1},
+        {"id": True},
+        {"id": 1.5},
+        {"id": "12"},
+        {"id": 12, "admin_graphql_api_id": "gid://shopify/Product/13"},  # the two ids disagree
+    ],
+)
 def test_numeric_ids_must_be_positive_64_bit_integers(body: dict) -> None:
     assert product_gid(body) is None
 
@@ -121,14 +151,18 @@ def test_a_full_database_under_webhooks_is_503_one_line_each_and_one_traceback(t
 
     def full(*args, **kwargs):
         raise OperationalError("INSERT INTO seenevent", {}, sqlite3.OperationalError("database or disk is full"))
+
     harness.store.remember_event = full  # the seen-event insert meets a full disk
     try:
         answers = [harness.deliver(event_body(), event_id=f"evt_full_{n}") for n in range(5)]
     finally:
         harness.close()
     assert [a.status_code for a in answers] == [503] * 5  # the sender retries later
-    failed = [json.loads(line) for line in out.getvalue().splitlines()
-              if line.startswith("{") and "http_handler_failed" in line]
+    failed = [
+        json.loads(line)
+        for line in out.getvalue().splitlines()
+        if line.startswith("{") and "http_handler_failed" in line
+    ]
     assert len(failed) == 5 and all("database or disk is full" in e["reason"] for e in failed)
     assert sum("exception" in e for e in failed) == 1
     assert harness.handed_over() == []
@@ -143,8 +177,10 @@ def test_a_flood_of_forged_deliveries_is_one_log_line_per_kind(tmp_path: Path) -
     configure("info", "json", stream=out)
     harness = Harness(tmp_path)
     try:
-        forged = [harness.deliver(event_body(), event_id=f"evt_forged_{n}", key="aigen_test_guessed_key_0000")
-                  for n in range(40)]
+        forged = [
+            harness.deliver(event_body(), event_id=f"evt_forged_{n}", key="aigen_test_guessed_key_0000")
+            for n in range(40)
+        ]
         deep = [harness.deliver(b'{"a": ' + nested(100) + b"}", event_id=f"evt_deep_{n}") for n in range(10)]
     finally:
         harness.close()

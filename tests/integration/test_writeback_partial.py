@@ -40,6 +40,7 @@ def _errors(entries: list[dict]) -> list[UserError]:
 
 # ---------------------------------------------------------------- reading the answer (pure)
 
+
 def test_rows_named_by_index_are_refused_and_returned_rows_are_written() -> None:
     ids = ["gid://shopify/MediaImage/1", "gid://shopify/MediaImage/2", "gid://shopify/MediaImage/3"]
     errors = [UserError("INVALID", ["files", "1", "originalSource"], "Image URL is invalid")]
@@ -80,12 +81,14 @@ def test_alt_text_is_cut_to_the_limit_never_sent_whole() -> None:
 
 # ---------------------------------------------------------------- write-back against the production profile
 
+
 def _media_ids(shop: ShopifySandbox, legacy_id) -> list[str]:
     return [m["id"] for m in shop.product(legacy_id)["media"]]
 
 
 def test_a_partial_file_update_writes_the_good_rows_once_and_holds_only_the_bad_one(
-        production_shop, provider, tmp_path: Path) -> None:
+    production_shop, provider, tmp_path: Path
+) -> None:
     """One row of five is bad (its staged source is one Shopify cannot use): Shopify applies the
     other four; they are written once (never sent again), and only the bad one is held, with its
     reason, and written later from a fresh upload. No duplicate media, no second payment."""
@@ -96,8 +99,11 @@ def test_a_partial_file_update_writes_the_good_rows_once_and_holds_only_the_bad_
     alone_calls: list[str] = []
 
     def prepare(ctx):
-        staged_uploads, shared, alone = (ctx.shopify.staged_uploads, ctx.shopify.replace_media_sources,
-                                         ctx.shopify.replace_media_source)
+        staged_uploads, shared, alone = (
+            ctx.shopify.staged_uploads,
+            ctx.shopify.replace_media_sources,
+            ctx.shopify.replace_media_source,
+        )
 
         async def one_unusable_source(files, **options):
             resources = await staged_uploads(files, **options)
@@ -122,7 +128,8 @@ def test_a_partial_file_update_writes_the_good_rows_once_and_holds_only_the_bad_
         images = settle(pipeline_settings(shop, provider, tmp_path), prepare)
     after = operations(shop)
     assert all(image.state == ImageState.DONE for image in images.values()), {
-        m: (i.state, i.error_code) for m, i in images.items()}
+        m: (i.state, i.error_code) for m, i in images.items()
+    }
     assert len(shared_calls) == 1 and len(shared_calls[0]) == 5
     assert alone_calls == [bad]  # the good rows were never sent again
     assert spent(before, after, "FileUpdate") == 2
@@ -138,7 +145,8 @@ def test_a_partial_file_update_writes_the_good_rows_once_and_holds_only_the_bad_
 
 
 def test_a_held_row_is_no_write_of_ours_so_a_picture_the_merchant_puts_there_meanwhile_is_kept(
-        production_shop, provider, tmp_path: Path) -> None:
+    production_shop, provider, tmp_path: Path
+) -> None:
     """Shopify named the row and did not apply it: the image holds no write of ours in flight. If the
     merchant puts another picture into that media before the next try, it is queued anew (as for any
     image not yet written), never overwritten with the enhancement of the old picture."""
@@ -170,14 +178,16 @@ def test_a_held_row_is_no_write_of_ours_so_a_picture_the_merchant_puts_there_mea
 
     images = settle(pipeline_settings(shop, provider, tmp_path), prepare)
     assert all(image.state == ImageState.DONE for image in images.values()), {
-        m: (i.state, i.error_code) for m, i in images.items()}
+        m: (i.state, i.error_code) for m, i in images.items()
+    }
     # The merchant's new picture was enhanced in its turn: three pictures charged, not two.
     (key,) = provider.stats()["keys"].values()
     assert key["images_charged"] == 3
 
 
 def test_a_media_deleted_before_the_shared_write_is_skipped_and_the_others_are_written_at_once(
-        production_shop, provider, tmp_path: Path) -> None:
+    production_shop, provider, tmp_path: Path
+) -> None:
     """The merchant deletes one media between our product read and the shared fileUpdate: Shopify
     applies the other rows and names the missing one (FILE_DOES_NOT_EXIST, by id): one call in all."""
     shop = production_shop

@@ -16,7 +16,8 @@ from test_writeback_together import settle
 
 
 def test_a_move_that_did_not_happen_is_made_again_and_adds_no_second_media(
-        production_shop, provider, tmp_path: Path) -> None:  # noqa: F811
+    production_shop, provider, tmp_path: Path
+) -> None:  # noqa: F811
     """The first reorder answers a job and does nothing (as Shopify does when it drops a move): the
     image is held, then its media is adopted and moved again; it ends right after its original."""
     shop = production_shop
@@ -37,7 +38,8 @@ def test_a_move_that_did_not_happen_is_made_again_and_adds_no_second_media(
     with structlog.testing.capture_logs() as logs:
         images = settle(pipeline_settings(shop, provider, tmp_path, mode="append"), prepare)
     assert all(image.state == ImageState.DONE for image in images.values()), {
-        m: (i.state, i.error_code) for m, i in images.items()}
+        m: (i.state, i.error_code) for m, i in images.items()
+    }
     order = [m["id"] for m in shop.product(product["legacy_id"])["media"]]
     assert len(order) == 6  # one result per original: no second media for the dropped move
     for original in originals:
@@ -48,8 +50,11 @@ def test_a_move_that_did_not_happen_is_made_again_and_adds_no_second_media(
     assert any(e["event"] == "adopted" for e in logs)
 
 
-def test_a_result_deleted_before_its_move_is_not_counted_as_written(production_shop, provider,  # noqa: F811
-                                                                    tmp_path: Path) -> None:
+def test_a_result_deleted_before_its_move_is_not_counted_as_written(
+    production_shop,
+    provider,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """The merchant deletes the new media before our move: Shopify answers the reorder with a job
     and no error. Read back, the media is gone: the image is skipped, and the product's marker never
     names a media that does not exist."""

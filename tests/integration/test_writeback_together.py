@@ -25,6 +25,7 @@ def spent(before: dict[str, int], after: dict[str, int], name: str) -> int:
 def settle(settings, prepare=None):
     """Run the pipeline in-process until every image is enhanced (so that write-back finds them all
     in one round, as it does for a job's results), then `prepare(ctx)`, then on until every image is final."""
+
     async def scenario():
         async with open_context(settings) as ctx:
             await until_enhanced(ctx)
@@ -92,8 +93,9 @@ def test_a_refused_shared_staged_upload_goes_one_file_at_a_time(shop, provider, 
             if len(files) == 1:
                 return await shared(files, **options)
             refusals.append(len(files))
-            raise ShopifyUserError("StagedUploadsCreate", [UserError(code=None, field=["input", "1"],
-                                                                     message="Invalid mime type")])
+            raise ShopifyUserError(
+                "StagedUploadsCreate", [UserError(code=None, field=["input", "1"], message="Invalid mime type")]
+            )
 
         ctx.shopify.staged_uploads = refuse
 
@@ -107,7 +109,8 @@ def test_a_refused_shared_staged_upload_goes_one_file_at_a_time(shop, provider, 
 
 
 def test_a_products_results_are_converted_in_one_thread_hand_off_and_a_bad_one_fails_alone(
-        shop, provider, tmp_path: Path, monkeypatch) -> None:
+    shop, provider, tmp_path: Path, monkeypatch
+) -> None:
     """Converting each result into its original's format happens in a worker thread, all of one
     product's results in one hand-off (every hand-off costs the event loop a thread switch). A result
     that cannot be read fails its own image (`result_unreadable`); the others are written."""

@@ -48,4 +48,8 @@ def test_documented_names_and_numbers(section: str) -> None:
     assert "purchased credits ≥ 200" in section and contract.MIN_LIFETIME_PURCHASED_CREDITS == 200
     assert "8 to 160 characters" in section and contract.IDEMPOTENCY_KEY_PATTERN.pattern.endswith("{8,160}$")
     assert "≤ 10 MB; ≤ 3 redirects; 10 s" in section
-    assert (contract.MAX_SOURCE_BYTES, contract.MAX_SOURCE_REDIRECTS, contract.SOURCE_TIMEOUT_SECONDS) == (10 * 1024 * 1024, 3, 10.0)
+    assert (contract.MAX_SOURCE_BYTES, contract.MAX_SOURCE_REDIRECTS, contract.SOURCE_TIMEOUT_SECONDS) == (
+        10 * 1024 * 1024,
+        3,
+        10.0,
+    )

@@ -19,10 +19,15 @@ def product_photo(seed: int = 1) -> Image.Image:
     """A 900x700 'photo': warm gradient backdrop with noise and a shadow, a blue bottle with a pale label off-centre."""
     width, height = 900, 700
     ramp = Image.linear_gradient("L").rotate(90).resize((width, height))
-    backdrop = Image.merge("RGB", [ramp.point(lambda v: 150 + v // 3), ramp.point(lambda v: 140 + v // 3), ramp.point(lambda v: 120 + v // 4)])
+    backdrop = Image.merge(
+        "RGB",
+        [ramp.point(lambda v: 150 + v // 3), ramp.point(lambda v: 140 + v // 3), ramp.point(lambda v: 120 + v // 4)],
+    )
     shadow = Image.new("L", (width, height), 0)
     ImageDraw.Draw(shadow).ellipse((300, 560, 620, 620), fill=90)
-    photo = Image.composite(Image.new("RGB", (width, height), (60, 55, 50)), backdrop, shadow.filter(ImageFilter.GaussianBlur(15)))
+    photo = Image.composite(
+        Image.new("RGB", (width, height), (60, 55, 50)), backdrop, shadow.filter(ImageFilter.GaussianBlur(15))
+    )
     draw = ImageDraw.Draw(photo)
     draw.rounded_rectangle(PRODUCT_BOX, radius=40, fill=BOTTLE)
     draw.rectangle((410, 140, 490, 210), fill=(20, 20, 20))  # cap
@@ -53,14 +58,20 @@ def test_result_is_a_centred_product_on_a_white_square() -> None:
 
     # A white frame all around: the margin is pure white, not the beige backdrop.
     band = result.width // 20
-    for box in ((0, 0, result.width, band), (0, result.height - band, result.width, result.height),
-                (0, 0, band, result.height), (result.width - band, 0, result.width, result.height)):
+    for box in (
+        (0, 0, result.width, band),
+        (0, result.height - band, result.width, result.height),
+        (0, 0, band, result.height),
+        (result.width - band, 0, result.width, result.height),
+    ):
         assert result.crop(box).getextrema() == ((255, 255),) * 3
 
     # The product is there, in its colour, and centred (the photo had it off-centre vertically).
     left, top, right, bottom = non_white_box(result)
     assert abs(left - (result.width - right)) <= 3 and abs(top - (result.height - bottom)) <= 3
-    centre = result.crop((result.width // 2 - 5, int(result.height * 0.75), result.width // 2 + 5, int(result.height * 0.75) + 10))
+    centre = result.crop(
+        (result.width // 2 - 5, int(result.height * 0.75), result.width // 2 + 5, int(result.height * 0.75) + 10)
+    )
     red, green, blue = ImageStat.Stat(centre).mean
     assert blue > 120 and red < 80  # bottle blue
 

@@ -254,7 +254,9 @@ def test_actions_the_ledger_allows_never_exceed_any_limit_in_any_window(
 
 @settings(max_examples=100, deadline=None)
 @given(
-    gaps=st.lists(st.one_of(st.floats(0, 4000, allow_nan=False), st.sampled_from([0.0, 0.25, 3599.75])), min_size=1, max_size=60),
+    gaps=st.lists(
+        st.one_of(st.floats(0, 4000, allow_nan=False), st.sampled_from([0.0, 0.25, 3599.75])), min_size=1, max_size=60
+    ),
     offset=st.floats(min_value=0, max_value=3600, allow_nan=False),
 )
 def test_greedy_use_is_safe_under_any_fixed_window_alignment(gaps: list[float], offset: float) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retouch.plugin.shopify.models import BulkOperation
 from retouch.plugin.shopify.windows import CapExceeded, Restart, next_window
@@ -25,8 +26,15 @@ T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
 
 
 def op(status: str, *, url: str | None = None, partial: str | None = None, code: str | None = None) -> BulkOperation:
-    return BulkOperation(id="gid://shopify/BulkOperation/1", status=status, error_code=code, created_at=T0,
-                         object_count=0, url=url, partial_data_url=partial)
+    return BulkOperation(
+        id="gid://shopify/BulkOperation/1",
+        status=status,
+        error_code=code,
+        created_at=T0,
+        object_count=0,
+        url=url,
+        partial_data_url=partial,
+    )
 
 
 def test_switch_point_both_sides():
@@ -101,7 +109,9 @@ def test_bulk_cursor_never_passes_the_export_start():
 def test_next_window_pages_on_until_the_cap_then_restarts_at_the_last_second_read():
     last = T0 + timedelta(seconds=30, microseconds=500)
     assert next_window(since=None, read=20, page_size=10, cap=30, last_updated=last) is None
-    assert next_window(since=None, read=21, page_size=10, cap=30, last_updated=last) == Restart(T0 + timedelta(seconds=30))
+    assert next_window(since=None, read=21, page_size=10, cap=30, last_updated=last) == Restart(
+        T0 + timedelta(seconds=30)
+    )
     with pytest.raises(CapExceeded):  # one second holds more than a window: no later start exists
         next_window(since=T0 + timedelta(seconds=30), read=21, page_size=10, cap=30, last_updated=last)
 
@@ -131,7 +141,7 @@ def test_split_windows_read_every_product_and_never_page_past_the_cap(gaps, page
         read, offset, restarted = 0, 0, False
         while offset < len(matching):
             assert offset + page_size <= cap or offset == 0, "a page past the cap was asked for"
-            page = matching[offset:offset + page_size]
+            page = matching[offset : offset + page_size]
             offset += len(page)
             read += len(page)
             seen.update(i for _, i in page)

@@ -26,11 +26,14 @@ MIN_WHITE = 0.98
 # copy (at most 800 px, segment.REFINE_SIDE) on which the edge is settled.
 EDGE_RING = 5
 # Every shape at least twice (the shape is seed % 6), four sizes and aspect ratios, the three formats.
-CASES = [(seed, fmt, size) for seed, fmt, size in zip(
-    range(3, 3 + 2 * len(_SHAPES) * 7, 7),
-    ["JPEG", "PNG", "WEBP"] * 4,
-    [(640, 640), (900, 700), (480, 640), (1600, 1200)] * 3,
-)]
+CASES = [
+    (seed, fmt, size)
+    for seed, fmt, size in zip(
+        range(3, 3 + 2 * len(_SHAPES) * 7, 7),
+        ["JPEG", "PNG", "WEBP"] * 4,
+        [(640, 640), (900, 700), (480, 640), (1600, 1200)] * 3,
+    )
+]
 
 
 def cutout_figures(data: bytes, truth: Image.Image) -> tuple[float, float, float, enhance.Cutout]:
@@ -58,8 +61,10 @@ def test_the_cases_cover_every_shape() -> None:
 def test_the_product_is_cut_out_cleanly_onto_white(seed: int, fmt: str, size: tuple[int, int]) -> None:
     data, truth = product_photo_and_mask(seed, fmt, size)  # type: ignore[arg-type]
     iou, white, farthest, cutout = cutout_figures(data, truth)
-    figures = (f"seed {seed} {_SHAPES[seed % len(_SHAPES)]} {fmt} {size[0]}x{size[1]}: IoU {iou:.3f}, "
-               f"background gone {white:.2%}, left-over pixels at most {farthest:.1f} px from the product's edge")
+    figures = (
+        f"seed {seed} {_SHAPES[seed % len(_SHAPES)]} {fmt} {size[0]}x{size[1]}: IoU {iou:.3f}, "
+        f"background gone {white:.2%}, left-over pixels at most {farthest:.1f} px from the product's edge"
+    )
     print(figures)
     assert iou >= MIN_IOU, figures
     assert white >= MIN_WHITE, figures

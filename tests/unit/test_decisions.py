@@ -16,8 +16,8 @@ from retouch.sync.decisions import (
     is_excluded,
     is_output_filename,
     marker_ids_after,
-    output_filename,
     observed_duration,
+    output_filename,
     poll_delay,
     queue_eta_seconds,
     submit_size,
@@ -25,8 +25,14 @@ from retouch.sync.decisions import (
 
 
 def facts(**changes) -> MediaFacts:
-    base = dict(media_id="gid://shopify/MediaImage/1", is_image=True, filename="shoe.jpg", in_marker=False,
-                known_output=False, tracked=False)
+    base = dict(
+        media_id="gid://shopify/MediaImage/1",
+        is_image=True,
+        filename="shoe.jpg",
+        in_marker=False,
+        known_output=False,
+        tracked=False,
+    )
     return MediaFacts(**{**base, **changes})
 
 

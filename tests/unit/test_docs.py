@@ -24,15 +24,17 @@ def test_the_readme_keeps_its_two_commands_and_says_where_retouch_is() -> None:
     text = README.read_text()
     lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     assert "make demo" in lines and "make test" in lines  # each a command line of its own
-    after_demo = text[text.index("make demo"):]
+    after_demo = text[text.index("make demo") :]
     assert ".venv/bin/retouch" in after_demo and "source .venv/bin/activate" in after_demo
 
 
 def test_every_relative_link_in_the_readme_resolves_to_a_file() -> None:
     links = readme_links()
     assert "docs/demo.png" in links  # the demo's picture is shown
-    headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
-                for h in re.findall(r"^#+ (.+)$", README.read_text(), flags=re.M)}
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", README.read_text(), flags=re.M)
+    }
     for target in links:
         if re.match(r"[a-z]+:", target):  # https:, mailto:
             continue

@@ -26,8 +26,10 @@ EXPECTED_MOVES = {
     "write": ({S.BACKED_UP}, S.WRITTEN),
     "finish": ({S.WRITTEN}, S.DONE),
     "fail": ({S.DISCOVERED, S.SUBMITTED, S.ENHANCED, S.BACKED_UP, S.WRITTEN}, S.FAILED),
-    "skip": ({S.DISCOVERED, S.SUBMITTED, S.ENHANCED, S.BACKED_UP, S.WRITTEN, S.FAILED, S.SKIPPED, S.BASELINE,
-              S.REVERTED}, S.SKIPPED),
+    "skip": (
+        {S.DISCOVERED, S.SUBMITTED, S.ENHANCED, S.BACKED_UP, S.WRITTEN, S.FAILED, S.SKIPPED, S.BASELINE, S.REVERTED},
+        S.SKIPPED,
+    ),
     "requeue": ({S.SUBMITTED, S.BACKED_UP, S.FAILED, S.SKIPPED, S.BASELINE, S.REVERTED}, S.DISCOVERED),
     "retry_backup": ({S.FAILED}, S.ENHANCED),
     "retry_write": ({S.FAILED}, S.BACKED_UP),
@@ -38,8 +40,13 @@ ILLEGAL = sorted({(a, b) for a in ImageState for b in ImageState} - LEGAL)
 
 
 def new_image(store: Store, n: int, state: ImageState = S.DISCOVERED) -> int:
-    image = store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id="gid://shopify/Product/1",
-                               product_legacy_id="1", state=S.DISCOVERED, source_url=f"http://x/{n}.jpg")
+    image = store.insert_image(
+        media_id=f"gid://shopify/MediaImage/{n}",
+        product_id="gid://shopify/Product/1",
+        product_legacy_id="1",
+        state=S.DISCOVERED,
+        source_url=f"http://x/{n}.jpg",
+    )
     if state is not S.DISCOVERED:  # put it there as the test needs it (what a step before would have done)
         with sqlite3.connect(store.path) as conn:
             conn.execute("UPDATE image SET state = ? WHERE id = ?", (str(state), image.id))
@@ -81,10 +88,30 @@ def test_the_states_split_into_the_queue_and_the_end() -> None:
 
 def test_the_one_requeue_clears_the_union_of_the_three_old_resets() -> None:
     """discovery's resync, `retouch retry` and write-back's new picture once reset different fields."""
-    discovery = {"job_id", "item_index", "result_url", "attempts", "next_attempt_at", "error_code", "error_message",
-                 "write_source", "write_mode"}
-    retry = {"attempts", "next_attempt_at", "error_code", "error_message", "write_source", "written_at",
-             "output_media_id", "write_mode", "job_id", "item_index", "result_url"}
+    discovery = {
+        "job_id",
+        "item_index",
+        "result_url",
+        "attempts",
+        "next_attempt_at",
+        "error_code",
+        "error_message",
+        "write_source",
+        "write_mode",
+    }
+    retry = {
+        "attempts",
+        "next_attempt_at",
+        "error_code",
+        "error_message",
+        "write_source",
+        "written_at",
+        "output_media_id",
+        "write_mode",
+        "job_id",
+        "item_index",
+        "result_url",
+    }
     new_picture = {"job_id", "item_index", "result_url", "write_source", "write_mode", "attempts", "next_attempt_at"}
     clears = set(TRANSITIONS["requeue"].clears)
     assert discovery | retry | new_picture <= clears
@@ -129,9 +156,11 @@ def test_a_batch_of_moves_reports_each_stale_row_even_one_already_in_the_target(
     target (a replayed answer) is not reported as moved."""
     a, b, c = (new_image(store, n, S.SUBMITTED) for n in range(3))
     store.transition(b, "enhance", expect=S.SUBMITTED, result_url="https://r/first")
-    moves = [Move(a, "enhance", (S.SUBMITTED,), {"result_url": "https://r/a"}),
-             Move(b, "enhance", (S.SUBMITTED,), {"result_url": "https://r/b"}),
-             Move(c, "fail", (S.SUBMITTED,), {"error_code": "x"})]
+    moves = [
+        Move(a, "enhance", (S.SUBMITTED,), {"result_url": "https://r/a"}),
+        Move(b, "enhance", (S.SUBMITTED,), {"result_url": "https://r/b"}),
+        Move(c, "fail", (S.SUBMITTED,), {"error_code": "x"}),
+    ]
     assert store.transitions(moves) == [a, c]
     assert [store.image(i).result_url for i in (a, b)] == ["https://r/a", "https://r/first"]
     assert store.image(c).state == S.FAILED
@@ -139,8 +168,17 @@ def test_a_batch_of_moves_reports_each_stale_row_even_one_already_in_the_target(
 
 def test_clears_apply_unless_the_caller_keeps_a_field(store: Store) -> None:
     image = new_image(store, 1, S.SUBMITTED)
-    store.update_image(image, job_id=None, item_index=4, result_url="https://r", write_source="s", attempts=3,
-                       error_code="e", backup_sha256="b" * 64, paid_attempts=2)
+    store.update_image(
+        image,
+        job_id=None,
+        item_index=4,
+        result_url="https://r",
+        write_source="s",
+        attempts=3,
+        error_code="e",
+        backup_sha256="b" * 64,
+        paid_attempts=2,
+    )
     assert store.transition(image, "requeue", expect=S.SUBMITTED, item_index=4, error_code="item_failed") == [image]
     row = store.image(image)
     assert (row.state, row.item_index, row.error_code) == (S.DISCOVERED, 4, "item_failed")  # kept: given
@@ -162,7 +200,12 @@ def test_a_schema_5_database_file_is_migrated_to_6_and_keeps_its_rows(tmp_path: 
         assert store.get_meta("schema_version") == "6"
         row = store.image(kept)
         assert (row.state, row.product_title, row.result_sha256, row.approved_at, row.review_note) == (
-            S.DONE, None, None, None, None)
+            S.DONE,
+            None,
+            None,
+            None,
+            None,
+        )
         store.update_image(kept, product_title="Blue mug", review_note="too dark")
         assert (store.image(kept).product_title, store.image(kept).review_note) == ("Blue mug", "too dark")
     finally:
@@ -198,7 +241,7 @@ def _state_writes(tree) -> list[int]:
             found.append(node.lineno)
         arguments = [*node.args, *(keyword.value for keyword in node.keywords if keyword.arg != "job_fields")]
         if node.func.attr == "update_job_and_images":
-            del arguments[:min(2, len(node.args))]  # the job's id and its own fields (a job has a state too)
+            del arguments[: min(2, len(node.args))]  # the job's id and its own fields (a job has a state too)
         for argument in arguments:
             for inner in ast.walk(argument):
                 keys = inner.keys if isinstance(inner, ast.Dict) else []

@@ -21,8 +21,8 @@ def test_the_table_is_consistent() -> None:
     names = [spec.name for spec in STEPS]
     assert len(names) == len(set(names)) == len(BY_NAME)
     for spec in STEPS:
-        assert set(spec.wakes) <= set(names), spec.name        # a step wakes only steps that exist
-        assert spec.name not in spec.wakes, spec.name          # rounds, not waking itself, repeat a step
+        assert set(spec.wakes) <= set(names), spec.name  # a step wakes only steps that exist
+        assert spec.name not in spec.wakes, spec.name  # rounds, not waking itself, repeat a step
         assert set(spec.brings_forward) <= set(names), spec.name
         assert spec.rounds >= 1
         assert (spec.name in RUNS) != spec.daemon_only, spec.name  # each step runs something, once
@@ -38,10 +38,14 @@ def test_the_table_is_consistent() -> None:
 def test_cadence_comes_from_the_schedule_or_the_table() -> None:
     schedule = SimpleNamespace(tick=0.2, discover_every=30.0)
     assert {spec.name: spec.seconds(schedule) for spec in STEPS} == {
-        "write_back": 0.2, "discover": 30.0, "track": 0.2, "submit": 0.2, "housekeeping": 600.0,
-        "discover_products": 60.0}
-    assert [spec.name for spec, _ in scheduled_steps()] == ["write_back", "discover", "track", "submit",
-                                                             "housekeeping"]
+        "write_back": 0.2,
+        "discover": 30.0,
+        "track": 0.2,
+        "submit": 0.2,
+        "housekeeping": 600.0,
+        "discover_products": 60.0,
+    }
+    assert [spec.name for spec, _ in scheduled_steps()] == ["write_back", "discover", "track", "submit", "housekeeping"]
 
 
 def test_discovery_wakes_submit_only_when_it_queued() -> None:
@@ -57,6 +61,7 @@ def test_the_daemon_and_the_one_shot_runner_read_the_table(monkeypatch) -> None:
     def recorder(name: str):
         async def step(_ctx) -> None:
             ran.append(name)
+
         return step
 
     monkeypatch.setattr(order, "RUNS", {name: recorder(name) for name in RUNS})

@@ -14,32 +14,38 @@ from retouch.sync.commands.public_url_check import public_url_findings, resolve
 from retouch.sync.config import load_settings
 
 
-@pytest.mark.parametrize("url, addresses, reason", [
-    ("https://10.0.0.5/hooks", None, "a private address (10.0.0.5)"),
-    ("https://192.168.1.20", None, "a private address"),
-    ("http://127.0.0.1:8080", None, "a loopback address"),
-    ("https://[::1]:8443", None, "a loopback address"),
-    ("https://[fe80::1]", None, "a link-local address"),
-    ("https://169.254.169.254", None, "a link-local address"),  # the cloud metadata address
-    ("https://[::ffff:10.0.0.9]", None, "a private address (10.0.0.9)"),
-    ("https://0.0.0.0", None, "an unspecified address"),
-    ("https://localhost:8443", None, "localhost is a local name"),
-    ("https://retouch.local", None, "is a local name"),
-    ("https://my-store.myshopify.com/hooks", None, "is a Shopify domain"),
-    ("https://hooks.example.com", ["93.184.216.34", "10.0.0.7"], "hooks.example.com resolves to a private address"),
-    ("https://hooks.example.com", ["fd00::5"], "resolves to a private address"),
-])
+@pytest.mark.parametrize(
+    "url, addresses, reason",
+    [
+        ("https://10.0.0.5/hooks", None, "a private address (10.0.0.5)"),
+        ("https://192.168.1.20", None, "a private address"),
+        ("http://127.0.0.1:8080", None, "a loopback address"),
+        ("https://[::1]:8443", None, "a loopback address"),
+        ("https://[fe80::1]", None, "a link-local address"),
+        ("https://169.254.169.254", None, "a link-local address"),  # the cloud metadata address
+        ("https://[::ffff:10.0.0.9]", None, "a private address (10.0.0.9)"),
+        ("https://0.0.0.0", None, "an unspecified address"),
+        ("https://localhost:8443", None, "localhost is a local name"),
+        ("https://retouch.local", None, "is a local name"),
+        ("https://my-store.myshopify.com/hooks", None, "is a Shopify domain"),
+        ("https://hooks.example.com", ["93.184.216.34", "10.0.0.7"], "hooks.example.com resolves to a private address"),
+        ("https://hooks.example.com", ["fd00::5"], "resolves to a private address"),
+    ],
+)
 def test_internal_and_shopify_addresses_are_refused(url, addresses, reason) -> None:
     problem = address_problem(url, addresses)
     assert problem is not None and reason in problem
 
 
-@pytest.mark.parametrize("url, addresses", [
-    ("https://hooks.example.com", ["93.184.216.34"]),
-    ("https://hooks.example.com", ["2606:2800:220:1:248:1893:25c8:1946"]),
-    ("https://93.184.216.34:8443/x", None),
-    ("https://hooks.example.com", None),  # not resolved: only the name is judged
-])
+@pytest.mark.parametrize(
+    "url, addresses",
+    [
+        ("https://hooks.example.com", ["93.184.216.34"]),
+        ("https://hooks.example.com", ["2606:2800:220:1:248:1893:25c8:1946"]),
+        ("https://93.184.216.34:8443/x", None),
+        ("https://hooks.example.com", None),  # not resolved: only the name is judged
+    ],
+)
 def test_public_addresses_pass(url, addresses) -> None:
     assert address_problem(url, addresses) is None
 
@@ -76,12 +82,18 @@ url = "sqlite:///{tmp_path / 'retouch.db'}"
 
 
 def test_check_names_the_key_the_reason_the_refusing_services_and_what_to_do(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, shop_url="https://my-store.myshopify.com", public_url="https://hooks.example.com",
-                         provider_url="https://api.aigenstudio.example")
+    settings = _settings(
+        tmp_path,
+        shop_url="https://my-store.myshopify.com",
+        public_url="https://hooks.example.com",
+        provider_url="https://api.aigenstudio.example",
+    )
     ((ok, line),) = public_url_findings(settings, resolve=lambda host: ["10.20.30.40"])
     assert not ok
-    assert line.startswith("[server] public_url: https://hooks.example.com cannot receive webhooks from Shopify "
-                           "and AI Gen Studio: hooks.example.com resolves to a private address (10.20.30.40); ")
+    assert line.startswith(
+        "[server] public_url: https://hooks.example.com cannot receive webhooks from Shopify "
+        "and AI Gen Studio: hooks.example.com resolves to a private address (10.20.30.40); "
+    )
     assert "reverse proxy or a tunnel" in line
     assert "\n" not in line
     assert public_url_findings(settings, resolve=lambda host: ["93.184.216.34"]) == []

@@ -25,8 +25,12 @@ FULL_SCAN = re.compile(r"^SCAN (\w+)$")
 def store(tmp_path: Path):
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     for n in range(30):
-        store.insert_image(media_id=f"gid://shopify/MediaImage/{n}", product_id=f"gid://shopify/Product/{n % 7}",
-                           product_legacy_id=str(n % 7), state=ImageState.DISCOVERED)
+        store.insert_image(
+            media_id=f"gid://shopify/MediaImage/{n}",
+            product_id=f"gid://shopify/Product/{n % 7}",
+            product_legacy_id=str(n % 7),
+            state=ImageState.DISCOVERED,
+        )
     job = store.create_job("aigenstudio", "key-0000000001", [1, 2, 3])
     store.update_job(job.id, state=JobState.SUBMITTED)
     store.add_output("gid://shopify/MediaImage/99", "gid://shopify/Product/1", None)
@@ -61,10 +65,12 @@ HOT_PATHS: dict[str, Callable[[Store], object]] = {
     "images_of_product": lambda s: s.images_of_product("gid://shopify/Product/2"),
     "output_media_of_product": lambda s: s.output_media_of_product("gid://shopify/Product/1"),
     "is_output": lambda s: s.is_output("gid://shopify/MediaImage/99"),
-    "images_in_state_due": lambda s: s.images_in_state(ImageState.ENHANCED, ImageState.BACKED_UP,
-                                                       ImageState.WRITTEN, due_by=2000.0),
-    "images_in_state_queue": lambda s: s.images_in_state(ImageState.DISCOVERED, due_by=2000.0, limit=20,
-                                                         has_source=True),
+    "images_in_state_due": lambda s: s.images_in_state(
+        ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN, due_by=2000.0
+    ),
+    "images_in_state_queue": lambda s: s.images_in_state(
+        ImageState.DISCOVERED, due_by=2000.0, limit=20, has_source=True
+    ),
     "images_in_state_unready": lambda s: s.images_in_state(ImageState.DISCOVERED, has_source=False, limit=50),
     "next_attempt_due": lambda s: s.next_attempt_due(ImageState.ENHANCED, ImageState.BACKED_UP, ImageState.WRITTEN),
     "counts_by_state": lambda s: s.counts_by_state(),
@@ -89,6 +95,7 @@ def test_hot_path_reads_no_whole_table(store: Store, name: str) -> None:
 
 
 def test_the_check_would_catch_a_full_scan(store: Store) -> None:
-    plans = plans_of(store, lambda: store.engine.connect().exec_driver_sql(
-        "SELECT * FROM image WHERE alt = 'x'").fetchall())
+    plans = plans_of(
+        store, lambda: store.engine.connect().exec_driver_sql("SELECT * FROM image WHERE alt = 'x'").fetchall()
+    )
     assert any(FULL_SCAN.match(d) for _, details in plans for d in details)

@@ -13,7 +13,6 @@ import structlog
 from retouch.plugin.shopify.client import ShopifyClient
 from retouch.plugin.shopify.errors import ShopifyResponseError, ShopifyUserError
 from retouch.plugin.shopify.operations import bulk_products_query
-
 from shopify_testkit import SHOP_URL, TOKEN, FakeTime, ScriptedShopify, bulk_node, ok
 
 RESULT_URL = "https://storage.googleapis.com/bulk/result.jsonl?Expires=1&Signature=abc"
@@ -30,8 +29,9 @@ def run(script: ScriptedShopify, action):
     time = FakeTime()
 
     async def main():
-        async with ShopifyClient(SHOP_URL, TOKEN, transport=httpx.MockTransport(script),
-                                 clock=time.clock, sleep=time.sleep) as client:
+        async with ShopifyClient(
+            SHOP_URL, TOKEN, transport=httpx.MockTransport(script), clock=time.clock, sleep=time.sleep
+        ) as client:
             return await action(client)
 
     return asyncio.run(main())
@@ -52,9 +52,18 @@ def test_start_sends_the_derived_query_ungrouped_and_parses_the_operation():
 
 def test_operation_in_progress_is_a_user_error_with_its_code():
     # The captured sixth run: no operation, code OPERATION_IN_PROGRESS, field null.
-    refused = {"bulkOperationRunQuery": {"bulkOperation": None, "userErrors": [{
-        "field": None, "code": "OPERATION_IN_PROGRESS",
-        "message": "A bulk query operation for this app and shop is already in progress: gid://shopify/BulkOperation/1."}]}}
+    refused = {
+        "bulkOperationRunQuery": {
+            "bulkOperation": None,
+            "userErrors": [
+                {
+                    "field": None,
+                    "code": "OPERATION_IN_PROGRESS",
+                    "message": "A bulk query operation for this app and shop is already in progress: gid://shopify/BulkOperation/1.",
+                }
+            ],
+        }
+    }
     script = ScriptedShopify([ok(refused)])
     with pytest.raises(ShopifyUserError) as info:
         run(script, lambda c: c.start_bulk_products())
@@ -64,18 +73,25 @@ def test_operation_in_progress_is_a_user_error_with_its_code():
 
 def test_poll_cancel_and_count():
     done = bulk_node(status="COMPLETED", url=RESULT_URL, objects=1456)
-    script = ScriptedShopify([
-        ok({"bulkOperation": done}), ok({"bulkOperation": None}),
-        ok({"bulkOperationCancel": {"bulkOperation": bulk_node(status="CANCELING"), "userErrors": []}}),
-        ok({"productsCount": {"count": 1456, "precision": "EXACT"}}),
-        ok({"productsCount": {"count": 2000, "precision": "AT_LEAST"}}),
-    ])
+    script = ScriptedShopify(
+        [
+            ok({"bulkOperation": done}),
+            ok({"bulkOperation": None}),
+            ok({"bulkOperationCancel": {"bulkOperation": bulk_node(status="CANCELING"), "userErrors": []}}),
+            ok({"productsCount": {"count": 1456, "precision": "EXACT"}}),
+            ok({"productsCount": {"count": 2000, "precision": "AT_LEAST"}}),
+        ]
+    )
 
     async def action(client):
-        return (await client.bulk_operation("gid://shopify/BulkOperation/1"),
-                await client.bulk_operation("gid://shopify/BulkOperation/2"),
-                await client.cancel_bulk_operation("gid://shopify/BulkOperation/1"),
-                await client.products_count(), await client.products_count(limit=2000))
+        return (
+            await client.bulk_operation("gid://shopify/BulkOperation/1"),
+            await client.bulk_operation("gid://shopify/BulkOperation/2"),
+            await client.cancel_bulk_operation("gid://shopify/BulkOperation/1"),
+            await client.products_count(),
+            await client.products_count(limit=2000),
+        )
+
     polled, gone, cancelled, exact, capped = run(script, action)
     assert polled.terminal and polled.url == RESULT_URL and polled.object_count == 1456
     assert gone is None
@@ -91,6 +107,7 @@ def test_jsonl_streams_objects_without_the_token_whatever_the_order():
 
     async def action(client):
         return [o async for o in client.iter_jsonl(RESULT_URL)]
+
     assert run(script, action) == [child, parent]
     assert "X-Shopify-Access-Token" not in script.requests[0].headers
 
@@ -103,6 +120,7 @@ def test_a_cut_off_download_raises_after_the_good_lines():
     async def action(client):
         async for o in client.iter_jsonl(RESULT_URL):
             got.append(o)
+
     with pytest.raises(ShopifyResponseError, match="cut off") as info:
         run(script, action)
     assert info.value.operation == "bulk_download"
@@ -114,6 +132,7 @@ def test_an_expired_result_url_says_so_by_its_status():
 
     async def action(client):
         return [o async for o in client.iter_jsonl(RESULT_URL)]
+
     with pytest.raises(ShopifyResponseError) as info:
         run(script, action)
     assert info.value.status == 403

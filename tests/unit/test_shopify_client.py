@@ -26,7 +26,6 @@ from retouch.plugin.shopify.errors import (
 )
 from retouch.plugin.shopify.models import Media, parse_marker
 from retouch.plugin.shopify.operations import operation
-
 from shopify_testkit import (
     GRAPHQL_URL,
     SHOP_URL,
@@ -54,8 +53,9 @@ def run(script: ScriptedShopify, action, time: FakeTime | None = None, **options
     time = time or FakeTime()
 
     async def main():
-        async with ShopifyClient(SHOP_URL, TOKEN, transport=httpx.MockTransport(script),
-                                 clock=time.clock, sleep=time.sleep, **options) as client:
+        async with ShopifyClient(
+            SHOP_URL, TOKEN, transport=httpx.MockTransport(script), clock=time.clock, sleep=time.sleep, **options
+        ) as client:
             return await action(client)
 
     return asyncio.run(main())
@@ -75,12 +75,16 @@ def events(logs, name):
 
 # ---------------------------------------------------------------- URL and request shape
 
+
 def test_graphql_url_follows_shopify_conventions():
     expected = "https://my-store.myshopify.com/admin/api/2026-07/graphql.json"
     assert admin_api_url("my-store", "2026-07") == expected
     assert admin_api_url("https://my-store.myshopify.com/", "2026-07") == expected
     assert admin_api_url("my-store.myshopify.com", "2026-07") == expected
-    assert admin_api_url("https://x.myshopify.com", "unstable") == "https://x.myshopify.com/admin/api/unstable/graphql.json"
+    assert (
+        admin_api_url("https://x.myshopify.com", "unstable")
+        == "https://x.myshopify.com/admin/api/unstable/graphql.json"
+    )
 
 
 def test_loopback_sandbox_keeps_http_and_its_port():
@@ -123,6 +127,7 @@ def test_shop_info():
 
 
 # ---------------------------------------------------------------- rate limits and retries
+
 
 def test_throttled_waits_exactly_the_deficit_then_retries(logs):
     time = FakeTime()
@@ -213,8 +218,10 @@ def _add_media_variables():
     }
 
 
-@pytest.mark.parametrize("fault", [httpx.ReadTimeout("read timed out"), httpx.Response(502),
-                                   httpx.RemoteProtocolError("server disconnected")])
+@pytest.mark.parametrize(
+    "fault",
+    [httpx.ReadTimeout("read timed out"), httpx.Response(502), httpx.RemoteProtocolError("server disconnected")],
+)
 def test_product_add_media_is_not_repeated_when_it_may_have_run(fault):
     script = ScriptedShopify([fault])
     error = raised(script, lambda c: c.execute("ProductAddMedia", _add_media_variables()), ShopifyUnavailable)
@@ -223,8 +230,9 @@ def test_product_add_media_is_not_repeated_when_it_may_have_run(fault):
     assert len(script.requests) == 1
 
 
-@pytest.mark.parametrize("fault", [throttled(requested=20, available=0), httpx.Response(429),
-                                   httpx.ConnectError("connection refused")])
+@pytest.mark.parametrize(
+    "fault", [throttled(requested=20, available=0), httpx.Response(429), httpx.ConnectError("connection refused")]
+)
 def test_product_add_media_is_retried_when_it_certainly_did_not_run(fault):
     done = {"productUpdate": {"product": {"id": "gid://shopify/Product/1", "media": {"nodes": []}}, "userErrors": []}}
     script = ScriptedShopify([fault, ok(done)])
@@ -233,14 +241,19 @@ def test_product_add_media_is_retried_when_it_certainly_did_not_run(fault):
 
 
 def test_idempotent_mutation_is_retried_after_a_timeout():
-    done = {"fileUpdate": {"files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": None}],
-                           "userErrors": []}}
+    done = {
+        "fileUpdate": {
+            "files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": None}],
+            "userErrors": [],
+        }
+    }
     script = ScriptedShopify([httpx.WriteTimeout("write timed out"), ok(done)])
     variables = {"files": [{"id": "gid://shopify/MediaImage/9", "originalSource": "https://cdn.example/a.jpg"}]}
     assert run(script, lambda c: c.execute("FileUpdate", variables)) == done
 
 
 # ---------------------------------------------------------------- errors
+
 
 def test_401_is_an_auth_error_without_the_token_and_without_retry():
     # Even if a server echoed the token back, the message quotes it redacted.
@@ -253,44 +266,70 @@ def test_401_is_an_auth_error_without_the_token_and_without_retry():
 
 
 def test_403_is_an_auth_error():
-    script = ScriptedShopify([httpx.Response(403, json={"errors": "This action requires merchant approval for write_products scope."})])
+    script = ScriptedShopify(
+        [httpx.Response(403, json={"errors": "This action requires merchant approval for write_products scope."})]
+    )
     error = raised(script, lambda c: c.execute("Shop"), ShopifyAuthError)
     assert error.status == 403 and "write_products" in str(error)
 
 
 def test_access_denied_graphql_error_is_an_auth_error():
-    body = {"data": None, "errors": [{"message": "Access denied for products field. Required access: `read_products`.",
-                                      "extensions": {"code": "ACCESS_DENIED"}}]}
+    body = {
+        "data": None,
+        "errors": [
+            {
+                "message": "Access denied for products field. Required access: `read_products`.",
+                "extensions": {"code": "ACCESS_DENIED"},
+            }
+        ],
+    }
     error = raised(ScriptedShopify([httpx.Response(200, json=body)]), lambda c: c.execute("Shop"), ShopifyAuthError)
     assert "read_products" in str(error)
 
 
 def test_graphql_errors_are_response_errors_with_the_messages():
-    body = {"errors": [{"message": "Field 'nope' doesn't exist on type 'Shop'",
-                        "extensions": {"code": "undefinedField"}}]}
+    body = {
+        "errors": [{"message": "Field 'nope' doesn't exist on type 'Shop'", "extensions": {"code": "undefinedField"}}]
+    }
     script = ScriptedShopify([httpx.Response(200, json=body)])
     error = raised(script, lambda c: c.execute("Shop"), ShopifyResponseError)
     assert error.messages == ["Field 'nope' doesn't exist on type 'Shop'"]
     assert len(script.requests) == 1
 
 
-@pytest.mark.parametrize("response", [httpx.Response(200, text="<html>oops</html>"),
-                                      httpx.Response(200, json=["not", "an", "object"]),
-                                      httpx.Response(200, json={"extensions": {}}),
-                                      httpx.Response(404, text="Not Found")])
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html>oops</html>"),
+        httpx.Response(200, json=["not", "an", "object"]),
+        httpx.Response(200, json={"extensions": {}}),
+        httpx.Response(404, text="Not Found"),
+    ],
+)
 def test_malformed_answers_are_response_errors(response):
     raised(ScriptedShopify([response]), lambda c: c.execute("Shop"), ShopifyResponseError)
 
 
 def test_user_errors_keep_codes_and_fields():
     # The shape Shopify returns for a stale compareDigest (captures/…/metafields-set-stale-digest-parity.json).
-    body = {"metafieldsSet": {"metafields": [], "userErrors": [{
-        "field": ["metafields", "0"],
-        "message": "The resource has been updated since it was loaded. Try again with an updated `compareDigest` value.",
-        "code": "STALE_OBJECT"}]}}
+    body = {
+        "metafieldsSet": {
+            "metafields": [],
+            "userErrors": [
+                {
+                    "field": ["metafields", "0"],
+                    "message": "The resource has been updated since it was loaded. Try again with an updated `compareDigest` value.",
+                    "code": "STALE_OBJECT",
+                }
+            ],
+        }
+    }
     script = ScriptedShopify([ok(body)])
-    error = raised(script, lambda c: c.set_marker("gid://shopify/Product/1", ["gid://shopify/MediaImage/2"], "abc"),
-                   ShopifyUserError)
+    error = raised(
+        script,
+        lambda c: c.set_marker("gid://shopify/Product/1", ["gid://shopify/MediaImage/2"], "abc"),
+        ShopifyUserError,
+    )
     assert error.operation == "MetafieldsSet"
     assert error.codes == ["STALE_OBJECT"]
     assert error.errors[0].field == ["metafields", "0"]
@@ -298,23 +337,38 @@ def test_user_errors_keep_codes_and_fields():
 
 
 def test_media_user_errors_are_user_errors():
-    body = {"productReorderMedia": {"job": None, "mediaUserErrors": [
-        {"field": ["moves", "0", "id"], "message": "Media does not exist", "code": "MEDIA_DOES_NOT_EXIST"}]}}
-    error = raised(ScriptedShopify([ok(body)]),
-                   lambda c: c.move_media("gid://shopify/Product/1", "gid://shopify/MediaImage/404", 1),
-                   ShopifyUserError)
+    body = {
+        "productReorderMedia": {
+            "job": None,
+            "mediaUserErrors": [
+                {"field": ["moves", "0", "id"], "message": "Media does not exist", "code": "MEDIA_DOES_NOT_EXIST"}
+            ],
+        }
+    }
+    error = raised(
+        ScriptedShopify([ok(body)]),
+        lambda c: c.move_media("gid://shopify/Product/1", "gid://shopify/MediaImage/404", 1),
+        ShopifyUserError,
+    )
     assert error.codes == ["MEDIA_DOES_NOT_EXIST"] and error.errors[0].field == ["moves", "0", "id"]
 
 
 def test_user_errors_without_code_keep_none():
     # stagedUploadsCreate's userErrors have no `code` field.
-    body = {"stagedUploadsCreate": {"stagedTargets": [], "userErrors": [{"field": ["input", "0", "mimeType"],
-                                                                          "message": "Invalid mime type"}]}}
-    error = raised(ScriptedShopify([ok(body)]), lambda c: c.staged_upload("a.png", "image/nope", b"x"), ShopifyUserError)
+    body = {
+        "stagedUploadsCreate": {
+            "stagedTargets": [],
+            "userErrors": [{"field": ["input", "0", "mimeType"], "message": "Invalid mime type"}],
+        }
+    }
+    error = raised(
+        ScriptedShopify([ok(body)]), lambda c: c.staged_upload("a.png", "image/nope", b"x"), ShopifyUserError
+    )
     assert error.codes == [None]
 
 
 # ---------------------------------------------------------------- reads and pagination
+
 
 def _page(request: httpx.Request) -> dict:
     return json.loads(request.content)
@@ -322,36 +376,71 @@ def _page(request: httpx.Request) -> dict:
 
 def test_products_and_media_are_paged_to_the_end():
     cdn = "https://cdn.shopify.com/s/files/1/0001/files"
-    page_one = ok({"products": {
-        "pageInfo": {"hasNextPage": True, "endCursor": "P1"},
-        "nodes": [
-            product_node(11, [media_node("gid://shopify/MediaImage/111", url=f"{cdn}/a.jpg?v=1")], media_next="M1"),
-            product_node(12, [media_node("gid://shopify/MediaImage/121", url=f"{cdn}/b.png?v=2")]),
-        ]}})
-    media_two = ok({"product": {"media": {"pageInfo": {"hasNextPage": True, "endCursor": "M2"},
-                                          "nodes": [media_node("gid://shopify/MediaImage/112", status="PROCESSING")]}}})
-    media_three = ok({"product": {"media": {"pageInfo": {"hasNextPage": False, "endCursor": "M3"},
-                                            "nodes": [media_node("gid://shopify/MediaImage/113")]}}})
-    page_two = ok({"products": {"pageInfo": {"hasNextPage": False, "endCursor": "P2"},
-                                "nodes": [product_node(13, [])]}})
+    page_one = ok(
+        {
+            "products": {
+                "pageInfo": {"hasNextPage": True, "endCursor": "P1"},
+                "nodes": [
+                    product_node(
+                        11, [media_node("gid://shopify/MediaImage/111", url=f"{cdn}/a.jpg?v=1")], media_next="M1"
+                    ),
+                    product_node(12, [media_node("gid://shopify/MediaImage/121", url=f"{cdn}/b.png?v=2")]),
+                ],
+            }
+        }
+    )
+    media_two = ok(
+        {
+            "product": {
+                "media": {
+                    "pageInfo": {"hasNextPage": True, "endCursor": "M2"},
+                    "nodes": [media_node("gid://shopify/MediaImage/112", status="PROCESSING")],
+                }
+            }
+        }
+    )
+    media_three = ok(
+        {
+            "product": {
+                "media": {
+                    "pageInfo": {"hasNextPage": False, "endCursor": "M3"},
+                    "nodes": [media_node("gid://shopify/MediaImage/113")],
+                }
+            }
+        }
+    )
+    page_two = ok(
+        {"products": {"pageInfo": {"hasNextPage": False, "endCursor": "P2"}, "nodes": [product_node(13, [])]}}
+    )
     script = ScriptedShopify([page_one, media_two, media_three, page_two])
     since = datetime(2026, 11, 20, 10, 0, 0, 500_000, tzinfo=timezone.utc)
 
     async def action(client):
-        return [p async for p in client.iter_products(updated_since=since, search="tag:summer", page_size=2,
-                                                      media_page_size=1)]
+        return [
+            p
+            async for p in client.iter_products(
+                updated_since=since, search="tag:summer", page_size=2, media_page_size=1
+            )
+        ]
 
     products = run(script, action)
     assert [p.legacy_id for p in products] == [11, 12, 13]
-    assert [m.id for m in products[0].media] == ["gid://shopify/MediaImage/111", "gid://shopify/MediaImage/112",
-                                                 "gid://shopify/MediaImage/113"]
+    assert [m.id for m in products[0].media] == [
+        "gid://shopify/MediaImage/111",
+        "gid://shopify/MediaImage/112",
+        "gid://shopify/MediaImage/113",
+    ]
     assert products[0].media[1].status == "PROCESSING" and products[0].media[1].url is None
     assert products[2].media == ()
 
     assert script.operation_names() == ["ProductsPage", "ProductMediaPage", "ProductMediaPage", "ProductsPage"]
     bodies = script.graphql_bodies()
-    assert bodies[0]["variables"] == {"first": 2, "after": None, "mediaFirst": 1,
-                                      "query": "updated_at:>='2026-11-20T10:00:00Z' AND (tag:summer)"}
+    assert bodies[0]["variables"] == {
+        "first": 2,
+        "after": None,
+        "mediaFirst": 1,
+        "query": "updated_at:>='2026-11-20T10:00:00Z' AND (tag:summer)",
+    }
     assert bodies[1]["variables"] == {"id": "gid://shopify/Product/11", "first": 1, "after": "M1"}
     assert bodies[2]["variables"]["after"] == "M2"
     assert bodies[3]["variables"]["after"] == "P1"
@@ -379,8 +468,16 @@ def test_products_search_query():
 def test_get_product_reads_all_media_pages_and_parses_the_marker():
     marker = {"value": json.dumps({"media_ids": ["gid://shopify/MediaImage/2"]}), "compareDigest": "d1"}
     first = ok({"product": product_node(7, [media_node("gid://shopify/MediaImage/1")], media_next="C1", marker=marker)})
-    rest = ok({"product": {"media": {"pageInfo": {"hasNextPage": False, "endCursor": "C2"},
-                                     "nodes": [media_node("gid://shopify/MediaImage/2")]}}})
+    rest = ok(
+        {
+            "product": {
+                "media": {
+                    "pageInfo": {"hasNextPage": False, "endCursor": "C2"},
+                    "nodes": [media_node("gid://shopify/MediaImage/2")],
+                }
+            }
+        }
+    )
     product = run(ScriptedShopify([first, rest]), lambda c: c.get_product("gid://shopify/Product/7"))
     assert product.id == "gid://shopify/Product/7" and product.title == "Product 7" and product.tags == ("summer",)
     assert product.updated_at == datetime(2026, 7, 19, 15, 50, 20, tzinfo=timezone.utc)
@@ -394,7 +491,10 @@ def test_get_product_of_a_deleted_product_is_none():
 
 
 def test_get_media():
-    node = {"__typename": "MediaImage", **media_node("gid://shopify/MediaImage/5", url="https://cdn.shopify.com/x/photo%20one.JPG?v=3")}
+    node = {
+        "__typename": "MediaImage",
+        **media_node("gid://shopify/MediaImage/5", url="https://cdn.shopify.com/x/photo%20one.JPG?v=3"),
+    }
     node["mediaErrors"] = [{"code": "IMAGE_PROCESSING_FAILURE", "message": "could not process", "details": None}]
     media = run(ScriptedShopify([ok({"node": node})]), lambda c: c.get_media("gid://shopify/MediaImage/5"))
     assert media.status == "READY" and (media.width, media.height) == (600, 400)
@@ -412,26 +512,52 @@ def test_get_media_is_none_when_gone_or_not_a_media():
 def test_unexpected_product_shape_is_a_response_error():
     broken = product_node(7, [])
     del broken["legacyResourceId"]
-    raised(ScriptedShopify([ok({"product": broken})]), lambda c: c.get_product("gid://shopify/Product/7"),
-           ShopifyResponseError)
+    raised(
+        ScriptedShopify([ok({"product": broken})]),
+        lambda c: c.get_product("gid://shopify/Product/7"),
+        ShopifyResponseError,
+    )
 
 
 # ---------------------------------------------------------------- models
 
+
 def test_media_filename_falls_back_to_the_original_source():
-    media = Media(id="m", content_type="IMAGE", status="PROCESSING", alt=None, mime_type=None, url=None,
-                  original_url="https://uploads.example/tmp/1/products/uuid/result.webp?sig=abc", width=None,
-                  height=None, errors=(), updated_at=None)
+    media = Media(
+        id="m",
+        content_type="IMAGE",
+        status="PROCESSING",
+        alt=None,
+        mime_type=None,
+        url=None,
+        original_url="https://uploads.example/tmp/1/products/uuid/result.webp?sig=abc",
+        width=None,
+        height=None,
+        errors=(),
+        updated_at=None,
+    )
     assert media.filename == "result.webp" and media.extension == ".webp"
-    bare = Media(id="m", content_type="IMAGE", status="UPLOADED", alt=None, mime_type=None, url=None,
-                 original_url=None, width=None, height=None, errors=(), updated_at=None)
+    bare = Media(
+        id="m",
+        content_type="IMAGE",
+        status="UPLOADED",
+        alt=None,
+        mime_type=None,
+        url=None,
+        original_url=None,
+        width=None,
+        height=None,
+        errors=(),
+        updated_at=None,
+    )
     assert bare.filename is None and bare.extension is None
 
 
 def test_marker_parsing_is_defensive(logs):
     assert parse_marker(None) == frozenset()
     assert parse_marker('{"media_ids": ["gid://shopify/MediaImage/1", "gid://shopify/MediaImage/1"]}') == {
-        "gid://shopify/MediaImage/1"}
+        "gid://shopify/MediaImage/1"
+    }
     assert parse_marker("not json", product_id="gid://shopify/Product/1") == frozenset()
     assert parse_marker('{"media": []}') == frozenset()
     assert parse_marker('["gid://shopify/MediaImage/1"]') == frozenset()
@@ -443,14 +569,27 @@ def test_marker_parsing_is_defensive(logs):
 
 # ---------------------------------------------------------------- writes
 
+
 def _staged_target(url: str) -> httpx.Response:
-    return ok({"stagedUploadsCreate": {"stagedTargets": [{
-        "url": url,
-        "resourceUrl": "https://uploads.example/tmp/1/products/uuid/result.jpg",
-        "parameters": [{"name": "Content-Type", "value": "image/jpeg"},
-                       {"name": "success_action_status", "value": "201"},
-                       {"name": "key", "value": "tmp/1/products/uuid/result.jpg"},
-                       {"name": "x-goog-signature", "value": "sig123"}]}], "userErrors": []}})
+    return ok(
+        {
+            "stagedUploadsCreate": {
+                "stagedTargets": [
+                    {
+                        "url": url,
+                        "resourceUrl": "https://uploads.example/tmp/1/products/uuid/result.jpg",
+                        "parameters": [
+                            {"name": "Content-Type", "value": "image/jpeg"},
+                            {"name": "success_action_status", "value": "201"},
+                            {"name": "key", "value": "tmp/1/products/uuid/result.jpg"},
+                            {"name": "x-goog-signature", "value": "sig123"},
+                        ],
+                    }
+                ],
+                "userErrors": [],
+            }
+        }
+    )
 
 
 def test_staged_upload_posts_the_form_without_the_token():
@@ -465,14 +604,21 @@ def test_staged_upload_posts_the_form_without_the_token():
     resource = run(script, lambda c: c.staged_upload("result.jpg", "image/jpeg", b"JPEGBYTES"))
     assert resource == "https://uploads.example/tmp/1/products/uuid/result.jpg"
     staged = script.graphql_bodies()[0]["variables"]["input"][0]
-    assert staged == {"resource": "IMAGE", "filename": "result.jpg", "mimeType": "image/jpeg", "httpMethod": "POST",
-                      "fileSize": "9"}
+    assert staged == {
+        "resource": "IMAGE",
+        "filename": "result.jpg",
+        "mimeType": "image/jpeg",
+        "httpMethod": "POST",
+        "fileSize": "9",
+    }
     request, body = uploaded["request"], uploaded["body"]
     assert request.method == "POST" and str(request.url) == "https://uploads.example/"
     assert "X-Shopify-Access-Token" not in request.headers
     assert request.headers["Content-Type"].startswith("multipart/form-data")
-    names = [body.find(f'name="{n}"'.encode()) for n in ("Content-Type", "success_action_status", "key",
-                                                         "x-goog-signature", "file")]
+    names = [
+        body.find(f'name="{n}"'.encode())
+        for n in ("Content-Type", "success_action_status", "key", "x-goog-signature", "file")
+    ]
     assert -1 not in names and names == sorted(names)  # parameters in order, then the file
     assert b"JPEGBYTES" in body
 
@@ -523,31 +669,62 @@ def test_replace_media_sources_sends_at_most_250_files_per_file_update():
 def test_replace_media_sources_answers_each_row_instead_of_raising_for_the_call():
     """Shopify applied rows 0 and 2 and names row 1 (NOTES.md: fileUpdate is not all-or-nothing)."""
     ids = [f"gid://shopify/MediaImage/{n}" for n in (1, 2, 3)]
-    answer = ok({"fileUpdate": {"files": [{"id": ids[0], "fileStatus": "UPLOADED", "alt": ""},
-                                          {"id": ids[2], "fileStatus": "UPLOADED", "alt": ""}],
-                                "userErrors": [{"field": ["files", "1", "originalSource"], "message": "Image URL is invalid",
-                                                "code": "INVALID_IMAGE_SOURCE_URL"}]}})
+    answer = ok(
+        {
+            "fileUpdate": {
+                "files": [
+                    {"id": ids[0], "fileStatus": "UPLOADED", "alt": ""},
+                    {"id": ids[2], "fileStatus": "UPLOADED", "alt": ""},
+                ],
+                "userErrors": [
+                    {
+                        "field": ["files", "1", "originalSource"],
+                        "message": "Image URL is invalid",
+                        "code": "INVALID_IMAGE_SOURCE_URL",
+                    }
+                ],
+            }
+        }
+    )
     script = ScriptedShopify([answer])
-    rows = run(script, lambda c: c.replace_media_sources([(i, f"https://uploads.example/{n}.jpg")
-                                                          for n, i in enumerate(ids)]))
-    assert [(row.media_id, row.status) for row in rows] == [(ids[0], "written"), (ids[1], "refused"),
-                                                            (ids[2], "written")]
+    rows = run(
+        script, lambda c: c.replace_media_sources([(i, f"https://uploads.example/{n}.jpg") for n, i in enumerate(ids)])
+    )
+    assert [(row.media_id, row.status) for row in rows] == [
+        (ids[0], "written"),
+        (ids[1], "refused"),
+        (ids[2], "written"),
+    ]
     assert [e.code for e in rows[1].errors] == ["INVALID_IMAGE_SOURCE_URL"]
     assert len(script.requests) == 1
 
 
 def test_alt_text_goes_out_cut_to_512_characters():
-    done = ok({"fileUpdate": {"files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
-                              "userErrors": []}})
+    done = ok(
+        {
+            "fileUpdate": {
+                "files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
+                "userErrors": [],
+            }
+        }
+    )
     script = ScriptedShopify([done])
-    run(script, lambda c: c.replace_media_source("gid://shopify/MediaImage/9", "https://uploads.example/r.jpg",
-                                                 alt="a" * 513))
+    run(
+        script,
+        lambda c: c.replace_media_source("gid://shopify/MediaImage/9", "https://uploads.example/r.jpg", alt="a" * 513),
+    )
     assert script.graphql_bodies()[0]["variables"]["files"][0]["alt"] == "a" * 512
 
 
 def test_replace_media_source_sends_file_update():
-    done = ok({"fileUpdate": {"files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
-                              "userErrors": []}})
+    done = ok(
+        {
+            "fileUpdate": {
+                "files": [{"id": "gid://shopify/MediaImage/9", "fileStatus": "UPLOADED", "alt": "a"}],
+                "userErrors": [],
+            }
+        }
+    )
     script = ScriptedShopify([done, done])
 
     async def action(client):
@@ -562,48 +739,89 @@ def test_replace_media_source_sends_file_update():
 
 def test_add_media_returns_the_id_that_was_not_there_before():
     before = ok({"product": product_node(1, [media_node("gid://shopify/MediaImage/10")])})
-    after = ok({"productUpdate": {"product": {"id": "gid://shopify/Product/1", "media": {"nodes": [
-        {"id": "gid://shopify/MediaImage/10", "status": "READY", "alt": None},
-        {"id": "gid://shopify/MediaImage/11", "status": "UPLOADED", "alt": "Retouched"}]}}, "userErrors": []}})
+    after = ok(
+        {
+            "productUpdate": {
+                "product": {
+                    "id": "gid://shopify/Product/1",
+                    "media": {
+                        "nodes": [
+                            {"id": "gid://shopify/MediaImage/10", "status": "READY", "alt": None},
+                            {"id": "gid://shopify/MediaImage/11", "status": "UPLOADED", "alt": "Retouched"},
+                        ]
+                    },
+                },
+                "userErrors": [],
+            }
+        }
+    )
     script = ScriptedShopify([before, after])
     new_id = run(script, lambda c: c.add_media("gid://shopify/Product/1", "https://uploads.example/r.jpg", "Retouched"))
     assert new_id == "gid://shopify/MediaImage/11"
     assert script.operation_names() == ["Product", "ProductAddMedia"]
     variables = script.graphql_bodies()[1]["variables"]
-    assert variables["media"] == [{"originalSource": "https://uploads.example/r.jpg", "alt": "Retouched",
-                                   "mediaContentType": "IMAGE"}]
+    assert variables["media"] == [
+        {"originalSource": "https://uploads.example/r.jpg", "alt": "Retouched", "mediaContentType": "IMAGE"}
+    ]
     assert variables["mediaFirst"] >= 2
 
 
 def test_move_media_polls_the_job_until_done():
     time = FakeTime()
-    reorder = ok({"productReorderMedia": {"job": {"id": "gid://shopify/Job/abc", "done": False}, "mediaUserErrors": []}})
+    reorder = ok(
+        {"productReorderMedia": {"job": {"id": "gid://shopify/Job/abc", "done": False}, "mediaUserErrors": []}}
+    )
     pending = ok({"job": {"id": "gid://shopify/Job/abc", "done": False}})
     finished = ok({"job": {"id": "gid://shopify/Job/abc", "done": True}})
     script = ScriptedShopify([reorder, pending, finished])
     run(script, lambda c: c.move_media("gid://shopify/Product/1", "gid://shopify/MediaImage/11", 1), time)
     assert script.operation_names() == ["ProductReorderMedia", "Job", "Job"]
-    assert script.graphql_bodies()[0]["variables"]["moves"] == [{"id": "gid://shopify/MediaImage/11", "newPosition": "1"}]
+    assert script.graphql_bodies()[0]["variables"]["moves"] == [
+        {"id": "gid://shopify/MediaImage/11", "newPosition": "1"}
+    ]
     assert time.sleeps == [pytest.approx(0.1), pytest.approx(0.2)]
 
 
 def test_move_media_gives_up_after_its_timeout():
     time = FakeTime()
-    reorder = ok({"productReorderMedia": {"job": {"id": "gid://shopify/Job/abc", "done": False}, "mediaUserErrors": []}})
+    reorder = ok(
+        {"productReorderMedia": {"job": {"id": "gid://shopify/Job/abc", "done": False}, "mediaUserErrors": []}}
+    )
     pending = ok({"job": {"id": "gid://shopify/Job/abc", "done": False}})
     script = ScriptedShopify([reorder] + [pending] * 10)
-    raised(script, lambda c: c.move_media("gid://shopify/Product/1", "gid://shopify/MediaImage/11", 1, timeout=2),
-           ShopifyUnavailable, time)
+    raised(
+        script,
+        lambda c: c.move_media("gid://shopify/Product/1", "gid://shopify/MediaImage/11", 1, timeout=2),
+        ShopifyUnavailable,
+        time,
+    )
     assert 2 <= sum(time.sleeps) < 4
 
 
 def test_set_marker_round_trip_variables():
-    done = ok({"metafieldsSet": {"metafields": [{"id": "gid://shopify/Metafield/1", "namespace": "app--1--retouch",
-                                                 "key": "output_media", "value": "{}", "compareDigest": "d2"}],
-                                 "userErrors": []}})
+    done = ok(
+        {
+            "metafieldsSet": {
+                "metafields": [
+                    {
+                        "id": "gid://shopify/Metafield/1",
+                        "namespace": "app--1--retouch",
+                        "key": "output_media",
+                        "value": "{}",
+                        "compareDigest": "d2",
+                    }
+                ],
+                "userErrors": [],
+            }
+        }
+    )
     script = ScriptedShopify([done])
-    digest = run(script, lambda c: c.set_marker("gid://shopify/Product/1",
-                                                ["gid://shopify/MediaImage/3", "gid://shopify/MediaImage/2"], None))
+    digest = run(
+        script,
+        lambda c: c.set_marker(
+            "gid://shopify/Product/1", ["gid://shopify/MediaImage/3", "gid://shopify/MediaImage/2"], None
+        ),
+    )
     assert digest == "d2"
     (metafield,) = script.graphql_bodies()[0]["variables"]["metafields"]
     assert metafield["namespace"] == "$app:retouch" and metafield["key"] == "output_media"
@@ -627,6 +845,7 @@ def test_delete_media():
 
 # ---------------------------------------------------------------- downloads
 
+
 def test_download_sends_no_token_and_retries_server_errors():
     def image(request: httpx.Request) -> httpx.Response:
         assert "X-Shopify-Access-Token" not in request.headers
@@ -640,7 +859,9 @@ def test_download_sends_no_token_and_retries_server_errors():
 
 def test_download_refuses_bodies_over_the_limit():
     big = httpx.Response(200, content=b"x" * 101, headers={"Content-Type": "image/png"})
-    raised(ScriptedShopify([big]), lambda c: c.download("https://cdn.example/a.png", max_bytes=100), ShopifyResponseError)
+    raised(
+        ScriptedShopify([big]), lambda c: c.download("https://cdn.example/a.png", max_bytes=100), ShopifyResponseError
+    )
 
 
 def test_download_of_a_missing_file_is_not_retried():

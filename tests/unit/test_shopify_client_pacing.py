@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from retouch.plugin.shopify.pacing import CostBucket, backoff_delay, parse_throttle_status
-
 from shopify_testkit import cost
 
 

@@ -7,7 +7,6 @@ from graphql import FragmentDefinitionNode, FragmentSpreadNode, Visitor, parse, 
 
 from retouch.plugin.shopify.client import IDEMPOTENT_MUTATIONS
 from retouch.plugin.shopify.operations import all_operations, operation, operation_kind
-
 from shopify_testkit import SCHEMA_PATH, real_schema
 
 
@@ -78,12 +77,17 @@ def test_bulk_products_query_is_valid_and_reads_what_paged_discovery_reads():
     document = parse(bulk_products_query())
     text = bulk_products_query()
     # Bulk queries refuse `nodes`, pagination arguments and variables (captured userErrors INVALID).
-    assert "nodes" not in text and "pageInfo" not in text and "first" not in text and "$" not in text.replace("$app", "")
+    assert (
+        "nodes" not in text and "pageInfo" not in text and "first" not in text and "$" not in text.replace("$app", "")
+    )
     assert "fragment" not in text and "edges" in text
     paged = operation("ProductsPage")
     # Every leaf field the paged documents select is selected by the bulk query too.
-    leaf = lambda doc: {line.strip() for line in doc.splitlines()
-                        if line.strip() and not line.strip().endswith(("{", "}")) and not line.strip().startswith("...")}
+    leaf = lambda doc: {
+        line.strip()
+        for line in doc.splitlines()
+        if line.strip() and not line.strip().endswith(("{", "}")) and not line.strip().startswith("...")
+    }
     assert leaf(paged) - {"hasNextPage", "endCursor"} <= leaf(text)
     schema = real_schema()
     if schema is None:

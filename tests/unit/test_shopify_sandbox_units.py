@@ -124,7 +124,9 @@ def test_paginate_last_and_before() -> None:
 
 def test_paging_by_key_survives_an_insert_before_the_cursor() -> None:
     first = paginate([10, 20, 30, 40], SortSpec(lambda n: n, lambda n: n, str, int), first=2)
-    second = paginate([5, 10, 20, 30, 40], SortSpec(lambda n: n, lambda n: n, str, int), first=2, after=first.cursors[-1])
+    second = paginate(
+        [5, 10, 20, 30, 40], SortSpec(lambda n: n, lambda n: n, str, int), first=2, after=first.cursors[-1]
+    )
     assert second.items == [30, 40]
 
 
@@ -181,7 +183,11 @@ def test_actual_cost_counts_only_what_came_back() -> None:
     class Info:  # the few attributes ActualCost reads
         def __init__(self, field_name, return_type, parent_type):
             self.field_name, self.return_type, self.parent_type, self.schema = (
-                field_name, return_type, parent_type, sandbox_schema())
+                field_name,
+                return_type,
+                parent_type,
+                sandbox_schema(),
+            )
 
     schema = sandbox_schema()
     product = schema.type_map["Product"]
@@ -199,10 +205,14 @@ def _asset() -> ImageAsset:
 
 def test_lifecycle_new_media() -> None:
     asset = _asset()
-    media = Media(1, 1, "a.png", "", 100.0, 100.0, "https://x/a.png", 1,
-                  processing=Processing(100.0, asset, 7))
+    media = Media(1, 1, "a.png", "", 100.0, 100.0, "https://x/a.png", 1, processing=Processing(100.0, asset, 7))
     assert [lifecycle.media_status(media, t, 2.0) for t in (100.0, 100.9, 101.0, 101.9, 102.0)] == [
-        "UPLOADED", "UPLOADED", "PROCESSING", "PROCESSING", "READY"]
+        "UPLOADED",
+        "UPLOADED",
+        "PROCESSING",
+        "PROCESSING",
+        "READY",
+    ]
     assert lifecycle.visible_image(media, 101.9, 2.0) is None
     assert lifecycle.preview_image(media, 101.9, 2.0) is None
     assert lifecycle.visible_image(media, 102.0, 2.0) == (asset, 7)
@@ -223,8 +233,17 @@ def test_lifecycle_replacement_keeps_file_ready_and_preview_old() -> None:
 
 
 def test_lifecycle_failure() -> None:
-    media = Media(1, 1, "a.png", "", 100.0, 100.0, "https://x/a.png", None,
-                  processing=Processing(100.0, failure("IMAGE_DOWNLOAD_FAILURE", "ConnectError"), 1))
+    media = Media(
+        1,
+        1,
+        "a.png",
+        "",
+        100.0,
+        100.0,
+        "https://x/a.png",
+        None,
+        processing=Processing(100.0, failure("IMAGE_DOWNLOAD_FAILURE", "ConnectError"), 1),
+    )
     assert lifecycle.media_status(media, 100.0, 1.0) == "UPLOADED"
     assert lifecycle.media_status(media, 101.0, 1.0) == "FAILED"
     assert lifecycle.file_status(media, 101.0, 1.0) == "FAILED"

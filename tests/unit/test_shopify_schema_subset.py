@@ -53,8 +53,14 @@ def _default(arg) -> str | None:
 
 
 def _kind(t) -> str:
-    for cls in (GraphQLObjectType, GraphQLInterfaceType, GraphQLInputObjectType, GraphQLEnumType,
-                GraphQLScalarType, GraphQLUnionType):
+    for cls in (
+        GraphQLObjectType,
+        GraphQLInterfaceType,
+        GraphQLInputObjectType,
+        GraphQLEnumType,
+        GraphQLScalarType,
+        GraphQLUnionType,
+    ):
         if isinstance(t, cls):
             return cls.__name__
     return type(t).__name__
@@ -75,8 +81,11 @@ def test_every_type_field_argument_and_enum_value_exists_in_the_real_schema_iden
             problems += [f"enum value {name}.{v} not real" for v in t.values if v not in theirs.values]
         if isinstance(t, (GraphQLObjectType, GraphQLInterfaceType)):
             real_interfaces = {i.name for i in theirs.interfaces}
-            problems += [f"{name} implements {i.name}, the real type does not"
-                         for i in t.interfaces if i.name not in real_interfaces]
+            problems += [
+                f"{name} implements {i.name}, the real type does not"
+                for i in t.interfaces
+                if i.name not in real_interfaces
+            ]
         if isinstance(t, (GraphQLObjectType, GraphQLInterfaceType, GraphQLInputObjectType)):
             for field_name, field in t.fields.items():
                 real_field = theirs.fields.get(field_name)
@@ -96,12 +105,15 @@ def test_every_type_field_argument_and_enum_value_exists_in_the_real_schema_iden
                     elif str(arg.type) != str(real_arg.type):
                         problems.append(f"{name}.{field_name}({arg_name}): {arg.type} != real {real_arg.type}")
                     elif _default(arg) != _default(real_arg):
-                        problems.append(f"{name}.{field_name}({arg_name}) default {_default(arg)}"
-                                        f" != real {_default(real_arg)}")
+                        problems.append(
+                            f"{name}.{field_name}({arg_name}) default {_default(arg)} != real {_default(real_arg)}"
+                        )
                 # A required argument left out of the subset would change what clients may send.
-                problems += [f"{name}.{field_name} omits required argument {a}"
-                             for a, real_arg in real_field.args.items()
-                             if a not in field.args and str(real_arg.type).endswith("!") and _default(real_arg) is None]
+                problems += [
+                    f"{name}.{field_name} omits required argument {a}"
+                    for a, real_arg in real_field.args.items()
+                    if a not in field.args and str(real_arg.type).endswith("!") and _default(real_arg) is None
+                ]
     assert not problems, "\n".join(problems)
 
 

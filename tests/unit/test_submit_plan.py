@@ -41,8 +41,9 @@ def test_a_small_job_waits_for_more_images_while_jobs_are_scarcer_than_images() 
 
 def test_the_days_budget_caps_the_job_or_pauses_for_the_day() -> None:
     assert ids(plan_job(queued(*[None] * 8), facts(budget_left=3))) == [1, 2, 3]
-    assert plan_job(queued(None), facts(budget_left=0, budget_spent="today: 12 of 12 credits")) == \
-        PauseForDay("today: 12 of 12 credits")
+    assert plan_job(queued(None), facts(budget_left=0, budget_spent="today: 12 of 12 credits")) == PauseForDay(
+        "today: 12 of 12 credits"
+    )
     assert plan_job(queued(None), facts(allowed=0, budget_left=0)) == Hold("quota")  # the quota speaks first
 
 

@@ -67,8 +67,6 @@ _CLIENT_ERRORS: dict[int, type[AigenError]] = {
 }
 
 
-
-
 class AigenClient(ClosingClient):
     """Async client for one API key. `is_sandbox` is True for `aigen_test_…` keys."""
 
@@ -93,8 +91,12 @@ class AigenClient(ClosingClient):
         # Requests by outcome ("ok", "rate_limited", "server_error", "client_error", "timeout",
         # "connection_error", "non_json_body"), for metrics; each attempt counts once.
         self.stats: Counter[str] = Counter()
-        self._http = api_client(base_url=base_url, timeout=timeout, transport=transport,
-                                headers={"Accept": "application/json", "User-Agent": "retouch/aigenstudio"})
+        self._http = api_client(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "retouch/aigenstudio"},
+        )
 
     def __repr__(self) -> str:
         return f"AigenClient(base_url={str(self._http.base_url)!r}, is_sandbox={self.is_sandbox})"
@@ -207,14 +209,16 @@ class AigenClient(ClosingClient):
         self.stats["ok"] += 1
         return response, body
 
-    async def _send(self, method: str, path: str, content: bytes | None, all_headers: dict[str, str],
-                    request_id: str) -> tuple[httpx.Response, Any]:
+    async def _send(
+        self, method: str, path: str, content: bytes | None, all_headers: dict[str, str], request_id: str
+    ) -> tuple[httpx.Response, Any]:
         try:
             response = await self._http.request(method, path, content=content, headers=all_headers)
         except httpx.InvalidURL:
             # httpx reads a redirect's Location even when it does not follow it; a garbled one raises this.
-            raise ServiceUnavailable("invalid_redirect", f"{method} {path} answered a redirect to an unusable URL",
-                                     request_id=request_id) from None
+            raise ServiceUnavailable(
+                "invalid_redirect", f"{method} {path} answered a redirect to an unusable URL", request_id=request_id
+            ) from None
         except httpx.TimeoutException:
             log.warning("timed_out", method=method, path=path, request_id=request_id)
             raise ServiceUnavailable("timeout", f"{method} {path} timed out", request_id=request_id) from None

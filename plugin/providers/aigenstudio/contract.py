@@ -59,7 +59,9 @@ REPLAYED_STATUS = 200
 # --- Statuses ---------------------------------------------------------------------------------
 
 ENHANCEMENT_STATUSES = ("queued", "processing", "completed", "partially_completed", "failed", "cancelled")  # [DOC]
-TERMINAL_STATUSES = frozenset({"completed", "partially_completed", "failed", "cancelled"})  # [DOC] list; terminality ours
+TERMINAL_STATUSES = frozenset(
+    {"completed", "partially_completed", "failed", "cancelled"}
+)  # [DOC] list; terminality ours
 ACTIVE_STATUSES = frozenset({"queued", "processing"})  # counted by the active-job limits
 ITEM_STATUSES = ("queued", "processing", "completed", "failed")  # [ASSUME] only "completed" is shown
 # [DOC: API reference, create and status examples] the enhancement and its items may come WITHOUT a

@@ -50,7 +50,7 @@ class Item:
     """One image of an enhancement, in the order it was sent."""
 
     id: str
-    status: str | None = None            # [DOC: API reference] may be absent: derived (contract.py)
+    status: str | None = None  # [DOC: API reference] may be absent: derived (contract.py)
     external_id: str | None = None
     result_url: str | None = None
     thumbnail_url: str | None = None
@@ -78,8 +78,10 @@ class Enhancement:
 
     def with_derived_status(self) -> Enhancement:
         """This enhancement with every missing status derived from what the body does say."""
-        items = tuple(item if item.status else replace(item, status=contract.derive_item_status(
-            item.result_url, item.error_code)) for item in self.items)
+        items = tuple(
+            item if item.status else replace(item, status=contract.derive_item_status(item.result_url, item.error_code))
+            for item in self.items
+        )
         status = self.status
         if not status:
             completed = max(self.completed_items, sum(1 for i in items if i.status == "completed"))

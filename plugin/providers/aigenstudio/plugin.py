@@ -53,15 +53,28 @@ class AigenSettings(Section):
 def capabilities(settings: BaseModel) -> Capabilities:
     assert isinstance(settings, AigenSettings)
     lim = settings.limits
-    quota = documented_limits(window=lim.window, jobs=lim.jobs, images=lim.images, polls=lim.polls,
-                              active_jobs=lim.active_jobs, max_batch=settings.batch_size)
+    quota = documented_limits(
+        window=lim.window,
+        jobs=lim.jobs,
+        images=lim.images,
+        polls=lim.polls,
+        active_jobs=lim.active_jobs,
+        max_batch=settings.batch_size,
+    )
     return Capabilities(
-        quota=quota, source="url", source_formats=frozenset(contract.SOURCE_CONTENT_TYPES.values()),
-        result="lasting_url", completion=frozenset({"poll", "webhook"}),
+        quota=quota,
+        source="url",
+        source_formats=frozenset(contract.SOURCE_CONTENT_TYPES.values()),
+        result="lasting_url",
+        completion=frozenset({"poll", "webhook"}),
         # The poll quota spread evenly over the window is the fastest sustainable pace; the quota
         # itself (not a per-job floor, the docs give none) is what must never be exceeded.
-        poll_interval=lim.window / lim.polls, min_poll_interval=0.0, idempotent_submit=True,
-        credits_per_image=contract.CREDITS_PER_IMAGE, max_job_age=contract.MAX_JOB_AGE_SECONDS)
+        poll_interval=lim.window / lim.polls,
+        min_poll_interval=0.0,
+        idempotent_submit=True,
+        credits_per_image=contract.CREDITS_PER_IMAGE,
+        max_job_age=contract.MAX_JOB_AGE_SECONDS,
+    )
 
 
 class AigenProvider:
@@ -73,8 +86,9 @@ class AigenProvider:
         self.capabilities = capabilities(config.settings)
         self._api_key = config.api_key
         self._public_url = config.public_url
-        self.client = client or AigenClient(config.api_key, config.base_url or contract.BASE_URL,
-                                            timeout=config.timeout)
+        self.client = client or AigenClient(
+            config.api_key, config.base_url or contract.BASE_URL, timeout=config.timeout
+        )
         self.stats = self.client.stats
 
     def __repr__(self) -> str:
@@ -82,20 +96,29 @@ class AigenProvider:
 
     def request_options(self) -> dict[str, Any]:
         webhook_url = self.webhook_url(self._public_url) if self._public_url else None
-        return {"preset": self.settings.preset, "preservation_level": self.settings.preservation_level,
-                "instructions": self.settings.instructions, "webhook_url": webhook_url}
+        return {
+            "preset": self.settings.preset,
+            "preservation_level": self.settings.preservation_level,
+            "instructions": self.settings.instructions,
+            "webhook_url": webhook_url,
+        }
 
     async def submit(self, ticket: Ticket, progress: base.Progress) -> str:
         result = await self.client.create_enhancement(
-            idempotency_key=ticket.key, **ticket.options,
-            images=[SourceImage(external_id=i.product_legacy_id, source_url=i.source_url) for i in ticket.items])
+            idempotency_key=ticket.key,
+            **ticket.options,
+            images=[SourceImage(external_id=i.product_legacy_id, source_url=i.source_url) for i in ticket.items],
+        )
         # The first answer we store for this job uses the quota, whether it was a fresh creation or a
         # replay of a creation we never heard back from.
         progress.spend("job")
         progress.spend("image", len(ticket.items))
         # The service reports the account's balance only here: kept for `check` and resync's estimate.
-        progress.save(replayed=result.replayed, credits_reserved=result.enhancement.credits_reserved,
-                      remaining_paid_credits=result.remaining_paid_credits)
+        progress.save(
+            replayed=result.replayed,
+            credits_reserved=result.enhancement.credits_reserved,
+            remaining_paid_credits=result.remaining_paid_credits,
+        )
         return result.enhancement.id
 
     async def poll(self, ticket: Ticket, progress: base.Progress) -> JobStatus:
@@ -111,13 +134,20 @@ class AigenProvider:
             if item.status == "completed" and item.result_url:
                 items[index] = ItemResult("completed", result_url=item.result_url, external_id=item.external_id)
             elif item.status == "failed":
-                items[index] = ItemResult("failed", error_code=item.error_code or "item_failed",
-                                          error_message=item.error_message or "the provider could not enhance this image",
-                                          external_id=item.external_id)
+                items[index] = ItemResult(
+                    "failed",
+                    error_code=item.error_code or "item_failed",
+                    error_message=item.error_message or "the provider could not enhance this image",
+                    external_id=item.external_id,
+                )
             else:
                 items[index] = ItemResult("running", external_id=item.external_id)
-        return JobStatus(terminal=enhancement.is_terminal, items=items, credits_used=enhancement.credits_used,
-                         description=enhancement.status or "")
+        return JobStatus(
+            terminal=enhancement.is_terminal,
+            items=items,
+            credits_used=enhancement.credits_used,
+            description=enhancement.status or "",
+        )
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         return {}  # result URLs last
@@ -128,8 +158,9 @@ class AigenProvider:
     def webhook_url(self, public_url: str) -> str | None:
         return public_url.rstrip("/") + WEBHOOK_PATH
 
-    def verify_webhook(self, token: str | None, headers: Mapping[str, str], body: bytes,
-                       now: float, skew: float) -> base.WebhookEvent:
+    def verify_webhook(
+        self, token: str | None, headers: Mapping[str, str], body: bytes, now: float, skew: float
+    ) -> base.WebhookEvent:
         # Signature first, with the skew checked apart so the log says which one failed.
         # An empty key would make the HMAC key public (sha256 of ""): accept nothing then.
         if not self._api_key or not webhooks.verify(self._api_key, headers, body, now=now, tolerance=math.inf):
@@ -141,9 +172,12 @@ class AigenProvider:
         if event is None:
             raise base.WebhookRefused(400, "malformed")
         # Present: the signature covers it.
-        return base.WebhookEvent(event_id=lowered[contract.EVENT_ID_HEADER.lower()],
-                                 provider_job_id=event["enhancement_id"], kind=event["type"],
-                                 final=event["type"] == contract.EVENT_ENHANCEMENT_COMPLETED)
+        return base.WebhookEvent(
+            event_id=lowered[contract.EVENT_ID_HEADER.lower()],
+            provider_job_id=event["enhancement_id"],
+            kind=event["type"],
+            final=event["type"] == contract.EVENT_ENHANCEMENT_COMPLETED,
+        )
 
     async def describe(self) -> list[tuple[bool, str]]:
         presets = await self.client.list_presets()
@@ -202,12 +236,26 @@ def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default"
         return sum(k["images_charged"] for k in sandbox.stats()["keys"].values())
 
     return DemoSandbox(
-        base_url=server.url, api_key=SANDBOX_KEY, stop=server.stop, charges=charges,
-        settings_lines=('preset = "single_product_white_background"', 'preservation_level = "strict"',
-                        f'limits = {{ window = "{window:g}s", jobs = 5, images = 25, polls = 120, active_jobs = 1 }}'))
+        base_url=server.url,
+        api_key=SANDBOX_KEY,
+        stop=server.stop,
+        charges=charges,
+        settings_lines=(
+            'preset = "single_product_white_background"',
+            'preservation_level = "strict"',
+            f'limits = {{ window = "{window:g}s", jobs = 5, images = 25, polls = 120, active_jobs = 1 }}',
+        ),
+    )
 
 
 PLUGIN = ProviderPlugin(
-    name="aigenstudio", title="AI Gen Studio", settings_model=AigenSettings, capabilities=capabilities,
-    create=AigenProvider, default_base_url=contract.BASE_URL, check_key=check_key,
-    is_sandbox=lambda key, base_url: contract.is_test_key(key), start_sandbox=start_sandbox)
+    name="aigenstudio",
+    title="AI Gen Studio",
+    settings_model=AigenSettings,
+    capabilities=capabilities,
+    create=AigenProvider,
+    default_base_url=contract.BASE_URL,
+    check_key=check_key,
+    is_sandbox=lambda key, base_url: contract.is_test_key(key),
+    start_sandbox=start_sandbox,
+)

@@ -77,8 +77,6 @@ class AcceptedShape(Shape):
     """The answer to edit/export: {"project_uuid", "status", "action"}; nothing in it is needed."""
 
 
-
-
 def unwrap(body: Any) -> Any:
     """[DOC] answers may or may not be wrapped in {"data": …}: accept both."""
     return reading.unwrap_data(body)

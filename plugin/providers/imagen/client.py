@@ -141,8 +141,11 @@ class ImagenClient(ClosingClient):
         """A presigned PUT link per file name (file names are unique per project)."""
         if not file_names or len(set(file_names)) != len(file_names):
             raise ValueError("file_names must be a non-empty list of distinct names")
-        body = await self._api("POST", f"{self._project(project_uuid)}/get_temporary_upload_links",
-                               json_body={"files_list": [{"file_name": name} for name in file_names]})
+        body = await self._api(
+            "POST",
+            f"{self._project(project_uuid)}/get_temporary_upload_links",
+            json_body={"files_list": [{"file_name": name} for name in file_names]},
+        )
         entries = self._parse(UploadLinksShape, body, "upload links").files_list
         links = {entry.file_name: entry.upload_link for entry in entries}
         if len(links) != len(entries) or set(links) != set(file_names):
@@ -178,7 +181,7 @@ class ImagenClient(ClosingClient):
         log.info("edit_started", project_uuid=project_uuid, profile_key=profile_key)
 
     async def edit_status(self, project_uuid: str) -> str:
-        """"Pending", "In Progress", "Completed" or "Failed"."""
+        """ "Pending", "In Progress", "Completed" or "Failed"."""
         body = await self._api("GET", f"{self._project(project_uuid)}/edit/status")
         return self._status(project_uuid, body, "edit status")
 
@@ -189,7 +192,7 @@ class ImagenClient(ClosingClient):
         log.info("export_started", project_uuid=project_uuid)
 
     async def export_status(self, project_uuid: str) -> str:
-        """"In Progress", "Completed" or "Failed" (an export has no "Pending", but it is accepted)."""
+        """ "In Progress", "Completed" or "Failed" (an export has no "Pending", but it is accepted)."""
         body = await self._api("GET", f"{self._project(project_uuid)}/export/status")
         return self._status(project_uuid, body, "export status")
 
@@ -249,8 +252,11 @@ class ImagenClient(ClosingClient):
         if response.is_success:
             if not is_json:
                 # A maintenance page or a proxy's answer in place of the API: try again later.
-                raise ServiceUnavailable("non_json_body", f"{method} {path} answered HTTP {response.status_code} "
-                                         "without JSON", status=response.status_code)
+                raise ServiceUnavailable(
+                    "non_json_body",
+                    f"{method} {path} answered HTTP {response.status_code} without JSON",
+                    status=response.status_code,
+                )
             return body
         status = response.status_code
         message = self._clean(error_detail(body) or f"{method} {path} answered HTTP {status}")
@@ -292,8 +298,9 @@ class ImagenClient(ClosingClient):
 
     # --- one attempt, and the retries ---------------------------------------------------------
 
-    async def _send(self, method: str, url: str, what: str, headers: dict[str, str],
-                    content: bytes | None) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, what: str, headers: dict[str, str], content: bytes | None
+    ) -> httpx.Response:
         try:
             return await self._http.request(method, url, content=content, headers=headers)
         except httpx.InvalidURL:

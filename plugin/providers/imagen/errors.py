@@ -53,8 +53,10 @@ class ServiceUnavailable(ImagenError, errors.Unavailable):
         self.reason = reason
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(reason={self.reason!r}, status={self.status!r}, code={self.code!r}, "
-                f"message={self.message!r})")
+        return (
+            f"{type(self).__name__}(reason={self.reason!r}, status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r})"
+        )
 
 
 class UnexpectedResponse(ImagenError, errors.Unavailable):

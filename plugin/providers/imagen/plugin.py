@@ -37,17 +37,40 @@ from .client import ImagenClient, match_exports
 
 BASE_URL = "https://api.imagen-ai.com/v1"
 SANDBOX_PROFILE = 5700  # the sandbox's default JPG profile
-PHOTOGRAPHY_TYPES = ("NO_TYPE", "OTHER", "PORTRAITS", "WEDDING", "REAL_ESTATE", "LANDSCAPE_NATURE", "EVENTS",
-                     "FAMILY_NEWBORN", "BOUDOIR", "SPORTS", "SCHOOL")
+PHOTOGRAPHY_TYPES = (
+    "NO_TYPE",
+    "OTHER",
+    "PORTRAITS",
+    "WEDDING",
+    "REAL_ESTATE",
+    "LANDSCAPE_NATURE",
+    "EVENTS",
+    "FAMILY_NEWBORN",
+    "BOUDOIR",
+    "SPORTS",
+    "SCHOOL",
+)
 # Polling advice [DOC]: start at 10 s, x1.2 per poll, at most 60 s.
 FIRST_POLL, POLL_GROWTH, LONGEST_POLL = 10.0, 1.2, 60.0
-EDIT_OPTIONS = ("crop", "straighten", "perspective_correction", "subject_mask", "hdr_merge", "portrait_crop",
-                "headshot_crop", "smooth_skin", "sky_replacement", "sky_replacement_template_id", "window_pull",
-                "crop_aspect_ratio", "hdr_output_compression")
+EDIT_OPTIONS = (
+    "crop",
+    "straighten",
+    "perspective_correction",
+    "subject_mask",
+    "hdr_merge",
+    "portrait_crop",
+    "headshot_crop",
+    "smooth_skin",
+    "sky_replacement",
+    "sky_replacement_template_id",
+    "window_pull",
+    "crop_aspect_ratio",
+    "hdr_output_compression",
+)
 
 
 class ImagenSettings(Section):
-    profile_key: Count = Field(ge=1, le=2**53 - 1)     # required: `retouch check` lists the account's profiles
+    profile_key: Count = Field(ge=1, le=2**53 - 1)  # required: `retouch check` lists the account's profiles
     photography_type: Literal[PHOTOGRAPHY_TYPES] | None = None
     crop: bool | None = None
     portrait_crop: bool | None = None
@@ -62,7 +85,7 @@ class ImagenSettings(Section):
     window_pull: bool | None = None
     crop_aspect_ratio: Literal["2X3", "4X5", "5X7"] | None = None
     hdr_output_compression: Literal["LOSSY", "LOSSLESS"] | None = None
-    batch_size: Count = Field(20, ge=1, le=500)        # images per project
+    batch_size: Count = Field(20, ge=1, le=500)  # images per project
     upload_concurrency: Count = Field(5, ge=1, le=20)  # the SDK's 5 at a time
     first_poll: DurationBetween(0.001, HOUR) = FIRST_POLL  # the documented advice: 10 s, then x1.2 up to 60 s
 
@@ -106,10 +129,17 @@ def capabilities(settings: BaseModel) -> Capabilities:
     return Capabilities(
         # No rate limits are documented: only the project size is ours to choose.
         quota=QuotaLimits(window=3600.0, max_batch=settings.batch_size),
-        source="upload", source_formats=frozenset({"image/jpeg"}), result="temporary_link",
-        completion=frozenset({"poll", "webhook"}), poll_interval=settings.first_poll, min_poll_interval=0.0,
-        idempotent_submit=True, credits_per_image=1, credit_unit="edited images",  # [ASSUME] billed per image
-        max_job_age=contract.MAX_JOB_AGE_SECONDS)
+        source="upload",
+        source_formats=frozenset({"image/jpeg"}),
+        result="temporary_link",
+        completion=frozenset({"poll", "webhook"}),
+        poll_interval=settings.first_poll,
+        min_poll_interval=0.0,
+        idempotent_submit=True,
+        credits_per_image=1,
+        credit_unit="edited images",  # [ASSUME] billed per image
+        max_job_age=contract.MAX_JOB_AGE_SECONDS,
+    )
 
 
 def file_name(item: base.TicketItem) -> str:
@@ -134,8 +164,11 @@ class ImagenProvider:
 
     def request_options(self) -> dict[str, Any]:
         # The callback URL holds a secret token: added when the edit is sent, never stored.
-        return {"profile_key": self.settings.profile_key, "photography_type": self.settings.photography_type,
-                "options": self.settings.edit_options()}
+        return {
+            "profile_key": self.settings.profile_key,
+            "photography_type": self.settings.photography_type,
+            "options": self.settings.edit_options(),
+        }
 
     # --- submit ------------------------------------------------------------------------------------
 
@@ -158,10 +191,13 @@ class ImagenProvider:
             progress.save(uploaded=True)
         progress.save(edit_started=True)  # before the request: a lost answer is checked, not resent blindly
         options = ticket.options
-        await self.client.start_edit(project, profile_key=options["profile_key"],
-                                     photography_type=options.get("photography_type"),
-                                     callback_url=self.webhook_url(self._public_url) if self._public_url else None,
-                                     options=options.get("options", {}))
+        await self.client.start_edit(
+            project,
+            profile_key=options["profile_key"],
+            photography_type=options.get("photography_type"),
+            callback_url=self.webhook_url(self._public_url) if self._public_url else None,
+            options=options.get("options", {}),
+        )
         return project
 
     async def _edit_known(self, project: str) -> bool:
@@ -192,7 +228,7 @@ class ImagenProvider:
         polls = int(state.get("polls", 0))
         progress.save(polls=polls + 1)
         first = self.settings.first_poll
-        advice = min(max(LONGEST_POLL, first), first * POLL_GROWTH ** polls)
+        advice = min(max(LONGEST_POLL, first), first * POLL_GROWTH**polls)
         if not state.get("export_started"):
             status = await self.client.edit_status(project)
             if status == "Failed":
@@ -202,17 +238,26 @@ class ImagenProvider:
             await self._start_export(project)
             progress.save(export_started=True, polls=0)
             # Imagen documents callbacks for edits: an export is polled on the advice's schedule.
-            return JobStatus(terminal=False, items={}, description="export started", expected_seconds=first,
-                             webhook_expected=False)
+            return JobStatus(
+                terminal=False, items={}, description="export started", expected_seconds=first, webhook_expected=False
+            )
         status = await self.client.export_status(project)
         if status == "Failed":
             return self._failed(ticket, "imagen_export_failed", "Imagen could not export this project")
         if status != "Completed":
-            return JobStatus(terminal=False, items={}, description=f"export {status}", expected_seconds=advice,
-                             webhook_expected=False)
+            return JobStatus(
+                terminal=False,
+                items={},
+                description=f"export {status}",
+                expected_seconds=advice,
+                webhook_expected=False,
+            )
         links = match_exports(await self.client.export_links(project), [file_name(item) for item in ticket.items])
-        items = {item.index: ItemResult("completed", result_url=links[file_name(item)])
-                 for item in ticket.items if file_name(item) in links}
+        items = {
+            item.index: ItemResult("completed", result_url=links[file_name(item)])
+            for item in ticket.items
+            if file_name(item) in links
+        }
         return JobStatus(terminal=True, items=items, credits_used=len(items), description="exported")
 
     async def _start_export(self, project: str) -> None:
@@ -223,14 +268,17 @@ class ImagenProvider:
             await self.client.export_status(project)
 
     def _failed(self, ticket: Ticket, code: str, message: str) -> JobStatus:
-        return JobStatus(terminal=True, description=code,
-                         items={item.index: ItemResult("failed", error_code=code, error_message=message)
-                                for item in ticket.items})
+        return JobStatus(
+            terminal=True,
+            description=code,
+            items={item.index: ItemResult("failed", error_code=code, error_message=message) for item in ticket.items},
+        )
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         assert ticket.provider_job_id is not None
-        links = match_exports(await self.client.export_links(ticket.provider_job_id),
-                              [file_name(item) for item in ticket.items])
+        links = match_exports(
+            await self.client.export_links(ticket.provider_job_id), [file_name(item) for item in ticket.items]
+        )
         return {item.index: links[file_name(item)] for item in ticket.items if file_name(item) in links}
 
     def result_link_expired(self, failure: FetchError) -> bool:
@@ -242,8 +290,9 @@ class ImagenProvider:
     def webhook_url(self, public_url: str) -> str | None:
         return f"{public_url.rstrip('/')}/webhooks/imagen/{base.webhook_token(self._api_key)}"
 
-    def verify_webhook(self, token: str | None, headers: Mapping[str, str], body: bytes,
-                       now: float, skew: float) -> base.WebhookEvent:
+    def verify_webhook(
+        self, token: str | None, headers: Mapping[str, str], body: bytes, now: float, skew: float
+    ) -> base.WebhookEvent:
         # Imagen's callbacks are unsigned [DOC]: the secret token in the URL path is the proof.
         if not base.token_matches(self._api_key, token):
             raise base.WebhookRefused(401, "bad_token")
@@ -251,25 +300,47 @@ class ImagenProvider:
             event = json.loads(body)
         except ValueError:
             raise base.WebhookRefused(400, "malformed") from None
-        if not (isinstance(event, dict) and isinstance(event.get("project_uuid"), str) and event["project_uuid"]
-                and isinstance(event.get("status"), str)):
+        if not (
+            isinstance(event, dict)
+            and isinstance(event.get("project_uuid"), str)
+            and event["project_uuid"]
+            and isinstance(event.get("status"), str)
+        ):
             raise base.WebhookRefused(400, "malformed")
         action = event.get("action") if isinstance(event.get("action"), str) else "edit"
-        return base.WebhookEvent(event_id=f"{event['project_uuid']}:{action}:{event['status']}",
-                                 provider_job_id=event["project_uuid"], kind=f"{action}.{event['status']}")
+        return base.WebhookEvent(
+            event_id=f"{event['project_uuid']}:{action}:{event['status']}",
+            provider_job_id=event["project_uuid"],
+            kind=f"{action}.{event['status']}",
+        )
 
     async def describe(self) -> list[tuple[bool, str]]:
         profiles = await self.client.list_profiles()
         listing = ", ".join(f"{p.profile_key} {p.profile_name} ({p.image_type})" for p in profiles) or "none"
         chosen = next((p for p in profiles if p.profile_key == self.settings.profile_key), None)
         if chosen is None:
-            return [(False, f"provider: profile_key {self.settings.profile_key} is not one of the account's "
-                            f"profiles: {listing}")]
+            return [
+                (
+                    False,
+                    f"provider: profile_key {self.settings.profile_key} is not one of the account's "
+                    f"profiles: {listing}",
+                )
+            ]
         if chosen.image_type != "JPG":
-            return [(False, f"provider: profile {chosen.profile_key} edits {chosen.image_type} files; product "
-                            f"photos need a JPG profile ({listing})")]
-        return [(True, f"provider: ok — Imagen AI key accepted, profile {chosen.profile_key} "
-                       f"{chosen.profile_name!r}; the account's profiles: {listing}")]
+            return [
+                (
+                    False,
+                    f"provider: profile {chosen.profile_key} edits {chosen.image_type} files; product "
+                    f"photos need a JPG profile ({listing})",
+                )
+            ]
+        return [
+            (
+                True,
+                f"provider: ok — Imagen AI key accepted, profile {chosen.profile_key} "
+                f"{chosen.profile_name!r}; the account's profiles: {listing}",
+            )
+        ]
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -278,19 +349,37 @@ class ImagenProvider:
 def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default") -> DemoSandbox:
     from .sandbox import DEFAULT_API_KEY, ImagenSandbox
 
-    sandbox = (ImagenSandbox(edit_pending_seconds=0.2, edit_seconds=1.0, export_seconds=0.5, profile=profile) if fast
-               else ImagenSandbox(profile=profile))
+    sandbox = (
+        ImagenSandbox(edit_pending_seconds=0.2, edit_seconds=1.0, export_seconds=0.5, profile=profile)
+        if fast
+        else ImagenSandbox(profile=profile)
+    )
     server = sandbox.start(port)
-    return DemoSandbox(base_url=sandbox.api_url, api_key=DEFAULT_API_KEY, stop=server.stop,
-                       charges=lambda: sandbox.stats()["charges"],
-                       settings_lines=(f"profile_key = {SANDBOX_PROFILE}", 'photography_type = "OTHER"',
-                                       "crop = true", 'crop_aspect_ratio = "4X5"', "straighten = true",
-                                       *(['first_poll = "1s"'] if fast else [])))
+    return DemoSandbox(
+        base_url=sandbox.api_url,
+        api_key=DEFAULT_API_KEY,
+        stop=server.stop,
+        charges=lambda: sandbox.stats()["charges"],
+        settings_lines=(
+            f"profile_key = {SANDBOX_PROFILE}",
+            'photography_type = "OTHER"',
+            "crop = true",
+            'crop_aspect_ratio = "4X5"',
+            "straighten = true",
+            *(['first_poll = "1s"'] if fast else []),
+        ),
+    )
 
 
 PLUGIN = ProviderPlugin(
-    name="imagen", title="Imagen AI", settings_model=ImagenSettings, capabilities=capabilities,
-    create=ImagenProvider, default_base_url=BASE_URL,
+    name="imagen",
+    title="Imagen AI",
+    settings_model=ImagenSettings,
+    capabilities=capabilities,
+    create=ImagenProvider,
+    default_base_url=BASE_URL,
     check_key=lambda key: None if len(key) >= 8 else "too short to be an Imagen API key",
     # No test keys: a sandbox is a service on this machine.
-    is_sandbox=lambda key, base_url: base.is_loopback_url(base_url), start_sandbox=start_sandbox)
+    is_sandbox=lambda key, base_url: base.is_loopback_url(base_url),
+    start_sandbox=start_sandbox,
+)

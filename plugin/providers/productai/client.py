@@ -98,7 +98,9 @@ class _StartedBody(pydantic.BaseModel):
 class _Job(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="allow")
     id: _Id
-    status: Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=100)]  # tolerant: see contract
+    status: Annotated[
+        str, pydantic.StringConstraints(strict=True, min_length=1, max_length=100)
+    ]  # tolerant: see contract
     image_url: pydantic.StrictStr | None = None
 
 
@@ -111,11 +113,9 @@ _started_body = pydantic.TypeAdapter(_StartedBody)
 _job_body = pydantic.TypeAdapter(_JobBody)
 
 
-
 def _is_http_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
-
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -155,8 +155,12 @@ class ProductAIClient(ClosingClient):
         # Requests by outcome ("ok", "rate_limited", "server_error", "client_error", "timeout",
         # "connection_error", "non_json_body"), for metrics; each request counts once.
         self.stats: Counter[str] = Counter()
-        self._http = api_client(base_url=base_url, timeout=timeout, transport=transport,
-                                headers={"Accept": "application/json", "User-Agent": "retouch/productai"})
+        self._http = api_client(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "retouch/productai"},
+        )
 
     def __repr__(self) -> str:
         return f"ProductAIClient(base_url={str(self._http.base_url)!r})"
@@ -204,8 +208,9 @@ class ProductAIClient(ClosingClient):
     # --- one request, every failure mapped ------------------------------------------------------
 
     async def _start(self, path: str, payload: dict[str, Any]) -> int:
-        return await self._request("POST", path, parse=lambda body: _started_body.validate_python(body).data.id,
-                                   json_body=payload)
+        return await self._request(
+            "POST", path, parse=lambda body: _started_body.validate_python(body).data.id, json_body=payload
+        )
 
     async def _request(self, method: str, path: str, *, parse: Callable[[Any], T], json_body: Any = None) -> T:
         """Send one request and parse its JSON answer, or raise a ProductAIError. Never retried.
@@ -230,14 +235,16 @@ class ProductAIClient(ClosingClient):
         self.stats["ok"] += 1
         return result
 
-    async def _send(self, method: str, path: str, content: bytes | None,
-                    headers: dict[str, str]) -> tuple[httpx.Response, Any]:
+    async def _send(
+        self, method: str, path: str, content: bytes | None, headers: dict[str, str]
+    ) -> tuple[httpx.Response, Any]:
         try:
             response = await self._http.request(method, path, content=content, headers=headers)
         except httpx.InvalidURL:
             # httpx reads a redirect's Location even when it does not follow it; a garbled one raises this.
-            raise ServiceUnavailable("invalid_redirect",
-                                     f"{method} {path} answered a redirect to an unusable URL") from None
+            raise ServiceUnavailable(
+                "invalid_redirect", f"{method} {path} answered a redirect to an unusable URL"
+            ) from None
         except httpx.TimeoutException:
             log.warning("productai_timed_out", method=method, path=path)
             raise ServiceUnavailable("timeout", f"{method} {path} timed out") from None
@@ -263,16 +270,21 @@ class ProductAIClient(ClosingClient):
             log.warning("productai_out_of_tokens", path=path, status=status)
             return OutOfTokens(OUT_OF_TOKENS, message, status=status)
         if status == 429:
-            return RateLimited(code, message, status=status,
-                               retry_after=parse_retry_after(response.headers.get("retry-after"), time.time()))
+            return RateLimited(
+                code,
+                message,
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after"), time.time()),
+            )
         if status in (401, 403):
             return AuthenticationFailed(code, message, status=status)
         if 300 <= status < 400:  # never followed: the key must not travel to another URL
             return UnexpectedResponse(code, f"{method} {path} answered a redirect (HTTP {status})", status=status)
         if not is_json:
             # A proxy's or maintenance page in place of the API: it says nothing about our request.
-            return ServiceUnavailable("non_json_body", f"{method} {path} answered HTTP {status} without JSON",
-                                      status=status)
+            return ServiceUnavailable(
+                "non_json_body", f"{method} {path} answered HTTP {status} without JSON", status=status
+            )
         if status >= 500 or status == 408:
             return ServiceUnavailable("server_error", message, status=status, code=code)
         if status == 404:

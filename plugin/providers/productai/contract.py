@@ -23,8 +23,15 @@ TERMINAL_STATUSES = FAILURE_STATUSES | {"COMPLETED"}
 # --- Models and tokens --------------------------------------------------------------------------
 
 # [DOC] the page's list and token costs.
-MODEL_TOKENS = {"gpt-low": 2, "gpt-medium": 3, "gpt-high": 8, "kontext-pro": 3, "nanobanana": 3,
-                "nanobananapro": 8, "seedream": 3}
+MODEL_TOKENS = {
+    "gpt-low": 2,
+    "gpt-medium": 3,
+    "gpt-high": 8,
+    "kontext-pro": 3,
+    "nanobanana": 3,
+    "nanobananapro": 8,
+    "seedream": 3,
+}
 # [DOC: vendor code] more models exist than the page lists (kontext-max, nanobanana2, gpt-1.5, gpt-2): the vendor
 # adds them, so a model outside the list is accepted with a warning, not refused by the config.
 # [ASSUME] such a model costs the dearest documented generation, so budgets err on the safe side.

@@ -49,8 +49,10 @@ class RateLimited(ProductAIError, ProviderRateLimited):
     """429: over the 15 requests/minute budget. Wait `retry_after` seconds, or back off on your own if None."""
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, message={self.message!r}, "
-                f"retry_after={self.retry_after!r})")
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, message={self.message!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
 
 
 class ServiceUnavailable(ProductAIError, Unavailable):
@@ -64,8 +66,10 @@ class ServiceUnavailable(ProductAIError, Unavailable):
         self.reason = reason
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(reason={self.reason!r}, status={self.status!r}, code={self.code!r}, "
-                f"message={self.message!r})")
+        return (
+            f"{type(self).__name__}(reason={self.reason!r}, status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r})"
+        )
 
 
 class UnexpectedResponse(ProductAIError, Unavailable):

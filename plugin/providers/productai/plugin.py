@@ -32,8 +32,10 @@ from .client import ProductAIClient, parse_webhook
 BASE_URL = "https://api.productai.photo/v1"
 MODEL_TOKENS = contract.MODEL_TOKENS
 UPSCALE_TOKENS = contract.UPSCALE_TOKENS
-DEFAULT_PROMPT = ("Clean e-commerce product photo of this exact product on a pure white background, soft even "
-                  "studio lighting, sharp focus. Keep the product's shape, colours, label and text exactly as they are.")
+DEFAULT_PROMPT = (
+    "Clean e-commerce product photo of this exact product on a pure white background, soft even "
+    "studio lighting, sharp focus. Keep the product's shape, colours, label and text exactly as they are."
+)
 MIN_POLL_INTERVAL = 3.0  # [DOC] "poll no faster than every 3-5 s" (per minute of budget window)
 SANDBOX_KEY = "pai_sandbox_key_0123456789"
 
@@ -44,18 +46,19 @@ class ProductAISettings(Section):
     # The documented models, or one the vendor added since (accepted with a warning: contract.py).
     model: str = "kontext-pro"
     prompt: str = Field(DEFAULT_PROMPT, min_length=1, max_length=4000)
-    upscale: bool = False                                # a second, upscale job (20 tokens) on each result
+    upscale: bool = False  # a second, upscale job (20 tokens) on each result
     requests_per_minute: Count = Field(15, ge=1, le=1000)  # generate + upscale + polls, together
-    window: DurationBetween(1.0, DAY) = 60.0               # the budget's window: a minute (a sandbox may shorten it)
-    active_jobs: Count = Field(8, ge=1, le=100)            # jobs running at once
-    max_attempts: Count = Field(1, ge=1, le=5)             # paid jobs retouch starts for one image by itself
+    window: DurationBetween(1.0, DAY) = 60.0  # the budget's window: a minute (a sandbox may shorten it)
+    active_jobs: Count = Field(8, ge=1, le=100)  # jobs running at once
+    max_attempts: Count = Field(1, ge=1, le=5)  # paid jobs retouch starts for one image by itself
 
     @field_validator("model")
     @classmethod
     def _model_name(cls, value: str) -> str:
         if not re.fullmatch(contract.MODEL_PATTERN, value):
-            raise ValueError(f"{value!r} is not a model name; use one of ProductAI's models, e.g. "
-                             f"{', '.join(MODEL_TOKENS)}")
+            raise ValueError(
+                f"{value!r} is not a model name; use one of ProductAI's models, e.g. {', '.join(MODEL_TOKENS)}"
+            )
         return value
 
 
@@ -63,22 +66,32 @@ def capabilities(settings: BaseModel) -> Capabilities:
     assert isinstance(settings, ProductAISettings)
     floor = MIN_POLL_INTERVAL * settings.window / 60.0
     return Capabilities(
-        quota=QuotaLimits(window=settings.window, requests=settings.requests_per_minute,
-                          active_jobs=settings.active_jobs, max_batch=1),
-        source="url", source_formats=frozenset({"image/jpeg", "image/png", "image/webp"}), result="lasting_url",
+        quota=QuotaLimits(
+            window=settings.window, requests=settings.requests_per_minute, active_jobs=settings.active_jobs, max_batch=1
+        ),
+        source="url",
+        source_formats=frozenset({"image/jpeg", "image/png", "image/webp"}),
+        result="lasting_url",
         # The documented floor, scaled with a shortened window (sandboxes, benchmarks): 3 s a minute.
-        completion=frozenset({"poll", "webhook"}), poll_interval=floor, min_poll_interval=floor,
-        idempotent_submit=False, max_attempts=settings.max_attempts, credit_unit="tokens",
+        completion=frozenset({"poll", "webhook"}),
+        poll_interval=floor,
+        min_poll_interval=floor,
+        idempotent_submit=False,
+        max_attempts=settings.max_attempts,
+        credit_unit="tokens",
         credits_per_image=contract.model_tokens(settings.model) + (UPSCALE_TOKENS if settings.upscale else 0),
-        max_job_age=contract.MAX_JOB_AGE_SECONDS)
+        max_job_age=contract.MAX_JOB_AGE_SECONDS,
+    )
 
 
 def unlisted_model_warning(settings: ProductAISettings) -> str | None:
     """The warning for a model outside the documented list (the vendor adds models): None when listed."""
     if contract.is_listed_model(settings.model):
         return None
-    return (f"[productai] model: {settings.model!r} is not on ProductAI's documented list "
-            f"({', '.join(MODEL_TOKENS)}); sent as is, budgeted at {contract.UNLISTED_MODEL_TOKENS} tokens an image")
+    return (
+        f"[productai] model: {settings.model!r} is not on ProductAI's documented list "
+        f"({', '.join(MODEL_TOKENS)}); sent as is, budgeted at {contract.UNLISTED_MODEL_TOKENS} tokens an image"
+    )
 
 
 class ProductAIProvider:
@@ -116,8 +129,12 @@ class ProductAIProvider:
 
     async def submit(self, ticket: Ticket, progress: base.Progress) -> str:
         (item,) = ticket.items
-        job_id = await self._counted(progress, self.client.generate(
-            model=ticket.options["model"], image_url=item.source_url, prompt=ticket.options["prompt"]))
+        job_id = await self._counted(
+            progress,
+            self.client.generate(
+                model=ticket.options["model"], image_url=item.source_url, prompt=ticket.options["prompt"]
+            ),
+        )
         progress.save(generate_id=job_id)
         return str(job_id)
 
@@ -134,27 +151,48 @@ class ProductAIProvider:
             return self._generated_only(ticket, state, "COMPLETED (upscale unfinished at the deadline: not upscaled)")
         if job.failed:  # ERROR [DOC], FAILED or TIMEOUT [DOC: vendor code]: final
             code = "productai_error" if job.status == "ERROR" else f"productai_{job.status.lower()}"
-            return JobStatus(terminal=True, description=job.status, credits_used=self._tokens(ticket, state),
-                             items={0: ItemResult("failed", error_code=code, error_message=job.message or
-                                                  f"ProductAI ended this job with {job.status}")})
+            return JobStatus(
+                terminal=True,
+                description=job.status,
+                credits_used=self._tokens(ticket, state),
+                items={
+                    0: ItemResult(
+                        "failed",
+                        error_code=code,
+                        error_message=job.message or f"ProductAI ended this job with {job.status}",
+                    )
+                },
+            )
         if job.status != "COMPLETED":
             return JobStatus(terminal=False, items={}, description=job.status)
         if ticket.options.get("upscale") and not state.get("upscale_id"):
             # Sent on the next poll, so the budget paces it like any other request.
             progress.save(generated_url=job.image_url, upscale_due=True)
-            return JobStatus(terminal=False, items={}, description="generated; upscale next", expected_seconds=0.0,
-                             webhook_expected=False)
-        return JobStatus(terminal=True, description="COMPLETED", credits_used=self._tokens(ticket, state),
-                         items={0: ItemResult("completed", result_url=job.image_url)})
+            return JobStatus(
+                terminal=False,
+                items={},
+                description="generated; upscale next",
+                expected_seconds=0.0,
+                webhook_expected=False,
+            )
+        return JobStatus(
+            terminal=True,
+            description="COMPLETED",
+            credits_used=self._tokens(ticket, state),
+            items={0: ItemResult("completed", result_url=job.image_url)},
+        )
 
     async def _start_upscale(self, ticket: Ticket, progress: base.Progress) -> JobStatus:
         state = ticket.state
         generated = state["generated_url"]
         if state.get("upscale_sent"):
             # We never heard whether the upscale started: do not pay for a second one.
-            return JobStatus(terminal=True, description="COMPLETED (upscale answer lost: not upscaled)",
-                             credits_used=self._tokens(ticket, state),
-                             items={0: ItemResult("completed", result_url=generated)})
+            return JobStatus(
+                terminal=True,
+                description="COMPLETED (upscale answer lost: not upscaled)",
+                credits_used=self._tokens(ticket, state),
+                items={0: ItemResult("completed", result_url=generated)},
+            )
         progress.save(upscale_sent=True)
         try:
             upscale_id = await self._counted(progress, self.client.upscale(image_url=generated))
@@ -166,11 +204,17 @@ class ProductAIProvider:
         return JobStatus(terminal=False, items={}, description="upscaling", provider_job_id=str(upscale_id))
 
     def _generated_only(self, ticket: Ticket, state: Mapping[str, Any], description: str) -> JobStatus:
-        return JobStatus(terminal=True, description=description, credits_used=self._tokens(ticket, state),
-                         items={0: ItemResult("completed", result_url=state["generated_url"])})
+        return JobStatus(
+            terminal=True,
+            description=description,
+            credits_used=self._tokens(ticket, state),
+            items={0: ItemResult("completed", result_url=state["generated_url"])},
+        )
 
     def _tokens(self, ticket: Ticket, state: Mapping[str, Any]) -> int:
-        return (contract.model_tokens(str(ticket.options.get("model"))) + (UPSCALE_TOKENS if state.get("upscale_id") else 0))
+        return contract.model_tokens(str(ticket.options.get("model"))) + (
+            UPSCALE_TOKENS if state.get("upscale_id") else 0
+        )
 
     async def fresh_results(self, ticket: Ticket, progress: base.Progress) -> dict[int, str]:
         return {}  # result URLs last
@@ -182,8 +226,9 @@ class ProductAIProvider:
         # One URL per account, set on ProductAI's dashboard (`retouch check` prints it).
         return f"{public_url.rstrip('/')}/webhooks/productai/{base.webhook_token(self._api_key)}"
 
-    def verify_webhook(self, token: str | None, headers: Mapping[str, str], body: bytes,
-                       now: float, skew: float) -> base.WebhookEvent:
+    def verify_webhook(
+        self, token: str | None, headers: Mapping[str, str], body: bytes, now: float, skew: float
+    ) -> base.WebhookEvent:
         # Unsigned [DOC]: the secret token in the URL path is the proof.
         if not base.token_matches(self._api_key, token):
             raise base.WebhookRefused(401, "bad_token")
@@ -193,23 +238,34 @@ class ProductAIProvider:
             raise base.WebhookRefused(400, "malformed") from None
         if event.job_id is None:  # {"status": "error"} names no job: every running job is polled soon
             return base.WebhookEvent(event_id=f"anonymous:{uuid.uuid4().hex}", provider_job_id=None, kind=event.status)
-        return base.WebhookEvent(event_id=f"{event.job_id}:{event.status}", provider_job_id=str(event.job_id),
-                                 kind=event.status)
+        return base.WebhookEvent(
+            event_id=f"{event.job_id}:{event.status}", provider_job_id=str(event.job_id), kind=event.status
+        )
 
     async def describe(self) -> list[tuple[bool, str]]:
         try:
             await self.client.job(0)  # no such job: 404 proves the key is accepted; one request of the budget
         except errors.NotFound:
             pass
-        lines = [(True, f"provider: ok — ProductAI key accepted; model {self.settings.model} "
-                        f"({contract.model_tokens(self.settings.model)} tokens"
-                        f"{' + 20 for the upscale' if self.settings.upscale else ''} per image)")]
+        lines = [
+            (
+                True,
+                f"provider: ok — ProductAI key accepted; model {self.settings.model} "
+                f"({contract.model_tokens(self.settings.model)} tokens"
+                f"{' + 20 for the upscale' if self.settings.upscale else ''} per image)",
+            )
+        ]
         warning = unlisted_model_warning(self.settings)
         if warning:
             lines.append((True, f"provider: warning — {warning}"))
         if self._public_url:
-            lines.append((True, "provider: set this as the account's webhook on ProductAI's dashboard: "
-                                + (self.webhook_url(self._public_url) or "")))
+            lines.append(
+                (
+                    True,
+                    "provider: set this as the account's webhook on ProductAI's dashboard: "
+                    + (self.webhook_url(self._public_url) or ""),
+                )
+            )
         return lines
 
     async def aclose(self) -> None:
@@ -220,16 +276,31 @@ def start_sandbox(*, fast: bool = False, port: int = 0, profile: str = "default"
     from .sandbox import ProductAISandbox
 
     window = 6.0 if fast else 60.0
-    sandbox = ProductAISandbox(keys={SANDBOX_KEY: 100_000}, job_seconds=(0.5, 1.5) if fast else (20.0, 40.0),
-                               window_seconds=window, rate_limit_scope="key", profile=profile)
+    sandbox = ProductAISandbox(
+        keys={SANDBOX_KEY: 100_000},
+        job_seconds=(0.5, 1.5) if fast else (20.0, 40.0),
+        window_seconds=window,
+        rate_limit_scope="key",
+        profile=profile,
+    )
     server = sandbox.start(port)
-    return DemoSandbox(base_url=sandbox.base_url, api_key=SANDBOX_KEY, stop=server.stop,
-                       charges=lambda: sum(sum(k["jobs_started"].values()) for k in sandbox.stats()["keys"].values()),
-                       settings_lines=('model = "kontext-pro"', "requests_per_minute = 15", f'window = "{window:g}s"'))
+    return DemoSandbox(
+        base_url=sandbox.base_url,
+        api_key=SANDBOX_KEY,
+        stop=server.stop,
+        charges=lambda: sum(sum(k["jobs_started"].values()) for k in sandbox.stats()["keys"].values()),
+        settings_lines=('model = "kontext-pro"', "requests_per_minute = 15", f'window = "{window:g}s"'),
+    )
 
 
 PLUGIN = ProviderPlugin(
-    name="productai", title="ProductAI", settings_model=ProductAISettings, capabilities=capabilities,
-    create=ProductAIProvider, default_base_url=BASE_URL,
+    name="productai",
+    title="ProductAI",
+    settings_model=ProductAISettings,
+    capabilities=capabilities,
+    create=ProductAIProvider,
+    default_base_url=BASE_URL,
     check_key=lambda key: None if len(key) >= 8 else "too short to be a ProductAI API key",
-    is_sandbox=lambda key, base_url: base.is_loopback_url(base_url), start_sandbox=start_sandbox)
+    is_sandbox=lambda key, base_url: base.is_loopback_url(base_url),
+    start_sandbox=start_sandbox,
+)

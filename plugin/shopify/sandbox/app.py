@@ -60,10 +60,10 @@ from __future__ import annotations
 
 import binascii
 import json
-from urllib.parse import parse_qsl
 from email import policy
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import structlog
 from starlette.applications import Starlette
@@ -185,8 +185,10 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         if request.method == "PUT":
             return Response(status_code=200)
         location = f"{base_of(request)}/_staged/files/{key}"
-        xml = (f"<?xml version='1.0' encoding='UTF-8'?><PostResponse><Location>{location}</Location>"
-               f"<Bucket>shopify-staged-uploads</Bucket><Key>{form_key}</Key></PostResponse>")
+        xml = (
+            f"<?xml version='1.0' encoding='UTF-8'?><PostResponse><Location>{location}</Location>"
+            f"<Bucket>shopify-staged-uploads</Bucket><Key>{form_key}</Key></PostResponse>"
+        )
         return Response(xml, status_code=201, media_type="application/xml")
 
     async def staged_file(_request: Request) -> Response:
@@ -207,7 +209,11 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
     async def bulk_file(request: Request) -> Response:
         def look_up() -> tuple[Any, Any, float]:
             with store.lock:
-                return store.faults.take_bulk_download(), store.bulk.by_key.get(request.path_params["key"]), store.clock()
+                return (
+                    store.faults.take_bulk_download(),
+                    store.bulk.by_key.get(request.path_params["key"]),
+                    store.clock(),
+                )
 
         fault, op, now = await run_in_threadpool(look_up)
         if fault is not None:
@@ -227,8 +233,14 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         request_base = base_of(request)
         base_url = sandbox.base_url or request_base
         seed = None if op.group_objects else store.bulk_settings.any_order_seed
-        lines = bulk_export.lines(store, sandbox_schema(), Context(store, now, base_url, (base_url, request_base)), op,
-                                  locked=True, any_order_seed=seed)
+        lines = bulk_export.lines(
+            store,
+            sandbox_schema(),
+            Context(store, now, base_url, (base_url, request_base)),
+            op,
+            locked=True,
+            any_order_seed=seed,
+        )
         cut = fault is not None and fault.mode == "truncated"
         if cut:
             lines = bulk_export.cut_midway(lines, keep=op.counts(now)[0] // 2)
@@ -284,9 +296,13 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         return {"deleted": f"gid://shopify/Product/{legacy_id}"}
 
     def add_image(request: Request, body: dict[str, Any]) -> Any:
-        return sandbox.add_image(request.path_params["legacy_id"], str(body.get("filename") or "image.jpg"),
-                                 str(body.get("alt") or ""), data_base64=body.get("data_base64"),
-                                 processing=bool(body.get("processing", False)))
+        return sandbox.add_image(
+            request.path_params["legacy_id"],
+            str(body.get("filename") or "image.jpg"),
+            str(body.get("alt") or ""),
+            data_base64=body.get("data_base64"),
+            processing=bool(body.get("processing", False)),
+        )
 
     def delete_media(request: Request, _body: dict[str, Any]) -> Any:
         media_id = request.path_params["media_id"]
@@ -297,8 +313,9 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
         return sandbox.set_alt(request.path_params["media_id"], str(body["alt"]))
 
     def add_variant(request: Request, body: dict[str, Any]) -> Any:
-        return sandbox.add_variant(request.path_params["legacy_id"], str(body["title"]),
-                                   [str(m) for m in body.get("media_ids") or []])
+        return sandbox.add_variant(
+            request.path_params["legacy_id"], str(body["title"]), [str(m) for m in body.get("media_ids") or []]
+        )
 
     def stats(_request: Request, _body: dict[str, Any]) -> Any:
         return sandbox.stats()
@@ -312,7 +329,8 @@ def build_app(sandbox: ShopifySandbox) -> Starlette:
                 scopes=str(body["scopes"]) if body.get("scopes") is not None else None,
                 installed=bool(body["installed"]) if body.get("installed") is not None else None,
                 permitted=bool(body["permitted"]) if body.get("permitted") is not None else None,
-                reject_tokens=bool(body["reject_tokens"]) if body.get("reject_tokens") is not None else None)
+                reject_tokens=bool(body["reject_tokens"]) if body.get("reject_tokens") is not None else None,
+            )
         return sandbox.tokens.stats()
 
     def faults(request: Request, body: dict[str, Any]) -> Any:

@@ -31,7 +31,14 @@ from typing import Any
 from .model import gid, parse_gid
 
 CREATED, RUNNING, COMPLETED, CANCELING, CANCELED, FAILED, EXPIRED = (
-    "CREATED", "RUNNING", "COMPLETED", "CANCELING", "CANCELED", "FAILED", "EXPIRED")
+    "CREATED",
+    "RUNNING",
+    "COMPLETED",
+    "CANCELING",
+    "CANCELED",
+    "FAILED",
+    "EXPIRED",
+)
 IN_PROGRESS = (CREATED, RUNNING, CANCELING)
 MAX_IN_PROGRESS = 5
 ERROR_CODES = ("INTERNAL_SERVER_ERROR", "TIMEOUT", "ACCESS_DENIED")
@@ -133,19 +140,32 @@ class BulkOperations:
         running = self.in_progress(now)
         if len(running) < MAX_IN_PROGRESS:
             return None
-        return {"field": None, "code": "OPERATION_IN_PROGRESS",
-                "message": "A bulk query operation for this app and shop is already in progress: "
-                           + ", ".join(op.gid for op in running) + "."}
+        return {
+            "field": None,
+            "code": "OPERATION_IN_PROGRESS",
+            "message": "A bulk query operation for this app and shop is already in progress: "
+            + ", ".join(op.gid for op in running)
+            + ".",
+        }
 
-    def create(self, query: str, group_objects: bool, roots: list[str], object_count: int, now: float,
-               fault: Any = None) -> BulkOperation:
+    def create(
+        self, query: str, group_objects: bool, roots: list[str], object_count: int, now: float, fault: Any = None
+    ) -> BulkOperation:
         """A new operation over `roots` holding `object_count` objects; `fault` from the fault plan."""
         s = self.settings
         started = now + s.created_seconds
         done = started + s.seconds_per_object * object_count
-        op = BulkOperation(id=self._next_id, query=query, group_objects=group_objects, created_at=now,
-                           started_at=started, done_at=done, expires_at=done + s.expiry_seconds, roots=roots,
-                           object_count=object_count)
+        op = BulkOperation(
+            id=self._next_id,
+            query=query,
+            group_objects=group_objects,
+            created_at=now,
+            started_at=started,
+            done_at=done,
+            expires_at=done + s.expiry_seconds,
+            roots=roots,
+            object_count=object_count,
+        )
         if fault is not None and fault.mode in ("fail", "partial"):
             op.error_code = fault.code or "INTERNAL_SERVER_ERROR"
             op.partial = fault.mode == "partial"
@@ -162,11 +182,18 @@ class BulkOperations:
         """bulkOperationCancel's payload (its errors have no capture: plain wording, UserError without code)."""
         op = self.get(value)
         if op is None:
-            return {"bulkOperation": None, "userErrors": [{"field": ["id"], "message": "Bulk operation does not exist"}]}
+            return {
+                "bulkOperation": None,
+                "userErrors": [{"field": ["id"], "message": "Bulk operation does not exist"}],
+            }
         status = op.status(now)
         if status not in (CREATED, RUNNING):
-            return {"bulkOperation": op, "userErrors": [
-                {"field": None, "message": f"A bulk operation cannot be canceled when it is {status.lower()}"}]}
+            return {
+                "bulkOperation": op,
+                "userErrors": [
+                    {"field": None, "message": f"A bulk operation cannot be canceled when it is {status.lower()}"}
+                ],
+            }
         op.canceled_at = now
         op.cancel_seconds = self.settings.cancel_seconds
         return {"bulkOperation": op, "userErrors": []}

@@ -51,9 +51,15 @@ NESTED_COUNTS: dict[tuple[str, str], Callable[[Store, Any], int]] = {
 }
 
 
-def run_query(store: Store, ctx: Any, schema: GraphQLSchema, query: str, group_objects: bool,
-              roots_of: dict[str, RootFinder],
-              describe: Callable[[GraphQLError, DocumentNode], dict[str, Any]]) -> dict[str, Any]:
+def run_query(
+    store: Store,
+    ctx: Any,
+    schema: GraphQLSchema,
+    query: str,
+    group_objects: bool,
+    roots_of: dict[str, RootFinder],
+    describe: Callable[[GraphQLError, DocumentNode], dict[str, Any]],
+) -> dict[str, Any]:
     """bulkOperationRunQuery's payload."""
     errors = bulk_query.check(query, schema, describe)
     if errors:
@@ -64,17 +70,31 @@ def run_query(store: Store, ctx: Any, schema: GraphQLSchema, query: str, group_o
     plan = bulk_query.plan(query, schema)
     name = plan.root.field.name.value
     if name not in roots_of:  # no capture: a connection the sandbox has but cannot run in bulk
-        return {"bulkOperation": None, "userErrors": [
-            {"field": ["query"], "message": f"Invalid bulk query: the sandbox cannot run '{name}' in bulk",
-             "code": bulk_query.INVALID}]}
+        return {
+            "bulkOperation": None,
+            "userErrors": [
+                {
+                    "field": ["query"],
+                    "message": f"Invalid bulk query: the sandbox cannot run '{name}' in bulk",
+                    "code": bulk_query.INVALID,
+                }
+            ],
+        }
     arguments = get_argument_values(schema.query_type.fields[name], plan.root.field, {})  # type: ignore[union-attr, arg-type]  # the schema has a query root; no variables
     roots = roots_of[name](ctx, arguments)
     counters = [NESTED_COUNTS.get((plan.root.node_type.name, c.field.name.value)) for c in plan.root.children]
     nested = sum(count(store, root) for root in roots for count in counters if count is not None)
-    op = store.bulk.create(query, group_objects, [root.gid for root in roots], len(roots) + nested, ctx.now,
-                           store.faults.take_bulk())
-    log.info("bulk_operation_created", id=op.id, roots=len(roots), objects=op.object_count,
-             error_code=op.error_code, partial=op.partial)
+    op = store.bulk.create(
+        query, group_objects, [root.gid for root in roots], len(roots) + nested, ctx.now, store.faults.take_bulk()
+    )
+    log.info(
+        "bulk_operation_created",
+        id=op.id,
+        roots=len(roots),
+        objects=op.object_count,
+        error_code=op.error_code,
+        partial=op.partial,
+    )
     return {"bulkOperation": op, "userErrors": []}
 
 
@@ -83,28 +103,42 @@ def _batch_document(query: str, schema: GraphQLSchema) -> tuple[DocumentNode, bu
     """`nodes(ids: $ids) { ... on <node type> <the query's node selection> }` and the query's fragments."""
     plan = bulk_query.plan(query, schema)
     type_name = plan.root.node_type.name
-    selections = " ".join(f"... on {type_name} {print_ast(node.selection_set)}" for node in plan.root.nodes
-                          if node.selection_set is not None)
+    selections = " ".join(
+        f"... on {type_name} {print_ast(node.selection_set)}"
+        for node in plan.root.nodes
+        if node.selection_set is not None
+    )
     fragments = "\n".join(print_ast(f) for f in plan.fragments)
     text = f"query BulkBatch($ids: [ID!]!) {{ nodes(ids: $ids) {{ {selections or '__typename'} }} }}\n{fragments}"
     return parse(text), plan
 
 
-def _flatten(obj: dict[str, Any], connections: Iterable[bulk_query.Connection],
-             parent_id: str | None) -> Iterator[dict[str, Any]]:
+def _flatten(
+    obj: dict[str, Any], connections: Iterable[bulk_query.Connection], parent_id: str | None
+) -> Iterator[dict[str, Any]]:
     """The lines of one object: itself without its nested connections, then their nodes."""
     children = []
     for connection in connections:
         value = obj.pop(connection.key, None) or {}
-        children += [(edge["node"], connection.children) for edge in value.get("edges") or ()
-                     if edge and edge.get("node") is not None]
+        children += [
+            (edge["node"], connection.children)
+            for edge in value.get("edges") or ()
+            if edge and edge.get("node") is not None
+        ]
     yield obj if parent_id is None else {**obj, "__parentId": parent_id}
     for child, nested in children:
         yield from _flatten(child, nested, obj.get("id"))
 
 
-def lines(store: Store, schema: GraphQLSchema, ctx: Any, op: BulkOperation, *, locked: bool = False,
-          any_order_seed: int | None = None) -> Iterator[bytes]:
+def lines(
+    store: Store,
+    schema: GraphQLSchema,
+    ctx: Any,
+    op: BulkOperation,
+    *,
+    locked: bool = False,
+    any_order_seed: int | None = None,
+) -> Iterator[bytes]:
     """The JSON lines of `op`'s file, one root batch at a time. `locked`: take the store lock for
     each batch (the caller does not hold it); `any_order_seed`: shuffle (see the module docstring)."""
     document, plan = _batch_document(op.query, schema)
@@ -115,17 +149,24 @@ def lines(store: Store, schema: GraphQLSchema, ctx: Any, op: BulkOperation, *, l
         with store.lock if locked else nullcontext():
             now = store.clock()
             store.settle(now)
-            result = execute_sync(schema, document, context_value=dataclasses.replace(ctx, now=now),
-                             variable_values={"ids": roots[start:start + BATCH_ROOTS]})
+            result = execute_sync(
+                schema,
+                document,
+                context_value=dataclasses.replace(ctx, now=now),
+                variable_values={"ids": roots[start : start + BATCH_ROOTS]},
+            )
         for error in result.errors or ():
             log.error("bulk_line_failed", id=op.id, error=error.message)
-        batch = [json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                 for obj in (result.data or {}).get("nodes") or () if obj is not None
-                 for line in _flatten(obj, plan.root.children, None)]
+        batch = [
+            json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+            for obj in (result.data or {}).get("nodes") or ()
+            if obj is not None
+            for line in _flatten(obj, plan.root.children, None)
+        ]
         if rng is not None:
             batch = held + batch
             rng.shuffle(batch)
-            held, batch = batch[: len(batch) // 4], batch[len(batch) // 4:]
+            held, batch = batch[: len(batch) // 4], batch[len(batch) // 4 :]
         yield from batch
     yield from held
 

@@ -92,8 +92,9 @@ class _Reader:
         definition = getattr(parent, "fields", {}).get(node.name.value) if parent is not None else None
         return definition.type if definition is not None else None
 
-    def connections(self, parent: Any, node: FieldNode | OperationDefinitionNode,
-                    within_list: bool = False) -> list[Connection]:
+    def connections(
+        self, parent: Any, node: FieldNode | OperationDefinitionNode, within_list: bool = False
+    ) -> list[Connection]:
         found: list[Connection] = []
         for child, owner in self.fields(parent, node):
             if child.selection_set is None:
@@ -105,7 +106,9 @@ class _Reader:
                 found.append(self.connection(child, named, within_list))
             else:
                 unwrapped = gtype.of_type if gtype is not None and is_non_null_type(gtype) else gtype
-                found += self.connections(named, child, within_list or (unwrapped is not None and is_list_type(unwrapped)))
+                found += self.connections(
+                    named, child, within_list or (unwrapped is not None and is_list_type(unwrapped))
+                )
         return found
 
     def connection(self, node: FieldNode, named: Any, within_list: bool) -> Connection:
@@ -116,9 +119,16 @@ class _Reader:
         children = [c for n in nodes for c in self.connections(node_type, n)]
         selects_id = any(f.name.value == "id" and f.alias is None for n in nodes for f, _ in self.fields(node_type, n))
         via_nodes = any(f.name.value == "nodes" for f, _ in self.fields(named, node))
-        return Connection(key=(node.alias or node.name).value, field=node, node_type=node_type, nodes=tuple(nodes),
-                          via_nodes=via_nodes, within_list=within_list, node_selects_id=selects_id,
-                          children=tuple(children))
+        return Connection(
+            key=(node.alias or node.name).value,
+            field=node,
+            node_type=node_type,
+            nodes=tuple(nodes),
+            via_nodes=via_nodes,
+            within_list=within_list,
+            node_selects_id=selects_id,
+            children=tuple(children),
+        )
 
 
 def _query_error(message: str, code: str = INVALID) -> dict[str, Any]:
@@ -142,8 +152,9 @@ def _operation(document: DocumentNode) -> OperationDefinitionNode | None:
     return operations[0] if len(operations) == 1 else None
 
 
-def check(query: str, schema: GraphQLSchema,
-          describe: Callable[[GraphQLError, DocumentNode], dict[str, Any]]) -> list[dict[str, Any]]:
+def check(
+    query: str, schema: GraphQLSchema, describe: Callable[[GraphQLError, DocumentNode], dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The userErrors for `query` (empty: Shopify would run it). `describe` words a schema
     validation error as the GraphQL endpoint does."""
     try:
@@ -166,22 +177,30 @@ def check(query: str, schema: GraphQLSchema,
     if len(every) > MAX_CONNECTIONS:
         errors.append(_query_error(f"Bulk queries cannot contain more than {MAX_CONNECTIONS} connections."))
     if any(depth > MAX_DEPTH for _, depth in every):
-        errors.append(_query_error(
-            f"Bulk queries cannot contain connections with a nesting depth greater than {MAX_DEPTH}."))
+        errors.append(
+            _query_error(f"Bulk queries cannot contain connections with a nesting depth greater than {MAX_DEPTH}.")
+        )
     via_nodes = [c.key for c, _ in every if c.via_nodes or not c.nodes]
     if via_nodes:
-        errors.append(_query_error(
-            "All connection fields in a bulk query must select their contents using 'edges' > 'node', e.g: "
-            f"'{via_nodes[0]} {{ edges {{ node {{'. Selecting via 'nodes' is not supported. "
-            f"Invalid connection fields: {', '.join(repr(k) for k in via_nodes)}."))
+        errors.append(
+            _query_error(
+                "All connection fields in a bulk query must select their contents using 'edges' > 'node', e.g: "
+                f"'{via_nodes[0]} {{ edges {{ node {{'. Selecting via 'nodes' is not supported. "
+                f"Invalid connection fields: {', '.join(repr(k) for k in via_nodes)}."
+            )
+        )
     without_id = [c.key for c, _ in every if c.children and not c.node_selects_id]
     if without_id:
-        errors.append(_query_error(
-            "The parent 'node' field for a nested connection must select the 'id' field without an alias and "
-            f"must be of 'ID' return type. Connection fields without 'id': {', '.join(without_id)}."))
+        errors.append(
+            _query_error(
+                "The parent 'node' field for a nested connection must select the 'id' field without an alias and "
+                f"must be of 'ID' return type. Connection fields without 'id': {', '.join(without_id)}."
+            )
+        )
     if any(c.within_list for c, _ in every):
-        errors.append(_query_error("Queries that contain a connection field within a list field are not "
-                                   "currently supported."))
+        errors.append(
+            _query_error("Queries that contain a connection field within a list field are not currently supported.")
+        )
     if errors:
         return errors
     problems = validate(schema, document)

@@ -64,9 +64,13 @@ def _is_connection(type_name: str) -> bool:
     return type_name.endswith("Connection")
 
 
-def selected_fields(schema: GraphQLSchema, fragments: Mapping[str, FragmentDefinitionNode], parent: Any,
-                    selection_set: SelectionSetNode | None,
-                    seen: frozenset[str] = frozenset()) -> Iterator[tuple[FieldNode, Any]]:
+def selected_fields(
+    schema: GraphQLSchema,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    parent: Any,
+    selection_set: SelectionSetNode | None,
+    seen: frozenset[str] = frozenset(),
+) -> Iterator[tuple[FieldNode, Any]]:
     """(field node, parent type) pairs of a selection set, through fragments (`parent` may be None
     where the type is unknown; a fragment's type condition names the parent of its fields)."""
     if selection_set is None:

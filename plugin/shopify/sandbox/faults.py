@@ -53,8 +53,10 @@ def answer_for(fault: Fault) -> FaultAnswer:
     """The answer of a `status` fault, as Shopify's edge words it."""
     headers = retry_after_headers(fault)
     if fault.status == 429:
-        body = (b'{"errors":"Exceeded 2 calls per second for api client. '
-                b'Reduce request rates to resume uninterrupted service."}')
+        body = (
+            b'{"errors":"Exceeded 2 calls per second for api client. '
+            b'Reduce request rates to resume uninterrupted service."}'
+        )
         return FaultAnswer(429, body, "application/json; charset=utf-8", headers)
     if fault.status == 500:
         request_id = str(uuid.uuid4())
@@ -78,11 +80,18 @@ BULK_ERROR_CODES = ("INTERNAL_SERVER_ERROR", "TIMEOUT", "ACCESS_DENIED")
 
 
 def fault_book(seed: int = 0) -> FaultBook:
-    return FaultBook((GRAPHQL, MEDIA, WEBHOOK, BULK, BULK_DOWNLOAD),
-                     {**{mode: (GRAPHQL, BULK_DOWNLOAD) for mode in ANSWER_MODES}, "throttled": (GRAPHQL,),
-                      "fail": (MEDIA, BULK), "partial": (BULK,), "expired": (BULK,),
-                      **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}},
-                     seed=seed)
+    return FaultBook(
+        (GRAPHQL, MEDIA, WEBHOOK, BULK, BULK_DOWNLOAD),
+        {
+            **{mode: (GRAPHQL, BULK_DOWNLOAD) for mode in ANSWER_MODES},
+            "throttled": (GRAPHQL,),
+            "fail": (MEDIA, BULK),
+            "partial": (BULK,),
+            "expired": (BULK,),
+            **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES},
+        },
+        seed=seed,
+    )
 
 
 @dataclass
@@ -109,8 +118,9 @@ class FaultPlan:
         requests; `throttle` is mode "throttled"; `fail_media_processing` N media end FAILED;
         `endpoint` "bulk" or "bulk_download" sends `status`/`mode` there instead."""
         if endpoint in (BULK, BULK_DOWNLOAD):
-            self.book.add(self._bulk_fault(endpoint, status, mode, code, count, seconds, skip, probability,
-                                           retry_after))
+            self.book.add(
+                self._bulk_fault(endpoint, status, mode, code, count, seconds, skip, probability, retry_after)
+            )
             return
         if endpoint not in (None, GRAPHQL, MEDIA, WEBHOOK):
             raise ValueError(f"endpoint must be one of {GRAPHQL}, {MEDIA}, {WEBHOOK}, {BULK}, {BULK_DOWNLOAD}")
@@ -128,11 +138,22 @@ class FaultPlan:
         if mode in WEBHOOK_MODES:
             faults.append(Fault(WEBHOOK, count=count, mode=mode, seconds=seconds, **plan))
         elif status is not None or mode is not None:
-            faults.append(Fault(GRAPHQL, count=count, status=status, mode=mode, seconds=seconds,
-                                retry_after=retry_after, operation=operation, **plan))
+            faults.append(
+                Fault(
+                    GRAPHQL,
+                    count=count,
+                    status=status,
+                    mode=mode,
+                    seconds=seconds,
+                    retry_after=retry_after,
+                    operation=operation,
+                    **plan,
+                )
+            )
         if throttle:
-            faults.append(Fault(GRAPHQL, count=1 if status is not None else count, mode="throttled",
-                                operation=operation, **plan))
+            faults.append(
+                Fault(GRAPHQL, count=1 if status is not None else count, mode="throttled", operation=operation, **plan)
+            )
         if fail_media_processing:
             faults.append(Fault(MEDIA, count=fail_media_processing, mode="fail", code=code, **plan))
         if not faults:
@@ -143,8 +164,17 @@ class FaultPlan:
             self.book.add(fault)
 
     @staticmethod
-    def _bulk_fault(endpoint: str, status: int | None, mode: str | None, code: str | None, count: int,
-                    seconds: float, skip: int, probability: float, retry_after: float | None) -> Fault:
+    def _bulk_fault(
+        endpoint: str,
+        status: int | None,
+        mode: str | None,
+        code: str | None,
+        count: int,
+        seconds: float,
+        skip: int,
+        probability: float,
+        retry_after: float | None,
+    ) -> Fault:
         if endpoint == BULK:
             if status is not None or mode not in BULK_MODES:
                 raise ValueError(f"a bulk fault is a mode: one of {', '.join(BULK_MODES)}")
@@ -155,8 +185,17 @@ class FaultPlan:
             code = None if mode == "expired" else code or "INTERNAL_SERVER_ERROR"
         elif status is not None and status not in HTTP_FAULT_STATUSES:
             raise ValueError(f"status must be one of {HTTP_FAULT_STATUSES}")
-        return Fault(endpoint, count=count, status=status, mode=mode, seconds=seconds, code=code, skip=skip,
-                     probability=probability, retry_after=retry_after)
+        return Fault(
+            endpoint,
+            count=count,
+            status=status,
+            mode=mode,
+            seconds=seconds,
+            code=code,
+            skip=skip,
+            probability=probability,
+            retry_after=retry_after,
+        )
 
     def take_bulk(self) -> Fault | None:
         """The fault that meets the bulk operation being created, if any."""
@@ -182,21 +221,51 @@ class FaultPlan:
         http, throttle_next, media, webhook, bulk = [], False, [], [], []
         for fault in pending:
             if fault["endpoint"] in (BULK, BULK_DOWNLOAD):
-                bulk.append({key: fault[key] for key in ("endpoint", "mode", "status", "retry_after", "code", "count",
-                                                          "seconds", "skip", "probability") if key in fault})
+                bulk.append(
+                    {
+                        key: fault[key]
+                        for key in (
+                            "endpoint",
+                            "mode",
+                            "status",
+                            "retry_after",
+                            "code",
+                            "count",
+                            "seconds",
+                            "skip",
+                            "probability",
+                        )
+                        if key in fault
+                    }
+                )
             elif fault["endpoint"] == WEBHOOK:
-                webhook.append({key: fault[key] for key in ("mode", "count", "seconds", "skip", "probability")
-                                if key in fault})
+                webhook.append(
+                    {key: fault[key] for key in ("mode", "count", "seconds", "skip", "probability") if key in fault}
+                )
             elif fault["endpoint"] == MEDIA:
                 media.extend([fault.get("code", "IMAGE_PROCESSING_FAILURE")] * fault["count"])
             elif fault.get("mode") == "throttled":
                 throttle_next = True
             else:
-                entry = {"status": fault.get("status"), "remaining": fault["count"],
-                         "retry_after": fault.get("retry_after"), "operation": fault.get("operation")}
+                entry = {
+                    "status": fault.get("status"),
+                    "remaining": fault["count"],
+                    "retry_after": fault.get("retry_after"),
+                    "operation": fault.get("operation"),
+                }
                 # The rest of the plan, only where it differs from "the next request, for sure".
-                entry.update({key: fault[key] for key in ("mode", "seconds", "skip", "probability")
-                              if key in fault and fault[key] not in (0, 0.0, 1.0)})
+                entry.update(
+                    {
+                        key: fault[key]
+                        for key in ("mode", "seconds", "skip", "probability")
+                        if key in fault and fault[key] not in (0, 0.0, 1.0)
+                    }
+                )
                 http.append(entry)
-        return {"http": http, "throttle_next": throttle_next, "fail_media_processing": media, "webhook": webhook,
-                "bulk": bulk}
+        return {
+            "http": http,
+            "throttle_next": throttle_next,
+            "fail_media_processing": media,
+            "webhook": webhook,
+            "bulk": bulk,
+        }

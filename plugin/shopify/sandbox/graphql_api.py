@@ -36,12 +36,14 @@ from graphql import (
 )
 from graphql.error import GraphQLSyntaxError
 
+from ...sandbox_kit.faults import answer_for as transport_answer
 from . import bulk_export, lifecycle, profiles, search
 from .bulk import COMPLETED, EXPIRED, FAILED, BulkOperation
-from .catalog import TIME_FIELDS, db_time as _db_time, parse_db_time as _parse_db_time, product_sort
+from .catalog import TIME_FIELDS, product_sort
+from .catalog import db_time as _db_time
+from .catalog import parse_db_time as _parse_db_time
 from .cost import MAX_QUERY_COST, ActualCost, analyze
 from .faults import answer_for
-from ...sandbox_kit.faults import answer_for as transport_answer
 from .model import Collection, Media, Metafield, Product, ReorderJob, gid, iso, parse_gid
 from .paging import InvalidCursor, Page, PaginationLimit, SortSpec, paginate, paginate_sorted
 from .store import SHOP_NUMERIC_ID, Store
@@ -81,7 +83,8 @@ def _pagination_limit(cap: int) -> GraphQLError:
     return GraphQLError(
         f"The connection cannot be paginated beyond its first {cap} records. Use filters (for example "
         "an updated_at range) to narrow the results.",
-        extensions={"code": "BAD_REQUEST", "documentation": LIMITS_DOC})
+        extensions={"code": "BAD_REQUEST", "documentation": LIMITS_DOC},
+    )
 
 
 def _page(items: list[Any], sort: SortSpec[Any], cap: int | None = None, **window: Any) -> dict[str, Any]:
@@ -102,17 +105,22 @@ def _ctx(info: Any) -> Context:
 
 def _checked_gid(value: str) -> str:
     if parse_gid(value) is None and not value.startswith("gid://shopify/Job/"):
-        raise GraphQLError(f"Invalid global id '{value}'",
-                           extensions={"code": "argumentLiteralsIncompatible", "typeName": "CoercionError"})
+        raise GraphQLError(
+            f"Invalid global id '{value}'",
+            extensions={"code": "argumentLiteralsIncompatible", "typeName": "CoercionError"},
+        )
     return value
 
 
 def resolve_shop(_root: Any, info: Any) -> dict[str, Any]:
     store = _ctx(info).store
-    return {"id": gid("Shop", SHOP_NUMERIC_ID), "name": store.shop_name,
-            "myshopifyDomain": f"{store.shop_name}.myshopify.com",
-            # graphql-core calls a callable dict value with the field's arguments.
-            "metafield": lambda _info, key, namespace=None: store.shop_metafields.get((store.namespace(namespace), key))}
+    return {
+        "id": gid("Shop", SHOP_NUMERIC_ID),
+        "name": store.shop_name,
+        "myshopifyDomain": f"{store.shop_name}.myshopify.com",
+        # graphql-core calls a callable dict value with the field's arguments.
+        "metafield": lambda _info, key, namespace=None: store.shop_metafields.get((store.namespace(namespace), key)),
+    }
 
 
 def _matching_products(ctx: Context, query: str | None) -> list[Product]:
@@ -125,8 +133,17 @@ def _indexed(ctx: Context, query: str | None, product: Product) -> bool:
     return not query or profiles.indexed(ctx.store, product, ctx.now)
 
 
-def resolve_products(_root: Any, info: Any, first: int | None = None, after: str | None = None, last: int | None = None,
-                     before: str | None = None, reverse: bool = False, sortKey: str = "ID", query: str | None = None) -> Any:
+def resolve_products(
+    _root: Any,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool = False,
+    sortKey: str = "ID",
+    query: str | None = None,
+) -> Any:
     """A page of the catalog from the store's sorted index of `sortKey`: a time filter on the sort
     field narrows it by bisection; other filters are tested on the products the page passes."""
     ctx = _ctx(info)
@@ -142,15 +159,25 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
     lagging = bool(query) and profiles.search_lags(store)
     if lagging:  # what a search sees changes as the index catches up: no remembered offsets
         matched = matches
-        matches = (lambda product: profiles.indexed(store, product, now)
-                   and (matched is None or matched(product)))
+        matches = lambda product: profiles.indexed(store, product, now) and (matched is None or matched(product))
     offset_key = (query, sortKey, bool(reverse))
-    known = store.offsets.get((*offset_key, after)) if matches is not None and after is not None and not lagging \
-        else None
+    known = (
+        store.offsets.get((*offset_key, after)) if matches is not None and after is not None and not lagging else None
+    )
     try:
         page: Page[Product] = paginate_sorted(
-            index, product_sort(sortKey), span=span, matches=matches, first=first, after=after, last=last,
-            before=before, reverse=reverse, cap=store.pagination_cap, known_offset=known)
+            index,
+            product_sort(sortKey),
+            span=span,
+            matches=matches,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            reverse=reverse,
+            cap=store.pagination_cap,
+            known_offset=known,
+        )
     except InvalidCursor:
         raise GraphQLError("Invalid cursor for current pagination sort.") from None  # no capture
     except PaginationLimit as exc:
@@ -160,13 +187,16 @@ def resolve_products(_root: Any, info: Any, first: int | None = None, after: str
     return page.as_connection()
 
 
-def resolve_products_count(_root: Any, info: Any, query: str | None = None, limit: int | None = 10000) -> dict[str, Any]:
+def resolve_products_count(
+    _root: Any, info: Any, query: str | None = None, limit: int | None = 10000
+) -> dict[str, Any]:
     """Shopify counts up to `limit` (default 10,000; null: no limit) and says AT_LEAST above it
     (capture bulk-operation-run-query-group-objects.json: `{count: 1456, precision: EXACT}`)."""
     ctx = _ctx(info)
     predicate = search.parse_query(query)
-    count = sum(1 for p in ctx.store.products.values()
-                if search.matches(predicate, p, ctx.now) and _indexed(ctx, query, p))
+    count = sum(
+        1 for p in ctx.store.products.values() if search.matches(predicate, p, ctx.now) and _indexed(ctx, query, p)
+    )
     if limit is not None and count > limit:
         return {"count": limit, "precision": "AT_LEAST"}
     return {"count": count, "precision": "EXACT"}
@@ -175,30 +205,52 @@ def resolve_products_count(_root: Any, info: Any, query: str | None = None, limi
 def _bulk_products(ctx: Context, args: dict[str, Any]) -> list[Product]:
     """The roots of a bulk `products(...)`: what the connection holds, in its order (a bulk query
     pages through everything, so `first`/`last` only cut it short when given)."""
-    found = sorted(_matching_products(ctx, args.get("query")), key=_product_sort(args.get("sortKey", "ID")).key,
-                   reverse=bool(args.get("reverse")))
+    found = sorted(
+        _matching_products(ctx, args.get("query")),
+        key=_product_sort(args.get("sortKey", "ID")).key,
+        reverse=bool(args.get("reverse")),
+    )
     if args.get("first") is not None:
         found = found[: args["first"]]
     if args.get("last") is not None:
-        found = found[-args["last"]:] if args["last"] else []
+        found = found[-args["last"] :] if args["last"] else []
     return found
 
 
 BULK_ROOTS: dict[str, bulk_export.RootFinder] = {"products": _bulk_products}
 
 
-def resolve_webhook_subscriptions(_root: Any, info: Any, first: int | None = None, after: str | None = None,
-                                  last: int | None = None, before: str | None = None, reverse: bool = False,
-                                  sortKey: str = "CREATED_AT", uri: str | None = None,
-                                  topics: list[str] | None = None) -> Any:
-    found = [s for s in _ctx(info).store.subscriptions.by_id.values()
-             if (uri is None or s.uri == uri) and (topics is None or s.topic in topics)]
+def resolve_webhook_subscriptions(
+    _root: Any,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool = False,
+    sortKey: str = "CREATED_AT",
+    uri: str | None = None,
+    topics: list[str] | None = None,
+) -> Any:
+    found = [
+        s
+        for s in _ctx(info).store.subscriptions.by_id.values()
+        if (uri is None or s.uri == uri) and (topics is None or s.topic in topics)
+    ]
     if sortKey == "ID":
         sort: SortSpec[Any] = SortSpec(lambda s: s.id, lambda s: s.id, lambda s: str(s.id), int)
     else:
         sort = SortSpec(lambda s: s.id, lambda s: int(s.created_at), lambda s: _db_time(s.created_at), _parse_db_time)
-    return _page(found, sort, _ctx(info).store.pagination_cap, first=first, after=after, last=last, before=before,
-                 reverse=reverse)
+    return _page(
+        found,
+        sort,
+        _ctx(info).store.pagination_cap,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        reverse=reverse,
+    )
 
 
 def resolve_product(_root: Any, info: Any, id: str) -> Product | None:
@@ -222,24 +274,54 @@ def resolve_bulk_operation(_root: Any, info: Any, id: str) -> BulkOperation | No
     return _ctx(info).store.bulk.get(_checked_gid(id))
 
 
-def resolve_product_media(product: Product, info: Any, first: int | None = None, after: str | None = None,
-                          last: int | None = None, before: str | None = None, reverse: bool = False,
-                          sortKey: str = "POSITION") -> Any:
+def resolve_product_media(
+    product: Product,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool = False,
+    sortKey: str = "POSITION",
+) -> Any:
     store = _ctx(info).store
     media = store.product_media(product)
     positions = {m.id: i for i, m in enumerate(media)}
-    return _page(media, _media_sort(sortKey, positions), store.pagination_cap, first=first, after=after, last=last,
-                 before=before, reverse=reverse)
+    return _page(
+        media,
+        _media_sort(sortKey, positions),
+        store.pagination_cap,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        reverse=reverse,
+    )
 
 
-def resolve_product_collections(product: Product, info: Any, first: int | None = None, after: str | None = None,
-                                last: int | None = None, before: str | None = None, reverse: bool = False) -> Any:
+def resolve_product_collections(
+    product: Product,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    reverse: bool = False,
+) -> Any:
     """The collections a product belongs to, by id (Shopify's default sortKey for this connection)."""
     store = _ctx(info).store
     collections = [store.collections[n] for n in product.collection_ids if n in store.collections]
     by_id: SortSpec[Any] = SortSpec(lambda c: c.id, lambda c: c.id, lambda c: str(c.id), int)
-    return _page(sorted(collections, key=lambda c: c.id), by_id, store.pagination_cap, first=first, after=after,
-                 last=last, before=before, reverse=reverse)
+    return _page(
+        sorted(collections, key=lambda c: c.id),
+        by_id,
+        store.pagination_cap,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        reverse=reverse,
+    )
 
 
 def resolve_metafield(product: Product, info: Any, key: str, namespace: str | None = None) -> Metafield | None:
@@ -250,8 +332,13 @@ def _image(media: Media, shown: Any, ctx: Context) -> dict[str, Any] | None:
     if shown is None:
         return None
     asset, version = shown
-    return {"id": gid("ImageSource", media.id), "url": ctx.store.cdn_url(ctx.base_url, media, version),
-            "width": asset.width, "height": asset.height, "altText": media.alt}
+    return {
+        "id": gid("ImageSource", media.id),
+        "url": ctx.store.cdn_url(ctx.base_url, media, version),
+        "width": asset.width,
+        "height": asset.height,
+        "altText": media.alt,
+    }
 
 
 def _media_image(media: Media, info: Any) -> dict[str, Any] | None:
@@ -324,6 +411,7 @@ SUBSCRIPTION_FIELDS = {
     "updatedAt": lambda s, _i: iso(s.updated_at),
 }
 
+
 def _bulk_status(op: BulkOperation, info: Any) -> str:
     return op.status(_ctx(info).now)
 
@@ -372,7 +460,8 @@ MUTATIONS: dict[str, Any] = {  # Mutation field -> (store, context, arguments) -
     "metafieldsSet": lambda store, ctx, a: store.metafields_set(a["metafields"], ctx.now),
     "fileDelete": lambda store, ctx, a: store.file_delete(a["fileIds"], ctx.now),
     "webhookSubscriptionCreate": lambda store, ctx, a: profiles.webhook_subscription_create(
-        store, a["topic"], a["webhookSubscription"], ctx.now),
+        store, a["topic"], a["webhookSubscription"], ctx.now
+    ),
     "webhookSubscriptionDelete": lambda store, ctx, a: store.subscriptions.delete(a["id"]),
     "bulkOperationRunQuery": lambda store, ctx, a: bulk_export.run_query(
         store,
@@ -415,19 +504,29 @@ def sandbox_schema() -> GraphQLSchema:
     sdl = (resources.files(__package__) / "schema.graphql").read_text(encoding="utf-8")
     schema = build_schema(sdl)
     query = schema.type_map["QueryRoot"].fields  # type: ignore[attr-defined]  # an object type
-    for name, resolver in {"shop": resolve_shop, "products": resolve_products, "product": resolve_product,
-                           "productsCount": resolve_products_count,
-                           "node": resolve_node, "nodes": resolve_nodes, "job": resolve_job,
-                           "webhookSubscriptions": resolve_webhook_subscriptions,
-                           "bulkOperation": resolve_bulk_operation}.items():
+    for name, resolver in {
+        "shop": resolve_shop,
+        "products": resolve_products,
+        "product": resolve_product,
+        "productsCount": resolve_products_count,
+        "node": resolve_node,
+        "nodes": resolve_nodes,
+        "job": resolve_job,
+        "webhookSubscriptions": resolve_webhook_subscriptions,
+        "bulkOperation": resolve_bulk_operation,
+    }.items():
         query[name].resolve = resolver
     for name, field_def in schema.type_map["Mutation"].fields.items():  # type: ignore[attr-defined]  # an object type
         field_def.resolve = _mutation(name)
-    for type_name, resolvers in {"Product": PRODUCT_FIELDS, "MediaImage": MEDIA_IMAGE_FIELDS,
-                                 "Collection": COLLECTION_FIELDS,
-                                 "Metafield": METAFIELD_FIELDS, "Job": JOB_FIELDS,
-                                 "WebhookSubscription": SUBSCRIPTION_FIELDS,
-                                 "BulkOperation": BULK_OPERATION_FIELDS}.items():
+    for type_name, resolvers in {
+        "Product": PRODUCT_FIELDS,
+        "MediaImage": MEDIA_IMAGE_FIELDS,
+        "Collection": COLLECTION_FIELDS,
+        "Metafield": METAFIELD_FIELDS,
+        "Job": JOB_FIELDS,
+        "WebhookSubscription": SUBSCRIPTION_FIELDS,
+        "BulkOperation": BULK_OPERATION_FIELDS,
+    }.items():
         fields = schema.type_map[type_name].fields  # type: ignore[attr-defined]  # object types
         for name, resolver in resolvers.items():  # type: ignore[attr-defined]  # each a dict of resolvers
             fields[name].resolve = resolver
@@ -522,15 +621,26 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> A
 
 
 def _max_cost_exceeded(requested: int) -> Answer:
-    return _json(200, {"errors": [{
-        "message": f"Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\n"
-                   "See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n"
-                   "cost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk "
-                   "operations should be used instead.\nSee https://shopify.dev/api/usage/bulk-operations/queries "
-                   "for usage details.\n",
-        "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": MAX_QUERY_COST,
-                       "documentation": RATE_LIMITS_DOC},
-    }]})
+    return _json(
+        200,
+        {
+            "errors": [
+                {
+                    "message": f"Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\n"
+                    "See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n"
+                    "cost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk "
+                    "operations should be used instead.\nSee https://shopify.dev/api/usage/bulk-operations/queries "
+                    "for usage details.\n",
+                    "extensions": {
+                        "code": "MAX_COST_EXCEEDED",
+                        "cost": requested,
+                        "maxCost": MAX_QUERY_COST,
+                        "documentation": RATE_LIMITS_DOC,
+                    },
+                }
+            ]
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -600,12 +710,24 @@ class GraphQLService:
             if forced or not store.bucket.take(requested):
                 store.stats.throttled += 1
                 log.info("throttled", operation=request.operation, requested=requested)
-                return _json(200, {
-                    "errors": [{"message": "Throttled",
-                                "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC}}],
-                    "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": None,
-                                            "throttleStatus": store.bucket.status()}},
-                })
+                return _json(
+                    200,
+                    {
+                        "errors": [
+                            {
+                                "message": "Throttled",
+                                "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC},
+                            }
+                        ],
+                        "extensions": {
+                            "cost": {
+                                "requestedQueryCost": requested,
+                                "actualQueryCost": None,
+                                "throttleStatus": store.bucket.status(),
+                            }
+                        },
+                    },
+                )
             return self._execute(request, requested, base_url, bases)
 
     def _requested_cost(self, request: _Request) -> int | Answer:
@@ -635,8 +757,12 @@ class GraphQLService:
         counter = ActualCost()
         assert request.document is not None
         result = execute_sync(
-            self.schema, request.document, context_value=Context(store, now, base_url, bases),
-            variable_values=request.variables, operation_name=request.operation, middleware=[counter],
+            self.schema,
+            request.document,
+            context_value=Context(store, now, base_url, bases),
+            variable_values=request.variables,
+            operation_name=request.operation,
+            middleware=[counter],
         )
         actual = min(counter.total, requested)
         store.bucket.give_back(requested - actual)  # Shopify refunds what a query did not use
@@ -649,6 +775,11 @@ class GraphQLService:
                     log.error("resolver_failed", operation=request.operation, error=repr(error.original_error))
             payload["errors"] = [e.formatted for e in result.errors]
         payload["data"] = result.data
-        payload["extensions"] = {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
-                                          "throttleStatus": store.bucket.status()}}
+        payload["extensions"] = {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": store.bucket.status(),
+            }
+        }
         return _json(200, payload)

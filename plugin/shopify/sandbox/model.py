@@ -215,7 +215,7 @@ class Product:
     variants: list[Variant] = field(default_factory=list)
     product_type: str = ""
     vendor: str = ""
-    status: str = "ACTIVE"                  # ProductStatus
+    status: str = "ACTIVE"  # ProductStatus
     collection_ids: list[int] = field(default_factory=list)  # the collections it belongs to, in order added
 
     @property

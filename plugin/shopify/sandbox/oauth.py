@@ -40,9 +40,9 @@ class TokenIssuer:
     scopes: str = DEFAULT_SCOPES
     installed: bool = True
     permitted: bool = True
-    reject_tokens: bool = False   # a store that answers 401 to every issued token (a test of bounded renewals)
-    _tokens: dict[str, float] = field(default_factory=dict)   # token -> expires at
-    _ever: list[str] = field(default_factory=list)            # every token issued, revoked or not
+    reject_tokens: bool = False  # a store that answers 401 to every issued token (a test of bounded renewals)
+    _tokens: dict[str, float] = field(default_factory=dict)  # token -> expires at
+    _ever: list[str] = field(default_factory=list)  # every token issued, revoked or not
     _lock: threading.Lock = field(default_factory=threading.Lock)
     grants: int = 0
     refused: int = 0
@@ -52,11 +52,17 @@ class TokenIssuer:
         """(status, JSON body) for one request to the token endpoint."""
         with self._lock:
             if form.get("grant_type") != "client_credentials" or not form.get("client_id"):
-                return self._refuse("invalid_request", "grant_type=client_credentials and client_id are required "
-                                                       "(form-encoded)")
-            if self.client_id is None or self.client_secret is None or not (
+                return self._refuse(
+                    "invalid_request", "grant_type=client_credentials and client_id are required (form-encoded)"
+                )
+            if (
+                self.client_id is None
+                or self.client_secret is None
+                or not (
                     hmac.compare_digest(form["client_id"].encode(), self.client_id.encode())
-                    and hmac.compare_digest(form.get("client_secret", "").encode(), self.client_secret.encode())):
+                    and hmac.compare_digest(form.get("client_secret", "").encode(), self.client_secret.encode())
+                )
+            ):
                 return self._refuse("invalid_client", REFUSALS["invalid_client"])
             if not self.permitted:
                 return self._refuse("shop_not_permitted", REFUSALS["shop_not_permitted"])
@@ -86,9 +92,15 @@ class TokenIssuer:
             self.revoked += count
             return count
 
-    def configure(self, *, lifetime: float | None = None, scopes: str | None = None,
-                  installed: bool | None = None, permitted: bool | None = None,
-                  reject_tokens: bool | None = None) -> None:
+    def configure(
+        self,
+        *,
+        lifetime: float | None = None,
+        scopes: str | None = None,
+        installed: bool | None = None,
+        permitted: bool | None = None,
+        reject_tokens: bool | None = None,
+    ) -> None:
         with self._lock:
             if lifetime is not None:
                 if lifetime <= 0:
@@ -110,6 +122,13 @@ class TokenIssuer:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"grants": self.grants, "refused": self.refused, "revoked": self.revoked,
-                    "lifetime": self.lifetime, "scopes": self.scopes, "installed": self.installed,
-                    "permitted": self.permitted, "reject_tokens": self.reject_tokens}
+            return {
+                "grants": self.grants,
+                "refused": self.refused,
+                "revoked": self.revoked,
+                "lifetime": self.lifetime,
+                "scopes": self.scopes,
+                "installed": self.installed,
+                "permitted": self.permitted,
+                "reject_tokens": self.reject_tokens,
+            }

@@ -254,7 +254,7 @@ def paginate_sorted(
                 position -= 1
             window.reverse()
         else:
-            window = window[max(0, len(window) - last):]
+            window = window[max(0, len(window) - last) :]
     if window is None:
         window = [p for p in range(start, end) if accepted(p)]
     begin = window[0] if window else start

@@ -19,8 +19,16 @@ PhotoFormat = Literal["JPEG", "PNG", "WEBP"]
 
 # Muted, plausible product colours (RGB): ceramics, glass, plastics, paper, metal.
 _PRODUCT_COLOURS = [
-    (196, 64, 52), (52, 92, 160), (40, 128, 96), (222, 176, 56), (120, 72, 148),
-    (230, 226, 214), (48, 48, 52), (200, 120, 64), (90, 150, 170), (170, 40, 90),
+    (196, 64, 52),
+    (52, 92, 160),
+    (40, 128, 96),
+    (222, 176, 56),
+    (120, 72, 148),
+    (230, 226, 214),
+    (48, 48, 52),
+    (200, 120, 64),
+    (90, 150, 170),
+    (170, 40, 90),
 ]
 _SHAPES = ("bottle", "mug", "box", "vase", "jar", "ball")
 _NOISE_TILE = 512
@@ -64,7 +72,9 @@ def _background(size: tuple[int, int], rng: random.Random) -> Image.Image:
     return backdrop.resize(size, Image.Resampling.BILINEAR)
 
 
-def _product_mask(shape: str, size: tuple[int, int], rng: random.Random) -> tuple[Image.Image, tuple[int, int, int, int]]:
+def _product_mask(
+    shape: str, size: tuple[int, int], rng: random.Random
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """A white-on-black mask of the product silhouette and its bounding box."""
     w, h = size
     mask = Image.new("L", size, 0)
@@ -91,8 +101,17 @@ def _product_mask(shape: str, size: tuple[int, int], rng: random.Random) -> tupl
         bw, bh = int(w * rng.uniform(0.3, 0.42)), int(h * rng.uniform(0.25, 0.4))
         top = bottom - bh
         depth = bw // 5
-        draw.polygon([(cx - bw // 2, top), (cx - bw // 2 + depth, top - depth), (cx + bw // 2 + depth, top - depth),
-                      (cx + bw // 2 + depth, bottom - depth), (cx + bw // 2, bottom), (cx - bw // 2, bottom)], fill=255)
+        draw.polygon(
+            [
+                (cx - bw // 2, top),
+                (cx - bw // 2 + depth, top - depth),
+                (cx + bw // 2 + depth, top - depth),
+                (cx + bw // 2 + depth, bottom - depth),
+                (cx + bw // 2, bottom),
+                (cx - bw // 2, bottom),
+            ],
+            fill=255,
+        )
         box = (cx - bw // 2, top - depth, cx + bw // 2 + depth, bottom)
     elif shape == "vase":
         vw, vh = int(w * 0.24), int(h * 0.5)
@@ -141,9 +160,7 @@ def _render(seed: int, size: tuple[int, int]) -> tuple[Image.Image, Image.Image]
 
     # Contact shadow: a blurred ellipse under the product, offset away from the light.
     shadow = Image.new("L", (w // 4, h // 4), 0)
-    ImageDraw.Draw(shadow).ellipse(
-        (x0 // 4 - 2, y1 // 4 - 4, x1 // 4 + 6, y1 // 4 + 3), fill=rng.randint(110, 170)
-    )
+    ImageDraw.Draw(shadow).ellipse((x0 // 4 - 2, y1 // 4 - 4, x1 // 4 + 6, y1 // 4 + 3), fill=rng.randint(110, 170))
     shadow = shadow.filter(ImageFilter.GaussianBlur(3)).resize(size, Image.Resampling.BILINEAR)
     photo = Image.composite(Image.new("RGB", size, (25, 25, 28)), photo, shadow)
 
@@ -182,8 +199,9 @@ def product_photo(seed: int, fmt: PhotoFormat = "JPEG", size: tuple[int, int] = 
     return _encode(_render(seed, size)[0], fmt)
 
 
-def product_photo_and_mask(seed: int, fmt: PhotoFormat = "JPEG",
-                           size: tuple[int, int] = (640, 640)) -> tuple[bytes, Image.Image]:
+def product_photo_and_mask(
+    seed: int, fmt: PhotoFormat = "JPEG", size: tuple[int, int] = (640, 640)
+) -> tuple[bytes, Image.Image]:
     """`product_photo(seed, fmt, size)` and the product's true silhouette (L, 255 on the product): the
     ground truth the sandboxes' stand-in enhancement is measured against (tests/unit/test_cutout_quality.py)."""
     image, mask = _render(seed, size)

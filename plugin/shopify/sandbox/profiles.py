@@ -58,12 +58,20 @@ def profile_named(name: str, *, search_lag_seconds: float | None = None) -> Prof
         return DEFAULT_PROFILE if search_lag_seconds is None else Profile(search_lag_seconds=search_lag_seconds)
     if name == "production":
         lag = PRODUCTION_SEARCH_LAG if search_lag_seconds is None else search_lag_seconds
-        return Profile("production", partial_file_update=True, alt_limit=True, silent_missing_reorder=True,
-                       search_lag_seconds=lag, webhook_uri_rules=True, resolved_app_namespace=True)
+        return Profile(
+            "production",
+            partial_file_update=True,
+            alt_limit=True,
+            silent_missing_reorder=True,
+            search_lag_seconds=lag,
+            webhook_uri_rules=True,
+            resolved_app_namespace=True,
+        )
     raise ValueError(f"unknown Shopify sandbox profile {name!r}; one of {', '.join(PROFILES)}")
 
 
 # ------------------------------------------------------------------ search lag
+
 
 def indexed(store: Store, product: Product, now: float) -> bool:
     """Has the search index caught up with the product's last change? It takes the profile's
@@ -80,6 +88,7 @@ def search_lags(store: Store) -> bool:
 
 # ------------------------------------------------------------------ webhook addresses
 
+
 def webhook_uri_problem(profile: Profile, uri: str | None) -> str | None:
     """Shopify's refusal of a webhook address on a loopback, internal or Shopify host, else None."""
     if not profile.webhook_uri_rules:
@@ -93,21 +102,25 @@ def webhook_uri_problem(profile: Profile, uri: str | None) -> str | None:
 def webhook_subscription_create(store: Store, topic: str, subscription: dict[str, Any], now: float) -> dict[str, Any]:
     problem = webhook_uri_problem(store.profile, subscription.get("uri"))
     if problem is not None:
-        return {"webhookSubscription": None, "userErrors": [{"field": ["webhookSubscription", "callbackUrl"],
-                                                              "message": problem}]}
+        return {
+            "webhookSubscription": None,
+            "userErrors": [{"field": ["webhookSubscription", "callbackUrl"], "message": problem}],
+        }
     return store.subscriptions.create(topic, subscription, now)
 
 
 # ------------------------------------------------------------------ metafield namespaces
 
+
 def stored_namespace(profile: Profile, namespace: str, app_id: int) -> str:
     """An `$app:` namespace as Shopify stores it (resolved) in the production profile."""
     if profile.resolved_app_namespace and namespace.startswith("$app:"):
-        return f"app--{app_id}--{namespace[len('$app:'):]}"
+        return f"app--{app_id}--{namespace[len('$app:') :]}"
     return namespace
 
 
 # ------------------------------------------------------------------ alt text
+
 
 def _alt_too_long(profile: Profile, alt: Any) -> bool:
     return profile.alt_limit and isinstance(alt, str) and len(alt) > ALT_VALUE_LIMIT
@@ -117,18 +130,23 @@ def _alt_error(field: list[str]) -> dict[str, Any]:
     from .store import user_error
 
     # No capture of this branch: the code and wording are the schema's (FilesErrorCode, admin-2026-07.graphql).
-    return user_error(field, f"The alt value exceeds the maximum limit of {ALT_VALUE_LIMIT} characters.",
-                      "ALT_VALUE_LIMIT_EXCEEDED")
+    return user_error(
+        field, f"The alt value exceeds the maximum limit of {ALT_VALUE_LIMIT} characters.", "ALT_VALUE_LIMIT_EXCEEDED"
+    )
 
 
 def media_alt_errors(profile: Profile, media_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """productUpdate's new media with alt text over the limit. [ASSUME] the media alt limit of
     fileUpdate (NOTES.md) holds for media created by productUpdate too: it is the same field."""
-    return [_alt_error(["media", str(index), "alt"]) for index, item in enumerate(media_inputs)
-            if _alt_too_long(profile, item.get("alt"))]
+    return [
+        _alt_error(["media", str(index), "alt"])
+        for index, item in enumerate(media_inputs)
+        if _alt_too_long(profile, item.get("alt"))
+    ]
 
 
 # ------------------------------------------------------------------ partial fileUpdate
+
 
 def _row_errors(store: Store, files: list[dict[str, Any]], rows: list[int], now: float) -> tuple[list[Any], list[int]]:
     """(errors, rows that pass): each row checked on its own, as Shopify checks them; an indexed
@@ -151,7 +169,9 @@ def _row_errors(store: Store, files: list[dict[str, Any]], rows: list[int], now:
     return [error for _, error in sorted(errors, key=lambda pair: pair[0])], passing
 
 
-def partial_file_update(store: Store, files: list[dict[str, Any]], bases: tuple[str, ...], now: float) -> dict[str, Any]:
+def partial_file_update(
+    store: Store, files: list[dict[str, Any]], bases: tuple[str, ...], now: float
+) -> dict[str, Any]:
     """fileUpdate as recorded: the valid rows are applied, each bad row gets its userError."""
     errors, passing = _row_errors(store, files, list(range(len(files))), now)
     sources = [files[i]["originalSource"] for i in passing if files[i].get("originalSource")]

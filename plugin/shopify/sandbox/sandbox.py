@@ -79,23 +79,37 @@ class ShopifySandbox:
         self.api_version = api_version
         self.shop_name = shop_name
         self.base_url: str | None = None
-        self._store = Store(shop_name=shop_name, clock=clock, processing_seconds=processing_seconds,
-                            bucket_size=bucket_size, restore_rate=restore_rate,
-                            bulk=BulkSettings(created_seconds=bulk_created_seconds,
-                                              seconds_per_object=bulk_seconds_per_object,
-                                              cancel_seconds=bulk_cancel_seconds, expiry_seconds=bulk_expiry_seconds,
-                                              any_order_seed=bulk_any_order_seed),
-                            pagination_cap=pagination_cap)
+        self._store = Store(
+            shop_name=shop_name,
+            clock=clock,
+            processing_seconds=processing_seconds,
+            bucket_size=bucket_size,
+            restore_rate=restore_rate,
+            bulk=BulkSettings(
+                created_seconds=bulk_created_seconds,
+                seconds_per_object=bulk_seconds_per_object,
+                cancel_seconds=bulk_cancel_seconds,
+                expiry_seconds=bulk_expiry_seconds,
+                any_order_seed=bulk_any_order_seed,
+            ),
+            pagination_cap=pagination_cap,
+        )
         self._store.profile = profile_named(profile, search_lag_seconds=search_lag_seconds)
         self._store.search_delays = {}
         self._graphql = GraphQLService(self._store)
-        self.tokens = TokenIssuer(client_id=client_id, client_secret=client_secret, clock=clock,
-                                  lifetime=token_lifetime, scopes=scopes)
+        self.tokens = TokenIssuer(
+            client_id=client_id, client_secret=client_secret, clock=clock, lifetime=token_lifetime, scopes=scopes
+        )
         self._app: Starlette | None = None
         self._server: RunningServer | None = None
-        self._webhooks = WebhookSender(secret=webhook_secret, shop_domain=f"{shop_name}.myshopify.com",
-                                       api_version=api_version, build=self._deliveries,
-                                       faults=self._store.faults.book, retry_delays=webhook_retry_delays)
+        self._webhooks = WebhookSender(
+            secret=webhook_secret,
+            shop_domain=f"{shop_name}.myshopify.com",
+            api_version=api_version,
+            build=self._deliveries,
+            faults=self._store.faults.book,
+            retry_delays=webhook_retry_delays,
+        )
         self._store.on_event = self._webhooks.enqueue
 
     @property
@@ -143,8 +157,9 @@ class ShopifySandbox:
                 return []
             now = store.clock()
             store.settle(now)
-            body = product_payload(store.product_json(product, self._url(), now),
-                                   lambda media_gid: _number(media_gid) or 0)
+            body = product_payload(
+                store.product_json(product, self._url(), now), lambda media_gid: _number(media_gid) or 0
+            )
             return [new_delivery(s, body, now) for s in store.subscriptions.for_topic(topic)]
 
     def webhook_subscriptions(self) -> list[dict[str, Any]]:
@@ -201,7 +216,9 @@ class ShopifySandbox:
 
     # ------------------------------------------------------------------ admin API
 
-    def add_product(self, title: str, tags: Iterable[str] = (), images: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    def add_product(
+        self, title: str, tags: Iterable[str] = (), images: Iterable[dict[str, Any]] = ()
+    ) -> dict[str, Any]:
         """A product with images ({"filename", "alt", "data_base64" or "data", "processing"}); images
         without data get a generated product photo in the format their extension names."""
         store = self._store
@@ -210,8 +227,9 @@ class ShopifySandbox:
             product = store.add_product(title, tags, list(images), now)
             return store.product_json(product, self._url(), now)
 
-    def seed(self, products: int = 10, images_per_product: int = 1, seed: int = 0, *,
-             spread_seconds: float = 0.0) -> list[dict[str, Any]]:
+    def seed(
+        self, products: int = 10, images_per_product: int = 1, seed: int = 0, *, spread_seconds: float = 0.0
+    ) -> list[dict[str, Any]]:
         """`products` products with generated titles, tags and photos (deterministic for a seed),
         as product JSON (whose "sha256" draws each photo: for a large catalog use `seed_catalog`).
         `spread_seconds`: see `Store.seed`."""
@@ -221,28 +239,45 @@ class ShopifySandbox:
             created = store.seed(products, images_per_product, seed, now, spread_seconds)
             return [store.product_json(p, self._url(), now) for p in created]
 
-    def seed_catalog(self, products: int, images_per_product: int = 3, seed: int = 0, *,
-                     spread_seconds: float = 0.0) -> dict[str, Any]:
+    def seed_catalog(
+        self, products: int, images_per_product: int = 3, seed: int = 0, *, spread_seconds: float = 0.0
+    ) -> dict[str, Any]:
         """`seed` for large catalogs: answers only how many products and media the shop now holds
         and the legacy ids of the first and last product created (no photo is drawn)."""
         store = self._store
         with store.lock:
             created = store.seed(products, images_per_product, seed, store.clock(), spread_seconds)
-            return {"products": len(store.products), "media": len(store.media),
-                    "first_id": created[0].id if created else None, "last_id": created[-1].id if created else None}
+            return {
+                "products": len(store.products),
+                "media": len(store.media),
+                "first_id": created[0].id if created else None,
+                "last_id": created[-1].id if created else None,
+            }
 
-    def add_image(self, legacy_id: int | str, filename: str = "image.jpg", alt: str = "", *,
-                  data: bytes | None = None, data_base64: str | None = None, processing: bool = False) -> dict[str, Any]:
+    def add_image(
+        self,
+        legacy_id: int | str,
+        filename: str = "image.jpg",
+        alt: str = "",
+        *,
+        data: bytes | None = None,
+        data_base64: str | None = None,
+        processing: bool = False,
+    ) -> dict[str, Any]:
         """Append an image to a product, as the merchant would (bumps the product's updatedAt)."""
         store = self._store
         with store.lock:
             now = store.clock()
-            media = store.add_image(self._product(legacy_id), {"filename": filename, "alt": alt, "data": data,
-                                                               "data_base64": data_base64, "processing": processing}, now)
+            media = store.add_image(
+                self._product(legacy_id),
+                {"filename": filename, "alt": alt, "data": data, "data_base64": data_base64, "processing": processing},
+                now,
+            )
             return store.media_json(media, self._url(), now)
 
-    def update_product(self, legacy_id: int | str, *, title: str | None = None,
-                       tags: Iterable[str] | None = None) -> dict[str, Any]:
+    def update_product(
+        self, legacy_id: int | str, *, title: str | None = None, tags: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         store = self._store
         with store.lock:
             now = store.clock()
@@ -250,8 +285,14 @@ class ShopifySandbox:
             store.update_product(product, title, tags, now)
             return store.product_json(product, self._url(), now)
 
-    def set_product_facts(self, legacy_id: int | str, *, product_type: str | None = None, vendor: str | None = None,
-                          status: str | None = None) -> None:
+    def set_product_facts(
+        self,
+        legacy_id: int | str,
+        *,
+        product_type: str | None = None,
+        vendor: str | None = None,
+        status: str | None = None,
+    ) -> None:
         """What [[rules]] match on besides tags, as the merchant sets it in the admin (bumps updatedAt)."""
         store = self._store
         with store.lock:
@@ -263,7 +304,9 @@ class ShopifySandbox:
             product.status = product.status if status is None else status
             store.touch(product, store.clock())
 
-    def add_collection(self, title: str, handle: str | None = None, products: Iterable[int | str] = ()) -> dict[str, Any]:
+    def add_collection(
+        self, title: str, handle: str | None = None, products: Iterable[int | str] = ()
+    ) -> dict[str, Any]:
         """A custom collection holding these products (legacy ids); bumps their updatedAt, as adding does."""
         from .model import Collection
         from .store import FIRST_COLLECTION_ID  # noqa: F401  (the numbering starts there)
@@ -295,8 +338,12 @@ class ShopifySandbox:
         with store.lock:
             now = store.clock()
             media = self._media(media_id)
-            store.replace_source(media, source_url="https://merchant-upload.invalid/replaced",
-                                 fetched=Fetched(data=data), now=now - store.processing_seconds)
+            store.replace_source(
+                media,
+                source_url="https://merchant-upload.invalid/replaced",
+                fetched=Fetched(data=data),
+                now=now - store.processing_seconds,
+            )
             store.settle(now)
             if media.product_id in store.products:
                 store.touch(store.products[media.product_id], now)
@@ -377,19 +424,41 @@ class ShopifySandbox:
         with self._store.lock:
             return [dict(write) for write in self._store.writes]
 
-    def add_fault(self, *, status: int | None = None, count: int = 1, retry_after: float | None = None,
-                  operation: str | None = None, throttle: bool = False, fail_media_processing: int = 0,
-                  code: str | None = None, mode: str | None = None, seconds: float = 0.0,
-                  skip: int = 0, probability: float = 1.0, endpoint: str | None = None) -> dict[str, Any]:
+    def add_fault(
+        self,
+        *,
+        status: int | None = None,
+        count: int = 1,
+        retry_after: float | None = None,
+        operation: str | None = None,
+        throttle: bool = False,
+        fail_media_processing: int = 0,
+        code: str | None = None,
+        mode: str | None = None,
+        seconds: float = 0.0,
+        skip: int = 0,
+        probability: float = 1.0,
+        endpoint: str | None = None,
+    ) -> dict[str, Any]:
         """Inject faults (see `faults.FaultPlan.add`); returns the faults now pending. Bulk
         operations: `endpoint="bulk"` with mode "fail"/"partial" (`code` INTERNAL_SERVER_ERROR,
         TIMEOUT, ACCESS_DENIED) or "expired" (`seconds`); `endpoint="bulk_download"` with a
         `status` or mode "truncated" (cut mid-stream), "reset", "hang", ..."""
         with self._store.lock:
-            self._store.faults.add(status=status, count=count, retry_after=retry_after, operation=operation,
-                                   throttle=throttle, fail_media_processing=fail_media_processing, code=code,
-                                   mode=mode, seconds=seconds, skip=skip, probability=probability,
-                                   endpoint=endpoint)
+            self._store.faults.add(
+                status=status,
+                count=count,
+                retry_after=retry_after,
+                operation=operation,
+                throttle=throttle,
+                fail_media_processing=fail_media_processing,
+                code=code,
+                mode=mode,
+                seconds=seconds,
+                skip=skip,
+                probability=probability,
+                endpoint=endpoint,
+            )
             return self._store.faults.as_dict()
 
     def faults_served(self) -> dict[str, int]:

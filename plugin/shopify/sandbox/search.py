@@ -215,8 +215,13 @@ def _compare_number(actual: int, comparator: str, value: str) -> bool:
     if not digits.isdigit():
         return False
     wanted = int(digits)
-    return {":": actual == wanted, ">": actual > wanted, ">=": actual >= wanted,
-            "<": actual < wanted, "<=": actual <= wanted}[comparator]
+    return {
+        ":": actual == wanted,
+        ">": actual > wanted,
+        ">=": actual >= wanted,
+        "<": actual < wanted,
+        "<=": actual <= wanted,
+    }[comparator]
 
 
 def _has_tag(item: Searchable, value: str) -> bool:
@@ -287,5 +292,4 @@ def time_range(node: Node | None, field: str, now: float) -> tuple[int | None, i
             high = min(high, start)
     remainder = None if not rest else rest[0] if len(rest) == 1 else AllOf(tuple(rest))
     # Whole seconds s: s >= low  <=>  s >= ceil(low), and s < high  <=>  s < ceil(high).
-    return (None if low == -math.inf else math.ceil(low),
-            None if high == math.inf else math.ceil(high), remainder)
+    return (None if low == -math.inf else math.ceil(low), None if high == math.inf else math.ceil(high), remainder)

@@ -43,15 +43,16 @@ from .catalog import OffsetCache, ProductOrders
 from .cost import LeakyBucket
 from .faults import FaultPlan
 from .imaging import DOWNLOAD_FAILURE, extension_of, failure, filename_from_url, inspect_image
+
 FIRST_COLLECTION_ID = 480_000_000_001  # like Shopify's collection ids; not a product's, media's or variant's
 
 from .model import (
-    Collection,
     FIRST_MEDIA_ID,
     FIRST_METAFIELD_ID,
     FIRST_PRODUCT_ID,
     FIRST_VARIANT_ID,
     ID_STRIDE,
+    Collection,
     GeneratedImage,
     Image,
     Media,
@@ -69,8 +70,8 @@ from .model import (
 from .paging import PAGINATION_CAP
 from .photos import format_for_filename, product_photo
 from .profiles import DEFAULT_PROFILE, Profile, media_alt_errors, partial_file_update, stored_namespace
-from .webhooks import Subscriptions
 from .sources import Fetched, download, is_valid_source_url
+from .webhooks import Subscriptions
 
 log = structlog.get_logger(__name__)
 
@@ -138,8 +139,13 @@ class Store:
         self.processing_seconds = processing_seconds
         self.pagination_cap = pagination_cap  # how deep a connection may be paged (Shopify: 25,000)
         self._bucket_args = (bucket_size, restore_rate)
-        self._next_ids = {"product": FIRST_PRODUCT_ID, "media": FIRST_MEDIA_ID, "metafield": FIRST_METAFIELD_ID,
-                          "variant": FIRST_VARIANT_ID, "collection": FIRST_COLLECTION_ID}
+        self._next_ids = {
+            "product": FIRST_PRODUCT_ID,
+            "media": FIRST_MEDIA_ID,
+            "metafield": FIRST_METAFIELD_ID,
+            "variant": FIRST_VARIANT_ID,
+            "collection": FIRST_COLLECTION_ID,
+        }
         # Called (under the lock) with (topic, product number) when a subscribed event happens.
         self.on_event: Callable[[str, int], None] | None = None
         self.reset()
@@ -262,7 +268,7 @@ class Store:
 
     def job_by_gid(self, value: str) -> ReorderJob | None:
         prefix = "gid://shopify/Job/"
-        return self.jobs.get(value[len(prefix):]) if value.startswith(prefix) else None
+        return self.jobs.get(value[len(prefix) :]) if value.startswith(prefix) else None
 
     def product_media(self, product: Product) -> list[Media]:
         return [self.media[i] for i in product.media_ids if i in self.media]
@@ -372,23 +378,37 @@ class Store:
         if product is not None:
             product.media_ids.append(media.id)
             self.touch(product, now)
-        log.info("media_created", product_id=media.product_id, media_id=media.id,
-                 outcome=outcome.code if isinstance(outcome, MediaFailure) else "ok")
+        log.info(
+            "media_created",
+            product_id=media.product_id,
+            media_id=media.id,
+            outcome=outcome.code if isinstance(outcome, MediaFailure) else "ok",
+        )
         return media
 
     def replace_source(self, media: Media, *, source_url: str, fetched: Fetched, now: float) -> None:
         """fileUpdate with a new originalSource: same id, position, alt and file name; reprocessed."""
         outcome = self.outcome_of(fetched)
-        self._start_processing(media, Processing(started_at=now, outcome=outcome, version=self._next_version(media, now)))
+        self._start_processing(
+            media, Processing(started_at=now, outcome=outcome, version=self._next_version(media, now))
+        )
         media.source_url = source_url
         media.source_size = len(fetched.data) if fetched.data is not None else None
         media.updated_at = max(media.updated_at, now)
-        log.info("media_replaced", media_id=media.id,
-                 outcome=outcome.code if isinstance(outcome, MediaFailure) else "ok")
+        log.info(
+            "media_replaced", media_id=media.id, outcome=outcome.code if isinstance(outcome, MediaFailure) else "ok"
+        )
 
     def _record_write(self, operation: str, media: Media, fetched: Fetched, now: float) -> None:
-        self.writes.append({"operation": operation, "media_id": media.id, "product_id": media.product_id, "at": now,
-                            "sha256": hashlib.sha256(fetched.data).hexdigest() if fetched.data is not None else None})
+        self.writes.append(
+            {
+                "operation": operation,
+                "media_id": media.id,
+                "product_id": media.product_id,
+                "at": now,
+                "sha256": hashlib.sha256(fetched.data).hexdigest() if fetched.data is not None else None,
+            }
+        )
 
     def remove_media(self, media: Media, now: float) -> None:
         self.detach(media, now)
@@ -434,11 +454,13 @@ class Store:
                 parameters = [("content_type", mime_type), ("acl", "private")]
             else:
                 parameters = self._post_policy(key, filename, mime_type, item["resource"], now)
-            targets.append({
-                "url": f"{base_url}/_staged/upload/{key}",
-                "resourceUrl": f"{base_url}/_staged/files/{key}/{quote(filename)}",
-                "parameters": [{"name": n, "value": v} for n, v in parameters],
-            })
+            targets.append(
+                {
+                    "url": f"{base_url}/_staged/upload/{key}",
+                    "resourceUrl": f"{base_url}/_staged/files/{key}/{quote(filename)}",
+                    "parameters": [{"name": n, "value": v} for n, v in parameters],
+                }
+            )
         return {"stagedTargets": targets, "userErrors": []}
 
     @staticmethod
@@ -449,17 +471,37 @@ class Store:
         stamp = datetime.fromtimestamp(now, UTC)
         date = stamp.strftime("%Y%m%dT%H%M%SZ")
         credential = f"merchant-assets@shopify-tiers.iam.gserviceaccount.com/{stamp:%Y%m%d}/auto/storage/goog4_request"
-        policy = base64.b64encode(json.dumps({
-            "conditions": [{"Content-Type": mime_type}, {"success_action_status": "201"}, {"acl": "private"},
-                           ["content-length-range", 1, STAGED_MAX_BYTES], {"bucket": "shopify-staged-uploads"},
-                           {"key": object_key}, {"x-goog-date": date}, {"x-goog-credential": credential},
-                           {"x-goog-algorithm": "GOOG4-RSA-SHA256"}],
-            "expiration": datetime.fromtimestamp(now + 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }, separators=(",", ":")).encode()).decode()
+        policy = base64.b64encode(
+            json.dumps(
+                {
+                    "conditions": [
+                        {"Content-Type": mime_type},
+                        {"success_action_status": "201"},
+                        {"acl": "private"},
+                        ["content-length-range", 1, STAGED_MAX_BYTES],
+                        {"bucket": "shopify-staged-uploads"},
+                        {"key": object_key},
+                        {"x-goog-date": date},
+                        {"x-goog-credential": credential},
+                        {"x-goog-algorithm": "GOOG4-RSA-SHA256"},
+                    ],
+                    "expiration": datetime.fromtimestamp(now + 86400, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+                separators=(",", ":"),
+            ).encode()
+        ).decode()
         signature = hmac.new(_SIGNING_SECRET, policy.encode(), hashlib.sha256).hexdigest()
-        return [("Content-Type", mime_type), ("success_action_status", "201"), ("acl", "private"),
-                ("key", object_key), ("x-goog-date", date), ("x-goog-credential", credential),
-                ("x-goog-algorithm", "GOOG4-RSA-SHA256"), ("x-goog-signature", signature), ("policy", policy)]
+        return [
+            ("Content-Type", mime_type),
+            ("success_action_status", "201"),
+            ("acl", "private"),
+            ("key", object_key),
+            ("x-goog-date", date),
+            ("x-goog-credential", credential),
+            ("x-goog-algorithm", "GOOG4-RSA-SHA256"),
+            ("x-goog-signature", signature),
+            ("policy", policy),
+        ]
 
     def receive_upload(self, key: str, data: bytes, form_key: str | None = None) -> str | None:
         """Store uploaded bytes for a staged target; the error text when refused."""
@@ -524,8 +566,11 @@ class Store:
         for index, item in enumerate(files):
             source = item.get("originalSource")
             if source and not is_valid_source_url(source):  # no capture: code real, wording ours
-                errors.append(user_error(["files", str(index), "originalSource"], "Image URL is invalid",
-                                         "INVALID_IMAGE_SOURCE_URL"))
+                errors.append(
+                    user_error(
+                        ["files", str(index), "originalSource"], "Image URL is invalid", "INVALID_IMAGE_SOURCE_URL"
+                    )
+                )
         if errors:
             return errors
         for item, current in zip(files, media, strict=True):
@@ -536,22 +581,31 @@ class Store:
                 # A source URL without an extension (".../600x400/png") says nothing to compare.
                 wanted += [ext for ext in [extension_of(filename_from_url(item["originalSource"]))] if ext]
             if any(ext != original for ext in wanted):
-                return [user_error(["files"], "The filename extension provided must match the original filename.",
-                                   "INVALID_FILENAME_EXTENSION")]
+                return [
+                    user_error(
+                        ["files"],
+                        "The filename extension provided must match the original filename.",
+                        "INVALID_FILENAME_EXTENSION",
+                    )
+                ]
         for item in files:
             if any(self.product_by_gid(ref) is None for ref in item.get("referencesToRemove") or ()):
                 return [user_error(["files"], "The reference target does not exist", "REFERENCE_TARGET_DOES_NOT_EXIST")]
         return []
 
     def product_update(
-        self, product_input: dict[str, Any] | None, media_inputs: list[dict[str, Any]] | None,
-        bases: tuple[str, ...], now: float,
+        self,
+        product_input: dict[str, Any] | None,
+        media_inputs: list[dict[str, Any]] | None,
+        bases: tuple[str, ...],
+        now: float,
     ) -> dict[str, Any]:
         product = self.product_by_gid((product_input or {}).get("id"))
         if product is None:  # no capture: Shopify's usual wording for a missing product
             return {"product": None, "userErrors": [user_error(["id"], "Product does not exist")]}
-        errors = self._product_update_errors(product_input or {}, media_inputs or []) \
-            + media_alt_errors(self.profile, media_inputs or [])
+        errors = self._product_update_errors(product_input or {}, media_inputs or []) + media_alt_errors(
+            self.profile, media_inputs or []
+        )
         if errors:
             return {"product": product, "userErrors": errors}
         sources = [m["originalSource"] for m in media_inputs or []]
@@ -565,14 +619,21 @@ class Store:
         if (product_input or {}).get("tags") is not None:
             product.tags = _clean_tags((product_input or {})["tags"])
         for item in media_inputs or []:
-            media = self.create_media(product, source_url=item["originalSource"], alt=item.get("alt") or "",
-                                      fetched=fetched[item["originalSource"]], now=now)
+            media = self.create_media(
+                product,
+                source_url=item["originalSource"],
+                alt=item.get("alt") or "",
+                fetched=fetched[item["originalSource"]],
+                now=now,
+            )
             self._record_write("productUpdate", media, fetched[item["originalSource"]], now)
         self.touch(product, now)
         return {"product": product, "userErrors": []}
 
     @staticmethod
-    def _product_update_errors(product_input: dict[str, Any], media_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _product_update_errors(
+        product_input: dict[str, Any], media_inputs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         errors = []
         title = product_input.get("title")
         if title is not None and not title.strip():  # no capture: Shopify's usual wording
@@ -585,7 +646,10 @@ class Store:
     def product_reorder_media(self, product_gid: str, moves: list[dict[str, Any]], now: float) -> dict[str, Any]:
         product = self.product_by_gid(product_gid)
         if product is None:  # no capture for the error branches of this mutation: real codes, plain wording
-            return {"job": None, "mediaUserErrors": [user_error(["id"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")]}
+            return {
+                "job": None,
+                "mediaUserErrors": [user_error(["id"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")],
+            }
         errors = []
         parsed: list[tuple[int, int]] = []
         for index, move in enumerate(moves):
@@ -596,8 +660,13 @@ class Store:
                 errors.append(user_error(["moves", str(index), "id"], "Media does not exist", "MEDIA_DOES_NOT_EXIST"))
                 continue
             if media.id not in product.media_ids:
-                errors.append(user_error(["moves", str(index), "id"], "Media does not exist on the given product",
-                                         "MEDIA_DOES_NOT_EXIST_ON_PRODUCT"))
+                errors.append(
+                    user_error(
+                        ["moves", str(index), "id"],
+                        "Media does not exist on the given product",
+                        "MEDIA_DOES_NOT_EXIST_ON_PRODUCT",
+                    )
+                )
                 continue
             try:
                 position = int(move["newPosition"])
@@ -609,7 +678,9 @@ class Store:
             parsed.append((media.id, position))
         if errors:
             return {"job": None, "mediaUserErrors": errors}
-        job = ReorderJob(id=str(uuid.uuid4()), product_id=product.id, moves=parsed, due_at=now + self.processing_seconds)
+        job = ReorderJob(
+            id=str(uuid.uuid4()), product_id=product.id, moves=parsed, due_at=now + self.processing_seconds
+        )
         self.jobs[job.id] = job
         self._pending_jobs.add(job.id)
         if now >= job.due_at:
@@ -629,9 +700,17 @@ class Store:
 
     def metafields_set(self, inputs: list[dict[str, Any]], now: float) -> dict[str, Any]:
         if len(inputs) > MAX_METAFIELDS_PER_CALL:
-            return {"metafields": None, "userErrors": [user_error(
-                ["metafields"], f"Exceeded the maximum metafields input limit of {MAX_METAFIELDS_PER_CALL}.",
-                "LESS_THAN_OR_EQUAL_TO", elementIndex=None)]}
+            return {
+                "metafields": None,
+                "userErrors": [
+                    user_error(
+                        ["metafields"],
+                        f"Exceeded the maximum metafields input limit of {MAX_METAFIELDS_PER_CALL}.",
+                        "LESS_THAN_OR_EQUAL_TO",
+                        elementIndex=None,
+                    )
+                ],
+            }
         errors = []
         for index, item in enumerate(inputs):
             where = ["metafields", str(index)]
@@ -645,12 +724,21 @@ class Store:
             # "the metafield doesn't exist yet" is the guarantee (a create-only write); left out, no
             # guarantee. The answer to a null digest over an existing metafield is not captured:
             # [ASSUME] the same STALE_OBJECT as a stale digest.
-            stale = (existing is None or existing.compare_digest != digest) if digest is not None else (
-                "compareDigest" in item and existing is not None)
+            stale = (
+                (existing is None or existing.compare_digest != digest)
+                if digest is not None
+                else ("compareDigest" in item and existing is not None)
+            )
             if stale:
-                errors.append(user_error(
-                    where, "The resource has been updated since it was loaded. Try again with an updated "
-                    "`compareDigest` value.", "STALE_OBJECT", elementIndex=None))
+                errors.append(
+                    user_error(
+                        where,
+                        "The resource has been updated since it was loaded. Try again with an updated "
+                        "`compareDigest` value.",
+                        "STALE_OBJECT",
+                        elementIndex=None,
+                    )
+                )
                 continue
             kind = item.get("type") or (existing.type if existing else None)
             if not kind:  # no capture
@@ -669,10 +757,16 @@ class Store:
             namespace = self.namespace(item.get("namespace"))
             existing = metafields.get((namespace, item["key"]))
             if existing is None:
-                existing = Metafield(id=self._new_id("metafield"),
-                                     owner_id=product.id if product else SHOP_NUMERIC_ID, namespace=namespace,
-                                     key=item["key"], type=item["type"], value=item["value"],
-                                     created_at=now, updated_at=now)
+                existing = Metafield(
+                    id=self._new_id("metafield"),
+                    owner_id=product.id if product else SHOP_NUMERIC_ID,
+                    namespace=namespace,
+                    key=item["key"],
+                    type=item["type"],
+                    value=item["value"],
+                    created_at=now,
+                    updated_at=now,
+                )
                 metafields[(namespace, item["key"])] = existing
             else:
                 existing.value = item["value"]
@@ -702,8 +796,12 @@ class Store:
             elif media not in found:
                 found.append(media)
         if missing:  # wording as fileUpdate's FILE_DOES_NOT_EXIST (captured); field path ours
-            return {"deletedFileIds": [], "userErrors": [
-                user_error(["fileIds"], f"File id {json.dumps(missing)} does not exist.", "FILE_DOES_NOT_EXIST")]}
+            return {
+                "deletedFileIds": [],
+                "userErrors": [
+                    user_error(["fileIds"], f"File id {json.dumps(missing)} does not exist.", "FILE_DOES_NOT_EXIST")
+                ],
+            }
         for media in found:
             self.remove_media(media, now)
         log.info("media_deleted", media_ids=[m.id for m in found])
@@ -712,7 +810,9 @@ class Store:
     # ------------------------------------------------------------------ admin API
 
     def _new_product(self, title: str, tags: Iterable[str], now: float) -> Product:
-        product = Product(id=self._new_id("product"), title=title, tags=_clean_tags(tags), created_at=now, updated_at=now)
+        product = Product(
+            id=self._new_id("product"), title=title, tags=_clean_tags(tags), created_at=now, updated_at=now
+        )
         self.products[product.id] = product
         self.orders.added(product)
         self.emit("PRODUCTS_CREATE", product.id)
@@ -736,13 +836,18 @@ class Store:
             data = product_photo(self._photo_seed + product.id % 997, format_for_filename(filename))
             self._photo_seed += 1
         return self.create_media(
-            product, source_url=f"https://merchant-upload.invalid/{quote(filename)}", alt=str(image.get("alt") or ""),
-            fetched=Fetched(data=data), now=now, filename=filename,
+            product,
+            source_url=f"https://merchant-upload.invalid/{quote(filename)}",
+            alt=str(image.get("alt") or ""),
+            fetched=Fetched(data=data),
+            now=now,
+            filename=filename,
             immediately_ready=not image.get("processing", False),
         )
 
-    def seed(self, products: int, images_per_product: int, seed: int, now: float,
-             spread_seconds: float = 0.0) -> list[Product]:
+    def seed(
+        self, products: int, images_per_product: int, seed: int, now: float, spread_seconds: float = 0.0
+    ) -> list[Product]:
         """`products` products with generated titles, tags and READY photos, deterministic for
         `seed`. A photo is kept as its recipe (`GeneratedImage`: photo seed, format, 640 x 640)
         and drawn only when its bytes are asked for, so 100,000 products with 300,000 media seed
@@ -778,8 +883,16 @@ class Store:
         log.info("catalog_seeded", products=products, media=products * images_per_product, seed=seed)
         return created
 
-    def _add_seeded_media(self, product: Product, filename: str, alt: str, recipe: GeneratedImage, now: float,
-                          version: int, sources: dict[str, str]) -> Media:
+    def _add_seeded_media(
+        self,
+        product: Product,
+        filename: str,
+        alt: str,
+        recipe: GeneratedImage,
+        now: float,
+        version: int,
+        sources: dict[str, str],
+    ) -> Media:
         """A merchant's image already processed (READY, or FAILED when a media failure was
         injected), as `create_media(..., immediately_ready=True)` makes it, kept as a recipe."""
         injected = self.faults.take_media_failure()
@@ -788,8 +901,16 @@ class Store:
         if source_url is None:
             source_url = sources[filename] = f"https://merchant-upload.invalid/{quote(filename)}"
         unique = filename if filename not in self.filenames else self._unique_filename(filename, outcome)
-        media = Media(id=self._new_id("media"), product_id=product.id, filename=unique, alt=alt, created_at=now,
-                      updated_at=now, source_url=source_url, source_size=None)
+        media = Media(
+            id=self._new_id("media"),
+            product_id=product.id,
+            filename=unique,
+            alt=alt,
+            created_at=now,
+            updated_at=now,
+            source_url=source_url,
+            source_size=None,
+        )
         if isinstance(outcome, MediaFailure):
             media.failure = outcome
         else:
@@ -868,12 +989,20 @@ class Store:
             "created_at": iso(product.created_at),
             "updated_at": iso(product.updated_at),
             "media": [self.media_json(m, base_url, now, digest=digest) for m in self.product_media(product)],
-            "variants": [{"id": v.gid, "title": v.title, "media_ids": [gid("MediaImage", i) for i in v.media_ids]}
-                         for v in product.variants],
+            "variants": [
+                {"id": v.gid, "title": v.title, "media_ids": [gid("MediaImage", i) for i in v.media_ids]}
+                for v in product.variants
+            ],
             "metafields": {
-                f"{m.namespace}.{m.key}": {"id": m.gid, "namespace": m.namespace, "key": m.key, "type": m.type,
-                                           "value": m.value, "compare_digest": m.compare_digest,
-                                           "updated_at": iso(m.updated_at)}
+                f"{m.namespace}.{m.key}": {
+                    "id": m.gid,
+                    "namespace": m.namespace,
+                    "key": m.key,
+                    "type": m.type,
+                    "value": m.value,
+                    "compare_digest": m.compare_digest,
+                    "updated_at": iso(m.updated_at),
+                }
                 for m in product.metafields.values()
             },
         }
@@ -909,10 +1038,40 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     return sorted(seen.values(), key=str.lower)
 
 
-_ADJECTIVES = ["Ceramic", "Glass", "Linen", "Walnut", "Brass", "Stoneware", "Recycled", "Matte", "Speckled", "Handmade",
-               "Amber", "Slate", "Olive", "Copper", "Frosted"]
-_NOUNS = ["Mug", "Water Bottle", "Vase", "Candle Jar", "Gift Box", "Teapot", "Planter", "Bowl", "Carafe", "Soap Dispenser",
-          "Lantern", "Storage Tin", "Desk Lamp", "Bath Bomb", "Spice Jar"]
+_ADJECTIVES = [
+    "Ceramic",
+    "Glass",
+    "Linen",
+    "Walnut",
+    "Brass",
+    "Stoneware",
+    "Recycled",
+    "Matte",
+    "Speckled",
+    "Handmade",
+    "Amber",
+    "Slate",
+    "Olive",
+    "Copper",
+    "Frosted",
+]
+_NOUNS = [
+    "Mug",
+    "Water Bottle",
+    "Vase",
+    "Candle Jar",
+    "Gift Box",
+    "Teapot",
+    "Planter",
+    "Bowl",
+    "Carafe",
+    "Soap Dispenser",
+    "Lantern",
+    "Storage Tin",
+    "Desk Lamp",
+    "Bath Bomb",
+    "Spice Jar",
+]
 _EXTENSIONS = ("jpg", "png", "webp")
 _EXTENSION_CUM_WEIGHTS = (6, 9, 10)
 _TAGS = ["kitchen", "gift", "new", "sale", "home", "eco", "bestseller", "summer"]

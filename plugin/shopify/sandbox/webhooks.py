@@ -39,8 +39,11 @@ from .model import gid, iso, parse_gid
 
 log = structlog.get_logger(__name__)
 
-TOPIC_HEADERS = {"PRODUCTS_CREATE": "products/create", "PRODUCTS_UPDATE": "products/update",
-                 "PRODUCTS_DELETE": "products/delete"}
+TOPIC_HEADERS = {
+    "PRODUCTS_CREATE": "products/create",
+    "PRODUCTS_UPDATE": "products/update",
+    "PRODUCTS_DELETE": "products/delete",
+}
 DELIVERY_TIMEOUT = 5.0  # Shopify's documented limit for an answer
 FIRST_SUBSCRIPTION_ID = 1419385552946
 SUBSCRIPTION_ID_STRIDE = 32768
@@ -89,8 +92,10 @@ class Subscriptions:
         if problem is None and any(s.topic == topic and s.uri == uri for s in self.by_id.values()):
             problem = "Address for this topic has already been taken"
         if problem is not None:
-            return {"webhookSubscription": None, "userErrors": [{"field": ["webhookSubscription", "callbackUrl"],
-                                                                  "message": problem}]}
+            return {
+                "webhookSubscription": None,
+                "userErrors": [{"field": ["webhookSubscription", "callbackUrl"], "message": problem}],
+            }
         subscription = Subscription(self._next_id, topic, str(uri), now, now)
         self._next_id += SUBSCRIPTION_ID_STRIDE
         self.by_id[subscription.id] = subscription
@@ -101,8 +106,10 @@ class Subscriptions:
         parsed = parse_gid(subscription_gid)
         found = self.by_id.pop(parsed[1], None) if parsed and parsed[0] == "WebhookSubscription" else None
         if found is None:
-            return {"deletedWebhookSubscriptionId": None,
-                    "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}]}
+            return {
+                "deletedWebhookSubscriptionId": None,
+                "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}],
+            }
         log.info("webhook_subscription_deleted", topic=found.topic, id=found.id)
         return {"deletedWebhookSubscriptionId": found.gid, "userErrors": []}
 
@@ -114,25 +121,63 @@ def product_payload(product_json: dict[str, Any], legacy_media: Callable[[str], 
     media, images = [], []
     for position, item in enumerate(product_json["media"], start=1):
         media_id = legacy_media(item["id"])
-        preview = ({"width": item["width"], "height": item["height"], "src": item["url"], "status": item["status"]}
-                   if item["url"] else {"status": item["status"]})
-        media.append({"id": media_id, "product_id": number, "position": position,
-                      "created_at": item["created_at"], "updated_at": item["updated_at"], "alt": item["alt"] or None,
-                      "status": item["status"], "media_content_type": "IMAGE", "preview_image": preview,
-                      "variant_ids": [], "admin_graphql_api_id": item["id"]})
+        preview = (
+            {"width": item["width"], "height": item["height"], "src": item["url"], "status": item["status"]}
+            if item["url"]
+            else {"status": item["status"]}
+        )
+        media.append(
+            {
+                "id": media_id,
+                "product_id": number,
+                "position": position,
+                "created_at": item["created_at"],
+                "updated_at": item["updated_at"],
+                "alt": item["alt"] or None,
+                "status": item["status"],
+                "media_content_type": "IMAGE",
+                "preview_image": preview,
+                "variant_ids": [],
+                "admin_graphql_api_id": item["id"],
+            }
+        )
         if item["url"]:
-            images.append({"id": media_id, "product_id": number, "position": position, "alt": item["alt"] or None,
-                           "width": item["width"], "height": item["height"], "src": item["url"],
-                           "created_at": item["created_at"], "updated_at": item["updated_at"], "variant_ids": [],
-                           "admin_graphql_api_id": gid("ProductImage", media_id)})
+            images.append(
+                {
+                    "id": media_id,
+                    "product_id": number,
+                    "position": position,
+                    "alt": item["alt"] or None,
+                    "width": item["width"],
+                    "height": item["height"],
+                    "src": item["url"],
+                    "created_at": item["created_at"],
+                    "updated_at": item["updated_at"],
+                    "variant_ids": [],
+                    "admin_graphql_api_id": gid("ProductImage", media_id),
+                }
+            )
     return {
-        "admin_graphql_api_id": product_json["id"], "id": number, "title": product_json["title"],
-        "handle": product_json["title"].lower().replace(" ", "-"), "body_html": "", "vendor": "",
-        "product_type": "", "status": "active", "tags": ", ".join(product_json["tags"]),
-        "created_at": product_json["created_at"], "updated_at": product_json["updated_at"],
-        "published_at": product_json["created_at"], "variants": [], "options": [],
-        "images": images, "image": images[0] if images else None, "media": media,
-        "variant_gids": [], "has_variants_that_requires_components": False, "category": None,
+        "admin_graphql_api_id": product_json["id"],
+        "id": number,
+        "title": product_json["title"],
+        "handle": product_json["title"].lower().replace(" ", "-"),
+        "body_html": "",
+        "vendor": "",
+        "product_type": "",
+        "status": "active",
+        "tags": ", ".join(product_json["tags"]),
+        "created_at": product_json["created_at"],
+        "updated_at": product_json["updated_at"],
+        "published_at": product_json["created_at"],
+        "variants": [],
+        "options": [],
+        "images": images,
+        "image": images[0] if images else None,
+        "media": media,
+        "variant_gids": [],
+        "has_variants_that_requires_components": False,
+        "category": None,
     }
 
 
@@ -150,17 +195,25 @@ class WebhookSender:
     """Delivers queued product events: a background thread builds each delivery's body when it
     leaves (under the store lock), and `WebhookPoster`'s pool posts it."""
 
-    def __init__(self, *, secret: str, shop_domain: str, api_version: str,
-                 build: Callable[[str, int], list[Delivery]], faults: Any,
-                 retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)) -> None:
+    def __init__(
+        self,
+        *,
+        secret: str,
+        shop_domain: str,
+        api_version: str,
+        build: Callable[[str, int], list[Delivery]],
+        faults: Any,
+        retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0),
+    ) -> None:
         self._secret = secret
         self._shop_domain = shop_domain
         self._api_version = api_version
         self._build = build  # (topic, product number) -> the deliveries, built under the store lock
         self._queue: queue.Queue[tuple[str, int] | None] = queue.Queue()
         self._stop = threading.Event()
-        self._poster = WebhookPoster(self._stop, faults, retry_delays=retry_delays, timeout=DELIVERY_TIMEOUT,
-                                     thread_name="shopify-webhook")
+        self._poster = WebhookPoster(
+            self._stop, faults, retry_delays=retry_delays, timeout=DELIVERY_TIMEOUT, thread_name="shopify-webhook"
+        )
         self._thread = threading.Thread(target=self._run, name="shopify-webhooks", daemon=True)
         self._thread.start()
 
@@ -179,9 +232,16 @@ class WebhookSender:
                 continue
             for delivery in deliveries:
                 headers = self._headers(delivery)
-                self._poster.post(delivery.uri, delivery.body, lambda headers=headers: headers,  # type: ignore[misc]  # a default binds this delivery's
-                                  lambda d=delivery: log.warning("shopify_webhook_abandoned", topic=d.topic,  # type: ignore[misc]  # as above
-                                                                 webhook_id=d.webhook_id))
+                self._poster.post(
+                    delivery.uri,
+                    delivery.body,
+                    lambda headers=headers: headers,  # type: ignore[misc]  # a default binds this delivery's
+                    lambda d=delivery: log.warning(
+                        "shopify_webhook_abandoned",
+                        topic=d.topic,  # type: ignore[misc]  # as above
+                        webhook_id=d.webhook_id,
+                    ),
+                )
 
     def _headers(self, delivery: Delivery) -> dict[str, str]:
         return {
@@ -205,6 +265,11 @@ class WebhookSender:
 
 
 def new_delivery(subscription: Subscription, body: dict[str, Any], now: float) -> Delivery:
-    return Delivery(uri=subscription.uri, topic=subscription.topic,
-                    body=json.dumps(body, separators=(",", ":")).encode(),
-                    webhook_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()), triggered_at=iso(now))
+    return Delivery(
+        uri=subscription.uri,
+        topic=subscription.topic,
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        webhook_id=str(uuid.uuid4()),
+        event_id=str(uuid.uuid4()),
+        triggered_at=iso(now),
+    )

@@ -40,12 +40,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
+
+from ....sandbox_kit.faults import (
+    Fault,
+    FaultBook,
+    SandboxFaults,
+    answer_for,
+    answered_after_work,
+    delay_for,
+    fault_from_body,
+    quoted_credentials,
+    retry_after_headers,
+)
 from .. import contract
 from .auth import bearer_key
 from .processing import Processor, WebhookSender
-from ....sandbox_kit.faults import (Fault, FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for,
-                              quoted_credentials,
-                              fault_from_body, retry_after_headers)
 from .state import ApiError, SandboxLimits, SandboxState
 from .validation import PayloadError, refuse_private_webhook, validate_create, validate_idempotency_key
 
@@ -84,7 +93,9 @@ def _request_id(request: Request) -> str:
     return given if given and _REQUEST_ID.match(given) else f"req_{uuid.uuid4().hex}"
 
 
-def _json(body: dict[str, Any], request_id: str, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+def _json(
+    body: dict[str, Any], request_id: str, status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {**body, "request_id": request_id},
         status_code=status,
@@ -92,7 +103,9 @@ def _json(body: dict[str, Any], request_id: str, status: int = 200, headers: dic
     )
 
 
-def _error(status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, request_id: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message, "request_id": request_id}},
         status_code=status,
@@ -105,7 +118,9 @@ def _api_error(error: ApiError, request_id: str) -> JSONResponse:
 
 
 def _invalid(message: str, request_id: str) -> JSONResponse:
-    return _error(400, contract.INVALID_PAYLOAD, f"The product image enhancement payload is invalid: {message}", request_id)
+    return _error(
+        400, contract.INVALID_PAYLOAD, f"The product image enhancement payload is invalid: {message}", request_id
+    )
 
 
 class AigenSandbox(LoopbackSandbox, SandboxFaults):
@@ -185,17 +200,24 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
 
     def enhancements(self) -> list[dict[str, Any]]:
         """Every enhancement created, in order: what it was asked (preset, level, the images' external ids)."""
-        return [{"id": job.id, "preset": job.payload.preset, "preservation_level": job.payload.preservation_level,
-                 "external_ids": [item.external_id for item in job.items]}
-                for job in list(self._state._enhancements.values())]
+        return [
+            {
+                "id": job.id,
+                "preset": job.payload.preset,
+                "preservation_level": job.payload.preservation_level,
+                "external_ids": [item.external_id for item in job.items],
+            }
+            for job in list(self._state._enhancements.values())
+        ]
 
     # --- the API ----------------------------------------------------------------------------------
 
     async def _presets(self, request: Request) -> Response:
         return _json({"presets": PRESETS}, _request_id(request))
 
-    async def _fault(self, endpoint: str, request_id: str,
-                     request: Request | None = None) -> tuple[Response | None, Fault | None]:
+    async def _fault(
+        self, endpoint: str, request_id: str, request: Request | None = None
+    ) -> tuple[Response | None, Fault | None]:
         """(an error response to send instead, or the fault that acts after the work: spoils its answer,
         or fails the job)."""
         fault = self.faults.take(endpoint)
@@ -205,11 +227,14 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
             headers = request.headers if request is not None else {}
             return _error(400, contract.INVALID_PAYLOAD, quoted_credentials(headers), request_id), None
         if fault.status == 429:
-            return _error(429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)), None
+            return _error(
+                429, contract.RATE_LIMITED, "Too many requests.", request_id, retry_after_headers(fault)
+            ), None
         if fault.status is not None:
             code = contract.SERVICE_UNAVAILABLE if fault.status == 503 else contract.INTERNAL_ERROR
-            return _error(fault.status, code, "The service failed to process the request.", request_id,
-                          retry_after_headers(fault)), None
+            return _error(
+                fault.status, code, "The service failed to process the request.", request_id, retry_after_headers(fault)
+            ), None
         if answered_after_work(self.faults, fault) or fault.mode == "fail":
             return None, fault
         instead = answer_for(fault)
@@ -249,9 +274,13 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
             self._processor.submit(job)
         if spoil is not None and spoil.mode != "fail":
             # The job exists and is charged; only the answer is lost or broken ("crash between send and record").
-            return answer_for(spoil) or _error(500, contract.INTERNAL_ERROR, "The service failed to process the request.",
-                                               request_id)
-        body_out = {"enhancement": self._shaped(summary), "remaining_paid_credits": self._state.remaining_paid_credits(record)}
+            return answer_for(spoil) or _error(
+                500, contract.INTERNAL_ERROR, "The service failed to process the request.", request_id
+            )
+        body_out = {
+            "enhancement": self._shaped(summary),
+            "remaining_paid_credits": self._state.remaining_paid_credits(record),
+        }
         status = contract.REPLAYED_STATUS if replayed else contract.CREATED_STATUS
         if self.profile == "production" and not replayed:
             status = PRODUCTION_CREATED_STATUS
@@ -284,10 +313,16 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
         stem, dot, extension = name.rpartition(".")
         thumbnail = stem.endswith("_thumb")
         item_id = stem.removesuffix("_thumb")
-        data = self._state.result(request.path_params["enhancement_id"], item_id, thumbnail) if dot and extension == "png" else None
+        data = (
+            self._state.result(request.path_params["enhancement_id"], item_id, thumbnail)
+            if dot and extension == "png"
+            else None
+        )
         if data is None:
             return _error(404, contract.NOT_FOUND, "Result not found.", _request_id(request))
-        return Response(data, media_type=contract.RESULT_CONTENT_TYPE, headers={"Cache-Control": "public, max-age=86400"})
+        return Response(
+            data, media_type=contract.RESULT_CONTENT_TYPE, headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     # --- sandbox-only endpoints -------------------------------------------------------------------
 
@@ -331,7 +366,13 @@ class AigenSandbox(LoopbackSandbox, SandboxFaults):
 
     async def _http_exception(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        code = contract.NOT_FOUND if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "http_error"
+        code = (
+            contract.NOT_FOUND
+            if exc.status_code == 404
+            else "method_not_allowed"
+            if exc.status_code == 405
+            else "http_error"
+        )
         return _error(exc.status_code, code, str(exc.detail), _request_id(request), dict(exc.headers or {}))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:

@@ -129,7 +129,9 @@ def _compose(photo: Image.Image, mask: Image.Image, *, preset: str, preservation
     side = round(max(cut.size) / (1 - 2 * margin))
     scale = min(1.0, MAX_RESULT_SIDE / side)
     if scale < 1.0:
-        cut = cut.resize((max(1, round(cut.width * scale)), max(1, round(cut.height * scale))), Image.Resampling.LANCZOS)
+        cut = cut.resize(
+            (max(1, round(cut.width * scale)), max(1, round(cut.height * scale))), Image.Resampling.LANCZOS
+        )
         side = MAX_RESULT_SIDE
     canvas = Image.new("RGB", (side, side), WHITE)
     offset = ((side - cut.width) // 2, (side - cut.height) // 2)

@@ -24,9 +24,9 @@ import httpx
 import structlog
 from PIL import Image, UnidentifiedImageError
 
-from .. import contract, webhooks
 from ....sandbox_kit.faults import FaultBook
 from ....sandbox_kit.webhooks import WebhookPoster
+from .. import contract, webhooks
 from . import enhance
 from .state import EnhancementState, ItemState, SandboxState
 
@@ -79,7 +79,9 @@ def fetch_source(http: httpx.Client, url: str) -> bytes:
     except httpx.TimeoutException:
         raise SourceError(contract.SOURCE_DOWNLOAD_FAILED, "The source download timed out.") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise SourceError(contract.SOURCE_DOWNLOAD_FAILED, f"The source could not be downloaded ({type(exc).__name__}).") from None
+        raise SourceError(
+            contract.SOURCE_DOWNLOAD_FAILED, f"The source could not be downloaded ({type(exc).__name__})."
+        ) from None
     data = b"".join(chunks)
     check_source_type(data, declared)
     return data
@@ -104,10 +106,16 @@ def check_source_type(data: bytes, declared: str) -> None:
 class WebhookSender(WebhookPoster):
     """Signed, retried, best-effort webhook deliveries from a small thread pool."""
 
-    def __init__(self, stop: threading.Event, clock: Callable[[], float], faults: FaultBook,
-                 retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS) -> None:
-        super().__init__(stop, faults, retry_delays=retry_delays, timeout=WEBHOOK_TIMEOUT_SECONDS,
-                         thread_name="aigen-webhook")
+    def __init__(
+        self,
+        stop: threading.Event,
+        clock: Callable[[], float],
+        faults: FaultBook,
+        retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS,
+    ) -> None:
+        super().__init__(
+            stop, faults, retry_delays=retry_delays, timeout=WEBHOOK_TIMEOUT_SECONDS, thread_name="aigen-webhook"
+        )
         self._clock = clock
 
     def send(self, job: EnhancementState, body: dict[str, Any]) -> None:
@@ -133,7 +141,9 @@ class WebhookSender(WebhookPoster):
 class Processor:
     """Runs each accepted job in its own thread; status advances without any request."""
 
-    def __init__(self, state: SandboxState, sender: WebhookSender, seconds_per_item: float, stop: threading.Event) -> None:
+    def __init__(
+        self, state: SandboxState, sender: WebhookSender, seconds_per_item: float, stop: threading.Event
+    ) -> None:
         self._state = state
         self._sender = sender
         self._seconds_per_item = seconds_per_item
@@ -157,7 +167,9 @@ class Processor:
                 self._sender.send(job, {"type": event, "enhancement_id": job.id, "item": item_json})
         status = self._state.finish(job)
         log.info("enhancement_finished", enhancement_id=job.id, status=status)
-        self._sender.send(job, {"type": contract.EVENT_ENHANCEMENT_COMPLETED, "enhancement_id": job.id, "status": status})
+        self._sender.send(
+            job, {"type": contract.EVENT_ENHANCEMENT_COMPLETED, "enhancement_id": job.id, "status": status}
+        )
 
     def _work(
         self, http: httpx.Client, job: EnhancementState, item: ItemState

@@ -127,8 +127,9 @@ def _crisp_edges(rgb: np.ndarray) -> np.ndarray:
     return np.where(keep[labels], 255, 0).astype(np.uint8)
 
 
-def _grab_cut(rgb: np.ndarray, seeds: np.ndarray, box: tuple[int, int, int, int], *,
-              iterations: int = _ITERATIONS) -> np.ndarray:
+def _grab_cut(
+    rgb: np.ndarray, seeds: np.ndarray, box: tuple[int, int, int, int], *, iterations: int = _ITERATIONS
+) -> np.ndarray:
     """GrabCut on the box around the hull plus a margin of sure background (faster than the whole copy,
     and the nearby background is the one that matters); 255 where it decides product."""
     height, width = seeds.shape

@@ -187,9 +187,13 @@ class EnhancementState:
 # Faults: "create" and "status" can answer a 5xx, hang or answer HTML; a create can also lose its answer.
 API_FAULT_ENDPOINTS = ("create", "status")
 FAULT_ENDPOINTS = (*API_FAULT_ENDPOINTS, WEBHOOK)
-FAULT_MODES = {"drop_response": ("create",), "fail": ("create",), "quote_auth": API_FAULT_ENDPOINTS,
-               **answer_modes(API_FAULT_ENDPOINTS),
-               **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
+FAULT_MODES = {
+    "drop_response": ("create",),
+    "fail": ("create",),
+    "quote_auth": API_FAULT_ENDPOINTS,
+    **answer_modes(API_FAULT_ENDPOINTS),
+    **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES},
+}
 
 
 def _iso(at: float) -> str:
@@ -391,7 +395,12 @@ class SandboxState:
             item.status = "processing"
 
     def finish_item(
-        self, job: EnhancementState, item: ItemState, *, result: tuple[bytes, bytes] | None, error: tuple[str, str] | None
+        self,
+        job: EnhancementState,
+        item: ItemState,
+        *,
+        result: tuple[bytes, bytes] | None,
+        error: tuple[str, str] | None,
     ) -> dict[str, Any]:
         """Record an item's outcome, consume or release its credits; return its JSON."""
         with self.lock:

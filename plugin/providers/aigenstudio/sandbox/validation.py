@@ -42,7 +42,9 @@ def _webhook_url(value: str) -> str:
 
 
 SourceUrl = Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_URL_CHARS), AfterValidator(_http_url)]
-WebhookUrl = Annotated[str, Field(min_length=1, max_length=contract.MAX_WEBHOOK_URL_CHARS), AfterValidator(_webhook_url)]
+WebhookUrl = Annotated[
+    str, Field(min_length=1, max_length=contract.MAX_WEBHOOK_URL_CHARS), AfterValidator(_webhook_url)
+]
 
 
 class ImagePayload(BaseModel):
@@ -103,5 +105,6 @@ def refuse_private_webhook(payload: CreatePayload) -> None:
     metadata addresses; the production profile does too (the default profile allows loopback, as a
     declared sandbox exception, so tests can receive webhooks)."""
     if payload.webhook_url is not None and is_private_host(urlsplit(payload.webhook_url).hostname):
-        raise PayloadError("webhook_url: must be a public https URL (localhost, private and metadata addresses "
-                           "are rejected)")
+        raise PayloadError(
+            "webhook_url: must be a public https URL (localhost, private and metadata addresses are rejected)"
+        )

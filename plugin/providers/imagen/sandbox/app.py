@@ -47,9 +47,16 @@ from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
 
+from ....sandbox_kit.faults import (
+    Fault,
+    SandboxFaults,
+    answer_for,
+    answered_after_work,
+    delay_for,
+    fault_from_body,
+    retry_after_headers,
+)
 from . import contract
-from ....sandbox_kit.faults import (Fault, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
-                              retry_after_headers)
 from .faults import STORAGE_ENDPOINTS, fault_book
 from .jobs import CallbackSender, JobRunner
 from .links import UPLOADS, LinkError, LinkSigner, LinkTarget, s3_error
@@ -111,22 +118,45 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         self._links = LinkSigner(link_lifetime_seconds, clock)
         self._stop = threading.Event()
         self._callbacks = CallbackSender(self.faults, self._stop)
-        self._jobs = JobRunner(self._state, edit_pending_seconds=edit_pending_seconds, edit_seconds=edit_seconds,
-                               export_seconds=export_seconds, stop=self._stop, callbacks=self._callbacks,
-                               rename_exports=profile == "production")
+        self._jobs = JobRunner(
+            self._state,
+            edit_pending_seconds=edit_pending_seconds,
+            edit_seconds=edit_seconds,
+            export_seconds=export_seconds,
+            stop=self._stop,
+            callbacks=self._callbacks,
+            rename_exports=profile == "production",
+        )
         project = contract.PROJECT_PATH
         routes = [
             *(Route(path, self._api("profiles", self._profiles), methods=["GET"]) for path in contract.PROFILES_PATHS),
-            *(Route(path, self._api("create_project", self._create_project), methods=["POST"]) for path in contract.PROJECTS_PATHS),
-            Route(f"{project}/get_temporary_upload_links", self._api("upload_links", self._upload_links), methods=["POST"]),
+            *(
+                Route(path, self._api("create_project", self._create_project), methods=["POST"])
+                for path in contract.PROJECTS_PATHS
+            ),
+            Route(
+                f"{project}/get_temporary_upload_links", self._api("upload_links", self._upload_links), methods=["POST"]
+            ),
             Route(f"{project}/edit", self._api("edit", self._edit), methods=["POST"]),
-            Route(f"{project}/edit/status", self._api("edit_status", self._status(contract.ACTION_EDIT)), methods=["GET"]),
-            Route(f"{project}/edit/get_temporary_download_links",
-                  self._api("edit_links", self._download_links(contract.ACTION_EDIT)), methods=["GET"]),
+            Route(
+                f"{project}/edit/status", self._api("edit_status", self._status(contract.ACTION_EDIT)), methods=["GET"]
+            ),
+            Route(
+                f"{project}/edit/get_temporary_download_links",
+                self._api("edit_links", self._download_links(contract.ACTION_EDIT)),
+                methods=["GET"],
+            ),
             Route(f"{project}/export", self._api("export", self._export), methods=["POST"]),
-            Route(f"{project}/export/status", self._api("export_status", self._status(contract.ACTION_EXPORT)), methods=["GET"]),
-            Route(f"{project}/export/get_temporary_download_links",
-                  self._api("export_links", self._download_links(contract.ACTION_EXPORT)), methods=["GET"]),
+            Route(
+                f"{project}/export/status",
+                self._api("export_status", self._status(contract.ACTION_EXPORT)),
+                methods=["GET"],
+            ),
+            Route(
+                f"{project}/export/get_temporary_download_links",
+                self._api("export_links", self._download_links(contract.ACTION_EXPORT)),
+                methods=["GET"],
+            ),
             Route("/s3/{bucket}/{project_uuid}/{file_name}", self._storage, methods=["GET", "PUT"]),
             Route("/_sandbox/stats", self._stats_endpoint, methods=["GET"]),
             Route("/_sandbox/projects/{project_uuid}", self._project_endpoint, methods=["GET"]),
@@ -134,7 +164,9 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             Route("/_sandbox/api_keys", self._api_keys_endpoint, methods=["POST"]),
             Route("/_sandbox/profiles", self._profiles_endpoint, methods=["POST"]),
         ]
-        self.app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_exception, Exception: self._crash})
+        self.app = Starlette(
+            routes=routes, exception_handlers={HTTPException: self._http_exception, Exception: self._crash}
+        )
 
     # --- the answer shapes of this profile ----------------------------------------------------------
 
@@ -171,7 +203,9 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
     def add_api_key(self, key: str) -> None:
         self._state.add_key(key)
 
-    def add_profile(self, profile_key: int, profile_name: str, profile_type: str = "Personal", image_type: str = "JPG") -> None:
+    def add_profile(
+        self, profile_key: int, profile_name: str, profile_type: str = "Personal", image_type: str = "JPG"
+    ) -> None:
         """Register (or replace) a profile; every key sees every profile."""
         self._state.add_profile(profile_key, profile_name, profile_type, image_type)
 
@@ -215,7 +249,9 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
                 code = "SlowDown" if fault.status in (429, 503) else "InternalError"
                 answer = s3_error(LinkError(fault.status, code, "We encountered an internal error. Please try again."))
             else:
-                answer = self._error(fault.status, "Too Many Requests" if fault.status == 429 else "Internal Server Error")
+                answer = self._error(
+                    fault.status, "Too Many Requests" if fault.status == 429 else "Internal Server Error"
+                )
             answer.headers.update(retry_after_headers(fault))
             return None, answer
         if answered_after_work(self.faults, fault) or fault.mode == "fail":
@@ -255,8 +291,10 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         names = parse_files_list(_json_body(await request.body(), required=True))
         self._state.add_upload_names(project, names)
         base = str(request.base_url)
-        files = [{"file_name": name, "upload_link": self._links.sign(base, "PUT", LinkTarget(UPLOADS, project.uuid, name))}
-                 for name in names]
+        files = [
+            {"file_name": name, "upload_link": self._links.sign(base, "PUT", LinkTarget(UPLOADS, project.uuid, name))}
+            for name in names
+        ]
         return self._data({"files_list": files})
 
     def _require_empty_content_type(self, request: Request) -> None:
@@ -296,8 +334,13 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         async def links(request: Request, key: str, fault: Fault | None) -> Response:
             project = self._project_of(request, key)
             base = str(request.base_url)
-            files = [{"file_name": name, "download_link": self._links.sign(base, "GET", LinkTarget(bucket, project.uuid, name))}
-                     for bucket, name in self._state.result_files(project, action)]
+            files = [
+                {
+                    "file_name": name,
+                    "download_link": self._links.sign(base, "GET", LinkTarget(bucket, project.uuid, name)),
+                }
+                for bucket, name in self._state.result_files(project, action)
+            ]
             return self._data({"files_list": files})
 
         return links
@@ -317,7 +360,9 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
             if error.message == "Request has expired":
                 self._state.count("expired_link_fetches")
             return s3_error(error)
-        bucket, project_uuid, file_name = (request.path_params[name] for name in ("bucket", "project_uuid", "file_name"))
+        bucket, project_uuid, file_name = (
+            request.path_params[name] for name in ("bucket", "project_uuid", "file_name")
+        )
         if uploading:
             return self._put_object(request, bucket, project_uuid, file_name, data)
         found = self._state.read_object(bucket, project_uuid, file_name)
@@ -331,10 +376,13 @@ class ImagenSandbox(LoopbackSandbox, SandboxFaults):
         if _content_type(request):
             # [DOC] Content-Type must be empty or absent; the signature covers it (see contract.py).
             self._state.count("uploads_refused_content_type")
-            return s3_error(LinkError(
-                403, "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-            ))
+            return s3_error(
+                LinkError(
+                    403,
+                    "SignatureDoesNotMatch",
+                    "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+                )
+            )
         if bucket != UPLOADS or not self._state.store_upload(project_uuid, file_name, data):
             return s3_error(LinkError(403, "AccessDenied", "Access Denied"))
         return Response(b"", status_code=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})

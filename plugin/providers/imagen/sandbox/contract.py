@@ -38,14 +38,33 @@ PROFILE_MUST_MATCH_PROJECT_TYPE = True
 # --- Files [DOC: SDK] ---------------------------------------------------------------------------
 
 JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
-RAW_EXTENSIONS = frozenset({
-    ".dng", ".nef", ".cr2", ".arw", ".nrw", ".crw", ".srf", ".sr2", ".orf", ".raw", ".rw2", ".raf",
-    ".ptx", ".pef", ".rwl", ".srw", ".cr3", ".3fr", ".fff",
-})
+RAW_EXTENSIONS = frozenset(
+    {
+        ".dng",
+        ".nef",
+        ".cr2",
+        ".arw",
+        ".nrw",
+        ".crw",
+        ".srf",
+        ".sr2",
+        ".orf",
+        ".raw",
+        ".rw2",
+        ".raf",
+        ".ptx",
+        ".pef",
+        ".rwl",
+        ".srw",
+        ".cr3",
+        ".3fr",
+        ".fff",
+    }
+)
 
 
 def file_kind(file_name: str) -> str | None:
-    """"JPG", "RAW" or None (unsupported: PNG, WebP, …) from the file name's extension."""
+    """ "JPG", "RAW" or None (unsupported: PNG, WebP, …) from the file name's extension."""
     suffix = PurePosixPath(file_name).suffix.lower()
     if suffix in JPEG_EXTENSIONS:
         return "JPG"
@@ -78,14 +97,31 @@ PROFILES = ("default", "production")
 # --- Edit options [DOC: SDK] --------------------------------------------------------------------
 
 BOOLEAN_OPTIONS = (
-    "crop", "straighten", "hdr_merge", "portrait_crop", "smooth_skin", "subject_mask", "headshot_crop",
-    "perspective_correction", "sky_replacement", "window_pull",
+    "crop",
+    "straighten",
+    "hdr_merge",
+    "portrait_crop",
+    "smooth_skin",
+    "subject_mask",
+    "headshot_crop",
+    "perspective_correction",
+    "sky_replacement",
+    "window_pull",
 )
 CROP_ASPECT_RATIOS = ("2X3", "4X5", "5X7")
 HDR_OUTPUT_COMPRESSIONS = ("LOSSY", "LOSSLESS")
 PHOTOGRAPHY_TYPES = (
-    "NO_TYPE", "OTHER", "PORTRAITS", "WEDDING", "REAL_ESTATE", "LANDSCAPE_NATURE", "EVENTS",
-    "FAMILY_NEWBORN", "BOUDOIR", "SPORTS", "SCHOOL",
+    "NO_TYPE",
+    "OTHER",
+    "PORTRAITS",
+    "WEDDING",
+    "REAL_ESTATE",
+    "LANDSCAPE_NATURE",
+    "EVENTS",
+    "FAMILY_NEWBORN",
+    "BOUDOIR",
+    "SPORTS",
+    "SCHOOL",
 )
 AT_MOST_ONE_OF = (("crop", "headshot_crop", "portrait_crop"),)  # [DOC: SDK]
 MUTUALLY_EXCLUSIVE = (("straighten", "perspective_correction"),)  # [DOC: SDK]

@@ -108,7 +108,8 @@ def analyse(data: bytes, request: EditRequest) -> Settings:
     luminance = ImageStat.Stat(small.convert("L")).mean[0]
     exposure = max(-MAX_EV, min(MAX_EV, math.log2(TARGET_MEAN / max(luminance, 1.0))))
     recorded = {
-        name: value for name, value in request.options.items()
+        name: value
+        for name, value in request.options.items()
         if name not in ("crop", "portrait_crop", "headshot_crop", "crop_aspect_ratio", "smooth_skin")
     }
     if request.photography_type:
@@ -132,7 +133,7 @@ def render(data: bytes, settings: Settings) -> bytes:
         left, top, right, bottom = settings.crop
         width, height = photo.size
         photo = photo.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
-    multiplier = 2 ** settings.exposure_ev
+    multiplier = 2**settings.exposure_ev
     channels = [
         band.point(lambda value, gain=gain: min(255, round(value * gain * multiplier)))
         for band, gain in zip(photo.split(), settings.wb_gains)

@@ -17,8 +17,17 @@ from ....sandbox_kit.faults import WEBHOOK, WEBHOOK_MODES, FaultBook, answer_mod
 
 # The names used for faults and for the per-endpoint request counts in the stats.
 ENDPOINTS = (
-    "profiles", "create_project", "upload_links", "upload", "edit", "edit_status", "edit_links",
-    "export", "export_status", "export_links", "download",
+    "profiles",
+    "create_project",
+    "upload_links",
+    "upload",
+    "edit",
+    "edit_status",
+    "edit_links",
+    "export",
+    "export_status",
+    "export_links",
+    "download",
 )
 JOB_ENDPOINTS = ("edit", "export")  # the ones that start asynchronous work
 STORAGE_ENDPOINTS = ("upload", "download")  # served "by S3": errors are XML
@@ -30,6 +39,12 @@ JSON_ENDPOINTS = tuple(endpoint for endpoint in ENDPOINTS if endpoint not in STO
 
 
 def fault_book() -> FaultBook:
-    modes = {**answer_modes(ENDPOINTS), "non_json": JSON_ENDPOINTS, "wrong_shape": JSON_ENDPOINTS,
-             "drop_response": JOB_ENDPOINTS, "fail": JOB_ENDPOINTS, **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
+    modes = {
+        **answer_modes(ENDPOINTS),
+        "non_json": JSON_ENDPOINTS,
+        "wrong_shape": JSON_ENDPOINTS,
+        "drop_response": JOB_ENDPOINTS,
+        "fail": JOB_ENDPOINTS,
+        **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES},
+    }
     return FaultBook((*ENDPOINTS, WEBHOOK), modes)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from . import contract, develop, xmp
 from ....sandbox_kit.faults import FaultBook, webhook_plan
+from . import contract, develop, xmp
 from .state import Job, Project, SandboxState
 
 log = structlog.get_logger(__name__)
@@ -67,9 +67,17 @@ class CallbackSender:
 
 
 class JobRunner:
-    def __init__(self, state: SandboxState, *, edit_pending_seconds: float, edit_seconds: float,
-                 export_seconds: float, stop: threading.Event, callbacks: CallbackSender,
-                 rename_exports: bool = False) -> None:
+    def __init__(
+        self,
+        state: SandboxState,
+        *,
+        edit_pending_seconds: float,
+        edit_seconds: float,
+        export_seconds: float,
+        stop: threading.Event,
+        callbacks: CallbackSender,
+        rename_exports: bool = False,
+    ) -> None:
         self._state = state
         self._rename_exports = rename_exports  # the production profile: `x.jpg` is exported as `x.JPG`
         self._edit_pending_seconds = edit_pending_seconds
@@ -80,8 +88,9 @@ class JobRunner:
 
     def submit(self, project: Project, job: Job) -> None:
         work = self._edit if job.action == contract.ACTION_EDIT else self._export
-        threading.Thread(target=self._run, args=(work, project, job), daemon=True,
-                         name=f"imagen-{job.action}:{project.uuid[:8]}").start()
+        threading.Thread(
+            target=self._run, args=(work, project, job), daemon=True, name=f"imagen-{job.action}:{project.uuid[:8]}"
+        ).start()
 
     def _run(self, work: Callable[[Project, Job], bool], project: Project, job: Job) -> None:
         try:
@@ -133,7 +142,9 @@ class JobRunner:
         exported: dict[str, bytes] = {}
         for position, name in enumerate(job.files):
             data = self._state.upload_data(project, name)
-            exported[contract.exported_file_name(name, production=self._rename_exports)] = develop.render(data, self._state.settings_of(project, name))
+            exported[contract.exported_file_name(name, production=self._rename_exports)] = develop.render(
+                data, self._state.settings_of(project, name)
+            )
             self._state.advance(job, progress=100.0 * (position + 1) / len(job.files) * 0.99)
         if self._wait_until(started + self._export_seconds):
             return False

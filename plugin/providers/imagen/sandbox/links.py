@@ -76,7 +76,8 @@ class LinkSigner:
         expected = self._signature(method, raw_path, date, expires)
         if not hmac.compare_digest(expected, signature):
             raise LinkError(
-                403, "SignatureDoesNotMatch",
+                403,
+                "SignatureDoesNotMatch",
                 "The request signature we calculated does not match the signature you provided.",
             )
         signed_at = datetime.strptime(date, _DATE_FORMAT).replace(tzinfo=UTC).timestamp()

@@ -80,8 +80,12 @@ class Project:
         request = self.edit.request if self.edit else None
         if request is None:
             return None
-        return {"profile_key": request.profile_key, "photography_type": request.photography_type,
-                "callback_url": request.callback_url, **request.options}
+        return {
+            "profile_key": request.profile_key,
+            "photography_type": request.photography_type,
+            "callback_url": request.callback_url,
+            **request.options,
+        }
 
 
 class SandboxState:
@@ -110,13 +114,21 @@ class SandboxState:
         with self.lock:
             return key in self._keys
 
-    def add_profile(self, profile_key: int, profile_name: str, profile_type: str = "Personal", image_type: str = "JPG") -> None:
+    def add_profile(
+        self, profile_key: int, profile_name: str, profile_type: str = "Personal", image_type: str = "JPG"
+    ) -> None:
         if not isinstance(profile_key, int) or isinstance(profile_key, bool):
             raise TypeError("profile_key must be an integer")
         if profile_type not in contract.PROFILE_TYPES or image_type not in contract.IMAGE_TYPES:
-            raise ValueError(f"profile_type must be one of {contract.PROFILE_TYPES}, image_type one of {contract.IMAGE_TYPES}")
-        profile = {"profile_key": profile_key, "profile_name": str(profile_name),
-                   "profile_type": profile_type, "image_type": image_type}
+            raise ValueError(
+                f"profile_type must be one of {contract.PROFILE_TYPES}, image_type one of {contract.IMAGE_TYPES}"
+            )
+        profile = {
+            "profile_key": profile_key,
+            "profile_name": str(profile_name),
+            "profile_type": profile_type,
+            "image_type": image_type,
+        }
         with self.lock:
             self._profiles[profile_key] = profile
 
@@ -184,8 +196,10 @@ class SandboxState:
             if profile is None:
                 raise ApiError(contract.BAD_REQUEST, f"Unknown profile_key {request.profile_key}.")
             if contract.PROFILE_MUST_MATCH_PROJECT_TYPE and profile["image_type"] != "JPG":
-                raise ApiError(contract.BAD_REQUEST,
-                               f"Profile {request.profile_key} is a {profile['image_type']} profile; this project holds JPEG files.")
+                raise ApiError(
+                    contract.BAD_REQUEST,
+                    f"Profile {request.profile_key} is a {profile['image_type']} profile; this project holds JPEG files.",
+                )
             uploaded = tuple(name for name, upload in project.files.items() if upload.data is not None)
             if not uploaded:
                 raise ApiError(contract.BAD_REQUEST, "The project has no uploaded files to edit.")
@@ -256,7 +270,9 @@ class SandboxState:
             job.status, job.details = contract.FAILED, details
             self._counts[f"{job.action}s_failed"] += 1
 
-    def complete_edit(self, project: Project, job: Job, settings: dict[str, Settings], edited: dict[str, bytes]) -> None:
+    def complete_edit(
+        self, project: Project, job: Job, settings: dict[str, Settings], edited: dict[str, bytes]
+    ) -> None:
         """Keep the results and charge each edited image once [ASSUME: billed per completed edit]."""
         with self.lock:
             project.settings, project.edited = settings, edited

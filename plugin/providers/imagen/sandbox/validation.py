@@ -91,8 +91,15 @@ def parse_edit(body: Any) -> EditRequest:
     """The edit body: profile_key, photography_type, callback_url and the edit options [DOC: SDK]."""
     if not isinstance(body, dict):
         raise RequestError("The body must be a JSON object.")
-    known = {"profile_key", "photography_type", "callback_url", "sky_replacement_template_id",
-             "crop_aspect_ratio", "hdr_output_compression", *contract.BOOLEAN_OPTIONS}
+    known = {
+        "profile_key",
+        "photography_type",
+        "callback_url",
+        "sky_replacement_template_id",
+        "crop_aspect_ratio",
+        "hdr_output_compression",
+        *contract.BOOLEAN_OPTIONS,
+    }
     unknown = sorted(set(body) - known)
     if unknown and contract.REJECT_UNKNOWN_EDIT_FIELDS:
         raise RequestError(f"Unknown field(s): {', '.join(unknown)}.")
@@ -110,7 +117,10 @@ def parse_edit(body: Any) -> EditRequest:
             if not isinstance(body[name], bool):
                 raise RequestError(f"{name} must be a boolean.")
             options[name] = body[name]
-    choices = {"crop_aspect_ratio": contract.CROP_ASPECT_RATIOS, "hdr_output_compression": contract.HDR_OUTPUT_COMPRESSIONS}
+    choices = {
+        "crop_aspect_ratio": contract.CROP_ASPECT_RATIOS,
+        "hdr_output_compression": contract.HDR_OUTPUT_COMPRESSIONS,
+    }
     for name, allowed in choices.items():
         if body.get(name) is not None:
             if body[name] not in allowed:

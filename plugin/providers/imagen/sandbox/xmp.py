@@ -31,8 +31,15 @@ def packet(settings: Settings, profile_key: int) -> bytes:
     }
     if settings.crop:
         left, top, right, bottom = settings.crop
-        crs.update({"crs:CropLeft": str(left), "crs:CropTop": str(top), "crs:CropRight": str(right),
-                    "crs:CropBottom": str(bottom), "crs:CropAngle": "0"})
+        crs.update(
+            {
+                "crs:CropLeft": str(left),
+                "crs:CropTop": str(top),
+                "crs:CropRight": str(right),
+                "crs:CropBottom": str(bottom),
+                "crs:CropAngle": "0",
+            }
+        )
     sandbox = {
         "sandbox:ProfileKey": str(profile_key),
         "sandbox:WhiteBalanceGains": ",".join(f"{gain:.4f}" for gain in settings.wb_gains),
@@ -72,10 +79,9 @@ def extract(jpeg: bytes) -> bytes | None:
     """The XMP packet embedded in `jpeg`, if any (a test and debugging aid)."""
     start = jpeg.find(b"\xff\xe1")  # a plain scan: enough for the files this sandbox writes
     while start != -1:
-        length = int.from_bytes(jpeg[start + 2:start + 4], "big")
-        body = jpeg[start + 4:start + 2 + length]
+        length = int.from_bytes(jpeg[start + 2 : start + 4], "big")
+        body = jpeg[start + 4 : start + 2 + length]
         if body.startswith(XMP_HEADER):
-            return body[len(XMP_HEADER):]
+            return body[len(XMP_HEADER) :]
         start = jpeg.find(b"\xff\xe1", start + 2)
     return None
-

@@ -43,11 +43,18 @@ from starlette.routing import Route
 
 from retouch.plugin.serve import LoopbackSandbox
 
+from ....sandbox_kit.faults import (
+    FaultBook,
+    SandboxFaults,
+    answer_for,
+    answered_after_work,
+    delay_for,
+    fault_from_body,
+    retry_after_headers,
+)
 from . import contract
 from .errors import ApiError, api_error, bad_request, not_found, rate_limited, server_error, unauthorized
 from .processing import DurationSpec, JobDurations, Processor
-from ....sandbox_kit.faults import (FaultBook, SandboxFaults, answer_for, answered_after_work, delay_for, fault_from_body,
-                              retry_after_headers)
 from .state import Account, SandboxState
 from .validation import parse_json_object, validate_generate, validate_upscale
 from .webhooks import WebhookSender
@@ -119,10 +126,13 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         self._stop = threading.Event()
         self._webhooks = WebhookSender(self._stop, self._state.faults, webhook_retry_delays)
         self._processor = Processor(
-            self._state, self._webhooks, self._stop,
+            self._state,
+            self._webhooks,
+            self._stop,
             generate_durations=JobDurations(job_seconds, seed),
-            upscale_durations=JobDurations(job_seconds if upscale_seconds is None else upscale_seconds,
-                                           None if seed is None else seed + 1),
+            upscale_durations=JobDurations(
+                job_seconds if upscale_seconds is None else upscale_seconds, None if seed is None else seed + 1
+            ),
         )
         for key, tokens in (keys or {}).items():
             self.set_tokens(key, tokens)
@@ -251,7 +261,9 @@ class ProductAISandbox(LoopbackSandbox, SandboxFaults):
         data = self._state.result(int(stem)) if dot and extension == "png" and stem.isdigit() else None
         if data is None:
             return _answer(not_found("Result not found."))
-        return Response(data, media_type=contract.RESULT_CONTENT_TYPE, headers={"Cache-Control": "public, max-age=86400"})
+        return Response(
+            data, media_type=contract.RESULT_CONTENT_TYPE, headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     # --- sandbox-only endpoints -------------------------------------------------------------------
 

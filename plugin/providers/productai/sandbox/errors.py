@@ -39,7 +39,8 @@ def not_found(details: str) -> ApiError:
 
 def rate_limited() -> ApiError:
     return api_error(
-        429, contract.RATE_LIMITED,
+        429,
+        contract.RATE_LIMITED,
         f"Rate limit exceeded: {contract.REQUESTS_PER_WINDOW} requests per minute.",
     )
 

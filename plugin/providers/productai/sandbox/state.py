@@ -25,8 +25,12 @@ from .validation import GenerateRequest, UpscaleRequest
 FIRST_JOB_ID = 22292  # the id in the documentation's examples; ids then count up
 # Faults: every endpoint can answer a 5xx, hang or answer HTML; generate and upscale can also
 # start (and charge) their job and then lose the answer.
-FAULT_MODES = {**answer_modes(contract.ENDPOINTS), "drop_response": ("generate", "upscale"), "fail": ("generate", "upscale"),
-               **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES}}
+FAULT_MODES = {
+    **answer_modes(contract.ENDPOINTS),
+    "drop_response": ("generate", "upscale"),
+    "fail": ("generate", "upscale"),
+    **{mode: (WEBHOOK,) for mode in WEBHOOK_MODES},
+}
 
 
 @dataclass
@@ -126,7 +130,9 @@ class SandboxState:
         self.out_of_tokens_shape = out_of_tokens_shape
         self.default_webhook_url = default_webhook_url  # every new account starts with it
         self.clock = clock
-        self.failure_status = contract.ERROR  # the production profile says FAILED (or TIMEOUT), as the vendor's code does
+        self.failure_status = (
+            contract.ERROR
+        )  # the production profile says FAILED (or TIMEOUT), as the vendor's code does
         self.give_up_seconds: float | None = None  # production profile: a longer job ends in TIMEOUT
         self.lock = threading.RLock()
         self._accounts: dict[str, Account] = {}
@@ -164,7 +170,9 @@ class SandboxState:
         with self.lock:
             account = self._accounts.get(key) if key else None
         if account is None:
-            raise unauthorized("Invalid API key." if key else f"Missing API key: send it in the {contract.API_KEY_HEADER} header.")
+            raise unauthorized(
+                "Invalid API key." if key else f"Missing API key: send it in the {contract.API_KEY_HEADER} header."
+            )
         return account
 
     # --- the shared budget -------------------------------------------------------------------------
@@ -199,8 +207,14 @@ class SandboxState:
             account.tokens -= cost
             now = time.monotonic()
             job = Job(
-                id=next(self._ids), account=account, kind=kind, request=request, tokens=cost,
-                base_url=base_url.rstrip("/"), created_at=now, not_started_until=now + not_started_seconds,
+                id=next(self._ids),
+                account=account,
+                kind=kind,
+                request=request,
+                tokens=cost,
+                base_url=base_url.rstrip("/"),
+                created_at=now,
+                not_started_until=now + not_started_seconds,
             )
             self._jobs[job.id] = job
             account.jobs_started[kind] += 1

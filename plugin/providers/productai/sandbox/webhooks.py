@@ -14,22 +14,33 @@ from typing import Any
 
 import structlog
 
-from . import contract
 from ....sandbox_kit.faults import FaultBook
 from ....sandbox_kit.webhooks import WebhookPoster
+from . import contract
 
 log = structlog.get_logger(__name__)
 HEADERS = {"Content-Type": "application/json"}
 
 
 class WebhookSender(WebhookPoster):
-    def __init__(self, stop: threading.Event, faults: FaultBook,
-                 retry_delays: tuple[float, ...] = contract.WEBHOOK_RETRY_DELAYS) -> None:
-        super().__init__(stop, faults, retry_delays=retry_delays, timeout=contract.WEBHOOK_TIMEOUT_SECONDS,
-                         thread_name="productai-webhook", received=lambda response: response.status_code == 200)
+    def __init__(
+        self, stop: threading.Event, faults: FaultBook, retry_delays: tuple[float, ...] = contract.WEBHOOK_RETRY_DELAYS
+    ) -> None:
+        super().__init__(
+            stop,
+            faults,
+            retry_delays=retry_delays,
+            timeout=contract.WEBHOOK_TIMEOUT_SECONDS,
+            thread_name="productai-webhook",
+            received=lambda response: response.status_code == 200,
+        )
 
     def send(self, url: str | None, body: dict[str, Any]) -> None:
         if url is not None:
             # Never log the URL: its path holds the receiver's secret.
-            self.post(url, json.dumps(body, separators=(",", ":")).encode(), lambda: HEADERS,
-                      lambda: log.warning("productai_webhook_abandoned"))
+            self.post(
+                url,
+                json.dumps(body, separators=(",", ":")).encode(),
+                lambda: HEADERS,
+                lambda: log.warning("productai_webhook_abandoned"),
+            )

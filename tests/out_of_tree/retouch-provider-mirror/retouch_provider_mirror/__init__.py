@@ -30,10 +30,16 @@ class MirrorSettings(Section):
 
 
 def capabilities(settings: Any) -> base.Capabilities:
-    return base.Capabilities(quota=QuotaLimits(window=60.0, max_batch=4), source="upload",
-                             source_formats=frozenset({"image/jpeg", "image/png"}), result="lasting_url",
-                             completion=frozenset({"poll"}), poll_interval=0.2, min_poll_interval=0.0,
-                             idempotent_submit=True)
+    return base.Capabilities(
+        quota=QuotaLimits(window=60.0, max_batch=4),
+        source="upload",
+        source_formats=frozenset({"image/jpeg", "image/png"}),
+        result="lasting_url",
+        completion=frozenset({"poll"}),
+        poll_interval=0.2,
+        min_poll_interval=0.0,
+        idempotent_submit=True,
+    )
 
 
 class MirrorProvider:
@@ -43,8 +49,9 @@ class MirrorProvider:
         self.settings = config.settings
         self.capabilities = capabilities(config.settings)
         self.stats: dict[str, int] = {}
-        self.http = httpx.AsyncClient(base_url=config.base_url or "", headers={"x-key": config.api_key},
-                                      timeout=config.timeout)
+        self.http = httpx.AsyncClient(
+            base_url=config.base_url or "", headers={"x-key": config.api_key}, timeout=config.timeout
+        )
 
     def request_options(self) -> dict[str, Any]:
         return {"direction": self.settings.direction}
@@ -52,14 +59,20 @@ class MirrorProvider:
     async def submit(self, ticket: base.Ticket, progress: base.Progress) -> str:
         for item in ticket.items:  # PUT is idempotent: a resend after a crash costs nothing
             data, _ = await progress.source_bytes(item)
-            await self._call("PUT", f"/jobs/{ticket.key}/{item.index}",
-                             params={"direction": ticket.options["direction"]}, content=data)
+            await self._call(
+                "PUT",
+                f"/jobs/{ticket.key}/{item.index}",
+                params={"direction": ticket.options["direction"]},
+                content=data,
+            )
         return ticket.key
 
     async def poll(self, ticket: base.Ticket, progress: base.Progress) -> base.JobStatus:
         done = (await self._call("GET", f"/jobs/{ticket.key}")).json()["done"]
-        items = {int(i): base.ItemResult("completed", result_url=f"{self.http.base_url}/results/{ticket.key}/{i}.png")
-                 for i in done}
+        items = {
+            int(i): base.ItemResult("completed", result_url=f"{self.http.base_url}/results/{ticket.key}/{i}.png")
+            for i in done
+        }
         return base.JobStatus(terminal=len(items) == len(ticket.items), items=items, description="mirrored")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -101,7 +114,9 @@ def service() -> Starlette:
         if not authorized(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         with Image.open(io.BytesIO(await request.body())) as img:
-            flipped = ImageOps.mirror(img) if request.query_params.get("direction") != "vertical" else ImageOps.flip(img)
+            flipped = (
+                ImageOps.mirror(img) if request.query_params.get("direction") != "vertical" else ImageOps.flip(img)
+            )
             out = io.BytesIO()
             flipped.convert("RGB").save(out, "PNG")
         with lock:
@@ -120,17 +135,29 @@ def service() -> Starlette:
             data = results.get((request.path_params["key"], request.path_params["index"]))
         return Response(data, media_type="image/png") if data else Response(status_code=404)
 
-    return Starlette(routes=[Route("/jobs/{key}/{index}", put, methods=["PUT"]),
-                             Route("/jobs/{key}", status, methods=["GET"]),
-                             Route("/results/{key}/{index}.png", result, methods=["GET"])])
+    return Starlette(
+        routes=[
+            Route("/jobs/{key}/{index}", put, methods=["PUT"]),
+            Route("/jobs/{key}", status, methods=["GET"]),
+            Route("/results/{key}/{index}.png", result, methods=["GET"]),
+        ]
+    )
 
 
 def start_sandbox(*, fast: bool = False, port: int = 0) -> base.DemoSandbox:
     server = serve_in_thread(service(), port=port)
-    return base.DemoSandbox(base_url=server.url, api_key=KEY, settings_lines=('direction = "horizontal"',),
-                            stop=server.stop)
+    return base.DemoSandbox(
+        base_url=server.url, api_key=KEY, settings_lines=('direction = "horizontal"',), stop=server.stop
+    )
 
 
-PLUGIN = base.ProviderPlugin(name="mirror", title="Mirror", settings_model=MirrorSettings, capabilities=capabilities,
-                             create=MirrorProvider, default_base_url="http://127.0.0.1:9",
-                             is_sandbox=lambda key, url: True, start_sandbox=start_sandbox)
+PLUGIN = base.ProviderPlugin(
+    name="mirror",
+    title="Mirror",
+    settings_model=MirrorSettings,
+    capabilities=capabilities,
+    create=MirrorProvider,
+    default_base_url="http://127.0.0.1:9",
+    is_sandbox=lambda key, url: True,
+    start_sandbox=start_sandbox,
+)
