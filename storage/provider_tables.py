@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -15,9 +15,22 @@ from .image_writes import apply_moves, set_fields
 from .lifecycle import Move
 from .models import Image, ImageState, Job, JobState, QuotaEvent
 
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy import Connection, Engine
+    from sqlmodel import Session
+
 
 class ProviderTables:
     # Store gives these methods its engine and its transactions (`_read`, `_write`, `_session`).
+    if TYPE_CHECKING:  # declared for the type checker only: Store defines them
+        engine: Engine
+
+        def _read(self) -> AbstractContextManager[Session]: ...
+        def _write(self, durable: bool = False) -> AbstractContextManager[Connection]: ...
+        def _session(self) -> AbstractContextManager[Session]: ...
+
     # ----- jobs -------------------------------------------------------------------------------
 
     def create_job(
@@ -41,7 +54,10 @@ class ProviderTables:
         )
         values = job.model_dump(exclude={"id"})
         with self._write(durable=True) as conn:
-            job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
+            key = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key
+            if key is None:  # SQLAlchemy's type allows it; a one-row INSERT always has its key
+                raise RuntimeError("the job's INSERT returned no primary key")
+            job.id = key[0]
             moves = []
             for index, image_id in enumerate(image_ids):
                 # A new backup of the original: a prune date of an earlier one no longer applies.

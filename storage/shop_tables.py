@@ -5,12 +5,19 @@ it its engine and transactions."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
 from .models import OutputMedia, SeenEvent, utcnow
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy import Connection, Engine
+    from sqlmodel import Session
 
 _insert_output = sqlite_insert(OutputMedia)
 RECORD_OUTPUT = _insert_output.on_conflict_do_update(
@@ -21,6 +28,13 @@ RECORD_OUTPUT = _insert_output.on_conflict_do_update(
 
 class ShopTables:
     # Store gives these methods its engine and its transactions (`_read`, `_write`, `_session`).
+    if TYPE_CHECKING:  # declared for the type checker only: Store defines them
+        engine: Engine
+
+        def _read(self) -> AbstractContextManager[Session]: ...
+        def _write(self, durable: bool = False) -> AbstractContextManager[Connection]: ...
+        def _session(self) -> AbstractContextManager[Session]: ...
+
     # ----- output media -----------------------------------------------------------------------
 
     def is_output(self, media_id: str) -> bool:
@@ -82,7 +96,7 @@ class ShopTables:
                 "SELECT id, object_id, payload FROM bulkline WHERE parent_id IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (after, limit),
             )
-            return [tuple(row) for row in rows]  # type: ignore[misc]
+            return [tuple(row) for row in rows]
 
     def staged_children(self, parent_ids: Sequence[str]) -> dict[str, list[str]]:
         """The staged lines whose parent is one of `parent_ids`, in line order, by parent."""

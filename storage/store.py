@@ -257,7 +257,12 @@ class Store(ProviderTables, ShopTables):
         self.update_images({image_id: fields})
 
     def transition(
-        self, image_ids: int | Sequence[int], name: str, *, expect: ImageState | Iterable[ImageState], **fields: Any
+        self,
+        image_ids: int | Sequence[int],
+        name: str,
+        *,
+        expect: ImageState | str | Iterable[ImageState | str],
+        **fields: Any,
     ) -> list[int]:
         """Move these images by the named transition (storage/lifecycle.py), each only if it is still
         in one of the `expect`ed states: a compare-and-set, in one transaction. Returns the ids that
@@ -419,7 +424,7 @@ class Store(ProviderTables, ShopTables):
             Image.result_sha256,
             Image.state,
             col(Image.updated_at) <= cutoff,
-            Image.reverted_at,
+            Image.reverted_at,  # type: ignore[call-overload]  # sqlmodel types select() for up to four columns
             Image.product_id,
             Image.media_id,
         ).where(col(Image.result_sha256).is_not(None))

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO, cast
 from urllib.parse import quote, quote_plus
 
 import structlog
@@ -169,7 +169,7 @@ class LogStream:
     bar's console, which prints each line above the bar (written straight to the terminal, a line lands
     inside the bar's row and the next redraw leaves it there, broken: issue 23)."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.console = None  # a rich Console while a live display owns the terminal
         self._pending = ""
@@ -196,7 +196,7 @@ LOG_OUTPUT: LogStream | None = None  # the stream of the last configure()
 
 
 @contextmanager
-def logs_above(console) -> Iterator[None]:
+def logs_above(console: Any) -> Iterator[None]:
     """While the block runs, log lines go through `console` (a rich Progress's), above its bar."""
     output = LOG_OUTPUT
     if output is None or console is None:
@@ -212,7 +212,9 @@ def logs_above(console) -> Iterator[None]:
             output._pending = ""
 
 
-def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream=None) -> None:
+def configure(
+    level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> None:
     global LOG_OUTPUT
     stream = stream or sys.stderr
     LOG_OUTPUT = LogStream(stream)
@@ -237,6 +239,7 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(LOG_OUTPUT),
+        # LogStream is file-like: PrintLogger only calls its write() and flush().
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, LOG_OUTPUT)),
         cache_logger_on_first_use=False,
     )

@@ -7,9 +7,13 @@ results that arrive later (sync/pipeline/review_step.py)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from retouch.plugin.providers.settings import DAY, DurationBetween, Section
+
+# A waiting result's approval delay: at least a minute, at most a year. A named alias, as control_settings.py's
+# `Duration`: the type checker reads it as Any (DurationBetween builds pydantic's Annotated type at run time).
+AutoApproveAfter: Any = DurationBetween(60.0, 365 * DAY)
 
 
 class ReviewSettings(Section):
@@ -18,7 +22,7 @@ class ReviewSettings(Section):
     # "off": every result is written as it arrives (as before); "all": every result waits for the owner.
     mode: Literal["off", "all"] = "off"
     # A result waiting this long is approved as if the owner had; unset: never (it waits for the owner).
-    auto_approve_after: DurationBetween(60.0, 365 * DAY) | None = None
+    auto_approve_after: AutoApproveAfter | None = None
 
     @property
     def on(self) -> bool:

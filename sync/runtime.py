@@ -85,9 +85,14 @@ async def open_context(
         yield ctx
     finally:
         # The clients in use now: a reload may have replaced them, and kept retired providers.
-        for client in {
-            id(c): c for c in (shopify, ctx.shopify, provider, ctx.provider, *(view.provider for view in ctx.retired))
-        }.values():
+        clients: list[ShopifyClient | Provider] = [
+            shopify,
+            ctx.shopify,
+            provider,
+            ctx.provider,
+            *(view.provider for view in ctx.retired),
+        ]
+        for client in {id(c): c for c in clients}.values():
             await client.aclose()
         await ctx.results.aclose()
         if own_store:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 def queue_wait(
@@ -146,11 +147,11 @@ def _bar(wait: ImageWait) -> str:
     return _BAR_WORDS.get(wait.kind, "{reason}").format(reason=wait.reason, clock=_clock(wait.until or 0.0))
 
 
-def _retry_pending(image, now: float) -> bool:
+def _retry_pending(image: Any, now: float) -> bool:
     return image.next_attempt_at is not None and image.next_attempt_at > now
 
 
-def _why(image, place: int, facts: QueueFacts) -> tuple[str, str, float | None]:
+def _why(image: Any, place: int, facts: QueueFacts) -> tuple[str, str, float | None]:
     now, state = facts.now, image.state
     if state == "submitted":
         return "enhancing", f"being enhanced by {facts.provider}", None
@@ -196,6 +197,6 @@ def _why(image, place: int, facts: QueueFacts) -> tuple[str, str, float | None]:
     return "quota", f"quota: sent by {_clock(at)}", at
 
 
-def _retry(image) -> tuple[str, str, float]:
+def _retry(image: Any) -> tuple[str, str, float]:
     after = image.error_code or (image.error_message or "an error")[:80]
     return "retry", f"retry at {_clock(image.next_attempt_at)} after {after}", image.next_attempt_at

@@ -140,16 +140,18 @@ async def complete_product(gql: GraphQLTransport, node: dict[str, Any], media_pa
     cursor = next_cursor(media, None, "Product")
     while cursor is not None:
         data = await gql.execute("ProductMediaPage", {"id": product_id, "first": media_page_size, "after": cursor})
-        product = data.get("product")
-        if product is None:
+        paged = data.get("product")
+        if paged is None:
             log.info("product_gone", product_id=product_id)
             return None
-        page = parsed("ProductMediaPage", lambda: product["media"])
+        page = parsed("ProductMediaPage", lambda: paged["media"])
         extra.extend(parsed("ProductMediaPage", lambda: list(page["nodes"])))
         cursor = next_cursor(page, cursor, "ProductMediaPage")
     collections = node.get("collections")
     cursor = next_cursor(collections, None, "Product") if isinstance(collections, dict) else None
-    while cursor is not None:  # only a product in more collections than the first page holds
+    # Only a product in more collections than the first page holds; `collections` is a dict whenever there is
+    # a cursor (the first page's, then the one built below).
+    while cursor is not None and isinstance(collections, dict):
         data = await gql.execute("ProductCollectionsPage", {"id": product_id, "after": cursor})
         product = data.get("product")
         if product is None:

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import typer
 
-from retouch.storage.models import PENDING_STATES, ImageState
+from retouch.storage.models import PENDING_STATES, Image, ImageState
 
-from ..config import load_settings
+from ..config import Settings, load_settings
 from ..logs import REDACTOR, configure
-from ..pipeline import discover
+from ..pipeline import Context, discover
 from ..runtime import open_context
 from ..scheduler import Daemon
 from .demo_page import DemoRow, cost_words, render_page
@@ -96,7 +96,7 @@ async def demo_command(
                     alt=f"{product['title']} (new photo)",
                 )
             typer.echo(f"the merchant added {products} new photo(s); running the daemon…")
-            if review:
+            if sock is not None:  # --review: the daemon serves its review page on this socket
                 return await review_live(ctx, sock, expected=products)
             daemon = Daemon(ctx)
             runner = asyncio.create_task(daemon.run())
@@ -142,7 +142,7 @@ def _budget_lines(price_per_credit: float | None, currency: str) -> str:
     return f"\n[budget]\nprice_per_credit = {price_per_credit!r}\ncurrency = {currency!r}\n".replace("'", '"')
 
 
-def _summary(products: int, settings, mode: str) -> str:
+def _summary(products: int, settings: Settings, mode: str) -> str:
     where = "replacing each original" if mode == "replace" else "added right after each original"
     return (
         f"A sandbox store of {products} product(s); the merchant added one photo to each; the real retouch daemon "
@@ -150,7 +150,7 @@ def _summary(products: int, settings, mode: str) -> str:
     )
 
 
-def _image_credits(ctx, image) -> float:
+def _image_credits(ctx: Context, image: Image) -> float:
     """What the provider charged for this image (its job's credits shared by its images); the price list's
     figure while the job has not reported any."""
     job = ctx.store.job(image.job_id) if image.job_id is not None else None
@@ -159,7 +159,7 @@ def _image_credits(ctx, image) -> float:
     return ctx.settings.capabilities.credits_per_image * max(image.paid_attempts, 1)
 
 
-async def _write_page(out: Path, ctx, images, *, titles: dict[str, str], summary: str) -> Path:
+async def _write_page(out: Path, ctx: Context, images: list[Image], *, titles: dict[str, str], summary: str) -> Path:
     pictures = out / "images"
     pictures.mkdir(exist_ok=True)
     settings = ctx.settings

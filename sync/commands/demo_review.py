@@ -19,6 +19,7 @@ import typer
 from retouch.storage.models import ImageState
 
 from ..logs import REDACTOR
+from ..pipeline import Context
 from ..scheduler import Daemon
 from ..web import auth
 from .run import _server
@@ -45,7 +46,7 @@ def _decisions(counts: dict[str, int]) -> str:
     )
 
 
-async def review_live(ctx, sock: socket.socket, *, expected: int) -> int:
+async def review_live(ctx: Context, sock: socket.socket, *, expected: int) -> int:
     """Run the daemon with its review page until Ctrl-C; 0 when it stopped as asked."""
     password = auth.generated_password()
     ctx.store.set_meta(auth.PASSWORD_META, auth.hash_password(password))

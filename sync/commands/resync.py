@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import click
@@ -195,11 +195,9 @@ async def resync_command(
             f"{results.get('failed', 0)} failed, {results.get('skipped', 0)} skipped"
         )
         for image_id in target:
-            image = ctx.store.image(image_id)
-            if image and image.state == ImageState.FAILED:
-                typer.echo(
-                    f"failed: {image.product_id} {image.media_id}: {image.error_code} {image.error_message}", err=True
-                )
+            row = ctx.store.image(image_id)
+            if row and row.state == ImageState.FAILED:
+                typer.echo(f"failed: {row.product_id} {row.media_id}: {row.error_code} {row.error_message}", err=True)
         return 1 if results.get("failed") else 0
 
 
@@ -264,7 +262,7 @@ def _hold_back(ctx: Context, target: list[int], max_credits: int) -> list[int]:
     return target[:sent]
 
 
-async def _wait_for_daemon(ctx: Context, target: list[int], show, stop: asyncio.Event) -> None:
+async def _wait_for_daemon(ctx: Context, target: list[int], show: Callable[[int], None], stop: asyncio.Event) -> None:
     """Two processes must not both submit: with a daemon running, resync only queues and watches."""
     while (left := pending_among(ctx, target)) > 0:
         show(left)

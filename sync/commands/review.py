@@ -40,7 +40,8 @@ def list_command(settings: Settings, product: str | None) -> int:
         items = [
             item
             for item in review.waiting_for_review(store)
-            if product is None or review.product_matches(store.image(item.image_id), product)
+            if product is None
+            or ((image := store.image(item.image_id)) is not None and review.product_matches(image, product))
         ]
     finally:
         store.close()

@@ -27,5 +27,7 @@ def requeue_failed(store: Store, product_ids: Sequence[str] | None = None) -> tu
         store.transition(
             image.id, lifecycle.named(ImageState.FAILED, state), expect=ImageState.FAILED, retries=image.retries + 1
         )
-        requeued.append(store.image(image.id))
+        moved = store.image(image.id)
+        if moved is not None:  # (a row deleted meanwhile is not counted as requeued)
+            requeued.append(moved)
     return requeued, refused

@@ -562,10 +562,10 @@ async def _download_result(ctx: Context, image: Image, *, fresh: bool = False) -
             "result_link_expired",
             f"the provider's download link expired and {job.provider}, which made it, is no longer configured",
         )
-    fresh = await owner.provider.fresh_results(
+    renewed = await owner.provider.fresh_results(
         ticket_for(owner, job, ctx.store.job_images(job.id)), JobProgress(owner, job)
     )
-    url = fresh.get(image.item_index if image.item_index is not None else -1)
+    url = renewed.get(image.item_index if image.item_index is not None else -1)
     if url is None:
         raise Fail("result_link_expired", "the provider's download link expired and it gave no new one")
     ctx.store.update_image(image.id, result_url=url)

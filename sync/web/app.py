@@ -124,7 +124,8 @@ def build_ui(deps: UiDeps) -> Starlette:
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM):
             return None
         form = await request.form(max_files=0, max_fields=2000)
-        return form if auth.csrf_ok(request.session.get("csrf"), form.get("csrf")) else None
+        token = form.get("csrf")  # a str, or an UploadFile for a file part (refused: max_files=0)
+        return form if auth.csrf_ok(request.session.get("csrf"), token if isinstance(token, str) else None) else None
 
     def owner_only(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def guarded(request: Request) -> Response:

@@ -5,8 +5,14 @@ the bytes are a picture of a type a browser shows."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retouch.storage.backups import BackupStore
+
+if TYPE_CHECKING:
+    from retouch.storage.models import Image
+
+    from ..config import Settings
 
 # The first bytes of each format served; anything else is refused (a file that is not a picture).
 SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -28,7 +34,7 @@ def picture_type(data: bytes) -> str | None:
     return None
 
 
-def picture_sha(image, which: str) -> str | None:
+def picture_sha(image: Image, which: str) -> str | None:
     """The digest of the image's `before` (the original's backup) or `after` (the kept result)."""
     if which == "before":
         return image.backup_sha256
@@ -37,22 +43,22 @@ def picture_sha(image, which: str) -> str | None:
     return None
 
 
-def picture_file(settings, sha256: str) -> Path | None:
+def picture_file(settings: Settings, sha256: str) -> Path | None:
     """Where the bytes of `sha256` are: the review module knows where kept results live; backups are
     in [writeback] backup_dir."""
     try:
         from ..review import picture_path
     except ImportError:  # the review step is not part of this build
-        picture_path = None
-    if picture_path is not None:
-        path = picture_path(settings, sha256)
-        if path is not None:
-            return path
+        pass
+    else:
+        kept = picture_path(settings, sha256)
+        if kept is not None:
+            return kept
     path = BackupStore(settings.backup_dir).path_for(sha256)
     return path if path.is_file() else None
 
 
-def read_picture(settings, sha256: str) -> tuple[bytes, str] | None:
+def read_picture(settings: Settings, sha256: str) -> tuple[bytes, str] | None:
     """(bytes, content type) of a kept picture, or None when it is gone or not a picture."""
     if not sha256 or len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
         return None

@@ -119,8 +119,7 @@ def _compose(photo: Image.Image, mask: Image.Image, *, preset: str, preservation
     calm = np.asarray(photo)
     for _ in range(2):
         calm = cv2.bilateralFilter(calm, 7, 40, 5)
-    calm = Image.fromarray(calm)
-    product = ImageOps.autocontrast(calm, cutoff=cutoff, preserve_tone=True)
+    product = ImageOps.autocontrast(Image.fromarray(calm), cutoff=cutoff, preserve_tone=True)
     product = product.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=threshold))
     on_white = Image.composite(product, Image.new("RGB", photo.size, WHITE), mask)
     box = mask.point(lambda value: 255 if value > 24 else 0).getbbox() or (0, 0, *photo.size)

@@ -29,6 +29,8 @@ product's own outline is less sure there (IoU down to ~0.75 on some).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from PIL import Image, ImageFilter
@@ -60,7 +62,7 @@ def product_mask(photo: Image.Image) -> Image.Image:
     if points is None:
         return Image.new("L", photo.size, 255)
     hull = cv2.convexHull((points * (small.width / focus.width)).round().astype(np.int32))
-    seeds = np.full(rgb.shape[:2], cv2.GC_BGD, np.uint8)
+    seeds: np.ndarray = np.full(rgb.shape[:2], cv2.GC_BGD, np.uint8)
     cv2.fillConvexPoly(seeds, hull, cv2.GC_PR_FGD)
     seeds = cv2.dilate(seeds, np.ones((3, 3), np.uint8))  # GC_PR_FGD (3) > GC_BGD (0): grows the hull by a pixel
     # The middle of the hull is the product for sure (a product fills most of its outline; the gaps — a
@@ -127,9 +129,7 @@ def _crisp_edges(rgb: np.ndarray) -> np.ndarray:
     return np.where(keep[labels], 255, 0).astype(np.uint8)
 
 
-def _grab_cut(
-    rgb: np.ndarray, seeds: np.ndarray, box: tuple[int, int, int, int], *, iterations: int = _ITERATIONS
-) -> np.ndarray:
+def _grab_cut(rgb: np.ndarray, seeds: np.ndarray, box: Sequence[int], *, iterations: int = _ITERATIONS) -> np.ndarray:
     """GrabCut on the box around the hull plus a margin of sure background (faster than the whole copy,
     and the nearby background is the one that matters); 255 where it decides product."""
     height, width = seeds.shape
@@ -141,7 +141,7 @@ def _grab_cut(
     image = cv2.bilateralFilter(np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1]), 5, 30, 3)  # BGR; noise calmed
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: the same photo gives the same cut (per thread)
     try:
-        cv2.grabCut(image, window, None, background_model, product_model, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(image, window, None, background_model, product_model, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # stubs: rect may not be None (unused with a mask)
     except cv2.error:  # e.g. too few pixels of one kind to model: keep the first guess
         pass
     cut = np.zeros(seeds.shape, np.uint8)
