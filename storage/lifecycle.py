@@ -6,15 +6,20 @@ is left alone). Each transition names the states it may start from, the one it e
 its caller may give (`sets`), and the fields it resets (`clears`, to the value shown) unless the
 caller gives them. Discovery inserts new rows in one of `INITIAL_STATES`; nothing else writes `state`.
 
-    baseline  discovered ─submit─► submitted ─enhance─► enhanced ─back_up─► backed_up ─write─► written ─finish─► done
-                  ▲ │                 │                                      │  ▲    │                            │
-                  │ └─ skip ─► skipped └─ fail ─► failed                     │  │    └─await_review─► awaiting_review
-                  │                                                          │  └──────── approve ───────┘   │ reject
-                  └──── requeue (from submitted, backed_up, failed, skipped, baseline, reverted)        rejected
-                  └──── redo (from awaiting_review, rejected)                  revert: written|done|failed ─► reverted
+    discovered ─submit─► submitted ─enhance─► enhanced ─back_up─► backed_up ─write─► written ─finish─► done
+                                                                    │     ▲
+                                                       await_review │     │ approve
+                                                                    ▼     │
+                                                               awaiting_review ─reject─► rejected
 
-(`fail` and `skip` start from every state the daemon works on; `retry_backup` / `retry_write` take
-a failed image back to the step that failed without paying the provider again.)
+    fail:    discovered | submitted | enhanced | backed_up | written ─► failed
+    skip:    those, and failed | skipped | baseline | reverted ─► skipped
+    requeue: submitted | backed_up | failed | skipped | baseline | reverted ─► discovered
+    redo:    awaiting_review | rejected ─► discovered
+    retry_backup / retry_write: failed ─► enhanced / backed_up (the result is there: never paid again)
+    revert:  written | done | failed ─► reverted
+
+(`baseline`: recorded on the first run with new_only, never processed unless a resync asks.)
 """
 
 from __future__ import annotations

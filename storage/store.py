@@ -26,196 +26,42 @@ lock; the daemon only 2 s per statement, and waits for a longer lock before each
 from __future__ import annotations
 
 from datetime import datetime, timezone
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, event, func, literal_column, update
+from sqlalchemy import Connection, bindparam, func, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+from sqlmodel import Session, SQLModel, col, delete, select
 
 from .database_file import database_problem, sqlite_file
 from .backups import Holder
 from . import lifecycle
-from .lifecycle import Move
-from .models import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    Image,
-    ImageState,
-    Job,
-    JobState,
-    Meta,
-    OutputMedia,
-    QuotaEvent,
-    SeenEvent,
-    utcnow,
+from .engine import (  # noqa: F401  (is_locked_error, install_text_scrubber: imported from here by sync)
+    BUSY_TIMEOUT,
+    StorageError,
+    install_text_scrubber,
+    is_locked_error,
+    make_engine,
+    open_failure,
 )
-
-
-# Image columns that record an intent before an outside call (models.py): their commit is fsync'd.
-INTENT_COLUMNS = frozenset({"write_source"})
+from .image_writes import INTENT_COLUMNS, apply_moves, set_fields
+from .lifecycle import Move
+from .models import MIGRATIONS, SCHEMA_VERSION, Image, ImageState, Meta, utcnow
+from .provider_tables import ProviderTables
+from .shop_tables import ShopTables
 
 META_VALUE = select(Meta.value).where(col(Meta.key) == bindparam("key"))
 INSERT_IMAGE = sqlite_insert(Image)
-_insert_output = sqlite_insert(OutputMedia)
-RECORD_OUTPUT = _insert_output.on_conflict_do_update(
-    index_elements=["media_id"],
-    set_={"product_id": _insert_output.excluded.product_id, "image_id": _insert_output.excluded.image_id})
 
 
-def _update_images(conn: Connection, changes: Mapping[int, dict[str, Any]]) -> None:
-    """Apply each image's changes; images given the same columns share one statement, executed for
-    each of them (a job's 20 items: one statement, not 20). KeyError if an image is missing.
-    Never a state: that changes only through a transition (`_apply_moves`)."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for image_id, fields in changes.items():
-        _refuse_state(fields)
-        by_columns.setdefault(tuple(sorted(fields)), []).append(
-            {"image_id": image_id, **{f"new_{name}": value for name, value in fields.items()}})
-    now = utcnow()
-    for columns, rows in by_columns.items():
-        statement = (update(Image).where(col(Image.id) == bindparam("image_id"))
-                     .values(**{name: bindparam(f"new_{name}") for name in columns}, updated_at=now))
-        if conn.execute(statement, rows).rowcount != len(rows):
-            raise KeyError(sorted(row["image_id"] for row in rows))
+class Store(ProviderTables, ShopTables):
+    """The database: images here; jobs and quota in ProviderTables, output media, webhook
+    deliveries and bulk-export lines in ShopTables (mixins sharing this class's transactions)."""
 
-
-def _refuse_state(fields: Mapping[str, Any]) -> None:
-    if "state" in fields:
-        raise ValueError("an image's state changes only through Store.transition (storage/lifecycle.py)")
-
-
-def _apply_moves(conn: Connection, moves: Sequence[Move]) -> list[int]:
-    """Apply each move as a compare-and-set (`... WHERE id = ? AND state IN (expect)`); returns the ids
-    that moved, in the order given. Moves of one transition with the same expected states and columns
-    share one statement, executed for each image (a job's 20 items: one statement, not 20).
-    ValueError (nothing written) for a move the table does not allow."""
-    groups: dict[tuple[str, tuple[ImageState, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
-    for move in moves:
-        transition, states = lifecycle.checked(move.name, move.expect, move.fields)
-        values = transition.values(move.fields)
-        groups.setdefault((move.name, states, tuple(sorted(values))), []).append(
-            {"image_id": move.image_id, **{f"new_{name}": value for name, value in values.items()}})
-    now = utcnow()
-    moved: set[int] = set()
-    for (name, states, columns), rows in groups.items():
-        ids = [row["image_id"] for row in rows]
-        # The expected states as SQL literals (they are the enum's own words): an expanding IN list
-        # cannot be executed for many rows.
-        expected = col(Image.state).in_([literal_column(f"'{ImageState(state).value}'") for state in states])
-        statement = (update(Image).where(col(Image.id) == bindparam("image_id"), expected)
-                     .values(**{column: bindparam(f"new_{column}") for column in columns}, updated_at=now))
-        if conn.execute(statement, rows).rowcount == len(rows):
-            moved.update(ids)
-            continue
-        # Some rows were no longer in an expected state. The ones this statement moved are those in
-        # its target state stamped with this transaction's time (the write lock is ours since the
-        # statement: no other process changed them in between).
-        target = lifecycle.TRANSITIONS[name].target
-        moved.update(conn.execute(select(Image.id).where(col(Image.id).in_(ids), col(Image.state) == str(target),
-                                                         col(Image.updated_at) == now)).scalars())
-    return [move.image_id for move in moves if move.image_id in moved]
-
-
-class StorageError(Exception):
-    """The database cannot be used (wrong schema version, unreadable file)."""
-
-
-def open_failure(exc: DatabaseError, path: Path) -> str:
-    """SQLite's reason for refusing a database file, said so the owner knows what to do."""
-    reason = str(getattr(exc, "orig", exc)).strip() or type(exc).__name__
-    lowered = reason.lower()
-    if _read_only_mount(path):
-        return ("is on a read-only mount: retouch writes its state there; point [storage] url at a writable "
-                "place (the unit's StateDirectory=)")
-    if "readonly" in lowered or "read-only" in lowered:
-        return ("is read-only (the file, its folder or the mount): retouch writes its state there; "
-                "make it writable for the service's user")
-    if "not a database" in lowered:
-        return "is not an SQLite database (or is encrypted): point [storage] url at another file"
-    if "malformed" in lowered or "corrupt" in lowered:
-        return f"is damaged ({reason}): restore it from a backup, or move it away to start afresh"
-    if "unable to open" in lowered:
-        return f"cannot be opened ({reason}): check that its folder exists and is writable"
-    return f"cannot be used ({reason})"
-
-
-def _read_only_mount(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-# How long a statement waits for another process's write lock before "database is locked".
-# The CLI commands can wait long; the daemon passes a short one (see sync/scheduler.py): its
-# statements run in the event loop, and a long wait there would freeze it (and systemd's watchdog).
-BUSY_TIMEOUT = 60.0
-
-
-def is_locked_error(exc: BaseException) -> bool:
-    """SQLite's answer when another process held the write lock past our busy timeout."""
-    return isinstance(exc, OperationalError) and ("database is locked" in str(exc) or "database is busy" in str(exc))
-
-
-# Free text written to the database may quote what a service answered, and a service may quote our
-# credentials back. Every INSERT and UPDATE through any engine made here passes each of its text
-# parameters through this function first (sync installs its one redactor at import: storage may not
-# import sync). A hook on the engine, not on each Store method, so that no write can forget it.
-_scrub_text: Callable[[str], str] | None = None
-_WRITES = ("INSERT", "UPDATE", "REPLACE")
-
-
-def install_text_scrubber(scrub: Callable[[str], str] | None) -> None:
-    """The function every text written to the database passes through (None: none)."""
-    global _scrub_text
-    _scrub_text = scrub
-
-
-def _scrubbed(parameters: Any, scrub: Callable[[str], str]) -> Any:
-    if isinstance(parameters, str):
-        return scrub(parameters)
-    if isinstance(parameters, tuple):
-        return tuple(_scrubbed(value, scrub) for value in parameters)
-    if isinstance(parameters, list):
-        return [_scrubbed(value, scrub) for value in parameters]
-    if isinstance(parameters, dict):
-        return {key: _scrubbed(value, scrub) for key, value in parameters.items()}
-    return parameters
-
-
-def _scrub_writes(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
-                  _executemany: bool) -> tuple[str, Any]:
-    scrub = _scrub_text
-    if scrub is not None and parameters and statement.lstrip()[:7].upper().startswith(_WRITES):
-        parameters = _scrubbed(parameters, scrub)
-    return statement, parameters
-
-
-def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
-    event.listen(engine, "before_cursor_execute", _scrub_writes, retval=True)
-
-    def configure(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")   # fsync only the commits that need it: see `Store._write`
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")  # another process may hold the write lock
-        cursor.close()
-
-    event.listen(engine, "connect", configure)
-    return engine
-
-
-class Store:
     def __init__(self, url: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url
         self._probe: Any = None  # the connection wait_writable asks on (sqlite3.Connection)
@@ -421,7 +267,7 @@ class Store:
             return []
         durable = any(not INTENT_COLUMNS.isdisjoint(move.fields) for move in moves)
         with self._write(durable=durable) as conn:
-            return _apply_moves(conn, moves)
+            return apply_moves(conn, moves)
 
     def update_images(self, changes: Mapping[int, dict[str, Any]]) -> None:
         """`update_image` for several images in one transaction (one fsync when any records an
@@ -430,7 +276,7 @@ class Store:
             return
         durable = any(not INTENT_COLUMNS.isdisjoint(fields) for fields in changes.values())
         with self._write(durable=durable) as conn:
-            _update_images(conn, changes)
+            set_fields(conn, changes)
 
     def count_paid(self, image_ids: Sequence[int]) -> None:
         """One more provider job that may have been charged, for each of these images."""
@@ -535,167 +381,6 @@ class Store:
         with self._read() as s:
             return [Holder(sha, state, bool(done_before), reverted is not None, product_id, media_id)
                     for sha, state, done_before, reverted, product_id, media_id in s.exec(query)]
-
-    # ----- output media -----------------------------------------------------------------------
-
-    def is_output(self, media_id: str) -> bool:
-        with self._read() as s:
-            return s.get(OutputMedia, media_id) is not None
-
-    def output_media_of_product(self, product_id: str) -> set[str]:
-        # Plain ids: no ORM session for them (once per image written).
-        with self.engine.connect() as conn:
-            return set(conn.execute(select(OutputMedia.media_id).where(OutputMedia.product_id == product_id)).scalars())
-
-    def add_output(self, media_id: str, product_id: str, image_id: int | None) -> None:
-        self.add_outputs(product_id, {media_id: image_id})
-
-    def add_outputs(self, product_id: str, image_of_media: Mapping[str, int | None]) -> None:
-        """Record these media of the product as our output (media id -> the image it shows), in one transaction."""
-        if not image_of_media:
-            return
-        now = utcnow()
-        rows = [{"media_id": media_id, "product_id": product_id, "image_id": image_id, "created_at": now}
-                for media_id, image_id in image_of_media.items()]
-        with self._write() as conn:
-            conn.execute(RECORD_OUTPUT, rows)  # one statement, executed for each row
-
-    def remove_output(self, media_id: str) -> None:
-        with self._session() as s:
-            s.exec(delete(OutputMedia).where(col(OutputMedia.media_id) == media_id))
-
-    # ----- jobs -------------------------------------------------------------------------------
-
-    def create_job(self, provider: str, idempotency_key: str, image_ids: Sequence[int],
-                   options: str | None = None, backups: dict[int, str] | None = None) -> Job:
-        """Write the job, its key and its request options, and move its images to `submitted`, in
-        one transaction — before any request goes out, so a crash right after can only lead to a
-        replay of this key with this body (fsync'd: it must survive a power cut too). `backups`:
-        image id -> digest of its original, stored by pre-flight."""
-        job = Job(provider=provider, idempotency_key=idempotency_key, state=JobState.PENDING,
-                  image_count=len(image_ids), options=options)
-        values = job.model_dump(exclude={"id"})
-        with self._write(durable=True) as conn:
-            job.id = conn.execute(sqlite_insert(Job).values(**values)).inserted_primary_key[0]
-            moves = []
-            for index, image_id in enumerate(image_ids):
-                # A new backup of the original: a prune date of an earlier one no longer applies.
-                fields = ({"backup_sha256": backups[image_id], "backup_pruned_at": None}
-                          if backups and image_id in backups else {})
-                moves.append(Move(image_id, "submit", (ImageState.DISCOVERED,),
-                                  {"job_id": job.id, "item_index": index, **fields}))
-            moved = _apply_moves(conn, moves)
-            assert moved == list(image_ids), sorted(set(image_ids) - set(moved))  # (rolls the whole job back)
-        return job
-
-    def job(self, job_id: int) -> Job | None:
-        with self._read() as s:
-            return s.get(Job, job_id)
-
-    def jobs_in_state(self, *states: JobState) -> list[Job]:
-        with self._read() as s:
-            query = select(Job).where(col(Job.state).in_([str(x) for x in states])).order_by(col(Job.id))
-            return list(s.exec(query))
-
-    def update_job(self, job_id: int, **fields: Any) -> None:
-        """One UPDATE, fsync'd: a job's row is what stops a provider from being paid twice."""
-        with self._write(durable=True) as conn:
-            if conn.execute(update(Job).where(col(Job.id) == job_id).values(**fields)).rowcount == 0:
-                raise KeyError(job_id)
-
-    def job_images(self, job_id: int) -> list[Image]:
-        with self._read() as s:
-            query = select(Image).where(Image.job_id == job_id).order_by(col(Image.item_index))
-            return list(s.exec(query))
-
-    def update_job_and_images(self, job_id: int, job_fields: dict[str, Any],
-                              image_fields: dict[int, dict[str, Any]], moves: Sequence[Move] = ()) -> list[int]:
-        """Record a provider answer for a job and its items atomically (fsync'd, like every job write):
-        the job's fields, items' fields (no state), and items' transitions (`moves`, compare-and-set).
-        Returns the ids the moves moved."""
-        with self._write(durable=True) as conn:
-            if job_fields and conn.execute(update(Job).where(col(Job.id) == job_id).values(**job_fields)).rowcount == 0:
-                raise KeyError(job_id)  # as for a missing item, and as update_job says it
-            _update_images(conn, image_fields)
-            return _apply_moves(conn, moves)
-
-    # ----- provider quota ---------------------------------------------------------------------
-
-    def add_quota_event(self, provider: str, kind: str, at: float, count: int = 1) -> None:
-        with self._session() as s:
-            s.add(QuotaEvent(provider=provider, kind=kind, at=at, count=count))
-
-    def quota_events(self, provider: str, since: float) -> list[tuple[str, float, int]]:
-        with self._read() as s:
-            query = select(QuotaEvent).where(QuotaEvent.provider == provider, QuotaEvent.at >= since)
-            return [(e.kind, e.at, e.count) for e in s.exec(query)]
-
-    def jobs_created_since(self, provider: str, since: datetime) -> list[Job]:
-        """This provider's jobs created at or after `since` (UTC), for the daily budget."""
-        with self._read() as s:
-            query = select(Job).where(Job.provider == provider, col(Job.created_at) >= since.astimezone(timezone.utc))
-            return list(s.exec(query))
-
-    def credits_used(self, provider: str) -> int:
-        with self._read() as s:
-            return int(s.exec(select(func.coalesce(func.sum(Job.credits_used), 0)).where(Job.provider == provider)).one())
-
-    def prune_quota_events(self, before: float) -> None:
-        with self._session() as s:
-            s.exec(delete(QuotaEvent).where(col(QuotaEvent.at) < before))
-
-    # ----- webhook deliveries -----------------------------------------------------------------
-
-    def remember_event(self, source: str, event_id: str, at: float) -> bool:
-        """Record a webhook event id; False when it was seen before (a replay)."""
-        try:
-            with self._session() as s:
-                s.add(SeenEvent(event_id=f"{source}:{event_id}", source=source, at=at))
-            return True
-        except IntegrityError:
-            return False
-
-    def forget_events(self, before: float) -> None:
-        with self._session() as s:
-            s.exec(delete(SeenEvent).where(col(SeenEvent.at) < before))
-
-    # ----- bulk export staging ----------------------------------------------------------------
-
-    def stage_bulk_lines(self, lines: Sequence[tuple[str, str | None, str]]) -> None:
-        """Append a batch of (object id, parent id, JSON text) lines of a bulk export, in one transaction."""
-        if not lines:
-            return
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql("INSERT INTO bulkline (object_id, parent_id, payload) VALUES (?, ?, ?)", list(lines))
-
-    def staged_parents(self, after: int, limit: int) -> list[tuple[int, str, str]]:
-        """The next `limit` staged top-level lines (no parent) after line `after`: (line, object id, JSON)."""
-        with self.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT id, object_id, payload FROM bulkline WHERE parent_id IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (after, limit))
-            return [tuple(row) for row in rows]  # type: ignore[misc]
-
-    def staged_children(self, parent_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The staged lines whose parent is one of `parent_ids`, in line order, by parent."""
-        found: dict[str, list[str]] = {parent: [] for parent in parent_ids}
-        if not parent_ids:
-            return found
-        marks = ",".join("?" * len(parent_ids))
-        with self.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                f"SELECT parent_id, payload FROM bulkline WHERE parent_id IN ({marks}) ORDER BY id", tuple(parent_ids))
-            for parent, payload in rows:
-                found[parent].append(payload)
-        return found
-
-    def staged_line_count(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.exec_driver_sql("SELECT count(*) FROM bulkline").scalar() or 0)
-
-    def clear_bulk_lines(self) -> None:
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM bulkline")
 
     def copy_to(self, path: str) -> None:
         """A consistent copy of the whole database (SQLite's online backup), for dry runs."""

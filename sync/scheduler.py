@@ -408,5 +408,5 @@ def _database_locked(exc: BaseException) -> bool:
 
 
 def _changed_sections(old: Settings, new: Settings) -> set[str]:
-    names = ("shop", "provider", "provider_table", "selection", "writeback", "schedule", "server", "log")
+    names = ("shop", "provider", "provider_table", "selection", "writeback", "schedule", "server", "log", "review")
     return {name for name in names if getattr(old, name) != getattr(new, name)}

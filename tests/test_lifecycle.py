@@ -240,3 +240,35 @@ store.transition(1, "fail", expect="discovered")
 
 def test_the_documentation_shows_the_table_as_it_is() -> None:
     assert lifecycle.markdown_table() in (PRODUCT / "docs" / "how-it-works.md").read_text()
+
+
+def test_a_failed_item_of_a_job_still_polled_keeps_its_place_in_the_job(store: Store) -> None:
+    """The one requeue clears the job link, but the job's next poll lists every item it sent: the
+    item the provider failed (with paid attempts left) keeps its job_id and item_index until another
+    job takes it."""
+    from retouch.plugin.providers.base import ItemResult, JobStatus
+    from retouch.sync.pipeline.track import record_items
+
+    first, second = new_image(store, 1), new_image(store, 2)
+    job = store.create_job("aigenstudio", "retouch-key-1", [first, second])
+    images = store.job_images(job.id)
+    status = JobStatus(terminal=False, items={1: ItemResult(status="failed", error_code="blurry")})
+    changes = record_items(status, images, requeue={second})
+    moves = [lifecycle.move_from(image_id, S.SUBMITTED, fields) for image_id, fields in changes.items()]
+    assert [move.name for move in moves] == ["requeue"]
+    assert store.update_job_and_images(job.id, {"polls": 1}, {}, moves) == [second]
+    row = store.image(second)
+    assert (row.state, row.job_id, row.item_index, row.error_code) == (S.DISCOVERED, job.id, 1, "blurry")
+    assert [image.id for image in store.job_images(job.id)] == [first, second]
+
+
+def test_an_image_waiting_for_review_is_not_work_a_run_waits_for(store: Store) -> None:
+    from types import SimpleNamespace
+
+    from retouch.sync.runtime import pending_among
+
+    waiting, queued = new_image(store, 1, S.AWAITING_REVIEW), new_image(store, 2)
+    ctx = SimpleNamespace(store=store)
+    assert pending_among(ctx, None) == 1
+    assert pending_among(ctx, [waiting]) == 0 and pending_among(ctx, [queued]) == 1
+    assert store.counts_by_state() == {"awaiting_review": 1, "discovered": 1}

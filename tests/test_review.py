@@ -210,3 +210,44 @@ def test_kept_results_follow_the_keep_rule_and_never_go_while_waiting(tmp_path: 
     assert prune_results(store, results, 86400.0, time.time()) == (1, len(b"done long ago"))
     assert not results.has(done_sha) and results.has(waiting_sha)
     assert hashlib.sha256(results.get(waiting_sha)).hexdigest() == waiting_sha
+
+
+def test_a_reload_never_writes_a_waiting_result_and_never_holds_an_approved_one(shop, provider, tmp_path: Path) -> None:
+    """The decision is recorded in the image's state: review turned off by a reload leaves a waiting result
+    waiting (written only once approved, from the kept bytes); one approved is written with review on."""
+    import asyncio
+    import dataclasses
+
+    from conftest import pipeline_settings, run_async, until_enhanced
+    from retouch.sync.pipeline import write_back
+    from retouch.sync.review_settings import ReviewSettings
+    from retouch.sync.runtime import open_context
+
+    shop.seed(products=2, images_per_product=1, seed=21)
+    settings = pipeline_settings(shop, provider, tmp_path, extra='\n[review]\nmode = "all"\n')
+
+    async def scenario():
+        async with open_context(settings) as ctx:
+            assert len(await until_enhanced(ctx)) == 2
+            for _ in range(3):
+                await write_back(ctx)
+            waiting = ctx.store.images_in_state(S.AWAITING_REVIEW)
+            assert len(waiting) == 2 and shop.writes() == []
+            first, second = waiting
+            ctx.settings = dataclasses.replace(settings, review=ReviewSettings(mode="off"))  # a reload
+            for _ in range(3):
+                await write_back(ctx)
+            assert len(ctx.store.images_in_state(S.AWAITING_REVIEW)) == 2 and shop.writes() == []
+            review.approve(ctx.store, [first.id], now=ctx.clock())
+            ctx.settings = settings  # review on again: the approved one is still written
+            for _ in range(300):  # written, then verified once Shopify has processed it
+                await write_back(ctx)
+                if ctx.store.image(first.id).state == S.DONE:
+                    break
+                await asyncio.sleep(0.05)
+            return first, second, ctx.store.image(first.id).state, ctx.store.image(second.id).state
+
+    first, second, first_state, second_state = run_async(scenario())
+    assert (first_state, second_state) == (S.DONE, S.AWAITING_REVIEW)
+    assert [(w["media_id"], w["sha256"]) for w in shop.writes()] == [
+        (int(first.media_id.rsplit("/", 1)[-1]), first.result_sha256)]
