@@ -96,6 +96,7 @@ def test_plan_product_says_what_discovery_does_with_each_media() -> None:
         "position": 2,
         "alt": "alt 3",
         "rule": None,
+        "product_title": shoe.title,  # a rename shows in the requeued image's messages
     }  # the requeue transition clears the rest (storage/lifecycle.py)
     assert deleted.image_id == 12 and deleted.fields["error_code"] == "media_deleted"
     # Done rows come back only when the pass asks for them (resync --force); the first run records a baseline.
