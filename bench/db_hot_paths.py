@@ -173,7 +173,11 @@ def main() -> None:
     )
     for count in (0, 1, 50):
         ctx = Context(
-            settings=settings, store=store, backups=None, shopify=KnownProducts(first=1234, count=count), provider=None
+            settings=settings,
+            store=store,
+            backups=None,
+            shopify=KnownProducts(first=1234, count=count),
+            provider=SimpleNamespace(name="aigenstudio"),  # discovery names the provider (for [[rules]])
         )
         timings = []
         for _ in range(5):
