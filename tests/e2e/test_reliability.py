@@ -18,6 +18,11 @@ sys.path.insert(0, str(BENCH))
 from proof import ProofRow, markdown_table, problem_columns, rows_from, text_table  # noqa: E402
 from reliability import SUITES, Suite, run_suite  # noqa: E402
 
+# The module's fixture runs every suite once (1200 s at most, its own subprocess timeout): it is set up
+# inside the first test, so that test gets more than the suite-wide 300 s of pytest-timeout. A loaded machine
+# took longer than 300 s for the small run.
+pytestmark = pytest.mark.timeout(1500)
+
 
 @pytest.fixture(scope="module")
 def small_run(
