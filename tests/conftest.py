@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from retouch.plugin.providers.aigenstudio.sandbox import AigenSandbox
 from retouch.plugin.providers.base import webhook_token
@@ -22,6 +23,17 @@ from retouch.plugin.shopify.sandbox import ShopifySandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was() -> Iterator[None]:
+    """A test that configures logging in this process (`logs.configure("info", …)`) leaves structlog's
+    level filter behind: a later test's `capture_logs()` would then miss every debug event. Put back
+    the configuration each test found, so no test depends on the order the suite runs in."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
 
 # Distinctive fake secrets: tests assert they never show up in output.
 SHOP_TOKEN = "shpat_TESTSECRET_shop_7f3a9c"
