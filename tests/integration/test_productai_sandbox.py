@@ -538,6 +538,8 @@ def test_webhook_is_retried_until_it_gets_200_and_is_account_level(
     wait_for(lambda: len(hooks.accepted()) == 1, "the retried webhook")
     assert hooks.accepted()[0]["job_id"] == str(job_id)
     assert [status for _, _, _, status in hooks.deliveries] == [204, 200]
+    # The sandbox counts a delivery once it has read the receiver's 200, a moment after the receiver saw it.
+    wait_for(lambda: sandbox.stats()["webhooks"]["delivered"] == 1, "the sandbox to count the delivery")
     assert sandbox.stats()["webhooks"] == {"delivered": 1, "failed_attempts": 1, "abandoned": 0}
     assert key_stats(sandbox, OTHER_KEY)["webhook_url"] is None and key_stats(sandbox)["webhook_url"] == url
 
